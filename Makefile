@@ -1,0 +1,80 @@
+# Keyway: `make run` starts the portal, `make test` runs every test.
+# Both install what they need on Debian 12 (run as root) when it is missing.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+export PATH := /usr/local/go/bin:$(HOME)/go/bin:$(PATH)
+export DEBIAN_FRONTEND := noninteractive
+
+GO      ?= go
+DATA    ?= ./data
+LISTEN  ?= :8443
+
+# Debian packages: what the portal needs to build and run, and what the
+# tests add (real servers and a real browser).
+DEBS_RUN  := gcc libc6-dev pkg-config nodejs npm openssh-server openssh-client
+DEBS_TEST := $(DEBS_RUN) sshpass chromium fonts-dejavu-core procps iproute2
+
+.PHONY: run demo test build assets generate lint unit e2e bench deps-run deps-test check-go clean
+
+run: build
+	./bin/portal serve --data $(DATA) --listen $(LISTEN)
+
+demo: build
+	./bin/portal demo --listen $(LISTEN)
+
+test: deps-test assets lint unit e2e
+
+build: deps-run assets
+	$(GO) build -o bin/portal ./cmd/portal
+
+# Installs the Debian packages in $(1) that are not installed yet.
+define apt_install
+	@missing=""; for p in $(1); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+endef
+
+check-go:
+	@command -v $(GO) >/dev/null || { echo "Go 1.26 or newer is needed: install it to /usr/local/go (https://go.dev/doc/install)"; exit 1; }
+
+deps-run: check-go
+	$(call apt_install,$(DEBS_RUN))
+	@$(MAKE) --no-print-directory node_modules/.installed
+
+deps-test: deps-run
+	$(call apt_install,$(DEBS_TEST))
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+assets: node_modules/.installed
+	npm run --silent build
+
+generate:
+	$(GO) tool templ generate -path web/ui
+
+lint: assets
+	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null || true); \
+	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	@$(GO) tool templ generate -path web/ui >/dev/null 2>&1; \
+	  if ! git diff --quiet -- web/ui; then echo "web/ui: templ generate changes committed files; run make generate"; git diff --stat -- web/ui; exit 1; fi
+	npx tsc --noEmit -p web
+
+unit: assets
+	$(GO) test -race -count=1 ./...
+
+e2e: build
+	npm run --silent e2e
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./e2e/bench/...
+
+clean:
+	rm -rf bin web/assets/dist/*.js web/assets/dist/*.css web/assets/dist/*.map

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/keyway-dev/keyway/e2e/targets"
+	"github.com/keyway-dev/keyway/portal/auth"
+	"github.com/keyway-dev/keyway/portal/store"
+)
+
+// demoInfo is what `portal demo` prints and writes to DATA/demo.json, so a
+// newcomer (or the end-to-end tests) can sign in and connect at once.
+type demoInfo struct {
+	URL     string     `json:"url"`
+	Admin   demoLogin  `json:"admin"`
+	User    demoLogin  `json:"user"`
+	Targets demoTarget `json:"ssh_target"`
+}
+
+type demoLogin struct {
+	Name     string `json:"name"`
+	Password string `json:"password"`
+}
+
+type demoTarget struct {
+	Resource string `json:"resource"`
+	Host     string `json:"host"`
+	Port     int    `json:"port"`
+	Login    string `json:"login"`
+	Password string `json:"password"`
+}
+
+// demo runs the portal with real demo targets on loopback: an OpenSSH sshd
+// now, and a demo admin, a demo user, resources and grants. It never runs
+// unless asked for, and keeps its own data directory.
+func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var cfg serveConfig
+	fs := flag.NewFlagSet("portal demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg.flags(fs)
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	if !isFlagSet(fs, "data") && os.Getenv("KEYWAY_DATA") == "" {
+		cfg.DataDir = "./data-demo"
+	}
+	sshd, err := targets.StartSSHD(ctx, filepath.Join(cfg.DataDir, "targets", "sshd"), targets.SSHDOptions{})
+	if err != nil {
+		return fmt.Errorf("start demo sshd: %w", err)
+	}
+	defer sshd.Stop()
+
+	return serveWith(ctx, cfg, stderr, func(ctx context.Context, p *portal) error {
+		info, err := seedDemo(ctx, p.Store, sshd)
+		if err != nil {
+			return fmt.Errorf("create demo data: %w", err)
+		}
+		info.URL = p.URL
+		b, _ := json.MarshalIndent(info, "", "  ")
+		if err := os.WriteFile(filepath.Join(cfg.DataDir, "demo.json"), append(b, '\n'), 0o600); err != nil {
+			return fmt.Errorf("write demo.json: %w", err)
+		}
+		fmt.Fprintf(stdout, `
+Keyway demo is running at %s
+  (self-signed certificate: your browser will ask you to accept it)
+
+  admin:  %-12s password %s
+  user:   %-12s password %s
+
+Sign in as the user and click Connect on %q for a terminal on the demo sshd
+(%s:%d). Sign in as the admin to manage users, resources and grants.
+Press Ctrl+C to stop.
+`, info.URL, info.Admin.Name, info.Admin.Password, info.User.Name, info.User.Password,
+			info.Targets.Resource, info.Targets.Host, info.Targets.Port)
+		return nil
+	})
+}
+
+func isFlagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// seedDemo creates or refreshes the demo accounts and resources. Passwords
+// are new at every start and the resource follows the sshd's current port.
+func seedDemo(ctx context.Context, st *store.Store, sshd *targets.SSHD) (demoInfo, error) {
+	info := demoInfo{
+		Admin: demoLogin{Name: "demo-admin", Password: "admin-" + rand.Text()[:12]},
+		User:  demoLogin{Name: "demo-user", Password: "user-" + rand.Text()[:12]},
+		Targets: demoTarget{Resource: "demo-ssh", Host: sshd.Host, Port: sshd.Port,
+			Login: sshd.User, Password: sshd.Password},
+	}
+	var userID int64
+	for _, l := range []struct {
+		login demoLogin
+		role  store.Role
+		name  string
+	}{{info.Admin, store.RoleAdmin, "Demo Admin"}, {info.User, store.RoleUser, "Demo User"}} {
+		hash, err := auth.HashPassword(l.login.Password)
+		if err != nil {
+			return info, err
+		}
+		u, err := st.UserByName(ctx, l.login.Name)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			u, err = st.CreateUser(ctx, store.User{Name: l.login.Name, DisplayName: l.name, Role: l.role}, hash)
+		case err == nil:
+			err = st.SetPasswordHash(ctx, u.ID, hash)
+		}
+		if err != nil {
+			return info, fmt.Errorf("demo user %s: %w", l.login.Name, err)
+		}
+		userID = u.ID
+	}
+
+	res := store.Resource{
+		Name: info.Targets.Resource, Description: "OpenSSH server started by portal demo on loopback",
+		Protocol: "ssh", Host: sshd.Host, Port: sshd.Port, Login: sshd.User, Tags: []string{"demo"},
+	}
+	secrets := &store.Secrets{Password: sshd.Password}
+	existing, err := findResource(ctx, st, res.Name)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		res, err = st.CreateResource(ctx, res, secrets)
+	case err == nil:
+		res.ID = existing.ID
+		err = st.UpdateResource(ctx, res, secrets)
+	}
+	if err != nil {
+		return info, fmt.Errorf("demo resource: %w", err)
+	}
+	// The demo knows the sshd's host key, so it pins it up front.
+	if err := st.ReplaceHostKey(ctx, res.ID, sshd.HostKey); err != nil {
+		return info, fmt.Errorf("pin demo host key: %w", err)
+	}
+	ok, err := st.CanUse(ctx, userID, res.ID)
+	if err != nil {
+		return info, err
+	}
+	if !ok {
+		if _, err := st.CreateGrant(ctx, res.ID, "user", userID); err != nil {
+			return info, fmt.Errorf("demo grant: %w", err)
+		}
+	}
+	return info, nil
+}
+
+func findResource(ctx context.Context, st *store.Store, name string) (store.Resource, error) {
+	rs, err := st.ListResources(ctx)
+	if err != nil {
+		return store.Resource{}, err
+	}
+	for _, r := range rs {
+		if r.Name == name {
+			return r, nil
+		}
+	}
+	return store.Resource{}, store.ErrNotFound
+}

@@ -1,0 +1,73 @@
+// Command portal runs the Keyway access portal: the web UI, the JSON API and
+// an embedded gateway, so one process on one machine is a complete system.
+//
+//	portal serve            run the portal
+//	portal demo             run the portal with loopback demo targets
+//	portal users add NAME   create a user (password from stdin)
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	// Time zones for the audit filters, also on hosts without tzdata.
+	_ "time/tzdata"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, errUsage) {
+			fmt.Fprintln(os.Stderr, "portal:", err)
+		}
+		os.Exit(2)
+	}
+}
+
+var errUsage = errors.New("usage")
+
+const usage = `Usage:
+  portal serve [flags]                 run the portal (portal serve -h for flags)
+  portal demo [flags]                  run the portal with demo targets on loopback
+  portal users add NAME --role ROLE --password-stdin [--data DIR]
+                                       create a user; ROLE is admin, auditor or user
+`
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errUsage
+	}
+	switch args[0] {
+	case "serve":
+		return serve(ctx, args[1:], stderr, nil)
+	case "demo":
+		return demo(ctx, args[1:], stdout, stderr)
+	case "users":
+		if len(args) < 2 || args[1] != "add" {
+			fmt.Fprint(stderr, usage)
+			return errUsage
+		}
+		return usersAdd(ctx, args[2:], stdin, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprintf(stderr, "unknown command %q\n%s", args[0], usage)
+		return errUsage
+	}
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: use debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}

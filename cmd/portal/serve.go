@@ -1,0 +1,249 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/keyway-dev/keyway/gateway"
+	"github.com/keyway-dev/keyway/gateway/wire"
+	"github.com/keyway-dev/keyway/portal/audit"
+	"github.com/keyway-dev/keyway/portal/auth"
+	"github.com/keyway-dev/keyway/portal/authz"
+	"github.com/keyway-dev/keyway/portal/certs"
+	"github.com/keyway-dev/keyway/portal/gateways"
+	"github.com/keyway-dev/keyway/portal/httpui"
+	"github.com/keyway-dev/keyway/portal/store"
+	"github.com/keyway-dev/keyway/web/assets"
+)
+
+// serveConfig is what `portal serve` is configured with.
+type serveConfig struct {
+	DataDir       string
+	Listen        string
+	PublicURL     string
+	TLSCert       string
+	TLSKey        string
+	SecretsKey    string
+	GatewayListen string
+	LogLevel      string
+}
+
+func (c *serveConfig) flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.DataDir, "data", envOr("KEYWAY_DATA", "./data"), "data directory: database, keys, certificate (env KEYWAY_DATA)")
+	fs.StringVar(&c.Listen, "listen", envOr("KEYWAY_LISTEN", ":8443"), "HTTPS listen address (env KEYWAY_LISTEN)")
+	fs.StringVar(&c.PublicURL, "public-url", envOr("KEYWAY_PUBLIC_URL", ""), "URL users reach the portal at, for printed links (default https://localhost:PORT)")
+	fs.StringVar(&c.TLSCert, "tls-cert", envOr("KEYWAY_TLS_CERT", ""), "PEM certificate file; default: a self-signed one in the data directory")
+	fs.StringVar(&c.TLSKey, "tls-key", envOr("KEYWAY_TLS_KEY", ""), "PEM private key file for -tls-cert")
+	fs.StringVar(&c.SecretsKey, "secrets-key", envOr("KEYWAY_SECRETS_KEY", ""), "file with the key that encrypts target credentials (default DATA/secrets.key; keep it outside backups of the database)")
+	fs.StringVar(&c.GatewayListen, "gateway-listen", envOr("KEYWAY_GATEWAY_LISTEN", "127.0.0.1:7993"), "loopback address of the embedded gateway's SSH listener")
+	fs.StringVar(&c.LogLevel, "log-level", envOr("KEYWAY_LOG_LEVEL", "info"), "debug, info, warn or error")
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// afterStart is called once the portal listens, with its URL; demo uses it.
+type afterStart func(ctx context.Context, p *portal) error
+
+func serve(ctx context.Context, args []string, stderr io.Writer, hook afterStart) error {
+	var cfg serveConfig
+	fs := flag.NewFlagSet("portal serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg.flags(fs)
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	return serveWith(ctx, cfg, stderr, hook)
+}
+
+// portal is a running portal's parts, for commands that act on it.
+type portal struct {
+	cfg    serveConfig
+	URL    string
+	Store  *store.Store
+	Logger *slog.Logger
+}
+
+func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afterStart) error {
+	logger, err := newLogger(stderr, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return errors.New("give both -tls-cert and -tls-key, or neither for a self-signed certificate")
+	}
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	sessions, stopSessions := auth.NewSessions(st.DB())
+	defer stopSessions()
+	auditLog := audit.New(st, logger, time.Now)
+
+	// The embedded gateway is a real gateway reached over the same mutual TLS
+	// as a remote one; only its keys are set up here instead of by an admin.
+	portalID, err := wire.LoadOrCreateIdentity(filepath.Join(cfg.DataDir, "portal-identity.pem"))
+	if err != nil {
+		return fmt.Errorf("portal identity: %w", err)
+	}
+	gwID, err := wire.LoadOrCreateIdentity(filepath.Join(cfg.DataDir, "gateway", "identity.pem"))
+	if err != nil {
+		return fmt.Errorf("embedded gateway identity: %w", err)
+	}
+	gw, err := gateway.New(gateway.Config{
+		SSHAddr:       cfg.GatewayListen,
+		Identity:      gwID,
+		TrustedPortal: func(k ed25519.PublicKey) bool { return portalID.PublicKey().Equal(k) },
+		Logger:        logger.With("component", "gateway", "gateway", "embedded"),
+	})
+	if err != nil {
+		return fmt.Errorf("embedded gateway: %w", err)
+	}
+	if err := gw.Start(); err != nil {
+		return fmt.Errorf("start embedded gateway on %s: %w", cfg.GatewayListen, err)
+	}
+	defer gw.Close()
+	pool := gateways.New(portalID, logger.With("component", "gateways"), 30*time.Second)
+	pool.Set([]gateways.Gateway{{
+		ID: "embedded", Name: "embedded", Segment: gateways.DefaultSegment,
+		SSHAddr: gw.Addr().String(), Key: gwID.PublicKey(),
+	}})
+
+	cert, err := loadCert(cfg, logger)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	publicURL := cfg.PublicURL
+	if publicURL == "" {
+		publicURL = fmt.Sprintf("https://localhost:%d", ln.Addr().(*net.TCPAddr).Port)
+	}
+	publicURL = strings.TrimRight(publicURL, "/")
+
+	ui := httpui.New(httpui.Deps{
+		Store: st, Sessions: sessions, Auth: auth.New(st, auth.NewLimiter(time.Now), logger),
+		Audit: auditLog, Authz: authz.New(st), Gateways: pool, Assets: assets.Handler(), Logger: logger,
+	})
+	defer ui.Close()
+	srv := &http.Server{
+		Handler:           ui,
+		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.ServeTLS(ln, "", "") }()
+	logger.Info("portal listening", "url", publicURL, "addr", ln.Addr().String(), "gateway", gw.Addr().String())
+
+	if err := announceSetup(ctx, st, logger, publicURL); err != nil {
+		return err
+	}
+	p := &portal{cfg: cfg, URL: publicURL, Store: st, Logger: logger}
+	if hook != nil {
+		if err := hook(ctx, p); err != nil {
+			srv.Close()
+			return err
+		}
+	}
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve HTTPS: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ui.Close() // ends hijacked terminal sessions, which Shutdown does not see
+	if err := srv.Shutdown(shutCtx); err != nil {
+		logger.Warn("shutdown", "err", err)
+	}
+	return nil
+}
+
+func openStore(ctx context.Context, cfg serveConfig) (*store.Store, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	keyPath := cfg.SecretsKey
+	if keyPath == "" {
+		keyPath = filepath.Join(cfg.DataDir, "secrets.key")
+	}
+	key, err := store.LoadOrCreateKey(keyPath)
+	if err != nil {
+		return nil, fmt.Errorf("secrets key: %w", err)
+	}
+	sealer, err := store.NewSealer(key)
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.Open(ctx, filepath.Join(cfg.DataDir, "keyway.db"), sealer)
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	return st, nil
+}
+
+func loadCert(cfg serveConfig, logger *slog.Logger) (tls.Certificate, error) {
+	if cfg.TLSCert != "" {
+		c, err := certs.Load(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return c, err
+		}
+		logger.Info("using TLS certificate", "file", cfg.TLSCert, "sha256", certs.Fingerprint(c))
+		return c, nil
+	}
+	host, _, _ := net.SplitHostPort(cfg.Listen)
+	c, created, err := certs.LoadOrCreateSelfSigned(cfg.DataDir, []string{host})
+	if err != nil {
+		return c, err
+	}
+	msg := "using self-signed TLS certificate"
+	if created {
+		msg = "created self-signed TLS certificate"
+	}
+	logger.Info(msg, "file", filepath.Join(cfg.DataDir, "tls.crt"), "sha256", certs.Fingerprint(c),
+		"hint", "browsers will warn; compare this fingerprint, or pass -tls-cert and -tls-key")
+	return c, nil
+}
+
+// announceSetup prints a one-time link to create the first admin while the
+// portal has no users. A new link replaces the previous one at every start.
+func announceSetup(ctx context.Context, st *store.Store, logger *slog.Logger, publicURL string) error {
+	n, err := st.CountUsers(ctx)
+	if err != nil {
+		return fmt.Errorf("count users: %w", err)
+	}
+	if n > 0 {
+		return nil
+	}
+	token, err := httpui.NewSetupToken(ctx, st)
+	if err != nil {
+		return err
+	}
+	logger.Info("no users yet: open this one-time link to create the first admin, or run `portal users add NAME --role admin --password-stdin`",
+		"setup_url", publicURL+"/setup/"+token)
+	return nil
+}

@@ -1,0 +1,343 @@
+// Package bench measures the portal's paths against the peers' paths side by
+// side in one run, and reports the ratios. Run with `make bench`; results
+// are recorded in docs/benchmarks.md.
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// demoInfo is the part of DATA/demo.json the benchmarks read.
+type demoInfo struct {
+	URL  string `json:"url"`
+	User struct {
+		Name     string `json:"name"`
+		Password string `json:"password"`
+	} `json:"user"`
+	Target struct {
+		Resource string `json:"resource"`
+		Host     string `json:"host"`
+		Port     int    `json:"port"`
+		Login    string `json:"login"`
+		Password string `json:"password"`
+	} `json:"ssh_target"`
+}
+
+// startDemo runs the built portal binary in demo mode (portal, embedded
+// gateway and a real sshd on loopback) and stops it when b ends.
+func startDemo(b *testing.B) demoInfo {
+	b.Helper()
+	bin, err := filepath.Abs(filepath.Join("..", "..", "bin", "portal"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := os.Stat(bin); err != nil {
+		b.Fatalf("%s: build it first with make build", bin)
+	}
+	dir := b.TempDir()
+	cmd := exec.Command(bin, "demo", "--data", dir, "--listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0", "--log-level", "warn")
+	var log bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	b.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		<-exited
+	})
+	deadline := time.After(60 * time.Second)
+	for {
+		if raw, err := os.ReadFile(filepath.Join(dir, "demo.json")); err == nil {
+			var info demoInfo
+			if err := json.Unmarshal(raw, &info); err != nil {
+				b.Fatal(err)
+			}
+			return info
+		}
+		select {
+		case err := <-exited:
+			b.Fatalf("portal demo stopped: %v\n%s", err, log.String())
+		case <-deadline:
+			b.Fatalf("portal demo did not start within 60 s\n%s", log.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// signedInClient signs in to the portal and returns the client and the
+// WebSocket URL of the demo resource's terminal.
+func signedInClient(b *testing.B, info demoInfo) (*websocket.Dialer, string) {
+	b.Helper()
+	jar, _ := cookiejar.New(nil)
+	// The demo portal has a self-signed certificate on loopback.
+	tlsConf := &tls.Config{InsecureSkipVerify: true}
+	c := &http.Client{Jar: jar, Transport: &http.Transport{TLSClientConfig: tlsConf}}
+	resp, err := c.PostForm(info.URL+"/signin", url.Values{"username": {info.User.Name}, "password": {info.User.Password}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	resp.Body.Close()
+	resp, err = c.Get(info.URL + "/")
+	if err != nil {
+		b.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := regexp.MustCompile(`href="(/connect/\d+)"`).FindSubmatch(page)
+	if m == nil {
+		b.Fatalf("no Connect link on the home page (status %d)", resp.StatusCode)
+	}
+	u, _ := url.Parse(info.URL)
+	return &websocket.Dialer{TLSClientConfig: tlsConf, Jar: jar, HandshakeTimeout: 10 * time.Second},
+		"wss://" + u.Host + string(m[1]) + "/ws?cols=200&rows=50"
+}
+
+// portalTerm is a terminal session through portal, gateway and sshd.
+type portalTerm struct {
+	ws  *websocket.Conn
+	buf []byte
+}
+
+func openPortalTerm(b *testing.B, d *websocket.Dialer, wsURL, origin string) *portalTerm {
+	b.Helper()
+	ws, _, err := d.Dial(wsURL, http.Header{"Origin": {origin}})
+	if err != nil {
+		b.Fatalf("open terminal WebSocket: %v", err)
+	}
+	b.Cleanup(func() { ws.Close() })
+	for {
+		mt, p, err := ws.ReadMessage()
+		if err != nil {
+			b.Fatalf("wait for connected: %v", err)
+		}
+		if mt == websocket.TextMessage {
+			if !bytes.Contains(p, []byte(`"connected"`)) {
+				b.Fatalf("terminal refused: %s", p)
+			}
+			return &portalTerm{ws: ws}
+		}
+	}
+}
+
+func (t *portalTerm) Write(p []byte) (int, error) {
+	return len(p), t.ws.WriteMessage(websocket.BinaryMessage, p)
+}
+
+func (t *portalTerm) Read(p []byte) (int, error) {
+	for len(t.buf) == 0 {
+		mt, msg, err := t.ws.ReadMessage()
+		if err != nil {
+			return 0, err
+		}
+		if mt == websocket.BinaryMessage {
+			t.buf = msg
+		}
+	}
+	n := copy(p, t.buf)
+	t.buf = t.buf[n:]
+	return n, nil
+}
+
+// directSSH runs OpenSSH's ssh client straight to the target with a remote
+// pty, as a user at a terminal would.
+func directSSH(b *testing.B, info demoInfo, remote string) (io.WriteCloser, io.Reader, func()) {
+	b.Helper()
+	t := info.Target
+	cmd := exec.Command("sshpass", "-p", t.Password, "ssh", "-tt", "-q",
+		"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+		"-p", fmt.Sprint(t.Port), t.Login+"@"+t.Host, remote)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatalf("start ssh (apt-get install openssh-client sshpass): %v", err)
+	}
+	return in, out, func() { in.Close(); cmd.Process.Kill(); cmd.Wait() }
+}
+
+// readUntil reads from r until marker has been seen, returning the bytes read.
+func readUntil(r *bufio.Reader, marker string) (int64, error) {
+	var n int64
+	window := make([]byte, 0, 2*len(marker))
+	for {
+		c, err := r.ReadByte()
+		if err != nil {
+			return n, err
+		}
+		n++
+		window = append(window, c)
+		if len(window) > len(marker) {
+			window = window[1:]
+		}
+		if string(window) == marker {
+			return n, nil
+		}
+	}
+}
+
+const (
+	echoSamples = 1000
+	// rawCat turns the remote pty raw and echoes each byte back with cat; the
+	// quotes keep the typed line from containing the READY marker itself.
+	rawCat = `stty raw -echo; echo RE""ADY; exec cat`
+)
+
+// echoLatencies sends one byte at a time and waits for its echo.
+func echoLatencies(w io.Writer, r *bufio.Reader) ([]time.Duration, error) {
+	if _, err := readUntil(r, "READY"); err != nil {
+		return nil, fmt.Errorf("wait for raw mode: %w", err)
+	}
+	// Drain the line end after READY.
+	if _, err := readUntil(r, "\n"); err != nil {
+		return nil, err
+	}
+	lat := make([]time.Duration, 0, echoSamples)
+	key := []byte{'x'}
+	for range echoSamples {
+		start := time.Now()
+		if _, err := w.Write(key); err != nil {
+			return nil, err
+		}
+		c, err := r.ReadByte()
+		if err != nil {
+			return nil, err
+		}
+		if c != 'x' {
+			return nil, fmt.Errorf("echo was %q, not x", c)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	return lat, nil
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[int(float64(len(s)-1)*p)]
+}
+
+// BenchmarkKeystrokeEcho measures keystroke-to-echo latency through
+// browser WebSocket → portal → gateway → sshd, against OpenSSH's ssh client
+// straight to the same sshd, and reports both and the added latency.
+func BenchmarkKeystrokeEcho(b *testing.B) {
+	info := startDemo(b)
+	dialer, wsURL := signedInClient(b, info)
+	for range b.N {
+		pt := openPortalTerm(b, dialer, wsURL, info.URL)
+		pt.Write([]byte(rawCat + "\n"))
+		portal, err := echoLatencies(pt, bufio.NewReader(pt))
+		if err != nil {
+			b.Fatalf("portal path: %v", err)
+		}
+		pt.ws.Close()
+
+		in, out, stop := directSSH(b, info, rawCat)
+		direct, err := echoLatencies(in, bufio.NewReader(out))
+		stop()
+		if err != nil {
+			b.Fatalf("ssh path: %v", err)
+		}
+		for _, q := range []struct {
+			name string
+			p    float64
+		}{{"p50", 0.5}, {"p99", 0.99}} {
+			pp, dp := percentile(portal, q.p), percentile(direct, q.p)
+			b.ReportMetric(float64(pp.Microseconds()), "portal-"+q.name+"-µs")
+			b.ReportMetric(float64(dp.Microseconds()), "ssh-"+q.name+"-µs")
+			b.ReportMetric(float64((pp - dp).Microseconds()), "added-"+q.name+"-µs")
+		}
+	}
+}
+
+const bulkSize = 100 << 20
+
+// bulkFile makes a 100 MB text file the target user can read.
+func bulkFile(b *testing.B) string {
+	path := filepath.Join(os.TempDir(), "keyway-bench-100M.txt")
+	if fi, err := os.Stat(path); err == nil && fi.Size() == bulkSize {
+		return path
+	}
+	line := bytes.Repeat([]byte("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_"), 2)
+	line = append(line[:127], '\n')
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	for i := 0; i < bulkSize/len(line); i++ {
+		w.Write(line)
+	}
+	if err := errors.Join(w.Flush(), f.Chmod(0o644), f.Close()); err != nil {
+		b.Fatal(err)
+	}
+	return path
+}
+
+// BenchmarkBulkOutput measures `cat` of a 100 MB file through the portal
+// against OpenSSH's ssh client, both with a remote pty, and reports MB/s and
+// the ratio portal/ssh.
+func BenchmarkBulkOutput(b *testing.B) {
+	info := startDemo(b)
+	dialer, wsURL := signedInClient(b, info)
+	path := bulkFile(b)
+	var portalSecs, sshSecs float64
+	for range b.N {
+		pt := openPortalTerm(b, dialer, wsURL, info.URL)
+		r := bufio.NewReaderSize(pt, 64<<10)
+		pt.Write([]byte("stty -echo; echo RE\"\"ADY\n"))
+		if _, err := readUntil(r, "READY"); err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		pt.Write([]byte("cat " + path + "; echo EN\"\"D\n"))
+		n, err := readUntil(r, "END")
+		if err != nil {
+			b.Fatal(err)
+		}
+		portalSecs += time.Since(start).Seconds()
+		if n < bulkSize {
+			b.Fatalf("portal path delivered %d bytes, want at least %d", n, bulkSize)
+		}
+		pt.ws.Close()
+
+		start = time.Now()
+		_, out, stop := directSSH(b, info, "cat "+path)
+		m, err := io.Copy(io.Discard, out)
+		sshSecs += time.Since(start).Seconds()
+		stop()
+		if err != nil || m < bulkSize {
+			b.Fatalf("ssh path delivered %d bytes: %v", m, err)
+		}
+	}
+	mb := float64(bulkSize) / 1e6 * float64(b.N)
+	b.ReportMetric(mb/portalSecs, "portal-MB/s")
+	b.ReportMetric(mb/sshSecs, "ssh-MB/s")
+	b.ReportMetric(sshSecs/portalSecs, "portal/ssh-throughput")
+}
+

@@ -1,0 +1,343 @@
+// Package sshgw is the gateway's SSH engine: it dials a target, checks its
+// host key against the pinned one, signs in with the injected credentials
+// and runs a terminal session relayed as wire frames.
+package sshgw
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/keyway-dev/keyway/gateway/wire"
+)
+
+// Engine opens SSH sessions to targets.
+type Engine struct {
+	logger      *slog.Logger
+	dialTimeout time.Duration
+}
+
+// New returns an Engine; dialTimeout bounds the TCP dial and the SSH
+// handshake with sign-in.
+func New(logger *slog.Logger, dialTimeout time.Duration) *Engine {
+	return &Engine{logger: logger, dialTimeout: dialTimeout}
+}
+
+// Client is a signed-in SSH connection to a target.
+type Client struct {
+	*ssh.Client
+	// HostKey is the key the target presented, in authorized_keys form.
+	HostKey     string
+	Fingerprint string
+}
+
+// Dial connects to the request's target and signs in. A failure comes back
+// as a refusing Response with a sentence for the user, and the host key the
+// target presented if it got that far.
+func (e *Engine) Dial(ctx context.Context, req *wire.Request) (*Client, *wire.Response) {
+	target := req.Target.String()
+	ctx, cancel := context.WithTimeout(ctx, e.dialTimeout)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", target)
+	if err != nil {
+		return nil, refusal(dialError(target, err, e.dialTimeout), nil)
+	}
+	// The handshake has no context of its own: the deadline bounds it.
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
+	defer stop()
+
+	var seen ssh.PublicKey
+	cfg := &ssh.ClientConfig{
+		User:    req.Credentials.Username,
+		Auth:    authMethods(req.Credentials),
+		Timeout: e.dialTimeout,
+		HostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
+			seen = key
+			if req.HostKey == "" {
+				return nil // first use: the portal pins what we report
+			}
+			pinned, _, _, _, err := ssh.ParseAuthorizedKey([]byte(req.HostKey))
+			if err != nil {
+				return fmt.Errorf("pinned host key unreadable: %w", err)
+			}
+			if string(pinned.Marshal()) != string(key.Marshal()) {
+				return errHostKeyMismatch{expected: ssh.FingerprintSHA256(pinned), got: ssh.FingerprintSHA256(key)}
+			}
+			return nil
+		},
+	}
+	c, chans, reqs, err := ssh.NewClientConn(conn, target, cfg)
+	if err != nil {
+		conn.Close()
+		return nil, refusal(handshakeError(target, req.Credentials.Username, err, ctx.Err() != nil, e.dialTimeout), seen)
+	}
+	conn.SetDeadline(time.Time{})
+	return &Client{
+		Client:      ssh.NewClient(c, chans, reqs),
+		HostKey:     authorizedKey(seen),
+		Fingerprint: ssh.FingerprintSHA256(seen),
+	}, nil
+}
+
+func authorizedKey(k ssh.PublicKey) string {
+	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k)))
+}
+
+// refusal is the Response for a failed dial; it names the host key seen so
+// the portal can offer a changed key to an admin.
+func refusal(err *wire.Error, seen ssh.PublicKey) *wire.Response {
+	r := &wire.Response{Code: err.Code, Message: err.Message}
+	if seen != nil {
+		r.HostKey, r.HostKeyFingerprint = authorizedKey(seen), ssh.FingerprintSHA256(seen)
+	}
+	return r
+}
+
+type errHostKeyMismatch struct {
+	expected, got string
+}
+
+func (e errHostKeyMismatch) Error() string {
+	return "host key mismatch: expected " + e.expected + ", got " + e.got
+}
+
+func authMethods(c wire.Credentials) []ssh.AuthMethod {
+	var m []ssh.AuthMethod
+	if c.PrivateKey != "" {
+		if signer, err := ssh.ParsePrivateKey([]byte(c.PrivateKey)); err == nil {
+			m = append(m, ssh.PublicKeys(signer))
+		}
+	}
+	if c.Password != "" {
+		pw := string(c.Password)
+		m = append(m, ssh.Password(pw))
+		// Many servers only offer keyboard-interactive for passwords (PAM).
+		m = append(m, ssh.KeyboardInteractive(func(_, _ string, questions []string, _ []bool) ([]string, error) {
+			answers := make([]string, len(questions))
+			for i := range questions {
+				answers[i] = pw
+			}
+			return answers, nil
+		}))
+	}
+	return m
+}
+
+func dialError(target string, err error, timeout time.Duration) *wire.Error {
+	var ne net.Error
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return wire.Errorf(wire.CodeRefused, "target %s refused the connection: is the SSH server running on that port?", target)
+	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
+		return wire.Errorf(wire.CodeTimeout, "target %s did not answer within %s", target, timeout)
+	case errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH):
+		return wire.Errorf(wire.CodeUnreachable, "target %s cannot be reached from the gateway (no route)", target)
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return wire.Errorf(wire.CodeUnreachable, "target host %s could not be resolved by the gateway", dnsErr.Name)
+	}
+	return wire.Errorf(wire.CodeUnreachable, "target %s could not be reached: %v", target, err)
+}
+
+func handshakeError(target, user string, err error, timedOut bool, timeout time.Duration) *wire.Error {
+	var m errHostKeyMismatch
+	switch {
+	case errors.As(err, &m):
+		return wire.Errorf(wire.CodeHostKeyMismatch,
+			"the host key of %s has changed: expected %s, got %s. This can mean the server was reinstalled, or that someone is intercepting the connection; an administrator must check and accept the new key on the resource's page", target, m.expected, m.got)
+	case strings.Contains(err.Error(), "unable to authenticate"):
+		return wire.Errorf(wire.CodeAuthFailed, "the target %s rejected the login for user %q: wrong password or key", target, user)
+	case timedOut:
+		return wire.Errorf(wire.CodeTimeout, "target %s did not complete the SSH handshake within %s", target, timeout)
+	case errors.Is(err, io.EOF):
+		return wire.Errorf(wire.CodeUnreachable, "target %s closed the connection during the SSH handshake: is it an SSH server?", target)
+	}
+	return wire.Errorf(wire.CodeUnreachable, "SSH handshake with %s failed: %v", target, err)
+}
+
+// Terminal is a shell with a pty on a target.
+type Terminal struct {
+	client  *Client
+	session *ssh.Session
+	stdin   io.WriteCloser
+	stdout  io.Reader
+}
+
+// OpenTerminal dials the target and starts a login shell in a pty. The
+// Response is what the gateway answers the portal: ok with the host key, or
+// the refusal.
+func (e *Engine) OpenTerminal(ctx context.Context, req *wire.Request) (*Terminal, *wire.Response) {
+	if req.Terminal == nil {
+		return nil, refusal(wire.Errorf(wire.CodeBadRequest, "a terminal session needs a terminal size"), nil)
+	}
+	c, resp := e.Dial(ctx, req)
+	if resp != nil {
+		return nil, resp
+	}
+	t, err := startShell(c, req.Terminal)
+	if err != nil {
+		c.Close()
+		return nil, &wire.Response{Code: wire.CodeInternal, Message: fmt.Sprintf("the target %s accepted the login but did not start a shell: %v", req.Target, err),
+			HostKey: c.HostKey, HostKeyFingerprint: c.Fingerprint}
+	}
+	return t, &wire.Response{OK: true, HostKey: c.HostKey, HostKeyFingerprint: c.Fingerprint}
+}
+
+func startShell(c *Client, term *wire.Terminal) (*Terminal, error) {
+	s, err := c.NewSession()
+	if err != nil {
+		return nil, fmt.Errorf("open session: %w", err)
+	}
+	tt := term.Term
+	if tt == "" {
+		tt = "xterm-256color"
+	}
+	// Like OpenSSH's client (SendEnv LANG), ask for a UTF-8 locale so the
+	// remote shell reads and shows what the browser sends; servers that do
+	// not accept the variable simply ignore the request.
+	s.Setenv("LANG", "C.UTF-8")
+	modes := ssh.TerminalModes{ssh.ECHO: 1, ssh.TTY_OP_ISPEED: 38400, ssh.TTY_OP_OSPEED: 38400, ssh.IUTF8: 1}
+	if err := s.RequestPty(tt, term.Rows, term.Cols, modes); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("request pty: %w", err)
+	}
+	stdin, err := s.StdinPipe()
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	// With a pty, stderr arrives on stdout; anything sent separately is
+	// merged below.
+	pr, pw := io.Pipe()
+	s.Stdout, s.Stderr = pw, pw
+	if err := s.Shell(); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("start shell: %w", err)
+	}
+	t := &Terminal{client: c, session: s, stdin: stdin, stdout: pr}
+	go func() {
+		// Wait returns once the remote command ended and output was copied;
+		// closing the pipe then ends the reader in Relay. It is owned by
+		// the session: Close ends it.
+		err := s.Wait()
+		pw.CloseWithError(exitError{err})
+	}()
+	return t, nil
+}
+
+// exitError carries the session's end through the output pipe.
+type exitError struct{ err error }
+
+func (e exitError) Error() string {
+	if e.err == nil {
+		return "exited"
+	}
+	return e.err.Error()
+}
+
+// HostKey returns the target's host key in authorized_keys form.
+func (t *Terminal) HostKey() string { return t.client.HostKey }
+
+// Fingerprint returns the SHA256 fingerprint of the target's host key.
+func (t *Terminal) Fingerprint() string { return t.client.Fingerprint }
+
+// Close ends the session and the connection.
+func (t *Terminal) Close() error {
+	t.session.Close()
+	return t.client.Close()
+}
+
+// Relay copies between the portal's stream and the shell until the shell
+// exits (a FrameExit is sent) or the stream ends. It closes the terminal.
+func (t *Terminal) Relay(stream io.ReadWriter) wire.Exit {
+	defer t.Close()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	var writeMu sync.Mutex
+	write := func(ft wire.FrameType, p []byte) error {
+		writeMu.Lock()
+		defer writeMu.Unlock()
+		return wire.WriteFrame(stream, ft, p)
+	}
+
+	wg.Add(1)
+	go func() { // portal → shell; ends when the stream or the terminal closes
+		defer wg.Done()
+		fr := wire.NewFrameReader(stream)
+		for {
+			ft, p, err := fr.Next()
+			if err != nil {
+				t.Close() // the portal left: end the remote session
+				return
+			}
+			switch ft {
+			case wire.FrameData:
+				if _, err := t.stdin.Write(p); err != nil {
+					return
+				}
+			case wire.FrameResize:
+				if cols, rows, err := wire.ParseResize(p); err == nil {
+					t.session.WindowChange(int(rows), int(cols))
+				}
+			}
+		}
+	}()
+
+	buf := make([]byte, 32<<10)
+	var ex wire.Exit
+	for {
+		n, err := t.stdout.Read(buf)
+		if n > 0 {
+			if werr := write(wire.FrameData, buf[:n]); werr != nil {
+				ex = wire.Exit{Status: -1, Message: "the portal connection closed"}
+				break
+			}
+		}
+		if err != nil {
+			ex = exitOf(err)
+			write(wire.FrameExit, ex.Payload())
+			break
+		}
+	}
+	// Unblock the reader goroutine: the portal closes its side after the
+	// exit frame, and closing ours makes sure it does not linger.
+	if c, ok := stream.(io.Closer); ok {
+		c.Close()
+	}
+	return ex
+}
+
+func exitOf(err error) wire.Exit {
+	var ee exitError
+	if !errors.As(err, &ee) {
+		return wire.Exit{Status: -1, Message: "the connection to the target was lost"}
+	}
+	var exit *ssh.ExitError
+	var missing *ssh.ExitMissingError
+	switch {
+	case ee.err == nil:
+		return wire.Exit{Status: 0}
+	case errors.As(ee.err, &exit):
+		if exit.Signal() != "" {
+			return wire.Exit{Status: exit.ExitStatus(), Signal: exit.Signal()}
+		}
+		return wire.Exit{Status: exit.ExitStatus()}
+	case errors.As(ee.err, &missing):
+		return wire.Exit{Status: -1, Message: "the target closed the session without an exit status"}
+	}
+	return wire.Exit{Status: -1, Message: "the connection to the target was lost: " + ee.err.Error()}
+}

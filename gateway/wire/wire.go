@@ -1,0 +1,233 @@
+// Package wire is the protocol between portal and gateway: mutual TLS with
+// pinned Ed25519 keys, one length-prefixed JSON request and response per
+// connection, and the framed terminal stream that follows. It imports only
+// the standard library so both sides, and tests, share one definition.
+package wire
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+)
+
+// Limits checked before anything is allocated.
+const (
+	maxRequestSize  = 64 << 10
+	maxResponseSize = 16 << 10
+)
+
+// Request kinds.
+const (
+	KindSession = "session"
+	KindRelay   = "relay"
+)
+
+// Protocols a session request may name.
+const (
+	ProtocolSSH  = "ssh"
+	ProtocolSFTP = "sftp"
+	ProtocolVNC  = "vnc"
+	ProtocolRDP  = "rdp"
+)
+
+// Code is a machine-readable reason a gateway refused a session.
+type Code string
+
+// Refusal codes.
+const (
+	CodeBadRequest      Code = "bad_request"
+	CodeUnsupported     Code = "unsupported"
+	CodeUnreachable     Code = "target_unreachable"
+	CodeRefused         Code = "target_refused"
+	CodeTimeout         Code = "target_timeout"
+	CodeAuthFailed      Code = "auth_failed"
+	CodeHostKeyMismatch Code = "host_key_mismatch"
+	CodeInternal        Code = "internal"
+)
+
+// Secret is a credential. It marshals to JSON as itself, for the wire, but
+// prints and logs redacted.
+type Secret string
+
+// String redacts the secret.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "[redacted]"
+}
+
+// LogValue redacts the secret in slog output.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// Target is the address the gateway dials.
+type Target struct {
+	Host string `json:"host"`
+	Port int    `json:"port"`
+}
+
+// String returns host:port.
+func (t Target) String() string {
+	if bytes.ContainsRune([]byte(t.Host), ':') {
+		return fmt.Sprintf("[%s]:%d", t.Host, t.Port)
+	}
+	return fmt.Sprintf("%s:%d", t.Host, t.Port)
+}
+
+// Credentials are injected by the portal; users never see them.
+type Credentials struct {
+	Username   string `json:"username"`
+	Password   Secret `json:"password,omitempty"`
+	PrivateKey Secret `json:"private_key,omitempty"`
+}
+
+// Terminal describes the pty a terminal session asks for.
+type Terminal struct {
+	Term string `json:"term"`
+	Cols int    `json:"cols"`
+	Rows int    `json:"rows"`
+}
+
+// Request opens a session: the first message on every connection.
+type Request struct {
+	Kind        string      `json:"kind"`
+	Protocol    string      `json:"protocol"`
+	SessionID   string      `json:"session_id"`
+	User        string      `json:"user"`
+	ClientAddr  string      `json:"client_addr"`
+	Resource    string      `json:"resource"`
+	Target      Target      `json:"target"`
+	Credentials Credentials `json:"credentials"`
+	// HostKey is the target's pinned SSH host key in authorized_keys form;
+	// empty means trust on first use and report the key seen.
+	HostKey  string    `json:"host_key,omitempty"`
+	Terminal *Terminal `json:"terminal,omitempty"`
+}
+
+// maxTerminal bounds terminal sizes from untrusted peers.
+const maxTerminal = 1000
+
+// Validate checks what a gateway needs before dialing anything.
+func (r *Request) Validate() error {
+	switch {
+	case r.Kind != KindSession:
+		return fmt.Errorf("unknown request kind %q", r.Kind)
+	case r.Protocol != ProtocolSSH && r.Protocol != ProtocolSFTP && r.Protocol != ProtocolVNC && r.Protocol != ProtocolRDP:
+		return fmt.Errorf("unknown protocol %q", r.Protocol)
+	case r.Target.Host == "" || len(r.Target.Host) > 253:
+		return errors.New("target host missing or too long")
+	case r.Target.Port < 1 || r.Target.Port > 65535:
+		return fmt.Errorf("target port %d out of range", r.Target.Port)
+	}
+	if t := r.Terminal; t != nil {
+		if t.Cols < 1 || t.Cols > maxTerminal || t.Rows < 1 || t.Rows > maxTerminal {
+			return fmt.Errorf("terminal size %dx%d out of range", t.Cols, t.Rows)
+		}
+		if len(t.Term) > 64 {
+			return errors.New("terminal type too long")
+		}
+	}
+	return nil
+}
+
+// Response answers a Request.
+type Response struct {
+	OK      bool   `json:"ok"`
+	Code    Code   `json:"code,omitempty"`
+	Message string `json:"message,omitempty"`
+	// HostKey is the key the target presented (authorized_keys form), so the
+	// portal can pin it on first use or offer it to an admin on a mismatch.
+	HostKey            string `json:"host_key,omitempty"`
+	HostKeyFingerprint string `json:"host_key_fingerprint,omitempty"`
+}
+
+// Err returns the refusal in r as an *Error, or nil when r is ok.
+func (r *Response) Err() error {
+	if r.OK {
+		return nil
+	}
+	return &Error{Code: r.Code, Message: r.Message}
+}
+
+// Error is a gateway's refusal: a code for programs and a sentence for
+// people.
+type Error struct {
+	Code    Code
+	Message string
+}
+
+func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
+
+// Errorf makes an *Error with a formatted message.
+func Errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// WriteRequest sends r with its length prefix.
+func WriteRequest(w io.Writer, r *Request) error { return writeMessage(w, r, maxRequestSize) }
+
+// ReadRequest reads one request.
+func ReadRequest(r io.Reader) (*Request, error) {
+	var req Request
+	if err := readMessage(r, &req, maxRequestSize); err != nil {
+		return nil, fmt.Errorf("read request: %w", err)
+	}
+	return &req, nil
+}
+
+// WriteResponse sends r with its length prefix.
+func WriteResponse(w io.Writer, r *Response) error { return writeMessage(w, r, maxResponseSize) }
+
+// ReadResponse reads one response.
+func ReadResponse(r io.Reader) (*Response, error) {
+	var resp Response
+	if err := readMessage(r, &resp, maxResponseSize); err != nil {
+		return nil, fmt.Errorf("read response: %w", err)
+	}
+	return &resp, nil
+}
+
+func writeMessage(w io.Writer, v any, limit int) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode message: %w", err)
+	}
+	if len(body) > limit {
+		return fmt.Errorf("message of %d bytes exceeds the limit of %d", len(body), limit)
+	}
+	buf := make([]byte, 4+len(body))
+	binary.BigEndian.PutUint32(buf, uint32(len(body)))
+	copy(buf[4:], body)
+	_, err = w.Write(buf)
+	return err
+}
+
+// readMessage decodes one length-prefixed JSON object strictly: unknown
+// fields and trailing bytes are errors, so a confused peer fails loudly.
+func readMessage(r io.Reader, v any, limit int) error {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n == 0 || n > uint32(limit) {
+		return fmt.Errorf("message length %d outside 1..%d", n, limit)
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return fmt.Errorf("message body: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("decode message: %w", err)
+	}
+	if dec.More() {
+		return errors.New("trailing data after message")
+	}
+	return nil
+}

@@ -1,0 +1,491 @@
+package httpui
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/keyway-dev/keyway/portal/audit"
+	"github.com/keyway-dev/keyway/portal/auth"
+	"github.com/keyway-dev/keyway/portal/store"
+)
+
+// The admin actions below are shared by the web forms and the JSON API so
+// both validate, store and audit the same way.
+
+// fieldErrors maps a form field to what is wrong with it, in words a user
+// understands. A non-empty map means nothing was saved.
+type fieldErrors map[string]string
+
+func (fe fieldErrors) Error() string {
+	parts := make([]string, 0, len(fe))
+	for k, v := range fe {
+		parts = append(parts, k+": "+v)
+	}
+	return "invalid input: " + strings.Join(parts, "; ")
+}
+
+var (
+	namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+	tagPattern  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+	hostPattern = regexp.MustCompile(`^[A-Za-z0-9.:_\[\]-]{1,253}$`)
+)
+
+const (
+	maxTags        = 16
+	maxDescription = 500
+	maxPrivateKey  = 16 << 10
+	maxSecret      = 1024
+)
+
+func checkName(fe fieldErrors, field, v string) {
+	if !namePattern.MatchString(v) {
+		fe[field] = "Use 1 to 64 letters, digits, dots, dashes or underscores, starting with a letter or digit."
+	}
+}
+
+// conflictOrErr turns a store conflict into a field error on field.
+func conflictOrErr(err error, field string) error {
+	if errors.Is(err, store.ErrConflict) {
+		return fieldErrors{field: capitalize(err.Error())}
+	}
+	return err
+}
+
+func capitalize(s string) string {
+	if i := strings.LastIndex(s, ": "); i >= 0 {
+		s = s[i+2:]
+	}
+	if s == "" {
+		return s
+	}
+	r, n := utf8.DecodeRuneInString(s)
+	return strings.ToUpper(string(r)) + s[n:]
+}
+
+type userInput struct {
+	Name        string   `json:"name"`
+	DisplayName string   `json:"display_name"`
+	Role        string   `json:"role"`
+	Groups      []string `json:"groups"`
+	Password    string   `json:"password,omitempty"`
+	Disabled    bool     `json:"disabled"`
+}
+
+func (s *Server) validateUser(ctx context.Context, in *userInput, isNew bool) (store.Role, fieldErrors, error) {
+	fe := fieldErrors{}
+	in.Name = strings.TrimSpace(in.Name)
+	in.DisplayName = strings.TrimSpace(in.DisplayName)
+	checkName(fe, "name", in.Name)
+	if utf8.RuneCountInString(in.DisplayName) > 100 {
+		fe["display_name"] = "Keep the display name under 100 characters."
+	}
+	role, err := store.ParseRole(in.Role)
+	if err != nil {
+		fe["role"] = "Choose admin, auditor or user."
+	}
+	if isNew || in.Password != "" {
+		if err := auth.ValidatePassword(in.Password); err != nil {
+			fe["password"] = capitalize(err.Error())
+		}
+	}
+	groups, err := s.Store.ListGroups(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	known := map[string]bool{}
+	for _, g := range groups {
+		known[g.Name] = true
+	}
+	for _, g := range in.Groups {
+		if !known[g] {
+			fe["groups"] = fmt.Sprintf("There is no group named %q.", g)
+		}
+	}
+	return role, fe, nil
+}
+
+func (s *Server) createUser(r *http.Request, actor store.User, in userInput) (store.User, error) {
+	ctx := r.Context()
+	role, fe, err := s.validateUser(ctx, &in, true)
+	if err != nil {
+		return store.User{}, err
+	}
+	if len(fe) > 0 {
+		return store.User{}, fe
+	}
+	hash, err := auth.HashPassword(in.Password)
+	if err != nil {
+		return store.User{}, err
+	}
+	u, err := s.Store.CreateUser(ctx, store.User{Name: in.Name, DisplayName: in.DisplayName, Role: role, Groups: in.Groups, Disabled: in.Disabled}, hash)
+	if err != nil {
+		return store.User{}, conflictOrErr(err, "name")
+	}
+	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionUserCreate, Target: u.Name, Outcome: audit.OutcomeSuccess,
+		Details: map[string]string{"role": string(u.Role), "groups": strings.Join(u.Groups, ",")}})
+	return u, nil
+}
+
+func (s *Server) updateUser(r *http.Request, actor store.User, id int64, in userInput) (store.User, error) {
+	ctx := r.Context()
+	old, err := s.Store.UserByID(ctx, id)
+	if err != nil {
+		return store.User{}, err
+	}
+	role, fe, err := s.validateUser(ctx, &in, false)
+	if err != nil {
+		return store.User{}, err
+	}
+	if old.ID == actor.ID && (role != store.RoleAdmin || in.Disabled) {
+		fe["role"] = "You cannot remove your own admin role or disable yourself; ask another admin."
+	}
+	if len(fe) > 0 {
+		return store.User{}, fe
+	}
+	u := old
+	u.Name, u.DisplayName, u.Role, u.Groups, u.Disabled = in.Name, in.DisplayName, role, in.Groups, in.Disabled
+	if err := s.Store.UpdateUser(ctx, u); err != nil {
+		return store.User{}, conflictOrErr(err, "name")
+	}
+	details := map[string]string{"role": string(u.Role), "groups": strings.Join(u.Groups, ","), "disabled": strconv.FormatBool(u.Disabled)}
+	if in.Password != "" {
+		hash, err := auth.HashPassword(in.Password)
+		if err != nil {
+			return store.User{}, err
+		}
+		if err := s.Store.SetPasswordHash(ctx, u.ID, hash); err != nil {
+			return store.User{}, err
+		}
+		details["password"] = "changed"
+	}
+	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionUserUpdate, Target: u.Name, Outcome: audit.OutcomeSuccess, Details: details})
+	return u, nil
+}
+
+func (s *Server) deleteUser(r *http.Request, actor store.User, id int64) error {
+	u, err := s.Store.UserByID(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	if u.ID == actor.ID {
+		return fieldErrors{"user": "You cannot delete your own account."}
+	}
+	if err := s.Store.DeleteUser(r.Context(), id); err != nil {
+		return err
+	}
+	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionUserDelete, Target: u.Name, Outcome: audit.OutcomeSuccess})
+	return nil
+}
+
+type groupInput struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+}
+
+func (s *Server) createGroup(r *http.Request, actor store.User, in groupInput) (store.Group, error) {
+	fe := fieldErrors{}
+	in.Name, in.Description = strings.TrimSpace(in.Name), strings.TrimSpace(in.Description)
+	checkName(fe, "name", in.Name)
+	if utf8.RuneCountInString(in.Description) > maxDescription {
+		fe["description"] = "Keep the description under 500 characters."
+	}
+	if len(fe) > 0 {
+		return store.Group{}, fe
+	}
+	g, err := s.Store.CreateGroup(r.Context(), store.Group{Name: in.Name, Description: in.Description})
+	if err != nil {
+		return store.Group{}, conflictOrErr(err, "name")
+	}
+	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionGroupCreate, Target: g.Name, Outcome: audit.OutcomeSuccess})
+	return g, nil
+}
+
+func (s *Server) deleteGroup(r *http.Request, actor store.User, id int64) error {
+	g, err := s.Store.GroupByID(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	if err := s.Store.DeleteGroup(r.Context(), id); err != nil {
+		return err
+	}
+	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionGroupDelete, Target: g.Name, Outcome: audit.OutcomeSuccess})
+	return nil
+}
+
+type resourceInput struct {
+	Name            string   `json:"name"`
+	Description     string   `json:"description"`
+	Protocol        string   `json:"protocol"`
+	Host            string   `json:"host"`
+	Port            int      `json:"port"`
+	Login           string   `json:"login"`
+	Password        string   `json:"password,omitempty"`
+	PrivateKey      string   `json:"private_key,omitempty"`
+	ClearPassword   bool     `json:"clear_password,omitempty"`
+	ClearPrivateKey bool     `json:"clear_private_key,omitempty"`
+	Tags            []string `json:"tags"`
+}
+
+func (in *resourceInput) validate(isNew bool) fieldErrors {
+	fe := fieldErrors{}
+	in.Name, in.Host, in.Login = strings.TrimSpace(in.Name), strings.TrimSpace(in.Host), strings.TrimSpace(in.Login)
+	in.Description = strings.TrimSpace(in.Description)
+	checkName(fe, "name", in.Name)
+	if utf8.RuneCountInString(in.Description) > maxDescription {
+		fe["description"] = "Keep the description under 500 characters."
+	}
+	if in.Protocol == "" {
+		in.Protocol = "ssh"
+	}
+	if in.Protocol != "ssh" {
+		fe["protocol"] = "Only SSH resources are supported so far."
+	}
+	if !hostPattern.MatchString(in.Host) {
+		fe["host"] = "Enter a host name or IP address."
+	}
+	if in.Port == 0 {
+		in.Port = 22
+	}
+	if in.Port < 1 || in.Port > 65535 {
+		fe["port"] = "Enter a port from 1 to 65535."
+	}
+	if in.Login == "" || len(in.Login) > 64 || strings.ContainsAny(in.Login, " \t\r\n") {
+		fe["login"] = "Enter the login name on the target (no spaces, up to 64 characters)."
+	}
+	if len(in.Password) > maxSecret {
+		fe["password"] = "The password is too long."
+	}
+	if in.PrivateKey = strings.TrimSpace(in.PrivateKey); in.PrivateKey != "" {
+		if len(in.PrivateKey) > maxPrivateKey {
+			fe["private_key"] = "The private key is too large."
+		} else if _, err := ssh.ParsePrivateKey([]byte(in.PrivateKey)); err != nil {
+			var missing *ssh.PassphraseMissingError
+			if errors.As(err, &missing) {
+				fe["private_key"] = "This key is protected by a passphrase; store an unencrypted key (it is encrypted at rest here)."
+			} else {
+				fe["private_key"] = "This is not a private key in OpenSSH or PEM format."
+			}
+		}
+	}
+	if isNew && in.Password == "" && in.PrivateKey == "" {
+		fe["password"] = "Give a password or a private key so the portal can sign in to the target."
+	}
+	var tags []string
+	seen := map[string]bool{}
+	for _, t := range in.Tags {
+		t = strings.TrimSpace(t)
+		if t == "" || seen[t] {
+			continue
+		}
+		if !tagPattern.MatchString(t) {
+			fe["tags"] = fmt.Sprintf("Tag %q: use letters, digits, dots, dashes or underscores.", t)
+		}
+		seen[t] = true
+		tags = append(tags, t)
+	}
+	if len(tags) > maxTags {
+		fe["tags"] = "Use at most 16 tags."
+	}
+	in.Tags = tags
+	return fe
+}
+
+func splitTags(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' })
+}
+
+func (s *Server) createResource(r *http.Request, actor store.User, in resourceInput) (store.Resource, error) {
+	if fe := in.validate(true); len(fe) > 0 {
+		return store.Resource{}, fe
+	}
+	res, err := s.Store.CreateResource(r.Context(), store.Resource{
+		Name: in.Name, Description: in.Description, Protocol: in.Protocol, Host: in.Host, Port: in.Port,
+		Login: in.Login, Tags: in.Tags,
+	}, &store.Secrets{Password: in.Password, PrivateKey: in.PrivateKey})
+	if err != nil {
+		return store.Resource{}, conflictOrErr(err, "name")
+	}
+	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionResourceCreate, Target: res.Name, Outcome: audit.OutcomeSuccess,
+		Details: map[string]string{"address": fmt.Sprintf("%s:%d", res.Host, res.Port), "login": res.Login}})
+	return res, nil
+}
+
+func (s *Server) updateResource(r *http.Request, actor store.User, id int64, in resourceInput) (store.Resource, error) {
+	ctx := r.Context()
+	old, err := s.Store.ResourceByID(ctx, id)
+	if err != nil {
+		return store.Resource{}, err
+	}
+	fe := in.validate(false)
+	hasPassword := (old.HasPassword && !in.ClearPassword) || in.Password != ""
+	hasKey := (old.HasPrivateKey && !in.ClearPrivateKey) || in.PrivateKey != ""
+	if !hasPassword && !hasKey {
+		fe["password"] = "Keep a password or a private key so the portal can sign in to the target."
+	}
+	if len(fe) > 0 {
+		return store.Resource{}, fe
+	}
+	res := old
+	res.Name, res.Description, res.Protocol, res.Host, res.Port, res.Login, res.Tags =
+		in.Name, in.Description, in.Protocol, in.Host, in.Port, in.Login, in.Tags
+	var secrets *store.Secrets
+	changed := []string{}
+	if in.Password != "" || in.PrivateKey != "" || in.ClearPassword || in.ClearPrivateKey {
+		cur, err := s.Store.ResourceSecrets(ctx, id)
+		if err != nil {
+			return store.Resource{}, err
+		}
+		if in.ClearPassword {
+			cur.Password = ""
+			changed = append(changed, "password cleared")
+		}
+		if in.ClearPrivateKey {
+			cur.PrivateKey = ""
+			changed = append(changed, "private key cleared")
+		}
+		if in.Password != "" {
+			cur.Password = in.Password
+			changed = append(changed, "password changed")
+		}
+		if in.PrivateKey != "" {
+			cur.PrivateKey = in.PrivateKey
+			changed = append(changed, "private key changed")
+		}
+		secrets = &cur
+	}
+	if err := s.Store.UpdateResource(ctx, res, secrets); err != nil {
+		return store.Resource{}, conflictOrErr(err, "name")
+	}
+	details := map[string]string{"address": fmt.Sprintf("%s:%d", res.Host, res.Port), "login": res.Login}
+	if len(changed) > 0 {
+		details["credentials"] = strings.Join(changed, ", ")
+	}
+	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionResourceUpdate, Target: res.Name, Outcome: audit.OutcomeSuccess, Details: details})
+	return s.Store.ResourceByID(ctx, id)
+}
+
+func (s *Server) deleteResource(r *http.Request, actor store.User, id int64) error {
+	res, err := s.Store.ResourceByID(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	if err := s.Store.DeleteResource(r.Context(), id); err != nil {
+		return err
+	}
+	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionResourceDelete, Target: res.Name, Outcome: audit.OutcomeSuccess})
+	return nil
+}
+
+// hostKeyAction accepts the host key a target offered in a refused
+// connection, or forgets the pinned key so the next connection pins anew.
+func (s *Server) hostKeyAction(r *http.Request, actor store.User, id int64, action string) error {
+	ctx := r.Context()
+	res, err := s.Store.ResourceByID(ctx, id)
+	if err != nil {
+		return err
+	}
+	switch action {
+	case "accept":
+		offered, err := s.Store.GetSetting(ctx, offeredKeySetting(id))
+		if err != nil || offered == "" {
+			return fieldErrors{"action": "No new host key has been offered by this target."}
+		}
+		if err := s.Store.ReplaceHostKey(ctx, id, offered); err != nil {
+			return err
+		}
+		s.Store.SetSetting(ctx, offeredKeySetting(id), "")
+		s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionHostKeyAccept, Target: res.Name, Outcome: audit.OutcomeSuccess,
+			Details: map[string]string{"old": fingerprint(res.HostKey), "new": fingerprint(offered)}})
+	case "forget":
+		if err := s.Store.ForgetHostKey(ctx, id); err != nil {
+			return err
+		}
+		s.Store.SetSetting(ctx, offeredKeySetting(id), "")
+		s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionHostKeyForget, Target: res.Name, Outcome: audit.OutcomeSuccess,
+			Details: map[string]string{"old": fingerprint(res.HostKey)}})
+	default:
+		return fieldErrors{"action": "Choose accept or forget."}
+	}
+	return nil
+}
+
+// offeredKeySetting names the setting that keeps the host key a target
+// offered when it did not match the pinned one, for an admin to accept.
+func offeredKeySetting(id int64) string { return "hostkey.offered." + strconv.FormatInt(id, 10) }
+
+// fingerprint is the SHA256 fingerprint of an authorized_keys line, or ""
+// when there is none.
+func fingerprint(authorizedKey string) string {
+	if authorizedKey == "" {
+		return ""
+	}
+	k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(authorizedKey))
+	if err != nil {
+		return "unreadable key"
+	}
+	return ssh.FingerprintSHA256(k)
+}
+
+type grantInput struct {
+	ResourceID  int64  `json:"resource_id"`
+	SubjectKind string `json:"subject_kind"`
+	SubjectID   int64  `json:"subject_id"`
+}
+
+func (s *Server) createGrant(r *http.Request, actor store.User, in grantInput) (store.Grant, error) {
+	ctx := r.Context()
+	fe := fieldErrors{}
+	res, err := s.Store.ResourceByID(ctx, in.ResourceID)
+	if err != nil {
+		fe["resource_id"] = "Choose a resource."
+	}
+	switch in.SubjectKind {
+	case "user":
+		if _, err := s.Store.UserByID(ctx, in.SubjectID); err != nil {
+			fe["subject"] = "Choose a user or a group."
+		}
+	case "group":
+		if _, err := s.Store.GroupByID(ctx, in.SubjectID); err != nil {
+			fe["subject"] = "Choose a user or a group."
+		}
+	default:
+		fe["subject"] = "Choose a user or a group."
+	}
+	if len(fe) > 0 {
+		return store.Grant{}, fe
+	}
+	g, err := s.Store.CreateGrant(ctx, in.ResourceID, in.SubjectKind, in.SubjectID)
+	if err != nil {
+		return store.Grant{}, conflictOrErr(err, "subject")
+	}
+	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionGrantCreate, Target: res.Name, Outcome: audit.OutcomeSuccess,
+		Details: map[string]string{"subject": g.SubjectKind + ":" + g.SubjectName}})
+	return g, nil
+}
+
+func (s *Server) deleteGrant(r *http.Request, actor store.User, id int64) error {
+	grants, err := s.Store.ListGrants(r.Context())
+	if err != nil {
+		return err
+	}
+	for _, g := range grants {
+		if g.ID != id {
+			continue
+		}
+		if err := s.Store.DeleteGrant(r.Context(), id); err != nil {
+			return err
+		}
+		s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionGrantDelete, Target: g.ResourceName, Outcome: audit.OutcomeSuccess,
+			Details: map[string]string{"subject": g.SubjectKind + ":" + g.SubjectName}})
+		return nil
+	}
+	return store.ErrNotFound
+}

@@ -1,0 +1,474 @@
+package httpui
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/keyway-dev/keyway/portal/audit"
+	"github.com/keyway-dev/keyway/portal/store"
+	"github.com/keyway-dev/keyway/web/ui"
+)
+
+// formFailed re-renders a form with its field errors, or handles any other
+// error; it reports whether err was handled.
+func (s *Server) formFailed(w http.ResponseWriter, r *http.Request, err error, rerender func(ui.Errors)) bool {
+	if err == nil {
+		return false
+	}
+	if errs := asFieldErrors(err); errs != nil {
+		rerender(errs)
+		return true
+	}
+	s.actionError(w, r, err, r.URL.Path)
+	return true
+}
+
+func (s *Server) done(w http.ResponseWriter, r *http.Request, msg, to string) {
+	s.setFlash(r, "success", msg)
+	http.Redirect(w, r, to, http.StatusSeeOther)
+}
+
+// --- users
+
+func (s *Server) usersPage(w http.ResponseWriter, r *http.Request) {
+	us, err := s.Store.ListUsers(r.Context())
+	if err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	v := ui.UsersView{}
+	for _, u := range us {
+		v.Users = append(v.Users, ui.UserRow{ID: u.ID, Name: u.Name, DisplayName: u.DisplayName, Role: string(u.Role),
+			Groups: u.Groups, Disabled: u.Disabled, CreatedAt: u.CreatedAt})
+	}
+	s.render(w, r, http.StatusOK, ui.Users(s.page(r, "Users", "users"), v))
+}
+
+func (s *Server) userForm(w http.ResponseWriter, r *http.Request, status int, v ui.UserFormView, selected []string) {
+	groups, err := s.Store.ListGroups(r.Context())
+	if err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	for _, g := range groups {
+		v.Groups = append(v.Groups, ui.Option{Value: g.Name, Label: g.Name, Selected: slices.Contains(selected, g.Name)})
+	}
+	title := "New user"
+	if !v.IsNew {
+		title = "Edit " + v.Name
+	}
+	s.render(w, r, status, ui.UserForm(s.page(r, title, "users"), v))
+}
+
+func (s *Server) newUserPage(w http.ResponseWriter, r *http.Request) {
+	s.userForm(w, r, http.StatusOK, ui.UserFormView{IsNew: true, Role: "user"}, nil)
+}
+
+func userFromForm(r *http.Request) userInput {
+	return userInput{
+		Name: r.PostForm.Get("name"), DisplayName: r.PostForm.Get("display_name"), Role: r.PostForm.Get("role"),
+		Groups: r.PostForm["groups"], Password: r.PostForm.Get("password"), Disabled: r.PostForm.Get("disabled") == "on",
+	}
+}
+
+func (s *Server) createUserForm(w http.ResponseWriter, r *http.Request) {
+	actor, _ := currentUser(r)
+	if err := r.ParseForm(); err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	in := userFromForm(r)
+	u, err := s.createUser(r, actor, in)
+	if s.formFailed(w, r, err, func(errs ui.Errors) {
+		s.userForm(w, r, http.StatusUnprocessableEntity, ui.UserFormView{IsNew: true, Name: in.Name, DisplayName: in.DisplayName,
+			Role: in.Role, Disabled: in.Disabled, Errors: errs}, in.Groups)
+	}) {
+		return
+	}
+	s.done(w, r, "User "+u.Name+" was created.", "/admin/users")
+}
+
+func (s *Server) editUserPage(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	var u store.User
+	if err == nil {
+		u, err = s.Store.UserByID(r.Context(), id)
+	}
+	if err != nil {
+		s.actionError(w, r, err, "/admin/users")
+		return
+	}
+	s.userForm(w, r, http.StatusOK, ui.UserFormView{ID: u.ID, Name: u.Name, DisplayName: u.DisplayName, Role: string(u.Role), Disabled: u.Disabled}, u.Groups)
+}
+
+func (s *Server) updateUserForm(w http.ResponseWriter, r *http.Request) {
+	actor, _ := currentUser(r)
+	id, err := pathID(r)
+	if err == nil {
+		err = r.ParseForm()
+	}
+	if err != nil {
+		s.actionError(w, r, err, "/admin/users")
+		return
+	}
+	in := userFromForm(r)
+	u, err := s.updateUser(r, actor, id, in)
+	if s.formFailed(w, r, err, func(errs ui.Errors) {
+		s.userForm(w, r, http.StatusUnprocessableEntity, ui.UserFormView{ID: id, Name: in.Name, DisplayName: in.DisplayName,
+			Role: in.Role, Disabled: in.Disabled, Errors: errs}, in.Groups)
+	}) {
+		return
+	}
+	s.done(w, r, "User "+u.Name+" was saved.", "/admin/users")
+}
+
+func (s *Server) deleteUserForm(w http.ResponseWriter, r *http.Request) {
+	actor, _ := currentUser(r)
+	id, err := pathID(r)
+	if err == nil {
+		err = s.deleteUser(r, actor, id)
+	}
+	if err != nil {
+		s.actionError(w, r, err, fmt.Sprintf("/admin/users/%d", id))
+		return
+	}
+	s.done(w, r, "The user was deleted.", "/admin/users")
+}
+
+// --- groups
+
+func (s *Server) renderGroups(w http.ResponseWriter, r *http.Request, status int, v ui.GroupsView) {
+	gs, err := s.Store.ListGroups(r.Context())
+	if err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	for _, g := range gs {
+		v.Groups = append(v.Groups, ui.GroupRow{ID: g.ID, Name: g.Name, Description: g.Description, Members: g.Members})
+	}
+	s.render(w, r, status, ui.Groups(s.page(r, "Groups", "groups"), v))
+}
+
+func (s *Server) groupsPage(w http.ResponseWriter, r *http.Request) {
+	s.renderGroups(w, r, http.StatusOK, ui.GroupsView{})
+}
+
+func (s *Server) createGroupForm(w http.ResponseWriter, r *http.Request) {
+	actor, _ := currentUser(r)
+	if err := r.ParseForm(); err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	in := groupInput{Name: r.PostForm.Get("name"), Description: r.PostForm.Get("description")}
+	g, err := s.createGroup(r, actor, in)
+	if s.formFailed(w, r, err, func(errs ui.Errors) {
+		s.renderGroups(w, r, http.StatusUnprocessableEntity, ui.GroupsView{Name: in.Name, Description: in.Description, Errors: errs})
+	}) {
+		return
+	}
+	s.done(w, r, "Group "+g.Name+" was created.", "/admin/groups")
+}
+
+func (s *Server) deleteGroupForm(w http.ResponseWriter, r *http.Request) {
+	actor, _ := currentUser(r)
+	id, err := pathID(r)
+	if err == nil {
+		err = s.deleteGroup(r, actor, id)
+	}
+	if err != nil {
+		s.actionError(w, r, err, "/admin/groups")
+		return
+	}
+	s.done(w, r, "The group was deleted.", "/admin/groups")
+}
+
+// --- resources
+
+func (s *Server) resourcesPage(w http.ResponseWriter, r *http.Request) {
+	rs, err := s.Store.ListResources(r.Context())
+	if err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	v := ui.ResourcesView{}
+	for _, res := range rs {
+		v.Resources = append(v.Resources, ui.ResourceRow{ID: res.ID, Name: res.Name, Protocol: res.Protocol, Address: address(res),
+			Login: res.Login, Tags: res.Tags, HostKeyFingerprint: fingerprint(res.HostKey)})
+	}
+	s.render(w, r, http.StatusOK, ui.Resources(s.page(r, "Resources", "resources"), v))
+}
+
+func (s *Server) newResourcePage(w http.ResponseWriter, r *http.Request) {
+	s.render(w, r, http.StatusOK, ui.ResourceForm(s.page(r, "New resource", "resources"), ui.ResourceFormView{IsNew: true, Protocol: "ssh", Port: "22"}))
+}
+
+func resourceFromForm(r *http.Request) (resourceInput, string) {
+	portText := strings.TrimSpace(r.PostForm.Get("port"))
+	port, err := strconv.Atoi(portText)
+	if err != nil {
+		port = -1 // reported by validate
+	}
+	return resourceInput{
+		Name: r.PostForm.Get("name"), Description: r.PostForm.Get("description"), Protocol: r.PostForm.Get("protocol"),
+		Host: r.PostForm.Get("host"), Port: port, Login: r.PostForm.Get("login"), Password: r.PostForm.Get("password"),
+		PrivateKey: r.PostForm.Get("private_key"), ClearPassword: r.PostForm.Get("clear_password") == "on",
+		ClearPrivateKey: r.PostForm.Get("clear_private_key") == "on", Tags: splitTags(r.PostForm.Get("tags")),
+	}, portText
+}
+
+// resourceFormView fills the form from a resource and its host key state.
+func (s *Server) resourceFormView(r *http.Request, res store.Resource) (ui.ResourceFormView, error) {
+	v := ui.ResourceFormView{ID: res.ID, Name: res.Name, Description: res.Description, Protocol: res.Protocol, Host: res.Host,
+		Port: strconv.Itoa(res.Port), Login: res.Login, Tags: strings.Join(res.Tags, ", "), HasPassword: res.HasPassword,
+		HasPrivateKey: res.HasPrivateKey, HostKeyFingerprint: fingerprint(res.HostKey), HostKeyPinnedAt: res.HostKeyPinnedAt}
+	offered, err := s.Store.GetSetting(r.Context(), offeredKeySetting(res.ID))
+	if err != nil {
+		return v, err
+	}
+	v.OfferedFingerprint = fingerprint(offered)
+	grants, err := s.Store.GrantsForResource(r.Context(), res.ID)
+	if err != nil {
+		return v, err
+	}
+	for _, g := range grants {
+		v.Grants = append(v.Grants, ui.GrantRow{ID: g.ID, ResourceName: g.ResourceName, SubjectKind: g.SubjectKind, SubjectName: g.SubjectName, CreatedAt: g.CreatedAt})
+	}
+	return v, nil
+}
+
+func (s *Server) createResourceForm(w http.ResponseWriter, r *http.Request) {
+	actor, _ := currentUser(r)
+	if err := r.ParseForm(); err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	in, portText := resourceFromForm(r)
+	res, err := s.createResource(r, actor, in)
+	if s.formFailed(w, r, err, func(errs ui.Errors) {
+		v := ui.ResourceFormView{IsNew: true, Name: in.Name, Description: in.Description, Protocol: in.Protocol, Host: in.Host,
+			Port: portText, Login: in.Login, Tags: strings.Join(in.Tags, ", "), Errors: errs}
+		s.render(w, r, http.StatusUnprocessableEntity, ui.ResourceForm(s.page(r, "New resource", "resources"), v))
+	}) {
+		return
+	}
+	s.done(w, r, "Resource "+res.Name+" was created. Grant it to users or groups so they can connect.", "/admin/resources")
+}
+
+func (s *Server) editResourcePage(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	var res store.Resource
+	if err == nil {
+		res, err = s.Store.ResourceByID(r.Context(), id)
+	}
+	var v ui.ResourceFormView
+	if err == nil {
+		v, err = s.resourceFormView(r, res)
+	}
+	if err != nil {
+		s.actionError(w, r, err, "/admin/resources")
+		return
+	}
+	s.render(w, r, http.StatusOK, ui.ResourceForm(s.page(r, "Edit "+res.Name, "resources"), v))
+}
+
+func (s *Server) updateResourceForm(w http.ResponseWriter, r *http.Request) {
+	actor, _ := currentUser(r)
+	id, err := pathID(r)
+	if err == nil {
+		err = r.ParseForm()
+	}
+	if err != nil {
+		s.actionError(w, r, err, "/admin/resources")
+		return
+	}
+	in, portText := resourceFromForm(r)
+	res, err := s.updateResource(r, actor, id, in)
+	if s.formFailed(w, r, err, func(errs ui.Errors) {
+		old, err := s.Store.ResourceByID(r.Context(), id)
+		if err != nil {
+			s.actionError(w, r, err, "/admin/resources")
+			return
+		}
+		v, err := s.resourceFormView(r, old)
+		if err != nil {
+			s.serverError(w, r, err)
+			return
+		}
+		v.Name, v.Description, v.Host, v.Port, v.Login, v.Tags, v.Errors = in.Name, in.Description, in.Host, portText, in.Login, strings.Join(in.Tags, ", "), errs
+		s.render(w, r, http.StatusUnprocessableEntity, ui.ResourceForm(s.page(r, "Edit "+old.Name, "resources"), v))
+	}) {
+		return
+	}
+	s.done(w, r, "Resource "+res.Name+" was saved.", "/admin/resources")
+}
+
+func (s *Server) deleteResourceForm(w http.ResponseWriter, r *http.Request) {
+	actor, _ := currentUser(r)
+	id, err := pathID(r)
+	if err == nil {
+		err = s.deleteResource(r, actor, id)
+	}
+	if err != nil {
+		s.actionError(w, r, err, fmt.Sprintf("/admin/resources/%d", id))
+		return
+	}
+	s.done(w, r, "The resource was deleted.", "/admin/resources")
+}
+
+func (s *Server) hostKeyForm(w http.ResponseWriter, r *http.Request) {
+	actor, _ := currentUser(r)
+	id, err := pathID(r)
+	if err == nil {
+		err = r.ParseForm()
+	}
+	back := fmt.Sprintf("/admin/resources/%d#host-key", id)
+	if err == nil {
+		err = s.hostKeyAction(r, actor, id, r.PostForm.Get("action"))
+	}
+	if err != nil {
+		s.actionError(w, r, err, back)
+		return
+	}
+	msg := "The new host key is pinned; connections trust it from now on."
+	if r.PostForm.Get("action") == "forget" {
+		msg = "The pinned host key was forgotten; the next connection pins the key the target presents."
+	}
+	s.done(w, r, msg, back)
+}
+
+// --- grants
+
+func (s *Server) grantsPage(w http.ResponseWriter, r *http.Request) {
+	s.renderGrants(w, r, http.StatusOK, nil, "", "")
+}
+
+func (s *Server) renderGrants(w http.ResponseWriter, r *http.Request, status int, errs ui.Errors, resourceID, subject string) {
+	ctx := r.Context()
+	grants, err := s.Store.ListGrants(ctx)
+	if err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	rs, err := s.Store.ListResources(ctx)
+	if err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	us, err := s.Store.ListUsers(ctx)
+	if err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	gs, err := s.Store.ListGroups(ctx)
+	if err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	v := ui.GrantsView{Errors: errs}
+	for _, g := range grants {
+		v.Grants = append(v.Grants, ui.GrantRow{ID: g.ID, ResourceName: g.ResourceName, SubjectKind: g.SubjectKind, SubjectName: g.SubjectName, CreatedAt: g.CreatedAt})
+	}
+	for _, res := range rs {
+		val := strconv.FormatInt(res.ID, 10)
+		v.Resources = append(v.Resources, ui.Option{Value: val, Label: res.Name, Selected: val == resourceID})
+	}
+	for _, g := range gs {
+		val := fmt.Sprintf("group:%d", g.ID)
+		v.Subjects = append(v.Subjects, ui.Option{Value: val, Label: "group: " + g.Name, Selected: val == subject})
+	}
+	for _, u := range us {
+		val := fmt.Sprintf("user:%d", u.ID)
+		v.Subjects = append(v.Subjects, ui.Option{Value: val, Label: "user: " + u.Name, Selected: val == subject})
+	}
+	s.render(w, r, status, ui.Grants(s.page(r, "Grants", "grants"), v))
+}
+
+func (s *Server) createGrantForm(w http.ResponseWriter, r *http.Request) {
+	actor, _ := currentUser(r)
+	if err := r.ParseForm(); err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	resourceID, subject := r.PostForm.Get("resource_id"), r.PostForm.Get("subject")
+	in := grantInput{}
+	in.ResourceID, _ = strconv.ParseInt(resourceID, 10, 64)
+	kind, id, _ := strings.Cut(subject, ":")
+	in.SubjectKind = kind
+	in.SubjectID, _ = strconv.ParseInt(id, 10, 64)
+	g, err := s.createGrant(r, actor, in)
+	if s.formFailed(w, r, err, func(errs ui.Errors) {
+		s.renderGrants(w, r, http.StatusUnprocessableEntity, errs, resourceID, subject)
+	}) {
+		return
+	}
+	s.done(w, r, fmt.Sprintf("%s %s may now connect to %s.", capitalize(g.SubjectKind), g.SubjectName, g.ResourceName), "/admin/grants")
+}
+
+func (s *Server) deleteGrantForm(w http.ResponseWriter, r *http.Request) {
+	actor, _ := currentUser(r)
+	id, err := pathID(r)
+	if err == nil {
+		err = s.deleteGrant(r, actor, id)
+	}
+	if err != nil {
+		s.actionError(w, r, err, "/admin/grants")
+		return
+	}
+	s.done(w, r, "The grant was removed.", "/admin/grants")
+}
+
+// --- audit
+
+// auditActions are offered in the audit filter.
+var auditActions = []string{
+	audit.ActionSignIn, audit.ActionSignOut, audit.ActionConnect, audit.ActionSessionEnd, audit.ActionAuthzDenied,
+	"user.", "group.", "resource.", "grant.", "token.", audit.ActionSetup,
+}
+
+func (s *Server) auditPage(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	fv := ui.AuditFilterView{Actor: q.Get("actor"), Action: q.Get("action"), Outcome: q.Get("outcome"), Q: q.Get("q"),
+		Since: q.Get("since"), Until: q.Get("until"), TZ: q.Get("tz")}
+	v := ui.AuditView{Filter: fv, Actions: auditActions}
+	f, err := auditFilter(r)
+	if err != nil {
+		v.Errors = asFieldErrors(err)
+		if v.Errors == nil {
+			s.serverError(w, r, err)
+			return
+		}
+		s.render(w, r, http.StatusBadRequest, ui.Audit(s.page(r, "Audit log", "audit"), v))
+		return
+	}
+	evs, err := s.Audit.Search(r.Context(), f)
+	if err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	for _, e := range evs {
+		v.Events = append(v.Events, ui.AuditRow{ID: e.ID, Time: e.Time, Actor: e.Actor, Action: e.Action, Target: e.Target,
+			Outcome: e.Outcome, Reason: e.Reason, ClientAddr: e.ClientAddr, Details: formatDetails(e.Details)})
+	}
+	if len(evs) == auditPageSize {
+		older := r.URL.Query()
+		older.Set("before", strconv.FormatInt(evs[len(evs)-1].ID, 10))
+		v.OlderHref = "/audit?" + older.Encode()
+	}
+	s.render(w, r, http.StatusOK, ui.Audit(s.page(r, "Audit log", "audit"), v))
+}
+
+func formatDetails(d map[string]string) string {
+	keys := make([]string, 0, len(d))
+	for k := range d {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, k+"="+d[k])
+	}
+	return strings.Join(parts, " ")
+}

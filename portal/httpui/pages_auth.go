@@ -1,0 +1,143 @@
+package httpui
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/keyway-dev/keyway/portal/audit"
+	"github.com/keyway-dev/keyway/portal/auth"
+	"github.com/keyway-dev/keyway/portal/store"
+	"github.com/keyway-dev/keyway/web/ui"
+)
+
+// safeNext keeps a post-sign-in redirect on this site: a path, never a URL
+// to somewhere else.
+func safeNext(next string) string {
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") || strings.ContainsAny(next, "\r\n") {
+		return "/"
+	}
+	return next
+}
+
+func (s *Server) signInPage(w http.ResponseWriter, r *http.Request) {
+	if _, ok := currentUser(r); ok {
+		http.Redirect(w, r, safeNext(r.URL.Query().Get("next")), http.StatusSeeOther)
+		return
+	}
+	s.render(w, r, http.StatusOK, ui.SignIn(s.page(r, "Sign in", ""), ui.SignInView{Next: r.URL.Query().Get("next")}))
+}
+
+func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	name, password, next := strings.TrimSpace(r.PostForm.Get("username")), r.PostForm.Get("password"), r.PostForm.Get("next")
+	u, err := s.Auth.SignIn(r.Context(), name, password, clientAddr(r))
+	if err != nil {
+		msg := "Wrong username or password."
+		status := http.StatusUnauthorized
+		var rl *auth.RateLimitedError
+		switch {
+		case errors.As(err, &rl):
+			msg = "Too many failed sign-ins. " + capitalize(rl.Error()) + "."
+			status = http.StatusTooManyRequests
+			w.Header().Set("Retry-After", strings.TrimSuffix(rl.RetryAfter.Round(1e9).String(), "s"))
+		case errors.Is(err, auth.ErrDisabled):
+			msg = "This account is disabled. Ask an administrator."
+			status = http.StatusForbidden
+		case errors.Is(err, auth.ErrInvalidCredentials):
+		default:
+			s.serverError(w, r, err)
+			return
+		}
+		s.record(r, audit.Event{Actor: name, Action: audit.ActionSignIn, Outcome: audit.OutcomeFailure, Reason: err.Error()})
+		s.render(w, r, status, ui.SignIn(s.page(r, "Sign in", ""), ui.SignInView{Next: next, Username: name, Error: msg}))
+		return
+	}
+	if err := s.startSession(r, u); err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionSignIn, Outcome: audit.OutcomeSuccess})
+	http.Redirect(w, r, safeNext(next), http.StatusSeeOther)
+}
+
+// startSession signs u in with a fresh session token, so a token planted
+// before sign-in is worthless after it.
+func (s *Server) startSession(r *http.Request, u store.User) error {
+	if err := s.Sessions.RenewToken(r.Context()); err != nil {
+		return err
+	}
+	s.Sessions.Put(r.Context(), sessionUserKey, u.ID)
+	return nil
+}
+
+func (s *Server) signOut(w http.ResponseWriter, r *http.Request) {
+	if u, ok := currentUser(r); ok {
+		s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionSignOut, Outcome: audit.OutcomeSuccess})
+	}
+	if err := s.Sessions.Destroy(r.Context()); err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	http.Redirect(w, r, "/signin", http.StatusSeeOther)
+}
+
+func (s *Server) setupPage(w http.ResponseWriter, r *http.Request) {
+	ok, err := s.setupAllowed(r.Context(), r.PathValue("token"))
+	if err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	if !ok {
+		s.renderError(w, r, http.StatusNotFound, "This setup link is not valid any more. The first admin may already exist; otherwise restart the portal for a new link.")
+		return
+	}
+	s.render(w, r, http.StatusOK, ui.Setup(s.page(r, "Set up", ""), ui.SetupView{Token: r.PathValue("token")}))
+}
+
+func (s *Server) setup(w http.ResponseWriter, r *http.Request) {
+	token := r.PathValue("token")
+	ok, err := s.setupAllowed(r.Context(), token)
+	if err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	if !ok {
+		s.renderError(w, r, http.StatusNotFound, "This setup link is not valid any more.")
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	v := ui.SetupView{Token: token, Username: r.PostForm.Get("username"), DisplayName: r.PostForm.Get("display_name")}
+	in := userInput{Name: v.Username, DisplayName: v.DisplayName, Role: string(store.RoleAdmin), Password: r.PostForm.Get("password")}
+	if in.Password != r.PostForm.Get("password2") {
+		v.Errors = ui.Errors{"password2": "The two passwords differ."}
+		s.render(w, r, http.StatusUnprocessableEntity, ui.Setup(s.page(r, "Set up", ""), v))
+		return
+	}
+	u, err := s.createUser(r, store.User{Name: "setup"}, in)
+	if err != nil {
+		if v.Errors = asFieldErrors(err); v.Errors == nil {
+			s.serverError(w, r, err)
+			return
+		}
+		s.render(w, r, http.StatusUnprocessableEntity, ui.Setup(s.page(r, "Set up", ""), v))
+		return
+	}
+	if err := s.Store.SetSetting(r.Context(), setupTokenSetting, ""); err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionSetup, Target: u.Name, Outcome: audit.OutcomeSuccess})
+	if err := s.startSession(r, u); err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	s.setFlash(r, "success", "Welcome! You are the first admin. Next: create a resource and grant it to users.")
+	http.Redirect(w, r, "/admin/resources/new", http.StatusSeeOther)
+}

@@ -1,0 +1,172 @@
+// Package httpui serves the portal's web pages, its JSON API and the
+// WebSocket endpoints that carry sessions to the browser.
+package httpui
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/alexedwards/scs/v2"
+
+	"github.com/keyway-dev/keyway/portal/audit"
+	"github.com/keyway-dev/keyway/portal/auth"
+	"github.com/keyway-dev/keyway/portal/authz"
+	"github.com/keyway-dev/keyway/portal/gateways"
+	"github.com/keyway-dev/keyway/portal/store"
+)
+
+// Limits on what a client may send.
+const (
+	maxFormBody  = 1 << 20 // form posts and API bodies
+	maxWSMessage = 64 << 10
+)
+
+// Deps are the parts a Server is built from.
+type Deps struct {
+	Store    *store.Store
+	Sessions *scs.SessionManager
+	Auth     *auth.Authenticator
+	Audit    *audit.Log
+	Authz    *authz.Authorizer
+	Gateways *gateways.Pool
+	// Assets serves the bundled front end under /static/.
+	Assets http.Handler
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// Server is the portal's HTTP handler. Close ends the sessions it carries.
+type Server struct {
+	Deps
+	handler http.Handler
+
+	// ctx is the parent of every hijacked session: http.Server.Shutdown does
+	// not see hijacked connections, so the Server ends them itself.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New builds a Server from d.
+func New(d Deps) *Server {
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	s := &Server{Deps: d}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.handler = s.routes()
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// Close ends every running session and waits for their goroutines.
+func (s *Server) Close() error {
+	s.cancel()
+	s.wg.Wait()
+	return nil
+}
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+
+	mux.Handle("GET /static/", http.StripPrefix("/static/", s.Assets))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+
+	mux.HandleFunc("GET /signin", s.signInPage)
+	mux.HandleFunc("POST /signin", s.signIn)
+	mux.HandleFunc("POST /signout", s.signOut)
+	mux.HandleFunc("GET /setup/{token}", s.setupPage)
+	mux.HandleFunc("POST /setup/{token}", s.setup)
+
+	signedIn := func(p string, h http.HandlerFunc) { mux.Handle(p, s.requireRole(h)) }
+	admin := func(p string, h http.HandlerFunc) { mux.Handle(p, s.requireRole(h, store.RoleAdmin)) }
+
+	signedIn("GET /{$}", s.home)
+	signedIn("GET /connect/{id}", s.terminalPage)
+	signedIn("GET /connect/{id}/ws", s.terminalSocket)
+	signedIn("GET /account", s.accountPage)
+	signedIn("POST /account/password", s.changePassword)
+	signedIn("POST /account/tokens", s.createToken)
+	signedIn("POST /account/tokens/{id}/revoke", s.revokeToken)
+
+	admin("GET /admin/users", s.usersPage)
+	admin("GET /admin/users/new", s.newUserPage)
+	admin("POST /admin/users", s.createUserForm)
+	admin("GET /admin/users/{id}", s.editUserPage)
+	admin("POST /admin/users/{id}", s.updateUserForm)
+	admin("POST /admin/users/{id}/delete", s.deleteUserForm)
+	admin("GET /admin/groups", s.groupsPage)
+	admin("POST /admin/groups", s.createGroupForm)
+	admin("POST /admin/groups/{id}/delete", s.deleteGroupForm)
+	admin("GET /admin/resources", s.resourcesPage)
+	admin("GET /admin/resources/new", s.newResourcePage)
+	admin("POST /admin/resources", s.createResourceForm)
+	admin("GET /admin/resources/{id}", s.editResourcePage)
+	admin("POST /admin/resources/{id}", s.updateResourceForm)
+	admin("POST /admin/resources/{id}/delete", s.deleteResourceForm)
+	admin("POST /admin/resources/{id}/hostkey", s.hostKeyForm)
+	admin("GET /admin/grants", s.grantsPage)
+	admin("POST /admin/grants", s.createGrantForm)
+	admin("POST /admin/grants/{id}/delete", s.deleteGrantForm)
+	mux.Handle("GET /audit", s.requireRole(s.auditPage, store.RoleAdmin, store.RoleAuditor))
+
+	mux.HandleFunc("/", s.notFound)
+
+	api := s.apiRoutes()
+
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.renderError(w, r, http.StatusForbidden, "This request came from another site and was refused. Reload the page and try again.")
+	}))
+	web := s.Sessions.LoadAndSave(s.loadUser(mux))
+
+	top := http.NewServeMux()
+	top.Handle("/api/", api)
+	top.Handle("/", web)
+	return s.recoverer(securityHeaders(limitBody(cop.Handler(top))))
+}
+
+// securityHeaders sets the headers every response carries: a strict content
+// security policy (no inline scripts anywhere), no framing, no sniffing.
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		// style-src allows inline styles because xterm.js positions its
+		// layers with them; scripts stay 'self' only.
+		h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "same-origin")
+		h.Set("Cross-Origin-Opener-Policy", "same-origin")
+		next.ServeHTTP(w, r)
+	})
+}
+
+func limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil {
+			r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.Logger.Error("handler panic", "path", r.URL.Path, "panic", v)
+				http.Error(w, "internal error", http.StatusInternalServerError)
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,350 @@
+package httpui
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/keyway-dev/keyway/gateway/wire"
+	"github.com/keyway-dev/keyway/portal/audit"
+	"github.com/keyway-dev/keyway/portal/authz"
+	"github.com/keyway-dev/keyway/portal/gateways"
+	"github.com/keyway-dev/keyway/portal/store"
+)
+
+const (
+	// wsPingInterval keeps idle sessions alive through proxies and finds
+	// browsers that vanished without closing.
+	wsPingInterval = 30 * time.Second
+	wsReadTimeout  = 2*wsPingInterval + 15*time.Second
+	// wsWriteTimeout drops a browser that stops reading for this long; until
+	// then a slow browser holds back the target through TCP backpressure.
+	wsWriteTimeout = 60 * time.Second
+	maxTermSize    = 1000
+)
+
+// control is a JSON text frame between browser and portal.
+type control struct {
+	Type    string `json:"type"`
+	Cols    int    `json:"cols,omitempty"`
+	Rows    int    `json:"rows,omitempty"`
+	Status  *int   `json:"status,omitempty"`
+	Code    string `json:"code,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+// sameOrigin reports whether a WebSocket upgrade comes from a page of this
+// portal. Browsers always send Origin on WebSocket requests, so a missing one
+// is refused too.
+func sameOrigin(r *http.Request) bool {
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" {
+		return false
+	}
+	o, err := url.Parse(r.Header.Get("Origin"))
+	if err != nil || o.Host == "" {
+		return false
+	}
+	return strings.EqualFold(o.Host, r.Host)
+}
+
+// grantedResource loads the resource at the request's {id} if u may use it,
+// answering 404 (and auditing a denial) otherwise so ids cannot be probed.
+func (s *Server) grantedResource(w http.ResponseWriter, r *http.Request, u store.User) (store.Resource, bool) {
+	id, err := pathID(r)
+	if err == nil {
+		var res store.Resource
+		res, err = s.Authz.Resource(r.Context(), u, id)
+		if err == nil {
+			return res, true
+		}
+	}
+	switch {
+	case errors.Is(err, authz.ErrDenied), errors.Is(err, store.ErrNotFound):
+		s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionAuthzDenied, Target: r.URL.Path,
+			Outcome: audit.OutcomeDenied, Reason: "no grant for this resource, or no such resource"})
+		s.renderError(w, r, http.StatusNotFound, "There is no such resource, or you have no access to it.")
+	default:
+		s.serverError(w, r, err)
+	}
+	return store.Resource{}, false
+}
+
+func termSize(q url.Values) (cols, rows int) {
+	cols, _ = strconv.Atoi(q.Get("cols"))
+	rows, _ = strconv.Atoi(q.Get("rows"))
+	if cols < 1 || cols > maxTermSize {
+		cols = 80
+	}
+	if rows < 1 || rows > maxTermSize {
+		rows = 24
+	}
+	return cols, rows
+}
+
+func (s *Server) terminalSocket(w http.ResponseWriter, r *http.Request) {
+	u, _ := currentUser(r)
+	if !sameOrigin(r) {
+		s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionAuthzDenied, Target: r.URL.Path,
+			Outcome: audit.OutcomeDenied, Reason: "WebSocket from another origin: " + r.Header.Get("Origin")})
+		http.Error(w, "cross-origin WebSocket refused", http.StatusForbidden)
+		return
+	}
+	res, ok := s.grantedResource(w, r, u)
+	if !ok {
+		return
+	}
+	up := websocket.Upgrader{
+		ReadBufferSize: 4 << 10, WriteBufferSize: 32 << 10,
+		CheckOrigin: sameOrigin, HandshakeTimeout: 10 * time.Second,
+	}
+	ws, err := up.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader has answered the client
+	}
+	s.wg.Add(1)
+	defer s.wg.Done()
+	defer ws.Close()
+	ws.SetReadLimit(maxWSMessage)
+
+	cols, rows := termSize(r.URL.Query())
+	t := &termSession{
+		srv: s, ws: ws, user: u, res: res, client: clientAddr(r), id: rand.Text(),
+		log: s.Logger.With("session", "", "user", u.Name, "resource", res.Name),
+	}
+	t.log = s.Logger.With("session", t.id, "user", u.Name, "resource", res.Name)
+	t.run(s.ctx, r, cols, rows)
+}
+
+// termSession is one browser terminal bridged to a gateway session.
+type termSession struct {
+	srv    *Server
+	ws     *websocket.Conn
+	user   store.User
+	res    store.Resource
+	client string
+	id     string
+	log    *slog.Logger
+}
+
+// fail tells the browser why the session could not start or ended, audits it
+// and closes.
+func (t *termSession) fail(r *http.Request, code, msg string, details map[string]string) {
+	t.log.Warn("terminal connection failed", "code", code, "reason", msg)
+	if details == nil {
+		details = map[string]string{}
+	}
+	details["session"] = t.id
+	details["code"] = code
+	t.srv.record(r, audit.Event{Actor: t.user.Name, Action: audit.ActionConnect, Target: t.res.Name,
+		ClientAddr: t.client, Outcome: audit.OutcomeFailure, Reason: msg, Details: details})
+	t.sendControl(control{Type: "error", Code: code, Message: msg})
+	t.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+}
+
+func (t *termSession) sendControl(c control) error {
+	b, _ := json.Marshal(c)
+	t.ws.SetWriteDeadline(time.Now().Add(wsWriteTimeout))
+	return t.ws.WriteMessage(websocket.TextMessage, b)
+}
+
+func (t *termSession) run(ctx context.Context, r *http.Request, cols, rows int) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s := t.srv
+	secrets, err := s.Store.ResourceSecrets(ctx, t.res.ID)
+	if err != nil {
+		t.log.Error("read resource credentials", "err", err)
+		t.fail(r, "internal", "The portal could not read the credentials of this resource. An administrator should check the portal log.", nil)
+		return
+	}
+	gw, err := s.Gateways.Select(t.res.Tags)
+	if err != nil {
+		t.fail(r, "no_gateway", capitalize(err.Error())+": ask an administrator to check the gateways.", nil)
+		return
+	}
+	req := &wire.Request{
+		Kind: wire.KindSession, Protocol: wire.ProtocolSSH, SessionID: t.id,
+		User: t.user.Name, ClientAddr: t.client, Resource: t.res.Name,
+		Target:      wire.Target{Host: t.res.Host, Port: t.res.Port},
+		Credentials: wire.Credentials{Username: t.res.Login, Password: wire.Secret(secrets.Password), PrivateKey: wire.Secret(secrets.PrivateKey)},
+		HostKey:     t.res.HostKey,
+		Terminal:    &wire.Terminal{Term: "xterm-256color", Cols: cols, Rows: rows},
+	}
+	gwDetails := map[string]string{"gateway": gw.Name, "target": net.JoinHostPort(t.res.Host, strconv.Itoa(t.res.Port))}
+	conn, resp, err := s.Gateways.Open(ctx, gw, req)
+	if err != nil {
+		var werr *wire.Error
+		var unavailable *gateways.UnavailableError
+		switch {
+		case errors.As(err, &werr):
+			msg := werr.Message
+			if werr.Code == wire.CodeHostKeyMismatch && resp != nil && resp.HostKey != "" {
+				if err := s.Store.SetSetting(ctx, offeredKeySetting(t.res.ID), resp.HostKey); err != nil {
+					t.log.Error("keep offered host key", "err", err)
+				}
+				gwDetails["offered_host_key"] = resp.HostKeyFingerprint
+			}
+			t.fail(r, string(werr.Code), msg, gwDetails)
+		case errors.As(err, &unavailable):
+			t.log.Error("gateway unavailable", "gateway", gw.Name, "err", err)
+			t.fail(r, "gateway_unavailable", fmt.Sprintf("The gateway %s could not be reached, so the connection to %s was not opened. Try again, or ask an administrator to check the gateway.", gw.Name, t.res.Name), gwDetails)
+		default:
+			t.log.Error("open session", "err", err)
+			t.fail(r, "internal", "The connection could not be opened because of an internal error.", gwDetails)
+		}
+		return
+	}
+	defer conn.Close()
+
+	if t.res.HostKey == "" && resp.HostKey != "" {
+		if err := s.Store.PinHostKey(ctx, t.res.ID, resp.HostKey); err != nil {
+			t.log.Error("pin host key", "err", err)
+		}
+		gwDetails["host_key_pinned"] = resp.HostKeyFingerprint
+	}
+	gwDetails["session"] = t.id
+	start := time.Now()
+	s.record(r, audit.Event{Actor: t.user.Name, Action: audit.ActionConnect, Target: t.res.Name,
+		ClientAddr: t.client, Outcome: audit.OutcomeSuccess, Details: gwDetails})
+	t.log.Info("terminal session started", "gateway", gw.Name)
+	if err := t.sendControl(control{Type: "connected", Message: fmt.Sprintf("Connected to %s as %s", t.res.Name, t.res.Login)}); err != nil {
+		return
+	}
+
+	end := t.bridge(ctx, conn)
+	details := map[string]string{"session": t.id, "duration": time.Since(start).Round(time.Second).String(), "end": end}
+	s.record(r, audit.Event{Actor: t.user.Name, Action: audit.ActionSessionEnd, Target: t.res.Name,
+		ClientAddr: t.client, Outcome: audit.OutcomeSuccess, Details: details})
+	t.log.Info("terminal session ended", "end", end)
+}
+
+// bridge relays between browser and gateway until either side ends, and
+// says how the session ended.
+func (t *termSession) bridge(ctx context.Context, conn net.Conn) string {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// Closing both connections unblocks every read and write below.
+	stop := context.AfterFunc(ctx, func() {
+		conn.Close()
+		t.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "session closed"), time.Now().Add(time.Second))
+		t.ws.Close()
+	})
+	defer stop()
+
+	var gwMu sync.Mutex // frames to the gateway come from two goroutines
+	writeGW := func(ft wire.FrameType, p []byte) error {
+		gwMu.Lock()
+		defer gwMu.Unlock()
+		return wire.WriteFrame(conn, ft, p)
+	}
+
+	browserGone := make(chan struct{})
+	wg.Add(2)
+	go func() { // browser → gateway
+		defer wg.Done()
+		defer close(browserGone)
+		defer cancel()
+		t.ws.SetReadDeadline(time.Now().Add(wsReadTimeout))
+		t.ws.SetPongHandler(func(string) error { return t.ws.SetReadDeadline(time.Now().Add(wsReadTimeout)) })
+		for {
+			mt, data, err := t.ws.ReadMessage()
+			if err != nil {
+				return
+			}
+			t.ws.SetReadDeadline(time.Now().Add(wsReadTimeout))
+			switch mt {
+			case websocket.BinaryMessage:
+				err = writeGW(wire.FrameData, data)
+			case websocket.TextMessage:
+				var c control
+				if json.Unmarshal(data, &c) != nil || c.Type != "resize" {
+					continue // unknown control messages are ignored
+				}
+				if c.Cols < 1 || c.Cols > maxTermSize || c.Rows < 1 || c.Rows > maxTermSize {
+					continue
+				}
+				err = writeGW(wire.FrameResize, wire.ResizePayload(uint16(c.Cols), uint16(c.Rows)))
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	go func() { // keepalive pings
+		defer wg.Done()
+		tick := time.NewTicker(wsPingInterval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				if t.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(10*time.Second)) != nil {
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+
+	// gateway → browser, on this goroutine.
+	fr := wire.NewFrameReader(conn)
+	for {
+		ft, p, err := fr.Next()
+		if err != nil {
+			select {
+			case <-browserGone:
+				return "browser disconnected"
+			default:
+			}
+			if t.srv.ctx.Err() != nil {
+				t.sendControl(control{Type: "error", Code: "portal_shutdown", Message: "The portal is shutting down; the session was closed."})
+				return "portal shut down"
+			}
+			t.sendControl(control{Type: "error", Code: "gateway_lost", Message: "The connection to the gateway was lost; the session has ended."})
+			return "gateway connection lost"
+		}
+		switch ft {
+		case wire.FrameData:
+			t.ws.SetWriteDeadline(time.Now().Add(wsWriteTimeout))
+			if err := t.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
+				return "browser disconnected"
+			}
+		case wire.FrameExit:
+			ex, err := wire.ParseExit(p)
+			if err != nil {
+				t.log.Warn("bad exit frame from gateway", "err", err)
+			}
+			msg := exitMessage(ex)
+			status := ex.Status
+			t.sendControl(control{Type: "exit", Status: &status, Message: msg})
+			t.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+			return msg
+		}
+	}
+}
+
+func exitMessage(ex wire.Exit) string {
+	switch {
+	case ex.Message != "":
+		return "Session ended: " + ex.Message
+	case ex.Signal != "":
+		return "Session ended: the remote shell was killed by signal " + ex.Signal
+	default:
+		return fmt.Sprintf("Session ended (exit status %d)", ex.Status)
+	}
+}

@@ -1,0 +1,316 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+)
+
+// Resource is a target users connect to.
+type Resource struct {
+	ID          int64
+	Name        string
+	Description string
+	Protocol    string
+	Host        string
+	Port        int
+	Login       string
+	Tags        []string
+	// HostKey is the pinned SSH host key in authorized_keys form; "" until
+	// the first successful connection pins it.
+	HostKey         string
+	HostKeyPinnedAt time.Time
+	HasPassword     bool
+	HasPrivateKey   bool
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
+}
+
+// Secrets are a resource's credentials. They print redacted.
+type Secrets struct {
+	Password   string `json:"password,omitempty"`
+	PrivateKey string `json:"private_key,omitempty"`
+}
+
+// String redacts the secrets.
+func (Secrets) String() string { return "[redacted]" }
+
+// LogValue redacts the secrets in logs.
+func (s Secrets) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// sealAD binds sealed credentials to their resource row.
+func sealAD(id int64) []byte { return []byte("resource:" + strconv.FormatInt(id, 10)) }
+
+func (s *Store) sealSecrets(id int64, sec Secrets) ([]byte, error) {
+	plain, err := json.Marshal(sec)
+	if err != nil {
+		return nil, err
+	}
+	return s.sealer.Seal(plain, sealAD(id))
+}
+
+func (s *Store) writeSecrets(ctx context.Context, tx *sql.Tx, id int64, sec Secrets) error {
+	sealed, err := s.sealSecrets(id, sec)
+	if err != nil {
+		return fmt.Errorf("seal credentials: %w", err)
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE resources SET secrets = ?, has_password = ?, has_private_key = ? WHERE id = ?`,
+		sealed, sec.Password != "", sec.PrivateKey != "", id)
+	return err
+}
+
+func tagsJSON(tags []string) string {
+	if tags == nil {
+		tags = []string{}
+	}
+	b, _ := json.Marshal(tags)
+	return string(b)
+}
+
+// CreateResource inserts r with its credentials sealed.
+func (s *Store) CreateResource(ctx context.Context, r Resource, sec *Secrets) (Resource, error) {
+	now := millis(s.now())
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO resources (name, description, protocol, host, port, login, tags, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			r.Name, r.Description, r.Protocol, r.Host, r.Port, r.Login, tagsJSON(r.Tags), now, now)
+		if err != nil {
+			return conflict(err, fmt.Sprintf("a resource named %s already exists", r.Name))
+		}
+		if r.ID, err = res.LastInsertId(); err != nil {
+			return err
+		}
+		if sec != nil {
+			return s.writeSecrets(ctx, tx, r.ID, *sec)
+		}
+		return nil
+	})
+	if err != nil {
+		return Resource{}, fmt.Errorf("create resource %s: %w", r.Name, err)
+	}
+	return s.ResourceByID(ctx, r.ID)
+}
+
+// UpdateResource saves r's fields; sec replaces the stored credentials
+// unless it is nil. The pinned host key is changed only by PinHostKey,
+// ReplaceHostKey and ForgetHostKey.
+func (s *Store) UpdateResource(ctx context.Context, r Resource, sec *Secrets) error {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE resources SET name = ?, description = ?, protocol = ?, host = ?, port = ?, login = ?, tags = ?, updated_at = ? WHERE id = ?`,
+			r.Name, r.Description, r.Protocol, r.Host, r.Port, r.Login, tagsJSON(r.Tags), millis(s.now()), r.ID)
+		if err != nil {
+			return conflict(err, fmt.Sprintf("a resource named %s already exists", r.Name))
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
+		if sec != nil {
+			return s.writeSecrets(ctx, tx, r.ID, *sec)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("update resource %d: %w", r.ID, err)
+	}
+	return nil
+}
+
+// DeleteResource deletes a resource and its grants.
+func (s *Store) DeleteResource(ctx context.Context, id int64) error {
+	return deleteByID(ctx, s.db, "resources", id)
+}
+
+const resourceColumns = `r.id, r.name, r.description, r.protocol, r.host, r.port, r.login, r.tags, r.host_key, r.host_key_pinned_at, r.has_password, r.has_private_key, r.created_at, r.updated_at`
+
+func scanResource(row interface{ Scan(...any) error }) (Resource, error) {
+	var r Resource
+	var tags string
+	var pinned, created, updated int64
+	if err := row.Scan(&r.ID, &r.Name, &r.Description, &r.Protocol, &r.Host, &r.Port, &r.Login, &tags, &r.HostKey, &pinned,
+		&r.HasPassword, &r.HasPrivateKey, &created, &updated); err != nil {
+		return Resource{}, err
+	}
+	if err := json.Unmarshal([]byte(tags), &r.Tags); err != nil {
+		return Resource{}, fmt.Errorf("tags of resource %d: %w", r.ID, err)
+	}
+	r.HostKeyPinnedAt, r.CreatedAt, r.UpdatedAt = fromMillis(pinned), fromMillis(created), fromMillis(updated)
+	return r, nil
+}
+
+func (s *Store) queryResources(ctx context.Context, query string, args ...any) ([]Resource, error) {
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Resource
+	for rows.Next() {
+		r, err := scanResource(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// ResourceByID returns the resource with id.
+func (s *Store) ResourceByID(ctx context.Context, id int64) (Resource, error) {
+	r, err := scanResource(s.db.QueryRowContext(ctx, `SELECT `+resourceColumns+` FROM resources r WHERE r.id = ?`, id))
+	if err != nil {
+		return Resource{}, fmt.Errorf("resource %d: %w", id, notFound(err))
+	}
+	return r, nil
+}
+
+// ListResources returns all resources by name.
+func (s *Store) ListResources(ctx context.Context) ([]Resource, error) {
+	rs, err := s.queryResources(ctx, `SELECT `+resourceColumns+` FROM resources r ORDER BY r.name`)
+	if err != nil {
+		return nil, fmt.Errorf("list resources: %w", err)
+	}
+	return rs, nil
+}
+
+// grantedTo selects the resources a user may use: granted to them or to a
+// group they are in, and only while the user is not disabled.
+const grantedTo = `r.id IN (
+	SELECT g.resource_id FROM grants g JOIN users u ON u.id = ? AND u.disabled = 0
+	WHERE g.user_id = u.id OR g.group_id IN (SELECT group_id FROM group_members WHERE user_id = u.id))`
+
+// ResourcesForUser returns the resources userID may use, by name.
+func (s *Store) ResourcesForUser(ctx context.Context, userID int64) ([]Resource, error) {
+	rs, err := s.queryResources(ctx, `SELECT `+resourceColumns+` FROM resources r WHERE `+grantedTo+` ORDER BY r.name`, userID)
+	if err != nil {
+		return nil, fmt.Errorf("resources of user %d: %w", userID, err)
+	}
+	return rs, nil
+}
+
+// CanUse reports whether userID may use resourceID.
+func (s *Store) CanUse(ctx context.Context, userID, resourceID int64) (bool, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM resources r WHERE r.id = ? AND `+grantedTo, resourceID, userID).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("check grant: %w", err)
+	}
+	return n > 0, nil
+}
+
+// ResourceSecrets decrypts a resource's credentials.
+func (s *Store) ResourceSecrets(ctx context.Context, id int64) (Secrets, error) {
+	var sealed []byte
+	if err := s.db.QueryRowContext(ctx, `SELECT secrets FROM resources WHERE id = ?`, id).Scan(&sealed); err != nil {
+		return Secrets{}, fmt.Errorf("credentials of resource %d: %w", id, notFound(err))
+	}
+	if len(sealed) == 0 {
+		return Secrets{}, nil
+	}
+	plain, err := s.sealer.Open(sealed, sealAD(id))
+	if err != nil {
+		return Secrets{}, fmt.Errorf("credentials of resource %d: %w", id, err)
+	}
+	var sec Secrets
+	if err := json.Unmarshal(plain, &sec); err != nil {
+		return Secrets{}, fmt.Errorf("credentials of resource %d: %w", id, err)
+	}
+	return sec, nil
+}
+
+// PinHostKey records key as the resource's host key if none is pinned yet;
+// an already pinned key is left alone.
+func (s *Store) PinHostKey(ctx context.Context, id int64, key string) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE resources SET host_key = ?, host_key_pinned_at = ? WHERE id = ? AND host_key = ''`, key, millis(s.now()), id)
+	if err != nil {
+		return fmt.Errorf("pin host key of resource %d: %w", id, err)
+	}
+	return nil
+}
+
+// ReplaceHostKey pins key in place of the current one (an admin accepted it).
+func (s *Store) ReplaceHostKey(ctx context.Context, id int64, key string) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE resources SET host_key = ?, host_key_pinned_at = ? WHERE id = ?`, key, millis(s.now()), id)
+	if err != nil {
+		return fmt.Errorf("replace host key of resource %d: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// ForgetHostKey unpins the host key; the next connection pins anew.
+func (s *Store) ForgetHostKey(ctx context.Context, id int64) error {
+	return s.ReplaceHostKey(ctx, id, "")
+}
+
+// Grant lets a user, or every member of a group, use a resource.
+type Grant struct {
+	ID           int64
+	ResourceID   int64
+	ResourceName string
+	SubjectKind  string // "user" or "group"
+	SubjectID    int64
+	SubjectName  string
+	CreatedAt    time.Time
+}
+
+// CreateGrant grants resourceID to the user or group subjectID.
+func (s *Store) CreateGrant(ctx context.Context, resourceID int64, subjectKind string, subjectID int64) (Grant, error) {
+	col := map[string]string{"user": "user_id", "group": "group_id"}[subjectKind]
+	if col == "" {
+		return Grant{}, fmt.Errorf("grant subject kind %q: want user or group", subjectKind)
+	}
+	res, err := s.db.ExecContext(ctx, `INSERT INTO grants (resource_id, `+col+`, created_at) VALUES (?, ?, ?)`, resourceID, subjectID, millis(s.now()))
+	if err != nil {
+		return Grant{}, fmt.Errorf("create grant: %w", conflict(err, "this grant already exists"))
+	}
+	id, _ := res.LastInsertId()
+	gs, err := s.listGrants(ctx, `WHERE gr.id = ?`, id)
+	if err != nil || len(gs) == 0 {
+		return Grant{}, fmt.Errorf("read new grant: %w", err)
+	}
+	return gs[0], nil
+}
+
+// DeleteGrant removes a grant.
+func (s *Store) DeleteGrant(ctx context.Context, id int64) error {
+	return deleteByID(ctx, s.db, "grants", id)
+}
+
+// ListGrants returns all grants by resource and subject.
+func (s *Store) ListGrants(ctx context.Context) ([]Grant, error) {
+	return s.listGrants(ctx, "")
+}
+
+// GrantsForResource returns the grants of one resource.
+func (s *Store) GrantsForResource(ctx context.Context, resourceID int64) ([]Grant, error) {
+	return s.listGrants(ctx, `WHERE gr.resource_id = ?`, resourceID)
+}
+
+func (s *Store) listGrants(ctx context.Context, where string, args ...any) ([]Grant, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT gr.id, gr.resource_id, r.name,
+		CASE WHEN gr.user_id IS NOT NULL THEN 'user' ELSE 'group' END,
+		COALESCE(gr.user_id, gr.group_id), COALESCE(u.name, g.name), gr.created_at
+		FROM grants gr JOIN resources r ON r.id = gr.resource_id
+		LEFT JOIN users u ON u.id = gr.user_id LEFT JOIN groups g ON g.id = gr.group_id `+where+`
+		ORDER BY r.name, 4, 6`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list grants: %w", err)
+	}
+	defer rows.Close()
+	var out []Grant
+	for rows.Next() {
+		var g Grant
+		var created int64
+		if err := rows.Scan(&g.ID, &g.ResourceID, &g.ResourceName, &g.SubjectKind, &g.SubjectID, &g.SubjectName, &created); err != nil {
+			return nil, err
+		}
+		g.CreatedAt = fromMillis(created)
+		out = append(out, g)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,31 @@
+// Bundles the front end into web/assets/dist with esbuild: app.js/css on
+// every page, terminal.js/css on the terminal page. Fixed names, so the
+// templates can link them; the server revalidates them on every load.
+import { build } from 'esbuild';
+import { mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const web = dirname(fileURLToPath(import.meta.url));
+const out = join(web, 'assets', 'dist');
+mkdirSync(out, { recursive: true });
+
+try {
+  await build({
+    entryPoints: {
+      app: join(web, 'src', 'app.ts'),
+      terminal: join(web, 'src', 'terminal.ts'),
+    },
+    bundle: true,
+    minify: true,
+    sourcemap: true,
+    target: 'es2020',
+    format: 'iife',
+    outdir: out,
+    logLevel: 'warning',
+    loader: { '.woff2': 'file', '.woff': 'file' },
+  });
+} catch {
+  // esbuild has printed the errors.
+  process.exit(1);
+}

@@ -1,0 +1,287 @@
+// Package ui renders the portal's pages with templ. Handlers fill the plain
+// view structs below; templ escapes every string they carry.
+package ui
+
+import (
+	"strings"
+	"time"
+)
+
+// Viewer is the signed-in user, as the layout shows them.
+type Viewer struct {
+	Name        string
+	DisplayName string
+	Role        string
+}
+
+// IsAdmin reports the admin role.
+func (v *Viewer) IsAdmin() bool { return v != nil && v.Role == "admin" }
+
+// CanAudit reports a role that may read the audit log.
+func (v *Viewer) CanAudit() bool { return v != nil && (v.Role == "admin" || v.Role == "auditor") }
+
+// Label is the name shown in the header.
+func (v *Viewer) Label() string {
+	if v.DisplayName != "" {
+		return v.DisplayName
+	}
+	return v.Name
+}
+
+// Flash is a one-time message at the top of a page.
+type Flash struct {
+	Kind    string // "success" or "error"
+	Message string
+}
+
+// Page is what every page shares.
+type Page struct {
+	Title  string
+	Viewer *Viewer
+	Flash  Flash
+	// Section marks the active navigation entry: "home", "users", "groups",
+	// "resources", "grants", "audit", "account".
+	Section string
+}
+
+// Errors maps form fields to messages.
+type Errors map[string]string
+
+// Option is one choice of a select or checkbox list.
+type Option struct {
+	Value    string
+	Label    string
+	Selected bool
+}
+
+// SignInView is the sign-in form.
+type SignInView struct {
+	Next     string
+	Username string
+	Error    string
+}
+
+// SetupView is the first-admin form.
+type SetupView struct {
+	Token       string
+	Username    string
+	DisplayName string
+	Errors      Errors
+}
+
+// ResourceCard is a resource the viewer may connect to.
+type ResourceCard struct {
+	ID          int64
+	Name        string
+	Description string
+	Protocol    string
+	Address     string
+	Tags        []string
+	ConnectHref string
+}
+
+// HomeView lists the viewer's resources.
+type HomeView struct {
+	Resources []ResourceCard
+}
+
+// TerminalView is the terminal page.
+type TerminalView struct {
+	ResourceName string
+	Address      string
+	WSPath       string
+}
+
+// UserRow is one row of the users table.
+type UserRow struct {
+	ID          int64
+	Name        string
+	DisplayName string
+	Role        string
+	Groups      []string
+	Disabled    bool
+	CreatedAt   time.Time
+}
+
+// UsersView is the users page.
+type UsersView struct {
+	Users []UserRow
+}
+
+// UserFormView is the new/edit user form.
+type UserFormView struct {
+	IsNew       bool
+	ID          int64
+	Name        string
+	DisplayName string
+	Role        string
+	Groups      []Option
+	Disabled    bool
+	Errors      Errors
+}
+
+// GroupRow is one row of the groups table.
+type GroupRow struct {
+	ID          int64
+	Name        string
+	Description string
+	Members     int
+}
+
+// GroupsView is the groups page with its create form.
+type GroupsView struct {
+	Groups      []GroupRow
+	Name        string
+	Description string
+	Errors      Errors
+}
+
+// ResourceRow is one row of the resources table.
+type ResourceRow struct {
+	ID                 int64
+	Name               string
+	Protocol           string
+	Address            string
+	Login              string
+	Tags               []string
+	HostKeyFingerprint string
+}
+
+// ResourcesView is the admin resources page.
+type ResourcesView struct {
+	Resources []ResourceRow
+}
+
+// GrantRow is one grant.
+type GrantRow struct {
+	ID           int64
+	ResourceName string
+	SubjectKind  string
+	SubjectName  string
+	CreatedAt    time.Time
+}
+
+// ResourceFormView is the new/edit resource form.
+type ResourceFormView struct {
+	IsNew         bool
+	ID            int64
+	Name          string
+	Description   string
+	Protocol      string
+	Host          string
+	Port          string
+	Login         string
+	Tags          string
+	HasPassword   bool
+	HasPrivateKey bool
+	// Host key state, edit only.
+	HostKeyFingerprint string
+	HostKeyPinnedAt    time.Time
+	OfferedFingerprint string
+	Grants             []GrantRow
+	Errors             Errors
+}
+
+// GrantsView is the grants page with its create form.
+type GrantsView struct {
+	Grants    []GrantRow
+	Resources []Option
+	Subjects  []Option
+	Errors    Errors
+}
+
+// AuditFilterView is the audit filter form's values.
+type AuditFilterView struct {
+	Actor   string
+	Action  string
+	Outcome string
+	Q       string
+	Since   string
+	Until   string
+	TZ      string
+}
+
+// AuditRow is one audit event.
+type AuditRow struct {
+	ID         int64
+	Time       time.Time
+	Actor      string
+	Action     string
+	Target     string
+	Outcome    string
+	Reason     string
+	ClientAddr string
+	Details    string
+}
+
+// AuditView is the audit log page.
+type AuditView struct {
+	Filter    AuditFilterView
+	Actions   []string
+	Events    []AuditRow
+	OlderHref string
+	Errors    Errors
+}
+
+// TokenRow is one API token.
+type TokenRow struct {
+	ID         int64
+	Name       string
+	CreatedAt  time.Time
+	ExpiresAt  time.Time
+	LastUsedAt time.Time
+	Revoked    bool
+	Expired    bool
+}
+
+// AccountView is the account page.
+type AccountView struct {
+	Name        string
+	DisplayName string
+	Role        string
+	Groups      []string
+	Tokens      []TokenRow
+	// NewToken is shown once, right after it was created.
+	NewToken     string
+	NewTokenName string
+	Errors       Errors
+}
+
+// ErrorView is an error page.
+type ErrorView struct {
+	Status  int
+	Title   string
+	Message string
+}
+
+func title(t string) string {
+	if t == "" {
+		return "Keyway"
+	}
+	return t + " · Keyway"
+}
+
+func utcText(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") }
+
+func iso(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+func join(s []string) string { return strings.Join(s, ", ") }
+
+func outcomeClass(o string) string {
+	switch o {
+	case "success":
+		return "badge ok"
+	case "failure":
+		return "badge bad"
+	case "denied":
+		return "badge warn"
+	}
+	return "badge"
+}
+
+func navCurrent(p Page, section string) string {
+	if p.Section == section {
+		return "page"
+	}
+	return "false"
+}

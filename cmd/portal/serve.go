@@ -157,15 +157,15 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	go func() { serveErr <- srv.ServeTLS(ln, "", "") }()
 	logger.Info("portal listening", "url", publicURL, "addr", ln.Addr().String(), "gateway", gw.Addr().String())
 
-	if err := announceSetup(ctx, st, logger, publicURL); err != nil {
-		return err
-	}
 	p := &portal{cfg: cfg, URL: publicURL, Store: st, Logger: logger}
 	if hook != nil {
 		if err := hook(ctx, p); err != nil {
 			srv.Close()
 			return err
 		}
+	}
+	if err := announceSetup(ctx, st, logger, publicURL); err != nil {
+		return err
 	}
 
 	select {

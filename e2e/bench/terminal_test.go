@@ -340,4 +340,3 @@ func BenchmarkBulkOutput(b *testing.B) {
 	b.ReportMetric(mb/sshSecs, "ssh-MB/s")
 	b.ReportMetric(sshSecs/portalSecs, "portal/ssh-throughput")
 }
-

@@ -134,6 +134,9 @@ func (s *SSHD) start(ctx context.Context) error {
 	s.stderr = &bytes.Buffer{}
 	s.cmd = exec.Command(sshdPath, "-D", "-e", "-f", s.config)
 	s.cmd.Stderr = s.stderr
+	// Session processes forked by sshd keep its stderr open; do not wait
+	// for them once sshd itself has exited.
+	s.cmd.WaitDelay = time.Second
 	if err := s.cmd.Start(); err != nil {
 		return fmt.Errorf("start sshd: %w", err)
 	}

@@ -53,8 +53,9 @@ func checkName(fe fieldErrors, field, v string) {
 
 // conflictOrErr turns a store conflict into a field error on field.
 func conflictOrErr(err error, field string) error {
-	if errors.Is(err, store.ErrConflict) {
-		return fieldErrors{field: capitalize(err.Error())}
+	var ce *store.ConflictError
+	if errors.As(err, &ce) {
+		return fieldErrors{field: capitalize(ce.Msg) + "."}
 	}
 	return err
 }

@@ -123,12 +123,15 @@ func (s *Server) routes() http.Handler {
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.renderError(w, r, http.StatusForbidden, "This request came from another site and was refused. Reload the page and try again.")
 	}))
-	web := s.Sessions.LoadAndSave(s.loadUser(mux))
+	// Cross-origin protection guards the cookie-authenticated pages; the
+	// API authenticates with bearer tokens, which browsers never attach on
+	// their own, so it needs none.
+	web := s.Sessions.LoadAndSave(s.loadUser(cop.Handler(mux)))
 
 	top := http.NewServeMux()
 	top.Handle("/api/", api)
 	top.Handle("/", web)
-	return s.recoverer(securityHeaders(limitBody(cop.Handler(top))))
+	return s.recoverer(securityHeaders(limitBody(top)))
 }
 
 // securityHeaders sets the headers every response carries: a strict content

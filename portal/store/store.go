@@ -131,10 +131,18 @@ func isUnique(err error) bool {
 	return errors.As(err, &se) && (se.ExtendedCode == sqlite3.ErrConstraintUnique || se.ExtendedCode == sqlite3.ErrConstraintPrimaryKey)
 }
 
-// conflict wraps a unique violation into ErrConflict with words for people.
+// ConflictError says in words which name is taken; it matches ErrConflict.
+type ConflictError struct{ Msg string }
+
+func (e *ConflictError) Error() string { return e.Msg }
+
+// Is makes errors.Is(err, ErrConflict) true.
+func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
+
+// conflict turns a unique violation into a *ConflictError saying what.
 func conflict(err error, what string) error {
 	if isUnique(err) {
-		return fmt.Errorf("%s: %w", what, ErrConflict)
+		return &ConflictError{Msg: what}
 	}
 	return err
 }

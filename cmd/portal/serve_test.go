@@ -1,0 +1,217 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/keyway-dev/keyway/e2e/targets"
+	"github.com/keyway-dev/keyway/portal/auth"
+	"github.com/keyway-dev/keyway/portal/store"
+)
+
+// startPortal runs serveWith as `portal serve` would, on loopback ports,
+// and returns the running portal once it listens.
+func startPortal(t *testing.T, dir string) *portal {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan *portal, 1)
+	done := make(chan error, 1)
+	cfg := serveConfig{DataDir: dir, Listen: "127.0.0.1:0", GatewayListen: "127.0.0.1:0", LogLevel: "error"}
+	go func() {
+		done <- serveWith(ctx, cfg, io.Discard, func(_ context.Context, p *portal) error { ready <- p; return nil })
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	select {
+	case p := <-ready:
+		return p
+	case err := <-done:
+		t.Fatalf("portal did not start: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("portal did not start within 30 s")
+	}
+	return nil
+}
+
+// browser is an HTTP and WebSocket client with its own cookies.
+type browser struct {
+	t      *testing.T
+	base   string
+	client *http.Client
+}
+
+func newBrowser(t *testing.T, base string) *browser {
+	jar, _ := cookiejar.New(nil)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} // self-signed, loopback
+	return &browser{t: t, base: base, client: &http.Client{Jar: jar, Transport: tr,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+func (b *browser) post(path string, form url.Values) *http.Response {
+	b.t.Helper()
+	resp, err := b.client.PostForm(b.base+path, form)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
+func (b *browser) signIn(name, password string) {
+	if resp := b.post("/signin", url.Values{"username": {name}, "password": {password}}); resp.StatusCode != http.StatusSeeOther {
+		b.t.Fatalf("sign in as %s: %d", name, resp.StatusCode)
+	}
+}
+
+// terminal opens the resource's terminal and returns the first control
+// message and the connection.
+func (b *browser) terminal(id int64) (control map[string]any, ws *websocket.Conn) {
+	b.t.Helper()
+	u, _ := url.Parse(b.base)
+	d := websocket.Dialer{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, Jar: b.client.Jar}
+	ws, _, err := d.Dial(fmt.Sprintf("wss://%s/connect/%d/ws?cols=100&rows=30", u.Host, id), http.Header{"Origin": {b.base}})
+	if err != nil {
+		b.t.Fatalf("open terminal: %v", err)
+	}
+	b.t.Cleanup(func() { ws.Close() })
+	ws.SetReadDeadline(time.Now().Add(20 * time.Second))
+	for {
+		mt, p, err := ws.ReadMessage()
+		if err != nil {
+			b.t.Fatalf("read terminal: %v", err)
+		}
+		if mt == websocket.TextMessage {
+			json.Unmarshal(p, &control)
+			return control, ws
+		}
+	}
+}
+
+func readUntil(t *testing.T, ws *websocket.Conn, want string) {
+	t.Helper()
+	var out bytes.Buffer
+	for !strings.Contains(out.String(), want) {
+		mt, p, err := ws.ReadMessage()
+		if err != nil {
+			t.Fatalf("waiting for %q: %v; output:\n%s", want, err, out.String())
+		}
+		if mt == websocket.BinaryMessage {
+			out.Write(p)
+		}
+	}
+}
+
+func TestServeTerminalHostKeyLifecycle(t *testing.T) {
+	ctx := context.Background()
+	sshd := targets.NewSSHD(t)
+	dir := t.TempDir()
+
+	// The first admin from the command line, as a script would do it.
+	var out bytes.Buffer
+	err := run(ctx, []string{"users", "add", "root-admin", "--role", "admin", "--password-stdin", "--data", dir},
+		strings.NewReader("admin-password-1\n"), &out, io.Discard)
+	if err != nil || !strings.Contains(out.String(), "created admin user root-admin") {
+		t.Fatalf("users add: %v %q", err, out.String())
+	}
+	p := startPortal(t, dir)
+	st := p.Store
+	hash := mustHash(t, "user-password-1")
+	u, err := st.CreateUser(ctx, store.User{Name: "alice", Role: store.RoleUser}, hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, _ := st.CreateResource(ctx, store.Resource{Name: "box", Protocol: "ssh", Host: sshd.Host, Port: sshd.Port, Login: sshd.User},
+		&store.Secrets{Password: sshd.Password})
+	st.CreateGrant(ctx, res.ID, "user", u.ID)
+
+	alice := newBrowser(t, p.URL)
+	alice.signIn("alice", "user-password-1")
+
+	// First use pins the host key.
+	c, ws := alice.terminal(res.ID)
+	if c["type"] != "connected" {
+		t.Fatalf("first connection: %v", c)
+	}
+	ws.WriteMessage(websocket.BinaryMessage, []byte("echo pinned-$((2+3))\n"))
+	readUntil(t, ws, "pinned-5")
+	ws.Close()
+	got, _ := st.ResourceByID(ctx, res.ID)
+	if got.HostKey != sshd.HostKey {
+		t.Fatalf("pinned %q, want %q", got.HostKey, sshd.HostKey)
+	}
+
+	// A new host key is refused with both fingerprints.
+	if err := sshd.RegenerateHostKey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c, _ = alice.terminal(res.ID)
+	if c["type"] != "error" || c["code"] != "host_key_mismatch" || !strings.Contains(c["message"].(string), "expected SHA256:") {
+		t.Fatalf("changed host key: %v", c)
+	}
+
+	// The admin accepts the offered key; the next connection works.
+	admin := newBrowser(t, p.URL)
+	admin.signIn("root-admin", "admin-password-1")
+	if resp := admin.post(fmt.Sprintf("/admin/resources/%d/hostkey", res.ID), url.Values{"action": {"accept"}}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("accept host key: %d", resp.StatusCode)
+	}
+	got, _ = st.ResourceByID(ctx, res.ID)
+	if got.HostKey != sshd.HostKey {
+		t.Fatal("accepted key not pinned")
+	}
+	if c, _ = alice.terminal(res.ID); c["type"] != "connected" {
+		t.Fatalf("after accepting the key: %v", c)
+	}
+
+	// A dead target is reported in words.
+	sshd.Stop()
+	c, _ = alice.terminal(res.ID)
+	if c["type"] != "error" || c["code"] != "target_refused" {
+		t.Fatalf("stopped target: %v", c)
+	}
+}
+
+func mustHash(t *testing.T, pw string) string {
+	t.Helper()
+	h, err := auth.HashPassword(pw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func TestUsersAddRefusesBadInput(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		args  []string
+		stdin string
+		want  string
+	}{
+		{[]string{"users", "add", "bob", "--data", dir}, "pw-long-enough\n", "--password-stdin"},
+		{[]string{"users", "add", "bob", "--role", "wizard", "--password-stdin", "--data", dir}, "pw-long-enough\n", "role"},
+		{[]string{"users", "add", "bob", "--password-stdin", "--data", dir}, "short\n", "at least 10"},
+		{[]string{"users", "add", "--password-stdin", "--data", dir}, "pw-long-enough\n", "name the user"},
+	} {
+		err := run(context.Background(), tc.args, strings.NewReader(tc.stdin), io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want error containing %q", tc.args, err, tc.want)
+		}
+	}
+}

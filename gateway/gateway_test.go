@@ -1,0 +1,367 @@
+package gateway
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/keyway-dev/keyway/e2e/targets"
+	"github.com/keyway-dev/keyway/gateway/wire"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// testGateway is a running gateway and the portal identity it trusts.
+type testGateway struct {
+	*Gateway
+	portal *wire.Identity
+	key    ed25519.PublicKey
+}
+
+func identity(t *testing.T) *wire.Identity {
+	t.Helper()
+	_, k, _ := ed25519.GenerateKey(rand.Reader)
+	id, err := wire.NewIdentity(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func startGateway(t *testing.T) *testGateway {
+	t.Helper()
+	gwID, portal := identity(t), identity(t)
+	g, err := New(Config{
+		SSHAddr: "127.0.0.1:0", Identity: gwID,
+		TrustedPortal:    func(k ed25519.PublicKey) bool { return k.Equal(portal.PublicKey()) },
+		Logger:           slog.New(slog.NewTextHandler(io.Discard, nil)),
+		DialTimeout:      5 * time.Second,
+		HandshakeTimeout: 500 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+	return &testGateway{Gateway: g, portal: portal, key: gwID.PublicKey()}
+}
+
+// session is the portal side of one session connection.
+type session struct {
+	t    *testing.T
+	conn net.Conn
+	fr   *wire.FrameReader
+	out  bytes.Buffer
+	exit *wire.Exit
+}
+
+func (g *testGateway) open(t *testing.T, req *wire.Request) (*session, *wire.Response) {
+	t.Helper()
+	c, err := tls.Dial("tcp", g.Addr().String(), wire.ClientTLSConfig(g.portal, g.key))
+	if err != nil {
+		t.Fatalf("dial gateway: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	if err := wire.WriteRequest(c, req); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := wire.ReadResponse(c)
+	if err != nil {
+		t.Fatalf("read response: %v", err)
+	}
+	return &session{t: t, conn: c, fr: wire.NewFrameReader(c)}, resp
+}
+
+func (s *session) send(text string) {
+	if err := wire.WriteFrame(s.conn, wire.FrameData, []byte(text)); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// waitFor reads output until it contains want, or the session ends.
+func (s *session) waitFor(want string) {
+	s.t.Helper()
+	for !strings.Contains(s.out.String(), want) {
+		ft, p, err := s.fr.Next()
+		if err != nil {
+			s.t.Fatalf("waiting for %q: %v; output so far:\n%s", want, err, s.out.String())
+		}
+		switch ft {
+		case wire.FrameData:
+			s.out.Write(p)
+		case wire.FrameExit:
+			ex, _ := wire.ParseExit(p)
+			s.exit = &ex
+			if !strings.Contains(s.out.String(), want) {
+				s.t.Fatalf("session ended (%+v) before %q; output:\n%s", ex, want, s.out.String())
+			}
+		}
+	}
+}
+
+// waitExit reads until the exit frame.
+func (s *session) waitExit() wire.Exit {
+	s.t.Helper()
+	for s.exit == nil {
+		ft, p, err := s.fr.Next()
+		if err != nil {
+			s.t.Fatalf("waiting for exit: %v", err)
+		}
+		if ft == wire.FrameExit {
+			ex, _ := wire.ParseExit(p)
+			s.exit = &ex
+		}
+	}
+	return *s.exit
+}
+
+func sshRequest(sshd *targets.SSHD) *wire.Request {
+	return &wire.Request{
+		Kind: wire.KindSession, Protocol: wire.ProtocolSSH, SessionID: "test", User: "tester",
+		Target:      wire.Target{Host: sshd.Host, Port: sshd.Port},
+		Credentials: wire.Credentials{Username: sshd.User, Password: wire.Secret(sshd.Password)},
+		Terminal:    &wire.Terminal{Term: "xterm-256color", Cols: 80, Rows: 24},
+	}
+}
+
+func TestTerminalSession(t *testing.T) {
+	t.Parallel()
+	sshd := targets.NewSSHD(t)
+	g := startGateway(t)
+
+	t.Run("password, first use reports the host key", func(t *testing.T) {
+		t.Parallel()
+		s, resp := g.open(t, sshRequest(sshd))
+		if !resp.OK {
+			t.Fatalf("refused: %+v", resp)
+		}
+		if resp.HostKey != sshd.HostKey {
+			t.Fatalf("reported host key %q, want %q", resp.HostKey, sshd.HostKey)
+		}
+		s.send("echo kw-$((6*7))-ok\n")
+		s.waitFor("kw-42-ok")
+		s.send("exit 3\n")
+		if ex := s.waitExit(); ex.Status != 3 {
+			t.Fatalf("exit %+v, want status 3", ex)
+		}
+	})
+
+	t.Run("private key and pinned host key", func(t *testing.T) {
+		t.Parallel()
+		req := sshRequest(sshd)
+		req.Credentials = wire.Credentials{Username: sshd.User, PrivateKey: wire.Secret(sshd.PrivateKeyPEM)}
+		req.HostKey = sshd.HostKey
+		s, resp := g.open(t, req)
+		if !resp.OK {
+			t.Fatalf("refused: %+v", resp)
+		}
+		s.send("whoami\n")
+		s.waitFor(targets.TestUser)
+	})
+
+	t.Run("resize reaches the pty", func(t *testing.T) {
+		t.Parallel()
+		s, resp := g.open(t, sshRequest(sshd))
+		if !resp.OK {
+			t.Fatalf("refused: %+v", resp)
+		}
+		wire.WriteFrame(s.conn, wire.FrameResize, wire.ResizePayload(132, 43))
+		s.send("stty size\n")
+		s.waitFor("43 132")
+	})
+
+	for _, tc := range []struct {
+		name string
+		edit func(*wire.Request)
+		code wire.Code
+		msg  string
+	}{
+		{"wrong password", func(r *wire.Request) { r.Credentials.Password = "wrong-password" }, wire.CodeAuthFailed, "rejected the login"},
+		{"host key mismatch", func(r *wire.Request) { r.HostKey = otherHostKey(t) }, wire.CodeHostKeyMismatch, "has changed: expected SHA256:"},
+		{"refused port", func(r *wire.Request) { r.Target.Port = closedPort(t) }, wire.CodeRefused, "refused the connection"},
+		{"unsupported protocol", func(r *wire.Request) { r.Protocol = wire.ProtocolVNC }, wire.CodeUnsupported, "does not support vnc"},
+		{"no terminal", func(r *wire.Request) { r.Terminal = nil }, wire.CodeBadRequest, "terminal"},
+		{"invalid port", func(r *wire.Request) { r.Target.Port = 0 }, wire.CodeBadRequest, "port"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			req := sshRequest(sshd)
+			tc.edit(req)
+			_, resp := g.open(t, req)
+			if resp.OK || resp.Code != tc.code || !strings.Contains(resp.Message, tc.msg) {
+				t.Fatalf("got %+v, want code %s with %q", resp, tc.code, tc.msg)
+			}
+			if tc.code == wire.CodeHostKeyMismatch && resp.HostKey != sshd.HostKey {
+				t.Fatalf("mismatch did not report the offered key: %q", resp.HostKey)
+			}
+		})
+	}
+}
+
+func otherHostKey(t *testing.T) string {
+	pub, _, _ := ed25519.GenerateKey(rand.Reader)
+	k, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k)))
+}
+
+func closedPort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	return port
+}
+
+// TestPortalDisconnectEndsRemoteSession checks that a portal that goes away
+// mid-session takes the remote shell with it.
+func TestPortalDisconnectEndsRemoteSession(t *testing.T) {
+	t.Parallel()
+	sshd := targets.NewSSHD(t)
+	g := startGateway(t)
+	s, resp := g.open(t, sshRequest(sshd))
+	if !resp.OK {
+		t.Fatalf("refused: %+v", resp)
+	}
+	marker := fmt.Sprintf("keyway-marker-%d", time.Now().UnixNano())
+	s.send("exec -a " + marker + " sleep 600\n")
+	waitUntil(t, "remote sleep to start", func() bool { return exec.Command("pgrep", "-f", marker).Run() == nil })
+	s.conn.Close()
+	waitUntil(t, "remote sleep to end", func() bool { return exec.Command("pgrep", "-f", marker).Run() != nil })
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestBadClients checks that strangers and broken clients are refused
+// quickly, leaving nothing behind (goleak checks at the end).
+func TestBadClients(t *testing.T) {
+	t.Parallel()
+	g := startGateway(t)
+	dialTLS := func(id *wire.Identity) (*tls.Conn, error) {
+		c, err := tls.Dial("tcp", g.Addr().String(), wire.ClientTLSConfig(id, g.key))
+		if err != nil {
+			return nil, err
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		return c, nil
+	}
+
+	t.Run("unpinned client key", func(t *testing.T) {
+		c, err := dialTLS(identity(t))
+		if err == nil {
+			_, err = c.Read(make([]byte, 1))
+			c.Close()
+		}
+		if err == nil {
+			t.Fatal("a client with an unknown key was served")
+		}
+	})
+	t.Run("garbage request", func(t *testing.T) {
+		c, err := dialTLS(g.portal)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.Write([]byte("\x00\x00\x00\x05hello"))
+		resp, err := wire.ReadResponse(c)
+		if err != nil || resp.Code != wire.CodeBadRequest {
+			t.Fatalf("got %+v, %v; want bad_request", resp, err)
+		}
+	})
+	t.Run("oversized request header", func(t *testing.T) {
+		c, err := dialTLS(g.portal)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		var hdr [4]byte
+		binary.BigEndian.PutUint32(hdr[:], 1<<30)
+		c.Write(hdr[:])
+		resp, err := wire.ReadResponse(c)
+		if err != nil || resp.Code != wire.CodeBadRequest {
+			t.Fatalf("got %+v, %v; want bad_request", resp, err)
+		}
+	})
+	t.Run("silent client is dropped", func(t *testing.T) {
+		c, err := dialTLS(g.portal)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		start := time.Now()
+		io.ReadAll(c) // returns once the gateway closes the connection
+		if d := time.Since(start); d > 3*time.Second {
+			t.Fatalf("silent client held for %s", d)
+		}
+	})
+	t.Run("plain TCP that never handshakes", func(t *testing.T) {
+		c, err := net.Dial("tcp", g.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		start := time.Now()
+		io.ReadAll(c)
+		if d := time.Since(start); d > 3*time.Second {
+			t.Fatalf("half-open client held for %s", d)
+		}
+	})
+}
+
+// TestCloseEndsSessions checks that closing the gateway ends live sessions.
+func TestCloseEndsSessions(t *testing.T) {
+	t.Parallel()
+	sshd := targets.NewSSHD(t)
+	g := startGateway(t)
+	s, resp := g.open(t, sshRequest(sshd))
+	if !resp.OK {
+		t.Fatalf("refused: %+v", resp)
+	}
+	s.send("echo ready\n")
+	s.waitFor("ready")
+	done := make(chan struct{})
+	go func() { g.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return while a session was running")
+	}
+	// Output still in flight may arrive; then the stream must end.
+	for {
+		if _, _, err := s.fr.Next(); err != nil {
+			return
+		}
+	}
+}

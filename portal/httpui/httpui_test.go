@@ -1,0 +1,413 @@
+package httpui
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/keyway-dev/keyway/gateway/wire"
+	"github.com/keyway-dev/keyway/portal/audit"
+	"github.com/keyway-dev/keyway/portal/auth"
+	"github.com/keyway-dev/keyway/portal/authz"
+	"github.com/keyway-dev/keyway/portal/gateways"
+	"github.com/keyway-dev/keyway/portal/store"
+	"github.com/keyway-dev/keyway/web/assets"
+)
+
+// fixture is a portal on an httptest TLS server with one user of each role,
+// a group, a resource granted to the user, and ids to address them.
+type fixture struct {
+	t        *testing.T
+	srv      *httptest.Server
+	store    *store.Store
+	audit    *audit.Log
+	resource store.Resource
+	other    store.Resource // granted to nobody
+	group    store.Group
+	users    map[string]store.User
+	grant    store.Grant
+}
+
+const testPassword = "test-password-1"
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	key, _ := store.LoadOrCreateKey(filepath.Join(dir, "k"))
+	sealer, _ := store.NewSealer(key)
+	st, err := store.Open(ctx, filepath.Join(dir, "db"), sealer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	sessions, stop := auth.NewSessions(st.DB())
+	t.Cleanup(stop)
+	id, _ := wire.LoadOrCreateIdentity(filepath.Join(dir, "id.pem"))
+	pool := gateways.New(id, logger, 5*time.Second)
+	al := audit.New(st, logger, time.Now)
+	s := New(Deps{Store: st, Sessions: sessions, Auth: auth.New(st, auth.NewLimiter(time.Now), logger), Audit: al,
+		Authz: authz.New(st), Gateways: pool, Assets: assets.Handler(), Logger: logger})
+	srv := httptest.NewTLSServer(s)
+	t.Cleanup(func() { srv.Close(); s.Close() })
+
+	f := &fixture{t: t, srv: srv, store: st, audit: al, users: map[string]store.User{}}
+	hash, _ := auth.HashPassword(testPassword)
+	f.group, _ = st.CreateGroup(ctx, store.Group{Name: "ops"})
+	for _, r := range []store.Role{store.RoleAdmin, store.RoleAuditor, store.RoleUser} {
+		u, err := st.CreateUser(ctx, store.User{Name: string(r) + "1", Role: r}, hash)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.users[string(r)] = u
+	}
+	f.resource, _ = st.CreateResource(ctx, store.Resource{Name: "web", Protocol: "ssh", Host: "127.0.0.1", Port: 1, Login: "x"}, &store.Secrets{Password: "target-secret"})
+	f.other, _ = st.CreateResource(ctx, store.Resource{Name: "db", Protocol: "ssh", Host: "127.0.0.1", Port: 1, Login: "x"}, &store.Secrets{Password: "p"})
+	f.grant, err = st.CreateGrant(ctx, f.resource.ID, "user", f.users["user"].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// client returns an HTTP client signed in as role ("" for anonymous) that
+// does not follow redirects.
+func (f *fixture) client(role string) *http.Client {
+	f.t.Helper()
+	jar, _ := cookiejar.New(nil)
+	c := *f.srv.Client() // a copy: the server's client is shared
+	c.Jar = jar
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	if role != "" {
+		resp, err := c.PostForm(f.srv.URL+"/signin", url.Values{"username": {role + "1"}, "password": {testPassword}})
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusSeeOther {
+			f.t.Fatalf("sign in as %s: status %d", role, resp.StatusCode)
+		}
+	}
+	return &c
+}
+
+func (f *fixture) do(c *http.Client, method, path string, form url.Values, hdr http.Header) *http.Response {
+	f.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, _ := http.NewRequest(method, f.srv.URL+path, body)
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return resp
+}
+
+func readBody(resp *http.Response) string {
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return string(b)
+}
+
+// TestAuthorizationMatrix calls every route as anonymous, user, auditor and
+// admin and checks who is let in.
+func TestAuthorizationMatrix(t *testing.T) {
+	f := newFixture(t)
+	clients := map[string]*http.Client{"anon": f.client("")}
+	for _, r := range []string{"user", "auditor", "admin"} {
+		clients[r] = f.client(r)
+	}
+	res, other, u, g, gr := f.resource.ID, f.other.ID, f.users["user"].ID, f.group.ID, f.grant.ID
+
+	// who: the roles allowed; everyone else gets a sign-in redirect (anon)
+	// or 403/404.
+	type route struct {
+		method, path string
+		who          string
+	}
+	routes := []route{
+		{"GET", "/", "user auditor admin"},
+		{"GET", "/account", "user auditor admin"},
+		{"POST", "/account/password", "user auditor admin"},
+		{"POST", "/account/tokens", "user auditor admin"},
+		{"GET", fmt.Sprintf("/connect/%d", res), "user"},
+		{"GET", fmt.Sprintf("/connect/%d", other), ""},
+		{"GET", "/connect/999999", ""},
+		{"GET", "/admin/users", "admin"},
+		{"GET", "/admin/users/new", "admin"},
+		{"POST", "/admin/users", "admin"},
+		{"GET", fmt.Sprintf("/admin/users/%d", u), "admin"},
+		{"POST", fmt.Sprintf("/admin/users/%d", u), "admin"},
+		{"GET", "/admin/groups", "admin"},
+		{"POST", "/admin/groups", "admin"},
+		{"GET", "/admin/resources", "admin"},
+		{"GET", "/admin/resources/new", "admin"},
+		{"POST", "/admin/resources", "admin"},
+		{"GET", fmt.Sprintf("/admin/resources/%d", res), "admin"},
+		{"POST", fmt.Sprintf("/admin/resources/%d", res), "admin"},
+		{"POST", fmt.Sprintf("/admin/resources/%d/hostkey", res), "admin"},
+		{"GET", "/admin/grants", "admin"},
+		{"POST", "/admin/grants", "admin"},
+		{"GET", "/audit", "auditor admin"},
+		// Destructive routes last, so earlier rows still find their targets.
+		{"POST", fmt.Sprintf("/admin/grants/%d/delete", gr), "admin"},
+		{"POST", fmt.Sprintf("/admin/groups/%d/delete", g), "admin"},
+		{"POST", fmt.Sprintf("/admin/resources/%d/delete", other), "admin"},
+		{"POST", fmt.Sprintf("/admin/users/%d/delete", u), "admin"},
+	}
+	for _, rt := range routes {
+		for _, role := range []string{"anon", "user", "auditor", "admin"} {
+			if rt.method == "POST" && strings.HasSuffix(rt.path, "/delete") && role == "admin" {
+				continue // checked below, after the others tried
+			}
+			resp := f.do(clients[role], rt.method, rt.path, url.Values{}, nil)
+			body := readBody(resp)
+			allowed := strings.Contains(" "+rt.who+" ", " "+role+" ")
+			switch {
+			case role == "anon" && rt.method == "GET":
+				if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/signin") {
+					t.Errorf("%s %s as anon: %d, want redirect to sign-in", rt.method, rt.path, resp.StatusCode)
+				}
+			case role == "anon":
+				if resp.StatusCode != http.StatusUnauthorized {
+					t.Errorf("%s %s as anon: %d, want 401", rt.method, rt.path, resp.StatusCode)
+				}
+			case allowed:
+				if resp.StatusCode >= 400 && resp.StatusCode != http.StatusUnprocessableEntity {
+					t.Errorf("%s %s as %s: %d, want success\n%.300s", rt.method, rt.path, role, resp.StatusCode, body)
+				}
+			default:
+				if resp.StatusCode != http.StatusForbidden && resp.StatusCode != http.StatusNotFound {
+					t.Errorf("%s %s as %s: %d, want 403 or 404", rt.method, rt.path, role, resp.StatusCode)
+				}
+			}
+		}
+	}
+	for _, rt := range routes {
+		if strings.HasSuffix(rt.path, "/delete") {
+			resp := f.do(clients["admin"], rt.method, rt.path, url.Values{}, nil)
+			readBody(resp)
+			if resp.StatusCode != http.StatusSeeOther {
+				t.Errorf("%s %s as admin: %d, want 303", rt.method, rt.path, resp.StatusCode)
+			}
+		}
+	}
+	// Denials are audited.
+	evs, _ := f.audit.Search(context.Background(), store.AuditFilter{Actor: "user1", Action: audit.ActionAuthzDenied})
+	if len(evs) == 0 {
+		t.Error("no authz.denied events for the user's attempts")
+	}
+}
+
+func TestCrossOriginRefused(t *testing.T) {
+	f := newFixture(t)
+	admin := f.client("admin")
+	for _, hdr := range []http.Header{
+		{"Sec-Fetch-Site": {"cross-site"}},
+		{"Origin": {"https://evil.example"}},
+	} {
+		resp := f.do(admin, "POST", "/admin/groups", url.Values{"name": {"evil"}}, hdr)
+		readBody(resp)
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("cross-origin POST with %v: %d, want 403", hdr, resp.StatusCode)
+		}
+	}
+	if _, err := f.store.ListGroups(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	gs, _ := f.store.ListGroups(context.Background())
+	for _, g := range gs {
+		if g.Name == "evil" {
+			t.Fatal("a cross-origin POST created a group")
+		}
+	}
+}
+
+func TestTerminalSocketChecksOriginAndGrant(t *testing.T) {
+	f := newFixture(t)
+	user := f.client("user")
+	u, _ := url.Parse(f.srv.URL)
+	dialer := websocket.Dialer{TLSClientConfig: f.srv.Client().Transport.(*http.Transport).TLSClientConfig, Jar: user.Jar}
+	wsURL := func(id int64) string { return fmt.Sprintf("wss://%s/connect/%d/ws", u.Host, id) }
+
+	if _, resp, err := dialer.Dial(wsURL(f.resource.ID), http.Header{"Origin": {"https://evil.example"}}); err == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("cross-origin WebSocket: %v", err)
+	}
+	if _, resp, err := dialer.Dial(wsURL(f.other.ID), http.Header{"Origin": {f.srv.URL}}); err == nil || resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("WebSocket to an ungranted resource: %v", err)
+	}
+	// Granted, same origin: the socket opens and reports that no gateway is
+	// available (the fixture has none), and the attempt is audited.
+	ws, _, err := dialer.Dial(wsURL(f.resource.ID), http.Header{"Origin": {f.srv.URL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	var c control
+	if err := ws.ReadJSON(&c); err != nil {
+		t.Fatal(err)
+	}
+	if c.Type != "error" || c.Code != "no_gateway" || !strings.Contains(c.Message, "No gateway available") {
+		t.Fatalf("got %+v", c)
+	}
+	evs, _ := f.audit.Search(context.Background(), store.AuditFilter{Action: audit.ActionConnect, Outcome: audit.OutcomeFailure})
+	if len(evs) != 1 || evs[0].Target != "web" || evs[0].ClientAddr == "" {
+		t.Fatalf("connect failure not audited: %+v", evs)
+	}
+}
+
+func TestSignInFailuresAndRateLimit(t *testing.T) {
+	f := newFixture(t)
+	c := f.client("")
+	for i := range 5 {
+		resp := f.do(c, "POST", "/signin", url.Values{"username": {"user1"}, "password": {"wrong"}}, nil)
+		body := readBody(resp)
+		if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "Wrong username or password") {
+			t.Fatalf("attempt %d: %d", i, resp.StatusCode)
+		}
+	}
+	resp := f.do(c, "POST", "/signin", url.Values{"username": {"user1"}, "password": {testPassword}}, nil)
+	body := readBody(resp)
+	if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(body, "Too many failed sign-ins") {
+		t.Fatalf("after 5 failures: %d", resp.StatusCode)
+	}
+	evs, _ := f.audit.Search(context.Background(), store.AuditFilter{Action: audit.ActionSignIn, Outcome: audit.OutcomeFailure})
+	if len(evs) != 6 {
+		t.Fatalf("%d failed sign-ins audited, want 6", len(evs))
+	}
+}
+
+func TestSessionCookieAndHeaders(t *testing.T) {
+	f := newFixture(t)
+	c := f.client("")
+	resp := f.do(c, "GET", "/signin", nil, nil)
+	readBody(resp)
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") {
+		t.Errorf("CSP %q", csp)
+	}
+	if resp.Header.Get("X-Frame-Options") != "DENY" {
+		t.Error("framing allowed")
+	}
+	resp = f.do(c, "POST", "/signin", url.Values{"username": {"user1"}, "password": {testPassword}, "next": {"//evil.example/x"}}, nil)
+	readBody(resp)
+	if loc := resp.Header.Get("Location"); loc != "/" {
+		t.Errorf("open redirect to %q", loc)
+	}
+	var cookie *http.Cookie
+	for _, ck := range resp.Cookies() {
+		if ck.Name == "keyway_session" {
+			cookie = ck
+		}
+	}
+	if cookie == nil || !cookie.Secure || !cookie.HttpOnly || cookie.SameSite != http.SameSiteLaxMode {
+		t.Fatalf("session cookie %+v", cookie)
+	}
+}
+
+func TestFormsValidateAndEscape(t *testing.T) {
+	f := newFixture(t)
+	admin := f.client("admin")
+	resp := f.do(admin, "POST", "/admin/resources", url.Values{"name": {"<script>alert(1)</script>"}, "host": {"h"}, "port": {"99999"}, "login": {"x"}}, nil)
+	body := readBody(resp)
+	if resp.StatusCode != http.StatusUnprocessableEntity {
+		t.Fatalf("invalid resource: %d", resp.StatusCode)
+	}
+	if strings.Contains(body, "<script>alert(1)</script>") || !strings.Contains(body, "&lt;script&gt;") {
+		t.Fatal("user input not escaped in the re-rendered form")
+	}
+	for _, want := range []string{"Enter a port from 1 to 65535.", "Give a password or a private key"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("form lacks %q", want)
+		}
+	}
+	// Stored credentials never come back to the browser.
+	resp = f.do(admin, "GET", fmt.Sprintf("/admin/resources/%d", f.resource.ID), nil, nil)
+	if body := readBody(resp); strings.Contains(body, "target-secret") {
+		t.Fatal("the edit form shows the stored password")
+	}
+}
+
+func TestAPI(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	adminTok, _, _ := f.store.CreateToken(ctx, f.users["admin"].ID, "t", time.Hour)
+	userTok, _, _ := f.store.CreateToken(ctx, f.users["user"].ID, "t", time.Hour)
+	c := f.srv.Client()
+	call := func(tok, method, path, body string) (int, string) {
+		req, _ := http.NewRequest(method, f.srv.URL+path, strings.NewReader(body))
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, readBody(resp)
+	}
+	for _, tc := range []struct {
+		tok, method, path, body string
+		status                  int
+		contains                string
+	}{
+		{"", "GET", "/api/v1/users", "", 401, "missing bearer token"},
+		{"kw_forged", "GET", "/api/v1/users", "", 401, "unknown, expired or revoked"},
+		{userTok, "GET", "/api/v1/users", "", 403, "role"},
+		{userTok, "GET", "/api/v1/me/resources", "", 200, `"name":"web"`},
+		{adminTok, "GET", "/api/v1/users", "", 200, `"name":"user1"`},
+		{adminTok, "POST", "/api/v1/resources", `{"name":"api-box","host":"10.0.0.5","port":22,"login":"root","password":"pw-secret","tags":["a"]}`, 201, `"has_password":true`},
+		{adminTok, "POST", "/api/v1/resources", `{"name":"api-box","host":"10.0.0.5","port":22,"login":"root","password":"x"}`, 422, "already exists"},
+		{adminTok, "POST", "/api/v1/resources", `{"name":`, 400, "malformed JSON"},
+		{adminTok, "POST", "/api/v1/resources", `{"nam":"x"}`, 400, "unknown field"},
+		{adminTok, "POST", "/api/v1/users", `{"name":"dave","role":"wizard","password":"short"}`, 422, `"role"`},
+		{adminTok, "GET", "/api/v1/resources/999999", "", 404, "not found"},
+		{adminTok, "GET", "/api/v1/audit?actor=admin1", "", 200, `"resource.create"`},
+		{adminTok, "GET", "/api/v1/audit?since=yesterday", "", 422, "since"},
+		{adminTok, "GET", "/api/v1/nope", "", 404, "no such API endpoint"},
+	} {
+		status, body := call(tc.tok, tc.method, tc.path, tc.body)
+		if status != tc.status || !strings.Contains(body, tc.contains) {
+			t.Errorf("%s %s: %d %s; want %d containing %q", tc.method, tc.path, status, body, tc.status, tc.contains)
+		}
+		if strings.Contains(body, "pw-secret") || strings.Contains(body, "target-secret") {
+			t.Errorf("%s %s returned a stored secret", tc.method, tc.path)
+		}
+	}
+	// Grants through the API, then the user sees the resource.
+	_, body := call(adminTok, "GET", "/api/v1/resources", "")
+	var rs []apiResource
+	json.Unmarshal([]byte(body), &rs)
+	var boxID int64
+	for _, r := range rs {
+		if r.Name == "api-box" {
+			boxID = r.ID
+		}
+	}
+	status, body := call(adminTok, "POST", "/api/v1/grants", fmt.Sprintf(`{"resource_id":%d,"subject_kind":"user","subject_id":%d}`, boxID, f.users["user"].ID))
+	if status != 201 {
+		t.Fatalf("create grant: %d %s", status, body)
+	}
+	if _, body := call(userTok, "GET", "/api/v1/me/resources", ""); !strings.Contains(body, "api-box") {
+		t.Fatalf("user does not see the granted resource: %s", body)
+	}
+}

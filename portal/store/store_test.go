@@ -1,0 +1,312 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+func openTest(t *testing.T) (*Store, string) {
+	t.Helper()
+	dir := t.TempDir()
+	key, err := LoadOrCreateKey(filepath.Join(dir, "secrets.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealer, err := NewSealer(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "keyway.db")
+	st, err := Open(context.Background(), path, sealer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st, path
+}
+
+func TestUsersAndGroups(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, _ := openTest(t)
+	ops, err := st.CreateGroup(ctx, Group{Name: "ops"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := st.CreateUser(ctx, User{Name: "alice", Role: RoleUser, Groups: []string{"ops"}}, "hash1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(u.Groups, []string{"ops"}) {
+		t.Fatalf("groups %v", u.Groups)
+	}
+	if _, err := st.CreateUser(ctx, User{Name: "ALICE", Role: RoleUser}, "h"); !errors.Is(err, ErrConflict) {
+		t.Fatalf("duplicate name (other case): %v", err)
+	}
+	if _, err := st.CreateUser(ctx, User{Name: "bob", Role: RoleUser, Groups: []string{"nope"}}, "h"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown group: %v", err)
+	}
+	if _, err := st.UserByName(ctx, "bob"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("failed create left a user behind: %v", err)
+	}
+	u.Role, u.Groups, u.Disabled = RoleAuditor, nil, true
+	if err := st.UpdateUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := st.UserByID(ctx, u.ID)
+	if got.Role != RoleAuditor || len(got.Groups) != 0 || !got.Disabled {
+		t.Fatalf("update not saved: %+v", got)
+	}
+	if h, _ := st.PasswordHash(ctx, u.ID); h != "hash1" {
+		t.Fatalf("hash %q", h)
+	}
+	g, _ := st.GroupByID(ctx, ops.ID)
+	if g.Members != 0 {
+		t.Fatalf("members %d", g.Members)
+	}
+	if err := st.DeleteUser(ctx, u.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteUser(ctx, u.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second delete: %v", err)
+	}
+}
+
+func TestGrantsThroughGroups(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, _ := openTest(t)
+	g, _ := st.CreateGroup(ctx, Group{Name: "ops"})
+	alice, _ := st.CreateUser(ctx, User{Name: "alice", Role: RoleUser, Groups: []string{"ops"}}, "h")
+	bob, _ := st.CreateUser(ctx, User{Name: "bob", Role: RoleUser}, "h")
+	web, _ := st.CreateResource(ctx, Resource{Name: "web", Protocol: "ssh", Host: "h", Port: 22}, &Secrets{Password: "p"})
+	db, _ := st.CreateResource(ctx, Resource{Name: "db", Protocol: "ssh", Host: "h", Port: 22}, &Secrets{Password: "p"})
+	if _, err := st.CreateGrant(ctx, web.ID, "group", g.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.CreateGrant(ctx, web.ID, "group", g.ID); !errors.Is(err, ErrConflict) {
+		t.Fatalf("duplicate grant: %v", err)
+	}
+	if _, err := st.CreateGrant(ctx, db.ID, "user", bob.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		user, res int64
+		want      bool
+	}{{alice.ID, web.ID, true}, {alice.ID, db.ID, false}, {bob.ID, db.ID, true}, {bob.ID, web.ID, false}} {
+		if ok, err := st.CanUse(ctx, tc.user, tc.res); err != nil || ok != tc.want {
+			t.Errorf("CanUse(%d, %d) = %v, %v; want %v", tc.user, tc.res, ok, err, tc.want)
+		}
+	}
+	rs, _ := st.ResourcesForUser(ctx, alice.ID)
+	if len(rs) != 1 || rs[0].Name != "web" {
+		t.Fatalf("alice sees %v", rs)
+	}
+	alice.Disabled = true
+	alice.Groups = []string{"ops"}
+	st.UpdateUser(ctx, alice)
+	if ok, _ := st.CanUse(ctx, alice.ID, web.ID); ok {
+		t.Fatal("disabled user may still connect")
+	}
+	st.DeleteGroup(ctx, g.ID)
+	if gs, _ := st.GrantsForResource(ctx, web.ID); len(gs) != 0 {
+		t.Fatalf("grants of a deleted group remain: %v", gs)
+	}
+}
+
+func TestSecretsSealed(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, path := openTest(t)
+	const pw = "very-secret-target-password"
+	r, err := st.CreateResource(ctx, Resource{Name: "web", Protocol: "ssh", Host: "h", Port: 22, Tags: []string{"a"}}, &Secrets{Password: pw, PrivateKey: "KEY"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.HasPassword || !r.HasPrivateKey {
+		t.Fatalf("flags %+v", r)
+	}
+	sec, err := st.ResourceSecrets(ctx, r.ID)
+	if err != nil || sec.Password != pw || sec.PrivateKey != "KEY" {
+		t.Fatalf("secrets %v, %v", sec.Password == pw, err)
+	}
+	st.db.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`)
+	for _, f := range []string{path, path + "-wal"} {
+		b, _ := os.ReadFile(f)
+		if bytes.Contains(b, []byte(pw)) {
+			t.Fatalf("%s holds the password in clear", f)
+		}
+	}
+	// A sealed value moved to another row does not open there.
+	r2, _ := st.CreateResource(ctx, Resource{Name: "db", Protocol: "ssh", Host: "h", Port: 22}, &Secrets{Password: "x"})
+	if _, err := st.db.Exec(`UPDATE resources SET secrets = (SELECT secrets FROM resources WHERE id = ?) WHERE id = ?`, r.ID, r2.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.ResourceSecrets(ctx, r2.ID); err == nil {
+		t.Fatal("swapped secrets decrypted")
+	}
+	// nil secrets keep what is stored.
+	r.Description = "changed"
+	if err := st.UpdateResource(ctx, r, nil); err != nil {
+		t.Fatal(err)
+	}
+	if sec, _ := st.ResourceSecrets(ctx, r.ID); sec.Password != pw {
+		t.Fatal("update without secrets lost them")
+	}
+}
+
+func TestHostKeyPinning(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, _ := openTest(t)
+	r, _ := st.CreateResource(ctx, Resource{Name: "web", Protocol: "ssh", Host: "h", Port: 22}, nil)
+	st.PinHostKey(ctx, r.ID, "key-1")
+	st.PinHostKey(ctx, r.ID, "key-2") // already pinned: ignored
+	got, _ := st.ResourceByID(ctx, r.ID)
+	if got.HostKey != "key-1" || got.HostKeyPinnedAt.IsZero() {
+		t.Fatalf("pinned %q", got.HostKey)
+	}
+	st.ReplaceHostKey(ctx, r.ID, "key-2")
+	got, _ = st.ResourceByID(ctx, r.ID)
+	if got.HostKey != "key-2" {
+		t.Fatalf("replace: %q", got.HostKey)
+	}
+	st.ForgetHostKey(ctx, r.ID)
+	got, _ = st.ResourceByID(ctx, r.ID)
+	if got.HostKey != "" {
+		t.Fatalf("forget: %q", got.HostKey)
+	}
+}
+
+func TestTokens(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, _ := openTest(t)
+	now := time.Now()
+	st.now = func() time.Time { return now }
+	u, _ := st.CreateUser(ctx, User{Name: "alice", Role: RoleAdmin}, "h")
+	plain, tok, err := st.CreateToken(ctx, u.ID, "ci", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := st.TokenUser(ctx, plain); err != nil || got.ID != u.ID {
+		t.Fatalf("valid token: %v", err)
+	}
+	for _, bad := range []string{"", "kw_nope", plain + "x", "Bearer " + plain} {
+		if _, _, err := st.TokenUser(ctx, bad); !errors.Is(err, ErrNotFound) {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+	now = now.Add(2 * time.Hour)
+	if _, _, err := st.TokenUser(ctx, plain); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("expired token accepted: %v", err)
+	}
+	plain2, tok2, _ := st.CreateToken(ctx, u.ID, "ci2", time.Hour)
+	if err := st.RevokeToken(ctx, u.ID+1, tok2.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("revoked someone else's token: %v", err)
+	}
+	st.RevokeToken(ctx, u.ID, tok2.ID)
+	if _, _, err := st.TokenUser(ctx, plain2); !errors.Is(err, ErrNotFound) {
+		t.Fatal("revoked token accepted")
+	}
+	ts, _ := st.ListTokens(ctx, u.ID)
+	if len(ts) != 2 || ts[1].ID != tok.ID {
+		t.Fatalf("tokens %+v", ts)
+	}
+}
+
+func TestReopenKeepsSchema(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	key, _ := LoadOrCreateKey(filepath.Join(dir, "k"))
+	sealer, _ := NewSealer(key)
+	path := filepath.Join(dir, "db")
+	for i := range 3 {
+		st, err := Open(ctx, path, sealer)
+		if err != nil {
+			t.Fatalf("open %d: %v", i, err)
+		}
+		if _, err := st.CreateGroup(ctx, Group{Name: "g" + string(rune('a'+i))}); err != nil {
+			t.Fatal(err)
+		}
+		st.Close()
+	}
+}
+
+func TestKeyFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "k")
+	a, err := LoadOrCreateKey(path)
+	if err != nil || len(a) != 32 {
+		t.Fatal(err)
+	}
+	b, _ := LoadOrCreateKey(path)
+	if !bytes.Equal(a, b) {
+		t.Fatal("key changed on reload")
+	}
+	os.Chmod(path, 0o644)
+	if _, err := LoadOrCreateKey(path); err == nil {
+		t.Fatal("world-readable key accepted")
+	}
+	os.Chmod(path, 0o600)
+	os.WriteFile(path, []byte("short"), 0o600)
+	if _, err := LoadOrCreateKey(path); err == nil {
+		t.Fatal("short key accepted")
+	}
+}
+
+func TestAuditAppendOnlyAndConcurrent(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, _ := openTest(t)
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := st.AppendAudit(ctx, func(prev string, id int64) (AuditEvent, error) {
+				return AuditEvent{ID: id, Time: time.Now(), Actor: "a", Action: "x", PrevHash: prev, Hash: prev + "+" + string(rune('a'+i))}, nil
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	prev := ""
+	n := 0
+	st.AuditChain(ctx, func(e AuditEvent) error {
+		if e.PrevHash != prev {
+			t.Errorf("event %d does not chain", e.ID)
+		}
+		prev = e.Hash
+		n++
+		return nil
+	})
+	if n != 20 {
+		t.Fatalf("%d events", n)
+	}
+	if _, err := st.db.Exec(`UPDATE audit_events SET actor = 'x'`); err == nil {
+		t.Fatal("audit row updated")
+	}
+	if _, err := st.db.Exec(`DELETE FROM audit_events`); err == nil {
+		t.Fatal("audit row deleted")
+	}
+	evs, _ := st.SearchAudit(ctx, AuditFilter{Limit: 5})
+	if len(evs) != 5 || evs[0].ID != 20 {
+		t.Fatalf("search: %d events, first %d", len(evs), evs[0].ID)
+	}
+	older, _ := st.SearchAudit(ctx, AuditFilter{BeforeID: evs[4].ID, Limit: 100})
+	if len(older) != 15 {
+		t.Fatalf("paging: %d", len(older))
+	}
+}

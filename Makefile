@@ -12,7 +12,7 @@ LISTEN  ?= :8443
 
 # Debian packages: what the portal needs to build and run, and what the
 # tests add (real servers and a real browser).
-DEBS_RUN  := gcc libc6-dev pkg-config nodejs npm openssh-server openssh-client
+DEBS_RUN  := gcc libc6-dev pkg-config openssh-server openssh-client
 DEBS_TEST := $(DEBS_RUN) sshpass chromium fonts-dejavu-core procps iproute2
 
 .PHONY: run demo test build assets generate lint unit e2e bench deps-run deps-test check-go clean
@@ -44,6 +44,9 @@ check-go:
 
 deps-run: check-go
 	$(call apt_install,$(DEBS_RUN))
+	@# Node.js may come from another package source than Debian's (whose npm
+	@# would conflict with it): install Debian's only when there is none.
+	@command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; }
 	@$(MAKE) --no-print-directory node_modules/.installed
 
 deps-test: deps-run

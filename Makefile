@@ -77,7 +77,7 @@ e2e: build
 	npm run --silent e2e
 
 bench: build
-	$(GO) test -run '^$$' -bench . -benchtime 1x ./e2e/bench/...
+	$(GO) test -run '^$$' -bench . -benchtime 5x ./e2e/bench/...
 
 clean:
 	rm -rf bin web/assets/dist/*.js web/assets/dist/*.css web/assets/dist/*.map

@@ -175,6 +175,7 @@ type Terminal struct {
 	session *ssh.Session
 	stdin   io.WriteCloser
 	stdout  io.Reader
+	stderr  io.Reader
 }
 
 // OpenTerminal dials the target and starts a login shell in a pty. The
@@ -220,33 +221,24 @@ func startShell(c *Client, term *wire.Terminal) (*Terminal, error) {
 		s.Close()
 		return nil, err
 	}
-	// With a pty, stderr arrives on stdout; anything sent separately is
-	// merged below.
-	pr, pw := io.Pipe()
-	s.Stdout, s.Stderr = pw, pw
+	// Reading the channel directly (no pipe in between) saves a copy and a
+	// goroutine hand-off per chunk; with a pty the server merges stderr into
+	// it, and anything still sent apart is drained in Relay.
+	stdout, err := s.StdoutPipe()
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	stderr, err := s.StderrPipe()
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
 	if err := s.Shell(); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("start shell: %w", err)
 	}
-	t := &Terminal{client: c, session: s, stdin: stdin, stdout: pr}
-	go func() {
-		// Wait returns once the remote command ended and output was copied;
-		// closing the pipe then ends the reader in Relay. It is owned by
-		// the session: Close ends it.
-		err := s.Wait()
-		pw.CloseWithError(exitError{err})
-	}()
-	return t, nil
-}
-
-// exitError carries the session's end through the output pipe.
-type exitError struct{ err error }
-
-func (e exitError) Error() string {
-	if e.err == nil {
-		return "exited"
-	}
-	return e.err.Error()
+	return &Terminal{client: c, session: s, stdin: stdin, stdout: stdout, stderr: stderr}, nil
 }
 
 // HostKey returns the target's host key in authorized_keys form.
@@ -264,17 +256,17 @@ func (t *Terminal) Close() error {
 // Relay copies between the portal's stream and the shell until the shell
 // exits (a FrameExit is sent) or the stream ends. It closes the terminal.
 func (t *Terminal) Relay(stream io.ReadWriter) wire.Exit {
-	defer t.Close()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	var writeMu sync.Mutex
+	fw := wire.NewFrameWriter(stream)
 	write := func(ft wire.FrameType, p []byte) error {
 		writeMu.Lock()
 		defer writeMu.Unlock()
-		return wire.WriteFrame(stream, ft, p)
+		return fw.Write(ft, p)
 	}
 
-	wg.Add(1)
+	wg.Add(2)
 	go func() { // portal → shell; ends when the stream or the terminal closes
 		defer wg.Done()
 		fr := wire.NewFrameReader(stream)
@@ -296,6 +288,19 @@ func (t *Terminal) Relay(stream io.ReadWriter) wire.Exit {
 			}
 		}
 	}()
+	go func() { // stderr sent apart from the pty, rare; ends with the session
+		defer wg.Done()
+		buf := make([]byte, 4<<10)
+		for {
+			n, err := t.stderr.Read(buf)
+			if n > 0 && write(wire.FrameData, buf[:n]) != nil {
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
 
 	buf := make([]byte, 32<<10)
 	var ex wire.Exit
@@ -308,36 +313,34 @@ func (t *Terminal) Relay(stream io.ReadWriter) wire.Exit {
 			}
 		}
 		if err != nil {
-			ex = exitOf(err)
+			ex = exitOf(t.session.Wait())
 			write(wire.FrameExit, ex.Payload())
 			break
 		}
 	}
-	// Unblock the reader goroutine: the portal closes its side after the
-	// exit frame, and closing ours makes sure it does not linger.
+	// Unblock both goroutines before waiting for them: closing the stream
+	// ends the portal reader, closing the session ends the stderr reader.
 	if c, ok := stream.(io.Closer); ok {
 		c.Close()
 	}
+	t.Close()
 	return ex
 }
 
+// exitOf describes how a session ended from its Wait error.
 func exitOf(err error) wire.Exit {
-	var ee exitError
-	if !errors.As(err, &ee) {
-		return wire.Exit{Status: -1, Message: "the connection to the target was lost"}
-	}
 	var exit *ssh.ExitError
 	var missing *ssh.ExitMissingError
 	switch {
-	case ee.err == nil:
+	case err == nil:
 		return wire.Exit{Status: 0}
-	case errors.As(ee.err, &exit):
+	case errors.As(err, &exit):
 		if exit.Signal() != "" {
 			return wire.Exit{Status: exit.ExitStatus(), Signal: exit.Signal()}
 		}
 		return wire.Exit{Status: exit.ExitStatus()}
-	case errors.As(ee.err, &missing):
+	case errors.As(err, &missing):
 		return wire.Exit{Status: -1, Message: "the target closed the session without an exit status"}
 	}
-	return wire.Exit{Status: -1, Message: "the connection to the target was lost: " + ee.err.Error()}
+	return wire.Exit{Status: -1, Message: "the connection to the target was lost: " + err.Error()}
 }

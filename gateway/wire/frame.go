@@ -37,6 +37,33 @@ func WriteFrame(w io.Writer, t FrameType, payload []byte) error {
 	return err
 }
 
+// FrameWriter writes frames from one goroutine at a time, reusing its
+// buffer so a busy terminal does not allocate per frame.
+type FrameWriter struct {
+	w   io.Writer
+	buf []byte
+}
+
+// NewFrameWriter writes frames to w.
+func NewFrameWriter(w io.Writer) *FrameWriter { return &FrameWriter{w: w} }
+
+// Write sends one frame in a single Write call.
+func (fw *FrameWriter) Write(t FrameType, payload []byte) error {
+	if len(payload) > MaxFramePayload {
+		return fmt.Errorf("frame payload of %d bytes exceeds %d", len(payload), MaxFramePayload)
+	}
+	n := frameHeader + len(payload)
+	if cap(fw.buf) < n {
+		fw.buf = make([]byte, n)
+	}
+	b := fw.buf[:n]
+	b[0] = byte(t)
+	binary.BigEndian.PutUint32(b[1:], uint32(len(payload)))
+	copy(b[frameHeader:], payload)
+	_, err := fw.w.Write(b)
+	return err
+}
+
 // FrameReader reads frames, reusing one buffer.
 type FrameReader struct {
 	r   io.Reader

@@ -245,16 +245,11 @@ func (t *termSession) bridge(ctx context.Context, conn net.Conn) string {
 	})
 	defer stop()
 
-	var gwMu sync.Mutex // frames to the gateway come from two goroutines
-	writeGW := func(ft wire.FrameType, p []byte) error {
-		gwMu.Lock()
-		defer gwMu.Unlock()
-		return wire.WriteFrame(conn, ft, p)
-	}
+	fw := wire.NewFrameWriter(conn)
 
 	browserGone := make(chan struct{})
 	wg.Add(2)
-	go func() { // browser → gateway
+	go func() { // browser → gateway; the only writer to the gateway
 		defer wg.Done()
 		defer close(browserGone)
 		defer cancel()
@@ -268,7 +263,7 @@ func (t *termSession) bridge(ctx context.Context, conn net.Conn) string {
 			t.ws.SetReadDeadline(time.Now().Add(wsReadTimeout))
 			switch mt {
 			case websocket.BinaryMessage:
-				err = writeGW(wire.FrameData, data)
+				err = fw.Write(wire.FrameData, data)
 			case websocket.TextMessage:
 				var c control
 				if json.Unmarshal(data, &c) != nil || c.Type != "resize" {
@@ -277,7 +272,7 @@ func (t *termSession) bridge(ctx context.Context, conn net.Conn) string {
 				if c.Cols < 1 || c.Cols > maxTermSize || c.Rows < 1 || c.Rows > maxTermSize {
 					continue
 				}
-				err = writeGW(wire.FrameResize, wire.ResizePayload(uint16(c.Cols), uint16(c.Rows)))
+				err = fw.Write(wire.FrameResize, wire.ResizePayload(uint16(c.Cols), uint16(c.Rows)))
 			}
 			if err != nil {
 				return

@@ -411,3 +411,25 @@ func TestAPI(t *testing.T) {
 		t.Fatalf("user does not see the granted resource: %s", body)
 	}
 }
+
+func TestSessionsPerUserLimit(t *testing.T) {
+	s := &Server{open: map[int64]int{}}
+	var releases []func()
+	for i := range maxSessionsPerUser {
+		rel, ok := s.acquireSession(1)
+		if !ok {
+			t.Fatalf("session %d refused", i+1)
+		}
+		releases = append(releases, rel)
+	}
+	if _, ok := s.acquireSession(1); ok {
+		t.Fatal("session over the limit allowed")
+	}
+	if _, ok := s.acquireSession(2); !ok {
+		t.Fatal("another user refused")
+	}
+	releases[0]()
+	if _, ok := s.acquireSession(1); !ok {
+		t.Fatal("a released slot was not reusable")
+	}
+}

@@ -22,6 +22,9 @@ import (
 const (
 	maxFormBody  = 1 << 20 // form posts and API bodies
 	maxWSMessage = 64 << 10
+	// maxSessionsPerUser bounds one user's concurrent sessions, so a stolen
+	// session cookie or a runaway script cannot exhaust the gateways.
+	maxSessionsPerUser = 16
 )
 
 // Deps are the parts a Server is built from.
@@ -48,6 +51,9 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	mu   sync.Mutex
+	open map[int64]int // running sessions per user id
 }
 
 // New builds a Server from d.
@@ -55,10 +61,28 @@ func New(d Deps) *Server {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	s := &Server{Deps: d}
+	s := &Server{Deps: d, open: map[int64]int{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.handler = s.routes()
 	return s
+}
+
+// acquireSession counts a new session of userID, unless the user is at
+// the limit; release undoes it.
+func (s *Server) acquireSession(userID int64) (release func(), ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.open[userID] >= maxSessionsPerUser {
+		return nil, false
+	}
+	s.open[userID]++
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.open[userID]--; s.open[userID] <= 0 {
+			delete(s.open, userID)
+		}
+	}, true
 }
 
 // ServeHTTP implements http.Handler.

@@ -163,6 +163,12 @@ func (t *termSession) run(ctx context.Context, r *http.Request, cols, rows int) 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s := t.srv
+	release, ok := s.acquireSession(t.user.ID)
+	if !ok {
+		t.fail(r, "too_many_sessions", fmt.Sprintf("You already have %d sessions open. Close one and try again.", maxSessionsPerUser), nil)
+		return
+	}
+	defer release()
 	secrets, err := s.Store.ResourceSecrets(ctx, t.res.ID)
 	if err != nil {
 		t.log.Error("read resource credentials", "err", err)

@@ -1,0 +1,46 @@
+package gateways
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"testing"
+)
+
+func TestSelect(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	p := New(nil, slog.New(slog.NewTextHandler(io.Discard, nil)), 0)
+	p.Set([]Gateway{
+		{ID: "d1", Segment: DefaultSegment, Key: key},
+		{ID: "a1", Segment: "gateway-aws", Key: key},
+		{ID: "a2", Segment: "gateway-aws", Key: key},
+		{ID: "a3", Segment: "gateway-aws"}, // pending: no key yet
+		{ID: "o1", Segment: "gateway-office1"},
+	})
+	seen := map[string]int{}
+	for range 200 {
+		g, err := p.Select([]string{"web", "gateway-aws"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[g.ID]++
+	}
+	if seen["a1"] == 0 || seen["a2"] == 0 || len(seen) != 2 {
+		t.Fatalf("tagged selection spread %v, want a1 and a2 only", seen)
+	}
+	if _, err := p.Select([]string{"gateway-office1"}); !errors.Is(err, ErrNoGateway) || err.Error() != "no gateway available in segment gateway-office1" {
+		t.Fatalf("segment with only pending gateways: %v", err)
+	}
+	seen = map[string]int{}
+	for range 300 {
+		g, _ := p.Select(nil)
+		seen[g.ID]++
+	}
+	if len(seen) != 3 || seen["a3"] != 0 || seen["o1"] != 0 {
+		t.Fatalf("untagged selection spread %v, want all three available", seen)
+	}
+	p.Set(nil)
+	if _, err := p.Select(nil); !errors.Is(err, ErrNoGateway) {
+		t.Fatalf("no gateways: %v", err)
+	}
+}

@@ -4,25 +4,18 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/keyway-dev/keyway/portal/store"
+	"github.com/keyway-dev/keyway/portal/store/storetest"
 )
 
 func TestChainDetectsTampering(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	key, _ := store.LoadOrCreateKey(filepath.Join(dir, "k"))
-	sealer, _ := store.NewSealer(key)
-	st, err := store.Open(ctx, filepath.Join(dir, "db"), sealer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := storetest.Open(t)
 	l := New(st, slog.New(slog.NewTextHandler(io.Discard, nil)), time.Now)
 	var wg sync.WaitGroup
 	for i := range 10 {

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/keyway-dev/keyway/portal/store"
+	"github.com/keyway-dev/keyway/portal/store/storetest"
 )
 
 func TestPasswordHash(t *testing.T) {
@@ -63,14 +63,7 @@ func TestLimiter(t *testing.T) {
 func TestSignIn(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	dir := t.TempDir()
-	key, _ := store.LoadOrCreateKey(filepath.Join(dir, "k"))
-	sealer, _ := store.NewSealer(key)
-	st, err := store.Open(ctx, filepath.Join(dir, "db"), sealer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := storetest.Open(t)
 	h, _ := HashPassword("alice-password")
 	st.CreateUser(ctx, store.User{Name: "alice", Role: store.RoleUser}, h)
 	st.CreateUser(ctx, store.User{Name: "carol", Role: store.RoleUser, Disabled: true}, h)

@@ -23,6 +23,7 @@ import (
 	"github.com/keyway-dev/keyway/portal/authz"
 	"github.com/keyway-dev/keyway/portal/gateways"
 	"github.com/keyway-dev/keyway/portal/store"
+	"github.com/keyway-dev/keyway/portal/store/storetest"
 	"github.com/keyway-dev/keyway/web/assets"
 )
 
@@ -46,13 +47,7 @@ func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
-	key, _ := store.LoadOrCreateKey(filepath.Join(dir, "k"))
-	sealer, _ := store.NewSealer(key)
-	st, err := store.Open(ctx, filepath.Join(dir, "db"), sealer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := storetest.Open(t)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	sessions, stop := auth.NewSessions(st.DB())
 	t.Cleanup(stop)
@@ -76,6 +71,7 @@ func newFixture(t *testing.T) *fixture {
 	}
 	f.resource, _ = st.CreateResource(ctx, store.Resource{Name: "web", Protocol: "ssh", Host: "127.0.0.1", Port: 1, Login: "x"}, &store.Secrets{Password: "target-secret"})
 	f.other, _ = st.CreateResource(ctx, store.Resource{Name: "db", Protocol: "ssh", Host: "127.0.0.1", Port: 1, Login: "x"}, &store.Secrets{Password: "p"})
+	var err error
 	f.grant, err = st.CreateGrant(ctx, f.resource.ID, "user", f.users["user"].ID)
 	if err != nil {
 		t.Fatal(err)

@@ -119,11 +119,11 @@ func (s *Server) terminalSocket(w http.ResponseWriter, r *http.Request) {
 	ws.SetReadLimit(maxWSMessage)
 
 	cols, rows := termSize(r.URL.Query())
+	id := rand.Text()
 	t := &termSession{
-		srv: s, ws: ws, user: u, res: res, client: clientAddr(r), id: rand.Text(),
-		log: s.Logger.With("session", "", "user", u.Name, "resource", res.Name),
+		srv: s, ws: ws, user: u, res: res, client: clientAddr(r), id: id,
+		log: s.Logger.With("session", id, "user", u.Name, "resource", res.Name),
 	}
-	t.log = s.Logger.With("session", t.id, "user", u.Name, "resource", res.Name)
 	t.run(s.ctx, r, cols, rows)
 }
 

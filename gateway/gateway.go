@@ -7,11 +7,16 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/keyway-dev/keyway/gateway/sshgw"
@@ -39,6 +44,20 @@ type Config struct {
 	// HandshakeTimeout bounds the TLS handshake and reading the request, so
 	// a silent or half-open client is dropped quickly.
 	HandshakeTimeout time.Duration
+
+	// ManagementAddr, if set, serves GET /status over the same mutual TLS
+	// for the portal's health checks.
+	ManagementAddr string
+	// HealthAddr, if set, serves a plain GET /healthz for orchestrators.
+	HealthAddr string
+	// ID and Version are reported by /status.
+	ID      string
+	Version string
+	// Networks returns the networks targets must be in; none allows any.
+	// It is asked per session, so a pulled config applies at once.
+	Networks func() []netip.Prefix
+	// ConfigVersion reports the version of the config in use, for /status.
+	ConfigVersion func() int64
 }
 
 // Gateway serves sessions.
@@ -46,10 +65,14 @@ type Gateway struct {
 	cfg Config
 	ssh *sshgw.Engine
 
-	ln     net.Listener
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	ln      net.Listener
+	mgmt    net.Addr
+	servers []*http.Server
+	started time.Time
+	active  atomic.Int64
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
@@ -66,26 +89,88 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = defaultHandshakeTimeout
 	}
+	if cfg.Networks == nil {
+		cfg.Networks = func() []netip.Prefix { return nil }
+	}
+	if cfg.ConfigVersion == nil {
+		cfg.ConfigVersion = func() int64 { return 0 }
+	}
 	g := &Gateway{cfg: cfg, ssh: sshgw.New(cfg.Logger, cfg.DialTimeout), conns: map[net.Conn]struct{}{}}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	return g, nil
 }
 
-// Start binds the session listener and serves it in the background.
+// Start binds the listeners and serves them in the background.
 func (g *Gateway) Start() error {
+	g.started = time.Now()
+	tlsConf := wire.ServerTLSConfig(g.cfg.Identity, g.cfg.TrustedPortal)
 	ln, err := net.Listen("tcp", g.cfg.SSHAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", g.cfg.SSHAddr, err)
 	}
 	g.ln = ln
-	g.cfg.Logger.Info("gateway listening", "addr", ln.Addr().String(), "key", g.cfg.Identity.PublicKeyString())
+	if g.cfg.ManagementAddr != "" {
+		mux := http.NewServeMux()
+		mux.HandleFunc("GET /status", g.status)
+		addr, err := g.serveHTTP(g.cfg.ManagementAddr, mux, tlsConf)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		g.mgmt = addr
+	}
+	if g.cfg.HealthAddr != "" {
+		mux := http.NewServeMux()
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+		if _, err := g.serveHTTP(g.cfg.HealthAddr, mux, nil); err != nil {
+			g.Close()
+			return err
+		}
+	}
+	g.cfg.Logger.Info("gateway listening", "ssh", ln.Addr().String(), "management", g.cfg.ManagementAddr, "key", g.cfg.Identity.PublicKeyString())
 	g.wg.Add(1)
-	go g.serve(tls.NewListener(ln, wire.ServerTLSConfig(g.cfg.Identity, g.cfg.TrustedPortal)))
+	go g.serve(tls.NewListener(ln, tlsConf))
 	return nil
+}
+
+// serveHTTP serves h on addr, with TLS when tlsConf is set, and returns
+// the address it listens on.
+func (g *Gateway) serveHTTP(addr string, h http.Handler, tlsConf *tls.Config) (net.Addr, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	bound := ln.Addr()
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute,
+		ErrorLog: slog.NewLogLogger(g.cfg.Logger.Handler(), slog.LevelDebug)}
+	if tlsConf != nil {
+		ln = tls.NewListener(ln, tlsConf)
+	}
+	g.servers = append(g.servers, srv)
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		srv.Serve(ln)
+	}()
+	return bound, nil
+}
+
+func (g *Gateway) status(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(wire.Status{
+		GatewayID: g.cfg.ID, Version: g.cfg.Version, UptimeSeconds: int64(time.Since(g.started).Seconds()),
+		ActiveSessions: int(g.active.Load()), ConfigVersion: g.cfg.ConfigVersion(),
+	})
 }
 
 // Addr is the session listener's address.
 func (g *Gateway) Addr() net.Addr { return g.ln.Addr() }
+
+// ManagementAddr is the management listener's address, or nil.
+func (g *Gateway) ManagementAddr() net.Addr { return g.mgmt }
+
+// ActiveSessions is the number of sessions running now.
+func (g *Gateway) ActiveSessions() int { return int(g.active.Load()) }
 
 // Close stops listening, ends every session and waits for them.
 func (g *Gateway) Close() error {
@@ -93,6 +178,9 @@ func (g *Gateway) Close() error {
 	var err error
 	if g.ln != nil {
 		err = g.ln.Close()
+	}
+	for _, srv := range g.servers {
+		srv.Close()
 	}
 	g.mu.Lock()
 	for c := range g.conns {
@@ -169,6 +257,17 @@ func (g *Gateway) handle(c *tls.Conn) {
 		wire.WriteResponse(c, &wire.Response{Code: wire.CodeBadRequest, Message: "invalid session request: " + err.Error()})
 		return
 	}
+	if req.Kind == wire.KindRelay {
+		g.relay(c, req, log)
+		return
+	}
+	if resp := g.checkTarget(req); resp != nil {
+		log.Warn("refused session: target outside the allowed networks", "reason", resp.Message)
+		wire.WriteResponse(c, resp)
+		return
+	}
+	g.active.Add(1)
+	defer g.active.Add(-1)
 	switch req.Protocol {
 	case wire.ProtocolSSH:
 		g.terminal(c, req, log)
@@ -194,4 +293,69 @@ func (g *Gateway) terminal(c *tls.Conn, req *wire.Request, log *slog.Logger) {
 	log.Info("terminal session started", "host_key", resp.HostKeyFingerprint, "setup", time.Since(start).Round(time.Millisecond))
 	ex := t.Relay(c)
 	log.Info("terminal session ended", "status", ex.Status, "signal", ex.Signal, "message", ex.Message, "duration", time.Since(start).Round(time.Second))
+}
+
+// checkTarget refuses targets outside the allowed networks, as a second
+// line of defence behind the portal's own checks. When networks are
+// restricted the target is resolved here and dialed by address, so a name
+// cannot resolve to another address between the check and the dial.
+func (g *Gateway) checkTarget(req *wire.Request) *wire.Response {
+	nets := g.cfg.Networks()
+	if len(nets) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.DialTimeout)
+	defer cancel()
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", req.Target.Host)
+	if err != nil || len(addrs) == 0 {
+		return &wire.Response{Code: wire.CodeUnreachable, Message: fmt.Sprintf("target host %s could not be resolved by the gateway", req.Target.Host)}
+	}
+	for _, a := range addrs {
+		a = a.Unmap()
+		for _, n := range nets {
+			if n.Contains(a) {
+				req.Target.Host = a.String()
+				return nil
+			}
+		}
+	}
+	return &wire.Response{Code: wire.CodeForbiddenTarget,
+		Message: fmt.Sprintf("target %s (%s) is outside the networks this gateway may reach; an administrator can allow it in the segment's settings", req.Target, addrs[0])}
+}
+
+// relay forwards the rest of the connection to another gateway. The portal
+// runs a TLS handshake with that gateway through this one, so only
+// ciphertext passes here: no credentials, no session content.
+func (g *Gateway) relay(c *tls.Conn, req *wire.Request, log *slog.Logger) {
+	log = log.With("relay_to", req.Relay.Address, "relay_gateway", req.Relay.GatewayID)
+	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.DialTimeout)
+	var d net.Dialer
+	far, err := d.DialContext(ctx, "tcp", req.Relay.Address)
+	cancel()
+	if err != nil {
+		log.Warn("relay refused: far gateway unreachable", "err", err)
+		wire.WriteResponse(c, &wire.Response{Code: wire.CodeGatewayDown,
+			Message: fmt.Sprintf("the gateway at %s could not be reached from the tunnel gateway: %v", req.Relay.Address, err)})
+		return
+	}
+	defer far.Close()
+	if err := wire.WriteResponse(c, &wire.Response{OK: true}); err != nil {
+		return
+	}
+	g.active.Add(1)
+	defer g.active.Add(-1)
+	log.Info("relay started")
+	var wg sync.WaitGroup
+	wg.Add(2)
+	splice := func(dst, src net.Conn) {
+		defer wg.Done()
+		io.Copy(dst, src)
+		// Either side ending ends both: a half-closed TLS stream is of no use.
+		dst.Close()
+		src.Close()
+	}
+	go splice(far, c)
+	go splice(c, far)
+	wg.Wait()
+	log.Info("relay ended")
 }

@@ -32,6 +32,9 @@ func main() {
 
 var errUsage = errors.New("usage")
 
+// version is reported by the embedded gateway; set by the build.
+var version = "dev"
+
 const usage = `Usage:
   portal serve [flags]                 run the portal (portal serve -h for flags)
   portal demo [flags]                  run the portal with demo targets on loopback

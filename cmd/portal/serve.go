@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/keyway-dev/keyway/gateway"
@@ -109,10 +110,13 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		return fmt.Errorf("embedded gateway identity: %w", err)
 	}
 	gw, err := gateway.New(gateway.Config{
-		SSHAddr:       cfg.GatewayListen,
-		Identity:      gwID,
-		TrustedPortal: func(k ed25519.PublicKey) bool { return portalID.PublicKey().Equal(k) },
-		Logger:        logger.With("component", "gateway", "gateway", "embedded"),
+		SSHAddr:        cfg.GatewayListen,
+		ManagementAddr: "127.0.0.1:0",
+		Identity:       gwID,
+		TrustedPortal:  func(k ed25519.PublicKey) bool { return portalID.PublicKey().Equal(k) },
+		Logger:         logger.With("component", "gateway", "gateway", "embedded"),
+		ID:             "embedded",
+		Version:        version,
 	})
 	if err != nil {
 		return fmt.Errorf("embedded gateway: %w", err)
@@ -121,11 +125,14 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		return fmt.Errorf("start embedded gateway on %s: %w", cfg.GatewayListen, err)
 	}
 	defer gw.Close()
+	sshAddr, mgmtAddr := gw.Addr().(*net.TCPAddr), gw.ManagementAddr().(*net.TCPAddr)
+	if _, err := st.EnsureEmbeddedGateway(ctx, sshAddr.IP.String(), sshAddr.Port, mgmtAddr.Port, gwID.PublicKeyString()); err != nil {
+		return err
+	}
 	pool := gateways.New(portalID, logger.With("component", "gateways"), 30*time.Second)
-	pool.Set([]gateways.Gateway{{
-		ID: "embedded", Name: "embedded", Segment: gateways.DefaultSegment,
-		SSHAddr: gw.Addr().String(), Key: gwID.PublicKey(),
-	}})
+	healthCtx, stopHealth := context.WithCancel(ctx)
+	var healthDone sync.WaitGroup
+	defer func() { stopHealth(); healthDone.Wait() }()
 
 	cert, err := loadCert(cfg, logger)
 	if err != nil {
@@ -144,8 +151,20 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	ui := httpui.New(httpui.Deps{
 		Store: st, Sessions: sessions, Auth: auth.New(st, auth.NewLimiter(time.Now), logger),
 		Audit: auditLog, Authz: authz.New(st), Gateways: pool, Assets: assets.Handler(), Logger: logger,
+		PortalKey: portalID.PublicKeyString(), PortalURL: publicURL, PortalCertSHA256: certs.Fingerprint(cert),
 	})
 	defer ui.Close()
+	if err := ui.SyncGateways(ctx); err != nil {
+		return err
+	}
+	// The embedded gateway is checked once before serving, so the first
+	// connections need not wait for the health loop.
+	pool.CheckAll(ctx, gateways.DefaultHealth)
+	healthDone.Add(1)
+	go func() {
+		defer healthDone.Done()
+		pool.RunHealth(healthCtx, gateways.DefaultHealth)
+	}()
 	srv := &http.Server{
 		Handler:           ui,
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},

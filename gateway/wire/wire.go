@@ -46,6 +46,8 @@ const (
 	CodeTimeout         Code = "target_timeout"
 	CodeAuthFailed      Code = "auth_failed"
 	CodeHostKeyMismatch Code = "host_key_mismatch"
+	CodeForbiddenTarget Code = "target_forbidden"
+	CodeGatewayDown     Code = "gateway_unreachable"
 	CodeInternal        Code = "internal"
 )
 
@@ -106,6 +108,16 @@ type Request struct {
 	// empty means trust on first use and report the key seen.
 	HostKey  string    `json:"host_key,omitempty"`
 	Terminal *Terminal `json:"terminal,omitempty"`
+	// Relay, for kind "relay", names the gateway to forward the rest of the
+	// connection to; the portal then runs its own TLS handshake with that
+	// gateway through this one, which only copies ciphertext.
+	Relay *Relay `json:"relay,omitempty"`
+}
+
+// Relay is the far gateway of a relayed connection.
+type Relay struct {
+	GatewayID string `json:"gateway_id"`
+	Address   string `json:"address"`
 }
 
 // maxTerminal bounds terminal sizes from untrusted peers.
@@ -113,6 +125,12 @@ const maxTerminal = 1000
 
 // Validate checks what a gateway needs before dialing anything.
 func (r *Request) Validate() error {
+	if r.Kind == KindRelay {
+		if r.Relay == nil || r.Relay.Address == "" || len(r.Relay.Address) > 300 {
+			return errors.New("relay request without a gateway address")
+		}
+		return nil
+	}
 	switch {
 	case r.Kind != KindSession:
 		return fmt.Errorf("unknown request kind %q", r.Kind)

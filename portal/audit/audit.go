@@ -39,6 +39,15 @@ const (
 	ActionGrantDelete    = "grant.delete"
 	ActionTokenCreate    = "token.create"
 	ActionTokenRevoke    = "token.revoke"
+	ActionSegmentCreate  = "segment.create"
+	ActionSegmentUpdate  = "segment.update"
+	ActionSegmentDelete  = "segment.delete"
+	ActionGatewayCreate  = "gateway.create"
+	ActionGatewayKey     = "gateway.key"
+	ActionGatewayRevoke  = "gateway.revoke"
+	ActionGatewayDelete  = "gateway.delete"
+	ActionTunnelMode     = "gateway.tunnel"
+	ActionResourceTest   = "resource.test"
 )
 
 // Outcomes.

@@ -1,9 +1,10 @@
-// Package gateways keeps the portal's view of the gateways it may send sessions
-// through, chooses one for a connection and opens the mutually authenticated
-// session connection to it.
+// Package gateways keeps the portal's view of its gateways: which exist,
+// which are healthy, which one serves a resource, and how to open a session
+// through it, directly or relayed through the embedded gateway (tunnel mode).
 package gateways
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
@@ -18,8 +19,7 @@ import (
 	"github.com/keyway-dev/keyway/gateway/wire"
 )
 
-// DefaultSegment is the segment of the portal's embedded gateway. Resources
-// that name no segment are served from any available gateway.
+// DefaultSegment is the segment of the portal's embedded gateway.
 const DefaultSegment = "default"
 
 // ErrNoGateway is returned by Select when no available gateway can serve a
@@ -31,11 +31,49 @@ type Gateway struct {
 	ID      string
 	Name    string
 	Segment string
-	// SSHAddr is the host:port of the gateway's SSH/SFTP session listener.
-	SSHAddr string
-	// Key is the gateway's pinned Ed25519 public key; a gateway without one is
-	// pending and never selected.
-	Key ed25519.PublicKey
+	// SSHAddr and ManagementAddr are host:port of the session listener
+	// (7993) and of the management listener (443).
+	SSHAddr        string
+	ManagementAddr string
+	// Key is the gateway's pinned Ed25519 public key; a gateway without one
+	// is pending and never selected.
+	Key      ed25519.PublicKey
+	Embedded bool
+}
+
+// State is a gateway's health as the portal sees it.
+type State string
+
+// States.
+const (
+	StatePending     State = "pending"     // no key pasted yet
+	StateChecking    State = "checking"    // key known, not checked yet
+	StateAvailable   State = "available"   // last check passed
+	StateUnavailable State = "unavailable" // last check failed after retries
+)
+
+// Health is the result of the latest checks of a gateway.
+type Health struct {
+	State          State
+	LastCheck      time.Time
+	LastError      string
+	Version        string
+	Uptime         time.Duration
+	ActiveSessions int
+}
+
+// Status is a gateway with its health, for pages.
+type Status struct {
+	Gateway
+	Health
+}
+
+type entry struct {
+	gw     Gateway
+	health Health
+	// conns are the open session connections through this gateway, closed
+	// at once if its key is revoked or replaced.
+	conns map[net.Conn]struct{}
 }
 
 // Pool holds the known gateways and dials them.
@@ -45,32 +83,91 @@ type Pool struct {
 	// timeout bounds the TCP dial, the TLS handshake and the wait for the
 	// gateway's answer, which includes the gateway's own dial of the target.
 	timeout time.Duration
+	now     func() time.Time
 
-	mu       sync.Mutex
-	gateways []Gateway
+	mu      sync.Mutex
+	entries map[string]*entry
+	tunnel  bool
+	// checkNow wakes the health loop, e.g. after a key was pasted.
+	checkNow chan struct{}
 }
 
 // New returns a Pool that authenticates to gateways with identity.
 func New(identity *wire.Identity, logger *slog.Logger, timeout time.Duration) *Pool {
-	return &Pool{identity: identity, logger: logger, timeout: timeout}
+	return &Pool{identity: identity, logger: logger, timeout: timeout, now: time.Now,
+		entries: map[string]*entry{}, checkNow: make(chan struct{}, 1)}
 }
 
-// Set replaces the known gateways.
+// SetTunnel turns tunnel mode on or off for new connections.
+func (p *Pool) SetTunnel(on bool) {
+	p.mu.Lock()
+	p.tunnel = on
+	p.mu.Unlock()
+}
+
+// Tunnel reports whether tunnel mode is on.
+func (p *Pool) Tunnel() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.tunnel
+}
+
+// Set replaces the known gateways. Health is kept for gateways whose
+// address and key did not change; sessions through a gateway that is gone
+// or whose key changed are cut off at once.
 func (p *Pool) Set(gws []Gateway) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.gateways = append([]Gateway(nil), gws...)
+	next := make(map[string]*entry, len(gws))
+	kept := map[string]bool{}
+	for _, g := range gws {
+		e := &entry{gw: g, conns: map[net.Conn]struct{}{}, health: Health{State: StateChecking}}
+		if len(g.Key) == 0 {
+			e.health.State = StatePending
+		}
+		if old, ok := p.entries[g.ID]; ok && bytes.Equal(old.gw.Key, g.Key) &&
+			old.gw.SSHAddr == g.SSHAddr && old.gw.ManagementAddr == g.ManagementAddr {
+			e.health, e.conns = old.health, old.conns
+			kept[g.ID] = true
+		}
+		next[g.ID] = e
+	}
+	for id, old := range p.entries {
+		if kept[id] {
+			continue
+		}
+		for c := range old.conns {
+			p.logger.Warn("closing session: the gateway's key was revoked or replaced, or the gateway removed", "gateway", old.gw.Name)
+			c.Close()
+		}
+	}
+	p.entries = next
+	select {
+	case p.checkNow <- struct{}{}:
+	default:
+	}
+}
+
+// Statuses returns every gateway with its health.
+func (p *Pool) Statuses() []Status {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]Status, 0, len(p.entries))
+	for _, e := range p.entries {
+		out = append(out, Status{Gateway: e.gw, Health: e.health})
+	}
+	return out
 }
 
 // Select chooses a gateway for a resource tagged with tags: at random among
 // the available gateways of the segment a tag names, or among all available
-// gateways when no tag names a known segment.
+// gateways when no tag names a segment.
 func (p *Pool) Select(tags []string) (Gateway, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	segments := map[string]bool{}
-	for _, g := range p.gateways {
-		segments[g.Segment] = true
+	for _, e := range p.entries {
+		segments[e.gw.Segment] = true
 	}
 	segment := ""
 	for _, t := range tags {
@@ -80,11 +177,11 @@ func (p *Pool) Select(tags []string) (Gateway, error) {
 		}
 	}
 	var candidates []Gateway
-	for _, g := range p.gateways {
-		if len(g.Key) == 0 || (segment != "" && g.Segment != segment) {
+	for _, e := range p.entries {
+		if e.health.State != StateAvailable || (segment != "" && e.gw.Segment != segment) {
 			continue
 		}
-		candidates = append(candidates, g)
+		candidates = append(candidates, e.gw)
 	}
 	if len(candidates) == 0 {
 		if segment != "" {
@@ -93,6 +190,18 @@ func (p *Pool) Select(tags []string) (Gateway, error) {
 		return Gateway{}, ErrNoGateway
 	}
 	return candidates[rand.IntN(len(candidates))], nil
+}
+
+// embedded returns the embedded gateway, if it is available.
+func (p *Pool) embedded() (Gateway, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, e := range p.entries {
+		if e.gw.Embedded && e.health.State == StateAvailable {
+			return e.gw, true
+		}
+	}
+	return Gateway{}, false
 }
 
 // UnavailableError reports that a gateway could not be reached or did not
@@ -108,41 +217,121 @@ func (e *UnavailableError) Error() string {
 
 func (e *UnavailableError) Unwrap() error { return e.Err }
 
-// Open dials gw, sends req and waits for the gateway's answer. On success the
-// returned connection carries the session stream; the caller closes it. A
-// refusal by the gateway (target unreachable, wrong password…) comes back as a
-// *wire.Error.
+// Open dials gw, sends req and waits for the gateway's answer. With tunnel
+// mode on, a gateway other than the embedded one is reached through the
+// embedded gateway, which relays the TLS connection without seeing inside.
+// On success the returned connection carries the session stream; the caller
+// closes it. A refusal by the gateway (target unreachable, wrong
+// password…) comes back as a *wire.Error with the Response.
 func (p *Pool) Open(ctx context.Context, gw Gateway, req *wire.Request) (net.Conn, *wire.Response, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
-	d := tls.Dialer{Config: wire.ClientTLSConfig(p.identity, gw.Key)}
-	c, err := d.DialContext(ctx, "tcp", gw.SSHAddr)
+	raw, err := p.dialRaw(ctx, gw)
 	if err != nil {
 		return nil, nil, &UnavailableError{Gateway: gw, Err: err}
 	}
-	// The deadline follows ctx so a gateway that never answers cannot hold the
-	// browser's connection open.
+	conn, resp, err := p.handshake(ctx, raw, gw, req)
+	if err != nil {
+		return nil, resp, err
+	}
+	tracked, ok := p.track(gw, conn)
+	if !ok {
+		conn.Close()
+		return nil, nil, &UnavailableError{Gateway: gw, Err: errors.New("its key was revoked")}
+	}
+	return tracked, resp, nil
+}
+
+// dialRaw returns a byte stream to gw's session listener: a TCP connection,
+// or in tunnel mode a relay through the embedded gateway.
+func (p *Pool) dialRaw(ctx context.Context, gw Gateway) (net.Conn, error) {
+	if !gw.Embedded && p.Tunnel() {
+		via, ok := p.embedded()
+		if !ok {
+			return nil, errors.New("tunnel mode is on and the embedded gateway is unavailable")
+		}
+		c, _, err := p.handshake(ctx, nil, via, &wire.Request{Kind: wire.KindRelay,
+			Relay: &wire.Relay{GatewayID: gw.ID, Address: gw.SSHAddr}})
+		if err != nil {
+			var we *wire.Error
+			if errors.As(err, &we) {
+				return nil, errors.New(we.Message)
+			}
+			return nil, fmt.Errorf("tunnel through %s: %w", via.Name, err)
+		}
+		return c, nil
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, "tcp", gw.SSHAddr)
+}
+
+// handshake runs mutual TLS with gw over raw (dialing when raw is nil),
+// sends req and reads the response.
+func (p *Pool) handshake(ctx context.Context, raw net.Conn, gw Gateway, req *wire.Request) (net.Conn, *wire.Response, error) {
+	if raw == nil {
+		var d net.Dialer
+		var err error
+		if raw, err = d.DialContext(ctx, "tcp", gw.SSHAddr); err != nil {
+			return nil, nil, &UnavailableError{Gateway: gw, Err: err}
+		}
+	}
+	c := tls.Client(raw, wire.ClientTLSConfig(p.identity, gw.Key))
+	// The deadline follows ctx so a gateway that never answers cannot hold
+	// the browser's connection open.
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
 	defer stop()
-	if err := wire.WriteRequest(c, req); err != nil {
+	fail := func(err error) (net.Conn, *wire.Response, error) {
 		c.Close()
-		return nil, nil, &UnavailableError{Gateway: gw, Err: fmt.Errorf("send session request: %w", err)}
+		if ctx.Err() != nil {
+			err = fmt.Errorf("no answer within %s", p.timeout)
+		}
+		return nil, nil, &UnavailableError{Gateway: gw, Err: err}
+	}
+	if err := c.HandshakeContext(ctx); err != nil {
+		return fail(fmt.Errorf("TLS handshake: %w", err))
+	}
+	if err := wire.WriteRequest(c, req); err != nil {
+		return fail(fmt.Errorf("send request: %w", err))
 	}
 	resp, err := wire.ReadResponse(c)
 	if err != nil {
-		c.Close()
-		if ctx.Err() != nil {
-			return nil, nil, &UnavailableError{Gateway: gw, Err: fmt.Errorf("no answer within %s", p.timeout)}
-		}
-		return nil, nil, &UnavailableError{Gateway: gw, Err: fmt.Errorf("read session response: %w", err)}
+		return fail(err)
 	}
 	if !stop() {
-		c.Close()
-		return nil, nil, &UnavailableError{Gateway: gw, Err: fmt.Errorf("no answer within %s", p.timeout)}
+		return fail(errors.New("no answer in time"))
 	}
 	if !resp.OK {
 		c.Close()
 		return nil, resp, resp.Err()
 	}
 	return c, resp, nil
+}
+
+// trackedConn unregisters itself from its gateway entry when closed.
+type trackedConn struct {
+	net.Conn
+	once  sync.Once
+	close func()
+}
+
+func (t *trackedConn) Close() error {
+	err := t.Conn.Close()
+	t.once.Do(t.close)
+	return err
+}
+
+func (p *Pool) track(gw Gateway, c net.Conn) (net.Conn, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e, ok := p.entries[gw.ID]
+	if !ok || !bytes.Equal(e.gw.Key, gw.Key) {
+		return nil, false
+	}
+	conns := e.conns
+	conns[c] = struct{}{}
+	return &trackedConn{Conn: c, close: func() {
+		p.mu.Lock()
+		delete(conns, c)
+		p.mu.Unlock()
+	}}, true
 }

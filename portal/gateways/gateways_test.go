@@ -17,6 +17,9 @@ func TestSelect(t *testing.T) {
 		{ID: "a3", Segment: "gateway-aws"}, // pending: no key yet
 		{ID: "o1", Segment: "gateway-office1"},
 	})
+	for _, id := range []string{"d1", "a1", "a2"} {
+		p.entries[id].health.State = StateAvailable
+	}
 	seen := map[string]int{}
 	for range 200 {
 		g, err := p.Select([]string{"web", "gateway-aws"})
@@ -31,6 +34,13 @@ func TestSelect(t *testing.T) {
 	if _, err := p.Select([]string{"gateway-office1"}); !errors.Is(err, ErrNoGateway) || err.Error() != "no gateway available in segment gateway-office1" {
 		t.Fatalf("segment with only pending gateways: %v", err)
 	}
+	p.entries["a2"].health.State = StateUnavailable
+	for range 20 {
+		if g, _ := p.Select([]string{"gateway-aws"}); g.ID != "a1" {
+			t.Fatalf("unavailable gateway a2 selected")
+		}
+	}
+	p.entries["a2"].health.State = StateAvailable
 	seen = map[string]int{}
 	for range 300 {
 		g, _ := p.Select(nil)

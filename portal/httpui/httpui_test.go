@@ -166,6 +166,14 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET", "/admin/grants", "admin"},
 		{"POST", "/admin/grants", "admin"},
 		{"GET", "/audit", "auditor admin"},
+		{"GET", "/admin/gateways", "admin"},
+		{"GET", "/admin/gateways/new", "admin"},
+		{"POST", "/admin/gateways", "admin"},
+		{"POST", "/admin/gateways/tunnel", "admin"},
+		{"POST", "/admin/segments", "admin"},
+		{"POST", "/admin/segments/1", "admin"},
+		{"GET", "/admin/gateways/999", ""},
+		{"POST", fmt.Sprintf("/admin/resources/%d/test", res), "admin"},
 		// Destructive routes last, so earlier rows still find their targets.
 		{"POST", fmt.Sprintf("/admin/grants/%d/delete", gr), "admin"},
 		{"POST", fmt.Sprintf("/admin/groups/%d/delete", g), "admin"},
@@ -427,5 +435,20 @@ func TestSessionsPerUserLimit(t *testing.T) {
 	releases[0]()
 	if _, ok := s.acquireSession(1); !ok {
 		t.Fatal("a released slot was not reusable")
+	}
+}
+
+func TestGatewayConfigPullNeedsSignature(t *testing.T) {
+	f := newFixture(t)
+	for _, hdr := range []http.Header{
+		nil,
+		{"X-Keyway-Gateway": {"1"}},
+		{"X-Keyway-Gateway": {"1"}, "X-Keyway-Time": {"1"}, "X-Keyway-Signature": {"AAAA"}},
+	} {
+		resp := f.do(f.client(""), "GET", "/gateway-api/v1/config", nil, hdr)
+		body := readBody(resp)
+		if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "not an enrolled gateway") {
+			t.Errorf("headers %v: %d %s", hdr, resp.StatusCode, body)
+		}
 	}
 }

@@ -39,6 +39,11 @@ type Deps struct {
 	Assets http.Handler
 	Logger *slog.Logger
 	Now    func() time.Time
+	// PortalKey, PortalURL and PortalCertSHA256 go into the config files
+	// admins download for remote gateways.
+	PortalKey        string
+	PortalURL        string
+	PortalCertSHA256 string
 }
 
 // Server is the portal's HTTP handler. Close ends the sessions it carries.
@@ -138,6 +143,19 @@ func (s *Server) routes() http.Handler {
 	admin("POST /admin/grants", s.createGrantForm)
 	admin("POST /admin/grants/{id}/delete", s.deleteGrantForm)
 	mux.Handle("GET /audit", s.requireRole(s.auditPage, store.RoleAdmin, store.RoleAuditor))
+	admin("GET /admin/gateways", s.gatewaysPage)
+	admin("POST /admin/gateways/tunnel", s.tunnelForm)
+	admin("POST /admin/segments", s.createSegmentForm)
+	admin("POST /admin/segments/{id}", s.updateSegmentForm)
+	admin("POST /admin/segments/{id}/delete", s.deleteSegmentForm)
+	admin("GET /admin/gateways/new", s.newGatewayPage)
+	admin("POST /admin/gateways", s.createGatewayForm)
+	admin("GET /admin/gateways/{id}", s.gatewayPage)
+	admin("POST /admin/gateways/{id}/key", s.gatewayKeyForm)
+	admin("POST /admin/gateways/{id}/revoke", s.revokeGatewayForm)
+	admin("POST /admin/gateways/{id}/delete", s.deleteGatewayForm)
+	admin("GET /admin/gateways/{id}/config", s.gatewayConfigFile)
+	admin("POST /admin/resources/{id}/test", s.testResourceForm)
 
 	mux.HandleFunc("/", s.notFound)
 
@@ -154,6 +172,7 @@ func (s *Server) routes() http.Handler {
 
 	top := http.NewServeMux()
 	top.Handle("/api/", api)
+	top.HandleFunc("GET /gateway-api/v1/config", s.gatewayPullConfig)
 	top.Handle("/", web)
 	return s.recoverer(securityHeaders(limitBody(top)))
 }

@@ -169,62 +169,21 @@ func (t *termSession) run(ctx context.Context, r *http.Request, cols, rows int) 
 		return
 	}
 	defer release()
-	secrets, err := s.Store.ResourceSecrets(ctx, t.res.ID)
-	if err != nil {
-		t.log.Error("read resource credentials", "err", err)
-		t.fail(r, "internal", "The portal could not read the credentials of this resource. An administrator should check the portal log.", nil)
+	conn, resp, gw, failure := s.dialResource(ctx, t.user, t.res, t.client, t.id, cols, rows)
+	if failure != nil {
+		t.fail(r, failure.code, failure.msg, failure.details)
 		return
 	}
-	gw, err := s.Gateways.Select(t.res.Tags)
-	if err != nil {
-		t.fail(r, "no_gateway", capitalize(err.Error())+": ask an administrator to check the gateways.", nil)
-		return
-	}
-	req := &wire.Request{
-		Kind: wire.KindSession, Protocol: wire.ProtocolSSH, SessionID: t.id,
-		User: t.user.Name, ClientAddr: t.client, Resource: t.res.Name,
-		Target:      wire.Target{Host: t.res.Host, Port: t.res.Port},
-		Credentials: wire.Credentials{Username: t.res.Login, Password: wire.Secret(secrets.Password), PrivateKey: wire.Secret(secrets.PrivateKey)},
-		HostKey:     t.res.HostKey,
-		Terminal:    &wire.Terminal{Term: "xterm-256color", Cols: cols, Rows: rows},
-	}
-	gwDetails := map[string]string{"gateway": gw.Name, "target": net.JoinHostPort(t.res.Host, strconv.Itoa(t.res.Port))}
-	conn, resp, err := s.Gateways.Open(ctx, gw, req)
-	if err != nil {
-		var werr *wire.Error
-		var unavailable *gateways.UnavailableError
-		switch {
-		case errors.As(err, &werr):
-			msg := werr.Message
-			if werr.Code == wire.CodeHostKeyMismatch && resp != nil && resp.HostKey != "" {
-				if err := s.Store.SetSetting(ctx, offeredKeySetting(t.res.ID), resp.HostKey); err != nil {
-					t.log.Error("keep offered host key", "err", err)
-				}
-				gwDetails["offered_host_key"] = resp.HostKeyFingerprint
-			}
-			t.fail(r, string(werr.Code), msg, gwDetails)
-		case errors.As(err, &unavailable):
-			t.log.Error("gateway unavailable", "gateway", gw.Name, "err", err)
-			t.fail(r, "gateway_unavailable", fmt.Sprintf("The gateway %s could not be reached, so the connection to %s was not opened. Try again, or ask an administrator to check the gateway.", gw.Name, t.res.Name), gwDetails)
-		default:
-			t.log.Error("open session", "err", err)
-			t.fail(r, "internal", "The connection could not be opened because of an internal error.", gwDetails)
-		}
-		return
-	}
+	gwDetails := failure.detailsFor(gw, t.res)
 	defer conn.Close()
-
 	if t.res.HostKey == "" && resp.HostKey != "" {
-		if err := s.Store.PinHostKey(ctx, t.res.ID, resp.HostKey); err != nil {
-			t.log.Error("pin host key", "err", err)
-		}
 		gwDetails["host_key_pinned"] = resp.HostKeyFingerprint
 	}
 	gwDetails["session"] = t.id
 	start := time.Now()
 	s.record(r, audit.Event{Actor: t.user.Name, Action: audit.ActionConnect, Target: t.res.Name,
 		ClientAddr: t.client, Outcome: audit.OutcomeSuccess, Details: gwDetails})
-	t.log.Info("terminal session started", "gateway", gw.Name)
+	t.log.Info("terminal session started", "gateway", gw.Name, "segment", gw.Segment)
 	if err := t.sendControl(control{Type: "connected", Message: fmt.Sprintf("Connected to %s as %s", t.res.Name, t.res.Login)}); err != nil {
 		return
 	}
@@ -348,4 +307,79 @@ func exitMessage(ex wire.Exit) string {
 	default:
 		return fmt.Sprintf("Session ended (exit status %d)", ex.Status)
 	}
+}
+
+// dialFailure is why a session could not be opened, in words for the user.
+type dialFailure struct {
+	code, msg string
+	details   map[string]string
+}
+
+// detailsFor returns audit details naming the gateway and target; it works
+// on a nil failure too, for the success path.
+func (f *dialFailure) detailsFor(gw gateways.Gateway, res store.Resource) map[string]string {
+	d := map[string]string{"gateway": gw.Name, "segment": gw.Segment, "target": net.JoinHostPort(res.Host, strconv.Itoa(res.Port))}
+	if f != nil {
+		for k, v := range f.details {
+			d[k] = v
+		}
+	}
+	return d
+}
+
+// dialResource chooses a gateway for res and opens a terminal session to it
+// through that gateway, pinning the host key on first use and keeping a
+// changed one for an admin to accept. It is shared by terminals and the
+// admin's connection test.
+func (s *Server) dialResource(ctx context.Context, u store.User, res store.Resource, client, sessionID string, cols, rows int) (net.Conn, *wire.Response, gateways.Gateway, *dialFailure) {
+	log := s.Logger.With("session", sessionID, "user", u.Name, "resource", res.Name)
+	secrets, err := s.Store.ResourceSecrets(ctx, res.ID)
+	if err != nil {
+		log.Error("read resource credentials", "err", err)
+		return nil, nil, gateways.Gateway{}, &dialFailure{code: "internal", msg: "The portal could not read the credentials of this resource. An administrator should check the portal log."}
+	}
+	gw, err := s.Gateways.Select(res.Tags)
+	if err != nil {
+		return nil, nil, gw, &dialFailure{code: "no_gateway", msg: capitalize(err.Error()) + ": ask an administrator to check the gateways."}
+	}
+	req := &wire.Request{
+		Kind: wire.KindSession, Protocol: wire.ProtocolSSH, SessionID: sessionID,
+		User: u.Name, ClientAddr: client, Resource: res.Name,
+		Target:      wire.Target{Host: res.Host, Port: res.Port},
+		Credentials: wire.Credentials{Username: res.Login, Password: wire.Secret(secrets.Password), PrivateKey: wire.Secret(secrets.PrivateKey)},
+		HostKey:     res.HostKey,
+		Terminal:    &wire.Terminal{Term: "xterm-256color", Cols: cols, Rows: rows},
+	}
+	failure := &dialFailure{details: map[string]string{}}
+	conn, resp, err := s.Gateways.Open(ctx, gw, req)
+	if err != nil {
+		var werr *wire.Error
+		var unavailable *gateways.UnavailableError
+		switch {
+		case errors.As(err, &werr):
+			if werr.Code == wire.CodeHostKeyMismatch && resp != nil && resp.HostKey != "" {
+				if err := s.Store.SetSetting(ctx, offeredKeySetting(res.ID), resp.HostKey); err != nil {
+					log.Error("keep offered host key", "err", err)
+				}
+				failure.details["offered_host_key"] = resp.HostKeyFingerprint
+			}
+			failure.code, failure.msg = string(werr.Code), werr.Message
+		case errors.As(err, &unavailable):
+			log.Error("gateway unavailable", "gateway", gw.Name, "err", err)
+			failure.code = "gateway_unavailable"
+			failure.msg = fmt.Sprintf("The gateway %s could not be reached, so the connection to %s was not opened. Try again, or ask an administrator to check the gateway.", gw.Name, res.Name)
+			failure.details["error"] = unavailable.Err.Error()
+		default:
+			log.Error("open session", "err", err)
+			failure.code, failure.msg = "internal", "The connection could not be opened because of an internal error."
+		}
+		failure.details = failure.detailsFor(gw, res)
+		return nil, resp, gw, failure
+	}
+	if res.HostKey == "" && resp.HostKey != "" {
+		if err := s.Store.PinHostKey(ctx, res.ID, resp.HostKey); err != nil {
+			log.Error("pin host key", "err", err)
+		}
+	}
+	return conn, resp, gw, nil
 }

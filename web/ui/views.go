@@ -285,3 +285,68 @@ func navCurrent(p Page, section string) string {
 	}
 	return "false"
 }
+
+// GatewayRow is a gateway with its health, as lists show it.
+type GatewayRow struct {
+	ID             int64
+	Name           string
+	Address        string
+	State          string
+	LastCheck      time.Time
+	LastError      string
+	Version        string
+	Uptime         string
+	ActiveSessions int
+	Embedded       bool
+}
+
+// SegmentView is a segment with its gateways.
+type SegmentView struct {
+	ID              int64
+	Name            string
+	Description     string
+	AllowedNetworks string
+	Gateways        []GatewayRow
+}
+
+// GatewaysView is the gateways page.
+type GatewaysView struct {
+	Tunnel   bool
+	Segments []SegmentView
+	// The new-segment form.
+	Name        string
+	Description string
+	Networks    string
+	Errors      Errors
+}
+
+// GatewayFormView is the new gateway form.
+type GatewayFormView struct {
+	Segments []Option
+	Name     string
+	Host     string
+	SSHPort  string
+	MgmtPort string
+	Errors   Errors
+}
+
+// GatewayView is one gateway's page.
+type GatewayView struct {
+	GatewayRow
+	Segment        string
+	ManagementAddr string
+	KeyFingerprint string
+	Errors         Errors
+}
+
+func stateClass(s string) string {
+	switch s {
+	case "available":
+		return "badge ok"
+	case "unavailable":
+		return "badge bad"
+	case "pending", "checking":
+		return "badge warn"
+	}
+	return "badge"
+}

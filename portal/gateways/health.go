@@ -1,0 +1,137 @@
+package gateways
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/keyway-dev/keyway/gateway/wire"
+)
+
+// HealthConfig tunes the health sync.
+type HealthConfig struct {
+	// Interval between checks of every gateway (15 s by design).
+	Interval time.Duration
+	// Attempts per check before a gateway is marked unavailable, with
+	// Backoff doubling between them.
+	Attempts int
+	Backoff  time.Duration
+	// Timeout bounds one attempt.
+	Timeout time.Duration
+	// Parallel bounds how many gateways are checked at once.
+	Parallel int
+}
+
+// DefaultHealth is the design's health sync: every 15 s, 3 attempts with
+// 1 s then 2 s between them.
+var DefaultHealth = HealthConfig{Interval: 15 * time.Second, Attempts: 3, Backoff: time.Second, Timeout: 5 * time.Second, Parallel: 64}
+
+// RunHealth checks every gateway with a key at each interval, and at once
+// when the set of gateways changes, until ctx ends.
+func (p *Pool) RunHealth(ctx context.Context, cfg HealthConfig) {
+	tick := time.NewTicker(cfg.Interval)
+	defer tick.Stop()
+	for {
+		p.CheckAll(ctx, cfg)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-p.checkNow:
+		}
+	}
+}
+
+// CheckAll checks every gateway that has a key once, in parallel.
+func (p *Pool) CheckAll(ctx context.Context, cfg HealthConfig) {
+	var gws []Gateway
+	p.mu.Lock()
+	for _, e := range p.entries {
+		if len(e.gw.Key) > 0 {
+			gws = append(gws, e.gw)
+		}
+	}
+	p.mu.Unlock()
+	sem := make(chan struct{}, max(cfg.Parallel, 1))
+	var wg sync.WaitGroup
+	for _, g := range gws {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			p.check(ctx, g, cfg)
+		}()
+	}
+	wg.Wait()
+}
+
+// check tries a gateway's status up to cfg.Attempts times and records the
+// outcome; a change of state is logged.
+func (p *Pool) check(ctx context.Context, g Gateway, cfg HealthConfig) {
+	var st wire.Status
+	var err error
+	wait := cfg.Backoff
+	for attempt := 1; attempt <= max(cfg.Attempts, 1); attempt++ {
+		if st, err = p.status(ctx, g, cfg.Timeout); err == nil || ctx.Err() != nil {
+			break
+		}
+		if attempt < cfg.Attempts {
+			select {
+			case <-ctx.Done():
+			case <-time.After(wait):
+			}
+			wait *= 2
+		}
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e, ok := p.entries[g.ID]
+	if !ok || string(e.gw.Key) != string(g.Key) {
+		return // changed while we checked; the next cycle checks the new one
+	}
+	prev := e.health.State
+	h := Health{LastCheck: p.now()}
+	if err != nil {
+		h.State, h.LastError = StateUnavailable, err.Error()
+		h.Version, h.Uptime = e.health.Version, e.health.Uptime
+	} else {
+		h.State, h.Version, h.Uptime, h.ActiveSessions = StateAvailable, st.Version, time.Duration(st.UptimeSeconds)*time.Second, st.ActiveSessions
+	}
+	e.health = h
+	switch {
+	case h.State == StateUnavailable && prev != StateUnavailable:
+		p.logger.Error("gateway unavailable", "gateway", g.Name, "segment", g.Segment, "attempts", cfg.Attempts, "err", err)
+	case h.State == StateAvailable && prev != StateAvailable:
+		p.logger.Info("gateway available", "gateway", g.Name, "segment", g.Segment, "version", st.Version)
+	}
+}
+
+// status asks a gateway's management listener for its status.
+func (p *Pool) status(ctx context.Context, g Gateway, timeout time.Duration) (wire.Status, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tr := &http.Transport{TLSClientConfig: wire.ClientTLSConfig(p.identity, g.Key), DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+g.ManagementAddr+"/status", nil)
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		return wire.Status{}, fmt.Errorf("status check of %s: %w", g.ManagementAddr, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return wire.Status{}, fmt.Errorf("status check of %s: HTTP %d", g.ManagementAddr, resp.StatusCode)
+	}
+	var st wire.Status
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&st); err != nil {
+		return wire.Status{}, fmt.Errorf("status check of %s: %w", g.ManagementAddr, err)
+	}
+	return st, nil
+}

@@ -1,0 +1,494 @@
+package httpui
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keyway-dev/keyway/gateway/wire"
+	"github.com/keyway-dev/keyway/portal/audit"
+	"github.com/keyway-dev/keyway/portal/gateways"
+	"github.com/keyway-dev/keyway/portal/store"
+	"github.com/keyway-dev/keyway/web/ui"
+)
+
+// tunnelSetting holds "off" when an admin turned tunnel mode off; it is on
+// by default.
+const tunnelSetting = "gateways.tunnel"
+
+// SyncGateways loads gateways and the tunnel setting from the store into
+// the pool; it runs at start and after every gateway change.
+func (s *Server) SyncGateways(ctx context.Context) error {
+	gs, err := s.Store.ListGateways(ctx)
+	if err != nil {
+		return fmt.Errorf("load gateways: %w", err)
+	}
+	tunnel, err := s.Store.GetSetting(ctx, tunnelSetting)
+	if err != nil {
+		return err
+	}
+	s.Gateways.SetTunnel(tunnel != "off")
+	s.Gateways.Set(gateways.FromStore(gs))
+	return nil
+}
+
+func (s *Server) syncOrLog() {
+	if err := s.SyncGateways(s.ctx); err != nil {
+		s.Logger.Error("sync gateways", "err", err)
+	}
+}
+
+func uptime(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	d = d.Round(time.Minute)
+	if d >= 24*time.Hour {
+		return fmt.Sprintf("%dd %dh", d/(24*time.Hour), (d%(24*time.Hour))/time.Hour)
+	}
+	return strings.TrimSuffix(d.String(), "0s")
+}
+
+func (s *Server) gatewayRows() map[string]gateways.Status {
+	out := map[string]gateways.Status{}
+	for _, st := range s.Gateways.Statuses() {
+		out[st.ID] = st
+	}
+	return out
+}
+
+func rowOf(g store.Gateway, st gateways.Status) ui.GatewayRow {
+	return ui.GatewayRow{ID: g.ID, Name: g.Name, Address: net.JoinHostPort(g.Host, strconv.Itoa(g.SSHPort)),
+		State: string(st.State), LastCheck: st.LastCheck, LastError: st.LastError, Version: st.Version,
+		Uptime: uptime(st.Uptime), ActiveSessions: st.ActiveSessions, Embedded: g.Embedded}
+}
+
+func (s *Server) gatewaysPage(w http.ResponseWriter, r *http.Request) {
+	s.renderGateways(w, r, http.StatusOK, ui.GatewaysView{})
+}
+
+func (s *Server) renderGateways(w http.ResponseWriter, r *http.Request, status int, v ui.GatewaysView) {
+	ctx := r.Context()
+	segs, err := s.Store.ListSegments(ctx)
+	if err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	gs, err := s.Store.ListGateways(ctx)
+	if err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	health := s.gatewayRows()
+	v.Tunnel = s.Gateways.Tunnel()
+	for _, sg := range segs {
+		sv := ui.SegmentView{ID: sg.ID, Name: sg.Name, Description: sg.Description, AllowedNetworks: strings.Join(sg.AllowedNetworks, "\n")}
+		for _, g := range gs {
+			if g.SegmentID == sg.ID {
+				sv.Gateways = append(sv.Gateways, rowOf(g, health[strconv.FormatInt(g.ID, 10)]))
+			}
+		}
+		v.Segments = append(v.Segments, sv)
+	}
+	s.render(w, r, status, ui.Gateways(s.page(r, "Gateways", "gateways"), v))
+}
+
+func (s *Server) tunnelForm(w http.ResponseWriter, r *http.Request) {
+	actor, _ := currentUser(r)
+	if err := r.ParseForm(); err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	on := r.PostForm.Get("tunnel") == "on"
+	val := "on"
+	if !on {
+		val = "off"
+	}
+	if err := s.Store.SetSetting(r.Context(), tunnelSetting, val); err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	s.Gateways.SetTunnel(on)
+	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionTunnelMode, Target: "tunnel mode", Outcome: audit.OutcomeSuccess, Details: map[string]string{"tunnel": val}})
+	s.done(w, r, "Tunnel mode is "+val+" for new connections.", "/admin/gateways")
+}
+
+// parseNetworks reads one CIDR (or address) per line or comma.
+func parseNetworks(text string) ([]string, string) {
+	var out []string
+	for _, f := range strings.FieldsFunc(text, func(r rune) bool { return r == '\n' || r == ',' || r == ' ' || r == '\r' }) {
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			a, aerr := netip.ParseAddr(f)
+			if aerr != nil {
+				return nil, fmt.Sprintf("%q is not a network such as 10.0.0.0/8 or an address.", f)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p.Masked().String())
+	}
+	if len(out) > 100 {
+		return nil, "Give at most 100 networks."
+	}
+	return out, ""
+}
+
+func (s *Server) createSegmentForm(w http.ResponseWriter, r *http.Request) {
+	actor, _ := currentUser(r)
+	if err := r.ParseForm(); err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	v := ui.GatewaysView{Name: strings.TrimSpace(r.PostForm.Get("name")), Description: strings.TrimSpace(r.PostForm.Get("description")), Networks: r.PostForm.Get("allowed_networks")}
+	fe := fieldErrors{}
+	checkName(fe, "name", v.Name)
+	nets, msg := parseNetworks(v.Networks)
+	if msg != "" {
+		fe["allowed_networks"] = msg
+	}
+	var seg store.Segment
+	var err error
+	if len(fe) == 0 {
+		seg, err = s.Store.CreateSegment(r.Context(), store.Segment{Name: v.Name, Description: v.Description, AllowedNetworks: nets})
+		err = conflictOrErr(err, "name")
+	} else {
+		err = fe
+	}
+	if s.formFailed(w, r, err, func(errs ui.Errors) {
+		v.Errors = errs
+		s.renderGateways(w, r, http.StatusUnprocessableEntity, v)
+	}) {
+		return
+	}
+	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionSegmentCreate, Target: seg.Name, Outcome: audit.OutcomeSuccess,
+		Details: map[string]string{"allowed_networks": strings.Join(nets, ",")}})
+	s.done(w, r, "Segment "+seg.Name+" was created. Add a gateway to it, then tag resources with "+seg.Name+".", "/admin/gateways")
+}
+
+func (s *Server) updateSegmentForm(w http.ResponseWriter, r *http.Request) {
+	actor, _ := currentUser(r)
+	id, err := pathID(r)
+	if err == nil {
+		err = r.ParseForm()
+	}
+	var seg store.Segment
+	if err == nil {
+		seg, err = s.Store.SegmentByID(r.Context(), id)
+	}
+	if err != nil {
+		s.actionError(w, r, err, "/admin/gateways")
+		return
+	}
+	nets, msg := parseNetworks(r.PostForm.Get("allowed_networks"))
+	if msg != "" {
+		s.actionError(w, r, fieldErrors{"allowed_networks": msg}, "/admin/gateways")
+		return
+	}
+	seg.AllowedNetworks, seg.Description = nets, strings.TrimSpace(r.PostForm.Get("description"))
+	if err := s.Store.UpdateSegment(r.Context(), seg); err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionSegmentUpdate, Target: seg.Name, Outcome: audit.OutcomeSuccess,
+		Details: map[string]string{"allowed_networks": strings.Join(nets, ",")}})
+	s.done(w, r, "Segment "+seg.Name+" was saved; its gateways pick up the change within 10 seconds.", "/admin/gateways")
+}
+
+func (s *Server) deleteSegmentForm(w http.ResponseWriter, r *http.Request) {
+	actor, _ := currentUser(r)
+	id, err := pathID(r)
+	var seg store.Segment
+	if err == nil {
+		seg, err = s.Store.SegmentByID(r.Context(), id)
+	}
+	if err == nil {
+		err = s.Store.DeleteSegment(r.Context(), id)
+	}
+	if errors.Is(err, store.ErrInUse) {
+		err = fieldErrors{"segment": capitalize(strings.TrimSuffix(err.Error(), ": in use")) + "."}
+	}
+	if err != nil {
+		s.actionError(w, r, err, "/admin/gateways")
+		return
+	}
+	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionSegmentDelete, Target: seg.Name, Outcome: audit.OutcomeSuccess})
+	s.done(w, r, "Segment "+seg.Name+" was deleted.", "/admin/gateways")
+}
+
+func (s *Server) gatewayForm(w http.ResponseWriter, r *http.Request, status int, v ui.GatewayFormView, segment string) {
+	segs, err := s.Store.ListSegments(r.Context())
+	if err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	for _, sg := range segs {
+		if sg.Name == store.DefaultSegment {
+			continue // holds the embedded gateway only
+		}
+		val := strconv.FormatInt(sg.ID, 10)
+		v.Segments = append(v.Segments, ui.Option{Value: val, Label: sg.Name, Selected: val == segment})
+	}
+	if len(v.Segments) == 0 {
+		s.setFlash(r, "error", "Create a segment first: gateways belong to a segment.")
+		http.Redirect(w, r, "/admin/gateways", http.StatusSeeOther)
+		return
+	}
+	s.render(w, r, status, ui.GatewayForm(s.page(r, "New gateway", "gateways"), v))
+}
+
+func (s *Server) newGatewayPage(w http.ResponseWriter, r *http.Request) {
+	s.gatewayForm(w, r, http.StatusOK, ui.GatewayFormView{SSHPort: "7993", MgmtPort: "443"}, r.URL.Query().Get("segment"))
+}
+
+func (s *Server) createGatewayForm(w http.ResponseWriter, r *http.Request) {
+	actor, _ := currentUser(r)
+	if err := r.ParseForm(); err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	v := ui.GatewayFormView{Name: strings.TrimSpace(r.PostForm.Get("name")), Host: strings.TrimSpace(r.PostForm.Get("host")),
+		SSHPort: r.PostForm.Get("ssh_port"), MgmtPort: r.PostForm.Get("management_port")}
+	segment := r.PostForm.Get("segment_id")
+	fe := fieldErrors{}
+	checkName(fe, "name", v.Name)
+	if !hostPattern.MatchString(v.Host) {
+		fe["host"] = "Enter the host name or address the portal reaches the gateway at."
+	}
+	port := func(field, text string) int {
+		n, err := strconv.Atoi(strings.TrimSpace(text))
+		if err != nil || n < 1 || n > 65535 {
+			fe[field] = "Enter a port from 1 to 65535."
+		}
+		return n
+	}
+	sshPort, mgmtPort := port("ssh_port", v.SSHPort), port("management_port", v.MgmtPort)
+	segID, _ := strconv.ParseInt(segment, 10, 64)
+	seg, err := s.Store.SegmentByID(r.Context(), segID)
+	if err != nil || seg.Name == store.DefaultSegment {
+		fe["segment_id"] = "Choose a segment."
+	}
+	var g store.Gateway
+	if len(fe) == 0 {
+		g, err = s.Store.CreateGateway(r.Context(), store.Gateway{Name: v.Name, SegmentID: segID, Host: v.Host, SSHPort: sshPort, ManagementPort: mgmtPort})
+		err = conflictOrErr(err, "name")
+	} else {
+		err = fe
+	}
+	if s.formFailed(w, r, err, func(errs ui.Errors) {
+		v.Errors = errs
+		s.gatewayForm(w, r, http.StatusUnprocessableEntity, v, segment)
+	}) {
+		return
+	}
+	s.syncOrLog()
+	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionGatewayCreate, Target: g.Name, Outcome: audit.OutcomeSuccess,
+		Details: map[string]string{"segment": g.Segment, "address": net.JoinHostPort(g.Host, strconv.Itoa(g.SSHPort))}})
+	s.done(w, r, "Gateway "+g.Name+" was created. Download its config file and start it.", fmt.Sprintf("/admin/gateways/%d", g.ID))
+}
+
+func (s *Server) gatewayView(r *http.Request) (ui.GatewayView, store.Gateway, error) {
+	id, err := pathID(r)
+	if err != nil {
+		return ui.GatewayView{}, store.Gateway{}, err
+	}
+	g, err := s.Store.GatewayByID(r.Context(), id)
+	if err != nil {
+		return ui.GatewayView{}, g, err
+	}
+	v := ui.GatewayView{GatewayRow: rowOf(g, s.gatewayRows()[strconv.FormatInt(g.ID, 10)]), Segment: g.Segment,
+		ManagementAddr: net.JoinHostPort(g.Host, strconv.Itoa(g.ManagementPort))}
+	if k, err := wire.ParsePublicKey(g.PublicKey); err == nil {
+		v.KeyFingerprint = wire.Fingerprint(k)
+	}
+	return v, g, nil
+}
+
+func (s *Server) gatewayPage(w http.ResponseWriter, r *http.Request) {
+	v, g, err := s.gatewayView(r)
+	if err != nil {
+		s.actionError(w, r, err, "/admin/gateways")
+		return
+	}
+	s.render(w, r, http.StatusOK, ui.GatewayPage(s.page(r, "Gateway "+g.Name, "gateways"), v))
+}
+
+func (s *Server) gatewayKeyForm(w http.ResponseWriter, r *http.Request) {
+	actor, _ := currentUser(r)
+	v, g, err := s.gatewayView(r)
+	if err == nil {
+		err = r.ParseForm()
+	}
+	if err != nil {
+		s.actionError(w, r, err, "/admin/gateways")
+		return
+	}
+	if g.Embedded {
+		s.actionError(w, r, fieldErrors{"public_key": "The embedded gateway's key is managed by the portal."}, fmt.Sprintf("/admin/gateways/%d", g.ID))
+		return
+	}
+	k, err := wire.ParsePublicKey(r.PostForm.Get("public_key"))
+	if err != nil {
+		v.Errors = ui.Errors{"public_key": "This is not a gateway key: " + err.Error() + ". Copy the whole line the gateway printed, starting with ed25519:."}
+		s.render(w, r, http.StatusUnprocessableEntity, ui.GatewayPage(s.page(r, "Gateway "+g.Name, "gateways"), v))
+		return
+	}
+	if err := s.Store.SetGatewayKey(r.Context(), g.ID, wire.FormatPublicKey(k)); err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	s.syncOrLog()
+	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionGatewayKey, Target: g.Name, Outcome: audit.OutcomeSuccess,
+		Details: map[string]string{"key": wire.Fingerprint(k), "previous": v.KeyFingerprint}})
+	s.done(w, r, "The key of "+g.Name+" is pinned. It shows as available once a health check reaches it.", fmt.Sprintf("/admin/gateways/%d", g.ID))
+}
+
+func (s *Server) revokeGatewayForm(w http.ResponseWriter, r *http.Request) {
+	actor, _ := currentUser(r)
+	v, g, err := s.gatewayView(r)
+	if err == nil && g.Embedded {
+		err = fieldErrors{"public_key": "The embedded gateway's key is managed by the portal."}
+	}
+	if err == nil {
+		err = s.Store.SetGatewayKey(r.Context(), g.ID, "")
+	}
+	if err != nil {
+		s.actionError(w, r, err, "/admin/gateways")
+		return
+	}
+	s.syncOrLog()
+	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionGatewayRevoke, Target: g.Name, Outcome: audit.OutcomeSuccess,
+		Details: map[string]string{"key": v.KeyFingerprint}})
+	s.done(w, r, "The key of "+g.Name+" was revoked; it is cut off and pending until a new key is pasted.", fmt.Sprintf("/admin/gateways/%d", g.ID))
+}
+
+func (s *Server) deleteGatewayForm(w http.ResponseWriter, r *http.Request) {
+	actor, _ := currentUser(r)
+	_, g, err := s.gatewayView(r)
+	if err == nil && g.Embedded {
+		err = fieldErrors{"gateway": "The embedded gateway cannot be deleted."}
+	}
+	if err == nil {
+		err = s.Store.DeleteGateway(r.Context(), g.ID)
+	}
+	if err != nil {
+		s.actionError(w, r, err, "/admin/gateways")
+		return
+	}
+	s.syncOrLog()
+	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionGatewayDelete, Target: g.Name, Outcome: audit.OutcomeSuccess})
+	s.done(w, r, "Gateway "+g.Name+" was deleted.", "/admin/gateways")
+}
+
+// GatewayFile is the config file a remote gateway runs with. It holds no
+// secret: the gateway makes its own key, and the portal's key and
+// certificate fingerprint are public.
+type GatewayFile struct {
+	GatewayID        string            `json:"gateway_id"`
+	Name             string            `json:"name"`
+	Segment          string            `json:"segment"`
+	PortalURL        string            `json:"portal_url"`
+	PortalKey        string            `json:"portal_key"`
+	PortalCertSHA256 string            `json:"portal_cert_sha256,omitempty"`
+	StateDir         string            `json:"state_dir"`
+	Listen           map[string]string `json:"listen"`
+	PullIntervalSecs int               `json:"pull_interval_seconds"`
+}
+
+func (s *Server) gatewayConfigFile(w http.ResponseWriter, r *http.Request) {
+	_, g, err := s.gatewayView(r)
+	if err != nil {
+		s.actionError(w, r, err, "/admin/gateways")
+		return
+	}
+	f := GatewayFile{
+		GatewayID: strconv.FormatInt(g.ID, 10), Name: g.Name, Segment: g.Segment,
+		PortalURL: s.PortalURL, PortalKey: s.PortalKey, PortalCertSHA256: s.PortalCertSHA256,
+		StateDir: "/var/lib/keyway-gateway", PullIntervalSecs: 10,
+		Listen: map[string]string{"ssh": fmt.Sprintf(":%d", g.SSHPort), "rdp": ":7994", "vnc": ":7995",
+			"management": fmt.Sprintf(":%d", g.ManagementPort), "health": ":8081"},
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="gateway-%s.json"`, g.Name))
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(f)
+}
+
+// gatewayPullConfig answers a gateway's signed config pull.
+func (s *Server) gatewayPullConfig(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseInt(r.Header.Get(wire.HeaderGatewayID), 10, 64)
+	var g store.Gateway
+	if err == nil {
+		g, err = s.Store.GatewayByID(r.Context(), id)
+	}
+	var key []byte
+	if err == nil {
+		key, err = wire.ParsePublicKey(g.PublicKey)
+		if err != nil {
+			err = errors.New("the gateway has no pinned key (pending or revoked)")
+		}
+	}
+	if err == nil {
+		err = wire.VerifyRequest(r, key, s.Now())
+	}
+	if err != nil {
+		s.Logger.Warn("gateway config pull refused", "gateway", r.Header.Get(wire.HeaderGatewayID), "client", clientAddr(r), "err", err)
+		writeJSONError(w, http.StatusUnauthorized, "not an enrolled gateway: "+err.Error())
+		return
+	}
+	seg, err := s.Store.SegmentByID(r.Context(), g.SegmentID)
+	if err != nil {
+		writeJSONError(w, http.StatusInternalServerError, "segment unreadable")
+		return
+	}
+	writeJSON(w, http.StatusOK, wire.GatewayConfig{
+		Version: max(g.UpdatedAt.UnixMilli(), seg.CreatedAt.UnixMilli()), GatewayID: strconv.FormatInt(g.ID, 10),
+		Name: g.Name, Segment: seg.Name, AllowedNetworks: nonNilStrings(seg.AllowedNetworks),
+	})
+}
+
+func nonNilStrings(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return slices.Clone(s)
+}
+
+// testResourceForm opens and closes a real connection to a resource through
+// the gateway that would be chosen, and reports the outcome.
+func (s *Server) testResourceForm(w http.ResponseWriter, r *http.Request) {
+	actor, _ := currentUser(r)
+	id, err := pathID(r)
+	var res store.Resource
+	if err == nil {
+		res, err = s.Store.ResourceByID(r.Context(), id)
+	}
+	if err != nil {
+		s.actionError(w, r, err, "/admin/resources")
+		return
+	}
+	back := fmt.Sprintf("/admin/resources/%d", id)
+	start := time.Now()
+	conn, resp, gw, failure := s.dialResource(r.Context(), actor, res, clientAddr(r), "test-"+rand.Text()[:10], 80, 24)
+	if failure != nil {
+		s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionResourceTest, Target: res.Name, Outcome: audit.OutcomeFailure,
+			Reason: failure.msg, Details: failure.details})
+		s.setFlash(r, "error", "Test failed: "+failure.msg)
+		http.Redirect(w, r, back, http.StatusSeeOther)
+		return
+	}
+	conn.Close()
+	took := time.Since(start).Round(time.Millisecond)
+	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionResourceTest, Target: res.Name, Outcome: audit.OutcomeSuccess,
+		Details: failure.detailsFor(gw, res)})
+	s.done(w, r, fmt.Sprintf("Connected to %s through gateway %s (segment %s) in %s; host key %s.", res.Name, gw.Name, gw.Segment, took, resp.HostKeyFingerprint), back)
+}

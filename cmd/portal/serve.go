@@ -78,6 +78,7 @@ type portal struct {
 	cfg    serveConfig
 	URL    string
 	Store  *store.Store
+	Pool   *gateways.Pool
 	Logger *slog.Logger
 }
 
@@ -176,7 +177,7 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	go func() { serveErr <- srv.ServeTLS(ln, "", "") }()
 	logger.Info("portal listening", "url", publicURL, "addr", ln.Addr().String(), "gateway", gw.Addr().String())
 
-	p := &portal{cfg: cfg, URL: publicURL, Store: st, Logger: logger}
+	p := &portal{cfg: cfg, URL: publicURL, Store: st, Pool: pool, Logger: logger}
 	if hook != nil {
 		if err := hook(ctx, p); err != nil {
 			srv.Close()

@@ -22,15 +22,16 @@ import (
 )
 
 // startPortal runs serveWith as `portal serve` would, on loopback ports,
-// and returns the running portal once it listens.
-func startPortal(t *testing.T, dir string) *portal {
+// and returns the running portal once it listens, and its log.
+func startPortal(t *testing.T, dir string) (*portal, *syncBuffer) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan *portal, 1)
 	done := make(chan error, 1)
-	cfg := serveConfig{DataDir: dir, Listen: "127.0.0.1:0", GatewayListen: "127.0.0.1:0", LogLevel: "error"}
+	cfg := serveConfig{DataDir: dir, Listen: "127.0.0.1:0", GatewayListen: "127.0.0.1:0", LogLevel: "info"}
+	log := &syncBuffer{}
 	go func() {
-		done <- serveWith(ctx, cfg, io.Discard, func(_ context.Context, p *portal) error { ready <- p; return nil })
+		done <- serveWith(ctx, cfg, log, func(_ context.Context, p *portal) error { ready <- p; return nil })
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -40,13 +41,13 @@ func startPortal(t *testing.T, dir string) *portal {
 	})
 	select {
 	case p := <-ready:
-		return p
+		return p, log
 	case err := <-done:
-		t.Fatalf("portal did not start: %v", err)
+		t.Fatalf("portal did not start: %v\n%s", err, log.String())
 	case <-time.After(30 * time.Second):
 		t.Fatal("portal did not start within 30 s")
 	}
-	return nil
+	return nil, nil
 }
 
 // browser is an HTTP and WebSocket client with its own cookies.
@@ -130,7 +131,7 @@ func TestServeTerminalHostKeyLifecycle(t *testing.T) {
 	if err != nil || !strings.Contains(out.String(), "created admin user root-admin") {
 		t.Fatalf("users add: %v %q", err, out.String())
 	}
-	p := startPortal(t, dir)
+	p, _ := startPortal(t, dir)
 	st := p.Store
 	hash := mustHash(t, "user-password-1")
 	u, err := st.CreateUser(ctx, store.User{Name: "alice", Role: store.RoleUser}, hash)

@@ -73,3 +73,18 @@ type GatewayConfig struct {
 	// AllowedNetworks are the CIDRs the gateway may dial; empty allows any.
 	AllowedNetworks []string `json:"allowed_networks"`
 }
+
+// GatewayFile is the config file a remote gateway runs with, as the portal
+// offers it for download. It holds no secret: the gateway makes its own
+// key, and the portal's key and certificate fingerprint are public.
+type GatewayFile struct {
+	GatewayID        string            `json:"gateway_id"`
+	Name             string            `json:"name"`
+	Segment          string            `json:"segment"`
+	PortalURL        string            `json:"portal_url"`
+	PortalKey        string            `json:"portal_key"`
+	PortalCertSHA256 string            `json:"portal_cert_sha256,omitempty"`
+	StateDir         string            `json:"state_dir"`
+	Listen           map[string]string `json:"listen"`
+	PullIntervalSecs int               `json:"pull_interval_seconds"`
+}

@@ -388,28 +388,13 @@ func (s *Server) deleteGatewayForm(w http.ResponseWriter, r *http.Request) {
 	s.done(w, r, "Gateway "+g.Name+" was deleted.", "/admin/gateways")
 }
 
-// GatewayFile is the config file a remote gateway runs with. It holds no
-// secret: the gateway makes its own key, and the portal's key and
-// certificate fingerprint are public.
-type GatewayFile struct {
-	GatewayID        string            `json:"gateway_id"`
-	Name             string            `json:"name"`
-	Segment          string            `json:"segment"`
-	PortalURL        string            `json:"portal_url"`
-	PortalKey        string            `json:"portal_key"`
-	PortalCertSHA256 string            `json:"portal_cert_sha256,omitempty"`
-	StateDir         string            `json:"state_dir"`
-	Listen           map[string]string `json:"listen"`
-	PullIntervalSecs int               `json:"pull_interval_seconds"`
-}
-
 func (s *Server) gatewayConfigFile(w http.ResponseWriter, r *http.Request) {
 	_, g, err := s.gatewayView(r)
 	if err != nil {
 		s.actionError(w, r, err, "/admin/gateways")
 		return
 	}
-	f := GatewayFile{
+	f := wire.GatewayFile{
 		GatewayID: strconv.FormatInt(g.ID, 10), Name: g.Name, Segment: g.Segment,
 		PortalURL: s.PortalURL, PortalKey: s.PortalKey, PortalCertSHA256: s.PortalCertSHA256,
 		StateDir: "/var/lib/keyway-gateway", PullIntervalSecs: 10,
@@ -451,7 +436,8 @@ func (s *Server) gatewayPullConfig(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, wire.GatewayConfig{
-		Version: max(g.UpdatedAt.UnixMilli(), seg.CreatedAt.UnixMilli()), GatewayID: strconv.FormatInt(g.ID, 10),
+		// Either record changing gives a newer version.
+		Version: max(g.UpdatedAt.UnixMilli(), seg.UpdatedAt.UnixMilli()), GatewayID: strconv.FormatInt(g.ID, 10),
 		Name: g.Name, Segment: seg.Name, AllowedNetworks: nonNilStrings(seg.AllowedNetworks),
 	})
 }

@@ -20,6 +20,7 @@ type Segment struct {
 	AllowedNetworks []string
 	Gateways        int
 	CreatedAt       time.Time
+	UpdatedAt       time.Time
 }
 
 // Gateway is a gateway as an admin configured it.
@@ -91,16 +92,16 @@ func (s *Store) DeleteSegment(ctx context.Context, id int64) error {
 	return deleteByID(ctx, s.db, "segments", id)
 }
 
-const segmentColumns = `sg.id, sg.name, sg.description, sg.allowed_networks, sg.created_at, (SELECT COUNT(*) FROM gateways g WHERE g.segment_id = sg.id)`
+const segmentColumns = `sg.id, sg.name, sg.description, sg.allowed_networks, sg.created_at, sg.updated_at, (SELECT COUNT(*) FROM gateways g WHERE g.segment_id = sg.id)`
 
 func scanSegment(row interface{ Scan(...any) error }) (Segment, error) {
 	var sg Segment
 	var nets string
-	var created int64
-	if err := row.Scan(&sg.ID, &sg.Name, &sg.Description, &nets, &created, &sg.Gateways); err != nil {
+	var created, updated int64
+	if err := row.Scan(&sg.ID, &sg.Name, &sg.Description, &nets, &created, &updated, &sg.Gateways); err != nil {
 		return Segment{}, err
 	}
-	sg.CreatedAt = fromMillis(created)
+	sg.CreatedAt, sg.UpdatedAt = fromMillis(created), fromMillis(updated)
 	if err := json.Unmarshal([]byte(nets), &sg.AllowedNetworks); err != nil {
 		return Segment{}, fmt.Errorf("networks of segment %d: %w", sg.ID, err)
 	}

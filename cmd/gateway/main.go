@@ -1,0 +1,183 @@
+// Command gateway runs a Keyway gateway: it opens the real protocol
+// connections to targets for the portal, in the network segment it is
+// deployed in.
+//
+//	gateway run --config FILE      run the gateway
+//	gateway pubkey --config FILE   print its public key (to paste into the portal)
+//	gateway health --url URL       exit 0 if the health endpoint answers (for containers)
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/keyway-dev/keyway/gateway"
+	"github.com/keyway-dev/keyway/gateway/control"
+	"github.com/keyway-dev/keyway/gateway/wire"
+)
+
+// version is set by the build.
+var version = "dev"
+
+const usage = `Usage:
+  gateway run --config FILE      run the gateway
+  gateway pubkey --config FILE   print the gateway's public key
+  gateway health --url URL       check a gateway's health endpoint
+`
+
+var errUsage = errors.New("usage")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, errUsage) {
+			fmt.Fprintln(os.Stderr, "gateway:", err)
+		}
+		os.Exit(2)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errUsage
+	}
+	fs := flag.NewFlagSet("gateway "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "/etc/keyway/gateway.json", "config file downloaded from the portal")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	url := fs.String("url", "http://127.0.0.1:8081/healthz", "health endpoint (health)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return errUsage
+	}
+	switch args[0] {
+	case "run":
+		return serve(ctx, *configPath, *logLevel, stdout, stderr)
+	case "pubkey":
+		f, err := loadFile(*configPath)
+		if err != nil {
+			return err
+		}
+		id, err := wire.LoadOrCreateIdentity(filepath.Join(f.StateDir, "identity.pem"))
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, id.PublicKeyString())
+		return nil
+	case "health":
+		c := &http.Client{Timeout: 3 * time.Second}
+		resp, err := c.Get(*url)
+		if err != nil {
+			return fmt.Errorf("health check: %w", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("health check: HTTP %d", resp.StatusCode)
+		}
+		return nil
+	default:
+		fmt.Fprintf(stderr, "unknown command %q\n%s", args[0], usage)
+		return errUsage
+	}
+}
+
+func loadFile(path string) (wire.GatewayFile, error) {
+	var f wire.GatewayFile
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return f, fmt.Errorf("read config: %w (download it from the gateway's page in the portal)", err)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(raw)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		return f, fmt.Errorf("config %s: %w", path, err)
+	}
+	var missing []string
+	for name, v := range map[string]string{"gateway_id": f.GatewayID, "portal_url": f.PortalURL, "portal_key": f.PortalKey, "state_dir": f.StateDir, "listen.ssh": f.Listen["ssh"]} {
+		if v == "" {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		return f, fmt.Errorf("config %s lacks %s", path, strings.Join(missing, ", "))
+	}
+	return f, nil
+}
+
+func serve(ctx context.Context, path, level string, stdout, stderr io.Writer) error {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return fmt.Errorf("log level %q: use debug, info, warn or error", level)
+	}
+	f, err := loadFile(path)
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv})).With("gateway", f.Name, "segment", f.Segment)
+	portalKey, err := wire.ParsePublicKey(f.PortalKey)
+	if err != nil {
+		return fmt.Errorf("config portal_key: %w", err)
+	}
+	if err := os.MkdirAll(f.StateDir, 0o700); err != nil {
+		return fmt.Errorf("state directory: %w", err)
+	}
+	keyPath := filepath.Join(f.StateDir, "identity.pem")
+	_, statErr := os.Stat(keyPath)
+	id, err := wire.LoadOrCreateIdentity(keyPath)
+	if err != nil {
+		return err
+	}
+	if statErr != nil {
+		fmt.Fprintf(stdout, "Created this gateway's key. Paste its public key on the gateway's page in the portal:\n\n  %s\n\n", id.PublicKeyString())
+	}
+	puller := control.New(control.Options{
+		PortalURL: f.PortalURL, GatewayID: f.GatewayID, Identity: id, PortalCertSHA256: f.PortalCertSHA256,
+		BackupPath: filepath.Join(f.StateDir, "config-backup.json"), Logger: logger,
+	})
+	if err := puller.LoadBackup(); err != nil {
+		logger.Warn("ignoring the config backup", "err", err)
+	}
+	g, err := gateway.New(gateway.Config{
+		SSHAddr: f.Listen["ssh"], ManagementAddr: f.Listen["management"], HealthAddr: f.Listen["health"],
+		Identity:      id,
+		TrustedPortal: func(k ed25519.PublicKey) bool { return k.Equal(portalKey) },
+		Logger:        logger, ID: f.GatewayID, Version: version,
+		Networks: puller.Networks, ConfigVersion: puller.Version,
+	})
+	if err != nil {
+		return err
+	}
+	if err := g.Start(); err != nil {
+		return err
+	}
+	defer g.Close()
+	logger.Info("gateway started", "public_key", id.PublicKeyString(), "portal", f.PortalURL)
+
+	interval := time.Duration(f.PullIntervalSecs) * time.Second
+	if interval <= 0 {
+		interval = 10 * time.Second
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		puller.Run(ctx, interval)
+	}()
+	<-ctx.Done()
+	logger.Info("shutting down")
+	<-done
+	return nil
+}

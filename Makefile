@@ -27,6 +27,7 @@ test: deps-test assets lint unit e2e
 
 build: deps-run assets
 	$(GO) build -o bin/portal ./cmd/portal
+	$(GO) build -o bin/gateway ./cmd/gateway
 
 # Installs the Debian packages in $(1) that are not installed yet.
 define apt_install

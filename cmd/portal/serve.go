@@ -133,7 +133,7 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	pool := gateways.New(portalID, logger.With("component", "gateways"), 30*time.Second)
 	healthCtx, stopHealth := context.WithCancel(ctx)
 	var healthDone sync.WaitGroup
-	defer func() { stopHealth(); healthDone.Wait() }()
+	defer func() { stopHealth(); healthDone.Wait(); pool.Close() }()
 
 	cert, err := loadCert(cfg, logger)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"sync"
 	"time"
 
@@ -74,6 +75,8 @@ type entry struct {
 	// conns are the open session connections through this gateway, closed
 	// at once if its key is revoked or replaced.
 	conns map[net.Conn]struct{}
+	// transport carries health checks; it pins the key it was made with.
+	transport *http.Transport
 }
 
 // Pool holds the known gateways and dials them.
@@ -96,6 +99,18 @@ type Pool struct {
 func New(identity *wire.Identity, logger *slog.Logger, timeout time.Duration) *Pool {
 	return &Pool{identity: identity, logger: logger, timeout: timeout, now: time.Now,
 		entries: map[string]*entry{}, checkNow: make(chan struct{}, 1)}
+}
+
+// Close drops the idle health-check connections. Sessions are closed by
+// their owners.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, e := range p.entries {
+		if e.transport != nil {
+			e.transport.CloseIdleConnections()
+		}
+	}
 }
 
 // SetTunnel turns tunnel mode on or off for new connections.
@@ -127,7 +142,7 @@ func (p *Pool) Set(gws []Gateway) {
 		}
 		if old, ok := p.entries[g.ID]; ok && bytes.Equal(old.gw.Key, g.Key) &&
 			old.gw.SSHAddr == g.SSHAddr && old.gw.ManagementAddr == g.ManagementAddr {
-			e.health, e.conns = old.health, old.conns
+			e.health, e.conns, e.transport = old.health, old.conns, old.transport
 			kept[g.ID] = true
 		}
 		next[g.ID] = e
@@ -139,6 +154,9 @@ func (p *Pool) Set(gws []Gateway) {
 		for c := range old.conns {
 			p.logger.Warn("closing session: the gateway's key was revoked or replaced, or the gateway removed", "gateway", old.gw.Name)
 			c.Close()
+		}
+		if old.transport != nil {
+			old.transport.CloseIdleConnections()
 		}
 	}
 	p.entries = next

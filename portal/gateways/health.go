@@ -114,18 +114,19 @@ func (p *Pool) check(ctx context.Context, g Gateway, cfg HealthConfig) {
 	}
 }
 
-// status asks a gateway's management listener for its status.
+// status asks a gateway's management listener for its status. Each
+// gateway keeps one idle connection between checks, so a cycle costs a
+// request, not a TLS handshake; a dead gateway still fails at once.
 func (p *Pool) status(ctx context.Context, g Gateway, timeout time.Duration) (wire.Status, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	tr := &http.Transport{TLSClientConfig: wire.ClientTLSConfig(p.identity, g.Key), DisableKeepAlives: true}
-	defer tr.CloseIdleConnections()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+g.ManagementAddr+"/status", nil)
-	resp, err := (&http.Client{Transport: tr}).Do(req)
+	resp, err := (&http.Client{Transport: p.transport(g)}).Do(req)
 	if err != nil {
 		return wire.Status{}, fmt.Errorf("status check of %s: %w", g.ManagementAddr, err)
 	}
 	defer resp.Body.Close()
+	defer io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // lets the connection be reused
 	if resp.StatusCode != http.StatusOK {
 		return wire.Status{}, fmt.Errorf("status check of %s: HTTP %d", g.ManagementAddr, resp.StatusCode)
 	}
@@ -134,4 +135,20 @@ func (p *Pool) status(ctx context.Context, g Gateway, timeout time.Duration) (wi
 		return wire.Status{}, fmt.Errorf("status check of %s: %w", g.ManagementAddr, err)
 	}
 	return st, nil
+}
+
+// transport returns the HTTP transport for g's management listener, made
+// once per gateway and key.
+func (p *Pool) transport(g Gateway) *http.Transport {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e, ok := p.entries[g.ID]
+	if !ok {
+		return &http.Transport{TLSClientConfig: wire.ClientTLSConfig(p.identity, g.Key), DisableKeepAlives: true}
+	}
+	if e.transport == nil {
+		e.transport = &http.Transport{TLSClientConfig: wire.ClientTLSConfig(p.identity, g.Key),
+			MaxIdleConnsPerHost: 1, IdleConnTimeout: time.Minute}
+	}
+	return e.transport
 }

@@ -301,9 +301,12 @@ func TestRemoteGateways(t *testing.T) {
 	for {
 		mt, msg, err := ws.ReadMessage()
 		if err != nil {
-			break // closed: good
+			t.Fatalf("the session ended without saying why: %v", err)
 		}
-		if mt == 1 && strings.Contains(string(msg), `"gateway_lost"`) {
+		if mt == 1 {
+			if !strings.Contains(string(msg), `"gateway_revoked"`) || !strings.Contains(string(msg), "revoked or replaced the key of gateway a2") {
+				t.Fatalf("session ended with %s", msg)
+			}
 			break
 		}
 	}

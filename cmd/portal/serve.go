@@ -11,10 +11,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/keyway-dev/keyway/gateway"
@@ -110,7 +112,14 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	if err != nil {
 		return fmt.Errorf("embedded gateway identity: %w", err)
 	}
+	var defaultNets atomic.Pointer[[]netip.Prefix]
 	gw, err := gateway.New(gateway.Config{
+		Networks: func() []netip.Prefix {
+			if n := defaultNets.Load(); n != nil {
+				return *n
+			}
+			return nil
+		},
 		SSHAddr:        cfg.GatewayListen,
 		ManagementAddr: "127.0.0.1:0",
 		Identity:       gwID,
@@ -153,6 +162,7 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		Store: st, Sessions: sessions, Auth: auth.New(st, auth.NewLimiter(time.Now), logger),
 		Audit: auditLog, Authz: authz.New(st), Gateways: pool, Assets: assets.Handler(), Logger: logger,
 		PortalKey: portalID.PublicKeyString(), PortalURL: publicURL, PortalCertSHA256: certs.Fingerprint(cert),
+		DefaultNetworks: func(n []netip.Prefix) { defaultNets.Store(&n) },
 	})
 	defer ui.Close()
 	if err := ui.SyncGateways(ctx); err != nil {

@@ -181,6 +181,14 @@ func TestServeTerminalHostKeyLifecycle(t *testing.T) {
 		t.Fatalf("after accepting the key: %v", c)
 	}
 
+	// The embedded gateway keeps to the default segment's allowed networks.
+	def, _ := st.SegmentByName(ctx, store.DefaultSegment)
+	admin.post(fmt.Sprintf("/admin/segments/%d", def.ID), url.Values{"allowed_networks": {"10.0.0.0/8"}})
+	if c, _ = alice.terminal(res.ID); c["type"] != "error" || c["code"] != "target_forbidden" {
+		t.Fatalf("target outside the default segment's networks: %v", c)
+	}
+	admin.post(fmt.Sprintf("/admin/segments/%d", def.ID), url.Values{"allowed_networks": {""}})
+
 	// A dead target is reported in words.
 	sshd.Stop()
 	c, _ = alice.terminal(res.ID)

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/keyway-dev/keyway/gateway/wire"
@@ -151,9 +152,10 @@ func (p *Pool) Set(gws []Gateway) {
 		if kept[id] {
 			continue
 		}
+		reason := fmt.Sprintf("An administrator revoked or replaced the key of gateway %s, or removed it; the session was closed.", old.gw.Name)
 		for c := range old.conns {
 			p.logger.Warn("closing session: the gateway's key was revoked or replaced, or the gateway removed", "gateway", old.gw.Name)
-			c.Close()
+			c.(*trackedConn).closeWith(reason)
 		}
 		if old.transport != nil {
 			old.transport.CloseIdleConnections()
@@ -325,17 +327,37 @@ func (p *Pool) handshake(ctx context.Context, raw net.Conn, gw Gateway, req *wir
 	return c, resp, nil
 }
 
-// trackedConn unregisters itself from its gateway entry when closed.
+// trackedConn unregisters itself from its gateway entry when closed, and
+// remembers why the portal closed it, if it did.
 type trackedConn struct {
 	net.Conn
-	once  sync.Once
-	close func()
+	once   sync.Once
+	close  func()
+	reason atomic.Pointer[string]
 }
 
 func (t *trackedConn) Close() error {
 	err := t.Conn.Close()
 	t.once.Do(t.close)
 	return err
+}
+
+// closeWith closes the connection with a reason for the user. It runs
+// under the pool's lock, so it does not unregister (the caller drops the
+// whole set).
+func (t *trackedConn) closeWith(reason string) {
+	t.reason.Store(&reason)
+	t.Conn.Close()
+}
+
+// CloseReason says why the portal cut a session connection, or "".
+func CloseReason(c net.Conn) string {
+	if t, ok := c.(*trackedConn); ok {
+		if r := t.reason.Load(); r != nil {
+			return *r
+		}
+	}
+	return ""
 }
 
 func (p *Pool) track(gw Gateway, c net.Conn) (net.Conn, bool) {
@@ -346,10 +368,12 @@ func (p *Pool) track(gw Gateway, c net.Conn) (net.Conn, bool) {
 		return nil, false
 	}
 	conns := e.conns
-	conns[c] = struct{}{}
-	return &trackedConn{Conn: c, close: func() {
+	tc := &trackedConn{Conn: c}
+	tc.close = func() {
 		p.mu.Lock()
-		delete(conns, c)
+		delete(conns, tc)
 		p.mu.Unlock()
-	}}, true
+	}
+	conns[tc] = struct{}{}
+	return tc, true
 }

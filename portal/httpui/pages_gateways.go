@@ -38,6 +38,19 @@ func (s *Server) SyncGateways(ctx context.Context) error {
 	}
 	s.Gateways.SetTunnel(tunnel != "off")
 	s.Gateways.Set(gateways.FromStore(gs))
+	if s.DefaultNetworks != nil {
+		seg, err := s.Store.SegmentByName(ctx, store.DefaultSegment)
+		if err != nil {
+			return err
+		}
+		var nets []netip.Prefix
+		for _, n := range seg.AllowedNetworks {
+			if p, err := netip.ParsePrefix(n); err == nil {
+				nets = append(nets, p)
+			}
+		}
+		s.DefaultNetworks(nets)
+	}
 	return nil
 }
 
@@ -198,6 +211,7 @@ func (s *Server) updateSegmentForm(w http.ResponseWriter, r *http.Request) {
 		s.serverError(w, r, err)
 		return
 	}
+	s.syncOrLog()
 	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionSegmentUpdate, Target: seg.Name, Outcome: audit.OutcomeSuccess,
 		Details: map[string]string{"allowed_networks": strings.Join(nets, ",")}})
 	s.done(w, r, "Segment "+seg.Name+" was saved; its gateways pick up the change within 10 seconds.", "/admin/gateways")

@@ -6,6 +6,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -44,6 +45,9 @@ type Deps struct {
 	PortalKey        string
 	PortalURL        string
 	PortalCertSHA256 string
+	// DefaultNetworks, if set, receives the default segment's allowed
+	// networks whenever gateways are synced, for the embedded gateway.
+	DefaultNetworks func([]netip.Prefix)
 }
 
 // Server is the portal's HTTP handler. Close ends the sessions it carries.

@@ -275,6 +275,10 @@ func (t *termSession) bridge(ctx context.Context, conn net.Conn) string {
 				t.sendControl(control{Type: "error", Code: "portal_shutdown", Message: "The portal is shutting down; the session was closed."})
 				return "portal shut down"
 			}
+			if reason := gateways.CloseReason(conn); reason != "" {
+				t.sendControl(control{Type: "error", Code: "gateway_revoked", Message: reason})
+				return "gateway revoked"
+			}
 			t.sendControl(control{Type: "error", Code: "gateway_lost", Message: "The connection to the gateway was lost; the session has ended."})
 			return "gateway connection lost"
 		}

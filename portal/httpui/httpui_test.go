@@ -388,6 +388,15 @@ func TestAPI(t *testing.T) {
 		{adminTok, "GET", "/api/v1/audit?actor=admin1", "", 200, `"resource.create"`},
 		{adminTok, "GET", "/api/v1/audit?since=yesterday", "", 422, "since"},
 		{adminTok, "GET", "/api/v1/nope", "", 404, "no such API endpoint"},
+		{adminTok, "POST", "/api/v1/segments", `{"name":"gateway-aws","allowed_networks":["10.0.0.0/8","192.168.1.7"]}`, 201, `"allowed_networks":["10.0.0.0/8","192.168.1.7/32"]`},
+		{adminTok, "POST", "/api/v1/segments", `{"name":"bad","allowed_networks":["10.0.0.0/33"]}`, 422, "allowed_networks"},
+		{adminTok, "POST", "/api/v1/gateways", `{"name":"aws-1","segment_id":2,"host":"10.1.2.3"}`, 201, `"state":"pending"`},
+		{adminTok, "POST", "/api/v1/gateways", `{"name":"x","segment_id":1,"host":"10.1.2.3"}`, 422, "segment_id"},
+		{adminTok, "PUT", "/api/v1/gateways/1/key", `{"public_key":"ssh-ed25519 AAAA"}`, 422, "not a gateway key"},
+		{adminTok, "PUT", "/api/v1/gateways/1/key", `{"public_key":"ed25519:11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="}`, 200, `"key_fingerprint":"SHA256:`},
+		{adminTok, "DELETE", "/api/v1/gateways/1/key", "", 200, `"state":"pending"`},
+		{adminTok, "PUT", "/api/v1/settings/tunnel", `{"tunnel":false}`, 200, `"tunnel":false`},
+		{userTok, "GET", "/api/v1/gateways", "", 403, "role"},
 	} {
 		status, body := call(tc.tok, tc.method, tc.path, tc.body)
 		if status != tc.status || !strings.Contains(body, tc.contains) {

@@ -122,17 +122,11 @@ func (s *Server) tunnelForm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	on := r.PostForm.Get("tunnel") == "on"
-	val := "on"
-	if !on {
-		val = "off"
-	}
-	if err := s.Store.SetSetting(r.Context(), tunnelSetting, val); err != nil {
+	if err := s.setTunnel(r, actor, on); err != nil {
 		s.serverError(w, r, err)
 		return
 	}
-	s.Gateways.SetTunnel(on)
-	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionTunnelMode, Target: "tunnel mode", Outcome: audit.OutcomeSuccess, Details: map[string]string{"tunnel": val}})
-	s.done(w, r, "Tunnel mode is "+val+" for new connections.", "/admin/gateways")
+	s.done(w, r, "Tunnel mode is "+map[bool]string{true: "on", false: "off"}[on]+" for new connections.", "/admin/gateways")
 }
 
 // parseNetworks reads one CIDR (or address) per line or comma.
@@ -161,29 +155,14 @@ func (s *Server) createSegmentForm(w http.ResponseWriter, r *http.Request) {
 		s.serverError(w, r, err)
 		return
 	}
-	v := ui.GatewaysView{Name: strings.TrimSpace(r.PostForm.Get("name")), Description: strings.TrimSpace(r.PostForm.Get("description")), Networks: r.PostForm.Get("allowed_networks")}
-	fe := fieldErrors{}
-	checkName(fe, "name", v.Name)
-	nets, msg := parseNetworks(v.Networks)
-	if msg != "" {
-		fe["allowed_networks"] = msg
-	}
-	var seg store.Segment
-	var err error
-	if len(fe) == 0 {
-		seg, err = s.Store.CreateSegment(r.Context(), store.Segment{Name: v.Name, Description: v.Description, AllowedNetworks: nets})
-		err = conflictOrErr(err, "name")
-	} else {
-		err = fe
-	}
+	v := ui.GatewaysView{Name: r.PostForm.Get("name"), Description: r.PostForm.Get("description"), Networks: r.PostForm.Get("allowed_networks")}
+	seg, err := s.createSegment(r, actor, segmentInput{Name: v.Name, Description: v.Description, AllowedNetworks: []string{v.Networks}})
 	if s.formFailed(w, r, err, func(errs ui.Errors) {
 		v.Errors = errs
 		s.renderGateways(w, r, http.StatusUnprocessableEntity, v)
 	}) {
 		return
 	}
-	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionSegmentCreate, Target: seg.Name, Outcome: audit.OutcomeSuccess,
-		Details: map[string]string{"allowed_networks": strings.Join(nets, ",")}})
 	s.done(w, r, "Segment "+seg.Name+" was created. Add a gateway to it, then tag resources with "+seg.Name+".", "/admin/gateways")
 }
 
@@ -195,47 +174,26 @@ func (s *Server) updateSegmentForm(w http.ResponseWriter, r *http.Request) {
 	}
 	var seg store.Segment
 	if err == nil {
-		seg, err = s.Store.SegmentByID(r.Context(), id)
+		seg, err = s.updateSegment(r, actor, id, segmentInput{Description: r.PostForm.Get("description"), AllowedNetworks: []string{r.PostForm.Get("allowed_networks")}})
 	}
 	if err != nil {
 		s.actionError(w, r, err, "/admin/gateways")
 		return
 	}
-	nets, msg := parseNetworks(r.PostForm.Get("allowed_networks"))
-	if msg != "" {
-		s.actionError(w, r, fieldErrors{"allowed_networks": msg}, "/admin/gateways")
-		return
-	}
-	seg.AllowedNetworks, seg.Description = nets, strings.TrimSpace(r.PostForm.Get("description"))
-	if err := s.Store.UpdateSegment(r.Context(), seg); err != nil {
-		s.serverError(w, r, err)
-		return
-	}
-	s.syncOrLog()
-	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionSegmentUpdate, Target: seg.Name, Outcome: audit.OutcomeSuccess,
-		Details: map[string]string{"allowed_networks": strings.Join(nets, ",")}})
 	s.done(w, r, "Segment "+seg.Name+" was saved; its gateways pick up the change within 10 seconds.", "/admin/gateways")
 }
 
 func (s *Server) deleteSegmentForm(w http.ResponseWriter, r *http.Request) {
 	actor, _ := currentUser(r)
 	id, err := pathID(r)
-	var seg store.Segment
 	if err == nil {
-		seg, err = s.Store.SegmentByID(r.Context(), id)
-	}
-	if err == nil {
-		err = s.Store.DeleteSegment(r.Context(), id)
-	}
-	if errors.Is(err, store.ErrInUse) {
-		err = fieldErrors{"segment": capitalize(strings.TrimSuffix(err.Error(), ": in use")) + "."}
+		err = s.deleteSegment(r, actor, id)
 	}
 	if err != nil {
 		s.actionError(w, r, err, "/admin/gateways")
 		return
 	}
-	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionSegmentDelete, Target: seg.Name, Outcome: audit.OutcomeSuccess})
-	s.done(w, r, "Segment "+seg.Name+" was deleted.", "/admin/gateways")
+	s.done(w, r, "The segment was deleted.", "/admin/gateways")
 }
 
 func (s *Server) gatewayForm(w http.ResponseWriter, r *http.Request, status int, v ui.GatewayFormView, segment string) {
@@ -269,44 +227,29 @@ func (s *Server) createGatewayForm(w http.ResponseWriter, r *http.Request) {
 		s.serverError(w, r, err)
 		return
 	}
-	v := ui.GatewayFormView{Name: strings.TrimSpace(r.PostForm.Get("name")), Host: strings.TrimSpace(r.PostForm.Get("host")),
+	v := ui.GatewayFormView{Name: r.PostForm.Get("name"), Host: r.PostForm.Get("host"),
 		SSHPort: r.PostForm.Get("ssh_port"), MgmtPort: r.PostForm.Get("management_port")}
 	segment := r.PostForm.Get("segment_id")
-	fe := fieldErrors{}
-	checkName(fe, "name", v.Name)
-	if !hostPattern.MatchString(v.Host) {
-		fe["host"] = "Enter the host name or address the portal reaches the gateway at."
-	}
-	port := func(field, text string) int {
-		n, err := strconv.Atoi(strings.TrimSpace(text))
-		if err != nil || n < 1 || n > 65535 {
-			fe[field] = "Enter a port from 1 to 65535."
-		}
-		return n
-	}
-	sshPort, mgmtPort := port("ssh_port", v.SSHPort), port("management_port", v.MgmtPort)
-	segID, _ := strconv.ParseInt(segment, 10, 64)
-	seg, err := s.Store.SegmentByID(r.Context(), segID)
-	if err != nil || seg.Name == store.DefaultSegment {
-		fe["segment_id"] = "Choose a segment."
-	}
-	var g store.Gateway
-	if len(fe) == 0 {
-		g, err = s.Store.CreateGateway(r.Context(), store.Gateway{Name: v.Name, SegmentID: segID, Host: v.Host, SSHPort: sshPort, ManagementPort: mgmtPort})
-		err = conflictOrErr(err, "name")
-	} else {
-		err = fe
-	}
+	in := gatewayInput{Name: v.Name, Host: v.Host, SSHPort: formPort(v.SSHPort), ManagementPort: formPort(v.MgmtPort)}
+	in.SegmentID, _ = strconv.ParseInt(segment, 10, 64)
+	g, err := s.createGateway(r, actor, in)
 	if s.formFailed(w, r, err, func(errs ui.Errors) {
 		v.Errors = errs
 		s.gatewayForm(w, r, http.StatusUnprocessableEntity, v, segment)
 	}) {
 		return
 	}
-	s.syncOrLog()
-	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionGatewayCreate, Target: g.Name, Outcome: audit.OutcomeSuccess,
-		Details: map[string]string{"segment": g.Segment, "address": net.JoinHostPort(g.Host, strconv.Itoa(g.SSHPort))}})
 	s.done(w, r, "Gateway "+g.Name+" was created. Download its config file and start it.", fmt.Sprintf("/admin/gateways/%d", g.ID))
+}
+
+// formPort reads a port field; anything unreadable becomes -1, which the
+// validation reports.
+func formPort(text string) int {
+	n, err := strconv.Atoi(strings.TrimSpace(text))
+	if err != nil {
+		return -1
+	}
+	return n
 }
 
 func (s *Server) gatewayView(r *http.Request) (ui.GatewayView, store.Gateway, error) {
@@ -337,68 +280,61 @@ func (s *Server) gatewayPage(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) gatewayKeyForm(w http.ResponseWriter, r *http.Request) {
 	actor, _ := currentUser(r)
-	v, g, err := s.gatewayView(r)
+	id, err := pathID(r)
 	if err == nil {
 		err = r.ParseForm()
+	}
+	var g store.Gateway
+	if err == nil {
+		// An empty field must not reach setGatewayKey, where "" revokes.
+		if key := strings.TrimSpace(r.PostForm.Get("public_key")); key == "" {
+			err = fieldErrors{"public_key": "Paste the key the gateway printed."}
+		} else {
+			g, err = s.setGatewayKey(r, actor, id, key)
+		}
+	}
+	if errs := asFieldErrors(err); errs != nil && !errors.Is(err, store.ErrNotFound) {
+		v, _, verr := s.gatewayView(r)
+		if verr != nil {
+			s.actionError(w, r, verr, "/admin/gateways")
+			return
+		}
+		v.Errors = errs
+		s.render(w, r, http.StatusUnprocessableEntity, ui.GatewayPage(s.page(r, "Gateway "+v.Name, "gateways"), v))
+		return
 	}
 	if err != nil {
 		s.actionError(w, r, err, "/admin/gateways")
 		return
 	}
-	if g.Embedded {
-		s.actionError(w, r, fieldErrors{"public_key": "The embedded gateway's key is managed by the portal."}, fmt.Sprintf("/admin/gateways/%d", g.ID))
-		return
-	}
-	k, err := wire.ParsePublicKey(r.PostForm.Get("public_key"))
-	if err != nil {
-		v.Errors = ui.Errors{"public_key": "This is not a gateway key: " + err.Error() + ". Copy the whole line the gateway printed, starting with ed25519:."}
-		s.render(w, r, http.StatusUnprocessableEntity, ui.GatewayPage(s.page(r, "Gateway "+g.Name, "gateways"), v))
-		return
-	}
-	if err := s.Store.SetGatewayKey(r.Context(), g.ID, wire.FormatPublicKey(k)); err != nil {
-		s.serverError(w, r, err)
-		return
-	}
-	s.syncOrLog()
-	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionGatewayKey, Target: g.Name, Outcome: audit.OutcomeSuccess,
-		Details: map[string]string{"key": wire.Fingerprint(k), "previous": v.KeyFingerprint}})
 	s.done(w, r, "The key of "+g.Name+" is pinned. It shows as available once a health check reaches it.", fmt.Sprintf("/admin/gateways/%d", g.ID))
 }
 
 func (s *Server) revokeGatewayForm(w http.ResponseWriter, r *http.Request) {
 	actor, _ := currentUser(r)
-	v, g, err := s.gatewayView(r)
-	if err == nil && g.Embedded {
-		err = fieldErrors{"public_key": "The embedded gateway's key is managed by the portal."}
-	}
+	id, err := pathID(r)
+	var g store.Gateway
 	if err == nil {
-		err = s.Store.SetGatewayKey(r.Context(), g.ID, "")
+		g, err = s.setGatewayKey(r, actor, id, "")
 	}
 	if err != nil {
 		s.actionError(w, r, err, "/admin/gateways")
 		return
 	}
-	s.syncOrLog()
-	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionGatewayRevoke, Target: g.Name, Outcome: audit.OutcomeSuccess,
-		Details: map[string]string{"key": v.KeyFingerprint}})
 	s.done(w, r, "The key of "+g.Name+" was revoked; it is cut off and pending until a new key is pasted.", fmt.Sprintf("/admin/gateways/%d", g.ID))
 }
 
 func (s *Server) deleteGatewayForm(w http.ResponseWriter, r *http.Request) {
 	actor, _ := currentUser(r)
-	_, g, err := s.gatewayView(r)
-	if err == nil && g.Embedded {
-		err = fieldErrors{"gateway": "The embedded gateway cannot be deleted."}
-	}
+	id, err := pathID(r)
+	var g store.Gateway
 	if err == nil {
-		err = s.Store.DeleteGateway(r.Context(), g.ID)
+		g, err = s.deleteGateway(r, actor, id)
 	}
 	if err != nil {
 		s.actionError(w, r, err, "/admin/gateways")
 		return
 	}
-	s.syncOrLog()
-	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionGatewayDelete, Target: g.Name, Outcome: audit.OutcomeSuccess})
 	s.done(w, r, "Gateway "+g.Name+" was deleted.", "/admin/gateways")
 }
 

@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -136,7 +137,8 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	}
 	defer gw.Close()
 	sshAddr, mgmtAddr := gw.Addr().(*net.TCPAddr), gw.ManagementAddr().(*net.TCPAddr)
-	if _, err := st.EnsureEmbeddedGateway(ctx, sshAddr.IP.String(), sshAddr.Port, mgmtAddr.Port, gwID.PublicKeyString()); err != nil {
+	embedded, err := st.EnsureEmbeddedGateway(ctx, sshAddr.IP.String(), sshAddr.Port, mgmtAddr.Port, gwID.PublicKeyString())
+	if err != nil {
 		return err
 	}
 	pool := gateways.New(portalID, logger.With("component", "gateways"), 30*time.Second)
@@ -168,9 +170,10 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	if err := ui.SyncGateways(ctx); err != nil {
 		return err
 	}
-	// The embedded gateway is checked once before serving, so the first
-	// connections need not wait for the health loop.
-	pool.CheckAll(ctx, gateways.DefaultHealth)
+	// The embedded gateway is checked before serving, so the first
+	// connections need not wait for the health loop; remote gateways, which
+	// may be slow or down, are left to the loop.
+	pool.Check(ctx, strconv.FormatInt(embedded.ID, 10), gateways.DefaultHealth)
 	healthDone.Add(1)
 	go func() {
 		defer healthDone.Done()

@@ -46,6 +46,20 @@ func (p *Pool) RunHealth(ctx context.Context, cfg HealthConfig) {
 	}
 }
 
+// Check checks one gateway now, by id; unknown or pending ids are ignored.
+func (p *Pool) Check(ctx context.Context, id string, cfg HealthConfig) {
+	p.mu.Lock()
+	e, ok := p.entries[id]
+	var g Gateway
+	if ok {
+		g = e.gw
+	}
+	p.mu.Unlock()
+	if ok && len(g.Key) > 0 {
+		p.check(ctx, g, cfg)
+	}
+}
+
 // CheckAll checks every gateway that has a key once, in parallel.
 func (p *Pool) CheckAll(ctx context.Context, cfg HealthConfig) {
 	var gws []Gateway

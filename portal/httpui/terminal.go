@@ -289,6 +289,13 @@ func (t *termSession) bridge(ctx context.Context, conn net.Conn) string {
 				return "browser disconnected"
 			}
 		case wire.FrameExit:
+			// The portal may have cut the connection itself (a revoked
+			// gateway): the gateway can answer that with an exit frame
+			// before the socket closes, so the portal's reason comes first.
+			if reason := gateways.CloseReason(conn); reason != "" {
+				t.sendControl(control{Type: "error", Code: "gateway_revoked", Message: reason})
+				return "gateway revoked"
+			}
 			ex, err := wire.ParseExit(p)
 			if err != nil {
 				t.log.Warn("bad exit frame from gateway", "err", err)

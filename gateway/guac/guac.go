@@ -1,0 +1,183 @@
+// Package guac reads and writes Guacamole protocol instructions, the one
+// display protocol between gateways and browsers for every desktop (VNC,
+// RDP). An instruction is a list of elements, each "LENGTH.VALUE" where
+// LENGTH counts Unicode code points, separated by "," and ended by ";";
+// the first element is the opcode:
+//
+//	4.size,1.0,4.1024,3.768;
+//
+// Input from browsers is untrusted, so the reader bounds every length and
+// count before it allocates.
+package guac
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"unicode/utf8"
+)
+
+// Limits bound what a Reader accepts.
+type Limits struct {
+	// MaxElement is the largest element, in code points.
+	MaxElement int
+	// MaxElements is the most elements (opcode included) per instruction.
+	MaxElements int
+}
+
+// BrowserLimits fit everything a browser sends (keys, mouse, clipboard,
+// size, sync): the clipboard is the only large element.
+var BrowserLimits = Limits{MaxElement: 256 << 10, MaxElements: 16}
+
+// maxLengthDigits bounds the LENGTH prefix, so a stream of digits cannot
+// overflow or stall the reader.
+const maxLengthDigits = 10
+
+// Instruction is one Guacamole instruction.
+type Instruction struct {
+	Opcode string
+	Args   []string
+}
+
+// New returns an instruction.
+func New(opcode string, args ...string) Instruction {
+	return Instruction{Opcode: opcode, Args: args}
+}
+
+// AppendTo appends the encoded instruction to dst.
+func (in Instruction) AppendTo(dst []byte) []byte {
+	dst = appendElement(dst, in.Opcode)
+	for _, a := range in.Args {
+		dst = append(dst, ',')
+		dst = appendElement(dst, a)
+	}
+	return append(dst, ';')
+}
+
+func appendElement(dst []byte, v string) []byte {
+	dst = strconv.AppendInt(dst, int64(utf8.RuneCountInString(v)), 10)
+	dst = append(dst, '.')
+	return append(dst, v...)
+}
+
+// String returns the encoded instruction.
+func (in Instruction) String() string { return string(in.AppendTo(nil)) }
+
+// Errors a Reader returns for malformed input.
+var (
+	ErrMalformed = errors.New("malformed Guacamole instruction")
+	ErrTooLarge  = errors.New("Guacamole instruction over the limits")
+)
+
+// Reader reads instructions from a stream.
+type Reader struct {
+	r      *bufio.Reader
+	limits Limits
+}
+
+// NewReader reads instructions from r within limits.
+func NewReader(r io.Reader, limits Limits) *Reader {
+	return &Reader{r: bufio.NewReaderSize(r, 64<<10), limits: limits}
+}
+
+// Read returns the next instruction. io.EOF means the stream ended cleanly
+// between instructions.
+func (rd *Reader) Read() (Instruction, error) {
+	var in Instruction
+	for n := 0; ; n++ {
+		if n >= rd.limits.MaxElements {
+			return Instruction{}, fmt.Errorf("%w: more than %d elements", ErrTooLarge, rd.limits.MaxElements)
+		}
+		v, last, err := rd.element(n == 0)
+		if err != nil {
+			return Instruction{}, err
+		}
+		if n == 0 {
+			in.Opcode = v
+		} else {
+			in.Args = append(in.Args, v)
+		}
+		if last {
+			return in, nil
+		}
+	}
+}
+
+// element reads "LENGTH.VALUE" and the terminator after it.
+func (rd *Reader) element(first bool) (string, bool, error) {
+	length, digits := 0, 0
+	for {
+		c, err := rd.r.ReadByte()
+		if err != nil {
+			if err == io.EOF && (!first || digits > 0) {
+				err = io.ErrUnexpectedEOF
+			}
+			return "", false, err
+		}
+		if c == '.' {
+			break
+		}
+		if c < '0' || c > '9' || digits == maxLengthDigits {
+			return "", false, fmt.Errorf("%w: bad length", ErrMalformed)
+		}
+		length = length*10 + int(c-'0')
+		digits++
+	}
+	if digits == 0 {
+		return "", false, fmt.Errorf("%w: missing length", ErrMalformed)
+	}
+	if length > rd.limits.MaxElement {
+		return "", false, fmt.Errorf("%w: element of %d code points", ErrTooLarge, length)
+	}
+	buf := make([]byte, 0, min(length, 4096))
+	for range length {
+		r, size, err := rd.r.ReadRune()
+		if err != nil {
+			return "", false, io.ErrUnexpectedEOF
+		}
+		if r == utf8.RuneError && size == 1 {
+			return "", false, fmt.Errorf("%w: invalid UTF-8", ErrMalformed)
+		}
+		buf = utf8.AppendRune(buf, r)
+	}
+	c, err := rd.r.ReadByte()
+	if err != nil {
+		return "", false, io.ErrUnexpectedEOF
+	}
+	switch c {
+	case ',':
+		return string(buf), false, nil
+	case ';':
+		return string(buf), true, nil
+	}
+	return "", false, fmt.Errorf("%w: element not followed by ',' or ';'", ErrMalformed)
+}
+
+// Parse reads exactly one instruction from b.
+func Parse(b []byte, limits Limits) (Instruction, error) {
+	rd := &Reader{r: bufio.NewReaderSize(&byteReader{b: b}, 16), limits: limits}
+	in, err := rd.Read()
+	if err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return Instruction{}, err
+	}
+	if _, err := rd.r.ReadByte(); err != io.EOF {
+		return Instruction{}, fmt.Errorf("%w: data after the instruction", ErrMalformed)
+	}
+	return in, nil
+}
+
+type byteReader struct{ b []byte }
+
+func (r *byteReader) Read(p []byte) (int, error) {
+	if len(r.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, r.b)
+	r.b = r.b[n:]
+	return n, nil
+}

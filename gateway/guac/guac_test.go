@@ -1,0 +1,95 @@
+package guac
+
+import (
+	"errors"
+	"io"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestEncode(t *testing.T) {
+	for _, tc := range []struct {
+		in   Instruction
+		want string
+	}{
+		{New("size", "0", "1024", "768"), "4.size,1.0,4.1024,3.768;"},
+		{New("sync", "1700000000000"), "4.sync,13.1700000000000;"},
+		{New("nop"), "3.nop;"},
+		// Lengths count code points, not bytes.
+		{New("clipboard", "é✓"), "9.clipboard,2.é✓;"},
+		{New("key", "", "1"), "3.key,0.,1.1;"},
+	} {
+		if got := tc.in.String(); got != tc.want {
+			t.Errorf("%+v encoded as %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestReadStream(t *testing.T) {
+	rd := NewReader(strings.NewReader("5.mouse,3.100,3.200,1.1;3.key,5.65293,1.1;9.clipboard,2.é✓;"), BrowserLimits)
+	want := []Instruction{New("mouse", "100", "200", "1"), New("key", "65293", "1"), New("clipboard", "é✓")}
+	for _, w := range want {
+		got, err := rd.Read()
+		if err != nil || !reflect.DeepEqual(got, w) {
+			t.Fatalf("read %+v, %v; want %+v", got, err, w)
+		}
+	}
+	if _, err := rd.Read(); err != io.EOF {
+		t.Fatalf("after the last instruction: %v", err)
+	}
+}
+
+func TestReadRefuses(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+		want     error
+	}{
+		{"no length", ".key;", ErrMalformed},
+		{"letters in length", "x.key;", ErrMalformed},
+		{"huge length", "99999999999.x;", ErrMalformed},
+		{"element over limit", "999999.x", ErrTooLarge},
+		{"too many elements", "1.a" + strings.Repeat(",1.a", 20) + ";", ErrTooLarge},
+		{"bad terminator", "3.key:", ErrMalformed},
+		{"invalid utf-8", "3.k\xffy;", ErrMalformed},
+		{"truncated", "5.mouse,3.10", io.ErrUnexpectedEOF},
+		{"length longer than value", "5.key;", io.ErrUnexpectedEOF},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := NewReader(strings.NewReader(tc.in), BrowserLimits).Read()
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+		})
+	}
+	if _, err := Parse([]byte("3.nop;3.nop;"), BrowserLimits); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("two instructions parsed as one: %v", err)
+	}
+}
+
+func FuzzRead(f *testing.F) {
+	f.Add([]byte("4.size,1.0,4.1024,3.768;"))
+	f.Add([]byte("9.clipboard,2.é✓;"))
+	f.Add([]byte("5.mouse,3.100,3.200,1.1;3.key,5.65293,1.1;"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		rd := NewReader(strings.NewReader(string(b)), Limits{MaxElement: 1 << 12, MaxElements: 8})
+		for {
+			in, err := rd.Read()
+			if err != nil {
+				return
+			}
+			// Whatever was read re-encodes to something that reads back equal.
+			again, err := Parse(in.AppendTo(nil), Limits{MaxElement: 1 << 12, MaxElements: 8})
+			if err != nil || !reflect.DeepEqual(normalize(again), normalize(in)) {
+				t.Fatalf("round trip of %+v: %+v, %v", in, again, err)
+			}
+		}
+	})
+}
+
+func normalize(in Instruction) Instruction {
+	if len(in.Args) == 0 {
+		in.Args = nil
+	}
+	return in
+}

@@ -13,7 +13,8 @@ LISTEN  ?= :8443
 # Debian packages: what the portal needs to build and run, and what the
 # tests add (real servers and a real browser).
 DEBS_RUN  := gcc libc6-dev pkg-config openssh-server openssh-client
-DEBS_TEST := $(DEBS_RUN) sshpass chromium fonts-dejavu-core procps iproute2
+DEBS_TEST := $(DEBS_RUN) sshpass chromium fonts-dejavu-core procps iproute2 \
+             tigervnc-standalone-server tigervnc-tools xterm x11-xserver-utils x11-utils
 
 .PHONY: run demo test build assets generate lint unit e2e bench deps-run deps-test check-go clean
 

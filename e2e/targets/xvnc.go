@@ -1,0 +1,154 @@
+package targets
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// XvncOptions configure StartXvnc.
+type XvncOptions struct {
+	// Password enables VNC Authentication (at most 8 characters count);
+	// empty means security type None.
+	Password string
+	Width    int
+	Height   int
+}
+
+// Xvnc is a running TigerVNC server with its own X display.
+type Xvnc struct {
+	Host     string
+	Port     int
+	Display  int
+	Password string
+
+	dir    string
+	cmd    *exec.Cmd
+	done   chan struct{}
+	stderr *bytes.Buffer
+	procs  []*exec.Cmd
+}
+
+// Addr returns host:port of the VNC listener.
+func (x *Xvnc) Addr() string { return net.JoinHostPort(x.Host, strconv.Itoa(x.Port)) }
+
+// StartXvnc starts Xvnc on a free display and port on loopback.
+func StartXvnc(ctx context.Context, dir string, opts XvncOptions) (*Xvnc, error) {
+	bin, err := exec.LookPath("Xvnc")
+	if err != nil {
+		return nil, errors.New("Xvnc not found: apt-get install tigervnc-standalone-server tigervnc-tools")
+	}
+	if opts.Width == 0 {
+		opts.Width, opts.Height = 1024, 768
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	x := &Xvnc{Host: "127.0.0.1", Password: opts.Password, dir: dir}
+	args := []string{"-localhost", "-nolisten", "tcp", "-geometry", fmt.Sprintf("%dx%d", opts.Width, opts.Height), "-depth", "24", "-AlwaysShared"}
+	if opts.Password != "" {
+		pwFile := filepath.Join(dir, "passwd")
+		cmd := exec.Command("vncpasswd", "-f")
+		cmd.Stdin = strings.NewReader(opts.Password + "\n")
+		out, err := cmd.Output()
+		if err != nil {
+			return nil, fmt.Errorf("vncpasswd (apt-get install tigervnc-tools): %w", err)
+		}
+		if err := os.WriteFile(pwFile, out, 0o600); err != nil {
+			return nil, err
+		}
+		args = append(args, "-SecurityTypes", "VncAuth", "-PasswordFile", pwFile)
+	} else {
+		args = append(args, "-SecurityTypes", "None")
+	}
+	// Displays and ports may be taken by parallel tests: try others.
+	for attempt := range 20 {
+		display := 40 + int(time.Now().UnixNano()%400) + attempt
+		if _, err := os.Stat(fmt.Sprintf("/tmp/.X%d-lock", display)); err == nil {
+			continue
+		}
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		x.Display, x.Port = display, port
+		x.stderr = &bytes.Buffer{}
+		x.cmd = exec.Command(bin, append([]string{":" + strconv.Itoa(display), "-rfbport", strconv.Itoa(port)}, args...)...)
+		x.cmd.Stderr = x.stderr
+		x.cmd.WaitDelay = time.Second
+		if err := x.cmd.Start(); err != nil {
+			return nil, fmt.Errorf("start Xvnc: %w", err)
+		}
+		x.done = make(chan struct{})
+		go func() { x.cmd.Wait(); close(x.done) }()
+		if err := waitListening(ctx, x.Addr(), x.done, 10*time.Second); err == nil {
+			return x, nil
+		}
+		x.Stop()
+	}
+	return nil, fmt.Errorf("Xvnc did not start: %s", strings.TrimSpace(x.stderr.String()))
+}
+
+// Start runs an X client (xterm, xsetroot…) on the server's display; it is
+// stopped with the server.
+func (x *Xvnc) Start(name string, args ...string) (*exec.Cmd, error) {
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), "DISPLAY=:"+strconv.Itoa(x.Display))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	x.procs = append(x.procs, cmd)
+	return cmd, nil
+}
+
+// Run runs an X client on the display to completion.
+func (x *Xvnc) Run(name string, args ...string) error {
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), "DISPLAY=:"+strconv.Itoa(x.Display))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%s: %w: %s", name, err, out)
+	}
+	return nil
+}
+
+// Stop ends the X clients and the server.
+func (x *Xvnc) Stop() error {
+	for _, p := range x.procs {
+		syscall.Kill(-p.Process.Pid, syscall.SIGTERM)
+		p.Wait()
+	}
+	x.procs = nil
+	if x.cmd == nil || x.cmd.Process == nil {
+		return nil
+	}
+	x.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-x.done:
+	case <-time.After(5 * time.Second):
+		x.cmd.Process.Kill()
+		<-x.done
+	}
+	return nil
+}
+
+// NewXvnc starts Xvnc for a test and stops it when the test ends.
+func NewXvnc(t testing.TB, opts XvncOptions) *Xvnc {
+	t.Helper()
+	x, err := StartXvnc(context.Background(), t.TempDir(), opts)
+	if err != nil {
+		t.Fatalf("start Xvnc: %v", err)
+	}
+	t.Cleanup(func() { x.Stop() })
+	return x
+}

@@ -1,0 +1,33 @@
+package vnc
+
+import (
+	"bufio"
+	"bytes"
+	"image"
+	"testing"
+)
+
+// FuzzReadMessage feeds arbitrary server messages to a client with a small
+// screen: nothing may panic or allocate beyond the limits.
+func FuzzReadMessage(f *testing.F) {
+	// A raw 1x1 rectangle, a CopyRect, a resize, a bell, cut text.
+	f.Add([]byte{0, 0, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 0, 0, 0, 1, 2, 3, 0})
+	f.Add([]byte{0, 0, 0, 1, 0, 0, 0, 0, 0, 2, 0, 2, 0, 0, 0, 1, 0, 1, 0, 1})
+	f.Add([]byte{0, 0, 0, 1, 0, 0, 0, 0, 0, 8, 0, 8, 0xff, 0xff, 0xff, 0x21})
+	f.Add([]byte{2, 3, 0, 0, 0, 0, 0, 0, 3, 'a', 'b', 'c'})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c := &Client{r: bufio.NewReader(bytes.NewReader(b)), fb: image.NewRGBA(image.Rect(0, 0, 16, 16))}
+		for range 64 {
+			u, err := c.ReadMessage()
+			if err != nil {
+				return
+			}
+			bounds := c.fb.Bounds()
+			for _, r := range u.Rects {
+				if !r.In(bounds) && !u.Resized {
+					t.Fatalf("changed rectangle %v outside %v", r, bounds)
+				}
+			}
+		}
+	})
+}

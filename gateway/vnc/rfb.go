@@ -1,0 +1,342 @@
+// Package vnc is an RFB 3.8 client (RFC 6143) written for the gateway: it
+// signs in to a VNC server, keeps the remote framebuffer up to date and
+// sends keyboard, pointer and clipboard input. Every length and count the
+// server sends is checked against a limit before anything is allocated.
+package vnc
+
+import (
+	"bufio"
+	"crypto/des"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"image"
+	"io"
+	"net"
+	"strings"
+	"sync"
+)
+
+// Limits on what a server may send.
+const (
+	maxDimension = 8192
+	maxName      = 4096
+	maxReason    = 4096
+	maxCutText   = 1 << 20
+	maxSecTypes  = 64
+)
+
+// Security types.
+const (
+	secNone     = 1
+	secVNCAuth  = 2
+	secVeNCrypt = 19
+)
+
+// Encodings and pseudo-encodings.
+const (
+	encRaw         int32 = 0
+	encCopyRect    int32 = 1
+	encDesktopSize int32 = -223
+)
+
+var secNames = map[byte]string{1: "None", 2: "VNC Authentication", 5: "RA2", 6: "RA2ne", 16: "Tight", 18: "TLS", 19: "VeNCrypt", 20: "GTK-VNC SASL", 22: "XVP", 30: "Apple Remote Desktop", 113: "MSLogonII"}
+
+// Error kinds callers branch on to tell the user what happened.
+var (
+	ErrAuthFailed  = errors.New("the VNC server refused the password")
+	ErrUnsupported = errors.New("unsupported VNC security")
+	ErrProtocol    = errors.New("VNC protocol error")
+)
+
+// Config configures a connection.
+type Config struct {
+	Password string
+	// Shared lets other viewers stay connected.
+	Shared bool
+}
+
+// Client is a signed-in RFB connection.
+type Client struct {
+	conn net.Conn
+	r    *bufio.Reader
+	Name string
+
+	wmu sync.Mutex // serialises client messages
+
+	// fb is the remote screen as last decoded; owned by the reading
+	// goroutine (ReadUpdate), read by others under fbMu.
+	fbMu sync.RWMutex
+	fb   *image.RGBA
+}
+
+// Connect runs the RFB handshake on conn. On error conn is left to the
+// caller to close.
+func Connect(conn net.Conn, cfg Config) (*Client, error) {
+	c := &Client{conn: conn, r: bufio.NewReaderSize(conn, 64<<10)}
+	if err := c.version(); err != nil {
+		return nil, err
+	}
+	if err := c.security(cfg.Password); err != nil {
+		return nil, err
+	}
+	shared := byte(0)
+	if cfg.Shared {
+		shared = 1
+	}
+	if _, err := conn.Write([]byte{shared}); err != nil {
+		return nil, err
+	}
+	if err := c.serverInit(); err != nil {
+		return nil, err
+	}
+	if err := c.setPixelFormat(); err != nil {
+		return nil, err
+	}
+	if err := c.setEncodings(encCopyRect, encRaw, encDesktopSize); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Client) version() error {
+	var v [12]byte
+	if _, err := io.ReadFull(c.r, v[:]); err != nil {
+		return fmt.Errorf("read server version: %w", err)
+	}
+	s := string(v[:])
+	if !strings.HasPrefix(s, "RFB 003.") || s[11] != '\n' {
+		return fmt.Errorf("%w: not a VNC server (it sent %q)", ErrProtocol, strings.TrimSpace(s))
+	}
+	minor := s[8:11]
+	if minor < "008" {
+		return fmt.Errorf("%w: server speaks RFB 3.%s; 3.8 is required", ErrUnsupported, strings.TrimLeft(minor, "0"))
+	}
+	_, err := c.conn.Write([]byte("RFB 003.008\n"))
+	return err
+}
+
+func (c *Client) readReason() string {
+	var n uint32
+	if binary.Read(c.r, binary.BigEndian, &n) != nil || n > maxReason {
+		return ""
+	}
+	b := make([]byte, n)
+	io.ReadFull(c.r, b)
+	return string(b)
+}
+
+func (c *Client) security(password string) error {
+	count, err := c.r.ReadByte()
+	if err != nil {
+		return fmt.Errorf("read security types: %w", err)
+	}
+	if count == 0 {
+		return fmt.Errorf("%w: the server refused the connection: %s", ErrProtocol, c.readReason())
+	}
+	types := make([]byte, count)
+	if _, err := io.ReadFull(c.r, types); err != nil {
+		return err
+	}
+	chosen := byte(0)
+	for _, t := range types {
+		if t == secVNCAuth && password != "" {
+			chosen = t
+			break
+		}
+		if t == secNone && chosen == 0 {
+			chosen = t
+		}
+	}
+	if chosen == 0 {
+		var names []string
+		for _, t := range types {
+			n := secNames[t]
+			if n == "" {
+				n = fmt.Sprintf("type %d", t)
+			}
+			names = append(names, n)
+		}
+		hint := ""
+		if password == "" && contains(types, secVNCAuth) {
+			hint = " (it asks for a password and none is stored)"
+		}
+		return fmt.Errorf("%w: the server offers %s%s", ErrUnsupported, strings.Join(names, ", "), hint)
+	}
+	if _, err := c.conn.Write([]byte{chosen}); err != nil {
+		return err
+	}
+	if chosen == secVNCAuth {
+		var challenge [16]byte
+		if _, err := io.ReadFull(c.r, challenge[:]); err != nil {
+			return fmt.Errorf("read VNC challenge: %w", err)
+		}
+		resp, err := vncAuthResponse(password, challenge)
+		if err != nil {
+			return err
+		}
+		if _, err := c.conn.Write(resp[:]); err != nil {
+			return err
+		}
+	}
+	var result uint32
+	if err := binary.Read(c.r, binary.BigEndian, &result); err != nil {
+		return fmt.Errorf("read security result: %w", err)
+	}
+	if result != 0 {
+		if reason := c.readReason(); reason != "" {
+			return fmt.Errorf("%w (%s)", ErrAuthFailed, reason)
+		}
+		return ErrAuthFailed
+	}
+	return nil
+}
+
+func contains(b []byte, v byte) bool {
+	for _, x := range b {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// vncAuthResponse encrypts the challenge with DES keyed by the password's
+// first 8 bytes, each bit-reversed, as RFB's VNC Authentication requires.
+func vncAuthResponse(password string, challenge [16]byte) ([16]byte, error) {
+	var key [8]byte
+	copy(key[:], password)
+	for i, b := range key {
+		var r byte
+		for j := range 8 {
+			if b&(1<<j) != 0 {
+				r |= 1 << (7 - j)
+			}
+		}
+		key[i] = r
+	}
+	block, err := des.NewCipher(key[:])
+	if err != nil {
+		return [16]byte{}, err
+	}
+	var out [16]byte
+	block.Encrypt(out[:8], challenge[:8])
+	block.Encrypt(out[8:], challenge[8:])
+	return out, nil
+}
+
+func (c *Client) serverInit() error {
+	var hdr [24]byte
+	if _, err := io.ReadFull(c.r, hdr[:]); err != nil {
+		return fmt.Errorf("read server init: %w", err)
+	}
+	w, h := int(binary.BigEndian.Uint16(hdr[0:])), int(binary.BigEndian.Uint16(hdr[2:]))
+	if w == 0 || h == 0 || w > maxDimension || h > maxDimension {
+		return fmt.Errorf("%w: screen size %dx%d", ErrProtocol, w, h)
+	}
+	n := binary.BigEndian.Uint32(hdr[20:])
+	if n > maxName {
+		return fmt.Errorf("%w: desktop name of %d bytes", ErrProtocol, n)
+	}
+	name := make([]byte, n)
+	if _, err := io.ReadFull(c.r, name); err != nil {
+		return err
+	}
+	c.Name = string(name)
+	c.fb = image.NewRGBA(image.Rect(0, 0, w, h))
+	return nil
+}
+
+// setPixelFormat asks for 32-bit true colour, little-endian, so each pixel
+// arrives as B, G, R, unused.
+func (c *Client) setPixelFormat() error {
+	msg := []byte{0, 0, 0, 0,
+		32, 24, 0, 1, // bpp, depth, big-endian false, true colour
+		0, 255, 0, 255, 0, 255, // red, green, blue max
+		16, 8, 0, // shifts
+		0, 0, 0}
+	return c.write(msg)
+}
+
+func (c *Client) setEncodings(encs ...int32) error {
+	msg := make([]byte, 4+4*len(encs))
+	msg[0] = 2
+	binary.BigEndian.PutUint16(msg[2:], uint16(len(encs)))
+	for i, e := range encs {
+		binary.BigEndian.PutUint32(msg[4+4*i:], uint32(e))
+	}
+	return c.write(msg)
+}
+
+func (c *Client) write(b []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_, err := c.conn.Write(b)
+	return err
+}
+
+// Size returns the current screen size.
+func (c *Client) Size() (int, int) {
+	c.fbMu.RLock()
+	defer c.fbMu.RUnlock()
+	b := c.fb.Bounds()
+	return b.Dx(), b.Dy()
+}
+
+// RequestUpdate asks for the screen (incremental: only what changed).
+func (c *Client) RequestUpdate(incremental bool) error {
+	w, h := c.Size()
+	msg := make([]byte, 10)
+	msg[0] = 3
+	if incremental {
+		msg[1] = 1
+	}
+	binary.BigEndian.PutUint16(msg[6:], uint16(w))
+	binary.BigEndian.PutUint16(msg[8:], uint16(h))
+	return c.write(msg)
+}
+
+// Key sends a key press or release of an X11 keysym.
+func (c *Client) Key(keysym uint32, down bool) error {
+	msg := make([]byte, 8)
+	msg[0] = 4
+	if down {
+		msg[1] = 1
+	}
+	binary.BigEndian.PutUint32(msg[4:], keysym)
+	return c.write(msg)
+}
+
+// Pointer sends the pointer position and button mask (bit 0 left, 1
+// middle, 2 right, 3 and 4 wheel up and down).
+func (c *Client) Pointer(x, y int, buttons uint8) error {
+	w, h := c.Size()
+	x, y = max(0, min(x, w-1)), max(0, min(y, h-1))
+	msg := []byte{5, buttons, 0, 0, 0, 0}
+	binary.BigEndian.PutUint16(msg[2:], uint16(x))
+	binary.BigEndian.PutUint16(msg[4:], uint16(y))
+	return c.write(msg)
+}
+
+// CutText sends clipboard text. Classic RFB carries Latin-1; characters
+// outside it are replaced by '?'.
+func (c *Client) CutText(text string) error {
+	if len(text) > maxCutText {
+		text = text[:maxCutText]
+	}
+	latin := make([]byte, 0, len(text))
+	for _, r := range text {
+		if r > 0xff {
+			r = '?'
+		}
+		latin = append(latin, byte(r))
+	}
+	msg := make([]byte, 8+len(latin))
+	msg[0] = 6
+	binary.BigEndian.PutUint32(msg[4:], uint32(len(latin)))
+	copy(msg[8:], latin)
+	return c.write(msg)
+}
+
+// Close closes the connection.
+func (c *Client) Close() error { return c.conn.Close() }

@@ -1,0 +1,183 @@
+package vnc
+
+import (
+	"encoding/binary"
+	"fmt"
+	"image"
+	"io"
+)
+
+// Copy is a CopyRect: the pixels at Src moved to Dst. The display encoder
+// forwards it as a Guacamole "copy" instead of re-sending pixels.
+type Copy struct {
+	Src image.Point
+	Dst image.Rectangle
+}
+
+// Update says what one server message changed.
+type Update struct {
+	// Rects are regions whose pixels changed.
+	Rects []image.Rectangle
+	// Copies are regions moved within the screen, in order.
+	Copies []Copy
+	// Resized reports a new screen size; the whole screen is then new.
+	Resized bool
+	// CutText is clipboard text from the server, when HasCutText.
+	CutText    string
+	HasCutText bool
+	Bell       bool
+}
+
+// ReadMessage reads and applies one server message.
+func (c *Client) ReadMessage() (Update, error) {
+	t, err := c.r.ReadByte()
+	if err != nil {
+		return Update{}, err
+	}
+	switch t {
+	case 0:
+		return c.framebufferUpdate()
+	case 1: // SetColourMapEntries: unused with true colour, but skip it whole
+		var hdr [5]byte
+		if _, err := io.ReadFull(c.r, hdr[:]); err != nil {
+			return Update{}, err
+		}
+		n := int(binary.BigEndian.Uint16(hdr[3:]))
+		_, err := c.r.Discard(6 * n)
+		return Update{}, err
+	case 2:
+		return Update{Bell: true}, nil
+	case 3:
+		var hdr [7]byte
+		if _, err := io.ReadFull(c.r, hdr[:]); err != nil {
+			return Update{}, err
+		}
+		n := binary.BigEndian.Uint32(hdr[3:])
+		if n > maxCutText {
+			return Update{}, fmt.Errorf("%w: clipboard text of %d bytes", ErrProtocol, n)
+		}
+		b := make([]byte, n)
+		if _, err := io.ReadFull(c.r, b); err != nil {
+			return Update{}, err
+		}
+		// Classic cut text is Latin-1.
+		runes := make([]rune, len(b))
+		for i, x := range b {
+			runes[i] = rune(x)
+		}
+		return Update{CutText: string(runes), HasCutText: true}, nil
+	}
+	return Update{}, fmt.Errorf("%w: unknown server message type %d", ErrProtocol, t)
+}
+
+func (c *Client) framebufferUpdate() (Update, error) {
+	var hdr [3]byte
+	if _, err := io.ReadFull(c.r, hdr[:]); err != nil {
+		return Update{}, err
+	}
+	n := int(binary.BigEndian.Uint16(hdr[1:]))
+	var u Update
+	c.fbMu.Lock()
+	defer c.fbMu.Unlock()
+	for range n {
+		var rh [12]byte
+		if _, err := io.ReadFull(c.r, rh[:]); err != nil {
+			return u, err
+		}
+		x, y := int(binary.BigEndian.Uint16(rh[0:])), int(binary.BigEndian.Uint16(rh[2:]))
+		w, h := int(binary.BigEndian.Uint16(rh[4:])), int(binary.BigEndian.Uint16(rh[6:]))
+		enc := int32(binary.BigEndian.Uint32(rh[8:]))
+		r := image.Rect(x, y, x+w, y+h)
+		if enc == encDesktopSize {
+			if w == 0 || h == 0 || w > maxDimension || h > maxDimension {
+				return u, fmt.Errorf("%w: new screen size %dx%d", ErrProtocol, w, h)
+			}
+			c.fb = image.NewRGBA(image.Rect(0, 0, w, h))
+			u.Resized = true
+			continue
+		}
+		// An empty rectangle is "in" any other, so check the corners
+		// themselves: an empty one far outside the screen must not pass.
+		if b := c.fb.Bounds(); r.Min.X > b.Max.X || r.Min.Y > b.Max.Y || !r.In(b) {
+			return u, fmt.Errorf("%w: rectangle %v outside the %v screen", ErrProtocol, r, b.Size())
+		}
+		if r.Empty() {
+			if enc == encCopyRect {
+				if _, err := c.r.Discard(4); err != nil {
+					return u, err
+				}
+			} else if enc != encRaw {
+				return u, fmt.Errorf("%w: encoding %d was not asked for", ErrProtocol, enc)
+			}
+			continue // no pixels
+		}
+		switch enc {
+		case encRaw:
+			if err := c.raw(r); err != nil {
+				return u, err
+			}
+			u.Rects = append(u.Rects, r)
+		case encCopyRect:
+			var src [4]byte
+			if _, err := io.ReadFull(c.r, src[:]); err != nil {
+				return u, err
+			}
+			sp := image.Pt(int(binary.BigEndian.Uint16(src[0:])), int(binary.BigEndian.Uint16(src[2:])))
+			if !r.Sub(r.Min).Add(sp).In(c.fb.Bounds()) {
+				return u, fmt.Errorf("%w: copy source outside the screen", ErrProtocol)
+			}
+			copyWithin(c.fb, r, sp)
+			u.Copies = append(u.Copies, Copy{Src: sp, Dst: r})
+		default:
+			return u, fmt.Errorf("%w: encoding %d was not asked for", ErrProtocol, enc)
+		}
+	}
+	return u, nil
+}
+
+// raw reads r's pixels (B, G, R, x per pixel) into the framebuffer.
+func (c *Client) raw(r image.Rectangle) error {
+	row := make([]byte, 4*r.Dx())
+	for y := r.Min.Y; y < r.Max.Y; y++ {
+		if _, err := io.ReadFull(c.r, row); err != nil {
+			return err
+		}
+		dst := c.fb.Pix[c.fb.PixOffset(r.Min.X, y):]
+		for i := 0; i < len(row); i += 4 {
+			dst[i], dst[i+1], dst[i+2], dst[i+3] = row[i+2], row[i+1], row[i], 0xff
+		}
+	}
+	return nil
+}
+
+// copyWithin moves the pixels at src (size of dst) to dst, correctly when
+// the two overlap.
+func copyWithin(fb *image.RGBA, dst image.Rectangle, src image.Point) {
+	w := 4 * dst.Dx()
+	rows := make([]int, 0, dst.Dy())
+	for y := 0; y < dst.Dy(); y++ {
+		rows = append(rows, y)
+	}
+	if src.Y < dst.Min.Y { // moving down: copy bottom rows first
+		for i, j := 0, len(rows)-1; i < j; i, j = i+1, j-1 {
+			rows[i], rows[j] = rows[j], rows[i]
+		}
+	}
+	for _, y := range rows {
+		s := fb.PixOffset(src.X, src.Y+y)
+		d := fb.PixOffset(dst.Min.X, dst.Min.Y+y)
+		copy(fb.Pix[d:d+w], fb.Pix[s:s+w]) // copy handles overlap within a row
+	}
+}
+
+// Snapshot returns a copy of the screen region r.
+func (c *Client) Snapshot(r image.Rectangle) *image.RGBA {
+	c.fbMu.RLock()
+	defer c.fbMu.RUnlock()
+	r = r.Intersect(c.fb.Bounds())
+	out := image.NewRGBA(image.Rect(0, 0, r.Dx(), r.Dy()))
+	for y := 0; y < r.Dy(); y++ {
+		copy(out.Pix[out.PixOffset(0, y):out.PixOffset(r.Dx(), y)], c.fb.Pix[c.fb.PixOffset(r.Min.X, r.Min.Y+y):c.fb.PixOffset(r.Max.X, r.Min.Y+y)])
+	}
+	return out
+}

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/keyway-dev/keyway/gateway/sshgw"
+	"github.com/keyway-dev/keyway/gateway/target"
+	"github.com/keyway-dev/keyway/gateway/vnc"
 	"github.com/keyway-dev/keyway/gateway/wire"
 )
 
@@ -271,6 +273,8 @@ func (g *Gateway) handle(c *tls.Conn) {
 	switch req.Protocol {
 	case wire.ProtocolSSH:
 		g.terminal(c, req, log)
+	case wire.ProtocolVNC:
+		g.vncDesktop(c, req, log)
 	default:
 		log.Warn("refused session: protocol not supported")
 		wire.WriteResponse(c, &wire.Response{Code: wire.CodeUnsupported, Message: fmt.Sprintf("this gateway does not support %s sessions yet", req.Protocol)})
@@ -358,4 +362,47 @@ func (g *Gateway) relay(c *tls.Conn, req *wire.Request, log *slog.Logger) {
 	go splice(c, far)
 	wg.Wait()
 	log.Info("relay ended")
+}
+
+// vncDesktop serves a VNC desktop as Guacamole display instructions.
+func (g *Gateway) vncDesktop(c *tls.Conn, req *wire.Request, log *slog.Logger) {
+	start := time.Now()
+	conn, werr := target.Dial(g.ctx, req.Target, g.cfg.DialTimeout)
+	if werr != nil {
+		log.Warn("session refused", "code", werr.Code, "reason", werr.Message)
+		wire.WriteResponse(c, &wire.Response{Code: werr.Code, Message: werr.Message})
+		return
+	}
+	conn.SetDeadline(time.Now().Add(g.cfg.DialTimeout))
+	client, err := vnc.Connect(conn, vnc.Config{Password: string(req.Credentials.Password), Shared: true})
+	if err != nil {
+		conn.Close()
+		resp := vncRefusal(req.Target, err)
+		log.Warn("session refused", "code", resp.Code, "reason", resp.Message)
+		wire.WriteResponse(c, resp)
+		return
+	}
+	conn.SetDeadline(time.Time{})
+	if err := wire.WriteResponse(c, &wire.Response{OK: true}); err != nil {
+		client.Close()
+		return
+	}
+	w, h := client.Size()
+	log.Info("desktop session started", "name", client.Name, "size", fmt.Sprintf("%dx%d", w, h), "setup", time.Since(start).Round(time.Millisecond))
+	err = client.Serve(g.ctx, c)
+	log.Info("desktop session ended", "err", err, "duration", time.Since(start).Round(time.Second))
+}
+
+// vncRefusal says in words why a VNC server could not be signed in to.
+func vncRefusal(t wire.Target, err error) *wire.Response {
+	var ne net.Error
+	switch {
+	case errors.Is(err, vnc.ErrAuthFailed):
+		return &wire.Response{Code: wire.CodeAuthFailed, Message: fmt.Sprintf("the VNC server at %s refused the password", t)}
+	case errors.Is(err, vnc.ErrUnsupported), errors.Is(err, vnc.ErrProtocol):
+		return &wire.Response{Code: wire.CodeUnsupported, Message: fmt.Sprintf("cannot sign in to %s: %v", t, err)}
+	case errors.As(err, &ne) && ne.Timeout():
+		return &wire.Response{Code: wire.CodeTimeout, Message: fmt.Sprintf("the VNC server at %s did not complete the handshake in time", t)}
+	}
+	return &wire.Response{Code: wire.CodeUnreachable, Message: fmt.Sprintf("the VNC handshake with %s failed: %v", t, err)}
 }

@@ -10,7 +10,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +22,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/keyway-dev/keyway/e2e/targets"
+	"github.com/keyway-dev/keyway/gateway/guac"
 	"github.com/keyway-dev/keyway/gateway/wire"
 )
 
@@ -197,7 +201,7 @@ func TestTerminalSession(t *testing.T) {
 		{"wrong password", func(r *wire.Request) { r.Credentials.Password = "wrong-password" }, wire.CodeAuthFailed, "rejected the login"},
 		{"host key mismatch", func(r *wire.Request) { r.HostKey = otherHostKey(t) }, wire.CodeHostKeyMismatch, "has changed: expected SHA256:"},
 		{"refused port", func(r *wire.Request) { r.Target.Port = closedPort(t) }, wire.CodeRefused, "refused the connection"},
-		{"unsupported protocol", func(r *wire.Request) { r.Protocol = wire.ProtocolVNC }, wire.CodeUnsupported, "does not support vnc"},
+		{"unsupported protocol", func(r *wire.Request) { r.Protocol = wire.ProtocolRDP }, wire.CodeUnsupported, "does not support rdp"},
 		{"no terminal", func(r *wire.Request) { r.Terminal = nil }, wire.CodeBadRequest, "terminal"},
 		{"invalid port", func(r *wire.Request) { r.Target.Port = 0 }, wire.CodeBadRequest, "port"},
 	} {
@@ -364,4 +368,87 @@ func TestCloseEndsSessions(t *testing.T) {
 			return
 		}
 	}
+}
+
+// TestVNCDesktop runs a VNC desktop through the gateway as the portal
+// would: Guacamole display instructions out, key instructions in.
+func TestVNCDesktop(t *testing.T) {
+	t.Parallel()
+	x := targets.NewXvnc(t, targets.XvncOptions{Password: "vncpw123"})
+	if err := x.Run("xsetroot", "-solid", "#336699"); err != nil {
+		t.Fatal(err)
+	}
+	g := startGateway(t)
+	req := func(pw string) *wire.Request {
+		return &wire.Request{Kind: wire.KindSession, Protocol: wire.ProtocolVNC, SessionID: "vnc", User: "tester",
+			Target: wire.Target{Host: x.Host, Port: x.Port}, Credentials: wire.Credentials{Password: wire.Secret(pw)}}
+	}
+	if _, resp := g.open(t, req("wrongpw1")); resp.OK || resp.Code != wire.CodeAuthFailed || !strings.Contains(resp.Message, "refused the password") {
+		t.Fatalf("wrong VNC password: %+v", resp)
+	}
+	s, resp := g.open(t, req("vncpw123"))
+	if !resp.OK {
+		t.Fatalf("refused: %+v", resp)
+	}
+	rd := guac.NewReader(s.conn, guac.Limits{MaxElement: 1 << 20, MaxElements: 16})
+	next := func(want string) guac.Instruction {
+		t.Helper()
+		for {
+			in, err := rd.Read()
+			if err != nil {
+				t.Fatalf("waiting for %s: %v", want, err)
+			}
+			if in.Opcode == want {
+				return in
+			}
+		}
+	}
+	if in := next("size"); strings.Join(in.Args, "x") != "0x1024x768" {
+		t.Fatalf("size %v", in.Args)
+	}
+	next("img")
+	ts := next("sync").Args[0]
+	send := func(in guac.Instruction) {
+		if _, err := s.conn.Write(in.AppendTo(nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(guac.New("sync", ts))
+
+	out := filepath.Join(t.TempDir(), "typed")
+	if _, err := x.Start("xterm", "-geometry", "80x10+0+0", "-e", "sh", "-c", "read line; echo \"$line\" > "+out); err != nil {
+		t.Fatal(err)
+	}
+	// Frames keep coming as the xterm appears; acknowledge them.
+	go func() {
+		for {
+			in, err := rd.Read()
+			if err != nil {
+				return
+			}
+			if in.Opcode == "sync" {
+				send(guac.New("sync", in.Args[0]))
+			}
+		}
+	}()
+	waitUntil(t, "the xterm window", func() bool { return hasXterm(x) })
+	send(guac.New("mouse", "40", "40", "0"))
+	for _, r := range "via-gateway" {
+		send(guac.New("key", strconv.Itoa(int(r)), "1"))
+		send(guac.New("key", strconv.Itoa(int(r)), "0"))
+	}
+	send(guac.New("key", "65293", "1"))
+	send(guac.New("key", "65293", "0"))
+	waitUntil(t, "typed text on the remote side", func() bool {
+		b, _ := os.ReadFile(out)
+		return strings.TrimSpace(string(b)) == "via-gateway"
+	})
+	s.conn.Close()
+}
+
+func hasXterm(x *targets.Xvnc) bool {
+	cmd := exec.Command("xwininfo", "-root", "-tree")
+	cmd.Env = append(os.Environ(), "DISPLAY=:"+strconv.Itoa(x.Display))
+	out, _ := cmd.Output()
+	return strings.Contains(string(out), "xterm")
 }

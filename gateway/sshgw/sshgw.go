@@ -12,11 +12,11 @@ import (
 	"net"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
+	gwtarget "github.com/keyway-dev/keyway/gateway/target"
 	"github.com/keyway-dev/keyway/gateway/wire"
 )
 
@@ -47,10 +47,9 @@ func (e *Engine) Dial(ctx context.Context, req *wire.Request) (*Client, *wire.Re
 	target := req.Target.String()
 	ctx, cancel := context.WithTimeout(ctx, e.dialTimeout)
 	defer cancel()
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", target)
-	if err != nil {
-		return nil, refusal(dialError(target, err, e.dialTimeout), nil)
+	conn, werr := gwtarget.Dial(ctx, req.Target, e.dialTimeout)
+	if werr != nil {
+		return nil, refusal(werr, nil)
 	}
 	// The handshake has no context of its own: the deadline bounds it.
 	if dl, ok := ctx.Deadline(); ok {
@@ -134,23 +133,6 @@ func authMethods(c wire.Credentials) []ssh.AuthMethod {
 		}))
 	}
 	return m
-}
-
-func dialError(target string, err error, timeout time.Duration) *wire.Error {
-	var ne net.Error
-	switch {
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return wire.Errorf(wire.CodeRefused, "target %s refused the connection: is the SSH server running on that port?", target)
-	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
-		return wire.Errorf(wire.CodeTimeout, "target %s did not answer within %s", target, timeout)
-	case errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH):
-		return wire.Errorf(wire.CodeUnreachable, "target %s cannot be reached from the gateway (no route)", target)
-	}
-	var dnsErr *net.DNSError
-	if errors.As(err, &dnsErr) {
-		return wire.Errorf(wire.CodeUnreachable, "target host %s could not be resolved by the gateway", dnsErr.Name)
-	}
-	return wire.Errorf(wire.CodeUnreachable, "target %s could not be reached: %v", target, err)
 }
 
 func handshakeError(target, user string, err error, timedOut bool, timeout time.Duration) *wire.Error {

@@ -1,0 +1,134 @@
+// Package display turns a remote screen's changes into Guacamole protocol
+// instructions: the one display pipeline for every desktop protocol (VNC
+// now, RDP later). It sends changed regions as PNG images, moves as "copy",
+// and ends each frame with "sync", which the browser acknowledges so the
+// session can pace itself to the link.
+package display
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base64"
+	"image"
+	"image/png"
+	"io"
+	"strconv"
+
+	"github.com/keyway-dev/keyway/gateway/guac"
+)
+
+// Guacamole composite modes (guacamole-server's guac_composite_mode).
+const (
+	compSrc  = "12" // replace
+	compOver = "14" // draw over
+)
+
+// blobChunk is how many bytes of image data one "blob" carries (before
+// base64), small enough for browsers to decode incrementally.
+const blobChunk = 6 << 10
+
+// Encoder writes display instructions to a stream. It is used from one
+// goroutine; Flush sends what was written.
+type Encoder struct {
+	w      *bufio.Writer
+	buf    []byte
+	stream int
+	png    png.Encoder
+	img    bytes.Buffer
+	b64    []byte
+}
+
+// NewEncoder writes to w.
+func NewEncoder(w io.Writer) *Encoder {
+	return &Encoder{w: bufio.NewWriterSize(w, 64<<10), png: png.Encoder{CompressionLevel: png.BestSpeed}}
+}
+
+func (e *Encoder) write(in guac.Instruction) error {
+	e.buf = in.AppendTo(e.buf[:0])
+	_, err := e.w.Write(e.buf)
+	return err
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// Size sets the size of the default layer (the screen).
+func (e *Encoder) Size(w, h int) error {
+	return e.write(guac.New("size", "0", itoa(w), itoa(h)))
+}
+
+// Copy moves the screen region at src, the size of dst, to dst.
+func (e *Encoder) Copy(src image.Point, dst image.Rectangle) error {
+	return e.write(guac.New("copy", "0", itoa(src.X), itoa(src.Y), itoa(dst.Dx()), itoa(dst.Dy()),
+		compSrc, "0", itoa(dst.Min.X), itoa(dst.Min.Y)))
+}
+
+// Image sends img as a PNG drawn at at on the screen.
+func (e *Encoder) Image(img image.Image, at image.Point) error {
+	e.img.Reset()
+	if err := e.png.Encode(&e.img, img); err != nil {
+		return err
+	}
+	// Streams are numbered by the sender; reuse a small range.
+	e.stream = (e.stream + 1) % 64
+	s := itoa(e.stream)
+	if err := e.write(guac.New("img", s, compOver, "0", "image/png", itoa(at.X), itoa(at.Y))); err != nil {
+		return err
+	}
+	data := e.img.Bytes()
+	for len(data) > 0 {
+		n := min(len(data), blobChunk)
+		e.b64 = base64.StdEncoding.AppendEncode(e.b64[:0], data[:n])
+		if err := e.write(guac.New("blob", s, string(e.b64))); err != nil {
+			return err
+		}
+		data = data[n:]
+	}
+	return e.write(guac.New("end", s))
+}
+
+// Sync ends a frame at timestamp ms.
+func (e *Encoder) Sync(ms int64) error {
+	return e.write(guac.New("sync", strconv.FormatInt(ms, 10)))
+}
+
+// Error tells the browser the session ended, with a Guacamole status code.
+func (e *Encoder) Error(message string, status int) error {
+	return e.write(guac.New("error", message, itoa(status)))
+}
+
+// Flush sends the buffered instructions.
+func (e *Encoder) Flush() error { return e.w.Flush() }
+
+// Coalesce merges rectangles that overlap or nearly touch, so a frame with
+// many small changes is sent as fewer images. It keeps at most max
+// rectangles, merging the closest ones first.
+func Coalesce(rects []image.Rectangle, max int) []image.Rectangle {
+	out := make([]image.Rectangle, 0, len(rects))
+	for _, r := range rects {
+		if r.Empty() {
+			continue
+		}
+		merged := true
+		for merged {
+			merged = false
+			for i, o := range out {
+				// Merge when the union costs little more than the two.
+				u := r.Union(o)
+				if area(u) <= area(r)+area(o)+64*64 {
+					r = u
+					out = append(out[:i], out[i+1:]...)
+					merged = true
+					break
+				}
+			}
+		}
+		out = append(out, r)
+	}
+	for len(out) > max {
+		out[len(out)-2] = out[len(out)-2].Union(out[len(out)-1])
+		out = out[:len(out)-1]
+	}
+	return out
+}
+
+func area(r image.Rectangle) int { return r.Dx() * r.Dy() }

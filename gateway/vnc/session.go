@@ -1,0 +1,217 @@
+package vnc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"io"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/keyway-dev/keyway/gateway/display"
+	"github.com/keyway-dev/keyway/gateway/guac"
+)
+
+// maxFramesInFlight is how many frames may await the browser's sync
+// acknowledgement before the session stops asking the server for more: a
+// slow link then gets fewer, coalesced frames instead of a growing queue.
+const maxFramesInFlight = 2
+
+// maxRectsPerFrame bounds the images of one frame; more changes are merged.
+const maxRectsPerFrame = 32
+
+// Serve runs the desktop over stream until either side ends or ctx is
+// done: screen changes go out as Guacamole display instructions, and
+// browser key, mouse and sync instructions come in. It closes the client.
+func (c *Client) Serve(ctx context.Context, stream io.ReadWriter) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// Ending either side ends both: closing the connections unblocks the
+	// goroutine still reading.
+	stop := context.AfterFunc(ctx, func() {
+		c.conn.Close()
+		if cl, ok := stream.(io.Closer); ok {
+			cl.Close()
+		}
+	})
+	defer stop()
+	defer c.conn.Close()
+
+	p := &pacer{}
+	p.cond = sync.NewCond(&p.mu)
+	context.AfterFunc(ctx, p.stop)
+
+	errc := make(chan error, 2)
+	go func() { errc <- c.input(ctx, stream, p) }()
+	go func() { errc <- c.output(ctx, stream, p) }()
+	err := <-errc
+	cancel()
+	if err2 := <-errc; err == nil {
+		err = err2
+	}
+	if errors.Is(err, io.EOF) {
+		return nil
+	}
+	return err
+}
+
+// pacer counts frames the browser has not acknowledged yet.
+type pacer struct {
+	mu       sync.Mutex
+	cond     *sync.Cond
+	inFlight int
+	stopped  bool
+}
+
+func (p *pacer) sent() {
+	p.mu.Lock()
+	p.inFlight++
+	p.mu.Unlock()
+}
+
+func (p *pacer) acked() {
+	p.mu.Lock()
+	if p.inFlight > 0 {
+		p.inFlight--
+	}
+	p.mu.Unlock()
+	p.cond.Broadcast()
+}
+
+// wait blocks while too many frames are unacknowledged; false once stopped.
+func (p *pacer) wait() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for p.inFlight >= maxFramesInFlight && !p.stopped {
+		p.cond.Wait()
+	}
+	return !p.stopped
+}
+
+func (p *pacer) stop() {
+	p.mu.Lock()
+	p.stopped = true
+	p.mu.Unlock()
+	p.cond.Broadcast()
+}
+
+// output sends the screen: the whole of it first, then what changed.
+func (c *Client) output(ctx context.Context, stream io.Writer, p *pacer) error {
+	enc := display.NewEncoder(stream)
+	w, h := c.Size()
+	if err := enc.Size(w, h); err != nil {
+		return err
+	}
+	first := true
+	pending := false
+	for {
+		if !pending {
+			if !p.wait() {
+				return ctx.Err()
+			}
+			if err := c.RequestUpdate(!first); err != nil {
+				return fmt.Errorf("request screen update: %w", err)
+			}
+			pending = true
+		}
+		u, err := c.ReadMessage()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			// Tell the browser why before the stream closes (Guacamole
+			// status 0x0203, upstream error).
+			enc.Error("The VNC server closed the connection.", 0x0203)
+			enc.Flush()
+			return fmt.Errorf("the VNC server closed the connection: %w", err)
+		}
+		if u.Bell || u.HasCutText {
+			continue // not an answer to our request; clipboard comes later
+		}
+		pending = false
+		if err := c.encode(enc, u, first); err != nil {
+			return err
+		}
+		first = false
+		if err := enc.Sync(time.Now().UnixMilli()); err != nil {
+			return err
+		}
+		if err := enc.Flush(); err != nil {
+			return err
+		}
+		p.sent()
+	}
+}
+
+func (c *Client) encode(enc *display.Encoder, u Update, whole bool) error {
+	w, h := c.Size()
+	if u.Resized {
+		if err := enc.Size(w, h); err != nil {
+			return err
+		}
+		whole = true
+	}
+	for _, cp := range u.Copies {
+		if err := enc.Copy(cp.Src, cp.Dst); err != nil {
+			return err
+		}
+	}
+	rects := u.Rects
+	if whole {
+		rects = []image.Rectangle{image.Rect(0, 0, w, h)}
+	}
+	for _, r := range display.Coalesce(rects, maxRectsPerFrame) {
+		if err := enc.Image(c.Snapshot(r), r.Min); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// input applies the browser's instructions to the remote desktop.
+func (c *Client) input(ctx context.Context, stream io.Reader, p *pacer) error {
+	rd := guac.NewReader(stream, guac.BrowserLimits)
+	for {
+		in, err := rd.Read()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return err
+		}
+		switch in.Opcode {
+		case "sync":
+			p.acked()
+		case "key":
+			if len(in.Args) != 2 {
+				continue
+			}
+			keysym, err := strconv.ParseUint(in.Args[0], 10, 32)
+			if err != nil {
+				continue
+			}
+			if err := c.Key(uint32(keysym), in.Args[1] == "1"); err != nil {
+				return err
+			}
+		case "mouse":
+			if len(in.Args) < 3 {
+				continue
+			}
+			x, errX := strconv.Atoi(in.Args[0])
+			y, errY := strconv.Atoi(in.Args[1])
+			mask, errM := strconv.ParseUint(in.Args[2], 10, 8)
+			if errX != nil || errY != nil || errM != nil {
+				continue
+			}
+			// Guacamole's button mask has RFB's layout: left, middle,
+			// right, wheel up, wheel down.
+			if err := c.Pointer(x, y, uint8(mask)); err != nil {
+				return err
+			}
+		case "disconnect":
+			return io.EOF
+		}
+	}
+}

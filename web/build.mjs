@@ -15,6 +15,7 @@ try {
     entryPoints: {
       app: join(web, 'src', 'app.ts'),
       terminal: join(web, 'src', 'terminal.ts'),
+      desktop: join(web, 'src', 'desktop.ts'),
     },
     bundle: true,
     minify: true,

@@ -23,6 +23,7 @@ type demoInfo struct {
 	Admin   demoLogin  `json:"admin"`
 	User    demoLogin  `json:"user"`
 	Targets demoTarget `json:"ssh_target"`
+	VNC     demoTarget `json:"vnc_target"`
 }
 
 type demoLogin struct {
@@ -57,9 +58,14 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("start demo sshd: %w", err)
 	}
 	defer sshd.Stop()
+	xvnc, err := startDemoDesktop(ctx, filepath.Join(cfg.DataDir, "targets", "xvnc"))
+	if err != nil {
+		return err
+	}
+	defer xvnc.Stop()
 
 	return serveWith(ctx, cfg, stderr, func(ctx context.Context, p *portal) error {
-		info, err := seedDemo(ctx, p.Store, sshd)
+		info, err := seedDemo(ctx, p.Store, sshd, xvnc)
 		if err != nil {
 			return fmt.Errorf("create demo data: %w", err)
 		}
@@ -76,10 +82,11 @@ Keyway demo is running at %s
   user:   %-12s password %s
 
 Sign in as the user and click Connect on %q for a terminal on the demo sshd
-(%s:%d). Sign in as the admin to manage users, resources and grants.
+(%s:%d), or on %q for a desktop with an xterm (Xvnc on %s:%d).
+Sign in as the admin to manage users, resources, grants and gateways.
 Press Ctrl+C to stop.
 `, info.URL, info.Admin.Name, info.Admin.Password, info.User.Name, info.User.Password,
-			info.Targets.Resource, info.Targets.Host, info.Targets.Port)
+			info.Targets.Resource, info.Targets.Host, info.Targets.Port, info.VNC.Resource, info.VNC.Host, info.VNC.Port)
 		return nil
 	})
 }
@@ -90,14 +97,38 @@ func isFlagSet(fs *flag.FlagSet, name string) bool {
 	return set
 }
 
+// demoVNCPassword is the demo desktop's VNC password (VNC uses 8 characters).
+const demoVNCPassword = "kwdemo12"
+
+// startDemoDesktop starts Xvnc with a coloured background and an xterm.
+func startDemoDesktop(ctx context.Context, dir string) (*targets.Xvnc, error) {
+	x, err := targets.StartXvnc(ctx, dir, targets.XvncOptions{Password: demoVNCPassword})
+	if err != nil {
+		return nil, fmt.Errorf("start demo VNC desktop: %w", err)
+	}
+	if err := x.Run("xsetroot", "-solid", "#336699"); err != nil {
+		x.Stop()
+		return nil, fmt.Errorf("demo desktop background: %w", err)
+	}
+	// The shell runs as the unprivileged test user, never as the portal's
+	// own user.
+	if _, err := x.Start("xterm", "-geometry", "100x30+20+20", "-fa", "DejaVu Sans Mono", "-fs", "11",
+		"-e", "runuser", "-u", targets.TestUser, "--", "bash", "-l"); err != nil {
+		x.Stop()
+		return nil, fmt.Errorf("demo desktop xterm: %w", err)
+	}
+	return x, nil
+}
+
 // seedDemo creates or refreshes the demo accounts and resources. Passwords
-// are new at every start and the resource follows the sshd's current port.
-func seedDemo(ctx context.Context, st *store.Store, sshd *targets.SSHD) (demoInfo, error) {
+// are new at every start and the resources follow the servers' ports.
+func seedDemo(ctx context.Context, st *store.Store, sshd *targets.SSHD, xvnc *targets.Xvnc) (demoInfo, error) {
 	info := demoInfo{
 		Admin: demoLogin{Name: "demo-admin", Password: "admin-" + rand.Text()[:12]},
 		User:  demoLogin{Name: "demo-user", Password: "user-" + rand.Text()[:12]},
 		Targets: demoTarget{Resource: "demo-ssh", Host: sshd.Host, Port: sshd.Port,
 			Login: sshd.User, Password: sshd.Password},
+		VNC: demoTarget{Resource: "demo-vnc", Host: xvnc.Host, Port: xvnc.Port, Password: demoVNCPassword},
 	}
 	var userID int64
 	for _, l := range []struct {
@@ -122,11 +153,29 @@ func seedDemo(ctx context.Context, st *store.Store, sshd *targets.SSHD) (demoInf
 		userID = u.ID
 	}
 
-	res := store.Resource{
+	res, err := upsertDemoResource(ctx, st, store.Resource{
 		Name: info.Targets.Resource, Description: "OpenSSH server started by portal demo on loopback",
 		Protocol: "ssh", Host: sshd.Host, Port: sshd.Port, Login: sshd.User, Tags: []string{"demo"},
+	}, &store.Secrets{Password: sshd.Password}, userID)
+	if err != nil {
+		return info, err
 	}
-	secrets := &store.Secrets{Password: sshd.Password}
+	// The demo knows the sshd's host key, so it pins it up front.
+	if err := st.ReplaceHostKey(ctx, res.ID, sshd.HostKey); err != nil {
+		return info, fmt.Errorf("pin demo host key: %w", err)
+	}
+	if _, err := upsertDemoResource(ctx, st, store.Resource{
+		Name: info.VNC.Resource, Description: "Xvnc desktop with an xterm, started by portal demo on loopback",
+		Protocol: "vnc", Host: xvnc.Host, Port: xvnc.Port, Tags: []string{"demo"},
+	}, &store.Secrets{Password: demoVNCPassword}, userID); err != nil {
+		return info, err
+	}
+	return info, nil
+}
+
+// upsertDemoResource creates or updates a demo resource and grants it to
+// the demo user.
+func upsertDemoResource(ctx context.Context, st *store.Store, res store.Resource, secrets *store.Secrets, userID int64) (store.Resource, error) {
 	existing, err := findResource(ctx, st, res.Name)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -136,22 +185,18 @@ func seedDemo(ctx context.Context, st *store.Store, sshd *targets.SSHD) (demoInf
 		err = st.UpdateResource(ctx, res, secrets)
 	}
 	if err != nil {
-		return info, fmt.Errorf("demo resource: %w", err)
-	}
-	// The demo knows the sshd's host key, so it pins it up front.
-	if err := st.ReplaceHostKey(ctx, res.ID, sshd.HostKey); err != nil {
-		return info, fmt.Errorf("pin demo host key: %w", err)
+		return res, fmt.Errorf("demo resource %s: %w", res.Name, err)
 	}
 	ok, err := st.CanUse(ctx, userID, res.ID)
 	if err != nil {
-		return info, err
+		return res, err
 	}
 	if !ok {
 		if _, err := st.CreateGrant(ctx, res.ID, "user", userID); err != nil {
-			return info, fmt.Errorf("demo grant: %w", err)
+			return res, fmt.Errorf("demo grant: %w", err)
 		}
 	}
-	return info, nil
+	return res, nil
 }
 
 func findResource(ctx context.Context, st *store.Store, name string) (store.Resource, error) {

@@ -106,6 +106,10 @@ func (c *Client) output(ctx context.Context, stream io.Writer, p *pacer) error {
 	}
 	first := true
 	pending := false
+	// Timestamps strictly increase: guacamole-common-js acknowledges a sync
+	// only if its timestamp differs from the last one, and an unacknowledged
+	// frame would hold the pacer forever.
+	var lastSync int64
 	for {
 		if !pending {
 			if !p.wait() {
@@ -135,7 +139,8 @@ func (c *Client) output(ctx context.Context, stream io.Writer, p *pacer) error {
 			return err
 		}
 		first = false
-		if err := enc.Sync(time.Now().UnixMilli()); err != nil {
+		lastSync = max(time.Now().UnixMilli(), lastSync+1)
+		if err := enc.Sync(lastSync); err != nil {
 			return err
 		}
 		if err := enc.Flush(); err != nil {

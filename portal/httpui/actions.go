@@ -246,20 +246,24 @@ func (in *resourceInput) validate(isNew bool) fieldErrors {
 	if in.Protocol == "" {
 		in.Protocol = "ssh"
 	}
-	if in.Protocol != "ssh" {
-		fe["protocol"] = "Only SSH resources are supported so far."
+	if in.Protocol != "ssh" && in.Protocol != "vnc" {
+		fe["protocol"] = "Choose SSH or VNC."
 	}
 	if !hostPattern.MatchString(in.Host) {
 		fe["host"] = "Enter a host name or IP address."
 	}
 	if in.Port == 0 {
-		in.Port = 22
+		in.Port = map[string]int{"ssh": 22, "vnc": 5900}[in.Protocol]
 	}
 	if in.Port < 1 || in.Port > 65535 {
 		fe["port"] = "Enter a port from 1 to 65535."
 	}
-	if in.Login == "" || len(in.Login) > 64 || strings.ContainsAny(in.Login, " \t\r\n") {
+	// VNC servers mostly ask for a password only; the login is optional.
+	if (in.Login == "" && in.Protocol == "ssh") || len(in.Login) > 64 || strings.ContainsAny(in.Login, " \t\r\n") {
 		fe["login"] = "Enter the login name on the target (no spaces, up to 64 characters)."
+	}
+	if in.Protocol == "vnc" && strings.TrimSpace(in.PrivateKey) != "" {
+		fe["private_key"] = "VNC servers take a password, not a private key."
 	}
 	if len(in.Password) > maxSecret {
 		fe["password"] = "The password is too long."
@@ -276,7 +280,7 @@ func (in *resourceInput) validate(isNew bool) fieldErrors {
 			}
 		}
 	}
-	if isNew && in.Password == "" && in.PrivateKey == "" {
+	if isNew && in.Protocol == "ssh" && in.Password == "" && in.PrivateKey == "" {
 		fe["password"] = "Give a password or a private key so the portal can sign in to the target."
 	}
 	var tags []string
@@ -328,7 +332,7 @@ func (s *Server) updateResource(r *http.Request, actor store.User, id int64, in 
 	fe := in.validate(false)
 	hasPassword := (old.HasPassword && !in.ClearPassword) || in.Password != ""
 	hasKey := (old.HasPrivateKey && !in.ClearPrivateKey) || in.PrivateKey != ""
-	if !hasPassword && !hasKey {
+	if in.Protocol == "ssh" && !hasPassword && !hasKey {
 		fe["password"] = "Keep a password or a private key so the portal can sign in to the target."
 	}
 	if len(fe) > 0 {

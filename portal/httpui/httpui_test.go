@@ -150,6 +150,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET", fmt.Sprintf("/connect/%d", res), "user"},
 		{"GET", fmt.Sprintf("/connect/%d", other), ""},
 		{"GET", "/connect/999999", ""},
+		{"GET", fmt.Sprintf("/connect/%d/guac", other), ""},
+		{"GET", fmt.Sprintf("/connect/%d/ws", other), ""},
 		{"GET", "/admin/users", "admin"},
 		{"GET", "/admin/users/new", "admin"},
 		{"POST", "/admin/users", "admin"},

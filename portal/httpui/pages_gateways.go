@@ -426,5 +426,9 @@ func (s *Server) testResourceForm(w http.ResponseWriter, r *http.Request) {
 	took := time.Since(start).Round(time.Millisecond)
 	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionResourceTest, Target: res.Name, Outcome: audit.OutcomeSuccess,
 		Details: failure.detailsFor(gw, res)})
-	s.done(w, r, fmt.Sprintf("Connected to %s through gateway %s (segment %s) in %s; host key %s.", res.Name, gw.Name, gw.Segment, took, resp.HostKeyFingerprint), back)
+	msg := fmt.Sprintf("Connected to %s through gateway %s (segment %s) in %s", res.Name, gw.Name, gw.Segment, took)
+	if resp.HostKeyFingerprint != "" {
+		msg += "; host key " + resp.HostKeyFingerprint
+	}
+	s.done(w, r, msg+".", back)
 }

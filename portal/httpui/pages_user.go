@@ -40,6 +40,12 @@ func (s *Server) terminalPage(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if res.Protocol == "vnc" {
+		s.render(w, r, http.StatusOK, ui.Desktop(s.page(r, res.Name, ""), ui.DesktopView{
+			ResourceName: res.Name, Address: address(res), WSPath: fmt.Sprintf("/connect/%d/guac", res.ID),
+		}))
+		return
+	}
 	s.render(w, r, http.StatusOK, ui.Terminal(s.page(r, res.Name, ""), ui.TerminalView{
 		ResourceName: res.Name, Address: address(res), WSPath: fmt.Sprintf("/connect/%d/ws", res.ID),
 	}))

@@ -122,6 +122,7 @@ func (s *Server) routes() http.Handler {
 	signedIn("GET /{$}", s.home)
 	signedIn("GET /connect/{id}", s.terminalPage)
 	signedIn("GET /connect/{id}/ws", s.terminalSocket)
+	signedIn("GET /connect/{id}/guac", s.desktopSocket)
 	signedIn("GET /account", s.accountPage)
 	signedIn("POST /account/password", s.changePassword)
 	signedIn("POST /account/tokens", s.createToken)

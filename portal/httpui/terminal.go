@@ -105,6 +105,10 @@ func (s *Server) terminalSocket(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if res.Protocol != "ssh" {
+		s.renderError(w, r, http.StatusBadRequest, "This resource is not a terminal.")
+		return
+	}
 	up := websocket.Upgrader{
 		ReadBufferSize: 4 << 10, WriteBufferSize: 32 << 10,
 		CheckOrigin: sameOrigin, HandshakeTimeout: 10 * time.Second,
@@ -354,12 +358,14 @@ func (s *Server) dialResource(ctx context.Context, u store.User, res store.Resou
 		return nil, nil, gw, &dialFailure{code: "no_gateway", msg: capitalize(err.Error()) + ": ask an administrator to check the gateways."}
 	}
 	req := &wire.Request{
-		Kind: wire.KindSession, Protocol: wire.ProtocolSSH, SessionID: sessionID,
+		Kind: wire.KindSession, Protocol: res.Protocol, SessionID: sessionID,
 		User: u.Name, ClientAddr: client, Resource: res.Name,
 		Target:      wire.Target{Host: res.Host, Port: res.Port},
 		Credentials: wire.Credentials{Username: res.Login, Password: wire.Secret(secrets.Password), PrivateKey: wire.Secret(secrets.PrivateKey)},
-		HostKey:     res.HostKey,
-		Terminal:    &wire.Terminal{Term: "xterm-256color", Cols: cols, Rows: rows},
+	}
+	if res.Protocol == wire.ProtocolSSH {
+		req.HostKey = res.HostKey
+		req.Terminal = &wire.Terminal{Term: "xterm-256color", Cols: cols, Rows: rows}
 	}
 	failure := &dialFailure{details: map[string]string{}}
 	conn, resp, err := s.Gateways.Open(ctx, gw, req)
@@ -387,7 +393,7 @@ func (s *Server) dialResource(ctx context.Context, u store.User, res store.Resou
 		failure.details = failure.detailsFor(gw, res)
 		return nil, resp, gw, failure
 	}
-	if res.HostKey == "" && resp.HostKey != "" {
+	if res.Protocol == wire.ProtocolSSH && res.HostKey == "" && resp.HostKey != "" {
 		if err := s.Store.PinHostKey(ctx, res.ID, resp.HostKey); err != nil {
 			log.Error("pin host key", "err", err)
 		}

@@ -350,3 +350,10 @@ func stateClass(s string) string {
 	}
 	return "badge"
 }
+
+// DesktopView is the desktop (VNC, RDP) page.
+type DesktopView struct {
+	ResourceName string
+	Address      string
+	WSPath       string
+}

@@ -1,0 +1,64 @@
+// A VNC desktop in a real Chromium against `portal demo` (Xvnc with an
+// xterm on a #336699 background): connect, see the expected pixels in the
+// canvas, type a command into the remote xterm and check what it wrote.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, existsSync, rmSync } from 'node:fs';
+import { startDemo, launchBrowser, newPage, signIn, waitFor } from './harness.mjs';
+
+let demo;
+let browser;
+
+before(async () => {
+  demo = await startDemo();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await demo?.stop();
+});
+
+// pixel reads one pixel of the remote screen as the browser drew it.
+async function pixel(page, x, y) {
+  return page.evaluate(([x, y]) => {
+    const canvas = window.keywayDesktop.getDisplay().flatten();
+    const d = canvas.getContext('2d').getImageData(x, y, 1, 1).data;
+    return [d[0], d[1], d[2]];
+  }, [x, y]);
+}
+
+test('user opens the VNC desktop and types into its xterm', async () => {
+  const { info } = demo;
+  const page = await newPage(browser, info.url);
+  await signIn(page, info.user.name, info.user.password);
+  await page.locator('[data-resource="demo-vnc"]').getByRole('button').click();
+  await page.waitForURL('**/connect/*');
+  await page.locator('#desk-status', { hasText: /connected to demo-vnc/i }).waitFor();
+
+  // The background the demo painted, far from the xterm.
+  await waitFor('the desktop background in the canvas', async () => {
+    const [r, g, b] = await pixel(page, 1000, 740);
+    return r === 0x33 && g === 0x66 && b === 0x99;
+  });
+  const size = await page.evaluate(() => [window.keywayDesktop.getDisplay().getWidth(), window.keywayDesktop.getDisplay().getHeight()]);
+  assert.deepEqual(size, [1024, 768]);
+
+  // Point at the xterm (focus follows the pointer without a window
+  // manager), then type a command that writes a file on the remote side.
+  const out = `/tmp/keyway-vnc-e2e-${process.pid}-${Date.now()}.txt`;
+  const box = await page.locator('#desktop canvas').last().boundingBox();
+  const scale = await page.evaluate(() => window.keywayDesktop.getDisplay().getScale());
+  await page.mouse.move(box.x + 200 * scale, box.y + 200 * scale);
+  await page.mouse.move(box.x + 210 * scale, box.y + 210 * scale);
+  await page.keyboard.type(`echo vnc-$((6*7)) > ${out}\n`);
+  await waitFor('the command typed in the browser to run on the remote desktop', () =>
+    existsSync(out) && readFileSync(out, 'utf8').trim() === 'vnc-42', 15000);
+  rmSync(out, { force: true });
+
+  // The connection is in the audit log.
+  const admin = await newPage(browser, info.url);
+  await signIn(admin, info.admin.name, info.admin.password);
+  await admin.goto('/audit?action=connect&q=demo-vnc');
+  await admin.getByRole('cell', { name: 'demo-vnc' }).first().waitFor();
+});

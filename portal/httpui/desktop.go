@@ -1,0 +1,225 @@
+package httpui
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/keyway-dev/keyway/gateway/guac"
+	"github.com/keyway-dev/keyway/portal/audit"
+	"github.com/keyway-dev/keyway/portal/gateways"
+)
+
+// Guacamole status codes sent to the browser (guacamole-common-js shows
+// the instruction's message and acts on the code).
+const (
+	guacUpstreamError    = 0x0203
+	guacUpstreamNotFound = 0x0207
+	guacSessionClosed    = 0x020B
+	guacClientForbidden  = 0x0303
+)
+
+// gatewayLimits bound what the portal accepts from a gateway's display
+// stream: image chunks are small, but let a whole frame's clipboard pass.
+var gatewayLimits = guac.Limits{MaxElement: 1 << 20, MaxElements: 32}
+
+// wsFlushSize is how much display data the portal gathers into one
+// WebSocket message when a frame does not end sooner.
+const wsFlushSize = 64 << 10
+
+// desktopSocket serves guacamole-common-js's WebSocket tunnel for a VNC
+// resource: it relays the gateway's Guacamole instructions unchanged and
+// checks the browser's before passing them on.
+func (s *Server) desktopSocket(w http.ResponseWriter, r *http.Request) {
+	u, _ := currentUser(r)
+	if !sameOrigin(r) {
+		s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionAuthzDenied, Target: r.URL.Path,
+			Outcome: audit.OutcomeDenied, Reason: "WebSocket from another origin: " + r.Header.Get("Origin")})
+		http.Error(w, "cross-origin WebSocket refused", http.StatusForbidden)
+		return
+	}
+	res, ok := s.grantedResource(w, r, u)
+	if !ok {
+		return
+	}
+	if res.Protocol != "vnc" {
+		s.renderError(w, r, http.StatusBadRequest, "This resource is not a desktop.")
+		return
+	}
+	up := websocket.Upgrader{ReadBufferSize: 8 << 10, WriteBufferSize: 64 << 10, CheckOrigin: sameOrigin,
+		HandshakeTimeout: 10 * time.Second, Subprotocols: []string{"guacamole"}}
+	ws, err := up.Upgrade(w, r, nil)
+	if err != nil {
+		return
+	}
+	s.wg.Add(1)
+	defer s.wg.Done()
+	defer ws.Close()
+	ws.SetReadLimit(int64(guac.BrowserLimits.MaxElement) + 4096)
+
+	id := rand.Text()
+	log := s.Logger.With("session", id, "user", u.Name, "resource", res.Name)
+	var wsMu sync.Mutex // writes come from the relay and from ping echoes
+	send := func(b []byte) error {
+		wsMu.Lock()
+		defer wsMu.Unlock()
+		ws.SetWriteDeadline(time.Now().Add(wsWriteTimeout))
+		return ws.WriteMessage(websocket.TextMessage, b)
+	}
+	closeWith := func(msg string, status int) {
+		send(guac.New("error", msg, strconv.Itoa(status)).AppendTo(nil))
+		wsMu.Lock()
+		ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, strconv.Itoa(status)), time.Now().Add(time.Second))
+		wsMu.Unlock()
+	}
+	// The tunnel opens once the browser sees its id.
+	if err := send(guac.New("", id).AppendTo(nil)); err != nil {
+		return
+	}
+
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+	release, ok := s.acquireSession(u.ID)
+	if !ok {
+		msg := fmt.Sprintf("You already have %d sessions open. Close one and try again.", maxSessionsPerUser)
+		s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionConnect, Target: res.Name, Outcome: audit.OutcomeFailure, Reason: msg})
+		closeWith(msg, guacClientForbidden)
+		return
+	}
+	defer release()
+	conn, _, gw, failure := s.dialResource(ctx, u, res, clientAddr(r), id, 0, 0)
+	if failure != nil {
+		log.Warn("desktop connection failed", "code", failure.code, "reason", failure.msg)
+		failure.details["session"] = id
+		s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionConnect, Target: res.Name, Outcome: audit.OutcomeFailure,
+			Reason: failure.msg, Details: failure.details})
+		closeWith(failure.msg, guacUpstreamNotFound)
+		return
+	}
+	defer conn.Close()
+	details := failure.detailsFor(gw, res)
+	details["session"] = id
+	start := time.Now()
+	s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionConnect, Target: res.Name, Outcome: audit.OutcomeSuccess, Details: details})
+	log.Info("desktop session started", "gateway", gw.Name)
+
+	end := s.relayDesktop(ctx, ws, conn, send, closeWith)
+	s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionSessionEnd, Target: res.Name, Outcome: audit.OutcomeSuccess,
+		Details: map[string]string{"session": id, "duration": time.Since(start).Round(time.Second).String(), "end": end}})
+	log.Info("desktop session ended", "end", end)
+}
+
+// relayDesktop copies instructions both ways until either side ends, and
+// says how the session ended.
+func (s *Server) relayDesktop(ctx context.Context, ws *websocket.Conn, conn net.Conn, send func([]byte) error, closeWith func(string, int)) string {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { conn.Close(); ws.Close() })
+	defer stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+
+	browserGone := make(chan struct{})
+	wg.Add(1)
+	go func() { // browser → gateway, checked instruction by instruction
+		defer wg.Done()
+		defer close(browserGone)
+		defer cancel()
+		var out []byte
+		ws.SetReadDeadline(time.Now().Add(wsReadTimeout))
+		for {
+			mt, msg, err := ws.ReadMessage()
+			if err != nil {
+				return
+			}
+			ws.SetReadDeadline(time.Now().Add(wsReadTimeout))
+			if mt != websocket.TextMessage {
+				continue
+			}
+			rd := guac.NewReader(bytes.NewReader(msg), guac.BrowserLimits)
+			out = out[:0]
+			for {
+				in, err := rd.Read()
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				if err != nil {
+					return // a malformed instruction ends the session
+				}
+				if in.Opcode == "" { // the tunnel's own: echo pings
+					if len(in.Args) > 0 && in.Args[0] == "ping" {
+						send(in.AppendTo(nil))
+					}
+					continue
+				}
+				out = in.AppendTo(out)
+			}
+			if len(out) > 0 {
+				if _, err := conn.Write(out); err != nil {
+					return
+				}
+			}
+		}
+	}()
+
+	// gateway → browser: whole instructions, one WebSocket message per
+	// frame (or per 64 KiB).
+	rd := guac.NewReader(conn, gatewayLimits)
+	var batch []byte
+	for {
+		in, err := rd.Read()
+		if err != nil {
+			select {
+			case <-browserGone:
+				return "browser disconnected"
+			default:
+			}
+			if len(batch) > 0 {
+				send(batch)
+			}
+			if reason := gateways.CloseReason(conn); reason != "" {
+				closeWith(reason, guacSessionClosed)
+				return "gateway revoked"
+			}
+			if s.ctx.Err() != nil {
+				closeWith("The portal is shutting down; the session was closed.", guacSessionClosed)
+				return "portal shut down"
+			}
+			closeWith("The connection to the gateway was lost; the session has ended.", guacUpstreamError)
+			return "gateway connection lost"
+		}
+		batch = in.AppendTo(batch)
+		if in.Opcode == "error" {
+			send(batch)
+			wsClose(ws, guacUpstreamError)
+			return "desktop closed: " + firstArg(in)
+		}
+		if in.Opcode == "sync" || len(batch) >= wsFlushSize {
+			if err := send(batch); err != nil {
+				return "browser disconnected"
+			}
+			batch = batch[:0]
+		}
+	}
+}
+
+func wsClose(ws *websocket.Conn, status int) {
+	ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, strconv.Itoa(status)), time.Now().Add(time.Second))
+}
+
+func firstArg(in guac.Instruction) string {
+	if len(in.Args) > 0 {
+		return in.Args[0]
+	}
+	return ""
+}

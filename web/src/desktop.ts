@@ -1,0 +1,101 @@
+// The desktop page: guacamole-common-js over one WebSocket to the portal,
+// which relays the gateway's Guacamole instructions. The screen scales to
+// fit the window (or shows at 1:1 with scrolling, remembered per browser).
+import Guacamole from 'guacamole-common-js';
+import './desktop.css';
+
+declare global {
+  interface Window {
+    keywayDesktop?: Guacamole.Client;
+  }
+}
+
+const container = document.getElementById('desktop') as HTMLDivElement;
+const statusEl = document.getElementById('desk-status') as HTMLElement;
+const reconnectBtn = document.getElementById('desk-reconnect') as HTMLButtonElement;
+const cadBtn = document.getElementById('desk-cad') as HTMLButtonElement;
+const fitBox = document.getElementById('desk-fit') as HTMLInputElement;
+
+const FIT_KEY = 'keyway.desktop.fit';
+fitBox.checked = localStorage.getItem(FIT_KEY) !== '0';
+
+function setStatus(text: string, kind: 'ok' | 'bad' | 'info'): void {
+  statusEl.textContent = text;
+  statusEl.dataset.kind = kind;
+}
+
+let client: Guacamole.Client | null = null;
+let keyboard: Guacamole.Keyboard | null = null;
+// failed is set once an error was shown, so the disconnect that follows
+// does not replace it.
+let failed = false;
+
+function rescale(): void {
+  if (!client) return;
+  const display = client.getDisplay();
+  const w = display.getWidth();
+  const h = display.getHeight();
+  if (!w || !h) return;
+  container.classList.toggle('fit', fitBox.checked);
+  display.scale(fitBox.checked ? Math.min(container.clientWidth / w, container.clientHeight / h) : 1);
+}
+
+function connect(): void {
+  reconnectBtn.hidden = true;
+  failed = false;
+  setStatus('Connecting…', 'info');
+  container.replaceChildren();
+  const url = new URL(container.dataset.ws ?? '', window.location.href);
+  url.protocol = window.location.protocol === 'https:' ? 'wss:' : 'ws:';
+  const c = new Guacamole.Client(new Guacamole.WebSocketTunnel(url.toString()));
+  client = c;
+  window.keywayDesktop = c;
+  const display = c.getDisplay();
+  const el = display.getElement();
+  container.appendChild(el);
+
+  c.onstatechange = (state: number) => {
+    // Guacamole.Client.State: 3 connected, 5 disconnected.
+    if (state === 3) setStatus(`Connected to ${container.dataset.resource}`, 'ok');
+    if (state === 5) {
+      if (!failed) setStatus('Disconnected', 'info');
+      reconnectBtn.hidden = false;
+    }
+  };
+  c.onerror = (status: Guacamole.Status) => {
+    failed = true;
+    setStatus(status.message || 'The connection failed', 'bad');
+    reconnectBtn.hidden = false;
+  };
+  display.onresize = () => rescale();
+
+  const mouse = new Guacamole.Mouse(el);
+  const send = (e: Guacamole.Mouse.Event) => c.sendMouseState(e.state, true);
+  mouse.onEach(['mousedown', 'mouseup', 'mousemove'], send as (e: Guacamole.Event) => void);
+
+  keyboard?.reset();
+  keyboard = new Guacamole.Keyboard(document);
+  keyboard.onkeydown = (keysym: number) => {
+    c.sendKeyEvent(1, keysym);
+    return false; // the remote desktop gets the key, not the page
+  };
+  keyboard.onkeyup = (keysym: number) => c.sendKeyEvent(0, keysym);
+
+  c.connect('');
+}
+
+cadBtn.addEventListener('click', () => {
+  if (!client) return;
+  const keys = [0xffe3, 0xffe9, 0xffff]; // Control_L, Alt_L, Delete
+  keys.forEach((k) => client?.sendKeyEvent(1, k));
+  keys.reverse().forEach((k) => client?.sendKeyEvent(0, k));
+});
+fitBox.addEventListener('change', () => {
+  localStorage.setItem(FIT_KEY, fitBox.checked ? '1' : '0');
+  rescale();
+});
+reconnectBtn.addEventListener('click', () => connect());
+new ResizeObserver(() => rescale()).observe(container);
+window.addEventListener('beforeunload', () => client?.disconnect());
+
+connect();

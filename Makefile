@@ -14,7 +14,7 @@ LISTEN  ?= :8443
 # tests add (real servers and a real browser).
 DEBS_RUN  := gcc libc6-dev pkg-config openssh-server openssh-client
 DEBS_TEST := $(DEBS_RUN) sshpass chromium fonts-dejavu-core procps iproute2 \
-             tigervnc-standalone-server tigervnc-tools xterm x11-xserver-utils x11-utils
+             tigervnc-standalone-server tigervnc-tools xterm x11-xserver-utils x11-utils xclip
 
 .PHONY: run demo test build assets generate lint unit e2e bench deps-run deps-test check-go clean
 

@@ -4,6 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, existsSync, rmSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
 import { startDemo, launchBrowser, newPage, signIn, waitFor } from './harness.mjs';
 
 let demo;
@@ -55,6 +56,23 @@ test('user opens the VNC desktop and types into its xterm', async () => {
   await waitFor('the command typed in the browser to run on the remote desktop', () =>
     existsSync(out) && readFileSync(out, 'utf8').trim() === 'vnc-42', 15000);
   rmSync(out, { force: true });
+
+  // Clipboard, browser to remote: the panel's text lands on the X clipboard.
+  const xenv = { ...process.env, DISPLAY: `:${info.vnc_target.display}` };
+  await page.getByText('Clipboard', { exact: true }).click();
+  await page.getByLabel(/text on the remote clipboard/i).fill('clip-from-browser-7');
+  await page.getByRole('button', { name: 'Send to remote desktop' }).click();
+  await waitFor('the remote clipboard', () => {
+    try {
+      return execFileSync('xclip', ['-o', '-selection', 'clipboard'], { env: xenv, timeout: 2000 }).toString() === 'clip-from-browser-7';
+    } catch { return false; }
+  }, 10000);
+
+  // Clipboard, remote to browser: a new X clipboard shows in the panel.
+  const xclip = spawn('sh', ['-c', 'printf %s clip-from-remote-9 | xclip -selection clipboard'], { env: xenv, stdio: 'ignore' });
+  await waitFor('the browser to receive the remote clipboard', async () =>
+    (await page.getByLabel(/text on the remote clipboard/i).inputValue()) === 'clip-from-remote-9', 10000);
+  xclip.kill();
 
   // The connection is in the audit log.
   const admin = await newPage(browser, info.url);

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"encoding/base64"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
@@ -451,4 +452,64 @@ func hasXterm(x *targets.Xvnc) bool {
 	cmd.Env = append(os.Environ(), "DISPLAY=:"+strconv.Itoa(x.Display))
 	out, _ := cmd.Output()
 	return strings.Contains(string(out), "xterm")
+}
+
+// TestVNCClipboard moves text both ways between a Guacamole client and the
+// remote X clipboard.
+func TestVNCClipboard(t *testing.T) {
+	t.Parallel()
+	x := targets.NewXvnc(t, targets.XvncOptions{})
+	g := startGateway(t)
+	s, resp := g.open(t, &wire.Request{Kind: wire.KindSession, Protocol: wire.ProtocolVNC, SessionID: "clip", User: "tester",
+		Target: wire.Target{Host: x.Host, Port: x.Port}})
+	if !resp.OK {
+		t.Fatalf("refused: %+v", resp)
+	}
+	send := func(in guac.Instruction) {
+		if _, err := s.conn.Write(in.AppendTo(nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Browser → remote: a clipboard stream becomes the X clipboard.
+	send(guac.New("clipboard", "5", "text/plain"))
+	send(guac.New("blob", "5", base64.StdEncoding.EncodeToString([]byte("from-browser-42"))))
+	send(guac.New("end", "5"))
+	waitUntil(t, "the remote clipboard to hold the browser's text", func() bool {
+		cmd := exec.Command("xclip", "-o", "-selection", "clipboard")
+		cmd.Env = append(os.Environ(), "DISPLAY=:"+strconv.Itoa(x.Display))
+		out, _ := cmd.Output()
+		return string(out) == "from-browser-42"
+	})
+
+	// Remote → browser: a new X clipboard owner reaches the client as a
+	// clipboard stream (acknowledging frames so the session keeps going).
+	if _, err := x.Start("sh", "-c", "printf %s from-remote-7 | xclip -selection clipboard"); err != nil {
+		t.Fatal(err)
+	}
+	rd := guac.NewReader(s.conn, guac.Limits{MaxElement: 1 << 20, MaxElements: 16})
+	var clip string
+	streamID := ""
+	for {
+		in, err := rd.Read()
+		if err != nil {
+			t.Fatalf("waiting for the clipboard: %v", err)
+		}
+		switch in.Opcode {
+		case "sync":
+			send(guac.New("sync", in.Args[0]))
+		case "clipboard":
+			streamID = in.Args[0]
+			clip = ""
+		case "blob":
+			if in.Args[0] == streamID {
+				b, _ := base64.StdEncoding.DecodeString(in.Args[1])
+				clip += string(b)
+			}
+		case "end":
+			if in.Args[0] == streamID && clip == "from-remote-7" {
+				s.conn.Close()
+				return
+			}
+		}
+	}
 }

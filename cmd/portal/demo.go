@@ -37,6 +37,8 @@ type demoTarget struct {
 	Port     int    `json:"port"`
 	Login    string `json:"login"`
 	Password string `json:"password"`
+	// Display is the X display of a desktop target.
+	Display int `json:"display,omitempty"`
 }
 
 // demo runs the portal with real demo targets on loopback: an OpenSSH sshd
@@ -128,7 +130,7 @@ func seedDemo(ctx context.Context, st *store.Store, sshd *targets.SSHD, xvnc *ta
 		User:  demoLogin{Name: "demo-user", Password: "user-" + rand.Text()[:12]},
 		Targets: demoTarget{Resource: "demo-ssh", Host: sshd.Host, Port: sshd.Port,
 			Login: sshd.User, Password: sshd.Password},
-		VNC: demoTarget{Resource: "demo-vnc", Host: xvnc.Host, Port: xvnc.Port, Password: demoVNCPassword},
+		VNC: demoTarget{Resource: "demo-vnc", Host: xvnc.Host, Port: xvnc.Port, Password: demoVNCPassword, Display: xvnc.Display},
 	}
 	var userID int64
 	for _, l := range []struct {

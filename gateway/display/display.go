@@ -91,6 +91,25 @@ func (e *Encoder) Sync(ms int64) error {
 	return e.write(guac.New("sync", strconv.FormatInt(ms, 10)))
 }
 
+// Clipboard sends text as the remote clipboard's new content.
+func (e *Encoder) Clipboard(text string) error {
+	e.stream = (e.stream + 1) % 64
+	st := itoa(e.stream)
+	if err := e.write(guac.New("clipboard", st, "text/plain")); err != nil {
+		return err
+	}
+	data := []byte(text)
+	for len(data) > 0 {
+		n := min(len(data), blobChunk)
+		e.b64 = base64.StdEncoding.AppendEncode(e.b64[:0], data[:n])
+		if err := e.write(guac.New("blob", st, string(e.b64))); err != nil {
+			return err
+		}
+		data = data[n:]
+	}
+	return e.write(guac.New("end", st))
+}
+
 // Error tells the browser the session ended, with a Guacamole status code.
 func (e *Encoder) Error(message string, status int) error {
 	return e.write(guac.New("error", message, itoa(status)))

@@ -82,6 +82,10 @@ func NewReader(r io.Reader, limits Limits) *Reader {
 	return &Reader{r: bufio.NewReaderSize(r, 64<<10), limits: limits}
 }
 
+// Buffered reports how many bytes are read from the stream but not yet
+// returned; 0 means the next Read will wait for the stream.
+func (rd *Reader) Buffered() int { return rd.r.Buffered() }
+
 // Read returns the next instruction. io.EOF means the stream ended cleanly
 // between instructions.
 func (rd *Reader) Read() (Instruction, error) {

@@ -1,12 +1,15 @@
 package vnc
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"image"
 	"io"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -55,6 +58,12 @@ func (c *Client) Serve(ctx context.Context, stream io.ReadWriter) error {
 		return nil
 	}
 	return err
+}
+
+// clipStream is a clipboard stream from the browser being received.
+type clipStream struct {
+	id   string
+	text bytes.Buffer
 }
 
 // pacer counts frames the browser has not acknowledged yet.
@@ -131,8 +140,17 @@ func (c *Client) output(ctx context.Context, stream io.Writer, p *pacer) error {
 			enc.Flush()
 			return fmt.Errorf("the VNC server closed the connection: %w", err)
 		}
-		if u.Bell || u.HasCutText {
-			continue // not an answer to our request; clipboard comes later
+		if u.HasCutText {
+			if err := enc.Clipboard(u.CutText); err != nil {
+				return err
+			}
+			if err := enc.Flush(); err != nil {
+				return err
+			}
+			continue // not an answer to our update request
+		}
+		if u.Bell {
+			continue
 		}
 		pending = false
 		if err := c.encode(enc, u, first); err != nil {
@@ -178,6 +196,8 @@ func (c *Client) encode(enc *display.Encoder, u Update, whole bool) error {
 // input applies the browser's instructions to the remote desktop.
 func (c *Client) input(ctx context.Context, stream io.Reader, p *pacer) error {
 	rd := guac.NewReader(stream, guac.BrowserLimits)
+	// clip collects the browser's clipboard stream until its end.
+	var clip *clipStream
 	for {
 		in, err := rd.Read()
 		if err != nil {
@@ -214,6 +234,27 @@ func (c *Client) input(ctx context.Context, stream io.Reader, p *pacer) error {
 			// right, wheel up, wheel down.
 			if err := c.Pointer(x, y, uint8(mask)); err != nil {
 				return err
+			}
+		case "clipboard":
+			if len(in.Args) == 2 && strings.HasPrefix(in.Args[1], "text/") {
+				clip = &clipStream{id: in.Args[0]}
+			}
+		case "blob":
+			if clip != nil && len(in.Args) == 2 && in.Args[0] == clip.id {
+				b, err := base64.StdEncoding.DecodeString(in.Args[1])
+				if err != nil || clip.text.Len()+len(b) > maxCutText {
+					clip = nil // malformed or too large: dropped
+					continue
+				}
+				clip.text.Write(b)
+			}
+		case "end":
+			if clip != nil && len(in.Args) == 1 && in.Args[0] == clip.id {
+				text := clip.text.String()
+				clip = nil
+				if err := c.CutText(text); err != nil {
+					return err
+				}
 			}
 		case "disconnect":
 			return io.EOF

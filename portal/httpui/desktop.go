@@ -34,7 +34,7 @@ const (
 var gatewayLimits = guac.Limits{MaxElement: 1 << 20, MaxElements: 32}
 
 // wsFlushSize is how much display data the portal gathers into one
-// WebSocket message when a frame does not end sooner.
+// WebSocket message at most.
 const wsFlushSize = 64 << 10
 
 // desktopSocket serves guacamole-common-js's WebSocket tunnel for a VNC
@@ -204,7 +204,9 @@ func (s *Server) relayDesktop(ctx context.Context, ws *websocket.Conn, conn net.
 			wsClose(ws, guacUpstreamError)
 			return "desktop closed: " + firstArg(in)
 		}
-		if in.Opcode == "sync" || len(batch) >= wsFlushSize {
+		// Send at the end of a frame, when the batch is large, or when
+		// nothing more has arrived (a clipboard change on an idle screen).
+		if in.Opcode == "sync" || len(batch) >= wsFlushSize || rd.Buffered() == 0 {
 			if err := send(batch); err != nil {
 				return "browser disconnected"
 			}

@@ -15,6 +15,8 @@ const statusEl = document.getElementById('desk-status') as HTMLElement;
 const reconnectBtn = document.getElementById('desk-reconnect') as HTMLButtonElement;
 const cadBtn = document.getElementById('desk-cad') as HTMLButtonElement;
 const fitBox = document.getElementById('desk-fit') as HTMLInputElement;
+const clipText = document.getElementById('desk-clipboard') as HTMLTextAreaElement;
+const clipSend = document.getElementById('desk-clip-send') as HTMLButtonElement;
 
 const FIT_KEY = 'keyway.desktop.fit';
 fitBox.checked = localStorage.getItem(FIT_KEY) !== '0';
@@ -69,20 +71,47 @@ function connect(): void {
   };
   display.onresize = () => rescale();
 
+  // The remote clipboard: shown in the panel, and copied to the local
+  // clipboard where the browser allows it.
+  c.onclipboard = (stream: Guacamole.InputStream, mimetype: string) => {
+    if (!/^text\//.test(mimetype)) return;
+    const reader = new Guacamole.StringReader(stream);
+    let text = '';
+    reader.ontext = (t: string) => { text += t; };
+    reader.onend = () => {
+      clipText.value = text;
+      navigator.clipboard?.writeText(text).catch(() => {});
+    };
+  };
+
   const mouse = new Guacamole.Mouse(el);
   const send = (e: Guacamole.Mouse.Event) => c.sendMouseState(e.state, true);
   mouse.onEach(['mousedown', 'mouseup', 'mousemove'], send as (e: Guacamole.Event) => void);
 
   keyboard?.reset();
   keyboard = new Guacamole.Keyboard(document);
+  // Keys typed into the page's own fields (the clipboard panel) stay there.
+  const typingInPage = () => document.activeElement instanceof HTMLTextAreaElement || document.activeElement instanceof HTMLInputElement;
   keyboard.onkeydown = (keysym: number) => {
+    if (typingInPage()) return true;
     c.sendKeyEvent(1, keysym);
     return false; // the remote desktop gets the key, not the page
   };
-  keyboard.onkeyup = (keysym: number) => c.sendKeyEvent(0, keysym);
+  keyboard.onkeyup = (keysym: number) => {
+    if (!typingInPage()) c.sendKeyEvent(0, keysym);
+  };
 
   c.connect('');
 }
+
+clipSend.addEventListener('click', () => {
+  if (!client) return;
+  const writer = new Guacamole.StringWriter(client.createClipboardStream('text/plain'));
+  writer.sendText(clipText.value);
+  writer.sendEnd();
+  clipSend.textContent = 'Sent';
+  window.setTimeout(() => { clipSend.textContent = 'Send to remote desktop'; }, 1500);
+});
 
 cadBtn.addEventListener('click', () => {
   if (!client) return;

@@ -45,6 +45,12 @@ test('user opens the VNC desktop and types into its xterm', async () => {
   const size = await page.evaluate(() => [window.keywayDesktop.getDisplay().getWidth(), window.keywayDesktop.getDisplay().getHeight()]);
   assert.deepEqual(size, [1024, 768]);
 
+  // The demo's xterm is drawn where the test will point.
+  await waitFor('the xterm on the desktop', async () => {
+    const [r, g, b] = await pixel(page, 200, 200);
+    return !(r === 0x33 && g === 0x66 && b === 0x99);
+  });
+
   // Point at the xterm (focus follows the pointer without a window
   // manager), then type a command that writes a file on the remote side.
   const out = `/tmp/keyway-vnc-e2e-${process.pid}-${Date.now()}.txt`;

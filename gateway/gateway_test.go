@@ -2,10 +2,10 @@ package gateway
 
 import (
 	"bytes"
-	"encoding/base64"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -447,11 +448,17 @@ func TestVNCDesktop(t *testing.T) {
 	s.conn.Close()
 }
 
+// hasXterm reports an xterm window that is mapped and viewable: one that
+// merely exists may not take keyboard input yet.
 func hasXterm(x *targets.Xvnc) bool {
-	cmd := exec.Command("xwininfo", "-root", "-tree")
-	cmd.Env = append(os.Environ(), "DISPLAY=:"+strconv.Itoa(x.Display))
-	out, _ := cmd.Output()
-	return strings.Contains(string(out), "xterm")
+	xwininfo := func(args ...string) string {
+		cmd := exec.Command("xwininfo", args...)
+		cmd.Env = append(os.Environ(), "DISPLAY=:"+strconv.Itoa(x.Display))
+		out, _ := cmd.Output()
+		return string(out)
+	}
+	m := regexp.MustCompile(`(?m)^\s*(0x[0-9a-f]+) .*\("xterm" "XTerm"\)`).FindStringSubmatch(xwininfo("-root", "-tree"))
+	return m != nil && strings.Contains(xwininfo("-id", m[1]), "IsViewable")
 }
 
 // TestVNCClipboard moves text both ways between a Guacamole client and the

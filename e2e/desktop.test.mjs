@@ -58,6 +58,10 @@ test('user opens the VNC desktop and types into its xterm', async () => {
   const scale = await page.evaluate(() => window.keywayDesktop.getDisplay().getScale());
   await page.mouse.move(box.x + 200 * scale, box.y + 200 * scale);
   await page.mouse.move(box.x + 210 * scale, box.y + 210 * scale);
+  // Over the xterm the remote pointer is an I-beam, drawn locally as a CSS
+  // cursor so movement shows without a round trip.
+  await waitFor('the remote cursor shape', async () =>
+    (await page.evaluate(() => window.keywayDesktop.getDisplay().getElement().style.cursor)).startsWith('url('));
   await page.keyboard.type(`echo vnc-$((6*7)) > ${out}\n`);
   await waitFor('the command typed in the browser to run on the remote desktop', () =>
     existsSync(out) && readFileSync(out, 'utf8').trim() === 'vnc-42', 15000);

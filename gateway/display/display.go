@@ -64,6 +64,27 @@ func (e *Encoder) Copy(src image.Point, dst image.Rectangle) error {
 
 // Image sends img as a PNG drawn at at on the screen.
 func (e *Encoder) Image(img image.Image, at image.Point) error {
+	return e.imageTo("0", compOver, img, at)
+}
+
+// cursorLayer is the off-screen buffer the cursor image is drawn into
+// (negative layer indexes are buffers in Guacamole).
+const cursorLayer = "-1"
+
+// Cursor sets the pointer's shape; the browser draws it locally, so
+// pointer movement does not wait for the remote screen.
+func (e *Encoder) Cursor(img *image.RGBA, hotspot image.Point) error {
+	w, h := img.Bounds().Dx(), img.Bounds().Dy()
+	if err := e.write(guac.New("size", cursorLayer, itoa(w), itoa(h))); err != nil {
+		return err
+	}
+	if err := e.imageTo(cursorLayer, compSrc, img, image.Point{}); err != nil {
+		return err
+	}
+	return e.write(guac.New("cursor", itoa(hotspot.X), itoa(hotspot.Y), cursorLayer, "0", "0", itoa(w), itoa(h)))
+}
+
+func (e *Encoder) imageTo(layer, comp string, img image.Image, at image.Point) error {
 	e.img.Reset()
 	if err := e.png.Encode(&e.img, img); err != nil {
 		return err
@@ -71,7 +92,7 @@ func (e *Encoder) Image(img image.Image, at image.Point) error {
 	// Streams are numbered by the sender; reuse a small range.
 	e.stream = (e.stream + 1) % 64
 	s := itoa(e.stream)
-	if err := e.write(guac.New("img", s, compOver, "0", "image/png", itoa(at.X), itoa(at.Y))); err != nil {
+	if err := e.write(guac.New("img", s, comp, layer, "image/png", itoa(at.X), itoa(at.Y))); err != nil {
 		return err
 	}
 	data := e.img.Bytes()

@@ -38,7 +38,11 @@ const (
 	encRaw         int32 = 0
 	encCopyRect    int32 = 1
 	encDesktopSize int32 = -223
+	encCursor      int32 = -239
 )
+
+// maxCursor bounds a cursor's width and height.
+const maxCursor = 256
 
 var secNames = map[byte]string{1: "None", 2: "VNC Authentication", 5: "RA2", 6: "RA2ne", 16: "Tight", 18: "TLS", 19: "VeNCrypt", 20: "GTK-VNC SASL", 22: "XVP", 30: "Apple Remote Desktop", 113: "MSLogonII"}
 
@@ -93,7 +97,7 @@ func Connect(conn net.Conn, cfg Config) (*Client, error) {
 	if err := c.setPixelFormat(); err != nil {
 		return nil, err
 	}
-	if err := c.setEncodings(encCopyRect, encRaw, encDesktopSize); err != nil {
+	if err := c.setEncodings(encCopyRect, encRaw, encDesktopSize, encCursor); err != nil {
 		return nil, err
 	}
 	return c, nil

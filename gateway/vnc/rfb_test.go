@@ -149,3 +149,48 @@ func TestVNCAuthResponse(t *testing.T) {
 		t.Fatalf("response %x, want %s", got, want)
 	}
 }
+
+func TestCursorShape(t *testing.T) {
+	t.Parallel()
+	x := targets.NewXvnc(t, targets.XvncOptions{})
+	c, err := dial(t, x, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The server sends a shape when the pointer's shape changes: over an
+	// xterm it becomes an I-beam.
+	if _, err := x.Start("xterm", "-geometry", "80x24+0+0"); err != nil {
+		t.Fatal(err)
+	}
+	waitScreen(t, c, "the xterm", func(fb *image.RGBA) bool {
+		p := fb.RGBAAt(20, 20)
+		return p.R != 0 || p.G != 0 || p.B != 0
+	})
+	c.Pointer(100, 100, 0)
+	deadline := time.Now().Add(10 * time.Second)
+	incremental := true
+	for time.Now().Before(deadline) {
+		c.RequestUpdate(incremental)
+		u, err := c.ReadMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u.Cursor != nil && !u.Cursor.Image.Bounds().Empty() {
+			b := u.Cursor.Image.Bounds()
+			if !u.Cursor.Hotspot.In(b.Inset(-1)) {
+				t.Fatalf("hotspot %v outside the %v cursor", u.Cursor.Hotspot, b)
+			}
+			opaque := 0
+			for i := 3; i < len(u.Cursor.Image.Pix); i += 4 {
+				if u.Cursor.Image.Pix[i] == 0xff {
+					opaque++
+				}
+			}
+			if opaque == 0 {
+				t.Fatal("cursor has no visible pixel")
+			}
+			return
+		}
+	}
+	t.Fatal("no cursor shape from the server")
+}

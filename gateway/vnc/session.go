@@ -170,6 +170,11 @@ func (c *Client) output(ctx context.Context, stream io.Writer, p *pacer) error {
 
 func (c *Client) encode(enc *display.Encoder, u Update, whole bool) error {
 	w, h := c.Size()
+	if u.Cursor != nil && !u.Cursor.Image.Bounds().Empty() {
+		if err := enc.Cursor(u.Cursor.Image, u.Cursor.Hotspot); err != nil {
+			return err
+		}
+	}
 	if u.Resized {
 		if err := enc.Size(w, h); err != nil {
 			return err

@@ -14,6 +14,12 @@ type Copy struct {
 	Dst image.Rectangle
 }
 
+// Cursor is the remote pointer's shape and hotspot.
+type Cursor struct {
+	Hotspot image.Point
+	Image   *image.RGBA
+}
+
 // Update says what one server message changed.
 type Update struct {
 	// Rects are regions whose pixels changed.
@@ -22,6 +28,8 @@ type Update struct {
 	Copies []Copy
 	// Resized reports a new screen size; the whole screen is then new.
 	Resized bool
+	// Cursor is a new pointer shape, drawn by the browser itself.
+	Cursor *Cursor
 	// CutText is clipboard text from the server, when HasCutText.
 	CutText    string
 	HasCutText bool
@@ -88,6 +96,14 @@ func (c *Client) framebufferUpdate() (Update, error) {
 		w, h := int(binary.BigEndian.Uint16(rh[4:])), int(binary.BigEndian.Uint16(rh[6:]))
 		enc := int32(binary.BigEndian.Uint32(rh[8:]))
 		r := image.Rect(x, y, x+w, y+h)
+		if enc == encCursor {
+			cur, err := c.cursor(x, y, w, h)
+			if err != nil {
+				return u, err
+			}
+			u.Cursor = cur
+			continue
+		}
 		if enc == encDesktopSize {
 			if w == 0 || h == 0 || w > maxDimension || h > maxDimension {
 				return u, fmt.Errorf("%w: new screen size %dx%d", ErrProtocol, w, h)
@@ -180,4 +196,32 @@ func (c *Client) Snapshot(r image.Rectangle) *image.RGBA {
 		copy(out.Pix[out.PixOffset(0, y):out.PixOffset(r.Dx(), y)], c.fb.Pix[c.fb.PixOffset(r.Min.X, r.Min.Y+y):c.fb.PixOffset(r.Max.X, r.Min.Y+y)])
 	}
 	return out
+}
+
+// cursor reads a Cursor pseudo-rectangle: w×h pixels, then a bitmask with
+// one bit per pixel (rows padded to bytes) saying which are opaque.
+func (c *Client) cursor(hx, hy, w, h int) (*Cursor, error) {
+	if w > maxCursor || h > maxCursor {
+		return nil, fmt.Errorf("%w: cursor of %dx%d", ErrProtocol, w, h)
+	}
+	pix := make([]byte, 4*w*h)
+	mask := make([]byte, (w+7)/8*h)
+	if _, err := io.ReadFull(c.r, pix); err != nil {
+		return nil, err
+	}
+	if _, err := io.ReadFull(c.r, mask); err != nil {
+		return nil, err
+	}
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	stride := (w + 7) / 8
+	for y := range h {
+		for x := range w {
+			i := 4 * (y*w + x)
+			o := img.PixOffset(x, y)
+			if mask[y*stride+x/8]&(0x80>>(x%8)) != 0 {
+				img.Pix[o], img.Pix[o+1], img.Pix[o+2], img.Pix[o+3] = pix[i+2], pix[i+1], pix[i], 0xff
+			}
+		}
+	}
+	return &Cursor{Hotspot: image.Pt(hx, hy), Image: img}, nil
 }

@@ -85,6 +85,11 @@ function connect(): void {
   };
 
   const mouse = new Guacamole.Mouse(el);
+  // The remote pointer's shape becomes the local CSS cursor: movement
+  // then shows at once, without a round trip to the desktop.
+  display.oncursor = (canvas: HTMLCanvasElement, x: number, y: number) => {
+    mouse.setCursor(canvas, x, y);
+  };
   const send = (e: Guacamole.Mouse.Event) => c.sendMouseState(e.state, true);
   mouse.onEach(['mousedown', 'mouseup', 'mousemove'], send as (e: Guacamole.Event) => void);
 

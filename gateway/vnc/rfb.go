@@ -39,7 +39,11 @@ const (
 	encCopyRect    int32 = 1
 	encDesktopSize int32 = -223
 	encCursor      int32 = -239
+	encExtDesktop  int32 = -308
 )
+
+// maxScreens bounds the screens an ExtendedDesktopSize may list.
+const maxScreens = 16
 
 // maxCursor bounds a cursor's width and height.
 const maxCursor = 256
@@ -72,6 +76,10 @@ type Client struct {
 	// goroutine (ReadUpdate), read by others under fbMu.
 	fbMu sync.RWMutex
 	fb   *image.RGBA
+	// resizable is set once the server announced ExtendedDesktopSize, so
+	// it accepts SetDesktopSize for screenID; guarded by fbMu.
+	resizable bool
+	screenID  uint32
 }
 
 // Connect runs the RFB handshake on conn. On error conn is left to the
@@ -97,7 +105,7 @@ func Connect(conn net.Conn, cfg Config) (*Client, error) {
 	if err := c.setPixelFormat(); err != nil {
 		return nil, err
 	}
-	if err := c.setEncodings(encCopyRect, encRaw, encDesktopSize, encCursor); err != nil {
+	if err := c.setEncodings(encCopyRect, encRaw, encExtDesktop, encDesktopSize, encCursor); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -298,6 +306,27 @@ func (c *Client) RequestUpdate(incremental bool) error {
 	binary.BigEndian.PutUint16(msg[6:], uint16(w))
 	binary.BigEndian.PutUint16(msg[8:], uint16(h))
 	return c.write(msg)
+}
+
+// SetDesktopSize asks the server to resize its screen to w×h. It reports
+// false, sending nothing, when the server does not support resizing.
+func (c *Client) SetDesktopSize(w, h int) (bool, error) {
+	c.fbMu.RLock()
+	ok, id := c.resizable, c.screenID
+	c.fbMu.RUnlock()
+	if !ok {
+		return false, nil
+	}
+	w, h = max(64, min(w, maxDimension)), max(64, min(h, maxDimension))
+	msg := make([]byte, 24)
+	msg[0] = 251
+	binary.BigEndian.PutUint16(msg[2:], uint16(w))
+	binary.BigEndian.PutUint16(msg[4:], uint16(h))
+	msg[6] = 1 // one screen
+	binary.BigEndian.PutUint32(msg[8:], id)
+	binary.BigEndian.PutUint16(msg[16:], uint16(w))
+	binary.BigEndian.PutUint16(msg[18:], uint16(h))
+	return true, c.write(msg)
 }
 
 // Key sends a key press or release of an X11 keysym.

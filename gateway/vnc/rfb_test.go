@@ -194,3 +194,22 @@ func TestCursorShape(t *testing.T) {
 	}
 	t.Fatal("no cursor shape from the server")
 }
+
+func TestResize(t *testing.T) {
+	t.Parallel()
+	x := targets.NewXvnc(t, targets.XvncOptions{})
+	c, err := dial(t, x, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first update announces ExtendedDesktopSize.
+	waitScreen(t, c, "the first update", func(*image.RGBA) bool {
+		c.fbMu.RLock()
+		defer c.fbMu.RUnlock()
+		return c.resizable
+	})
+	if ok, err := c.SetDesktopSize(800, 600); !ok || err != nil {
+		t.Fatalf("SetDesktopSize: %v %v", ok, err)
+	}
+	waitScreen(t, c, "the new size", func(fb *image.RGBA) bool { return fb.Bounds().Dx() == 800 && fb.Bounds().Dy() == 600 })
+}

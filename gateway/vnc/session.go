@@ -261,6 +261,20 @@ func (c *Client) input(ctx context.Context, stream io.Reader, p *pacer) error {
 					return err
 				}
 			}
+		case "size":
+			// The browser's window size: the desktop follows it where
+			// the server can resize.
+			if len(in.Args) < 2 {
+				continue
+			}
+			w, errW := strconv.Atoi(in.Args[0])
+			h, errH := strconv.Atoi(in.Args[1])
+			if errW != nil || errH != nil || w <= 0 || h <= 0 {
+				continue
+			}
+			if _, err := c.SetDesktopSize(w, h); err != nil {
+				return err
+			}
 		case "disconnect":
 			return io.EOF
 		}

@@ -104,6 +104,16 @@ func (c *Client) framebufferUpdate() (Update, error) {
 			u.Cursor = cur
 			continue
 		}
+		if enc == encExtDesktop {
+			if err := c.extDesktopSize(w, h); err != nil {
+				return u, err
+			}
+			if b := c.fb.Bounds(); b.Dx() != w || b.Dy() != h {
+				c.fb = image.NewRGBA(image.Rect(0, 0, w, h))
+				u.Resized = true
+			}
+			continue
+		}
 		if enc == encDesktopSize {
 			if w == 0 || h == 0 || w > maxDimension || h > maxDimension {
 				return u, fmt.Errorf("%w: new screen size %dx%d", ErrProtocol, w, h)
@@ -224,4 +234,30 @@ func (c *Client) cursor(hx, hy, w, h int) (*Cursor, error) {
 		}
 	}
 	return &Cursor{Hotspot: image.Pt(hx, hy), Image: img}, nil
+}
+
+// extDesktopSize reads the screen list of an ExtendedDesktopSize
+// rectangle; the caller holds fbMu. Its arrival means the server accepts
+// SetDesktopSize.
+func (c *Client) extDesktopSize(w, h int) error {
+	if w == 0 || h == 0 || w > maxDimension || h > maxDimension {
+		return fmt.Errorf("%w: new screen size %dx%d", ErrProtocol, w, h)
+	}
+	var hdr [4]byte
+	if _, err := io.ReadFull(c.r, hdr[:]); err != nil {
+		return err
+	}
+	n := int(hdr[0])
+	if n > maxScreens {
+		return fmt.Errorf("%w: %d screens", ErrProtocol, n)
+	}
+	screens := make([]byte, 16*n)
+	if _, err := io.ReadFull(c.r, screens); err != nil {
+		return err
+	}
+	c.resizable = true
+	if n > 0 {
+		c.screenID = binary.BigEndian.Uint32(screens[0:])
+	}
+	return nil
 }

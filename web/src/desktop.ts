@@ -42,6 +42,16 @@ function rescale(): void {
   display.scale(fitBox.checked ? Math.min(container.clientWidth / w, container.clientHeight / h) : 1);
 }
 
+// requestSize asks the remote desktop to take the window's size; servers
+// that cannot resize ignore it and the view scales instead.
+let sizeTimer: number | undefined;
+function requestSize(): void {
+  window.clearTimeout(sizeTimer);
+  sizeTimer = window.setTimeout(() => {
+    client?.sendSize(container.clientWidth, container.clientHeight);
+  }, 250);
+}
+
 function connect(): void {
   reconnectBtn.hidden = true;
   failed = false;
@@ -58,7 +68,10 @@ function connect(): void {
 
   c.onstatechange = (state: number) => {
     // Guacamole.Client.State: 3 connected, 5 disconnected.
-    if (state === 3) setStatus(`Connected to ${container.dataset.resource}`, 'ok');
+    if (state === 3) {
+      setStatus(`Connected to ${container.dataset.resource}`, 'ok');
+      requestSize();
+    }
     if (state === 5) {
       if (!failed) setStatus('Disconnected', 'info');
       reconnectBtn.hidden = false;
@@ -129,7 +142,10 @@ fitBox.addEventListener('change', () => {
   rescale();
 });
 reconnectBtn.addEventListener('click', () => connect());
-new ResizeObserver(() => rescale()).observe(container);
+new ResizeObserver(() => {
+  rescale();
+  requestSize();
+}).observe(container);
 window.addEventListener('beforeunload', () => client?.disconnect());
 
 connect();

@@ -389,7 +389,11 @@ func (g *Gateway) vncDesktop(c *tls.Conn, req *wire.Request, log *slog.Logger) {
 	}
 	w, h := client.Size()
 	log.Info("desktop session started", "name", client.Name, "size", fmt.Sprintf("%dx%d", w, h), "setup", time.Since(start).Round(time.Millisecond))
-	err = client.Serve(g.ctx, c)
+	var limits wire.Desktop
+	if req.Desktop != nil {
+		limits = *req.Desktop
+	}
+	err = client.Serve(g.ctx, c, limits)
 	log.Info("desktop session ended", "err", err, "duration", time.Since(start).Round(time.Second))
 }
 

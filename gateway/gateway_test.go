@@ -520,3 +520,59 @@ func TestVNCClipboard(t *testing.T) {
 		}
 	}
 }
+
+// TestVNCViewOnly checks that a view-only session's keys never reach the
+// desktop, while a normal session's do.
+func TestVNCViewOnly(t *testing.T) {
+	t.Parallel()
+	x := targets.NewXvnc(t, targets.XvncOptions{})
+	g := startGateway(t)
+	out := filepath.Join(t.TempDir(), "typed")
+	if _, err := x.Start("xterm", "-geometry", "80x10+0+0", "-e", "sh", "-c", "read line; echo \"$line\" > "+out); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the xterm window", func() bool { return hasXterm(x) })
+	typeLine := func(desktop *wire.Desktop, text string, enter bool) {
+		s, resp := g.open(t, &wire.Request{Kind: wire.KindSession, Protocol: wire.ProtocolVNC, SessionID: "vo", User: "tester",
+			Target: wire.Target{Host: x.Host, Port: x.Port}, Desktop: desktop})
+		if !resp.OK {
+			t.Fatalf("refused: %+v", resp)
+		}
+		// Type only once the session is running: the first frame.
+		rd := guac.NewReader(s.conn, guac.Limits{MaxElement: 1 << 20, MaxElements: 16})
+		for {
+			in, err := rd.Read()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if in.Opcode == "sync" {
+				break
+			}
+		}
+		var b []byte
+		b = guac.New("mouse", "40", "40", "0").AppendTo(b)
+		for _, r := range text {
+			b = guac.New("key", strconv.Itoa(int(r)), "1").AppendTo(b)
+			b = guac.New("key", strconv.Itoa(int(r)), "0").AppendTo(b)
+		}
+		if enter {
+			b = guac.New("key", "65293", "1").AppendTo(b)
+			b = guac.New("key", "65293", "0").AppendTo(b)
+		}
+		if _, err := s.conn.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		// Sessions stay open until the end of the test: closing one at
+		// once could reset the VNC connection before the server read the
+		// keys, hiding a leak.
+	}
+	typeLine(&wire.Desktop{ViewOnly: true}, "blocked", true)
+	typeLine(nil, "allowed", true)
+	waitUntil(t, "the typed line", func() bool {
+		b, _ := os.ReadFile(out)
+		return len(b) > 0
+	})
+	if b, _ := os.ReadFile(out); strings.TrimSpace(string(b)) != "allowed" {
+		t.Fatalf("the xterm read %q: keys from the view-only session got through", b)
+	}
+}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/keyway-dev/keyway/gateway/display"
 	"github.com/keyway-dev/keyway/gateway/guac"
+	"github.com/keyway-dev/keyway/gateway/wire"
 )
 
 // maxFramesInFlight is how many frames may await the browser's sync
@@ -28,7 +29,7 @@ const maxRectsPerFrame = 32
 // Serve runs the desktop over stream until either side ends or ctx is
 // done: screen changes go out as Guacamole display instructions, and
 // browser key, mouse and sync instructions come in. It closes the client.
-func (c *Client) Serve(ctx context.Context, stream io.ReadWriter) error {
+func (c *Client) Serve(ctx context.Context, stream io.ReadWriter, limits wire.Desktop) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// Ending either side ends both: closing the connections unblocks the
@@ -47,8 +48,8 @@ func (c *Client) Serve(ctx context.Context, stream io.ReadWriter) error {
 	context.AfterFunc(ctx, p.stop)
 
 	errc := make(chan error, 2)
-	go func() { errc <- c.input(ctx, stream, p) }()
-	go func() { errc <- c.output(ctx, stream, p) }()
+	go func() { errc <- c.input(ctx, stream, p, limits) }()
+	go func() { errc <- c.output(ctx, stream, p, limits) }()
 	err := <-errc
 	cancel()
 	if err2 := <-errc; err == nil {
@@ -107,7 +108,7 @@ func (p *pacer) stop() {
 }
 
 // output sends the screen: the whole of it first, then what changed.
-func (c *Client) output(ctx context.Context, stream io.Writer, p *pacer) error {
+func (c *Client) output(ctx context.Context, stream io.Writer, p *pacer, limits wire.Desktop) error {
 	enc := display.NewEncoder(stream)
 	w, h := c.Size()
 	if err := enc.Size(w, h); err != nil {
@@ -141,6 +142,9 @@ func (c *Client) output(ctx context.Context, stream io.Writer, p *pacer) error {
 			return fmt.Errorf("the VNC server closed the connection: %w", err)
 		}
 		if u.HasCutText {
+			if limits.NoClipboardOut {
+				continue // the resource keeps its clipboard to itself
+			}
 			if err := enc.Clipboard(u.CutText); err != nil {
 				return err
 			}
@@ -199,7 +203,7 @@ func (c *Client) encode(enc *display.Encoder, u Update, whole bool) error {
 }
 
 // input applies the browser's instructions to the remote desktop.
-func (c *Client) input(ctx context.Context, stream io.Reader, p *pacer) error {
+func (c *Client) input(ctx context.Context, stream io.Reader, p *pacer, limits wire.Desktop) error {
 	rd := guac.NewReader(stream, guac.BrowserLimits)
 	// clip collects the browser's clipboard stream until its end.
 	var clip *clipStream
@@ -215,7 +219,7 @@ func (c *Client) input(ctx context.Context, stream io.Reader, p *pacer) error {
 		case "sync":
 			p.acked()
 		case "key":
-			if len(in.Args) != 2 {
+			if limits.ViewOnly || len(in.Args) != 2 {
 				continue
 			}
 			keysym, err := strconv.ParseUint(in.Args[0], 10, 32)
@@ -226,7 +230,7 @@ func (c *Client) input(ctx context.Context, stream io.Reader, p *pacer) error {
 				return err
 			}
 		case "mouse":
-			if len(in.Args) < 3 {
+			if limits.ViewOnly || len(in.Args) < 3 {
 				continue
 			}
 			x, errX := strconv.Atoi(in.Args[0])
@@ -241,7 +245,7 @@ func (c *Client) input(ctx context.Context, stream io.Reader, p *pacer) error {
 				return err
 			}
 		case "clipboard":
-			if len(in.Args) == 2 && strings.HasPrefix(in.Args[1], "text/") {
+			if !limits.NoClipboardIn && !limits.ViewOnly && len(in.Args) == 2 && strings.HasPrefix(in.Args[1], "text/") {
 				clip = &clipStream{id: in.Args[0]}
 			}
 		case "blob":
@@ -264,7 +268,7 @@ func (c *Client) input(ctx context.Context, stream io.Reader, p *pacer) error {
 		case "size":
 			// The browser's window size: the desktop follows it where
 			// the server can resize.
-			if len(in.Args) < 2 {
+			if limits.ViewOnly || len(in.Args) < 2 {
 				continue
 			}
 			w, errW := strconv.Atoi(in.Args[0])

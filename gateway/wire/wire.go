@@ -108,10 +108,19 @@ type Request struct {
 	// empty means trust on first use and report the key seen.
 	HostKey  string    `json:"host_key,omitempty"`
 	Terminal *Terminal `json:"terminal,omitempty"`
+	// Desktop restricts a desktop session; nil allows everything.
+	Desktop *Desktop `json:"desktop,omitempty"`
 	// Relay, for kind "relay", names the gateway to forward the rest of the
 	// connection to; the portal then runs its own TLS handshake with that
 	// gateway through this one, which only copies ciphertext.
 	Relay *Relay `json:"relay,omitempty"`
+}
+
+// Desktop are a desktop session's restrictions, enforced by the gateway.
+type Desktop struct {
+	ViewOnly       bool `json:"view_only,omitempty"`
+	NoClipboardIn  bool `json:"no_clipboard_in,omitempty"`
+	NoClipboardOut bool `json:"no_clipboard_out,omitempty"`
 }
 
 // Relay is the far gateway of a relayed connection.

@@ -233,6 +233,9 @@ type resourceInput struct {
 	ClearPassword   bool     `json:"clear_password,omitempty"`
 	ClearPrivateKey bool     `json:"clear_private_key,omitempty"`
 	Tags            []string `json:"tags"`
+	// Desktop options.
+	ViewOnly  bool   `json:"view_only,omitempty"`
+	Clipboard string `json:"clipboard,omitempty"`
 }
 
 func (in *resourceInput) validate(isNew bool) fieldErrors {
@@ -283,6 +286,13 @@ func (in *resourceInput) validate(isNew bool) fieldErrors {
 	if isNew && in.Protocol == "ssh" && in.Password == "" && in.PrivateKey == "" {
 		fe["password"] = "Give a password or a private key so the portal can sign in to the target."
 	}
+	switch in.Clipboard {
+	case "":
+		in.Clipboard = "both"
+	case "both", "to-remote", "from-remote", "none":
+	default:
+		fe["clipboard"] = "Choose both, to-remote, from-remote or none."
+	}
 	var tags []string
 	seen := map[string]bool{}
 	for _, t := range in.Tags {
@@ -313,7 +323,7 @@ func (s *Server) createResource(r *http.Request, actor store.User, in resourceIn
 	}
 	res, err := s.Store.CreateResource(r.Context(), store.Resource{
 		Name: in.Name, Description: in.Description, Protocol: in.Protocol, Host: in.Host, Port: in.Port,
-		Login: in.Login, Tags: in.Tags,
+		Login: in.Login, Tags: in.Tags, Options: store.Options{ViewOnly: in.ViewOnly, Clipboard: in.Clipboard},
 	}, &store.Secrets{Password: in.Password, PrivateKey: in.PrivateKey})
 	if err != nil {
 		return store.Resource{}, conflictOrErr(err, "name")
@@ -341,6 +351,7 @@ func (s *Server) updateResource(r *http.Request, actor store.User, id int64, in 
 	res := old
 	res.Name, res.Description, res.Protocol, res.Host, res.Port, res.Login, res.Tags =
 		in.Name, in.Description, in.Protocol, in.Host, in.Port, in.Login, in.Tags
+	res.Options = store.Options{ViewOnly: in.ViewOnly, Clipboard: in.Clipboard}
 	var secrets *store.Secrets
 	changed := []string{}
 	if in.Password != "" || in.PrivateKey != "" || in.ClearPassword || in.ClearPrivateKey {

@@ -180,6 +180,8 @@ type apiResource struct {
 	HostKeyFingerprint string   `json:"host_key_fingerprint,omitempty"`
 	HasPassword        bool     `json:"has_password"`
 	HasPrivateKey      bool     `json:"has_private_key"`
+	ViewOnly           bool     `json:"view_only,omitempty"`
+	Clipboard          string   `json:"clipboard,omitempty"`
 }
 
 func toAPIResource(r store.Resource) apiResource {
@@ -187,7 +189,12 @@ func toAPIResource(r store.Resource) apiResource {
 	if t == nil {
 		t = []string{}
 	}
-	return apiResource{r.ID, r.Name, r.Description, r.Protocol, r.Host, r.Port, r.Login, t, fingerprint(r.HostKey), r.HasPassword, r.HasPrivateKey}
+	clip := r.Options.Clipboard
+	if clip == "" && r.Protocol == "vnc" {
+		clip = "both"
+	}
+	return apiResource{r.ID, r.Name, r.Description, r.Protocol, r.Host, r.Port, r.Login, t, fingerprint(r.HostKey),
+		r.HasPassword, r.HasPrivateKey, r.Options.ViewOnly, clip}
 }
 
 func (s *Server) apiMe(w http.ResponseWriter, r *http.Request, u store.User) error {

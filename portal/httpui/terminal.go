@@ -366,6 +366,9 @@ func (s *Server) dialResource(ctx context.Context, u store.User, res store.Resou
 	if res.Protocol == wire.ProtocolSSH {
 		req.HostKey = res.HostKey
 		req.Terminal = &wire.Terminal{Term: "xterm-256color", Cols: cols, Rows: rows}
+	} else {
+		req.Desktop = &wire.Desktop{ViewOnly: res.Options.ViewOnly,
+			NoClipboardIn: !res.Options.ClipboardIn(), NoClipboardOut: !res.Options.ClipboardOut()}
 	}
 	failure := &dialFailure{details: map[string]string{}}
 	conn, resp, err := s.Gateways.Open(ctx, gw, req)

@@ -26,8 +26,33 @@ type Resource struct {
 	HostKeyPinnedAt time.Time
 	HasPassword     bool
 	HasPrivateKey   bool
+	Options         Options
 	CreatedAt       time.Time
 	UpdatedAt       time.Time
+}
+
+// Options are a resource's session options.
+type Options struct {
+	// ViewOnly desktops show the screen but take no keyboard or mouse.
+	ViewOnly bool `json:"view_only,omitempty"`
+	// Clipboard is "both" (the default), "to-remote", "from-remote" or
+	// "none".
+	Clipboard string `json:"clipboard,omitempty"`
+}
+
+// ClipboardIn reports whether text may go from the browser to the target.
+func (o Options) ClipboardIn() bool {
+	return o.Clipboard == "" || o.Clipboard == "both" || o.Clipboard == "to-remote"
+}
+
+// ClipboardOut reports whether text may come from the target to the browser.
+func (o Options) ClipboardOut() bool {
+	return o.Clipboard == "" || o.Clipboard == "both" || o.Clipboard == "from-remote"
+}
+
+func optionsJSON(o Options) string {
+	b, _ := json.Marshal(o)
+	return string(b)
 }
 
 // Secrets are a resource's credentials. They print redacted.
@@ -75,8 +100,8 @@ func tagsJSON(tags []string) string {
 func (s *Store) CreateResource(ctx context.Context, r Resource, sec *Secrets) (Resource, error) {
 	now := millis(s.now())
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO resources (name, description, protocol, host, port, login, tags, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			r.Name, r.Description, r.Protocol, r.Host, r.Port, r.Login, tagsJSON(r.Tags), now, now)
+		res, err := tx.ExecContext(ctx, `INSERT INTO resources (name, description, protocol, host, port, login, tags, options, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			r.Name, r.Description, r.Protocol, r.Host, r.Port, r.Login, tagsJSON(r.Tags), optionsJSON(r.Options), now, now)
 		if err != nil {
 			return conflict(err, fmt.Sprintf("a resource named %s already exists", r.Name))
 		}
@@ -99,8 +124,8 @@ func (s *Store) CreateResource(ctx context.Context, r Resource, sec *Secrets) (R
 // ReplaceHostKey and ForgetHostKey.
 func (s *Store) UpdateResource(ctx context.Context, r Resource, sec *Secrets) error {
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE resources SET name = ?, description = ?, protocol = ?, host = ?, port = ?, login = ?, tags = ?, updated_at = ? WHERE id = ?`,
-			r.Name, r.Description, r.Protocol, r.Host, r.Port, r.Login, tagsJSON(r.Tags), millis(s.now()), r.ID)
+		res, err := tx.ExecContext(ctx, `UPDATE resources SET name = ?, description = ?, protocol = ?, host = ?, port = ?, login = ?, tags = ?, options = ?, updated_at = ? WHERE id = ?`,
+			r.Name, r.Description, r.Protocol, r.Host, r.Port, r.Login, tagsJSON(r.Tags), optionsJSON(r.Options), millis(s.now()), r.ID)
 		if err != nil {
 			return conflict(err, fmt.Sprintf("a resource named %s already exists", r.Name))
 		}
@@ -123,15 +148,18 @@ func (s *Store) DeleteResource(ctx context.Context, id int64) error {
 	return deleteByID(ctx, s.db, "resources", id)
 }
 
-const resourceColumns = `r.id, r.name, r.description, r.protocol, r.host, r.port, r.login, r.tags, r.host_key, r.host_key_pinned_at, r.has_password, r.has_private_key, r.created_at, r.updated_at`
+const resourceColumns = `r.id, r.name, r.description, r.protocol, r.host, r.port, r.login, r.tags, r.host_key, r.host_key_pinned_at, r.has_password, r.has_private_key, r.options, r.created_at, r.updated_at`
 
 func scanResource(row interface{ Scan(...any) error }) (Resource, error) {
 	var r Resource
-	var tags string
+	var tags, options string
 	var pinned, created, updated int64
 	if err := row.Scan(&r.ID, &r.Name, &r.Description, &r.Protocol, &r.Host, &r.Port, &r.Login, &tags, &r.HostKey, &pinned,
-		&r.HasPassword, &r.HasPrivateKey, &created, &updated); err != nil {
+		&r.HasPassword, &r.HasPrivateKey, &options, &created, &updated); err != nil {
 		return Resource{}, err
+	}
+	if err := json.Unmarshal([]byte(options), &r.Options); err != nil {
+		return Resource{}, fmt.Errorf("options of resource %d: %w", r.ID, err)
 	}
 	if err := json.Unmarshal([]byte(tags), &r.Tags); err != nil {
 		return Resource{}, fmt.Errorf("tags of resource %d: %w", r.ID, err)

@@ -174,6 +174,9 @@ type ResourceFormView struct {
 	Tags          string
 	HasPassword   bool
 	HasPrivateKey bool
+	// Desktop options.
+	ViewOnly  bool
+	Clipboard string
 	// Host key state, edit only.
 	HostKeyFingerprint string
 	HostKeyPinnedAt    time.Time

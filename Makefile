@@ -13,15 +13,16 @@ LISTEN  ?= :8443
 # Debian packages: what the portal needs to build and run, and what the
 # tests add (real servers and a real browser).
 DEBS_RUN  := gcc libc6-dev pkg-config openssh-server openssh-client
-DEBS_TEST := $(DEBS_RUN) sshpass chromium fonts-dejavu-core procps iproute2 \
-             tigervnc-standalone-server tigervnc-tools xterm x11-xserver-utils x11-utils xclip
+# The demo's desktop target: Xvnc with an xterm.
+DEBS_DEMO := $(DEBS_RUN) tigervnc-standalone-server tigervnc-tools xterm x11-xserver-utils fonts-dejavu-core
+DEBS_TEST := $(DEBS_DEMO) sshpass chromium procps iproute2 x11-utils xclip
 
-.PHONY: run demo test build assets generate lint unit e2e bench deps-run deps-test check-go clean
+.PHONY: run demo test build assets generate lint unit e2e bench deps-run deps-demo deps-test check-go clean
 
 run: build
 	./bin/portal serve --data $(DATA) --listen $(LISTEN)
 
-demo: build
+demo: deps-demo build
 	./bin/portal demo --listen $(LISTEN)
 
 test: deps-test assets lint unit e2e
@@ -50,6 +51,9 @@ deps-run: check-go
 	@# would conflict with it): install Debian's only when there is none.
 	@command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; }
 	@$(MAKE) --no-print-directory node_modules/.installed
+
+deps-demo: deps-run
+	$(call apt_install,$(DEBS_DEMO))
 
 deps-test: deps-run
 	$(call apt_install,$(DEBS_TEST))

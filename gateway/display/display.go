@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"image"
+	"image/jpeg"
 	"image/png"
 	"io"
 	"strconv"
@@ -62,9 +63,51 @@ func (e *Encoder) Copy(src image.Point, dst image.Rectangle) error {
 		compSrc, "0", itoa(dst.Min.X), itoa(dst.Min.Y)))
 }
 
-// Image sends img as a PNG drawn at at on the screen.
-func (e *Encoder) Image(img image.Image, at image.Point) error {
+// Image sends img drawn at at on the screen: as JPEG when it is large and
+// photo-like (many colours), where PNG would be several times larger, and
+// as PNG otherwise, which keeps text and flat areas exact.
+func (e *Encoder) Image(img *image.RGBA, at image.Point) error {
+	if photoLike(img) {
+		return e.jpegTo("0", img, at)
+	}
 	return e.imageTo("0", compOver, img, at)
+}
+
+// Thresholds for choosing JPEG.
+const (
+	jpegMinArea   = 128 * 128
+	jpegMinColors = 1024
+	jpegQuality   = 85
+)
+
+// photoLike samples img's colours and reports a large region with more
+// distinct colours than text or UI drawing has.
+func photoLike(img *image.RGBA) bool {
+	b := img.Bounds()
+	if b.Dx()*b.Dy() < jpegMinArea {
+		return false
+	}
+	seen := make(map[uint32]struct{}, jpegMinColors)
+	for y := b.Min.Y; y < b.Max.Y; y += 3 {
+		row := img.Pix[img.PixOffset(b.Min.X, y):img.PixOffset(b.Max.X, y)]
+		for i := 0; i+3 < len(row); i += 4 * 3 {
+			seen[uint32(row[i])<<16|uint32(row[i+1])<<8|uint32(row[i+2])] = struct{}{}
+			if len(seen) >= jpegMinColors {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// jpegTo sends img as a JPEG; JPEG has no alpha, so it replaces what is
+// below (the screen is opaque).
+func (e *Encoder) jpegTo(layer string, img image.Image, at image.Point) error {
+	e.img.Reset()
+	if err := jpeg.Encode(&e.img, img, &jpeg.Options{Quality: jpegQuality}); err != nil {
+		return err
+	}
+	return e.sendImage(layer, compSrc, "image/jpeg", at)
 }
 
 // cursorLayer is the off-screen buffer the cursor image is drawn into
@@ -89,10 +132,15 @@ func (e *Encoder) imageTo(layer, comp string, img image.Image, at image.Point) e
 	if err := e.png.Encode(&e.img, img); err != nil {
 		return err
 	}
+	return e.sendImage(layer, comp, "image/png", at)
+}
+
+// sendImage sends the encoded image in e.img as an img stream.
+func (e *Encoder) sendImage(layer, comp, mimetype string, at image.Point) error {
 	// Streams are numbered by the sender; reuse a small range.
 	e.stream = (e.stream + 1) % 64
 	s := itoa(e.stream)
-	if err := e.write(guac.New("img", s, comp, layer, "image/png", itoa(at.X), itoa(at.Y))); err != nil {
+	if err := e.write(guac.New("img", s, comp, layer, mimetype, itoa(at.X), itoa(at.Y))); err != nil {
 		return err
 	}
 	data := e.img.Bytes()

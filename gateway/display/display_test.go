@@ -5,41 +5,36 @@ import (
 	"encoding/base64"
 	"image"
 	"image/color"
+	_ "image/jpeg"
 	"image/png"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
 	"github.com/keyway-dev/keyway/gateway/guac"
 )
 
-func TestImageRoundTrip(t *testing.T) {
+// sent encodes img with an Encoder and returns the img instruction's mime
+// type and the decoded image.
+func sent(t *testing.T, img *image.RGBA) (string, image.Image, int) {
+	t.Helper()
 	var out bytes.Buffer
 	e := NewEncoder(&out)
-	img := image.NewRGBA(image.Rect(0, 0, 300, 200))
-	for y := range 200 {
-		for x := range 300 {
-			img.SetRGBA(x, y, color.RGBA{uint8(x), uint8(y), uint8(x ^ y), 255})
-		}
-	}
-	e.Size(1024, 768)
 	e.Image(img, image.Pt(10, 20))
-	e.Copy(image.Pt(0, 0), image.Rect(5, 6, 105, 56))
-	e.Sync(1234)
 	e.Flush()
-
 	rd := guac.NewReader(&out, guac.Limits{MaxElement: 1 << 20, MaxElements: 16})
-	var ops []string
+	var mime string
 	var data []byte
 	for {
 		in, err := rd.Read()
 		if err != nil {
 			break
 		}
-		ops = append(ops, in.Opcode)
 		switch in.Opcode {
 		case "img":
-			if strings.Join(in.Args[2:], ",") != "0,image/png,10,20" {
-				t.Fatalf("img args %v", in.Args)
+			mime = in.Args[3]
+			if strings.Join(in.Args[4:], ",") != "10,20" {
+				t.Fatalf("img position %v", in.Args)
 			}
 		case "blob":
 			b, err := base64.StdEncoding.DecodeString(in.Args[1])
@@ -47,28 +42,87 @@ func TestImageRoundTrip(t *testing.T) {
 				t.Fatal(err)
 			}
 			data = append(data, b...)
-		case "copy":
-			if strings.Join(in.Args, ",") != "0,0,0,100,50,12,0,5,6" {
-				t.Fatalf("copy args %v", in.Args)
-			}
-		case "sync":
-			if in.Args[0] != "1234" {
-				t.Fatalf("sync %v", in.Args)
-			}
 		}
 	}
-	got := strings.Join(ops, " ")
-	if !strings.HasPrefix(got, "size img blob") || !strings.HasSuffix(got, "end copy sync") {
-		t.Fatalf("instructions %s", got)
-	}
-	decoded, err := png.Decode(bytes.NewReader(data))
+	dec, _, err := image.Decode(bytes.NewReader(data))
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("decode %s: %v", mime, err)
+	}
+	return mime, dec, len(data)
+}
+
+func TestImageFormats(t *testing.T) {
+	// A photo-like region: smooth shading with sensor-like noise. JPEG,
+	// close to the original.
+	rng := rand.New(rand.NewPCG(1, 2))
+	noisy := func(v int) uint8 { return uint8(max(0, min(255, v+rng.IntN(17)-8))) }
+	photo := image.NewRGBA(image.Rect(0, 0, 300, 200))
+	for y := range 200 {
+		for x := range 300 {
+			photo.SetRGBA(x, y, color.RGBA{noisy(x * 255 / 300), noisy(y * 255 / 200), noisy(128), 255})
+		}
+	}
+	mime, dec, jpegSize := sent(t, photo)
+	if mime != "image/jpeg" {
+		t.Fatalf("photo-like region sent as %s", mime)
+	}
+	for _, p := range []image.Point{{5, 5}, {150, 100}, {290, 190}} {
+		r, g, b, _ := dec.At(p.X, p.Y).RGBA()
+		want := photo.RGBAAt(p.X, p.Y)
+		if d := absDiff(r>>8, want.R) + absDiff(g>>8, want.G) + absDiff(b>>8, want.B); d > 60 {
+			t.Errorf("pixel %v off by %d", p, d)
+		}
+	}
+	var png bytes.Buffer
+	(&pngEncoderForTest{}).encode(&png, photo)
+	if jpegSize >= png.Len() {
+		t.Errorf("JPEG of %d bytes is not smaller than PNG's %d", jpegSize, png.Len())
+	}
+
+	// Text and UI drawing: few colours. PNG, exact.
+	text := image.NewRGBA(image.Rect(0, 0, 300, 200))
+	for y := range 200 {
+		for x := range 300 {
+			c := color.RGBA{255, 255, 255, 255}
+			if (x/3+y/5)%4 == 0 {
+				c = color.RGBA{20, 20, 20, 255}
+			}
+			text.SetRGBA(x, y, c)
+		}
+	}
+	mime, dec, _ = sent(t, text)
+	if mime != "image/png" {
+		t.Fatalf("text-like region sent as %s", mime)
 	}
 	for _, p := range []image.Point{{0, 0}, {299, 199}, {123, 45}} {
-		if decoded.At(p.X, p.Y) != img.At(p.X, p.Y) {
-			t.Fatalf("pixel %v: %v, want %v", p, decoded.At(p.X, p.Y), img.At(p.X, p.Y))
+		if color.RGBAModel.Convert(dec.At(p.X, p.Y)) != text.RGBAAt(p.X, p.Y) {
+			t.Fatalf("PNG pixel %v changed", p)
 		}
+	}
+}
+
+func absDiff(a uint32, b uint8) int {
+	d := int(a) - int(b)
+	if d < 0 {
+		return -d
+	}
+	return d
+}
+
+type pngEncoderForTest struct{}
+
+func (pngEncoderForTest) encode(w *bytes.Buffer, img image.Image) { png.Encode(w, img) }
+
+func TestInstructions(t *testing.T) {
+	var out bytes.Buffer
+	e := NewEncoder(&out)
+	e.Size(1024, 768)
+	e.Copy(image.Pt(0, 0), image.Rect(5, 6, 105, 56))
+	e.Sync(1234)
+	e.Flush()
+	want := "4.size,1.0,4.1024,3.768;4.copy,1.0,1.0,1.0,3.100,2.50,2.12,1.0,1.5,1.6;4.sync,4.1234;"
+	if out.String() != want {
+		t.Fatalf("got %s\nwant %s", out.String(), want)
 	}
 }
 

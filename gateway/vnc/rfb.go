@@ -80,6 +80,10 @@ type Client struct {
 	// it accepts SetDesktopSize for screenID; guarded by fbMu.
 	resizable bool
 	screenID  uint32
+
+	// The ZRLE zlib stream, which spans the whole connection.
+	zin *zrleInput
+	zr  io.ReadCloser
 }
 
 // Connect runs the RFB handshake on conn. On error conn is left to the
@@ -105,7 +109,7 @@ func Connect(conn net.Conn, cfg Config) (*Client, error) {
 	if err := c.setPixelFormat(); err != nil {
 		return nil, err
 	}
-	if err := c.setEncodings(encCopyRect, encRaw, encExtDesktop, encDesktopSize, encCursor); err != nil {
+	if err := c.setEncodings(encZRLE, encCopyRect, encRaw, encExtDesktop, encDesktopSize, encCursor); err != nil {
 		return nil, err
 	}
 	return c, nil

@@ -99,6 +99,11 @@ func TestPixelsAndTyping(t *testing.T) {
 		p := fb.RGBAAt(900, 700)
 		return p.R == 0x33 && p.G == 0x66 && p.B == 0x99
 	})
+	// TigerVNC chose ZRLE, the encoding asked for first, so these pixels
+	// came through the ZRLE decoder.
+	if c.zr == nil {
+		t.Fatal("the server did not use ZRLE")
+	}
 
 	// An xterm that writes the line it reads; typed through key events.
 	out := filepath.Join(t.TempDir(), "typed")

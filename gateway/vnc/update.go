@@ -132,6 +132,10 @@ func (c *Client) framebufferUpdate() (Update, error) {
 				if _, err := c.r.Discard(4); err != nil {
 					return u, err
 				}
+			} else if enc == encZRLE {
+				if err := c.zrle(r); err != nil { // its length field still comes
+					return u, err
+				}
 			} else if enc != encRaw {
 				return u, fmt.Errorf("%w: encoding %d was not asked for", ErrProtocol, enc)
 			}
@@ -140,6 +144,11 @@ func (c *Client) framebufferUpdate() (Update, error) {
 		switch enc {
 		case encRaw:
 			if err := c.raw(r); err != nil {
+				return u, err
+			}
+			u.Rects = append(u.Rects, r)
+		case encZRLE:
+			if err := c.zrle(r); err != nil {
 				return u, err
 			}
 			u.Rects = append(u.Rects, r)

@@ -17,6 +17,9 @@ func FuzzReadMessage(f *testing.F) {
 	f.Add([]byte{2, 3, 0, 0, 0, 0, 0, 0, 3, 'a', 'b', 'c'})
 	// A 2x1 cursor with hotspot (1,0): two pixels, one mask byte.
 	f.Add([]byte{0, 0, 0, 1, 0, 1, 0, 0, 0, 2, 0, 1, 0xff, 0xff, 0xff, 0x11, 1, 2, 3, 0, 4, 5, 6, 0, 0x80})
+	// RRE with one subrectangle; a Hextile tile with a subrectangle.
+	f.Add([]byte{0, 0, 0, 1, 0, 0, 0, 0, 0, 4, 0, 4, 0, 0, 0, 2, 0, 0, 0, 1, 1, 2, 3, 0, 4, 5, 6, 0, 0, 1, 0, 1, 0, 2, 0, 2})
+	f.Add([]byte{0, 0, 0, 1, 0, 0, 0, 0, 0, 4, 0, 4, 0, 0, 0, 5, 14, 1, 2, 3, 0, 4, 5, 6, 0, 1, 0x12, 0x10})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c := &Client{r: bufio.NewReader(bytes.NewReader(b)), fb: image.NewRGBA(image.Rect(0, 0, 16, 16))}
 		for range 64 {

@@ -109,7 +109,7 @@ func Connect(conn net.Conn, cfg Config) (*Client, error) {
 	if err := c.setPixelFormat(); err != nil {
 		return nil, err
 	}
-	if err := c.setEncodings(encZRLE, encCopyRect, encRaw, encExtDesktop, encDesktopSize, encCursor); err != nil {
+	if err := c.setEncodings(encZRLE, encHextile, encRRE, encCopyRect, encRaw, encExtDesktop, encDesktopSize, encCursor); err != nil {
 		return nil, err
 	}
 	return c, nil

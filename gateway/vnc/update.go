@@ -136,7 +136,11 @@ func (c *Client) framebufferUpdate() (Update, error) {
 				if err := c.zrle(r); err != nil { // its length field still comes
 					return u, err
 				}
-			} else if enc != encRaw {
+			} else if enc == encRRE {
+				if err := c.rre(r); err != nil { // may still carry subrectangles, refused as outside
+					return u, err
+				}
+			} else if enc != encRaw && enc != encHextile {
 				return u, fmt.Errorf("%w: encoding %d was not asked for", ErrProtocol, enc)
 			}
 			continue // no pixels
@@ -149,6 +153,16 @@ func (c *Client) framebufferUpdate() (Update, error) {
 			u.Rects = append(u.Rects, r)
 		case encZRLE:
 			if err := c.zrle(r); err != nil {
+				return u, err
+			}
+			u.Rects = append(u.Rects, r)
+		case encHextile:
+			if err := c.hextile(r); err != nil {
+				return u, err
+			}
+			u.Rects = append(u.Rects, r)
+		case encRRE:
+			if err := c.rre(r); err != nil {
 				return u, err
 			}
 			u.Rects = append(u.Rects, r)

@@ -206,9 +206,9 @@ func readUntil(r *bufio.Reader, marker string) (int64, error) {
 	m := []byte(marker)
 	var tail []byte // the end of the previous chunk, for a marker split across chunks
 	for {
-		chunk, err := r.Peek(r.Buffered())
+		chunk, _ := r.Peek(r.Buffered()) // never more than is buffered: no error
 		if len(chunk) == 0 {
-			if _, err = r.Peek(1); err != nil {
+			if _, err := r.Peek(1); err != nil {
 				return n, err
 			}
 			continue

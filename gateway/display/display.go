@@ -137,22 +137,11 @@ func (e *Encoder) imageTo(layer, comp string, img image.Image, at image.Point) e
 
 // sendImage sends the encoded image in e.img as an img stream.
 func (e *Encoder) sendImage(layer, comp, mimetype string, at image.Point) error {
-	// Streams are numbered by the sender; reuse a small range.
-	e.stream = (e.stream + 1) % 64
-	s := itoa(e.stream)
+	s := e.nextStream()
 	if err := e.write(guac.New("img", s, comp, layer, mimetype, itoa(at.X), itoa(at.Y))); err != nil {
 		return err
 	}
-	data := e.img.Bytes()
-	for len(data) > 0 {
-		n := min(len(data), blobChunk)
-		e.b64 = base64.StdEncoding.AppendEncode(e.b64[:0], data[:n])
-		if err := e.write(guac.New("blob", s, string(e.b64))); err != nil {
-			return err
-		}
-		data = data[n:]
-	}
-	return e.write(guac.New("end", s))
+	return e.blobs(s, e.img.Bytes())
 }
 
 // Sync ends a frame at timestamp ms.
@@ -162,12 +151,22 @@ func (e *Encoder) Sync(ms int64) error {
 
 // Clipboard sends text as the remote clipboard's new content.
 func (e *Encoder) Clipboard(text string) error {
-	e.stream = (e.stream + 1) % 64
-	st := itoa(e.stream)
+	st := e.nextStream()
 	if err := e.write(guac.New("clipboard", st, "text/plain")); err != nil {
 		return err
 	}
-	data := []byte(text)
+	return e.blobs(st, []byte(text))
+}
+
+// nextStream numbers a new stream; streams are numbered by the sender,
+// and a small range is reused.
+func (e *Encoder) nextStream() string {
+	e.stream = (e.stream + 1) % 64
+	return itoa(e.stream)
+}
+
+// blobs sends data on stream st in base64 chunks, then ends the stream.
+func (e *Encoder) blobs(st string, data []byte) error {
 	for len(data) > 0 {
 		n := min(len(data), blobChunk)
 		e.b64 = base64.StdEncoding.AppendEncode(e.b64[:0], data[:n])

@@ -67,8 +67,8 @@ func (in Instruction) String() string { return string(in.AppendTo(nil)) }
 
 // Errors a Reader returns for malformed input.
 var (
-	ErrMalformed = errors.New("malformed Guacamole instruction")
-	ErrTooLarge  = errors.New("Guacamole instruction over the limits")
+	ErrMalformed = errors.New("malformed instruction")
+	ErrTooLarge  = errors.New("instruction over the limits")
 )
 
 // Reader reads instructions from a stream.

@@ -16,6 +16,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/keyway-dev/keyway/gateway/guac"
+	"github.com/keyway-dev/keyway/gateway/wire"
 	"github.com/keyway-dev/keyway/portal/audit"
 	"github.com/keyway-dev/keyway/portal/gateways"
 )
@@ -41,19 +42,8 @@ const wsFlushSize = 64 << 10
 // resource: it relays the gateway's Guacamole instructions unchanged and
 // checks the browser's before passing them on.
 func (s *Server) desktopSocket(w http.ResponseWriter, r *http.Request) {
-	u, _ := currentUser(r)
-	if !sameOrigin(r) {
-		s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionAuthzDenied, Target: r.URL.Path,
-			Outcome: audit.OutcomeDenied, Reason: "WebSocket from another origin: " + r.Header.Get("Origin")})
-		http.Error(w, "cross-origin WebSocket refused", http.StatusForbidden)
-		return
-	}
-	res, ok := s.grantedResource(w, r, u)
+	u, res, ok := s.sessionResource(w, r, wire.ProtocolVNC, "desktop")
 	if !ok {
-		return
-	}
-	if res.Protocol != "vnc" {
-		s.renderError(w, r, http.StatusBadRequest, "This resource is not a desktop.")
 		return
 	}
 	up := websocket.Upgrader{ReadBufferSize: 8 << 10, WriteBufferSize: 64 << 10, CheckOrigin: sameOrigin,

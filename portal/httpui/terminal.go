@@ -93,20 +93,31 @@ func termSize(q url.Values) (cols, rows int) {
 	return cols, rows
 }
 
-func (s *Server) terminalSocket(w http.ResponseWriter, r *http.Request) {
+// sessionResource checks a session WebSocket request before the upgrade:
+// from a page of this portal, for a resource granted to the user, of the
+// protocol the endpoint serves. It answers the request itself otherwise.
+func (s *Server) sessionResource(w http.ResponseWriter, r *http.Request, protocol, kind string) (store.User, store.Resource, bool) {
 	u, _ := currentUser(r)
 	if !sameOrigin(r) {
 		s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionAuthzDenied, Target: r.URL.Path,
 			Outcome: audit.OutcomeDenied, Reason: "WebSocket from another origin: " + r.Header.Get("Origin")})
 		http.Error(w, "cross-origin WebSocket refused", http.StatusForbidden)
-		return
+		return u, store.Resource{}, false
 	}
 	res, ok := s.grantedResource(w, r, u)
 	if !ok {
-		return
+		return u, res, false
 	}
-	if res.Protocol != "ssh" {
-		s.renderError(w, r, http.StatusBadRequest, "This resource is not a terminal.")
+	if res.Protocol != protocol {
+		s.renderError(w, r, http.StatusBadRequest, "This resource is not a "+kind+".")
+		return u, res, false
+	}
+	return u, res, true
+}
+
+func (s *Server) terminalSocket(w http.ResponseWriter, r *http.Request) {
+	u, res, ok := s.sessionResource(w, r, wire.ProtocolSSH, "terminal")
+	if !ok {
 		return
 	}
 	up := websocket.Upgrader{

@@ -374,7 +374,11 @@ func (g *Gateway) vncDesktop(c *tls.Conn, req *wire.Request, log *slog.Logger) {
 		return
 	}
 	conn.SetDeadline(time.Now().Add(g.cfg.DialTimeout))
-	client, err := vnc.Connect(conn, vnc.Config{Password: string(req.Credentials.Password), Shared: true})
+	var opts wire.Desktop
+	if req.Desktop != nil {
+		opts = *req.Desktop
+	}
+	client, err := vnc.Connect(conn, vnc.Config{Password: string(req.Credentials.Password), Shared: true, Depth: opts.ColorDepth})
 	if err != nil {
 		conn.Close()
 		resp := vncRefusal(req.Target, err)
@@ -389,11 +393,7 @@ func (g *Gateway) vncDesktop(c *tls.Conn, req *wire.Request, log *slog.Logger) {
 	}
 	w, h := client.Size()
 	log.Info("desktop session started", "name", client.Name, "size", fmt.Sprintf("%dx%d", w, h), "setup", time.Since(start).Round(time.Millisecond))
-	var limits wire.Desktop
-	if req.Desktop != nil {
-		limits = *req.Desktop
-	}
-	err = client.Serve(g.ctx, c, limits)
+	err = client.Serve(g.ctx, c, opts)
 	log.Info("desktop session ended", "err", err, "duration", time.Since(start).Round(time.Second))
 }
 

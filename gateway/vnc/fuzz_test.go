@@ -1,9 +1,6 @@
 package vnc
 
 import (
-	"bufio"
-	"bytes"
-	"image"
 	"testing"
 )
 
@@ -20,8 +17,15 @@ func FuzzReadMessage(f *testing.F) {
 	// RRE with one subrectangle; a Hextile tile with a subrectangle.
 	f.Add([]byte{0, 0, 0, 1, 0, 0, 0, 0, 0, 4, 0, 4, 0, 0, 0, 2, 0, 0, 0, 1, 1, 2, 3, 0, 4, 5, 6, 0, 0, 1, 0, 1, 0, 2, 0, 2})
 	f.Add([]byte{0, 0, 0, 1, 0, 0, 0, 0, 0, 4, 0, 4, 0, 0, 0, 5, 14, 1, 2, 3, 0, 4, 5, 6, 0, 1, 0x12, 0x10})
+	// Tight: a fill, a two-colour palette, a compressed copy, a JPEG header.
+	f.Add([]byte{0, 0, 0, 1, 0, 0, 0, 0, 0, 4, 0, 2, 0, 0, 0, 7, 0x80, 1, 2, 3})
+	f.Add([]byte{0, 0, 0, 1, 0, 0, 0, 0, 0, 4, 0, 2, 0, 0, 0, 7, 0x40, 1, 1, 1, 2, 3, 4, 5, 6, 0x90, 0x60})
+	f.Add([]byte{0, 0, 0, 1, 0, 0, 0, 0, 0, 4, 0, 2, 0, 0, 0, 7, 0x00, 5, 0x78, 0x9c, 0x62, 0x60, 0x00})
+	f.Add([]byte{0, 0, 0, 1, 0, 0, 0, 0, 0, 4, 0, 2, 0, 0, 0, 7, 0x90, 4, 0xff, 0xd8, 0xff, 0xd9})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		c := &Client{r: bufio.NewReader(bytes.NewReader(b)), fb: image.NewRGBA(image.Rect(0, 0, 16, 16))}
+		// The message length picks the colour depth, so every decoder
+		// meets each pixel size.
+		c := testClient(t, []int{24, 16, 8}[len(b)%3], b, 16, 16)
 		for range 64 {
 			u, err := c.ReadMessage()
 			if err != nil {

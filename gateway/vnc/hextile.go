@@ -26,10 +26,7 @@ const (
 )
 
 func (c *Client) pixel(b []byte) ([4]byte, error) {
-	if _, err := io.ReadFull(c.r, b[:4]); err != nil {
-		return [4]byte{}, err
-	}
-	return [4]byte{b[2], b[1], b[0], 0xff}, nil
+	return c.pf.readPixel(c.r, b, c.pf.bpp)
 }
 
 func (c *Client) fill(r image.Rectangle, p [4]byte) {

@@ -1,7 +1,6 @@
 package vnc
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"image"
@@ -57,7 +56,7 @@ func TestRREAndHextile(t *testing.T) {
 		{"Hextile subrectangle outside the tile", update(encHextile, 4, 4, cat([]byte{hexBackground | hexAnySubrect}, blue, []byte{1, 3<<4 | 3, 1<<4 | 1})), nil, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := &Client{r: bufio.NewReader(bytes.NewReader(tc.msg)), fb: image.NewRGBA(image.Rect(0, 0, 32, 32))}
+			c := testClient(t, 24, tc.msg, 32, 32)
 			_, err := c.ReadMessage()
 			if (err == nil) != tc.ok {
 				t.Fatalf("err = %v, want ok=%v", err, tc.ok)

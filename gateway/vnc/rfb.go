@@ -12,7 +12,9 @@ import (
 	"fmt"
 	"image"
 	"io"
+	"maps"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -62,12 +64,25 @@ type Config struct {
 	Password string
 	// Shared lets other viewers stay connected.
 	Shared bool
+	// Depth is the colour depth to ask for: 24 (the default when 0), 16
+	// or 8 bits.
+	Depth int
+
+	// encodings, when set, replaces the encodings offered (tests use it
+	// to exercise one decoder).
+	encodings []int32
 }
+
+// defaultEncodings are offered in order of preference: Tight, with
+// high-quality JPEG for photo-like regions and fast zlib, then ZRLE.
+var defaultEncodings = []int32{encTight, encZRLE, encHextile, encRRE, encCopyRect, encRaw,
+	encQualityLevel0 + 8, encCompressionLevel0 + 1}
 
 // Client is a signed-in RFB connection.
 type Client struct {
 	conn net.Conn
 	r    *bufio.Reader
+	pf   pixelFormat
 	Name string
 
 	wmu sync.Mutex // serialises client messages
@@ -80,16 +95,25 @@ type Client struct {
 	// it accepts SetDesktopSize for screenID; guarded by fbMu.
 	resizable bool
 	screenID  uint32
+	// rects counts decoded rectangles by encoding, for the session log
+	// and tests; guarded by fbMu.
+	rects map[string]int
 
-	// The ZRLE zlib stream, which spans the whole connection.
-	zin *zrleInput
-	zr  io.ReadCloser
+	// The ZRLE zlib stream and Tight's four, which span the whole
+	// connection.
+	zin    *zrleInput
+	zr     io.ReadCloser
+	tightZ [4]tightStream
 }
 
 // Connect runs the RFB handshake on conn. On error conn is left to the
 // caller to close.
 func Connect(conn net.Conn, cfg Config) (*Client, error) {
-	c := &Client{conn: conn, r: bufio.NewReaderSize(conn, 64<<10)}
+	pf, err := newPixelFormat(cfg.Depth)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{conn: conn, r: bufio.NewReaderSize(conn, 64<<10), pf: pf}
 	if err := c.version(); err != nil {
 		return nil, err
 	}
@@ -109,7 +133,11 @@ func Connect(conn net.Conn, cfg Config) (*Client, error) {
 	if err := c.setPixelFormat(); err != nil {
 		return nil, err
 	}
-	if err := c.setEncodings(encZRLE, encHextile, encRRE, encCopyRect, encRaw, encExtDesktop, encDesktopSize, encCursor); err != nil {
+	encs := cfg.encodings
+	if encs == nil {
+		encs = defaultEncodings
+	}
+	if err := c.setEncodings(slices.Concat(encs, []int32{encExtDesktop, encDesktopSize, encCursor})...); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -263,15 +291,11 @@ func (c *Client) serverInit() error {
 	return nil
 }
 
-// setPixelFormat asks for 32-bit true colour, little-endian, so each pixel
-// arrives as B, G, R, unused.
+// setPixelFormat asks for little-endian true colour of the chosen depth;
+// at 24 bits each pixel arrives as B, G, R, unused.
 func (c *Client) setPixelFormat() error {
-	msg := []byte{0, 0, 0, 0,
-		32, 24, 0, 1, // bpp, depth, big-endian false, true colour
-		0, 255, 0, 255, 0, 255, // red, green, blue max
-		16, 8, 0, // shifts
-		0, 0, 0}
-	return c.write(msg)
+	msg := make([]byte, 4, 20)
+	return c.write(append(msg, c.pf.wire[:]...))
 }
 
 func (c *Client) setEncodings(encs ...int32) error {
@@ -289,6 +313,21 @@ func (c *Client) write(b []byte) error {
 	defer c.wmu.Unlock()
 	_, err := c.conn.Write(b)
 	return err
+}
+
+// RectCounts returns how many rectangles each encoding has carried.
+func (c *Client) RectCounts() map[string]int {
+	c.fbMu.RLock()
+	defer c.fbMu.RUnlock()
+	return maps.Clone(c.rects)
+}
+
+// counted notes one rectangle of an encoding; the caller holds fbMu.
+func (c *Client) counted(enc string) {
+	if c.rects == nil {
+		c.rects = map[string]int{}
+	}
+	c.rects[enc]++
 }
 
 // Size returns the current screen size.

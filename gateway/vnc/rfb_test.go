@@ -1,9 +1,12 @@
 package vnc
 
 import (
+	"bytes"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"image"
+	"image/color"
 	"net"
 	"os"
 	"path/filepath"
@@ -16,13 +19,18 @@ import (
 
 func dial(t *testing.T, x *targets.Xvnc, password string) (*Client, error) {
 	t.Helper()
+	return dialConfig(t, x, Config{Password: password, Shared: true})
+}
+
+func dialConfig(t *testing.T, x *targets.Xvnc, cfg Config) (*Client, error) {
+	t.Helper()
 	conn, err := net.DialTimeout("tcp", x.Addr(), 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
 	conn.SetDeadline(time.Now().Add(20 * time.Second))
-	return Connect(conn, Config{Password: password, Shared: true})
+	return Connect(conn, cfg)
 }
 
 // waitScreen requests updates until cond holds for the framebuffer.
@@ -110,10 +118,9 @@ func TestPixelsAndTyping(t *testing.T) {
 		p := fb.RGBAAt(20, 20)
 		return !(p.R == 0x33 && p.G == 0x66 && p.B == 0x99)
 	})
-	// TigerVNC sends solid areas as RRE and the rest in ZRLE, the
-	// encoding asked for first: the xterm came through the ZRLE decoder.
-	if c.zr == nil {
-		t.Fatal("the server did not use ZRLE for the xterm")
+	// TigerVNC sends the xterm in Tight, the encoding asked for first.
+	if n := c.RectCounts(); n["tight-palette"]+n["tight-copy"] == 0 {
+		t.Fatalf("the server did not use Tight for the xterm: %v", n)
 	}
 	c.Pointer(40, 40, 0) // focus follows the pointer without a window manager
 	for _, r := range "hello-vnc" {
@@ -217,4 +224,134 @@ func TestResize(t *testing.T) {
 		t.Fatalf("SetDesktopSize: %v %v", ok, err)
 	}
 	waitScreen(t, c, "the new size", func(fb *image.RGBA) bool { return fb.Bounds().Dx() == 800 && fb.Bounds().Dy() == 600 })
+}
+
+// TestColourDepths views the same black-on-white xterm through each
+// lossless encoding at 24, 16 and 8 bits: every combination must decode
+// it to the same pixels.
+func TestColourDepths(t *testing.T) {
+	t.Parallel()
+	x := targets.NewXvnc(t, targets.XvncOptions{Width: 640, Height: 480})
+	if err := x.Run("xsetroot", "-solid", "#ff0000"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := x.Start("xterm", "-geometry", "40x10+0+0", "-bg", "white", "-fg", "black", "-e", "sh", "-c", "echo colour-depth-test; sleep 60"); err != nil {
+		t.Fatal(err)
+	}
+	area := image.Rect(0, 0, 200, 60)
+	var want *image.RGBA
+	for _, enc := range []struct {
+		name    string
+		offer   int32
+		counter string // a rectangle count that shows the decoder was used
+	}{
+		{"ZRLE", encZRLE, "zrle"},
+		{"Tight", encTight, "tight-"},
+		{"Hextile", encHextile, "hextile"},
+	} {
+		for _, depth := range []int{24, 16, 8} {
+			c, err := dialConfig(t, x, Config{Shared: true, Depth: depth, encodings: []int32{enc.offer, encRaw}})
+			if err != nil {
+				t.Fatalf("%s at depth %d: %v", enc.name, depth, err)
+			}
+			// Ready once the root is red and the xterm has printed its
+			// line: black text in the top rows of a white window.
+			waitScreen(t, c, fmt.Sprintf("the xterm in %s at depth %d", enc.name, depth), func(fb *image.RGBA) bool {
+				root, bg := fb.RGBAAt(600, 400), fb.RGBAAt(150, 50)
+				if root != (color.RGBA{0xff, 0, 0, 0xff}) || bg != (color.RGBA{0xff, 0xff, 0xff, 0xff}) {
+					return false
+				}
+				for y := 0; y < 20; y++ {
+					for x := 0; x < 120; x++ {
+						if fb.RGBAAt(x, y) == (color.RGBA{0, 0, 0, 0xff}) {
+							return true
+						}
+					}
+				}
+				return false
+			})
+			used := 0
+			for k, n := range c.RectCounts() {
+				if strings.HasPrefix(k, enc.counter) {
+					used += n
+				}
+			}
+			if used == 0 {
+				t.Errorf("%s at depth %d: the server sent no %s rectangle: %v", enc.name, depth, enc.name, c.RectCounts())
+			}
+			got := c.Snapshot(area)
+			c.Close()
+			if want == nil {
+				want = got
+				continue
+			}
+			if !bytes.Equal(got.Pix, want.Pix) {
+				t.Errorf("%s at depth %d decodes the xterm differently from ZRLE at depth 24", enc.name, depth)
+			}
+		}
+	}
+}
+
+// TestTightJPEG shows a screen of 256 colours, which TigerVNC sends as
+// Tight JPEG when a quality level is asked for, and compares it with the
+// same screen received losslessly.
+func TestTightJPEG(t *testing.T) {
+	t.Parallel()
+	x := targets.NewXvnc(t, targets.XvncOptions{Width: 640, Height: 480})
+	drawn := filepath.Join(t.TempDir(), "drawn")
+	script := `for i in $(seq 0 255); do printf '\033[48;5;%dm   ' $i; done; printf '\033[0m'; echo; touch ` + drawn + `; sleep 60`
+	if _, err := x.Start("xterm", "-geometry", "80x24+0+0", "-e", "sh", "-c", script); err != nil {
+		t.Fatal(err)
+	}
+	waitFile(t, drawn)
+	area := image.Rect(0, 0, 400, 150)
+	lossless, err := dialConfig(t, x, Config{Shared: true, encodings: []int32{encZRLE, encRaw}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	colourful := func(fb *image.RGBA) bool {
+		seen := map[color.RGBA]bool{}
+		for y := area.Min.Y; y < area.Max.Y; y += 2 {
+			for x := area.Min.X; x < area.Max.X; x += 2 {
+				seen[fb.RGBAAt(x, y)] = true
+			}
+		}
+		return len(seen) > 100
+	}
+	waitScreen(t, lossless, "the colour cells", colourful)
+	want := lossless.Snapshot(area)
+
+	c, err := dialConfig(t, x, Config{Shared: true, encodings: []int32{encTight, encRaw, encQualityLevel0 + 9}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitScreen(t, c, "the colour cells in JPEG", colourful)
+	if n := c.RectCounts(); n["tight-jpeg"] == 0 {
+		t.Fatalf("the server sent no JPEG: %v", n)
+	}
+	got := c.Snapshot(area)
+	var sum, worst int
+	for i := 0; i < len(got.Pix); i++ {
+		d := int(absDiff(got.Pix[i], want.Pix[i]))
+		sum += d
+		worst = max(worst, d)
+	}
+	if mean := float64(sum) / float64(len(got.Pix)); mean > 4 {
+		t.Fatalf("JPEG differs from the lossless screen by %.1f on average (worst %d)", mean, worst)
+	}
+}
+
+// waitFile waits for a file that a process on the display writes.
+func waitFile(t *testing.T, path string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never appeared", path)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -136,6 +136,10 @@ func (c *Client) framebufferUpdate() (Update, error) {
 				if err := c.zrle(r); err != nil { // its length field still comes
 					return u, err
 				}
+			} else if enc == encTight {
+				if err := c.tight(r); err != nil { // its control byte and data still come
+					return u, err
+				}
 			} else if enc == encRRE {
 				if err := c.rre(r); err != nil { // may still carry subrectangles, refused as outside
 					return u, err
@@ -150,9 +154,16 @@ func (c *Client) framebufferUpdate() (Update, error) {
 			if err := c.raw(r); err != nil {
 				return u, err
 			}
+			c.counted("raw")
 			u.Rects = append(u.Rects, r)
 		case encZRLE:
 			if err := c.zrle(r); err != nil {
+				return u, err
+			}
+			c.counted("zrle")
+			u.Rects = append(u.Rects, r)
+		case encTight:
+			if err := c.tight(r); err != nil {
 				return u, err
 			}
 			u.Rects = append(u.Rects, r)
@@ -160,11 +171,13 @@ func (c *Client) framebufferUpdate() (Update, error) {
 			if err := c.hextile(r); err != nil {
 				return u, err
 			}
+			c.counted("hextile")
 			u.Rects = append(u.Rects, r)
 		case encRRE:
 			if err := c.rre(r); err != nil {
 				return u, err
 			}
+			c.counted("rre")
 			u.Rects = append(u.Rects, r)
 		case encCopyRect:
 			var src [4]byte
@@ -176,6 +189,7 @@ func (c *Client) framebufferUpdate() (Update, error) {
 				return u, fmt.Errorf("%w: copy source outside the screen", ErrProtocol)
 			}
 			copyWithin(c.fb, r, sp)
+			c.counted("copyrect")
 			u.Copies = append(u.Copies, Copy{Src: sp, Dst: r})
 		default:
 			return u, fmt.Errorf("%w: encoding %d was not asked for", ErrProtocol, enc)
@@ -184,16 +198,18 @@ func (c *Client) framebufferUpdate() (Update, error) {
 	return u, nil
 }
 
-// raw reads r's pixels (B, G, R, x per pixel) into the framebuffer.
+// raw reads r's pixels into the framebuffer.
 func (c *Client) raw(r image.Rectangle) error {
-	row := make([]byte, 4*r.Dx())
+	bpp := c.pf.bpp
+	row := make([]byte, bpp*r.Dx())
 	for y := r.Min.Y; y < r.Max.Y; y++ {
 		if _, err := io.ReadFull(c.r, row); err != nil {
 			return err
 		}
 		dst := c.fb.Pix[c.fb.PixOffset(r.Min.X, y):]
-		for i := 0; i < len(row); i += 4 {
-			dst[i], dst[i+1], dst[i+2], dst[i+3] = row[i+2], row[i+1], row[i], 0xff
+		for i, o := 0, 0; i < len(row); i, o = i+bpp, o+4 {
+			p := c.pf.rgba(row[i : i+bpp])
+			copy(dst[o:o+4], p[:])
 		}
 	}
 	return nil
@@ -237,7 +253,8 @@ func (c *Client) cursor(hx, hy, w, h int) (*Cursor, error) {
 	if w > maxCursor || h > maxCursor {
 		return nil, fmt.Errorf("%w: cursor of %dx%d", ErrProtocol, w, h)
 	}
-	pix := make([]byte, 4*w*h)
+	bpp := c.pf.bpp
+	pix := make([]byte, bpp*w*h)
 	mask := make([]byte, (w+7)/8*h)
 	if _, err := io.ReadFull(c.r, pix); err != nil {
 		return nil, err
@@ -249,10 +266,11 @@ func (c *Client) cursor(hx, hy, w, h int) (*Cursor, error) {
 	stride := (w + 7) / 8
 	for y := range h {
 		for x := range w {
-			i := 4 * (y*w + x)
+			i := bpp * (y*w + x)
 			o := img.PixOffset(x, y)
 			if mask[y*stride+x/8]&(0x80>>(x%8)) != 0 {
-				img.Pix[o], img.Pix[o+1], img.Pix[o+2], img.Pix[o+3] = pix[i+2], pix[i+1], pix[i], 0xff
+				p := c.pf.rgba(pix[i : i+bpp])
+				copy(img.Pix[o:o+4], p[:])
 			}
 		}
 	}

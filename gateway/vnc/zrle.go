@@ -58,16 +58,13 @@ func (c *Client) zrle(r image.Rectangle) error {
 	return nil
 }
 
-// cpixel reads one compressed pixel (B, G, R for our pixel format).
+// cpixel reads one compressed pixel (CPIXEL).
 func (c *Client) cpixel(b []byte) ([4]byte, error) {
-	if _, err := io.ReadFull(c.zr, b[:3]); err != nil {
-		return [4]byte{}, err
-	}
-	return [4]byte{b[2], b[1], b[0], 0xff}, nil
+	return c.pf.readPixel(c.zr, b, c.pf.cbytes)
 }
 
 func (c *Client) zrleTile(t image.Rectangle) error {
-	var one [3]byte
+	var one [4]byte
 	var sub [1]byte
 	if _, err := io.ReadFull(c.zr, sub[:]); err != nil {
 		return err

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"compress/zlib"
 	"encoding/binary"
-	"image"
 	"image/color"
 	"testing"
 )
@@ -38,7 +37,7 @@ func TestZRLESubencodings(t *testing.T) {
 	var compressed bytes.Buffer
 	zw := zlib.NewWriter(&compressed)
 	var stream bytes.Buffer
-	c := &Client{fb: image.NewRGBA(image.Rect(0, 0, 4, 2))}
+	c := testClient(t, 24, nil, 4, 2)
 	c.r = bufio.NewReader(&stream)
 
 	for _, tc := range []struct {

@@ -116,11 +116,14 @@ type Request struct {
 	Relay *Relay `json:"relay,omitempty"`
 }
 
-// Desktop are a desktop session's restrictions, enforced by the gateway.
+// Desktop are a desktop session's options and restrictions, enforced by
+// the gateway.
 type Desktop struct {
 	ViewOnly       bool `json:"view_only,omitempty"`
 	NoClipboardIn  bool `json:"no_clipboard_in,omitempty"`
 	NoClipboardOut bool `json:"no_clipboard_out,omitempty"`
+	// ColorDepth is 24 (the default when 0), 16 or 8 bits.
+	ColorDepth int `json:"color_depth,omitempty"`
 }
 
 // Relay is the far gateway of a relayed connection.
@@ -157,6 +160,9 @@ func (r *Request) Validate() error {
 		if len(t.Term) > 64 {
 			return errors.New("terminal type too long")
 		}
+	}
+	if d := r.Desktop; d != nil && d.ColorDepth != 0 && d.ColorDepth != 8 && d.ColorDepth != 16 && d.ColorDepth != 24 {
+		return fmt.Errorf("colour depth %d: choose 24, 16 or 8", d.ColorDepth)
 	}
 	return nil
 }

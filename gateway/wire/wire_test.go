@@ -87,6 +87,7 @@ func TestValidate(t *testing.T) {
 		{"port too big", func(r *Request) { r.Target.Port = 70000 }},
 		{"huge terminal", func(r *Request) { r.Terminal = &Terminal{Cols: 5000, Rows: 10} }},
 		{"zero terminal", func(r *Request) { r.Terminal = &Terminal{Cols: 0, Rows: 10} }},
+		{"colour depth", func(r *Request) { r.Desktop = &Desktop{ColorDepth: 12} }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := ok()

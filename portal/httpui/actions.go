@@ -234,8 +234,13 @@ type resourceInput struct {
 	ClearPrivateKey bool     `json:"clear_private_key,omitempty"`
 	Tags            []string `json:"tags"`
 	// Desktop options.
-	ViewOnly  bool   `json:"view_only,omitempty"`
-	Clipboard string `json:"clipboard,omitempty"`
+	ViewOnly   bool   `json:"view_only,omitempty"`
+	Clipboard  string `json:"clipboard,omitempty"`
+	ColorDepth int    `json:"color_depth,omitempty"`
+}
+
+func (in *resourceInput) options() store.Options {
+	return store.Options{ViewOnly: in.ViewOnly, Clipboard: in.Clipboard, ColorDepth: in.ColorDepth}
 }
 
 func (in *resourceInput) validate(isNew bool) fieldErrors {
@@ -293,6 +298,13 @@ func (in *resourceInput) validate(isNew bool) fieldErrors {
 	default:
 		fe["clipboard"] = "Choose both, to-remote, from-remote or none."
 	}
+	switch in.ColorDepth {
+	case 0:
+		in.ColorDepth = 24
+	case 8, 16, 24:
+	default:
+		fe["color_depth"] = "Choose a colour depth of 24, 16 or 8 bits."
+	}
 	var tags []string
 	seen := map[string]bool{}
 	for _, t := range in.Tags {
@@ -323,7 +335,7 @@ func (s *Server) createResource(r *http.Request, actor store.User, in resourceIn
 	}
 	res, err := s.Store.CreateResource(r.Context(), store.Resource{
 		Name: in.Name, Description: in.Description, Protocol: in.Protocol, Host: in.Host, Port: in.Port,
-		Login: in.Login, Tags: in.Tags, Options: store.Options{ViewOnly: in.ViewOnly, Clipboard: in.Clipboard},
+		Login: in.Login, Tags: in.Tags, Options: in.options(),
 	}, &store.Secrets{Password: in.Password, PrivateKey: in.PrivateKey})
 	if err != nil {
 		return store.Resource{}, conflictOrErr(err, "name")
@@ -351,7 +363,7 @@ func (s *Server) updateResource(r *http.Request, actor store.User, id int64, in 
 	res := old
 	res.Name, res.Description, res.Protocol, res.Host, res.Port, res.Login, res.Tags =
 		in.Name, in.Description, in.Protocol, in.Host, in.Port, in.Login, in.Tags
-	res.Options = store.Options{ViewOnly: in.ViewOnly, Clipboard: in.Clipboard}
+	res.Options = in.options()
 	var secrets *store.Secrets
 	changed := []string{}
 	if in.Password != "" || in.PrivateKey != "" || in.ClearPassword || in.ClearPrivateKey {

@@ -1,6 +1,7 @@
 package httpui
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -182,6 +183,7 @@ type apiResource struct {
 	HasPrivateKey      bool     `json:"has_private_key"`
 	ViewOnly           bool     `json:"view_only,omitempty"`
 	Clipboard          string   `json:"clipboard,omitempty"`
+	ColorDepth         int      `json:"color_depth,omitempty"`
 }
 
 func toAPIResource(r store.Resource) apiResource {
@@ -189,12 +191,13 @@ func toAPIResource(r store.Resource) apiResource {
 	if t == nil {
 		t = []string{}
 	}
-	clip := r.Options.Clipboard
-	if clip == "" && r.Protocol == "vnc" {
-		clip = "both"
+	clip, depth := r.Options.Clipboard, r.Options.ColorDepth
+	if r.Protocol == "vnc" {
+		clip = cmp.Or(clip, "both")
+		depth = cmp.Or(depth, 24)
 	}
 	return apiResource{r.ID, r.Name, r.Description, r.Protocol, r.Host, r.Port, r.Login, t, fingerprint(r.HostKey),
-		r.HasPassword, r.HasPrivateKey, r.Options.ViewOnly, clip}
+		r.HasPassword, r.HasPrivateKey, r.Options.ViewOnly, clip, depth}
 }
 
 func (s *Server) apiMe(w http.ResponseWriter, r *http.Request, u store.User) error {

@@ -211,12 +211,16 @@ func resourceFromForm(r *http.Request) (resourceInput, string) {
 	if err != nil {
 		port = -1 // reported by validate
 	}
+	depth, err := strconv.Atoi(r.PostForm.Get("color_depth"))
+	if err != nil && r.PostForm.Get("color_depth") != "" {
+		depth = -1 // reported by validate
+	}
 	return resourceInput{
 		Name: r.PostForm.Get("name"), Description: r.PostForm.Get("description"), Protocol: r.PostForm.Get("protocol"),
 		Host: r.PostForm.Get("host"), Port: port, Login: r.PostForm.Get("login"), Password: r.PostForm.Get("password"),
 		PrivateKey: r.PostForm.Get("private_key"), ClearPassword: r.PostForm.Get("clear_password") == "on",
 		ClearPrivateKey: r.PostForm.Get("clear_private_key") == "on", Tags: splitTags(r.PostForm.Get("tags")),
-		ViewOnly: r.PostForm.Get("view_only") == "on", Clipboard: r.PostForm.Get("clipboard"),
+		ViewOnly: r.PostForm.Get("view_only") == "on", Clipboard: r.PostForm.Get("clipboard"), ColorDepth: depth,
 	}, portText
 }
 
@@ -225,7 +229,7 @@ func (s *Server) resourceFormView(r *http.Request, res store.Resource) (ui.Resou
 	v := ui.ResourceFormView{ID: res.ID, Name: res.Name, Description: res.Description, Protocol: res.Protocol, Host: res.Host,
 		Port: strconv.Itoa(res.Port), Login: res.Login, Tags: strings.Join(res.Tags, ", "), HasPassword: res.HasPassword,
 		HasPrivateKey: res.HasPrivateKey, HostKeyFingerprint: fingerprint(res.HostKey), HostKeyPinnedAt: res.HostKeyPinnedAt,
-		ViewOnly: res.Options.ViewOnly, Clipboard: res.Options.Clipboard}
+		ViewOnly: res.Options.ViewOnly, Clipboard: res.Options.Clipboard, ColorDepth: res.Options.ColorDepth}
 	offered, err := s.Store.GetSetting(r.Context(), offeredKeySetting(res.ID))
 	if err != nil {
 		return v, err
@@ -251,7 +255,7 @@ func (s *Server) createResourceForm(w http.ResponseWriter, r *http.Request) {
 	res, err := s.createResource(r, actor, in)
 	if s.formFailed(w, r, err, func(errs ui.Errors) {
 		v := ui.ResourceFormView{IsNew: true, Name: in.Name, Description: in.Description, Protocol: in.Protocol, Host: in.Host,
-			Port: portText, Login: in.Login, Tags: strings.Join(in.Tags, ", "), ViewOnly: in.ViewOnly, Clipboard: in.Clipboard, Errors: errs}
+			Port: portText, Login: in.Login, Tags: strings.Join(in.Tags, ", "), ViewOnly: in.ViewOnly, Clipboard: in.Clipboard, ColorDepth: in.ColorDepth, Errors: errs}
 		s.render(w, r, http.StatusUnprocessableEntity, ui.ResourceForm(s.page(r, "New resource", "resources"), v))
 	}) {
 		return

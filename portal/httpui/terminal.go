@@ -379,7 +379,7 @@ func (s *Server) dialResource(ctx context.Context, u store.User, res store.Resou
 		req.Terminal = &wire.Terminal{Term: "xterm-256color", Cols: cols, Rows: rows}
 	} else {
 		req.Desktop = &wire.Desktop{ViewOnly: res.Options.ViewOnly,
-			NoClipboardIn: !res.Options.ClipboardIn(), NoClipboardOut: !res.Options.ClipboardOut()}
+			NoClipboardIn: !res.Options.ClipboardIn(), NoClipboardOut: !res.Options.ClipboardOut(), ColorDepth: res.Options.ColorDepth}
 	}
 	failure := &dialFailure{details: map[string]string{}}
 	conn, resp, err := s.Gateways.Open(ctx, gw, req)

@@ -38,6 +38,9 @@ type Options struct {
 	// Clipboard is "both" (the default), "to-remote", "from-remote" or
 	// "none".
 	Clipboard string `json:"clipboard,omitempty"`
+	// ColorDepth is the desktop's colour depth in bits: 24 (the default
+	// when 0), 16 or 8; fewer colours need less bandwidth.
+	ColorDepth int `json:"color_depth,omitempty"`
 }
 
 // ClipboardIn reports whether text may go from the browser to the target.

@@ -175,8 +175,9 @@ type ResourceFormView struct {
 	HasPassword   bool
 	HasPrivateKey bool
 	// Desktop options.
-	ViewOnly  bool
-	Clipboard string
+	ViewOnly   bool
+	Clipboard  string
+	ColorDepth int
 	// Host key state, edit only.
 	HostKeyFingerprint string
 	HostKeyPinnedAt    time.Time

@@ -378,7 +378,8 @@ func (g *Gateway) vncDesktop(c *tls.Conn, req *wire.Request, log *slog.Logger) {
 	if req.Desktop != nil {
 		opts = *req.Desktop
 	}
-	client, err := vnc.Connect(conn, vnc.Config{Password: string(req.Credentials.Password), Shared: true, Depth: opts.ColorDepth})
+	client, err := vnc.Connect(conn, vnc.Config{Username: req.Credentials.Username, Password: string(req.Credentials.Password),
+		PinnedCert: req.HostKey, Shared: true, Depth: opts.ColorDepth})
 	if err != nil {
 		conn.Close()
 		resp := vncRefusal(req.Target, err)
@@ -387,20 +388,29 @@ func (g *Gateway) vncDesktop(c *tls.Conn, req *wire.Request, log *slog.Logger) {
 		return
 	}
 	conn.SetDeadline(time.Time{})
-	if err := wire.WriteResponse(c, &wire.Response{OK: true}); err != nil {
+	ok := &wire.Response{OK: true}
+	if fp := client.CertFingerprint; fp != "" {
+		ok.HostKey, ok.HostKeyFingerprint = wire.CertPrefix+fp, fp // pinned by the portal on first use
+	}
+	if err := wire.WriteResponse(c, ok); err != nil {
 		client.Close()
 		return
 	}
 	w, h := client.Size()
 	log.Info("desktop session started", "name", client.Name, "size", fmt.Sprintf("%dx%d", w, h), "setup", time.Since(start).Round(time.Millisecond))
 	err = client.Serve(g.ctx, c, opts)
-	log.Info("desktop session ended", "err", err, "duration", time.Since(start).Round(time.Second))
+	log.Info("desktop session ended", "err", err, "duration", time.Since(start).Round(time.Second), "rects", client.RectCounts())
 }
 
 // vncRefusal says in words why a VNC server could not be signed in to.
 func vncRefusal(t wire.Target, err error) *wire.Response {
 	var ne net.Error
+	var mismatch *vnc.CertMismatchError
 	switch {
+	case errors.As(err, &mismatch):
+		return &wire.Response{Code: wire.CodeHostKeyMismatch,
+			Message: fmt.Sprintf("the TLS certificate of the VNC server at %s has changed: expected %s, got %s. This can mean the server's certificate was renewed, or that someone is intercepting the connection; an administrator must check and accept the new certificate on the resource's page", t, mismatch.Pinned, mismatch.Got),
+			HostKey: wire.CertPrefix + mismatch.Got, HostKeyFingerprint: mismatch.Got}
 	case errors.Is(err, vnc.ErrAuthFailed):
 		return &wire.Response{Code: wire.CodeAuthFailed, Message: fmt.Sprintf("the VNC server at %s refused the password", t)}
 	case errors.Is(err, vnc.ErrUnsupported), errors.Is(err, vnc.ErrProtocol):

@@ -576,3 +576,31 @@ func TestVNCViewOnly(t *testing.T) {
 		t.Fatalf("the xterm read %q: keys from the view-only session got through", b)
 	}
 }
+
+// TestVNCCertificatePinning connects to a VeNCrypt X509 server: the first
+// session reports the certificate for pinning, a pinned one connects, and
+// a different pin is refused with the certificate offered.
+func TestVNCCertificatePinning(t *testing.T) {
+	t.Parallel()
+	x := targets.NewXvnc(t, targets.XvncOptions{Password: "vncpw123", Security: "X509Vnc"})
+	g := startGateway(t)
+	fp := wire.CertFingerprint(x.CertDER)
+	req := func(pin string) *wire.Request {
+		return &wire.Request{Kind: wire.KindSession, Protocol: wire.ProtocolVNC, SessionID: "vnc-tls", User: "tester",
+			Target: wire.Target{Host: x.Host, Port: x.Port}, Credentials: wire.Credentials{Password: "vncpw123"}, HostKey: pin}
+	}
+	s, resp := g.open(t, req(""))
+	if !resp.OK || resp.HostKey != wire.CertPrefix+fp || resp.HostKeyFingerprint != fp {
+		t.Fatalf("first connection: %+v, want certificate %s", resp, fp)
+	}
+	s.conn.Close()
+	s, resp = g.open(t, req(wire.CertPrefix+fp))
+	if !resp.OK {
+		t.Fatalf("pinned certificate refused: %+v", resp)
+	}
+	s.conn.Close()
+	_, resp = g.open(t, req(wire.CertPrefix+"SHA256:c29tZXRoaW5nIGVsc2U"))
+	if resp.OK || resp.Code != wire.CodeHostKeyMismatch || resp.HostKey != wire.CertPrefix+fp || !strings.Contains(resp.Message, "TLS certificate") {
+		t.Fatalf("changed certificate: %+v", resp)
+	}
+}

@@ -95,3 +95,7 @@ func authorizeKey(key ssh.PublicKey) error {
 	}
 	return os.Chown(path, uid, gid)
 }
+
+// TestUserPassword returns TestUser's system password, creating the user
+// if needed.
+func TestUserPassword() (string, error) { return ensureTestUser("") }

@@ -23,6 +23,11 @@ type XvncOptions struct {
 	Password string
 	Width    int
 	Height   int
+	// Security, when set, replaces the security types, e.g. "X509Vnc" or
+	// "X509Plain,TLSVnc". X509 types get a fresh self-signed certificate
+	// (Xvnc.CertDER); Plain types accept TestUser with its system
+	// password (TestUserPassword).
+	Security string
 }
 
 // Xvnc is a running TigerVNC server with its own X display.
@@ -31,6 +36,8 @@ type Xvnc struct {
 	Port     int
 	Display  int
 	Password string
+	// CertDER is the server's TLS certificate for X509 security types.
+	CertDER []byte
 
 	dir    string
 	cmd    *exec.Cmd
@@ -67,9 +74,30 @@ func StartXvnc(ctx context.Context, dir string, opts XvncOptions) (*Xvnc, error)
 		if err := os.WriteFile(pwFile, out, 0o600); err != nil {
 			return nil, err
 		}
-		args = append(args, "-SecurityTypes", "VncAuth", "-PasswordFile", pwFile)
-	} else {
+		args = append(args, "-PasswordFile", pwFile)
+	}
+	switch {
+	case opts.Security != "":
+		args = append(args, "-SecurityTypes", opts.Security)
+	case opts.Password != "":
+		args = append(args, "-SecurityTypes", "VncAuth")
+	default:
 		args = append(args, "-SecurityTypes", "None")
+	}
+	if strings.Contains(opts.Security, "X509") {
+		certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+		der, err := selfSignedCert(certFile, keyFile)
+		if err != nil {
+			return nil, err
+		}
+		x.CertDER = der
+		args = append(args, "-X509Cert", certFile, "-X509Key", keyFile)
+	}
+	if strings.Contains(opts.Security, "Plain") {
+		if _, err := ensureTestUser(""); err != nil {
+			return nil, err
+		}
+		args = append(args, "-PlainUsers", TestUser)
 	}
 	// Displays and ports may be taken by parallel tests: try others.
 	for attempt := range 20 {

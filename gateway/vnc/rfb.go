@@ -62,6 +62,12 @@ var (
 // Config configures a connection.
 type Config struct {
 	Password string
+	// Username is sent by VeNCrypt's Plain sub-types, which ask for one.
+	Username string
+	// PinnedCert is the server certificate's pin (wire.CertPrefix and its
+	// fingerprint) for VeNCrypt X509 sub-types; empty trusts the first
+	// certificate seen, reported in Client.CertFingerprint.
+	PinnedCert string
 	// Shared lets other viewers stay connected.
 	Shared bool
 	// Depth is the colour depth to ask for: 24 (the default when 0), 16
@@ -84,6 +90,9 @@ type Client struct {
 	r    *bufio.Reader
 	pf   pixelFormat
 	Name string
+	// CertFingerprint is the server's TLS certificate pin when the
+	// connection runs over VeNCrypt TLS, else empty.
+	CertFingerprint string
 
 	wmu sync.Mutex // serialises client messages
 
@@ -117,14 +126,14 @@ func Connect(conn net.Conn, cfg Config) (*Client, error) {
 	if err := c.version(); err != nil {
 		return nil, err
 	}
-	if err := c.security(cfg.Password); err != nil {
+	if err := c.security(cfg); err != nil {
 		return nil, err
 	}
 	shared := byte(0)
 	if cfg.Shared {
 		shared = 1
 	}
-	if _, err := conn.Write([]byte{shared}); err != nil {
+	if _, err := c.conn.Write([]byte{shared}); err != nil { // over TLS once VeNCrypt started it
 		return nil, err
 	}
 	if err := c.serverInit(); err != nil {
@@ -170,7 +179,7 @@ func (c *Client) readReason() string {
 	return string(b)
 }
 
-func (c *Client) security(password string) error {
+func (c *Client) security(cfg Config) error {
 	count, err := c.r.ReadByte()
 	if err != nil {
 		return fmt.Errorf("read security types: %w", err)
@@ -182,15 +191,15 @@ func (c *Client) security(password string) error {
 	if _, err := io.ReadFull(c.r, types); err != nil {
 		return err
 	}
+	// VeNCrypt first: it can carry everything over TLS.
 	chosen := byte(0)
-	for _, t := range types {
-		if t == secVNCAuth && password != "" {
-			chosen = t
-			break
-		}
-		if t == secNone && chosen == 0 {
-			chosen = t
-		}
+	switch {
+	case contains(types, secVeNCrypt):
+		chosen = secVeNCrypt
+	case contains(types, secVNCAuth) && cfg.Password != "":
+		chosen = secVNCAuth
+	case contains(types, secNone):
+		chosen = secNone
 	}
 	if chosen == 0 {
 		var names []string
@@ -202,7 +211,7 @@ func (c *Client) security(password string) error {
 			names = append(names, n)
 		}
 		hint := ""
-		if password == "" && contains(types, secVNCAuth) {
+		if cfg.Password == "" && contains(types, secVNCAuth) {
 			hint = " (it asks for a password and none is stored)"
 		}
 		return fmt.Errorf("%w: the server offers %s%s", ErrUnsupported, strings.Join(names, ", "), hint)
@@ -210,19 +219,23 @@ func (c *Client) security(password string) error {
 	if _, err := c.conn.Write([]byte{chosen}); err != nil {
 		return err
 	}
-	if chosen == secVNCAuth {
-		var challenge [16]byte
-		if _, err := io.ReadFull(c.r, challenge[:]); err != nil {
-			return fmt.Errorf("read VNC challenge: %w", err)
-		}
-		resp, err := vncAuthResponse(password, challenge)
-		if err != nil {
-			return err
-		}
-		if _, err := c.conn.Write(resp[:]); err != nil {
-			return err
-		}
+	if chosen == secVeNCrypt {
+		return c.vencrypt(cfg)
 	}
+	return c.plainSecurity(chosen, cfg.Password)
+}
+
+// plainSecurity completes security type None or VNC Authentication once
+// chosen.
+func (c *Client) plainSecurity(chosen byte, password string) error {
+	if chosen == secVNCAuth {
+		return c.vncAuth(password)
+	}
+	return c.securityResult()
+}
+
+// securityResult reads whether the server accepted the client.
+func (c *Client) securityResult() error {
 	var result uint32
 	if err := binary.Read(c.r, binary.BigEndian, &result); err != nil {
 		return fmt.Errorf("read security result: %w", err)

@@ -2,6 +2,7 @@ package vnc
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/keyway-dev/keyway/e2e/targets"
+	"github.com/keyway-dev/keyway/gateway/wire"
 )
 
 func dial(t *testing.T, x *targets.Xvnc, password string) (*Client, error) {
@@ -353,5 +355,57 @@ func waitFile(t *testing.T, path string) {
 			t.Fatalf("%s never appeared", path)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestVeNCrypt(t *testing.T) {
+	t.Parallel()
+	x509vnc := targets.NewXvnc(t, targets.XvncOptions{Password: "vncpw123", Security: "X509Vnc"})
+	x509plain := targets.NewXvnc(t, targets.XvncOptions{Security: "X509Plain"})
+	anonymous := targets.NewXvnc(t, targets.XvncOptions{Password: "vncpw123", Security: "TLSVnc"})
+	userPW, err := targets.TestUserPassword()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp := wire.CertFingerprint(x509vnc.CertDER)
+	pin := wire.CertPrefix + fp
+
+	// First connection: the certificate is reported for pinning.
+	c, err := dialConfig(t, x509vnc, Config{Password: "vncpw123"})
+	if err != nil {
+		t.Fatalf("X509Vnc: %v", err)
+	}
+	if c.CertFingerprint != fp {
+		t.Fatalf("certificate seen %q, want %q", c.CertFingerprint, fp)
+	}
+	if _, ok := c.conn.(*tls.Conn); !ok {
+		t.Fatal("the session does not run over TLS")
+	}
+	// The screen arrives through TLS.
+	waitScreen(t, c, "the first screen", func(fb *image.RGBA) bool { return len(c.RectCounts()) > 0 })
+
+	for _, tc := range []struct {
+		name    string
+		x       *targets.Xvnc
+		cfg     Config
+		wantErr string // empty: success
+	}{
+		{"pinned certificate", x509vnc, Config{Password: "vncpw123", PinnedCert: pin}, ""},
+		{"changed certificate", x509vnc, Config{Password: "vncpw123", PinnedCert: wire.CertPrefix + "SHA256:AAAA"}, "certificate changed: expected SHA256:AAAA, got " + fp},
+		{"wrong VNC password over TLS", x509vnc, Config{Password: "wrongpw1"}, ErrAuthFailed.Error()},
+		{"plain login", x509plain, Config{Username: targets.TestUser, Password: userPW}, ""},
+		{"plain, wrong password", x509plain, Config{Username: targets.TestUser, Password: "not-the-password"}, ErrAuthFailed.Error()},
+		{"plain without a login", x509plain, Config{Password: userPW}, "need a login name"},
+		{"anonymous TLS only", anonymous, Config{Password: "vncpw123"}, "anonymous TLS"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := dialConfig(t, tc.x, tc.cfg)
+			if tc.wantErr == "" && err != nil {
+				t.Fatal(err)
+			}
+			if tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("got %v, want an error with %q", err, tc.wantErr)
+			}
+		})
 	}
 }

@@ -6,6 +6,8 @@ package wire
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -165,6 +167,18 @@ func (r *Request) Validate() error {
 		return fmt.Errorf("colour depth %d: choose 24, 16 or 8", d.ColorDepth)
 	}
 	return nil
+}
+
+// CertPrefix starts the pin of a target's TLS certificate (VNC over
+// VeNCrypt, RDP), so it shares the resource's pinned-key field with SSH
+// host keys: "tls-cert SHA256:…".
+const CertPrefix = "tls-cert "
+
+// CertFingerprint is the pin of a certificate: the SHA-256 of its DER
+// bytes, written like an SSH fingerprint.
+func CertFingerprint(der []byte) string {
+	sum := sha256.Sum256(der)
+	return "SHA256:" + base64.RawStdEncoding.EncodeToString(sum[:])
 }
 
 // Response answers a Request.

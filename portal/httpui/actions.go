@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/keyway-dev/keyway/gateway/wire"
 	"github.com/keyway-dev/keyway/portal/audit"
 	"github.com/keyway-dev/keyway/portal/auth"
 	"github.com/keyway-dev/keyway/portal/store"
@@ -454,6 +455,9 @@ func offeredKeySetting(id int64) string { return "hostkey.offered." + strconv.Fo
 func fingerprint(authorizedKey string) string {
 	if authorizedKey == "" {
 		return ""
+	}
+	if fp, ok := strings.CutPrefix(authorizedKey, wire.CertPrefix); ok {
+		return fp
 	}
 	k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(authorizedKey))
 	if err != nil {

@@ -374,8 +374,8 @@ func (s *Server) dialResource(ctx context.Context, u store.User, res store.Resou
 		Target:      wire.Target{Host: res.Host, Port: res.Port},
 		Credentials: wire.Credentials{Username: res.Login, Password: wire.Secret(secrets.Password), PrivateKey: wire.Secret(secrets.PrivateKey)},
 	}
+	req.HostKey = res.HostKey
 	if res.Protocol == wire.ProtocolSSH {
-		req.HostKey = res.HostKey
 		req.Terminal = &wire.Terminal{Term: "xterm-256color", Cols: cols, Rows: rows}
 	} else {
 		req.Desktop = &wire.Desktop{ViewOnly: res.Options.ViewOnly,
@@ -407,7 +407,7 @@ func (s *Server) dialResource(ctx context.Context, u store.User, res store.Resou
 		failure.details = failure.detailsFor(gw, res)
 		return nil, resp, gw, failure
 	}
-	if res.Protocol == wire.ProtocolSSH && res.HostKey == "" && resp.HostKey != "" {
+	if res.HostKey == "" && resp.HostKey != "" {
 		if err := s.Store.PinHostKey(ctx, res.ID, resp.HostKey); err != nil {
 			log.Error("pin host key", "err", err)
 		}

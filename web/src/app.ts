@@ -55,8 +55,23 @@ function timeZoneFields(): void {
   });
 }
 
+// The resource form's port follows the protocol while it still holds the
+// other protocol's default port.
+const defaultPorts: Record<string, string> = { ssh: '22', vnc: '5900' };
+function protocolPorts(): void {
+  const protocol = document.querySelector<HTMLSelectElement>('select#protocol');
+  const port = document.querySelector<HTMLInputElement>('input#port');
+  if (!protocol || !port) return;
+  protocol.addEventListener('change', () => {
+    if (Object.values(defaultPorts).includes(port.value) || port.value === '') {
+      port.value = defaultPorts[protocol.value] ?? port.value;
+    }
+  });
+}
+
 document.addEventListener('DOMContentLoaded', () => {
   localizeTimes(document);
+  protocolPorts();
   confirmForms();
   copyButtons();
   timeZoneFields();

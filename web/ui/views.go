@@ -361,3 +361,20 @@ type DesktopView struct {
 	Address      string
 	WSPath       string
 }
+
+// KeyNoun names what a resource pins: an SSH host key or a TLS
+// certificate.
+func (v ResourceFormView) KeyNoun() string {
+	if v.Protocol == "ssh" || v.Protocol == "" {
+		return "host key"
+	}
+	return "TLS certificate"
+}
+
+// KeyTitle heads the pinned-key section.
+func (v ResourceFormView) KeyTitle() string {
+	if v.Protocol == "ssh" || v.Protocol == "" {
+		return "SSH host key"
+	}
+	return "Server TLS certificate"
+}

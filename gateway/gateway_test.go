@@ -479,18 +479,21 @@ func TestVNCClipboard(t *testing.T) {
 	}
 	// Browser → remote: a clipboard stream becomes the X clipboard.
 	send(guac.New("clipboard", "5", "text/plain"))
-	send(guac.New("blob", "5", base64.StdEncoding.EncodeToString([]byte("from-browser-42"))))
+	// Text beyond Latin-1 and several lines: the extended clipboard
+	// carries UTF-8.
+	const fromBrowser, fromRemote = "from-browser-42 ✓ 世界\nsecond line", "from-remote-7 – ü ✓"
+	send(guac.New("blob", "5", base64.StdEncoding.EncodeToString([]byte(fromBrowser))))
 	send(guac.New("end", "5"))
 	waitUntil(t, "the remote clipboard to hold the browser's text", func() bool {
 		cmd := exec.Command("xclip", "-o", "-selection", "clipboard")
 		cmd.Env = append(os.Environ(), "DISPLAY=:"+strconv.Itoa(x.Display))
 		out, _ := cmd.Output()
-		return string(out) == "from-browser-42"
+		return string(out) == fromBrowser
 	})
 
 	// Remote → browser: a new X clipboard owner reaches the client as a
 	// clipboard stream (acknowledging frames so the session keeps going).
-	if _, err := x.Start("sh", "-c", "printf %s from-remote-7 | xclip -selection clipboard"); err != nil {
+	if _, err := x.Start("sh", "-c", "printf %s '"+fromRemote+"' | xclip -selection clipboard"); err != nil {
 		t.Fatal(err)
 	}
 	rd := guac.NewReader(s.conn, guac.Limits{MaxElement: 1 << 20, MaxElements: 16})
@@ -513,7 +516,7 @@ func TestVNCClipboard(t *testing.T) {
 				clip += string(b)
 			}
 		case "end":
-			if in.Args[0] == streamID && clip == "from-remote-7" {
+			if in.Args[0] == streamID && clip == fromRemote {
 				s.conn.Close()
 				return
 			}

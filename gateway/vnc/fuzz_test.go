@@ -22,6 +22,10 @@ func FuzzReadMessage(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 1, 0, 0, 0, 0, 0, 4, 0, 2, 0, 0, 0, 7, 0x40, 1, 1, 1, 2, 3, 4, 5, 6, 0x90, 0x60})
 	f.Add([]byte{0, 0, 0, 1, 0, 0, 0, 0, 0, 4, 0, 2, 0, 0, 0, 7, 0x00, 5, 0x78, 0x9c, 0x62, 0x60, 0x00})
 	f.Add([]byte{0, 0, 0, 1, 0, 0, 0, 0, 0, 4, 0, 2, 0, 0, 0, 7, 0x90, 4, 0xff, 0xd8, 0xff, 0xd9})
+	// Extended clipboard: capabilities, notify, provide (bad zlib).
+	f.Add([]byte{3, 0, 0, 0, 0xff, 0xff, 0xff, 0xf8, 0x1f, 0, 0, 1, 0, 0, 0, 64})
+	f.Add([]byte{3, 0, 0, 0, 0xff, 0xff, 0xff, 0xfc, 0x08, 0, 0, 1})
+	f.Add([]byte{3, 0, 0, 0, 0xff, 0xff, 0xff, 0xf8, 0x10, 0, 0, 1, 0x78, 0x9c, 0x03, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		// The message length picks the colour depth, so every decoder
 		// meets each pixel size.

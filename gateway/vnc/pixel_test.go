@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"image"
+	"net"
 	"testing"
 )
 
@@ -14,8 +15,14 @@ func testClient(t testing.TB, depth int, msg []byte, w, h int) *Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Client{r: bufio.NewReader(bytes.NewReader(msg)), pf: pf, fb: image.NewRGBA(image.Rect(0, 0, w, h))}
+	return &Client{conn: discardConn{}, r: bufio.NewReader(bytes.NewReader(msg)), pf: pf, fb: image.NewRGBA(image.Rect(0, 0, w, h))}
 }
+
+// discardConn takes the client's replies (clipboard capabilities and
+// requests) and drops them.
+type discardConn struct{ net.Conn }
+
+func (discardConn) Write(b []byte) (int, error) { return len(b), nil }
 
 func TestPixelFormats(t *testing.T) {
 	tests := []struct {

@@ -113,6 +113,9 @@ type Client struct {
 	zin    *zrleInput
 	zr     io.ReadCloser
 	tightZ [4]tightStream
+
+	clipMu sync.Mutex
+	clip   clipState
 }
 
 // Connect runs the RFB handshake on conn. On error conn is left to the
@@ -146,7 +149,7 @@ func Connect(conn net.Conn, cfg Config) (*Client, error) {
 	if encs == nil {
 		encs = defaultEncodings
 	}
-	if err := c.setEncodings(slices.Concat(encs, []int32{encExtDesktop, encDesktopSize, encCursor})...); err != nil {
+	if err := c.setEncodings(slices.Concat(encs, []int32{encExtDesktop, encDesktopSize, encCursor, encExtendedClipboard})...); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -404,26 +407,6 @@ func (c *Client) Pointer(x, y int, buttons uint8) error {
 	msg := []byte{5, buttons, 0, 0, 0, 0}
 	binary.BigEndian.PutUint16(msg[2:], uint16(x))
 	binary.BigEndian.PutUint16(msg[4:], uint16(y))
-	return c.write(msg)
-}
-
-// CutText sends clipboard text. Classic RFB carries Latin-1; characters
-// outside it are replaced by '?'.
-func (c *Client) CutText(text string) error {
-	if len(text) > maxCutText {
-		text = text[:maxCutText]
-	}
-	latin := make([]byte, 0, len(text))
-	for _, r := range text {
-		if r > 0xff {
-			r = '?'
-		}
-		latin = append(latin, byte(r))
-	}
-	msg := make([]byte, 8+len(latin))
-	msg[0] = 6
-	binary.BigEndian.PutUint32(msg[4:], uint32(len(latin)))
-	copy(msg[8:], latin)
 	return c.write(msg)
 }
 

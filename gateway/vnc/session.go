@@ -43,18 +43,20 @@ func (c *Client) Serve(ctx context.Context, stream io.ReadWriter, limits wire.De
 	defer stop()
 	defer c.conn.Close()
 
-	p := &pacer{}
-	p.cond = sync.NewCond(&p.mu)
-	context.AfterFunc(ctx, p.stop)
-
+	// acks carries the browser's frame acknowledgements from input to
+	// output; a full buffer only drops acknowledgements of frames the
+	// output has long stopped waiting for.
+	acks := make(chan struct{}, 16)
+	var readers sync.WaitGroup
 	errc := make(chan error, 2)
-	go func() { errc <- c.input(ctx, stream, p, limits) }()
-	go func() { errc <- c.output(ctx, stream, p, limits) }()
+	go func() { errc <- c.input(ctx, stream, acks, limits) }()
+	go func() { errc <- c.output(ctx, stream, acks, &readers, limits) }()
 	err := <-errc
 	cancel()
 	if err2 := <-errc; err == nil {
 		err = err2
 	}
+	readers.Wait()
 	if errors.Is(err, io.EOF) {
 		return nil
 	}
@@ -67,71 +69,74 @@ type clipStream struct {
 	text bytes.Buffer
 }
 
-// pacer counts frames the browser has not acknowledged yet.
-type pacer struct {
-	mu       sync.Mutex
-	cond     *sync.Cond
-	inFlight int
-	stopped  bool
+// serverMessage is one message read from the server, or the error that
+// ended reading.
+type serverMessage struct {
+	u   Update
+	err error
 }
 
-func (p *pacer) sent() {
-	p.mu.Lock()
-	p.inFlight++
-	p.mu.Unlock()
-}
-
-func (p *pacer) acked() {
-	p.mu.Lock()
-	if p.inFlight > 0 {
-		p.inFlight--
+// readMessages reads server messages for output, one at a time: the next
+// is read only once output says it is done with the last, so the screen
+// never runs ahead of what was encoded (a later CopyRect must find the
+// pixels the browser has). It ends when the connection closes.
+func (c *Client) readMessages(ctx context.Context, msgs chan<- serverMessage, done <-chan struct{}) {
+	for {
+		u, err := c.ReadMessage()
+		select {
+		case msgs <- serverMessage{u, err}:
+		case <-ctx.Done():
+			return
+		}
+		if err != nil {
+			return
+		}
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return
+		}
 	}
-	p.mu.Unlock()
-	p.cond.Broadcast()
 }
 
-// wait blocks while too many frames are unacknowledged; false once stopped.
-func (p *pacer) wait() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for p.inFlight >= maxFramesInFlight && !p.stopped {
-		p.cond.Wait()
-	}
-	return !p.stopped
-}
-
-func (p *pacer) stop() {
-	p.mu.Lock()
-	p.stopped = true
-	p.mu.Unlock()
-	p.cond.Broadcast()
-}
-
-// output sends the screen: the whole of it first, then what changed.
-func (c *Client) output(ctx context.Context, stream io.Writer, p *pacer, limits wire.Desktop) error {
+// output sends the screen: the whole of it first, then what changed. It
+// asks the server for a frame only while fewer than maxFramesInFlight
+// await the browser's acknowledgement, but keeps reading the server's
+// other messages (clipboard requests) meanwhile.
+func (c *Client) output(ctx context.Context, stream io.Writer, acks <-chan struct{}, readers *sync.WaitGroup, limits wire.Desktop) error {
 	enc := display.NewEncoder(stream)
 	w, h := c.Size()
 	if err := enc.Size(w, h); err != nil {
 		return err
 	}
+	msgs := make(chan serverMessage)
+	done := make(chan struct{})
+	readers.Go(func() { c.readMessages(ctx, msgs, done) })
 	first := true
 	pending := false
+	inFlight := 0
 	// Timestamps strictly increase: guacamole-common-js acknowledges a sync
 	// only if its timestamp differs from the last one, and an unacknowledged
-	// frame would hold the pacer forever.
+	// frame would hold the session forever.
 	var lastSync int64
 	for {
-		if !pending {
-			if !p.wait() {
-				return ctx.Err()
-			}
+		if !pending && inFlight < maxFramesInFlight {
 			if err := c.RequestUpdate(!first); err != nil {
 				return fmt.Errorf("request screen update: %w", err)
 			}
 			pending = true
 		}
-		u, err := c.ReadMessage()
-		if err != nil {
+		var m serverMessage
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-acks:
+			inFlight = max(0, inFlight-1)
+			continue
+		case m = <-msgs:
+		}
+		if m.err != nil {
+			err := m.err
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -141,35 +146,44 @@ func (c *Client) output(ctx context.Context, stream io.Writer, p *pacer, limits 
 			enc.Flush()
 			return fmt.Errorf("the VNC server closed the connection: %w", err)
 		}
-		if u.HasCutText {
-			if limits.NoClipboardOut {
-				continue // the resource keeps its clipboard to itself
-			}
-			if err := enc.Clipboard(u.CutText); err != nil {
-				return err
-			}
-			if err := enc.Flush(); err != nil {
-				return err
-			}
-			continue // not an answer to our update request
-		}
-		if u.Bell {
-			continue
-		}
-		pending = false
-		if err := c.encode(enc, u, first); err != nil {
+		frame, err := c.forward(enc, m.u, first, &lastSync, limits)
+		if err != nil {
 			return err
 		}
-		first = false
-		lastSync = max(time.Now().UnixMilli(), lastSync+1)
-		if err := enc.Sync(lastSync); err != nil {
-			return err
+		select {
+		case done <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if frame {
+			pending, first = false, false
+			inFlight++
+		}
+	}
+}
+
+// forward sends the browser what one server message changed and reports
+// whether it was the frame asked for (then ended by a sync).
+func (c *Client) forward(enc *display.Encoder, u Update, first bool, lastSync *int64, limits wire.Desktop) (bool, error) {
+	if u.HasCutText && !limits.NoClipboardOut { // else the resource keeps its clipboard to itself
+		if err := enc.Clipboard(u.CutText); err != nil {
+			return false, err
 		}
 		if err := enc.Flush(); err != nil {
-			return err
+			return false, err
 		}
-		p.sent()
 	}
+	if !u.Frame {
+		return false, nil
+	}
+	if err := c.encode(enc, u, first); err != nil {
+		return false, err
+	}
+	*lastSync = max(time.Now().UnixMilli(), *lastSync+1)
+	if err := enc.Sync(*lastSync); err != nil {
+		return false, err
+	}
+	return true, enc.Flush()
 }
 
 func (c *Client) encode(enc *display.Encoder, u Update, whole bool) error {
@@ -203,7 +217,7 @@ func (c *Client) encode(enc *display.Encoder, u Update, whole bool) error {
 }
 
 // input applies the browser's instructions to the remote desktop.
-func (c *Client) input(ctx context.Context, stream io.Reader, p *pacer, limits wire.Desktop) error {
+func (c *Client) input(ctx context.Context, stream io.Reader, acks chan<- struct{}, limits wire.Desktop) error {
 	rd := guac.NewReader(stream, guac.BrowserLimits)
 	// clip collects the browser's clipboard stream until its end.
 	var clip *clipStream
@@ -217,7 +231,10 @@ func (c *Client) input(ctx context.Context, stream io.Reader, p *pacer, limits w
 		}
 		switch in.Opcode {
 		case "sync":
-			p.acked()
+			select {
+			case acks <- struct{}{}:
+			default:
+			}
 		case "key":
 			if limits.ViewOnly || len(in.Args) != 2 {
 				continue

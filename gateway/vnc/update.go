@@ -34,6 +34,8 @@ type Update struct {
 	CutText    string
 	HasCutText bool
 	Bell       bool
+	// Frame is set for a FramebufferUpdate, the answer to a request.
+	Frame bool
 }
 
 // ReadMessage reads and applies one server message.
@@ -56,24 +58,7 @@ func (c *Client) ReadMessage() (Update, error) {
 	case 2:
 		return Update{Bell: true}, nil
 	case 3:
-		var hdr [7]byte
-		if _, err := io.ReadFull(c.r, hdr[:]); err != nil {
-			return Update{}, err
-		}
-		n := binary.BigEndian.Uint32(hdr[3:])
-		if n > maxCutText {
-			return Update{}, fmt.Errorf("%w: clipboard text of %d bytes", ErrProtocol, n)
-		}
-		b := make([]byte, n)
-		if _, err := io.ReadFull(c.r, b); err != nil {
-			return Update{}, err
-		}
-		// Classic cut text is Latin-1.
-		runes := make([]rune, len(b))
-		for i, x := range b {
-			runes[i] = rune(x)
-		}
-		return Update{CutText: string(runes), HasCutText: true}, nil
+		return c.serverCutText()
 	}
 	return Update{}, fmt.Errorf("%w: unknown server message type %d", ErrProtocol, t)
 }
@@ -84,7 +69,7 @@ func (c *Client) framebufferUpdate() (Update, error) {
 		return Update{}, err
 	}
 	n := int(binary.BigEndian.Uint16(hdr[1:]))
-	var u Update
+	u := Update{Frame: true}
 	c.fbMu.Lock()
 	defer c.fbMu.Unlock()
 	for range n {

@@ -15,7 +15,7 @@ LISTEN  ?= :8443
 DEBS_RUN  := gcc libc6-dev pkg-config openssh-server openssh-client
 # The demo's desktop target: Xvnc with an xterm.
 DEBS_DEMO := $(DEBS_RUN) tigervnc-standalone-server tigervnc-tools xterm x11-xserver-utils fonts-dejavu-core
-DEBS_TEST := $(DEBS_DEMO) sshpass chromium procps iproute2 x11-utils xclip
+DEBS_TEST := $(DEBS_DEMO) sshpass chromium procps iproute2 x11-utils xclip x11vnc xvfb
 
 .PHONY: run demo test build assets generate lint unit e2e bench deps-run deps-demo deps-test check-go clean
 

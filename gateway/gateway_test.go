@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -433,7 +432,7 @@ func TestVNCDesktop(t *testing.T) {
 			}
 		}
 	}()
-	waitUntil(t, "the xterm window", func() bool { return hasXterm(x) })
+	waitUntil(t, "the xterm window", func() bool { return x.Viewable("XTerm") > 0 })
 	send(guac.New("mouse", "40", "40", "0"))
 	for _, r := range "via-gateway" {
 		send(guac.New("key", strconv.Itoa(int(r)), "1"))
@@ -448,21 +447,6 @@ func TestVNCDesktop(t *testing.T) {
 	s.conn.Close()
 }
 
-// hasXterm reports an xterm window that is mapped and viewable: one that
-// merely exists may not take keyboard input yet.
-func hasXterm(x *targets.Xvnc) bool {
-	xwininfo := func(args ...string) string {
-		cmd := exec.Command("xwininfo", args...)
-		cmd.Env = append(os.Environ(), "DISPLAY=:"+strconv.Itoa(x.Display))
-		out, _ := cmd.Output()
-		return string(out)
-	}
-	m := regexp.MustCompile(`(?m)^\s*(0x[0-9a-f]+) .*\("xterm" "XTerm"\)`).FindStringSubmatch(xwininfo("-root", "-tree"))
-	return m != nil && strings.Contains(xwininfo("-id", m[1]), "IsViewable")
-}
-
-// TestVNCClipboard moves text both ways between a Guacamole client and the
-// remote X clipboard.
 func TestVNCClipboard(t *testing.T) {
 	t.Parallel()
 	x := targets.NewXvnc(t, targets.XvncOptions{})
@@ -534,7 +518,7 @@ func TestVNCViewOnly(t *testing.T) {
 	if _, err := x.Start("xterm", "-geometry", "80x10+0+0", "-e", "sh", "-c", "read line; echo \"$line\" > "+out); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the xterm window", func() bool { return hasXterm(x) })
+	waitUntil(t, "the xterm window", func() bool { return x.Viewable("XTerm") > 0 })
 	typeLine := func(desktop *wire.Desktop, text string, enter bool) {
 		s, resp := g.open(t, &wire.Request{Kind: wire.KindSession, Protocol: wire.ProtocolVNC, SessionID: "vo", User: "tester",
 			Target: wire.Target{Host: x.Host, Port: x.Port}, Desktop: desktop})

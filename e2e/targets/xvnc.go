@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -44,6 +45,9 @@ type Xvnc struct {
 	done   chan struct{}
 	stderr *bytes.Buffer
 	procs  []*exec.Cmd
+	// xvfb is the X server x11vnc shares; nil for Xvnc, its own X server.
+	xvfb     *exec.Cmd
+	xvfbDone chan struct{}
 }
 
 // Addr returns host:port of the VNC listener.
@@ -150,6 +154,24 @@ func (x *Xvnc) Run(name string, args ...string) error {
 	return nil
 }
 
+// Viewable counts the windows of the X class (e.g. "XTerm") that are
+// mapped and viewable: one that merely exists may not take input yet.
+func (x *Xvnc) Viewable(class string) int {
+	xwininfo := func(args ...string) string {
+		cmd := exec.Command("xwininfo", args...)
+		cmd.Env = append(os.Environ(), "DISPLAY=:"+strconv.Itoa(x.Display))
+		out, _ := cmd.Output()
+		return string(out)
+	}
+	n := 0
+	for _, m := range regexp.MustCompile(`(?m)^\s*(0x[0-9a-f]+) .*\("[^"]*" "`+regexp.QuoteMeta(class)+`"\)`).FindAllStringSubmatch(xwininfo("-root", "-tree"), -1) {
+		if strings.Contains(xwininfo("-id", m[1]), "IsViewable") {
+			n++
+		}
+	}
+	return n
+}
+
 // Stop ends the X clients and the server.
 func (x *Xvnc) Stop() error {
 	for _, p := range x.procs {
@@ -158,16 +180,127 @@ func (x *Xvnc) Stop() error {
 	}
 	x.procs = nil
 	if x.cmd == nil || x.cmd.Process == nil {
+		if x.xvfb != nil {
+			stopProcess(x.xvfb, x.xvfbDone)
+		}
 		return nil
 	}
-	x.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-x.done:
-	case <-time.After(5 * time.Second):
-		x.cmd.Process.Kill()
-		<-x.done
+	stopProcess(x.cmd, x.done)
+	if x.xvfb != nil {
+		stopProcess(x.xvfb, x.xvfbDone)
 	}
 	return nil
+}
+
+// stopProcess ends a server with SIGTERM, or SIGKILL if it lingers.
+func stopProcess(cmd *exec.Cmd, done <-chan struct{}) {
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		cmd.Process.Kill()
+		<-done
+	}
+}
+
+// StartX11vnc starts Xvfb and x11vnc sharing its screen on loopback: a
+// VNC server that is not TigerVNC (LibVNCServer's encoders), with VNC
+// Authentication when opts.Password is set. opts.Security is not used.
+func StartX11vnc(ctx context.Context, dir string, opts XvncOptions) (*Xvnc, error) {
+	for _, bin := range []string{"Xvfb", "x11vnc"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			return nil, fmt.Errorf("%s not found: apt-get install xvfb x11vnc", bin)
+		}
+	}
+	if opts.Width == 0 {
+		opts.Width, opts.Height = 1024, 768
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	x := &Xvnc{Host: "127.0.0.1", Password: opts.Password, dir: dir}
+	vncArgs := []string{"-localhost", "-forever", "-shared", "-noxdamage", "-quiet", "-nopw"}
+	if opts.Password != "" {
+		pwFile := filepath.Join(dir, "x11vnc.pass")
+		if out, err := exec.Command("x11vnc", "-storepasswd", opts.Password, pwFile).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("x11vnc -storepasswd: %v: %s", err, out)
+		}
+		vncArgs = append(vncArgs[:len(vncArgs)-1], "-rfbauth", pwFile)
+	}
+	for attempt := range 20 {
+		display := 40 + int(time.Now().UnixNano()%400) + attempt
+		if _, err := os.Stat(fmt.Sprintf("/tmp/.X%d-lock", display)); err == nil {
+			continue
+		}
+		x.Display = display
+		// Each process gets its own buffer: they write concurrently.
+		x.stderr = &bytes.Buffer{}
+		x.xvfb = exec.Command("Xvfb", ":"+strconv.Itoa(display), "-screen", "0", fmt.Sprintf("%dx%dx24", opts.Width, opts.Height), "-nolisten", "tcp")
+		x.xvfb.Stderr = &bytes.Buffer{}
+		if err := x.xvfb.Start(); err != nil {
+			return nil, fmt.Errorf("start Xvfb: %w", err)
+		}
+		x.xvfbDone = make(chan struct{})
+		go func() { x.xvfb.Wait(); close(x.xvfbDone) }()
+		if err := waitX(ctx, display, x.xvfbDone); err != nil {
+			stopProcess(x.xvfb, x.xvfbDone)
+			x.xvfb = nil
+			continue // the display was taken
+		}
+		port, err := freePort()
+		if err != nil {
+			x.Stop()
+			return nil, err
+		}
+		x.Port = port
+		x.cmd = exec.Command("x11vnc", append([]string{"-display", ":" + strconv.Itoa(display), "-rfbport", strconv.Itoa(port)}, vncArgs...)...)
+		x.cmd.Stderr = x.stderr
+		if err := x.cmd.Start(); err != nil {
+			x.Stop()
+			return nil, fmt.Errorf("start x11vnc: %w", err)
+		}
+		x.done = make(chan struct{})
+		go func() { x.cmd.Wait(); close(x.done) }()
+		if err := waitListening(ctx, x.Addr(), x.done, 10*time.Second); err != nil {
+			x.Stop()
+			return nil, fmt.Errorf("x11vnc: %w: %s", err, strings.TrimSpace(x.stderr.String()))
+		}
+		return x, nil
+	}
+	return nil, errors.New("Xvfb did not start on any free display")
+}
+
+// waitX waits until the X server on display accepts clients.
+func waitX(ctx context.Context, display int, exited <-chan struct{}) error {
+	sock := fmt.Sprintf("/tmp/.X11-unix/X%d", display)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if c, err := net.Dial("unix", sock); err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-exited:
+			return errors.New("the X server exited")
+		case <-ctx.Done():
+			return errors.New("the X server did not start")
+		case <-tick.C:
+		}
+	}
+}
+
+// NewX11vnc starts x11vnc on Xvfb for a test and stops both when it ends.
+func NewX11vnc(t testing.TB, opts XvncOptions) *Xvnc {
+	t.Helper()
+	x, err := StartX11vnc(context.Background(), t.TempDir(), opts)
+	if err != nil {
+		t.Fatalf("start x11vnc: %v", err)
+	}
+	t.Cleanup(func() { x.Stop() })
+	return x
 }
 
 // NewXvnc starts Xvnc for a test and stops it when the test ends.

@@ -233,7 +233,65 @@ func TestResize(t *testing.T) {
 // it to the same pixels.
 func TestColourDepths(t *testing.T) {
 	t.Parallel()
-	x := targets.NewXvnc(t, targets.XvncOptions{Width: 640, Height: 480})
+	sameXtermEverywhere(t, targets.NewXvnc(t, targets.XvncOptions{Width: 640, Height: 480}), "")
+}
+
+// TestX11vnc does the same against x11vnc (LibVNCServer's encoders) on
+// Xvfb with VNC Authentication, then types into the xterm.
+func TestX11vnc(t *testing.T) {
+	t.Parallel()
+	x := targets.NewX11vnc(t, targets.XvncOptions{Width: 640, Height: 480, Password: "x11pw123"})
+	if _, err := dial(t, x, "wrongpw1"); !errors.Is(err, ErrAuthFailed) {
+		t.Fatalf("wrong password: %v", err)
+	}
+	sameXtermEverywhere(t, x, "x11pw123")
+
+	c, err := dial(t, x, "x11pw123")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "typed")
+	if _, err := x.Start("xterm", "-geometry", "40x5+0+300", "-e", "sh", "-c", "read line; echo \"$line\" > "+out); err != nil {
+		t.Fatal(err)
+	}
+	waitScreen(t, c, "the second xterm", func(fb *image.RGBA) bool {
+		return fb.RGBAAt(20, 320) != (color.RGBA{0xff, 0, 0, 0xff}) && x.Viewable("XTerm") == 2
+	})
+	typeLine(t, c, 40, 330, "typed-into-x11vnc", out)
+}
+
+// typeLine points at (x, y), types line and Return, and waits for the
+// xterm there to write it to out.
+func typeLine(t *testing.T, c *Client, x, y int, line, out string) {
+	t.Helper()
+	c.Pointer(x, y, 0) // focus follows the pointer without a window manager
+	for _, r := range line {
+		c.Key(uint32(r), true)
+		c.Key(uint32(r), false)
+	}
+	c.Key(0xff0d, true) // Return
+	c.Key(0xff0d, false)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := os.ReadFile(out)
+		if err == nil && strings.TrimSpace(string(b)) == line {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("typed text did not reach the xterm: %q %v", b, err)
+		}
+		// Keep reading so the server is never blocked on us.
+		c.conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		c.ReadMessage()
+		c.conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	}
+}
+
+// sameXtermEverywhere puts a black-on-white xterm on a red screen and
+// checks that every lossless encoding at every depth decodes it to the
+// same pixels, and that each encoding was really used.
+func sameXtermEverywhere(t *testing.T, x *targets.Xvnc, password string) {
+	t.Helper()
 	if err := x.Run("xsetroot", "-solid", "#ff0000"); err != nil {
 		t.Fatal(err)
 	}
@@ -250,9 +308,10 @@ func TestColourDepths(t *testing.T) {
 		{"ZRLE", encZRLE, "zrle"},
 		{"Tight", encTight, "tight-"},
 		{"Hextile", encHextile, "hextile"},
+		{"Raw", encRaw, "raw"},
 	} {
 		for _, depth := range []int{24, 16, 8} {
-			c, err := dialConfig(t, x, Config{Shared: true, Depth: depth, encodings: []int32{enc.offer, encRaw}})
+			c, err := dialConfig(t, x, Config{Password: password, Shared: true, Depth: depth, encodings: []int32{enc.offer, encRaw}})
 			if err != nil {
 				t.Fatalf("%s at depth %d: %v", enc.name, depth, err)
 			}

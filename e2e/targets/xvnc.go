@@ -123,8 +123,12 @@ func StartXvnc(ctx context.Context, dir string, opts XvncOptions) (*Xvnc, error)
 		}
 		x.done = make(chan struct{})
 		go func() { x.cmd.Wait(); close(x.done) }()
+		// Ready once both the VNC port and the X display take clients:
+		// tests start X clients at once.
 		if err := waitListening(ctx, x.Addr(), x.done, 10*time.Second); err == nil {
-			return x, nil
+			if err := waitX(ctx, display, x.done); err == nil {
+				return x, nil
+			}
 		}
 		x.Stop()
 	}

@@ -23,9 +23,6 @@ import (
 // slow link then gets fewer, coalesced frames instead of a growing queue.
 const maxFramesInFlight = 2
 
-// maxRectsPerFrame bounds the images of one frame; more changes are merged.
-const maxRectsPerFrame = 32
-
 // Serve runs the desktop over stream until either side ends or ctx is
 // done: screen changes go out as Guacamole display instructions, and
 // browser key, mouse and sync instructions come in. It closes the client.
@@ -105,8 +102,9 @@ func (c *Client) readMessages(ctx context.Context, msgs chan<- serverMessage, do
 // other messages (clipboard requests) meanwhile.
 func (c *Client) output(ctx context.Context, stream io.Writer, acks <-chan struct{}, readers *sync.WaitGroup, limits wire.Desktop) error {
 	enc := display.NewEncoder(stream)
+	screen := display.NewScreen(enc)
 	w, h := c.Size()
-	if err := enc.Size(w, h); err != nil {
+	if err := screen.Resize(w, h); err != nil {
 		return err
 	}
 	msgs := make(chan serverMessage)
@@ -146,8 +144,21 @@ func (c *Client) output(ctx context.Context, stream io.Writer, acks <-chan struc
 			enc.Flush()
 			return fmt.Errorf("the VNC server closed the connection: %w", err)
 		}
-		frame, err := c.forward(enc, m.u, first, &lastSync, limits)
-		if err != nil {
+		whole := first
+		if m.u.Frame {
+			pending, first = false, false
+			inFlight++
+			// Ask for the next frame before encoding this one, so the
+			// server prepares it while we encode; the reader still waits
+			// for done before applying it to the screen.
+			if inFlight < maxFramesInFlight {
+				if err := c.RequestUpdate(true); err != nil {
+					return fmt.Errorf("request screen update: %w", err)
+				}
+				pending = true
+			}
+		}
+		if err := c.forward(enc, screen, m.u, whole, &lastSync, limits); err != nil {
 			return err
 		}
 		select {
@@ -155,38 +166,34 @@ func (c *Client) output(ctx context.Context, stream io.Writer, acks <-chan struc
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		if frame {
-			pending, first = false, false
-			inFlight++
-		}
 	}
 }
 
-// forward sends the browser what one server message changed and reports
-// whether it was the frame asked for (then ended by a sync).
-func (c *Client) forward(enc *display.Encoder, u Update, first bool, lastSync *int64, limits wire.Desktop) (bool, error) {
+// forward sends the browser what one server message changed; a frame
+// (the answer to a request) ends with a sync.
+func (c *Client) forward(enc *display.Encoder, screen *display.Screen, u Update, first bool, lastSync *int64, limits wire.Desktop) error {
 	if u.HasCutText && !limits.NoClipboardOut { // else the resource keeps its clipboard to itself
 		if err := enc.Clipboard(u.CutText); err != nil {
-			return false, err
+			return err
 		}
 		if err := enc.Flush(); err != nil {
-			return false, err
+			return err
 		}
 	}
 	if !u.Frame {
-		return false, nil
+		return nil
 	}
-	if err := c.encode(enc, u, first); err != nil {
-		return false, err
+	if err := c.encode(enc, screen, u, first); err != nil {
+		return err
 	}
 	*lastSync = max(time.Now().UnixMilli(), *lastSync+1)
 	if err := enc.Sync(*lastSync); err != nil {
-		return false, err
+		return err
 	}
-	return true, enc.Flush()
+	return enc.Flush()
 }
 
-func (c *Client) encode(enc *display.Encoder, u Update, whole bool) error {
+func (c *Client) encode(enc *display.Encoder, screen *display.Screen, u Update, whole bool) error {
 	w, h := c.Size()
 	if u.Cursor != nil && !u.Cursor.Image.Bounds().Empty() {
 		if err := enc.Cursor(u.Cursor.Image, u.Cursor.Hotspot); err != nil {
@@ -194,13 +201,13 @@ func (c *Client) encode(enc *display.Encoder, u Update, whole bool) error {
 		}
 	}
 	if u.Resized {
-		if err := enc.Size(w, h); err != nil {
+		if err := screen.Resize(w, h); err != nil {
 			return err
 		}
 		whole = true
 	}
 	for _, cp := range u.Copies {
-		if err := enc.Copy(cp.Src, cp.Dst); err != nil {
+		if err := screen.Copy(cp.Src, cp.Dst); err != nil {
 			return err
 		}
 	}
@@ -208,12 +215,7 @@ func (c *Client) encode(enc *display.Encoder, u Update, whole bool) error {
 	if whole {
 		rects = []image.Rectangle{image.Rect(0, 0, w, h)}
 	}
-	for _, r := range display.Coalesce(rects, maxRectsPerFrame) {
-		if err := enc.Image(c.Snapshot(r), r.Min); err != nil {
-			return err
-		}
-	}
-	return nil
+	return screen.Update(c, rects)
 }
 
 // input applies the browser's instructions to the remote desktop.

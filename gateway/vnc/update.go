@@ -232,6 +232,16 @@ func (c *Client) Snapshot(r image.Rectangle) *image.RGBA {
 	return out
 }
 
+// ReadRegion copies the screen region r into dst at the same coordinates.
+func (c *Client) ReadRegion(dst *image.RGBA, r image.Rectangle) {
+	c.fbMu.RLock()
+	defer c.fbMu.RUnlock()
+	r = r.Intersect(c.fb.Bounds()).Intersect(dst.Bounds())
+	for y := r.Min.Y; y < r.Max.Y; y++ {
+		copy(dst.Pix[dst.PixOffset(r.Min.X, y):dst.PixOffset(r.Max.X, y)], c.fb.Pix[c.fb.PixOffset(r.Min.X, y):c.fb.PixOffset(r.Max.X, y)])
+	}
+}
+
 // cursor reads a Cursor pseudo-rectangle: w×h pixels, then a bitmask with
 // one bit per pixel (rows padded to bytes) saying which are opaque.
 func (c *Client) cursor(hx, hy, w, h int) (*Cursor, error) {

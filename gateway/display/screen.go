@@ -1,0 +1,260 @@
+package display
+
+import (
+	"bytes"
+	"encoding/binary"
+	"hash/maphash"
+	"image"
+)
+
+// Framebuffer is a remote screen as a desktop protocol decoded it.
+type Framebuffer interface {
+	// ReadRegion copies region r of the screen into dst at the same
+	// coordinates; dst has the screen's bounds.
+	ReadRegion(dst *image.RGBA, r image.Rectangle)
+}
+
+// maxRectsPerFrame bounds the regions one frame is read in; more changes
+// are merged.
+const maxRectsPerFrame = 32
+
+// Scroll detection: a region is searched for a vertical move only when it
+// is at least this large, and a move is used when at least minScrollVotes
+// rows, and a quarter of the changed ones, agree on it.
+const (
+	minScrollHeight = 32
+	minScrollWidth  = 64
+	minScrollVotes  = 8
+)
+
+// bandGap is how many unchanged rows may separate two changed bands before
+// they are sent as separate images: one image costs an instruction and a
+// decode in the browser, a few unchanged rows cost little.
+const bandGap = 8
+
+// Screen keeps a copy of what the browser shows and sends only what
+// differs from it: rows that did not change are skipped, and content that
+// moved up or down (a scrolling terminal or document) is moved in the
+// browser with "copy", so only the newly exposed rows are sent as images.
+// It is shared by every desktop protocol; use it from one goroutine.
+type Screen struct {
+	enc *Encoder
+	// shown is the screen as the browser has it after what was sent.
+	shown *image.RGBA
+	// cur is scratch for the regions read from the framebuffer.
+	cur  *image.RGBA
+	seed maphash.Seed
+	// Reused by scroll.
+	curHash, shownHash []uint64
+	rowAt              map[uint64]int
+	votes              map[int]int
+}
+
+// NewScreen sends through enc.
+func NewScreen(enc *Encoder) *Screen {
+	return &Screen{enc: enc, seed: maphash.MakeSeed(), rowAt: map[uint64]int{}, votes: map[int]int{}}
+}
+
+// Shown returns the screen as the browser has it; it is valid until the
+// next call of a Screen method.
+func (s *Screen) Shown() *image.RGBA { return s.shown }
+
+// Resize sets the screen's size. What the browser shows is then unknown,
+// so the next Update should cover the whole screen.
+func (s *Screen) Resize(w, h int) error {
+	r := image.Rect(0, 0, w, h)
+	// Fully transparent pixels never match an opaque remote screen.
+	s.shown = image.NewRGBA(r)
+	s.cur = image.NewRGBA(r)
+	return s.enc.Size(w, h)
+}
+
+// Copy moves the region at src, the size of dst, to dst, as the remote
+// screen did (a VNC CopyRect, an RDP screen-to-screen blit).
+func (s *Screen) Copy(src image.Point, dst image.Rectangle) error {
+	b := s.shown.Bounds()
+	sr := image.Rectangle{Min: src, Max: src.Add(dst.Size())}
+	if !sr.In(b) || !dst.In(b) || dst.Empty() {
+		return nil // a server's nonsense; the next Update repairs the screen
+	}
+	moveRows(s.shown, sr, dst.Min)
+	return s.enc.Copy(src, dst)
+}
+
+// Update sends what changed in the regions rects of fb.
+func (s *Screen) Update(fb Framebuffer, rects []image.Rectangle) error {
+	for _, r := range Coalesce(rects, maxRectsPerFrame) {
+		r = r.Intersect(s.shown.Bounds())
+		if r.Empty() {
+			continue
+		}
+		fb.ReadRegion(s.cur, r)
+		if err := s.scroll(r); err != nil {
+			return err
+		}
+		if err := s.sendChanged(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// row returns the pixels of row y of img between x0 and x1.
+func row(img *image.RGBA, y, x0, x1 int) []byte {
+	return img.Pix[img.PixOffset(x0, y):img.PixOffset(x1, y)]
+}
+
+// uniform reports a row of one colour: it matches too many others to
+// tell where content moved.
+func uniform(p []byte) bool {
+	first := binary.LittleEndian.Uint32(p)
+	for i := 4; i+4 <= len(p); i += 4 {
+		if binary.LittleEndian.Uint32(p[i:]) != first {
+			return false
+		}
+	}
+	return true
+}
+
+// scroll looks for content in r that moved vertically since it was shown
+// and, when it finds it, moves it in the browser with one copy.
+func (s *Screen) scroll(r image.Rectangle) error {
+	if r.Dy() < minScrollHeight || r.Dx() < minScrollWidth {
+		return nil
+	}
+	h := r.Dy()
+	s.curHash = s.curHash[:0]
+	s.shownHash = s.shownHash[:0]
+	clear(s.rowAt)
+	changed := 0
+	for y := r.Min.Y; y < r.Max.Y; y++ {
+		c, o := row(s.cur, y, r.Min.X, r.Max.X), row(s.shown, y, r.Min.X, r.Max.X)
+		var ch, oh uint64 // 0: not a candidate
+		if !bytes.Equal(c, o) {
+			changed++
+			if !uniform(c) {
+				ch = maphash.Bytes(s.seed, c) | 1
+			}
+		}
+		if !uniform(o) {
+			oh = maphash.Bytes(s.seed, o) | 1
+			s.rowAt[oh] = y
+		}
+		s.curHash = append(s.curHash, ch)
+		s.shownHash = append(s.shownHash, oh)
+	}
+	if changed < minScrollVotes {
+		return nil
+	}
+	clear(s.votes)
+	best, bestVotes := 0, 0
+	for i, ch := range s.curHash {
+		if ch == 0 {
+			continue
+		}
+		y0, ok := s.rowAt[ch]
+		if !ok {
+			continue
+		}
+		dy := y0 - (r.Min.Y + i)
+		if dy == 0 {
+			continue
+		}
+		s.votes[dy]++
+		if v := s.votes[dy]; v > bestVotes {
+			best, bestVotes = dy, v
+		}
+	}
+	if bestVotes < minScrollVotes || bestVotes*4 < changed {
+		return nil
+	}
+	// Move the band that stays inside r: rows [a, b) come from [a+dy, b+dy).
+	dy := best
+	a, b := r.Min.Y, r.Max.Y-dy
+	if dy < 0 {
+		a, b = r.Min.Y-dy, r.Max.Y
+	}
+	if b-a <= 0 || abs(dy) >= h {
+		return nil
+	}
+	dst := image.Rect(r.Min.X, a, r.Max.X, b)
+	return s.Copy(image.Pt(r.Min.X, a+dy), dst)
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
+}
+
+// moveRows copies the region src of img to dst, rows in an order that
+// overlapping regions survive.
+func moveRows(img *image.RGBA, src image.Rectangle, dst image.Point) {
+	w, h := src.Dx(), src.Dy()
+	cp := func(i int) {
+		copy(row(img, dst.Y+i, dst.X, dst.X+w), row(img, src.Min.Y+i, src.Min.X, src.Min.X+w))
+	}
+	if dst.Y <= src.Min.Y {
+		for i := range h {
+			cp(i)
+		}
+		return
+	}
+	for i := h - 1; i >= 0; i-- {
+		cp(i)
+	}
+}
+
+// sendChanged sends the bands of rows in r that differ from what is
+// shown, each narrowed to the columns that changed, and records them as
+// shown.
+func (s *Screen) sendChanged(r image.Rectangle) error {
+	band := image.Rectangle{}
+	flush := func() error {
+		if band.Empty() {
+			return nil
+		}
+		img := s.cur.SubImage(band).(*image.RGBA)
+		if err := s.enc.Image(img, band.Min); err != nil {
+			return err
+		}
+		for y := band.Min.Y; y < band.Max.Y; y++ {
+			copy(row(s.shown, y, band.Min.X, band.Max.X), row(img, y, band.Min.X, band.Max.X))
+		}
+		band = image.Rectangle{}
+		return nil
+	}
+	for y := r.Min.Y; y < r.Max.Y; y++ {
+		x0, x1, ok := changedSpan(row(s.cur, y, r.Min.X, r.Max.X), row(s.shown, y, r.Min.X, r.Max.X))
+		if !ok {
+			continue
+		}
+		line := image.Rect(r.Min.X+x0, y, r.Min.X+x1, y+1)
+		if !band.Empty() && y-band.Max.Y > bandGap {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		band = band.Union(line)
+	}
+	return flush()
+}
+
+// changedSpan returns the pixel columns [x0, x1) where rows a and b
+// differ, and whether they differ at all.
+func changedSpan(a, b []byte) (int, int, bool) {
+	if bytes.Equal(a, b) {
+		return 0, 0, false
+	}
+	n := len(a) / 4
+	x0 := 0
+	for x0 < n && binary.LittleEndian.Uint32(a[4*x0:]) == binary.LittleEndian.Uint32(b[4*x0:]) {
+		x0++
+	}
+	x1 := n
+	for x1 > x0 && binary.LittleEndian.Uint32(a[4*x1-4:]) == binary.LittleEndian.Uint32(b[4*x1-4:]) {
+		x1--
+	}
+	return x0, x1, true
+}

@@ -1,20 +1,15 @@
 package vnc
 
 import (
-	"bytes"
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"image"
 	"io"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/keyway-dev/keyway/gateway/display"
-	"github.com/keyway-dev/keyway/gateway/guac"
 	"github.com/keyway-dev/keyway/gateway/wire"
 )
 
@@ -46,7 +41,7 @@ func (c *Client) Serve(ctx context.Context, stream io.ReadWriter, limits wire.De
 	acks := make(chan struct{}, 16)
 	var readers sync.WaitGroup
 	errc := make(chan error, 2)
-	go func() { errc <- c.input(ctx, stream, acks, limits) }()
+	go func() { errc <- display.ReadInput(ctx, stream, acks, limits, remote{c}) }()
 	go func() { errc <- c.output(ctx, stream, acks, &readers, limits) }()
 	err := <-errc
 	cancel()
@@ -58,12 +53,6 @@ func (c *Client) Serve(ctx context.Context, stream io.ReadWriter, limits wire.De
 		return nil
 	}
 	return err
-}
-
-// clipStream is a clipboard stream from the browser being received.
-type clipStream struct {
-	id   string
-	text bytes.Buffer
 }
 
 // serverMessage is one message read from the server, or the error that
@@ -218,88 +207,13 @@ func (c *Client) encode(enc *display.Encoder, screen *display.Screen, u Update, 
 	return screen.Update(c, rects)
 }
 
-// input applies the browser's instructions to the remote desktop.
-func (c *Client) input(ctx context.Context, stream io.Reader, acks chan<- struct{}, limits wire.Desktop) error {
-	rd := guac.NewReader(stream, guac.BrowserLimits)
-	// clip collects the browser's clipboard stream until its end.
-	var clip *clipStream
-	for {
-		in, err := rd.Read()
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return err
-		}
-		switch in.Opcode {
-		case "sync":
-			select {
-			case acks <- struct{}{}:
-			default:
-			}
-		case "key":
-			if limits.ViewOnly || len(in.Args) != 2 {
-				continue
-			}
-			keysym, err := strconv.ParseUint(in.Args[0], 10, 32)
-			if err != nil {
-				continue
-			}
-			if err := c.Key(uint32(keysym), in.Args[1] == "1"); err != nil {
-				return err
-			}
-		case "mouse":
-			if limits.ViewOnly || len(in.Args) < 3 {
-				continue
-			}
-			x, errX := strconv.Atoi(in.Args[0])
-			y, errY := strconv.Atoi(in.Args[1])
-			mask, errM := strconv.ParseUint(in.Args[2], 10, 8)
-			if errX != nil || errY != nil || errM != nil {
-				continue
-			}
-			// Guacamole's button mask has RFB's layout: left, middle,
-			// right, wheel up, wheel down.
-			if err := c.Pointer(x, y, uint8(mask)); err != nil {
-				return err
-			}
-		case "clipboard":
-			if !limits.NoClipboardIn && !limits.ViewOnly && len(in.Args) == 2 && strings.HasPrefix(in.Args[1], "text/") {
-				clip = &clipStream{id: in.Args[0]}
-			}
-		case "blob":
-			if clip != nil && len(in.Args) == 2 && in.Args[0] == clip.id {
-				b, err := base64.StdEncoding.DecodeString(in.Args[1])
-				if err != nil || clip.text.Len()+len(b) > maxCutText {
-					clip = nil // malformed or too large: dropped
-					continue
-				}
-				clip.text.Write(b)
-			}
-		case "end":
-			if clip != nil && len(in.Args) == 1 && in.Args[0] == clip.id {
-				text := clip.text.String()
-				clip = nil
-				if err := c.CutText(text); err != nil {
-					return err
-				}
-			}
-		case "size":
-			// The browser's window size: the desktop follows it where
-			// the server can resize.
-			if limits.ViewOnly || len(in.Args) < 2 {
-				continue
-			}
-			w, errW := strconv.Atoi(in.Args[0])
-			h, errH := strconv.Atoi(in.Args[1])
-			if errW != nil || errH != nil || w <= 0 || h <= 0 {
-				continue
-			}
-			if _, err := c.SetDesktopSize(w, h); err != nil {
-				return err
-			}
-		case "disconnect":
-			return io.EOF
-		}
-	}
+// remote adapts the client to the display pipeline's input.
+type remote struct{ c *Client }
+
+func (r remote) Key(keysym uint32, down bool) error { return r.c.Key(keysym, down) }
+func (r remote) Pointer(x, y int, mask uint8) error { return r.c.Pointer(x, y, mask) }
+func (r remote) CutText(text string) error          { return r.c.CutText(text) }
+func (r remote) Resize(w, h int) error {
+	_, err := r.c.SetDesktopSize(w, h)
+	return err
 }

@@ -128,7 +128,7 @@ func startXvfb(ctx context.Context, width, height int) (*exec.Cmd, chan struct{}
 		if _, err := os.Stat(fmt.Sprintf("/tmp/.X%d-lock", display)); err == nil {
 			continue
 		}
-		cmd := exec.Command("Xvfb", ":"+strconv.Itoa(display), "-screen", "0", fmt.Sprintf("%dx%dx24", width, height), "-nolisten", "tcp")
+		cmd := exec.Command("Xvfb", ":"+strconv.Itoa(display), "-screen", "0", fmt.Sprintf("%dx%dx24", width, height), "-nolisten", "tcp", "-noreset")
 		cmd.Stderr = &bytes.Buffer{}
 		if err := cmd.Start(); err != nil {
 			return nil, nil, 0, fmt.Errorf("start Xvfb: %w", err)

@@ -257,20 +257,24 @@ func (s *Session) connectError(code, selected uint32) error {
 		code: code, nla: selected&protocolHybrid != 0, certSeen: s.certChecks > 0,
 		postConnected: s.postConnected, certErr: s.certErr, security: s.cfg.Security, logs: s.logs,
 	})
-	if errors.Is(err, ErrUnreachable) || (code == connFailed) {
-		return s.dialError(code)
+	// FreeRDP reports a refused or timed-out TCP connect as a failed
+	// connect or a failed transport: one more dial says which.
+	if errors.Is(err, ErrUnreachable) || code == connFailed || (code == connTransportFailed && s.certChecks == 0) {
+		if derr := s.dialError(code); derr != nil {
+			return derr
+		}
 	}
 	return err
 }
 
 // dialError tells refused from timed out from unreachable for a failed TCP
-// connect, which FreeRDP reports as one code: one more dial says which.
+// connect; nil if the server can be reached after all.
 func (s *Session) dialError(code uint32) error {
 	e := &Error{Kind: ErrUnreachable, Code: code, Name: errorName(code), Detail: errorString(code)}
 	c, err := net.DialTimeout("tcp", s.addr, 3*time.Second)
 	if err == nil {
 		c.Close()
-		return e
+		return nil // reachable: the first classification stands
 	}
 	var ne net.Error
 	switch {

@@ -275,6 +275,8 @@ func (g *Gateway) handle(c *tls.Conn) {
 		g.terminal(c, req, log)
 	case wire.ProtocolVNC:
 		g.vncDesktop(c, req, log)
+	case wire.ProtocolRDP:
+		g.rdpDesktop(c, req, log)
 	default:
 		log.Warn("refused session: protocol not supported")
 		wire.WriteResponse(c, &wire.Response{Code: wire.CodeUnsupported, Message: fmt.Sprintf("this gateway does not support %s sessions yet", req.Protocol)})

@@ -124,8 +124,50 @@ type Desktop struct {
 	ViewOnly       bool `json:"view_only,omitempty"`
 	NoClipboardIn  bool `json:"no_clipboard_in,omitempty"`
 	NoClipboardOut bool `json:"no_clipboard_out,omitempty"`
-	// ColorDepth is 24 (the default when 0), 16 or 8 bits.
+	// ColorDepth is the colour depth in bits: for VNC 24 (the default
+	// when 0), 16 or 8; for RDP 32 (the default), 24 or 16.
 	ColorDepth int `json:"color_depth,omitempty"`
+
+	// RDP only.
+	// Width and Height are the initial desktop size: the resource's, or
+	// the browser window's when the resource fits the browser.
+	Width  int `json:"width,omitempty"`
+	Height int `json:"height,omitempty"`
+	// Domain is the sign-in domain.
+	Domain string `json:"domain,omitempty"`
+	// Security is "any" (the default), "nla", "tls" or "rdp".
+	Security string `json:"security,omitempty"`
+	// IgnoreCert accepts any server certificate instead of pinning it.
+	IgnoreCert bool `json:"ignore_cert,omitempty"`
+	// KeyboardLayout is a Windows keyboard layout id; 0 is US (0x0409).
+	KeyboardLayout uint32 `json:"keyboard_layout,omitempty"`
+}
+
+// Bounds of a desktop size from the browser or a resource.
+const (
+	MinDesktopSize = 200
+	MaxDesktopSize = 8192
+)
+
+// RDP security modes a request may name.
+var rdpSecurity = map[string]bool{"": true, "any": true, "nla": true, "tls": true, "rdp": true}
+
+func (d *Desktop) validate(protocol string) error {
+	depths := map[int]bool{0: true, 8: true, 16: true, 24: true}
+	if protocol == ProtocolRDP {
+		depths = map[int]bool{0: true, 16: true, 24: true, 32: true}
+	}
+	switch {
+	case !depths[d.ColorDepth]:
+		return fmt.Errorf("colour depth %d is not available for %s", d.ColorDepth, protocol)
+	case (d.Width != 0 || d.Height != 0) && (d.Width < MinDesktopSize || d.Height < MinDesktopSize || d.Width > MaxDesktopSize || d.Height > MaxDesktopSize):
+		return fmt.Errorf("desktop size %dx%d out of range", d.Width, d.Height)
+	case !rdpSecurity[d.Security]:
+		return fmt.Errorf("unknown RDP security mode %q", d.Security)
+	case len(d.Domain) > 255:
+		return errors.New("domain too long")
+	}
+	return nil
 }
 
 // Relay is the far gateway of a relayed connection.
@@ -163,8 +205,10 @@ func (r *Request) Validate() error {
 			return errors.New("terminal type too long")
 		}
 	}
-	if d := r.Desktop; d != nil && d.ColorDepth != 0 && d.ColorDepth != 8 && d.ColorDepth != 16 && d.ColorDepth != 24 {
-		return fmt.Errorf("colour depth %d: choose 24, 16 or 8", d.ColorDepth)
+	if d := r.Desktop; d != nil {
+		if err := d.validate(r.Protocol); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"golang.org/x/crypto/ssh"
@@ -238,10 +239,28 @@ type resourceInput struct {
 	ViewOnly   bool   `json:"view_only,omitempty"`
 	Clipboard  string `json:"clipboard,omitempty"`
 	ColorDepth int    `json:"color_depth,omitempty"`
+	// RDP options.
+	Domain         string `json:"domain,omitempty"`
+	Security       string `json:"security,omitempty"`
+	IgnoreCert     bool   `json:"ignore_cert,omitempty"`
+	Width          int    `json:"width,omitempty"`
+	Height         int    `json:"height,omitempty"`
+	KeyboardLayout string `json:"keyboard_layout,omitempty"`
 }
 
 func (in *resourceInput) options() store.Options {
-	return store.Options{ViewOnly: in.ViewOnly, Clipboard: in.Clipboard, ColorDepth: in.ColorDepth}
+	return store.Options{ViewOnly: in.ViewOnly, Clipboard: in.Clipboard, ColorDepth: in.ColorDepth,
+		Domain: in.Domain, Security: in.Security, IgnoreCert: in.IgnoreCert, Width: in.Width, Height: in.Height,
+		KeyboardLayout: in.KeyboardLayout}
+}
+
+// keyboardLayouts are the keyboard layouts an RDP resource can have, by
+// the name the form and API use, as Windows layout ids. With US the
+// gateway types with scan codes; with the others characters go as
+// Unicode, so text is right whatever keys the layout has.
+var keyboardLayouts = map[string]uint32{
+	"en-us": 0x0409, "en-gb": 0x0809, "de-de": 0x0407, "de-ch": 0x0807, "fr-fr": 0x040C, "fr-ch": 0x100C,
+	"es-es": 0x040A, "it-it": 0x0410, "pt-br": 0x0416, "sv-se": 0x041D, "nl-nl": 0x0413, "ja-jp": 0x0411,
 }
 
 func (in *resourceInput) validate(isNew bool) fieldErrors {
@@ -255,14 +274,14 @@ func (in *resourceInput) validate(isNew bool) fieldErrors {
 	if in.Protocol == "" {
 		in.Protocol = "ssh"
 	}
-	if in.Protocol != "ssh" && in.Protocol != "vnc" {
-		fe["protocol"] = "Choose SSH or VNC."
+	if in.Protocol != "ssh" && in.Protocol != "vnc" && in.Protocol != "rdp" {
+		fe["protocol"] = "Choose SSH, RDP or VNC."
 	}
 	if !hostPattern.MatchString(in.Host) {
 		fe["host"] = "Enter a host name or IP address."
 	}
 	if in.Port == 0 {
-		in.Port = map[string]int{"ssh": 22, "vnc": 5900}[in.Protocol]
+		in.Port = map[string]int{"ssh": 22, "vnc": 5900, "rdp": 3389}[in.Protocol]
 	}
 	if in.Port < 1 || in.Port > 65535 {
 		fe["port"] = "Enter a port from 1 to 65535."
@@ -270,9 +289,6 @@ func (in *resourceInput) validate(isNew bool) fieldErrors {
 	// VNC servers mostly ask for a password only; the login is optional.
 	if (in.Login == "" && in.Protocol == "ssh") || len(in.Login) > 64 || strings.ContainsAny(in.Login, " \t\r\n") {
 		fe["login"] = "Enter the login name on the target (no spaces, up to 64 characters)."
-	}
-	if in.Protocol == "vnc" && strings.TrimSpace(in.PrivateKey) != "" {
-		fe["private_key"] = "VNC servers take a password, not a private key."
 	}
 	if len(in.Password) > maxSecret {
 		fe["password"] = "The password is too long."
@@ -289,6 +305,9 @@ func (in *resourceInput) validate(isNew bool) fieldErrors {
 			}
 		}
 	}
+	if in.Protocol != "ssh" && strings.TrimSpace(in.PrivateKey) != "" {
+		fe["private_key"] = strings.ToUpper(in.Protocol) + " servers take a password, not a private key."
+	}
 	if isNew && in.Protocol == "ssh" && in.Password == "" && in.PrivateKey == "" {
 		fe["password"] = "Give a password or a private key so the portal can sign in to the target."
 	}
@@ -299,12 +318,17 @@ func (in *resourceInput) validate(isNew bool) fieldErrors {
 	default:
 		fe["clipboard"] = "Choose both, to-remote, from-remote or none."
 	}
-	switch in.ColorDepth {
-	case 0:
-		in.ColorDepth = 24
-	case 8, 16, 24:
-	default:
-		fe["color_depth"] = "Choose a colour depth of 24, 16 or 8 bits."
+	if in.Protocol == "rdp" {
+		in.validateRDP(fe)
+	} else {
+		switch in.ColorDepth {
+		case 0:
+			in.ColorDepth = 24
+		case 8, 16, 24:
+		default:
+			fe["color_depth"] = "Choose a colour depth of 24, 16 or 8 bits for VNC."
+		}
+		in.Domain, in.Security, in.IgnoreCert, in.Width, in.Height, in.KeyboardLayout = "", "", false, 0, 0, ""
 	}
 	var tags []string
 	seen := map[string]bool{}
@@ -324,6 +348,38 @@ func (in *resourceInput) validate(isNew bool) fieldErrors {
 	}
 	in.Tags = tags
 	return fe
+}
+
+// validateRDP checks and completes an RDP resource's options.
+func (in *resourceInput) validateRDP(fe fieldErrors) {
+	switch in.ColorDepth {
+	case 0:
+		in.ColorDepth = 32
+	case 16, 24, 32:
+	default:
+		fe["color_depth"] = "Choose a colour depth of 32, 24 or 16 bits for RDP."
+	}
+	in.Domain = strings.TrimSpace(in.Domain)
+	if len(in.Domain) > 255 || strings.ContainsFunc(in.Domain, unicode.IsControl) {
+		fe["domain"] = "Enter the sign-in domain (up to 255 characters), or leave it blank."
+	}
+	switch in.Security {
+	case "":
+		in.Security = "any"
+	case "any", "nla", "tls", "rdp":
+	default:
+		fe["security"] = "Choose any, nla, tls or rdp."
+	}
+	if (in.Width != 0 || in.Height != 0) && (in.Width < wire.MinDesktopSize || in.Height < wire.MinDesktopSize ||
+		in.Width > wire.MaxDesktopSize || in.Height > wire.MaxDesktopSize) {
+		fe["resolution"] = fmt.Sprintf("Choose a size from %d to %d pixels each way, or fit to the browser.", wire.MinDesktopSize, wire.MaxDesktopSize)
+	}
+	if in.KeyboardLayout == "" {
+		in.KeyboardLayout = "en-us"
+	}
+	if _, ok := keyboardLayouts[in.KeyboardLayout]; !ok {
+		fe["keyboard_layout"] = "Choose one of the keyboard layouts offered."
+	}
 }
 
 func splitTags(s string) []string {

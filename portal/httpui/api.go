@@ -184,6 +184,12 @@ type apiResource struct {
 	ViewOnly           bool     `json:"view_only,omitempty"`
 	Clipboard          string   `json:"clipboard,omitempty"`
 	ColorDepth         int      `json:"color_depth,omitempty"`
+	Domain             string   `json:"domain,omitempty"`
+	Security           string   `json:"security,omitempty"`
+	IgnoreCert         bool     `json:"ignore_cert,omitempty"`
+	Width              int      `json:"width,omitempty"`
+	Height             int      `json:"height,omitempty"`
+	KeyboardLayout     string   `json:"keyboard_layout,omitempty"`
 }
 
 func toAPIResource(r store.Resource) apiResource {
@@ -191,13 +197,20 @@ func toAPIResource(r store.Resource) apiResource {
 	if t == nil {
 		t = []string{}
 	}
-	clip, depth := r.Options.Clipboard, r.Options.ColorDepth
-	if r.Protocol == "vnc" {
-		clip = cmp.Or(clip, "both")
-		depth = cmp.Or(depth, 24)
+	o := r.Options
+	switch r.Protocol {
+	case "vnc":
+		o.Clipboard = cmp.Or(o.Clipboard, "both")
+		o.ColorDepth = cmp.Or(o.ColorDepth, 24)
+	case "rdp":
+		o.Clipboard = cmp.Or(o.Clipboard, "both")
+		o.ColorDepth = cmp.Or(o.ColorDepth, 32)
+		o.Security = cmp.Or(o.Security, "any")
+		o.KeyboardLayout = cmp.Or(o.KeyboardLayout, "en-us")
 	}
 	return apiResource{r.ID, r.Name, r.Description, r.Protocol, r.Host, r.Port, r.Login, t, fingerprint(r.HostKey),
-		r.HasPassword, r.HasPrivateKey, r.Options.ViewOnly, clip, depth}
+		r.HasPassword, r.HasPrivateKey, o.ViewOnly, o.Clipboard, o.ColorDepth,
+		o.Domain, o.Security, o.IgnoreCert, o.Width, o.Height, o.KeyboardLayout}
 }
 
 func (s *Server) apiMe(w http.ResponseWriter, r *http.Request, u store.User) error {

@@ -38,8 +38,8 @@ var gatewayLimits = guac.Limits{MaxElement: 1 << 20, MaxElements: 32}
 // WebSocket message at most.
 const wsFlushSize = 64 << 10
 
-// desktopSocket serves guacamole-common-js's WebSocket tunnel for a VNC
-// resource: it relays the gateway's Guacamole instructions unchanged and
+// desktopSocket serves guacamole-common-js's WebSocket tunnel for a VNC or
+// RDP resource: it relays the gateway's Guacamole instructions unchanged and
 // checks the browser's before passing them on.
 func (s *Server) desktopSocket(w http.ResponseWriter, r *http.Request) {
 	u, res, ok := s.sessionResource(w, r, wire.ProtocolVNC, "desktop")
@@ -87,7 +87,11 @@ func (s *Server) desktopSocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
-	conn, _, gw, failure := s.dialResource(ctx, u, res, clientAddr(r), id, 0, 0)
+	// The browser's window size (query string of the tunnel's connect),
+	// which an RDP desktop may take.
+	width, _ := strconv.Atoi(r.URL.Query().Get("width"))
+	height, _ := strconv.Atoi(r.URL.Query().Get("height"))
+	conn, _, gw, failure := s.dialResource(ctx, u, res, clientAddr(r), id, width, height)
 	if failure != nil {
 		log.Warn("desktop connection failed", "code", failure.code, "reason", failure.msg)
 		failure.details["session"] = id

@@ -215,21 +215,43 @@ func resourceFromForm(r *http.Request) (resourceInput, string) {
 	if err != nil && r.PostForm.Get("color_depth") != "" {
 		depth = -1 // reported by validate
 	}
-	return resourceInput{
+	in := resourceInput{
 		Name: r.PostForm.Get("name"), Description: r.PostForm.Get("description"), Protocol: r.PostForm.Get("protocol"),
 		Host: r.PostForm.Get("host"), Port: port, Login: r.PostForm.Get("login"), Password: r.PostForm.Get("password"),
 		PrivateKey: r.PostForm.Get("private_key"), ClearPassword: r.PostForm.Get("clear_password") == "on",
 		ClearPrivateKey: r.PostForm.Get("clear_private_key") == "on", Tags: splitTags(r.PostForm.Get("tags")),
 		ViewOnly: r.PostForm.Get("view_only") == "on", Clipboard: r.PostForm.Get("clipboard"), ColorDepth: depth,
-	}, portText
+		Domain: r.PostForm.Get("domain"), Security: r.PostForm.Get("security"), IgnoreCert: r.PostForm.Get("certificate") == "ignore",
+		KeyboardLayout: r.PostForm.Get("keyboard_layout"),
+	}
+	// The resolution is "fit" or WIDTHxHEIGHT.
+	if res := r.PostForm.Get("resolution"); res != "" && res != "fit" {
+		w, h, ok := strings.Cut(res, "x")
+		in.Width, _ = strconv.Atoi(w)
+		in.Height, _ = strconv.Atoi(h)
+		if !ok || in.Width == 0 || in.Height == 0 {
+			in.Width, in.Height = -1, -1 // reported by validate
+		}
+	}
+	return in, portText
+}
+
+// desktopFormView fills a resource form's desktop options.
+func desktopFormView(v *ui.ResourceFormView, o store.Options) {
+	v.ViewOnly, v.Clipboard, v.ColorDepth = o.ViewOnly, o.Clipboard, o.ColorDepth
+	v.Domain, v.Security, v.IgnoreCert, v.KeyboardLayout = o.Domain, o.Security, o.IgnoreCert, o.KeyboardLayout
+	v.Resolution = "fit"
+	if o.Width > 0 && o.Height > 0 {
+		v.Resolution = fmt.Sprintf("%dx%d", o.Width, o.Height)
+	}
 }
 
 // resourceFormView fills the form from a resource and its host key state.
 func (s *Server) resourceFormView(r *http.Request, res store.Resource) (ui.ResourceFormView, error) {
 	v := ui.ResourceFormView{ID: res.ID, Name: res.Name, Description: res.Description, Protocol: res.Protocol, Host: res.Host,
 		Port: strconv.Itoa(res.Port), Login: res.Login, Tags: strings.Join(res.Tags, ", "), HasPassword: res.HasPassword,
-		HasPrivateKey: res.HasPrivateKey, HostKeyFingerprint: fingerprint(res.HostKey), HostKeyPinnedAt: res.HostKeyPinnedAt,
-		ViewOnly: res.Options.ViewOnly, Clipboard: res.Options.Clipboard, ColorDepth: res.Options.ColorDepth}
+		HasPrivateKey: res.HasPrivateKey, HostKeyFingerprint: fingerprint(res.HostKey), HostKeyPinnedAt: res.HostKeyPinnedAt}
+	desktopFormView(&v, res.Options)
 	offered, err := s.Store.GetSetting(r.Context(), offeredKeySetting(res.ID))
 	if err != nil {
 		return v, err
@@ -255,7 +277,8 @@ func (s *Server) createResourceForm(w http.ResponseWriter, r *http.Request) {
 	res, err := s.createResource(r, actor, in)
 	if s.formFailed(w, r, err, func(errs ui.Errors) {
 		v := ui.ResourceFormView{IsNew: true, Name: in.Name, Description: in.Description, Protocol: in.Protocol, Host: in.Host,
-			Port: portText, Login: in.Login, Tags: strings.Join(in.Tags, ", "), ViewOnly: in.ViewOnly, Clipboard: in.Clipboard, ColorDepth: in.ColorDepth, Errors: errs}
+			Port: portText, Login: in.Login, Tags: strings.Join(in.Tags, ", "), Errors: errs}
+		desktopFormView(&v, in.options())
 		s.render(w, r, http.StatusUnprocessableEntity, ui.ResourceForm(s.page(r, "New resource", "resources"), v))
 	}) {
 		return
@@ -304,6 +327,8 @@ func (s *Server) updateResourceForm(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		v.Name, v.Description, v.Host, v.Port, v.Login, v.Tags, v.Errors = in.Name, in.Description, in.Host, portText, in.Login, strings.Join(in.Tags, ", "), errs
+		v.Protocol = in.Protocol
+		desktopFormView(&v, in.options())
 		s.render(w, r, http.StatusUnprocessableEntity, ui.ResourceForm(s.page(r, "Edit "+old.Name, "resources"), v))
 	}) {
 		return

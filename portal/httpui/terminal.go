@@ -108,7 +108,7 @@ func (s *Server) sessionResource(w http.ResponseWriter, r *http.Request, protoco
 	if !ok {
 		return u, res, false
 	}
-	if res.Protocol != protocol {
+	if res.Protocol != protocol && !(kind == "desktop" && res.Protocol == wire.ProtocolRDP) {
 		s.renderError(w, r, http.StatusBadRequest, "This resource is not a "+kind+".")
 		return u, res, false
 	}
@@ -353,10 +353,27 @@ func (f *dialFailure) detailsFor(gw gateways.Gateway, res store.Resource) map[st
 	return d
 }
 
+// desktopRequest turns a resource's options into a desktop session's. For
+// RDP, a resource without a fixed size takes the browser window's, w×h
+// pixels, when it is in range.
+func desktopRequest(o store.Options, protocol string, w, h int) *wire.Desktop {
+	d := &wire.Desktop{ViewOnly: o.ViewOnly, NoClipboardIn: !o.ClipboardIn(), NoClipboardOut: !o.ClipboardOut(), ColorDepth: o.ColorDepth}
+	if protocol != wire.ProtocolRDP {
+		return d
+	}
+	d.Domain, d.Security, d.IgnoreCert, d.KeyboardLayout = o.Domain, o.Security, o.IgnoreCert, keyboardLayouts[o.KeyboardLayout]
+	d.Width, d.Height = o.Width, o.Height
+	if d.Width == 0 && w >= wire.MinDesktopSize && h >= wire.MinDesktopSize {
+		d.Width, d.Height = min(w, wire.MaxDesktopSize), min(h, wire.MaxDesktopSize)
+	}
+	return d
+}
+
 // dialResource chooses a gateway for res and opens a terminal session to it
 // through that gateway, pinning the host key on first use and keeping a
-// changed one for an admin to accept. It is shared by terminals and the
-// admin's connection test.
+// changed one for an admin to accept. It is shared by terminals, desktops
+// and the admin's connection test; cols and rows are a terminal's size in
+// characters or a desktop's in pixels.
 func (s *Server) dialResource(ctx context.Context, u store.User, res store.Resource, client, sessionID string, cols, rows int) (net.Conn, *wire.Response, gateways.Gateway, *dialFailure) {
 	log := s.Logger.With("session", sessionID, "user", u.Name, "resource", res.Name)
 	secrets, err := s.Store.ResourceSecrets(ctx, res.ID)
@@ -378,8 +395,7 @@ func (s *Server) dialResource(ctx context.Context, u store.User, res store.Resou
 	if res.Protocol == wire.ProtocolSSH {
 		req.Terminal = &wire.Terminal{Term: "xterm-256color", Cols: cols, Rows: rows}
 	} else {
-		req.Desktop = &wire.Desktop{ViewOnly: res.Options.ViewOnly,
-			NoClipboardIn: !res.Options.ClipboardIn(), NoClipboardOut: !res.Options.ClipboardOut(), ColorDepth: res.Options.ColorDepth}
+		req.Desktop = desktopRequest(res.Options, res.Protocol, cols, rows)
 	}
 	failure := &dialFailure{details: map[string]string{}}
 	conn, resp, err := s.Gateways.Open(ctx, gw, req)

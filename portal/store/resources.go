@@ -38,9 +38,24 @@ type Options struct {
 	// Clipboard is "both" (the default), "to-remote", "from-remote" or
 	// "none".
 	Clipboard string `json:"clipboard,omitempty"`
-	// ColorDepth is the desktop's colour depth in bits: 24 (the default
-	// when 0), 16 or 8; fewer colours need less bandwidth.
+	// ColorDepth is the desktop's colour depth in bits: for VNC 24 (the
+	// default when 0), 16 or 8; for RDP 32 (the default), 24 or 16. Fewer
+	// colours need less bandwidth.
 	ColorDepth int `json:"color_depth,omitempty"`
+
+	// RDP only.
+	Domain string `json:"domain,omitempty"`
+	// Security is "any" (the default), "nla", "tls" or "rdp".
+	Security string `json:"security,omitempty"`
+	// IgnoreCert accepts any server certificate instead of pinning it on
+	// first use.
+	IgnoreCert bool `json:"ignore_cert,omitempty"`
+	// Width and Height fix the desktop size; 0 fits the browser window.
+	Width  int `json:"width,omitempty"`
+	Height int `json:"height,omitempty"`
+	// KeyboardLayout is the desktop's keyboard layout, e.g. "en-us" (the
+	// default).
+	KeyboardLayout string `json:"keyboard_layout,omitempty"`
 }
 
 // ClipboardIn reports whether text may go from the browser to the target.

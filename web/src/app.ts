@@ -55,23 +55,38 @@ function timeZoneFields(): void {
   });
 }
 
-// The resource form's port follows the protocol while it still holds the
-// other protocol's default port.
-const defaultPorts: Record<string, string> = { ssh: '22', vnc: '5900' };
-function protocolPorts(): void {
+// The resource form follows its protocol: the port while it still holds
+// another protocol's default, and only the options that apply are shown
+// (elements with data-protocols="rdp vnc"). Without script every option
+// shows and the server ignores those of other protocols.
+const defaultPorts: Record<string, string> = { ssh: '22', vnc: '5900', rdp: '3389' };
+function protocolForm(): void {
   const protocol = document.querySelector<HTMLSelectElement>('select#protocol');
   const port = document.querySelector<HTMLInputElement>('input#port');
   if (!protocol || !port) return;
+  const apply = () => {
+    document.querySelectorAll<HTMLElement>('[data-protocols]').forEach((el) => {
+      const on = (el.dataset.protocols ?? '').split(' ').includes(protocol.value);
+      el.hidden = !on;
+      if (el instanceof HTMLOptionElement) el.disabled = !on;
+      if (el instanceof HTMLFieldSetElement) el.disabled = !on;
+    });
+    // A colour depth the protocol lacks falls back to its default.
+    const depth = document.querySelector<HTMLSelectElement>('select#color_depth');
+    if (depth && depth.selectedOptions[0]?.disabled) depth.value = protocol.value === 'rdp' ? '32' : '24';
+  };
   protocol.addEventListener('change', () => {
     if (Object.values(defaultPorts).includes(port.value) || port.value === '') {
       port.value = defaultPorts[protocol.value] ?? port.value;
     }
+    apply();
   });
+  apply();
 }
 
 document.addEventListener('DOMContentLoaded', () => {
   localizeTimes(document);
-  protocolPorts();
+  protocolForm();
   confirmForms();
   copyButtons();
   timeZoneFields();

@@ -119,7 +119,8 @@ function connect(): void {
     if (!typingInPage()) c.sendKeyEvent(0, keysym);
   };
 
-  c.connect('');
+  // The window's size: an RDP desktop that fits the browser starts at it.
+  c.connect(new URLSearchParams({ width: String(container.clientWidth), height: String(container.clientHeight) }).toString());
 }
 
 clipSend.addEventListener('click', () => {
@@ -131,11 +132,20 @@ clipSend.addEventListener('click', () => {
   window.setTimeout(() => { clipSend.textContent = 'Send to remote desktop'; }, 1500);
 });
 
-cadBtn.addEventListener('click', () => {
+// pressKeys presses keysyms in order and releases them in reverse: a
+// combination the browser or the local system would otherwise take.
+function pressKeys(keys: number[]): void {
   if (!client) return;
-  const keys = [0xffe3, 0xffe9, 0xffff]; // Control_L, Alt_L, Delete
   keys.forEach((k) => client?.sendKeyEvent(1, k));
-  keys.reverse().forEach((k) => client?.sendKeyEvent(0, k));
+  [...keys].reverse().forEach((k) => client?.sendKeyEvent(0, k));
+}
+cadBtn.addEventListener('click', () => pressKeys([0xffe3, 0xffe9, 0xffff])); // Control_L, Alt_L, Delete
+document.querySelectorAll<HTMLButtonElement>('button[data-keys]').forEach((btn) => {
+  btn.addEventListener('click', () => {
+    pressKeys((btn.dataset.keys ?? '').split(',').map((k) => Number(k)).filter((k) => k > 0));
+    btn.closest('details')?.removeAttribute('open');
+    container.focus();
+  });
 });
 fitBox.addEventListener('change', () => {
   localStorage.setItem(FIT_KEY, fitBox.checked ? '1' : '0');

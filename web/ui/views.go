@@ -178,6 +178,12 @@ type ResourceFormView struct {
 	ViewOnly   bool
 	Clipboard  string
 	ColorDepth int
+	// RDP options; Resolution is "fit" or WIDTHxHEIGHT.
+	Domain         string
+	Security       string
+	IgnoreCert     bool
+	Resolution     string
+	KeyboardLayout string
 	// Host key state, edit only.
 	HostKeyFingerprint string
 	HostKeyPinnedAt    time.Time
@@ -377,4 +383,62 @@ func (v ResourceFormView) KeyTitle() string {
 		return "SSH host key"
 	}
 	return "Server TLS certificate"
+}
+
+// Resolutions are the screen sizes an RDP resource can have, with sel
+// ("fit" or WIDTHxHEIGHT) selected.
+func Resolutions(sel string) []Option {
+	opts := []Option{{Value: "fit", Label: "Fit the browser window (resized with it where the server can)"}}
+	for _, r := range []string{"1024x768", "1280x720", "1280x800", "1280x1024", "1366x768", "1440x900", "1600x900", "1680x1050", "1920x1080", "1920x1200", "2560x1440"} {
+		opts = append(opts, Option{Value: r, Label: strings.Replace(r, "x", " × ", 1)})
+	}
+	found := false
+	for i := range opts {
+		if opts[i].Value == sel || (sel == "" && opts[i].Value == "fit") {
+			opts[i].Selected, found = true, true
+		}
+	}
+	if !found { // a size set through the API
+		opts = append(opts, Option{Value: sel, Label: strings.Replace(sel, "x", " × ", 1), Selected: true})
+	}
+	return opts
+}
+
+// KeyboardLayouts are the keyboard layouts an RDP resource can have, with
+// sel selected.
+func KeyboardLayouts(sel string) []Option {
+	opts := []Option{
+		{Value: "en-us", Label: "English (US)"}, {Value: "en-gb", Label: "English (UK)"}, {Value: "de-de", Label: "German"},
+		{Value: "de-ch", Label: "German (Switzerland)"}, {Value: "fr-fr", Label: "French"}, {Value: "fr-ch", Label: "French (Switzerland)"},
+		{Value: "es-es", Label: "Spanish"}, {Value: "it-it", Label: "Italian"}, {Value: "pt-br", Label: "Portuguese (Brazil)"},
+		{Value: "sv-se", Label: "Swedish"}, {Value: "nl-nl", Label: "Dutch"}, {Value: "ja-jp", Label: "Japanese"},
+	}
+	for i := range opts {
+		opts[i].Selected = opts[i].Value == sel || (sel == "" && opts[i].Value == "en-us")
+	}
+	return opts
+}
+
+// SpecialKey is a key combination the desktop page's Keys menu sends,
+// because the browser or the local system would take it: keysyms in
+// press order, comma-separated.
+type SpecialKey struct {
+	Label   string
+	Keysyms string
+}
+
+// SpecialKeys are the Keys menu's combinations.
+var SpecialKeys = []SpecialKey{
+	{"Ctrl+Alt+Del", "0xffe3,0xffe9,0xffff"},
+	{"Ctrl+Shift+Esc (Task Manager)", "0xffe3,0xffe1,0xff1b"},
+	{"Windows key", "0xffeb"},
+	{"Ctrl+Esc (Start menu)", "0xffe3,0xff1b"},
+	{"Alt+Tab", "0xffe9,0xff09"},
+	{"Alt+F4", "0xffe9,0xffc1"},
+	{"Ctrl+W", "0xffe3,0x77"},
+	{"Ctrl+T", "0xffe3,0x74"},
+	{"Ctrl+N", "0xffe3,0x6e"},
+	{"Ctrl+Alt+Backspace", "0xffe3,0xffe9,0xff08"},
+	{"Print Screen", "0xff61"},
+	{"F11", "0xffc8"},
 }

@@ -57,6 +57,7 @@ export async function startDemo() {
   const info = JSON.parse(readFileSync(infoPath, 'utf8'));
   return {
     info,
+    pid: proc.pid,
     log: () => log,
     async stop() {
       if (!exited) {
@@ -74,8 +75,8 @@ export async function launchBrowser() {
 
 // newPage opens a page in a fresh context (its own cookies) that accepts the
 // portal's self-signed certificate.
-export async function newPage(browser, baseURL) {
-  const context = await browser.newContext({ ignoreHTTPSErrors: true, baseURL, viewport: { width: 1200, height: 800 } });
+export async function newPage(browser, baseURL, viewport = { width: 1200, height: 800 }) {
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, baseURL, viewport });
   const page = await context.newPage();
   page.setDefaultTimeout(20000);
   return page;

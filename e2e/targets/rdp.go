@@ -84,9 +84,9 @@ func (d *Display) Clipboard() (string, error) {
 	}
 	cmd := exec.Command("xclip", "-o", "-selection", "clipboard")
 	cmd.Env = d.environ()
-	out, err := cmd.Output()
+	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return "", nil // no owner yet
+		return "", fmt.Errorf("%w: %s", err, out) // no owner yet
 	}
 	return string(out), nil
 }
@@ -362,6 +362,7 @@ type XRDP struct {
 	CertDER []byte
 
 	dir   string
+	pub   string // readable by TestUser
 	lock  *os.File
 	xrdp  *exec.Cmd
 	xDone chan struct{}
@@ -394,7 +395,12 @@ func StartXRDP(ctx context.Context, dir string, opts XRDPOptions) (*XRDP, error)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll("/run/xrdp/sockdir", 0o3777); err != nil {
+	// The session's Xorg, running as TestUser, makes its socket here;
+	// Debian's package creates it at boot with these modes.
+	if err := os.MkdirAll("/run/xrdp/sockdir", 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.Chmod("/run/xrdp/sockdir", 0o777|os.ModeSticky|os.ModeSetgid); err != nil {
 		return nil, err
 	}
 	x := &XRDP{Host: "127.0.0.1", User: TestUser, Password: password, dir: dir}
@@ -410,7 +416,14 @@ func StartXRDP(ctx context.Context, dir string, opts XRDPOptions) (*XRDP, error)
 		x.Stop()
 		return nil, err
 	}
-	wm := filepath.Join(dir, "wm.sh")
+	// The session runs as TestUser, who cannot enter a test's temp dir:
+	// its program goes in a directory of its own.
+	if x.pub, err = os.MkdirTemp("", "keyway-xrdp-"); err != nil {
+		x.Stop()
+		return nil, err
+	}
+	os.Chmod(x.pub, 0o755)
+	wm := filepath.Join(x.pub, "wm.sh")
 	if err := os.WriteFile(wm, []byte("#!/bin/sh\nexec "+opts.WindowManager+"\n"), 0o755); err != nil {
 		x.Stop()
 		return nil, err
@@ -536,6 +549,10 @@ func (x *XRDP) Stop() error {
 	if x.ses != nil {
 		stopGroup(x.ses, x.sDone)
 		x.ses = nil
+	}
+	if x.pub != "" {
+		os.RemoveAll(x.pub)
+		x.pub = ""
 	}
 	if x.lock != nil {
 		syscall.Flock(int(x.lock.Fd()), syscall.LOCK_UN)

@@ -1,0 +1,126 @@
+package rdp
+
+import (
+	"context"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keyway-dev/keyway/e2e/targets"
+)
+
+// TestConnectCycles connects, takes the first frame and closes many times,
+// and checks that the C heap in use, the Go heap, threads and file
+// descriptors do not grow with the count: Close must free every FreeRDP
+// object. RSS is reported; it moves with glibc's per-thread arenas (each
+// session has its own thread) and is only checked for gross growth.
+// KEYWAY_RDP_CYCLES sets the count (30; 10 with -short), and
+// KEYWAY_RDP_CYCLES_VERBOSE=1 logs every tenth cycle.
+func TestConnectCycles(t *testing.T) {
+	t.Parallel()
+	n := 30
+	if testing.Short() {
+		n = 10
+	}
+	if v := os.Getenv("KEYWAY_RDP_CYCLES"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 10 {
+			t.Fatalf("KEYWAY_RDP_CYCLES=%q: want a count of at least 10", v)
+		}
+	}
+	srv := targets.NewShadowRDP(t, targets.ShadowOptions{Security: "tls", Width: 800, Height: 600})
+	const warmup = 5
+	var base, last procStats
+	start := time.Now()
+	for i := range n {
+		t0 := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		s, err := Connect(ctx, Config{Host: srv.Host, Port: srv.Port, Security: "tls", IgnoreCertificate: true, Clipboard: true})
+		cancel()
+		if err != nil {
+			t.Fatalf("cycle %d: %v", i, err)
+		}
+		select {
+		case <-s.Changed():
+			s.Take()
+		case <-time.After(20 * time.Second):
+			t.Fatalf("cycle %d: no frame", i)
+		}
+		t1 := time.Now()
+		s.Key('a', true)
+		s.Key('a', false)
+		s.Close()
+		if os.Getenv("KEYWAY_RDP_CYCLES_VERBOSE") != "" && i%10 == 9 {
+			t.Logf("cycle %d: connect and first frame %s, close %s", i+1, t1.Sub(t0).Round(time.Millisecond), time.Since(t1).Round(time.Millisecond))
+		}
+		if i == warmup-1 {
+			base = readStats(t)
+		}
+		if os.Getenv("KEYWAY_RDP_CYCLES_VERBOSE") != "" && i%10 == 9 {
+			st := readStats(t)
+			t.Logf("cycle %d: %+v, %s", i+1, st, time.Since(start).Round(time.Millisecond))
+		}
+	}
+	last = readStats(t)
+	t.Logf("%d cycles in %s; after %d: %+v; after %d: %+v", n, time.Since(start).Round(time.Millisecond), warmup, base, n, last)
+	// One instance leaked per cycle would be megabytes (its 800x600 GDI
+	// surface alone is 1.8 MiB).
+	if grow := last.cHeapKiB - base.cHeapKiB; grow > 1<<10 {
+		t.Errorf("C heap in use grew by %d KiB over %d cycles", grow, n-warmup)
+	}
+	if grow := last.goHeapKiB - base.goHeapKiB; grow > 4<<10 {
+		t.Errorf("Go heap in use grew by %d KiB over %d cycles", grow, n-warmup)
+	}
+	if grow := last.rssKiB - base.rssKiB; grow > 128<<10 {
+		t.Errorf("RSS grew by %d KiB over %d cycles", grow, n-warmup)
+	}
+	if last.fds > base.fds+2 {
+		t.Errorf("file descriptors grew from %d to %d", base.fds, last.fds)
+	}
+	if last.threads > base.threads+2 {
+		t.Errorf("threads grew from %d to %d", base.threads, last.threads)
+	}
+}
+
+type procStats struct {
+	rssKiB, cHeapKiB, goHeapKiB int
+	threads, fds                int
+}
+
+func readStats(t *testing.T) procStats {
+	t.Helper()
+	runtime.GC()
+	debug.FreeOSMemory()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st procStats
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, _ := strings.Cut(line, ":")
+		f := strings.Fields(v)
+		if len(f) == 0 {
+			continue
+		}
+		switch k {
+		case "VmRSS":
+			st.rssKiB, _ = strconv.Atoi(f[0])
+		case "Threads":
+			st.threads, _ = strconv.Atoi(f[0])
+		}
+	}
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.fds = len(fds)
+	st.cHeapKiB = cHeapInUse() >> 10
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	st.goHeapKiB = int(ms.HeapInuse >> 10)
+	return st
+}

@@ -2,15 +2,13 @@ package display
 
 import (
 	"bytes"
-	"encoding/base64"
 	"image"
 	"image/color"
 	"image/draw"
-	"image/png"
 	"math/rand/v2"
-	"strconv"
 	"testing"
 
+	"github.com/keyway-dev/keyway/gateway/display/displaytest"
 	"github.com/keyway-dev/keyway/gateway/guac"
 )
 
@@ -21,54 +19,17 @@ func (f fakeFB) ReadRegion(dst *image.RGBA, r image.Rectangle) {
 	draw.Draw(dst, r, f.img, r.Min, draw.Src)
 }
 
-// browser applies the display instructions a Screen sends to an image,
-// as guacamole-common-js does to its default layer.
-type browser struct {
-	t      *testing.T
-	screen *image.RGBA
-	ops    map[string]int
-}
-
-func (b *browser) apply(out *bytes.Buffer) {
-	b.t.Helper()
+// apply applies what out holds to b.
+func apply(t *testing.T, b *displaytest.Browser, out *bytes.Buffer) {
+	t.Helper()
 	rd := guac.NewReader(out, guac.Limits{MaxElement: 1 << 22, MaxElements: 16})
-	var at image.Point
-	var data []byte
-	atoi := func(s string) int {
-		n, err := strconv.Atoi(s)
-		if err != nil {
-			b.t.Fatal(err)
-		}
-		return n
-	}
 	for {
 		in, err := rd.Read()
 		if err != nil {
 			return
 		}
-		b.ops[in.Opcode]++
-		switch in.Opcode {
-		case "size":
-			if in.Args[0] == "0" {
-				b.screen = image.NewRGBA(image.Rect(0, 0, atoi(in.Args[1]), atoi(in.Args[2])))
-			}
-		case "copy":
-			sx, sy, w, h, dx, dy := atoi(in.Args[1]), atoi(in.Args[2]), atoi(in.Args[3]), atoi(in.Args[4]), atoi(in.Args[7]), atoi(in.Args[8])
-			tmp := image.NewRGBA(image.Rect(0, 0, w, h))
-			draw.Draw(tmp, tmp.Bounds(), b.screen, image.Pt(sx, sy), draw.Src)
-			draw.Draw(b.screen, image.Rect(dx, dy, dx+w, dy+h), tmp, image.Point{}, draw.Src)
-		case "img":
-			at = image.Pt(atoi(in.Args[4]), atoi(in.Args[5]))
-			data = data[:0]
-		case "blob":
-			d, _ := base64.StdEncoding.DecodeString(in.Args[1])
-			data = append(data, d...)
-		case "end":
-			img, err := png.Decode(bytes.NewReader(data))
-			if err != nil {
-				b.t.Fatal(err)
-			}
-			draw.Draw(b.screen, img.Bounds().Add(at), img, img.Bounds().Min, draw.Over)
+		if err := b.Apply(in); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
@@ -100,7 +61,7 @@ func TestScreenScrollsWithCopy(t *testing.T) {
 	var out bytes.Buffer
 	enc := NewEncoder(&out)
 	s := NewScreen(enc)
-	b := &browser{t: t, ops: map[string]int{}}
+	b := displaytest.New()
 	if err := s.Resize(640, 480); err != nil {
 		t.Fatal(err)
 	}
@@ -108,21 +69,21 @@ func TestScreenScrollsWithCopy(t *testing.T) {
 	textLines(fb.img, 0, 30)
 	s.Update(fb, whole)
 	enc.Flush()
-	b.apply(&out)
+	apply(t, b, &out)
 	for step := 1; step <= 5; step++ {
 		textLines(fb.img, step*3, 30) // scrolled by three lines
-		clear(b.ops)
+		clear(b.Ops)
 		if err := s.Update(fb, whole); err != nil {
 			t.Fatal(err)
 		}
 		enc.Flush()
 		n := out.Len()
-		b.apply(&out)
-		if !bytes.Equal(b.screen.Pix, fb.img.Pix) {
+		apply(t, b, &out)
+		if !bytes.Equal(b.Screen().Pix, fb.img.Pix) {
 			t.Fatalf("step %d: the browser's screen differs from the remote one", step)
 		}
-		if b.ops["copy"] != 1 || b.ops["img"] != 1 {
-			t.Errorf("step %d: %v, want one copy and one image of the new lines", step, b.ops)
+		if b.Ops["copy"] != 1 || b.Ops["img"] != 1 {
+			t.Errorf("step %d: %v, want one copy and one image of the new lines", step, b.Ops)
 		}
 		if n > 20000 {
 			t.Errorf("step %d: %d bytes for three new lines", step, n)

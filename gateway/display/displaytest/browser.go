@@ -11,7 +11,7 @@ import (
 	"image/color"
 	"image/draw"
 	_ "image/jpeg" // img streams may be JPEG
-	_ "image/png" // and PNG
+	_ "image/png"  // and PNG
 	"strconv"
 
 	"github.com/keyway-dev/keyway/gateway/guac"
@@ -97,5 +97,3 @@ func (b *Browser) Apply(in guac.Instruction) error {
 	}
 	return nil
 }
-
-

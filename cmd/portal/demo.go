@@ -24,6 +24,7 @@ type demoInfo struct {
 	User    demoLogin  `json:"user"`
 	Targets demoTarget `json:"ssh_target"`
 	VNC     demoTarget `json:"vnc_target"`
+	RDP     demoTarget `json:"rdp_target"`
 }
 
 type demoLogin struct {
@@ -65,9 +66,14 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer xvnc.Stop()
+	rdp, err := startDemoRDP(ctx, filepath.Join(cfg.DataDir, "targets", "rdp"))
+	if err != nil {
+		return err
+	}
+	defer rdp.Stop()
 
 	return serveWith(ctx, cfg, stderr, func(ctx context.Context, p *portal) error {
-		info, err := seedDemo(ctx, p.Store, sshd, xvnc)
+		info, err := seedDemo(ctx, p.Store, sshd, xvnc, rdp)
 		if err != nil {
 			return fmt.Errorf("create demo data: %w", err)
 		}
@@ -84,11 +90,13 @@ Keyway demo is running at %s
   user:   %-12s password %s
 
 Sign in as the user and click Connect on %q for a terminal on the demo sshd
-(%s:%d), or on %q for a desktop with an xterm (Xvnc on %s:%d).
+(%s:%d), on %q for a desktop with an xterm (Xvnc on %s:%d), or on %q for
+an RDP desktop (freerdp-shadow-cli with NLA on %s:%d).
 Sign in as the admin to manage users, resources, grants and gateways.
 Press Ctrl+C to stop.
 `, info.URL, info.Admin.Name, info.Admin.Password, info.User.Name, info.User.Password,
-			info.Targets.Resource, info.Targets.Host, info.Targets.Port, info.VNC.Resource, info.VNC.Host, info.VNC.Port)
+			info.Targets.Resource, info.Targets.Host, info.Targets.Port, info.VNC.Resource, info.VNC.Host, info.VNC.Port,
+			info.RDP.Resource, info.RDP.Host, info.RDP.Port)
 		return nil
 	})
 }
@@ -122,15 +130,36 @@ func startDemoDesktop(ctx context.Context, dir string) (*targets.Xvnc, error) {
 	return x, nil
 }
 
+// startDemoRDP starts an RDP server (freerdp-shadow-cli with NLA) sharing
+// an X display with a purple background and an xterm. Its sign-in
+// password is new at every start.
+func startDemoRDP(ctx context.Context, dir string) (*targets.ShadowRDP, error) {
+	s, err := targets.StartShadowRDP(ctx, dir, targets.ShadowOptions{User: "rdpdemo", Password: "rdp-" + rand.Text()[:12]})
+	if err != nil {
+		return nil, fmt.Errorf("start demo RDP desktop: %w", err)
+	}
+	if _, err := s.Run("xsetroot", "-solid", "#553388"); err != nil {
+		s.Stop()
+		return nil, fmt.Errorf("demo RDP background: %w", err)
+	}
+	if _, err := s.Start("xterm", "-geometry", "100x30+20+20", "-fa", "DejaVu Sans Mono", "-fs", "11",
+		"-e", "runuser", "-u", targets.TestUser, "--", "bash", "-l"); err != nil {
+		s.Stop()
+		return nil, fmt.Errorf("demo RDP xterm: %w", err)
+	}
+	return s, nil
+}
+
 // seedDemo creates or refreshes the demo accounts and resources. Passwords
 // are new at every start and the resources follow the servers' ports.
-func seedDemo(ctx context.Context, st *store.Store, sshd *targets.SSHD, xvnc *targets.Xvnc) (demoInfo, error) {
+func seedDemo(ctx context.Context, st *store.Store, sshd *targets.SSHD, xvnc *targets.Xvnc, rdp *targets.ShadowRDP) (demoInfo, error) {
 	info := demoInfo{
 		Admin: demoLogin{Name: "demo-admin", Password: "admin-" + rand.Text()[:12]},
 		User:  demoLogin{Name: "demo-user", Password: "user-" + rand.Text()[:12]},
 		Targets: demoTarget{Resource: "demo-ssh", Host: sshd.Host, Port: sshd.Port,
 			Login: sshd.User, Password: sshd.Password},
 		VNC: demoTarget{Resource: "demo-vnc", Host: xvnc.Host, Port: xvnc.Port, Password: demoVNCPassword, Display: xvnc.Display},
+		RDP: demoTarget{Resource: "demo-rdp", Host: rdp.Host, Port: rdp.Port, Login: rdp.User, Password: rdp.Password, Display: rdp.Number},
 	}
 	var userID int64
 	for _, l := range []struct {
@@ -170,6 +199,13 @@ func seedDemo(ctx context.Context, st *store.Store, sshd *targets.SSHD, xvnc *ta
 		Name: info.VNC.Resource, Description: "Xvnc desktop with an xterm, started by portal demo on loopback",
 		Protocol: "vnc", Host: xvnc.Host, Port: xvnc.Port, Tags: []string{"demo"},
 	}, &store.Secrets{Password: demoVNCPassword}, userID); err != nil {
+		return info, err
+	}
+	if _, err := upsertDemoResource(ctx, st, store.Resource{
+		Name: info.RDP.Resource, Description: "RDP desktop (freerdp-shadow-cli with NLA) with an xterm, started by portal demo on loopback",
+		Protocol: "rdp", Host: rdp.Host, Port: rdp.Port, Login: rdp.User, Tags: []string{"demo"},
+		Options: store.Options{Security: "nla"},
+	}, &store.Secrets{Password: rdp.Password}, userID); err != nil {
 		return info, err
 	}
 	return info, nil

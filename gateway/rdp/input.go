@@ -54,7 +54,11 @@ func (s *Session) apply(inst *C.freerdp, in input) error {
 	case inputKey:
 		for _, ev := range s.keys.event(in.keysym, in.down, s.cfg.KeyboardLayout) {
 			if ev.unicode {
-				ok = ok && C.kw_unicode(inst, C.uint16_t(ev.flags), C.uint16_t(ev.code)) != 0
+				// A server without Unicode input refuses the event: the
+				// character is lost, not the session.
+				if C.kw_unicode(inst, C.uint16_t(ev.flags), C.uint16_t(ev.code)) == 0 {
+					s.log.Debug("rdp: the server does not take Unicode input", "char", rune(ev.code))
+				}
 			} else {
 				ok = ok && C.kw_key(inst, C.uint16_t(ev.flags), C.uint16_t(ev.code)) != 0
 			}

@@ -149,10 +149,12 @@ type keyState struct {
 }
 
 // event turns a keysym press or release into RDP keyboard events. Keys
-// with a fixed position go as scan codes. A character goes as its US-layout
-// scan code when the layout is US and the Shift state held gives that
-// character (or Ctrl/Alt is held, for shortcuts), else as a Unicode event,
-// so no modifier is ever faked.
+// with a fixed position go as scan codes. With the US layout a character
+// goes as its key's scan code; when the Shift held does not give that
+// character (a browser or script that sends "$" without Shift), Shift is
+// pressed or released around the key and then put back, as a typist
+// would. Other characters, and every character of other layouts, go as
+// Unicode events.
 func (k *keyState) event(keysym uint32, down bool, layout uint32) []keyEvent {
 	if k.down == nil {
 		k.down = map[uint32][]keyEvent{}
@@ -168,8 +170,13 @@ func (k *keyState) event(keysym uint32, down bool, layout uint32) []keyEvent {
 	if key, ok := keysymKeys[keysym]; ok {
 		evs = []keyEvent{scanEvent(key)}
 	} else if r := keysymRune(keysym); r >= 0 {
-		if c, ok := usChars[r]; ok && layout == layoutUS && k.fits(r, c) {
+		if c, ok := usChars[r]; ok && layout == layoutUS {
 			evs = []keyEvent{scanEvent(c.key)}
+			if down && !k.fits(r, c) {
+				k.modifier(keysym, down)
+				k.down[keysym] = evs // released alone
+				return k.withShift(evs[0], k.shift == 0)
+			}
 		} else {
 			for _, u := range utf16.Encode([]rune{r}) {
 				evs = append(evs, keyEvent{unicode: true, code: u})
@@ -184,6 +191,21 @@ func (k *keyState) event(keysym uint32, down bool, layout uint32) []keyEvent {
 		return evs
 	}
 	return release(evs)
+}
+
+// withShift presses key with Shift pressed (shift) or released around it,
+// then restores the Shift state the user holds.
+func (k *keyState) withShift(key keyEvent, shift bool) []keyEvent {
+	left, right := scanEvent(sc(0x2A)), scanEvent(sc(0x36))
+	if shift {
+		up := left
+		up.flags |= kbdRelease
+		return []keyEvent{left, key, up}
+	}
+	upL, upR := left, right
+	upL.flags |= kbdRelease
+	upR.flags |= kbdRelease
+	return []keyEvent{upL, upR, key, left}
 }
 
 // fits reports whether the US key for r types r with the modifiers held.

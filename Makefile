@@ -12,10 +12,13 @@ LISTEN  ?= :8443
 
 # Debian packages: what the portal needs to build and run, and what the
 # tests add (real servers and a real browser).
-DEBS_RUN  := gcc libc6-dev pkg-config openssh-server openssh-client
-# The demo's desktop target: Xvnc with an xterm.
-DEBS_DEMO := $(DEBS_RUN) tigervnc-standalone-server tigervnc-tools xterm x11-xserver-utils fonts-dejavu-core
-DEBS_TEST := $(DEBS_DEMO) sshpass chromium procps iproute2 x11-utils xclip x11vnc xvfb
+# RDP goes through FreeRDP 2 (cgo), so building needs its headers.
+DEBS_RUN  := gcc libc6-dev pkg-config freerdp2-dev openssh-server openssh-client
+# The demo's desktop targets: Xvnc with an xterm, and freerdp-shadow-cli
+# (NLA against a SAM file made by winpr-hash) on Xvfb.
+DEBS_DEMO := $(DEBS_RUN) tigervnc-standalone-server tigervnc-tools xterm x11-xserver-utils fonts-dejavu-core \
+	freerdp2-shadow-x11 winpr-utils xvfb
+DEBS_TEST := $(DEBS_DEMO) sshpass chromium procps iproute2 x11-utils xclip x11vnc xrdp xorgxrdp
 
 .PHONY: run demo test build assets generate lint unit e2e bench deps-run deps-demo deps-test check-go clean
 

@@ -55,9 +55,13 @@ test('admin enrols a gateway and a user connects through it', async () => {
   await admin.locator('section[data-segment="gateway-e2e"]').getByRole('button', { name: 'Add a gateway' }).click();
   const sshPort = await freePort();
   const mgmtPort = await freePort();
+  const rdpPort = await freePort();
+  const vncPort = await freePort();
   await admin.getByLabel('Gateway name').fill('e2e-gw1');
   await admin.getByLabel('Host the portal reaches it at').fill('127.0.0.1');
-  await admin.getByLabel('Session port (SSH, SFTP)').fill(String(sshPort));
+  await admin.getByLabel('SSH and SFTP session port').fill(String(sshPort));
+  await admin.getByLabel('RDP session port').fill(String(rdpPort));
+  await admin.getByLabel('VNC session port').fill(String(vncPort));
   await admin.getByLabel('Management port').fill(String(mgmtPort));
   await admin.getByRole('button', { name: 'Create gateway' }).click();
   await admin.waitForURL(/\/admin\/gateways\/\d+$/);
@@ -72,7 +76,8 @@ test('admin enrols a gateway and a user connects through it', async () => {
   assert.equal(cfg.segment, 'gateway-e2e');
   assert.match(cfg.portal_key, /^ed25519:/);
   cfg.state_dir = join(dir, 'state');
-  cfg.listen = { ssh: `127.0.0.1:${sshPort}`, management: `127.0.0.1:${mgmtPort}` };
+  assert.equal(cfg.listen.rdp, `:${rdpPort}`);
+  cfg.listen = { ssh: `127.0.0.1:${sshPort}`, rdp: `127.0.0.1:${rdpPort}`, vnc: `127.0.0.1:${vncPort}`, management: `127.0.0.1:${mgmtPort}` };
   const cfgPath = join(dir, 'gateway.json');
   writeFileSync(cfgPath, JSON.stringify(cfg));
   gateway = spawn(join(root, 'bin', 'gateway'), ['run', '--config', cfgPath], { stdio: ['ignore', 'pipe', 'pipe'] });

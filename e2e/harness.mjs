@@ -38,7 +38,8 @@ export async function startDemo() {
   const bin = join(root, 'bin', 'portal');
   if (!existsSync(bin)) throw new Error(`${bin} is missing: run make build first`);
   const proc = spawn(bin, ['demo', '--data', data, '--listen', '127.0.0.1:0',
-    '--gateway-listen', '127.0.0.1:0', '--log-level', 'debug'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    '--gateway-listen', '127.0.0.1:0', '--gateway-rdp-listen', '127.0.0.1:0', '--gateway-vnc-listen', '127.0.0.1:0',
+    '--log-level', 'debug'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   proc.stdout.on('data', (d) => { log += d; });
   proc.stderr.on('data', (d) => { log += d; });

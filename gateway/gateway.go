@@ -34,8 +34,13 @@ const (
 // Config configures a Gateway.
 type Config struct {
 	// SSHAddr is the listen address for SSH terminal and SFTP sessions
-	// (":7993" in production; "127.0.0.1:0" in tests).
+	// (":7993" in production; "127.0.0.1:0" in tests). RDPAddr (":7994")
+	// and VNCAddr (":7995") are those of RDP and VNC sessions; a protocol
+	// without its own address is served on SSHAddr. Every listener takes
+	// relays.
 	SSHAddr  string
+	RDPAddr  string
+	VNCAddr  string
 	Identity *wire.Identity
 	// TrustedPortal approves a portal's key; it is asked at every
 	// handshake, so a revoked key is refused at once.
@@ -68,6 +73,8 @@ type Gateway struct {
 	ssh *sshgw.Engine
 
 	ln      net.Listener
+	// listeners by protocol (ssh, rdp, vnc); rdp and vnc may be ln.
+	lns     map[string]net.Listener
 	mgmt    net.Addr
 	servers []*http.Server
 	started time.Time
@@ -111,12 +118,24 @@ func (g *Gateway) Start() error {
 		return fmt.Errorf("listen on %s: %w", g.cfg.SSHAddr, err)
 	}
 	g.ln = ln
+	g.lns = map[string]net.Listener{wire.ProtocolSSH: ln, wire.ProtocolRDP: ln, wire.ProtocolVNC: ln}
+	for protocol, addr := range map[string]string{wire.ProtocolRDP: g.cfg.RDPAddr, wire.ProtocolVNC: g.cfg.VNCAddr} {
+		if addr == "" {
+			continue
+		}
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			g.closeListeners()
+			return fmt.Errorf("listen for %s sessions on %s: %w", protocol, addr, err)
+		}
+		g.lns[protocol] = l
+	}
 	if g.cfg.ManagementAddr != "" {
 		mux := http.NewServeMux()
 		mux.HandleFunc("GET /status", g.status)
 		addr, err := g.serveHTTP(g.cfg.ManagementAddr, mux, tlsConf)
 		if err != nil {
-			ln.Close()
+			g.closeListeners()
 			return err
 		}
 		g.mgmt = addr
@@ -129,10 +148,44 @@ func (g *Gateway) Start() error {
 			return err
 		}
 	}
-	g.cfg.Logger.Info("gateway listening", "ssh", ln.Addr().String(), "management", g.cfg.ManagementAddr, "key", g.cfg.Identity.PublicKeyString())
-	g.wg.Add(1)
-	go g.serve(tls.NewListener(ln, tlsConf))
+	g.cfg.Logger.Info("gateway listening", "ssh", ln.Addr().String(), "rdp", g.lns[wire.ProtocolRDP].Addr().String(),
+		"vnc", g.lns[wire.ProtocolVNC].Addr().String(), "management", g.cfg.ManagementAddr, "key", g.cfg.Identity.PublicKeyString())
+	for _, protocol := range []string{wire.ProtocolSSH, wire.ProtocolRDP, wire.ProtocolVNC} {
+		l := g.lns[protocol]
+		if protocol != wire.ProtocolSSH && l == ln {
+			continue
+		}
+		g.wg.Add(1)
+		go g.serve(tls.NewListener(l, tlsConf), g.accepts(l))
+	}
 	return nil
+}
+
+// accepts returns the protocols listener l serves.
+func (g *Gateway) accepts(l net.Listener) map[string]bool {
+	ok := map[string]bool{}
+	for protocol, pl := range g.lns {
+		if pl == l {
+			ok[protocol] = true
+		}
+	}
+	if ok[wire.ProtocolSSH] {
+		ok[wire.ProtocolSFTP] = true
+	}
+	return ok
+}
+
+// closeListeners closes the session listeners.
+func (g *Gateway) closeListeners() error {
+	var err error
+	seen := map[net.Listener]bool{}
+	for _, l := range g.lns {
+		if !seen[l] {
+			seen[l] = true
+			err = errors.Join(err, l.Close())
+		}
+	}
+	return err
 }
 
 // serveHTTP serves h on addr, with TLS when tlsConf is set, and returns
@@ -165,8 +218,16 @@ func (g *Gateway) status(w http.ResponseWriter, _ *http.Request) {
 	})
 }
 
-// Addr is the session listener's address.
+// Addr is the SSH and SFTP session listener's address.
 func (g *Gateway) Addr() net.Addr { return g.ln.Addr() }
+
+// SessionAddr is the address of the listener for protocol's sessions.
+func (g *Gateway) SessionAddr(protocol string) net.Addr {
+	if l, ok := g.lns[protocol]; ok {
+		return l.Addr()
+	}
+	return g.ln.Addr()
+}
 
 // ManagementAddr is the management listener's address, or nil.
 func (g *Gateway) ManagementAddr() net.Addr { return g.mgmt }
@@ -178,8 +239,8 @@ func (g *Gateway) ActiveSessions() int { return int(g.active.Load()) }
 func (g *Gateway) Close() error {
 	g.cancel()
 	var err error
-	if g.ln != nil {
-		err = g.ln.Close()
+	if g.lns != nil {
+		err = g.closeListeners()
 	}
 	for _, srv := range g.servers {
 		srv.Close()
@@ -193,7 +254,8 @@ func (g *Gateway) Close() error {
 	return err
 }
 
-func (g *Gateway) serve(ln net.Listener) {
+// serve accepts session connections for protocols on ln (and relays).
+func (g *Gateway) serve(ln net.Listener, protocols map[string]bool) {
 	defer g.wg.Done()
 	for {
 		c, err := ln.Accept()
@@ -217,7 +279,7 @@ func (g *Gateway) serve(ln net.Listener) {
 			defer g.wg.Done()
 			defer g.untrack(c)
 			defer c.Close()
-			g.handle(c.(*tls.Conn))
+			g.handle(c.(*tls.Conn), protocols)
 		}()
 	}
 }
@@ -238,8 +300,9 @@ func (g *Gateway) untrack(c net.Conn) {
 	g.mu.Unlock()
 }
 
-// handle serves one session connection.
-func (g *Gateway) handle(c *tls.Conn) {
+// handle serves one session connection that came in on the listener for
+// protocols.
+func (g *Gateway) handle(c *tls.Conn, protocols map[string]bool) {
 	log := g.cfg.Logger.With("client", c.RemoteAddr().String())
 	c.SetDeadline(time.Now().Add(g.cfg.HandshakeTimeout))
 	if err := c.HandshakeContext(g.ctx); err != nil {
@@ -261,6 +324,12 @@ func (g *Gateway) handle(c *tls.Conn) {
 	}
 	if req.Kind == wire.KindRelay {
 		g.relay(c, req, log)
+		return
+	}
+	if !protocols[req.Protocol] {
+		log.Warn("refused session: wrong port for the protocol")
+		wire.WriteResponse(c, &wire.Response{Code: wire.CodeBadRequest,
+			Message: fmt.Sprintf("this gateway port does not take %s sessions; the portal has the wrong port for it", req.Protocol)})
 		return
 	}
 	if resp := g.checkTarget(req); resp != nil {

@@ -202,7 +202,8 @@ func TestTerminalSession(t *testing.T) {
 		{"wrong password", func(r *wire.Request) { r.Credentials.Password = "wrong-password" }, wire.CodeAuthFailed, "rejected the login"},
 		{"host key mismatch", func(r *wire.Request) { r.HostKey = otherHostKey(t) }, wire.CodeHostKeyMismatch, "has changed: expected SHA256:"},
 		{"refused port", func(r *wire.Request) { r.Target.Port = closedPort(t) }, wire.CodeRefused, "refused the connection"},
-		{"unsupported protocol", func(r *wire.Request) { r.Protocol = wire.ProtocolRDP }, wire.CodeUnsupported, "does not support rdp"},
+		{"unsupported protocol", func(r *wire.Request) { r.Protocol = wire.ProtocolSFTP }, wire.CodeUnsupported, "does not support sftp"},
+		{"not an RDP server", func(r *wire.Request) { r.Protocol = wire.ProtocolRDP }, wire.CodeUnsupported, "security negotiation failed"},
 		{"no terminal", func(r *wire.Request) { r.Terminal = nil }, wire.CodeBadRequest, "terminal"},
 		{"invalid port", func(r *wire.Request) { r.Target.Port = 0 }, wire.CodeBadRequest, "port"},
 	} {
@@ -218,6 +219,55 @@ func TestTerminalSession(t *testing.T) {
 				t.Fatalf("mismatch did not report the offered key: %q", resp.HostKey)
 			}
 		})
+	}
+}
+
+// TestProtocolPorts checks that each session port takes its own protocol
+// (and relays) only.
+func TestProtocolPorts(t *testing.T) {
+	t.Parallel()
+	gwID, portal := identity(t), identity(t)
+	g, err := New(Config{
+		SSHAddr: "127.0.0.1:0", RDPAddr: "127.0.0.1:0", VNCAddr: "127.0.0.1:0", Identity: gwID,
+		TrustedPortal: func(k ed25519.PublicKey) bool { return k.Equal(portal.PublicKey()) },
+		Logger:        slog.New(slog.NewTextHandler(io.Discard, nil)), DialTimeout: 5 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+	addrs := map[string]string{}
+	for _, p := range []string{wire.ProtocolSSH, wire.ProtocolRDP, wire.ProtocolVNC} {
+		addrs[p] = g.SessionAddr(p).String()
+	}
+	if addrs["ssh"] == addrs["rdp"] || addrs["rdp"] == addrs["vnc"] {
+		t.Fatalf("listeners share an address: %v", addrs)
+	}
+	for _, tc := range []struct{ port, protocol string }{
+		{"vnc", wire.ProtocolSSH}, {"rdp", wire.ProtocolVNC}, {"ssh", wire.ProtocolRDP}, {"ssh", wire.ProtocolVNC},
+	} {
+		c, err := tls.Dial("tcp", addrs[tc.port], wire.ClientTLSConfig(portal, gwID.PublicKey()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := &wire.Request{Kind: wire.KindSession, Protocol: tc.protocol, SessionID: "x", Target: wire.Target{Host: "127.0.0.1", Port: 1}}
+		if tc.protocol == wire.ProtocolSSH {
+			req.Terminal = &wire.Terminal{Term: "xterm", Cols: 80, Rows: 24}
+		}
+		if err := wire.WriteRequest(c, req); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := wire.ReadResponse(c)
+		c.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.OK || resp.Code != wire.CodeBadRequest || !strings.Contains(resp.Message, "does not take "+tc.protocol) {
+			t.Errorf("%s session on the %s port: %+v", tc.protocol, tc.port, resp)
+		}
 	}
 }
 

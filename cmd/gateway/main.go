@@ -152,7 +152,8 @@ func serve(ctx context.Context, path, level string, stdout, stderr io.Writer) er
 		logger.Warn("ignoring the config backup", "err", err)
 	}
 	g, err := gateway.New(gateway.Config{
-		SSHAddr: f.Listen["ssh"], ManagementAddr: f.Listen["management"], HealthAddr: f.Listen["health"],
+		SSHAddr: f.Listen["ssh"], RDPAddr: f.Listen["rdp"], VNCAddr: f.Listen["vnc"],
+		ManagementAddr: f.Listen["management"], HealthAddr: f.Listen["health"],
 		Identity:      id,
 		TrustedPortal: func(k ed25519.PublicKey) bool { return k.Equal(portalKey) },
 		Logger:        logger, ID: f.GatewayID, Version: version,

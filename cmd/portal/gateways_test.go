@@ -126,9 +126,10 @@ func (b *browser) get(path string) (int, string) {
 // config, start it, paste its key. It returns the running process.
 func enrol(t *testing.T, admin *browser, bin, segmentID, name, dir string) *gatewayProc {
 	t.Helper()
-	sshPort, mgmtPort := freePort(t), freePort(t)
+	sshPort, rdpPort, vncPort, mgmtPort := freePort(t), freePort(t), freePort(t), freePort(t)
 	resp := admin.post("/admin/gateways", url.Values{"name": {name}, "segment_id": {segmentID}, "host": {"127.0.0.1"},
-		"ssh_port": {strconv.Itoa(sshPort)}, "management_port": {strconv.Itoa(mgmtPort)}})
+		"ssh_port": {strconv.Itoa(sshPort)}, "rdp_port": {strconv.Itoa(rdpPort)}, "vnc_port": {strconv.Itoa(vncPort)},
+		"management_port": {strconv.Itoa(mgmtPort)}})
 	m := regexp.MustCompile(`^/admin/gateways/(\d+)$`).FindStringSubmatch(resp.Header.Get("Location"))
 	if resp.StatusCode != http.StatusSeeOther || m == nil {
 		t.Fatalf("create gateway %s: %d %s", name, resp.StatusCode, resp.Header.Get("Location"))
@@ -144,7 +145,8 @@ func enrol(t *testing.T, admin *browser, bin, segmentID, name, dir string) *gate
 	}
 	// Loopback only in tests, and a fast pull for the test's sake.
 	f.StateDir = filepath.Join(dir, name)
-	f.Listen = map[string]string{"ssh": fmt.Sprintf("127.0.0.1:%d", sshPort), "management": fmt.Sprintf("127.0.0.1:%d", mgmtPort)}
+	f.Listen = map[string]string{"ssh": fmt.Sprintf("127.0.0.1:%d", sshPort), "rdp": fmt.Sprintf("127.0.0.1:%d", rdpPort),
+		"vnc": fmt.Sprintf("127.0.0.1:%d", vncPort), "management": fmt.Sprintf("127.0.0.1:%d", mgmtPort)}
 	f.PullIntervalSecs = 1
 	cfgPath := filepath.Join(dir, name+".json")
 	raw, _ := json.Marshal(f)
@@ -212,7 +214,8 @@ func TestRemoteGateways(t *testing.T) {
 	b1 := enrol(t, admin, bin, strconv.FormatInt(segB.ID, 10), "b1", dir)
 	// A pending gateway: created, never given a key.
 	admin.post("/admin/gateways", url.Values{"name": {"a3"}, "segment_id": {strconv.FormatInt(segA.ID, 10)}, "host": {"127.0.0.1"},
-		"ssh_port": {strconv.Itoa(freePort(t))}, "management_port": {strconv.Itoa(freePort(t))}})
+		"ssh_port": {strconv.Itoa(freePort(t))}, "rdp_port": {strconv.Itoa(freePort(t))}, "vnc_port": {strconv.Itoa(freePort(t))},
+		"management_port": {strconv.Itoa(freePort(t))}})
 	for _, name := range []string{"a1", "a2", "b1"} {
 		waitFor(t, name+" to become available", func() bool { return stateOf(p, name) == gateways.StateAvailable }, nil)
 	}

@@ -41,7 +41,11 @@ type serveConfig struct {
 	TLSKey        string
 	SecretsKey    string
 	GatewayListen string
-	LogLevel      string
+	// GatewayRDPListen and GatewayVNCListen are the embedded gateway's RDP
+	// and VNC listeners; empty shares GatewayListen.
+	GatewayRDPListen string
+	GatewayVNCListen string
+	LogLevel         string
 }
 
 func (c *serveConfig) flags(fs *flag.FlagSet) {
@@ -51,7 +55,9 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TLSCert, "tls-cert", envOr("KEYWAY_TLS_CERT", ""), "PEM certificate file; default: a self-signed one in the data directory")
 	fs.StringVar(&c.TLSKey, "tls-key", envOr("KEYWAY_TLS_KEY", ""), "PEM private key file for -tls-cert")
 	fs.StringVar(&c.SecretsKey, "secrets-key", envOr("KEYWAY_SECRETS_KEY", ""), "file with the key that encrypts target credentials (default DATA/secrets.key; keep it outside backups of the database)")
-	fs.StringVar(&c.GatewayListen, "gateway-listen", envOr("KEYWAY_GATEWAY_LISTEN", "127.0.0.1:7993"), "loopback address of the embedded gateway's SSH listener")
+	fs.StringVar(&c.GatewayListen, "gateway-listen", envOr("KEYWAY_GATEWAY_LISTEN", "127.0.0.1:7993"), "loopback address of the embedded gateway's SSH and SFTP listener")
+	fs.StringVar(&c.GatewayRDPListen, "gateway-rdp-listen", envOr("KEYWAY_GATEWAY_RDP_LISTEN", "127.0.0.1:7994"), "loopback address of the embedded gateway's RDP listener")
+	fs.StringVar(&c.GatewayVNCListen, "gateway-vnc-listen", envOr("KEYWAY_GATEWAY_VNC_LISTEN", "127.0.0.1:7995"), "loopback address of the embedded gateway's VNC listener")
 	fs.StringVar(&c.LogLevel, "log-level", envOr("KEYWAY_LOG_LEVEL", "info"), "debug, info, warn or error")
 }
 
@@ -122,6 +128,8 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 			return nil
 		},
 		SSHAddr:        cfg.GatewayListen,
+		RDPAddr:        cfg.GatewayRDPListen,
+		VNCAddr:        cfg.GatewayVNCListen,
 		ManagementAddr: "127.0.0.1:0",
 		Identity:       gwID,
 		TrustedPortal:  func(k ed25519.PublicKey) bool { return portalID.PublicKey().Equal(k) },
@@ -137,7 +145,9 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	}
 	defer gw.Close()
 	sshAddr, mgmtAddr := gw.Addr().(*net.TCPAddr), gw.ManagementAddr().(*net.TCPAddr)
-	embedded, err := st.EnsureEmbeddedGateway(ctx, sshAddr.IP.String(), sshAddr.Port, mgmtAddr.Port, gwID.PublicKeyString())
+	port := func(protocol string) int { return gw.SessionAddr(protocol).(*net.TCPAddr).Port }
+	embedded, err := st.EnsureEmbeddedGateway(ctx, store.Gateway{Host: sshAddr.IP.String(), SSHPort: sshAddr.Port,
+		RDPPort: port(wire.ProtocolRDP), VNCPort: port(wire.ProtocolVNC), ManagementPort: mgmtAddr.Port, PublicKey: gwID.PublicKeyString()})
 	if err != nil {
 		return err
 	}

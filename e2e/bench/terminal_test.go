@@ -62,7 +62,8 @@ func startDemoProcess(b *testing.B) (demoInfo, int) {
 		b.Fatalf("%s: build it first with make build", bin)
 	}
 	dir := b.TempDir()
-	cmd := exec.Command(bin, "demo", "--data", dir, "--listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0", "--log-level", "warn")
+	cmd := exec.Command(bin, "demo", "--data", dir, "--listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0",
+		"--gateway-rdp-listen", "127.0.0.1:0", "--gateway-vnc-listen", "127.0.0.1:0", "--log-level", "warn")
 	var log bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &log, &log
 	if err := cmd.Start(); err != nil {

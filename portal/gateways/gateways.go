@@ -33,14 +33,29 @@ type Gateway struct {
 	ID      string
 	Name    string
 	Segment string
-	// SSHAddr and ManagementAddr are host:port of the session listener
-	// (7993) and of the management listener (443).
+	// SSHAddr, RDPAddr and VNCAddr are host:port of the session
+	// listeners (7993 for SSH and SFTP, 7994, 7995); ManagementAddr of the
+	// management listener (443).
 	SSHAddr        string
+	RDPAddr        string
+	VNCAddr        string
 	ManagementAddr string
 	// Key is the gateway's pinned Ed25519 public key; a gateway without one
 	// is pending and never selected.
 	Key      ed25519.PublicKey
 	Embedded bool
+}
+
+// SessionAddr is the listener for protocol's sessions. A gateway takes a
+// relay on any of them.
+func (g Gateway) SessionAddr(protocol string) string {
+	switch {
+	case protocol == wire.ProtocolRDP && g.RDPAddr != "":
+		return g.RDPAddr
+	case protocol == wire.ProtocolVNC && g.VNCAddr != "":
+		return g.VNCAddr
+	}
+	return g.SSHAddr
 }
 
 // State is a gateway's health as the portal sees it.
@@ -142,7 +157,7 @@ func (p *Pool) Set(gws []Gateway) {
 			e.health.State = StatePending
 		}
 		if old, ok := p.entries[g.ID]; ok && bytes.Equal(old.gw.Key, g.Key) &&
-			old.gw.SSHAddr == g.SSHAddr && old.gw.ManagementAddr == g.ManagementAddr {
+			old.gw.SSHAddr == g.SSHAddr && old.gw.RDPAddr == g.RDPAddr && old.gw.VNCAddr == g.VNCAddr && old.gw.ManagementAddr == g.ManagementAddr {
 			e.health, e.conns, e.transport = old.health, old.conns, old.transport
 			kept[g.ID] = true
 		}
@@ -246,7 +261,8 @@ func (e *UnavailableError) Unwrap() error { return e.Err }
 func (p *Pool) Open(ctx context.Context, gw Gateway, req *wire.Request) (net.Conn, *wire.Response, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
-	raw, err := p.dialRaw(ctx, gw)
+	addr := gw.SessionAddr(req.Protocol)
+	raw, err := p.dialRaw(ctx, gw, addr)
 	if err != nil {
 		return nil, nil, &UnavailableError{Gateway: gw, Err: err}
 	}
@@ -262,16 +278,16 @@ func (p *Pool) Open(ctx context.Context, gw Gateway, req *wire.Request) (net.Con
 	return tracked, resp, nil
 }
 
-// dialRaw returns a byte stream to gw's session listener: a TCP connection,
-// or in tunnel mode a relay through the embedded gateway.
-func (p *Pool) dialRaw(ctx context.Context, gw Gateway) (net.Conn, error) {
+// dialRaw returns a byte stream to gw's session listener at addr: a TCP
+// connection, or in tunnel mode a relay through the embedded gateway.
+func (p *Pool) dialRaw(ctx context.Context, gw Gateway, addr string) (net.Conn, error) {
 	if !gw.Embedded && p.Tunnel() {
 		via, ok := p.embedded()
 		if !ok {
 			return nil, errors.New("tunnel mode is on and the embedded gateway is unavailable")
 		}
 		c, _, err := p.handshake(ctx, nil, via, &wire.Request{Kind: wire.KindRelay,
-			Relay: &wire.Relay{GatewayID: gw.ID, Address: gw.SSHAddr}})
+			Relay: &wire.Relay{GatewayID: gw.ID, Address: addr}})
 		if err != nil {
 			var we *wire.Error
 			if errors.As(err, &we) {
@@ -282,7 +298,7 @@ func (p *Pool) dialRaw(ctx context.Context, gw Gateway) (net.Conn, error) {
 		return c, nil
 	}
 	var d net.Dialer
-	return d.DialContext(ctx, "tcp", gw.SSHAddr)
+	return d.DialContext(ctx, "tcp", addr)
 }
 
 // handshake runs mutual TLS with gw over raw (dialing when raw is nil),

@@ -16,6 +16,8 @@ func FromStore(gs []store.Gateway) []Gateway {
 		gw := Gateway{
 			ID: strconv.FormatInt(g.ID, 10), Name: g.Name, Segment: g.Segment, Embedded: g.Embedded,
 			SSHAddr:        net.JoinHostPort(g.Host, strconv.Itoa(g.SSHPort)),
+			RDPAddr:        net.JoinHostPort(g.Host, strconv.Itoa(g.RDPPort)),
+			VNCAddr:        net.JoinHostPort(g.Host, strconv.Itoa(g.VNCPort)),
 			ManagementAddr: net.JoinHostPort(g.Host, strconv.Itoa(g.ManagementPort)),
 		}
 		if k, err := wire.ParsePublicKey(g.PublicKey); err == nil {

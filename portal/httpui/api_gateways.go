@@ -28,6 +28,8 @@ type apiGateway struct {
 	Segment        string    `json:"segment"`
 	SegmentID      int64     `json:"segment_id"`
 	Address        string    `json:"address"`
+	RDPAddr        string    `json:"rdp_address"`
+	VNCAddr        string    `json:"vnc_address"`
 	ManagementAddr string    `json:"management_address"`
 	KeyFingerprint string    `json:"key_fingerprint,omitempty"`
 	Embedded       bool      `json:"embedded"`
@@ -43,6 +45,8 @@ func (s *Server) toAPIGateway(g store.Gateway) apiGateway {
 	st := s.gatewayRows()[strconv.FormatInt(g.ID, 10)]
 	a := apiGateway{ID: g.ID, Name: g.Name, Segment: g.Segment, SegmentID: g.SegmentID,
 		Address:        net.JoinHostPort(g.Host, strconv.Itoa(g.SSHPort)),
+		RDPAddr:        net.JoinHostPort(g.Host, strconv.Itoa(g.RDPPort)),
+		VNCAddr:        net.JoinHostPort(g.Host, strconv.Itoa(g.VNCPort)),
 		ManagementAddr: net.JoinHostPort(g.Host, strconv.Itoa(g.ManagementPort)),
 		Embedded:       g.Embedded, State: string(st.State), LastCheck: st.LastCheck, LastError: st.LastError,
 		Version: st.Version, UptimeSeconds: int64(st.Uptime.Seconds()), ActiveSessions: st.ActiveSessions}

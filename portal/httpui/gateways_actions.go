@@ -1,6 +1,7 @@
 package httpui
 
 import (
+	"cmp"
 	"errors"
 	"net"
 	"net/http"
@@ -90,6 +91,8 @@ type gatewayInput struct {
 	SegmentID      int64  `json:"segment_id"`
 	Host           string `json:"host"`
 	SSHPort        int    `json:"ssh_port"`
+	RDPPort        int    `json:"rdp_port"`
+	VNCPort        int    `json:"vnc_port"`
 	ManagementPort int    `json:"management_port"`
 }
 
@@ -100,13 +103,9 @@ func (s *Server) createGateway(r *http.Request, actor store.User, in gatewayInpu
 	if !hostPattern.MatchString(in.Host) {
 		fe["host"] = "Enter the host name or address the portal reaches the gateway at."
 	}
-	if in.SSHPort == 0 {
-		in.SSHPort = 7993
-	}
-	if in.ManagementPort == 0 {
-		in.ManagementPort = 443
-	}
-	for field, p := range map[string]int{"ssh_port": in.SSHPort, "management_port": in.ManagementPort} {
+	in.SSHPort, in.RDPPort, in.VNCPort = cmp.Or(in.SSHPort, 7993), cmp.Or(in.RDPPort, 7994), cmp.Or(in.VNCPort, 7995)
+	in.ManagementPort = cmp.Or(in.ManagementPort, 443)
+	for field, p := range map[string]int{"ssh_port": in.SSHPort, "rdp_port": in.RDPPort, "vnc_port": in.VNCPort, "management_port": in.ManagementPort} {
 		if p < 1 || p > 65535 {
 			fe[field] = "Enter a port from 1 to 65535."
 		}
@@ -118,7 +117,8 @@ func (s *Server) createGateway(r *http.Request, actor store.User, in gatewayInpu
 	if len(fe) > 0 {
 		return store.Gateway{}, fe
 	}
-	g, err := s.Store.CreateGateway(r.Context(), store.Gateway{Name: in.Name, SegmentID: in.SegmentID, Host: in.Host, SSHPort: in.SSHPort, ManagementPort: in.ManagementPort})
+	g, err := s.Store.CreateGateway(r.Context(), store.Gateway{Name: in.Name, SegmentID: in.SegmentID, Host: in.Host,
+		SSHPort: in.SSHPort, RDPPort: in.RDPPort, VNCPort: in.VNCPort, ManagementPort: in.ManagementPort})
 	if err != nil {
 		return store.Gateway{}, conflictOrErr(err, "name")
 	}

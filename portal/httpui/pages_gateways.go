@@ -218,7 +218,7 @@ func (s *Server) gatewayForm(w http.ResponseWriter, r *http.Request, status int,
 }
 
 func (s *Server) newGatewayPage(w http.ResponseWriter, r *http.Request) {
-	s.gatewayForm(w, r, http.StatusOK, ui.GatewayFormView{SSHPort: "7993", MgmtPort: "443"}, r.URL.Query().Get("segment"))
+	s.gatewayForm(w, r, http.StatusOK, ui.GatewayFormView{SSHPort: "7993", RDPPort: "7994", VNCPort: "7995", MgmtPort: "443"}, r.URL.Query().Get("segment"))
 }
 
 func (s *Server) createGatewayForm(w http.ResponseWriter, r *http.Request) {
@@ -228,9 +228,11 @@ func (s *Server) createGatewayForm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := ui.GatewayFormView{Name: r.PostForm.Get("name"), Host: r.PostForm.Get("host"),
-		SSHPort: r.PostForm.Get("ssh_port"), MgmtPort: r.PostForm.Get("management_port")}
+		SSHPort: r.PostForm.Get("ssh_port"), RDPPort: r.PostForm.Get("rdp_port"), VNCPort: r.PostForm.Get("vnc_port"),
+		MgmtPort: r.PostForm.Get("management_port")}
 	segment := r.PostForm.Get("segment_id")
-	in := gatewayInput{Name: v.Name, Host: v.Host, SSHPort: formPort(v.SSHPort), ManagementPort: formPort(v.MgmtPort)}
+	in := gatewayInput{Name: v.Name, Host: v.Host, SSHPort: formPort(v.SSHPort), RDPPort: formPort(v.RDPPort), VNCPort: formPort(v.VNCPort),
+		ManagementPort: formPort(v.MgmtPort)}
 	in.SegmentID, _ = strconv.ParseInt(segment, 10, 64)
 	g, err := s.createGateway(r, actor, in)
 	if s.formFailed(w, r, err, func(errs ui.Errors) {
@@ -348,7 +350,7 @@ func (s *Server) gatewayConfigFile(w http.ResponseWriter, r *http.Request) {
 		GatewayID: strconv.FormatInt(g.ID, 10), Name: g.Name, Segment: g.Segment,
 		PortalURL: s.PortalURL, PortalKey: s.PortalKey, PortalCertSHA256: s.PortalCertSHA256,
 		StateDir: "/var/lib/keyway-gateway", PullIntervalSecs: 10,
-		Listen: map[string]string{"ssh": fmt.Sprintf(":%d", g.SSHPort), "rdp": ":7994", "vnc": ":7995",
+		Listen: map[string]string{"ssh": fmt.Sprintf(":%d", g.SSHPort), "rdp": fmt.Sprintf(":%d", g.RDPPort), "vnc": fmt.Sprintf(":%d", g.VNCPort),
 			"management": fmt.Sprintf(":%d", g.ManagementPort), "health": ":8081"},
 	}
 	w.Header().Set("Content-Type", "application/json")

@@ -30,7 +30,11 @@ type Gateway struct {
 	SegmentID      int64
 	Segment        string
 	Host           string
+	// Session ports: SSHPort (7993) for SSH and SFTP, RDPPort (7994),
+	// VNCPort (7995); ManagementPort (443) for status checks.
 	SSHPort        int
+	RDPPort        int
+	VNCPort        int
 	ManagementPort int
 	// PublicKey is "ed25519:<base64>"; "" while the gateway is pending.
 	PublicKey string
@@ -147,8 +151,8 @@ func (s *Store) ListSegments(ctx context.Context) ([]Segment, error) {
 // CreateGateway inserts g.
 func (s *Store) CreateGateway(ctx context.Context, g Gateway) (Gateway, error) {
 	now := millis(s.now())
-	res, err := s.db.ExecContext(ctx, `INSERT INTO gateways (name, segment_id, host, ssh_port, management_port, public_key, embedded, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		g.Name, g.SegmentID, g.Host, g.SSHPort, g.ManagementPort, g.PublicKey, g.Embedded, now, now)
+	res, err := s.db.ExecContext(ctx, `INSERT INTO gateways (name, segment_id, host, ssh_port, rdp_port, vnc_port, management_port, public_key, embedded, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		g.Name, g.SegmentID, g.Host, g.SSHPort, g.RDPPort, g.VNCPort, g.ManagementPort, g.PublicKey, g.Embedded, now, now)
 	if err != nil {
 		return Gateway{}, fmt.Errorf("create gateway %s: %w", g.Name, conflict(err, fmt.Sprintf("a gateway named %s already exists", g.Name)))
 	}
@@ -158,8 +162,8 @@ func (s *Store) CreateGateway(ctx context.Context, g Gateway) (Gateway, error) {
 
 // UpdateGateway saves g's name, address and ports (not its key).
 func (s *Store) UpdateGateway(ctx context.Context, g Gateway) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE gateways SET name = ?, host = ?, ssh_port = ?, management_port = ?, updated_at = ? WHERE id = ?`,
-		g.Name, g.Host, g.SSHPort, g.ManagementPort, millis(s.now()), g.ID)
+	res, err := s.db.ExecContext(ctx, `UPDATE gateways SET name = ?, host = ?, ssh_port = ?, rdp_port = ?, vnc_port = ?, management_port = ?, updated_at = ? WHERE id = ?`,
+		g.Name, g.Host, g.SSHPort, g.RDPPort, g.VNCPort, g.ManagementPort, millis(s.now()), g.ID)
 	if err != nil {
 		return fmt.Errorf("update gateway %d: %w", g.ID, conflict(err, fmt.Sprintf("a gateway named %s already exists", g.Name)))
 	}
@@ -186,12 +190,12 @@ func (s *Store) DeleteGateway(ctx context.Context, id int64) error {
 	return deleteByID(ctx, s.db, "gateways", id)
 }
 
-const gatewayColumns = `g.id, g.name, g.segment_id, sg.name, g.host, g.ssh_port, g.management_port, g.public_key, g.embedded, g.created_at, g.updated_at`
+const gatewayColumns = `g.id, g.name, g.segment_id, sg.name, g.host, g.ssh_port, g.rdp_port, g.vnc_port, g.management_port, g.public_key, g.embedded, g.created_at, g.updated_at`
 
 func scanGateway(row interface{ Scan(...any) error }) (Gateway, error) {
 	var g Gateway
 	var created, updated int64
-	if err := row.Scan(&g.ID, &g.Name, &g.SegmentID, &g.Segment, &g.Host, &g.SSHPort, &g.ManagementPort, &g.PublicKey, &g.Embedded, &created, &updated); err != nil {
+	if err := row.Scan(&g.ID, &g.Name, &g.SegmentID, &g.Segment, &g.Host, &g.SSHPort, &g.RDPPort, &g.VNCPort, &g.ManagementPort, &g.PublicKey, &g.Embedded, &created, &updated); err != nil {
 		return Gateway{}, err
 	}
 	g.CreatedAt, g.UpdatedAt = fromMillis(created), fromMillis(updated)
@@ -226,8 +230,9 @@ func (s *Store) ListGateways(ctx context.Context) ([]Gateway, error) {
 }
 
 // EnsureEmbeddedGateway records the portal's embedded gateway in the
-// default segment with its current address and key, creating it once.
-func (s *Store) EnsureEmbeddedGateway(ctx context.Context, host string, sshPort, mgmtPort int, key string) (Gateway, error) {
+// default segment with its current host, ports and key (taken from g),
+// creating it once.
+func (s *Store) EnsureEmbeddedGateway(ctx context.Context, g Gateway) (Gateway, error) {
 	var id int64
 	err := s.db.QueryRowContext(ctx, `SELECT id FROM gateways WHERE embedded = 1`).Scan(&id)
 	switch {
@@ -236,12 +241,13 @@ func (s *Store) EnsureEmbeddedGateway(ctx context.Context, host string, sshPort,
 		if err != nil {
 			return Gateway{}, err
 		}
-		return s.CreateGateway(ctx, Gateway{Name: "embedded", SegmentID: seg.ID, Host: host, SSHPort: sshPort, ManagementPort: mgmtPort, PublicKey: key, Embedded: true})
+		g.Name, g.SegmentID, g.Embedded = "embedded", seg.ID, true
+		return s.CreateGateway(ctx, g)
 	case err != nil:
 		return Gateway{}, fmt.Errorf("find embedded gateway: %w", err)
 	}
-	if _, err := s.db.ExecContext(ctx, `UPDATE gateways SET host = ?, ssh_port = ?, management_port = ?, public_key = ?, updated_at = ? WHERE id = ?`,
-		host, sshPort, mgmtPort, key, millis(s.now()), id); err != nil {
+	if _, err := s.db.ExecContext(ctx, `UPDATE gateways SET host = ?, ssh_port = ?, rdp_port = ?, vnc_port = ?, management_port = ?, public_key = ?, updated_at = ? WHERE id = ?`,
+		g.Host, g.SSHPort, g.RDPPort, g.VNCPort, g.ManagementPort, g.PublicKey, millis(s.now()), id); err != nil {
 		return Gateway{}, fmt.Errorf("update embedded gateway: %w", err)
 	}
 	return s.GatewayByID(ctx, id)

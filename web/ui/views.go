@@ -336,6 +336,8 @@ type GatewayFormView struct {
 	Name     string
 	Host     string
 	SSHPort  string
+	RDPPort  string
+	VNCPort  string
 	MgmtPort string
 	Errors   Errors
 }

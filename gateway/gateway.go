@@ -72,7 +72,7 @@ type Gateway struct {
 	cfg Config
 	ssh *sshgw.Engine
 
-	ln      net.Listener
+	ln net.Listener
 	// listeners by protocol (ssh, rdp, vnc); rdp and vnc may be ln.
 	lns     map[string]net.Listener
 	mgmt    net.Addr

@@ -25,11 +25,11 @@ type Segment struct {
 
 // Gateway is a gateway as an admin configured it.
 type Gateway struct {
-	ID             int64
-	Name           string
-	SegmentID      int64
-	Segment        string
-	Host           string
+	ID        int64
+	Name      string
+	SegmentID int64
+	Segment   string
+	Host      string
 	// Session ports: SSHPort (7993) for SSH and SFTP, RDPPort (7994),
 	// VNCPort (7995); ManagementPort (443) for status checks.
 	SSHPort        int

@@ -73,6 +73,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -93,7 +94,7 @@ const (
 	// maxPendingRects bounds the dirty rectangles kept until Take; more
 	// are merged into their union.
 	maxPendingRects = 256
-	// defaultConnectTimeout bounds the TCP connect when ctx has no deadline.
+	// defaultConnectTimeout bounds the connection when ctx has no deadline.
 	defaultConnectTimeout = 15 * time.Second
 )
 
@@ -206,6 +207,10 @@ type Session struct {
 	inst    *C.freerdp
 	queue   []input
 	closing bool
+	// conn is the TCP connection, dialled by Go; FreeRDP has a duplicate
+	// of its socket. Shutting it down unblocks FreeRDP's blocking reads
+	// during the connection sequence, which its abort event does not.
+	conn *net.TCPConn
 
 	fbMu    sync.Mutex
 	fb      *image.RGBA
@@ -261,24 +266,31 @@ func Connect(ctx context.Context, cfg Config) (*Session, error) {
 		done:      make(chan struct{}),
 		fb:        image.NewRGBA(image.Rect(0, 0, cfg.Width, cfg.Height)),
 	}
-	s.handle = cgo.NewHandle(s)
-	timeout := defaultConnectTimeout
-	if d, ok := ctx.Deadline(); ok {
-		timeout = max(time.Until(d), time.Millisecond)
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, defaultConnectTimeout)
+		defer cancel()
 	}
+	conn, fd, err := dial(ctx, s.addr)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("rdp connect %s: %w", s.addr, err)
+	}
+	s.conn = conn
+	s.handle = cgo.NewHandle(s)
 	ready := make(chan error, 1)
-	go s.run(ready, timeout)
+	go s.run(ready, fd)
 	stop := context.AfterFunc(ctx, s.abort)
 	err = <-ready
 	stop()
-	if err == nil && ctx.Err() != nil {
+	if err == nil && ctx.Err() != nil { // connected as it was cancelled
 		s.Close()
 		err = ctx.Err()
 	}
 	if err != nil {
 		<-s.done
 		if ctx.Err() != nil {
-			err = fmt.Errorf("%w (%w)", ctx.Err(), err)
+			err = ctx.Err() // what FreeRDP saw of it is the abort
 		}
 		return nil, fmt.Errorf("rdp connect %s: %w", s.addr, err)
 	}
@@ -290,16 +302,18 @@ func Connect(ctx context.Context, cfg Config) (*Session, error) {
 // event loop and frees everything, on one locked OS thread. The thread is
 // not unlocked, so it ends with the goroutine and takes FreeRDP's
 // thread-local state with it.
-func (s *Session) run(ready chan<- error, timeout time.Duration) {
+func (s *Session) run(ready chan<- error, fd int) {
 	runtime.LockOSThread()
 	defer close(s.done)
 	defer os.RemoveAll(s.configDir)
+	defer s.conn.Close()
 	defer s.handle.Delete()
 	C.kw_thread_handle(C.uintptr_t(s.handle))
 	defer C.kw_thread_handle(0)
 
 	inst := C.kw_new(C.uintptr_t(s.handle))
 	if inst == nil {
+		syscall.Close(fd)
 		s.err = errors.New("rdp: cannot create a FreeRDP instance")
 		ready <- s.err
 		return
@@ -309,7 +323,10 @@ func (s *Session) run(ready chan<- error, timeout time.Duration) {
 	s.mu.Unlock()
 	defer s.free()
 
-	if err := s.configure(inst, timeout); err != nil {
+	// From here FreeRDP owns fd: it closes it when it frees its transport
+	// (all but a failure to load channels before its transport exists).
+	if err := s.configure(inst, fd); err != nil {
+		syscall.Close(fd)
 		s.err = err
 		ready <- err
 		return
@@ -335,7 +352,7 @@ func (s *Session) free() {
 	C.kw_free(inst)
 }
 
-func (s *Session) configure(inst *C.freerdp, timeout time.Duration) error {
+func (s *Session) configure(inst *C.freerdp, fd int) error {
 	var strs []*C.char
 	str := func(v string) *C.char {
 		p := C.CString(v)
@@ -348,8 +365,8 @@ func (s *Session) configure(inst *C.freerdp, timeout time.Duration) error {
 		}
 	}()
 	cfg := C.kwConfig{
-		host:             str(s.cfg.Host),
-		port:             C.int(s.cfg.Port),
+		host:             str("|" + s.cfg.Host),
+		port:             C.int(fd),
 		username:         str(s.cfg.Username),
 		password:         str(s.cfg.Password),
 		domain:           str(s.cfg.Domain),
@@ -359,7 +376,6 @@ func (s *Session) configure(inst *C.freerdp, timeout time.Duration) error {
 		height:           C.int(s.cfg.Height),
 		depth:            C.int(s.cfg.ColorDepth),
 		keyboardLayout:   C.uint32_t(s.cfg.KeyboardLayout),
-		connectTimeoutMs: C.uint32_t(min(timeout.Milliseconds(), 1<<31)),
 	}
 	if s.cfg.Clipboard {
 		cfg.clipboard = 1
@@ -393,13 +409,50 @@ func (s *Session) loop(inst *C.freerdp) error {
 	}
 }
 
-// abort cancels a connection under way.
+// abort cancels a connection under way: FreeRDP's abort event ends its
+// waits, and shutting the socket down ends its blocking reads.
 func (s *Session) abort() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.inst != nil {
 		C.kw_abort(s.inst)
 	}
+	s.conn.CloseRead()
+	s.conn.CloseWrite()
+}
+
+// dial connects to addr within ctx (defaultConnectTimeout without a
+// deadline) and returns the connection and a duplicate of its socket for
+// FreeRDP, close-on-exec.
+func dial(ctx context.Context, addr string) (*net.TCPConn, int, error) {
+	d := net.Dialer{Timeout: defaultConnectTimeout}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, -1, dialError(err)
+	}
+	conn := c.(*net.TCPConn)
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		conn.Close()
+		return nil, -1, err
+	}
+	fd := -1
+	var dupErr error
+	err = raw.Control(func(sfd uintptr) {
+		syscall.ForkLock.RLock()
+		defer syscall.ForkLock.RUnlock()
+		if fd, dupErr = syscall.Dup(int(sfd)); dupErr == nil {
+			syscall.CloseOnExec(fd)
+		}
+	})
+	if err == nil {
+		err = dupErr
+	}
+	if err != nil {
+		conn.Close()
+		return nil, -1, fmt.Errorf("duplicate the socket: %w", err)
+	}
+	return conn, fd, nil
 }
 
 // post queues input for the session thread and wakes it.

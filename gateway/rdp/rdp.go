@@ -28,28 +28,40 @@
 // FreeRDP is only ever called from the session's thread. C calls back into
 // Go with a runtime/cgo.Handle, never a Go pointer.
 //
+// Go dials the server (so the context bounds the whole connection: a
+// cancel shuts the socket down, which also ends FreeRDP's blocking reads)
+// and hands FreeRDP a duplicate of the socket through its external-socket
+// form of the host name, "|host". FreeRDP then uses "|host" where it would
+// use the name: in the TLS SNI and the NLA service name (TERMSRV/|host),
+// which NTLM servers do not check; Kerberos is not supported.
+//
 // The server certificate is checked by its SHA-256 pin (Config.CertFingerprint,
-// in gateway/wire's form): an empty pin accepts the first certificate and
-// reports it in Session.CertFingerprint. FreeRDP's own certificate store
-// (known_hosts) is never used: its configuration directory is a private
-// temporary one, removed by Close.
+// in gateway/wire's form) through FreeRDP's external certificate
+// management, so every certificate is checked, CA-signed or not: an empty
+// pin accepts the first certificate and reports it in
+// Session.CertFingerprint. FreeRDP's own store (known_hosts2) is never
+// used, and its configuration directory is a private temporary one,
+// removed when the session ends.
 //
 // Errors are typed: *Error carries a sentinel (ErrAuthentication,
 // ErrAccountLocked, ErrNegotiation, ErrRefused, ErrLoggedOff, ...) for
 // errors.Is, FreeRDP's code and its words; *CertificateError carries the
 // offered and pinned fingerprints.
 //
-// FreeRDP logs (WLog) through one process-wide logger: this package routes
-// it to the Logger of the session whose thread wrote the message, at debug
-// level, unless WLOG_LEVEL is set in the environment, which leaves WLog as
-// FreeRDP configures it.
+// FreeRDP logs (WLog) through one process-wide logger: this package keeps
+// its warnings and errors off the console and routes them to the Logger of
+// the session whose thread wrote them, at debug level (those of FreeRDP's
+// channel threads are dropped), unless WLOG_LEVEL is set in the
+// environment, which leaves WLog as FreeRDP configures it. A session also
+// keeps the last few, to name a negotiation failure.
 //
 // Supported: NLA, TLS and standard RDP security; the legacy (non-GFX)
 // drawing orders decoded by FreeRDP's software GDI; cliprdr text both
 // ways; display control (disp) resizes and server desktop resizes; pointer
 // images. Not (yet): the graphics pipeline (RDPGFX, H.264), audio, drives,
-// RemoteApp, gateways (RD Gateway), non-US keyboard layouts beyond
-// Unicode input.
+// RemoteApp, RD Gateway, server redirection, Kerberos, and scan codes for
+// layouts other than US (their characters go as Unicode events, which
+// shortcuts like Ctrl+C on such layouts do not survive).
 package rdp
 
 /*
@@ -217,8 +229,10 @@ type Session struct {
 	pending Update
 	changed chan struct{}
 
+	// certFP is guarded by fbMu: a server redirection would check a
+	// certificate again.
+	certFP string
 	// Written on the session thread during connect, read after ready.
-	certFP        string
 	certErr       *CertificateError
 	certChecks    int
 	postConnected bool
@@ -294,7 +308,7 @@ func Connect(ctx context.Context, cfg Config) (*Session, error) {
 		}
 		return nil, fmt.Errorf("rdp connect %s: %w", s.addr, err)
 	}
-	s.log.Debug("rdp connected", "cert", s.certFP)
+	s.log.Debug("rdp connected", "cert", s.CertFingerprint())
 	return s, nil
 }
 
@@ -365,17 +379,17 @@ func (s *Session) configure(inst *C.freerdp, fd int) error {
 		}
 	}()
 	cfg := C.kwConfig{
-		host:             str("|" + s.cfg.Host),
-		port:             C.int(fd),
-		username:         str(s.cfg.Username),
-		password:         str(s.cfg.Password),
-		domain:           str(s.cfg.Domain),
-		configDir:        str(s.configDir),
-		security:         securities[s.cfg.Security],
-		width:            C.int(s.cfg.Width),
-		height:           C.int(s.cfg.Height),
-		depth:            C.int(s.cfg.ColorDepth),
-		keyboardLayout:   C.uint32_t(s.cfg.KeyboardLayout),
+		host:           str("|" + s.cfg.Host),
+		port:           C.int(fd),
+		username:       str(s.cfg.Username),
+		password:       str(s.cfg.Password),
+		domain:         str(s.cfg.Domain),
+		configDir:      str(s.configDir),
+		security:       securities[s.cfg.Security],
+		width:          C.int(s.cfg.Width),
+		height:         C.int(s.cfg.Height),
+		depth:          C.int(s.cfg.ColorDepth),
+		keyboardLayout: C.uint32_t(s.cfg.KeyboardLayout),
 	}
 	if s.cfg.Clipboard {
 		cfg.clipboard = 1
@@ -485,7 +499,11 @@ func (s *Session) Size() (w, h int) {
 // CertFingerprint is the SHA-256 fingerprint of the certificate the server
 // presented ("SHA256:…"), to pin on first use; empty for standard RDP
 // security, which has none.
-func (s *Session) CertFingerprint() string { return s.certFP }
+func (s *Session) CertFingerprint() string {
+	s.fbMu.Lock()
+	defer s.fbMu.Unlock()
+	return s.certFP
+}
 
 // Changed is signalled when there is something to Take.
 func (s *Session) Changed() <-chan struct{} { return s.changed }
@@ -611,7 +629,9 @@ func (s *Session) verifyCert(pem []byte) bool {
 		return false
 	}
 	fp := wire.CertFingerprint(der)
+	s.fbMu.Lock()
 	s.certFP = fp
+	s.fbMu.Unlock()
 	if s.cfg.IgnoreCertificate {
 		return true
 	}

@@ -20,8 +20,9 @@ import (
 // session has its own thread) and is only checked for gross growth.
 // KEYWAY_RDP_CYCLES sets the count (30; 10 with -short), and
 // KEYWAY_RDP_CYCLES_VERBOSE=1 logs every tenth cycle.
+//
+// Not parallel: other tests' sessions would count in the heaps.
 func TestConnectCycles(t *testing.T) {
-	t.Parallel()
 	n := 30
 	if testing.Short() {
 		n = 10

@@ -12,7 +12,6 @@ import (
 	"net"
 	"strings"
 	"syscall"
-	"time"
 )
 
 // Kinds of failure, for errors.Is; an *Error wraps one of them.
@@ -253,37 +252,32 @@ func errorString(code uint32) string {
 
 // connectError names why kw_connect failed, on the session thread.
 func (s *Session) connectError(code, selected uint32) error {
-	err := classify(connectState{
+	if code == connFailed {
+		// Go dialled, so this is FreeRDP's automatic retry after its
+		// transport failed, which cannot dial again: the failure is the
+		// first one.
+		code = connTransportFailed
+	}
+	return classify(connectState{
 		code: code, nla: selected&protocolHybrid != 0, certSeen: s.certChecks > 0,
 		postConnected: s.postConnected, certErr: s.certErr, security: s.cfg.Security, logs: s.logs,
 	})
-	// FreeRDP reports a refused or timed-out TCP connect as a failed
-	// connect or a failed transport: one more dial says which.
-	if errors.Is(err, ErrUnreachable) || code == connFailed || (code == connTransportFailed && s.certChecks == 0) {
-		if derr := s.dialError(code); derr != nil {
-			return derr
-		}
-	}
-	return err
 }
 
-// dialError tells refused from timed out from unreachable for a failed TCP
-// connect; nil if the server can be reached after all.
-func (s *Session) dialError(code uint32) error {
-	e := &Error{Kind: ErrUnreachable, Code: code, Name: errorName(code), Detail: errorString(code)}
-	c, err := net.DialTimeout("tcp", s.addr, 3*time.Second)
-	if err == nil {
-		c.Close()
-		return nil // reachable: the first classification stands
-	}
+// dialError names a failed TCP connect.
+func dialError(err error) error {
+	e := &Error{Kind: ErrUnreachable, Detail: err.Error()}
 	var ne net.Error
+	var dnsErr *net.DNSError
 	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded) && !errors.As(err, &ne):
+		return err
 	case errors.Is(err, syscall.ECONNREFUSED):
-		e.Kind, e.Detail = ErrRefused, "nothing listens on "+s.addr
+		e.Kind = ErrRefused
 	case errors.As(err, &ne) && ne.Timeout():
-		e.Kind, e.Detail = ErrTimeout, err.Error()
-	default:
-		e.Detail = err.Error()
+		e.Kind = ErrTimeout
+	case errors.As(err, &dnsErr):
+		e.Detail = "the name does not resolve: " + err.Error()
 	}
 	return e
 }

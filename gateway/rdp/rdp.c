@@ -534,7 +534,6 @@ int kw_configure(freerdp* inst, const kwConfig* cfg)
 	/* A reconnect would send the same, possibly wrong, password again. */
 	ok = ok && freerdp_settings_set_bool(s, FreeRDP_AutoReconnectionEnabled, FALSE);
 	ok = ok && freerdp_settings_set_uint32(s, FreeRDP_KeyboardLayout, cfg->keyboardLayout);
-	ok = ok && freerdp_settings_set_uint32(s, FreeRDP_TcpConnectTimeout, cfg->connectTimeoutMs);
 	ok = ok && freerdp_settings_set_bool(s, FreeRDP_RedirectClipboard, cfg->clipboard != 0);
 	ok = ok && freerdp_settings_set_bool(s, FreeRDP_SupportDisplayControl, TRUE);
 	ok = ok && freerdp_settings_set_bool(s, FreeRDP_DynamicResolutionUpdate, TRUE);

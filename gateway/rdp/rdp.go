@@ -28,28 +28,40 @@
 // FreeRDP is only ever called from the session's thread. C calls back into
 // Go with a runtime/cgo.Handle, never a Go pointer.
 //
+// Go dials the server (so the context bounds the whole connection: a
+// cancel shuts the socket down, which also ends FreeRDP's blocking reads)
+// and hands FreeRDP a duplicate of the socket through its external-socket
+// form of the host name, "|host". FreeRDP then uses "|host" where it would
+// use the name: in the TLS SNI and the NLA service name (TERMSRV/|host),
+// which NTLM servers do not check; Kerberos is not supported.
+//
 // The server certificate is checked by its SHA-256 pin (Config.CertFingerprint,
-// in gateway/wire's form): an empty pin accepts the first certificate and
-// reports it in Session.CertFingerprint. FreeRDP's own certificate store
-// (known_hosts) is never used: its configuration directory is a private
-// temporary one, removed by Close.
+// in gateway/wire's form) through FreeRDP's external certificate
+// management, so every certificate is checked, CA-signed or not: an empty
+// pin accepts the first certificate and reports it in
+// Session.CertFingerprint. FreeRDP's own store (known_hosts2) is never
+// used, and its configuration directory is a private temporary one,
+// removed when the session ends.
 //
 // Errors are typed: *Error carries a sentinel (ErrAuthentication,
 // ErrAccountLocked, ErrNegotiation, ErrRefused, ErrLoggedOff, ...) for
 // errors.Is, FreeRDP's code and its words; *CertificateError carries the
 // offered and pinned fingerprints.
 //
-// FreeRDP logs (WLog) through one process-wide logger: this package routes
-// it to the Logger of the session whose thread wrote the message, at debug
-// level, unless WLOG_LEVEL is set in the environment, which leaves WLog as
-// FreeRDP configures it.
+// FreeRDP logs (WLog) through one process-wide logger: this package keeps
+// its warnings and errors off the console and routes them to the Logger of
+// the session whose thread wrote them, at debug level (those of FreeRDP's
+// channel threads are dropped), unless WLOG_LEVEL is set in the
+// environment, which leaves WLog as FreeRDP configures it. A session also
+// keeps the last few, to name a negotiation failure.
 //
 // Supported: NLA, TLS and standard RDP security; the legacy (non-GFX)
 // drawing orders decoded by FreeRDP's software GDI; cliprdr text both
 // ways; display control (disp) resizes and server desktop resizes; pointer
 // images. Not (yet): the graphics pipeline (RDPGFX, H.264), audio, drives,
-// RemoteApp, gateways (RD Gateway), non-US keyboard layouts beyond
-// Unicode input.
+// RemoteApp, RD Gateway, server redirection, Kerberos, and scan codes for
+// layouts other than US (their characters go as Unicode events, which
+// shortcuts like Ctrl+C on such layouts do not survive).
 package rdp
 
 /*
@@ -73,6 +85,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -93,7 +106,7 @@ const (
 	// maxPendingRects bounds the dirty rectangles kept until Take; more
 	// are merged into their union.
 	maxPendingRects = 256
-	// defaultConnectTimeout bounds the TCP connect when ctx has no deadline.
+	// defaultConnectTimeout bounds the connection when ctx has no deadline.
 	defaultConnectTimeout = 15 * time.Second
 )
 
@@ -206,14 +219,20 @@ type Session struct {
 	inst    *C.freerdp
 	queue   []input
 	closing bool
+	// conn is the TCP connection, dialled by Go; FreeRDP has a duplicate
+	// of its socket. Shutting it down unblocks FreeRDP's blocking reads
+	// during the connection sequence, which its abort event does not.
+	conn *net.TCPConn
 
 	fbMu    sync.Mutex
 	fb      *image.RGBA
 	pending Update
 	changed chan struct{}
 
+	// certFP is guarded by fbMu: a server redirection would check a
+	// certificate again.
+	certFP string
 	// Written on the session thread during connect, read after ready.
-	certFP        string
 	certErr       *CertificateError
 	certChecks    int
 	postConnected bool
@@ -261,28 +280,35 @@ func Connect(ctx context.Context, cfg Config) (*Session, error) {
 		done:      make(chan struct{}),
 		fb:        image.NewRGBA(image.Rect(0, 0, cfg.Width, cfg.Height)),
 	}
-	s.handle = cgo.NewHandle(s)
-	timeout := defaultConnectTimeout
-	if d, ok := ctx.Deadline(); ok {
-		timeout = max(time.Until(d), time.Millisecond)
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, defaultConnectTimeout)
+		defer cancel()
 	}
+	conn, fd, err := dial(ctx, s.addr)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("rdp connect %s: %w", s.addr, err)
+	}
+	s.conn = conn
+	s.handle = cgo.NewHandle(s)
 	ready := make(chan error, 1)
-	go s.run(ready, timeout)
+	go s.run(ready, fd)
 	stop := context.AfterFunc(ctx, s.abort)
 	err = <-ready
 	stop()
-	if err == nil && ctx.Err() != nil {
+	if err == nil && ctx.Err() != nil { // connected as it was cancelled
 		s.Close()
 		err = ctx.Err()
 	}
 	if err != nil {
 		<-s.done
 		if ctx.Err() != nil {
-			err = fmt.Errorf("%w (%w)", ctx.Err(), err)
+			err = ctx.Err() // what FreeRDP saw of it is the abort
 		}
 		return nil, fmt.Errorf("rdp connect %s: %w", s.addr, err)
 	}
-	s.log.Debug("rdp connected", "cert", s.certFP)
+	s.log.Debug("rdp connected", "cert", s.CertFingerprint())
 	return s, nil
 }
 
@@ -290,16 +316,18 @@ func Connect(ctx context.Context, cfg Config) (*Session, error) {
 // event loop and frees everything, on one locked OS thread. The thread is
 // not unlocked, so it ends with the goroutine and takes FreeRDP's
 // thread-local state with it.
-func (s *Session) run(ready chan<- error, timeout time.Duration) {
+func (s *Session) run(ready chan<- error, fd int) {
 	runtime.LockOSThread()
 	defer close(s.done)
 	defer os.RemoveAll(s.configDir)
+	defer s.conn.Close()
 	defer s.handle.Delete()
 	C.kw_thread_handle(C.uintptr_t(s.handle))
 	defer C.kw_thread_handle(0)
 
 	inst := C.kw_new(C.uintptr_t(s.handle))
 	if inst == nil {
+		syscall.Close(fd)
 		s.err = errors.New("rdp: cannot create a FreeRDP instance")
 		ready <- s.err
 		return
@@ -309,7 +337,10 @@ func (s *Session) run(ready chan<- error, timeout time.Duration) {
 	s.mu.Unlock()
 	defer s.free()
 
-	if err := s.configure(inst, timeout); err != nil {
+	// From here FreeRDP owns fd: it closes it when it frees its transport
+	// (all but a failure to load channels before its transport exists).
+	if err := s.configure(inst, fd); err != nil {
+		syscall.Close(fd)
 		s.err = err
 		ready <- err
 		return
@@ -335,7 +366,7 @@ func (s *Session) free() {
 	C.kw_free(inst)
 }
 
-func (s *Session) configure(inst *C.freerdp, timeout time.Duration) error {
+func (s *Session) configure(inst *C.freerdp, fd int) error {
 	var strs []*C.char
 	str := func(v string) *C.char {
 		p := C.CString(v)
@@ -348,18 +379,17 @@ func (s *Session) configure(inst *C.freerdp, timeout time.Duration) error {
 		}
 	}()
 	cfg := C.kwConfig{
-		host:             str(s.cfg.Host),
-		port:             C.int(s.cfg.Port),
-		username:         str(s.cfg.Username),
-		password:         str(s.cfg.Password),
-		domain:           str(s.cfg.Domain),
-		configDir:        str(s.configDir),
-		security:         securities[s.cfg.Security],
-		width:            C.int(s.cfg.Width),
-		height:           C.int(s.cfg.Height),
-		depth:            C.int(s.cfg.ColorDepth),
-		keyboardLayout:   C.uint32_t(s.cfg.KeyboardLayout),
-		connectTimeoutMs: C.uint32_t(min(timeout.Milliseconds(), 1<<31)),
+		host:           str("|" + s.cfg.Host),
+		port:           C.int(fd),
+		username:       str(s.cfg.Username),
+		password:       str(s.cfg.Password),
+		domain:         str(s.cfg.Domain),
+		configDir:      str(s.configDir),
+		security:       securities[s.cfg.Security],
+		width:          C.int(s.cfg.Width),
+		height:         C.int(s.cfg.Height),
+		depth:          C.int(s.cfg.ColorDepth),
+		keyboardLayout: C.uint32_t(s.cfg.KeyboardLayout),
 	}
 	if s.cfg.Clipboard {
 		cfg.clipboard = 1
@@ -393,13 +423,50 @@ func (s *Session) loop(inst *C.freerdp) error {
 	}
 }
 
-// abort cancels a connection under way.
+// abort cancels a connection under way: FreeRDP's abort event ends its
+// waits, and shutting the socket down ends its blocking reads.
 func (s *Session) abort() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.inst != nil {
 		C.kw_abort(s.inst)
 	}
+	s.conn.CloseRead()
+	s.conn.CloseWrite()
+}
+
+// dial connects to addr within ctx (defaultConnectTimeout without a
+// deadline) and returns the connection and a duplicate of its socket for
+// FreeRDP, close-on-exec.
+func dial(ctx context.Context, addr string) (*net.TCPConn, int, error) {
+	d := net.Dialer{Timeout: defaultConnectTimeout}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, -1, dialError(err)
+	}
+	conn := c.(*net.TCPConn)
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		conn.Close()
+		return nil, -1, err
+	}
+	fd := -1
+	var dupErr error
+	err = raw.Control(func(sfd uintptr) {
+		syscall.ForkLock.RLock()
+		defer syscall.ForkLock.RUnlock()
+		if fd, dupErr = syscall.Dup(int(sfd)); dupErr == nil {
+			syscall.CloseOnExec(fd)
+		}
+	})
+	if err == nil {
+		err = dupErr
+	}
+	if err != nil {
+		conn.Close()
+		return nil, -1, fmt.Errorf("duplicate the socket: %w", err)
+	}
+	return conn, fd, nil
 }
 
 // post queues input for the session thread and wakes it.
@@ -432,7 +499,11 @@ func (s *Session) Size() (w, h int) {
 // CertFingerprint is the SHA-256 fingerprint of the certificate the server
 // presented ("SHA256:…"), to pin on first use; empty for standard RDP
 // security, which has none.
-func (s *Session) CertFingerprint() string { return s.certFP }
+func (s *Session) CertFingerprint() string {
+	s.fbMu.Lock()
+	defer s.fbMu.Unlock()
+	return s.certFP
+}
 
 // Changed is signalled when there is something to Take.
 func (s *Session) Changed() <-chan struct{} { return s.changed }
@@ -558,7 +629,9 @@ func (s *Session) verifyCert(pem []byte) bool {
 		return false
 	}
 	fp := wire.CertFingerprint(der)
+	s.fbMu.Lock()
 	s.certFP = fp
+	s.fbMu.Unlock()
 	if s.cfg.IgnoreCertificate {
 		return true
 	}

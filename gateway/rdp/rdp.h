@@ -11,6 +11,8 @@
 /* kwConfig carries the settings of one connection; its strings are owned by
  * the caller and copied by FreeRDP. */
 typedef struct {
+	/* host is "|" and the server's name: FreeRDP then takes port as an
+	 * already connected socket (dialled by Go) instead of dialling. */
 	const char* host;
 	int port;
 	const char* username;
@@ -21,7 +23,6 @@ typedef struct {
 	int width, height, depth;
 	int clipboard;
 	uint32_t keyboardLayout;
-	uint32_t connectTimeoutMs;
 } kwConfig;
 
 enum { kwSecAny = 0, kwSecNLA = 1, kwSecTLS = 2, kwSecRDP = 3 };

@@ -215,7 +215,8 @@ func TestFirstFrameMatchesDisplay(t *testing.T) {
 func TestKeyboardReachesXterm(t *testing.T) {
 	t.Parallel()
 	srv := targets.NewShadowRDP(t, targets.ShadowOptions{Security: "tls"})
-	startXterm(t, &srv.Display)
+	// A plain sh: root's shell start-up files may take their time.
+	startXterm(t, &srv.Display, "-e", "/bin/sh")
 	s := connect(t, Config{Port: srv.Port, Security: "tls"})
 	// No window manager: the focus follows the pointer.
 	if err := s.Pointer(100, 100, 0); err != nil {

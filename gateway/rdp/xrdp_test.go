@@ -2,9 +2,11 @@ package rdp
 
 import (
 	"context"
+	"errors"
 	"image"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,8 +14,8 @@ import (
 )
 
 // TestXRDPSession signs in to xrdp with autologon (no login dialog) and
-// uses the whole Xorg session: its first frame, keyboard, clipboard both
-// ways and resizing.
+// uses the whole Xorg session: its first frame and pointer image,
+// keyboard, clipboard both ways, resizing, and logging off.
 func TestXRDPSession(t *testing.T) {
 	t.Parallel()
 	srv := targets.NewXRDP(t, targets.XRDPOptions{})
@@ -32,10 +34,18 @@ func TestXRDPSession(t *testing.T) {
 	})
 	waitUntil(t, "the session's xterm", func() bool { return d.Viewable("XTerm") > 0 })
 	// The xterm (white, 80x24 characters) must show at the top left.
-	waitFor(t, s, "the xterm in a frame", func(u Update, screen *image.RGBA) bool {
+	// xrdp also sends the pointer's image.
+	var cursor *Cursor
+	waitFor(t, s, "the xterm and a pointer image", func(u Update, screen *image.RGBA) bool {
+		if u.Cursor != nil {
+			cursor = u.Cursor
+		}
 		c := screen.RGBAAt(200, 200)
-		return c.R > 200 && c.G > 200 && c.B > 200
+		return cursor != nil && c.R > 200 && c.G > 200 && c.B > 200
 	})
+	if b := cursor.Image.Bounds(); b.Empty() || !cursor.Hotspot.In(b) || opaque(cursor.Image) == 0 {
+		t.Fatalf("pointer image %v, hotspot %v, %d opaque pixels", b, cursor.Hotspot, opaque(cursor.Image))
+	}
 
 	// Keyboard.
 	s.Pointer(100, 100, 0)
@@ -85,4 +95,26 @@ func TestXRDPSession(t *testing.T) {
 		resized = resized || u.Resized
 		return resized && screen.Bounds().Dx() == 800 && screen.Bounds().Dy() == 600
 	})
+
+	// Leaving the session's only program ends the session.
+	s.Pointer(100, 100, 0)
+	typeText(t, s, "exit\n")
+	select {
+	case <-s.Done():
+	case <-time.After(20 * time.Second):
+		t.Fatal("the session did not end when its program exited")
+	}
+	if err := s.Err(); !errors.Is(err, ErrLoggedOff) || !strings.Contains(err.Error(), "ERRINFO_LOGOFF_BY_USER") {
+		t.Fatalf("session end: %v", err)
+	}
+}
+
+func opaque(img *image.RGBA) int {
+	n := 0
+	for i := 3; i < len(img.Pix); i += 4 {
+		if img.Pix[i] != 0 {
+			n++
+		}
+	}
+	return n
 }

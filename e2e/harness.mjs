@@ -33,13 +33,13 @@ export async function waitFor(what, cond, timeoutMs = 30000) {
 }
 
 // startDemo runs bin/portal demo and resolves once it has written demo.json.
-export async function startDemo() {
+export async function startDemo(extraArgs = []) {
   const data = mkdtempSync(join(tmpdir(), 'keyway-e2e-'));
   const bin = join(root, 'bin', 'portal');
   if (!existsSync(bin)) throw new Error(`${bin} is missing: run make build first`);
   const proc = spawn(bin, ['demo', '--data', data, '--listen', '127.0.0.1:0',
     '--gateway-listen', '127.0.0.1:0', '--gateway-rdp-listen', '127.0.0.1:0', '--gateway-vnc-listen', '127.0.0.1:0',
-    '--log-level', 'debug'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    '--log-level', 'debug', ...extraArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   proc.stdout.on('data', (d) => { log += d; });
   proc.stderr.on('data', (d) => { log += d; });

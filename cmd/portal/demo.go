@@ -50,7 +50,13 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("portal demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg.flags(fs)
+	size := fs.String("desktop-size", "1024x768", "screen size of the demo's RDP desktop (WIDTHxHEIGHT; the VNC desktop follows the browser)")
 	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	var width, height int
+	if _, err := fmt.Sscanf(*size, "%dx%d", &width, &height); err != nil || width < 200 || height < 200 || width > 8192 || height > 8192 {
+		fmt.Fprintf(stderr, "portal demo: --desktop-size %q: give WIDTHxHEIGHT, each from 200 to 8192\n", *size)
 		return errUsage
 	}
 	if !isFlagSet(fs, "data") && os.Getenv("KEYWAY_DATA") == "" {
@@ -66,7 +72,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer xvnc.Stop()
-	rdp, err := startDemoRDP(ctx, filepath.Join(cfg.DataDir, "targets", "rdp"))
+	rdp, err := startDemoRDP(ctx, filepath.Join(cfg.DataDir, "targets", "rdp"), width, height)
 	if err != nil {
 		return err
 	}
@@ -133,8 +139,8 @@ func startDemoDesktop(ctx context.Context, dir string) (*targets.Xvnc, error) {
 // startDemoRDP starts an RDP server (freerdp-shadow-cli with NLA) sharing
 // an X display with a purple background and an xterm. Its sign-in
 // password is new at every start.
-func startDemoRDP(ctx context.Context, dir string) (*targets.ShadowRDP, error) {
-	s, err := targets.StartShadowRDP(ctx, dir, targets.ShadowOptions{User: "rdpdemo", Password: "rdp-" + rand.Text()[:12]})
+func startDemoRDP(ctx context.Context, dir string, width, height int) (*targets.ShadowRDP, error) {
+	s, err := targets.StartShadowRDP(ctx, dir, targets.ShadowOptions{User: "rdpdemo", Password: "rdp-" + rand.Text()[:12], Width: width, Height: height})
 	if err != nil {
 		return nil, fmt.Errorf("start demo RDP desktop: %w", err)
 	}

@@ -196,7 +196,8 @@ func (s *Server) resourcesPage(w http.ResponseWriter, r *http.Request) {
 	v := ui.ResourcesView{}
 	for _, res := range rs {
 		v.Resources = append(v.Resources, ui.ResourceRow{ID: res.ID, Name: res.Name, Protocol: res.Protocol, Address: address(res),
-			Login: res.Login, Tags: res.Tags, HostKeyFingerprint: fingerprint(res.HostKey)})
+			Login: res.Login, Tags: res.Tags, HostKeyFingerprint: fingerprint(res.HostKey),
+			CertIgnored: res.Protocol == "rdp" && res.Options.IgnoreCert})
 	}
 	s.render(w, r, http.StatusOK, ui.Resources(s.page(r, "Resources", "resources"), v))
 }

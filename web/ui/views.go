@@ -145,6 +145,8 @@ type ResourceRow struct {
 	Login              string
 	Tags               []string
 	HostKeyFingerprint string
+	// CertIgnored is set for an RDP resource that accepts any certificate.
+	CertIgnored bool
 }
 
 // ResourcesView is the admin resources page.

@@ -59,7 +59,7 @@ func (g *Gateway) rdpDesktop(c *tls.Conn, req *wire.Request, log *slog.Logger) {
 	}
 	sw, sh := s.Size()
 	log.Info("desktop session started", "size", fmt.Sprintf("%dx%d", sw, sh), "setup", time.Since(start).Round(time.Millisecond))
-	err = display.Serve(g.ctx, c, rdpSource{s}, rdpRemote{s}, opts, rdpEnded)
+	err = display.Serve(g.ctx, c, rdpSource{s}, rdpRemote{s, opts.FixedSize}, opts, rdpEnded)
 	log.Info("desktop session ended", "err", err, "duration", time.Since(start).Round(time.Second))
 }
 
@@ -75,8 +75,12 @@ func (s rdpSource) Take() display.Change {
 	return ch
 }
 
-// rdpRemote adapts a session to the display pipeline's input.
-type rdpRemote struct{ s *rdp.Session }
+// rdpRemote adapts a session to the display pipeline's input; fixed
+// keeps the desktop's size whatever the browser window does.
+type rdpRemote struct {
+	s     *rdp.Session
+	fixed bool
+}
 
 func (r rdpRemote) Key(keysym uint32, down bool) error { return r.s.Key(keysym, down) }
 func (r rdpRemote) Pointer(x, y int, mask uint8) error { return r.s.Pointer(x, y, mask) }
@@ -86,7 +90,9 @@ func (r rdpRemote) CutText(text string) error          { return r.s.CutText(text
 // control channel. A size it cannot take is not an error: the browser
 // scales instead, and a closed session ends through Done.
 func (r rdpRemote) Resize(w, h int) error {
-	r.s.Resize(w, h)
+	if !r.fixed {
+		r.s.Resize(w, h)
+	}
 	return nil
 }
 

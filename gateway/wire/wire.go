@@ -133,6 +133,9 @@ type Desktop struct {
 	// the browser window's when the resource fits the browser.
 	Width  int `json:"width,omitempty"`
 	Height int `json:"height,omitempty"`
+	// FixedSize keeps Width×Height: the desktop does not follow the
+	// browser window.
+	FixedSize bool `json:"fixed_size,omitempty"`
 	// Domain is the sign-in domain.
 	Domain string `json:"domain,omitempty"`
 	// Security is "any" (the default), "nla", "tls" or "rdp".

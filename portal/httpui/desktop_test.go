@@ -20,7 +20,7 @@ func TestDesktopRequest(t *testing.T) {
 		{"rdp fits the browser", store.Options{Domain: "CORP", Security: "nla", KeyboardLayout: "de-de"}, "rdp", 1200, 800,
 			wire.Desktop{Domain: "CORP", Security: "nla", KeyboardLayout: 0x0407, Width: 1200, Height: 800}},
 		{"rdp with a fixed size", store.Options{Width: 1280, Height: 720}, "rdp", 1200, 800,
-			wire.Desktop{Width: 1280, Height: 720}},
+			wire.Desktop{Width: 1280, Height: 720, FixedSize: true}},
 		{"rdp with a tiny window gets the default", store.Options{}, "rdp", 100, 50, wire.Desktop{}},
 		{"rdp with a huge window is capped", store.Options{}, "rdp", 20000, 9000,
 			wire.Desktop{Width: wire.MaxDesktopSize, Height: wire.MaxDesktopSize}},

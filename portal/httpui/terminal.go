@@ -362,7 +362,7 @@ func desktopRequest(o store.Options, protocol string, w, h int) *wire.Desktop {
 		return d
 	}
 	d.Domain, d.Security, d.IgnoreCert, d.KeyboardLayout = o.Domain, o.Security, o.IgnoreCert, keyboardLayouts[o.KeyboardLayout]
-	d.Width, d.Height = o.Width, o.Height
+	d.Width, d.Height, d.FixedSize = o.Width, o.Height, o.Width != 0
 	if d.Width == 0 && w >= wire.MinDesktopSize && h >= wire.MinDesktopSize {
 		d.Width, d.Height = min(w, wire.MaxDesktopSize), min(h, wire.MaxDesktopSize)
 	}

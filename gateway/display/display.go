@@ -9,6 +9,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/base64"
+	"encoding/binary"
 	"image"
 	"image/color"
 	"image/jpeg"
@@ -39,8 +40,9 @@ type Encoder struct {
 	png    png.Encoder
 	// Reused by paletted.
 	indexes []uint8
-	palette color.Palette
+	palette []color.RGBA
 	colours []uint32
+	pal     palettedPNG
 	img     bytes.Buffer
 	b64     []byte
 }
@@ -75,8 +77,12 @@ func (e *Encoder) Copy(src image.Point, dst image.Rectangle) error {
 func (e *Encoder) Image(img *image.RGBA, at image.Point) error {
 	// Text and UI drawing mostly have few colours: a paletted PNG is
 	// smaller and, unfiltered, several times faster to encode.
-	if p := e.paletted(img); p != nil {
-		return e.imageTo("0", compOver, p, at)
+	if idx, pal, ok := e.paletted(img); ok {
+		e.img.Reset()
+		if err := e.pal.encode(&e.img, idx, img.Bounds().Dx(), img.Bounds().Dy(), pal); err != nil {
+			return err
+		}
+		return e.sendImage("0", compOver, "image/png", at)
 	}
 	if photoLike(img) {
 		return e.jpegTo("0", img, at)
@@ -84,10 +90,10 @@ func (e *Encoder) Image(img *image.RGBA, at image.Point) error {
 	return e.imageTo("0", compOver, img, at)
 }
 
-// paletted returns img with a palette of its colours, or nil when it has
-// more than 256. The result reuses the encoder's buffers until the next
-// call.
-func (e *Encoder) paletted(img *image.RGBA) *image.Paletted {
+// paletted returns img's pixels as indexes into a palette of its colours,
+// or false when it has more than 256. The results reuse the encoder's
+// buffers until the next call.
+func (e *Encoder) paletted(img *image.RGBA) ([]uint8, []color.RGBA, bool) {
 	b := img.Bounds()
 	n := b.Dx() * b.Dy()
 	if cap(e.indexes) < n {
@@ -101,12 +107,12 @@ func (e *Encoder) paletted(img *image.RGBA) *image.Paletted {
 	for y := b.Min.Y; y < b.Max.Y; y++ {
 		row := img.Pix[img.PixOffset(b.Min.X, y):img.PixOffset(b.Max.X, y)]
 		for o := 0; o < len(row); o += 4 {
-			c := uint32(row[o])<<24 | uint32(row[o+1])<<16 | uint32(row[o+2])<<8 | uint32(row[o+3])
+			c := binary.BigEndian.Uint32(row[o : o+4])
 			if c != last || lastIdx < 0 {
 				lastIdx = slices.Index(colours, c)
 				if lastIdx < 0 {
 					if len(colours) == 256 {
-						return nil
+						return nil, nil, false
 					}
 					colours = append(colours, c)
 					pal = append(pal, color.RGBA{row[o], row[o+1], row[o+2], row[o+3]})
@@ -119,7 +125,7 @@ func (e *Encoder) paletted(img *image.RGBA) *image.Paletted {
 		}
 	}
 	e.palette, e.colours = pal, colours
-	return &image.Paletted{Pix: idx, Stride: b.Dx(), Rect: image.Rect(0, 0, b.Dx(), b.Dy()), Palette: pal}
+	return idx, pal, true
 }
 
 // pngBuffers keeps one PNG encoder's buffers (its compressor among them)

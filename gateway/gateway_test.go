@@ -48,7 +48,14 @@ func identity(t *testing.T) *wire.Identity {
 	return id
 }
 
+// startGateway starts a gateway whose handshake timeout is generous, so a
+// loaded machine (race detector, parallel tests) does not fail the dial.
 func startGateway(t *testing.T) *testGateway {
+	t.Helper()
+	return startGatewayWith(t, 5*time.Second)
+}
+
+func startGatewayWith(t *testing.T, handshake time.Duration) *testGateway {
 	t.Helper()
 	gwID, portal := identity(t), identity(t)
 	g, err := New(Config{
@@ -56,7 +63,7 @@ func startGateway(t *testing.T) *testGateway {
 		TrustedPortal:    func(k ed25519.PublicKey) bool { return k.Equal(portal.PublicKey()) },
 		Logger:           slog.New(slog.NewTextHandler(io.Discard, nil)),
 		DialTimeout:      5 * time.Second,
-		HandshakeTimeout: 500 * time.Millisecond,
+		HandshakeTimeout: handshake,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -322,7 +329,7 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 // quickly, leaving nothing behind (goleak checks at the end).
 func TestBadClients(t *testing.T) {
 	t.Parallel()
-	g := startGateway(t)
+	g := startGatewayWith(t, 500*time.Millisecond) // silent clients must go quickly
 	dialTLS := func(id *wire.Identity) (*tls.Conn, error) {
 		c, err := tls.Dial("tcp", g.Addr().String(), wire.ClientTLSConfig(id, g.key))
 		if err != nil {

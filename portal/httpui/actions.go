@@ -238,10 +238,15 @@ type resourceInput struct {
 	ViewOnly   bool   `json:"view_only,omitempty"`
 	Clipboard  string `json:"clipboard,omitempty"`
 	ColorDepth int    `json:"color_depth,omitempty"`
+	// Recording: "on" (default), "required" or "off"; RecordInput records
+	// typed input too.
+	Recording   string `json:"recording,omitempty"`
+	RecordInput bool   `json:"record_input,omitempty"`
 }
 
 func (in *resourceInput) options() store.Options {
-	return store.Options{ViewOnly: in.ViewOnly, Clipboard: in.Clipboard, ColorDepth: in.ColorDepth}
+	return store.Options{ViewOnly: in.ViewOnly, Clipboard: in.Clipboard, ColorDepth: in.ColorDepth,
+		Recording: in.Recording, RecordInput: in.RecordInput}
 }
 
 func (in *resourceInput) validate(isNew bool) fieldErrors {
@@ -306,6 +311,16 @@ func (in *resourceInput) validate(isNew bool) fieldErrors {
 	default:
 		fe["color_depth"] = "Choose a colour depth of 24, 16 or 8 bits."
 	}
+	switch in.Recording {
+	case "":
+		in.Recording = store.RecordingOn
+	case store.RecordingOn, store.RecordingRequired, store.RecordingOff:
+	default:
+		fe["recording"] = "Choose on, required or off."
+	}
+	if in.Recording == store.RecordingOff {
+		in.RecordInput = false
+	}
 	var tags []string
 	seen := map[string]bool{}
 	for _, t := range in.Tags {
@@ -342,7 +357,7 @@ func (s *Server) createResource(r *http.Request, actor store.User, in resourceIn
 		return store.Resource{}, conflictOrErr(err, "name")
 	}
 	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionResourceCreate, Target: res.Name, Outcome: audit.OutcomeSuccess,
-		Details: map[string]string{"address": fmt.Sprintf("%s:%d", res.Host, res.Port), "login": res.Login}})
+		Details: map[string]string{"address": fmt.Sprintf("%s:%d", res.Host, res.Port), "login": res.Login, "recording": recordingDetail(res.Options)}})
 	return res, nil
 }
 
@@ -393,7 +408,7 @@ func (s *Server) updateResource(r *http.Request, actor store.User, id int64, in 
 	if err := s.Store.UpdateResource(ctx, res, secrets); err != nil {
 		return store.Resource{}, conflictOrErr(err, "name")
 	}
-	details := map[string]string{"address": fmt.Sprintf("%s:%d", res.Host, res.Port), "login": res.Login}
+	details := map[string]string{"address": fmt.Sprintf("%s:%d", res.Host, res.Port), "login": res.Login, "recording": recordingDetail(res.Options)}
 	if len(changed) > 0 {
 		details["credentials"] = strings.Join(changed, ", ")
 	}

@@ -184,6 +184,8 @@ type apiResource struct {
 	ViewOnly           bool     `json:"view_only,omitempty"`
 	Clipboard          string   `json:"clipboard,omitempty"`
 	ColorDepth         int      `json:"color_depth,omitempty"`
+	Recording          string   `json:"recording"`
+	RecordInput        bool     `json:"record_input"`
 }
 
 func toAPIResource(r store.Resource) apiResource {
@@ -197,7 +199,7 @@ func toAPIResource(r store.Resource) apiResource {
 		depth = cmp.Or(depth, 24)
 	}
 	return apiResource{r.ID, r.Name, r.Description, r.Protocol, r.Host, r.Port, r.Login, t, fingerprint(r.HostKey),
-		r.HasPassword, r.HasPrivateKey, r.Options.ViewOnly, clip, depth}
+		r.HasPassword, r.HasPrivateKey, r.Options.ViewOnly, clip, depth, r.Options.RecordingMode(), r.Options.RecordInput}
 }
 
 func (s *Server) apiMe(w http.ResponseWriter, r *http.Request, u store.User) error {

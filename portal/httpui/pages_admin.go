@@ -221,6 +221,7 @@ func resourceFromForm(r *http.Request) (resourceInput, string) {
 		PrivateKey: r.PostForm.Get("private_key"), ClearPassword: r.PostForm.Get("clear_password") == "on",
 		ClearPrivateKey: r.PostForm.Get("clear_private_key") == "on", Tags: splitTags(r.PostForm.Get("tags")),
 		ViewOnly: r.PostForm.Get("view_only") == "on", Clipboard: r.PostForm.Get("clipboard"), ColorDepth: depth,
+		Recording: r.PostForm.Get("recording"), RecordInput: r.PostForm.Get("record_input") == "on",
 	}, portText
 }
 
@@ -229,7 +230,8 @@ func (s *Server) resourceFormView(r *http.Request, res store.Resource) (ui.Resou
 	v := ui.ResourceFormView{ID: res.ID, Name: res.Name, Description: res.Description, Protocol: res.Protocol, Host: res.Host,
 		Port: strconv.Itoa(res.Port), Login: res.Login, Tags: strings.Join(res.Tags, ", "), HasPassword: res.HasPassword,
 		HasPrivateKey: res.HasPrivateKey, HostKeyFingerprint: fingerprint(res.HostKey), HostKeyPinnedAt: res.HostKeyPinnedAt,
-		ViewOnly: res.Options.ViewOnly, Clipboard: res.Options.Clipboard, ColorDepth: res.Options.ColorDepth}
+		ViewOnly: res.Options.ViewOnly, Clipboard: res.Options.Clipboard, ColorDepth: res.Options.ColorDepth,
+		Recording: res.Options.RecordingMode(), RecordInput: res.Options.RecordInput}
 	offered, err := s.Store.GetSetting(r.Context(), offeredKeySetting(res.ID))
 	if err != nil {
 		return v, err
@@ -255,7 +257,8 @@ func (s *Server) createResourceForm(w http.ResponseWriter, r *http.Request) {
 	res, err := s.createResource(r, actor, in)
 	if s.formFailed(w, r, err, func(errs ui.Errors) {
 		v := ui.ResourceFormView{IsNew: true, Name: in.Name, Description: in.Description, Protocol: in.Protocol, Host: in.Host,
-			Port: portText, Login: in.Login, Tags: strings.Join(in.Tags, ", "), ViewOnly: in.ViewOnly, Clipboard: in.Clipboard, ColorDepth: in.ColorDepth, Errors: errs}
+			Port: portText, Login: in.Login, Tags: strings.Join(in.Tags, ", "), ViewOnly: in.ViewOnly, Clipboard: in.Clipboard, ColorDepth: in.ColorDepth,
+			Recording: in.Recording, RecordInput: in.RecordInput, Errors: errs}
 		s.render(w, r, http.StatusUnprocessableEntity, ui.ResourceForm(s.page(r, "New resource", "resources"), v))
 	}) {
 		return
@@ -304,6 +307,7 @@ func (s *Server) updateResourceForm(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		v.Name, v.Description, v.Host, v.Port, v.Login, v.Tags, v.Errors = in.Name, in.Description, in.Host, portText, in.Login, strings.Join(in.Tags, ", "), errs
+		v.Recording, v.RecordInput = in.Recording, in.RecordInput
 		s.render(w, r, http.StatusUnprocessableEntity, ui.ResourceForm(s.page(r, "Edit "+old.Name, "resources"), v))
 	}) {
 		return

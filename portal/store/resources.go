@@ -41,6 +41,26 @@ type Options struct {
 	// ColorDepth is the desktop's colour depth in bits: 24 (the default
 	// when 0), 16 or 8; fewer colours need less bandwidth.
 	ColorDepth int `json:"color_depth,omitempty"`
+	// Recording is "on" (the default when empty), "required" (a session
+	// that cannot be recorded does not start) or "off".
+	Recording string `json:"recording,omitempty"`
+	// RecordInput records what users type too, passwords included.
+	RecordInput bool `json:"record_input,omitempty"`
+}
+
+// Recording modes of a resource.
+const (
+	RecordingOn       = "on"
+	RecordingRequired = "required"
+	RecordingOff      = "off"
+)
+
+// RecordingMode returns the resource's recording mode, "on" by default.
+func (o Options) RecordingMode() string {
+	if o.Recording == "" {
+		return RecordingOn
+	}
+	return o.Recording
 }
 
 // ClipboardIn reports whether text may go from the browser to the target.

@@ -178,6 +178,10 @@ type ResourceFormView struct {
 	ViewOnly   bool
 	Clipboard  string
 	ColorDepth int
+	// Session recording: "on", "required" or "off"; RecordInput records
+	// typed input.
+	Recording   string
+	RecordInput bool
 	// Host key state, edit only.
 	HostKeyFingerprint string
 	HostKeyPinnedAt    time.Time

@@ -24,6 +24,7 @@ import (
 	"github.com/keyway-dev/keyway/portal/gateways"
 	"github.com/keyway-dev/keyway/portal/store"
 	"github.com/keyway-dev/keyway/portal/store/storetest"
+	"github.com/keyway-dev/keyway/recordings/storage"
 	"github.com/keyway-dev/keyway/web/assets"
 )
 
@@ -39,6 +40,8 @@ type fixture struct {
 	group    store.Group
 	users    map[string]store.User
 	grant    store.Grant
+	// recordings is the portal's recordings directory.
+	recordings *storage.Dir
 }
 
 const testPassword = "test-password-1"
@@ -54,12 +57,16 @@ func newFixture(t *testing.T) *fixture {
 	id, _ := wire.LoadOrCreateIdentity(filepath.Join(dir, "id.pem"))
 	pool := gateways.New(id, logger, 5*time.Second)
 	al := audit.New(st, logger, time.Now)
+	recDir, err := storage.Open(filepath.Join(dir, "recordings"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	s := New(Deps{Store: st, Sessions: sessions, Auth: auth.New(st, auth.NewLimiter(time.Now), logger), Audit: al,
-		Authz: authz.New(st), Gateways: pool, Assets: assets.Handler(), Logger: logger})
+		Authz: authz.New(st), Gateways: pool, Assets: assets.Handler(), Logger: logger, Recordings: recDir})
 	srv := httptest.NewTLSServer(s)
 	t.Cleanup(func() { srv.Close(); s.Close() })
 
-	f := &fixture{t: t, srv: srv, store: st, audit: al, users: map[string]store.User{}}
+	f := &fixture{t: t, srv: srv, store: st, audit: al, users: map[string]store.User{}, recordings: recDir}
 	hash, _ := auth.HashPassword(testPassword)
 	f.group, _ = st.CreateGroup(ctx, store.Group{Name: "ops"})
 	for _, r := range []store.Role{store.RoleAdmin, store.RoleAuditor, store.RoleUser} {
@@ -71,7 +78,6 @@ func newFixture(t *testing.T) *fixture {
 	}
 	f.resource, _ = st.CreateResource(ctx, store.Resource{Name: "web", Protocol: "ssh", Host: "127.0.0.1", Port: 1, Login: "x"}, &store.Secrets{Password: "target-secret"})
 	f.other, _ = st.CreateResource(ctx, store.Resource{Name: "db", Protocol: "ssh", Host: "127.0.0.1", Port: 1, Login: "x"}, &store.Secrets{Password: "p"})
-	var err error
 	f.grant, err = st.CreateGrant(ctx, f.resource.ID, "user", f.users["user"].ID)
 	if err != nil {
 		t.Fatal(err)

@@ -12,11 +12,13 @@ import (
 
 	"github.com/alexedwards/scs/v2"
 
+	"github.com/keyway-dev/keyway/gateway/wire"
 	"github.com/keyway-dev/keyway/portal/audit"
 	"github.com/keyway-dev/keyway/portal/auth"
 	"github.com/keyway-dev/keyway/portal/authz"
 	"github.com/keyway-dev/keyway/portal/gateways"
 	"github.com/keyway-dev/keyway/portal/store"
+	"github.com/keyway-dev/keyway/recordings/storage"
 )
 
 // Limits on what a client may send.
@@ -48,6 +50,8 @@ type Deps struct {
 	// DefaultNetworks, if set, receives the default segment's allowed
 	// networks whenever gateways are synced, for the embedded gateway.
 	DefaultNetworks func([]netip.Prefix)
+	// Recordings holds the recording files gateways upload.
+	Recordings *storage.Dir
 }
 
 // Server is the portal's HTTP handler. Close ends the sessions it carries.
@@ -178,6 +182,8 @@ func (s *Server) routes() http.Handler {
 	top := http.NewServeMux()
 	top.Handle("/api/", api)
 	top.HandleFunc("GET /gateway-api/v1/config", s.gatewayPullConfig)
+	top.HandleFunc("GET "+wire.RecordingsPath+"{session}", s.recordingStatus)
+	top.HandleFunc("PUT "+wire.RecordingsPath+"{session}", s.recordingUpload)
 	top.Handle("/", web)
 	return s.recoverer(securityHeaders(limitBody(top)))
 }
@@ -200,7 +206,8 @@ func securityHeaders(next http.Handler) http.Handler {
 
 func limitBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Body != nil {
+		// Recording uploads set their own limit, from the announced size.
+		if r.Body != nil && !isRecordingUpload(r) {
 			r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
 		}
 		next.ServeHTTP(w, r)

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/keyway-dev/keyway/e2e/targets"
+	"github.com/keyway-dev/keyway/portal/gateways"
+	"github.com/keyway-dev/keyway/portal/store"
+	"github.com/keyway-dev/keyway/recordings/asciicast"
+)
+
+// recordingWith waits until the portal stores a recording whose output
+// holds text, and returns it.
+func recordingWith(t *testing.T, p *portal, text string, explain func() string) store.Recording {
+	t.Helper()
+	var found []store.Recording
+	waitFor(t, "a stored recording with "+text, func() bool {
+		found, _ = p.Store.SearchRecordings(context.Background(), store.RecordingFilter{Text: text})
+		return len(found) > 0
+	}, explain)
+	return found[0]
+}
+
+// replay reads a stored recording back and returns its output.
+func replay(t *testing.T, dir string, rec store.Recording) (asciicast.Header, string) {
+	t.Helper()
+	f, err := os.Open(filepath.Join(dir, "recordings", rec.Path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rd, err := asciicast.NewReader(f, asciicast.DefaultLimits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	for {
+		ev, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			return rd.Header(), out.String()
+		}
+		if err != nil {
+			t.Fatalf("recording %s does not play: %v", rec.Path, err)
+		}
+		if ev.Kind == asciicast.Output {
+			out.WriteString(ev.Data)
+		}
+	}
+}
+
+// typeLine sends a line to a terminal WebSocket.
+func typeLine(t *testing.T, ws *websocket.Conn, line string) {
+	t.Helper()
+	if err := ws.WriteMessage(websocket.BinaryMessage, []byte(line+"\n")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// spoolHolds reports whether a recording in the gateway's spool holds text
+// on disk.
+func spoolHolds(stateDir, text string) bool {
+	files, _ := filepath.Glob(filepath.Join(stateDir, "spool", "*.cast"))
+	for _, f := range files {
+		if b, err := os.ReadFile(f); err == nil && strings.Contains(string(b), text) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestRecordingsThroughRemoteGateway runs a real gateway process: its
+// sessions are recorded, uploaded and stored; when it is killed mid-session
+// and restarts while the portal is down, the partial recording is
+// recovered, waits in the spool, and is uploaded as incomplete once the
+// portal is back, and still plays.
+func TestRecordingsThroughRemoteGateway(t *testing.T) {
+	ctx := context.Background()
+	bin := buildGateway(t)
+	sshd := targets.NewSSHD(t)
+	dir := t.TempDir()
+	run(ctx, []string{"users", "add", "root-admin", "--role", "admin", "--password-stdin", "--data", dir},
+		strings.NewReader("admin-password-1\n"), io.Discard, io.Discard)
+	// A fixed address, so the portal can come back where the gateway
+	// expects it.
+	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	p, _, stopPortal := startPortalAt(t, dir, listen)
+	admin := newBrowser(t, p.URL)
+	admin.signIn("root-admin", "admin-password-1")
+	admin.post("/admin/segments", url.Values{"name": {"gateway-rec"}})
+	seg, _ := p.Store.SegmentByName(ctx, "gateway-rec")
+	g := enrol(t, admin, bin, strconv.FormatInt(seg.ID, 10), "rec1", dir)
+	waitFor(t, "rec1 to become available", func() bool { return stateOf(p, "rec1") == gateways.StateAvailable }, nil)
+
+	u, _ := p.Store.CreateUser(ctx, store.User{Name: "alice", Role: store.RoleUser}, mustHash(t, "user-password-1"))
+	res, err := p.Store.CreateResource(ctx, store.Resource{Name: "box", Protocol: "ssh", Host: sshd.Host, Port: sshd.Port, Login: sshd.User,
+		Tags: []string{"gateway-rec"}}, &store.Secrets{Password: sshd.Password})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Store.CreateGrant(ctx, res.ID, "user", u.ID)
+	alice := newBrowser(t, p.URL)
+	alice.signIn("alice", "user-password-1")
+
+	// A whole session: recorded by rec1, uploaded when it ends.
+	c, ws := alice.terminal(res.ID)
+	if c["type"] != "connected" {
+		t.Fatalf("connect: %v", c)
+	}
+	typeLine(t, ws, "echo kw-first-$((6*7))")
+	readUntil(t, ws, "kw-first-42")
+	typeLine(t, ws, "exit")
+	readUntil(t, ws, "logout")
+	ws.Close() // the browser leaves, as the terminal page does
+	rec := recordingWith(t, p, "kw-first-42", g.log.String)
+	if rec.Gateway != "rec1" || rec.User != "alice" || rec.Resource != "box" || rec.Incomplete || rec.Protocol != "ssh" {
+		t.Fatalf("stored recording %+v", rec)
+	}
+	if _, out := replay(t, dir, rec); !strings.Contains(out, "kw-first-42") {
+		t.Fatalf("replay lacks the output: %q", out)
+	}
+
+	// Killed mid-session, once the output is in its spool on disk.
+	c, ws = alice.terminal(res.ID)
+	if c["type"] != "connected" {
+		t.Fatalf("connect: %v", c)
+	}
+	typeLine(t, ws, "echo kw-crash-$((6*7))")
+	readUntil(t, ws, "kw-crash-42")
+	stateDir := filepath.Join(dir, "rec1")
+	waitFor(t, "the spool to flush the session", func() bool { return spoolHolds(stateDir, "kw-crash-42") }, nil)
+	g.stop()
+	ws.Close()
+
+	// The portal goes down too; the gateway restarts, recovers the
+	// recording and keeps it while uploads fail.
+	stopPortal()
+	g.start()
+	waitFor(t, "the upload to fail while the portal is down", func() bool {
+		return strings.Contains(g.log.String(), "upload failed, will retry")
+	}, g.log.String)
+	if !spoolHolds(stateDir, "kw-crash-42") {
+		t.Fatal("the recovered recording left the spool without being confirmed")
+	}
+	metas, _ := filepath.Glob(filepath.Join(stateDir, "spool", "*.json"))
+	if len(metas) != 1 {
+		t.Fatalf("spool metadata files: %v", metas)
+	}
+	if b, _ := os.ReadFile(metas[0]); !strings.Contains(string(b), `"complete": false`) || !strings.Contains(string(b), `"end"`) {
+		t.Fatalf("recovered metadata: %s", b)
+	}
+
+	// The portal returns; the upload goes through on a retry.
+	p, _, _ = startPortalAt(t, dir, listen)
+	rec = recordingWith(t, p, "kw-crash-42", g.log.String)
+	if !rec.Incomplete || rec.Gateway != "rec1" {
+		t.Fatalf("recovered recording %+v", rec)
+	}
+	h, out := replay(t, dir, rec)
+	if !strings.Contains(out, "kw-crash-42") || h.Keyway == nil || h.Keyway.SessionID != rec.SessionID {
+		t.Fatalf("recovered recording plays %q (header %+v)", out, h.Keyway)
+	}
+	waitFor(t, "the spool to be emptied once the portal confirmed", func() bool {
+		files, _ := filepath.Glob(filepath.Join(stateDir, "spool", "*"))
+		return len(files) == 0
+	}, g.log.String)
+}

@@ -141,6 +141,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		clients[r] = f.client(r)
 	}
 	res, other, u, g, gr := f.resource.ID, f.other.ID, f.users["user"].ID, f.group.ID, f.grant.ID
+	rec := f.addRecording("MATRIX1", "kw-matrix").ID
 
 	// who: the roles allowed; everyone else gets a sign-in redirect (anon)
 	// or 403/404.
@@ -174,6 +175,12 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET", "/admin/grants", "admin"},
 		{"POST", "/admin/grants", "admin"},
 		{"GET", "/audit", "auditor admin"},
+		{"GET", "/recordings", "auditor admin"},
+		{"GET", "/recordings?q=kw-matrix&user=user1&since=2026-01-01T00:00", "auditor admin"},
+		{"GET", fmt.Sprintf("/recordings/%d", rec), "auditor admin"},
+		{"GET", fmt.Sprintf("/recordings/%d/file", rec), "auditor admin"},
+		{"GET", fmt.Sprintf("/recordings/%d/file?download=1", rec), "auditor admin"},
+		{"GET", "/recordings/999999", ""},
 		{"GET", "/admin/gateways", "admin"},
 		{"GET", "/admin/gateways/new", "admin"},
 		{"POST", "/admin/gateways", "admin"},
@@ -365,6 +372,8 @@ func TestAPI(t *testing.T) {
 	ctx := context.Background()
 	adminTok, _, _ := f.store.CreateToken(ctx, f.users["admin"].ID, "t", time.Hour)
 	userTok, _, _ := f.store.CreateToken(ctx, f.users["user"].ID, "t", time.Hour)
+	auditorTok, _, _ := f.store.CreateToken(ctx, f.users["auditor"].ID, "t", time.Hour)
+	rec := f.addRecording("API1", "kw-api")
 	c := f.srv.Client()
 	call := func(tok, method, path, body string) (int, string) {
 		req, _ := http.NewRequest(method, f.srv.URL+path, strings.NewReader(body))
@@ -408,6 +417,20 @@ func TestAPI(t *testing.T) {
 		{adminTok, "DELETE", "/api/v1/gateways/1/key", "", 200, `"state":"pending"`},
 		{adminTok, "PUT", "/api/v1/settings/tunnel", `{"tunnel":false}`, 200, `"tunnel":false`},
 		{userTok, "GET", "/api/v1/gateways", "", 403, "role"},
+		{"", "GET", "/api/v1/recordings", "", 401, "missing bearer token"},
+		{userTok, "GET", "/api/v1/recordings", "", 403, "role"},
+		{userTok, "GET", fmt.Sprintf("/api/v1/recordings/%d", rec.ID), "", 403, "role"},
+		{userTok, "GET", fmt.Sprintf("/api/v1/recordings/%d/file", rec.ID), "", 403, "role"},
+		{auditorTok, "GET", "/api/v1/recordings?q=kw-api", "", 200, `"session_id":"API1"`},
+		{auditorTok, "GET", "/api/v1/recordings?q=absent-word", "", 200, `"recordings":[]`},
+		{auditorTok, "GET", "/api/v1/recordings?user=user1&resource=web&protocol=ssh&gateway=gw-a&since=2026-03-04T00:00:00Z&until=2026-03-05T00:00:00Z", "", 200, `"duration_seconds":60`},
+		{auditorTok, "GET", "/api/v1/recordings?since=nonsense", "", 422, "since"},
+		{auditorTok, "GET", "/api/v1/recordings?limit=0", "", 422, "limit"},
+		{auditorTok, "GET", "/api/v1/recordings?after=x", "", 422, "after"},
+		{auditorTok, "GET", fmt.Sprintf("/api/v1/recordings/%d", rec.ID), "", 200, `"file_url":"/api/v1/recordings/`},
+		{auditorTok, "GET", "/api/v1/recordings/999999", "", 404, "not found"},
+		{auditorTok, "GET", fmt.Sprintf("/api/v1/recordings/%d/file", rec.ID), "", 200, "kw-api"},
+		{adminTok, "GET", "/api/v1/recordings", "", 200, `"sha256":`},
 	} {
 		status, body := call(tc.tok, tc.method, tc.path, tc.body)
 		if status != tc.status || !strings.Contains(body, tc.contains) {

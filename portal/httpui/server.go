@@ -152,6 +152,12 @@ func (s *Server) routes() http.Handler {
 	admin("POST /admin/grants", s.createGrantForm)
 	admin("POST /admin/grants/{id}/delete", s.deleteGrantForm)
 	mux.Handle("GET /audit", s.requireRole(s.auditPage, store.RoleAdmin, store.RoleAuditor))
+	auditor := func(p string, h http.HandlerFunc) {
+		mux.Handle(p, s.requireRole(h, store.RoleAdmin, store.RoleAuditor))
+	}
+	auditor("GET /recordings", s.recordingsPage)
+	auditor("GET /recordings/{id}", s.playerPage)
+	auditor("GET /recordings/{id}/file", s.recordingFile)
 	admin("GET /admin/gateways", s.gatewaysPage)
 	admin("POST /admin/gateways/tunnel", s.tunnelForm)
 	admin("POST /admin/segments", s.createSegmentForm)
@@ -188,14 +194,17 @@ func (s *Server) routes() http.Handler {
 	return s.recoverer(securityHeaders(limitBody(top)))
 }
 
+// cspPolicy is the content security policy of every page. style-src
+// allows inline styles because xterm.js and asciinema-player position
+// their layers with them; scripts stay 'self' only.
+const cspPolicy = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+
 // securityHeaders sets the headers every response carries: a strict content
 // security policy (no inline scripts anywhere), no framing, no sniffing.
 func securityHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		// style-src allows inline styles because xterm.js positions its
-		// layers with them; scripts stay 'self' only.
-		h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+		h.Set("Content-Security-Policy", cspPolicy)
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("Referrer-Policy", "same-origin")

@@ -40,8 +40,11 @@ type Page struct {
 	Viewer *Viewer
 	Flash  Flash
 	// Section marks the active navigation entry: "home", "users", "groups",
-	// "resources", "grants", "audit", "account".
+	// "resources", "grants", "audit", "recordings", "account".
 	Section string
+	// Bundle names a page's own front-end bundle (/static/NAME.js and
+	// NAME.css) loaded after app.js, such as "player".
+	Bundle string
 }
 
 // Errors maps form fields to messages.

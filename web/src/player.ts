@@ -21,7 +21,7 @@ function start(): void {
   const player = AsciinemaPlayer.create(
     { url: src, fetchOpts: { credentials: 'same-origin', cache: 'no-store' } },
     el,
-    { preload: true, fit: 'width', controls: true, terminalFontFamily: 'DejaVu Sans Mono, monospace' },
+    { preload: true, fit: 'both', controls: true, terminalFontFamily: 'DejaVu Sans Mono, monospace' },
   );
   window.keywayPlayer = player;
 }

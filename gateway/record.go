@@ -35,9 +35,21 @@ func (g *Gateway) checkRecording(req *wire.Request, log *slog.Logger) *wire.Resp
 	return recordingRefusal(req, err)
 }
 
+// recordingRefusal tells the user, in words that reveal nothing of the
+// gateway's disks, why a session that must be recorded cannot start; the
+// gateway's log has the detail.
 func recordingRefusal(req *wire.Request, err error) *wire.Response {
+	why := "its recording spool failed"
+	switch {
+	case errors.Is(err, spool.ErrLowSpace):
+		why = "its disk for recordings is nearly full"
+	case errors.Is(err, errNoSpool):
+		why = "it has no recording spool"
+	case req.Protocol != wire.ProtocolSSH:
+		why = fmt.Sprintf("it cannot record %s sessions yet", req.Protocol)
+	}
 	return &wire.Response{Code: wire.CodeRecordingUnavailable,
-		Message: fmt.Sprintf("sessions on %s must be recorded, and the gateway cannot record this one (%v); an administrator must free space on the gateway or change the resource's recording setting", req.Resource, err)}
+		Message: fmt.Sprintf("sessions on %s must be recorded, and the gateway cannot record this one now: %s. Ask an administrator to free space on the gateway or to change the resource's recording setting", req.Resource, why)}
 }
 
 // terminalRecording records one terminal session into the spool as

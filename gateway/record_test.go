@@ -187,7 +187,8 @@ func TestRecordingOnlyAfterLogin(t *testing.T) {
 	req = sshRequest(sshd)
 	req.SessionID, req.Resource, req.Recording = "must-record", "db-1", &wire.Recording{Required: true}
 	_, resp := full.open(t, req)
-	if resp.OK || resp.Code != wire.CodeRecordingUnavailable || !strings.Contains(resp.Message, "must be recorded") {
+	if resp.OK || resp.Code != wire.CodeRecordingUnavailable || !strings.Contains(resp.Message, "must be recorded") ||
+		!strings.Contains(resp.Message, "nearly full") || strings.Contains(resp.Message, "spool/") {
 		t.Fatalf("required recording on a full spool: %+v", resp)
 	}
 	req.SessionID, req.Recording = "may-record", &wire.Recording{}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,10 +12,13 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 
 	"github.com/keyway-dev/keyway/e2e/targets"
+	"github.com/keyway-dev/keyway/gateway/wire"
+	"github.com/keyway-dev/keyway/portal/audit"
 	"github.com/keyway-dev/keyway/portal/gateways"
 	"github.com/keyway-dev/keyway/portal/store"
 	"github.com/keyway-dev/keyway/recordings/asciicast"
@@ -174,4 +178,34 @@ func TestRecordingsThroughRemoteGateway(t *testing.T) {
 		files, _ := filepath.Glob(filepath.Join(stateDir, "spool", "*"))
 		return len(files) == 0
 	}, g.log.String)
+
+	// Recording required, and the gateway's spool below its free-space
+	// floor: the session does not start, the user is told why, and the
+	// attempt is audited; no recording is made.
+	g.stop()
+	var cfg wire.GatewayFile
+	raw, _ := os.ReadFile(g.config)
+	json.Unmarshal(raw, &cfg)
+	cfg.SpoolMinFreeMB = 1 << 40 // no disk has that much free
+	raw, _ = json.Marshal(cfg)
+	os.WriteFile(g.config, raw, 0o600)
+	g.start()
+	p.Pool.CheckAll(ctx, gateways.HealthConfig{Attempts: 5, Backoff: 100 * time.Millisecond, Timeout: time.Second, Parallel: 4})
+	res.Options.Recording = store.RecordingRequired
+	if err := p.Store.UpdateResource(ctx, res, nil); err != nil {
+		t.Fatal(err)
+	}
+	alice = newBrowser(t, p.URL)
+	alice.signIn("alice", "user-password-1")
+	c, _ = alice.terminal(res.ID)
+	if c["type"] != "error" || c["code"] != "recording_unavailable" || !strings.Contains(c["message"].(string), "must be recorded") {
+		t.Fatalf("required recording on a full spool: %v", c)
+	}
+	evs, _ := p.Store.SearchAudit(ctx, store.AuditFilter{Action: audit.ActionConnect, Outcome: audit.OutcomeFailure, Target: "box"})
+	if len(evs) == 0 || evs[0].Details["code"] != "recording_unavailable" {
+		t.Fatalf("the refused session is not audited: %+v", evs)
+	}
+	if files, _ := filepath.Glob(filepath.Join(stateDir, "spool", "*")); len(files) != 0 {
+		t.Fatalf("a refused session left files in the spool: %v", files)
+	}
 }

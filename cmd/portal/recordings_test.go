@@ -17,8 +17,11 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/keyway-dev/keyway/e2e/targets"
+	"github.com/keyway-dev/keyway/gateway/control"
+	"github.com/keyway-dev/keyway/gateway/spool"
 	"github.com/keyway-dev/keyway/gateway/wire"
 	"github.com/keyway-dev/keyway/portal/audit"
+	"github.com/keyway-dev/keyway/portal/certs"
 	"github.com/keyway-dev/keyway/portal/gateways"
 	"github.com/keyway-dev/keyway/portal/store"
 	"github.com/keyway-dev/keyway/recordings/asciicast"
@@ -207,5 +210,75 @@ func TestRecordingsThroughRemoteGateway(t *testing.T) {
 	}
 	if files, _ := filepath.Glob(filepath.Join(stateDir, "spool", "*")); len(files) != 0 {
 		t.Fatalf("a refused session left files in the spool: %v", files)
+	}
+}
+
+// TestChecksumMismatchKeptInSpool uploads, through the real gateway-side
+// sink to a real portal, a recording whose bytes no longer match the
+// checksum the spool computed: the portal refuses it (and audits that),
+// stores nothing, and the spool keeps the recording for another try.
+func TestChecksumMismatchKeptInSpool(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	p, _ := startPortal(t, dir)
+	// The embedded gateway is enrolled: sign as it.
+	id, err := wire.LoadOrCreateIdentity(filepath.Join(dir, "gateway", "identity.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gwID int64
+	gs, _ := p.Store.ListGateways(ctx)
+	for _, g := range gs {
+		if g.Embedded {
+			gwID = g.ID
+		}
+	}
+	cert, _, err := certs.LoadOrCreateSelfSigned(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	spoolDir := filepath.Join(t.TempDir(), "spool")
+	sp, err := spool.Open(spool.Config{Dir: spoolDir, MinFree: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	rec, err := sp.Create(spool.Meta{SessionID: "MISMATCH1", User: "alice", Resource: "box", Protocol: "ssh", Gateway: "embedded", Format: spool.Asciicast})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, _ := asciicast.NewWriter(rec, asciicast.Config{Header: asciicast.Header{Width: 80, Height: 24}})
+	w.Output([]byte("kw-mismatch-output\r\n"))
+	w.Close()
+	if _, err := rec.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	// The disk flips a bit after the checksum was taken.
+	cast := filepath.Join(spoolDir, "MISMATCH1.cast")
+	b, _ := os.ReadFile(cast)
+	b[len(b)-4] ^= 0x01
+	os.WriteFile(cast, b, 0o600)
+
+	uploads := control.NewUploads(control.Options{PortalURL: p.URL, GatewayID: strconv.FormatInt(gwID, 10), Identity: id,
+		PortalCertSHA256: certs.Fingerprint(cert)})
+	uctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); spool.NewUploader(sp, uploads, spool.UploaderConfig{}).Run(uctx) }()
+	waitFor(t, "the portal to refuse the upload", func() bool {
+		evs, _ := p.Store.SearchAudit(ctx, store.AuditFilter{Action: audit.ActionRecordingUpload, Outcome: audit.OutcomeFailure})
+		return len(evs) > 0
+	}, nil)
+	cancel()
+	<-done
+	if _, err := p.Store.RecordingBySession(ctx, "MISMATCH1"); err == nil {
+		t.Fatal("the portal stored a recording whose checksum does not match")
+	}
+	metas, _ := sp.List()
+	if len(metas) != 1 || metas[0].SessionID != "MISMATCH1" {
+		t.Fatalf("the spool did not keep the refused recording: %+v", metas)
+	}
+	if _, err := os.Stat(cast); err != nil {
+		t.Fatalf("the refused recording's file is gone: %v", err)
 	}
 }

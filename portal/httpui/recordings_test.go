@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -136,5 +137,50 @@ func TestRecordingsPages(t *testing.T) {
 	}
 	if len(seen) != len(recs) {
 		t.Fatalf("paging saw %d recordings, want %d", len(seen), len(recs))
+	}
+}
+
+func TestSessionRecordingFromResource(t *testing.T) {
+	for _, tc := range []struct {
+		o    store.Options
+		want string
+	}{
+		{store.Options{}, "&{Required:false Input:false}"},
+		{store.Options{Recording: "on", RecordInput: true}, "&{Required:false Input:true}"},
+		{store.Options{Recording: "required"}, "&{Required:true Input:false}"},
+		{store.Options{Recording: "off", RecordInput: true}, "<nil>"},
+	} {
+		if got := fmt.Sprintf("%+v", sessionRecording(tc.o)); got != tc.want {
+			t.Errorf("%+v: %s, want %s", tc.o, got, tc.want)
+		}
+	}
+}
+
+func TestResourceFormRecordingSettings(t *testing.T) {
+	f := newFixture(t)
+	admin := f.client("admin")
+	form := url.Values{"name": {"rec-box"}, "protocol": {"ssh"}, "host": {"10.0.0.9"}, "port": {"22"}, "login": {"root"},
+		"password": {"pw"}, "recording": {"required"}, "record_input": {"on"}}
+	if resp := f.do(admin, "POST", "/admin/resources", form, nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("create: %d %s", resp.StatusCode, readBody(resp))
+	}
+	rs, _ := f.store.ListResources(context.Background())
+	var res store.Resource
+	for _, r := range rs {
+		if r.Name == "rec-box" {
+			res = r
+		}
+	}
+	if res.Options.RecordingMode() != store.RecordingRequired || !res.Options.RecordInput {
+		t.Fatalf("stored options %+v", res.Options)
+	}
+	body := readBody(f.do(admin, "GET", fmt.Sprintf("/admin/resources/%d", res.ID), nil, nil))
+	if !strings.Contains(body, `<option value="required" selected>`) || !strings.Contains(body, `name="record_input" value="on" checked`) ||
+		!strings.Contains(body, "typed input contains secrets") {
+		t.Fatalf("edit form does not show the settings:\n%.3000s", body[strings.Index(body, "Session recording"):])
+	}
+	evs, _ := f.audit.Search(context.Background(), store.AuditFilter{Action: audit.ActionResourceCreate})
+	if len(evs) == 0 || evs[0].Details["recording"] != "required, with input" {
+		t.Fatalf("audit details: %+v", evs)
 	}
 }

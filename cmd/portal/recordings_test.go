@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/url"
 	"os"
@@ -98,10 +97,14 @@ func TestRecordingsThroughRemoteGateway(t *testing.T) {
 	dir := t.TempDir()
 	run(ctx, []string{"users", "add", "root-admin", "--role", "admin", "--password-stdin", "--data", dir},
 		strings.NewReader("admin-password-1\n"), io.Discard, io.Discard)
-	// A fixed address, so the portal can come back where the gateway
+	p, _, stopPortal := startPortalAt(t, dir, "127.0.0.1:0")
+	// The portal comes back at the same address, where the gateway
 	// expects it.
-	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	p, _, stopPortal := startPortalAt(t, dir, listen)
+	u, err := url.Parse(p.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := "127.0.0.1:" + u.Port()
 	admin := newBrowser(t, p.URL)
 	admin.signIn("root-admin", "admin-password-1")
 	admin.post("/admin/segments", url.Values{"name": {"gateway-rec"}})
@@ -109,13 +112,13 @@ func TestRecordingsThroughRemoteGateway(t *testing.T) {
 	g := enrol(t, admin, bin, strconv.FormatInt(seg.ID, 10), "rec1", dir)
 	waitFor(t, "rec1 to become available", func() bool { return stateOf(p, "rec1") == gateways.StateAvailable }, nil)
 
-	u, _ := p.Store.CreateUser(ctx, store.User{Name: "alice", Role: store.RoleUser}, mustHash(t, "user-password-1"))
+	alice0, _ := p.Store.CreateUser(ctx, store.User{Name: "alice", Role: store.RoleUser}, mustHash(t, "user-password-1"))
 	res, err := p.Store.CreateResource(ctx, store.Resource{Name: "box", Protocol: "ssh", Host: sshd.Host, Port: sshd.Port, Login: sshd.User,
 		Tags: []string{"gateway-rec"}}, &store.Secrets{Password: sshd.Password})
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.Store.CreateGrant(ctx, res.ID, "user", u.ID)
+	p.Store.CreateGrant(ctx, res.ID, "user", alice0.ID)
 	alice := newBrowser(t, p.URL)
 	alice.signIn("alice", "user-password-1")
 

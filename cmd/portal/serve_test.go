@@ -56,6 +56,7 @@ func startPortalAt(t *testing.T, dir, listen string) (p *portal, log *syncBuffer
 	case p := <-ready:
 		return p, log, stop
 	case err := <-done:
+		done <- err // for stop, at cleanup
 		t.Fatalf("portal did not start: %v\n%s", err, log.String())
 	case <-time.After(30 * time.Second):
 		t.Fatal("portal did not start within 30 s")

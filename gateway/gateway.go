@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/keyway-dev/keyway/gateway/spool"
 	"github.com/keyway-dev/keyway/gateway/sshgw"
 	"github.com/keyway-dev/keyway/gateway/target"
 	"github.com/keyway-dev/keyway/gateway/vnc"
@@ -65,6 +66,12 @@ type Config struct {
 	Networks func() []netip.Prefix
 	// ConfigVersion reports the version of the config in use, for /status.
 	ConfigVersion func() int64
+	// Spool, if set, is where sessions are recorded; its owner runs the
+	// uploader. Without one, sessions whose resource requires recording
+	// are refused and others run unrecorded.
+	Spool *spool.Spool
+	// Name is how the gateway names itself in recordings (ID if empty).
+	Name string
 }
 
 // Gateway serves sessions.
@@ -337,6 +344,10 @@ func (g *Gateway) handle(c *tls.Conn, protocols map[string]bool) {
 		wire.WriteResponse(c, resp)
 		return
 	}
+	if resp := g.checkRecording(req, log); resp != nil {
+		wire.WriteResponse(c, resp)
+		return
+	}
 	g.active.Add(1)
 	defer g.active.Add(-1)
 	switch req.Protocol {
@@ -360,13 +371,28 @@ func (g *Gateway) terminal(c *tls.Conn, req *wire.Request, log *slog.Logger) {
 		wire.WriteResponse(c, resp)
 		return
 	}
+	// Recording starts only now that the target accepted the login.
+	rec, err := g.startTerminalRecording(req, log)
+	if err != nil {
+		t.Close()
+		refusal := recordingRefusal(req, err)
+		refusal.HostKey, refusal.HostKeyFingerprint = resp.HostKey, resp.HostKeyFingerprint
+		log.Error("session refused: it must be recorded and the recording could not start", "err", err)
+		wire.WriteResponse(c, refusal)
+		return
+	}
+	var recorder sshgw.Recorder
+	if rec != nil {
+		defer rec.finish()
+		recorder = rec
+	}
 	if err := wire.WriteResponse(c, resp); err != nil {
 		t.Close()
 		log.Warn("portal left before the session started", "err", err)
 		return
 	}
 	log.Info("terminal session started", "host_key", resp.HostKeyFingerprint, "setup", time.Since(start).Round(time.Millisecond))
-	ex := t.Relay(c)
+	ex := t.Relay(c, recorder)
 	log.Info("terminal session ended", "status", ex.Status, "signal", ex.Signal, "message", ex.Message, "duration", time.Since(start).Round(time.Second))
 }
 

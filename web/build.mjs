@@ -1,5 +1,6 @@
 // Bundles the front end into web/assets/dist with esbuild: app.js/css on
-// every page, terminal.js/css on the terminal page. Fixed names, so the
+// every page, terminal.js/css on the terminal page, desktop.js/css on the
+// desktop page, player.js/css (asciinema-player) on the recording player. Fixed names, so the
 // templates can link them; the server revalidates them on every load.
 import { build } from 'esbuild';
 import { mkdirSync } from 'node:fs';
@@ -16,6 +17,7 @@ try {
       app: join(web, 'src', 'app.ts'),
       terminal: join(web, 'src', 'terminal.ts'),
       desktop: join(web, 'src', 'desktop.ts'),
+      player: join(web, 'src', 'player.ts'),
     },
     bundle: true,
     minify: true,

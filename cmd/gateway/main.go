@@ -26,6 +26,7 @@ import (
 
 	"github.com/keyway-dev/keyway/gateway"
 	"github.com/keyway-dev/keyway/gateway/control"
+	"github.com/keyway-dev/keyway/gateway/spool"
 	"github.com/keyway-dev/keyway/gateway/wire"
 )
 
@@ -144,14 +145,29 @@ func serve(ctx context.Context, path, level string, stdout, stderr io.Writer) er
 	if statErr != nil {
 		fmt.Fprintf(stdout, "Created this gateway's key. Paste its public key on the gateway's page in the portal:\n\n  %s\n\n", id.PublicKeyString())
 	}
-	puller := control.New(control.Options{
+	ctlOpts := control.Options{
 		PortalURL: f.PortalURL, GatewayID: f.GatewayID, Identity: id, PortalCertSHA256: f.PortalCertSHA256,
 		BackupPath: filepath.Join(f.StateDir, "config-backup.json"), Logger: logger,
-	})
+	}
+	puller := control.New(ctlOpts)
 	if err := puller.LoadBackup(); err != nil {
 		logger.Warn("ignoring the config backup", "err", err)
 	}
+	// Recordings wait in the spool until the portal confirmed them; what a
+	// crash left open is finished (as incomplete) before anything else.
+	spoolLog := logger.With("component", "spool")
+	sp, err := spool.Open(spool.Config{Dir: filepath.Join(f.StateDir, "spool"), MinFree: spoolMinFree(f), Fsync: true, Logger: spoolLog})
+	if err != nil {
+		return fmt.Errorf("recording spool: %w", err)
+	}
+	defer sp.Close()
+	if recovered, err := sp.Recover(); err != nil {
+		spoolLog.Error("recording spool recovery", "err", err)
+	} else if len(recovered) > 0 {
+		spoolLog.Warn("recovered recordings left open by a crash; they are uploaded as incomplete", "count", len(recovered))
+	}
 	g, err := gateway.New(gateway.Config{
+		Spool: sp, Name: f.Name,
 		SSHAddr: f.Listen["ssh"], RDPAddr: f.Listen["rdp"], VNCAddr: f.Listen["vnc"],
 		ManagementAddr: f.Listen["management"], HealthAddr: f.Listen["health"],
 		Identity:      id,
@@ -166,6 +182,10 @@ func serve(ctx context.Context, path, level string, stdout, stderr io.Writer) er
 		return err
 	}
 	defer g.Close()
+	uploadOpts := ctlOpts
+	uploadOpts.Logger = logger.With("component", "uploads")
+	stopUploads := control.StartUploads(ctx, sp, uploadOpts)
+	defer stopUploads()
 	logger.Info("gateway started", "public_key", id.PublicKeyString(), "portal", f.PortalURL)
 
 	interval := time.Duration(f.PullIntervalSecs) * time.Second
@@ -181,4 +201,15 @@ func serve(ctx context.Context, path, level string, stdout, stderr io.Writer) er
 	logger.Info("shutting down")
 	<-done
 	return nil
+}
+
+// defaultSpoolMinFree is the free disk space the spool needs to start a
+// recording, unless the config says otherwise.
+const defaultSpoolMinFree = 64 << 20
+
+func spoolMinFree(f wire.GatewayFile) uint64 {
+	if f.SpoolMinFreeMB > 0 {
+		return uint64(f.SpoolMinFreeMB) << 20
+	}
+	return defaultSpoolMinFree
 }

@@ -21,6 +21,7 @@ import (
 type demoInfo struct {
 	URL     string     `json:"url"`
 	Admin   demoLogin  `json:"admin"`
+	Auditor demoLogin  `json:"auditor"`
 	User    demoLogin  `json:"user"`
 	Targets demoTarget `json:"ssh_target"`
 	VNC     demoTarget `json:"vnc_target"`
@@ -92,15 +93,17 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 Keyway demo is running at %s
   (self-signed certificate: your browser will ask you to accept it)
 
-  admin:  %-12s password %s
-  user:   %-12s password %s
+  admin:   %-12s password %s
+  auditor: %-12s password %s
+  user:    %-12s password %s
 
 Sign in as the user and click Connect on %q for a terminal on the demo sshd
 (%s:%d), on %q for a desktop with an xterm (Xvnc on %s:%d), or on %q for
 an RDP desktop (freerdp-shadow-cli with NLA on %s:%d).
-Sign in as the admin to manage users, resources, grants and gateways.
+Sign in as the admin to manage users, resources, grants and gateways, and
+as the auditor to search and replay the recorded sessions (Recordings).
 Press Ctrl+C to stop.
-`, info.URL, info.Admin.Name, info.Admin.Password, info.User.Name, info.User.Password,
+`, info.URL, info.Admin.Name, info.Admin.Password, info.Auditor.Name, info.Auditor.Password, info.User.Name, info.User.Password,
 			info.Targets.Resource, info.Targets.Host, info.Targets.Port, info.VNC.Resource, info.VNC.Host, info.VNC.Port,
 			info.RDP.Resource, info.RDP.Host, info.RDP.Port)
 		return nil
@@ -160,8 +163,9 @@ func startDemoRDP(ctx context.Context, dir string, width, height int) (*targets.
 // are new at every start and the resources follow the servers' ports.
 func seedDemo(ctx context.Context, st *store.Store, sshd *targets.SSHD, xvnc *targets.Xvnc, rdp *targets.ShadowRDP) (demoInfo, error) {
 	info := demoInfo{
-		Admin: demoLogin{Name: "demo-admin", Password: "admin-" + rand.Text()[:12]},
-		User:  demoLogin{Name: "demo-user", Password: "user-" + rand.Text()[:12]},
+		Admin:   demoLogin{Name: "demo-admin", Password: "admin-" + rand.Text()[:12]},
+		Auditor: demoLogin{Name: "demo-auditor", Password: "auditor-" + rand.Text()[:12]},
+		User:    demoLogin{Name: "demo-user", Password: "user-" + rand.Text()[:12]},
 		Targets: demoTarget{Resource: "demo-ssh", Host: sshd.Host, Port: sshd.Port,
 			Login: sshd.User, Password: sshd.Password},
 		VNC: demoTarget{Resource: "demo-vnc", Host: xvnc.Host, Port: xvnc.Port, Password: demoVNCPassword, Display: xvnc.Display},
@@ -172,7 +176,7 @@ func seedDemo(ctx context.Context, st *store.Store, sshd *targets.SSHD, xvnc *ta
 		login demoLogin
 		role  store.Role
 		name  string
-	}{{info.Admin, store.RoleAdmin, "Demo Admin"}, {info.User, store.RoleUser, "Demo User"}} {
+	}{{info.Admin, store.RoleAdmin, "Demo Admin"}, {info.Auditor, store.RoleAuditor, "Demo Auditor"}, {info.User, store.RoleUser, "Demo User"}} {
 		hash, err := auth.HashPassword(l.login.Password)
 		if err != nil {
 			return info, err
@@ -187,7 +191,9 @@ func seedDemo(ctx context.Context, st *store.Store, sshd *targets.SSHD, xvnc *ta
 		if err != nil {
 			return info, fmt.Errorf("demo user %s: %w", l.login.Name, err)
 		}
-		userID = u.ID
+		if l.role == store.RoleUser {
+			userID = u.ID
+		}
 	}
 
 	res, err := upsertDemoResource(ctx, st, store.Resource{

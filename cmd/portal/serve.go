@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/keyway-dev/keyway/gateway"
+	"github.com/keyway-dev/keyway/gateway/control"
 	"github.com/keyway-dev/keyway/gateway/wire"
 	"github.com/keyway-dev/keyway/portal/audit"
 	"github.com/keyway-dev/keyway/portal/auth"
@@ -29,6 +30,7 @@ import (
 	"github.com/keyway-dev/keyway/portal/gateways"
 	"github.com/keyway-dev/keyway/portal/httpui"
 	"github.com/keyway-dev/keyway/portal/store"
+	"github.com/keyway-dev/keyway/recordings/storage"
 	"github.com/keyway-dev/keyway/web/assets"
 )
 
@@ -119,8 +121,21 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	if err != nil {
 		return fmt.Errorf("embedded gateway identity: %w", err)
 	}
+	// The embedded gateway records into its own spool and uploads like a
+	// remote one, through the portal's HTTPS listener, signed with its key.
+	spoolDir := filepath.Join(cfg.DataDir, "gateway", "spool")
+	sp, err := openSpool(spoolDir, 0, logger.With("component", "spool", "gateway", "embedded"))
+	if err != nil {
+		return err
+	}
+	defer sp.Close()
+	recDir, err := storage.Open(filepath.Join(cfg.DataDir, "recordings"))
+	if err != nil {
+		return err
+	}
 	var defaultNets atomic.Pointer[[]netip.Prefix]
 	gw, err := gateway.New(gateway.Config{
+		Spool: sp, Name: "embedded",
 		Networks: func() []netip.Prefix {
 			if n := defaultNets.Load(); n != nil {
 				return *n
@@ -175,6 +190,7 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		Audit: auditLog, Authz: authz.New(st), Gateways: pool, Assets: assets.Handler(), Logger: logger,
 		PortalKey: portalID.PublicKeyString(), PortalURL: publicURL, PortalCertSHA256: certs.Fingerprint(cert),
 		DefaultNetworks: func(n []netip.Prefix) { defaultNets.Store(&n) },
+		Recordings:      recDir,
 	})
 	defer ui.Close()
 	if err := ui.SyncGateways(ctx); err != nil {
@@ -198,6 +214,11 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.ServeTLS(ln, "", "") }()
+	stopUploads := control.StartUploads(ctx, sp, control.Options{
+		PortalURL: loopbackURL(ln.Addr()), GatewayID: strconv.FormatInt(embedded.ID, 10), Identity: gwID,
+		PortalCertSHA256: certs.Fingerprint(cert), Logger: logger.With("component", "uploads", "gateway", "embedded"),
+	})
+	defer stopUploads()
 	logger.Info("portal listening", "url", publicURL, "addr", ln.Addr().String(), "gateway", gw.Addr().String())
 
 	p := &portal{cfg: cfg, URL: publicURL, Store: st, Pool: pool, Logger: logger}

@@ -11,6 +11,7 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,29 +26,42 @@ import (
 // and returns the running portal once it listens, and its log.
 func startPortal(t *testing.T, dir string) (*portal, *syncBuffer) {
 	t.Helper()
+	p, log, _ := startPortalAt(t, dir, "127.0.0.1:0")
+	return p, log
+}
+
+// startPortalAt is startPortal on a given listen address; stop shuts the
+// portal down before the test ends (it is also called at cleanup).
+func startPortalAt(t *testing.T, dir, listen string) (p *portal, log *syncBuffer, stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan *portal, 1)
 	done := make(chan error, 1)
-	cfg := serveConfig{DataDir: dir, Listen: "127.0.0.1:0", GatewayListen: "127.0.0.1:0", LogLevel: "info"}
-	log := &syncBuffer{}
+	cfg := serveConfig{DataDir: dir, Listen: listen, GatewayListen: "127.0.0.1:0", LogLevel: "info"}
+	log = &syncBuffer{}
 	go func() {
 		done <- serveWith(ctx, cfg, log, func(_ context.Context, p *portal) error { ready <- p; return nil })
 	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("serve: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
 	select {
 	case p := <-ready:
-		return p, log
+		return p, log, stop
 	case err := <-done:
+		done <- err // for stop, at cleanup
 		t.Fatalf("portal did not start: %v\n%s", err, log.String())
 	case <-time.After(30 * time.Second):
 		t.Fatal("portal did not start within 30 s")
 	}
-	return nil, nil
+	return nil, nil, nil
 }
 
 // browser is an HTTP and WebSocket client with its own cookies.

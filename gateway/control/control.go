@@ -61,8 +61,18 @@ type Options struct {
 
 // New returns a Puller.
 func New(o Options) *Puller {
+	return &Puller{
+		url: strings.TrimRight(o.PortalURL, "/") + "/gateway-api/v1/config", gatewayID: o.GatewayID,
+		identity: o.Identity, backup: o.BackupPath, logger: o.Logger, now: time.Now,
+		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: portalTLS(o.PortalCertSHA256)}},
+	}
+}
+
+// portalTLS is the TLS config for reaching the portal: its certificate
+// pinned by SHA-256 when pin is set, the system's CAs otherwise.
+func portalTLS(pinned string) *tls.Config {
 	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
-	if pin := normalizeFingerprint(o.PortalCertSHA256); pin != "" {
+	if pin := normalizeFingerprint(pinned); pin != "" {
 		tlsConf.InsecureSkipVerify = true // replaced by the pin check
 		tlsConf.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
 			if len(raw) == 0 {
@@ -75,11 +85,7 @@ func New(o Options) *Puller {
 			return nil
 		}
 	}
-	return &Puller{
-		url: strings.TrimRight(o.PortalURL, "/") + "/gateway-api/v1/config", gatewayID: o.GatewayID,
-		identity: o.Identity, backup: o.BackupPath, logger: o.Logger, now: time.Now,
-		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsConf}},
-	}
+	return tlsConf
 }
 
 func normalizeFingerprint(s string) string {

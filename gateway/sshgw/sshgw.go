@@ -235,17 +235,47 @@ func (t *Terminal) Close() error {
 	return t.client.Close()
 }
 
+// Recorder sees a terminal session's traffic as it is relayed: what the
+// terminal printed, what the user typed and each new size. An error from it
+// ends the session with the error as its reason: it is only returned for a
+// session that must not go on unrecorded.
+type Recorder interface {
+	Output(p []byte) error
+	Input(p []byte) error
+	Resize(cols, rows int) error
+}
+
 // Relay copies between the portal's stream and the shell until the shell
 // exits (a FrameExit is sent) or the stream ends. It closes the terminal.
-func (t *Terminal) Relay(stream io.ReadWriter) wire.Exit {
+// rec, if not nil, records the session; output is recorded before it is
+// sent, so a recording holds everything the user saw.
+func (t *Terminal) Relay(stream io.ReadWriter, rec Recorder) wire.Exit {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	var writeMu sync.Mutex
 	fw := wire.NewFrameWriter(stream)
+	var recErr error // the first recording failure; under writeMu
 	write := func(ft wire.FrameType, p []byte) error {
 		writeMu.Lock()
 		defer writeMu.Unlock()
+		if recErr != nil {
+			return recErr
+		}
+		if rec != nil && ft == wire.FrameData {
+			if err := rec.Output(p); err != nil {
+				recErr = err
+				return err
+			}
+		}
 		return fw.Write(ft, p)
+	}
+	// recordFailed ends the session because it could no longer be recorded.
+	recordFailed := func(err error) {
+		writeMu.Lock()
+		defer writeMu.Unlock()
+		if recErr == nil {
+			recErr = err
+		}
 	}
 
 	wg.Add(2)
@@ -260,11 +290,25 @@ func (t *Terminal) Relay(stream io.ReadWriter) wire.Exit {
 			}
 			switch ft {
 			case wire.FrameData:
+				if rec != nil {
+					if err := rec.Input(p); err != nil {
+						recordFailed(err)
+						t.Close()
+						return
+					}
+				}
 				if _, err := t.stdin.Write(p); err != nil {
 					return
 				}
 			case wire.FrameResize:
 				if cols, rows, err := wire.ParseResize(p); err == nil {
+					if rec != nil {
+						if err := rec.Resize(int(cols), int(rows)); err != nil {
+							recordFailed(err)
+							t.Close()
+							return
+						}
+					}
 					t.session.WindowChange(int(rows), int(cols))
 				}
 			}
@@ -286,20 +330,28 @@ func (t *Terminal) Relay(stream io.ReadWriter) wire.Exit {
 
 	buf := make([]byte, 32<<10)
 	var ex wire.Exit
+	portalGone := false
 	for {
 		n, err := t.stdout.Read(buf)
 		if n > 0 {
 			if werr := write(wire.FrameData, buf[:n]); werr != nil {
-				ex = wire.Exit{Status: -1, Message: "the portal connection closed"}
+				ex, portalGone = wire.Exit{Status: -1, Message: "the portal connection closed"}, true
 				break
 			}
 		}
 		if err != nil {
 			ex = exitOf(t.session.Wait())
-			write(wire.FrameExit, ex.Payload())
 			break
 		}
 	}
+	writeMu.Lock()
+	if recErr != nil {
+		ex, portalGone = wire.Exit{Status: -1, Message: "the session could not be recorded any more, and this resource requires recording: " + recErr.Error()}, false
+	}
+	if !portalGone {
+		fw.Write(wire.FrameExit, ex.Payload())
+	}
+	writeMu.Unlock()
 	// Unblock both goroutines before waiting for them: closing the stream
 	// ends the portal reader, closing the session ends the stderr reader.
 	if c, ok := stream.(io.Closer); ok {

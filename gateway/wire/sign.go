@@ -87,4 +87,7 @@ type GatewayFile struct {
 	StateDir         string            `json:"state_dir"`
 	Listen           map[string]string `json:"listen"`
 	PullIntervalSecs int               `json:"pull_interval_seconds"`
+	// SpoolMinFreeMB is the free disk space, in MiB, the recording spool
+	// (state_dir/spool) needs to start a recording; 0 means 64.
+	SpoolMinFreeMB int `json:"spool_min_free_mb,omitempty"`
 }

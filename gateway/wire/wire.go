@@ -51,6 +51,10 @@ const (
 	CodeForbiddenTarget Code = "target_forbidden"
 	CodeGatewayDown     Code = "gateway_unreachable"
 	CodeInternal        Code = "internal"
+	// CodeRecordingUnavailable refuses a session whose resource requires
+	// recording when the gateway cannot record it (spool disk full, no
+	// spool, a protocol it cannot record yet).
+	CodeRecordingUnavailable Code = "recording_unavailable"
 )
 
 // Secret is a credential. It marshals to JSON as itself, for the wire, but
@@ -116,6 +120,19 @@ type Request struct {
 	// connection to; the portal then runs its own TLS handshake with that
 	// gateway through this one, which only copies ciphertext.
 	Relay *Relay `json:"relay,omitempty"`
+	// Recording asks the gateway to record the session; nil records
+	// nothing.
+	Recording *Recording `json:"recording,omitempty"`
+}
+
+// Recording is how a session is recorded.
+type Recording struct {
+	// Required refuses the session when the gateway cannot record it;
+	// otherwise the session runs unrecorded and the gateway logs why.
+	Required bool `json:"required,omitempty"`
+	// Input records what the user typed too. Off by default: typed input
+	// holds passwords given to sudo and the like.
+	Input bool `json:"input,omitempty"`
 }
 
 // Desktop are a desktop session's options and restrictions, enforced by
@@ -315,6 +332,11 @@ func readMessage(r io.Reader, v any, limit int) error {
 	if _, err := io.ReadFull(r, body); err != nil {
 		return fmt.Errorf("message body: %w", err)
 	}
+	return readJSON(body, v)
+}
+
+// readJSON decodes one JSON object strictly.
+func readJSON(body []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

@@ -48,6 +48,11 @@ const (
 	ActionGatewayDelete  = "gateway.delete"
 	ActionTunnelMode     = "gateway.tunnel"
 	ActionResourceTest   = "resource.test"
+	// Recordings: a gateway's upload, an auditor playing one (view) or
+	// fetching its file (download).
+	ActionRecordingUpload   = "recording.upload"
+	ActionRecordingView     = "recording.view"
+	ActionRecordingDownload = "recording.download"
 )
 
 // Outcomes.

@@ -239,6 +239,10 @@ type resourceInput struct {
 	ViewOnly   bool   `json:"view_only,omitempty"`
 	Clipboard  string `json:"clipboard,omitempty"`
 	ColorDepth int    `json:"color_depth,omitempty"`
+	// Recording: "on" (default), "required" or "off"; RecordInput records
+	// typed input too.
+	Recording   string `json:"recording,omitempty"`
+	RecordInput bool   `json:"record_input,omitempty"`
 	// RDP options.
 	Domain         string `json:"domain,omitempty"`
 	Security       string `json:"security,omitempty"`
@@ -250,6 +254,7 @@ type resourceInput struct {
 
 func (in *resourceInput) options() store.Options {
 	return store.Options{ViewOnly: in.ViewOnly, Clipboard: in.Clipboard, ColorDepth: in.ColorDepth,
+		Recording: in.Recording, RecordInput: in.RecordInput,
 		Domain: in.Domain, Security: in.Security, IgnoreCert: in.IgnoreCert, Width: in.Width, Height: in.Height,
 		KeyboardLayout: in.KeyboardLayout}
 }
@@ -330,6 +335,16 @@ func (in *resourceInput) validate(isNew bool) fieldErrors {
 		}
 		in.Domain, in.Security, in.IgnoreCert, in.Width, in.Height, in.KeyboardLayout = "", "", false, 0, 0, ""
 	}
+	switch in.Recording {
+	case "":
+		in.Recording = store.RecordingOn
+	case store.RecordingOn, store.RecordingRequired, store.RecordingOff:
+	default:
+		fe["recording"] = "Choose on, required or off."
+	}
+	if in.Recording == store.RecordingOff {
+		in.RecordInput = false
+	}
 	var tags []string
 	seen := map[string]bool{}
 	for _, t := range in.Tags {
@@ -398,7 +413,7 @@ func (s *Server) createResource(r *http.Request, actor store.User, in resourceIn
 		return store.Resource{}, conflictOrErr(err, "name")
 	}
 	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionResourceCreate, Target: res.Name, Outcome: audit.OutcomeSuccess,
-		Details: map[string]string{"address": fmt.Sprintf("%s:%d", res.Host, res.Port), "login": res.Login}})
+		Details: map[string]string{"address": fmt.Sprintf("%s:%d", res.Host, res.Port), "login": res.Login, "recording": recordingDetail(res.Options)}})
 	return res, nil
 }
 
@@ -449,7 +464,7 @@ func (s *Server) updateResource(r *http.Request, actor store.User, id int64, in 
 	if err := s.Store.UpdateResource(ctx, res, secrets); err != nil {
 		return store.Resource{}, conflictOrErr(err, "name")
 	}
-	details := map[string]string{"address": fmt.Sprintf("%s:%d", res.Host, res.Port), "login": res.Login}
+	details := map[string]string{"address": fmt.Sprintf("%s:%d", res.Host, res.Port), "login": res.Login, "recording": recordingDetail(res.Options)}
 	if len(changed) > 0 {
 		details["credentials"] = strings.Join(changed, ", ")
 	}

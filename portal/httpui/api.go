@@ -42,6 +42,9 @@ func (s *Server) apiRoutes() http.Handler {
 	admin("POST /api/v1/grants", s.apiCreateGrant)
 	admin("DELETE /api/v1/grants/{id}", s.apiDeleteGrant)
 	mux.Handle("GET /api/v1/audit", s.apiAuth(s.apiAudit, store.RoleAdmin, store.RoleAuditor))
+	mux.Handle("GET /api/v1/recordings", s.apiAuth(s.apiRecordings, store.RoleAdmin, store.RoleAuditor))
+	mux.Handle("GET /api/v1/recordings/{id}", s.apiAuth(s.apiRecording, store.RoleAdmin, store.RoleAuditor))
+	mux.Handle("GET /api/v1/recordings/{id}/file", s.apiAuth(s.apiRecordingFile, store.RoleAdmin, store.RoleAuditor))
 	admin("GET /api/v1/segments", s.apiListSegments)
 	admin("POST /api/v1/segments", s.apiCreateSegment)
 	admin("PUT /api/v1/segments/{id}", s.apiUpdateSegment)
@@ -184,6 +187,8 @@ type apiResource struct {
 	ViewOnly           bool     `json:"view_only,omitempty"`
 	Clipboard          string   `json:"clipboard,omitempty"`
 	ColorDepth         int      `json:"color_depth,omitempty"`
+	Recording          string   `json:"recording"`
+	RecordInput        bool     `json:"record_input"`
 	Domain             string   `json:"domain,omitempty"`
 	Security           string   `json:"security,omitempty"`
 	IgnoreCert         bool     `json:"ignore_cert,omitempty"`
@@ -209,7 +214,7 @@ func toAPIResource(r store.Resource) apiResource {
 		o.KeyboardLayout = cmp.Or(o.KeyboardLayout, "en-us")
 	}
 	return apiResource{r.ID, r.Name, r.Description, r.Protocol, r.Host, r.Port, r.Login, t, fingerprint(r.HostKey),
-		r.HasPassword, r.HasPrivateKey, o.ViewOnly, o.Clipboard, o.ColorDepth,
+		r.HasPassword, r.HasPrivateKey, o.ViewOnly, o.Clipboard, o.ColorDepth, o.RecordingMode(), o.RecordInput,
 		o.Domain, o.Security, o.IgnoreCert, o.Width, o.Height, o.KeyboardLayout}
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/keyway-dev/keyway/portal/gateways"
 	"github.com/keyway-dev/keyway/portal/store"
 	"github.com/keyway-dev/keyway/portal/store/storetest"
+	"github.com/keyway-dev/keyway/recordings/storage"
 	"github.com/keyway-dev/keyway/web/assets"
 )
 
@@ -39,6 +40,8 @@ type fixture struct {
 	group    store.Group
 	users    map[string]store.User
 	grant    store.Grant
+	// recordings is the portal's recordings directory.
+	recordings *storage.Dir
 }
 
 const testPassword = "test-password-1"
@@ -54,12 +57,16 @@ func newFixture(t *testing.T) *fixture {
 	id, _ := wire.LoadOrCreateIdentity(filepath.Join(dir, "id.pem"))
 	pool := gateways.New(id, logger, 5*time.Second)
 	al := audit.New(st, logger, time.Now)
+	recDir, err := storage.Open(filepath.Join(dir, "recordings"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	s := New(Deps{Store: st, Sessions: sessions, Auth: auth.New(st, auth.NewLimiter(time.Now), logger), Audit: al,
-		Authz: authz.New(st), Gateways: pool, Assets: assets.Handler(), Logger: logger})
+		Authz: authz.New(st), Gateways: pool, Assets: assets.Handler(), Logger: logger, Recordings: recDir})
 	srv := httptest.NewTLSServer(s)
 	t.Cleanup(func() { srv.Close(); s.Close() })
 
-	f := &fixture{t: t, srv: srv, store: st, audit: al, users: map[string]store.User{}}
+	f := &fixture{t: t, srv: srv, store: st, audit: al, users: map[string]store.User{}, recordings: recDir}
 	hash, _ := auth.HashPassword(testPassword)
 	f.group, _ = st.CreateGroup(ctx, store.Group{Name: "ops"})
 	for _, r := range []store.Role{store.RoleAdmin, store.RoleAuditor, store.RoleUser} {
@@ -71,7 +78,6 @@ func newFixture(t *testing.T) *fixture {
 	}
 	f.resource, _ = st.CreateResource(ctx, store.Resource{Name: "web", Protocol: "ssh", Host: "127.0.0.1", Port: 1, Login: "x"}, &store.Secrets{Password: "target-secret"})
 	f.other, _ = st.CreateResource(ctx, store.Resource{Name: "db", Protocol: "ssh", Host: "127.0.0.1", Port: 1, Login: "x"}, &store.Secrets{Password: "p"})
-	var err error
 	f.grant, err = st.CreateGrant(ctx, f.resource.ID, "user", f.users["user"].ID)
 	if err != nil {
 		t.Fatal(err)
@@ -135,6 +141,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		clients[r] = f.client(r)
 	}
 	res, other, u, g, gr := f.resource.ID, f.other.ID, f.users["user"].ID, f.group.ID, f.grant.ID
+	rec := f.addRecording("MATRIX1", "kw-matrix").ID
 
 	// who: the roles allowed; everyone else gets a sign-in redirect (anon)
 	// or 403/404.
@@ -168,6 +175,12 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET", "/admin/grants", "admin"},
 		{"POST", "/admin/grants", "admin"},
 		{"GET", "/audit", "auditor admin"},
+		{"GET", "/recordings", "auditor admin"},
+		{"GET", "/recordings?q=kw-matrix&user=user1&since=2026-01-01T00:00", "auditor admin"},
+		{"GET", fmt.Sprintf("/recordings/%d", rec), "auditor admin"},
+		{"GET", fmt.Sprintf("/recordings/%d/file", rec), "auditor admin"},
+		{"GET", fmt.Sprintf("/recordings/%d/file?download=1", rec), "auditor admin"},
+		{"GET", "/recordings/999999", ""},
 		{"GET", "/admin/gateways", "admin"},
 		{"GET", "/admin/gateways/new", "admin"},
 		{"POST", "/admin/gateways", "admin"},
@@ -359,6 +372,8 @@ func TestAPI(t *testing.T) {
 	ctx := context.Background()
 	adminTok, _, _ := f.store.CreateToken(ctx, f.users["admin"].ID, "t", time.Hour)
 	userTok, _, _ := f.store.CreateToken(ctx, f.users["user"].ID, "t", time.Hour)
+	auditorTok, _, _ := f.store.CreateToken(ctx, f.users["auditor"].ID, "t", time.Hour)
+	rec := f.addRecording("API1", "kw-api")
 	c := f.srv.Client()
 	call := func(tok, method, path, body string) (int, string) {
 		req, _ := http.NewRequest(method, f.srv.URL+path, strings.NewReader(body))
@@ -388,15 +403,19 @@ func TestAPI(t *testing.T) {
 		{adminTok, "POST", "/api/v1/resources", `{"name":"desk2","protocol":"vnc","host":"10.0.0.6"}`, 201, `"port":5900`},
 		{adminTok, "POST", "/api/v1/resources", `{"name":"desk3","protocol":"vnc","host":"10.0.0.6","color_depth":12}`, 422, "colour depth"},
 		{adminTok, "POST", "/api/v1/resources", `{"name":"win","protocol":"rdp","host":"10.0.0.7","login":"alice","password":"pw-secret","domain":"CORP"}`, 201,
-			`"port":3389,"login":"alice","tags":[],"has_password":true,"has_private_key":false,"clipboard":"both","color_depth":32,"domain":"CORP","security":"any","keyboard_layout":"en-us"`},
+			`"port":3389,"login":"alice","tags":[],"has_password":true,"has_private_key":false,"clipboard":"both","color_depth":32,"recording":"on","record_input":false,"domain":"CORP","security":"any","keyboard_layout":"en-us"`},
 		{adminTok, "POST", "/api/v1/resources", `{"name":"win2","protocol":"rdp","host":"10.0.0.7","security":"nla","ignore_cert":true,"width":1280,"height":720,"keyboard_layout":"de-de","color_depth":16}`, 201,
-			`"color_depth":16,"security":"nla","ignore_cert":true,"width":1280,"height":720,"keyboard_layout":"de-de"`},
+			`"color_depth":16,"recording":"on","record_input":false,"security":"nla","ignore_cert":true,"width":1280,"height":720,"keyboard_layout":"de-de"`},
 		{adminTok, "POST", "/api/v1/resources", `{"name":"win3","protocol":"rdp","host":"10.0.0.7","color_depth":8}`, 422, "colour depth"},
 		{adminTok, "POST", "/api/v1/resources", `{"name":"win3","protocol":"rdp","host":"10.0.0.7","security":"kerberos"}`, 422, `"security"`},
 		{adminTok, "POST", "/api/v1/resources", `{"name":"win3","protocol":"rdp","host":"10.0.0.7","width":100,"height":100}`, 422, `"resolution"`},
 		{adminTok, "POST", "/api/v1/resources", `{"name":"win3","protocol":"rdp","host":"10.0.0.7","keyboard_layout":"klingon"}`, 422, `"keyboard_layout"`},
 		{adminTok, "POST", "/api/v1/resources", `{"name":"win3","protocol":"rdp","host":"10.0.0.7","private_key":"x"}`, 422, "RDP servers take a password"},
 		{adminTok, "POST", "/api/v1/resources", `{"nam":"x"}`, 400, "unknown field"},
+		{adminTok, "POST", "/api/v1/resources", `{"name":"rec-req","host":"10.0.0.7","login":"root","password":"pw-secret","recording":"required","record_input":true}`, 201, `"recording":"required","record_input":true`},
+		{adminTok, "POST", "/api/v1/resources", `{"name":"rec-off","host":"10.0.0.7","login":"root","password":"pw-secret","recording":"off","record_input":true}`, 201, `"recording":"off","record_input":false`},
+		{adminTok, "POST", "/api/v1/resources", `{"name":"rec-bad","host":"10.0.0.7","login":"root","password":"pw-secret","recording":"sometimes"}`, 422, `"recording"`},
+		{adminTok, "GET", fmt.Sprintf("/api/v1/resources/%d", f.resource.ID), "", 200, `"recording":"on","record_input":false`},
 		{adminTok, "POST", "/api/v1/users", `{"name":"dave","role":"wizard","password":"short"}`, 422, `"role"`},
 		{adminTok, "GET", "/api/v1/resources/999999", "", 404, "not found"},
 		{adminTok, "GET", "/api/v1/audit?actor=admin1", "", 200, `"resource.create"`},
@@ -411,6 +430,20 @@ func TestAPI(t *testing.T) {
 		{adminTok, "DELETE", "/api/v1/gateways/1/key", "", 200, `"state":"pending"`},
 		{adminTok, "PUT", "/api/v1/settings/tunnel", `{"tunnel":false}`, 200, `"tunnel":false`},
 		{userTok, "GET", "/api/v1/gateways", "", 403, "role"},
+		{"", "GET", "/api/v1/recordings", "", 401, "missing bearer token"},
+		{userTok, "GET", "/api/v1/recordings", "", 403, "role"},
+		{userTok, "GET", fmt.Sprintf("/api/v1/recordings/%d", rec.ID), "", 403, "role"},
+		{userTok, "GET", fmt.Sprintf("/api/v1/recordings/%d/file", rec.ID), "", 403, "role"},
+		{auditorTok, "GET", "/api/v1/recordings?q=kw-api", "", 200, `"session_id":"API1"`},
+		{auditorTok, "GET", "/api/v1/recordings?q=absent-word", "", 200, `"recordings":[]`},
+		{auditorTok, "GET", "/api/v1/recordings?user=user1&resource=web&protocol=ssh&gateway=gw-a&since=2026-03-04T00:00:00Z&until=2026-03-05T00:00:00Z", "", 200, `"duration_seconds":60`},
+		{auditorTok, "GET", "/api/v1/recordings?since=nonsense", "", 422, "since"},
+		{auditorTok, "GET", "/api/v1/recordings?limit=0", "", 422, "limit"},
+		{auditorTok, "GET", "/api/v1/recordings?after=x", "", 422, "after"},
+		{auditorTok, "GET", fmt.Sprintf("/api/v1/recordings/%d", rec.ID), "", 200, `"file_url":"/api/v1/recordings/`},
+		{auditorTok, "GET", "/api/v1/recordings/999999", "", 404, "not found"},
+		{auditorTok, "GET", fmt.Sprintf("/api/v1/recordings/%d/file", rec.ID), "", 200, "kw-api"},
+		{adminTok, "GET", "/api/v1/recordings", "", 200, `"sha256":`},
 	} {
 		status, body := call(tc.tok, tc.method, tc.path, tc.body)
 		if status != tc.status || !strings.Contains(body, tc.contains) {

@@ -222,6 +222,7 @@ func resourceFromForm(r *http.Request) (resourceInput, string) {
 		PrivateKey: r.PostForm.Get("private_key"), ClearPassword: r.PostForm.Get("clear_password") == "on",
 		ClearPrivateKey: r.PostForm.Get("clear_private_key") == "on", Tags: splitTags(r.PostForm.Get("tags")),
 		ViewOnly: r.PostForm.Get("view_only") == "on", Clipboard: r.PostForm.Get("clipboard"), ColorDepth: depth,
+		Recording: r.PostForm.Get("recording"), RecordInput: r.PostForm.Get("record_input") == "on",
 		Domain: r.PostForm.Get("domain"), Security: r.PostForm.Get("security"), IgnoreCert: r.PostForm.Get("certificate") == "ignore",
 		KeyboardLayout: r.PostForm.Get("keyboard_layout"),
 	}
@@ -237,9 +238,11 @@ func resourceFromForm(r *http.Request) (resourceInput, string) {
 	return in, portText
 }
 
-// desktopFormView fills a resource form's desktop options.
+// desktopFormView fills a resource form's session options (recording and
+// desktop).
 func desktopFormView(v *ui.ResourceFormView, o store.Options) {
 	v.ViewOnly, v.Clipboard, v.ColorDepth = o.ViewOnly, o.Clipboard, o.ColorDepth
+	v.Recording, v.RecordInput = o.RecordingMode(), o.RecordInput
 	v.Domain, v.Security, v.IgnoreCert, v.KeyboardLayout = o.Domain, o.Security, o.IgnoreCert, o.KeyboardLayout
 	v.Resolution = "fit"
 	if o.Width > 0 && o.Height > 0 {

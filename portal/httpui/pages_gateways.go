@@ -360,8 +360,10 @@ func (s *Server) gatewayConfigFile(w http.ResponseWriter, r *http.Request) {
 	enc.Encode(f)
 }
 
-// gatewayPullConfig answers a gateway's signed config pull.
-func (s *Server) gatewayPullConfig(w http.ResponseWriter, r *http.Request) {
+// authGateway checks a gateway's signed request against its pinned key:
+// unknown, pending and revoked gateways are refused. On failure it has
+// answered the request.
+func (s *Server) authGateway(w http.ResponseWriter, r *http.Request, what string) (store.Gateway, bool) {
 	id, err := strconv.ParseInt(r.Header.Get(wire.HeaderGatewayID), 10, 64)
 	var g store.Gateway
 	if err == nil {
@@ -378,8 +380,17 @@ func (s *Server) gatewayPullConfig(w http.ResponseWriter, r *http.Request) {
 		err = wire.VerifyRequest(r, key, s.Now())
 	}
 	if err != nil {
-		s.Logger.Warn("gateway config pull refused", "gateway", r.Header.Get(wire.HeaderGatewayID), "client", clientAddr(r), "err", err)
+		s.Logger.Warn("gateway "+what+" refused", "gateway", r.Header.Get(wire.HeaderGatewayID), "client", clientAddr(r), "err", err)
 		writeJSONError(w, http.StatusUnauthorized, "not an enrolled gateway: "+err.Error())
+		return g, false
+	}
+	return g, true
+}
+
+// gatewayPullConfig answers a gateway's signed config pull.
+func (s *Server) gatewayPullConfig(w http.ResponseWriter, r *http.Request) {
+	g, ok := s.authGateway(w, r, "config pull")
+	if !ok {
 		return
 	}
 	seg, err := s.Store.SegmentByID(r.Context(), g.SegmentID)

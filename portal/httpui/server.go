@@ -12,11 +12,13 @@ import (
 
 	"github.com/alexedwards/scs/v2"
 
+	"github.com/keyway-dev/keyway/gateway/wire"
 	"github.com/keyway-dev/keyway/portal/audit"
 	"github.com/keyway-dev/keyway/portal/auth"
 	"github.com/keyway-dev/keyway/portal/authz"
 	"github.com/keyway-dev/keyway/portal/gateways"
 	"github.com/keyway-dev/keyway/portal/store"
+	"github.com/keyway-dev/keyway/recordings/storage"
 )
 
 // Limits on what a client may send.
@@ -48,6 +50,8 @@ type Deps struct {
 	// DefaultNetworks, if set, receives the default segment's allowed
 	// networks whenever gateways are synced, for the embedded gateway.
 	DefaultNetworks func([]netip.Prefix)
+	// Recordings holds the recording files gateways upload.
+	Recordings *storage.Dir
 }
 
 // Server is the portal's HTTP handler. Close ends the sessions it carries.
@@ -148,6 +152,12 @@ func (s *Server) routes() http.Handler {
 	admin("POST /admin/grants", s.createGrantForm)
 	admin("POST /admin/grants/{id}/delete", s.deleteGrantForm)
 	mux.Handle("GET /audit", s.requireRole(s.auditPage, store.RoleAdmin, store.RoleAuditor))
+	auditor := func(p string, h http.HandlerFunc) {
+		mux.Handle(p, s.requireRole(h, store.RoleAdmin, store.RoleAuditor))
+	}
+	auditor("GET /recordings", s.recordingsPage)
+	auditor("GET /recordings/{id}", s.playerPage)
+	auditor("GET /recordings/{id}/file", s.recordingFile)
 	admin("GET /admin/gateways", s.gatewaysPage)
 	admin("POST /admin/gateways/tunnel", s.tunnelForm)
 	admin("POST /admin/segments", s.createSegmentForm)
@@ -178,18 +188,23 @@ func (s *Server) routes() http.Handler {
 	top := http.NewServeMux()
 	top.Handle("/api/", api)
 	top.HandleFunc("GET /gateway-api/v1/config", s.gatewayPullConfig)
+	top.HandleFunc("GET "+wire.RecordingsPath+"{session}", s.recordingStatus)
+	top.HandleFunc("PUT "+wire.RecordingsPath+"{session}", s.recordingUpload)
 	top.Handle("/", web)
 	return s.recoverer(securityHeaders(limitBody(top)))
 }
+
+// cspPolicy is the content security policy of every page. style-src
+// allows inline styles because xterm.js and asciinema-player position
+// their layers with them; scripts stay 'self' only.
+const cspPolicy = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 
 // securityHeaders sets the headers every response carries: a strict content
 // security policy (no inline scripts anywhere), no framing, no sniffing.
 func securityHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		// style-src allows inline styles because xterm.js positions its
-		// layers with them; scripts stay 'self' only.
-		h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+		h.Set("Content-Security-Policy", cspPolicy)
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("Referrer-Policy", "same-origin")
@@ -200,7 +215,8 @@ func securityHeaders(next http.Handler) http.Handler {
 
 func limitBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Body != nil {
+		// Recording uploads set their own limit, from the announced size.
+		if r.Body != nil && !isRecordingUpload(r) {
 			r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
 		}
 		next.ServeHTTP(w, r)

@@ -392,6 +392,7 @@ func (s *Server) dialResource(ctx context.Context, u store.User, res store.Resou
 		Credentials: wire.Credentials{Username: res.Login, Password: wire.Secret(secrets.Password), PrivateKey: wire.Secret(secrets.PrivateKey)},
 	}
 	req.HostKey = res.HostKey
+	req.Recording = sessionRecording(res.Options)
 	if res.Protocol == wire.ProtocolSSH {
 		req.Terminal = &wire.Terminal{Term: "xterm-256color", Cols: cols, Rows: rows}
 	} else {

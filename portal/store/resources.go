@@ -56,6 +56,27 @@ type Options struct {
 	// KeyboardLayout is the desktop's keyboard layout, e.g. "en-us" (the
 	// default).
 	KeyboardLayout string `json:"keyboard_layout,omitempty"`
+
+	// Recording is "on" (the default when empty), "required" (a session
+	// that cannot be recorded does not start) or "off".
+	Recording string `json:"recording,omitempty"`
+	// RecordInput records what users type too, passwords included.
+	RecordInput bool `json:"record_input,omitempty"`
+}
+
+// Recording modes of a resource.
+const (
+	RecordingOn       = "on"
+	RecordingRequired = "required"
+	RecordingOff      = "off"
+)
+
+// RecordingMode returns the resource's recording mode, "on" by default.
+func (o Options) RecordingMode() string {
+	if o.Recording == "" {
+		return RecordingOn
+	}
+	return o.Recording
 }
 
 // ClipboardIn reports whether text may go from the browser to the target.

@@ -40,8 +40,11 @@ type Page struct {
 	Viewer *Viewer
 	Flash  Flash
 	// Section marks the active navigation entry: "home", "users", "groups",
-	// "resources", "grants", "audit", "account".
+	// "resources", "grants", "audit", "recordings", "account".
 	Section string
+	// Bundle names a page's own front-end bundle (/static/NAME.js and
+	// NAME.css) loaded after app.js, such as "player".
+	Bundle string
 }
 
 // Errors maps form fields to messages.
@@ -186,6 +189,10 @@ type ResourceFormView struct {
 	IgnoreCert     bool
 	Resolution     string
 	KeyboardLayout string
+	// Session recording: "on", "required" or "off"; RecordInput records
+	// typed input.
+	Recording   string
+	RecordInput bool
 	// Host key state, edit only.
 	HostKeyFingerprint string
 	HostKeyPinnedAt    time.Time

@@ -1,0 +1,240 @@
+package httpui
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/keyway-dev/keyway/gateway/wire"
+	"github.com/keyway-dev/keyway/portal/audit"
+	"github.com/keyway-dev/keyway/portal/store"
+	"github.com/keyway-dev/keyway/recordings/asciicast"
+	"github.com/keyway-dev/keyway/recordings/storage"
+)
+
+// Limits on recording uploads.
+const (
+	// maxRecordingUpload bounds one recording: days of a busy terminal.
+	maxRecordingUpload = 4 << 30
+	// maxSearchText bounds the plain text of one recording kept for
+	// search; the rest of a huge recording still plays, it is only not
+	// found by words past this.
+	maxSearchText = 8 << 20
+)
+
+func isRecordingUpload(r *http.Request) bool {
+	return r.Method == http.MethodPut && strings.HasPrefix(r.URL.Path, wire.RecordingsPath)
+}
+
+// recordingStatus tells a gateway how much of a recording the portal
+// holds, so an interrupted upload resumes.
+func (s *Server) recordingStatus(w http.ResponseWriter, r *http.Request) {
+	gw, ok := s.authGateway(w, r, "recording status")
+	if !ok {
+		return
+	}
+	id := r.PathValue("session")
+	if !storage.ValidKey(id) {
+		writeJSONError(w, http.StatusBadRequest, "invalid session ID")
+		return
+	}
+	rec, err := s.Store.RecordingBySession(r.Context(), id)
+	switch {
+	case err == nil && rec.GatewayID != gw.ID:
+		writeJSONError(w, http.StatusConflict, "a recording of this session was stored by another gateway")
+		return
+	case err == nil:
+		writeJSON(w, http.StatusOK, wire.RecordingStatus{Size: rec.Size, Stored: true, SHA256: rec.SHA256})
+		return
+	case !errors.Is(err, store.ErrNotFound):
+		s.Logger.Error("recording status", "session", id, "err", err)
+		writeJSONError(w, http.StatusInternalServerError, "internal error")
+		return
+	}
+	size, err := s.Recordings.PartSize(id)
+	if err != nil {
+		s.Logger.Error("recording status", "session", id, "err", err)
+		writeJSONError(w, http.StatusInternalServerError, "internal error")
+		return
+	}
+	writeJSON(w, http.StatusOK, wire.RecordingStatus{Size: size})
+}
+
+// recordingUpload receives a recording, or its rest after an interrupted
+// upload, from the gateway that made it; checks its size and SHA-256;
+// stores the file and then its metadata and searchable text. A recording
+// is only confirmed (with its checksum) once both are stored, so the
+// gateway keeps its spool copy until then.
+func (s *Server) recordingUpload(w http.ResponseWriter, r *http.Request) {
+	gw, ok := s.authGateway(w, r, "recording upload")
+	if !ok {
+		return
+	}
+	id := r.PathValue("session")
+	log := s.Logger.With("gateway", gw.Name, "session", id)
+	meta, err := wire.DecodeRecordingMeta(r.Header.Get(wire.HeaderRecording))
+	if err == nil {
+		err = checkRecordingMeta(id, meta)
+	}
+	offset, oerr := strconv.ParseInt(r.URL.Query().Get("offset"), 10, 64)
+	if r.URL.Query().Get("offset") == "" {
+		offset, oerr = 0, nil
+	}
+	if err == nil && (oerr != nil || offset < 0 || offset > meta.Size) {
+		err = fmt.Errorf("offset %q outside the recording", r.URL.Query().Get("offset"))
+	}
+	if err != nil {
+		log.Warn("recording upload refused", "err", err)
+		writeJSONError(w, http.StatusBadRequest, "invalid recording upload: "+err.Error())
+		return
+	}
+	if meta.Format != "asciicast" {
+		writeJSONError(w, http.StatusUnsupportedMediaType, "this portal stores terminal (asciicast) recordings only, not "+meta.Format)
+		return
+	}
+	unlock, err := s.Recordings.Lock(id)
+	if err != nil {
+		writeJSONError(w, http.StatusConflict, "an upload of this recording is already running")
+		return
+	}
+	defer unlock()
+	ctx := context.WithoutCancel(r.Context())
+
+	// A recording already stored (the gateway did not hear the answer) is
+	// confirmed again, not stored twice.
+	if rec, err := s.Store.RecordingBySession(ctx, id); err == nil {
+		if rec.GatewayID != gw.ID || !strings.EqualFold(rec.SHA256, meta.SHA256) {
+			writeJSONError(w, http.StatusConflict, "another recording of this session is already stored")
+			return
+		}
+		writeJSON(w, http.StatusOK, wire.RecordingStatus{Size: rec.Size, Stored: true, SHA256: rec.SHA256})
+		return
+	} else if !errors.Is(err, store.ErrNotFound) {
+		s.serverErrorJSON(w, log, err)
+		return
+	}
+
+	body := http.MaxBytesReader(w, r.Body, meta.Size-offset+1)
+	size, err := s.Recordings.Append(id, offset, body, meta.Size)
+	switch {
+	case errors.Is(err, storage.ErrOffset):
+		writeJSON(w, http.StatusConflict, wire.RecordingStatus{Size: size, Error: err.Error()})
+		return
+	case errors.Is(err, storage.ErrSize):
+		s.Recordings.Discard(id)
+		log.Warn("recording upload over its announced size: discarded", "err", err)
+		writeJSONError(w, http.StatusUnprocessableEntity, err.Error())
+		return
+	case err != nil:
+		// The bytes that arrived are kept for the next attempt.
+		log.Warn("recording upload interrupted", "received", size, "err", err)
+		writeJSON(w, http.StatusBadRequest, wire.RecordingStatus{Size: size, Error: "upload interrupted: " + err.Error()})
+		return
+	case size < meta.Size:
+		writeJSON(w, http.StatusBadRequest, wire.RecordingStatus{Size: size, Error: fmt.Sprintf("upload ended at byte %d of %d", size, meta.Size)})
+		return
+	}
+	rel := storage.Path(id, meta.Start, ".cast")
+	sum, err := s.Recordings.Commit(id, rel, meta.Size, meta.SHA256)
+	if errors.Is(err, storage.ErrChecksum) || errors.Is(err, storage.ErrSize) {
+		log.Error("recording refused: its checksum does not match; the gateway keeps it and sends it again", "err", err)
+		s.record(r, audit.Event{Actor: "gateway:" + gw.Name, Action: audit.ActionRecordingUpload, Target: meta.Resource,
+			Outcome: audit.OutcomeFailure, Reason: "checksum mismatch: the upload was discarded", Details: map[string]string{"session": id, "user": meta.User}})
+		writeJSON(w, http.StatusUnprocessableEntity, wire.RecordingStatus{SHA256: sum, Error: err.Error()})
+		return
+	}
+	if err != nil {
+		s.serverErrorJSON(w, log, err)
+		return
+	}
+	text, input, terr := s.recordingText(rel)
+	if terr != nil {
+		// A damaged recording is still kept, as evidence; it is only not
+		// searchable past the damage.
+		log.Warn("recording text extraction stopped", "err", terr)
+	}
+	rec, err := s.Store.AddRecording(ctx, store.Recording{
+		SessionID: id, User: meta.User, Resource: meta.Resource, Protocol: meta.Protocol, GatewayID: gw.ID, Gateway: gw.Name,
+		ClientAddr: meta.ClientAddr, Format: meta.Format, Start: meta.Start, End: meta.End, Size: meta.Size, SHA256: sum,
+		Incomplete: !meta.Complete, Input: input, Path: rel,
+	}, text)
+	if err != nil {
+		s.serverErrorJSON(w, log, err)
+		return
+	}
+	details := map[string]string{"session": id, "user": meta.User, "size": strconv.FormatInt(meta.Size, 10), "recording": strconv.FormatInt(rec.ID, 10)}
+	if !meta.Complete {
+		details["incomplete"] = "true"
+	}
+	if offset > 0 {
+		details["resumed_at"] = strconv.FormatInt(offset, 10)
+	}
+	s.record(r, audit.Event{Actor: "gateway:" + gw.Name, Action: audit.ActionRecordingUpload, Target: meta.Resource,
+		Outcome: audit.OutcomeSuccess, Details: details})
+	log.Info("recording stored", "id", rec.ID, "size", meta.Size, "incomplete", !meta.Complete)
+	writeJSON(w, http.StatusOK, wire.RecordingStatus{Size: meta.Size, Stored: true, SHA256: sum})
+}
+
+func checkRecordingMeta(id string, m wire.RecordingMeta) error {
+	switch {
+	case !storage.ValidKey(id) || m.SessionID != id:
+		return errors.New("the session ID of the path and the metadata differ or are invalid")
+	case m.Size < 0 || m.Size > maxRecordingUpload:
+		return fmt.Errorf("size %d outside 0..%d", m.Size, maxRecordingUpload)
+	case len(m.SHA256) != 64:
+		return errors.New("no SHA-256")
+	case m.Start.IsZero() || m.End.Before(m.Start):
+		return errors.New("start and end times missing or reversed")
+	case m.User == "" || m.Resource == "" || m.Protocol == "" || len(m.User) > 256 || len(m.Resource) > 256 || len(m.Protocol) > 16 || len(m.ClientAddr) > 256:
+		return errors.New("user, resource or protocol missing or too long")
+	}
+	return nil
+}
+
+// errTextFull stops text extraction at maxSearchText.
+var errTextFull = errors.New("search text limit reached")
+
+type limitedBuffer struct{ bytes.Buffer }
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	if b.Len()+len(p) > maxSearchText {
+		b.Buffer.Write(p[:maxSearchText-b.Len()])
+		return 0, errTextFull
+	}
+	return b.Buffer.Write(p)
+}
+
+// textLimits read any recording a gateway wrote, however long.
+var textLimits = asciicast.Limits{MaxLine: asciicast.DefaultLimits.MaxLine, MaxEvents: math.MaxInt64}
+
+// recordingText returns the plain text of a stored terminal recording's
+// output, for search, and whether it recorded input.
+func (s *Server) recordingText(rel string) (string, bool, error) {
+	f, err := s.Recordings.Open(rel)
+	if err != nil {
+		return "", false, err
+	}
+	defer f.Close()
+	rd, err := asciicast.NewReader(f, textLimits)
+	if err != nil {
+		return "", false, err
+	}
+	input := rd.Header().Keyway != nil && rd.Header().Keyway.Input
+	var buf limitedBuffer
+	err = asciicast.Text(rd, &buf)
+	if errors.Is(err, errTextFull) {
+		err = nil
+	}
+	return buf.String(), input, err
+}
+
+func (s *Server) serverErrorJSON(w http.ResponseWriter, log *slog.Logger, err error) {
+	log.Error("recording upload failed", "err", err)
+	writeJSONError(w, http.StatusInternalServerError, "internal error; see the portal log")
+}

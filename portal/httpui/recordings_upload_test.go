@@ -1,0 +1,270 @@
+package httpui
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keyway-dev/keyway/gateway/wire"
+	"github.com/keyway-dev/keyway/portal/audit"
+	"github.com/keyway-dev/keyway/portal/store"
+	"github.com/keyway-dev/keyway/recordings/asciicast"
+)
+
+// testGateway is a gateway enrolled in the fixture's store, which signs
+// requests with its key.
+type testGateway struct {
+	f  *fixture
+	gw store.Gateway
+	id *wire.Identity
+}
+
+func (f *fixture) enrolGateway(name string) *testGateway {
+	f.t.Helper()
+	_, k, _ := ed25519.GenerateKey(rand.Reader)
+	id, _ := wire.NewIdentity(k)
+	seg, err := f.store.SegmentByName(context.Background(), store.DefaultSegment)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	gw, err := f.store.CreateGateway(context.Background(), store.Gateway{Name: name, SegmentID: seg.ID, Host: "127.0.0.1", SSHPort: 1, ManagementPort: 2, PublicKey: id.PublicKeyString()})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return &testGateway{f: f, gw: gw, id: id}
+}
+
+// castOf returns a small terminal recording whose output says text.
+func castOf(t *testing.T, session, text string) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	w, err := asciicast.NewWriter(&b, asciicast.Config{Header: asciicast.Header{Width: 80, Height: 24,
+		Keyway: &asciicast.Meta{SessionID: session, User: "user1", Resource: "web"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Output([]byte("$ echo " + text + "\r\n\x1b[1m" + text + "\x1b[0m\r\n"))
+	w.Resize(100, 30)
+	w.Close()
+	return b.Bytes()
+}
+
+func recMeta(session string, data []byte) wire.RecordingMeta {
+	sum := sha256.Sum256(data)
+	start := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	return wire.RecordingMeta{SessionID: session, User: "user1", Resource: "web", Protocol: "ssh", ClientAddr: "192.0.2.7",
+		Format: "asciicast", Start: start, End: start.Add(time.Minute), Complete: true, Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}
+}
+
+// request sends a signed recording request; body may be shorter than the
+// declared length, as a connection that broke.
+func (g *testGateway) request(method, session string, offset int64, m *wire.RecordingMeta, body io.Reader, length int64) (int, wire.RecordingStatus) {
+	g.f.t.Helper()
+	url := g.f.srv.URL + wire.RecordingsPath + session
+	if method == http.MethodPut {
+		url += fmt.Sprintf("?offset=%d", offset)
+	}
+	req, _ := http.NewRequest(method, url, body)
+	if m != nil {
+		h, _ := wire.EncodeRecordingMeta(*m)
+		req.Header.Set(wire.HeaderRecording, h)
+	}
+	if body != nil {
+		req.ContentLength = length
+	}
+	wire.SignRequest(req, g.id, fmt.Sprint(g.gw.ID), time.Now())
+	resp, err := g.f.srv.Client().Do(req)
+	if err != nil {
+		return 0, wire.RecordingStatus{Error: err.Error()}
+	}
+	defer resp.Body.Close()
+	var st wire.RecordingStatus
+	json.NewDecoder(resp.Body).Decode(&st)
+	return resp.StatusCode, st
+}
+
+// brokenUpload sends a PUT announcing the whole recording, then only part
+// of it before the connection drops, as a gateway losing its link does.
+func (g *testGateway) brokenUpload(session string, m wire.RecordingMeta, part []byte) {
+	g.f.t.Helper()
+	req, _ := http.NewRequest("PUT", g.f.srv.URL+wire.RecordingsPath+session+"?offset=0", nil)
+	h, _ := wire.EncodeRecordingMeta(m)
+	req.Header.Set(wire.HeaderRecording, h)
+	wire.SignRequest(req, g.id, fmt.Sprint(g.gw.ID), time.Now())
+	c, err := tls.Dial("tcp", g.f.srv.Listener.Addr().String(), &tls.Config{InsecureSkipVerify: true}) // the test server's own certificate
+	if err != nil {
+		g.f.t.Fatal(err)
+	}
+	var head bytes.Buffer
+	fmt.Fprintf(&head, "PUT %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n", req.URL.RequestURI(), req.URL.Host, m.Size)
+	req.Header.Write(&head)
+	head.WriteString("\r\n")
+	c.Write(append(head.Bytes(), part...))
+	// The portal has everything sent once it answers the next request on
+	// its own connection; closing mid-body drops this one.
+	c.Close()
+}
+
+func TestRecordingUploadResumesAndVerifies(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	g := f.enrolGateway("gw-a")
+	data := castOf(t, "S1", "kw-upload-ok")
+	m := recMeta("S1", data)
+
+	if code, st := g.request("GET", "S1", 0, nil, nil, 0); code != 200 || st.Size != 0 || st.Stored {
+		t.Fatalf("status of an unknown recording: %d %+v", code, st)
+	}
+	// The first attempt breaks after 40 bytes; the portal keeps them.
+	half := int64(40)
+	g.brokenUpload("S1", m, data[:half])
+	// The portal notices the drop on its own time: wait for it.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, st := g.request("GET", "S1", 0, nil, nil, 0)
+		if code == 200 && st.Size == half {
+			// and the broken upload's handler has let go of the recording
+			if unlock, err := f.recordings.Lock("S1"); err == nil {
+				unlock()
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status after a broken upload: %d %+v, want %d bytes", code, st, half)
+		}
+		<-time.After(20 * time.Millisecond)
+	}
+	// An upload past what the portal holds is refused with what it holds.
+	if code, st := g.request("PUT", "S1", half+5, &m, bytes.NewReader(data[half+5:]), m.Size-half-5); code != http.StatusConflict || st.Size != half {
+		t.Fatalf("upload with a gap: %d %+v", code, st)
+	}
+	code, st := g.request("PUT", "S1", half, &m, bytes.NewReader(data[half:]), m.Size-half)
+	if code != 200 || !st.Stored || st.SHA256 != m.SHA256 {
+		t.Fatalf("resumed upload: %d %+v", code, st)
+	}
+	rec, err := f.store.RecordingBySession(ctx, "S1")
+	if err != nil || rec.Gateway != "gw-a" || rec.Size != m.Size || rec.Incomplete || rec.ClientAddr != "192.0.2.7" || !rec.Start.Equal(m.Start) {
+		t.Fatalf("stored %+v, %v", rec, err)
+	}
+	if hits, _ := f.store.SearchRecordings(ctx, store.RecordingFilter{Text: "kw-upload-ok"}); len(hits) != 1 {
+		t.Fatalf("the recording's text is not searchable: %d hits", len(hits))
+	}
+	file, err := f.recordings.Open(rec.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(file)
+	file.Close()
+	if !bytes.Equal(got, data) || !strings.HasPrefix(rec.Path, "2026/03/04/") {
+		t.Fatalf("stored file at %s differs from the upload", rec.Path)
+	}
+	// Asked again (the gateway missed the answer), the portal confirms it
+	// without storing it twice.
+	if code, st := g.request("GET", "S1", 0, nil, nil, 0); code != 200 || !st.Stored || st.Size != m.Size {
+		t.Fatalf("status of a stored recording: %d %+v", code, st)
+	}
+	if code, st := g.request("PUT", "S1", m.Size, &m, bytes.NewReader(nil), 0); code != 200 || st.SHA256 != m.SHA256 {
+		t.Fatalf("confirming again: %d %+v", code, st)
+	}
+	evs, _ := f.audit.Search(ctx, store.AuditFilter{Action: audit.ActionRecordingUpload})
+	if len(evs) != 1 || evs[0].Actor != "gateway:gw-a" || evs[0].Details["resumed_at"] != "40" {
+		t.Fatalf("upload audit events: %+v", evs)
+	}
+	// Another gateway cannot claim the session.
+	other := f.enrolGateway("gw-b")
+	if code, _ := other.request("PUT", "S1", 0, &m, bytes.NewReader(data), m.Size); code != http.StatusConflict {
+		t.Fatalf("another gateway's upload of a stored session: %d", code)
+	}
+}
+
+func TestRecordingChecksumMismatchRejected(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	g := f.enrolGateway("gw-a")
+	data := castOf(t, "S2", "kw-tampered")
+	m := recMeta("S2", data)
+	bad := bytes.Clone(data)
+	bad[len(bad)-5] ^= 1 // what arrives differs from what the gateway hashed
+	code, st := g.request("PUT", "S2", 0, &m, bytes.NewReader(bad), m.Size)
+	sum := sha256.Sum256(bad)
+	if code != http.StatusUnprocessableEntity || st.SHA256 != hex.EncodeToString(sum[:]) || st.Stored {
+		t.Fatalf("mismatching upload: %d %+v", code, st)
+	}
+	if _, err := f.store.RecordingBySession(ctx, "S2"); err == nil {
+		t.Fatal("a recording with a wrong checksum was stored")
+	}
+	if code, st := g.request("GET", "S2", 0, nil, nil, 0); code != 200 || st.Size != 0 {
+		t.Fatalf("the refused bytes were kept for resuming: %d %+v", code, st)
+	}
+	evs, _ := f.audit.Search(ctx, store.AuditFilter{Action: audit.ActionRecordingUpload, Outcome: audit.OutcomeFailure})
+	if len(evs) != 1 {
+		t.Fatalf("a refused upload is not audited: %+v", evs)
+	}
+	// Sent whole and right, it is stored.
+	if code, st := g.request("PUT", "S2", 0, &m, bytes.NewReader(data), m.Size); code != 200 || st.SHA256 != m.SHA256 {
+		t.Fatalf("correct upload after a mismatch: %d %+v", code, st)
+	}
+}
+
+func TestRecordingUploadRefusals(t *testing.T) {
+	f := newFixture(t)
+	g := f.enrolGateway("gw-a")
+	data := castOf(t, "S3", "x")
+	m := recMeta("S3", data)
+
+	// A gateway unknown to the portal, or whose key was revoked.
+	_, k, _ := ed25519.GenerateKey(rand.Reader)
+	stranger, _ := wire.NewIdentity(k)
+	impostor := &testGateway{f: f, gw: g.gw, id: stranger}
+	if code, _ := impostor.request("PUT", "S3", 0, &m, bytes.NewReader(data), m.Size); code != http.StatusUnauthorized {
+		t.Fatalf("upload signed with another key: %d", code)
+	}
+	ghost := &testGateway{f: f, gw: store.Gateway{ID: 9999}, id: g.id}
+	if code, _ := ghost.request("GET", "S3", 0, nil, nil, 0); code != http.StatusUnauthorized {
+		t.Fatalf("status for an unknown gateway: %d", code)
+	}
+	if err := f.store.SetGatewayKey(context.Background(), g.gw.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := g.request("PUT", "S3", 0, &m, bytes.NewReader(data), m.Size); code != http.StatusUnauthorized {
+		t.Fatalf("upload by a revoked gateway: %d", code)
+	}
+	f.store.SetGatewayKey(context.Background(), g.gw.ID, g.id.PublicKeyString())
+
+	for name, edit := range map[string]func(*wire.RecordingMeta){
+		"other session": func(m *wire.RecordingMeta) { m.SessionID = "S4" },
+		"no checksum":   func(m *wire.RecordingMeta) { m.SHA256 = "" },
+		"no user":       func(m *wire.RecordingMeta) { m.User = "" },
+		"end first":     func(m *wire.RecordingMeta) { m.End = m.Start.Add(-time.Second) },
+		"too large":     func(m *wire.RecordingMeta) { m.Size = maxRecordingUpload + 1 },
+	} {
+		bad := m
+		edit(&bad)
+		if code, _ := g.request("PUT", "S3", 0, &bad, bytes.NewReader(data), m.Size); code != http.StatusBadRequest {
+			t.Errorf("%s: %d, want 400", name, code)
+		}
+	}
+	if code, _ := g.request("PUT", "..%2Fetc", 0, &m, bytes.NewReader(data), m.Size); code != http.StatusBadRequest && code != http.StatusNotFound {
+		t.Errorf("path traversal in the session: %d", code)
+	}
+	guac := m
+	guac.Format = "guac"
+	if code, _ := g.request("PUT", "S3", 0, &guac, bytes.NewReader(data), m.Size); code != http.StatusUnsupportedMediaType {
+		t.Errorf("desktop recording: %d, want 415", code)
+	}
+	// More bytes than announced are refused and not kept.
+	if code, _ := g.request("PUT", "S3", 0, &m, bytes.NewReader(append(bytes.Clone(data), "extra"...)), m.Size+5); code == 200 {
+		t.Error("an upload over its announced size was confirmed")
+	}
+}

@@ -1,0 +1,235 @@
+// Package storage keeps the portal's recording files in a directory:
+// uploads arrive in pieces (a gateway resumes where an interrupted upload
+// stopped), are checked against the SHA-256 the gateway computed, and only
+// then become a recording, written under a temporary name, synced and
+// renamed so that a crash never leaves half a file under a final name.
+//
+// Layout under the root directory:
+//
+//	incoming/SESSION.part         an upload in progress
+//	YYYY/MM/DD/SESSION.cast       a stored terminal recording (by start date, UTC)
+//
+// The interface is small on purpose: object storage can take its place
+// later behind the same calls.
+package storage
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Errors callers branch on.
+var (
+	// ErrChecksum means the bytes received do not have the checksum the
+	// uploader announced; the upload was discarded.
+	ErrChecksum = errors.New("storage: checksum mismatch")
+	// ErrBusy means another upload of the same recording is running.
+	ErrBusy = errors.New("storage: upload already in progress")
+	// ErrOffset means an upload did not continue where the stored part
+	// ends.
+	ErrOffset = errors.New("storage: upload offset does not match")
+	// ErrSize means the upload holds more or fewer bytes than announced.
+	ErrSize = errors.New("storage: size mismatch")
+)
+
+// maxKey bounds recording keys, which name files.
+const maxKey = 128
+
+// ValidKey accepts keys safe as file names: letters, digits, '-' and '_'.
+func ValidKey(k string) bool {
+	if k == "" || len(k) > maxKey {
+		return false
+	}
+	for _, c := range []byte(k) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// Dir is a recordings directory.
+type Dir struct {
+	root string
+
+	mu   sync.Mutex
+	busy map[string]bool
+}
+
+const incoming = "incoming"
+
+// Open opens (creating if needed) the recordings directory root.
+func Open(root string) (*Dir, error) {
+	if err := os.MkdirAll(filepath.Join(root, incoming), 0o700); err != nil {
+		return nil, fmt.Errorf("storage: create %s: %w", root, err)
+	}
+	return &Dir{root: root, busy: map[string]bool{}}, nil
+}
+
+// Root returns the directory's path.
+func (d *Dir) Root() string { return d.root }
+
+func (d *Dir) partPath(key string) string { return filepath.Join(d.root, incoming, key+".part") }
+
+// Lock claims key for one upload; unlock releases it. A key already claimed
+// gives ErrBusy.
+func (d *Dir) Lock(key string) (unlock func(), err error) {
+	if !ValidKey(key) {
+		return nil, fmt.Errorf("storage: invalid recording key %q", key)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.busy[key] {
+		return nil, ErrBusy
+	}
+	d.busy[key] = true
+	return func() {
+		d.mu.Lock()
+		delete(d.busy, key)
+		d.mu.Unlock()
+	}, nil
+}
+
+// PartSize returns how many bytes of an interrupted upload of key are
+// held, 0 for none.
+func (d *Dir) PartSize(key string) (int64, error) {
+	if !ValidKey(key) {
+		return 0, fmt.Errorf("storage: invalid recording key %q", key)
+	}
+	info, err := os.Stat(d.partPath(key))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("storage: %w", err)
+	}
+	return info.Size(), nil
+}
+
+// Append writes r to key's upload from offset on, which must be at most the
+// bytes held (a resumed upload may overlap them); at most limit bytes in
+// all are accepted. It returns the upload's size afterwards. The caller
+// holds key's Lock.
+func (d *Dir) Append(key string, offset int64, r io.Reader, limit int64) (int64, error) {
+	have, err := d.PartSize(key)
+	if err != nil {
+		return 0, err
+	}
+	if offset < 0 || offset > have {
+		return have, fmt.Errorf("%w: upload from byte %d, %d held", ErrOffset, offset, have)
+	}
+	f, err := os.OpenFile(d.partPath(key), os.O_WRONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return have, fmt.Errorf("storage: %w", err)
+	}
+	defer f.Close()
+	if err := f.Truncate(offset); err != nil {
+		return have, fmt.Errorf("storage: %w", err)
+	}
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return have, fmt.Errorf("storage: %w", err)
+	}
+	n, err := io.Copy(f, io.LimitReader(r, limit-offset+1))
+	size := offset + n
+	if err == nil && size > limit {
+		err = fmt.Errorf("%w: over the limit of %d bytes", ErrSize, limit)
+	}
+	// What arrived is kept, even when the connection broke: the next
+	// attempt resumes after it.
+	if serr := f.Sync(); err == nil && serr != nil {
+		err = fmt.Errorf("storage: %w", serr)
+	}
+	return size, err
+}
+
+// Discard removes key's upload.
+func (d *Dir) Discard(key string) error {
+	err := os.Remove(d.partPath(key))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+// Path returns the relative path a recording of key that started at start
+// is stored at, with ext (".cast").
+func Path(key string, start time.Time, ext string) string {
+	return filepath.Join(start.UTC().Format("2006/01/02"), key+ext)
+}
+
+// Commit checks key's upload against size and the SHA-256 wantSHA (hex)
+// and moves it to rel (from Path). A mismatch discards the upload and
+// returns ErrChecksum or ErrSize with the checksum of what was received.
+// The caller holds key's Lock.
+func (d *Dir) Commit(key, rel string, size int64, wantSHA string) (string, error) {
+	part := d.partPath(key)
+	f, err := os.Open(part)
+	if err != nil {
+		return "", fmt.Errorf("storage: %w", err)
+	}
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	f.Close()
+	if err != nil {
+		return "", fmt.Errorf("storage: read %s: %w", part, err)
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	if n != size {
+		d.Discard(key)
+		return sum, fmt.Errorf("%w: received %d bytes, announced %d", ErrSize, n, size)
+	}
+	if !strings.EqualFold(sum, wantSHA) {
+		d.Discard(key)
+		return sum, fmt.Errorf("%w: received %s, announced %s", ErrChecksum, sum, wantSHA)
+	}
+	dst, err := d.abs(rel)
+	if err != nil {
+		return sum, err
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+		return sum, fmt.Errorf("storage: %w", err)
+	}
+	// The part was synced as it arrived; the rename makes it a recording,
+	// and syncing both directories makes the rename durable.
+	if err := os.Rename(part, dst); err != nil {
+		return sum, fmt.Errorf("storage: %w", err)
+	}
+	if err := errors.Join(syncDir(filepath.Dir(dst)), syncDir(filepath.Dir(part))); err != nil {
+		return sum, fmt.Errorf("storage: %w", err)
+	}
+	return sum, nil
+}
+
+// Open opens the stored recording at rel.
+func (d *Dir) Open(rel string) (*os.File, error) {
+	p, err := d.abs(rel)
+	if err != nil {
+		return nil, err
+	}
+	return os.Open(p)
+}
+
+// abs resolves rel inside the root, refusing paths that leave it.
+func (d *Dir) abs(rel string) (string, error) {
+	if rel == "" || filepath.IsAbs(rel) || !filepath.IsLocal(rel) || strings.HasPrefix(filepath.Clean(rel), incoming+string(filepath.Separator)) {
+		return "", fmt.Errorf("storage: invalid recording path %q", rel)
+	}
+	return filepath.Join(d.root, rel), nil
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}

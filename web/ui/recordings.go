@@ -1,0 +1,91 @@
+package ui
+
+import (
+	"fmt"
+	"time"
+)
+
+// RecordingFilterView is the recordings filter form's values.
+type RecordingFilterView struct {
+	User     string
+	Resource string
+	Protocol string
+	Gateway  string
+	Q        string
+	Since    string
+	Until    string
+	TZ       string
+}
+
+// Any reports whether a filter is set.
+func (f RecordingFilterView) Any() bool {
+	return f.User != "" || f.Resource != "" || f.Protocol != "" || f.Gateway != "" || f.Q != "" || f.Since != "" || f.Until != ""
+}
+
+// RecordingRow is one recording in the list, or the player's facts.
+type RecordingRow struct {
+	ID         int64
+	SessionID  string
+	User       string
+	Resource   string
+	Protocol   string
+	Gateway    string
+	ClientAddr string
+	Start      time.Time
+	End        time.Time
+	Duration   time.Duration
+	Size       int64
+	SHA256     string
+	Incomplete bool
+	Input      bool
+}
+
+// Href is the player page.
+func (r RecordingRow) Href() string { return fmt.Sprintf("/recordings/%d", r.ID) }
+
+// RecordingsView is the recordings page.
+type RecordingsView struct {
+	Filter     RecordingFilterView
+	Recordings []RecordingRow
+	// OlderHref pages on; FirstHref returns to the newest.
+	OlderHref string
+	FirstHref string
+	Errors    Errors
+}
+
+// PlayerView is a recording's player page.
+type PlayerView struct {
+	Recording RecordingRow
+	// FileHref serves the recording for the player; DownloadHref as an
+	// attachment.
+	FileHref     string
+	DownloadHref string
+	Playable     bool
+}
+
+// duration shows a session's length as 1h02m03s, 4m05s or 6s.
+func duration(d time.Duration) string {
+	d = d.Round(time.Second)
+	h, m, s := int(d.Hours()), int(d.Minutes())%60, int(d.Seconds())%60
+	switch {
+	case h > 0:
+		return fmt.Sprintf("%dh%02dm%02ds", h, m, s)
+	case m > 0:
+		return fmt.Sprintf("%dm%02ds", m, s)
+	}
+	return fmt.Sprintf("%ds", s)
+}
+
+// byteSize shows a size in B, KiB, MiB or GiB.
+func byteSize(n int64) string {
+	const k = 1024
+	switch {
+	case n >= k*k*k:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(k*k*k))
+	case n >= k*k:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(k*k))
+	case n >= k:
+		return fmt.Sprintf("%.1f KiB", float64(n)/k)
+	}
+	return fmt.Sprintf("%d B", n)
+}

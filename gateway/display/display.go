@@ -43,6 +43,9 @@ type Encoder struct {
 	palette []color.RGBA
 	colours []uint32
 	pal     palettedPNG
+	// indexed sends few-colour images as IndexedMimetype, which the
+	// browser announced it decodes.
+	indexed bool
 	img     bytes.Buffer
 	b64     []byte
 }
@@ -59,6 +62,10 @@ func (e *Encoder) write(in guac.Instruction) error {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// SetIndexed makes few-colour images go as IndexedMimetype instead of
+// PNG; call it when the browser announced it decodes them.
+func (e *Encoder) SetIndexed(on bool) { e.indexed = on }
 
 // Size sets the size of the default layer (the screen).
 func (e *Encoder) Size(w, h int) error {
@@ -79,10 +86,18 @@ func (e *Encoder) Image(img *image.RGBA, at image.Point) error {
 	// smaller and, unfiltered, several times faster to encode.
 	if idx, pal, ok := e.paletted(img); ok {
 		e.img.Reset()
-		if err := e.pal.encode(&e.img, idx, img.Bounds().Dx(), img.Bounds().Dy(), pal); err != nil {
+		mimetype := "image/png"
+		var err error
+		if e.indexed {
+			mimetype = IndexedMimetype
+			err = e.pal.encodeIndexed(&e.img, idx, img.Bounds().Dx(), img.Bounds().Dy(), pal)
+		} else {
+			err = e.pal.encode(&e.img, idx, img.Bounds().Dx(), img.Bounds().Dy(), pal)
+		}
+		if err != nil {
 			return err
 		}
-		return e.sendImage("0", compOver, "image/png", at)
+		return e.sendImage("0", compOver, mimetype, at)
 	}
 	if photoLike(img) {
 		return e.jpegTo("0", img, at)

@@ -7,6 +7,8 @@ import (
 	"image/png"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/keyway-dev/keyway/gateway/display/displaytest"
 )
 
 // TestPalettedPNG decodes what palettedPNG wrote with image/png: every
@@ -43,6 +45,41 @@ func TestPalettedPNG(t *testing.T) {
 					got := color.NRGBAModel.Convert(img.At(x, y)).(color.NRGBA)
 					want := pal[idx[y*size.X+x]]
 					if got.A != want.A || (want.A != 0 && (got.R != want.R || got.G != want.G || got.B != want.B)) {
+						t.Fatalf("%d colours, %v: pixel %d,%d is %v, want %v", colours, size, x, y, got, want)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestIndexedImage decodes the IndexedMimetype form as the desktop page
+// does (displaytest.DecodeIndexed mirrors web/src/indexed.ts): every depth,
+// odd widths, transparency.
+func TestIndexedImage(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, colours := range []int{1, 2, 3, 4, 5, 16, 17, 256} {
+		for _, size := range []image.Point{{1, 1}, {7, 3}, {9, 5}, {33, 17}} {
+			pal := make([]color.RGBA, colours)
+			for i := range pal {
+				pal[i] = color.RGBA{uint8(rng.IntN(256)), uint8(rng.IntN(256)), uint8(rng.IntN(256)), uint8(rng.IntN(2) * 255)}
+			}
+			idx := make([]uint8, size.X*size.Y)
+			for i := range idx {
+				idx[i] = uint8(rng.IntN(colours))
+			}
+			var out bytes.Buffer
+			var p palettedPNG
+			if err := p.encodeIndexed(&out, idx, size.X, size.Y, pal); err != nil {
+				t.Fatal(err)
+			}
+			img, err := displaytest.DecodeIndexed(out.Bytes())
+			if err != nil {
+				t.Fatalf("%d colours, %v: %v", colours, size, err)
+			}
+			for y := range size.Y {
+				for x := range size.X {
+					if got, want := img.RGBAAt(x, y), pal[idx[y*size.X+x]]; got != want {
 						t.Fatalf("%d colours, %v: pixel %d,%d is %v, want %v", colours, size, x, y, got, want)
 					}
 				}

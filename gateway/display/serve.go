@@ -88,6 +88,7 @@ func Serve(ctx context.Context, stream io.ReadWriter, src Source, remote Remote,
 // a time while fewer than MaxFramesInFlight await acknowledgement.
 func push(ctx context.Context, stream io.Writer, src Source, acks <-chan struct{}, limits wire.Desktop, ended func(error) string) error {
 	enc := NewEncoder(stream)
+	enc.SetIndexed(limits.IndexedImages)
 	screen := NewScreen(enc)
 	w, h := src.Size()
 	if err := screen.Resize(w, h); err != nil {

@@ -91,6 +91,7 @@ func (c *Client) readMessages(ctx context.Context, msgs chan<- serverMessage, do
 // other messages (clipboard requests) meanwhile.
 func (c *Client) output(ctx context.Context, stream io.Writer, acks <-chan struct{}, readers *sync.WaitGroup, limits wire.Desktop) error {
 	enc := display.NewEncoder(stream)
+	enc.SetIndexed(limits.IndexedImages)
 	screen := display.NewScreen(enc)
 	w, h := c.Size()
 	if err := screen.Resize(w, h); err != nil {

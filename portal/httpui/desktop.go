@@ -91,7 +91,10 @@ func (s *Server) desktopSocket(w http.ResponseWriter, r *http.Request) {
 	// which an RDP desktop may take.
 	width, _ := strconv.Atoi(r.URL.Query().Get("width"))
 	height, _ := strconv.Atoi(r.URL.Query().Get("height"))
-	conn, _, gw, failure := s.dialResource(ctx, u, res, clientAddr(r), id, width, height)
+	// The browser announces the image formats it decodes beyond PNG and
+	// JPEG.
+	indexed := r.URL.Query().Get("indexed") == "1"
+	conn, _, gw, failure := s.dialResource(ctx, u, res, clientAddr(r), id, width, height, indexed)
 	if failure != nil {
 		log.Warn("desktop connection failed", "code", failure.code, "reason", failure.msg)
 		failure.details["session"] = id

@@ -28,7 +28,7 @@ func TestDesktopRequest(t *testing.T) {
 			wire.Desktop{ViewOnly: true, NoClipboardIn: true, NoClipboardOut: true, IgnoreCert: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := desktopRequest(tc.opts, tc.protocol, tc.w, tc.h); *got != tc.want {
+			if got := desktopRequest(tc.opts, tc.protocol, tc.w, tc.h, false); *got != tc.want {
 				t.Errorf("got %+v, want %+v", *got, tc.want)
 			}
 		})

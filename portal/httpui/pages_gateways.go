@@ -427,7 +427,7 @@ func (s *Server) testResourceForm(w http.ResponseWriter, r *http.Request) {
 	}
 	back := fmt.Sprintf("/admin/resources/%d", id)
 	start := time.Now()
-	conn, resp, gw, failure := s.dialResource(r.Context(), actor, res, clientAddr(r), "test-"+rand.Text()[:10], 80, 24)
+	conn, resp, gw, failure := s.dialResource(r.Context(), actor, res, clientAddr(r), "test-"+rand.Text()[:10], 80, 24, false)
 	if failure != nil {
 		s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionResourceTest, Target: res.Name, Outcome: audit.OutcomeFailure,
 			Reason: failure.msg, Details: failure.details})

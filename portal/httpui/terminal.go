@@ -184,7 +184,7 @@ func (t *termSession) run(ctx context.Context, r *http.Request, cols, rows int) 
 		return
 	}
 	defer release()
-	conn, resp, gw, failure := s.dialResource(ctx, t.user, t.res, t.client, t.id, cols, rows)
+	conn, resp, gw, failure := s.dialResource(ctx, t.user, t.res, t.client, t.id, cols, rows, false)
 	if failure != nil {
 		t.fail(r, failure.code, failure.msg, failure.details)
 		return
@@ -356,8 +356,9 @@ func (f *dialFailure) detailsFor(gw gateways.Gateway, res store.Resource) map[st
 // desktopRequest turns a resource's options into a desktop session's. For
 // RDP, a resource without a fixed size takes the browser window's, w×h
 // pixels, when it is in range.
-func desktopRequest(o store.Options, protocol string, w, h int) *wire.Desktop {
-	d := &wire.Desktop{ViewOnly: o.ViewOnly, NoClipboardIn: !o.ClipboardIn(), NoClipboardOut: !o.ClipboardOut(), ColorDepth: o.ColorDepth}
+func desktopRequest(o store.Options, protocol string, w, h int, indexed bool) *wire.Desktop {
+	d := &wire.Desktop{ViewOnly: o.ViewOnly, NoClipboardIn: !o.ClipboardIn(), NoClipboardOut: !o.ClipboardOut(),
+		ColorDepth: o.ColorDepth, IndexedImages: indexed}
 	if protocol != wire.ProtocolRDP {
 		return d
 	}
@@ -373,8 +374,9 @@ func desktopRequest(o store.Options, protocol string, w, h int) *wire.Desktop {
 // through that gateway, pinning the host key on first use and keeping a
 // changed one for an admin to accept. It is shared by terminals, desktops
 // and the admin's connection test; cols and rows are a terminal's size in
-// characters or a desktop's in pixels.
-func (s *Server) dialResource(ctx context.Context, u store.User, res store.Resource, client, sessionID string, cols, rows int) (net.Conn, *wire.Response, gateways.Gateway, *dialFailure) {
+// characters or a desktop's in pixels, and indexed says the browser
+// decodes indexed images.
+func (s *Server) dialResource(ctx context.Context, u store.User, res store.Resource, client, sessionID string, cols, rows int, indexed bool) (net.Conn, *wire.Response, gateways.Gateway, *dialFailure) {
 	log := s.Logger.With("session", sessionID, "user", u.Name, "resource", res.Name)
 	secrets, err := s.Store.ResourceSecrets(ctx, res.ID)
 	if err != nil {
@@ -396,7 +398,7 @@ func (s *Server) dialResource(ctx context.Context, u store.User, res store.Resou
 	if res.Protocol == wire.ProtocolSSH {
 		req.Terminal = &wire.Terminal{Term: "xterm-256color", Cols: cols, Rows: rows}
 	} else {
-		req.Desktop = desktopRequest(res.Options, res.Protocol, cols, rows)
+		req.Desktop = desktopRequest(res.Options, res.Protocol, cols, rows, indexed)
 	}
 	failure := &dialFailure{details: map[string]string{}}
 	conn, resp, err := s.Gateways.Open(ctx, gw, req)

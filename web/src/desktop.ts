@@ -3,6 +3,7 @@
 // fit the window (or shows at 1:1 with scrolling, remembered per browser).
 import Guacamole from 'guacamole-common-js';
 import './desktop.css';
+import { installIndexed } from './indexed';
 
 declare global {
   interface Window {
@@ -63,6 +64,7 @@ function connect(): void {
   client = c;
   window.keywayDesktop = c;
   const display = c.getDisplay();
+  installIndexed(display);
   const el = display.getElement();
   container.appendChild(el);
 
@@ -119,8 +121,11 @@ function connect(): void {
     if (!typingInPage()) c.sendKeyEvent(0, keysym);
   };
 
-  // The window's size: an RDP desktop that fits the browser starts at it.
-  c.connect(new URLSearchParams({ width: String(container.clientWidth), height: String(container.clientHeight) }).toString());
+  // The window's size: an RDP desktop that fits the browser starts at it;
+  // and the image formats this page decodes beyond PNG and JPEG.
+  c.connect(new URLSearchParams({
+    width: String(container.clientWidth), height: String(container.clientHeight), indexed: '1',
+  }).toString());
 }
 
 clipSend.addEventListener('click', () => {

@@ -5,13 +5,16 @@ package displaytest
 
 import (
 	"bytes"
+	"compress/zlib"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"image"
 	"image/color"
 	"image/draw"
 	_ "image/jpeg" // img streams may be JPEG
 	_ "image/png"  // and PNG
+	"io"
 	"strconv"
 
 	"github.com/keyway-dev/keyway/gateway/guac"
@@ -27,9 +30,10 @@ type Browser struct {
 }
 
 type stream struct {
-	layer string
-	at    image.Point
-	data  []byte
+	layer    string
+	mimetype string
+	at       image.Point
+	data     []byte
 }
 
 // New returns an empty display.
@@ -73,7 +77,7 @@ func (b *Browser) Apply(in guac.Instruction) error {
 		}
 	case "img":
 		if len(in.Args) == 6 {
-			b.streams[in.Args[0]] = &stream{layer: in.Args[2], at: image.Pt(arg(4), arg(5))}
+			b.streams[in.Args[0]] = &stream{layer: in.Args[2], mimetype: in.Args[3], at: image.Pt(arg(4), arg(5))}
 		}
 	case "blob":
 		if s := b.streams[in.Args[0]]; s != nil && len(in.Args) == 2 {
@@ -89,11 +93,60 @@ func (b *Browser) Apply(in guac.Instruction) error {
 		if s == nil || s.layer != "0" {
 			return nil
 		}
-		img, _, err := image.Decode(bytes.NewReader(s.data))
+		var img image.Image
+		var err error
+		if s.mimetype == indexedMimetype {
+			img, err = DecodeIndexed(s.data)
+		} else {
+			img, _, err = image.Decode(bytes.NewReader(s.data))
+		}
 		if err != nil {
 			return fmt.Errorf("image at %v: %w", s.at, err)
 		}
 		draw.Draw(b.screen, img.Bounds().Sub(img.Bounds().Min).Add(s.at), img, img.Bounds().Min, draw.Over)
 	}
 	return nil
+}
+
+// indexedMimetype is display.IndexedMimetype (not imported: display's own
+// tests use this package).
+const indexedMimetype = "image/x-keyway-indexed"
+
+// DecodeIndexed decodes an image in the display.IndexedMimetype format, as
+// the desktop page does, checking every length.
+func DecodeIndexed(data []byte) (*image.RGBA, error) {
+	if len(data) < 7 || data[0] != 1 {
+		return nil, errors.New("indexed image: bad header")
+	}
+	w, h := int(data[1])<<8|int(data[2]), int(data[3])<<8|int(data[4])
+	depth, colours := int(data[5]), int(data[6])+1
+	if (depth != 1 && depth != 2 && depth != 4 && depth != 8) || colours > 1<<depth {
+		return nil, fmt.Errorf("indexed image: %d colours at depth %d", colours, depth)
+	}
+	if len(data) < 7+4*colours {
+		return nil, errors.New("indexed image: short palette")
+	}
+	pal := data[7 : 7+4*colours]
+	zr, err := zlib.NewReader(bytes.NewReader(data[7+4*colours:]))
+	if err != nil {
+		return nil, fmt.Errorf("indexed image: %w", err)
+	}
+	stride := (w*depth + 7) / 8
+	rows := make([]byte, stride*h)
+	if _, err := io.ReadFull(zr, rows); err != nil {
+		return nil, fmt.Errorf("indexed image rows: %w", err)
+	}
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	mask := byte(1<<depth - 1)
+	for y := range h {
+		for x := range w {
+			bit := x * depth
+			i := int(rows[y*stride+bit/8]>>(8-depth-bit%8)) & int(mask)
+			if i >= colours {
+				return nil, fmt.Errorf("indexed image: index %d of %d colours", i, colours)
+			}
+			copy(img.Pix[img.PixOffset(x, y):], pal[4*i:4*i+4])
+		}
+	}
+	return img, nil
 }

@@ -238,3 +238,42 @@ func TestUsersAddRefusesBadInput(t *testing.T) {
 		}
 	}
 }
+
+// TestSessionEndDoesNotWaitForBrowser ends a terminal from the target's
+// side with a browser that stops reading (and so never answers the close
+// frame): the portal ends the session at once, not at its read deadline.
+func TestSessionEndDoesNotWaitForBrowser(t *testing.T) {
+	ctx := context.Background()
+	sshd := targets.NewSSHD(t)
+	p, _ := startPortal(t, t.TempDir())
+	st := p.Store
+	u, err := st.CreateUser(ctx, store.User{Name: "bob", Role: store.RoleUser}, mustHash(t, "user-password-2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, _ := st.CreateResource(ctx, store.Resource{Name: "box2", Protocol: "ssh", Host: sshd.Host, Port: sshd.Port, Login: sshd.User},
+		&store.Secrets{Password: sshd.Password})
+	st.CreateGrant(ctx, res.ID, "user", u.ID)
+	bob := newBrowser(t, p.URL)
+	bob.signIn("bob", "user-password-2")
+	if c, ws := bob.terminal(res.ID); c["type"] != "connected" {
+		t.Fatalf("connect: %v", c)
+	} else {
+		ws.WriteMessage(websocket.BinaryMessage, []byte("exit 0\n"))
+	}
+	// The read deadline is 75 s; the end must come long before.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		evs, err := st.SearchAudit(ctx, store.AuditFilter{Action: "session.end", Actor: "bob"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the session did not end within 15 s of the shell's exit while the browser was not reading")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

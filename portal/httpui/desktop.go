@@ -121,10 +121,17 @@ func (s *Server) desktopSocket(w http.ResponseWriter, r *http.Request) {
 func (s *Server) relayDesktop(ctx context.Context, ws *websocket.Conn, conn net.Conn, send func([]byte) error, closeWith func(string, int)) string {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stop := context.AfterFunc(ctx, func() { conn.Close(); ws.Close() })
-	defer stop()
+	closeBoth := func() { conn.Close(); ws.Close() }
+	stop := context.AfterFunc(ctx, closeBoth)
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	// On return, close both here unless ctx already did: the browser
+	// reader must not wait for its read deadline.
+	defer func() {
+		if stop() {
+			closeBoth()
+		}
+		wg.Wait()
+	}()
 
 	browserGone := make(chan struct{})
 	wg.Add(1)

@@ -214,16 +214,23 @@ func (t *termSession) run(ctx context.Context, r *http.Request, cols, rows int) 
 // says how the session ended.
 func (t *termSession) bridge(ctx context.Context, conn net.Conn) string {
 	var wg sync.WaitGroup
-	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// Closing both connections unblocks every read and write below.
-	stop := context.AfterFunc(ctx, func() {
+	closeBoth := func() {
 		conn.Close()
 		t.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "session closed"), time.Now().Add(time.Second))
 		t.ws.Close()
-	})
-	defer stop()
+	}
+	stop := context.AfterFunc(ctx, closeBoth)
+	// On return, close both here unless ctx already did: the browser
+	// reader must not wait for its read deadline.
+	defer func() {
+		if stop() {
+			closeBoth()
+		}
+		wg.Wait()
+	}()
 
 	fw := wire.NewFrameWriter(conn)
 

@@ -4,6 +4,7 @@
 //	portal serve            run the portal
 //	portal demo             run the portal with loopback demo targets
 //	portal users add NAME   create a user (password from stdin)
+//	portal audit verify     check the audit log's hash chain
 package main
 
 import (
@@ -40,6 +41,7 @@ const usage = `Usage:
   portal demo [flags]                  run the portal with demo targets on loopback
   portal users add NAME --role ROLE --password-stdin [--data DIR]
                                        create a user; ROLE is admin, auditor or user
+  portal audit verify [--data DIR]     check that no audit event was altered or removed
 `
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -58,6 +60,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return errUsage
 		}
 		return usersAdd(ctx, args[2:], stdin, stdout, stderr)
+	case "audit":
+		if len(args) < 2 || args[1] != "verify" {
+			fmt.Fprint(stderr, usage)
+			return errUsage
+		}
+		return auditVerify(ctx, args[2:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -4,18 +4,22 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	_ "github.com/mattn/go-sqlite3" // the audit test edits the database directly
 
 	"github.com/keyway-dev/keyway/e2e/targets"
 	"github.com/keyway-dev/keyway/portal/auth"
@@ -275,5 +279,35 @@ func TestSessionEndDoesNotWaitForBrowser(t *testing.T) {
 			t.Fatal("the session did not end within 15 s of the shell's exit while the browser was not reading")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestAuditVerify runs `portal audit verify` on an intact log and on one
+// whose row was changed behind the portal's back.
+func TestAuditVerify(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	for _, name := range []string{"audit-a", "audit-b"} {
+		if err := run(ctx, []string{"users", "add", name, "--role", "user", "--password-stdin", "--data", dir},
+			strings.NewReader("a-long-password-1\n"), io.Discard, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out bytes.Buffer
+	if err := run(ctx, []string{"audit", "verify", "--data", dir}, nil, &out, io.Discard); err != nil || !strings.Contains(out.String(), "chain intact") {
+		t.Fatalf("intact log: %v %q", err, out.String())
+	}
+	db, err := sql.Open("sqlite3", filepath.Join(dir, "keyway.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Someone with the database file drops the append-only trigger first.
+	if _, err := db.Exec(`DROP TRIGGER audit_no_update; UPDATE audit_events SET actor = 'someone-else' WHERE id = 1`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	err = run(ctx, []string{"audit", "verify", "--data", dir}, nil, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "audit event 1 was altered") {
+		t.Fatalf("altered log: %v", err)
 	}
 }

@@ -52,6 +52,7 @@ const (
 	// fetching its file (download).
 	ActionRecordingUpload   = "recording.upload"
 	ActionRecordingView     = "recording.view"
+	ActionAuditExport       = "audit.export"
 	ActionRecordingDownload = "recording.download"
 )
 

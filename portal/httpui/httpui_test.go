@@ -2,6 +2,7 @@ package httpui
 
 import (
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -175,6 +176,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET", "/admin/grants", "admin"},
 		{"POST", "/admin/grants", "admin"},
 		{"GET", "/audit", "auditor admin"},
+		{"GET", "/audit.csv", "auditor admin"},
 		{"GET", "/recordings", "auditor admin"},
 		{"GET", "/recordings?q=kw-matrix&user=user1&since=2026-01-01T00:00", "auditor admin"},
 		{"GET", fmt.Sprintf("/recordings/%d", rec), "auditor admin"},
@@ -506,5 +508,36 @@ func TestGatewayConfigPullNeedsSignature(t *testing.T) {
 		if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "not an enrolled gateway") {
 			t.Errorf("headers %v: %d %s", hdr, resp.StatusCode, body)
 		}
+	}
+}
+
+// TestAuditCSV exports the audit log: every matching event, past one
+// page, with names a visitor typed kept from acting as formulas.
+func TestAuditCSV(t *testing.T) {
+	f := newFixture(t)
+	anon := f.client("")
+	f.do(anon, "POST", "/signin", url.Values{"username": {"=HYPERLINK(\"x\")"}, "password": {"wrong"}}, nil).Body.Close()
+	for i := range auditPageSize + 5 {
+		f.audit.Record(context.Background(), audit.Event{Actor: "bulk", Action: audit.ActionConnect, Target: fmt.Sprintf("t%d", i), Outcome: audit.OutcomeSuccess})
+	}
+	resp := f.do(f.client("auditor"), "GET", "/audit.csv?actor=bulk", nil, nil)
+	body := readBody(resp)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/csv; charset=utf-8" ||
+		!strings.Contains(resp.Header.Get("Content-Disposition"), "attachment") {
+		t.Fatalf("export: %d %v", resp.StatusCode, resp.Header)
+	}
+	rows, err := csv.NewReader(strings.NewReader(body)).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != auditPageSize+5+1 || rows[0][0] != "id" || rows[1][4] != fmt.Sprintf("t%d", auditPageSize+4) {
+		t.Fatalf("%d rows, first %v, second %v", len(rows), rows[0], rows[1])
+	}
+	resp = f.do(f.client("auditor"), "GET", "/audit.csv?action=signin", nil, nil)
+	if body := readBody(resp); !strings.Contains(body, `'=HYPERLINK(""x"")`) {
+		t.Fatalf("formula not neutralised:\n%s", body)
+	}
+	if evs, _ := f.audit.Search(context.Background(), store.AuditFilter{Action: audit.ActionAuditExport}); len(evs) != 2 {
+		t.Fatalf("%d exports audited, want 2", len(evs))
 	}
 }

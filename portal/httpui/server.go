@@ -152,6 +152,7 @@ func (s *Server) routes() http.Handler {
 	admin("POST /admin/grants", s.createGrantForm)
 	admin("POST /admin/grants/{id}/delete", s.deleteGrantForm)
 	mux.Handle("GET /audit", s.requireRole(s.auditPage, store.RoleAdmin, store.RoleAuditor))
+	mux.Handle("GET /audit.csv", s.requireRole(s.auditCSV, store.RoleAdmin, store.RoleAuditor))
 	auditor := func(p string, h http.HandlerFunc) {
 		mux.Handle(p, s.requireRole(h, store.RoleAdmin, store.RoleAuditor))
 	}

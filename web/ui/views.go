@@ -239,7 +239,9 @@ type AuditView struct {
 	Actions   []string
 	Events    []AuditRow
 	OlderHref string
-	Errors    Errors
+	// ExportHref downloads every event matching the filters as CSV.
+	ExportHref string
+	Errors     Errors
 }
 
 // TokenRow is one API token.

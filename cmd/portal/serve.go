@@ -29,6 +29,7 @@ import (
 	"github.com/keyway-dev/keyway/portal/certs"
 	"github.com/keyway-dev/keyway/portal/gateways"
 	"github.com/keyway-dev/keyway/portal/httpui"
+	"github.com/keyway-dev/keyway/portal/retention"
 	"github.com/keyway-dev/keyway/portal/store"
 	"github.com/keyway-dev/keyway/recordings/storage"
 	"github.com/keyway-dev/keyway/web/assets"
@@ -48,6 +49,9 @@ type serveConfig struct {
 	GatewayRDPListen string
 	GatewayVNCListen string
 	LogLevel         string
+	// Retention is how long recordings are kept ("90d", "2160h"); empty
+	// or 0 keeps them forever.
+	Retention string
 }
 
 func (c *serveConfig) flags(fs *flag.FlagSet) {
@@ -61,6 +65,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.GatewayRDPListen, "gateway-rdp-listen", envOr("KEYWAY_GATEWAY_RDP_LISTEN", "127.0.0.1:7994"), "loopback address of the embedded gateway's RDP listener")
 	fs.StringVar(&c.GatewayVNCListen, "gateway-vnc-listen", envOr("KEYWAY_GATEWAY_VNC_LISTEN", "127.0.0.1:7995"), "loopback address of the embedded gateway's VNC listener")
 	fs.StringVar(&c.LogLevel, "log-level", envOr("KEYWAY_LOG_LEVEL", "info"), "debug, info, warn or error")
+	fs.StringVar(&c.Retention, "recordings-retention", envOr("KEYWAY_RECORDINGS_RETENTION", "0"), "how long session recordings are kept, e.g. 90d; 0 keeps them forever")
 }
 
 func envOr(name, def string) string {
@@ -205,6 +210,20 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		defer healthDone.Done()
 		pool.RunHealth(healthCtx, gateways.DefaultHealth)
 	}()
+	// Expired recordings go at start and then hourly; the health loop's
+	// context and wait group own this goroutine too.
+	keep, err := parseRetention(cfg.Retention)
+	if err != nil {
+		return err
+	}
+	if keep > 0 {
+		job := &retention.Job{Store: st, Dir: recDir, Audit: auditLog, Period: keep, Logger: logger.With("component", "retention"), Now: time.Now}
+		healthDone.Add(1)
+		go func() {
+			defer healthDone.Done()
+			job.Run(healthCtx, time.Hour)
+		}()
+	}
 	srv := &http.Server{
 		Handler:           ui,
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
@@ -310,4 +329,22 @@ func announceSetup(ctx context.Context, st *store.Store, logger *slog.Logger, pu
 	logger.Info("no users yet: open this one-time link to create the first admin, or run `portal users add NAME --role admin --password-stdin`",
 		"setup_url", publicURL+"/setup/"+token)
 	return nil
+}
+
+// parseRetention reads a retention period: days ("90d") or a Go duration
+// ("2160h"); "0" or "" keeps recordings forever.
+func parseRetention(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "" || s == "0" {
+		return 0, nil
+	}
+	if d, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(d)
+		if err == nil && n > 0 && n <= 36500 {
+			return time.Duration(n) * 24 * time.Hour, nil
+		}
+	} else if d, err := time.ParseDuration(s); err == nil && d >= time.Hour {
+		return d, nil
+	}
+	return 0, fmt.Errorf("--recordings-retention %q: give days (90d) or a duration of at least an hour (2160h), or 0 to keep recordings forever", s)
 }

@@ -311,3 +311,19 @@ func TestAuditVerify(t *testing.T) {
 		t.Fatalf("altered log: %v", err)
 	}
 }
+
+func TestParseRetention(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"", 0, true}, {"0", 0, true}, {"90d", 90 * 24 * time.Hour, true}, {"2160h", 2160 * time.Hour, true},
+		{"1d", 24 * time.Hour, true}, {"-3d", 0, false}, {"0d", 0, false}, {"30m", 0, false}, {"ninety", 0, false}, {"99999d", 0, false},
+	} {
+		got, err := parseRetention(tc.in)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("%q: %v %v, want %v ok=%v", tc.in, got, err, tc.want, tc.ok)
+		}
+	}
+}

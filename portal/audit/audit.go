@@ -53,6 +53,7 @@ const (
 	ActionRecordingUpload   = "recording.upload"
 	ActionRecordingView     = "recording.view"
 	ActionAuditExport       = "audit.export"
+	ActionRecordingDelete   = "recording.delete"
 	ActionRecordingDownload = "recording.download"
 )
 

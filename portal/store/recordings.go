@@ -244,3 +244,31 @@ func (s *Store) ExplainRecordingSearch(ctx context.Context, f RecordingFilter) (
 	}
 	return plan, rows.Err()
 }
+
+// RecordingsStartedBefore returns up to limit recordings that started
+// before t, oldest first (the retention job's batch).
+func (s *Store) RecordingsStartedBefore(ctx context.Context, t time.Time, limit int) ([]Recording, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+recordingColumns+` FROM recordings r WHERE r.start_ms < ? ORDER BY r.start_ms, r.id LIMIT ?`,
+		t.UnixMilli(), limit)
+	if err != nil {
+		return nil, fmt.Errorf("expired recordings: %w", err)
+	}
+	defer rows.Close()
+	var out []Recording
+	for rows.Next() {
+		r, err := scanRecording(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// DeleteRecording removes a recording's metadata and searchable text.
+func (s *Store) DeleteRecording(ctx context.Context, id int64) error {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM recordings WHERE id = ?`, id); err != nil {
+		return fmt.Errorf("delete recording %d: %w", id, err)
+	}
+	return nil
+}

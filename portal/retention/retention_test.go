@@ -1,0 +1,71 @@
+package retention
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/keyway-dev/keyway/portal/audit"
+	"github.com/keyway-dev/keyway/portal/store"
+	"github.com/keyway-dev/keyway/portal/store/storetest"
+	"github.com/keyway-dev/keyway/recordings/storage"
+)
+
+func TestSweepDeletesExpiredRecordings(t *testing.T) {
+	ctx := context.Background()
+	st := storetest.Open(t)
+	dir, err := storage.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	log := audit.New(st, slog.New(slog.DiscardHandler), func() time.Time { return now })
+	// Recordings 1 to 700 days old, one a day, each with its file; one
+	// file is already gone.
+	for age := 1; age <= 700; age++ {
+		start := now.Add(-time.Duration(age) * 24 * time.Hour)
+		rel := fmt.Sprintf("r/%d.cast", age)
+		if age != 400 {
+			os.MkdirAll(filepath.Join(dir.Root(), "r"), 0o700)
+			if err := os.WriteFile(filepath.Join(dir.Root(), rel), []byte("x"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := st.AddRecording(ctx, store.Recording{SessionID: fmt.Sprintf("s%d", age), User: "u", Resource: "r", Protocol: "ssh",
+			Gateway: "g", Format: "asciicast", Start: start, End: start.Add(time.Minute), Path: rel}, "text"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j := &Job{Store: st, Dir: dir, Audit: log, Period: 90 * 24 * time.Hour, Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return now }}
+	n, err := j.Sweep(ctx)
+	if err != nil || n != 700-90 {
+		t.Fatalf("deleted %d (%v), want %d", n, err, 700-90)
+	}
+	left, _ := st.SearchRecordings(ctx, store.RecordingFilter{Limit: 1000})
+	if len(left) != 90 {
+		t.Fatalf("%d recordings left, want 90 (up to 90 days old)", len(left))
+	}
+	if _, err := os.Stat(filepath.Join(dir.Root(), "r/200.cast")); !os.IsNotExist(err) {
+		t.Fatalf("file of a deleted recording: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir.Root(), "r/10.cast")); err != nil {
+		t.Fatalf("file of a kept recording: %v", err)
+	}
+	evs, _ := log.Search(ctx, store.AuditFilter{Action: audit.ActionRecordingDelete, Limit: 1000})
+	if len(evs) != 700-90 || evs[0].Actor != "retention" {
+		t.Fatalf("%d deletions audited, want %d", len(evs), 700-90)
+	}
+	// Nothing more to do; a zero period keeps everything.
+	if n, err := j.Sweep(ctx); n != 0 || err != nil {
+		t.Fatalf("second sweep: %d %v", n, err)
+	}
+	j.Period = 0
+	j.Now = func() time.Time { return now.Add(10 * 365 * 24 * time.Hour) }
+	if n, _ := j.Sweep(ctx); n != 0 {
+		t.Fatalf("a zero period deleted %d", n)
+	}
+}

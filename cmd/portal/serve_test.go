@@ -12,6 +12,7 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -325,5 +326,61 @@ func TestParseRetention(t *testing.T) {
 		if (err == nil) != tc.ok || got != tc.want {
 			t.Errorf("%q: %v %v, want %v ok=%v", tc.in, got, err, tc.want, tc.ok)
 		}
+	}
+}
+
+// TestAdminTerminatesSession: an admin sees a running terminal on the
+// Sessions page and ends it; the user is told why.
+func TestAdminTerminatesSession(t *testing.T) {
+	ctx := context.Background()
+	sshd := targets.NewSSHD(t)
+	dir := t.TempDir()
+	if err := run(ctx, []string{"users", "add", "boss", "--role", "admin", "--password-stdin", "--data", dir},
+		strings.NewReader("admin-password-3\n"), io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := startPortal(t, dir)
+	st := p.Store
+	u, _ := st.CreateUser(ctx, store.User{Name: "carol", Role: store.RoleUser}, mustHash(t, "user-password-3"))
+	res, _ := st.CreateResource(ctx, store.Resource{Name: "box3", Protocol: "ssh", Host: sshd.Host, Port: sshd.Port, Login: sshd.User},
+		&store.Secrets{Password: sshd.Password})
+	st.CreateGrant(ctx, res.ID, "user", u.ID)
+	carol := newBrowser(t, p.URL)
+	carol.signIn("carol", "user-password-3")
+	c, ws := carol.terminal(res.ID)
+	if c["type"] != "connected" {
+		t.Fatalf("connect: %v", c)
+	}
+
+	admin := newBrowser(t, p.URL)
+	admin.signIn("boss", "admin-password-3")
+	resp, err := admin.client.Get(p.URL + "/sessions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := regexp.MustCompile(`data-session="([A-Z2-7]+)"`).FindSubmatch(page)
+	if m == nil || !bytes.Contains(page, []byte("carol")) || !bytes.Contains(page, []byte("box3")) {
+		t.Fatalf("the Sessions page does not list carol's session:\n%s", page)
+	}
+	if resp := admin.post("/sessions/"+string(m[1])+"/terminate", url.Values{}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("terminate: %d", resp.StatusCode)
+	}
+	for {
+		mt, msg, err := ws.ReadMessage()
+		if err != nil {
+			t.Fatalf("the terminal closed without saying why: %v", err)
+		}
+		if mt == websocket.TextMessage {
+			if !bytes.Contains(msg, []byte(`"terminated"`)) || !bytes.Contains(msg, []byte("An administrator (boss) ended this session.")) {
+				t.Fatalf("message: %s", msg)
+			}
+			break
+		}
+	}
+	evs, _ := st.SearchAudit(ctx, store.AuditFilter{Action: "session.terminate"})
+	if len(evs) != 1 || evs[0].Actor != "boss" {
+		t.Fatalf("termination audited as %v", evs)
 	}
 }

@@ -54,6 +54,7 @@ const (
 	ActionRecordingView     = "recording.view"
 	ActionAuditExport       = "audit.export"
 	ActionRecordingDelete   = "recording.delete"
+	ActionSessionTerminate  = "session.terminate"
 	ActionRecordingDownload = "recording.download"
 )
 

@@ -350,6 +350,7 @@ type trackedConn struct {
 	once   sync.Once
 	close  func()
 	reason atomic.Pointer[string]
+	code   atomic.Pointer[string]
 }
 
 func (t *trackedConn) Close() error {
@@ -362,8 +363,34 @@ func (t *trackedConn) Close() error {
 // under the pool's lock, so it does not unregister (the caller drops the
 // whole set).
 func (t *trackedConn) closeWith(reason string) {
+	t.closeWithCode("gateway_revoked", reason)
+}
+
+func (t *trackedConn) closeWithCode(code, reason string) {
+	t.code.Store(&code)
 	t.reason.Store(&reason)
 	t.Conn.Close()
+}
+
+// Terminate cuts a session connection the pool opened, with a reason the
+// user is shown; it reports false for a connection it did not open.
+func Terminate(c net.Conn, reason string) bool {
+	t, ok := c.(*trackedConn)
+	if ok {
+		t.closeWithCode("terminated", reason)
+	}
+	return ok
+}
+
+// CloseCode is the machine-readable kind of a CloseReason:
+// "gateway_revoked" or "terminated".
+func CloseCode(c net.Conn) string {
+	if t, ok := c.(*trackedConn); ok {
+		if r := t.code.Load(); r != nil {
+			return *r
+		}
+	}
+	return ""
 }
 
 // CloseReason says why the portal cut a session connection, or "".

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -107,6 +108,8 @@ func (s *Server) desktopSocket(w http.ResponseWriter, r *http.Request) {
 	details := failure.detailsFor(gw, res)
 	details["session"] = id
 	start := time.Now()
+	defer s.addLive(&liveSession{id: id, user: u.Name, resource: res.Name, protocol: res.Protocol,
+		gateway: gw.Name, client: clientAddr(r), start: start, conn: conn})()
 	s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionConnect, Target: res.Name, Outcome: audit.OutcomeSuccess, Details: details})
 	log.Info("desktop session started", "gateway", gw.Name)
 
@@ -193,7 +196,7 @@ func (s *Server) relayDesktop(ctx context.Context, ws *websocket.Conn, conn net.
 			}
 			if reason := gateways.CloseReason(conn); reason != "" {
 				closeWith(reason, guacSessionClosed)
-				return "gateway revoked"
+				return strings.ReplaceAll(gateways.CloseCode(conn), "_", " ")
 			}
 			if s.ctx.Err() != nil {
 				closeWith("The portal is shutting down; the session was closed.", guacSessionClosed)

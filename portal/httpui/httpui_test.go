@@ -177,6 +177,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"POST", "/admin/grants", "admin"},
 		{"GET", "/audit", "auditor admin"},
 		{"GET", "/audit.csv", "auditor admin"},
+		{"GET", "/sessions", "auditor admin"},
+		{"POST", "/sessions/NOSUCHSESSION/terminate", "admin"},
 		{"GET", "/recordings", "auditor admin"},
 		{"GET", "/recordings?q=kw-matrix&user=user1&since=2026-01-01T00:00", "auditor admin"},
 		{"GET", fmt.Sprintf("/recordings/%d", rec), "auditor admin"},

@@ -67,6 +67,7 @@ type Server struct {
 
 	mu   sync.Mutex
 	open map[int64]int // running sessions per user id
+	live map[string]*liveSession
 }
 
 // New builds a Server from d.
@@ -153,6 +154,8 @@ func (s *Server) routes() http.Handler {
 	admin("POST /admin/grants/{id}/delete", s.deleteGrantForm)
 	mux.Handle("GET /audit", s.requireRole(s.auditPage, store.RoleAdmin, store.RoleAuditor))
 	mux.Handle("GET /audit.csv", s.requireRole(s.auditCSV, store.RoleAdmin, store.RoleAuditor))
+	mux.Handle("GET /sessions", s.requireRole(s.sessionsPage, store.RoleAdmin, store.RoleAuditor))
+	mux.Handle("POST /sessions/{id}/terminate", s.requireRole(s.terminateSession, store.RoleAdmin))
 	auditor := func(p string, h http.HandlerFunc) {
 		mux.Handle(p, s.requireRole(h, store.RoleAdmin, store.RoleAuditor))
 	}

@@ -196,6 +196,8 @@ func (t *termSession) run(ctx context.Context, r *http.Request, cols, rows int) 
 	}
 	gwDetails["session"] = t.id
 	start := time.Now()
+	defer s.addLive(&liveSession{id: t.id, user: t.user.Name, resource: t.res.Name, protocol: t.res.Protocol,
+		gateway: gw.Name, client: t.client, start: start, conn: conn})()
 	s.record(r, audit.Event{Actor: t.user.Name, Action: audit.ActionConnect, Target: t.res.Name,
 		ClientAddr: t.client, Outcome: audit.OutcomeSuccess, Details: gwDetails})
 	t.log.Info("terminal session started", "gateway", gw.Name, "segment", gw.Segment)
@@ -298,8 +300,9 @@ func (t *termSession) bridge(ctx context.Context, conn net.Conn) string {
 				return "portal shut down"
 			}
 			if reason := gateways.CloseReason(conn); reason != "" {
-				t.sendControl(control{Type: "error", Code: "gateway_revoked", Message: reason})
-				return "gateway revoked"
+				code := gateways.CloseCode(conn)
+				t.sendControl(control{Type: "error", Code: code, Message: reason})
+				return strings.ReplaceAll(code, "_", " ")
 			}
 			t.sendControl(control{Type: "error", Code: "gateway_lost", Message: "The connection to the gateway was lost; the session has ended."})
 			return "gateway connection lost"
@@ -315,8 +318,9 @@ func (t *termSession) bridge(ctx context.Context, conn net.Conn) string {
 			// gateway): the gateway can answer that with an exit frame
 			// before the socket closes, so the portal's reason comes first.
 			if reason := gateways.CloseReason(conn); reason != "" {
-				t.sendControl(control{Type: "error", Code: "gateway_revoked", Message: reason})
-				return "gateway revoked"
+				code := gateways.CloseCode(conn)
+				t.sendControl(control{Type: "error", Code: code, Message: reason})
+				return strings.ReplaceAll(code, "_", " ")
 			}
 			ex, err := wire.ParseExit(p)
 			if err != nil {

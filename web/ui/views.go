@@ -455,3 +455,15 @@ var SpecialKeys = []SpecialKey{
 	{"Print Screen", "0xff61"},
 	{"F11", "0xffc8"},
 }
+
+// SessionRow is one running session.
+type SessionRow struct {
+	ID, User, Resource, Protocol, Gateway, ClientAddr string
+	Start                                             time.Time
+}
+
+// SessionsView is the live sessions page.
+type SessionsView struct {
+	Sessions     []SessionRow
+	CanTerminate bool
+}

@@ -364,6 +364,21 @@ func TestAdminTerminatesSession(t *testing.T) {
 	if m == nil || !bytes.Contains(page, []byte("carol")) || !bytes.Contains(page, []byte("box3")) {
 		t.Fatalf("the Sessions page does not list carol's session:\n%s", page)
 	}
+	// The admin watches, read-only, what carol types from now on.
+	pu, _ := url.Parse(p.URL)
+	d := websocket.Dialer{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, Jar: admin.client.Jar}
+	watch, _, err := d.Dial("wss://"+pu.Host+"/sessions/"+string(m[1])+"/watch/ws", http.Header{"Origin": {admin.base}})
+	if err != nil {
+		t.Fatalf("watch: %v", err)
+	}
+	defer watch.Close()
+	watch.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if _, hello, err := watch.ReadMessage(); err != nil || !bytes.Contains(hello, []byte("read-only")) {
+		t.Fatalf("watch hello: %s %v", hello, err)
+	}
+	ws.WriteMessage(websocket.BinaryMessage, []byte("echo watched-$((3*4))\n"))
+	readUntil(t, watch, "watched-12")
+
 	if resp := admin.post("/sessions/"+string(m[1])+"/terminate", url.Values{}); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("terminate: %d", resp.StatusCode)
 	}

@@ -55,6 +55,7 @@ const (
 	ActionAuditExport       = "audit.export"
 	ActionRecordingDelete   = "recording.delete"
 	ActionSessionTerminate  = "session.terminate"
+	ActionSessionWatch      = "session.watch"
 	ActionRecordingDownload = "recording.download"
 )
 

@@ -179,6 +179,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET", "/audit.csv", "auditor admin"},
 		{"GET", "/sessions", "auditor admin"},
 		{"POST", "/sessions/NOSUCHSESSION/terminate", "admin"},
+		{"GET", "/sessions/NOSUCHSESSION/watch", ""},
+		{"GET", "/sessions/NOSUCHSESSION/watch/ws", ""},
 		{"GET", "/recordings", "auditor admin"},
 		{"GET", "/recordings?q=kw-matrix&user=user1&since=2026-01-01T00:00", "auditor admin"},
 		{"GET", fmt.Sprintf("/recordings/%d", rec), "auditor admin"},

@@ -156,6 +156,8 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /audit.csv", s.requireRole(s.auditCSV, store.RoleAdmin, store.RoleAuditor))
 	mux.Handle("GET /sessions", s.requireRole(s.sessionsPage, store.RoleAdmin, store.RoleAuditor))
 	mux.Handle("POST /sessions/{id}/terminate", s.requireRole(s.terminateSession, store.RoleAdmin))
+	mux.Handle("GET /sessions/{id}/watch", s.requireRole(s.watchPage, store.RoleAdmin, store.RoleAuditor))
+	mux.Handle("GET /sessions/{id}/watch/ws", s.requireRole(s.watchSocket, store.RoleAdmin, store.RoleAuditor))
 	auditor := func(p string, h http.HandlerFunc) {
 		mux.Handle(p, s.requireRole(h, store.RoleAdmin, store.RoleAuditor))
 	}

@@ -151,6 +151,8 @@ type termSession struct {
 	client string
 	id     string
 	log    *slog.Logger
+	// watchers get a copy of the output for read-only viewers.
+	watchers watchers
 }
 
 // fail tells the browser why the session could not start or ended, audits it
@@ -197,7 +199,8 @@ func (t *termSession) run(ctx context.Context, r *http.Request, cols, rows int) 
 	gwDetails["session"] = t.id
 	start := time.Now()
 	defer s.addLive(&liveSession{id: t.id, user: t.user.Name, resource: t.res.Name, protocol: t.res.Protocol,
-		gateway: gw.Name, client: t.client, start: start, conn: conn})()
+		gateway: gw.Name, client: t.client, start: start, conn: conn, term: t})()
+	defer t.watchers.end()
 	s.record(r, audit.Event{Actor: t.user.Name, Action: audit.ActionConnect, Target: t.res.Name,
 		ClientAddr: t.client, Outcome: audit.OutcomeSuccess, Details: gwDetails})
 	t.log.Info("terminal session started", "gateway", gw.Name, "segment", gw.Segment)
@@ -313,6 +316,7 @@ func (t *termSession) bridge(ctx context.Context, conn net.Conn) string {
 			if err := t.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
 				return "browser disconnected"
 			}
+			t.watchers.send(p)
 		case wire.FrameExit:
 			// The portal may have cut the connection itself (a revoked
 			// gateway): the gateway can answer that with an exit frame

@@ -23,8 +23,12 @@ const container = document.getElementById('terminal') as HTMLDivElement;
 const statusEl = document.getElementById('term-status') as HTMLElement;
 const reconnectBtn = document.getElementById('term-reconnect') as HTMLButtonElement;
 
+// A watched session is read-only: nothing typed or resized here is sent.
+const watching = container.dataset.watch === '1';
+
 const term = new Terminal({
-  cursorBlink: true,
+  cursorBlink: !watching,
+  disableStdin: watching,
   fontFamily: '"DejaVu Sans Mono", Menlo, Consolas, "Liberation Mono", monospace',
   fontSize: 14,
   scrollback: 5000,
@@ -55,6 +59,7 @@ function notice(text: string, color: 'dim' | 'red' | 'green'): void {
 }
 
 function send(data: string | Uint8Array): void {
+  if (watching) return;
   if (socket?.readyState === WebSocket.OPEN) socket.send(data);
 }
 

@@ -93,6 +93,8 @@ type TerminalView struct {
 	ResourceName string
 	Address      string
 	WSPath       string
+	// Watch shows someone else's session, read-only.
+	Watch bool
 }
 
 // UserRow is one row of the users table.

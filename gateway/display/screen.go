@@ -55,10 +55,6 @@ func NewScreen(enc *Encoder) *Screen {
 	return &Screen{enc: enc, seed: maphash.MakeSeed(), rowAt: map[uint64]int{}, votes: map[int]int{}}
 }
 
-// Shown returns the screen as the browser has it; it is valid until the
-// next call of a Screen method.
-func (s *Screen) Shown() *image.RGBA { return s.shown }
-
 // Resize sets the screen's size. What the browser shows is then unknown,
 // so the next Update should cover the whole screen.
 func (s *Screen) Resize(w, h int) error {

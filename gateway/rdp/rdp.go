@@ -76,6 +76,7 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	"image/draw"
 	"log/slog"
 	"net"
 	"os"
@@ -523,10 +524,17 @@ func (s *Session) Snapshot(r image.Rectangle) *image.RGBA {
 	defer s.fbMu.Unlock()
 	r = r.Intersect(s.fb.Bounds())
 	out := image.NewRGBA(image.Rect(0, 0, r.Dx(), r.Dy()))
-	for y := 0; y < r.Dy(); y++ {
-		copy(out.Pix[out.PixOffset(0, y):out.PixOffset(r.Dx(), y)], s.fb.Pix[s.fb.PixOffset(r.Min.X, r.Min.Y+y):s.fb.PixOffset(r.Max.X, r.Min.Y+y)])
-	}
+	draw.Draw(out, out.Bounds(), s.fb, r.Min, draw.Src)
 	return out
+}
+
+// ReadRegion copies the desktop region r into dst at the same
+// coordinates, without allocating: the display pipeline reads changed
+// regions this way at every frame.
+func (s *Session) ReadRegion(dst *image.RGBA, r image.Rectangle) {
+	s.fbMu.Lock()
+	defer s.fbMu.Unlock()
+	draw.Draw(dst, r, s.fb, r.Min, draw.Src)
 }
 
 // Key presses (down) or releases an X11 keysym.

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"image"
+	"image/draw"
 	"io"
 )
 
@@ -226,9 +227,7 @@ func (c *Client) Snapshot(r image.Rectangle) *image.RGBA {
 	defer c.fbMu.RUnlock()
 	r = r.Intersect(c.fb.Bounds())
 	out := image.NewRGBA(image.Rect(0, 0, r.Dx(), r.Dy()))
-	for y := 0; y < r.Dy(); y++ {
-		copy(out.Pix[out.PixOffset(0, y):out.PixOffset(r.Dx(), y)], c.fb.Pix[c.fb.PixOffset(r.Min.X, r.Min.Y+y):c.fb.PixOffset(r.Max.X, r.Min.Y+y)])
-	}
+	draw.Draw(out, out.Bounds(), c.fb, r.Min, draw.Src)
 	return out
 }
 
@@ -236,10 +235,7 @@ func (c *Client) Snapshot(r image.Rectangle) *image.RGBA {
 func (c *Client) ReadRegion(dst *image.RGBA, r image.Rectangle) {
 	c.fbMu.RLock()
 	defer c.fbMu.RUnlock()
-	r = r.Intersect(c.fb.Bounds()).Intersect(dst.Bounds())
-	for y := r.Min.Y; y < r.Max.Y; y++ {
-		copy(dst.Pix[dst.PixOffset(r.Min.X, y):dst.PixOffset(r.Max.X, y)], c.fb.Pix[c.fb.PixOffset(r.Min.X, y):c.fb.PixOffset(r.Max.X, y)])
-	}
+	draw.Draw(dst, r, c.fb, r.Min, draw.Src)
 }
 
 // cursor reads a Cursor pseudo-rectangle: w×h pixels, then a bitmask with

@@ -208,16 +208,22 @@ func MatchQuery(text string) string {
 // SearchRecordings returns matching recordings, newest first.
 func (s *Store) SearchRecordings(ctx context.Context, f RecordingFilter) ([]Recording, error) {
 	q, args := recordingQuery(f)
+	return s.queryRecordings(ctx, "search recordings", q, args...)
+}
+
+// queryRecordings runs q, which selects recordingColumns, and scans the
+// rows; what names the query in errors.
+func (s *Store) queryRecordings(ctx context.Context, what, q string, args ...any) ([]Recording, error) {
 	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("search recordings: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	defer rows.Close()
 	var out []Recording
 	for rows.Next() {
 		r, err := scanRecording(rows)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 		out = append(out, r)
 	}
@@ -248,21 +254,8 @@ func (s *Store) ExplainRecordingSearch(ctx context.Context, f RecordingFilter) (
 // RecordingsStartedBefore returns up to limit recordings that started
 // before t, oldest first (the retention job's batch).
 func (s *Store) RecordingsStartedBefore(ctx context.Context, t time.Time, limit int) ([]Recording, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+recordingColumns+` FROM recordings r WHERE r.start_ms < ? ORDER BY r.start_ms, r.id LIMIT ?`,
-		t.UnixMilli(), limit)
-	if err != nil {
-		return nil, fmt.Errorf("expired recordings: %w", err)
-	}
-	defer rows.Close()
-	var out []Recording
-	for rows.Next() {
-		r, err := scanRecording(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return s.queryRecordings(ctx, "expired recordings",
+		`SELECT `+recordingColumns+` FROM recordings r WHERE r.start_ms < ? ORDER BY r.start_ms, r.id LIMIT ?`, t.UnixMilli(), limit)
 }
 
 // DeleteRecording removes a recording's metadata and searchable text.

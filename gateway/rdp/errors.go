@@ -252,10 +252,13 @@ func errorString(code uint32) string {
 
 // connectError names why kw_connect failed, on the session thread.
 func (s *Session) connectError(code, selected uint32) error {
+	if err := s.pipe.lastDialError(); err != nil {
+		// A fallback or retry could not reach the server again.
+		return err
+	}
 	if code == connFailed {
-		// Go dialled, so this is FreeRDP's automatic retry after its
-		// transport failed, which cannot dial again: the failure is the
-		// first one.
+		// FreeRDP's automatic retry after its transport failed: the
+		// failure that matters is the first one.
 		code = connTransportFailed
 	}
 	return classify(connectState{

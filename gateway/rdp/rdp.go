@@ -29,11 +29,13 @@
 // Go with a runtime/cgo.Handle, never a Go pointer.
 //
 // Go dials the server (so the context bounds the whole connection: a
-// cancel shuts the socket down, which also ends FreeRDP's blocking reads)
-// and hands FreeRDP a duplicate of the socket through its external-socket
-// form of the host name, "|host". FreeRDP then uses "|host" where it would
-// use the name: in the TLS SNI and the NLA service name (TERMSRV/|host),
-// which NTLM servers do not check; Kerberos is not supported.
+// cancel shuts the connections down, which also ends FreeRDP's blocking
+// reads). FreeRDP reaches it through a Unix socket in the session's
+// private directory, its "/path" form of the host name, and each
+// connection it makes there is forwarded to a fresh TCP connection (see
+// pipe). FreeRDP then uses the path where it would use the name: in the
+// TLS SNI and the NLA service name (TERMSRV/path), which NTLM servers do
+// not check; Kerberos is not supported.
 //
 // The server certificate is checked by its SHA-256 pin (Config.CertFingerprint,
 // in gateway/wire's form) through FreeRDP's external certificate
@@ -86,7 +88,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 	"unsafe"
 
@@ -220,10 +221,10 @@ type Session struct {
 	inst    *C.freerdp
 	queue   []input
 	closing bool
-	// conn is the TCP connection, dialled by Go; FreeRDP has a duplicate
-	// of its socket. Shutting it down unblocks FreeRDP's blocking reads
-	// during the connection sequence, which its abort event does not.
-	conn *net.TCPConn
+	// pipe carries FreeRDP's connections to the server. Shutting it down
+	// unblocks FreeRDP's blocking reads during the connection sequence,
+	// which its abort event does not.
+	pipe *pipe
 
 	fbMu    sync.Mutex
 	fb      *image.RGBA
@@ -286,15 +287,17 @@ func Connect(ctx context.Context, cfg Config) (*Session, error) {
 		ctx, cancel = context.WithTimeout(ctx, defaultConnectTimeout)
 		defer cancel()
 	}
-	conn, fd, err := dial(ctx, s.addr)
+	conn, err := dial(ctx, s.addr)
+	if err == nil {
+		s.pipe, err = newPipe(dir, s.addr, conn)
+	}
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("rdp connect %s: %w", s.addr, err)
 	}
-	s.conn = conn
 	s.handle = cgo.NewHandle(s)
 	ready := make(chan error, 1)
-	go s.run(ready, fd)
+	go s.run(ready)
 	stop := context.AfterFunc(ctx, s.abort)
 	err = <-ready
 	stop()
@@ -317,18 +320,17 @@ func Connect(ctx context.Context, cfg Config) (*Session, error) {
 // event loop and frees everything, on one locked OS thread. The thread is
 // not unlocked, so it ends with the goroutine and takes FreeRDP's
 // thread-local state with it.
-func (s *Session) run(ready chan<- error, fd int) {
+func (s *Session) run(ready chan<- error) {
 	runtime.LockOSThread()
 	defer close(s.done)
 	defer os.RemoveAll(s.configDir)
-	defer s.conn.Close()
+	defer s.pipe.close()
 	defer s.handle.Delete()
 	C.kw_thread_handle(C.uintptr_t(s.handle))
 	defer C.kw_thread_handle(0)
 
 	inst := C.kw_new(C.uintptr_t(s.handle))
 	if inst == nil {
-		syscall.Close(fd)
 		s.err = errors.New("rdp: cannot create a FreeRDP instance")
 		ready <- s.err
 		return
@@ -338,10 +340,7 @@ func (s *Session) run(ready chan<- error, fd int) {
 	s.mu.Unlock()
 	defer s.free()
 
-	// From here FreeRDP owns fd: it closes it when it frees its transport
-	// (all but a failure to load channels before its transport exists).
-	if err := s.configure(inst, fd); err != nil {
-		syscall.Close(fd)
+	if err := s.configure(inst); err != nil {
 		s.err = err
 		ready <- err
 		return
@@ -367,7 +366,7 @@ func (s *Session) free() {
 	C.kw_free(inst)
 }
 
-func (s *Session) configure(inst *C.freerdp, fd int) error {
+func (s *Session) configure(inst *C.freerdp) error {
 	var strs []*C.char
 	str := func(v string) *C.char {
 		p := C.CString(v)
@@ -380,8 +379,8 @@ func (s *Session) configure(inst *C.freerdp, fd int) error {
 		}
 	}()
 	cfg := C.kwConfig{
-		host:           str("|" + s.cfg.Host),
-		port:           C.int(fd),
+		host:           str(s.pipe.path),
+		port:           C.int(s.cfg.Port),
 		username:       str(s.cfg.Username),
 		password:       str(s.cfg.Password),
 		domain:         str(s.cfg.Domain),
@@ -432,42 +431,18 @@ func (s *Session) abort() {
 	if s.inst != nil {
 		C.kw_abort(s.inst)
 	}
-	s.conn.CloseRead()
-	s.conn.CloseWrite()
+	s.pipe.shutdown()
 }
 
 // dial connects to addr within ctx (defaultConnectTimeout without a
-// deadline) and returns the connection and a duplicate of its socket for
-// FreeRDP, close-on-exec.
-func dial(ctx context.Context, addr string) (*net.TCPConn, int, error) {
+// deadline).
+func dial(ctx context.Context, addr string) (*net.TCPConn, error) {
 	d := net.Dialer{Timeout: defaultConnectTimeout}
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, -1, dialError(err)
+		return nil, dialError(err)
 	}
-	conn := c.(*net.TCPConn)
-	raw, err := conn.SyscallConn()
-	if err != nil {
-		conn.Close()
-		return nil, -1, err
-	}
-	fd := -1
-	var dupErr error
-	err = raw.Control(func(sfd uintptr) {
-		syscall.ForkLock.RLock()
-		defer syscall.ForkLock.RUnlock()
-		if fd, dupErr = syscall.Dup(int(sfd)); dupErr == nil {
-			syscall.CloseOnExec(fd)
-		}
-	})
-	if err == nil {
-		err = dupErr
-	}
-	if err != nil {
-		conn.Close()
-		return nil, -1, fmt.Errorf("duplicate the socket: %w", err)
-	}
-	return conn, fd, nil
+	return c.(*net.TCPConn), nil
 }
 
 // post queues input for the session thread and wakes it.

@@ -11,8 +11,8 @@
 /* kwConfig carries the settings of one connection; its strings are owned by
  * the caller and copied by FreeRDP. */
 typedef struct {
-	/* host is "|" and the server's name: FreeRDP then takes port as an
-	 * already connected socket (dialled by Go) instead of dialling. */
+	/* host is the path of a Unix socket that Go forwards to the server
+	 * (FreeRDP's "/path" form of the host name); port is the server's. */
 	const char* host;
 	int port;
 	const char* username;

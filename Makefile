@@ -83,6 +83,7 @@ lint: assets
 
 unit: assets
 	$(GO) test -race -count=1 ./...
+	node --test web/test/
 
 e2e: build
 	npm run --silent e2e

@@ -16,8 +16,10 @@ export function browserPids() {
   }).map(Number);
 }
 
-// cpuSeconds is the CPU time processes and their descendants have used.
-export function cpuSeconds(pids) {
+// cpuSeconds is the CPU time processes and their descendants have used;
+// with own, that of the processes alone (the demo portal's children are
+// the servers being viewed, whose CPU is not the viewer's).
+export function cpuSeconds(pids, { own = false } = {}) {
   pids = [pids].flat();
   const tick = 100; // USER_HZ on Linux
   const stats = new Map();
@@ -32,6 +34,7 @@ export function cpuSeconds(pids) {
   let total = 0;
   const walk = (p) => {
     total += stats.get(p)?.cpu ?? 0;
+    if (own) return;
     for (const [c, st] of stats) if (st.ppid === p) walk(c);
   };
   // Count each process once, even if it descends from another listed.
@@ -134,7 +137,7 @@ export async function measure(name, page, display, serverPid, opts = {}) {
   let peakRSS = rssMB(serverPid);
   const sampler = setInterval(() => { peakRSS = Math.max(peakRSS, rssMB(serverPid)); }, 50);
   opts.counter?.start();
-  const cpu0 = cpuSeconds(serverPid); const bcpu0 = cpuSeconds(browser); const t0 = Date.now();
+  const cpu0 = cpuSeconds(serverPid, { own: true }); const bcpu0 = cpuSeconds(browser); const t0 = Date.now();
   const fps = await page.evaluate((ms) => window.countFrames(ms), seconds * 1000);
   const dt = (Date.now() - t0) / 1000;
   clearInterval(sampler);
@@ -143,7 +146,7 @@ export async function measure(name, page, display, serverPid, opts = {}) {
   const result = {
     fps,
     mbps: bytes / dt / 1e6,
-    serverCPU: (cpuSeconds(serverPid) - cpu0) / dt,
+    serverCPU: (cpuSeconds(serverPid, { own: true }) - cpu0) / dt,
     browserCPU: (cpuSeconds(browser) - bcpu0) / dt,
     serverRSS: peakRSS,
     ...extra,

@@ -15,7 +15,6 @@ import (
 	"image/jpeg"
 	"image/png"
 	"io"
-	"slices"
 	"strconv"
 
 	"github.com/keyway-dev/keyway/gateway/guac"
@@ -42,7 +41,13 @@ type Encoder struct {
 	indexes []uint8
 	palette []color.RGBA
 	colours []uint32
-	pal     palettedPNG
+	// colourTable maps a colour to its palette index in paletted.
+	colourTable struct {
+		keys [colourTableSize]uint32
+		vals [colourTableSize]uint8
+		used [colourTableSize]bool
+	}
+	pal palettedPNG
 	// indexed sends few-colour images as IndexedMimetype, which the
 	// browser announced it decodes.
 	indexed bool
@@ -105,6 +110,13 @@ func (e *Encoder) Image(img *image.RGBA, at image.Point) error {
 	return e.imageTo("0", compOver, img, at)
 }
 
+// colourTableSize is the size of paletted's hash table: twice the most
+// colours a palette holds, so probes stay short.
+const (
+	colourTableBits = 9
+	colourTableSize = 1 << colourTableBits
+)
+
 // paletted returns img's pixels as indexes into a palette of its colours,
 // or false when it has more than 256. The results reuse the encoder's
 // buffers until the next call.
@@ -117,25 +129,30 @@ func (e *Encoder) paletted(img *image.RGBA) ([]uint8, []color.RGBA, bool) {
 	pal := e.palette[:0]
 	colours := e.colours[:0]
 	idx := e.indexes[:n]
-	last, lastIdx := uint32(0), -1
+	// Colours are found through a small hash table, whose lookup is the
+	// same few instructions and a branch that is almost always taken,
+	// whatever the pattern of colours: text alternates between two all
+	// along a row, which defeats a cache of the last colour.
+	t := &e.colourTable
+	clear(t.used[:])
 	i := 0
 	for y := b.Min.Y; y < b.Max.Y; y++ {
 		row := img.Pix[img.PixOffset(b.Min.X, y):img.PixOffset(b.Max.X, y)]
-		for o := 0; o < len(row); o += 4 {
+		for o := 0; o+4 <= len(row); o += 4 {
 			c := binary.BigEndian.Uint32(row[o : o+4])
-			if c != last || lastIdx < 0 {
-				lastIdx = slices.Index(colours, c)
-				if lastIdx < 0 {
-					if len(colours) == 256 {
-						return nil, nil, false
-					}
-					colours = append(colours, c)
-					pal = append(pal, color.RGBA{row[o], row[o+1], row[o+2], row[o+3]})
-					lastIdx = len(colours) - 1
-				}
-				last = c
+			h := (c * 0x9E3779B1) >> (32 - colourTableBits)
+			for t.used[h] && t.keys[h] != c {
+				h = (h + 1) & (colourTableSize - 1)
 			}
-			idx[i] = uint8(lastIdx)
+			if !t.used[h] {
+				if len(colours) == 256 {
+					return nil, nil, false
+				}
+				t.used[h], t.keys[h], t.vals[h] = true, c, uint8(len(colours))
+				colours = append(colours, c)
+				pal = append(pal, color.RGBA{row[o], row[o+1], row[o+2], row[o+3]})
+			}
+			idx[i] = t.vals[h]
 			i++
 		}
 	}

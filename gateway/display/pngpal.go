@@ -134,8 +134,31 @@ func (p *palettedPNG) pack(idx []uint8, w, h, depth int, filterByte bool) []byte
 			copy(dst[lead:], src)
 			continue
 		}
+		// Whole bytes first, a loop per depth (this runs for every pixel
+		// sent), then the pixels of a last partial byte.
+		perByte := 8 / depth
+		whole := w / perByte
+		out := dst[lead : lead+whole]
+		switch depth {
+		case 1:
+			for j := range out {
+				v := src[j*8 : j*8+8 : j*8+8]
+				out[j] = v[0]<<7 | v[1]<<6 | v[2]<<5 | v[3]<<4 | v[4]<<3 | v[5]<<2 | v[6]<<1 | v[7]
+			}
+		case 2:
+			for j := range out {
+				v := src[j*4 : j*4+4 : j*4+4]
+				out[j] = v[0]<<6 | v[1]<<4 | v[2]<<2 | v[3]
+			}
+		default:
+			for j := range out {
+				v := src[j*2 : j*2+2 : j*2+2]
+				out[j] = v[0]<<4 | v[1]
+			}
+		}
+		src = src[whole*perByte:]
 		var b byte
-		shift, o := 8-depth, lead
+		shift, o := 8-depth, lead+whole
 		for _, v := range src {
 			b |= v << shift
 			if shift == 0 {

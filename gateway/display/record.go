@@ -166,8 +166,9 @@ func (s *Screen) Cursor(c *Cursor) error {
 	return s.enc.Cursor(c.Image, c.Hotspot)
 }
 
-// exact sends img at at, replacing what is there, losslessly: as palette
-// indexes or PNG.
+// exact sends img at at losslessly, as palette indexes or PNG, drawn over
+// what is there: the screen is opaque, so that replaces it (compSrc would
+// clear the rest of the layer).
 func (e *Encoder) exact(img *image.RGBA, at image.Point) error {
 	if idx, pal, ok := e.paletted(img); ok {
 		e.img.Reset()
@@ -182,9 +183,9 @@ func (e *Encoder) exact(img *image.RGBA, at image.Point) error {
 		if err != nil {
 			return err
 		}
-		return e.sendImage("0", compSrc, mimetype, at)
+		return e.sendImage("0", compOver, mimetype, at)
 	}
-	return e.imageTo("0", compSrc, img, at)
+	return e.imageTo("0", compOver, img, at)
 }
 
 // RecordingEnded tells the browser why a session whose recording is

@@ -267,6 +267,12 @@ func (s *Server) recordingKeyFrames(w http.ResponseWriter, r *http.Request) {
 		_, last = syncTimes(st, false)
 	}
 	v := keyFramesView{DurationMS: max(0, last-first), KeyFrames: []int64{0}}
+	if !rec.Incomplete {
+		// A still screen sends no frames: the session went on, on the
+		// gateway's clock, until its end. (An incomplete recording's end
+		// is when the gateway found it, maybe much later.)
+		v.DurationMS = max(v.DurationMS, rec.End.UnixMilli()-first)
+	}
 	for _, kf := range ix {
 		v.KeyFrames = append(v.KeyFrames, max(0, kf.Timestamp-first))
 	}

@@ -301,6 +301,8 @@ func TestDesktopRecordingUpload(t *testing.T) {
 	data, index := guacOf(t, 10)
 	m := recMeta("D1", data)
 	m.Format, m.Protocol = "guac", "vnc"
+	m.Start = time.UnixMilli(1772600767000 - 500)
+	m.End = m.Start.Add(5 * time.Second) // before the last frame: the frames' times count
 
 	put := func(session string, body []byte) int {
 		req, _ := http.NewRequest("PUT", f.srv.URL+wire.RecordingsPath+session+wire.IndexSuffix, bytes.NewReader(body))
@@ -370,12 +372,14 @@ func TestDesktopRecordingUpload(t *testing.T) {
 	data2, _ := guacOf(t, 4)
 	m2 := recMeta("D2", data2)
 	m2.Format, m2.Protocol = "guac", "rdp"
+	m2.Start = time.UnixMilli(1772600767000 - 500)
+	m2.End = m2.Start.Add(20 * time.Second) // a still screen after the last frame
 	if code, st := g.request("PUT", "D2", 0, &m2, bytes.NewReader(data2), m2.Size); code != 200 || !st.Stored {
 		t.Fatalf("upload without index: %d %+v", code, st)
 	}
 	rec2, _ := f.store.RecordingBySession(context.Background(), "D2")
 	resp = f.do(c, "GET", fmt.Sprintf("/recordings/%d/keyframes", rec2.ID), nil, nil)
-	if body := readBody(resp); !strings.Contains(body, `"keyframes":[0]`) || !strings.Contains(body, `"duration_ms":3000`) {
+	if body := readBody(resp); !strings.Contains(body, `"keyframes":[0]`) || !strings.Contains(body, `"duration_ms":19500`) {
 		t.Errorf("timeline without index: %s", body)
 	}
 }

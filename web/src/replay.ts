@@ -28,10 +28,38 @@ interface Part {
   loaded: number; // ms after base that have arrived
   bytes: number;
   complete: boolean;
-  shown: number; // ms after base on its display, -1 for nothing yet
+  // times are its frames' times (ms after base), in order; frame is the
+  // one on its display, -1 for none yet, and shown the time that stands
+  // for (a still screen shows one frame for a while).
+  times: number[];
+  frame: number;
+  shown: number;
 }
 
 const seekStep = 5000;
+
+// recordingBlock is SessionRecording's BLOCK_SIZE (guacamole-common-js
+// 1.5.0): it moves parsed data into its Blob every this many characters.
+const recordingBlock = 262144;
+
+// elementSize is an element's length in the protocol, as SessionRecording
+// counts it: the value, its length's digits, '.' and ',' or ';'.
+function elementSize(v: string): number {
+  return v.length + 2 + String(v.length).length;
+}
+
+// atOrBefore returns the last of the sorted times that is at most t, or
+// the first.
+function atOrBefore(times: number[], t: number): number {
+  let lo = 0;
+  let hi = times.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (times[mid] <= t) lo = mid;
+    else hi = mid - 1;
+  }
+  return times[lo] ?? 0;
+}
 
 function clock(ms: number): string {
   const s = Math.floor(ms / 1000);
@@ -88,15 +116,36 @@ class Replay {
     const tunnel = new Guacamole.StaticHTTPTunnel(`${this.src}?keyframe=${n}`);
     const rec = new Guacamole.SessionRecording(tunnel);
     installIndexed(rec.getDisplay());
-    const part: Part = { keyframe: n, base: this.timeline.keyframes[n] ?? 0, tunnel, rec, loaded: -1, bytes: 0, complete: false, shown: -1 };
-    rec.onprogress = (duration: number, parsed: number) => {
-      part.loaded = duration;
-      part.bytes = parsed;
+    const part: Part = { keyframe: n, base: this.timeline.keyframes[n] ?? 0, tunnel, rec, loaded: -1, bytes: 0, complete: false, times: [], frame: -1, shown: -1 };
+    // SessionRecording replays frames from a Blob it appends the
+    // tunnel's data to in blocks (and at the end), so a frame can be
+    // shown only once its block is in: mirror that count to know which.
+    let total = 0;
+    let inBlob = 0;
+    const ends: Array<[number, number]> = []; // [end in characters, ms]
+    const advance = (): void => {
+      while (ends.length > 0 && ends[0][0] <= inBlob) part.loaded = ends.shift()![1];
       this.pump();
+    };
+    rec.onprogress = (duration: number, parsed: number) => {
+      ends.push([parsed, duration]);
+      part.times.push(duration);
+      part.bytes = parsed;
+    };
+    const receive = tunnel.oninstruction;
+    tunnel.oninstruction = (opcode: string, args: unknown[]) => {
+      receive?.(opcode, args);
+      total += elementSize(opcode);
+      for (const a of args) total += elementSize(String(a));
+      if (total - inBlob >= recordingBlock) {
+        inBlob = total;
+        advance();
+      }
     };
     rec.onload = () => {
       part.complete = true;
-      this.pump();
+      inBlob = Infinity;
+      advance();
     };
     rec.onerror = (message: string) => {
       this.setStatus(`The recording could not be played: ${message}`);
@@ -150,14 +199,20 @@ class Replay {
       return;
     }
     const to = Math.min(want, p.loaded);
-    if (to === p.shown) {
+    // SessionRecording.seek shows the frame nearest a time, which may be
+    // a later one: ask for the time of the frame at or before it.
+    const frame = atOrBefore(p.times, to);
+    if (frame === p.frame) {
+      p.shown = to;
+      this.updateTime();
       this.settle();
       return;
     }
     this.busy = true;
-    p.rec.seek(to, () => {
+    p.rec.seek(frame, () => {
       p.rec.getDisplay().flush(() => {
         this.busy = false;
+        p.frame = frame;
         p.shown = to;
         if (p === this.next) {
           this.swap(p);

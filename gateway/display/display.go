@@ -23,8 +23,7 @@ import (
 
 // Guacamole composite modes (guacamole-server's guac_composite_mode).
 const (
-	compSrc = "12" // replace: the whole layer, as the canvas's "copy" does
-
+	compSrc  = "12" // replace: the whole layer, as the canvas's "copy" does
 	compOver = "14" // draw over
 )
 

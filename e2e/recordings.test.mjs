@@ -2,16 +2,19 @@
 // a user works in a terminal; the embedded gateway records the session and
 // uploads it; an auditor finds it on the Recordings page by a word typed in
 // it, plays it, seeks to the middle, and sees what the terminal showed at
-// that moment.
+// that moment. The same for a VNC desktop, whose recording the player
+// seeks in through the gateway's key frames.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { startDemo, launchBrowser, newPage, signIn, terminalText, waitFor } from './harness.mjs';
 
 let demo;
 let browser;
 
 before(async () => {
-  demo = await startDemo();
+  // Key frames every 2 s, so a short desktop session has several.
+  demo = await startDemo(['--recording-keyframes', '2s']);
   browser = await launchBrowser();
 });
 
@@ -111,4 +114,87 @@ test('an auditor finds a session by a word typed in it and replays it', async ()
   assert.match(href, /\/recordings\/\d+\/file\?download=1$/);
   await auditor.goto('/audit?action=recording.view');
   await auditor.getByRole('cell', { name: info.ssh_target.resource }).first().waitFor();
+});
+
+// desktopPixel reads one pixel of the live desktop as the browser drew it.
+async function desktopPixel(page, x, y) {
+  return page.evaluate(([x, y]) => {
+    const d = window.keywayDesktop.getDisplay().flatten().getContext('2d').getImageData(x, y, 1, 1).data;
+    return [d[0], d[1], d[2]];
+  }, [x, y]);
+}
+
+// replayPixel reads one pixel of the recording as the player shows it.
+async function replayPixel(page, x, y) {
+  return page.evaluate(([x, y]) => window.keywayReplay?.pixel(x, y).slice(0, 3) ?? [], [x, y]);
+}
+
+const hex = ([r, g, b]) => '#' + [r, g, b].map((c) => (c ?? 0).toString(16).padStart(2, '0')).join('');
+
+test('an auditor finds a VNC session, plays it and seeks to its middle', async () => {
+  const { info } = demo;
+  const xenv = { ...process.env, DISPLAY: `:${info.vnc_target.display}` };
+  const paint = (colour) => execFileSync('xsetroot', ['-solid', colour], { env: xenv, timeout: 5000 });
+  // Three phases of the desktop's background, about four seconds each:
+  // the middle of the recording is in the second.
+  const phases = ['#336699', '#994433', '#339944'];
+  paint(phases[0]);
+
+  const user = await newPage(browser, info.url);
+  await signIn(user, info.user.name, info.user.password);
+  await user.locator('[data-resource="demo-vnc"]').getByRole('button').click();
+  await user.waitForURL('**/connect/*');
+  await user.locator('#desk-status', { hasText: /connected to demo-vnc/i }).waitFor();
+  for (const [i, colour] of phases.entries()) {
+    if (i > 0) paint(colour);
+    await waitFor(`the ${colour} background in the browser`, async () => hex(await desktopPixel(user, 900, 600)) === colour);
+    await new Promise((r) => setTimeout(r, 4000)); // the phase lasts, to be seen in the recording
+  }
+  await user.goto('/'); // leaving the page ends the session; the gateway uploads its recording
+
+  const auditor = await newPage(browser, info.url);
+  await signIn(auditor, info.auditor.name, info.auditor.password);
+  await auditor.goto('/recordings');
+  await waitFor('the desktop recording to be listed', async () => {
+    await auditor.getByLabel('Resource').fill('demo-vnc');
+    await auditor.getByRole('button', { name: 'Search' }).click();
+    await auditor.waitForURL(/resource=demo-vnc/);
+    return (await auditor.locator('tr[data-recording]').count()) === 1;
+  });
+  const row = auditor.locator('tr[data-recording]');
+  await row.getByRole('cell', { name: 'vnc', exact: true }).waitFor();
+  await row.getByRole('link', { name: /play/i }).click();
+  await auditor.waitForURL(/\/recordings\/\d+$/);
+  await auditor.getByRole('heading', { name: `${info.user.name} on demo-vnc` }).waitFor();
+
+  // The timeline spans the session; it starts on the first phase.
+  const duration = await waitFor('the timeline', () => auditor.evaluate(() => window.keywayReplay?.duration));
+  assert.ok(duration > 11000 && duration < 40000, `recording lasts ${duration} ms`);
+  await auditor.locator('#replay-status', { hasText: /paused at 0:00/i }).waitFor();
+
+  // Play until the first phase shows, pause, then click the middle of the
+  // timeline, as a person does: the screen shows the second phase.
+  await auditor.getByRole('button', { name: 'Play' }).click();
+  await waitFor('playback of the first phase', async () => hex(await replayPixel(auditor, 900, 600)) === phases[0]);
+  await auditor.getByRole('button', { name: 'Pause' }).click();
+  const timeline = auditor.getByLabel('Position in the recording');
+  const box = await timeline.boundingBox();
+  await auditor.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
+  await auditor.locator('#replay-status', { hasText: /paused at/i }).waitFor();
+  const at = await waitFor('the seek to the middle', async () => {
+    const p = await auditor.evaluate(() => window.keywayReplay.position);
+    return Math.abs(p - duration / 2) < duration / 8 && p;
+  });
+  await waitFor('the middle of the session on screen', async () => hex(await replayPixel(auditor, 900, 600)) === phases[1], 10000)
+    .catch(async (e) => { throw new Error(`${e.message} (at ${at} of ${duration} ms, shows ${hex(await replayPixel(auditor, 900, 600))})`); });
+
+  // Near the end, the third phase; back in the first sixth, the first.
+  await auditor.mouse.click(box.x + box.width - 3, box.y + box.height / 2);
+  await waitFor('the end of the session on screen', async () => hex(await replayPixel(auditor, 900, 600)) === phases[2], 10000);
+  await auditor.mouse.click(box.x + box.width / 6, box.y + box.height / 2);
+  await waitFor('the first phase on screen', async () => hex(await replayPixel(auditor, 900, 600)) === phases[0], 10000);
+
+  // Seeking fetched the recording from key frames, each fetch audited.
+  await auditor.goto('/audit?action=recording.view&q=demo-vnc');
+  await auditor.getByRole('cell', { name: 'demo-vnc' }).first().waitFor();
 });

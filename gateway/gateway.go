@@ -72,6 +72,9 @@ type Config struct {
 	Spool *spool.Spool
 	// Name is how the gateway names itself in recordings (ID if empty).
 	Name string
+	// KeyFrameInterval is the least time between two key frames of a
+	// desktop recording (display.DefaultKeyFrameInterval if 0).
+	KeyFrameInterval time.Duration
 }
 
 // Gateway serves sessions.
@@ -396,6 +399,16 @@ func (g *Gateway) terminal(c *tls.Conn, req *wire.Request, log *slog.Logger) {
 	log.Info("terminal session ended", "status", ex.Status, "signal", ex.Signal, "message", ex.Message, "duration", time.Since(start).Round(time.Second))
 }
 
+// refuseUnrecorded answers a session that must be recorded, and whose
+// recording could not start, with the reason; ok is the answer it would
+// have had, whose pinned key is passed on.
+func (g *Gateway) refuseUnrecorded(c *tls.Conn, req *wire.Request, ok *wire.Response, err error, log *slog.Logger) {
+	refusal := recordingRefusal(req, err)
+	refusal.HostKey, refusal.HostKeyFingerprint = ok.HostKey, ok.HostKeyFingerprint
+	log.Error("session refused: it must be recorded and the recording could not start", "err", err)
+	wire.WriteResponse(c, refusal)
+}
+
 // checkTarget refuses targets outside the allowed networks, as a second
 // line of defence behind the portal's own checks. When networks are
 // restricted the target is resolved here and dialed by address, so a name
@@ -489,13 +502,21 @@ func (g *Gateway) vncDesktop(c *tls.Conn, req *wire.Request, log *slog.Logger) {
 	if fp := client.CertFingerprint; fp != "" {
 		ok.HostKey, ok.HostKeyFingerprint = wire.CertPrefix+fp, fp // pinned by the portal on first use
 	}
+	// Recording starts only now that the server accepted the sign-in.
+	rec, err := g.startDesktopRecording(req, log)
+	if err != nil {
+		client.Close()
+		g.refuseUnrecorded(c, req, ok, err, log)
+		return
+	}
+	defer rec.finish()
 	if err := wire.WriteResponse(c, ok); err != nil {
 		client.Close()
 		return
 	}
 	w, h := client.Size()
 	log.Info("desktop session started", "name", client.Name, "size", fmt.Sprintf("%dx%d", w, h), "setup", time.Since(start).Round(time.Millisecond))
-	err = client.Serve(g.ctx, c, opts)
+	err = client.Serve(g.ctx, c, opts, rec.display(opts))
 	log.Info("desktop session ended", "err", err, "duration", time.Since(start).Round(time.Second), "rects", client.RectCounts())
 }
 

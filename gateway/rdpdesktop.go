@@ -54,12 +54,19 @@ func (g *Gateway) rdpDesktop(c *tls.Conn, req *wire.Request, log *slog.Logger) {
 	if fp := s.CertFingerprint(); fp != "" && !opts.IgnoreCert {
 		ok.HostKey, ok.HostKeyFingerprint = wire.CertPrefix+fp, fp // pinned by the portal on first use
 	}
+	// Recording starts only now that the server accepted the sign-in.
+	rec, err := g.startDesktopRecording(req, log)
+	if err != nil {
+		g.refuseUnrecorded(c, req, ok, err, log)
+		return
+	}
+	defer rec.finish()
 	if err := wire.WriteResponse(c, ok); err != nil {
 		return
 	}
 	sw, sh := s.Size()
 	log.Info("desktop session started", "size", fmt.Sprintf("%dx%d", sw, sh), "setup", time.Since(start).Round(time.Millisecond))
-	err = display.Serve(g.ctx, c, rdpSource{s}, rdpRemote{s, opts.FixedSize}, opts, rdpEnded)
+	err = display.Serve(g.ctx, c, rdpSource{s}, rdpRemote{s, opts.FixedSize}, opts, rdpEnded, rec.display(opts))
 	log.Info("desktop session ended", "err", err, "duration", time.Since(start).Round(time.Second))
 }
 

@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
+	"github.com/keyway-dev/keyway/gateway/display"
 	"github.com/keyway-dev/keyway/gateway/spool"
 	"github.com/keyway-dev/keyway/gateway/wire"
 	"github.com/keyway-dev/keyway/recordings/asciicast"
+	"github.com/keyway-dev/keyway/recordings/guacrec"
 )
 
 // errNoSpool is why a session is not recorded on a gateway without a spool.
@@ -25,7 +28,7 @@ func (g *Gateway) checkRecording(req *wire.Request, log *slog.Logger) *wire.Resp
 	if g.cfg.Spool != nil {
 		err = g.cfg.Spool.CheckSpace()
 	}
-	if req.Protocol != wire.ProtocolSSH {
+	if !recordable(req.Protocol) {
 		err = fmt.Errorf("this gateway cannot record %s sessions yet", req.Protocol)
 	}
 	if err == nil {
@@ -33,6 +36,12 @@ func (g *Gateway) checkRecording(req *wire.Request, log *slog.Logger) *wire.Resp
 	}
 	log.Error("session refused: it must be recorded and cannot be", "err", err)
 	return recordingRefusal(req, err)
+}
+
+// recordable reports the protocols whose sessions a gateway records: SSH
+// terminals as asciicast, VNC and RDP desktops as Guacamole recordings.
+func recordable(protocol string) bool {
+	return protocol == wire.ProtocolSSH || protocol == wire.ProtocolVNC || protocol == wire.ProtocolRDP
 }
 
 // recordingRefusal tells the user, in words that reveal nothing of the
@@ -45,7 +54,7 @@ func recordingRefusal(req *wire.Request, err error) *wire.Response {
 		why = "its disk for recordings is nearly full"
 	case errors.Is(err, errNoSpool):
 		why = "it has no recording spool"
-	case req.Protocol != wire.ProtocolSSH:
+	case !recordable(req.Protocol):
 		why = fmt.Sprintf("it cannot record %s sessions yet", req.Protocol)
 	}
 	return &wire.Response{Code: wire.CodeRecordingUnavailable,
@@ -63,17 +72,16 @@ type terminalRecording struct {
 	once sync.Once // logs the first failure of an optional recording
 }
 
-// startTerminalRecording starts the recording of a terminal session whose
-// target connection and login succeeded. It returns nil, and no error, for
-// a session not to be recorded; an error means a required recording could
-// not start, and the session must be refused.
-func (g *Gateway) startTerminalRecording(req *wire.Request, log *slog.Logger) (*terminalRecording, error) {
+// startSpoolRecording creates the spool recording of a session whose
+// target connection and login succeeded. It returns nil, and no error,
+// for a session not to be recorded; an error means a required recording
+// could not start, and the session must be refused.
+func (g *Gateway) startSpoolRecording(req *wire.Request, format spool.Format, log *slog.Logger) (*spool.Recording, error) {
 	if req.Recording == nil {
 		return nil, nil
 	}
-	required := req.Recording.Required
-	fail := func(err error) (*terminalRecording, error) {
-		if required {
+	fail := func(err error) (*spool.Recording, error) {
+		if req.Recording.Required {
 			return nil, err
 		}
 		log.Warn("session not recorded: the recording could not start", "err", err)
@@ -88,11 +96,24 @@ func (g *Gateway) startTerminalRecording(req *wire.Request, log *slog.Logger) (*
 	}
 	rec, err := sp.Create(spool.Meta{
 		SessionID: req.SessionID, User: req.User, Resource: req.Resource, Protocol: req.Protocol,
-		Gateway: g.name(), ClientAddr: req.ClientAddr, Format: spool.Asciicast,
+		Gateway: g.name(), ClientAddr: req.ClientAddr, Format: format,
 	})
 	if err != nil {
 		return fail(err)
 	}
+	return rec, nil
+}
+
+// startTerminalRecording starts the recording of a terminal session whose
+// target connection and login succeeded. It returns nil, and no error, for
+// a session not to be recorded; an error means a required recording could
+// not start, and the session must be refused.
+func (g *Gateway) startTerminalRecording(req *wire.Request, log *slog.Logger) (*terminalRecording, error) {
+	rec, err := g.startSpoolRecording(req, spool.Asciicast, log)
+	if rec == nil {
+		return nil, err
+	}
+	required := req.Recording.Required
 	w, err := asciicast.NewWriter(rec, asciicast.Config{
 		Header: asciicast.Header{
 			Width: req.Terminal.Cols, Height: req.Terminal.Rows,
@@ -108,7 +129,11 @@ func (g *Gateway) startTerminalRecording(req *wire.Request, log *slog.Logger) (*
 		// request): the recording is finished, as incomplete, to be
 		// looked at rather than left open.
 		rec.Finish()
-		return fail(err)
+		if required {
+			return nil, err
+		}
+		log.Warn("session not recorded: the recording could not start", "err", err)
+		return nil, nil
 	}
 	log.Info("recording the session", "input", req.Recording.Input, "required", required)
 	return &terminalRecording{rec: rec, w: w, required: required, log: log}, nil
@@ -143,6 +168,80 @@ func (r *terminalRecording) finish() {
 	err := r.w.Close()
 	m, ferr := r.rec.Finish()
 	if err = errors.Join(err, ferr); err != nil {
+		r.log.Error("recording finished with an error; it is kept as incomplete", "err", err, "size", m.Size)
+		return
+	}
+	r.log.Info("recording finished", "size", m.Size, "sha256", m.SHA256)
+}
+
+// desktopRecording records one desktop session into the spool as a
+// Guacamole recording with its key-frame index. It implements
+// display.Recorder.
+type desktopRecording struct {
+	rec      *spool.Recording
+	w        *guacrec.Writer
+	required bool
+	log      *slog.Logger
+	interval time.Duration // between key frames
+
+	once sync.Once // logs the first failure of an optional recording
+}
+
+// startDesktopRecording starts the recording of a desktop session whose
+// target accepted the sign-in; like startTerminalRecording, nil and no
+// error for a session not to be recorded.
+func (g *Gateway) startDesktopRecording(req *wire.Request, log *slog.Logger) (*desktopRecording, error) {
+	rec, err := g.startSpoolRecording(req, spool.Guacamole, log)
+	if rec == nil {
+		return nil, err
+	}
+	w, err := guacrec.NewWriter(rec, rec.Index())
+	if err != nil {
+		rec.Finish()
+		if req.Recording.Required {
+			return nil, err
+		}
+		log.Warn("session not recorded: the recording could not start", "err", err)
+		return nil, nil
+	}
+	log.Info("recording the session", "required", req.Recording.Required)
+	return &desktopRecording{rec: rec, w: w, required: req.Recording.Required, log: log, interval: g.cfg.KeyFrameInterval}, nil
+}
+
+// display returns the display pipeline's side of the recording; nil for
+// a session not recorded.
+func (r *desktopRecording) display(opts wire.Desktop) *display.Recording {
+	if r == nil {
+		return nil
+	}
+	return display.NewRecording(r, r.interval, opts.IndexedImages, nil)
+}
+
+func (r *desktopRecording) check(err error) error {
+	if err == nil || r.required {
+		return err
+	}
+	r.once.Do(func() { r.log.Error("recording failed; the session goes on unrecorded", "err", err) })
+	return nil
+}
+
+func (r *desktopRecording) Write(p []byte) (int, error) {
+	n, err := r.w.Write(p)
+	if err = r.check(err); err == nil {
+		n = len(p)
+	}
+	return n, err
+}
+
+func (r *desktopRecording) KeyFrame() error { return r.check(r.w.KeyFrame()) }
+
+// finish ends the recording; the spool's uploader sends it to the portal.
+func (r *desktopRecording) finish() {
+	if r == nil {
+		return
+	}
+	m, err := r.rec.Finish()
+	if err != nil {
 		r.log.Error("recording finished with an error; it is kept as incomplete", "err", err, "size", m.Size)
 		return
 	}

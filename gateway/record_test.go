@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"errors"
 	"io"
@@ -8,19 +9,29 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/keyway-dev/keyway/e2e/targets"
+	"github.com/keyway-dev/keyway/gateway/display/displaytest"
+	"github.com/keyway-dev/keyway/gateway/guac"
 	"github.com/keyway-dev/keyway/gateway/spool"
 	"github.com/keyway-dev/keyway/gateway/wire"
 	"github.com/keyway-dev/keyway/recordings/asciicast"
+	"github.com/keyway-dev/keyway/recordings/guacrec"
 )
 
 // startRecordingGateway is a gateway recording into a spool in a temporary
 // directory, which it returns too; minFree is the free space the spool
 // requires.
 func startRecordingGateway(t *testing.T, minFree uint64) (*testGateway, *spool.Spool, string) {
+	return startRecordingGatewayWith(t, minFree, 0)
+}
+
+// startRecordingGatewayWith is startRecordingGateway with key frames of
+// desktop recordings at most every keyFrames.
+func startRecordingGatewayWith(t *testing.T, minFree uint64, keyFrames time.Duration) (*testGateway, *spool.Spool, string) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "spool")
 	sp, err := spool.Open(spool.Config{Dir: dir, MinFree: minFree})
@@ -32,7 +43,7 @@ func startRecordingGateway(t *testing.T, minFree uint64) (*testGateway, *spool.S
 		SSHAddr: "127.0.0.1:0", Identity: gwID,
 		TrustedPortal: func(k ed25519.PublicKey) bool { return k.Equal(portal.PublicKey()) },
 		Logger:        slog.New(slog.NewTextHandler(io.Discard, nil)),
-		DialTimeout:   5 * time.Second, Spool: sp, Name: "gw-test",
+		DialTimeout:   5 * time.Second, Spool: sp, Name: "gw-test", KeyFrameInterval: keyFrames,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -225,5 +236,120 @@ func (s *session) drain() wire.Exit {
 			ex, _ := wire.ParseExit(p)
 			return ex
 		}
+	}
+}
+
+// TestDesktopRecording records a real Xvnc session through the gateway:
+// a failed sign-in leaves no recording; the recording of the session that
+// follows, played back onto an empty display from its start and from each
+// of its key frames, ends with the screen the browser had.
+func TestDesktopRecording(t *testing.T) {
+	t.Parallel()
+	x := targets.NewXvnc(t, targets.XvncOptions{Password: "vncpw123"})
+	if err := x.Run("xsetroot", "-solid", "#336699"); err != nil {
+		t.Fatal(err)
+	}
+	g, sp, dir := startRecordingGatewayWith(t, 1, 300*time.Millisecond)
+	req := func(id, pw string) *wire.Request {
+		return &wire.Request{Kind: wire.KindSession, Protocol: wire.ProtocolVNC, SessionID: id, User: "tester", Resource: "desk-1",
+			Target: wire.Target{Host: x.Host, Port: x.Port}, Credentials: wire.Credentials{Password: wire.Secret(pw)},
+			Desktop: &wire.Desktop{IndexedImages: true}, Recording: &wire.Recording{Required: true}}
+	}
+	if _, resp := g.open(t, req("bad-pw", "wrongpw1")); resp.OK || resp.Code != wire.CodeAuthFailed {
+		t.Fatalf("wrong VNC password: %+v", resp)
+	}
+	if metas, _ := sp.List(); len(metas) != 0 {
+		t.Fatalf("a failed sign-in left a recording: %+v", metas)
+	}
+
+	s, resp := g.open(t, req("desk", "vncpw123"))
+	if !resp.OK {
+		t.Fatalf("refused: %+v", resp)
+	}
+	live := displaytest.New()
+	ended := make(chan error, 1)
+	var lastFrame atomic.Int64 // unix ms
+	go func() {
+		rd := guac.NewReader(s.conn, guac.Limits{MaxElement: 1 << 22, MaxElements: 16})
+		for {
+			in, err := rd.Read()
+			if err != nil {
+				ended <- err
+				return
+			}
+			if err := live.Apply(in); err != nil {
+				ended <- err
+				return
+			}
+			if in.Opcode == "sync" {
+				s.conn.Write(in.AppendTo(nil))
+				lastFrame.Store(time.Now().UnixMilli())
+			}
+		}
+	}()
+	done := filepath.Join(t.TempDir(), "done")
+	// A terminal that scrolls for a few seconds, so that the recording
+	// has copies, images and several key frames.
+	if _, err := x.Start("xterm", "-geometry", "80x20+10+10", "-e", "sh", "-c",
+		"i=0; while [ $i -lt 60 ]; do echo line $i of the recorded session; i=$((i+1)); sleep 0.05; done; touch "+done+"; exec sleep 60"); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the terminal's output", func() bool { _, err := os.Stat(done); return err == nil })
+	// Once the screen is still, the server goes away: the gateway ends
+	// the session, and the browser got all it sent.
+	waitUntil(t, "a still screen", func() bool { return time.Now().UnixMilli()-lastFrame.Load() > 500 })
+	x.Stop()
+	select {
+	case <-ended:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the session did not end with the server")
+	}
+
+	m := finishedRecording(t, sp, "desk")
+	if m.Format != spool.Guacamole || m.Protocol != "vnc" || m.Resource != "desk-1" || !m.Complete {
+		t.Fatalf("metadata %+v", m)
+	}
+	rec, err := os.ReadFile(filepath.Join(dir, "desk.guac"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(filepath.Join(dir, "desk.idx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix, err := guacrec.ReadIndex(f)
+	f.Close()
+	if err != nil || len(ix) < 2 {
+		t.Fatalf("index of %d bytes: %d key frames, %v", len(rec), len(ix), err)
+	}
+	want := live.Screen()
+	if w, h := live.Size(); w != 1024 || h != 768 {
+		t.Fatalf("screen %dx%d", w, h)
+	}
+	for _, kf := range append(guacrec.Index{{}}, ix...) {
+		st, err := guacrec.Stream(bytes.NewReader(rec), int64(len(rec)), kf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := displaytest.New()
+		rd := guacrec.NewReader(st, guacrec.RecordingLimits)
+		for {
+			in, err := rd.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("play from %+v: %v", kf, err)
+			}
+			if err := b.Apply(in); err != nil {
+				t.Fatalf("play from %+v: %v", kf, err)
+			}
+		}
+		if !bytes.Equal(b.Screen().Pix, want.Pix) {
+			t.Errorf("played from key frame %+v, the screen differs from the browser's", kf)
+		}
+	}
+	if live.Ops["copy"] == 0 {
+		t.Errorf("no copy in the session: %v", live.Ops)
 	}
 }

@@ -52,6 +52,10 @@ type serveConfig struct {
 	// Retention is how long recordings are kept ("90d", "2160h"); empty
 	// or 0 keeps them forever.
 	Retention string
+	// KeyFrames is the least time between key frames of the embedded
+	// gateway's desktop recordings: shorter seeks faster, longer is
+	// smaller.
+	KeyFrames time.Duration
 }
 
 func (c *serveConfig) flags(fs *flag.FlagSet) {
@@ -65,6 +69,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.GatewayRDPListen, "gateway-rdp-listen", envOr("KEYWAY_GATEWAY_RDP_LISTEN", "127.0.0.1:7994"), "loopback address of the embedded gateway's RDP listener")
 	fs.StringVar(&c.GatewayVNCListen, "gateway-vnc-listen", envOr("KEYWAY_GATEWAY_VNC_LISTEN", "127.0.0.1:7995"), "loopback address of the embedded gateway's VNC listener")
 	fs.StringVar(&c.LogLevel, "log-level", envOr("KEYWAY_LOG_LEVEL", "info"), "debug, info, warn or error")
+	fs.DurationVar(&c.KeyFrames, "recording-keyframes", 10*time.Second, "least time between key frames of desktop recordings: a seek replays at most this much after the key frame before it")
 	fs.StringVar(&c.Retention, "recordings-retention", envOr("KEYWAY_RECORDINGS_RETENTION", "0"), "how long session recordings are kept, e.g. 90d; 0 keeps them forever")
 }
 
@@ -140,7 +145,7 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	}
 	var defaultNets atomic.Pointer[[]netip.Prefix]
 	gw, err := gateway.New(gateway.Config{
-		Spool: sp, Name: "embedded",
+		Spool: sp, Name: "embedded", KeyFrameInterval: cfg.KeyFrames,
 		Networks: func() []netip.Prefix {
 			if n := defaultNets.Load(); n != nil {
 				return *n

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -67,6 +68,17 @@ func (u *Uploads) Status(ctx context.Context, id string) (int64, error) {
 // the recording and sends it again from the start.
 func (u *Uploads) Upload(ctx context.Context, up spool.Upload) (string, error) {
 	m := up.Meta
+	if up.Index != nil {
+		st, code, err := u.do(ctx, http.MethodPut, m.SessionID+wire.IndexSuffix, func(req *http.Request) {
+			req.Header.Set("Content-Type", "application/octet-stream")
+		}, bytes.NewReader(up.Index))
+		if err != nil {
+			return "", fmt.Errorf("send key-frame index: %w", err)
+		}
+		if code != http.StatusOK {
+			return "", fmt.Errorf("portal refused the key-frame index (HTTP %d): %s", code, st.Error)
+		}
+	}
 	hdr, err := wire.EncodeRecordingMeta(wire.RecordingMeta{
 		SessionID: m.SessionID, User: m.User, Resource: m.Resource, Protocol: m.Protocol, ClientAddr: m.ClientAddr,
 		Format: string(m.Format), Start: m.Start, End: m.End, Complete: m.Complete, Size: m.Size, SHA256: m.SHA256,

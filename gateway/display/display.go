@@ -22,7 +22,7 @@ import (
 
 // Guacamole composite modes (guacamole-server's guac_composite_mode).
 const (
-	compSrc  = "12" // replace
+	compSrc  = "12" // replace: the whole layer, as the canvas's "copy" does
 	compOver = "14" // draw over
 )
 
@@ -194,14 +194,15 @@ func photoLike(img *image.RGBA) bool {
 	return false
 }
 
-// jpegTo sends img as a JPEG; JPEG has no alpha, so it replaces what is
-// below (the screen is opaque).
+// jpegTo sends img as a JPEG. It is drawn over what is below, which,
+// JPEG being opaque, replaces it: "replace" (compSrc) is the canvas's
+// "copy", which clears the whole layer outside the image.
 func (e *Encoder) jpegTo(layer string, img image.Image, at image.Point) error {
 	e.img.Reset()
 	if err := jpeg.Encode(&e.img, img, &jpeg.Options{Quality: jpegQuality}); err != nil {
 		return err
 	}
-	return e.sendImage(layer, compSrc, "image/jpeg", at)
+	return e.sendImage(layer, compOver, "image/jpeg", at)
 }
 
 // cursorLayer is the off-screen buffer the cursor image is drawn into

@@ -48,6 +48,8 @@ type Screen struct {
 	curHash, shownHash []uint64
 	rowAt              map[uint64]int
 	votes              map[int]int
+	// cursor is the pointer's last shape, for key frames.
+	cursor *Cursor
 }
 
 // NewScreen sends through enc.

@@ -57,7 +57,9 @@ type Source interface {
 // input goes to remote within limits. ended turns the remote session's end
 // into the sentence the browser shows. Serve closes stream (when it is an
 // io.Closer) before it returns, so its reader stops.
-func Serve(ctx context.Context, stream io.ReadWriter, src Source, remote Remote, limits wire.Desktop, ended func(error) string) error {
+//
+// rec, when not nil, records the session.
+func Serve(ctx context.Context, stream io.ReadWriter, src Source, remote Remote, limits wire.Desktop, ended func(error) string, rec *Recording) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() {
@@ -71,7 +73,11 @@ func Serve(ctx context.Context, stream io.ReadWriter, src Source, remote Remote,
 	var wg sync.WaitGroup
 	errc := make(chan error, 2)
 	wg.Go(func() { errc <- ReadInput(ctx, stream, acks, limits, remote) })
-	wg.Go(func() { errc <- push(ctx, stream, src, acks, limits, ended) })
+	wg.Go(func() {
+		err := push(ctx, stream, src, acks, limits, ended, rec)
+		RecordingEnded(stream, err)
+		errc <- err
+	})
 	err := <-errc
 	cancel()
 	if err2 := <-errc; err == nil {
@@ -86,8 +92,8 @@ func Serve(ctx context.Context, stream io.ReadWriter, src Source, remote Remote,
 
 // push sends src's screen: all of it first, then what changed, a frame at
 // a time while fewer than MaxFramesInFlight await acknowledgement.
-func push(ctx context.Context, stream io.Writer, src Source, acks <-chan struct{}, limits wire.Desktop, ended func(error) string) error {
-	enc := NewEncoder(stream)
+func push(ctx context.Context, stream io.Writer, src Source, acks <-chan struct{}, limits wire.Desktop, ended func(error) string, rec *Recording) error {
+	enc := NewEncoder(rec.Writer(stream))
 	enc.SetIndexed(limits.IndexedImages)
 	screen := NewScreen(enc)
 	w, h := src.Size()
@@ -113,6 +119,9 @@ func push(ctx context.Context, stream io.Writer, src Source, acks <-chan struct{
 			if err := enc.Flush(); err != nil {
 				return err
 			}
+			if err := rec.FrameEnd(screen, lastSync); err != nil {
+				return err
+			}
 			whole, changed = false, false
 			inFlight++
 		}
@@ -133,10 +142,8 @@ func push(ctx context.Context, stream io.Writer, src Source, acks <-chan struct{
 
 // frame encodes one change: pointer, clipboard, size, then pixels.
 func frame(enc *Encoder, screen *Screen, src Source, ch Change, whole bool, limits wire.Desktop) error {
-	if ch.Cursor != nil && !ch.Cursor.Image.Bounds().Empty() {
-		if err := enc.Cursor(ch.Cursor.Image, ch.Cursor.Hotspot); err != nil {
-			return err
-		}
+	if err := screen.Cursor(ch.Cursor); err != nil {
+		return err
 	}
 	if ch.HasClipboard && !limits.NoClipboardOut {
 		if err := enc.Clipboard(ch.Clipboard); err != nil {

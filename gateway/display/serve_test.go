@@ -84,7 +84,7 @@ func TestServePacesFramesAndTakesInput(t *testing.T) {
 	defer cancel()
 	served := make(chan error, 1)
 	go func() {
-		served <- Serve(ctx, gw, src, remote, wire.Desktop{}, func(err error) string { return "the session ended: " + err.Error() })
+		served <- Serve(ctx, gw, src, remote, wire.Desktop{}, func(err error) string { return "the session ended: " + err.Error() }, nil)
 	}()
 	syncs := make(chan string, 64)
 	other := make(chan guac.Instruction, 256)

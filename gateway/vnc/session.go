@@ -20,8 +20,9 @@ const maxFramesInFlight = 2
 
 // Serve runs the desktop over stream until either side ends or ctx is
 // done: screen changes go out as Guacamole display instructions, and
-// browser key, mouse and sync instructions come in. It closes the client.
-func (c *Client) Serve(ctx context.Context, stream io.ReadWriter, limits wire.Desktop) error {
+// browser key, mouse and sync instructions come in. rec, when not nil,
+// records the session. It closes the client.
+func (c *Client) Serve(ctx context.Context, stream io.ReadWriter, limits wire.Desktop, rec *display.Recording) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// Ending either side ends both: closing the connections unblocks the
@@ -42,7 +43,11 @@ func (c *Client) Serve(ctx context.Context, stream io.ReadWriter, limits wire.De
 	var readers sync.WaitGroup
 	errc := make(chan error, 2)
 	go func() { errc <- display.ReadInput(ctx, stream, acks, limits, remote{c}) }()
-	go func() { errc <- c.output(ctx, stream, acks, &readers, limits) }()
+	go func() {
+		err := c.output(ctx, stream, acks, &readers, limits, rec)
+		display.RecordingEnded(stream, err)
+		errc <- err
+	}()
 	err := <-errc
 	cancel()
 	if err2 := <-errc; err == nil {
@@ -89,8 +94,8 @@ func (c *Client) readMessages(ctx context.Context, msgs chan<- serverMessage, do
 // asks the server for a frame only while fewer than maxFramesInFlight
 // await the browser's acknowledgement, but keeps reading the server's
 // other messages (clipboard requests) meanwhile.
-func (c *Client) output(ctx context.Context, stream io.Writer, acks <-chan struct{}, readers *sync.WaitGroup, limits wire.Desktop) error {
-	enc := display.NewEncoder(stream)
+func (c *Client) output(ctx context.Context, stream io.Writer, acks <-chan struct{}, readers *sync.WaitGroup, limits wire.Desktop, rec *display.Recording) error {
+	enc := display.NewEncoder(rec.Writer(stream))
 	enc.SetIndexed(limits.IndexedImages)
 	screen := display.NewScreen(enc)
 	w, h := c.Size()
@@ -148,7 +153,7 @@ func (c *Client) output(ctx context.Context, stream io.Writer, acks <-chan struc
 				pending = true
 			}
 		}
-		if err := c.forward(enc, screen, m.u, whole, &lastSync, limits); err != nil {
+		if err := c.forward(enc, screen, rec, m.u, whole, &lastSync, limits); err != nil {
 			return err
 		}
 		select {
@@ -161,7 +166,7 @@ func (c *Client) output(ctx context.Context, stream io.Writer, acks <-chan struc
 
 // forward sends the browser what one server message changed; a frame
 // (the answer to a request) ends with a sync.
-func (c *Client) forward(enc *display.Encoder, screen *display.Screen, u Update, first bool, lastSync *int64, limits wire.Desktop) error {
+func (c *Client) forward(enc *display.Encoder, screen *display.Screen, rec *display.Recording, u Update, first bool, lastSync *int64, limits wire.Desktop) error {
 	if u.HasCutText && !limits.NoClipboardOut { // else the resource keeps its clipboard to itself
 		if err := enc.Clipboard(u.CutText); err != nil {
 			return err
@@ -180,13 +185,16 @@ func (c *Client) forward(enc *display.Encoder, screen *display.Screen, u Update,
 	if err := enc.Sync(*lastSync); err != nil {
 		return err
 	}
-	return enc.Flush()
+	if err := enc.Flush(); err != nil {
+		return err
+	}
+	return rec.FrameEnd(screen, *lastSync)
 }
 
 func (c *Client) encode(enc *display.Encoder, screen *display.Screen, u Update, whole bool) error {
 	w, h := c.Size()
-	if u.Cursor != nil && !u.Cursor.Image.Bounds().Empty() {
-		if err := enc.Cursor(u.Cursor.Image, u.Cursor.Hotspot); err != nil {
+	if u.Cursor != nil {
+		if err := screen.Cursor(&display.Cursor{Image: u.Cursor.Image, Hotspot: u.Cursor.Hotspot}); err != nil {
 			return err
 		}
 	}

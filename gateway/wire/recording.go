@@ -19,10 +19,17 @@ import (
 //	  → 200 RecordingStatus with the SHA-256 of the whole recording as
 //	    stored, or 422 with the portal's differing SHA-256 (it kept
 //	    nothing), or an error.
+//	PUT {portal}/gateway-api/v1/recordings/{session}/index
+//	  body: a desktop recording's key-frame index (recordings/guacrec),
+//	  sent before each PUT of the recording; the portal keeps the last
+//	  one until the recording is stored, and stores it beside it
+//	  → 200 RecordingStatus (size: the index's), or an error.
 const (
 	// RecordingsPath is the prefix of the upload endpoints; the session ID
 	// follows it.
 	RecordingsPath = "/gateway-api/v1/recordings/"
+	// IndexSuffix follows the session ID in the index upload's path.
+	IndexSuffix = "/index"
 	// HeaderRecording carries a PUT's RecordingMeta.
 	HeaderRecording = "X-Keyway-Recording"
 )

@@ -2,6 +2,7 @@ package httpui
 
 import (
 	"fmt"
+	"io"
 	"mime"
 	"net/http"
 	"net/url"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/keyway-dev/keyway/portal/audit"
 	"github.com/keyway-dev/keyway/portal/store"
+	"github.com/keyway-dev/keyway/recordings/guacrec"
 	"github.com/keyway-dev/keyway/web/ui"
 )
 
@@ -141,14 +143,20 @@ func (s *Server) playerPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	page := s.page(r, fmt.Sprintf("Recording: %s on %s", rec.User, rec.Resource), "recordings")
-	page.Bundle = "player"
-	// The player's terminal emulator is WebAssembly: this page alone may
-	// compile it (no eval of scripts is allowed).
-	w.Header().Set("Content-Security-Policy", strings.Replace(cspPolicy, "script-src 'self'", "script-src 'self' 'wasm-unsafe-eval'", 1))
-	s.render(w, r, http.StatusOK, ui.Player(page, ui.PlayerView{
-		Recording: recordingRow(rec), Playable: rec.Format == "asciicast",
+	v := ui.PlayerView{
+		Recording: recordingRow(rec), Playable: rec.Format == formatCast || rec.Format == formatGuac,
 		FileHref: fmt.Sprintf("/recordings/%d/file", rec.ID), DownloadHref: fmt.Sprintf("/recordings/%d/file?download=1", rec.ID),
-	}))
+	}
+	if rec.Format == formatGuac {
+		page.Bundle = "replay"
+		v.Desktop, v.KeyFramesHref = true, fmt.Sprintf("/recordings/%d/keyframes", rec.ID)
+	} else {
+		page.Bundle = "player"
+		// The player's terminal emulator is WebAssembly: this page alone may
+		// compile it (no eval of scripts is allowed).
+		w.Header().Set("Content-Security-Policy", strings.Replace(cspPolicy, "script-src 'self'", "script-src 'self' 'wasm-unsafe-eval'", 1))
+	}
+	s.render(w, r, http.StatusOK, ui.Player(page, v))
 }
 
 // recordingFile serves a recording's bytes: inline for the player (a
@@ -161,8 +169,142 @@ func (s *Server) recordingFile(w http.ResponseWriter, r *http.Request) {
 	}
 	u, _ := currentUser(r)
 	download := r.URL.Query().Get("download") != ""
+	if v := r.URL.Query().Get("keyframe"); v != "" && v != "0" && !download && rec.Format == formatGuac {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			s.renderError(w, r, http.StatusBadRequest, "The key frame must be a number.")
+			return
+		}
+		if err := s.serveFromKeyFrame(w, r, u, rec, n); err != nil {
+			s.serverError(w, r, err)
+		}
+		return
+	}
 	if err := s.serveRecording(w, r, u, rec, download); err != nil {
 		s.serverError(w, r, err)
+	}
+}
+
+// serveFromKeyFrame sends a desktop recording from its key frame n (1 is
+// the index's first; 0 the start), itself a recording the player plays
+// without what came before: seeking in a long recording fetches and
+// replays only from the key frame before the point sought.
+func (s *Server) serveFromKeyFrame(w http.ResponseWriter, r *http.Request, u store.User, rec store.Recording, n int) error {
+	ix, err := s.Recordings.Index(rec.Path)
+	if err != nil {
+		s.Logger.Warn("recording index unreadable; using the key frames before the damage", "recording", rec.ID, "err", err)
+	}
+	if n > len(ix) {
+		s.renderError(w, r, http.StatusNotFound, "This recording has no such key frame.")
+		return nil
+	}
+	f, err := s.Recordings.Open(rec.Path)
+	if err != nil {
+		return fmt.Errorf("open recording %d: %w", rec.ID, err)
+	}
+	defer f.Close()
+	st, err := guacrec.Stream(f, rec.Size, ix[n-1])
+	if err != nil {
+		return fmt.Errorf("recording %d from key frame %d: %w", rec.ID, n, err)
+	}
+	s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionRecordingView, Target: rec.Resource, Outcome: audit.OutcomeSuccess,
+		Details: map[string]string{"recording": strconv.FormatInt(rec.ID, 10), "session": rec.SessionID, "user": rec.User,
+			"keyframe": strconv.Itoa(n)}})
+	h := w.Header()
+	h.Set("Content-Type", guacType)
+	h.Set("Cache-Control", "no-store")
+	http.ServeContent(w, r, "", time.Time{}, st)
+	return nil
+}
+
+// guacType is the media type the portal gives desktop recordings.
+const guacType = "application/x-guacamole"
+
+// maxTimelineScan bounds the bytes read to find a desktop recording's
+// first and last frame times for its timeline: the first frame (a whole
+// screen) and what follows the last key frame are far smaller.
+const maxTimelineScan = 256 << 20
+
+// keyFramesView is what the desktop player needs to draw its timeline and
+// seek: times in milliseconds from the first frame.
+type keyFramesView struct {
+	DurationMS int64 `json:"duration_ms"`
+	// KeyFrames are the times of the places playback can start from, the
+	// start (0) first; ?keyframe=N of the file starts at KeyFrames[N].
+	KeyFrames []int64 `json:"keyframes"`
+}
+
+// recordingKeyFrames serves a desktop recording's timeline: its length
+// and where its key frames are.
+func (s *Server) recordingKeyFrames(w http.ResponseWriter, r *http.Request) {
+	rec, err := s.recordingAt(r)
+	if err != nil {
+		s.actionError(w, r, err, "/recordings")
+		return
+	}
+	if rec.Format != formatGuac {
+		s.renderError(w, r, http.StatusNotFound, "Only desktop recordings have key frames.")
+		return
+	}
+	ix, err := s.Recordings.Index(rec.Path)
+	if err != nil {
+		s.Logger.Warn("recording index unreadable; using the key frames before the damage", "recording", rec.ID, "err", err)
+	}
+	f, err := s.Recordings.Open(rec.Path)
+	if err != nil {
+		s.serverError(w, r, fmt.Errorf("open recording %d: %w", rec.ID, err))
+		return
+	}
+	defer f.Close()
+	first, _ := syncTimes(io.NewSectionReader(f, 0, rec.Size), true)
+	var from guacrec.KeyFrame
+	if len(ix) > 0 {
+		from = ix[len(ix)-1]
+	}
+	st, err := guacrec.Stream(f, rec.Size, from)
+	last := first
+	if err == nil {
+		_, last = syncTimes(st, false)
+	}
+	v := keyFramesView{DurationMS: max(0, last-first), KeyFrames: []int64{0}}
+	if !rec.Incomplete {
+		// A still screen sends no frames: the session went on, on the
+		// gateway's clock, until its end. (An incomplete recording's end
+		// is when the gateway found it, maybe much later.)
+		v.DurationMS = max(v.DurationMS, rec.End.UnixMilli()-first)
+	}
+	for _, kf := range ix {
+		v.KeyFrames = append(v.KeyFrames, max(0, kf.Timestamp-first))
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, v)
+}
+
+// syncTimes returns the first and the last sync time in a recording,
+// reading up to maxTimelineScan bytes, or stopping at the first with
+// onlyFirst. A recording cut short gives the times up to the cut.
+func syncTimes(r io.Reader, onlyFirst bool) (first, last int64) {
+	rd := guacrec.NewReader(io.LimitReader(r, maxTimelineScan), guacrec.RecordingLimits)
+	seen := false
+	for {
+		in, err := rd.Next()
+		if err != nil {
+			return first, last
+		}
+		if in.Opcode != "sync" || len(in.Args) == 0 {
+			continue
+		}
+		ts, err := strconv.ParseInt(in.Args[0], 10, 64)
+		if err != nil {
+			continue
+		}
+		if !seen {
+			first, seen = ts, true
+			if onlyFirst {
+				return first, ts
+			}
+		}
+		last = max(last, ts)
 	}
 }
 
@@ -179,9 +321,13 @@ func (s *Server) serveRecording(w http.ResponseWriter, r *http.Request, u store.
 	}
 	s.record(r, audit.Event{Actor: u.Name, Action: action, Target: rec.Resource, Outcome: audit.OutcomeSuccess,
 		Details: map[string]string{"recording": strconv.FormatInt(rec.ID, 10), "session": rec.SessionID, "user": rec.User}})
-	name := fmt.Sprintf("keyway-%s-%s-%s.cast", rec.Resource, rec.User, rec.Start.UTC().Format("20060102T150405Z"))
+	ext, ctype := ".cast", castType
+	if rec.Format == formatGuac {
+		ext, ctype = ".guac", guacType
+	}
+	name := fmt.Sprintf("keyway-%s-%s-%s%s", rec.Resource, rec.User, rec.Start.UTC().Format("20060102T150405Z"), ext)
 	h := w.Header()
-	h.Set("Content-Type", castType)
+	h.Set("Content-Type", ctype)
 	h.Set("Content-Disposition", mime.FormatMediaType(disposition, map[string]string{"filename": name}))
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-SHA256", rec.SHA256)

@@ -94,8 +94,9 @@ func (s *Server) recordingUpload(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusBadRequest, "invalid recording upload: "+err.Error())
 		return
 	}
-	if meta.Format != "asciicast" {
-		writeJSONError(w, http.StatusUnsupportedMediaType, "this portal stores terminal (asciicast) recordings only, not "+meta.Format)
+	ext, ok := recordingExt[meta.Format]
+	if !ok {
+		writeJSONError(w, http.StatusUnsupportedMediaType, "this portal stores terminal (asciicast) and desktop (guac) recordings, not "+meta.Format)
 		return
 	}
 	unlock, err := s.Recordings.Lock(id)
@@ -140,7 +141,7 @@ func (s *Server) recordingUpload(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, wire.RecordingStatus{Size: size, Error: fmt.Sprintf("upload ended at byte %d of %d", size, meta.Size)})
 		return
 	}
-	rel := storage.Path(id, meta.Start, ".cast")
+	rel := storage.Path(id, meta.Start, ext)
 	sum, err := s.Recordings.Commit(id, rel, meta.Size, meta.SHA256)
 	if errors.Is(err, storage.ErrChecksum) || errors.Is(err, storage.ErrSize) {
 		log.Error("recording refused: its checksum does not match; the gateway keeps it and sends it again", "err", err)
@@ -153,11 +154,22 @@ func (s *Server) recordingUpload(w http.ResponseWriter, r *http.Request) {
 		s.serverErrorJSON(w, log, err)
 		return
 	}
-	text, input, terr := s.recordingText(rel)
-	if terr != nil {
-		// A damaged recording is still kept, as evidence; it is only not
-		// searchable past the damage.
-		log.Warn("recording text extraction stopped", "err", terr)
+	var text string
+	var input bool
+	if meta.Format == formatGuac {
+		// Without its index a desktop recording still plays; seeking
+		// then replays it from the start.
+		if found, err := s.Recordings.CommitIndex(id, rel, meta.Size); err != nil || !found {
+			log.Warn("desktop recording stored without a whole key-frame index", "found", found, "err", err)
+		}
+	} else {
+		var terr error
+		text, input, terr = s.recordingText(rel)
+		if terr != nil {
+			// A damaged recording is still kept, as evidence; it is only not
+			// searchable past the damage.
+			log.Warn("recording text extraction stopped", "err", terr)
+		}
 	}
 	rec, err := s.Store.AddRecording(ctx, store.Recording{
 		SessionID: id, User: meta.User, Resource: meta.Resource, Protocol: meta.Protocol, GatewayID: gw.ID, Gateway: gw.Name,
@@ -179,6 +191,50 @@ func (s *Server) recordingUpload(w http.ResponseWriter, r *http.Request) {
 		Outcome: audit.OutcomeSuccess, Details: details})
 	log.Info("recording stored", "id", rec.ID, "size", meta.Size, "incomplete", !meta.Complete)
 	writeJSON(w, http.StatusOK, wire.RecordingStatus{Size: meta.Size, Stored: true, SHA256: sum})
+}
+
+// Recording formats, and the extension each is stored with.
+const (
+	formatCast = "asciicast"
+	formatGuac = "guac"
+)
+
+var recordingExt = map[string]string{formatCast: ".cast", formatGuac: ".guac"}
+
+// recordingIndexUpload receives a desktop recording's key-frame index,
+// which the gateway sends before the recording; it is stored with the
+// recording once that is complete and checked.
+func (s *Server) recordingIndexUpload(w http.ResponseWriter, r *http.Request) {
+	gw, ok := s.authGateway(w, r, "recording index upload")
+	if !ok {
+		return
+	}
+	id := r.PathValue("session")
+	if !storage.ValidKey(id) {
+		writeJSONError(w, http.StatusBadRequest, "invalid session ID")
+		return
+	}
+	unlock, err := s.Recordings.Lock(id)
+	if err != nil {
+		writeJSONError(w, http.StatusConflict, "an upload of this recording is already running")
+		return
+	}
+	defer unlock()
+	if rec, err := s.Store.RecordingBySession(r.Context(), id); err == nil {
+		if rec.GatewayID != gw.ID {
+			writeJSONError(w, http.StatusConflict, "a recording of this session was stored by another gateway")
+			return
+		}
+		// Stored already: the recording's PUT confirms it again.
+		writeJSON(w, http.StatusOK, wire.RecordingStatus{})
+		return
+	}
+	if err := s.Recordings.PutIndex(id, http.MaxBytesReader(w, r.Body, storage.MaxIndex)); err != nil {
+		s.Logger.Warn("recording index upload failed", "gateway", gw.Name, "session", id, "err", err)
+		writeJSONError(w, http.StatusBadRequest, "index upload failed: "+err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, wire.RecordingStatus{})
 }
 
 func checkRecordingMeta(id string, m wire.RecordingMeta) error {

@@ -12,14 +12,17 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/keyway-dev/keyway/gateway/guac"
 	"github.com/keyway-dev/keyway/gateway/wire"
 	"github.com/keyway-dev/keyway/portal/audit"
 	"github.com/keyway-dev/keyway/portal/store"
 	"github.com/keyway-dev/keyway/recordings/asciicast"
+	"github.com/keyway-dev/keyway/recordings/guacrec"
 )
 
 // testGateway is a gateway enrolled in the fixture's store, which signs
@@ -258,13 +261,125 @@ func TestRecordingUploadRefusals(t *testing.T) {
 	if code, _ := g.request("PUT", "..%2Fetc", 0, &m, bytes.NewReader(data), m.Size); code != http.StatusBadRequest && code != http.StatusNotFound {
 		t.Errorf("path traversal in the session: %d", code)
 	}
-	guac := m
-	guac.Format = "guac"
-	if code, _ := g.request("PUT", "S3", 0, &guac, bytes.NewReader(data), m.Size); code != http.StatusUnsupportedMediaType {
-		t.Errorf("desktop recording: %d, want 415", code)
+	video := m
+	video.Format = "mp4"
+	if code, _ := g.request("PUT", "S3", 0, &video, bytes.NewReader(data), m.Size); code != http.StatusUnsupportedMediaType {
+		t.Errorf("a format the portal does not know: %d, want 415", code)
 	}
 	// More bytes than announced are refused and not kept.
 	if code, _ := g.request("PUT", "S3", 0, &m, bytes.NewReader(append(bytes.Clone(data), "extra"...)), m.Size+5); code == 200 {
 		t.Error("an upload over its announced size was confirmed")
+	}
+}
+
+// guacOf returns a desktop recording of frames frames, one a second, with
+// a key frame every third, and its index.
+func guacOf(t *testing.T, frames int) (rec, index []byte) {
+	t.Helper()
+	var r, ix bytes.Buffer
+	w, err := guacrec.NewWriter(&r, &ix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const t0 = 1772600767000
+	for i := range frames {
+		if i > 0 && i%3 == 0 {
+			w.KeyFrame()
+			w.Write(guac.New("size", "0", "64", "48").AppendTo(nil))
+		}
+		w.Write(guac.New("rect", "0", strconv.Itoa(i), "0", "1", "1").AppendTo(nil))
+		w.Write(guac.New("sync", strconv.Itoa(t0+1000*i)).AppendTo(nil))
+	}
+	return r.Bytes(), ix.Bytes()
+}
+
+// TestDesktopRecordingUpload stores a desktop recording with its index
+// and serves it from each key frame for the player, with its timeline.
+func TestDesktopRecordingUpload(t *testing.T) {
+	f := newFixture(t)
+	g := f.enrolGateway("gw-a")
+	data, index := guacOf(t, 10)
+	m := recMeta("D1", data)
+	m.Format, m.Protocol = "guac", "vnc"
+	m.Start = time.UnixMilli(1772600767000 - 500)
+	m.End = m.Start.Add(5 * time.Second) // before the last frame: the frames' times count
+
+	put := func(session string, body []byte) int {
+		req, _ := http.NewRequest("PUT", f.srv.URL+wire.RecordingsPath+session+wire.IndexSuffix, bytes.NewReader(body))
+		wire.SignRequest(req, g.id, fmt.Sprint(g.gw.ID), time.Now())
+		resp, err := f.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := put("D1", index); code != 200 {
+		t.Fatalf("index upload: %d", code)
+	}
+	if code, st := g.request("PUT", "D1", 0, &m, bytes.NewReader(data), m.Size); code != 200 || !st.Stored {
+		t.Fatalf("upload: %d %+v", code, st)
+	}
+	rec, err := f.store.RecordingBySession(context.Background(), "D1")
+	if err != nil || !strings.HasSuffix(rec.Path, ".guac") || rec.Format != "guac" {
+		t.Fatalf("stored %+v, %v", rec, err)
+	}
+	ix, err := f.recordings.Index(rec.Path)
+	if err != nil || len(ix) != 3 {
+		t.Fatalf("stored index %+v, %v", ix, err)
+	}
+
+	c := f.client("auditor")
+	base := fmt.Sprintf("/recordings/%d", rec.ID)
+	resp := f.do(c, "GET", base+"/keyframes", nil, nil)
+	var v keyFramesView
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("keyframes: %d %v", resp.StatusCode, err)
+	}
+	resp.Body.Close()
+	if v.DurationMS != 9000 || fmt.Sprint(v.KeyFrames) != "[0 3000 6000 9000]" {
+		t.Fatalf("timeline %+v", v)
+	}
+	for _, tc := range []struct {
+		query string
+		code  int
+		from  int64 // offset in the recording
+	}{
+		{"", 200, 0},
+		{"?keyframe=0", 200, 0},
+		{"?keyframe=1", 200, ix[0].Offset},
+		{"?keyframe=3", 200, ix[2].Offset},
+		{"?keyframe=4", 404, 0},
+		{"?keyframe=-1", 400, 0},
+		{"?keyframe=x", 400, 0},
+	} {
+		resp := f.do(c, "GET", base+"/file"+tc.query, nil, nil)
+		body := readBody(resp)
+		if resp.StatusCode != tc.code {
+			t.Errorf("file%s: %d, want %d", tc.query, resp.StatusCode, tc.code)
+			continue
+		}
+		if tc.code == 200 && body != string(data[tc.from:]) {
+			t.Errorf("file%s: %d bytes, want the recording from byte %d", tc.query, len(body), tc.from)
+		}
+	}
+	if resp := f.do(f.client("user"), "GET", base+"/keyframes", nil, nil); resp.StatusCode != http.StatusForbidden && resp.StatusCode != http.StatusNotFound {
+		t.Errorf("keyframes for a plain user: %d", resp.StatusCode)
+	}
+
+	// Without its index a desktop recording is still stored, and plays
+	// from its start only.
+	data2, _ := guacOf(t, 4)
+	m2 := recMeta("D2", data2)
+	m2.Format, m2.Protocol = "guac", "rdp"
+	m2.Start = time.UnixMilli(1772600767000 - 500)
+	m2.End = m2.Start.Add(20 * time.Second) // a still screen after the last frame
+	if code, st := g.request("PUT", "D2", 0, &m2, bytes.NewReader(data2), m2.Size); code != 200 || !st.Stored {
+		t.Fatalf("upload without index: %d %+v", code, st)
+	}
+	rec2, _ := f.store.RecordingBySession(context.Background(), "D2")
+	resp = f.do(c, "GET", fmt.Sprintf("/recordings/%d/keyframes", rec2.ID), nil, nil)
+	if body := readBody(resp); !strings.Contains(body, `"keyframes":[0]`) || !strings.Contains(body, `"duration_ms":19500`) {
+		t.Errorf("timeline without index: %s", body)
 	}
 }

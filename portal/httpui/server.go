@@ -164,6 +164,7 @@ func (s *Server) routes() http.Handler {
 	auditor("GET /recordings", s.recordingsPage)
 	auditor("GET /recordings/{id}", s.playerPage)
 	auditor("GET /recordings/{id}/file", s.recordingFile)
+	auditor("GET /recordings/{id}/keyframes", s.recordingKeyFrames)
 	admin("GET /admin/gateways", s.gatewaysPage)
 	admin("POST /admin/gateways/tunnel", s.tunnelForm)
 	admin("POST /admin/segments", s.createSegmentForm)
@@ -196,6 +197,7 @@ func (s *Server) routes() http.Handler {
 	top.HandleFunc("GET /gateway-api/v1/config", s.gatewayPullConfig)
 	top.HandleFunc("GET "+wire.RecordingsPath+"{session}", s.recordingStatus)
 	top.HandleFunc("PUT "+wire.RecordingsPath+"{session}", s.recordingUpload)
+	top.HandleFunc("PUT "+wire.RecordingsPath+"{session}"+wire.IndexSuffix, s.recordingIndexUpload)
 	top.Handle("/", web)
 	return s.recoverer(securityHeaders(limitBody(top)))
 }

@@ -7,13 +7,17 @@
 // Layout under the root directory:
 //
 //	incoming/SESSION.part         an upload in progress
+//	incoming/SESSION.idx          its key-frame index (desktop recordings)
 //	YYYY/MM/DD/SESSION.cast       a stored terminal recording (by start date, UTC)
+//	YYYY/MM/DD/SESSION.guac       a stored desktop recording, with
+//	YYYY/MM/DD/SESSION.idx        its key-frame index (recordings/guacrec)
 //
 // The interface is small on purpose: object storage can take its place
 // later behind the same calls.
 package storage
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -25,6 +29,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/keyway-dev/keyway/recordings/guacrec"
 )
 
 // Errors callers branch on.
@@ -153,6 +159,7 @@ func (d *Dir) Append(key string, offset int64, r io.Reader, limit int64) (int64,
 
 // Discard removes key's upload.
 func (d *Dir) Discard(key string) error {
+	os.Remove(d.partIndexPath(key))
 	err := os.Remove(d.partPath(key))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -235,15 +242,126 @@ func syncDir(dir string) error {
 	return f.Sync()
 }
 
-// Remove deletes the stored recording at rel; one already gone is not an
-// error.
+// Remove deletes the stored recording at rel, and its index; one already
+// gone is not an error.
 func (d *Dir) Remove(rel string) error {
 	p, err := d.abs(rel)
 	if err != nil {
 		return err
 	}
-	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	for _, f := range []string{p, indexOf(p)} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("storage: %w", err)
+		}
+	}
+	return nil
+}
+
+// indexOf is the path of a recording's key-frame index.
+func indexOf(path string) string { return strings.TrimSuffix(path, filepath.Ext(path)) + indexExt }
+
+const indexExt = ".idx"
+
+func (d *Dir) partIndexPath(key string) string {
+	return filepath.Join(d.root, incoming, key+indexExt)
+}
+
+// MaxIndex bounds a key-frame index: a key frame every few seconds for
+// weeks (the gateway's spool has the same bound).
+const MaxIndex = 32 << 20
+
+// PutIndex keeps the key-frame index of key's upload, replacing one sent
+// before; it becomes the recording's at CommitIndex. The caller holds
+// key's Lock.
+func (d *Dir) PutIndex(key string, r io.Reader) error {
+	if !ValidKey(key) {
+		return fmt.Errorf("storage: invalid recording key %q", key)
+	}
+	b, err := io.ReadAll(io.LimitReader(r, MaxIndex+1))
+	if err != nil {
+		return fmt.Errorf("storage: read index: %w", err)
+	}
+	if len(b) > MaxIndex {
+		return fmt.Errorf("%w: index over %d bytes", ErrSize, MaxIndex)
+	}
+	return writeAtomic(d.partIndexPath(key), b)
+}
+
+// writeAtomic writes b to path under a temporary name, syncs and renames
+// it.
+func writeAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("storage: %w", err)
+	}
+	f, err := os.Open(tmp)
+	if err == nil {
+		err = f.Sync()
+		f.Close()
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(path))
+	}
+	if err != nil {
+		os.Remove(tmp)
 		return fmt.Errorf("storage: %w", err)
 	}
 	return nil
+}
+
+// CommitIndex stores the index that came with key's upload beside the
+// recording at rel, which is size bytes long: checked, and cut to the key
+// frames inside the recording. It reports whether there was one; a
+// damaged index keeps the key frames before the damage and returns the
+// damage as an error too. The caller holds key's Lock.
+func (d *Dir) CommitIndex(key, rel string, size int64) (bool, error) {
+	part := d.partIndexPath(key)
+	f, err := os.Open(part)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("storage: %w", err)
+	}
+	ix, rerr := guacrec.ReadIndex(io.LimitReader(f, MaxIndex))
+	f.Close()
+	dst, err := d.abs(rel)
+	if err != nil {
+		return false, err
+	}
+	var buf bytes.Buffer
+	guacrec.WriteIndex(&buf, ix.Within(size))
+	if err := writeAtomic(indexOf(dst), buf.Bytes()); err != nil {
+		return false, err
+	}
+	os.Remove(part)
+	if rerr != nil {
+		return true, fmt.Errorf("storage: index of %s: %w", key, rerr)
+	}
+	return true, nil
+}
+
+// Index returns the key-frame index of the desktop recording at rel; a
+// recording without one has none.
+func (d *Dir) Index(rel string) (guacrec.Index, error) {
+	p, err := d.abs(rel)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(indexOf(p))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("storage: %w", err)
+	}
+	defer f.Close()
+	ix, err := guacrec.ReadIndex(f)
+	if err != nil {
+		return ix, fmt.Errorf("storage: index of %s: %w", rel, err)
+	}
+	return ix, nil
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keyway-dev/keyway/recordings/guacrec"
 )
 
 func sum(b []byte) string {
@@ -99,5 +101,61 @@ func TestRefusesUnsafeNames(t *testing.T) {
 		if _, err := d.Open(rel); err == nil || errors.Is(err, os.ErrNotExist) {
 			t.Errorf("open %q: %v", rel, err)
 		}
+	}
+}
+
+// TestIndex keeps a desktop recording's index beside it: cut to the key
+// frames inside the recording, damage reported with what came before
+// kept, and removed with the recording.
+func TestIndex(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		index   string // "" for none sent
+		found   bool
+		wantErr bool
+		want    guacrec.Index
+	}{
+		{"none", "", false, false, nil},
+		{"whole", "{\"format\":\"keyway-guac-index\",\"version\":1}\n{\"offset\":10,\"timestamp\":5}\n{\"offset\":20,\"timestamp\":9}\n", true, false,
+			guacrec.Index{{Offset: 10, Timestamp: 5}, {Offset: 20, Timestamp: 9}}},
+		{"past the recording", "{\"format\":\"keyway-guac-index\",\"version\":1}\n{\"offset\":10,\"timestamp\":5}\n{\"offset\":900,\"timestamp\":9}\n", true, false,
+			guacrec.Index{{Offset: 10, Timestamp: 5}}},
+		{"damaged", "{\"format\":\"keyway-guac-index\",\"version\":1}\n{\"offset\":10,\"timestamp\":5}\n{\"offset\":5,\"timestamp\":9}\n", true, true,
+			guacrec.Index{{Offset: 10, Timestamp: 5}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := Open(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			data := []byte(strings.Repeat("x", 100))
+			if tc.index != "" {
+				if err := d.PutIndex("D1", strings.NewReader(tc.index)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := d.Append("D1", 0, bytes.NewReader(data), 100); err != nil {
+				t.Fatal(err)
+			}
+			rel := Path("D1", time.Now(), ".guac")
+			if _, err := d.Commit("D1", rel, 100, sum(data)); err != nil {
+				t.Fatal(err)
+			}
+			found, err := d.CommitIndex("D1", rel, 100)
+			if found != tc.found || (err != nil) != tc.wantErr {
+				t.Fatalf("CommitIndex: %v, %v", found, err)
+			}
+			ix, err := d.Index(rel)
+			if err != nil || len(ix) != len(tc.want) || (len(ix) > 0 && ix[0] != tc.want[0]) {
+				t.Fatalf("Index: %+v, %v; want %+v", ix, err, tc.want)
+			}
+			if err := d.Remove(rel); err != nil {
+				t.Fatal(err)
+			}
+			entries, _ := filepath.Glob(filepath.Join(d.Root(), "*", "*", "*", "*"))
+			if len(entries) != 0 {
+				t.Errorf("left after Remove: %v", entries)
+			}
+		})
 	}
 }

@@ -61,6 +61,10 @@ type PlayerView struct {
 	FileHref     string
 	DownloadHref string
 	Playable     bool
+	// Desktop recordings play in the desktop player, which reads the
+	// timeline and key frames at KeyFramesHref.
+	Desktop       bool
+	KeyFramesHref string
 }
 
 // duration shows a session's length as 1h02m03s, 4m05s or 6s.

@@ -31,6 +31,7 @@ type Browser struct {
 
 type stream struct {
 	layer    string
+	comp     string
 	mimetype string
 	at       image.Point
 	data     []byte
@@ -77,7 +78,7 @@ func (b *Browser) Apply(in guac.Instruction) error {
 		}
 	case "img":
 		if len(in.Args) == 6 {
-			b.streams[in.Args[0]] = &stream{layer: in.Args[2], mimetype: in.Args[3], at: image.Pt(arg(4), arg(5))}
+			b.streams[in.Args[0]] = &stream{layer: in.Args[2], comp: in.Args[1], mimetype: in.Args[3], at: image.Pt(arg(4), arg(5))}
 		}
 	case "blob":
 		if s := b.streams[in.Args[0]]; s != nil && len(in.Args) == 2 {
@@ -103,10 +104,18 @@ func (b *Browser) Apply(in guac.Instruction) error {
 		if err != nil {
 			return fmt.Errorf("image at %v: %w", s.at, err)
 		}
+		if s.comp == compReplace {
+			// The canvas's "copy": the layer outside the image is cleared.
+			clear(b.screen.Pix)
+		}
 		draw.Draw(b.screen, img.Bounds().Sub(img.Bounds().Min).Add(s.at), img, img.Bounds().Min, draw.Over)
 	}
 	return nil
 }
+
+// compReplace is Guacamole's SRC channel mask, which browsers draw with
+// the canvas's "copy" operation.
+const compReplace = "12"
 
 // indexedMimetype is display.IndexedMimetype (not imported: display's own
 // tests use this package).

@@ -80,7 +80,10 @@ type ResourceCard struct {
 	Protocol    string
 	Address     string
 	Tags        []string
+	// ConnectHref opens a terminal or desktop, FilesHref the file browser;
+	// each is empty when the viewer's grants do not allow it.
 	ConnectHref string
+	FilesHref   string
 }
 
 // HomeView lists the viewer's resources.
@@ -165,7 +168,9 @@ type GrantRow struct {
 	ResourceName string
 	SubjectKind  string
 	SubjectName  string
-	CreatedAt    time.Time
+	// Mode says what the grant allows, in words.
+	Mode      string
+	CreatedAt time.Time
 }
 
 // ResourceFormView is the new/edit resource form.
@@ -195,6 +200,10 @@ type ResourceFormView struct {
 	// typed input.
 	Recording   string
 	RecordInput bool
+	// File browser (SSH): MaxUpload in megabytes ("" for no limit).
+	MaxUpload  string
+	NoUpload   bool
+	NoDownload bool
 	// Host key state, edit only.
 	HostKeyFingerprint string
 	HostKeyPinnedAt    time.Time
@@ -208,7 +217,9 @@ type GrantsView struct {
 	Grants    []GrantRow
 	Resources []Option
 	Subjects  []Option
-	Errors    Errors
+	// Mode is the mode chosen in the form: terminal, files or both.
+	Mode   string
+	Errors Errors
 }
 
 // AuditFilterView is the audit filter form's values.

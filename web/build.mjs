@@ -1,6 +1,7 @@
 // Bundles the front end into web/assets/dist with esbuild: app.js/css on
 // every page, terminal.js/css on the terminal page, desktop.js/css on the
-// desktop page, player.js/css (asciinema-player) on the recording player. Fixed names, so the
+// desktop page, player.js/css (asciinema-player) on the recording player,
+// files.js/css on the file browser. Fixed names, so the
 // templates can link them; the server revalidates them on every load.
 import { build } from 'esbuild';
 import { mkdirSync } from 'node:fs';
@@ -18,6 +19,7 @@ try {
       terminal: join(web, 'src', 'terminal.ts'),
       desktop: join(web, 'src', 'desktop.ts'),
       player: join(web, 'src', 'player.ts'),
+      files: join(web, 'src', 'files.ts'),
     },
     bundle: true,
     minify: true,

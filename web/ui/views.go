@@ -480,3 +480,60 @@ type SessionsView struct {
 	Sessions     []SessionRow
 	CanTerminate bool
 }
+
+// FilesView is the file browser's listing of one folder on an SSH
+// resource.
+type FilesView struct {
+	ResourceID   int64
+	ResourceName string
+	Address      string
+	// Dir is the folder shown, as the target resolved it.
+	Dir    string
+	Crumbs []Crumb
+	// HereHref lists Dir again (after an upload); ParentHref lists its
+	// parent ("" at the root); HiddenHref toggles hidden files.
+	HereHref    string
+	UploadHref  string
+	ParentHref  string
+	HiddenHref  string
+	ShowHidden  bool
+	HiddenCount int
+	Entries     []FileRow
+	// Sort is the column sorted by ("" is name), Desc its order; SortHref
+	// links each column's header.
+	Sort     string
+	Desc     bool
+	SortHref map[string]string
+	// Error is the target's refusal to list Dir, in words.
+	Error       string
+	CanUpload   bool
+	CanDownload bool
+	// MaxUpload is the largest upload in bytes; 0 is no limit.
+	MaxUpload int64
+}
+
+// Crumb is one folder of the path above a listing.
+type Crumb struct {
+	Name string
+	Href string
+}
+
+// FileRow is one file or folder in a listing.
+type FileRow struct {
+	Name string
+	Path string
+	// Href opens a folder or downloads a file; DownloadHref downloads (a
+	// folder as a zip); both empty when downloads are off.
+	Href         string
+	DownloadHref string
+	IsDir        bool
+	// Link is a symlink's target; Broken marks one that leads nowhere.
+	Link     string
+	Broken   bool
+	Size     int64
+	Modified time.Time
+	// Mode is the permissions as ls shows them, Octal as chmod takes them.
+	Mode  string
+	Octal string
+	Owner string
+}

@@ -5,10 +5,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net/http"
 	"net/url"
 	"os"
@@ -363,4 +366,111 @@ func hasMode(p string, m os.FileMode) error {
 		err = fmt.Errorf("%s has mode %o, want %o", p, fi.Mode().Perm(), m)
 	}
 	return err
+}
+
+// pattern is a reproducible stream of n pseudo-random bytes, made as it is
+// read: large files are never held in memory.
+func pattern(seed byte, n int64) io.Reader {
+	var key [32]byte
+	key[0] = seed
+	return io.LimitReader(mrand.NewChaCha8(key), n)
+}
+
+// failingReader yields n bytes of r, then fails, as a browser that goes
+// away mid-upload.
+type failingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (f *failingReader) Read(p []byte) (int, error) {
+	if f.n <= 0 {
+		return 0, errors.New("browser gone")
+	}
+	if int64(len(p)) > f.n {
+		p = p[:f.n]
+	}
+	n, err := f.r.Read(p)
+	f.n -= int64(n)
+	return n, err
+}
+
+// fileEvents returns alice's audit events of action on path.
+func (f *filesFixture) fileEvents(t *testing.T, action, path string) []store.AuditEvent {
+	t.Helper()
+	evs, err := f.p.Store.SearchAudit(context.Background(), store.AuditFilter{Actor: "alice", Action: action})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []store.AuditEvent
+	for _, ev := range evs {
+		if ev.Details["path"] == path {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// TestFilesLargeAndInterrupted streams a 1 GiB file up and down through
+// portal, gateway and sshd, checked by SHA-256 at both ends, then cuts
+// an upload and a download short.
+func TestFilesLargeAndInterrupted(t *testing.T) {
+	f := newFilesFixture(t)
+	size := int64(1 << 30)
+
+	up := sha256.New()
+	name := "large.bin"
+	code, msg := f.upload(t, f.dir, name, io.TeeReader(pattern(1, size), up), size)
+	if code != http.StatusOK {
+		t.Fatalf("upload 1 GiB: %d %s", code, msg)
+	}
+	want := hex.EncodeToString(up.Sum(nil))
+	if got := fileSHA256(t, filepath.Join(f.dir, name)); got != want {
+		t.Fatalf("the target holds SHA-256 %s, the browser sent %s", got, want)
+	}
+	resp := f.download(t, filepath.Join(f.dir, name))
+	down := sha256.New()
+	n, err := io.Copy(down, resp.Body)
+	if err != nil || n != size || resp.ContentLength != size || hex.EncodeToString(down.Sum(nil)) != want {
+		t.Fatalf("download: %d bytes of %d (Content-Length %d), %v, SHA-256 match %v", n, size, resp.ContentLength, err, hex.EncodeToString(down.Sum(nil)) == want)
+	}
+
+	// A browser that leaves mid-upload: nothing under the final name, no
+	// temporary file, and the audit says so.
+	cut := "cut short.bin"
+	if code, _ := f.upload(t, f.dir, cut, &failingReader{r: pattern(2, 64<<20), n: 8 << 20}, 64<<20); code == http.StatusOK {
+		t.Fatal("an interrupted upload succeeded")
+	}
+	waitFor(t, "the interrupted upload's audit event", func() bool { return len(f.fileEvents(t, "file.upload", f.dir+"/"+cut)) > 0 }, nil)
+	if ev := f.fileEvents(t, "file.upload", f.dir+"/"+cut)[0]; ev.Outcome != "failure" || !strings.Contains(ev.Reason, "interrupted") {
+		t.Errorf("interrupted upload audited as %s: %s", ev.Outcome, ev.Reason)
+	}
+	if err := gone(filepath.Join(f.dir, cut)); err != nil || leftovers(t, f.dir) != nil {
+		t.Errorf("an interrupted upload left files: %v %v", err, leftovers(t, f.dir))
+	}
+
+	// A browser that leaves mid-download frees the stream at once.
+	resp = f.download(t, filepath.Join(f.dir, name))
+	io.CopyN(io.Discard, resp.Body, 4<<20)
+	resp.Body.Close()
+	waitFor(t, "the interrupted download's audit event", func() bool {
+		for _, ev := range f.fileEvents(t, "file.download", filepath.Join(f.dir, name)) {
+			if ev.Outcome == "failure" {
+				return true
+			}
+		}
+		return false
+	}, nil)
+}
+
+func fileSHA256(t *testing.T, p string) string {
+	t.Helper()
+	fh, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	h := sha256.New()
+	io.Copy(h, fh)
+	return hex.EncodeToString(h.Sum(nil))
 }

@@ -1,7 +1,9 @@
 package sshgw
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"sync"
@@ -11,9 +13,14 @@ import (
 	"github.com/keyway-dev/keyway/gateway/wire"
 )
 
-// copyBufferSize is the relay's buffer per direction: large enough for
-// several SFTP packets (32 KiB of data each) per read.
-const copyBufferSize = 256 << 10
+// Relay buffers.
+const (
+	// copyBufferSize is the buffer from the target to the portal.
+	copyBufferSize = 256 << 10
+	// maxPacket bounds an SFTP packet from the portal: OpenSSH takes
+	// messages of 256 KiB; a little more is left to the target to refuse.
+	maxPacket = 256<<10 + 1024
+)
 
 // SFTP is a target's sftp subsystem, opened with injected credentials.
 type SFTP struct {
@@ -77,7 +84,7 @@ func (s *SFTP) Relay(stream io.ReadWriteCloser) (up, down int64) {
 	wg.Add(1)
 	go func() { // portal → target
 		defer wg.Done()
-		up, _ = io.CopyBuffer(s.stdin, stream, make([]byte, copyBufferSize))
+		up, _ = copyPackets(s.stdin, stream)
 		// The portal is done: ending the session unblocks the copy below.
 		s.Close()
 	}()
@@ -88,4 +95,36 @@ func (s *SFTP) Relay(stream io.ReadWriteCloser) (up, down int64) {
 	s.Close()
 	wg.Wait()
 	return up, down
+}
+
+// copyPackets copies SFTP packets (a 4-byte big-endian length, then the
+// packet) from src to dst, each in one write. A TLS read yields at most
+// one 16 KiB record; writing whole packets instead fills SSH packets to
+// their 32 KiB, halving the packets (and the target's work per byte) of
+// an upload. A packet over maxPacket ends the copy.
+func copyPackets(dst io.Writer, src io.Reader) (int64, error) {
+	r := bufio.NewReaderSize(src, 64<<10)
+	buf := make([]byte, 0, 64<<10)
+	var n int64
+	for {
+		hdr, err := r.Peek(4)
+		if err != nil {
+			return n, err
+		}
+		size := 4 + int(binary.BigEndian.Uint32(hdr))
+		if size > maxPacket {
+			return n, fmt.Errorf("SFTP packet of %d bytes from the portal exceeds %d", size, maxPacket)
+		}
+		if cap(buf) < size {
+			buf = make([]byte, 0, size)
+		}
+		p := buf[:size]
+		if _, err := io.ReadFull(r, p); err != nil {
+			return n, err
+		}
+		if _, err := dst.Write(p); err != nil {
+			return n, err
+		}
+		n += int64(size)
+	}
 }

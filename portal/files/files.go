@@ -31,8 +31,13 @@ const (
 	// maxPath bounds a path from the browser.
 	maxPath = 4096
 	// maxConcurrent is how many SFTP reads or writes of one file are in
-	// flight at once: enough to keep a fast link busy through the gateway.
+	// flight at once, as OpenSSH's sftp client does.
 	maxConcurrent = 64
+	// openSSHPacket is the data per read or write request when the server
+	// announces limits@openssh.com: OpenSSH (8.5 and later) takes messages
+	// of 256 KiB, and its own client then moves 255 KiB per request. Other
+	// servers get pkg/sftp's 32 KiB, which every server takes.
+	openSSHPacket = 255 << 10
 )
 
 // Errors callers branch on.
@@ -90,6 +95,14 @@ func Open(conn io.ReadWriteCloser) (*Client, error) {
 	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("start SFTP client: %w", err)
+	}
+	if _, ok := c.HasExtension("limits@openssh.com"); ok {
+		// Options are functions on the client: applied now, after the
+		// version exchange told what the server takes, before any transfer.
+		if err := sftp.MaxPacketUnchecked(openSSHPacket)(c); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("set the SFTP packet size: %w", err)
+		}
 	}
 	return &Client{c: c, conn: conn}, nil
 }

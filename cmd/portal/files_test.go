@@ -149,6 +149,20 @@ func TestFilesOperations(t *testing.T) {
 	if code, _ := f.alice.get("/files/9999"); code != http.StatusNotFound {
 		t.Errorf("unknown resource: %d", code)
 	}
+	// A file action from another site is refused (cross-origin protection).
+	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("%s/files/%d/mkdir", f.p.URL, f.res.ID),
+		strings.NewReader(url.Values{"path": {f.dir}, "name": {"csrf"}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", "https://evil.example")
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	resp, err := f.alice.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || exists(filepath.Join(f.dir, "csrf")) == nil {
+		t.Errorf("cross-site mkdir: %s", resp.Status)
+	}
 	code, body := f.alice.get(fmt.Sprintf("/files/%d", f.res.ID))
 	if code != http.StatusOK || !strings.Contains(body, filepath.Base(f.dir)) {
 		t.Fatalf("home listing: %d, work folder missing", code)
@@ -191,7 +205,7 @@ func TestFilesOperations(t *testing.T) {
 		t.Error("a name with .. wrote outside the folder")
 	}
 	// A path with .. is the target's to resolve: it means what it says there.
-	resp := f.download(t, f.dir+"/../"+filepath.Base(f.dir)+"/plain.txt")
+	resp = f.download(t, f.dir+"/../"+filepath.Base(f.dir)+"/plain.txt")
 	if got, _ := io.ReadAll(resp.Body); string(got) != "content of plain.txt" {
 		t.Errorf("download through ..: %d %q", resp.StatusCode, got)
 	}

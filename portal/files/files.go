@@ -428,14 +428,14 @@ func (c *Client) Zip(ctx context.Context, dir string, w io.Writer) (ZipStats, er
 // Message is what the target said when it refused an operation, in its
 // own words where it gave some (e.g. "Permission denied").
 func Message(err error) string {
-	var se *sftp.StatusError
-	switch {
-	case errors.Is(err, ErrTooLarge), errors.Is(err, ErrExists), errors.Is(err, ErrBadName), errors.Is(err, ErrBadPath):
-		for _, e := range []error{ErrTooLarge, ErrExists, ErrBadName, ErrBadPath} {
-			if errors.Is(err, e) {
-				return e.Error()
-			}
+	for _, e := range []error{ErrTooLarge, ErrExists, ErrBadName, ErrBadPath} {
+		if errors.Is(err, e) {
+			return e.Error()
 		}
+	}
+	var se *sftp.StatusError
+	var pe *fs.PathError
+	switch {
 	case errors.As(err, &se):
 		// Error() is `sftp: "<the server's message>" (SSH_FX_…)`.
 		s := strings.TrimPrefix(se.Error(), "sftp: ")
@@ -445,13 +445,12 @@ func Message(err error) string {
 			}
 		}
 		return s
+	// pkg/sftp turns these two status codes into the os errors.
 	case errors.Is(err, fs.ErrPermission):
 		return "Permission denied"
 	case errors.Is(err, fs.ErrNotExist):
 		return "No such file or directory"
-	}
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
+	case errors.As(err, &pe):
 		return pe.Err.Error()
 	}
 	return err.Error()

@@ -356,6 +356,8 @@ func (g *Gateway) handle(c *tls.Conn, protocols map[string]bool) {
 	switch req.Protocol {
 	case wire.ProtocolSSH:
 		g.terminal(c, req, log)
+	case wire.ProtocolSFTP:
+		g.files(c, req, log)
 	case wire.ProtocolVNC:
 		g.vncDesktop(c, req, log)
 	case wire.ProtocolRDP:
@@ -407,6 +409,27 @@ func (g *Gateway) refuseUnrecorded(c *tls.Conn, req *wire.Request, ok *wire.Resp
 	refusal.HostKey, refusal.HostKeyFingerprint = ok.HostKey, ok.HostKeyFingerprint
 	log.Error("session refused: it must be recorded and the recording could not start", "err", err)
 	wire.WriteResponse(c, refusal)
+}
+
+// files serves a target's sftp subsystem: after the response the
+// connection carries the raw SFTP protocol, spoken by the portal's client.
+// The portal audits each file operation; the gateway logs the session.
+func (g *Gateway) files(c *tls.Conn, req *wire.Request, log *slog.Logger) {
+	start := time.Now()
+	s, resp := g.ssh.OpenSFTP(g.ctx, req)
+	if !resp.OK {
+		log.Warn("session refused", "code", resp.Code, "reason", resp.Message)
+		wire.WriteResponse(c, resp)
+		return
+	}
+	if err := wire.WriteResponse(c, resp); err != nil {
+		s.Close()
+		log.Warn("portal left before the session started", "err", err)
+		return
+	}
+	log.Debug("sftp session started", "host_key", resp.HostKeyFingerprint, "setup", time.Since(start).Round(time.Millisecond))
+	up, down := s.Relay(c)
+	log.Debug("sftp session ended", "sent", up, "received", down, "duration", time.Since(start).Round(time.Millisecond))
 }
 
 // checkTarget refuses targets outside the allowed networks, as a second

@@ -1,7 +1,8 @@
 // Bundles the front end into web/assets/dist with esbuild: app.js/css on
 // every page, terminal.js/css on the terminal page, desktop.js/css on the
 // desktop page, player.js/css (asciinema-player) on the terminal recording
-// player, replay.js/css (Guacamole.SessionRecording) on the desktop one. Fixed names, so the
+// player, replay.js/css (Guacamole.SessionRecording) on the desktop one,
+// files.js/css on the file browser. Fixed names, so the
 // templates can link them; the server revalidates them on every load.
 import { build } from 'esbuild';
 import { mkdirSync } from 'node:fs';
@@ -20,6 +21,7 @@ try {
       desktop: join(web, 'src', 'desktop.ts'),
       player: join(web, 'src', 'player.ts'),
       replay: join(web, 'src', 'replay.ts'),
+      files: join(web, 'src', 'files.ts'),
     },
     bundle: true,
     minify: true,

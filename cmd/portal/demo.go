@@ -103,7 +103,7 @@ Keyway demo is running at %s
   auditor: %-12s password %s
   user:    %-12s password %s
 
-Sign in as the user and click Connect on %q for a terminal on the demo sshd
+Sign in as the user and click Connect (or Files) on %q for a terminal (or files) on the demo sshd
 (%s:%d), on %q for a desktop with an xterm (Xvnc on %s:%d), or on %q for
 an RDP desktop (freerdp-shadow-cli with NLA on %s:%d).
 Sign in as the admin to manage users, resources, grants and gateways, and
@@ -205,7 +205,7 @@ func seedDemo(ctx context.Context, st *store.Store, sshd *targets.SSHD, xvnc *ta
 	res, err := upsertDemoResource(ctx, st, store.Resource{
 		Name: info.Targets.Resource, Description: "OpenSSH server started by portal demo on loopback",
 		Protocol: "ssh", Host: sshd.Host, Port: sshd.Port, Login: sshd.User, Tags: []string{"demo"},
-	}, &store.Secrets{Password: sshd.Password}, userID)
+	}, &store.Secrets{Password: sshd.Password}, userID, store.GrantBoth)
 	if err != nil {
 		return info, err
 	}
@@ -216,22 +216,22 @@ func seedDemo(ctx context.Context, st *store.Store, sshd *targets.SSHD, xvnc *ta
 	if _, err := upsertDemoResource(ctx, st, store.Resource{
 		Name: info.VNC.Resource, Description: "Xvnc desktop with an xterm, started by portal demo on loopback",
 		Protocol: "vnc", Host: xvnc.Host, Port: xvnc.Port, Tags: []string{"demo"},
-	}, &store.Secrets{Password: demoVNCPassword}, userID); err != nil {
+	}, &store.Secrets{Password: demoVNCPassword}, userID, store.GrantTerminal); err != nil {
 		return info, err
 	}
 	if _, err := upsertDemoResource(ctx, st, store.Resource{
 		Name: info.RDP.Resource, Description: "RDP desktop (freerdp-shadow-cli with NLA) with an xterm, started by portal demo on loopback",
 		Protocol: "rdp", Host: rdp.Host, Port: rdp.Port, Login: rdp.User, Tags: []string{"demo"},
 		Options: store.Options{Security: "nla"},
-	}, &store.Secrets{Password: rdp.Password}, userID); err != nil {
+	}, &store.Secrets{Password: rdp.Password}, userID, store.GrantTerminal); err != nil {
 		return info, err
 	}
 	return info, nil
 }
 
 // upsertDemoResource creates or updates a demo resource and grants it to
-// the demo user.
-func upsertDemoResource(ctx context.Context, st *store.Store, res store.Resource, secrets *store.Secrets, userID int64) (store.Resource, error) {
+// the demo user for what mode allows.
+func upsertDemoResource(ctx context.Context, st *store.Store, res store.Resource, secrets *store.Secrets, userID int64, mode store.GrantMode) (store.Resource, error) {
 	existing, err := findResource(ctx, st, res.Name)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -248,7 +248,7 @@ func upsertDemoResource(ctx context.Context, st *store.Store, res store.Resource
 		return res, err
 	}
 	if !ok {
-		if _, err := st.CreateGrant(ctx, res.ID, "user", userID); err != nil {
+		if _, err := st.CreateGrantMode(ctx, res.ID, "user", userID, mode); err != nil {
 			return res, fmt.Errorf("demo grant: %w", err)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -231,7 +232,7 @@ func TestRemoteGateways(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p.Store.CreateGrant(ctx, r.ID, "user", u.ID)
+		p.Store.CreateGrantMode(ctx, r.ID, "user", u.ID, store.GrantBoth)
 		return r
 	}
 	resA, resB := mk("in-a", "gateway-a"), mk("in-b", "gateway-b")
@@ -254,6 +255,8 @@ func TestRemoteGateways(t *testing.T) {
 	if !strings.Contains(portalLog.String(), "relay started") {
 		t.Fatal("tunnel mode did not relay through the embedded gateway")
 	}
+	// The file browser takes the same way, to the segment's gateways.
+	filesVia(t, p, alice, resA, "a1", "a2")
 
 	// The CIDR allow-list, pulled by b1 within its interval.
 	admin.post(fmt.Sprintf("/admin/segments/%d", segB.ID), url.Values{"allowed_networks": {"10.0.0.0/8"}})
@@ -271,6 +274,7 @@ func TestRemoteGateways(t *testing.T) {
 	} else {
 		ws.Close()
 	}
+	filesVia(t, p, alice, resB, "b1")
 
 	// Failover: a1 dies; once marked unavailable, sessions go to a2.
 	a1.stop()
@@ -347,4 +351,19 @@ func gatewayByName(ctx context.Context, st *store.Store, name string) (store.Gat
 		}
 	}
 	return store.Gateway{}, fmt.Errorf("no gateway %s: %v", name, err)
+}
+
+// filesVia lists res's files as b and checks that one of gateways served it.
+func filesVia(t *testing.T, p *portal, b *browser, res store.Resource, gateways ...string) {
+	t.Helper()
+	if code, body := b.get(fmt.Sprintf("/files/%d", res.ID)); code != http.StatusOK || !strings.Contains(body, "/home/") {
+		t.Fatalf("files of %s: %d", res.Name, code)
+	}
+	evs, err := p.Store.SearchAudit(context.Background(), store.AuditFilter{Action: "file.list", Actor: "alice"})
+	if err != nil || len(evs) == 0 {
+		t.Fatalf("no file.list event: %v", err)
+	}
+	if gw := evs[0].Details["gateway"]; !slices.Contains(gateways, gw) {
+		t.Fatalf("files of %s went through %q, want one of %v", res.Name, gw, gateways)
+	}
 }

@@ -57,6 +57,15 @@ const (
 	ActionSessionTerminate  = "session.terminate"
 	ActionSessionWatch      = "session.watch"
 	ActionRecordingDownload = "recording.download"
+	// File browser (SFTP): one event per operation, with the path, the
+	// size where there is one, and the target's refusal as the reason.
+	ActionFileList     = "file.list"
+	ActionFileDownload = "file.download"
+	ActionFileUpload   = "file.upload"
+	ActionFileMkdir    = "file.mkdir"
+	ActionFileRename   = "file.rename"
+	ActionFileDelete   = "file.delete"
+	ActionFileChmod    = "file.chmod"
 )
 
 // Outcomes.

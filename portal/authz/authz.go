@@ -22,10 +22,25 @@ type Authorizer struct {
 // New returns an Authorizer backed by st.
 func New(st *store.Store) *Authorizer { return &Authorizer{store: st} }
 
-// Resource returns the resource with id if u may connect to it. It returns
-// store.ErrNotFound for a missing resource and ErrDenied for one u has no
-// grant for; disabled users are denied everything.
+// Resource returns the resource with id if u may open sessions on it (a
+// terminal or a desktop). It returns store.ErrNotFound for a missing
+// resource and ErrDenied for one u has no such grant for; disabled users
+// are denied everything.
 func (a *Authorizer) Resource(ctx context.Context, u store.User, id int64) (store.Resource, error) {
+	return a.resource(ctx, u, id, func(acc store.Access) bool { return acc.Terminal })
+}
+
+// Files returns the resource with id if u may browse its files (SFTP),
+// with the same errors as Resource. Only SSH resources have files.
+func (a *Authorizer) Files(ctx context.Context, u store.User, id int64) (store.Resource, error) {
+	r, err := a.resource(ctx, u, id, func(acc store.Access) bool { return acc.Files })
+	if err == nil && r.Protocol != "ssh" {
+		return store.Resource{}, ErrDenied
+	}
+	return r, err
+}
+
+func (a *Authorizer) resource(ctx context.Context, u store.User, id int64, allowed func(store.Access) bool) (store.Resource, error) {
 	r, err := a.store.ResourceByID(ctx, id)
 	if err != nil {
 		return store.Resource{}, fmt.Errorf("look up resource %d: %w", id, err)
@@ -33,11 +48,11 @@ func (a *Authorizer) Resource(ctx context.Context, u store.User, id int64) (stor
 	if u.Disabled {
 		return store.Resource{}, ErrDenied
 	}
-	ok, err := a.store.CanUse(ctx, u.ID, id)
+	acc, err := a.store.AccessTo(ctx, u.ID, id)
 	if err != nil {
 		return store.Resource{}, fmt.Errorf("check grant of %s on %s: %w", u.Name, r.Name, err)
 	}
-	if !ok {
+	if !allowed(acc) {
 		return store.Resource{}, ErrDenied
 	}
 	return r, nil

@@ -243,6 +243,11 @@ type resourceInput struct {
 	// typed input too.
 	Recording   string `json:"recording,omitempty"`
 	RecordInput bool   `json:"record_input,omitempty"`
+	// File browser options (SSH): the largest file a user may upload (0:
+	// no limit), and uploads or downloads switched off.
+	MaxUploadBytes int64 `json:"max_upload_bytes,omitempty"`
+	NoUpload       bool  `json:"no_upload,omitempty"`
+	NoDownload     bool  `json:"no_download,omitempty"`
 	// RDP options.
 	Domain         string `json:"domain,omitempty"`
 	Security       string `json:"security,omitempty"`
@@ -255,6 +260,7 @@ type resourceInput struct {
 func (in *resourceInput) options() store.Options {
 	return store.Options{ViewOnly: in.ViewOnly, Clipboard: in.Clipboard, ColorDepth: in.ColorDepth,
 		Recording: in.Recording, RecordInput: in.RecordInput,
+		MaxUploadBytes: in.MaxUploadBytes, NoUpload: in.NoUpload, NoDownload: in.NoDownload,
 		Domain: in.Domain, Security: in.Security, IgnoreCert: in.IgnoreCert, Width: in.Width, Height: in.Height,
 		KeyboardLayout: in.KeyboardLayout}
 }
@@ -344,6 +350,12 @@ func (in *resourceInput) validate(isNew bool) fieldErrors {
 	}
 	if in.Recording == store.RecordingOff {
 		in.RecordInput = false
+	}
+	if in.MaxUploadBytes < 0 {
+		fe["max_upload"] = "Enter the largest upload in megabytes, or leave it blank for no limit."
+	}
+	if in.Protocol != "ssh" {
+		in.MaxUploadBytes, in.NoUpload, in.NoDownload = 0, false, false
 	}
 	var tags []string
 	seen := map[string]bool{}
@@ -541,6 +553,8 @@ type grantInput struct {
 	ResourceID  int64  `json:"resource_id"`
 	SubjectKind string `json:"subject_kind"`
 	SubjectID   int64  `json:"subject_id"`
+	// Mode is "terminal" (sessions; the default), "files" or "both".
+	Mode store.GrantMode `json:"mode"`
 }
 
 func (s *Server) createGrant(r *http.Request, actor store.User, in grantInput) (store.Grant, error) {
@@ -562,15 +576,24 @@ func (s *Server) createGrant(r *http.Request, actor store.User, in grantInput) (
 	default:
 		fe["subject"] = "Choose a user or a group."
 	}
+	if in.Mode == "" {
+		in.Mode = store.GrantTerminal
+	}
+	switch {
+	case !in.Mode.Valid():
+		fe["mode"] = "Choose what the grant allows: terminal, files, or both."
+	case in.Mode != store.GrantTerminal && res.ID != 0 && res.Protocol != wire.ProtocolSSH:
+		fe["mode"] = "Only SSH resources have files to browse; choose terminal (sessions) for this resource."
+	}
 	if len(fe) > 0 {
 		return store.Grant{}, fe
 	}
-	g, err := s.Store.CreateGrant(ctx, in.ResourceID, in.SubjectKind, in.SubjectID)
+	g, err := s.Store.CreateGrantMode(ctx, in.ResourceID, in.SubjectKind, in.SubjectID, in.Mode)
 	if err != nil {
 		return store.Grant{}, conflictOrErr(err, "subject")
 	}
 	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionGrantCreate, Target: res.Name, Outcome: audit.OutcomeSuccess,
-		Details: map[string]string{"subject": g.SubjectKind + ":" + g.SubjectName}})
+		Details: map[string]string{"subject": g.SubjectKind + ":" + g.SubjectName, "mode": string(g.Mode)}})
 	return g, nil
 }
 

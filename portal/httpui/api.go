@@ -189,6 +189,9 @@ type apiResource struct {
 	ColorDepth         int      `json:"color_depth,omitempty"`
 	Recording          string   `json:"recording"`
 	RecordInput        bool     `json:"record_input"`
+	MaxUploadBytes     int64    `json:"max_upload_bytes,omitempty"`
+	NoUpload           bool     `json:"no_upload,omitempty"`
+	NoDownload         bool     `json:"no_download,omitempty"`
 	Domain             string   `json:"domain,omitempty"`
 	Security           string   `json:"security,omitempty"`
 	IgnoreCert         bool     `json:"ignore_cert,omitempty"`
@@ -215,7 +218,7 @@ func toAPIResource(r store.Resource) apiResource {
 	}
 	return apiResource{r.ID, r.Name, r.Description, r.Protocol, r.Host, r.Port, r.Login, t, fingerprint(r.HostKey),
 		r.HasPassword, r.HasPrivateKey, o.ViewOnly, o.Clipboard, o.ColorDepth, o.RecordingMode(), o.RecordInput,
-		o.Domain, o.Security, o.IgnoreCert, o.Width, o.Height, o.KeyboardLayout}
+		o.MaxUploadBytes, o.NoUpload, o.NoDownload, o.Domain, o.Security, o.IgnoreCert, o.Width, o.Height, o.KeyboardLayout}
 }
 
 func (s *Server) apiMe(w http.ResponseWriter, r *http.Request, u store.User) error {
@@ -434,11 +437,12 @@ type apiGrant struct {
 	SubjectKind  string    `json:"subject_kind"`
 	SubjectID    int64     `json:"subject_id"`
 	SubjectName  string    `json:"subject_name"`
+	Mode         string    `json:"mode"`
 	CreatedAt    time.Time `json:"created_at"`
 }
 
 func toAPIGrant(g store.Grant) apiGrant {
-	return apiGrant{g.ID, g.ResourceID, g.ResourceName, g.SubjectKind, g.SubjectID, g.SubjectName, g.CreatedAt}
+	return apiGrant{g.ID, g.ResourceID, g.ResourceName, g.SubjectKind, g.SubjectID, g.SubjectName, string(g.Mode), g.CreatedAt}
 }
 
 func (s *Server) apiListGrants(w http.ResponseWriter, r *http.Request, _ store.User) error {

@@ -218,7 +218,17 @@ func resourceFromForm(r *http.Request) (resourceInput, string) {
 	if err != nil && r.PostForm.Get("color_depth") != "" {
 		depth = -1 // reported by validate
 	}
+	// The form takes megabytes; blank is no limit.
+	var maxUpload int64
+	if mb := strings.TrimSpace(r.PostForm.Get("max_upload")); mb != "" {
+		n, err := strconv.ParseFloat(mb, 64)
+		maxUpload = int64(n * (1 << 20))
+		if err != nil || n <= 0 || n > 1<<33 {
+			maxUpload = -1 // reported by validate
+		}
+	}
 	in := resourceInput{
+		MaxUploadBytes: maxUpload, NoUpload: r.PostForm.Get("no_upload") == "on", NoDownload: r.PostForm.Get("no_download") == "on",
 		Name: r.PostForm.Get("name"), Description: r.PostForm.Get("description"), Protocol: r.PostForm.Get("protocol"),
 		Host: r.PostForm.Get("host"), Port: port, Login: r.PostForm.Get("login"), Password: r.PostForm.Get("password"),
 		PrivateKey: r.PostForm.Get("private_key"), ClearPassword: r.PostForm.Get("clear_password") == "on",
@@ -245,6 +255,10 @@ func resourceFromForm(r *http.Request) (resourceInput, string) {
 func desktopFormView(v *ui.ResourceFormView, o store.Options) {
 	v.ViewOnly, v.Clipboard, v.ColorDepth = o.ViewOnly, o.Clipboard, o.ColorDepth
 	v.Recording, v.RecordInput = o.RecordingMode(), o.RecordInput
+	v.NoUpload, v.NoDownload = o.NoUpload, o.NoDownload
+	if o.MaxUploadBytes > 0 {
+		v.MaxUpload = strconv.FormatFloat(float64(o.MaxUploadBytes)/(1<<20), 'f', -1, 64)
+	}
 	v.Domain, v.Security, v.IgnoreCert, v.KeyboardLayout = o.Domain, o.Security, o.IgnoreCert, o.KeyboardLayout
 	v.Resolution = "fit"
 	if o.Width > 0 && o.Height > 0 {
@@ -268,7 +282,7 @@ func (s *Server) resourceFormView(r *http.Request, res store.Resource) (ui.Resou
 		return v, err
 	}
 	for _, g := range grants {
-		v.Grants = append(v.Grants, ui.GrantRow{ID: g.ID, ResourceName: g.ResourceName, SubjectKind: g.SubjectKind, SubjectName: g.SubjectName, CreatedAt: g.CreatedAt})
+		v.Grants = append(v.Grants, grantRow(g))
 	}
 	return v, nil
 }
@@ -379,10 +393,10 @@ func (s *Server) hostKeyForm(w http.ResponseWriter, r *http.Request) {
 // --- grants
 
 func (s *Server) grantsPage(w http.ResponseWriter, r *http.Request) {
-	s.renderGrants(w, r, http.StatusOK, nil, "", "")
+	s.renderGrants(w, r, http.StatusOK, nil, "", "", string(store.GrantTerminal))
 }
 
-func (s *Server) renderGrants(w http.ResponseWriter, r *http.Request, status int, errs ui.Errors, resourceID, subject string) {
+func (s *Server) renderGrants(w http.ResponseWriter, r *http.Request, status int, errs ui.Errors, resourceID, subject, mode string) {
 	ctx := r.Context()
 	grants, err := s.Store.ListGrants(ctx)
 	if err != nil {
@@ -404,9 +418,9 @@ func (s *Server) renderGrants(w http.ResponseWriter, r *http.Request, status int
 		s.serverError(w, r, err)
 		return
 	}
-	v := ui.GrantsView{Errors: errs}
+	v := ui.GrantsView{Errors: errs, Mode: mode}
 	for _, g := range grants {
-		v.Grants = append(v.Grants, ui.GrantRow{ID: g.ID, ResourceName: g.ResourceName, SubjectKind: g.SubjectKind, SubjectName: g.SubjectName, CreatedAt: g.CreatedAt})
+		v.Grants = append(v.Grants, grantRow(g))
 	}
 	for _, res := range rs {
 		val := strconv.FormatInt(res.ID, 10)
@@ -429,19 +443,35 @@ func (s *Server) createGrantForm(w http.ResponseWriter, r *http.Request) {
 		s.serverError(w, r, err)
 		return
 	}
-	resourceID, subject := r.PostForm.Get("resource_id"), r.PostForm.Get("subject")
-	in := grantInput{}
+	resourceID, subject, mode := r.PostForm.Get("resource_id"), r.PostForm.Get("subject"), r.PostForm.Get("mode")
+	in := grantInput{Mode: store.GrantMode(mode)}
 	in.ResourceID, _ = strconv.ParseInt(resourceID, 10, 64)
 	kind, id, _ := strings.Cut(subject, ":")
 	in.SubjectKind = kind
 	in.SubjectID, _ = strconv.ParseInt(id, 10, 64)
 	g, err := s.createGrant(r, actor, in)
 	if s.formFailed(w, r, err, func(errs ui.Errors) {
-		s.renderGrants(w, r, http.StatusUnprocessableEntity, errs, resourceID, subject)
+		s.renderGrants(w, r, http.StatusUnprocessableEntity, errs, resourceID, subject, mode)
 	}) {
 		return
 	}
-	s.done(w, r, fmt.Sprintf("%s %s may now connect to %s.", capitalize(g.SubjectKind), g.SubjectName, g.ResourceName), "/admin/grants")
+	s.done(w, r, fmt.Sprintf("%s %s may now use %s: %s.", capitalize(g.SubjectKind), g.SubjectName, g.ResourceName, grantModeLabel(g.Mode)), "/admin/grants")
+}
+
+// grantModeLabel says in words what a grant mode allows.
+func grantModeLabel(m store.GrantMode) string {
+	switch m {
+	case store.GrantFiles:
+		return "files"
+	case store.GrantBoth:
+		return "terminal and files"
+	}
+	return "terminal or desktop"
+}
+
+func grantRow(g store.Grant) ui.GrantRow {
+	return ui.GrantRow{ID: g.ID, ResourceName: g.ResourceName, SubjectKind: g.SubjectKind, SubjectName: g.SubjectName,
+		Mode: grantModeLabel(g.Mode), CreatedAt: g.CreatedAt}
 }
 
 func (s *Server) deleteGrantForm(w http.ResponseWriter, r *http.Request) {
@@ -462,7 +492,7 @@ func (s *Server) deleteGrantForm(w http.ResponseWriter, r *http.Request) {
 // auditActions are offered in the audit filter.
 var auditActions = []string{
 	audit.ActionSignIn, audit.ActionSignOut, audit.ActionConnect, audit.ActionSessionEnd, audit.ActionAuthzDenied,
-	"user.", "group.", "resource.", "grant.", "token.", audit.ActionSetup,
+	"user.", "group.", "resource.", "grant.", "token.", "file.", audit.ActionSetup,
 }
 
 func (s *Server) auditPage(w http.ResponseWriter, r *http.Request) {

@@ -24,12 +24,24 @@ func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 		s.serverError(w, r, err)
 		return
 	}
+	access, err := s.Store.AccessByResource(r.Context(), u.ID)
+	if err != nil {
+		s.serverError(w, r, err)
+		return
+	}
 	v := ui.HomeView{}
 	for _, res := range rs {
-		v.Resources = append(v.Resources, ui.ResourceCard{
+		card := ui.ResourceCard{
 			ID: res.ID, Name: res.Name, Description: res.Description, Protocol: res.Protocol,
-			Address: address(res), Tags: res.Tags, ConnectHref: fmt.Sprintf("/connect/%d", res.ID),
-		})
+			Address: address(res), Tags: res.Tags,
+		}
+		if access[res.ID].Terminal {
+			card.ConnectHref = fmt.Sprintf("/connect/%d", res.ID)
+		}
+		if access[res.ID].Files && res.Protocol == "ssh" {
+			card.FilesHref = fmt.Sprintf("/files/%d", res.ID)
+		}
+		v.Resources = append(v.Resources, card)
 	}
 	s.render(w, r, http.StatusOK, ui.Home(s.page(r, "Your resources", "home"), v))
 }

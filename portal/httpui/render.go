@@ -56,6 +56,7 @@ var statusTitles = map[int]string{
 	http.StatusNotFound:              "Not found",
 	http.StatusRequestEntityTooLarge: "Too large",
 	http.StatusInternalServerError:   "Something went wrong",
+	http.StatusBadGateway:            "Connection failed",
 }
 
 // renderError shows msg on an error page with status.

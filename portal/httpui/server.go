@@ -128,6 +128,13 @@ func (s *Server) routes() http.Handler {
 	signedIn("GET /connect/{id}", s.terminalPage)
 	signedIn("GET /connect/{id}/ws", s.terminalSocket)
 	signedIn("GET /connect/{id}/guac", s.desktopSocket)
+	signedIn("GET /files/{id}", s.filesPage)
+	signedIn("GET /files/{id}/download", s.fileDownload)
+	signedIn("POST /files/{id}/upload", s.fileUpload)
+	signedIn("POST /files/{id}/mkdir", s.fileMkdir)
+	signedIn("POST /files/{id}/rename", s.fileRename)
+	signedIn("POST /files/{id}/delete", s.fileDelete)
+	signedIn("POST /files/{id}/chmod", s.fileChmod)
 	signedIn("GET /account", s.accountPage)
 	signedIn("POST /account/password", s.changePassword)
 	signedIn("POST /account/tokens", s.createToken)
@@ -223,8 +230,9 @@ func securityHeaders(next http.Handler) http.Handler {
 
 func limitBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// Recording uploads set their own limit, from the announced size.
-		if r.Body != nil && !isRecordingUpload(r) {
+		// Recording uploads set their own limit, from the announced size;
+		// file uploads have the resource's.
+		if r.Body != nil && !isRecordingUpload(r) && !isFileUpload(r) {
 			r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
 		}
 		next.ServeHTTP(w, r)

@@ -410,9 +410,14 @@ func (s *Server) dialResource(ctx context.Context, u store.User, res store.Resou
 	}
 	req.HostKey = res.HostKey
 	req.Recording = sessionRecording(res.Options)
-	if res.Protocol == wire.ProtocolSSH {
+	switch res.Protocol {
+	case wire.ProtocolSSH:
 		req.Terminal = &wire.Terminal{Term: "xterm-256color", Cols: cols, Rows: rows}
-	} else {
+	case wire.ProtocolSFTP:
+		// File sessions are not recorded: the portal audits each file
+		// operation instead.
+		req.Recording = nil
+	default:
 		req.Desktop = desktopRequest(res.Options, res.Protocol, cols, rows, indexed)
 	}
 	failure := &dialFailure{details: map[string]string{}}

@@ -62,6 +62,14 @@ type Options struct {
 	Recording string `json:"recording,omitempty"`
 	// RecordInput records what users type too, passwords included.
 	RecordInput bool `json:"record_input,omitempty"`
+
+	// SSH file browser (SFTP).
+	// MaxUploadBytes bounds one uploaded file; 0 is no limit.
+	MaxUploadBytes int64 `json:"max_upload_bytes,omitempty"`
+	// NoUpload and NoDownload switch uploads and downloads off; browsing
+	// and the other file operations stay available.
+	NoUpload   bool `json:"no_upload,omitempty"`
+	NoDownload bool `json:"no_download,omitempty"`
 }
 
 // Recording modes of a resource.
@@ -257,6 +265,63 @@ func (s *Store) ResourcesForUser(ctx context.Context, userID int64) ([]Resource,
 	return rs, nil
 }
 
+// Access is what a user's grants allow on a resource.
+type Access struct {
+	// Terminal allows sessions: a terminal, or a desktop.
+	Terminal bool
+	// Files allows the SFTP file browser.
+	Files bool
+}
+
+// Any reports whether a allows anything.
+func (a Access) Any() bool { return a.Terminal || a.Files }
+
+// add returns a with what a grant of mode allows added.
+func (a Access) add(mode GrantMode) Access {
+	a.Terminal = a.Terminal || mode == GrantTerminal || mode == GrantBoth
+	a.Files = a.Files || mode == GrantFiles || mode == GrantBoth
+	return a
+}
+
+// userGrants selects the modes of the grants that apply to a user (first
+// argument, only while not disabled) on resources.
+const userGrants = `SELECT g.resource_id, g.mode FROM grants g JOIN users u ON u.id = ? AND u.disabled = 0
+	WHERE g.user_id = u.id OR g.group_id IN (SELECT group_id FROM group_members WHERE user_id = u.id)`
+
+// AccessTo returns what userID's grants, direct and through groups, allow
+// on resourceID; the grants add up.
+func (s *Store) AccessTo(ctx context.Context, userID, resourceID int64) (Access, error) {
+	all, err := s.access(ctx, userGrants+` AND g.resource_id = ?`, userID, resourceID)
+	if err != nil {
+		return Access{}, err
+	}
+	return all[resourceID], nil
+}
+
+// AccessByResource returns what userID may do on each resource granted to
+// them.
+func (s *Store) AccessByResource(ctx context.Context, userID int64) (map[int64]Access, error) {
+	return s.access(ctx, userGrants, userID)
+}
+
+func (s *Store) access(ctx context.Context, query string, args ...any) (map[int64]Access, error) {
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read grants: %w", err)
+	}
+	defer rows.Close()
+	out := map[int64]Access{}
+	for rows.Next() {
+		var id int64
+		var mode GrantMode
+		if err := rows.Scan(&id, &mode); err != nil {
+			return nil, fmt.Errorf("read grants: %w", err)
+		}
+		out[id] = out[id].add(mode)
+	}
+	return out, rows.Err()
+}
+
 // CanUse reports whether userID may use resourceID.
 func (s *Store) CanUse(ctx context.Context, userID, resourceID int64) (bool, error) {
 	var n int
@@ -322,16 +387,43 @@ type Grant struct {
 	SubjectKind  string // "user" or "group"
 	SubjectID    int64
 	SubjectName  string
+	Mode         GrantMode
 	CreatedAt    time.Time
 }
 
-// CreateGrant grants resourceID to the user or group subjectID.
+// GrantMode is what a grant allows.
+type GrantMode string
+
+// Grant modes.
+const (
+	// GrantTerminal allows sessions: a terminal or a desktop.
+	GrantTerminal GrantMode = "terminal"
+	// GrantFiles allows the SFTP file browser of an SSH resource.
+	GrantFiles GrantMode = "files"
+	// GrantBoth allows both.
+	GrantBoth GrantMode = "both"
+)
+
+// Valid reports whether m is a known mode.
+func (m GrantMode) Valid() bool { return m == GrantTerminal || m == GrantFiles || m == GrantBoth }
+
+// CreateGrant grants resourceID's sessions (GrantTerminal) to the user or
+// group subjectID.
 func (s *Store) CreateGrant(ctx context.Context, resourceID int64, subjectKind string, subjectID int64) (Grant, error) {
+	return s.CreateGrantMode(ctx, resourceID, subjectKind, subjectID, GrantTerminal)
+}
+
+// CreateGrantMode grants resourceID to the user or group subjectID for
+// what mode allows.
+func (s *Store) CreateGrantMode(ctx context.Context, resourceID int64, subjectKind string, subjectID int64, mode GrantMode) (Grant, error) {
 	col := map[string]string{"user": "user_id", "group": "group_id"}[subjectKind]
 	if col == "" {
 		return Grant{}, fmt.Errorf("grant subject kind %q: want user or group", subjectKind)
 	}
-	res, err := s.db.ExecContext(ctx, `INSERT INTO grants (resource_id, `+col+`, created_at) VALUES (?, ?, ?)`, resourceID, subjectID, millis(s.now()))
+	if !mode.Valid() {
+		return Grant{}, fmt.Errorf("grant mode %q: want terminal, files or both", mode)
+	}
+	res, err := s.db.ExecContext(ctx, `INSERT INTO grants (resource_id, `+col+`, mode, created_at) VALUES (?, ?, ?, ?)`, resourceID, subjectID, string(mode), millis(s.now()))
 	if err != nil {
 		return Grant{}, fmt.Errorf("create grant: %w", conflict(err, "this grant already exists"))
 	}
@@ -361,7 +453,7 @@ func (s *Store) GrantsForResource(ctx context.Context, resourceID int64) ([]Gran
 func (s *Store) listGrants(ctx context.Context, where string, args ...any) ([]Grant, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT gr.id, gr.resource_id, r.name,
 		CASE WHEN gr.user_id IS NOT NULL THEN 'user' ELSE 'group' END,
-		COALESCE(gr.user_id, gr.group_id), COALESCE(u.name, g.name), gr.created_at
+		COALESCE(gr.user_id, gr.group_id), COALESCE(u.name, g.name), gr.mode, gr.created_at
 		FROM grants gr JOIN resources r ON r.id = gr.resource_id
 		LEFT JOIN users u ON u.id = gr.user_id LEFT JOIN groups g ON g.id = gr.group_id `+where+`
 		ORDER BY r.name, 4, 6`, args...)
@@ -373,7 +465,7 @@ func (s *Store) listGrants(ctx context.Context, where string, args ...any) ([]Gr
 	for rows.Next() {
 		var g Grant
 		var created int64
-		if err := rows.Scan(&g.ID, &g.ResourceID, &g.ResourceName, &g.SubjectKind, &g.SubjectID, &g.SubjectName, &created); err != nil {
+		if err := rows.Scan(&g.ID, &g.ResourceID, &g.ResourceName, &g.SubjectKind, &g.SubjectID, &g.SubjectName, &g.Mode, &created); err != nil {
 			return nil, err
 		}
 		g.CreatedAt = fromMillis(created)

@@ -310,3 +310,58 @@ func TestAuditAppendOnlyAndConcurrent(t *testing.T) {
 		t.Fatalf("paging: %d", len(older))
 	}
 }
+
+// TestGrantModes checks that grants of a user and of their groups add up,
+// and that grants made before modes existed allow sessions only.
+func TestGrantModes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, _ := openTest(t)
+	ops, _ := st.CreateGroup(ctx, Group{Name: "ops"})
+	alice, _ := st.CreateUser(ctx, User{Name: "alice", Role: RoleUser, Groups: []string{"ops"}}, "h")
+	res := map[string]Resource{}
+	for _, name := range []string{"terminal", "files", "both", "user-and-group", "legacy", "none"} {
+		res[name], _ = st.CreateResource(ctx, Resource{Name: name, Protocol: "ssh", Host: "h", Port: 22}, nil)
+	}
+	for _, g := range []struct {
+		res, kind string
+		mode      GrantMode
+	}{
+		{"terminal", "user", GrantTerminal}, {"files", "group", GrantFiles}, {"both", "user", GrantBoth},
+		{"user-and-group", "user", GrantTerminal}, {"user-and-group", "group", GrantFiles},
+	} {
+		subject := alice.ID
+		if g.kind == "group" {
+			subject = ops.ID
+		}
+		if _, err := st.CreateGrantMode(ctx, res[g.res].ID, g.kind, subject, g.mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := st.CreateGrant(ctx, res["legacy"].ID, "user", alice.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.CreateGrantMode(ctx, res["none"].ID, "user", alice.ID, "admin"); err == nil {
+		t.Error("a grant of an unknown mode was accepted")
+	}
+	all, err := st.AccessByResource(ctx, alice.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		res  string
+		want Access
+	}{
+		{"terminal", Access{Terminal: true}}, {"files", Access{Files: true}}, {"both", Access{Terminal: true, Files: true}},
+		{"user-and-group", Access{Terminal: true, Files: true}}, {"legacy", Access{Terminal: true}}, {"none", Access{}},
+	} {
+		got, err := st.AccessTo(ctx, alice.ID, res[tc.res].ID)
+		if err != nil || got != tc.want || all[res[tc.res].ID] != tc.want {
+			t.Errorf("access to %s = %+v (all: %+v), %v; want %+v", tc.res, got, all[res[tc.res].ID], err, tc.want)
+		}
+	}
+	gs, _ := st.GrantsForResource(ctx, res["files"].ID)
+	if len(gs) != 1 || gs[0].Mode != GrantFiles {
+		t.Errorf("grants of files = %+v", gs)
+	}
+}

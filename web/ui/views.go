@@ -80,7 +80,10 @@ type ResourceCard struct {
 	Protocol    string
 	Address     string
 	Tags        []string
+	// ConnectHref opens a terminal or desktop, FilesHref the file browser;
+	// each is empty when the viewer's grants do not allow it.
 	ConnectHref string
+	FilesHref   string
 }
 
 // HomeView lists the viewer's resources.
@@ -165,7 +168,9 @@ type GrantRow struct {
 	ResourceName string
 	SubjectKind  string
 	SubjectName  string
-	CreatedAt    time.Time
+	// Mode says what the grant allows, in words.
+	Mode      string
+	CreatedAt time.Time
 }
 
 // ResourceFormView is the new/edit resource form.
@@ -195,6 +200,10 @@ type ResourceFormView struct {
 	// typed input.
 	Recording   string
 	RecordInput bool
+	// File browser (SSH): MaxUpload in megabytes ("" for no limit).
+	MaxUpload  string
+	NoUpload   bool
+	NoDownload bool
 	// Host key state, edit only.
 	HostKeyFingerprint string
 	HostKeyPinnedAt    time.Time
@@ -208,7 +217,9 @@ type GrantsView struct {
 	Grants    []GrantRow
 	Resources []Option
 	Subjects  []Option
-	Errors    Errors
+	// Mode is the mode chosen in the form: terminal, files or both.
+	Mode   string
+	Errors Errors
 }
 
 // AuditFilterView is the audit filter form's values.
@@ -468,4 +479,61 @@ type SessionRow struct {
 type SessionsView struct {
 	Sessions     []SessionRow
 	CanTerminate bool
+}
+
+// FilesView is the file browser's listing of one folder on an SSH
+// resource.
+type FilesView struct {
+	ResourceID   int64
+	ResourceName string
+	Address      string
+	// Dir is the folder shown, as the target resolved it.
+	Dir    string
+	Crumbs []Crumb
+	// HereHref lists Dir again (after an upload); ParentHref lists its
+	// parent ("" at the root); HiddenHref toggles hidden files.
+	HereHref    string
+	UploadHref  string
+	ParentHref  string
+	HiddenHref  string
+	ShowHidden  bool
+	HiddenCount int
+	Entries     []FileRow
+	// Sort is the column sorted by ("" is name), Desc its order; SortHref
+	// links each column's header.
+	Sort     string
+	Desc     bool
+	SortHref map[string]string
+	// Error is the target's refusal to list Dir, in words.
+	Error       string
+	CanUpload   bool
+	CanDownload bool
+	// MaxUpload is the largest upload in bytes; 0 is no limit.
+	MaxUpload int64
+}
+
+// Crumb is one folder of the path above a listing.
+type Crumb struct {
+	Name string
+	Href string
+}
+
+// FileRow is one file or folder in a listing.
+type FileRow struct {
+	Name string
+	Path string
+	// Href opens a folder or downloads a file; DownloadHref downloads (a
+	// folder as a zip); both empty when downloads are off.
+	Href         string
+	DownloadHref string
+	IsDir        bool
+	// Link is a symlink's target; Broken marks one that leads nowhere.
+	Link     string
+	Broken   bool
+	Size     int64
+	Modified time.Time
+	// Mode is the permissions as ls shows them, Octal as chmod takes them.
+	Mode  string
+	Octal string
+	Owner string
 }

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -56,10 +57,35 @@ func (in Instruction) AppendTo(dst []byte) []byte {
 	return append(dst, ';')
 }
 
+// appendElement appends v with its length. A character outside the Basic
+// Multilingual Plane is written as U+FFFD: the protocol counts code
+// points, but guacamole-common-js counts UTF-16 units (two for such a
+// character) and would lose its place in the stream. Only free text (an
+// error message, a server's words) can hold one; images and clipboard
+// data travel as base64.
 func appendElement(dst []byte, v string) []byte {
+	if hasAstral(v) {
+		v = strings.Map(func(r rune) rune {
+			if r > 0xFFFF {
+				return utf8.RuneError
+			}
+			return r
+		}, v)
+	}
 	dst = strconv.AppendInt(dst, int64(utf8.RuneCountInString(v)), 10)
 	dst = append(dst, '.')
 	return append(dst, v...)
+}
+
+// hasAstral reports a character outside the Basic Multilingual Plane: its
+// UTF-8 form, and only its, starts with a byte of 0xF0 or more.
+func hasAstral(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if v[i] >= 0xF0 {
+			return true
+		}
+	}
+	return false
 }
 
 // String returns the encoded instruction.

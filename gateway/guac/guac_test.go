@@ -19,6 +19,9 @@ func TestEncode(t *testing.T) {
 		// Lengths count code points, not bytes.
 		{New("clipboard", "é✓"), "9.clipboard,2.é✓;"},
 		{New("key", "", "1"), "3.key,0.,1.1;"},
+		// Outside the BMP, code points and guacamole-common-js's UTF-16
+		// units differ: such characters are replaced.
+		{New("error", "a😀b𝄞", "512"), "5.error,4.a\uFFFDb\uFFFD,3.512;"},
 	} {
 		if got := tc.in.String(); got != tc.want {
 			t.Errorf("%+v encoded as %q, want %q", tc.in, got, tc.want)

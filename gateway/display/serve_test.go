@@ -109,17 +109,17 @@ func TestServePacesFramesAndTakesInput(t *testing.T) {
 		}
 	}
 	first := <-syncs
-	// Unacknowledged: one more frame may come, then nothing however much
-	// the screen changes.
-	for i := range 5 {
+	// Unacknowledged: frames may come up to MaxFramesInFlight, then
+	// nothing however much the screen changes.
+	for i := range MaxFramesInFlight + 3 {
 		src.paint(image.Rect(i*10, 0, i*10+10, 10), color.RGBA{255, 0, 0, 255})
-		if i == 0 {
+		if i < MaxFramesInFlight-1 {
 			<-syncs
 		}
 	}
 	select {
 	case s := <-syncs:
-		t.Fatalf("a third frame (sync %s) while two await acknowledgement", s)
+		t.Fatalf("a frame (sync %s) while %d await acknowledgement", s, MaxFramesInFlight)
 	case <-time.After(100 * time.Millisecond): // a negative check: nothing may arrive
 	}
 	send(guac.New("sync", first))

@@ -14,9 +14,8 @@ import (
 )
 
 // maxFramesInFlight is how many frames may await the browser's sync
-// acknowledgement before the session stops asking the server for more: a
-// slow link then gets fewer, coalesced frames instead of a growing queue.
-const maxFramesInFlight = 2
+// acknowledgement before the session stops asking the server for more.
+const maxFramesInFlight = display.MaxFramesInFlight
 
 // Serve runs the desktop over stream until either side ends or ctx is
 // done: screen changes go out as Guacamole display instructions, and

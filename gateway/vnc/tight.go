@@ -3,6 +3,7 @@ package vnc
 import (
 	"bytes"
 	"compress/zlib"
+	"encoding/binary"
 	"fmt"
 	"image"
 	"image/draw"
@@ -82,6 +83,11 @@ func (c *Client) tight(r image.Rectangle) error {
 	}
 	stream := int(ctl>>4) & 3
 	w, h := r.Dx(), r.Dy()
+	if w == 0 {
+		// Empty, and so inside the screen however far its rows reach: no
+		// row of it may be drawn.
+		h = 0
+	}
 	cb := c.pf.cbytes
 	switch filter {
 	case tightFilterCopy, tightFilterGradient:
@@ -94,10 +100,14 @@ func (c *Client) tight(r image.Rectangle) error {
 			c.counted("tight-gradient")
 			return nil
 		}
-		for i := range w * h {
-			p := c.pf.tpixel(data[i*cb : i*cb+cb])
-			o := c.fb.PixOffset(r.Min.X+i%w, r.Min.Y+i/w)
-			copy(c.fb.Pix[o:o+4], p[:])
+		for y := range h {
+			src := data[y*w*cb : (y+1)*w*cb]
+			o := c.fb.PixOffset(r.Min.X, r.Min.Y+y)
+			dst := c.fb.Pix[o : o+4*w]
+			for x := range w {
+				p := c.pf.tpixel(src[x*cb : x*cb+cb])
+				copy(dst[4*x:4*x+4], p[:])
+			}
 		}
 		c.counted("tight-copy")
 		return nil
@@ -107,12 +117,15 @@ func (c *Client) tight(r image.Rectangle) error {
 			return err
 		}
 		size := int(n) + 1
-		pal := make([][4]byte, size)
-		for i := range pal {
+		// Colours as the framebuffer's RGBA bytes in one word each, so a
+		// pixel is one store: text arrives this way, a megapixel a frame.
+		var pal [256]uint32
+		for i := range size {
 			if _, err := io.ReadFull(c.r, buf[:cb]); err != nil {
 				return err
 			}
-			pal[i] = c.pf.tpixel(buf[:cb])
+			p := c.pf.tpixel(buf[:cb])
+			pal[i] = binary.LittleEndian.Uint32(p[:])
 		}
 		rowBytes := w
 		if size == 2 {
@@ -123,19 +136,20 @@ func (c *Client) tight(r image.Rectangle) error {
 			return err
 		}
 		for y := range h {
-			row := data[y*rowBytes:]
+			row := data[y*rowBytes : (y+1)*rowBytes]
 			o := c.fb.PixOffset(r.Min.X, r.Min.Y+y)
-			for x := range w {
-				var idx int
-				if size == 2 {
-					idx = int(row[x/8]>>(7-x%8)) & 1
-				} else {
-					idx = int(row[x])
+			dst := c.fb.Pix[o : o+4*w]
+			if size == 2 {
+				for x := 0; x < w; x++ {
+					binary.LittleEndian.PutUint32(dst[4*x:], pal[row[x>>3]>>(7-x&7)&1])
 				}
-				if idx >= size {
+				continue
+			}
+			for x, idx := range row {
+				if int(idx) >= size {
 					return fmt.Errorf("%w: Tight palette index %d of %d", ErrProtocol, idx, size)
 				}
-				copy(c.fb.Pix[o+4*x:o+4*x+4], pal[idx][:])
+				binary.LittleEndian.PutUint32(dst[4*x:], pal[idx])
 			}
 		}
 		c.counted("tight-palette")

@@ -14,6 +14,15 @@ type Framebuffer interface {
 	ReadRegion(dst *image.RGBA, r image.Rectangle)
 }
 
+// A DirectFramebuffer's screen can be compared and encoded in place,
+// which saves a copy of every changed region and a screen-sized buffer.
+// Its pixels must not change while Update runs.
+type DirectFramebuffer interface {
+	Framebuffer
+	// Pixels returns the screen.
+	Pixels() *image.RGBA
+}
+
 // maxRectsPerFrame bounds the regions one frame is read in; more changes
 // are merged.
 const maxRectsPerFrame = 32
@@ -41,9 +50,10 @@ type Screen struct {
 	enc *Encoder
 	// shown is the screen as the browser has it after what was sent.
 	shown *image.RGBA
-	// cur is scratch for the regions read from the framebuffer.
-	cur  *image.RGBA
-	seed maphash.Seed
+	// cur is the screen as the framebuffer has it, in the regions being
+	// updated: scratch they are read into, or a DirectFramebuffer's own.
+	cur, scratch *image.RGBA
+	seed         maphash.Seed
 	// Reused by scroll.
 	curHash, shownHash []uint64
 	rowAt              map[uint64]int
@@ -63,7 +73,7 @@ func (s *Screen) Resize(w, h int) error {
 	r := image.Rect(0, 0, w, h)
 	// Fully transparent pixels never match an opaque remote screen.
 	s.shown = image.NewRGBA(r)
-	s.cur = image.NewRGBA(r)
+	s.scratch = nil // made on first use: a DirectFramebuffer needs none
 	return s.enc.Size(w, h)
 }
 
@@ -81,12 +91,27 @@ func (s *Screen) Copy(src image.Point, dst image.Rectangle) error {
 
 // Update sends what changed in the regions rects of fb.
 func (s *Screen) Update(fb Framebuffer, rects []image.Rectangle) error {
+	direct := false
+	if d, ok := fb.(DirectFramebuffer); ok {
+		if img := d.Pixels(); img.Bounds() == s.shown.Bounds() {
+			s.cur, direct = img, true
+		}
+	}
+	if !direct {
+		if s.scratch == nil {
+			s.scratch = image.NewRGBA(s.shown.Bounds())
+		}
+		s.cur = s.scratch
+	}
+	defer func() { s.cur = nil }() // not kept: a direct screen is not ours
 	for _, r := range Coalesce(rects, maxRectsPerFrame) {
 		r = r.Intersect(s.shown.Bounds())
 		if r.Empty() {
 			continue
 		}
-		fb.ReadRegion(s.cur, r)
+		if !direct {
+			fb.ReadRegion(s.cur, r)
+		}
 		if err := s.scroll(r); err != nil {
 			return err
 		}

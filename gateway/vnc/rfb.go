@@ -113,6 +113,8 @@ type Client struct {
 	zin    *zrleInput
 	zr     io.ReadCloser
 	tightZ [4]tightStream
+	// tightBuf is scratch for Tight rectangles (see scratch).
+	tightBuf []byte
 
 	clipMu sync.Mutex
 	clip   clipState

@@ -212,7 +212,18 @@ func (c *Client) encode(enc *display.Encoder, screen *display.Screen, u Update, 
 	if whole {
 		rects = []image.Rectangle{image.Rect(0, 0, w, h)}
 	}
-	return screen.Update(c, rects)
+	return screen.Update(stableScreen{c}, rects)
+}
+
+// stableScreen lets the display pipeline read the client's screen in
+// place: output encodes a message before readMessages decodes the next
+// into the screen, so it does not change meanwhile.
+type stableScreen struct{ *Client }
+
+func (s stableScreen) Pixels() *image.RGBA {
+	s.fbMu.RLock()
+	defer s.fbMu.RUnlock()
+	return s.fb
 }
 
 // remote adapts the client to the display pipeline's input.

@@ -178,10 +178,20 @@ func (c *Client) compactLength() (int, error) {
 	return n, nil
 }
 
+// scratch returns a buffer of n bytes for one rectangle's data, valid
+// until the next call: reused, so a busy screen does not make garbage of
+// a buffer per rectangle (and the heap twice the session's size).
+func (c *Client) scratch(n int) []byte {
+	if cap(c.tightBuf) < n {
+		c.tightBuf = make([]byte, n)
+	}
+	return c.tightBuf[:n]
+}
+
 // tightData reads size bytes of filtered pixel data: as they are when
 // small, else through the given zlib stream.
 func (c *Client) tightData(stream, size int) ([]byte, error) {
-	out := make([]byte, size)
+	out := c.scratch(size)
 	if size < tightMinToCompress {
 		_, err := io.ReadFull(c.r, out)
 		return out, err
@@ -249,7 +259,7 @@ func (c *Client) tightJPEG(r image.Rectangle) error {
 	if n > maxTightData {
 		return fmt.Errorf("%w: JPEG of %d bytes", ErrProtocol, n)
 	}
-	data := make([]byte, n)
+	data := c.scratch(n)
 	if _, err := io.ReadFull(c.r, data); err != nil {
 		return err
 	}

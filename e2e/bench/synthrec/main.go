@@ -29,7 +29,9 @@ import (
 // screen is the synthetic desktop's framebuffer.
 type screen struct{ *image.RGBA }
 
-func (s screen) ReadRegion(dst *image.RGBA, r image.Rectangle) { draw.Draw(dst, r, s.RGBA, r.Min, draw.Src) }
+func (s screen) ReadRegion(dst *image.RGBA, r image.Rectangle) {
+	draw.Draw(dst, r, s.RGBA, r.Min, draw.Src)
+}
 
 // Terminal geometry: 8×16 character cells.
 const (

@@ -92,6 +92,7 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 5x ./e2e/bench/...
 	node e2e/bench/desktop.bench.mjs
 	node e2e/bench/rdp.bench.mjs
+	node e2e/bench/recording.bench.mjs
 
 clean:
 	rm -rf bin web/assets/dist/*.js web/assets/dist/*.css web/assets/dist/*.map

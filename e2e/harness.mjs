@@ -58,6 +58,7 @@ export async function startDemo(extraArgs = []) {
   const info = JSON.parse(readFileSync(infoPath, 'utf8'));
   return {
     info,
+    data,
     pid: proc.pid,
     log: () => log,
     async stop() {

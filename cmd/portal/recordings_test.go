@@ -17,6 +17,7 @@ import (
 
 	"github.com/keyway-dev/keyway/e2e/targets"
 	"github.com/keyway-dev/keyway/gateway/control"
+	"github.com/keyway-dev/keyway/gateway/guac"
 	"github.com/keyway-dev/keyway/gateway/spool"
 	"github.com/keyway-dev/keyway/gateway/wire"
 	"github.com/keyway-dev/keyway/portal/audit"
@@ -24,6 +25,7 @@ import (
 	"github.com/keyway-dev/keyway/portal/gateways"
 	"github.com/keyway-dev/keyway/portal/store"
 	"github.com/keyway-dev/keyway/recordings/asciicast"
+	"github.com/keyway-dev/keyway/recordings/guacrec"
 )
 
 // recordingWith waits until the portal stores a recording whose output
@@ -220,17 +222,17 @@ func TestRecordingsThroughRemoteGateway(t *testing.T) {
 // sink to a real portal, a recording whose bytes no longer match the
 // checksum the spool computed: the portal refuses it (and audits that),
 // stores nothing, and the spool keeps the recording for another try.
-func TestChecksumMismatchKeptInSpool(t *testing.T) {
-	ctx := context.Background()
-	dir := t.TempDir()
-	p, _ := startPortal(t, dir)
-	// The embedded gateway is enrolled: sign as it.
+// embeddedUploads returns a Sink that uploads to p as its embedded
+// gateway (enrolled, so its signature is accepted); dir is p's data
+// directory.
+func embeddedUploads(t *testing.T, p *portal, dir string) *control.Uploads {
+	t.Helper()
 	id, err := wire.LoadOrCreateIdentity(filepath.Join(dir, "gateway", "identity.pem"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var gwID int64
-	gs, _ := p.Store.ListGateways(ctx)
+	gs, _ := p.Store.ListGateways(context.Background())
 	for _, g := range gs {
 		if g.Embedded {
 			gwID = g.ID
@@ -240,6 +242,15 @@ func TestChecksumMismatchKeptInSpool(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return control.NewUploads(control.Options{PortalURL: p.URL, GatewayID: strconv.FormatInt(gwID, 10), Identity: id,
+		PortalCertSHA256: certs.Fingerprint(cert)})
+}
+
+func TestChecksumMismatchKeptInSpool(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	p, _ := startPortal(t, dir)
+	uploads := embeddedUploads(t, p, dir)
 
 	spoolDir := filepath.Join(t.TempDir(), "spool")
 	sp, err := spool.Open(spool.Config{Dir: spoolDir, MinFree: 1})
@@ -263,8 +274,6 @@ func TestChecksumMismatchKeptInSpool(t *testing.T) {
 	b[len(b)-4] ^= 0x01
 	os.WriteFile(cast, b, 0o600)
 
-	uploads := control.NewUploads(control.Options{PortalURL: p.URL, GatewayID: strconv.FormatInt(gwID, 10), Identity: id,
-		PortalCertSHA256: certs.Fingerprint(cert)})
 	uctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); spool.NewUploader(sp, uploads, spool.UploaderConfig{}).Run(uctx) }()
@@ -283,5 +292,74 @@ func TestChecksumMismatchKeptInSpool(t *testing.T) {
 	}
 	if _, err := os.Stat(cast); err != nil {
 		t.Fatalf("the refused recording's file is gone: %v", err)
+	}
+}
+
+// TestDesktopRecordingRecovered records a desktop session into a spool
+// that is then abandoned mid-instruction, as a gateway killed while it
+// wrote; the next start recovers it as incomplete and the uploader sends
+// it, with its key-frame index, to the portal, which stores both.
+func TestDesktopRecordingRecovered(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	p, _ := startPortal(t, dir)
+	uploads := embeddedUploads(t, p, dir)
+
+	spoolDir := filepath.Join(t.TempDir(), "spool")
+	sp, err := spool.Open(spool.Config{Dir: spoolDir, MinFree: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := sp.Create(spool.Meta{SessionID: "DESK1", User: "alice", Resource: "desk", Protocol: "vnc", Gateway: "embedded", Format: spool.Guacamole})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := guacrec.NewWriter(rec, rec.Index())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now().UnixMilli()
+	for i := range 9 {
+		if i%3 == 0 && i > 0 {
+			w.KeyFrame()
+			w.Write(guac.New("size", "0", "64", "48").AppendTo(nil))
+		}
+		w.Write(guac.New("rect", "0", strconv.Itoa(i), "0", "1", "1").AppendTo(nil))
+		w.Write(guac.New("sync", strconv.FormatInt(t0+int64(i)*1000, 10)).AppendTo(nil))
+	}
+	w.Write([]byte("4.rect,1.0,2.1")) // torn by the kill
+	sp.Close()                        // not finished: the gateway died
+
+	sp, err = spool.Open(spool.Config{Dir: spoolDir, MinFree: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	if got, err := sp.Recover(); err != nil || len(got) != 1 || got[0].Complete {
+		t.Fatalf("recovered %+v, %v", got, err)
+	}
+	uctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); spool.NewUploader(sp, uploads, spool.UploaderConfig{}).Run(uctx) }()
+	defer func() { cancel(); <-done }()
+	var stored store.Recording
+	waitFor(t, "the portal to store the recovered recording", func() bool {
+		stored, err = p.Store.RecordingBySession(ctx, "DESK1")
+		return err == nil
+	}, nil)
+	if !stored.Incomplete || stored.Format != "guac" || !strings.HasSuffix(stored.Path, ".guac") {
+		t.Fatalf("stored %+v", stored)
+	}
+	f, err := os.Open(filepath.Join(dir, "recordings", strings.TrimSuffix(stored.Path, ".guac")+".idx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if ix, err := guacrec.ReadIndex(f); err != nil || len(ix) != 2 {
+		t.Fatalf("stored index %+v, %v", ix, err)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "recordings", stored.Path))
+	if strings.HasSuffix(string(b), "2.1") || !strings.HasSuffix(string(b), ";") {
+		t.Fatalf("the torn instruction was kept: ...%q", b[max(0, len(b)-20):])
 	}
 }

@@ -169,13 +169,20 @@ func (s *Server) recordingFile(w http.ResponseWriter, r *http.Request) {
 	}
 	u, _ := currentUser(r)
 	download := r.URL.Query().Get("download") != ""
-	if v := r.URL.Query().Get("keyframe"); v != "" && v != "0" && !download && rec.Format == formatGuac {
-		n, err := strconv.Atoi(v)
+	if (r.URL.Query().Has("keyframe") || r.URL.Query().Has("until")) && !download && rec.Format == formatGuac {
+		n, err := strconv.Atoi(r.URL.Query().Get("keyframe"))
 		if err != nil || n < 0 {
 			s.renderError(w, r, http.StatusBadRequest, "The key frame must be a number.")
 			return
 		}
-		if err := s.serveFromKeyFrame(w, r, u, rec, n); err != nil {
+		until := 0
+		if v := r.URL.Query().Get("until"); v != "" {
+			if until, err = strconv.Atoi(v); err != nil || until <= n {
+				s.renderError(w, r, http.StatusBadRequest, "The last key frame must be a number after the first.")
+				return
+			}
+		}
+		if err := s.serveFromKeyFrame(w, r, u, rec, n, until); err != nil {
 			s.serverError(w, r, err)
 		}
 		return
@@ -188,13 +195,15 @@ func (s *Server) recordingFile(w http.ResponseWriter, r *http.Request) {
 // serveFromKeyFrame sends a desktop recording from its key frame n (1 is
 // the index's first; 0 the start), itself a recording the player plays
 // without what came before: seeking in a long recording fetches and
-// replays only from the key frame before the point sought.
-func (s *Server) serveFromKeyFrame(w http.ResponseWriter, r *http.Request, u store.User, rec store.Recording, n int) error {
+// replays only from the key frame before the point sought. With until (a
+// later key frame; 0 for none) it stops where that key frame starts, so
+// the player fetches a long recording a window at a time.
+func (s *Server) serveFromKeyFrame(w http.ResponseWriter, r *http.Request, u store.User, rec store.Recording, n, until int) error {
 	ix, err := s.Recordings.Index(rec.Path)
 	if err != nil {
 		s.Logger.Warn("recording index unreadable; using the key frames before the damage", "recording", rec.ID, "err", err)
 	}
-	if n > len(ix) {
+	if n > len(ix) || until > len(ix) {
 		s.renderError(w, r, http.StatusNotFound, "This recording has no such key frame.")
 		return nil
 	}
@@ -203,9 +212,16 @@ func (s *Server) serveFromKeyFrame(w http.ResponseWriter, r *http.Request, u sto
 		return fmt.Errorf("open recording %d: %w", rec.ID, err)
 	}
 	defer f.Close()
-	st, err := guacrec.Stream(f, rec.Size, ix[n-1])
+	from := guacrec.KeyFrame{}
+	if n > 0 {
+		from = ix[n-1]
+	}
+	st, err := guacrec.Stream(f, rec.Size, from)
 	if err != nil {
 		return fmt.Errorf("recording %d from key frame %d: %w", rec.ID, n, err)
+	}
+	if until > 0 {
+		st = io.NewSectionReader(f, from.Offset, ix[until-1].Offset-from.Offset)
 	}
 	s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionRecordingView, Target: rec.Resource, Outcome: audit.OutcomeSuccess,
 		Details: map[string]string{"recording": strconv.FormatInt(rec.ID, 10), "session": rec.SessionID, "user": rec.User,

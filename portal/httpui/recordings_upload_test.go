@@ -344,23 +344,31 @@ func TestDesktopRecordingUpload(t *testing.T) {
 		query string
 		code  int
 		from  int64 // offset in the recording
+		to    int64 // 0: its end
 	}{
-		{"", 200, 0},
-		{"?keyframe=0", 200, 0},
-		{"?keyframe=1", 200, ix[0].Offset},
-		{"?keyframe=3", 200, ix[2].Offset},
-		{"?keyframe=4", 404, 0},
-		{"?keyframe=-1", 400, 0},
-		{"?keyframe=x", 400, 0},
+		{"", 200, 0, 0},
+		{"?keyframe=0", 200, 0, 0},
+		{"?keyframe=1", 200, ix[0].Offset, 0},
+		{"?keyframe=3", 200, ix[2].Offset, 0},
+		{"?keyframe=0&until=2", 200, 0, ix[1].Offset},
+		{"?keyframe=1&until=3", 200, ix[0].Offset, ix[2].Offset},
+		{"?keyframe=4", 404, 0, 0},
+		{"?keyframe=1&until=4", 404, 0, 0},
+		{"?keyframe=2&until=2", 400, 0, 0},
+		{"?keyframe=-1", 400, 0, 0},
+		{"?keyframe=x", 400, 0, 0},
 	} {
+		if tc.to == 0 {
+			tc.to = int64(len(data))
+		}
 		resp := f.do(c, "GET", base+"/file"+tc.query, nil, nil)
 		body := readBody(resp)
 		if resp.StatusCode != tc.code {
 			t.Errorf("file%s: %d, want %d", tc.query, resp.StatusCode, tc.code)
 			continue
 		}
-		if tc.code == 200 && body != string(data[tc.from:]) {
-			t.Errorf("file%s: %d bytes, want the recording from byte %d", tc.query, len(body), tc.from)
+		if tc.code == 200 && body != string(data[tc.from:tc.to]) {
+			t.Errorf("file%s: %d bytes, want the recording from byte %d to %d", tc.query, len(body), tc.from, tc.to)
 		}
 	}
 	if resp := f.do(f.client("user"), "GET", base+"/keyframes", nil, nil); resp.StatusCode != http.StatusForbidden && resp.StatusCode != http.StatusNotFound {

@@ -19,10 +19,13 @@ interface Timeline {
   keyframes: number[];
 }
 
-// Part is one SessionRecording: the recording from one key frame on.
+// Part is one SessionRecording: the recording from one key frame to a
+// later one (a window), or to the end.
 interface Part {
   keyframe: number;
+  until: number; // the key frame it stops at; keyframes.length for the end
   base: number; // timeline ms of its first frame
+  end: number; // timeline ms where it stops
   tunnel: Guacamole.StaticHTTPTunnel;
   rec: Guacamole.SessionRecording;
   loaded: number; // ms after base that have arrived
@@ -37,6 +40,12 @@ interface Part {
 }
 
 const seekStep = 5000;
+
+// windowKeyframes is how many key frames' worth one fetch holds: a fetch
+// to the end of an hour would make a seek parse the rest of the hour.
+// prefetchMs is how long before a window's end playing fetches the next.
+const windowKeyframes = 6;
+const prefetchMs = 8000;
 
 // recordingBlock is SessionRecording's BLOCK_SIZE (guacamole-common-js
 // 1.5.0): it moves parsed data into its Blob every this many characters.
@@ -113,10 +122,16 @@ class Replay {
   }
 
   private open(n: number): Part {
-    const tunnel = new Guacamole.StaticHTTPTunnel(`${this.src}?keyframe=${n}`);
+    const kfs = this.timeline.keyframes;
+    const until = Math.min(n + windowKeyframes, kfs.length);
+    const url = until < kfs.length ? `${this.src}?keyframe=${n}&until=${until}` : `${this.src}?keyframe=${n}`;
+    const tunnel = new Guacamole.StaticHTTPTunnel(url);
     const rec = new Guacamole.SessionRecording(tunnel);
     installIndexed(rec.getDisplay());
-    const part: Part = { keyframe: n, base: this.timeline.keyframes[n] ?? 0, tunnel, rec, loaded: -1, bytes: 0, complete: false, times: [], frame: -1, shown: -1 };
+    const part: Part = {
+      keyframe: n, until, base: kfs[n] ?? 0, end: until < kfs.length ? kfs[until] : this.duration,
+      tunnel, rec, loaded: -1, bytes: 0, complete: false, times: [], frame: -1, shown: -1,
+    };
     // SessionRecording replays frames from a Blob it appends the
     // tunnel's data to in blocks (and at the end), so a frame can be
     // shown only once its block is in: mirror that count to know which.
@@ -174,7 +189,8 @@ class Replay {
     const cur = this.part;
     // The part on screen is the cheapest way there when the point sought
     // is in its own key frame's span, or ahead with no key frame between.
-    const keep = cur && ms >= cur.base && (n === cur.keyframe || this.timeline.keyframes[n] <= this.position);
+    const keep = cur && ms >= cur.base && (ms < cur.end || cur.until >= this.timeline.keyframes.length) &&
+      (n === cur.keyframe || this.timeline.keyframes[n] <= this.position);
     if (keep) {
       this.close(this.next);
       this.next = null;
@@ -191,12 +207,21 @@ class Replay {
   // way: it is called on every load progress, tick and seek completion.
   private pump(): void {
     if (this.busy) return;
-    const p = this.next ?? this.part;
+    // A next part fetched ahead of time waits until playback reaches it.
+    const p = this.next && (this.target >= this.next.base || !this.part) ? this.next : this.part;
     if (!p) return;
     const want = this.target - p.base;
     if (p.loaded < 0 || (want > p.loaded && !p.complete)) {
       this.loading(p);
       return;
+    }
+    if (want > p.loaded && p.until < this.timeline.keyframes.length) {
+      // Past this window: the next one starts where it stops.
+      if (!this.next) this.next = this.open(p.until);
+      if (this.next !== p) {
+        this.loading(this.next);
+        return;
+      }
     }
     const to = Math.min(want, p.loaded);
     // SessionRecording.seek shows the frame nearest a time, which may be
@@ -237,7 +262,7 @@ class Replay {
   private settle(): void {
     const pos = this.position;
     const p = this.part;
-    const atEnd = p !== null && p.complete && pos >= p.base + p.loaded;
+    const atEnd = p !== null && p.complete && p.until >= this.timeline.keyframes.length && pos >= p.base + p.loaded;
     this.waiters = this.waiters.filter((w) => {
       if (this.next === null && (pos >= w.at || atEnd)) {
         w.resolve(pos);
@@ -260,6 +285,10 @@ class Replay {
   private tick = (): void => {
     if (!this.playing) return;
     this.target = Math.min(this.duration, this.clockFrom + (performance.now() - this.clockStart) * this.speed);
+    const p = this.part;
+    if (p && !this.next && p.until < this.timeline.keyframes.length && this.target > p.end - prefetchMs * this.speed) {
+      this.next = this.open(p.until);
+    }
     this.updateTime();
     this.pump();
     if (this.target >= this.duration && !this.busy) {
@@ -355,6 +384,9 @@ async function start(): Promise<void> {
     statusEl.textContent = `The recording could not be loaded: ${(e as Error).message}. Reload the page to try again.`;
     return;
   }
+  // ?keyframes=off plays as a player without key frames must: every seek
+  // replays from the start. For comparison in the benchmarks.
+  if (new URLSearchParams(location.search).get('keyframes') === 'off') timeline.keyframes = [0];
   const r = new Replay(root.dataset.src ?? '', timeline, screen, playBtn, range, timeEl, statusEl);
   window.keywayReplay = r;
   playBtn.addEventListener('click', () => r.toggle());

@@ -209,7 +209,6 @@ func TestTerminalSession(t *testing.T) {
 		{"wrong password", func(r *wire.Request) { r.Credentials.Password = "wrong-password" }, wire.CodeAuthFailed, "rejected the login"},
 		{"host key mismatch", func(r *wire.Request) { r.HostKey = otherHostKey(t) }, wire.CodeHostKeyMismatch, "has changed: expected SHA256:"},
 		{"refused port", func(r *wire.Request) { r.Target.Port = closedPort(t) }, wire.CodeRefused, "refused the connection"},
-		{"unsupported protocol", func(r *wire.Request) { r.Protocol = wire.ProtocolSFTP }, wire.CodeUnsupported, "does not support sftp"},
 		{"no terminal", func(r *wire.Request) { r.Terminal = nil }, wire.CodeBadRequest, "terminal"},
 		{"invalid port", func(r *wire.Request) { r.Target.Port = 0 }, wire.CodeBadRequest, "port"},
 	} {

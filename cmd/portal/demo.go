@@ -86,7 +86,13 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		info.URL = p.URL
 		b, _ := json.MarshalIndent(info, "", "  ")
-		if err := os.WriteFile(filepath.Join(cfg.DataDir, "demo.json"), append(b, '\n'), 0o600); err != nil {
+		// Written aside and renamed: whoever waits for demo.json (the
+		// end-to-end tests) must never read it half written.
+		tmp := filepath.Join(cfg.DataDir, "demo.json.tmp")
+		if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
+			return fmt.Errorf("write demo.json: %w", err)
+		}
+		if err := os.Rename(tmp, filepath.Join(cfg.DataDir, "demo.json")); err != nil {
 			return fmt.Errorf("write demo.json: %w", err)
 		}
 		fmt.Fprintf(stdout, `

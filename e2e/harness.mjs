@@ -46,16 +46,18 @@ export async function startDemo(extraArgs = []) {
   let exited = null;
   proc.on('exit', (code, sig) => { exited = `exit ${code ?? sig}`; });
   const infoPath = join(data, 'demo.json');
+  let info;
   try {
     await waitFor('portal demo to start', () => {
       if (exited) throw new Error(`portal demo stopped (${exited}):\n${log}`);
       return existsSync(infoPath);
     }, 60000);
+    info = JSON.parse(readFileSync(infoPath, 'utf8'));
   } catch (e) {
+    // A demo that started but cannot be used must not outlive the test.
     proc.kill('SIGTERM');
     throw e;
   }
-  const info = JSON.parse(readFileSync(infoPath, 'utf8'));
   return {
     info,
     data,

@@ -12,7 +12,9 @@ import (
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
+	"mime/multipart"
 	"net/http"
+	"net/textproto"
 	"net/url"
 	"os"
 	"os/user"
@@ -210,6 +212,30 @@ func TestFilesOperations(t *testing.T) {
 		t.Errorf("download through ..: %d %q", resp.StatusCode, got)
 	}
 
+	// The form without script: multipart, several files, replace on.
+	var mp bytes.Buffer
+	mw := multipart.NewWriter(&mp)
+	mw.WriteField("replace", "on")
+	for _, name := range []string{"form one.txt", "plain.txt"} {
+		h := textproto.MIMEHeader{}
+		h.Set("Content-Disposition", fmt.Sprintf(`form-data; name="files"; filename="%s"`, name))
+		w, _ := mw.CreatePart(h)
+		io.WriteString(w, "from the form: "+name)
+	}
+	mw.Close()
+	resp, err = f.alice.client.Post(f.url("upload", url.Values{"path": {f.dir}}), mw.FormDataContentType(), &mp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || !strings.Contains(f.flash(t), "form one.txt was uploaded") {
+		t.Errorf("multipart upload: %d", resp.StatusCode)
+	}
+	if b, _ := os.ReadFile(filepath.Join(f.dir, "plain.txt")); string(b) != "from the form: plain.txt" {
+		t.Errorf("multipart upload with replace: plain.txt holds %q", b)
+	}
+	os.WriteFile(filepath.Join(f.dir, "plain.txt"), []byte("content of plain.txt"), 0o644)
+
 	// An existing name is kept unless the upload replaces it.
 	if code, msg := f.upload(t, f.dir, "plain.txt", strings.NewReader("new"), 3); code != http.StatusConflict || !strings.Contains(msg, "already exists") {
 		t.Errorf("upload over an existing file: %d %q", code, msg)
@@ -332,7 +358,7 @@ func TestFilesOperations(t *testing.T) {
 			failed++
 		}
 	}
-	if ok != len(names) || failed == 0 {
+	if ok != len(names)+2 || failed == 0 { // and the two from the form
 		t.Errorf("upload events: %d ok, %d failed", ok, failed)
 	}
 	for _, action := range []string{"file.list", "file.download", "file.mkdir", "file.rename", "file.delete", "file.chmod"} {

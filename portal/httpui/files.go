@@ -552,7 +552,8 @@ func (s *Server) fileUpload(w http.ResponseWriter, r *http.Request) {
 		answer(status, []uploadResult{x})
 		return
 	}
-	// A form without script: multipart, streamed part by part.
+	// A form without script: multipart, streamed part by part. The
+	// replace checkbox comes before the files in the form, so in the body.
 	mr, err := r.MultipartReader()
 	if err != nil {
 		answer(http.StatusBadRequest, []uploadResult{{Message: "The upload form was not understood."}})

@@ -82,8 +82,11 @@ func TestConnectCycles(t *testing.T) {
 	if last.fds > base.fds+2 {
 		t.Errorf("file descriptors grew from %d to %d", base.fds, last.fds)
 	}
-	if last.threads > base.threads+2 {
-		t.Errorf("threads grew from %d to %d", base.threads, last.threads)
+	// The Go runtime starts threads for blocking calls as load demands
+	// and keeps them: a few more on a busy machine are not a leak, which
+	// would be one a cycle.
+	if slack := max(6, (n-warmup)/4); last.threads > base.threads+slack {
+		t.Errorf("threads grew from %d to %d over %d cycles", base.threads, last.threads, n-warmup)
 	}
 }
 

@@ -60,7 +60,9 @@ func screen(w, h int, fill string, ts int64) []byte {
 func change(x int, ts int64) []byte {
 	return enc(
 		guac.New("copy", "0", "0", "0", "10", "10", "12", "0", strconv.Itoa(x), "0"),
-		guac.New("name", "café ✓ 😀"), // lengths count code points, not bytes
+		// Lengths count code points, not bytes; a character outside the BMP
+		// is written as U+FFFD (see guac.appendElement).
+		guac.New("name", "café ✓ 😀"),
 		guac.New("sync", strconv.FormatInt(ts, 10)),
 	)
 }

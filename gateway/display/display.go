@@ -87,27 +87,37 @@ func (e *Encoder) Copy(src image.Point, dst image.Rectangle) error {
 // photo-like (many colours), where PNG would be several times larger, and
 // as PNG otherwise, which keeps text and flat areas exact.
 func (e *Encoder) Image(img *image.RGBA, at image.Point) error {
-	// Text and UI drawing mostly have few colours: a paletted PNG is
-	// smaller and, unfiltered, several times faster to encode.
-	if idx, pal, ok := e.paletted(img); ok {
-		e.img.Reset()
-		mimetype := "image/png"
-		var err error
-		if e.indexed {
-			mimetype = IndexedMimetype
-			err = e.pal.encodeIndexed(&e.img, idx, img.Bounds().Dx(), img.Bounds().Dy(), pal)
-		} else {
-			err = e.pal.encode(&e.img, idx, img.Bounds().Dx(), img.Bounds().Dy(), pal)
-		}
-		if err != nil {
-			return err
-		}
-		return e.sendImage("0", compOver, mimetype, at)
+	// Text and UI drawing mostly have few colours: palette indexes (or a
+	// paletted PNG) are smaller and several times faster to encode.
+	if sent, err := e.sendPaletted(img, at); sent || err != nil {
+		return err
 	}
 	if photoLike(img) {
 		return e.jpegTo("0", img, at)
 	}
 	return e.imageTo("0", compOver, img, at)
+}
+
+// sendPaletted sends img at at as palette indexes (or a paletted PNG)
+// when it has at most 256 colours, and reports whether it did.
+func (e *Encoder) sendPaletted(img *image.RGBA, at image.Point) (bool, error) {
+	idx, pal, ok := e.paletted(img)
+	if !ok {
+		return false, nil
+	}
+	e.img.Reset()
+	mimetype := "image/png"
+	var err error
+	if e.indexed {
+		mimetype = IndexedMimetype
+		err = e.pal.encodeIndexed(&e.img, idx, img.Bounds().Dx(), img.Bounds().Dy(), pal)
+	} else {
+		err = e.pal.encode(&e.img, idx, img.Bounds().Dx(), img.Bounds().Dy(), pal)
+	}
+	if err != nil {
+		return true, err
+	}
+	return true, e.sendImage("0", compOver, mimetype, at)
 }
 
 // colourTableSize is the size of paletted's hash table: twice the most

@@ -170,20 +170,8 @@ func (s *Screen) Cursor(c *Cursor) error {
 // what is there: the screen is opaque, so that replaces it (compSrc would
 // clear the rest of the layer).
 func (e *Encoder) exact(img *image.RGBA, at image.Point) error {
-	if idx, pal, ok := e.paletted(img); ok {
-		e.img.Reset()
-		mimetype := "image/png"
-		var err error
-		if e.indexed {
-			mimetype = IndexedMimetype
-			err = e.pal.encodeIndexed(&e.img, idx, img.Bounds().Dx(), img.Bounds().Dy(), pal)
-		} else {
-			err = e.pal.encode(&e.img, idx, img.Bounds().Dx(), img.Bounds().Dy(), pal)
-		}
-		if err != nil {
-			return err
-		}
-		return e.sendImage("0", compOver, mimetype, at)
+	if sent, err := e.sendPaletted(img, at); sent || err != nil {
+		return err
 	}
 	return e.imageTo("0", compOver, img, at)
 }

@@ -45,6 +45,9 @@ export class IndexedDecoder {
     const pal = this.pal;
     const pv = new DataView(data.buffer, data.byteOffset, data.byteLength);
     for (let i = 0; i < colours; i++) pal[i] = pv.getInt32(7 + 4 * i, little);
+    // An index past the palette (a malformed image) is transparent, not
+    // a colour left from the last image.
+    pal.fill(0, colours);
     const stride = (w * depth + 7) >> 3;
     if (this.rows.length < stride * h) this.rows = new Uint8Array(stride * h);
     if (this.pixels.length < w * h) this.pixels = new Int32Array(w * h);

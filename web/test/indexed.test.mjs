@@ -78,6 +78,11 @@ test('a small image after a large one uses only its own pixels', () => {
   dec.decode(image(300, 200, 8, 7).data);
   const { data, want } = image(3, 2, 1, 8);
   assert.ok(rgba(dec.decode(data)).equals(want));
+  // An index past a 3-colour palette is transparent, whatever the last
+  // image's palette held.
+  const { data: odd } = pack(4, 1, 2, 3, [0, 1, 2, 3]);
+  const px = rgba(dec.decode(odd));
+  assert.deepEqual([...px.subarray(12, 16)], [0, 0, 0, 0]);
 });
 
 test('malformed images are refused', () => {

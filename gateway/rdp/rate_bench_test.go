@@ -20,12 +20,12 @@ import (
 func BenchmarkServerUpdates(b *testing.B) {
 	b.Run("shadow", func(b *testing.B) {
 		srv := targets.NewShadowRDP(b, targets.ShadowOptions{Width: 1920, Height: 1080})
-		s := connectB(b, Config{Host: srv.Host, Port: srv.Port, Username: srv.User, Password: srv.Password, Width: 1920, Height: 1080})
+		s := connect(b, Config{Host: srv.Host, Port: srv.Port, Username: srv.User, Password: srv.Password, Width: 1920, Height: 1080})
 		measureUpdates(b, s, &srv.Display)
 	})
 	b.Run("xrdp", func(b *testing.B) {
 		srv := targets.NewXRDP(b, targets.XRDPOptions{})
-		s := connectB(b, Config{Port: srv.Port, Username: srv.User, Password: srv.Password, Width: 1920, Height: 1080})
+		s := connect(b, Config{Port: srv.Port, Username: srv.User, Password: srv.Password, Width: 1920, Height: 1080})
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		d, err := srv.Session(ctx)
@@ -34,22 +34,6 @@ func BenchmarkServerUpdates(b *testing.B) {
 		}
 		measureUpdates(b, s, d)
 	})
-}
-
-func connectB(b *testing.B, cfg Config) *Session {
-	b.Helper()
-	if cfg.Host == "" {
-		cfg.Host = "127.0.0.1"
-	}
-	cfg.IgnoreCertificate = true
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := Connect(ctx, cfg)
-	if err != nil {
-		b.Fatalf("connect: %v", err)
-	}
-	b.Cleanup(func() { s.Close() })
-	return s
 }
 
 func measureUpdates(b *testing.B, s *Session, d *targets.Display) {

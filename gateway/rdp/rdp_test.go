@@ -28,7 +28,7 @@ func TestMain(m *testing.M) {
 
 // connect signs in to a test server and closes the session when the test
 // ends.
-func connect(t *testing.T, cfg Config) *Session {
+func connect(t testing.TB, cfg Config) *Session {
 	t.Helper()
 	if cfg.Host == "" {
 		cfg.Host = "127.0.0.1"

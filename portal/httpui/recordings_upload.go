@@ -32,16 +32,26 @@ func isRecordingUpload(r *http.Request) bool {
 	return r.Method == http.MethodPut && strings.HasPrefix(r.URL.Path, wire.RecordingsPath)
 }
 
-// recordingStatus tells a gateway how much of a recording the portal
-// holds, so an interrupted upload resumes.
-func (s *Server) recordingStatus(w http.ResponseWriter, r *http.Request) {
-	gw, ok := s.authGateway(w, r, "recording status")
+// gatewaySession authenticates the gateway calling a recording route and
+// returns it with the route's session ID, or answers the error itself.
+func (s *Server) gatewaySession(w http.ResponseWriter, r *http.Request, what string) (store.Gateway, string, bool) {
+	gw, ok := s.authGateway(w, r, what)
 	if !ok {
-		return
+		return store.Gateway{}, "", false
 	}
 	id := r.PathValue("session")
 	if !storage.ValidKey(id) {
 		writeJSONError(w, http.StatusBadRequest, "invalid session ID")
+		return store.Gateway{}, "", false
+	}
+	return gw, id, true
+}
+
+// recordingStatus tells a gateway how much of a recording the portal
+// holds, so an interrupted upload resumes.
+func (s *Server) recordingStatus(w http.ResponseWriter, r *http.Request) {
+	gw, id, ok := s.gatewaySession(w, r, "recording status")
+	if !ok {
 		return
 	}
 	rec, err := s.Store.RecordingBySession(r.Context(), id)
@@ -205,13 +215,8 @@ var recordingExt = map[string]string{formatCast: ".cast", formatGuac: ".guac"}
 // which the gateway sends before the recording; it is stored with the
 // recording once that is complete and checked.
 func (s *Server) recordingIndexUpload(w http.ResponseWriter, r *http.Request) {
-	gw, ok := s.authGateway(w, r, "recording index upload")
+	gw, id, ok := s.gatewaySession(w, r, "recording index upload")
 	if !ok {
-		return
-	}
-	id := r.PathValue("session")
-	if !storage.ValidKey(id) {
-		writeJSONError(w, http.StatusBadRequest, "invalid session ID")
 		return
 	}
 	unlock, err := s.Recordings.Lock(id)

@@ -77,10 +77,12 @@ func (e *Encoder) Size(w, h int) error {
 	return e.write(guac.New("size", "0", itoa(w), itoa(h)))
 }
 
-// Copy moves the screen region at src, the size of dst, to dst.
+// Copy moves the screen region at src, the size of dst, to dst. It is
+// drawn OVER: the screen is opaque, so that replaces the region, where
+// compSrc (the canvas's "copy") would also clear the rest of the screen.
 func (e *Encoder) Copy(src image.Point, dst image.Rectangle) error {
 	return e.write(guac.New("copy", "0", itoa(src.X), itoa(src.Y), itoa(dst.Dx()), itoa(dst.Dy()),
-		compSrc, "0", itoa(dst.Min.X), itoa(dst.Min.Y)))
+		compOver, "0", itoa(dst.Min.X), itoa(dst.Min.Y)))
 }
 
 // Image sends img drawn at at on the screen: as JPEG when it is large and

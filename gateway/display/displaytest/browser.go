@@ -74,6 +74,10 @@ func (b *Browser) Apply(in guac.Instruction) error {
 			sx, sy, w, h, dx, dy := arg(1), arg(2), arg(3), arg(4), arg(7), arg(8)
 			tmp := image.NewRGBA(image.Rect(0, 0, w, h))
 			draw.Draw(tmp, tmp.Bounds(), b.screen, image.Pt(sx, sy), draw.Src)
+			if in.Args[5] == compReplace {
+				// As for images: the canvas's "copy" clears the rest.
+				clear(b.screen.Pix)
+			}
 			draw.Draw(b.screen, image.Rect(dx, dy, dx+w, dy+h), tmp, image.Point{}, draw.Src)
 		}
 	case "img":

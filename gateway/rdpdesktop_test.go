@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/keyway-dev/keyway/e2e/targets"
-	"github.com/keyway-dev/keyway/gateway/display/displaytest"
+	"github.com/keyway-dev/keyway/recordings/guacrender"
 	"github.com/keyway-dev/keyway/gateway/guac"
 	"github.com/keyway-dev/keyway/gateway/wire"
 )
@@ -50,7 +50,7 @@ func TestRDPDesktop(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	screen := displaytest.New()
+	screen := guacrender.New(guacrender.DefaultLimits)
 	readFrame := func() {
 		t.Helper()
 		for {

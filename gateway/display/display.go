@@ -78,8 +78,9 @@ func (e *Encoder) Size(w, h int) error {
 }
 
 // Copy moves the screen region at src, the size of dst, to dst. It is
-// drawn OVER: the screen is opaque, so that replaces the region, where
-// compSrc (the canvas's "copy") would also clear the rest of the screen.
+// drawn over what is there, which, the screen being opaque, replaces it:
+// "replace" (compSrc) is the canvas's "copy", which would clear the whole
+// screen outside dst.
 func (e *Encoder) Copy(src image.Point, dst image.Rectangle) error {
 	return e.write(guac.New("copy", "0", itoa(src.X), itoa(src.Y), itoa(dst.Dx()), itoa(dst.Dy()),
 		compOver, "0", itoa(dst.Min.X), itoa(dst.Min.Y)))

@@ -13,6 +13,7 @@ import (
 	"github.com/keyway-dev/keyway/portal/audit"
 	"github.com/keyway-dev/keyway/portal/store"
 	"github.com/keyway-dev/keyway/recordings/guacrec"
+	"github.com/keyway-dev/keyway/recordings/guacseek"
 	"github.com/keyway-dev/keyway/web/ui"
 )
 
@@ -182,7 +183,14 @@ func (s *Server) recordingFile(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-		if err := s.serveFromKeyFrame(w, r, u, rec, n, until); err != nil {
+		at := int64(-1)
+		if v := r.URL.Query().Get("at"); v != "" {
+			if at, err = strconv.ParseInt(v, 10, 64); err != nil || at < 0 {
+				s.renderError(w, r, http.StatusBadRequest, "The time to start at must be a number of milliseconds.")
+				return
+			}
+		}
+		if err := s.serveFromKeyFrame(w, r, u, rec, n, until, at); err != nil {
 			s.serverError(w, r, err)
 		}
 		return
@@ -197,8 +205,11 @@ func (s *Server) recordingFile(w http.ResponseWriter, r *http.Request) {
 // without what came before: seeking in a long recording fetches and
 // replays only from the key frame before the point sought. With until (a
 // later key frame; 0 for none) it stops where that key frame starts, so
-// the player fetches a long recording a window at a time.
-func (s *Server) serveFromKeyFrame(w http.ResponseWriter, r *http.Request, u store.User, rec store.Recording, n, until int) error {
+// the player fetches a long recording a window at a time. With at (ms
+// from the first frame, as the timeline counts; -1 for none) the frames
+// from the key frame to that time are drawn here (guacseek), and the
+// player gets one frame of the screen at that time, then what follows.
+func (s *Server) serveFromKeyFrame(w http.ResponseWriter, r *http.Request, u store.User, rec store.Recording, n, until int, at int64) error {
 	ix, err := s.Recordings.Index(rec.Path)
 	if err != nil {
 		s.Logger.Warn("recording index unreadable; using the key frames before the damage", "recording", rec.ID, "err", err)
@@ -223,13 +234,34 @@ func (s *Server) serveFromKeyFrame(w http.ResponseWriter, r *http.Request, u sto
 	if until > 0 {
 		st = io.NewSectionReader(f, from.Offset, ix[until-1].Offset-from.Offset)
 	}
+	details := map[string]string{"recording": strconv.FormatInt(rec.ID, 10), "session": rec.SessionID, "user": rec.User,
+		"keyframe": strconv.Itoa(n)}
+	var body io.Reader
+	var length int64
+	if at >= 0 {
+		first, _ := syncTimes(io.NewSectionReader(f, 0, rec.Size), true)
+		if body, length, err = guacseek.From(st, st.Size(), first+at); err != nil {
+			// The player gets the key frame and what follows, as without at,
+			// and replays what it can of it.
+			s.Logger.Warn("recording not drawn at the time sought; sending it from its key frame", "recording", rec.ID, "at_ms", at, "err", err)
+			body = nil
+		}
+		details["at_ms"] = strconv.FormatInt(at, 10)
+	}
 	s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionRecordingView, Target: rec.Resource, Outcome: audit.OutcomeSuccess,
-		Details: map[string]string{"recording": strconv.FormatInt(rec.ID, 10), "session": rec.SessionID, "user": rec.User,
-			"keyframe": strconv.Itoa(n)}})
+		Details: details})
 	h := w.Header()
 	h.Set("Content-Type", guacType)
 	h.Set("Cache-Control", "no-store")
-	http.ServeContent(w, r, "", time.Time{}, st)
+	if body == nil {
+		http.ServeContent(w, r, "", time.Time{}, st)
+		return nil
+	}
+	h.Set("Content-Length", strconv.FormatInt(length, 10))
+	if r.Method != http.MethodHead {
+		// The browser may leave mid-way; nothing to do about it here.
+		io.Copy(w, body)
+	}
 	return nil
 }
 

@@ -371,6 +371,37 @@ func TestDesktopRecordingUpload(t *testing.T) {
 			t.Errorf("file%s: %d bytes, want the recording from byte %d to %d", tc.query, len(body), tc.from, tc.to)
 		}
 	}
+	// ?at: the portal draws the frames from the key frame to that time and
+	// sends one frame of the screen then (timed then), then the frames
+	// after it.
+	frame5 := int64(bytes.Index(data, []byte("4.rect,1.0,1.5,")))
+	for _, tc := range []struct {
+		query string
+		code  int
+		head  string // the start of the body
+		tail  []byte // the end of the body
+	}{
+		{"?keyframe=1&until=2&at=4500", 200, "4.size,1.0,2.64,2.48;", append([]byte("4.sync,13.1772600771500;"), data[frame5:ix[1].Offset]...)},
+		{"?keyframe=1&at=4500", 200, "4.size,1.0,2.64,2.48;", data[frame5:]},
+		// At the key frame's own time, or before it: the key frame on.
+		{"?keyframe=1&at=3000", 200, string(data[ix[0].Offset : ix[0].Offset+10]), data[ix[0].Offset:]},
+		{"?keyframe=1&at=1000", 200, string(data[ix[0].Offset : ix[0].Offset+10]), data[ix[0].Offset:]},
+		{"?keyframe=1&at=x", 400, "", nil},
+		{"?keyframe=1&at=-5", 400, "", nil},
+	} {
+		resp := f.do(c, "GET", base+"/file"+tc.query, nil, nil)
+		body := readBody(resp)
+		if resp.StatusCode != tc.code {
+			t.Errorf("file%s: %d, want %d", tc.query, resp.StatusCode, tc.code)
+			continue
+		}
+		if tc.code != 200 {
+			continue
+		}
+		if !strings.HasPrefix(body, tc.head) || !strings.HasSuffix(body, string(tc.tail)) || resp.ContentLength != int64(len(body)) {
+			t.Errorf("file%s: %d bytes (Content-Length %d): %.80q…%q", tc.query, len(body), resp.ContentLength, body, body[max(0, len(body)-60):])
+		}
+	}
 	if resp := f.do(f.client("user"), "GET", base+"/keyframes", nil, nil); resp.StatusCode != http.StatusForbidden && resp.StatusCode != http.StatusNotFound {
 		t.Errorf("keyframes for a plain user: %d", resp.StatusCode)
 	}

@@ -41,6 +41,10 @@ interface Part {
 
 const seekStep = 5000;
 
+// keepAheadMs is how far ahead of what is shown a seek replays the frames
+// in between itself rather than asking the portal for the screen there.
+const keepAheadMs = 1000;
+
 // windowKeyframes is how many key frames' worth one fetch holds: a fetch
 // to the end of an hour would make a seek parse the rest of the hour.
 // prefetchMs is how long before a window's end playing fetches the next.
@@ -76,6 +80,31 @@ function clock(ms: number): string {
   const m = Math.floor((s % 3600) / 60);
   const ss = String(s % 60).padStart(2, '0');
   return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${ss}` : `${m}:${ss}`;
+}
+
+// recordingWithoutSnapshots makes a SessionRecording that keeps no
+// snapshots of its own. SessionRecording snapshots the whole screen as
+// PNG (Client.exportState) every 5 s of recording, on the first frame
+// included, and reads every layer back from the canvas to do it: over half
+// of a seek's time here. The gateway's key frames make them needless, as
+// long as a part is never sought backwards: SessionRecording would go back
+// to a snapshot, so the player opens a new part from a key frame instead.
+// The snapshots are taken by the playback Client it makes for itself and
+// does not expose, so Guacamole.Client is swapped for the constructor call.
+function recordingWithoutSnapshots(tunnel: Guacamole.Tunnel): Guacamole.SessionRecording {
+  const ns = Guacamole as unknown as { Client: new (t: Guacamole.Tunnel) => Guacamole.Client };
+  const Client = ns.Client;
+  // Client's statics (Client.State and others) are read during the call.
+  ns.Client = Object.assign(function withoutSnapshots(t: Guacamole.Tunnel): Guacamole.Client {
+    const c = new Client(t);
+    c.exportState = () => {};
+    return c;
+  }, Client) as unknown as typeof Client;
+  try {
+    return new Guacamole.SessionRecording(tunnel);
+  } finally {
+    ns.Client = Client;
+  }
 }
 
 class Replay {
@@ -121,15 +150,24 @@ class Replay {
     return n;
   }
 
-  private open(n: number): Part {
+  // open starts a part at key frame n, fetching window key frames' worth.
+  // With at (a time after key frame n and before the next), the portal
+  // draws the frames from the key frame to that time itself and the part
+  // starts with one frame of the screen then: drawing them here would
+  // cost tens of milliseconds each on a busy screen.
+  private open(n: number, window = windowKeyframes, at?: number): Part {
     const kfs = this.timeline.keyframes;
-    const until = Math.min(n + windowKeyframes, kfs.length);
-    const url = until < kfs.length ? `${this.src}?keyframe=${n}&until=${until}` : `${this.src}?keyframe=${n}`;
+    const until = Math.min(n + window, kfs.length);
+    const q = new URLSearchParams({ keyframe: String(n) });
+    if (until < kfs.length) q.set('until', String(until));
+    const from = at !== undefined && at > (kfs[n] ?? 0) ? Math.round(at) : undefined;
+    if (from !== undefined) q.set('at', String(from));
+    const url = `${this.src}?${q}`;
     const tunnel = new Guacamole.StaticHTTPTunnel(url);
-    const rec = new Guacamole.SessionRecording(tunnel);
+    const rec = recordingWithoutSnapshots(tunnel);
     installIndexed(rec.getDisplay());
     const part: Part = {
-      keyframe: n, until, base: kfs[n] ?? 0, end: until < kfs.length ? kfs[until] : this.duration,
+      keyframe: n, until, base: from ?? kfs[n] ?? 0, end: until < kfs.length ? kfs[until] : this.duration,
       tunnel, rec, loaded: -1, bytes: 0, complete: false, times: [], frame: -1, shown: -1,
     };
     // SessionRecording replays frames from a Blob it appends the
@@ -188,15 +226,15 @@ class Replay {
     const n = this.keyframeFor(ms);
     const cur = this.part;
     // The part on screen is the cheapest way there when the point sought
-    // is in its own key frame's span, or ahead with no key frame between.
-    const keep = cur && ms >= cur.base && (ms < cur.end || cur.until >= this.timeline.keyframes.length) &&
-      (n === cur.keyframe || this.timeline.keyframes[n] <= this.position);
+    // is a little ahead in it (playing seeks so, a frame at a time);
+    // anywhere else a part drawn by the portal up to that time is.
+    const keep = cur && ms >= this.position && ms - this.position <= keepAheadMs && ms < cur.end;
     if (keep) {
       this.close(this.next);
       this.next = null;
-    } else if (!this.next || this.next.keyframe !== n) {
+    } else if (!this.next || this.next.keyframe !== n || this.next.base !== Math.round(ms)) {
       this.close(this.next);
-      this.next = this.open(n);
+      this.next = this.open(n, 1, ms);
     }
     const done = new Promise<number>((resolve) => this.waiters.push({ at: ms, resolve }));
     this.pump();

@@ -9,9 +9,9 @@ import (
 	"testing"
 
 	"github.com/keyway-dev/keyway/e2e/targets"
-	"github.com/keyway-dev/keyway/gateway/display/displaytest"
 	"github.com/keyway-dev/keyway/gateway/guac"
 	"github.com/keyway-dev/keyway/gateway/wire"
+	"github.com/keyway-dev/keyway/recordings/guacrender"
 )
 
 func rdpRequest(s *targets.ShadowRDP, password, pin string) *wire.Request {
@@ -50,7 +50,7 @@ func TestRDPDesktop(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	screen := displaytest.New()
+	screen := guacrender.New(guacrender.DefaultLimits)
 	readFrame := func() {
 		t.Helper()
 		for {

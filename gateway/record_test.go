@@ -14,12 +14,12 @@ import (
 	"time"
 
 	"github.com/keyway-dev/keyway/e2e/targets"
-	"github.com/keyway-dev/keyway/gateway/display/displaytest"
 	"github.com/keyway-dev/keyway/gateway/guac"
 	"github.com/keyway-dev/keyway/gateway/spool"
 	"github.com/keyway-dev/keyway/gateway/wire"
 	"github.com/keyway-dev/keyway/recordings/asciicast"
 	"github.com/keyway-dev/keyway/recordings/guacrec"
+	"github.com/keyway-dev/keyway/recordings/guacrender"
 )
 
 // startRecordingGateway is a gateway recording into a spool in a temporary
@@ -266,7 +266,7 @@ func TestDesktopRecording(t *testing.T) {
 	if !resp.OK {
 		t.Fatalf("refused: %+v", resp)
 	}
-	live := displaytest.New()
+	live := guacrender.New(guacrender.DefaultLimits)
 	ended := make(chan error, 1)
 	var lastFrame atomic.Int64 // unix ms
 	go func() {
@@ -331,7 +331,7 @@ func TestDesktopRecording(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b := displaytest.New()
+		b := guacrender.New(guacrender.DefaultLimits)
 		rd := guacrec.NewReader(st, guacrec.RecordingLimits)
 		for {
 			in, err := rd.Next()
@@ -349,7 +349,7 @@ func TestDesktopRecording(t *testing.T) {
 			t.Errorf("played from key frame %+v, the screen differs from the browser's", kf)
 		}
 	}
-	if live.Ops["copy"] == 0 {
-		t.Errorf("no copy in the session: %v", live.Ops)
+	if live.Count("copy") == 0 {
+		t.Errorf("no copy in the session: %v", live.Counts())
 	}
 }

@@ -77,10 +77,13 @@ func (e *Encoder) Size(w, h int) error {
 	return e.write(guac.New("size", "0", itoa(w), itoa(h)))
 }
 
-// Copy moves the screen region at src, the size of dst, to dst.
+// Copy moves the screen region at src, the size of dst, to dst. It is
+// drawn over what is there, which, the screen being opaque, replaces it:
+// "replace" (compSrc) is the canvas's "copy", which would clear the whole
+// screen outside dst.
 func (e *Encoder) Copy(src image.Point, dst image.Rectangle) error {
 	return e.write(guac.New("copy", "0", itoa(src.X), itoa(src.Y), itoa(dst.Dx()), itoa(dst.Dy()),
-		compSrc, "0", itoa(dst.Min.X), itoa(dst.Min.Y)))
+		compOver, "0", itoa(dst.Min.X), itoa(dst.Min.Y)))
 }
 
 // Image sends img drawn at at on the screen: as JPEG when it is large and

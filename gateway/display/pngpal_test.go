@@ -8,7 +8,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"github.com/keyway-dev/keyway/gateway/display/displaytest"
+	"github.com/keyway-dev/keyway/recordings/guacrender"
 )
 
 // TestPalettedPNG decodes what palettedPNG wrote with image/png: every
@@ -54,8 +54,9 @@ func TestPalettedPNG(t *testing.T) {
 }
 
 // TestIndexedImage decodes the IndexedMimetype form as the desktop page
-// does (displaytest.DecodeIndexed mirrors web/src/indexed.ts): every depth,
-// odd widths, transparency.
+// does (guacrender.DecodeIndexed mirrors web/src/indexed.ts): every depth,
+// odd widths, transparency (a canvas keeps colours premultiplied: a
+// transparent pixel has none).
 func TestIndexedImage(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	for _, colours := range []int{1, 2, 3, 4, 5, 16, 17, 256} {
@@ -73,13 +74,17 @@ func TestIndexedImage(t *testing.T) {
 			if err := p.encodeIndexed(&out, idx, size.X, size.Y, pal); err != nil {
 				t.Fatal(err)
 			}
-			img, err := displaytest.DecodeIndexed(out.Bytes())
+			img, err := guacrender.DecodeIndexed(out.Bytes(), guacrender.DefaultLimits)
 			if err != nil {
 				t.Fatalf("%d colours, %v: %v", colours, size, err)
 			}
 			for y := range size.Y {
 				for x := range size.X {
-					if got, want := img.RGBAAt(x, y), pal[idx[y*size.X+x]]; got != want {
+					want := pal[idx[y*size.X+x]]
+					if want.A == 0 {
+						want = color.RGBA{}
+					}
+					if got := img.RGBAAt(x, y); got != want {
 						t.Fatalf("%d colours, %v: pixel %d,%d is %v, want %v", colours, size, x, y, got, want)
 					}
 				}

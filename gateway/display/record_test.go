@@ -18,10 +18,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyway-dev/keyway/gateway/display/displaytest"
 	"github.com/keyway-dev/keyway/gateway/guac"
 	"github.com/keyway-dev/keyway/gateway/wire"
 	"github.com/keyway-dev/keyway/recordings/guacrec"
+	"github.com/keyway-dev/keyway/recordings/guacrender"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -34,7 +34,7 @@ func play(t *testing.T, rec []byte, kf guacrec.KeyFrame) *image.RGBA {
 	if err != nil {
 		t.Fatalf("stream from %+v: %v", kf, err)
 	}
-	b := displaytest.New()
+	b := guacrender.New(guacrender.DefaultLimits)
 	rd := guacrec.NewReader(s, guacrec.RecordingLimits)
 	first := true
 	for {
@@ -76,7 +76,7 @@ func sameScreen(a, b *image.RGBA) error {
 type session struct {
 	t      *testing.T
 	src    *pushSource
-	live   *displaytest.Browser
+	live   *guacrender.Display
 	syncs  chan struct{}
 	clock  atomic.Int64 // seconds since start, for key frames
 	served chan error
@@ -84,7 +84,7 @@ type session struct {
 }
 
 func startSession(t *testing.T, rec Recorder, w, h int, interval time.Duration) *session {
-	s := &session{t: t, src: newPushSource(w, h), live: displaytest.New(), syncs: make(chan struct{}, 1), served: make(chan error, 1)}
+	s := &session{t: t, src: newPushSource(w, h), live: guacrender.New(guacrender.DefaultLimits), syncs: make(chan struct{}, 1), served: make(chan error, 1)}
 	draw.Draw(s.src.fb, s.src.fb.Bounds(), image.NewUniform(color.RGBA{0x33, 0x66, 0x99, 255}), image.Point{}, draw.Src)
 	base := time.Unix(1714564800, 0)
 	now := func() time.Time { return base.Add(time.Duration(s.clock.Load()) * time.Second) }

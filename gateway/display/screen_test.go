@@ -8,8 +8,8 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"github.com/keyway-dev/keyway/gateway/display/displaytest"
 	"github.com/keyway-dev/keyway/gateway/guac"
+	"github.com/keyway-dev/keyway/recordings/guacrender"
 )
 
 // fakeFB is a framebuffer held in memory.
@@ -20,7 +20,7 @@ func (f fakeFB) ReadRegion(dst *image.RGBA, r image.Rectangle) {
 }
 
 // apply applies what out holds to b.
-func apply(t *testing.T, b *displaytest.Browser, out *bytes.Buffer) {
+func apply(t *testing.T, b *guacrender.Display, out *bytes.Buffer) {
 	t.Helper()
 	rd := guac.NewReader(out, guac.Limits{MaxElement: 1 << 22, MaxElements: 16})
 	for {
@@ -61,7 +61,7 @@ func TestScreenScrollsWithCopy(t *testing.T) {
 	var out bytes.Buffer
 	enc := NewEncoder(&out)
 	s := NewScreen(enc)
-	b := displaytest.New()
+	b := guacrender.New(guacrender.DefaultLimits)
 	if err := s.Resize(640, 480); err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func TestScreenScrollsWithCopy(t *testing.T) {
 	apply(t, b, &out)
 	for step := 1; step <= 5; step++ {
 		textLines(fb.img, step*3, 30) // scrolled by three lines
-		clear(b.Ops)
+		b.ResetCounts()
 		if err := s.Update(fb, whole); err != nil {
 			t.Fatal(err)
 		}
@@ -82,8 +82,8 @@ func TestScreenScrollsWithCopy(t *testing.T) {
 		if !bytes.Equal(b.Screen().Pix, fb.img.Pix) {
 			t.Fatalf("step %d: the browser's screen differs from the remote one", step)
 		}
-		if b.Ops["copy"] != 1 || b.Ops["img"] != 1 {
-			t.Errorf("step %d: %v, want one copy and one image of the new lines", step, b.Ops)
+		if b.Count("copy") != 1 || b.Count("img") != 1 {
+			t.Errorf("step %d: %v, want one copy and one image of the new lines", step, b.Counts())
 		}
 		if n > 20000 {
 			t.Errorf("step %d: %d bytes for three new lines", step, n)

@@ -19,7 +19,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -56,10 +55,9 @@ type Job struct {
 	Size int64
 }
 
-// ExportFunc writes the recording in rec, size bytes long, as a video
-// file at dst, reporting progress from 0 to 1
-// ((*video.Exporter).Export).
-type ExportFunc func(ctx context.Context, rec io.ReaderAt, size int64, dst string, progress func(float64)) error
+// ExportFunc writes the recording src as a video file at dst, reporting
+// progress from 0 to 1 ((*video.Exporter).Export).
+type ExportFunc func(ctx context.Context, src video.Source, dst string, progress func(float64)) error
 
 // Config is what a Runner is built from.
 type Config struct {
@@ -306,7 +304,13 @@ func (r *Runner) export(ctx context.Context, j *job) error {
 		return fmt.Errorf("open the recording: %w", err)
 	}
 	defer f.Close()
-	return r.cfg.Export(ctx, f, j.rec.Size, r.path(j.key), func(p float64) {
+	src := video.Source{Data: f, Size: j.rec.Size}
+	if !j.rec.Incomplete {
+		// The session went on, with a still screen, until its end. (An
+		// incomplete recording's end is when the gateway found it.)
+		src.End = j.rec.End
+	}
+	return r.cfg.Export(ctx, src, r.path(j.key), func(p float64) {
 		r.mu.Lock()
 		j.progress = p
 		r.mu.Unlock()

@@ -25,10 +25,10 @@ type fake struct {
 	finish  chan error
 }
 
-func (f *fake) export(ctx context.Context, rec io.ReaderAt, size int64, dst string, progress func(float64)) error {
+func (f *fake) export(ctx context.Context, src video.Source, dst string, progress func(float64)) error {
 	progress(0.5)
-	b := make([]byte, size)
-	rec.ReadAt(b, 0)
+	b := make([]byte, src.Size)
+	src.Data.ReadAt(b, 0)
 	f.started <- store.Recording{SHA256: fmt.Sprintf("%x", sha256.Sum256(b))}
 	select {
 	case err := <-f.finish:

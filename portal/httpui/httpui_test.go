@@ -28,6 +28,7 @@ import (
 	"github.com/keyway-dev/keyway/portal/store"
 	"github.com/keyway-dev/keyway/portal/store/storetest"
 	"github.com/keyway-dev/keyway/recordings/storage"
+	"github.com/keyway-dev/keyway/recordings/video"
 	"github.com/keyway-dev/keyway/web/assets"
 )
 
@@ -52,7 +53,7 @@ type fixture struct {
 const testPassword = "test-password-1"
 
 // fakeVideo stands in for ffmpeg where a test does not look at videos.
-func fakeVideo(_ context.Context, _ io.ReaderAt, _ int64, dst string, progress func(float64)) error {
+func fakeVideo(_ context.Context, _ video.Source, dst string, progress func(float64)) error {
 	progress(1)
 	return os.WriteFile(dst, []byte("not really a video"), 0o600)
 }

@@ -236,7 +236,7 @@ func TestVideoExportFails(t *testing.T) {
 func TestVideoExportProgress(t *testing.T) {
 	release := make(chan struct{})
 	halfway := make(chan struct{})
-	f := newFixtureWith(t, func(ctx context.Context, _ io.ReaderAt, _ int64, dst string, progress func(float64)) error {
+	f := newFixtureWith(t, func(ctx context.Context, _ video.Source, dst string, progress func(float64)) error {
 		progress(0.42)
 		close(halfway)
 		select {

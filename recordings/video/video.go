@@ -121,6 +121,7 @@ var recordingLimits = guacrec.RecordingLimits
 // plan is what a first pass over the recording finds.
 type plan struct {
 	first, last int64 // sync times, ms
+	end         int64 // when the video ends, ms: last, or the session's end
 	w, h        int   // the largest screen
 	frames      int   // syncs
 }
@@ -174,9 +175,7 @@ func (e *Exporter) scan(ctx context.Context, r io.Reader) (plan, error) {
 	case p.w == 0 || p.h == 0:
 		return p, fmt.Errorf("%w: it never sets a screen size", ErrEmpty)
 	}
-	if d := time.Duration(p.last-p.first) * time.Millisecond; d > e.cfg.MaxDuration {
-		return p, fmt.Errorf("%w: it spans %s, longer than the %s an export allows", ErrTooLarge, d.Round(time.Second), e.cfg.MaxDuration)
-	}
+	p.end = p.last
 	return p, nil
 }
 
@@ -189,19 +188,37 @@ func syncTime(in guac.Instruction) (int64, bool) {
 	return ts, err == nil && ts >= 0
 }
 
-// Export writes the desktop recording in rec, size bytes long, to dst as
-// an MP4 file. progress, if not nil, is called as the export goes on with
-// the share of the recording's time done, from 0 to 1. ffmpeg writes to a
-// temporary file in dst's directory, renamed to dst when it is complete;
-// on failure or cancellation nothing is left behind. The context bounds
-// the export: cancelling it stops ffmpeg.
-func (e *Exporter) Export(ctx context.Context, rec io.ReaderAt, size int64, dst string, progress func(float64)) error {
+// Source is a recording to export.
+type Source struct {
+	// Data holds the recording, Size bytes.
+	Data io.ReaderAt
+	Size int64
+	// End, if set, is when the session ended. A still screen sends no
+	// frames, so the video goes on showing the last one until then, as
+	// the player's timeline does. Leave it unset for a recording cut
+	// short, whose end is when it was found, maybe much later.
+	End time.Time
+}
+
+// Export writes the desktop recording src to dst as an MP4 file.
+// progress, if not nil, is called as the export goes on with the share of
+// the recording's time done, from 0 to 1. ffmpeg writes to a temporary
+// file in dst's directory, renamed to dst when it is complete; on failure
+// or cancellation nothing is left behind. The context bounds the export:
+// cancelling it stops ffmpeg.
+func (e *Exporter) Export(ctx context.Context, src Source, dst string, progress func(float64)) error {
 	if progress == nil {
 		progress = func(float64) {}
 	}
-	p, err := e.scan(ctx, io.NewSectionReader(rec, 0, size))
+	p, err := e.scan(ctx, io.NewSectionReader(src.Data, 0, src.Size))
 	if err != nil {
 		return err
+	}
+	if !src.End.IsZero() {
+		p.end = max(p.end, src.End.UnixMilli())
+	}
+	if d := time.Duration(p.end-p.first) * time.Millisecond; d > e.cfg.MaxDuration {
+		return fmt.Errorf("%w: it spans %s, longer than the %s an export allows", ErrTooLarge, d.Round(time.Second), e.cfg.MaxDuration)
 	}
 	// H.264 in yuv420p needs even sides.
 	w, h := max(2, (p.w+1)&^1), max(2, (p.h+1)&^1)
@@ -228,7 +245,7 @@ func (e *Exporter) Export(ctx context.Context, rec io.ReaderAt, size int64, dst 
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("%w to start: %v", ErrFFmpeg, err)
 	}
-	werr := e.frames(ctx, io.NewSectionReader(rec, 0, size), p, w, h, stdin, progress)
+	werr := e.frames(ctx, io.NewSectionReader(src.Data, 0, src.Size), p, w, h, stdin, progress)
 	stdin.Close()
 	// Wait for ffmpeg whatever happened: it owns the file until it exits.
 	waitErr := cmd.Wait()
@@ -266,7 +283,8 @@ func (e *Exporter) frames(ctx context.Context, r io.Reader, p plan, w, h int, ou
 	d := guacrender.New(e.cfg.Limits)
 	frame := image.NewRGBA(image.Rect(0, 0, w, h))
 	fps := int64(e.cfg.FPS)
-	duration := p.last - p.first
+	// The recording's frames run to last; the video to end.
+	last, duration := p.last-p.first, p.end-p.first
 	var (
 		next     int64 // the next video frame
 		t        int64 // the recording's time, ms after its first frame
@@ -276,13 +294,21 @@ func (e *Exporter) frames(ctx context.Context, r io.Reader, p plan, w, h int, ou
 		skipped  int
 		firstErr error
 	)
-	// write sends the frame for every video frame timed before until.
+	// write sends the frame for every video frame timed before until,
+	// reporting progress every second of video: an idle stretch can be
+	// long.
 	write := func(until int64) error {
 		for next*1000 < until*fps {
 			if _, err := out.Write(frame.Pix); err != nil {
 				return fmt.Errorf("write a frame to ffmpeg: %w", err)
 			}
 			next++
+			if next%fps == 0 && duration > 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				progress(min(1, float64(next*1000/fps)/float64(duration)))
+			}
 		}
 		return nil
 	}
@@ -313,7 +339,7 @@ func (e *Exporter) frames(ctx context.Context, r io.Reader, p plan, w, h int, ou
 			continue
 		}
 		// Time never goes back, and stops at the end the first pass saw.
-		t = min(max(t, ts-p.first), duration)
+		t = min(max(t, ts-p.first), last)
 		if err := write(t); err != nil {
 			return err
 		}
@@ -326,14 +352,11 @@ func (e *Exporter) frames(ctx context.Context, r io.Reader, p plan, w, h int, ou
 			d.Draw(frame)
 			drawn = v
 		}
-		if duration > 0 {
-			progress(float64(t) / float64(duration))
-		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 	}
-	// The last frame shows at least once, at the recording's end.
+	// The last frame shows until the end, and at least once.
 	if err := write(duration + 1); err != nil {
 		return err
 	}

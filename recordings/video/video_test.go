@@ -175,7 +175,7 @@ func TestExport(t *testing.T) {
 	dst := filepath.Join(dir, "out.mp4")
 	var seen []float64
 	e := New(Config{FFmpeg: need(t, "ffmpeg")})
-	if err := e.Export(context.Background(), bytes.NewReader(rec), int64(len(rec)), dst, func(p float64) { seen = append(seen, p) }); err != nil {
+	if err := e.Export(context.Background(), Source{Data: bytes.NewReader(rec), Size: int64(len(rec))}, dst, func(p float64) { seen = append(seen, p) }); err != nil {
 		t.Fatal(err)
 	}
 	p := ffprobe(t, dst)
@@ -211,7 +211,27 @@ func TestExport(t *testing.T) {
 		}
 	}
 	assertOnly(t, dir, "out.mp4")
+}
 
+// TestExportToSessionEnd checks that the video runs to the session's end
+// when the screen was still at its end, as the player's timeline does.
+func TestExportToSessionEnd(t *testing.T) {
+	t.Parallel()
+	rec := sample()
+	dst := filepath.Join(t.TempDir(), "out.mp4")
+	e := New(Config{FFmpeg: need(t, "ffmpeg")})
+	src := Source{Data: bytes.NewReader(rec), Size: int64(len(rec)), End: time.UnixMilli(start + 5000)}
+	if err := e.Export(context.Background(), src, dst, nil); err != nil {
+		t.Fatal(err)
+	}
+	p := ffprobe(t, dst)
+	if p.Streams[0].NbFrames != "51" {
+		t.Fatalf("%s frames, want 51 (5 s at 10 fps and the last)", p.Streams[0].NbFrames)
+	}
+	got := frameAt(t, dst, 4.5, 128, 64)
+	if mean, _ := diff(got, rendered(t, rec, 4500, 128, 64)); mean > 1.5 {
+		t.Errorf("frame at 4.5 s: mean difference %.2f from the last screen", mean)
+	}
 }
 
 // diff compares two images' colour channels: their mean and largest
@@ -287,7 +307,7 @@ func TestExportFailures(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			out := t.TempDir()
 			e := New(Config{FFmpeg: tc.ffmpeg})
-			err := e.Export(context.Background(), bytes.NewReader(tc.rec), int64(len(tc.rec)), filepath.Join(out, "x.mp4"), nil)
+			err := e.Export(context.Background(), Source{Data: bytes.NewReader(tc.rec), Size: int64(len(tc.rec))}, filepath.Join(out, "x.mp4"), nil)
 			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.words) {
 				t.Fatalf("error %v, want %v saying %q", err, tc.want, tc.words)
 			}
@@ -313,7 +333,7 @@ func TestExportCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	e := New(Config{FFmpeg: need(t, "ffmpeg")})
-	err := e.Export(ctx, bytes.NewReader(r.b), int64(len(r.b)), filepath.Join(dir, "x.mp4"), func(p float64) {
+	err := e.Export(ctx, Source{Data: bytes.NewReader(r.b), Size: int64(len(r.b))}, filepath.Join(dir, "x.mp4"), func(p float64) {
 		if p > 0.2 {
 			cancel()
 		}

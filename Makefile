@@ -11,14 +11,15 @@ DATA    ?= ./data
 LISTEN  ?= :8443
 
 # Debian packages: what the portal needs to build and run, and what the
-# tests add (real servers and a real browser).
+# tests add (real servers, a real browser, and ffmpeg, which the portal
+# uses for video exports of desktop recordings when it is installed).
 # RDP goes through FreeRDP 2 (cgo), so building needs its headers.
 DEBS_RUN  := gcc libc6-dev pkg-config freerdp2-dev openssh-server openssh-client
 # The demo's desktop targets: Xvnc with an xterm, and freerdp-shadow-cli
 # (NLA against a SAM file made by winpr-hash) on Xvfb.
 DEBS_DEMO := $(DEBS_RUN) tigervnc-standalone-server tigervnc-tools xterm x11-xserver-utils fonts-dejavu-core \
 	freerdp2-shadow-x11 winpr-utils xvfb
-DEBS_TEST := $(DEBS_DEMO) sshpass chromium procps iproute2 x11-utils x11-apps xclip x11vnc xrdp xorgxrdp
+DEBS_TEST := $(DEBS_DEMO) sshpass chromium procps iproute2 x11-utils x11-apps xclip x11vnc xrdp xorgxrdp ffmpeg
 
 .PHONY: run demo test build assets generate lint unit e2e bench deps-run deps-demo deps-test check-go clean
 

@@ -3,10 +3,13 @@
 // uploads it; an auditor finds it on the Recordings page by a word typed in
 // it, plays it, seeks to the middle, and sees what the terminal showed at
 // that moment. The same for a VNC desktop, whose recording the player
-// seeks in through the gateway's key frames.
+// seeks in through the gateway's key frames, and which the auditor then
+// exports as a video file (ffmpeg is a test dependency: without it the
+// test fails).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { statSync } from 'node:fs';
 import { startDemo, launchBrowser, newPage, signIn, terminalText, waitFor } from './harness.mjs';
 
 let demo;
@@ -194,7 +197,52 @@ test('an auditor finds a VNC session, plays it and seeks to its middle', async (
   await auditor.mouse.click(box.x + box.width / 6, box.y + box.height / 2);
   await waitFor('the first phase on screen', async () => hex(await replayPixel(auditor, 900, 600)) === phases[0], 10000);
 
-  // Seeking fetched the recording from key frames, each fetch audited.
+  // Export as video: the page follows the export's progress, then offers
+  // the file.
+  const player = auditor.url();
+  assert.equal(await auditor.getByText('Video export needs ffmpeg').count(), 0,
+    'the portal found no ffmpeg: install it (make deps-test does)');
+  await auditor.getByRole('button', { name: 'Export video' }).click();
+  await auditor.waitForURL(/#video-export$/);
+  const progress = auditor.locator('#video-progress-text');
+  const download = auditor.getByRole('button', { name: /download video \(\.mp4/i });
+  // The progress shows unless the export was done before the page came
+  // back (a still desktop encodes fast); both are right.
+  const seen = new Set();
+  await waitFor('the export to finish', async () => {
+    if (await progress.isVisible()) seen.add(await progress.textContent());
+    return download.isVisible();
+  }, 120000);
+  assert.ok(seen.size > 0 || await auditor.evaluate(() => document.getElementById('video-export').dataset.state === 'done'),
+    'neither progress nor the finished export was shown');
+  for (const text of seen) assert.match(text, /^(Exporting the video… \d+%|Waiting for another export to finish…)$/);
+  const [file] = await Promise.all([auditor.waitForEvent('download'), download.click()]);
+  assert.match(file.suggestedFilename(), /^keyway-demo-vnc-.*\.mp4$/);
+  const path = await file.path();
+  assert.ok(statSync(path).size > 0, 'the video is empty');
+  const probe = JSON.parse(execFileSync('ffprobe', ['-v', 'error', '-select_streams', 'v:0', '-show_entries',
+    'stream=codec_name,width,height:format=duration', '-of', 'json', path], { timeout: 30000 }));
+  const [stream] = probe.streams;
+  assert.equal(stream.codec_name, 'h264');
+  assert.ok(stream.width >= 900 && stream.height >= 600, `video of ${stream.width}×${stream.height}`);
+  const seconds = Number(probe.format.duration);
+  assert.ok(Math.abs(seconds * 1000 - duration) < 1000, `video of ${seconds} s, recording of ${duration} ms`);
+  // Its middle frame shows the second phase, as the player did.
+  const rgb = execFileSync('ffmpeg', ['-v', 'error', '-ss', String(seconds / 2), '-i', path, '-frames:v', '1',
+    '-vf', 'format=rgb24,crop=1:1:900:600', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'], { timeout: 30000 });
+  const want = phases[1].slice(1).match(/../g).map((h) => parseInt(h, 16));
+  assert.ok([...rgb].every((c, i) => Math.abs(c - want[i]) <= 12), `the video's middle shows ${hex([...rgb])}, want ${phases[1]}`);
+
+  // Back on the page, the video is offered at once: it is kept.
+  await auditor.goto(player);
+  await auditor.getByRole('button', { name: /download video \(\.mp4/i }).waitFor();
+
+  // Seeking fetched the recording from key frames, each fetch audited;
+  // so are the export and its download.
   await auditor.goto('/audit?action=recording.view&q=demo-vnc');
   await auditor.getByRole('cell', { name: 'demo-vnc' }).first().waitFor();
+  for (const action of ['recording.export', 'recording.export.download']) {
+    await auditor.goto(`/audit?action=${action}`);
+    await auditor.getByRole('cell', { name: 'demo-vnc' }).first().waitFor();
+  }
 });

@@ -9,9 +9,9 @@ import (
 	"testing"
 
 	"github.com/keyway-dev/keyway/e2e/targets"
-	"github.com/keyway-dev/keyway/recordings/guacrender"
 	"github.com/keyway-dev/keyway/gateway/guac"
 	"github.com/keyway-dev/keyway/gateway/wire"
+	"github.com/keyway-dev/keyway/recordings/guacrender"
 )
 
 func rdpRequest(s *targets.ShadowRDP, password, pin string) *wire.Request {

@@ -14,12 +14,12 @@ import (
 	"time"
 
 	"github.com/keyway-dev/keyway/e2e/targets"
-	"github.com/keyway-dev/keyway/recordings/guacrender"
 	"github.com/keyway-dev/keyway/gateway/guac"
 	"github.com/keyway-dev/keyway/gateway/spool"
 	"github.com/keyway-dev/keyway/gateway/wire"
 	"github.com/keyway-dev/keyway/recordings/asciicast"
 	"github.com/keyway-dev/keyway/recordings/guacrec"
+	"github.com/keyway-dev/keyway/recordings/guacrender"
 )
 
 // startRecordingGateway is a gateway recording into a spool in a temporary

@@ -27,11 +27,13 @@ import (
 	"github.com/keyway-dev/keyway/portal/auth"
 	"github.com/keyway-dev/keyway/portal/authz"
 	"github.com/keyway-dev/keyway/portal/certs"
+	"github.com/keyway-dev/keyway/portal/exports"
 	"github.com/keyway-dev/keyway/portal/gateways"
 	"github.com/keyway-dev/keyway/portal/httpui"
 	"github.com/keyway-dev/keyway/portal/retention"
 	"github.com/keyway-dev/keyway/portal/store"
 	"github.com/keyway-dev/keyway/recordings/storage"
+	"github.com/keyway-dev/keyway/recordings/video"
 	"github.com/keyway-dev/keyway/web/assets"
 )
 
@@ -56,6 +58,10 @@ type serveConfig struct {
 	// gateway's desktop recordings: shorter seeks faster, longer is
 	// smaller.
 	KeyFrames time.Duration
+	// ExportsMaxMB bounds the MiB of video exports of desktop recordings
+	// kept in DATA/exports; empty or "0" keeps them all (until their
+	// recording goes).
+	ExportsMaxMB string
 }
 
 func (c *serveConfig) flags(fs *flag.FlagSet) {
@@ -71,6 +77,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogLevel, "log-level", envOr("KEYWAY_LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.DurationVar(&c.KeyFrames, "recording-keyframes", 10*time.Second, "least time between key frames of desktop recordings: a seek replays at most this much after the key frame before it")
 	fs.StringVar(&c.Retention, "recordings-retention", envOr("KEYWAY_RECORDINGS_RETENTION", "0"), "how long session recordings are kept, e.g. 90d; 0 keeps them forever")
+	fs.StringVar(&c.ExportsMaxMB, "exports-max-mb", envOr("KEYWAY_EXPORTS_MAX_MB", "5120"), "MiB of video exports of desktop recordings kept in DATA/exports; past it the least recently used go; 0 for no bound (env KEYWAY_EXPORTS_MAX_MB)")
 }
 
 func envOr(name, def string) string {
@@ -195,12 +202,37 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	}
 	publicURL = strings.TrimRight(publicURL, "/")
 
+	// Video export is optional: without ffmpeg the pages say it needs it.
+	// The videos are managed either way, so retention deletes those made
+	// while ffmpeg was there.
+	maxMB, err := parseExportsMax(cfg.ExportsMaxMB)
+	if err != nil {
+		return err
+	}
+	expCfg := exports.Config{Dir: filepath.Join(cfg.DataDir, "exports"), Recordings: recDir, MaxBytes: maxMB << 20,
+		Logger: logger.With("component", "exports")}
+	ffmpeg, noFFmpeg := video.LookFFmpeg()
+	if noFFmpeg == nil {
+		expCfg.Export = video.New(video.Config{FFmpeg: ffmpeg, Logger: expCfg.Logger}).Export
+	}
+	videos, err := exports.New(expCfg)
+	if err != nil {
+		return err
+	}
+	var uiExports *exports.Runner
+	if noFFmpeg != nil {
+		logger.Info("video export of desktop recordings is off", "reason", noFFmpeg)
+	} else {
+		uiExports = videos
+	}
+
 	ui := httpui.New(httpui.Deps{
 		Store: st, Sessions: sessions, Auth: auth.New(st, auth.NewLimiter(time.Now), logger),
 		Audit: auditLog, Authz: authz.New(st), Gateways: pool, Assets: assets.Handler(), Logger: logger,
 		PortalKey: portalID.PublicKeyString(), PortalURL: publicURL, PortalCertSHA256: certs.Fingerprint(cert),
 		DefaultNetworks: func(n []netip.Prefix) { defaultNets.Store(&n) },
 		Recordings:      recDir,
+		Exports:         uiExports,
 	})
 	defer ui.Close()
 	if err := ui.SyncGateways(ctx); err != nil {
@@ -222,7 +254,8 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		return err
 	}
 	if keep > 0 {
-		job := &retention.Job{Store: st, Dir: recDir, Audit: auditLog, Period: keep, Logger: logger.With("component", "retention"), Now: time.Now}
+		job := &retention.Job{Store: st, Dir: recDir, Audit: auditLog, Period: keep, Logger: logger.With("component", "retention"), Now: time.Now,
+			Exports: videos}
 		healthDone.Add(1)
 		go func() {
 			defer healthDone.Done()
@@ -334,6 +367,18 @@ func announceSetup(ctx context.Context, st *store.Store, logger *slog.Logger, pu
 	logger.Info("no users yet: open this one-time link to create the first admin, or run `portal users add NAME --role admin --password-stdin`",
 		"setup_url", publicURL+"/setup/"+token)
 	return nil
+}
+
+// parseExportsMax reads --exports-max-mb: MiB, empty or 0 for no bound.
+func parseExportsMax(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n > 1<<30 {
+		return 0, fmt.Errorf("--exports-max-mb %q: give a number of MiB such as 5120, or 0 for no bound", s)
+	}
+	return n, nil
 }
 
 // parseRetention reads a retention period: days ("90d") or a Go duration

@@ -329,6 +329,21 @@ func TestParseRetention(t *testing.T) {
 	}
 }
 
+func TestParseExportsMax(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"", 0, true}, {"0", 0, true}, {"5120", 5120, true}, {"-1", 0, false}, {"5GB", 0, false}, {"99999999999", 0, false},
+	} {
+		got, err := parseExportsMax(tc.in)
+		if (err == nil) != tc.ok || got != tc.want || (err != nil && !strings.Contains(err.Error(), "give a number of MiB")) {
+			t.Errorf("%q: %v %v, want %v ok=%v", tc.in, got, err, tc.want, tc.ok)
+		}
+	}
+}
+
 // TestAdminTerminatesSession: an admin sees a running terminal on the
 // Sessions page and ends it; the user is told why.
 func TestAdminTerminatesSession(t *testing.T) {

@@ -18,10 +18,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyway-dev/keyway/recordings/guacrender"
 	"github.com/keyway-dev/keyway/gateway/guac"
 	"github.com/keyway-dev/keyway/gateway/wire"
 	"github.com/keyway-dev/keyway/recordings/guacrec"
+	"github.com/keyway-dev/keyway/recordings/guacrender"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")

@@ -8,8 +8,8 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"github.com/keyway-dev/keyway/recordings/guacrender"
 	"github.com/keyway-dev/keyway/gateway/guac"
+	"github.com/keyway-dev/keyway/recordings/guacrender"
 )
 
 // fakeFB is a framebuffer held in memory.

@@ -57,6 +57,10 @@ const (
 	ActionSessionTerminate  = "session.terminate"
 	ActionSessionWatch      = "session.watch"
 	ActionRecordingDownload = "recording.download"
+	// Video exports of desktop recordings: an auditor asking for one
+	// (made, or the one made before reused) and downloading it.
+	ActionRecordingExport         = "recording.export"
+	ActionRecordingExportDownload = "recording.export.download"
 	// File browser (SFTP): one event per operation, with the path, the
 	// size where there is one, and the target's refusal as the reason.
 	ActionFileList     = "file.list"

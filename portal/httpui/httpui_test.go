@@ -11,6 +11,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,10 +23,12 @@ import (
 	"github.com/keyway-dev/keyway/portal/audit"
 	"github.com/keyway-dev/keyway/portal/auth"
 	"github.com/keyway-dev/keyway/portal/authz"
+	"github.com/keyway-dev/keyway/portal/exports"
 	"github.com/keyway-dev/keyway/portal/gateways"
 	"github.com/keyway-dev/keyway/portal/store"
 	"github.com/keyway-dev/keyway/portal/store/storetest"
 	"github.com/keyway-dev/keyway/recordings/storage"
+	"github.com/keyway-dev/keyway/recordings/video"
 	"github.com/keyway-dev/keyway/web/assets"
 )
 
@@ -43,11 +46,26 @@ type fixture struct {
 	grant    store.Grant
 	// recordings is the portal's recordings directory.
 	recordings *storage.Dir
+	// exportsDir holds the video exports.
+	exportsDir string
 }
 
 const testPassword = "test-password-1"
 
+// fakeVideo stands in for ffmpeg where a test does not look at videos.
+func fakeVideo(_ context.Context, _ video.Source, dst string, progress func(float64)) error {
+	progress(1)
+	return os.WriteFile(dst, []byte("not really a video"), 0o600)
+}
+
 func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	return newFixtureWith(t, fakeVideo)
+}
+
+// newFixtureWith makes videos with export; nil is a portal without
+// ffmpeg.
+func newFixtureWith(t *testing.T, export exports.ExportFunc) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -62,12 +80,19 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	exportsDir := filepath.Join(dir, "exports")
+	var videos *exports.Runner
+	if export != nil {
+		if videos, err = exports.New(exports.Config{Dir: exportsDir, Recordings: recDir, Export: export, Logger: logger}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	s := New(Deps{Store: st, Sessions: sessions, Auth: auth.New(st, auth.NewLimiter(time.Now), logger), Audit: al,
-		Authz: authz.New(st), Gateways: pool, Assets: assets.Handler(), Logger: logger, Recordings: recDir})
+		Authz: authz.New(st), Gateways: pool, Assets: assets.Handler(), Logger: logger, Recordings: recDir, Exports: videos})
 	srv := httptest.NewTLSServer(s)
 	t.Cleanup(func() { srv.Close(); s.Close() })
 
-	f := &fixture{t: t, srv: srv, store: st, audit: al, users: map[string]store.User{}, recordings: recDir}
+	f := &fixture{t: t, srv: srv, store: st, audit: al, users: map[string]store.User{}, recordings: recDir, exportsDir: exportsDir}
 	hash, _ := auth.HashPassword(testPassword)
 	f.group, _ = st.CreateGroup(ctx, store.Group{Name: "ops"})
 	for _, r := range []store.Role{store.RoleAdmin, store.RoleAuditor, store.RoleUser} {
@@ -143,6 +168,10 @@ func TestAuthorizationMatrix(t *testing.T) {
 	}
 	res, other, u, g, gr := f.resource.ID, f.other.ID, f.users["user"].ID, f.group.ID, f.grant.ID
 	rec := f.addRecording("MATRIX1", "kw-matrix").ID
+	desktop := f.addDesktopRecording("MATRIX2", desktopRecording())
+	// Its video exists, so that downloading it is allowed.
+	os.MkdirAll(f.exportsDir, 0o700)
+	os.WriteFile(filepath.Join(f.exportsDir, desktop.SHA256+".mp4"), []byte("video"), 0o600)
 
 	// who: the roles allowed; everyone else gets a sign-in redirect (anon)
 	// or 403/404.
@@ -187,6 +216,13 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET", fmt.Sprintf("/recordings/%d/file", rec), "auditor admin"},
 		{"GET", fmt.Sprintf("/recordings/%d/file?download=1", rec), "auditor admin"},
 		{"GET", "/recordings/999999", ""},
+		{"GET", fmt.Sprintf("/recordings/%d", desktop.ID), "auditor admin"},
+		{"GET", fmt.Sprintf("/recordings/%d/keyframes", desktop.ID), "auditor admin"},
+		{"POST", fmt.Sprintf("/recordings/%d/export", desktop.ID), "auditor admin"},
+		{"GET", fmt.Sprintf("/recordings/%d/export", desktop.ID), "auditor admin"},
+		{"GET", fmt.Sprintf("/recordings/%d/video", desktop.ID), "auditor admin"},
+		{"POST", "/recordings/999999/export", ""},
+		{"GET", "/recordings/999999/video", ""},
 		{"GET", "/admin/gateways", "admin"},
 		{"GET", "/admin/gateways/new", "admin"},
 		{"POST", "/admin/gateways", "admin"},

@@ -151,6 +151,7 @@ func (s *Server) playerPage(w http.ResponseWriter, r *http.Request) {
 	if rec.Format == formatGuac {
 		page.Bundle = "replay"
 		v.Desktop, v.KeyFramesHref = true, fmt.Sprintf("/recordings/%d/keyframes", rec.ID)
+		v.Export = s.exportView(rec)
 	} else {
 		page.Bundle = "player"
 		// The player's terminal emulator is WebAssembly: this page alone may

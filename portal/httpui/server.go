@@ -16,6 +16,7 @@ import (
 	"github.com/keyway-dev/keyway/portal/audit"
 	"github.com/keyway-dev/keyway/portal/auth"
 	"github.com/keyway-dev/keyway/portal/authz"
+	"github.com/keyway-dev/keyway/portal/exports"
 	"github.com/keyway-dev/keyway/portal/gateways"
 	"github.com/keyway-dev/keyway/portal/store"
 	"github.com/keyway-dev/keyway/recordings/storage"
@@ -52,6 +53,10 @@ type Deps struct {
 	DefaultNetworks func([]netip.Prefix)
 	// Recordings holds the recording files gateways upload.
 	Recordings *storage.Dir
+	// Exports makes video files of desktop recordings; nil where ffmpeg
+	// is not installed, and the pages say so. The Server runs it until
+	// Close.
+	Exports *exports.Runner
 }
 
 // Server is the portal's HTTP handler. Close ends the sessions it carries.
@@ -78,6 +83,13 @@ func New(d Deps) *Server {
 	s := &Server{Deps: d, open: map[int64]int{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.handler = s.routes()
+	if d.Exports != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			d.Exports.Run(s.ctx)
+		}()
+	}
 	return s
 }
 
@@ -102,7 +114,8 @@ func (s *Server) acquireSession(userID int64) (release func(), ok bool) {
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
-// Close ends every running session and waits for their goroutines.
+// Close ends every running session and video export and waits for their
+// goroutines.
 func (s *Server) Close() error {
 	s.cancel()
 	s.wg.Wait()
@@ -172,6 +185,9 @@ func (s *Server) routes() http.Handler {
 	auditor("GET /recordings/{id}", s.playerPage)
 	auditor("GET /recordings/{id}/file", s.recordingFile)
 	auditor("GET /recordings/{id}/keyframes", s.recordingKeyFrames)
+	auditor("POST /recordings/{id}/export", s.startExport)
+	auditor("GET /recordings/{id}/export", s.exportStatus)
+	auditor("GET /recordings/{id}/video", s.exportVideo)
 	admin("GET /admin/gateways", s.gatewaysPage)
 	admin("POST /admin/gateways/tunnel", s.tunnelForm)
 	admin("POST /admin/segments", s.createSegmentForm)

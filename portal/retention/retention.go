@@ -1,5 +1,6 @@
 // Package retention deletes session recordings older than the retention
-// period: the file, then its metadata, each deletion an audit event.
+// period: its video export, the file, then its metadata, each deletion an
+// audit event.
 package retention
 
 import (
@@ -26,6 +27,14 @@ type Job struct {
 	Period time.Duration
 	Logger *slog.Logger
 	Now    func() time.Time
+	// Exports, if set, holds the recordings' video exports, which go
+	// with their recordings.
+	Exports Exports
+}
+
+// Exports deletes the video export of a recording (portal/exports).
+type Exports interface {
+	Remove(store.Recording) error
 }
 
 // Sweep deletes every recording that started more than Period ago and
@@ -53,9 +62,14 @@ func (j *Job) Sweep(ctx context.Context) (int, error) {
 	}
 }
 
-// delete removes the file first: a row without its file would still be
-// listed, and is retried at the next sweep.
+// delete removes the video export and the file first: a row without its
+// file would still be listed, and is retried at the next sweep.
 func (j *Job) delete(ctx context.Context, r store.Recording) error {
+	if j.Exports != nil {
+		if err := j.Exports.Remove(r); err != nil {
+			return fmt.Errorf("delete recording %s: %w", r.SessionID, err)
+		}
+	}
 	if err := j.Dir.Remove(r.Path); err != nil {
 		return fmt.Errorf("delete recording %s: %w", r.SessionID, err)
 	}

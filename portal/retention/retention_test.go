@@ -69,3 +69,49 @@ func TestSweepDeletesExpiredRecordings(t *testing.T) {
 		t.Fatalf("a zero period deleted %d", n)
 	}
 }
+
+// exportsSpy records which recordings' exports were deleted, failing
+// while fail is set.
+type exportsSpy struct {
+	removed []string
+	fail    error
+}
+
+func (e *exportsSpy) Remove(r store.Recording) error {
+	if e.fail != nil {
+		return e.fail
+	}
+	e.removed = append(e.removed, r.SessionID)
+	return nil
+}
+
+// TestSweepDeletesExports checks that a recording's video export goes
+// with it, and that a recording whose export cannot be deleted stays, to
+// be tried again.
+func TestSweepDeletesExports(t *testing.T) {
+	ctx := context.Background()
+	st := storetest.Open(t)
+	dir, err := storage.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	start := now.Add(-100 * 24 * time.Hour)
+	if _, err := st.AddRecording(ctx, store.Recording{SessionID: "old", User: "u", Resource: "r", Protocol: "vnc", Gateway: "g",
+		Format: "guac", Start: start, End: start.Add(time.Minute), Path: "r/old.guac"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	spy := &exportsSpy{fail: fmt.Errorf("permission denied")}
+	j := &Job{Store: st, Dir: dir, Audit: audit.New(st, slog.New(slog.DiscardHandler), time.Now), Period: 90 * 24 * time.Hour,
+		Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return now }, Exports: spy}
+	if n, err := j.Sweep(ctx); n != 0 || err == nil {
+		t.Fatalf("sweep with a failing export deletion: %d %v", n, err)
+	}
+	if left, _ := st.SearchRecordings(ctx, store.RecordingFilter{Limit: 10}); len(left) != 1 {
+		t.Fatal("the recording went though its export stayed")
+	}
+	spy.fail = nil
+	if n, err := j.Sweep(ctx); n != 1 || err != nil || len(spy.removed) != 1 || spy.removed[0] != "old" {
+		t.Fatalf("sweep: %d %v, exports removed %v", n, err, spy.removed)
+	}
+}

@@ -24,9 +24,11 @@
 //
 // What it does not: visible layers other than 0 (positive indexes), and
 // the drawing instructions (rect, cfill, transfer, and so on) that the
-// gateway never sends, are counted and otherwise ignored; composite masks
-// other than 12 and 14 draw over. An image the player could not decode is
-// skipped, where the browser would stall its display.
+// gateway never sends, are counted and otherwise ignored; the other
+// Porter-Duff masks (never sent either) draw over, and a mask Guacamole
+// does not know leaves the layer's operation as it was, as the canvas
+// does. An image the player could not decode is skipped, where the
+// browser would stall its display.
 //
 // Recordings are untrusted (they come from gateways), so every size is
 // checked against Limits before anything is allocated.

@@ -11,6 +11,7 @@
 // the same decoder as a live desktop.
 import Guacamole from 'guacamole-common-js';
 import { installIndexed } from './indexed';
+import { followExport } from './videoexport';
 import './replay.css';
 
 interface Timeline {
@@ -440,4 +441,8 @@ async function start(): Promise<void> {
   });
 }
 
-document.addEventListener('DOMContentLoaded', () => { void start(); });
+document.addEventListener('DOMContentLoaded', () => {
+  void start();
+  const exp = document.getElementById('video-export');
+  if (exp) followExport(exp);
+});

@@ -65,6 +65,37 @@ type PlayerView struct {
 	// timeline and key frames at KeyFramesHref.
 	Desktop       bool
 	KeyFramesHref string
+	// Export is the desktop recording's video export.
+	Export ExportView
+}
+
+// ExportView is the video export of a desktop recording.
+type ExportView struct {
+	// Available is false where the portal has no ffmpeg.
+	Available bool
+	// State is "" (none asked for), "queued", "running", "done" or
+	// "failed"; Percent the progress while running; Reason why it
+	// failed; Size the video's, once done.
+	State   string
+	Percent int
+	Reason  string
+	Size    int64
+	// StartHref takes the form's POST; StatusHref serves the state as
+	// JSON; VideoHref the video.
+	StartHref  string
+	StatusHref string
+	VideoHref  string
+}
+
+// Busy reports an export queued or running.
+func (v ExportView) Busy() bool { return v.State == "queued" || v.State == "running" }
+
+// Progress says how far the export is, in words.
+func (v ExportView) Progress() string {
+	if v.State == "queued" {
+		return "Waiting for another export to finish…"
+	}
+	return fmt.Sprintf("Exporting the video… %d%%", v.Percent)
 }
 
 // duration shows a session's length as 1h02m03s, 4m05s or 6s.

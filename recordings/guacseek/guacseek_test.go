@@ -232,3 +232,22 @@ func TestFromRefusesMalformed(t *testing.T) {
 		}
 	}
 }
+
+// FuzzFrom: whatever a gateway uploaded, From returns an error or a
+// stream of the length it says, without panicking.
+func FuzzFrom(f *testing.F) {
+	rec, _ := os.ReadFile("../../gateway/display/testdata/desktop.guac")
+	f.Add(rec, int64(1795581453700))
+	f.Add([]byte("4.size,1.0,1.4,1.4;4.sync,1.1;4.size,2.-1,1.1,1.1;6.cursor,1.0,1.0,2.-1,1.0,1.0,1.1,1.1;4.sync,1.2;4.sync,1.3;"), int64(2))
+	f.Add([]byte("4.size,1.0,5.99999,5.99999;4.sync,1.1;4.sync,1.2;"), int64(5))
+	f.Fuzz(func(t *testing.T, rec []byte, at int64) {
+		r, n, err := From(bytes.NewReader(rec), int64(len(rec)), at)
+		if err != nil {
+			return
+		}
+		out, err := io.ReadAll(r)
+		if err != nil || int64(len(out)) != n {
+			t.Fatalf("read %d bytes of %d: %v", len(out), n, err)
+		}
+	})
+}

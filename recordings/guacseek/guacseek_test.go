@@ -251,3 +251,32 @@ func FuzzFrom(f *testing.F) {
 		}
 	})
 }
+
+// TestWholeScreenColours: a screen of up to 256 colours and one of more
+// both come back exact.
+func TestWholeScreenColours(t *testing.T) {
+	for _, colours := range []int{1, 2, 256, 257, 5000} {
+		screen := image.NewRGBA(image.Rect(0, 0, 100, 70))
+		for i := range 100 * 70 {
+			c := i % colours
+			screen.SetRGBA(i%100, i/100, color.RGBA{uint8(c), uint8(c >> 8), 7, 255})
+		}
+		_, ok := paletted(screen)
+		if ok != (colours <= 256) {
+			t.Errorf("%d colours: paletted %v", colours, ok)
+		}
+		var b bytes.Buffer
+		if err := wholeScreen(&b, screen); err != nil {
+			t.Fatal(err)
+		}
+		d := guacrender.New(guacrender.DefaultLimits)
+		for _, in := range mustRead(t, b.Bytes()) {
+			if err := d.Apply(in); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !bytes.Equal(d.Screen().Pix, screen.Pix) {
+			t.Errorf("%d colours: the screen drawn differs", colours)
+		}
+	}
+}

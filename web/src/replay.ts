@@ -1,8 +1,10 @@
 // The desktop recording player: Guacamole.SessionRecording replays the
 // recorded Guacamole stream. The gateway wrote key frames (the whole
 // screen) into the recording and the portal serves it from any of them
-// (file?keyframe=N), so a seek fetches and replays only what follows the
-// key frame before the point sought, however long the recording.
+// (file?keyframe=N), and from any time after one (&at=T: the portal draws
+// the frames up to T and sends the screen then as one frame), so a seek
+// fetches and draws one frame and what follows, however long the
+// recording.
 //
 // This module owns the clock: playing is a series of seeks to where the
 // clock says the recording should be, which gives any speed and lets a

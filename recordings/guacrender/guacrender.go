@@ -140,6 +140,7 @@ type Display struct {
 	counts       map[string]int
 	version      uint64
 	scratch      *image.RGBA // for copies within a layer
+	indexed      indexedDecoder
 }
 
 // New returns an empty display (a screen of 0×0) within limits.
@@ -482,7 +483,7 @@ func (d *Display) end(args []string) error {
 // putIndexed writes an indexed image's pixels into l as the desktop page
 // does (web/src/indexed.ts).
 func (d *Display) putIndexed(l *layer, s *stream) error {
-	img, err := DecodeIndexed(s.data, d.limits)
+	img, err := d.indexed.decode(s.data, d.limits)
 	if err != nil {
 		return err
 	}

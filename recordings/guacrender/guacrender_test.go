@@ -346,3 +346,46 @@ func TestCounts(t *testing.T) {
 		t.Fatal("counts not reset")
 	}
 }
+
+// TestDecodeIndexedDepths decodes images packed at each depth, of widths
+// that fill and that do not fill their last byte, twice with one decoder
+// (whose buffers are reused), and checks every pixel.
+func TestDecodeIndexedDepths(t *testing.T) {
+	pal := []color.RGBA{red, green, blue, {10, 20, 30, 255}}
+	var dec indexedDecoder
+	for _, depth := range []int{1, 2, 4, 8} {
+		for _, w := range []int{1, 7, 8, 13, 64} {
+			colours := min(len(pal), 1<<depth)
+			idx := func(x, y int) byte { return byte(x*3+y) % byte(colours) }
+			h := 3
+			b := []byte{1, byte(w >> 8), byte(w), byte(h >> 8), byte(h), byte(depth), byte(colours - 1)}
+			for _, c := range pal[:colours] {
+				b = append(b, c.R, c.G, c.B, c.A)
+			}
+			var rows bytes.Buffer
+			zw := zlib.NewWriter(&rows)
+			for y := range h {
+				row := make([]byte, (w*depth+7)/8)
+				for x := range w {
+					row[x*depth/8] |= idx(x, y) << (8 - depth - x*depth%8)
+				}
+				zw.Write(row)
+			}
+			zw.Close()
+			b = append(b, rows.Bytes()...)
+			for range 2 {
+				img, err := dec.decode(b, DefaultLimits)
+				if err != nil {
+					t.Fatalf("depth %d, width %d: %v", depth, w, err)
+				}
+				for y := range h {
+					for x := range w {
+						if got, want := img.RGBAAt(x, y), pal[idx(x, y)]; got != want {
+							t.Fatalf("depth %d, width %d: pixel %d,%d is %v, want %v", depth, w, x, y, got, want)
+						}
+					}
+				}
+			}
+		}
+	}
+}

@@ -3,6 +3,7 @@ package guacrender
 import (
 	"bytes"
 	"compress/zlib"
+	"encoding/binary"
 	"fmt"
 	"image"
 	"io"
@@ -18,6 +19,22 @@ const maxIndexedSide = 8192
 // against limits, and the page's own bound, before anything is
 // allocated; the rows are inflated to exactly their size.
 func DecodeIndexed(data []byte, limits Limits) (*image.RGBA, error) {
+	var dec indexedDecoder
+	return dec.decode(data, limits)
+}
+
+// indexedDecoder decodes indexed images into buffers it keeps for the
+// next one: a recording has thousands, and allocating (and zeroing) each
+// image's rows and pixels cost as much as decoding them.
+type indexedDecoder struct {
+	zr   io.ReadCloser // a zlib reader, reset for each image
+	rows []byte
+	pix  []byte
+}
+
+// decode decodes data as DecodeIndexed does; the image is valid until
+// the next call.
+func (dec *indexedDecoder) decode(data []byte, limits Limits) (*image.RGBA, error) {
 	if len(data) < 7 || data[0] != 1 {
 		return nil, fmt.Errorf("%w: indexed image: bad header", ErrMalformed)
 	}
@@ -34,36 +51,63 @@ func DecodeIndexed(data []byte, limits Limits) (*image.RGBA, error) {
 	if len(data) < palEnd+7 {
 		return nil, fmt.Errorf("%w: indexed image: short palette or rows", ErrMalformed)
 	}
-	// The palette as premultiplied RGBA, as the canvas keeps it; indexes
-	// past it stay transparent.
-	var pal [256][4]byte
+	// The palette as premultiplied RGBA, as the canvas keeps it, in one
+	// word a colour; indexes past it stay transparent.
+	var pal [256]uint32
 	for i := range colours {
 		p := data[7+4*i : 11+4*i]
 		a := uint32(p[3])
-		pal[i] = [4]byte{premul(p[0], a), premul(p[1], a), premul(p[2], a), p[3]}
+		pal[i] = uint32(premul(p[0], a)) | uint32(premul(p[1], a))<<8 | uint32(premul(p[2], a))<<16 | a<<24
 	}
-	zr, err := zlib.NewReader(bytes.NewReader(data[palEnd:]))
+	src := bytes.NewReader(data[palEnd:])
+	var err error
+	if dec.zr == nil {
+		dec.zr, err = zlib.NewReader(src)
+	} else {
+		err = dec.zr.(zlib.Resetter).Reset(src, nil)
+	}
 	if err != nil {
+		dec.zr = nil
 		return nil, fmt.Errorf("%w: indexed image rows: %v", ErrMalformed, err)
 	}
 	stride := (w*depth + 7) / 8
-	rows := make([]byte, stride*h)
-	if _, err := io.ReadFull(zr, rows); err != nil {
+	dec.rows = grow(dec.rows, stride*h)
+	if _, err := io.ReadFull(dec.zr, dec.rows); err != nil {
 		return nil, fmt.Errorf("%w: indexed image rows: %v", ErrMalformed, err)
 	}
-	img := image.NewRGBA(image.Rect(0, 0, w, h))
-	mask := 1<<depth - 1
+	dec.pix = grow(dec.pix, 4*w*h)
+	img := &image.RGBA{Pix: dec.pix, Stride: 4 * w, Rect: image.Rect(0, 0, w, h)}
 	perByte := 8 / depth
+	mask := byte(1<<depth - 1)
 	for y := range h {
-		row := rows[y*stride : (y+1)*stride]
+		row := dec.rows[y*stride : (y+1)*stride]
 		out := img.Pix[y*img.Stride : y*img.Stride+4*w]
-		for x := range w {
-			b := row[x/perByte]
-			shift := 8 - depth*(x%perByte+1)
-			copy(out[4*x:4*x+4], pal[int(b>>shift)&mask][:])
+		if depth == 8 {
+			for x, b := range row[:w] {
+				binary.LittleEndian.PutUint32(out[4*x:], pal[b])
+			}
+			continue
+		}
+		// Whole bytes first (perByte pixels each, first in the high bits),
+		// then what is left of the row.
+		x := 0
+		for _, b := range row {
+			for k := perByte - 1; k >= 0 && x < w; k-- {
+				binary.LittleEndian.PutUint32(out[4*x:], pal[(b>>(uint(k)*uint(depth)))&mask])
+				x++
+			}
 		}
 	}
 	return img, nil
+}
+
+// grow returns b resized to n bytes, reusing its array when large enough;
+// the contents are overwritten by the caller.
+func grow(b []byte, n int) []byte {
+	if cap(b) < n {
+		return make([]byte, n)
+	}
+	return b[:n]
 }
 
 // premul premultiplies colour channel c by alpha a, rounding as the

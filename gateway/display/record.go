@@ -141,28 +141,18 @@ func (r *Recording) FrameEnd(s *Screen, ts int64) error {
 // pixels (exact: never JPEG, which would carry its artefacts into every
 // later frame a player draws over it) and the pointer.
 func (s *Screen) keyFrame(enc *Encoder) error {
-	if err := enc.WholeScreen(s.shown); err != nil {
-		return err
-	}
-	if s.cursor != nil {
-		return enc.Cursor(s.cursor.Image, s.cursor.Hotspot)
-	}
-	return nil
-}
-
-// WholeScreen sends screen whole, as key frames hold it: its size, then
-// its pixels in bands of keyFrameBand rows, exact (never JPEG, which would
-// carry its artefacts into every later frame a player draws over it).
-func (e *Encoder) WholeScreen(screen *image.RGBA) error {
-	b := screen.Bounds()
-	if err := e.Size(b.Dx(), b.Dy()); err != nil {
+	b := s.shown.Bounds()
+	if err := enc.Size(b.Dx(), b.Dy()); err != nil {
 		return err
 	}
 	for y := b.Min.Y; y < b.Max.Y; y += keyFrameBand {
 		band := image.Rect(b.Min.X, y, b.Max.X, min(y+keyFrameBand, b.Max.Y))
-		if err := e.exact(screen.SubImage(band).(*image.RGBA), band.Min.Sub(b.Min)); err != nil {
+		if err := enc.exact(s.shown.SubImage(band).(*image.RGBA), band.Min); err != nil {
 			return err
 		}
+	}
+	if s.cursor != nil {
+		return enc.Cursor(s.cursor.Image, s.cursor.Hotspot)
 	}
 	return nil
 }

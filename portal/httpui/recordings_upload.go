@@ -47,6 +47,17 @@ func (s *Server) gatewaySession(w http.ResponseWriter, r *http.Request, what str
 	return gw, id, true
 }
 
+// lockUpload takes the upload lock of session id's recording, or answers
+// 409 when another upload of it holds the lock.
+func (s *Server) lockUpload(w http.ResponseWriter, id string) (unlock func(), ok bool) {
+	unlock, err := s.Recordings.Lock(id)
+	if err != nil {
+		writeJSONError(w, http.StatusConflict, "an upload of this recording is already running")
+		return nil, false
+	}
+	return unlock, true
+}
+
 // recordingStatus tells a gateway how much of a recording the portal
 // holds, so an interrupted upload resumes.
 func (s *Server) recordingStatus(w http.ResponseWriter, r *http.Request) {
@@ -109,9 +120,8 @@ func (s *Server) recordingUpload(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusUnsupportedMediaType, "this portal stores terminal (asciicast) and desktop (guac) recordings, not "+meta.Format)
 		return
 	}
-	unlock, err := s.Recordings.Lock(id)
-	if err != nil {
-		writeJSONError(w, http.StatusConflict, "an upload of this recording is already running")
+	unlock, ok := s.lockUpload(w, id)
+	if !ok {
 		return
 	}
 	defer unlock()
@@ -219,9 +229,8 @@ func (s *Server) recordingIndexUpload(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	unlock, err := s.Recordings.Lock(id)
-	if err != nil {
-		writeJSONError(w, http.StatusConflict, "an upload of this recording is already running")
+	unlock, ok := s.lockUpload(w, id)
+	if !ok {
 		return
 	}
 	defer unlock()

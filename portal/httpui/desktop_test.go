@@ -1,8 +1,17 @@
 package httpui
 
 import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
 	"testing"
 
+	"github.com/gorilla/websocket"
+	"github.com/keyway-dev/keyway/gateway/guac"
 	"github.com/keyway-dev/keyway/gateway/wire"
 	"github.com/keyway-dev/keyway/portal/store"
 )
@@ -32,5 +41,52 @@ func TestDesktopRequest(t *testing.T) {
 				t.Errorf("got %+v, want %+v", *got, tc.want)
 			}
 		})
+	}
+}
+
+// TestDesktopSocketCompresses checks that the desktop socket takes the
+// browser's offer of compression and that what it sends reads back: the
+// tunnel's id, then the reason the session cannot start.
+func TestDesktopSocketCompresses(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	vnc, err := f.store.CreateResource(ctx, store.Resource{Name: "desk", Protocol: "vnc", Host: "127.0.0.1", Port: 1}, &store.Secrets{Password: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.store.CreateGrant(ctx, vnc.ID, "user", f.users["user"].ID); err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(f.srv.URL)
+	dialer := websocket.Dialer{TLSClientConfig: f.srv.Client().Transport.(*http.Transport).TLSClientConfig,
+		Jar: f.client("user").Jar, EnableCompression: true, Subprotocols: []string{"guacamole"}}
+	ws, resp, err := dialer.Dial(fmt.Sprintf("wss://%s/connect/%d/guac", u.Host, vnc.ID), http.Header{"Origin": {f.srv.URL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	if ext := resp.Header.Get("Sec-WebSocket-Extensions"); !strings.Contains(ext, "permessage-deflate") {
+		t.Fatalf("extensions %q: compression not taken", ext)
+	}
+	var got []guac.Instruction
+	for len(got) < 2 {
+		_, msg, err := ws.ReadMessage()
+		if err != nil {
+			t.Fatalf("after %v: %v", got, err)
+		}
+		rd := guac.NewReader(bytes.NewReader(msg), guac.BrowserLimits)
+		for {
+			in, err := rd.Read()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("message %q: %v", msg, err)
+			}
+			got = append(got, in)
+		}
+	}
+	if got[0].Opcode != "" || got[1].Opcode != "error" || !strings.Contains(got[1].Args[0], "gateway") {
+		t.Fatalf("got %v", got)
 	}
 }

@@ -396,11 +396,11 @@ func (s *Server) dialResource(ctx context.Context, u store.User, res store.Resou
 	secrets, err := s.Store.ResourceSecrets(ctx, res.ID)
 	if err != nil {
 		log.Error("read resource credentials", "err", err)
-		return nil, nil, gateways.Gateway{}, &dialFailure{code: "internal", msg: "The portal could not read the credentials of this resource. An administrator should check the portal log."}
+		return nil, nil, gateways.Gateway{}, &dialFailure{details: map[string]string{}, code: "internal", msg: "The portal could not read the credentials of this resource. An administrator should check the portal log."}
 	}
 	gw, err := s.Gateways.Select(res.Tags)
 	if err != nil {
-		return nil, nil, gw, &dialFailure{code: "no_gateway", msg: capitalize(err.Error()) + ": ask an administrator to check the gateways."}
+		return nil, nil, gw, &dialFailure{details: map[string]string{}, code: "no_gateway", msg: capitalize(err.Error()) + ": ask an administrator to check the gateways."}
 	}
 	req := &wire.Request{
 		Kind: wire.KindSession, Protocol: res.Protocol, SessionID: sessionID,

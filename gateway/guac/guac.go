@@ -12,6 +12,7 @@ package guac
 
 import (
 	"bufio"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -162,7 +163,17 @@ func (rd *Reader) element(first bool) (string, bool, error) {
 		return "", false, fmt.Errorf("%w: element of %d code points", ErrTooLarge, length)
 	}
 	buf := make([]byte, 0, min(length, 4096))
-	for range length {
+	for left := length; left > 0; {
+		// ASCII, a code point a byte, goes in runs straight from the
+		// buffer: images are base64, a megapixel a frame of it.
+		if p, _ := rd.r.Peek(min(left, rd.r.Buffered())); len(p) > 0 {
+			if k := asciiPrefix(p); k > 0 {
+				buf = append(buf, p[:k]...)
+				rd.r.Discard(k)
+				left -= k
+				continue
+			}
+		}
 		r, size, err := rd.r.ReadRune()
 		if err != nil {
 			return "", false, io.ErrUnexpectedEOF
@@ -171,6 +182,7 @@ func (rd *Reader) element(first bool) (string, bool, error) {
 			return "", false, fmt.Errorf("%w: invalid UTF-8", ErrMalformed)
 		}
 		buf = utf8.AppendRune(buf, r)
+		left--
 	}
 	c, err := rd.r.ReadByte()
 	if err != nil {
@@ -183,6 +195,20 @@ func (rd *Reader) element(first bool) (string, bool, error) {
 		return string(buf), true, nil
 	}
 	return "", false, fmt.Errorf("%w: element not followed by ',' or ';'", ErrMalformed)
+}
+
+// asciiPrefix returns how many bytes at the start of p are ASCII, eight
+// at a time while it can.
+func asciiPrefix(p []byte) int {
+	i := 0
+	for ; i+8 <= len(p); i += 8 {
+		if binary.LittleEndian.Uint64(p[i:])&0x8080808080808080 != 0 {
+			break
+		}
+	}
+	for ; i < len(p) && p[i] < utf8.RuneSelf; i++ {
+	}
+	return i
 }
 
 // Parse reads exactly one instruction from b.

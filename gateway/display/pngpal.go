@@ -2,10 +2,11 @@ package display
 
 import (
 	"bytes"
-	"compress/zlib"
 	"encoding/binary"
 	"hash/crc32"
 	"image/color"
+
+	"github.com/klauspost/compress/zlib"
 )
 
 // palettedPNG writes paletted images as PNG faster than image/png, which

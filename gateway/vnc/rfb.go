@@ -80,9 +80,14 @@ type Config struct {
 }
 
 // defaultEncodings are offered in order of preference: Tight, with
-// high-quality JPEG for photo-like regions and fast zlib, then ZRLE.
+// high-quality JPEG for photo-like regions, then ZRLE. Compression level 0
+// has the server send Tight's data through zlib without compressing it:
+// the gateway sits in the target's network segment, where bytes are
+// cheap and the server's CPU is not (it shares the desktop's machine);
+// with level 1 a scrolling xterm got about 12 % fewer frames. The browser
+// gets the gateway's own compression whatever the server sends.
 var defaultEncodings = []int32{encTight, encZRLE, encHextile, encRRE, encCopyRect, encRaw,
-	encQualityLevel0 + 8, encCompressionLevel0 + 1}
+	encQualityLevel0 + 8, encCompressionLevel0 + 0}
 
 // Client is a signed-in RFB connection.
 type Client struct {

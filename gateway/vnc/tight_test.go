@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/zlib"
+	"encoding/binary"
 	"image"
 	"image/color"
 	"image/jpeg"
@@ -176,5 +177,28 @@ func TestTightAt16Bits(t *testing.T) {
 	}
 	if got := c.fb.Pix; !bytes.Equal(got, []byte{255, 0, 0, 255, 0, 0, 255, 255}) {
 		t.Fatalf("pixels % x", got)
+	}
+}
+
+// TestMono checks the eight-at-a-time drawing of two-colour rows against
+// a pixel-at-a-time reading of the bits, at widths around whole bytes.
+func TestMono(t *testing.T) {
+	bits := []byte{0b1011_0010, 0b0111_1000, 0b1100_0101}
+	const c0, c1 = 0x11223344, 0xaabbccdd
+	for w := 1; w <= 8*len(bits); w++ {
+		dst := make([]byte, 4*w+4) // one pixel more, which must stay 0
+		mono(dst, bits, w, c0, c1)
+		for x := range w + 1 {
+			want := uint32(0)
+			if x < w {
+				want = c0
+				if bits[x/8]>>(7-x%8)&1 == 1 {
+					want = c1
+				}
+			}
+			if got := binary.LittleEndian.Uint32(dst[4*x:]); got != want {
+				t.Fatalf("width %d, pixel %d: %#x, want %#x", w, x, got, want)
+			}
+		}
 	}
 }

@@ -74,7 +74,8 @@ async function main() {
         const page = await prepare[name]();
         const rssBefore = rssMB(name === 'ours' ? demo.pid : wsk.pid);
         await connect[name](page);
-        const res = await measure(name, page, display, name === 'ours' ? demo.pid : wsk.pid);
+        const port = name === 'ours' ? Number(new URL(info.url).port) : wskPort;
+        const res = await measure(name, page, display, name === 'ours' ? demo.pid : wsk.pid, { port });
         // What the session added at its peak over the process before it.
         res.serverRSSDelta = res.serverRSS - rssBefore;
         results[name].push(res);
@@ -83,15 +84,20 @@ async function main() {
       }
     }
     const med = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor((s.length - 1) / 2)]; };
+    // The ratio column is the median of each round's ratio: the two
+    // viewers of a round run back to back, so a drift of the machine's
+    // speed over the run (both slow down or speed up together) cancels.
     const row = (label, key, digits, unit = '') => {
       const a = med(results.ours.map((x) => x[key])); const b = med(results.noVNC.map((x) => x[key]));
-      return `| ${label} | ${a.toFixed(digits)}${unit} | ${b.toFixed(digits)}${unit} | ${(a / b).toFixed(2)} |`;
+      const paired = med(results.ours.map((x, i) => x[key] / results.noVNC[i][key]));
+      return `| ${label} | ${a.toFixed(digits)}${unit} | ${b.toFixed(digits)}${unit} | ${paired.toFixed(2)} |`;
     };
     console.log(`Desktop, 1920x1080, ${seconds} s of scrolling and ${keystrokes} keystrokes per run, ${rounds} runs each (medians):\n`);
-    console.log('| | ours (Guacamole protocol via portal + gateway) | noVNC + websockify | ratio |');
+    console.log('| | ours (Guacamole protocol via portal + gateway) | noVNC + websockify | ratio (median of rounds) |');
     console.log('|---|---|---|---|');
     console.log(row('frames per second at the canvas', 'fps', 1));
-    console.log(row('MB/s over the WebSocket', 'mbps', 2));
+    console.log(row('MB/s of WebSocket messages', 'mbps', 2));
+    console.log(row('MB/s on the wire (TCP, after compression)', 'wireMbps', 2));
     console.log(row('input-to-pixel latency, p50', 'latencyP50', 1, ' ms'));
     console.log(row('input-to-pixel latency, p90', 'latencyP90', 1, ' ms'));
     console.log(row('server-side CPU (cores)', 'serverCPU', 2));

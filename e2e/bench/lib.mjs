@@ -43,6 +43,29 @@ export function cpuSeconds(pids, { own = false } = {}) {
   return total;
 }
 
+// tcpSent returns, per connection accepted on port, the bytes the kernel
+// has sent on it (TCP_INFO's bytes_sent, through ss): what crossed the
+// wire, after any WebSocket compression, with TLS and framing included.
+export function tcpSent(port) {
+  const out = execFileSync('ss', ['-tinH', 'state', 'established', `( sport = :${port} )`], { encoding: 'utf8' });
+  const sent = new Map();
+  let peer = null;
+  for (const line of out.split('\n')) {
+    const head = line.trim().split(/\s+/);
+    if (!/^\s/.test(line) && head.length >= 4) { peer = head[3]; continue; }
+    const m = /bytes_sent:(\d+)/.exec(line);
+    if (m && peer) sent.set(peer, Number(m[1]));
+  }
+  return sent;
+}
+
+// sentSince sums what the connections sent since the before sample.
+export function sentSince(before, after) {
+  let n = 0;
+  for (const [peer, b] of after) n += b - (before.get(peer) ?? 0);
+  return n;
+}
+
 export function rssMB(pid) {
   const m = readFileSync(`/proc/${pid}/status`, 'utf8').match(/VmRSS:\s+(\d+) kB/);
   return m ? Number(m[1]) / 1024 : 0;
@@ -132,6 +155,7 @@ export async function measure(name, page, display, serverPid, opts = {}) {
   if (process.env.BENCH_SHOTS) await page.screenshot({ path: `/tmp/bench-${name}-1.png` });
   let bytes = 0;
   page.bytesHook = (n) => { bytes += n; };
+  const wire0 = opts.port ? tcpSent(opts.port) : null;
   const browser = browserPids();
   // The server process's peak memory while the screen is busiest.
   let peakRSS = rssMB(serverPid);
@@ -140,12 +164,14 @@ export async function measure(name, page, display, serverPid, opts = {}) {
   const cpu0 = cpuSeconds(serverPid, { own: true }); const bcpu0 = cpuSeconds(browser); const t0 = Date.now();
   const fps = await page.evaluate((ms) => window.countFrames(ms), seconds * 1000);
   const dt = (Date.now() - t0) / 1000;
+  const wire = wire0 ? sentSince(wire0, tcpSent(opts.port)) : NaN;
   clearInterval(sampler);
   const extra = opts.counter?.stop(dt) ?? {};
   if (process.env.BENCH_SHOTS) await page.screenshot({ path: `/tmp/bench-${name}-2.png` });
   const result = {
     fps,
     mbps: bytes / dt / 1e6,
+    wireMbps: wire / dt / 1e6,
     serverCPU: (cpuSeconds(serverPid, { own: true }) - cpu0) / dt,
     browserCPU: (cpuSeconds(browser) - bcpu0) / dt,
     serverRSS: peakRSS,

@@ -98,6 +98,7 @@ async function main() {
     console.log(row('frames per second at the canvas', 'fps', 1));
     console.log(row('MB/s of WebSocket messages', 'mbps', 2));
     console.log(row('MB/s on the wire (TCP, after compression)', 'wireMbps', 2));
+    console.log(row('kB on the wire per frame drawn', 'wireKBPerFrame', 1));
     console.log(row('input-to-pixel latency, p50', 'latencyP50', 1, ' ms'));
     console.log(row('input-to-pixel latency, p90', 'latencyP90', 1, ' ms'));
     console.log(row('server-side CPU (cores)', 'serverCPU', 2));

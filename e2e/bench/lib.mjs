@@ -172,6 +172,10 @@ export async function measure(name, page, display, serverPid, opts = {}) {
     fps,
     mbps: bytes / dt / 1e6,
     wireMbps: wire / dt / 1e6,
+    // Bytes per frame drawn: the encodings' cost, whatever the frame rate
+    // (a viewer that draws fewer frames of a scrolling screen also sends
+    // fewer bytes a second).
+    wireKBPerFrame: wire / (fps * dt) / 1e3,
     serverCPU: (cpuSeconds(serverPid, { own: true }) - cpu0) / dt,
     browserCPU: (cpuSeconds(browser) - bcpu0) / dt,
     serverRSS: peakRSS,

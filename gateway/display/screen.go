@@ -55,11 +55,23 @@ type Screen struct {
 	cur, scratch *image.RGBA
 	seed         maphash.Seed
 	// Reused by scroll.
-	curHash, shownHash []uint64
-	rowAt              map[uint64]int
-	votes              map[int]int
+	curHash, after []uint64
+	rowAt          map[uint64]int
+	votes          map[int]int
+	// shownRows caches the hash of each row of shown over the columns
+	// scroll last searched it in: the search needs every shown row's hash
+	// of a region, and each was hashed the frame before, as a row of cur.
+	shownRows []rowHash
 	// cursor is the pointer's last shape, for key frames.
 	cursor *Cursor
+}
+
+// rowHash is the hash of one row of shown between columns x0 and x1; h 0
+// means a row of one colour, which is never a candidate.
+type rowHash struct {
+	x0, x1 int
+	h      uint64
+	ok     bool
 }
 
 // NewScreen sends through enc.
@@ -73,6 +85,7 @@ func (s *Screen) Resize(w, h int) error {
 	r := image.Rect(0, 0, w, h)
 	// Fully transparent pixels never match an opaque remote screen.
 	s.shown = image.NewRGBA(r)
+	s.shownRows = make([]rowHash, h)
 	s.scratch = nil // made on first use: a DirectFramebuffer needs none
 	return s.enc.Size(w, h)
 }
@@ -86,6 +99,7 @@ func (s *Screen) Copy(src image.Point, dst image.Rectangle) error {
 		return nil // a server's nonsense; the next Update repairs the screen
 	}
 	moveRows(s.shown, sr, dst.Min)
+	clear(s.shownRows[dst.Min.Y:dst.Max.Y])
 	return s.enc.Copy(src, dst)
 }
 
@@ -112,11 +126,20 @@ func (s *Screen) Update(fb Framebuffer, rects []image.Rectangle) error {
 		if !direct {
 			fb.ReadRegion(s.cur, r)
 		}
-		if err := s.scroll(r); err != nil {
+		searched, err := s.scroll(r)
+		if err != nil {
 			return err
 		}
 		if err := s.sendChanged(r); err != nil {
 			return err
+		}
+		// Rows of r now show cur's, whose hashes the search took.
+		for i := range r.Dy() {
+			if searched {
+				s.shownRows[r.Min.Y+i] = rowHash{x0: r.Min.X, x1: r.Max.X, h: s.after[i], ok: true}
+			} else {
+				s.shownRows[r.Min.Y+i] = rowHash{}
+			}
 		}
 	}
 	return nil
@@ -136,34 +159,39 @@ func uniform(p []byte) bool {
 }
 
 // scroll looks for content in r that moved vertically since it was shown
-// and, when it finds it, moves it in the browser with one copy.
-func (s *Screen) scroll(r image.Rectangle) error {
+// and, when it finds it, moves it in the browser with one copy. searched
+// says it hashed every row of r: then after holds the hash each row of
+// cur has, which is shown's once r is sent.
+func (s *Screen) scroll(r image.Rectangle) (searched bool, err error) {
 	if r.Dy() < minScrollHeight || r.Dx() < minScrollWidth {
-		return nil
+		return false, nil
 	}
 	h := r.Dy()
 	s.curHash = s.curHash[:0]
-	s.shownHash = s.shownHash[:0]
+	s.after = s.after[:0]
 	clear(s.rowAt)
 	changed := 0
 	for y := r.Min.Y; y < r.Max.Y; y++ {
 		c, o := row(s.cur, y, r.Min.X, r.Max.X), row(s.shown, y, r.Min.X, r.Max.X)
-		var ch, oh uint64 // 0: not a candidate
+		oh := s.shownHash(y, r, o)
+		if oh != 0 {
+			s.rowAt[oh] = y
+		}
+		ch := oh
+		candidate := uint64(0) // 0: not a candidate
 		if !bytes.Equal(c, o) {
 			changed++
+			ch = 0
 			if !uniform(c) {
 				ch = maphash.Bytes(s.seed, c) | 1
 			}
+			candidate = ch
 		}
-		if !uniform(o) {
-			oh = maphash.Bytes(s.seed, o) | 1
-			s.rowAt[oh] = y
-		}
-		s.curHash = append(s.curHash, ch)
-		s.shownHash = append(s.shownHash, oh)
+		s.curHash = append(s.curHash, candidate)
+		s.after = append(s.after, ch)
 	}
 	if changed < minScrollVotes {
-		return nil
+		return true, nil
 	}
 	clear(s.votes)
 	best, bestVotes := 0, 0
@@ -185,7 +213,7 @@ func (s *Screen) scroll(r image.Rectangle) error {
 		}
 	}
 	if bestVotes < minScrollVotes || bestVotes*4 < changed {
-		return nil
+		return true, nil
 	}
 	// Move the band that stays inside r: rows [a, b) come from [a+dy, b+dy).
 	dy := best
@@ -194,10 +222,24 @@ func (s *Screen) scroll(r image.Rectangle) error {
 		a, b = r.Min.Y-dy, r.Max.Y
 	}
 	if b-a <= 0 || abs(dy) >= h {
-		return nil
+		return true, nil
 	}
 	dst := image.Rect(r.Min.X, a, r.Max.X, b)
-	return s.Copy(image.Pt(r.Min.X, a+dy), dst)
+	return true, s.Copy(image.Pt(r.Min.X, a+dy), dst)
+}
+
+// shownHash returns the hash of row y of shown over r's columns, o, from
+// the cache when it holds that row over the same columns.
+func (s *Screen) shownHash(y int, r image.Rectangle, o []byte) uint64 {
+	if c := s.shownRows[y]; c.ok && c.x0 == r.Min.X && c.x1 == r.Max.X {
+		return c.h
+	}
+	var h uint64
+	if !uniform(o) {
+		h = maphash.Bytes(s.seed, o) | 1
+	}
+	s.shownRows[y] = rowHash{x0: r.Min.X, x1: r.Max.X, h: h, ok: true}
+	return h
 }
 
 func abs(n int) int {

@@ -96,3 +96,44 @@ func TestScreenScrollsWithCopy(t *testing.T) {
 		t.Errorf("an unchanged screen sent %d bytes", out.Len())
 	}
 }
+
+// TestScreenScrollsAfterServerCopy scrolls the screen with a copy from
+// the server (a VNC CopyRect), then by itself: the search must see the
+// rows where the server's copy put them, not where they were.
+func TestScreenScrollsAfterServerCopy(t *testing.T) {
+	fb := fakeFB{image.NewRGBA(image.Rect(0, 0, 640, 480))}
+	var out bytes.Buffer
+	enc := NewEncoder(&out)
+	s := NewScreen(enc)
+	b := guacrender.New(guacrender.DefaultLimits)
+	if err := s.Resize(640, 480); err != nil {
+		t.Fatal(err)
+	}
+	whole := []image.Rectangle{fb.img.Bounds()}
+	textLines(fb.img, 0, 30)
+	s.Update(fb, whole)
+
+	// The server moves the screen up two lines and sends the two new ones.
+	textLines(fb.img, 2, 30)
+	if err := s.Copy(image.Pt(0, 32), image.Rect(0, 0, 640, 448)); err != nil {
+		t.Fatal(err)
+	}
+	s.Update(fb, []image.Rectangle{image.Rect(0, 448, 640, 480)})
+	enc.Flush()
+	apply(t, b, &out)
+
+	textLines(fb.img, 5, 30) // three lines more
+	b.ResetCounts()
+	if err := s.Update(fb, whole); err != nil {
+		t.Fatal(err)
+	}
+	enc.Flush()
+	n := out.Len()
+	apply(t, b, &out)
+	if !bytes.Equal(b.Screen().Pix, fb.img.Pix) {
+		t.Fatal("the browser's screen differs from the remote one")
+	}
+	if b.Count("copy") != 1 || b.Count("img") != 1 || n > 20000 {
+		t.Errorf("%v in %d bytes, want one copy and one image of three new lines", b.Counts(), n)
+	}
+}

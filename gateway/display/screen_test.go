@@ -2,6 +2,7 @@ package display
 
 import (
 	"bytes"
+	"fmt"
 	"image"
 	"image/color"
 	"image/draw"
@@ -56,38 +57,31 @@ func textLines(img *image.RGBA, first, n int) {
 	}
 }
 
-func TestScreenScrollsWithCopy(t *testing.T) {
+// screenWithText returns a 640×480 framebuffer of 30 lines of text, and a
+// Screen that has sent it to out (not yet flushed) for the browser model b.
+func screenWithText(t *testing.T) (fakeFB, *bytes.Buffer, *Encoder, *Screen, *guacrender.Display) {
+	t.Helper()
 	fb := fakeFB{image.NewRGBA(image.Rect(0, 0, 640, 480))}
-	var out bytes.Buffer
-	enc := NewEncoder(&out)
+	out := &bytes.Buffer{}
+	enc := NewEncoder(out)
 	s := NewScreen(enc)
-	b := guacrender.New(guacrender.DefaultLimits)
 	if err := s.Resize(640, 480); err != nil {
 		t.Fatal(err)
 	}
-	whole := []image.Rectangle{fb.img.Bounds()}
 	textLines(fb.img, 0, 30)
-	s.Update(fb, whole)
+	if err := s.Update(fb, []image.Rectangle{fb.img.Bounds()}); err != nil {
+		t.Fatal(err)
+	}
+	return fb, out, enc, s, guacrender.New(guacrender.DefaultLimits)
+}
+
+func TestScreenScrollsWithCopy(t *testing.T) {
+	fb, out, enc, s, b := screenWithText(t)
+	whole := []image.Rectangle{fb.img.Bounds()}
 	enc.Flush()
-	apply(t, b, &out)
+	apply(t, b, out)
 	for step := 1; step <= 5; step++ {
-		textLines(fb.img, step*3, 30) // scrolled by three lines
-		b.ResetCounts()
-		if err := s.Update(fb, whole); err != nil {
-			t.Fatal(err)
-		}
-		enc.Flush()
-		n := out.Len()
-		apply(t, b, &out)
-		if !bytes.Equal(b.Screen().Pix, fb.img.Pix) {
-			t.Fatalf("step %d: the browser's screen differs from the remote one", step)
-		}
-		if b.Count("copy") != 1 || b.Count("img") != 1 {
-			t.Errorf("step %d: %v, want one copy and one image of the new lines", step, b.Counts())
-		}
-		if n > 20000 {
-			t.Errorf("step %d: %d bytes for three new lines", step, n)
-		}
+		scrollTo(t, fmt.Sprintf("step %d", step), fb, out, enc, s, b, step*3) // three lines more
 	}
 	// Nothing changed: nothing sent.
 	s.Update(fb, whole)
@@ -101,17 +95,7 @@ func TestScreenScrollsWithCopy(t *testing.T) {
 // the server (a VNC CopyRect), then by itself: the search must see the
 // rows where the server's copy put them, not where they were.
 func TestScreenScrollsAfterServerCopy(t *testing.T) {
-	fb := fakeFB{image.NewRGBA(image.Rect(0, 0, 640, 480))}
-	var out bytes.Buffer
-	enc := NewEncoder(&out)
-	s := NewScreen(enc)
-	b := guacrender.New(guacrender.DefaultLimits)
-	if err := s.Resize(640, 480); err != nil {
-		t.Fatal(err)
-	}
-	whole := []image.Rectangle{fb.img.Bounds()}
-	textLines(fb.img, 0, 30)
-	s.Update(fb, whole)
+	fb, out, enc, s, b := screenWithText(t)
 
 	// The server moves the screen up two lines and sends the two new ones.
 	textLines(fb.img, 2, 30)
@@ -120,20 +104,28 @@ func TestScreenScrollsAfterServerCopy(t *testing.T) {
 	}
 	s.Update(fb, []image.Rectangle{image.Rect(0, 448, 640, 480)})
 	enc.Flush()
-	apply(t, b, &out)
+	apply(t, b, out)
 
-	textLines(fb.img, 5, 30) // three lines more
+	scrollTo(t, "after the server's copy", fb, out, enc, s, b, 5) // three lines more
+}
+
+// scrollTo draws text from line first on fb, which is three lines further
+// than shown, and checks that s sends it as one copy and one image of the
+// new lines, which b draws as fb is.
+func scrollTo(t *testing.T, name string, fb fakeFB, out *bytes.Buffer, enc *Encoder, s *Screen, b *guacrender.Display, first int) {
+	t.Helper()
+	textLines(fb.img, first, 30)
 	b.ResetCounts()
-	if err := s.Update(fb, whole); err != nil {
+	if err := s.Update(fb, []image.Rectangle{fb.img.Bounds()}); err != nil {
 		t.Fatal(err)
 	}
 	enc.Flush()
 	n := out.Len()
-	apply(t, b, &out)
+	apply(t, b, out)
 	if !bytes.Equal(b.Screen().Pix, fb.img.Pix) {
-		t.Fatal("the browser's screen differs from the remote one")
+		t.Fatalf("%s: the browser's screen differs from the remote one", name)
 	}
 	if b.Count("copy") != 1 || b.Count("img") != 1 || n > 20000 {
-		t.Errorf("%v in %d bytes, want one copy and one image of three new lines", b.Counts(), n)
+		t.Errorf("%s: %v in %d bytes, want one copy and one image of three new lines", name, b.Counts(), n)
 	}
 }

@@ -49,9 +49,10 @@ func (s *Server) desktopSocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Compression, where the browser offers it (all do), takes back most
-	// of what base64 adds to the images: Huffman coding alone, which finds
-	// no repeated strings, so it costs little and leaks nothing of one
-	// part of a message through the size of another.
+	// of what base64 adds to the images. Huffman coding alone: it costs
+	// little, and without matching repeated strings it gives nothing to
+	// the attacks on compression under TLS (CRIME, BREACH), which learn a
+	// secret from how well it matches data of their own.
 	up := websocket.Upgrader{ReadBufferSize: 8 << 10, WriteBufferSize: 64 << 10, CheckOrigin: sameOrigin,
 		HandshakeTimeout: 10 * time.Second, Subprotocols: []string{"guacamole"}, EnableCompression: true}
 	ws, err := up.Upgrade(w, r, nil)
@@ -65,7 +66,7 @@ func (s *Server) desktopSocket(w http.ResponseWriter, r *http.Request) {
 	s.wg.Add(1)
 	defer s.wg.Done()
 	defer ws.Close()
-	ws.SetReadLimit(int64(guac.BrowserLimits.MaxElement) + 4096)
+	ws.SetReadLimit(maxBrowserMessage())
 
 	id := rand.Text()
 	log := s.Logger.With("session", id, "user", u.Name, "resource", res.Name)
@@ -154,7 +155,7 @@ func (s *Server) relayDesktop(ctx context.Context, ws *websocket.Conn, conn net.
 		var out []byte
 		ws.SetReadDeadline(time.Now().Add(wsReadTimeout))
 		for {
-			mt, msg, err := ws.ReadMessage()
+			mt, msg, err := readMessage(ws, maxBrowserMessage())
 			if err != nil {
 				return
 			}
@@ -229,6 +230,30 @@ func (s *Server) relayDesktop(ctx context.Context, ws *websocket.Conn, conn net.
 			batch = batch[:0]
 		}
 	}
+}
+
+// maxBrowserMessage bounds one WebSocket message from the browser.
+func maxBrowserMessage() int64 { return int64(guac.BrowserLimits.MaxElement) + 4096 }
+
+// errMessageTooLarge: a browser's message went past its limit.
+var errMessageTooLarge = errors.New("message from the browser too large")
+
+// readMessage reads one message of at most limit bytes. The connection's
+// read limit counts bytes as they arrive, which compression lets a
+// browser multiply by a thousand; this counts them decompressed.
+func readMessage(ws *websocket.Conn, limit int64) (int, []byte, error) {
+	mt, r, err := ws.NextReader()
+	if err != nil {
+		return 0, nil, err
+	}
+	msg, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return 0, nil, err
+	}
+	if int64(len(msg)) > limit {
+		return 0, nil, errMessageTooLarge
+	}
+	return mt, msg, nil
 }
 
 func wsClose(ws *websocket.Conn, status int) {

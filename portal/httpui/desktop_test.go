@@ -3,9 +3,11 @@ package httpui
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -88,5 +90,51 @@ func TestDesktopSocketCompresses(t *testing.T) {
 	}
 	if got[0].Opcode != "" || got[1].Opcode != "error" || !strings.Contains(got[1].Args[0], "gateway") {
 		t.Fatalf("got %v", got)
+	}
+}
+
+// TestReadMessageBoundsDecompressed sends a compressed message of a few
+// kilobytes that decompresses past the limit: readMessage refuses it
+// without holding all of it, and reads a message within the limit.
+func TestReadMessageBoundsDecompressed(t *testing.T) {
+	got := make(chan error, 2)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		up := websocket.Upgrader{EnableCompression: true}
+		ws, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			got <- err
+			return
+		}
+		defer ws.Close()
+		ws.SetReadLimit(maxBrowserMessage())
+		for range 2 {
+			_, msg, err := readMessage(ws, maxBrowserMessage())
+			if err == nil && len(msg) != 5 {
+				err = fmt.Errorf("read %d bytes, want 5", len(msg))
+			}
+			got <- err
+		}
+	}))
+	defer srv.Close()
+	d := websocket.Dialer{EnableCompression: true}
+	ws, _, err := d.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	ws.EnableWriteCompression(true)
+	if err := ws.WriteMessage(websocket.TextMessage, []byte("4.nop")); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil {
+		t.Fatalf("a message within the limit: %v", err)
+	}
+	// 26 MB of one letter, 25 kB compressed: under the read limit as it
+	// arrives. The server stops reading early and closes, so the write
+	// itself may fail.
+	bomb := bytes.Repeat([]byte("A"), int(100*maxBrowserMessage()))
+	ws.WriteMessage(websocket.TextMessage, bomb)
+	if err := <-got; !errors.Is(err, errMessageTooLarge) {
+		t.Fatalf("a message decompressing to %d bytes: %v", len(bomb), err)
 	}
 }

@@ -8,16 +8,15 @@ package display
 import (
 	"bufio"
 	"bytes"
-	"encoding/base64"
-	"encoding/binary"
 	"image"
-	"image/color"
 	"image/jpeg"
 	"image/png"
 	"io"
 	"strconv"
 
 	"github.com/keyway-dev/keyway/gateway/guac"
+	"github.com/keyway-dev/keyway/recordings/indexed"
+	"github.com/klauspost/compress/zlib"
 )
 
 // Guacamole composite modes (guacamole-server's guac_composite_mode).
@@ -26,10 +25,6 @@ const (
 	compOver = "14" // draw over
 )
 
-// blobChunk is how many bytes of image data one "blob" carries (before
-// base64), small enough for browsers to decode incrementally.
-const blobChunk = 6 << 10
-
 // Encoder writes display instructions to a stream. It is used from one
 // goroutine; Flush sends what was written.
 type Encoder struct {
@@ -37,18 +32,9 @@ type Encoder struct {
 	buf    []byte
 	stream int
 	png    png.Encoder
-	// Reused by paletted.
-	indexes []uint8
-	palette []color.RGBA
-	colours []uint32
-	// colourTable maps a colour to its palette index in paletted.
-	colourTable struct {
-		keys [colourTableSize]uint32
-		vals [colourTableSize]uint8
-		used [colourTableSize]bool
-	}
-	pal palettedPNG
-	// indexed sends few-colour images as IndexedMimetype, which the
+	ix     *indexed.Encoder
+	pal    palettedPNG
+	// indexed sends few-colour images as indexed.Mimetype, which the
 	// browser announced it decodes.
 	indexed bool
 	img     bytes.Buffer
@@ -56,7 +42,9 @@ type Encoder struct {
 
 // NewEncoder writes to w.
 func NewEncoder(w io.Writer) *Encoder {
-	return &Encoder{w: bufio.NewWriterSize(w, 64<<10), png: png.Encoder{CompressionLevel: png.BestSpeed, BufferPool: &pngBuffers{}}}
+	z, _ := zlib.NewWriterLevel(nil, zlib.BestSpeed) // a valid level: no error
+	return &Encoder{w: bufio.NewWriterSize(w, 64<<10), png: png.Encoder{CompressionLevel: png.BestSpeed, BufferPool: &pngBuffers{}},
+		ix: indexed.NewEncoder(z)}
 }
 
 func (e *Encoder) write(in guac.Instruction) error {
@@ -67,7 +55,7 @@ func (e *Encoder) write(in guac.Instruction) error {
 
 func itoa(n int) string { return strconv.Itoa(n) }
 
-// SetIndexed makes few-colour images go as IndexedMimetype instead of
+// SetIndexed makes few-colour images go as indexed.Mimetype instead of
 // PNG; call it when the browser announced it decodes them.
 func (e *Encoder) SetIndexed(on bool) { e.indexed = on }
 
@@ -103,73 +91,24 @@ func (e *Encoder) Image(img *image.RGBA, at image.Point) error {
 // sendPaletted sends img at at as palette indexes (or a paletted PNG)
 // when it has at most 256 colours, and reports whether it did.
 func (e *Encoder) sendPaletted(img *image.RGBA, at image.Point) (bool, error) {
-	idx, pal, ok := e.paletted(img)
+	idx, pal, ok := e.ix.Palette(img)
 	if !ok {
 		return false, nil
 	}
 	e.img.Reset()
+	w, h := img.Bounds().Dx(), img.Bounds().Dy()
 	mimetype := "image/png"
 	var err error
 	if e.indexed {
-		mimetype = IndexedMimetype
-		err = e.pal.encodeIndexed(&e.img, idx, img.Bounds().Dx(), img.Bounds().Dy(), pal)
+		mimetype = indexed.Mimetype
+		err = e.ix.Encode(&e.img, idx, w, h, pal)
 	} else {
-		err = e.pal.encode(&e.img, idx, img.Bounds().Dx(), img.Bounds().Dy(), pal)
+		err = e.pal.encode(&e.img, e.ix.Pack(idx, w, h, indexed.Depth(len(pal)), true), w, h, pal)
 	}
 	if err != nil {
 		return true, err
 	}
 	return true, e.sendImage("0", compOver, mimetype, at)
-}
-
-// colourTableSize is the size of paletted's hash table: twice the most
-// colours a palette holds, so probes stay short.
-const (
-	colourTableBits = 9
-	colourTableSize = 1 << colourTableBits
-)
-
-// paletted returns img's pixels as indexes into a palette of its colours,
-// or false when it has more than 256. The results reuse the encoder's
-// buffers until the next call.
-func (e *Encoder) paletted(img *image.RGBA) ([]uint8, []color.RGBA, bool) {
-	b := img.Bounds()
-	n := b.Dx() * b.Dy()
-	if cap(e.indexes) < n {
-		e.indexes = make([]uint8, n)
-	}
-	pal := e.palette[:0]
-	colours := e.colours[:0]
-	idx := e.indexes[:n]
-	// Colours are found through a small hash table, whose lookup is the
-	// same few instructions and a branch that is almost always taken,
-	// whatever the pattern of colours: text alternates between two all
-	// along a row, which defeats a cache of the last colour.
-	t := &e.colourTable
-	clear(t.used[:])
-	i := 0
-	for y := b.Min.Y; y < b.Max.Y; y++ {
-		row := img.Pix[img.PixOffset(b.Min.X, y):img.PixOffset(b.Max.X, y)]
-		for o := 0; o+4 <= len(row); o += 4 {
-			c := binary.BigEndian.Uint32(row[o : o+4])
-			h := (c * 0x9E3779B1) >> (32 - colourTableBits)
-			for t.used[h] && t.keys[h] != c {
-				h = (h + 1) & (colourTableSize - 1)
-			}
-			if !t.used[h] {
-				if len(colours) == 256 {
-					return nil, nil, false
-				}
-				t.used[h], t.keys[h], t.vals[h] = true, c, uint8(len(colours))
-				colours = append(colours, c)
-				pal = append(pal, color.RGBA{row[o], row[o+1], row[o+2], row[o+3]})
-			}
-			idx[i] = t.vals[h]
-			i++
-		}
-	}
-	e.palette, e.colours = pal, colours
-	return idx, pal, true
 }
 
 // pngBuffers keeps one PNG encoder's buffers (its compressor among them)
@@ -275,16 +214,8 @@ func (e *Encoder) nextStream() string {
 // blobs sends data on stream st in base64 chunks, then ends the stream.
 func (e *Encoder) blobs(st string, data []byte) error {
 	for len(data) > 0 {
-		n := min(len(data), blobChunk)
-		// Encoded in place, not through guac.New: base64 is ASCII, so its
-		// length in characters is its length in bytes, and a megapixel a
-		// frame need not pass through a string and two more scans.
-		b := append(e.buf[:0], "4.blob,"...)
-		b = strconv.AppendInt(b, int64(len(st)), 10)
-		b = append(append(append(b, '.'), st...), ',')
-		b = strconv.AppendInt(b, int64(base64.StdEncoding.EncodedLen(n)), 10)
-		b = base64.StdEncoding.AppendEncode(append(b, '.'), data[:n])
-		e.buf = append(b, ';')
+		n := min(len(data), guac.BlobChunk)
+		e.buf = guac.AppendBlob(e.buf[:0], st, data[:n])
 		if _, err := e.w.Write(e.buf); err != nil {
 			return err
 		}

@@ -12,6 +12,7 @@ package guac
 
 import (
 	"bufio"
+	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -76,6 +77,23 @@ func appendElement(dst []byte, v string) []byte {
 	dst = strconv.AppendInt(dst, int64(utf8.RuneCountInString(v)), 10)
 	dst = append(dst, '.')
 	return append(dst, v...)
+}
+
+// BlobChunk is how many bytes of data one "blob" carries before base64:
+// small enough for a browser to decode an image as it arrives.
+const BlobChunk = 6 << 10
+
+// AppendBlob appends the instruction "blob" of stream st carrying data
+// (at most BlobChunk bytes, by convention). The data is base64-encoded in
+// place: base64 is ASCII, so its length in characters is its length in
+// bytes, and a megapixel a frame of it need not pass through a string and
+// two more scans.
+func AppendBlob(dst []byte, st string, data []byte) []byte {
+	dst = appendElement(dst, "blob")
+	dst = appendElement(append(dst, ','), st)
+	dst = strconv.AppendInt(append(dst, ','), int64(base64.StdEncoding.EncodedLen(len(data))), 10)
+	dst = base64.StdEncoding.AppendEncode(append(dst, '.'), data)
+	return append(dst, ';')
 }
 
 // hasAstral reports a character outside the Basic Multilingual Plane: its

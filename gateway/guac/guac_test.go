@@ -1,6 +1,8 @@
 package guac
 
 import (
+	"bytes"
+	"encoding/base64"
 	"errors"
 	"io"
 	"reflect"
@@ -42,6 +44,17 @@ func TestReadStream(t *testing.T) {
 	}
 	if _, err := rd.Read(); err != io.EOF {
 		t.Fatalf("after the last instruction: %v", err)
+	}
+}
+
+// TestAppendBlob checks that a blob written in place reads back as the
+// instruction with the base64 of its data.
+func TestAppendBlob(t *testing.T) {
+	for _, data := range [][]byte{{}, {0}, []byte("\xff\x00text"), bytes.Repeat([]byte{1, 2, 3}, BlobChunk/3)} {
+		got, err := Parse(AppendBlob([]byte("x"), "12", data)[1:], Limits{MaxElement: 1 << 14, MaxElements: 4})
+		if want := New("blob", "12", base64.StdEncoding.EncodeToString(data)); err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("%d bytes: read %.60v, %v; want %.60v", len(data), got, err, want)
+		}
 	}
 }
 

@@ -142,7 +142,7 @@ type Desktop struct {
 	NoClipboardIn  bool `json:"no_clipboard_in,omitempty"`
 	NoClipboardOut bool `json:"no_clipboard_out,omitempty"`
 	// IndexedImages: the browser decodes few-colour images sent as
-	// display.IndexedMimetype, faster than as PNG.
+	// indexed.Mimetype (recordings/indexed), faster than as PNG.
 	IndexedImages bool `json:"indexed_images,omitempty"`
 	// ColorDepth is the colour depth in bits: for VNC 24 (the default
 	// when 0), 16 or 8; for RDP 32 (the default), 24 or 16.

@@ -47,6 +47,7 @@ import (
 	"strconv"
 
 	"github.com/keyway-dev/keyway/gateway/guac"
+	"github.com/keyway-dev/keyway/recordings/indexed"
 )
 
 // Errors of Apply; they wrap the detail.
@@ -96,10 +97,6 @@ const (
 // canvasStep is guacamole-common-js's CANVAS_SIZE_FACTOR: a layer's canvas
 // is its size rounded up to this.
 const canvasStep = 64
-
-// IndexedMimetype is the type of images sent as palette indexes
-// (gateway/display.IndexedMimetype; docs/contracts.md has the format).
-const IndexedMimetype = "image/x-keyway-indexed"
 
 // layer is one canvas.
 type layer struct {
@@ -462,12 +459,12 @@ func (d *Display) end(args []string) error {
 	if err != nil || l == nil {
 		return err
 	}
-	if s.mimetype == IndexedMimetype && !l.autosize {
+	if s.mimetype == indexed.Mimetype && !l.autosize {
 		return d.putIndexed(l, s)
 	}
 	var img image.Image
 	switch s.mimetype {
-	case IndexedMimetype:
+	case indexed.Mimetype:
 		img, err = DecodeIndexed(s.data, d.limits)
 	case "image/png", "image/jpeg":
 		img, err = d.decode(s.data, s.mimetype)

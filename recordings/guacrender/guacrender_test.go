@@ -17,6 +17,7 @@ import (
 
 	"github.com/keyway-dev/keyway/gateway/guac"
 	"github.com/keyway-dev/keyway/recordings/guacrec"
+	"github.com/keyway-dev/keyway/recordings/indexed"
 )
 
 var (
@@ -143,11 +144,11 @@ func TestDrawing(t *testing.T) {
 			r.image(maskOver, 0, "image/png", 0, 0, pngOf(t, img))
 		}, map[image.Point]color.RGBA{{1, 1}: {0x99, 0xb3, 0xcc, 0xff}}, 1},
 		{"indexed images replace pixels, transparent past the palette", func(t *testing.T, r *rec) {
-			r.image(maskOver, 0, IndexedMimetype, 0, 0, indexedOf(4, 2, []color.RGBA{green}, func(x, y int) byte { return byte(y) }))
+			r.image(maskOver, 0, indexed.Mimetype, 0, 0, indexedOf(4, 2, []color.RGBA{green}, func(x, y int) byte { return byte(y) }))
 		}, map[image.Point]color.RGBA{{1, 0}: green, {1, 1}: none, {1, 2}: blue}, 0},
 		{"the first indexed image with replace clears the screen, later ones do not", func(t *testing.T, r *rec) {
 			one := indexedOf(2, 2, []color.RGBA{green}, func(x, y int) byte { return 0 })
-			r.image(maskCopy, 0, IndexedMimetype, 0, 0, one).image(maskCopy, 0, IndexedMimetype, 90, 90, one)
+			r.image(maskCopy, 0, indexed.Mimetype, 0, 0, one).image(maskCopy, 0, indexed.Mimetype, 90, 90, one)
 		}, map[image.Point]color.RGBA{{1, 1}: green, {50, 50}: none, {91, 91}: green}, 0},
 		{"a larger screen keeps its pixels, the new part transparent", func(t *testing.T, r *rec) {
 			r.add("size", 0, 200, 150)
@@ -235,7 +236,7 @@ func TestBadInput(t *testing.T) {
 		{"too much image data", (&rec{}).add("img", 1, 14, 0, "image/png", 0, 0).add("blob", 1, base64.StdEncoding.EncodeToString(big)).
 			add("blob", 1, base64.StdEncoding.EncodeToString(big)), ErrTooLarge},
 		{"an image over the limit", (&rec{}).add("size", 0, 10, 10).image(maskOver, 0, "image/png", 0, 0, pngOf(t, solid(65, 1, red))), ErrTooLarge},
-		{"an indexed image over the limit", (&rec{}).add("size", 0, 10, 10).image(maskOver, 0, IndexedMimetype, 0, 0,
+		{"an indexed image over the limit", (&rec{}).add("size", 0, 10, 10).image(maskOver, 0, indexed.Mimetype, 0, 0,
 			indexedOf(65, 1, []color.RGBA{red}, func(x, y int) byte { return 0 })), ErrTooLarge},
 		{"a buffer grown over the limit", (&rec{}).image(maskOver, -1, "image/png", 60, 0, pngOf(t, solid(5, 1, red))), ErrTooLarge},
 		{"a size that is not a number", (&rec{}).add("size", 0, "wide", 10), ErrMalformed},
@@ -245,8 +246,8 @@ func TestBadInput(t *testing.T) {
 		{"an image that is not one", (&rec{}).add("size", 0, 10, 10).image(maskOver, 0, "image/png", 0, 0, []byte("GIF89a")), ErrMalformed},
 		{"a broken PNG", (&rec{}).add("size", 0, 10, 10).image(maskOver, 0, "image/png", 0, 0, pngOf(t, solid(5, 5, red))[:40]), ErrMalformed},
 		{"an image type the player does not draw", (&rec{}).add("size", 0, 10, 10).image(maskOver, 0, "image/webp", 0, 0, []byte("RIFF")), ErrMalformed},
-		{"an indexed image with a bad header", (&rec{}).add("size", 0, 10, 10).image(maskOver, 0, IndexedMimetype, 0, 0, []byte{2, 0, 1, 0, 1, 8, 0}), ErrMalformed},
-		{"an indexed image with short rows", (&rec{}).add("size", 0, 10, 10).image(maskOver, 0, IndexedMimetype, 0, 0,
+		{"an indexed image with a bad header", (&rec{}).add("size", 0, 10, 10).image(maskOver, 0, indexed.Mimetype, 0, 0, []byte{2, 0, 1, 0, 1, 8, 0}), ErrMalformed},
+		{"an indexed image with short rows", (&rec{}).add("size", 0, 10, 10).image(maskOver, 0, indexed.Mimetype, 0, 0,
 			indexedOf(32, 32, []color.RGBA{red, blue}, func(x, y int) byte { return byte(x*7+y*y) % 2 })[:30]), ErrMalformed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -276,7 +277,7 @@ func FuzzApply(f *testing.F) {
 	var jb bytes.Buffer
 	jpeg.Encode(&jb, solid(8, 8, green), nil)
 	seed := (&rec{}).add("size", 0, 40, 30).image(maskOver, 0, "image/png", 0, 0, pngOf(f, solid(40, 30, blue))).add("sync", 1).
-		image(maskOver, 0, IndexedMimetype, 5, 5, one).image(maskCopy, 0, IndexedMimetype, 7, 7, one).
+		image(maskOver, 0, indexed.Mimetype, 5, 5, one).image(maskCopy, 0, indexed.Mimetype, 7, 7, one).
 		image(maskOver, 0, "image/jpeg", 20, 10, jb.Bytes()).add("copy", 0, 0, 5, 40, 10, maskCopy, 0, 0, 0).
 		add("size", -1, 4, 4).image(maskCopy, -1, "image/png", 0, 0, pngOf(f, solid(4, 4, red))).
 		add("cursor", 1, 1, -1, 0, 0, 4, 4).add("mouse", 10, 10).add("size", 0, 70, 20).add("sync", 2)

@@ -13,7 +13,7 @@ import (
 // (web/src/indexed.ts).
 const maxIndexedSide = 8192
 
-// DecodeIndexed decodes an image of type IndexedMimetype as the desktop
+// DecodeIndexed decodes an image of type indexed.Mimetype as the desktop
 // page does (web/src/indexed.ts): an index past the palette is a
 // transparent pixel, data after the rows is ignored. Its size is checked
 // against limits, and the page's own bound, before anything is

@@ -12,11 +12,9 @@ package guacseek
 import (
 	"bytes"
 	"compress/zlib"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"image"
-	"image/color"
 	"image/png"
 	"io"
 	"strconv"
@@ -24,6 +22,7 @@ import (
 	"github.com/keyway-dev/keyway/gateway/guac"
 	"github.com/keyway-dev/keyway/recordings/guacrec"
 	"github.com/keyway-dev/keyway/recordings/guacrender"
+	"github.com/keyway-dev/keyway/recordings/indexed"
 )
 
 // cursorLayer is the buffer the gateway draws the pointer's image in.
@@ -123,10 +122,6 @@ func (p *pointer) see(in guac.Instruction) {
 // gateway's key frames are: the browser decodes each as it arrives.
 const band = 64
 
-// blobChunk is how many bytes of image data one "blob" carries before
-// base64, as the gateway's encoder sends them.
-const blobChunk = 8 << 10
-
 // wholeScreen writes screen as a key frame does: "size", then the screen
 // in bands drawn over (the screen is opaque, so that replaces it): bands
 // of at most 256 colours (text, most of a desktop) as palette indexes,
@@ -136,15 +131,16 @@ func wholeScreen(w *bytes.Buffer, screen *image.RGBA) error {
 	b := screen.Bounds()
 	w.Write(guac.New("size", "0", strconv.Itoa(b.Dx()), strconv.Itoa(b.Dy())).AppendTo(nil))
 	enc := png.Encoder{CompressionLevel: png.BestSpeed}
-	zw, _ := zlib.NewWriterLevel(nil, zlib.BestSpeed)
+	zw, _ := zlib.NewWriterLevel(nil, zlib.BestSpeed) // a valid level: no error
+	ix := indexed.NewEncoder(zw)
 	var img bytes.Buffer
-	var b64 []byte
+	var out []byte
 	for i, y := 0, b.Min.Y; y < b.Max.Y; i, y = i+1, y+band {
 		r := image.Rect(b.Min.X, y, b.Max.X, min(y+band, b.Max.Y))
 		img.Reset()
-		mimetype := guacrender.IndexedMimetype
-		if p, ok := paletted(screen.SubImage(r).(*image.RGBA)); ok {
-			if err := writeIndexed(&img, zw, p); err != nil {
+		mimetype := indexed.Mimetype
+		if idx, pal, ok := ix.Palette(screen.SubImage(r).(*image.RGBA)); ok {
+			if err := ix.Encode(&img, idx, r.Dx(), r.Dy(), pal); err != nil {
 				return err
 			}
 		} else {
@@ -157,63 +153,12 @@ func wholeScreen(w *bytes.Buffer, screen *image.RGBA) error {
 		st := strconv.Itoa(1 + i%63)
 		w.Write(guac.New("img", st, "14", "0", mimetype, "0", strconv.Itoa(y-b.Min.Y)).AppendTo(nil))
 		for data := img.Bytes(); len(data) > 0; {
-			n := min(len(data), blobChunk)
-			b64 = base64.StdEncoding.AppendEncode(b64[:0], data[:n])
-			w.Write(guac.New("blob", st, string(b64)).AppendTo(nil))
+			n := min(len(data), guac.BlobChunk)
+			out = guac.AppendBlob(out[:0], st, data[:n])
+			w.Write(out)
 			data = data[n:]
 		}
 		w.Write(guac.New("end", st).AppendTo(nil))
 	}
 	return nil
-}
-
-// paletted returns img as a paletted image, or false when it has more than
-// 256 colours. Runs of one colour, most of a screen, skip the lookup.
-func paletted(img *image.RGBA) (*image.Paletted, bool) {
-	b := img.Bounds()
-	out := image.NewPaletted(b, make(color.Palette, 0, 256))
-	index := make(map[uint32]uint8, 256)
-	last, lastIndex := uint32(0), uint8(0)
-	haveLast := false
-	for y := b.Min.Y; y < b.Max.Y; y++ {
-		row := img.Pix[img.PixOffset(b.Min.X, y):img.PixOffset(b.Max.X, y)]
-		dst := out.Pix[out.PixOffset(b.Min.X, y):]
-		for x := 0; x < len(row); x += 4 {
-			c := uint32(row[x]) | uint32(row[x+1])<<8 | uint32(row[x+2])<<16 | uint32(row[x+3])<<24
-			if !haveLast || c != last {
-				i, ok := index[c]
-				if !ok {
-					if len(out.Palette) == 256 {
-						return nil, false
-					}
-					i = uint8(len(out.Palette))
-					index[c] = i
-					out.Palette = append(out.Palette, color.RGBA{row[x], row[x+1], row[x+2], row[x+3]})
-				}
-				last, lastIndex, haveLast = c, i, true
-			}
-			dst[x/4] = lastIndex
-		}
-	}
-	return out, true
-}
-
-// writeIndexed writes p in the player's indexed format (docs/contracts.md,
-// image/x-keyway-indexed): version 1, width and height, 8 bits per pixel,
-// colours minus one, the palette as straight RGBA, then the rows of
-// indexes compressed by zw.
-func writeIndexed(out *bytes.Buffer, zw *zlib.Writer, p *image.Paletted) error {
-	w, h := p.Rect.Dx(), p.Rect.Dy()
-	out.Write([]byte{1, byte(w >> 8), byte(w), byte(h >> 8), byte(h), 8, byte(len(p.Palette) - 1)})
-	for _, c := range p.Palette {
-		n := color.NRGBAModel.Convert(c).(color.NRGBA)
-		out.Write([]byte{n.R, n.G, n.B, n.A})
-	}
-	zw.Reset(out)
-	for y := range h {
-		if _, err := zw.Write(p.Pix[y*p.Stride : y*p.Stride+w]); err != nil {
-			return err
-		}
-	}
-	return zw.Close()
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/keyway-dev/keyway/gateway/guac"
 	"github.com/keyway-dev/keyway/recordings/guacrec"
 	"github.com/keyway-dev/keyway/recordings/guacrender"
+	"github.com/keyway-dev/keyway/recordings/indexed"
 )
 
 // golden is a desktop session recorded by the gateway's display pipeline
@@ -269,16 +270,19 @@ func TestWholeScreenColours(t *testing.T) {
 			c := i % colours
 			screen.SetRGBA(i%100, i/100, color.RGBA{uint8(c), uint8(c >> 8), 7, 255})
 		}
-		_, ok := paletted(screen)
-		if ok != (colours <= 256) {
-			t.Errorf("%d colours: paletted %v", colours, ok)
-		}
 		var b bytes.Buffer
 		if err := wholeScreen(&b, screen); err != nil {
 			t.Fatal(err)
 		}
+		want := indexed.Mimetype // a band of at most 256 colours
+		if colours > 256 {
+			want = "image/png"
+		}
 		d := guacrender.New(guacrender.DefaultLimits)
 		for _, in := range mustRead(t, b.Bytes()) {
+			if in.Opcode == "img" && in.Args[3] != want {
+				t.Errorf("%d colours: an image of type %s, want %s", colours, in.Args[3], want)
+			}
 			if err := d.Apply(in); err != nil {
 				t.Fatal(err)
 			}

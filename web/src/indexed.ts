@@ -1,7 +1,7 @@
 // Few-colour screen regions (text, UI drawing) come from the gateway as
 // palette indexes ("image/x-keyway-indexed"): decoded here in a few
 // milliseconds, where the browser takes several times longer to decode the
-// same image as PNG. The format is in gateway/display (IndexedMimetype).
+// same image as PNG. The format is in recordings/indexed (Mimetype).
 import Guacamole from 'guacamole-common-js';
 import { unzlibSync } from 'fflate';
 

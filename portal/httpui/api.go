@@ -198,6 +198,8 @@ type apiResource struct {
 	Width              int      `json:"width,omitempty"`
 	Height             int      `json:"height,omitempty"`
 	KeyboardLayout     string   `json:"keyboard_layout,omitempty"`
+	IdleTimeoutMinutes int      `json:"idle_timeout_minutes,omitempty"`
+	MaxSessionMinutes  int      `json:"max_session_minutes,omitempty"`
 }
 
 func toAPIResource(r store.Resource) apiResource {
@@ -218,7 +220,8 @@ func toAPIResource(r store.Resource) apiResource {
 	}
 	return apiResource{r.ID, r.Name, r.Description, r.Protocol, r.Host, r.Port, r.Login, t, fingerprint(r.HostKey),
 		r.HasPassword, r.HasPrivateKey, o.ViewOnly, o.Clipboard, o.ColorDepth, o.RecordingMode(), o.RecordInput,
-		o.MaxUploadBytes, o.NoUpload, o.NoDownload, o.Domain, o.Security, o.IgnoreCert, o.Width, o.Height, o.KeyboardLayout}
+		o.MaxUploadBytes, o.NoUpload, o.NoDownload, o.Domain, o.Security, o.IgnoreCert, o.Width, o.Height, o.KeyboardLayout,
+		o.IdleTimeoutSeconds / 60, o.MaxSessionSeconds / 60}
 }
 
 func (s *Server) apiMe(w http.ResponseWriter, r *http.Request, u store.User) error {

@@ -118,20 +118,22 @@ func (s *Server) desktopSocket(w http.ResponseWriter, r *http.Request) {
 	details := failure.detailsFor(gw, res)
 	details["session"] = id
 	start := time.Now()
+	guard := s.newGuard(r.Context(), u, res, false)
+	guard.warn = func(msg string) { send(guac.New("msg", strconv.Itoa(guacMsgWarning), msg).AppendTo(nil)) }
 	defer s.addLive(&liveSession{id: id, user: u.Name, resource: res.Name, protocol: res.Protocol,
-		gateway: gw.Name, client: clientAddr(r), start: start, conn: conn})()
+		gateway: gw.Name, client: clientAddr(r), start: start, conn: conn, guard: guard})()
 	s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionConnect, Target: res.Name, Outcome: audit.OutcomeSuccess, Details: details})
 	log.Info("desktop session started", "gateway", gw.Name)
 
-	end := s.relayDesktop(ctx, ws, conn, send, closeWith)
+	end := s.relayDesktop(ctx, ws, conn, guard, send, closeWith)
 	s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionSessionEnd, Target: res.Name, Outcome: audit.OutcomeSuccess,
-		Details: map[string]string{"session": id, "duration": time.Since(start).Round(time.Second).String(), "end": end}})
+		Reason: gateways.CloseReason(conn), Details: map[string]string{"session": id, "duration": time.Since(start).Round(time.Second).String(), "end": end}})
 	log.Info("desktop session ended", "end", end)
 }
 
 // relayDesktop copies instructions both ways until either side ends, and
 // says how the session ended.
-func (s *Server) relayDesktop(ctx context.Context, ws *websocket.Conn, conn net.Conn, send func([]byte) error, closeWith func(string, int)) string {
+func (s *Server) relayDesktop(ctx context.Context, ws *websocket.Conn, conn net.Conn, guard *sessionGuard, send func([]byte) error, closeWith func(string, int)) string {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	closeBoth := func() { conn.Close(); ws.Close() }
@@ -150,8 +152,10 @@ func (s *Server) relayDesktop(ctx context.Context, ws *websocket.Conn, conn net.
 	wg.Add(1)
 	go func() { // browser → gateway, checked instruction by instruction
 		defer wg.Done()
-		defer close(browserGone)
+		// Deferred calls run last first: browserGone closes before cancel
+		// cuts the gateway, so the session's end is put down to the browser.
 		defer cancel()
+		defer close(browserGone)
 		var out []byte
 		ws.SetReadDeadline(time.Now().Add(wsReadTimeout))
 		for {
@@ -178,6 +182,9 @@ func (s *Server) relayDesktop(ctx context.Context, ws *websocket.Conn, conn net.
 						send(in.AppendTo(nil))
 					}
 					continue
+				}
+				if personInput[in.Opcode] {
+					guard.touch(s.Now())
 				}
 				out = in.AppendTo(out)
 			}
@@ -231,6 +238,15 @@ func (s *Server) relayDesktop(ctx context.Context, ws *websocket.Conn, conn net.
 		}
 	}
 }
+
+// personInput are the browser's instructions that a person made: they keep a
+// session from running idle, while the browser's own (sync, ack) do not.
+var personInput = map[string]bool{"key": true, "mouse": true, "touch": true, "clipboard": true}
+
+// guacMsgWarning is the code of the msg instruction that carries a warning
+// to the user (the session ends soon); guacamole-common-js hands codes it
+// does not know to the page's onmsg.
+const guacMsgWarning = 0x4B57
 
 // maxBrowserMessage bounds one WebSocket message from the browser.
 func maxBrowserMessage() int64 { return int64(guac.BrowserLimits.MaxElement) + 4096 }

@@ -75,11 +75,18 @@ func (s *Server) openFiles(ctx context.Context, r *http.Request, u store.User, r
 	}
 	sftpRes := res
 	sftpRes.Protocol = wire.ProtocolSFTP
-	conn, _, gw, failure := s.dialResource(ctx, u, sftpRes, clientAddr(r), rand.Text(), 0, 0, false)
+	id := rand.Text()
+	conn, _, gw, failure := s.dialResource(ctx, u, sftpRes, clientAddr(r), id, 0, 0, false)
 	if failure != nil {
 		release()
 		return nil, failure
 	}
+	// Listed among the running sessions while the operation lasts (a long
+	// upload or download), and ended like the others when access ends.
+	unlist := s.addLive(&liveSession{id: id, user: u.Name, resource: res.Name, protocol: wire.ProtocolSFTP,
+		gateway: gw.Name, client: clientAddr(r), start: s.Now(), conn: conn, guard: s.newGuard(r.Context(), u, res, true)})
+	uncount := release
+	release = func() { unlist(); uncount() }
 	c, err := files.Open(conn)
 	if err != nil {
 		release()

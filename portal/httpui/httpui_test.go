@@ -581,3 +581,72 @@ func TestAuditCSV(t *testing.T) {
 		t.Fatalf("%d exports audited, want 2", len(evs))
 	}
 }
+
+// TestCreateTokenAsksForPassword: a token outlives the web session, so the
+// account page asks for the password before making one.
+func TestCreateTokenAsksForPassword(t *testing.T) {
+	f := newFixture(t)
+	c := f.client("user")
+	for _, tc := range []struct {
+		password string
+		status   int
+		want     string
+	}{
+		{"", http.StatusUnprocessableEntity, "This is not your password."},
+		{"wrong-password-1", http.StatusUnprocessableEntity, "This is not your password."},
+		{testPassword, http.StatusOK, "kw_"},
+	} {
+		resp := f.do(c, "POST", "/account/tokens", url.Values{"name": {"script"}, "expires_days": {"7"}, "password": {tc.password}}, nil)
+		body := readBody(resp)
+		if resp.StatusCode != tc.status || !strings.Contains(body, tc.want) {
+			t.Errorf("password %q: %d, want %d with %q", tc.password, resp.StatusCode, tc.status, tc.want)
+		}
+	}
+	toks, err := f.store.ListTokens(context.Background(), f.users["user"].ID)
+	if err != nil || len(toks) != 1 {
+		t.Fatalf("tokens made: %v %v, want one", toks, err)
+	}
+}
+
+// TestSessionLimitsValidate: the resource form takes session limits in
+// whole minutes within bounds, and keeps them.
+func TestSessionLimitsValidate(t *testing.T) {
+	f := newFixture(t)
+	c := f.client("admin")
+	path := fmt.Sprintf("/admin/resources/%d", f.resource.ID)
+	base := url.Values{"name": {"web"}, "protocol": {"ssh"}, "host": {"127.0.0.1"}, "port": {"1"}, "login": {"x"}, "recording": {"on"}}
+	for _, tc := range []struct {
+		idle, max string
+		status    int
+		idleS     int
+		maxS      int
+	}{
+		{"1", "", http.StatusUnprocessableEntity, 0, 0},
+		{"", "99999", http.StatusUnprocessableEntity, 0, 0},
+		{"x", "", http.StatusUnprocessableEntity, 0, 0},
+		{"15", "480", http.StatusSeeOther, 900, 28800},
+		{"", "", http.StatusSeeOther, 0, 0},
+	} {
+		form := url.Values{}
+		for k, v := range base {
+			form[k] = v
+		}
+		form.Set("idle_timeout", tc.idle)
+		form.Set("max_session", tc.max)
+		resp := f.do(c, "POST", path, form, nil)
+		body := readBody(resp)
+		if resp.StatusCode != tc.status {
+			t.Fatalf("idle %q max %q: %d, want %d\n%s", tc.idle, tc.max, resp.StatusCode, tc.status, body)
+		}
+		if tc.status != http.StatusSeeOther {
+			if !strings.Contains(body, "whole minutes from 2 to 10080") {
+				t.Errorf("idle %q max %q: no field error", tc.idle, tc.max)
+			}
+			continue
+		}
+		res, _ := f.store.ResourceByID(context.Background(), f.resource.ID)
+		if res.Options.IdleTimeoutSeconds != tc.idleS || res.Options.MaxSessionSeconds != tc.maxS {
+			t.Errorf("idle %q max %q: stored %+v", tc.idle, tc.max, res.Options)
+		}
+	}
+}

@@ -26,6 +26,9 @@ type liveSession struct {
 	start                                         time.Time
 	conn                                          net.Conn     // to the gateway
 	term                                          *termSession // nil for desktops
+	// guard ends the session when its access does; nil for sessions the
+	// guard does not watch (an admin's connection test).
+	guard *sessionGuard
 }
 
 // addLive registers a running session until the returned func is called.

@@ -227,7 +227,20 @@ func resourceFromForm(r *http.Request) (resourceInput, string) {
 			maxUpload = -1 // reported by validate
 		}
 	}
+	// Session limits in whole minutes; blank is none.
+	minutes := func(field string) int {
+		v := strings.TrimSpace(r.PostForm.Get(field))
+		if v == "" {
+			return 0
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n == 0 {
+			return -1 // reported by validate
+		}
+		return n
+	}
 	in := resourceInput{
+		IdleTimeoutMinutes: minutes("idle_timeout"), MaxSessionMinutes: minutes("max_session"),
 		MaxUploadBytes: maxUpload, NoUpload: r.PostForm.Get("no_upload") == "on", NoDownload: r.PostForm.Get("no_download") == "on",
 		Name: r.PostForm.Get("name"), Description: r.PostForm.Get("description"), Protocol: r.PostForm.Get("protocol"),
 		Host: r.PostForm.Get("host"), Port: port, Login: r.PostForm.Get("login"), Password: r.PostForm.Get("password"),
@@ -256,6 +269,12 @@ func desktopFormView(v *ui.ResourceFormView, o store.Options) {
 	v.ViewOnly, v.Clipboard, v.ColorDepth = o.ViewOnly, o.Clipboard, o.ColorDepth
 	v.Recording, v.RecordInput = o.RecordingMode(), o.RecordInput
 	v.NoUpload, v.NoDownload = o.NoUpload, o.NoDownload
+	if o.IdleTimeoutSeconds > 0 {
+		v.IdleTimeout = strconv.Itoa(o.IdleTimeoutSeconds / 60)
+	}
+	if o.MaxSessionSeconds > 0 {
+		v.MaxSession = strconv.Itoa(o.MaxSessionSeconds / 60)
+	}
 	if o.MaxUploadBytes > 0 {
 		v.MaxUpload = strconv.FormatFloat(float64(o.MaxUploadBytes)/(1<<20), 'f', -1, 64)
 	}

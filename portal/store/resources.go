@@ -70,6 +70,13 @@ type Options struct {
 	// and the other file operations stay available.
 	NoUpload   bool `json:"no_upload,omitempty"`
 	NoDownload bool `json:"no_download,omitempty"`
+
+	// Terminal and desktop sessions: IdleTimeoutSeconds ends a session
+	// without input from its user for that long, and MaxSessionSeconds one
+	// that has run that long, each after a warning a minute before; zero is
+	// no limit.
+	IdleTimeoutSeconds int `json:"idle_timeout_seconds,omitempty"`
+	MaxSessionSeconds  int `json:"max_session_seconds,omitempty"`
 }
 
 // Recording modes of a resource.

@@ -204,6 +204,9 @@ type ResourceFormView struct {
 	MaxUpload  string
 	NoUpload   bool
 	NoDownload bool
+	// Session limits in minutes ("" for none).
+	IdleTimeout string
+	MaxSession  string
 	// Host key state, edit only.
 	HostKeyFingerprint string
 	HostKeyPinnedAt    time.Time

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -189,5 +190,61 @@ func TestIdleTimeoutCountsInput(t *testing.T) {
 		ws.WriteMessage(websocket.BinaryMessage, fmt.Appendf(nil, "echo tick-%d-$((%d+1))\n", i, i))
 		readUntil(t, ws, fmt.Sprintf("tick-%d-%d", i, i+1))
 		time.Sleep(time.Second) // the typist's pace: time passing is the test
+	}
+}
+
+// TestDesktopEndReasons: a desktop whose browser leaves is audited as
+// "browser disconnected", as a terminal is (it was "gateway connection
+// lost": the gateway's side raced the browser's to say how it ended).
+func TestDesktopEndReasons(t *testing.T) {
+	ctx := context.Background()
+	x := targets.NewXvnc(t, targets.XvncOptions{Password: "pw123456", Width: 320, Height: 240})
+	p, _ := startPortal(t, t.TempDir())
+	st := p.Store
+	u, _ := st.CreateUser(ctx, store.User{Name: "viewer", Role: store.RoleUser}, mustHash(t, "user-password-9"))
+	res, err := st.CreateResource(ctx, store.Resource{Name: "desk", Protocol: "vnc", Host: x.Host, Port: x.Port,
+		Options: store.Options{Recording: store.RecordingOff}}, &store.Secrets{Password: x.Password})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.CreateGrant(ctx, res.ID, "user", u.ID)
+	b := newBrowser(t, p.URL)
+	b.signIn("viewer", "user-password-9")
+	pu, _ := url.Parse(p.URL)
+	const rounds = 5
+	for i := range rounds {
+		d := websocket.Dialer{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, Jar: b.client.Jar, Subprotocols: []string{"guacamole"}}
+		ws, _, err := d.Dial(fmt.Sprintf("wss://%s/connect/%d/guac?width=320&height=240", pu.Host, res.ID), http.Header{"Origin": {b.base}})
+		if err != nil {
+			t.Fatalf("round %d: open desktop: %v", i, err)
+		}
+		ws.SetReadDeadline(time.Now().Add(20 * time.Second))
+		for {
+			_, msg, err := ws.ReadMessage()
+			if err != nil {
+				t.Fatalf("round %d: read desktop: %v", i, err)
+			}
+			if strings.Contains(string(msg), "4.sync,") {
+				break // the first frame is drawn: the session runs
+			}
+		}
+		// The tab closes: guacamole-common-js says disconnect first, and
+		// the gateway may end the session before the socket closes
+		// (rounds alternate).
+		ws.WriteMessage(websocket.TextMessage, []byte("10.disconnect;"))
+		if i%2 == 0 {
+			ws.Close()
+		}
+		waitFor(t, "the desktop's end in the audit log", func() bool {
+			evs, _ := st.SearchAudit(ctx, store.AuditFilter{Action: "session.end", Actor: "viewer"})
+			return len(evs) == i+1
+		}, nil)
+		ws.Close()
+	}
+	evs, _ := st.SearchAudit(ctx, store.AuditFilter{Action: "session.end", Actor: "viewer"})
+	for _, ev := range evs {
+		if ev.Details["end"] != "browser disconnected" {
+			t.Errorf("a closed desktop tab was audited as ended by %q", ev.Details["end"])
+		}
 	}
 }

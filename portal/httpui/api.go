@@ -512,8 +512,12 @@ func (s *Server) apiAudit(w http.ResponseWriter, r *http.Request, _ store.User) 
 	return writeJSON(w, http.StatusOK, out)
 }
 
-// auditPageSize is how many audit events one page or API call returns.
-const auditPageSize = 100
+// auditPageSize is how many audit events one API call returns, and
+// auditScreenSize how many one page of the audit log shows.
+const (
+	auditPageSize   = 100
+	auditScreenSize = 50
+)
 
 // auditFilter reads the audit filters shared by the page and the API.
 func auditFilter(r *http.Request) (store.AuditFilter, error) {

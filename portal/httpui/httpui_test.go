@@ -5,6 +5,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"html"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -648,5 +650,40 @@ func TestSessionLimitsValidate(t *testing.T) {
 		if res.Options.IdleTimeoutSeconds != tc.idleS || res.Options.MaxSessionSeconds != tc.maxS {
 			t.Errorf("idle %q max %q: stored %+v", tc.idle, tc.max, res.Options)
 		}
+	}
+}
+
+// TestAuditPages: the audit log shows 50 events a page, older pages link
+// back to the newest, and long details stay whole (they wrap in CSS).
+func TestAuditPages(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	for i := range 120 {
+		f.audit.Record(ctx, audit.Event{Actor: "pager", Action: audit.ActionSignIn, Outcome: audit.OutcomeSuccess,
+			Details: map[string]string{"session": fmt.Sprintf("PAGE%03dXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX", i)}})
+	}
+	c := f.client("auditor")
+	seen := map[string]bool{}
+	path := "/audit?actor=pager"
+	for page := 1; path != ""; page++ {
+		body := readBody(f.do(c, "GET", path, nil, nil))
+		rows := regexp.MustCompile(`session=PAGE(\d{3})X{32}`).FindAllStringSubmatch(body, -1)
+		want := map[int]int{1: 50, 2: 50, 3: 20}[page]
+		if len(rows) != want {
+			t.Fatalf("page %d shows %d events, want %d", page, len(rows), want)
+		}
+		for _, m := range rows {
+			seen[m[1]] = true
+		}
+		if hasNewest := strings.Contains(body, "Newest events"); hasNewest != (page > 1) {
+			t.Errorf("page %d: newest link %v", page, hasNewest)
+		}
+		path = ""
+		if m := regexp.MustCompile(`href="(/audit\?[^"]*before=\d+[^"]*)"[^>]*>Older events`).FindStringSubmatch(body); m != nil {
+			path = html.UnescapeString(m[1])
+		}
+	}
+	if len(seen) != 120 {
+		t.Errorf("the pages showed %d distinct events, want 120", len(seen))
 	}
 }

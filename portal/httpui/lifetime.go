@@ -32,6 +32,11 @@ const (
 	endMaxDuration   = "max_duration"
 )
 
+// endRemote is how a session ended by the target (the shell exited, the
+// desktop closed) is audited, whatever the protocol; the target's own
+// words go in the event's reason.
+const endRemote = "remote ended"
+
 // sessionGuard is what a running session needs to be ended when the access
 // it was opened with ends, or when it runs idle or too long.
 type sessionGuard struct {

@@ -529,16 +529,22 @@ func (s *Server) auditPage(w http.ResponseWriter, r *http.Request) {
 		s.render(w, r, http.StatusBadRequest, ui.Audit(s.page(r, "Audit log", "audit"), v))
 		return
 	}
+	f.Limit = auditScreenSize
 	evs, err := s.Audit.Search(r.Context(), f)
 	if err != nil {
 		s.serverError(w, r, err)
 		return
 	}
+	if q.Get("before") != "" {
+		newest := r.URL.Query()
+		newest.Del("before")
+		v.NewestHref = "/audit?" + newest.Encode()
+	}
 	for _, e := range evs {
 		v.Events = append(v.Events, ui.AuditRow{ID: e.ID, Time: e.Time, Actor: e.Actor, Action: e.Action, Target: e.Target,
 			Outcome: e.Outcome, Reason: e.Reason, ClientAddr: e.ClientAddr, Details: formatDetails(e.Details)})
 	}
-	if len(evs) == auditPageSize {
+	if len(evs) == f.Limit {
 		older := r.URL.Query()
 		older.Set("before", strconv.FormatInt(evs[len(evs)-1].ID, 10))
 		v.OlderHref = "/audit?" + older.Encode()

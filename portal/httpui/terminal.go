@@ -222,16 +222,16 @@ func (t *termSession) run(ctx context.Context, r *http.Request, cols, rows int) 
 		return
 	}
 
-	end := t.bridge(ctx, conn)
+	end, reason := t.bridge(ctx, conn)
 	details := map[string]string{"session": t.id, "duration": time.Since(start).Round(time.Second).String(), "end": end}
 	s.record(r, audit.Event{Actor: t.user.Name, Action: audit.ActionSessionEnd, Target: t.res.Name,
-		ClientAddr: t.client, Outcome: audit.OutcomeSuccess, Reason: gateways.CloseReason(conn), Details: details})
+		ClientAddr: t.client, Outcome: audit.OutcomeSuccess, Reason: reason, Details: details})
 	t.log.Info("terminal session ended", "end", end)
 }
 
 // bridge relays between browser and gateway until either side ends, and
 // says how the session ended.
-func (t *termSession) bridge(ctx context.Context, conn net.Conn) string {
+func (t *termSession) bridge(ctx context.Context, conn net.Conn) (end, reason string) {
 	var wg sync.WaitGroup
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -312,25 +312,25 @@ func (t *termSession) bridge(ctx context.Context, conn net.Conn) string {
 		if err != nil {
 			select {
 			case <-browserGone:
-				return "browser disconnected"
+				return "browser disconnected", ""
 			default:
 			}
 			if t.srv.ctx.Err() != nil {
 				t.sendControl(control{Type: "error", Code: "portal_shutdown", Message: "The portal is shutting down; the session was closed."})
-				return "portal shut down"
+				return "portal shut down", ""
 			}
 			if reason := gateways.CloseReason(conn); reason != "" {
 				code := gateways.CloseCode(conn)
 				t.sendControl(control{Type: "error", Code: code, Message: reason})
-				return strings.ReplaceAll(code, "_", " ")
+				return strings.ReplaceAll(code, "_", " "), reason
 			}
 			t.sendControl(control{Type: "error", Code: "gateway_lost", Message: "The connection to the gateway was lost; the session has ended."})
-			return "gateway connection lost"
+			return "gateway connection lost", ""
 		}
 		switch ft {
 		case wire.FrameData:
 			if err := t.write(websocket.BinaryMessage, p); err != nil {
-				return "browser disconnected"
+				return "browser disconnected", ""
 			}
 			t.watchers.send(p)
 		case wire.FrameExit:
@@ -340,7 +340,7 @@ func (t *termSession) bridge(ctx context.Context, conn net.Conn) string {
 			if reason := gateways.CloseReason(conn); reason != "" {
 				code := gateways.CloseCode(conn)
 				t.sendControl(control{Type: "error", Code: code, Message: reason})
-				return strings.ReplaceAll(code, "_", " ")
+				return strings.ReplaceAll(code, "_", " "), reason
 			}
 			ex, err := wire.ParseExit(p)
 			if err != nil {
@@ -350,7 +350,7 @@ func (t *termSession) bridge(ctx context.Context, conn net.Conn) string {
 			status := ex.Status
 			t.sendControl(control{Type: "exit", Status: &status, Message: msg})
 			t.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
-			return msg
+			return endRemote, msg
 		}
 	}
 }

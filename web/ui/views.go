@@ -255,6 +255,8 @@ type AuditView struct {
 	Actions   []string
 	Events    []AuditRow
 	OlderHref string
+	// NewestHref goes back to the first page, from an older one.
+	NewestHref string
 	// ExportHref downloads every event matching the filters as CSV.
 	ExportHref string
 	Errors     Errors
@@ -476,6 +478,11 @@ var SpecialKeys = []SpecialKey{
 type SessionRow struct {
 	ID, User, Resource, Protocol, Gateway, ClientAddr string
 	Start                                             time.Time
+	// Duration is how long it has run, and Idle how long since its user
+	// last typed or used the mouse (zero for file transfers).
+	Duration, Idle time.Duration
+	// Watchable sessions (terminals) can be watched read-only.
+	Watchable bool
 }
 
 // SessionsView is the live sessions page.

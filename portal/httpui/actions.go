@@ -251,6 +251,8 @@ type resourceInput struct {
 	MaxUploadBytes int64 `json:"max_upload_bytes,omitempty"`
 	NoUpload       bool  `json:"no_upload,omitempty"`
 	NoDownload     bool  `json:"no_download,omitempty"`
+	// AllowDotfileChanges lifts the protection of dotfiles.
+	AllowDotfileChanges bool `json:"allow_dotfile_changes,omitempty"`
 	// RDP options.
 	Domain         string `json:"domain,omitempty"`
 	Security       string `json:"security,omitempty"`
@@ -273,7 +275,7 @@ const (
 func (in *resourceInput) options() store.Options {
 	return store.Options{ViewOnly: in.ViewOnly, Clipboard: in.Clipboard, ColorDepth: in.ColorDepth,
 		Recording: in.Recording, RecordInput: in.RecordInput,
-		MaxUploadBytes: in.MaxUploadBytes, NoUpload: in.NoUpload, NoDownload: in.NoDownload,
+		MaxUploadBytes: in.MaxUploadBytes, NoUpload: in.NoUpload, NoDownload: in.NoDownload, AllowDotfileChanges: in.AllowDotfileChanges,
 		Domain: in.Domain, Security: in.Security, IgnoreCert: in.IgnoreCert, Width: in.Width, Height: in.Height,
 		KeyboardLayout: in.KeyboardLayout, IdleTimeoutSeconds: in.IdleTimeoutMinutes * 60, MaxSessionSeconds: in.MaxSessionMinutes * 60}
 }
@@ -368,7 +370,7 @@ func (in *resourceInput) validate(isNew bool) fieldErrors {
 		fe["max_upload"] = "Enter the largest upload in megabytes, or leave it blank for no limit."
 	}
 	if in.Protocol != "ssh" {
-		in.MaxUploadBytes, in.NoUpload, in.NoDownload = 0, false, false
+		in.MaxUploadBytes, in.NoUpload, in.NoDownload, in.AllowDotfileChanges = 0, false, false, false
 	}
 	for field, m := range map[string]int{"idle_timeout": in.IdleTimeoutMinutes, "max_session": in.MaxSessionMinutes} {
 		if m != 0 && (m < minSessionLimit || m > maxSessionLimit) {

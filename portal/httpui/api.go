@@ -192,6 +192,7 @@ type apiResource struct {
 	MaxUploadBytes     int64    `json:"max_upload_bytes,omitempty"`
 	NoUpload           bool     `json:"no_upload,omitempty"`
 	NoDownload         bool     `json:"no_download,omitempty"`
+	DotfileChanges     bool     `json:"allow_dotfile_changes,omitempty"`
 	Domain             string   `json:"domain,omitempty"`
 	Security           string   `json:"security,omitempty"`
 	IgnoreCert         bool     `json:"ignore_cert,omitempty"`
@@ -220,7 +221,7 @@ func toAPIResource(r store.Resource) apiResource {
 	}
 	return apiResource{r.ID, r.Name, r.Description, r.Protocol, r.Host, r.Port, r.Login, t, fingerprint(r.HostKey),
 		r.HasPassword, r.HasPrivateKey, o.ViewOnly, o.Clipboard, o.ColorDepth, o.RecordingMode(), o.RecordInput,
-		o.MaxUploadBytes, o.NoUpload, o.NoDownload, o.Domain, o.Security, o.IgnoreCert, o.Width, o.Height, o.KeyboardLayout,
+		o.MaxUploadBytes, o.NoUpload, o.NoDownload, o.AllowDotfileChanges, o.Domain, o.Security, o.IgnoreCert, o.Width, o.Height, o.KeyboardLayout,
 		o.IdleTimeoutSeconds / 60, o.MaxSessionSeconds / 60}
 }
 

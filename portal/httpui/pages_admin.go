@@ -242,7 +242,8 @@ func resourceFromForm(r *http.Request) (resourceInput, string) {
 	in := resourceInput{
 		IdleTimeoutMinutes: minutes("idle_timeout"), MaxSessionMinutes: minutes("max_session"),
 		MaxUploadBytes: maxUpload, NoUpload: r.PostForm.Get("no_upload") == "on", NoDownload: r.PostForm.Get("no_download") == "on",
-		Name: r.PostForm.Get("name"), Description: r.PostForm.Get("description"), Protocol: r.PostForm.Get("protocol"),
+		AllowDotfileChanges: r.PostForm.Get("allow_dotfile_changes") == "on",
+		Name:                r.PostForm.Get("name"), Description: r.PostForm.Get("description"), Protocol: r.PostForm.Get("protocol"),
 		Host: r.PostForm.Get("host"), Port: port, Login: r.PostForm.Get("login"), Password: r.PostForm.Get("password"),
 		PrivateKey: r.PostForm.Get("private_key"), ClearPassword: r.PostForm.Get("clear_password") == "on",
 		ClearPrivateKey: r.PostForm.Get("clear_private_key") == "on", Tags: splitTags(r.PostForm.Get("tags")),
@@ -268,7 +269,7 @@ func resourceFromForm(r *http.Request) (resourceInput, string) {
 func desktopFormView(v *ui.ResourceFormView, o store.Options) {
 	v.ViewOnly, v.Clipboard, v.ColorDepth = o.ViewOnly, o.Clipboard, o.ColorDepth
 	v.Recording, v.RecordInput = o.RecordingMode(), o.RecordInput
-	v.NoUpload, v.NoDownload = o.NoUpload, o.NoDownload
+	v.NoUpload, v.NoDownload, v.DotfileChanges = o.NoUpload, o.NoDownload, o.AllowDotfileChanges
 	if o.IdleTimeoutSeconds > 0 {
 		v.IdleTimeout = strconv.Itoa(o.IdleTimeoutSeconds / 60)
 	}

@@ -70,6 +70,11 @@ type Options struct {
 	// and the other file operations stay available.
 	NoUpload   bool `json:"no_upload,omitempty"`
 	NoDownload bool `json:"no_download,omitempty"`
+	// AllowDotfileChanges lets users upload, rename, delete and chmod
+	// dotfiles (.bashrc, .ssh/authorized_keys) through the browser; off,
+	// the default, keeps a files grant from changing how the shared login
+	// signs in or starts.
+	AllowDotfileChanges bool `json:"allow_dotfile_changes,omitempty"`
 
 	// Terminal and desktop sessions: IdleTimeoutSeconds ends a session
 	// without input from its user for that long, and MaxSessionSeconds one

@@ -204,6 +204,8 @@ type ResourceFormView struct {
 	MaxUpload  string
 	NoUpload   bool
 	NoDownload bool
+	// DotfileChanges lifts the protection of dotfiles.
+	DotfileChanges bool
 	// Session limits in minutes ("" for none).
 	IdleTimeout string
 	MaxSession  string
@@ -518,6 +520,8 @@ type FilesView struct {
 	Error       string
 	CanUpload   bool
 	CanDownload bool
+	// ProtectDotfiles: dotfiles can be downloaded, not changed.
+	ProtectDotfiles bool
 	// MaxUpload is the largest upload in bytes; 0 is no limit.
 	MaxUpload int64
 }

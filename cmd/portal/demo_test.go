@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -111,5 +112,21 @@ func TestListenAddresses(t *testing.T) {
 				t.Errorf("listenAddresses(%s) lists IPv6 address %s", tc.addr, a)
 			}
 		}
+	}
+}
+
+// TestListenInUse checks that a taken port is explained in words, as
+// when a second `make demo` starts beside a first.
+func TestListenInUse(t *testing.T) {
+	t.Parallel()
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	cfg := serveConfig{DataDir: t.TempDir(), Listen: taken.Addr().String(), GatewayListen: "127.0.0.1:0", LogLevel: "error"}
+	err = serveWith(context.Background(), cfg, io.Discard, nil)
+	if err == nil || !strings.Contains(err.Error(), "another program (another portal?) uses this port") {
+		t.Errorf("serve on a taken port: %v", err)
 	}
 }

@@ -538,7 +538,9 @@ func (g *Gateway) vncDesktop(c *tls.Conn, req *wire.Request, log *slog.Logger) {
 		return
 	}
 	w, h := client.Size()
-	log.Info("desktop session started", "name", client.Name, "size", fmt.Sprintf("%dx%d", w, h), "setup", time.Since(start).Round(time.Millisecond))
+	fw, fh := client.FramebufferSize()
+	log.Info("desktop session started", "name", client.Name, "size", fmt.Sprintf("%dx%d", w, h),
+		"framebuffer", fmt.Sprintf("%dx%d", fw, fh), "setup", time.Since(start).Round(time.Millisecond))
 	err = client.Serve(g.ctx, c, opts, rec.display(opts))
 	log.Info("desktop session ended", "err", err, "duration", time.Since(start).Round(time.Second), "rects", client.RectCounts())
 }

@@ -17,6 +17,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/keyway-dev/keyway/gateway/wire"
 )
 
 // Limits on what a server may send.
@@ -225,25 +227,26 @@ func (c *Client) security(cfg Config) error {
 	if _, err := io.ReadFull(c.r, types); err != nil {
 		return err
 	}
+	var names []string
+	for _, t := range types {
+		names = append(names, cmpName(secNames[t], fmt.Sprintf("type %d", t)))
+	}
 	// VeNCrypt first: it can carry everything over TLS.
 	chosen := byte(0)
 	switch {
 	case contains(types, secVeNCrypt):
 		chosen = secVeNCrypt
+	case cfg.PinnedCert != "":
+		// Only VeNCrypt's X509 sub-types check the pinned certificate:
+		// falling back would let whoever took TLS away (the server's
+		// admin, or anyone in the path) have the password.
+		return &UnverifiedPinError{Pinned: strings.TrimPrefix(cfg.PinnedCert, wire.CertPrefix), Offered: strings.Join(names, ", ")}
 	case contains(types, secVNCAuth) && cfg.Password != "":
 		chosen = secVNCAuth
 	case contains(types, secNone):
 		chosen = secNone
 	}
 	if chosen == 0 {
-		var names []string
-		for _, t := range types {
-			n := secNames[t]
-			if n == "" {
-				n = fmt.Sprintf("type %d", t)
-			}
-			names = append(names, n)
-		}
 		hint := ""
 		if cfg.Password == "" && contains(types, secVNCAuth) {
 			hint = " (it asks for a password and none is stored)"

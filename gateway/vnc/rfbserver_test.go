@@ -8,6 +8,8 @@ import (
 	"image/color"
 	"io"
 	"net"
+	"testing"
+	"time"
 )
 
 // rfbServer is the server end of one RFB connection, scripted by a test.
@@ -162,4 +164,30 @@ func fbUpdate(rects ...[]byte) []byte {
 // scripted server without a failure.
 func errClosed(err error) bool {
 	return err == nil || errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) || errors.Is(err, net.ErrClosed)
+}
+
+// scriptedServer accepts one connection on loopback, sends script at
+// once, and returns on got what the client sent until it closed the
+// connection.
+func scriptedServer(t *testing.T, script []byte) (addr string, got <-chan []byte) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	out := make(chan []byte, 1)
+	go func() {
+		defer close(out)
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(20 * time.Second))
+		conn.Write(script)
+		b, _ := io.ReadAll(conn)
+		out <- b
+	}()
+	return ln.Addr().String(), out
 }

@@ -7,9 +7,11 @@ import (
 	"io"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/keyway-dev/keyway/gateway/wire"
 )
@@ -119,6 +121,10 @@ func FuzzHandshake(f *testing.F) {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
 				t.Fatalf("the handshake hung: %v", err)
+			}
+			// What the server says reaches the user quoted or cleaned.
+			if i := strings.IndexFunc(err.Error(), unicode.IsControl); i >= 0 {
+				t.Fatalf("error with a control character: %q", err)
 			}
 			return
 		}

@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"unicode"
 
 	"github.com/keyway-dev/keyway/gateway/wire"
 )
@@ -191,7 +192,7 @@ func (c *Client) version() error {
 		return fmt.Errorf("read server version: %w", err)
 	}
 	s := string(v[:])
-	if !strings.HasPrefix(s, "RFB 003.") || s[11] != '\n' {
+	if !strings.HasPrefix(s, "RFB 003.") || s[11] != '\n' || strings.ContainsFunc(s[8:11], func(r rune) bool { return r < '0' || r > '9' }) {
 		return fmt.Errorf("%w: not a VNC server (it sent %q)", ErrProtocol, strings.TrimSpace(s))
 	}
 	minor := s[8:11]
@@ -202,6 +203,8 @@ func (c *Client) version() error {
 	return err
 }
 
+// readReason reads a refusal's reason, for an error message a user
+// reads: invalid UTF-8 and control characters are replaced.
 func (c *Client) readReason() string {
 	var n uint32
 	if binary.Read(c.r, binary.BigEndian, &n) != nil || n > maxReason {
@@ -209,7 +212,12 @@ func (c *Client) readReason() string {
 	}
 	b := make([]byte, n)
 	io.ReadFull(c.r, b)
-	return string(b)
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(string(b), "\uFFFD"))
 }
 
 func (c *Client) security(cfg Config) error {

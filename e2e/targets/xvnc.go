@@ -29,6 +29,11 @@ type XvncOptions struct {
 	// (Xvnc.CertDER); Plain types accept TestUser with its system
 	// password (TestUserPassword).
 	Security string
+	// NCache, for x11vnc only, turns on its client-side pixel cache
+	// (-ncache NCache): below the screen, the framebuffer holds NCache
+	// more screens and one for the root window's background (x11vnc makes
+	// NCache even).
+	NCache int
 }
 
 // Xvnc is a running TigerVNC server with its own X display.
@@ -209,7 +214,8 @@ func stopProcess(cmd *exec.Cmd, done <-chan struct{}) {
 
 // StartX11vnc starts Xvfb and x11vnc sharing its screen on loopback: a
 // VNC server that is not TigerVNC (LibVNCServer's encoders), with VNC
-// Authentication when opts.Password is set. opts.Security is not used.
+// Authentication when opts.Password is set and its pixel cache when
+// opts.NCache is. opts.Security is not used.
 func StartX11vnc(ctx context.Context, dir string, opts XvncOptions) (*Xvnc, error) {
 	for _, bin := range []string{"Xvfb", "x11vnc"} {
 		if _, err := exec.LookPath(bin); err != nil {
@@ -234,6 +240,9 @@ func StartX11vnc(ctx context.Context, dir string, opts XvncOptions) (*Xvnc, erro
 			return nil, fmt.Errorf("x11vnc -storepasswd: %v: %s", err, out)
 		}
 		vncArgs = append(vncArgs[:len(vncArgs)-1], "-rfbauth", pwFile)
+	}
+	if opts.NCache > 0 {
+		vncArgs = append(vncArgs, "-ncache", strconv.Itoa(opts.NCache))
 	}
 	for attempt := range 20 {
 		display := 40 + int(time.Now().UnixNano()%400) + attempt

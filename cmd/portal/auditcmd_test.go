@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -126,4 +127,61 @@ func rechainPlain(db *sql.DB, change string) error {
 		prev = e.Hash
 	}
 	return nil
+}
+
+// TestServeKeepsDataPrivate checks what a running portal leaves on disk:
+// a data directory only its owner can enter, database files only its
+// owner can read, and no web session token in the database; sessions an
+// older portal stored by token are dropped at start.
+func TestServeKeepsDataPrivate(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "data")
+	if err := run(ctx, []string{"users", "add", "carol", "--role", "user", "--password-stdin", "--data", dir},
+		strings.NewReader("a-long-password-1\n"), io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	// A session row as an older portal wrote it: keyed by the token.
+	db, err := sql.Open("sqlite3", filepath.Join(dir, "keyway.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const oldToken = "old-plain-token-xxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	if _, err := db.Exec(`INSERT INTO sessions (token, data, expiry) VALUES (?, x'00', 9e12)`, oldToken); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	p, log := startPortal(t, dir)
+	if !strings.Contains(log.String(), "signed out web sessions stored before session tokens were hashed") {
+		t.Errorf("the dropped sessions were not logged:\n%s", log.String())
+	}
+	b := newBrowser(t, p.URL)
+	b.signIn("carol", "a-long-password-1")
+	u, _ := url.Parse(p.URL)
+	var cookie string
+	for _, c := range b.client.Jar.Cookies(u) {
+		if c.Name == "keyway_session" {
+			cookie = c.Value
+		}
+	}
+	if cookie == "" {
+		t.Fatal("no session cookie after signing in")
+	}
+	var n, leaked int
+	if err := p.Store.DB().QueryRow(`SELECT COUNT(*), COALESCE(SUM(token = ? OR token = ? OR instr(data, ?) > 0), 0) FROM sessions`, cookie, oldToken, cookie).Scan(&n, &leaked); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 || leaked != 0 {
+		t.Fatalf("sessions table: %d rows, %d holding a token; want 1 and 0", n, leaked)
+	}
+	for name, want := range map[string]os.FileMode{".": 0o700, "keyway.db": 0o600, "keyway.db-wal": 0o600, "keyway.db-shm": 0o600,
+		"secrets.key": 0o600, "audit-checkpoints": 0o600} {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+		} else if fi.Mode().Perm() != want {
+			t.Errorf("%s has mode %v, want %v", name, fi.Mode().Perm(), want)
+		}
+	}
 }

@@ -124,6 +124,14 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	}
 	defer st.Close()
 
+	// Web sessions are kept under their token's hash now; those an older
+	// portal stored as plain tokens are dropped, and their users sign in
+	// again.
+	if n, err := st.DeleteUnhashedSessions(ctx); err != nil {
+		return err
+	} else if n > 0 {
+		logger.Info("signed out web sessions stored before session tokens were hashed", "sessions", n)
+	}
 	sessions, stopSessions := auth.NewSessions(st.DB())
 	defer stopSessions()
 	auditLog, err := newAuditLog(cfg, st, logger)

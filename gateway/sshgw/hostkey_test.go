@@ -48,7 +48,7 @@ func TestHostKeyAlgorithms(t *testing.T) {
 		{"RSA pinned", authorizedKeyOf(t, &rsaKey.PublicKey), []string{ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256, ssh.KeyAlgoRSA, ssh.CertAlgoED25519v01}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := HostKeyAlgorithms(tc.pinned)
+			got := hostKeyAlgorithms(tc.pinned)
 			if len(got) < len(tc.first) || strings.Join(got[:len(tc.first)], ",") != strings.Join(tc.first, ",") {
 				t.Fatalf("algorithms %v, want them to start with %v", got, tc.first)
 			}

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -66,7 +67,7 @@ func (e *Engine) Dial(ctx context.Context, req *wire.Request) (*Client, *wire.Re
 		User:              req.Credentials.Username,
 		Auth:              authMethods(req.Credentials),
 		Timeout:           e.dialTimeout,
-		HostKeyAlgorithms: HostKeyAlgorithms(req.HostKey),
+		HostKeyAlgorithms: hostKeyAlgorithms(req.HostKey),
 		HostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
 			seen = key
 			if req.HostKey == "" {
@@ -95,12 +96,12 @@ func (e *Engine) Dial(ctx context.Context, req *wire.Request) (*Client, *wire.Re
 	}, nil
 }
 
-// HostKeyAlgorithms is the host-key algorithms to offer, in OpenSSH's
+// hostKeyAlgorithms is the host-key algorithms to offer, in OpenSSH's
 // order: the pinned key's own algorithms first (so a server with several
 // keys shows the pinned one), then Ed25519, ECDSA and RSA. The library's
 // default puts RSA before Ed25519, and Dropbear 2022.83 advertises RSA even
 // with no RSA key and then drops the connection when a client picks it.
-func HostKeyAlgorithms(pinned string) []string {
+func hostKeyAlgorithms(pinned string) []string {
 	ed25519 := []string{ssh.CertAlgoED25519v01, ssh.KeyAlgoED25519}
 	ecdsa := []string{
 		ssh.CertAlgoECDSA256v01, ssh.CertAlgoECDSA384v01, ssh.CertAlgoECDSA521v01,
@@ -144,17 +145,19 @@ const maxBanner = 64
 // that fails can say whether an SSH server was there at all.
 type bannerConn struct {
 	net.Conn
+	full atomic.Bool // head is complete: later reads skip the lock
 	mu   sync.Mutex
 	head []byte
 }
 
 func (c *bannerConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	c.mu.Lock()
-	if room := maxBanner - len(c.head); room > 0 {
-		c.head = append(c.head, p[:min(n, room)]...)
+	if n > 0 && !c.full.Load() {
+		c.mu.Lock()
+		c.head = append(c.head, p[:min(n, maxBanner-len(c.head))]...)
+		c.full.Store(len(c.head) == maxBanner)
+		c.mu.Unlock()
 	}
-	c.mu.Unlock()
 	return n, err
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -183,5 +184,43 @@ func TestServeKeepsDataPrivate(t *testing.T) {
 		} else if fi.Mode().Perm() != want {
 			t.Errorf("%s has mode %v, want %v", name, fi.Mode().Perm(), want)
 		}
+	}
+}
+
+// TestAuditVerifyMigratedLog checks `portal audit verify` on a log an older
+// portal began with plain SHA-256 hashes: it passes and says from which
+// event the HMAC chain starts.
+func TestAuditVerifyMigratedLog(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := openStore(ctx, serveConfig{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 { // as the older portal wrote them
+		if _, err := st.AppendAudit(ctx, func(prev string, id int64) (store.AuditEvent, error) {
+			if prev == "" {
+				prev = strings.Repeat("0", 64)
+			}
+			e := store.AuditEvent{ID: id, Time: time.Now().UTC().Truncate(time.Microsecond), Actor: "old", Action: audit.ActionSignIn,
+				Outcome: audit.OutcomeSuccess, Details: map[string]string{"n": strconv.Itoa(i)}, PrevHash: prev}
+			e.Hash = audit.Hash(e)
+			return e, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Close()
+	if err := run(ctx, []string{"users", "add", "dave", "--role", "user", "--password-stdin", "--data", dir},
+		strings.NewReader("a-long-password-1\n"), io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := run(ctx, []string{"audit", "verify", "--data", dir}, nil, &out, io.Discard); err != nil ||
+		!strings.Contains(out.String(), "4 events, chain intact") ||
+		!strings.Contains(out.String(), "events 1 to 3 were written before keyed chaining") ||
+		!strings.Contains(out.String(), "the HMAC chain starts at event 4") {
+		t.Fatalf("migrated log: %v %q", err, out.String())
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -124,6 +125,81 @@ func TestHandshakeClosedMessage(t *testing.T) {
 			})
 			if resp == nil || resp.OK || !strings.Contains(resp.Message, tc.want) || strings.Contains(resp.Message, "is it an SSH server") {
 				t.Fatalf("response %+v, want a message with %q", resp, tc.want)
+			}
+		})
+	}
+}
+
+// TestPinnedKeyTypeFirst runs a server with Ed25519, ECDSA and RSA host
+// keys: with nothing pinned the gateway takes Ed25519, and with a key
+// pinned it asks for that key's type, so a key pinned by an older gateway
+// (which preferred ECDSA, then RSA) keeps matching.
+func TestPinnedKeyTypeFirst(t *testing.T) {
+	t.Parallel()
+	_, edKey, _ := ed25519.GenerateKey(rand.Reader)
+	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	cfg := &ssh.ServerConfig{PasswordCallback: func(ssh.ConnMetadata, []byte) (*ssh.Permissions, error) { return nil, nil }}
+	var signers []ssh.Signer
+	for _, k := range []any{edKey, ecKey, rsaKey} {
+		s, err := ssh.NewSignerFromKey(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.AddHostKey(s)
+		signers = append(signers, s)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				sc, chans, reqs, err := ssh.NewServerConn(c, cfg)
+				if err != nil {
+					return
+				}
+				go ssh.DiscardRequests(reqs)
+				go func() {
+					for ch := range chans {
+						ch.Reject(ssh.Prohibited, "test server")
+					}
+				}()
+				sc.Wait()
+			})
+		}
+	})
+	port := ln.Addr().(*net.TCPAddr).Port
+	e := New(slog.New(slog.NewTextHandler(io.Discard, nil)), 5*time.Second)
+	ed, ec, rs := authorizedKey(signers[0].PublicKey()), authorizedKey(signers[1].PublicKey()), authorizedKey(signers[2].PublicKey())
+	for _, tc := range []struct {
+		name, pinned, want string
+	}{
+		{"nothing pinned", "", ed},
+		{"Ed25519 pinned", ed, ed},
+		{"ECDSA pinned", ec, ec},
+		{"RSA pinned", rs, rs},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, resp := e.Dial(context.Background(), &wire.Request{
+				Target:      wire.Target{Host: "127.0.0.1", Port: port},
+				Credentials: wire.Credentials{Username: "u", Password: "p"},
+				HostKey:     tc.pinned,
+			})
+			if resp != nil {
+				t.Fatalf("refused: %+v", resp)
+			}
+			defer c.Close()
+			if c.HostKey != tc.want {
+				t.Fatalf("server showed %.30s…, want %.30s…", c.HostKey, tc.want)
 			}
 		})
 	}

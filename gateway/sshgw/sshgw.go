@@ -226,8 +226,9 @@ func authMethods(c wire.Credentials) []ssh.AuthMethod {
 func handshakeError(target, user, version string, err error, timedOut bool, timeout time.Duration) *wire.Error {
 	var m errHostKeyMismatch
 	// A server that exits mid-handshake (as Dropbear does on an assertion)
-	// may leave our data unread, which resets the connection.
-	closed := errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)
+	// may leave our data unread, which resets the connection, or close it
+	// while we write.
+	closed := errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 	switch {
 	case errors.As(err, &m):
 		return wire.Errorf(wire.CodeHostKeyMismatch,

@@ -144,6 +144,7 @@ func StartXvnc(ctx context.Context, dir string, opts XvncOptions) (*Xvnc, error)
 
 // Start runs an X client (xterm, xsetroot…) on the server's display; it is
 // stopped with the server.
+// The command is the target's to wait for: callers must not Wait on it.
 func (x *Xvnc) Start(name string, args ...string) (*exec.Cmd, error) {
 	cmd := exec.Command(name, args...)
 	cmd.Env = append(os.Environ(), "DISPLAY=:"+strconv.Itoa(x.Display))

@@ -327,11 +327,11 @@ func TestX11vncPixelCache(t *testing.T) {
 		if i == 5 {
 			t.Fatalf("x11vnc moved nothing in or out of its cache: %v", c.RectCounts())
 		}
-		xterm, err := x.Start("xterm", "-geometry", "40x5+100+100", "-e", "sleep", "2")
-		if err != nil {
+		// Run waits for the xterm; a Start'ed process belongs to the target,
+		// which waits for it itself.
+		if err := x.Run("xterm", "-geometry", "40x5+100+100", "-e", "sleep", "2"); err != nil {
 			t.Fatal(err)
 		}
-		xterm.Wait()
 	}
 	select {
 	case <-restored:

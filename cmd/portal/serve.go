@@ -151,6 +151,7 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		return err
 	}
 	var defaultNets atomic.Pointer[[]netip.Prefix]
+	var relayAddrs atomic.Pointer[[]string]
 	gw, err := gateway.New(gateway.Config{
 		Spool: sp, Name: "embedded", KeyFrameInterval: cfg.KeyFrames,
 		Networks: func() []netip.Prefix {
@@ -159,9 +160,17 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 			}
 			return nil
 		},
-		SSHAddr:        cfg.GatewayListen,
-		RDPAddr:        cfg.GatewayRDPListen,
-		VNCAddr:        cfg.GatewayVNCListen,
+		SSHAddr: cfg.GatewayListen,
+		RDPAddr: cfg.GatewayRDPListen,
+		VNCAddr: cfg.GatewayVNCListen,
+		// The portal hands the embedded gateway the enrolled gateways'
+		// addresses directly, as remote ones get them in their config.
+		RelayAddresses: func() []string {
+			if a := relayAddrs.Load(); a != nil {
+				return *a
+			}
+			return nil
+		},
 		ManagementAddr: "127.0.0.1:0",
 		Identity:       gwID,
 		TrustedPortal:  func(k ed25519.PublicKey) bool { return portalID.PublicKey().Equal(k) },
@@ -229,8 +238,9 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	ui := httpui.New(httpui.Deps{
 		Store: st, Sessions: sessions, Auth: auth.New(st, auth.NewLimiter(time.Now), logger),
 		Audit: auditLog, Authz: authz.New(st), Gateways: pool, Assets: assets.Handler(), Logger: logger,
-		PortalKey: portalID.PublicKeyString(), PortalURL: publicURL, PortalCertSHA256: certs.Fingerprint(cert),
+		PortalKey: portalID.PublicKeyString(), PortalURL: publicURL, PortalTLSKeySHA256: certs.KeySHA256(cert), PortalIdentity: portalID,
 		DefaultNetworks: func(n []netip.Prefix) { defaultNets.Store(&n) },
+		RelayAddresses:  func(a []string) { relayAddrs.Store(&a) },
 		Recordings:      recDir,
 		Exports:         uiExports,
 	})
@@ -273,7 +283,7 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	go func() { serveErr <- srv.ServeTLS(ln, "", "") }()
 	stopUploads := control.StartUploads(ctx, sp, control.Options{
 		PortalURL: loopbackURL(ln.Addr()), GatewayID: strconv.FormatInt(embedded.ID, 10), Identity: gwID,
-		PortalCertSHA256: certs.Fingerprint(cert), Logger: logger.With("component", "uploads", "gateway", "embedded"),
+		PortalTLSKeySHA256: certs.KeySHA256(cert), Logger: logger.With("component", "uploads", "gateway", "embedded"),
 	})
 	defer stopUploads()
 	logger.Info("portal listening", "url", publicURL, "addr", ln.Addr().String(), "gateway", gw.Addr().String())
@@ -333,7 +343,7 @@ func loadCert(cfg serveConfig, logger *slog.Logger) (tls.Certificate, error) {
 		if err != nil {
 			return c, err
 		}
-		logger.Info("using TLS certificate", "file", cfg.TLSCert, "sha256", certs.Fingerprint(c))
+		logger.Info("using TLS certificate", "file", cfg.TLSCert, "sha256", certs.Fingerprint(c), "key_sha256", certs.KeySHA256(c))
 		return c, nil
 	}
 	host, _, _ := net.SplitHostPort(cfg.Listen)

@@ -317,6 +317,8 @@ func (p *Puller) Run(ctx context.Context, interval time.Duration) {
 		p.failing = err != nil
 		p.mu.Unlock()
 		switch {
+		case err != nil && !was && ctx.Err() == nil && p.Ready() != nil:
+			p.logger.Warn("config pull failed: no sessions until one succeeds", "err", err)
 		case err != nil && !was && ctx.Err() == nil:
 			p.logger.Warn("config pull failed: serving with the config in memory", "err", err)
 		case err == nil && was:

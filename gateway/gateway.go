@@ -58,7 +58,8 @@ type Config struct {
 	// ManagementAddr, if set, serves GET /status over the same mutual TLS
 	// for the portal's health checks.
 	ManagementAddr string
-	// HealthAddr, if set, serves a plain GET /healthz for orchestrators.
+	// HealthAddr, if set, serves plain GET /healthz (liveness) and
+	// /readyz (readiness) for orchestrators.
 	HealthAddr string
 	// ID and Version are reported by /status.
 	ID      string
@@ -106,6 +107,7 @@ type Gateway struct {
 	// listeners by protocol (ssh, rdp, vnc); rdp and vnc may be ln.
 	lns     map[string]net.Listener
 	mgmt    net.Addr
+	health  net.Addr
 	servers []*http.Server
 	started time.Time
 	active  atomic.Int64
@@ -185,17 +187,26 @@ func (g *Gateway) Start() error {
 	}
 	if g.cfg.HealthAddr != "" {
 		mux := http.NewServeMux()
-		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-			if err := g.unhealthy(); err != nil {
-				http.Error(w, "unavailable", http.StatusServiceUnavailable)
-				return
+		// /healthz fails while a session listener cannot accept (a
+		// restart may help); /readyz also until the first signed config
+		// (a restart would not).
+		probe := func(check func() error) http.HandlerFunc {
+			return func(w http.ResponseWriter, _ *http.Request) {
+				if check() != nil {
+					http.Error(w, "unavailable", http.StatusServiceUnavailable)
+					return
+				}
+				io.WriteString(w, "ok\n")
 			}
-			io.WriteString(w, "ok\n")
-		})
-		if _, err := g.serveHTTP(g.cfg.HealthAddr, mux, nil); err != nil {
+		}
+		mux.HandleFunc("GET /healthz", probe(g.acceptFailure))
+		mux.HandleFunc("GET /readyz", probe(g.unhealthy))
+		addr, err := g.serveHTTP(g.cfg.HealthAddr, mux, nil)
+		if err != nil {
 			g.Close()
 			return err
 		}
+		g.health = addr
 	}
 	g.cfg.Logger.Info("gateway listening", "ssh", ln.Addr().String(), "rdp", g.lns[wire.ProtocolRDP].Addr().String(),
 		"vnc", g.lns[wire.ProtocolVNC].Addr().String(), "management", g.cfg.ManagementAddr, "key", g.cfg.Identity.PublicKeyString())
@@ -279,6 +290,12 @@ func (g *Gateway) unhealthy() error {
 	if err := g.cfg.Ready(); err != nil {
 		return err
 	}
+	return g.acceptFailure()
+}
+
+// acceptFailure says which session listener cannot accept connections
+// now, or nil.
+func (g *Gateway) acceptFailure() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for l, err := range g.acceptErrs {
@@ -300,6 +317,9 @@ func (g *Gateway) SessionAddr(protocol string) net.Addr {
 
 // ManagementAddr is the management listener's address, or nil.
 func (g *Gateway) ManagementAddr() net.Addr { return g.mgmt }
+
+// HealthAddr is the plain health listener's address, or nil.
+func (g *Gateway) HealthAddr() net.Addr { return g.health }
 
 // ActiveSessions is the number of sessions running now.
 func (g *Gateway) ActiveSessions() int { return int(g.active.Load()) }

@@ -62,6 +62,17 @@ func (g *testGateway) status(t *testing.T) (int, wire.Status) {
 	return resp.StatusCode, st
 }
 
+// probe returns the status of the plain health listener's path.
+func (g *testGateway) probe(t *testing.T, path string) int {
+	t.Helper()
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://" + g.HealthAddr().String() + path)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
 // relay asks g to relay to addr and returns its answer and the connection.
 func (g *testGateway) relay(t *testing.T, addr string) (*tls.Conn, *wire.Response) {
 	t.Helper()
@@ -138,6 +149,7 @@ func TestRefusesSessionsUntilReady(t *testing.T) {
 	var ready atomic.Bool
 	notYet := errors.New("it has no signed config from the portal yet")
 	g := startGatewayConfig(t, func(c *Config) {
+		c.HealthAddr = "127.0.0.1:0"
 		c.Ready = func() error {
 			if ready.Load() {
 				return nil
@@ -159,9 +171,16 @@ func TestRefusesSessionsUntilReady(t *testing.T) {
 	if code, st := g.status(t); code != http.StatusServiceUnavailable || !strings.Contains(st.Error, "signed config") {
 		t.Fatalf("status before the first config: %d %+v", code, st)
 	}
+	// Not ready, but alive: a restart would not bring the config.
+	if live, ready := g.probe(t, "/healthz"), g.probe(t, "/readyz"); live != 200 || ready != 503 {
+		t.Fatalf("probes before the first config: healthz %d, readyz %d", live, ready)
+	}
 	ready.Store(true)
 	if code, st := g.status(t); code != http.StatusOK || st.Error != "" {
 		t.Fatalf("status with a config: %d %+v", code, st)
+	}
+	if code := g.probe(t, "/readyz"); code != 200 {
+		t.Fatalf("readyz with a config: %d", code)
 	}
 }
 
@@ -189,6 +208,7 @@ func TestAcceptErrorsRetried(t *testing.T) {
 	var tries atomic.Int64
 	fail.Store(true)
 	g := startGatewayConfig(t, func(c *Config) {
+		c.HealthAddr = "127.0.0.1:0"
 		c.Listen = func(network, addr string) (net.Listener, error) {
 			l, err := net.Listen(network, addr)
 			return failingListener{Listener: l, fail: &fail, tries: &tries}, err
@@ -197,6 +217,9 @@ func TestAcceptErrorsRetried(t *testing.T) {
 	waitUntil(t, "accept to fail twice", func() bool { return tries.Load() >= 2 })
 	if code, st := g.status(t); code != http.StatusServiceUnavailable || !strings.Contains(st.Error, "cannot accept") {
 		t.Fatalf("status while accept fails: %d %+v", code, st)
+	}
+	if live, ready := g.probe(t, "/healthz"), g.probe(t, "/readyz"); live != 503 || ready != 503 {
+		t.Fatalf("probes while accept fails: healthz %d, readyz %d", live, ready)
 	}
 	fail.Store(false)
 	_, resp := g.open(t, &wire.Request{Kind: wire.KindSession, Protocol: "gopher"})

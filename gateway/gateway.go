@@ -209,7 +209,7 @@ func (g *Gateway) Start() error {
 		g.health = addr
 	}
 	g.cfg.Logger.Info("gateway listening", "ssh", ln.Addr().String(), "rdp", g.lns[wire.ProtocolRDP].Addr().String(),
-		"vnc", g.lns[wire.ProtocolVNC].Addr().String(), "management", g.cfg.ManagementAddr, "key", g.cfg.Identity.PublicKeyString())
+		"vnc", g.lns[wire.ProtocolVNC].Addr().String(), "management", addrString(g.mgmt), "key", g.cfg.Identity.PublicKeyString())
 	for _, protocol := range []string{wire.ProtocolSSH, wire.ProtocolRDP, wire.ProtocolVNC} {
 		l := g.lns[protocol]
 		if protocol != wire.ProtocolSSH && l == ln {
@@ -219,6 +219,15 @@ func (g *Gateway) Start() error {
 		go g.serve(l, tlsConf, g.accepts(l))
 	}
 	return nil
+}
+
+// addrString is a's text, or "" for none (the log shows where a listener
+// bound, port 0 resolved).
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
 }
 
 // accepts returns the protocols listener l serves.

@@ -21,6 +21,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -61,14 +62,14 @@ func selfSigned(t *testing.T, key *ecdsa.PrivateKey) tls.Certificate {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+// listening returns the addresses the gateway's log says it bound, once
+// it says so.
+func listening(log fmt.Stringer) (ssh, mgmt string, ok bool) {
+	m := regexp.MustCompile(`msg="gateway listening".* ssh=(\S+) .* management=(\S+)`).FindStringSubmatch(log.String())
+	if m == nil {
+		return "", "", false
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return m[1], m[2], true
 }
 
 func waitFor(t *testing.T, what string, cond func() bool, log fmt.Stringer) {
@@ -127,10 +128,9 @@ func TestLiveGatewayFirstStartAndRenewal(t *testing.T) {
 	srv.StartTLS()
 	defer srv.Close()
 
-	ssh, mgmt := freeAddr(t), freeAddr(t)
 	file := wire.GatewayFile{GatewayID: "7", Name: "gw", Segment: "office", PortalURL: srv.URL, PortalKey: portalID.PublicKeyString(),
 		PortalTLSKeySHA256: hex.EncodeToString(keySum[:]), StateDir: filepath.Join(dir, "state"), PullIntervalSecs: 1,
-		Listen: map[string]string{"ssh": ssh, "management": mgmt}}
+		Listen: map[string]string{"ssh": "127.0.0.1:0", "management": "127.0.0.1:0"}}
 	raw, _ := json.Marshal(file)
 	config := filepath.Join(dir, "gateway.json")
 	os.WriteFile(config, raw, 0o600)
@@ -146,6 +146,8 @@ func TestLiveGatewayFirstStartAndRenewal(t *testing.T) {
 		}
 	}()
 
+	waitFor(t, "the gateway to listen", func() bool { _, _, ok := listening(&log); return ok }, &log)
+	ssh, mgmt, _ := listening(&log)
 	status := func() (int, string) {
 		tr := &http.Transport{TLSClientConfig: wire.ClientTLSConfig(portalID, gwID.PublicKey()), DisableKeepAlives: true}
 		resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get("https://" + mgmt + "/status")

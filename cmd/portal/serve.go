@@ -62,6 +62,9 @@ type serveConfig struct {
 	// kept in DATA/exports; empty or "0" keeps them all (until their
 	// recording goes).
 	ExportsMaxMB string
+	// TLSNextCert is a certificate with a new key the portal will serve
+	// next; gateways learn its key from their signed configs.
+	TLSNextCert string
 }
 
 func (c *serveConfig) flags(fs *flag.FlagSet) {
@@ -70,6 +73,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.PublicURL, "public-url", envOr("KEYWAY_PUBLIC_URL", ""), "URL users reach the portal at, for printed links (default https://localhost:PORT)")
 	fs.StringVar(&c.TLSCert, "tls-cert", envOr("KEYWAY_TLS_CERT", ""), "PEM certificate file; default: a self-signed one in the data directory")
 	fs.StringVar(&c.TLSKey, "tls-key", envOr("KEYWAY_TLS_KEY", ""), "PEM private key file for -tls-cert")
+	fs.StringVar(&c.TLSNextCert, "tls-next-cert", envOr("KEYWAY_TLS_NEXT_CERT", ""), "PEM certificate with a new key the portal will switch to: announced to gateways, which then accept it (env KEYWAY_TLS_NEXT_CERT)")
 	fs.StringVar(&c.SecretsKey, "secrets-key", envOr("KEYWAY_SECRETS_KEY", ""), "file with the key that encrypts target credentials (default DATA/secrets.key; keep it outside backups of the database)")
 	fs.StringVar(&c.GatewayListen, "gateway-listen", envOr("KEYWAY_GATEWAY_LISTEN", "127.0.0.1:7993"), "loopback address of the embedded gateway's SSH and SFTP listener")
 	fs.StringVar(&c.GatewayRDPListen, "gateway-rdp-listen", envOr("KEYWAY_GATEWAY_RDP_LISTEN", "127.0.0.1:7994"), "loopback address of the embedded gateway's RDP listener")
@@ -201,6 +205,15 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	if err != nil {
 		return err
 	}
+	var nextKeys []string
+	if cfg.TLSNextCert != "" {
+		k, err := certs.KeySHA256File(cfg.TLSNextCert)
+		if err != nil {
+			return err
+		}
+		nextKeys = append(nextKeys, k)
+		logger.Info("announcing the next TLS certificate's key to gateways", "file", cfg.TLSNextCert, "key_sha256", k)
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
@@ -239,10 +252,11 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		Store: st, Sessions: sessions, Auth: auth.New(st, auth.NewLimiter(time.Now), logger),
 		Audit: auditLog, Authz: authz.New(st), Gateways: pool, Assets: assets.Handler(), Logger: logger,
 		PortalKey: portalID.PublicKeyString(), PortalURL: publicURL, PortalTLSKeySHA256: certs.KeySHA256(cert), PortalIdentity: portalID,
-		DefaultNetworks: func(n []netip.Prefix) { defaultNets.Store(&n) },
-		RelayAddresses:  func(a []string) { relayAddrs.Store(&a) },
-		Recordings:      recDir,
-		Exports:         uiExports,
+		PortalTLSNextKeys: nextKeys,
+		DefaultNetworks:   func(n []netip.Prefix) { defaultNets.Store(&n) },
+		RelayAddresses:    func(a []string) { relayAddrs.Store(&a) },
+		Recordings:        recDir,
+		Exports:           uiExports,
 	})
 	defer ui.Close()
 	if err := ui.SyncGateways(ctx); err != nil {

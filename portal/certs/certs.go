@@ -145,6 +145,25 @@ func selfSigned(key *ecdsa.PrivateKey, hosts []string) ([]byte, error) {
 	return der, nil
 }
 
+// KeySHA256File is KeySHA256 of the first certificate in the PEM file at
+// path: one the operator will switch to, announced to gateways before.
+func KeySHA256File(path string) (string, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read next certificate: %w", err)
+	}
+	for {
+		var block *pem.Block
+		block, raw = pem.Decode(raw)
+		if block == nil {
+			return "", fmt.Errorf("next certificate %s: no PEM CERTIFICATE block", path)
+		}
+		if block.Type == "CERTIFICATE" {
+			return KeySHA256(tls.Certificate{Certificate: [][]byte{block.Bytes}}), nil
+		}
+	}
+}
+
 // KeySHA256 is the hex SHA-256 of the public key (SubjectPublicKeyInfo) of
 // the certificate's leaf: what gateways pin, since renewals keep it.
 func KeySHA256(c tls.Certificate) string {

@@ -54,4 +54,10 @@ func TestSelfSignedRenewalKeepsKey(t *testing.T) {
 	if err := renewed.Leaf.VerifyHostname("192.0.2.4"); err != nil {
 		t.Fatalf("renewed certificate lost an address: %v", err)
 	}
+	if k, err := KeySHA256File(filepath.Join(dir, "tls.crt")); err != nil || k != KeySHA256(first) {
+		t.Fatalf("key of the certificate file: %s %v", k, err)
+	}
+	if _, err := KeySHA256File(filepath.Join(dir, "tls.key")); err == nil {
+		t.Fatal("a key file passed for a certificate")
+	}
 }

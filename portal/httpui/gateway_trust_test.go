@@ -225,8 +225,8 @@ func TestGatewayConfigIsSigned(t *testing.T) {
 	}
 	var c wire.GatewayConfig
 	json.Unmarshal(body, &c)
-	if strings.Join(c.RelayAddresses, ",") != "127.0.0.1:1" || strings.Join(c.PortalTLSKeys, ",") != strings.Repeat("ab", 32) {
-		t.Fatalf("config %+v: want the enrolled gateway's address only, and the TLS key", c)
+	if strings.Join(c.RelayAddresses, ",") != "127.0.0.1:1" || strings.Join(c.PortalTLSKeys, ",") != strings.Repeat("ab", 32)+","+strings.Repeat("cd", 32) {
+		t.Fatalf("config %+v: want the enrolled gateway's address only, and the TLS keys (current, next)", c)
 	}
 	if wire.VerifyConfig(f.portalID.PublicKey(), "99", body, resp.Header.Get(wire.HeaderConfigSignature)) == nil {
 		t.Fatal("a config signed for one gateway verifies for another")

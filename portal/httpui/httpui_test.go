@@ -92,7 +92,8 @@ func newFixtureWith(t *testing.T, export exports.ExportFunc) *fixture {
 	}
 	s := New(Deps{Store: st, Sessions: sessions, Auth: auth.New(st, auth.NewLimiter(time.Now), logger), Audit: al,
 		Authz: authz.New(st), Gateways: pool, Assets: assets.Handler(), Logger: logger, Recordings: recDir, Exports: videos,
-		PortalIdentity: id, PortalKey: id.PublicKeyString(), PortalTLSKeySHA256: strings.Repeat("ab", 32)})
+		PortalIdentity: id, PortalKey: id.PublicKeyString(), PortalTLSKeySHA256: strings.Repeat("ab", 32),
+		PortalTLSNextKeys: []string{strings.Repeat("cd", 32)}})
 	srv := httptest.NewTLSServer(s)
 	t.Cleanup(func() { srv.Close(); s.Close() })
 

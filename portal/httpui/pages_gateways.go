@@ -452,8 +452,10 @@ func (s *Server) gatewayPullConfig(w http.ResponseWriter, r *http.Request) {
 		Name: g.Name, Segment: seg.Name, AllowedNetworks: nonNilStrings(seg.AllowedNetworks),
 		RelayAddresses: relayAddresses(gs),
 	}
-	if s.PortalTLSKeySHA256 != "" {
-		c.PortalTLSKeys = []string{s.PortalTLSKeySHA256}
+	for _, k := range append([]string{s.PortalTLSKeySHA256}, s.PortalTLSNextKeys...) {
+		if k != "" && !slices.Contains(c.PortalTLSKeys, k) {
+			c.PortalTLSKeys = append(c.PortalTLSKeys, k)
+		}
 	}
 	body, err := json.Marshal(c)
 	if err != nil || s.PortalIdentity == nil {

@@ -49,6 +49,10 @@ type Deps struct {
 	PortalKey          string
 	PortalURL          string
 	PortalTLSKeySHA256 string
+	// PortalTLSNextKeys are digests of keys of certificates the portal
+	// will switch to, announced to gateways with the current one in their
+	// signed configs, so they accept them.
+	PortalTLSNextKeys []string
 	// PortalIdentity holds the key behind PortalKey; it signs the configs
 	// gateways pull.
 	PortalIdentity *wire.Identity

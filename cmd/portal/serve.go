@@ -63,6 +63,9 @@ type serveConfig struct {
 	// kept in DATA/exports; empty or "0" keeps them all (until their
 	// recording goes).
 	ExportsMaxMB string
+	// TLSNextCert is a certificate with a new key the portal will serve
+	// next; gateways learn its key from their signed configs.
+	TLSNextCert string
 }
 
 // Defaults of --data and --listen. The demo keeps its data apart from a
@@ -83,6 +86,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet, dataDir, listen string) {
 	fs.StringVar(&c.PublicURL, "public-url", envOr("KEYWAY_PUBLIC_URL", ""), "URL users reach the portal at, for printed links (default https://localhost:PORT)")
 	fs.StringVar(&c.TLSCert, "tls-cert", envOr("KEYWAY_TLS_CERT", ""), "PEM certificate file; default: a self-signed one in the data directory")
 	fs.StringVar(&c.TLSKey, "tls-key", envOr("KEYWAY_TLS_KEY", ""), "PEM private key file for -tls-cert")
+	fs.StringVar(&c.TLSNextCert, "tls-next-cert", envOr("KEYWAY_TLS_NEXT_CERT", ""), "PEM certificate with a new key the portal will switch to: announced to gateways, which then accept it (env KEYWAY_TLS_NEXT_CERT)")
 	fs.StringVar(&c.SecretsKey, "secrets-key", envOr("KEYWAY_SECRETS_KEY", ""), "file with the key that encrypts target credentials (default DATA/secrets.key; keep it outside backups of the database)")
 	fs.StringVar(&c.GatewayListen, "gateway-listen", envOr("KEYWAY_GATEWAY_LISTEN", "127.0.0.1:7993"), "loopback address of the embedded gateway's SSH and SFTP listener")
 	fs.StringVar(&c.GatewayRDPListen, "gateway-rdp-listen", envOr("KEYWAY_GATEWAY_RDP_LISTEN", "127.0.0.1:7994"), "loopback address of the embedded gateway's RDP listener")
@@ -203,6 +207,7 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		return err
 	}
 	var defaultNets atomic.Pointer[[]netip.Prefix]
+	var relayAddrs atomic.Pointer[[]string]
 	gw, err := gateway.New(gateway.Config{
 		Spool: sp, Name: "embedded", KeyFrameInterval: cfg.KeyFrames,
 		Networks: func() []netip.Prefix {
@@ -211,9 +216,17 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 			}
 			return nil
 		},
-		SSHAddr:        cfg.GatewayListen,
-		RDPAddr:        cfg.GatewayRDPListen,
-		VNCAddr:        cfg.GatewayVNCListen,
+		SSHAddr: cfg.GatewayListen,
+		RDPAddr: cfg.GatewayRDPListen,
+		VNCAddr: cfg.GatewayVNCListen,
+		// The portal hands the embedded gateway the enrolled gateways'
+		// addresses directly, as remote ones get them in their config.
+		RelayAddresses: func() []string {
+			if a := relayAddrs.Load(); a != nil {
+				return *a
+			}
+			return nil
+		},
 		ManagementAddr: "127.0.0.1:0",
 		Identity:       gwID,
 		TrustedPortal:  func(k ed25519.PublicKey) bool { return portalID.PublicKey().Equal(k) },
@@ -247,6 +260,15 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	cert, err := loadCert(cfg, logger)
 	if err != nil {
 		return err
+	}
+	var nextKeys []string
+	if cfg.TLSNextCert != "" {
+		k, err := certs.KeySHA256File(cfg.TLSNextCert)
+		if err != nil {
+			return err
+		}
+		nextKeys = append(nextKeys, k)
+		logger.Info("announcing the next TLS certificate's key to gateways", "file", cfg.TLSNextCert, "key_sha256", k)
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if errors.Is(err, syscall.EADDRINUSE) {
@@ -289,10 +311,12 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	ui := httpui.New(httpui.Deps{
 		Store: st, Sessions: sessions, Auth: auth.New(st, auth.NewLimiter(time.Now), logger),
 		Audit: auditLog, Authz: authz.New(st), Gateways: pool, Assets: assets.Handler(), Logger: logger,
-		PortalKey: portalID.PublicKeyString(), PortalURL: publicURL, PortalCertSHA256: certs.Fingerprint(cert),
-		DefaultNetworks: func(n []netip.Prefix) { defaultNets.Store(&n) },
-		Recordings:      recDir,
-		Exports:         uiExports,
+		PortalKey: portalID.PublicKeyString(), PortalURL: publicURL, PortalTLSKeySHA256: certs.KeySHA256(cert), PortalIdentity: portalID,
+		PortalTLSNextKeys: nextKeys,
+		DefaultNetworks:   func(n []netip.Prefix) { defaultNets.Store(&n) },
+		RelayAddresses:    func(a []string) { relayAddrs.Store(&a) },
+		Recordings:        recDir,
+		Exports:           uiExports,
 	})
 	defer ui.Close()
 	if err := ui.SyncGateways(ctx); err != nil {
@@ -333,7 +357,7 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	go func() { serveErr <- srv.ServeTLS(ln, "", "") }()
 	stopUploads := control.StartUploads(ctx, sp, control.Options{
 		PortalURL: loopbackURL(ln.Addr()), GatewayID: strconv.FormatInt(embedded.ID, 10), Identity: gwID,
-		PortalCertSHA256: certs.Fingerprint(cert), Logger: logger.With("component", "uploads", "gateway", "embedded"),
+		PortalTLSKeySHA256: certs.KeySHA256(cert), Logger: logger.With("component", "uploads", "gateway", "embedded"),
 	})
 	defer stopUploads()
 	logger.Info("portal listening", "url", publicURL, "listen", ln.Addr().String(), "addresses", strings.Join(addresses, " "),
@@ -447,7 +471,7 @@ func loadCert(cfg serveConfig, logger *slog.Logger) (tls.Certificate, error) {
 		if err != nil {
 			return c, err
 		}
-		logger.Info("using TLS certificate", "file", cfg.TLSCert, "sha256", certs.Fingerprint(c))
+		logger.Info("using TLS certificate", "file", cfg.TLSCert, "sha256", certs.Fingerprint(c), "key_sha256", certs.KeySHA256(c))
 		return c, nil
 	}
 	host, _, _ := net.SplitHostPort(cfg.Listen)

@@ -50,6 +50,9 @@ type fixture struct {
 	recordings *storage.Dir
 	// exportsDir holds the video exports.
 	exportsDir string
+	// portalID is the portal's gateway key; pool its gateway pool.
+	portalID *wire.Identity
+	pool     *gateways.Pool
 }
 
 const testPassword = "test-password-1"
@@ -93,11 +96,14 @@ func newFixtureWith(t *testing.T, export exports.ExportFunc) *fixture {
 		}
 	}
 	s := New(Deps{Store: st, Sessions: sessions, Auth: auth.New(st, auth.NewLimiter(time.Now), logger), Audit: al,
-		Authz: authz.New(st), Gateways: pool, Assets: assets.Handler(), Logger: logger, Recordings: recDir, Exports: videos})
+		Authz: authz.New(st), Gateways: pool, Assets: assets.Handler(), Logger: logger, Recordings: recDir, Exports: videos,
+		PortalIdentity: id, PortalKey: id.PublicKeyString(), PortalTLSKeySHA256: strings.Repeat("ab", 32),
+		PortalTLSNextKeys: []string{strings.Repeat("cd", 32)}})
 	srv := httptest.NewTLSServer(s)
 	t.Cleanup(func() { srv.Close(); s.Close() })
 
-	f := &fixture{t: t, srv: srv, store: st, audit: al, users: map[string]store.User{}, recordings: recDir, exportsDir: exportsDir}
+	f := &fixture{t: t, srv: srv, store: st, audit: al, users: map[string]store.User{}, recordings: recDir, exportsDir: exportsDir,
+		portalID: id, pool: pool}
 	hash, _ := auth.HashPassword(testPassword)
 	f.group, _ = st.CreateGroup(ctx, store.Group{Name: "ops"})
 	for _, r := range []store.Role{store.RoleAdmin, store.RoleAuditor, store.RoleUser} {
@@ -470,6 +476,10 @@ func TestAPI(t *testing.T) {
 		{adminTok, "GET", "/api/v1/nope", "", 404, "no such API endpoint"},
 		{adminTok, "POST", "/api/v1/segments", `{"name":"gateway-aws","allowed_networks":["10.0.0.0/8","192.168.1.7"]}`, 201, `"allowed_networks":["10.0.0.0/8","192.168.1.7/32"]`},
 		{adminTok, "POST", "/api/v1/segments", `{"name":"bad","allowed_networks":["10.0.0.0/33"]}`, 422, "allowed_networks"},
+		{adminTok, "POST", "/api/v1/segments", `{"name":"vault","serves_untagged":false}`, 201, `"serves_untagged":false`},
+		{adminTok, "GET", "/api/v1/segments", "", 200, `"name":"gateway-aws","description":"","allowed_networks":["10.0.0.0/8","192.168.1.7/32"],"serves_untagged":true`},
+		{adminTok, "PUT", "/api/v1/segments/3", `{"description":"kept off"}`, 200, `"description":"kept off","allowed_networks":[],"serves_untagged":false`},
+		{adminTok, "PUT", "/api/v1/segments/3", `{"serves_untagged":true}`, 200, `"serves_untagged":true`},
 		{adminTok, "POST", "/api/v1/gateways", `{"name":"aws-1","segment_id":2,"host":"10.1.2.3"}`, 201, `"state":"pending"`},
 		{adminTok, "POST", "/api/v1/gateways", `{"name":"x","segment_id":1,"host":"10.1.2.3"}`, 422, "segment_id"},
 		{adminTok, "PUT", "/api/v1/gateways/1/key", `{"public_key":"ssh-ed25519 AAAA"}`, 422, "not a gateway key"},

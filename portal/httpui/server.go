@@ -43,14 +43,26 @@ type Deps struct {
 	Assets http.Handler
 	Logger *slog.Logger
 	Now    func() time.Time
-	// PortalKey, PortalURL and PortalCertSHA256 go into the config files
-	// admins download for remote gateways.
-	PortalKey        string
-	PortalURL        string
-	PortalCertSHA256 string
+	// PortalKey, PortalURL and PortalTLSKeySHA256 (the digest of the key
+	// of the portal's HTTPS certificate, which renewals keep) go into the
+	// config files admins download for remote gateways.
+	PortalKey          string
+	PortalURL          string
+	PortalTLSKeySHA256 string
+	// PortalTLSNextKeys are digests of keys of certificates the portal
+	// will switch to, announced to gateways with the current one in their
+	// signed configs, so they accept them.
+	PortalTLSNextKeys []string
+	// PortalIdentity holds the key behind PortalKey; it signs the configs
+	// gateways pull.
+	PortalIdentity *wire.Identity
 	// DefaultNetworks, if set, receives the default segment's allowed
 	// networks whenever gateways are synced, for the embedded gateway.
 	DefaultNetworks func([]netip.Prefix)
+	// RelayAddresses, if set, receives the session listeners of the
+	// enrolled gateways whenever gateways are synced: the only addresses
+	// the embedded gateway relays to.
+	RelayAddresses func([]string)
 	// Recordings holds the recording files gateways upload.
 	Recordings *storage.Dir
 	// Exports makes video files of desktop recordings; nil where ffmpeg
@@ -70,6 +82,9 @@ type Server struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	// nonces are those of the gateways' recent signed requests.
+	nonces *wire.NonceCache
+
 	mu   sync.Mutex
 	open map[int64]int // running sessions per user id
 	live map[string]*liveSession
@@ -77,14 +92,21 @@ type Server struct {
 	kick chan struct{}
 }
 
+// maxGatewayNonces bounds the nonces remembered: a few minutes of
+// requests from many gateways (each pulls every 10 s).
+const maxGatewayNonces = 1 << 16
+
 // New builds a Server from d.
 func New(d Deps) *Server {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	s := &Server{Deps: d, open: map[int64]int{}, kick: make(chan struct{}, 1)}
+	s := &Server{Deps: d, open: map[int64]int{}, kick: make(chan struct{}, 1), nonces: wire.NewNonceCache(maxGatewayNonces)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.handler = s.routes()
+	if d.Gateways != nil {
+		d.Gateways.SetLedger(sessionLedger{s})
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()

@@ -347,6 +347,7 @@ type SegmentView struct {
 	Name            string
 	Description     string
 	AllowedNetworks string
+	ServesUntagged  bool
 	Gateways        []GatewayRow
 }
 
@@ -358,7 +359,9 @@ type GatewaysView struct {
 	Name        string
 	Description string
 	Networks    string
-	Errors      Errors
+	// ServesUntagged is the new-segment form's checkbox (ticked at first).
+	ServesUntagged bool
+	Errors         Errors
 }
 
 // GatewayFormView is the new gateway form.

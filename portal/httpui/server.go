@@ -159,6 +159,7 @@ func (s *Server) routes() http.Handler {
 	admin("GET /admin/users/{id}", s.editUserPage)
 	admin("POST /admin/users/{id}", s.updateUserForm)
 	admin("POST /admin/users/{id}/delete", s.deleteUserForm)
+	admin("POST /admin/users/{id}/unlock", s.unlockUserForm)
 	admin("GET /admin/groups", s.groupsPage)
 	admin("POST /admin/groups", s.createGroupForm)
 	admin("POST /admin/groups/{id}/delete", s.deleteGroupForm)

@@ -53,6 +53,8 @@ type Deps struct {
 	DefaultNetworks func([]netip.Prefix)
 	// Recordings holds the recording files gateways upload.
 	Recordings *storage.Dir
+	// Timeouts bound slow clients; zero fields take defaults.
+	Timeouts Timeouts
 	// Exports makes video files of desktop recordings; nil where ffmpeg
 	// is not installed, and the pages say so. The Server runs it until
 	// Close.
@@ -223,7 +225,7 @@ func (s *Server) routes() http.Handler {
 	top.HandleFunc("PUT "+wire.RecordingsPath+"{session}", s.recordingUpload)
 	top.HandleFunc("PUT "+wire.RecordingsPath+"{session}"+wire.IndexSuffix, s.recordingIndexUpload)
 	top.Handle("/", web)
-	return s.recoverer(securityHeaders(limitBody(top)))
+	return s.recoverer(securityHeaders(s.limitBody(top)))
 }
 
 // cspPolicy is the content security policy of every page. style-src
@@ -245,12 +247,19 @@ func securityHeaders(next http.Handler) http.Handler {
 	})
 }
 
-func limitBody(next http.Handler) http.Handler {
+// limitBody bounds request bodies: ordinary ones by size (and by the
+// server's ReadTimeout), streamed uploads by how long they may pause.
+func (s *Server) limitBody(next http.Handler) http.Handler {
+	idle := s.Timeouts.withDefaults().UploadIdle
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Recording uploads set their own limit, from the announced size;
 		// file uploads have the resource's.
-		if r.Body != nil && !isRecordingUpload(r) && !isFileUpload(r) {
-			r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
+		if r.Body != nil {
+			if isRecordingUpload(r) || isFileUpload(r) {
+				r.Body = &uploadBody{ReadCloser: r.Body, rc: http.NewResponseController(w), idle: idle}
+			} else {
+				r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
+			}
 		}
 		next.ServeHTTP(w, r)
 	})

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alexedwards/argon2id"
+
 	"github.com/keyway-dev/keyway/portal/store"
 	"github.com/keyway-dev/keyway/portal/store/storetest"
 )
@@ -153,18 +155,32 @@ func TestValidUsername(t *testing.T) {
 	}
 }
 
+// cheapHash hashes pw with argon2id at 1 MiB: the stored hash carries its
+// parameters, so checking it is as cheap, which keeps tests of the
+// sign-in logic fast under the race detector.
+func cheapHash(t *testing.T, pw string) string {
+	t.Helper()
+	h, err := argon2id.CreateHash(pw, &argon2id.Params{Memory: 1024, Iterations: 1, Parallelism: 1, SaltLength: 16, KeyLength: 32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
 func newTestAuth(t *testing.T, now *time.Time) (*Authenticator, *store.Store) {
 	t.Helper()
 	ctx := context.Background()
 	st := storetest.Open(t)
-	h, _ := HashPassword("alice-password")
+	h := cheapHash(t, "alice-password")
 	st.CreateUser(ctx, store.User{Name: "alice", Role: store.RoleUser}, h)
 	st.CreateUser(ctx, store.User{Name: "carol", Role: store.RoleUser, Disabled: true}, h)
 	clock := time.Now
 	if now != nil {
 		clock = func() time.Time { return *now }
 	}
-	return New(st, NewLimiter(clock), slog.New(slog.NewTextHandler(io.Discard, nil))), st
+	a := New(st, NewLimiter(clock), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	a.dummyHash = cheapHash(t, "dummy")
+	return a, st
 }
 
 func TestSignIn(t *testing.T) {
@@ -222,6 +238,7 @@ func TestSignInLockSparesOwner(t *testing.T) {
 	// A restart forgets addresses, not the lock: the last failing address
 	// stays refused.
 	a2 := New(st, NewLimiter(func() time.Time { return now }), a.logger)
+	a2.dummyHash = a.dummyHash
 	if _, err := a2.SignIn(ctx, "alice", "alice-password", "10.0.0.5"); !errors.As(err, &rl) {
 		t.Fatalf("right password from the last failing address after a restart: %v", err)
 	}

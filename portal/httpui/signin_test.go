@@ -477,3 +477,33 @@ func TestWatchSocketLimits(t *testing.T) {
 		t.Fatalf("after a 4 KiB message from the viewer: %v, want close 1009", err)
 	}
 }
+
+// FuzzSafeNext: whatever the sign-in form is given, the redirect stays on
+// this site, as browsers read a Location (they drop tabs and newlines
+// and take a backslash for a slash).
+func FuzzSafeNext(f *testing.F) {
+	for _, s := range []string{"/", "/admin", "//evil", "/\\evil", "/%09/evil", "/%2F/evil", "https://evil", "/\t/evil", "/a?b=%2F%2F", "/%5C"} {
+		f.Add(s)
+	}
+	base, _ := url.Parse("https://portal.example/signin")
+	f.Fuzz(func(t *testing.T, next string) {
+		got := safeNext(next)
+		if got != "/" && got != next {
+			t.Fatalf("safeNext(%q) = %q: neither the input nor /", next, got)
+		}
+		dec, err := url.PathUnescape(got)
+		if err != nil {
+			t.Fatalf("safeNext(%q) = %q, which does not decode: %v", next, got, err)
+		}
+		for _, s := range []string{got, dec} {
+			browser := strings.NewReplacer("\t", "", "\n", "", "\r", "", `\`, "/").Replace(s)
+			u, err := url.Parse(browser)
+			if err != nil {
+				t.Fatalf("safeNext(%q) = %q: %v", next, got, err)
+			}
+			if r := base.ResolveReference(u); r.Host != "portal.example" || r.Scheme != "https" {
+				t.Fatalf("safeNext(%q) = %q leads to %s", next, got, r)
+			}
+		}
+	})
+}

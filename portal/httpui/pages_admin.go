@@ -154,21 +154,12 @@ func (s *Server) unlockUserForm(w http.ResponseWriter, r *http.Request) {
 	id, err := pathID(r)
 	var u store.User
 	if err == nil {
-		u, err = s.Store.UserByID(r.Context(), id)
-	}
-	var l store.SignInLock
-	if err == nil {
-		l, err = s.Store.SignInLock(r.Context(), id)
-	}
-	if err == nil {
-		err = s.Store.ClearSignInLock(r.Context(), id)
+		u, err = s.unlockUser(r, actor, id)
 	}
 	if err != nil {
 		s.actionError(w, r, err, "/admin/users")
 		return
 	}
-	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionUserUnlock, Target: u.Name, Outcome: audit.OutcomeSuccess,
-		Details: map[string]string{"failures": strconv.Itoa(l.Failures), "was_locked": strconv.FormatBool(l.Locked(s.Now()))}})
 	s.done(w, r, fmt.Sprintf("Sign-in of %q was unlocked.", u.Name), fmt.Sprintf("/admin/users/%d", id))
 }
 

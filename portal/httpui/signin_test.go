@@ -271,6 +271,27 @@ func TestSignInLockJourney(t *testing.T) {
 			t.Errorf("user page lacks %q", want)
 		}
 	}
+	// The API shows the same, to admins only.
+	adminTok, _, _ := f.store.CreateToken(ctx, f.users["admin"].ID, "t", time.Hour)
+	userTok, _, _ := f.store.CreateToken(ctx, user.ID, "t", time.Hour)
+	api := func(tok, method string) (int, string) {
+		req, _ := http.NewRequest(method, f.srv.URL+fmt.Sprintf("/api/v1/users/%d/signin-lock", user.ID), nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := f.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, readBody(resp)
+	}
+	if code, body := api(adminTok, "GET"); code != http.StatusOK || !strings.Contains(body, `"failures":5,`) ||
+		!strings.Contains(body, `"last_addr":"127.0.0.31","locked":true,"locked_until":`) {
+		t.Errorf("API lock state: %d %s", code, body)
+	}
+	for _, method := range []string{"GET", "DELETE"} {
+		if code, _ := api(userTok, method); code != http.StatusForbidden {
+			t.Errorf("%s signin-lock as a user: %d, want 403", method, code)
+		}
+	}
 	resp := f.do(admin, "POST", page+"/unlock", url.Values{}, nil)
 	readBody(resp)
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != page {
@@ -285,6 +306,17 @@ func TestSignInLockJourney(t *testing.T) {
 	}
 	if code, _ := f.signIn(attacker, "user1", testPassword); code != http.StatusSeeOther {
 		t.Fatalf("after unlock: %d, want 303", code)
+	}
+	// Through the API: locked, then unlocked.
+	lock()
+	if code, body := api(adminTok, "DELETE"); code != http.StatusNoContent {
+		t.Fatalf("API unlock: %d %s", code, body)
+	}
+	if code, body := api(adminTok, "GET"); code != http.StatusOK || body != `{"failures":0,"locked":false}`+"\n" {
+		t.Errorf("API lock state after unlock: %d %q", code, body)
+	}
+	if evs, _ := f.audit.Search(ctx, store.AuditFilter{Action: audit.ActionUserUnlock}); len(evs) != 2 {
+		t.Errorf("%d unlocks audited, want 2", len(evs))
 	}
 }
 

@@ -78,6 +78,13 @@ type uploadBody struct {
 }
 
 func (b *uploadBody) Read(p []byte) (int, error) {
+	b.moveDeadline()
+	return b.ReadCloser.Read(p)
+}
+
+// moveDeadline sets the read deadline idle ahead, unless it was moved
+// within the last idle/8.
+func (b *uploadBody) moveDeadline() {
 	if now := time.Now(); now.Sub(b.set) >= b.idle/8 {
 		// An error means the connection cannot take deadlines (a test
 		// recorder); the server's own timeout then still applies.
@@ -85,5 +92,4 @@ func (b *uploadBody) Read(p []byte) (int, error) {
 			b.set = now
 		}
 	}
-	return b.ReadCloser.Read(p)
 }

@@ -256,7 +256,11 @@ func (s *Server) limitBody(next http.Handler) http.Handler {
 		// file uploads have the resource's.
 		if r.Body != nil {
 			if isRecordingUpload(r) || isFileUpload(r) {
-				r.Body = &uploadBody{ReadCloser: r.Body, rc: http.NewResponseController(w), idle: idle}
+				// The deadline moves now, too: the handler may check a
+				// signature or open a file before its first read.
+				b := &uploadBody{ReadCloser: r.Body, rc: http.NewResponseController(w), idle: idle}
+				b.moveDeadline()
+				r.Body = b
 			} else {
 				r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
 			}

@@ -477,7 +477,7 @@ func TestWatchSocketLimits(t *testing.T) {
 	f := newFixture(t)
 	d := f.srv.Config.Handler.(*Server).Deps
 	d.Exports = nil
-	d.Timeouts = Timeouts{Header: 200 * time.Millisecond, Body: 200 * time.Millisecond}
+	d.Timeouts = Timeouts{Header: 500 * time.Millisecond, Body: 500 * time.Millisecond}
 	s := New(d)
 	srv := httptestServer(t, s)
 	term := &termSession{}

@@ -32,6 +32,8 @@ const (
 	ActionUserUpdate     = "user.update"
 	ActionUserDelete     = "user.delete"
 	ActionPasswordChange = "user.password"
+	// ActionUserUnlock is an admin lifting an account's sign-in lock.
+	ActionUserUnlock     = "user.unlock"
 	ActionGroupCreate    = "group.create"
 	ActionGroupDelete    = "group.delete"
 	ActionResourceCreate = "resource.create"

@@ -191,6 +191,24 @@ func (s *Server) deleteUser(r *http.Request, actor store.User, id int64) error {
 	return nil
 }
 
+// unlockUser forgets a user's failed sign-ins, lifting any lock.
+func (s *Server) unlockUser(r *http.Request, actor store.User, id int64) (store.User, error) {
+	u, err := s.Store.UserByID(r.Context(), id)
+	if err != nil {
+		return store.User{}, err
+	}
+	l, err := s.Store.SignInLock(r.Context(), id)
+	if err != nil {
+		return store.User{}, err
+	}
+	if err := s.Store.ClearSignInLock(r.Context(), id); err != nil {
+		return store.User{}, err
+	}
+	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionUserUnlock, Target: u.Name, Outcome: audit.OutcomeSuccess,
+		Details: map[string]string{"failures": strconv.Itoa(l.Failures), "was_locked": strconv.FormatBool(l.Locked(s.Now()))}})
+	return u, nil
+}
+
 type groupInput struct {
 	Name        string `json:"name"`
 	Description string `json:"description"`

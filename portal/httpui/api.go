@@ -29,6 +29,8 @@ func (s *Server) apiRoutes() http.Handler {
 	admin("GET /api/v1/users/{id}", s.apiGetUser)
 	admin("PUT /api/v1/users/{id}", s.apiUpdateUser)
 	admin("DELETE /api/v1/users/{id}", s.apiDeleteUser)
+	admin("GET /api/v1/users/{id}/signin-lock", s.apiSignInLock)
+	admin("DELETE /api/v1/users/{id}/signin-lock", s.apiUnlockUser)
 	admin("GET /api/v1/groups", s.apiListGroups)
 	admin("POST /api/v1/groups", s.apiCreateGroup)
 	admin("DELETE /api/v1/groups/{id}", s.apiDeleteGroup)
@@ -301,6 +303,49 @@ func (s *Server) apiDeleteUser(w http.ResponseWriter, r *http.Request, actor sto
 		return err
 	}
 	if err := s.deleteUser(r, actor, id); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// apiSignInLockView is a user's recent failed sign-ins.
+type apiSignInLockView struct {
+	Failures    int        `json:"failures"`
+	LastFailure *time.Time `json:"last_failure,omitempty"`
+	LastAddr    string     `json:"last_addr,omitempty"`
+	Locked      bool       `json:"locked"`
+	LockedUntil *time.Time `json:"locked_until,omitempty"`
+}
+
+func (s *Server) apiSignInLock(w http.ResponseWriter, r *http.Request, _ store.User) error {
+	id, err := pathID(r)
+	if err != nil {
+		return err
+	}
+	if _, err := s.Store.UserByID(r.Context(), id); err != nil {
+		return err
+	}
+	l, err := s.Store.SignInLock(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	v := apiSignInLockView{Failures: l.Failures, LastAddr: l.LastAddr, Locked: l.Locked(s.Now())}
+	if !l.LastFailure.IsZero() {
+		v.LastFailure = &l.LastFailure
+	}
+	if v.Locked {
+		v.LockedUntil = &l.LockedUntil
+	}
+	return writeJSON(w, http.StatusOK, v)
+}
+
+func (s *Server) apiUnlockUser(w http.ResponseWriter, r *http.Request, actor store.User) error {
+	id, err := pathID(r)
+	if err != nil {
+		return err
+	}
+	if _, err := s.unlockUser(r, actor, id); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

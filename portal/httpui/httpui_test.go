@@ -205,6 +205,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"POST", "/admin/users", "admin"},
 		{"GET", fmt.Sprintf("/admin/users/%d", u), "admin"},
 		{"POST", fmt.Sprintf("/admin/users/%d", u), "admin"},
+		{"POST", fmt.Sprintf("/admin/users/%d/unlock", u), "admin"},
 		{"GET", "/admin/groups", "admin"},
 		{"POST", "/admin/groups", "admin"},
 		{"GET", "/admin/resources", "admin"},

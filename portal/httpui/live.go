@@ -90,6 +90,9 @@ func (s *Server) terminateSession(w http.ResponseWriter, r *http.Request) {
 	s.done(w, r, fmt.Sprintf("Ended %s's session on %s.", ls.user, ls.resource), "/sessions")
 }
 
+// maxWatchMessage bounds what a viewer may send: it has nothing to say.
+const maxWatchMessage = 512
+
 // watchBuffer is how many output chunks a watcher may fall behind before
 // it is dropped; the session itself never waits for watchers.
 const watchBuffer = 256
@@ -194,6 +197,8 @@ func (s *Server) watchSocket(w http.ResponseWriter, r *http.Request) {
 		ls.term.watchers.remove(ch)
 		return
 	}
+	// A viewer sends nothing but control frames.
+	ws.SetReadLimit(maxWatchMessage)
 	s.wg.Add(1)
 	defer s.wg.Done()
 	defer ws.Close()

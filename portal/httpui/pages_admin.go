@@ -61,6 +61,13 @@ func (s *Server) userForm(w http.ResponseWriter, r *http.Request, status int, v 
 	title := "New user"
 	if !v.IsNew {
 		title = "Edit " + v.Name
+		l, err := s.Store.SignInLock(r.Context(), v.ID)
+		if err != nil {
+			s.serverError(w, r, err)
+			return
+		}
+		v.Lock = ui.SignInLockView{Failures: l.Failures, LastFailure: l.LastFailure, LastAddr: l.LastAddr,
+			Locked: l.Locked(s.Now()), LockedUntil: l.LockedUntil}
 	}
 	s.render(w, r, status, ui.UserForm(s.page(r, title, "users"), v))
 }
@@ -138,6 +145,22 @@ func (s *Server) deleteUserForm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.done(w, r, "The user was deleted.", "/admin/users")
+}
+
+// unlockUserForm lifts an account's sign-in lock and forgets its failed
+// sign-ins.
+func (s *Server) unlockUserForm(w http.ResponseWriter, r *http.Request) {
+	actor, _ := currentUser(r)
+	id, err := pathID(r)
+	var u store.User
+	if err == nil {
+		u, err = s.unlockUser(r, actor, id)
+	}
+	if err != nil {
+		s.actionError(w, r, err, "/admin/users")
+		return
+	}
+	s.done(w, r, fmt.Sprintf("Sign-in of %q was unlocked.", u.Name), fmt.Sprintf("/admin/users/%d", id))
 }
 
 // --- groups

@@ -109,6 +109,13 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request) {
 			fail(ui.Errors{"current_password": capitalize(rl.Error()) + "."})
 			return
 		}
+		if errors.Is(err, auth.ErrBusy) {
+			w.Header().Set("Retry-After", strconv.Itoa(int(auth.BusyRetryAfter/time.Second)))
+			s.renderAccount(w, r, http.StatusServiceUnavailable, func(v *ui.AccountView) {
+				v.Errors = ui.Errors{"current_password": "The portal is busy checking other sign-ins. Try again in a few seconds."}
+			})
+			return
+		}
 		s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionPasswordChange, Target: u.Name, Outcome: audit.OutcomeFailure, Reason: "wrong current password"})
 		fail(ui.Errors{"current_password": "This is not your current password."})
 		return

@@ -65,6 +65,8 @@ type Deps struct {
 	RelayAddresses func([]string)
 	// Recordings holds the recording files gateways upload.
 	Recordings *storage.Dir
+	// Timeouts bound slow clients; zero fields take defaults.
+	Timeouts Timeouts
 	// Exports makes video files of desktop recordings; nil where ffmpeg
 	// is not installed, and the pages say so. The Server runs it until
 	// Close.
@@ -188,6 +190,7 @@ func (s *Server) routes() http.Handler {
 	admin("GET /admin/users/{id}", s.editUserPage)
 	admin("POST /admin/users/{id}", s.updateUserForm)
 	admin("POST /admin/users/{id}/delete", s.deleteUserForm)
+	admin("POST /admin/users/{id}/unlock", s.unlockUserForm)
 	admin("GET /admin/groups", s.groupsPage)
 	admin("POST /admin/groups", s.createGroupForm)
 	admin("POST /admin/groups/{id}/delete", s.deleteGroupForm)
@@ -251,7 +254,7 @@ func (s *Server) routes() http.Handler {
 	top.HandleFunc("PUT "+wire.RecordingsPath+"{session}", s.recordingUpload)
 	top.HandleFunc("PUT "+wire.RecordingsPath+"{session}"+wire.IndexSuffix, s.recordingIndexUpload)
 	top.Handle("/", web)
-	return s.recoverer(securityHeaders(limitBody(top)))
+	return s.recoverer(securityHeaders(s.limitBody(top)))
 }
 
 // cspPolicy is the content security policy of every page. style-src
@@ -273,12 +276,23 @@ func securityHeaders(next http.Handler) http.Handler {
 	})
 }
 
-func limitBody(next http.Handler) http.Handler {
+// limitBody bounds request bodies: ordinary ones by size (and by the
+// server's ReadTimeout), streamed uploads by how long they may pause.
+func (s *Server) limitBody(next http.Handler) http.Handler {
+	idle := s.Timeouts.withDefaults().UploadIdle
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Recording uploads set their own limit, from the announced size;
 		// file uploads have the resource's.
-		if r.Body != nil && !isRecordingUpload(r) && !isFileUpload(r) {
-			r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
+		if r.Body != nil {
+			if isRecordingUpload(r) || isFileUpload(r) {
+				// The deadline moves now, too: the handler may check a
+				// signature or open a file before its first read.
+				b := &uploadBody{ReadCloser: r.Body, rc: http.NewResponseController(w), idle: idle}
+				b.moveDeadline()
+				r.Body = b
+			} else {
+				r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
+			}
 		}
 		next.ServeHTTP(w, r)
 	})

@@ -126,6 +126,8 @@ type UserFormView struct {
 	Groups      []Option
 	Disabled    bool
 	Errors      Errors
+	// Lock is the account's failed sign-ins.
+	Lock SignInLockView
 }
 
 // GroupRow is one row of the groups table.

@@ -75,7 +75,8 @@ type rdpSource struct{ *rdp.Session }
 
 func (s rdpSource) Take() display.Change {
 	u := s.Session.Take()
-	ch := display.Change{Rects: u.Rects, Resized: u.Resized, Clipboard: u.CutText, HasClipboard: u.HasCutText}
+	ch := display.Change{Rects: u.Rects, Resized: u.Resized, Clipboard: u.CutText, HasClipboard: u.HasCutText,
+		ClipboardNotice: u.ClipboardNotice}
 	if u.Cursor != nil {
 		ch.Cursor = &display.Cursor{Image: u.Cursor.Image, Hotspot: u.Cursor.Hotspot}
 	}

@@ -38,6 +38,10 @@ func (d *Display) environ() []string {
 	return append(append(os.Environ(), "DISPLAY=:"+strconv.Itoa(d.Number)), d.env...)
 }
 
+// Env is what X clients on the display need in their environment beyond
+// DISPLAY (XAUTHORITY for xrdp's sessions), as NAME=value.
+func (d *Display) Env() []string { return append([]string(nil), d.env...) }
+
 // Start runs an X client (xterm, xsetroot…) on the display; it is stopped
 // with the server.
 func (d *Display) Start(name string, args ...string) (*exec.Cmd, error) {

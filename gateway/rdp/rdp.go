@@ -206,6 +206,9 @@ type Update struct {
 	// CutText is clipboard text from the server, when HasCutText.
 	CutText    string
 	HasCutText bool
+	// ClipboardNotice says, for the user, why text given to CutText has
+	// not reached the server: its clipboard channel is not open.
+	ClipboardNotice string
 }
 
 // Session is a connected RDP session.
@@ -247,6 +250,7 @@ type Session struct {
 	mouse    mouseState
 
 	disp      atomic.Bool
+	clipReady atomic.Bool // the server opened its clipboard channel
 	configDir string
 
 	done chan struct{}
@@ -525,7 +529,9 @@ func (s *Session) Pointer(x, y int, buttons uint8) error {
 }
 
 // CutText offers text as the local clipboard to the server. It needs
-// Config.Clipboard.
+// Config.Clipboard. Until the server opens its clipboard channel (sends
+// Monitor Ready) the text is kept, and sent if it does; meanwhile an
+// Update's ClipboardNotice says so. Servers without a clipboard never do.
 func (s *Session) CutText(text string) error {
 	if !s.cfg.Clipboard {
 		return errors.New("rdp: the clipboard channel is off")
@@ -535,6 +541,14 @@ func (s *Session) CutText(text string) error {
 	}
 	return s.post(input{kind: inputClipboard, text: text})
 }
+
+// ClipboardReady reports whether the server has opened its clipboard
+// channel, so that CutText reaches it.
+func (s *Session) ClipboardReady() bool { return s.clipReady.Load() }
+
+// clipboardNotOpen is the ClipboardNotice for text kept back.
+const clipboardNotOpen = "The remote desktop has not opened its clipboard, so the text was not sent; it will be if the server opens its clipboard later. " +
+	"Some RDP servers have no clipboard at all: freerdp-shadow-cli, for one."
 
 // Resize asks the server for a new desktop size over the display control
 // channel and reports whether the server has that channel; without it the

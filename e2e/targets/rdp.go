@@ -197,7 +197,9 @@ func waitPort(ctx context.Context, port int, exited <-chan struct{}, timeout tim
 // ShadowOptions configure StartShadowRDP.
 type ShadowOptions struct {
 	// Security is "nla" (the default: NLA against a SAM file holding
-	// User and Password) or "tls" (TLS, no authentication).
+	// User and Password), "tls" (TLS, no authentication) or "rdp"
+	// (standard RDP security only, no authentication: a server that
+	// cannot prove who it is).
 	Security string
 	// User and Password default to rdptest and R0p-secret.
 	User, Password string
@@ -232,8 +234,8 @@ func StartShadowRDP(ctx context.Context, dir string, opts ShadowOptions) (*Shado
 	if opts.Security == "" {
 		opts.Security = "nla"
 	}
-	if opts.Security != "nla" && opts.Security != "tls" {
-		return nil, fmt.Errorf("shadow security %q: choose nla or tls", opts.Security)
+	if opts.Security != "nla" && opts.Security != "tls" && opts.Security != "rdp" {
+		return nil, fmt.Errorf("shadow security %q: choose nla, tls or rdp", opts.Security)
 	}
 	if opts.User == "" {
 		opts.User, opts.Password = "rdptest", "R0p-secret"
@@ -280,10 +282,13 @@ func StartShadowRDP(ctx context.Context, dir string, opts ShadowOptions) (*Shado
 
 func (s *ShadowRDP) start(ctx context.Context) error {
 	args := []string{"/bind-address:127.0.0.1", "/port:" + strconv.Itoa(s.Port)}
-	if s.opts.Security == "nla" {
+	switch s.opts.Security {
+	case "nla":
 		args = append(args, "/sec:nla", "/sam-file:"+filepath.Join(s.dir, "sam"))
-	} else {
+	case "tls":
 		args = append(args, "/sec:tls", "-auth")
+	case "rdp":
+		args = append(args, "/sec:rdp", "-auth")
 	}
 	s.stderr = &bytes.Buffer{}
 	s.cmd = exec.Command("freerdp-shadow-cli", args...)

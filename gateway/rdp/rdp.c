@@ -578,6 +578,14 @@ int kw_configure(freerdp* inst, const kwConfig* cfg)
 			ok = ok && freerdp_settings_set_bool(s, FreeRDP_UseRdpSecurityLayer, TRUE);
 			break;
 		default:
+			/* "any" is NLA or TLS, whichever the server picks: standard
+			 * RDP security never reaches the certificate check, and its
+			 * RC4 keys come from whoever answers, so it is used only
+			 * when asked for by name. */
+			ok = ok && freerdp_settings_set_bool(s, FreeRDP_NlaSecurity, TRUE);
+			ok = ok && freerdp_settings_set_bool(s, FreeRDP_TlsSecurity, TRUE);
+			ok = ok && freerdp_settings_set_bool(s, FreeRDP_RdpSecurity, FALSE);
+			ok = ok && freerdp_settings_set_bool(s, FreeRDP_ExtSecurity, FALSE);
 			break;
 	}
 	return ok;

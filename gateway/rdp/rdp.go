@@ -57,7 +57,8 @@
 // environment, which leaves WLog as FreeRDP configures it. A session also
 // keeps the last few, to name a negotiation failure.
 //
-// Supported: NLA, TLS and standard RDP security; the legacy (non-GFX)
+// Supported: NLA, TLS and standard RDP security (only when asked for:
+// "any" means NLA or TLS); the legacy (non-GFX)
 // drawing orders decoded by FreeRDP's software GDI; cliprdr text both
 // ways; display control (disp) resizes and server desktop resizes; pointer
 // images. Not (yet): the graphics pipeline (RDPGFX, H.264), audio, drives,
@@ -118,8 +119,10 @@ type Config struct {
 	// Port defaults to 3389.
 	Port                       int
 	Username, Password, Domain string
-	// Security is "any" (the default: what the server picks among NLA,
-	// TLS and RDP), "nla", "tls" or "rdp".
+	// Security is "any" (the default: NLA or TLS, whichever the server
+	// picks), "nla", "tls" or "rdp" (standard RDP security, which cannot
+	// verify the server: used only when named, and never with a pinned
+	// certificate).
 	Security string
 	// Width and Height are the initial desktop size, 1024x768 by default.
 	Width, Height int
@@ -176,6 +179,11 @@ func (c *Config) defaults() error {
 	}
 	if _, ok := securities[c.Security]; !ok {
 		return fmt.Errorf("rdp: security %q: choose any, nla, tls or rdp", c.Security)
+	}
+	if c.Security == "rdp" && c.CertFingerprint != "" && !c.IgnoreCertificate {
+		// A pin says the server proved itself with TLS before: going on
+		// without checking it is what an attacker in the path would ask.
+		return &Error{Kind: ErrPinnedNeedsTLS, Detail: "the resource is set to standard RDP security"}
 	}
 	if c.KeyboardLayout == 0 {
 		c.KeyboardLayout = layoutUS

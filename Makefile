@@ -9,6 +9,9 @@ export DEBIAN_FRONTEND := noninteractive
 GO      ?= go
 DATA    ?= ./data
 LISTEN  ?= :8443
+# The demo prints its passwords, so it listens on 127.0.0.1:8443 unless
+# told otherwise (make demo DEMO_LISTEN=:8443); LISTEN is not for it.
+DEMO_LISTEN ?=
 
 # Debian packages: what the portal needs to build and run, and what the
 # tests add (real servers, a real browser, and ffmpeg, which the portal
@@ -27,7 +30,7 @@ run: build
 	./bin/portal serve --data $(DATA) --listen $(LISTEN)
 
 demo: deps-demo build
-	./bin/portal demo --listen $(LISTEN)
+	./bin/portal demo $(if $(DEMO_LISTEN),--listen $(DEMO_LISTEN))
 
 test: deps-test assets lint unit e2e
 

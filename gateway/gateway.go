@@ -538,7 +538,9 @@ func (g *Gateway) vncDesktop(c *tls.Conn, req *wire.Request, log *slog.Logger) {
 		return
 	}
 	w, h := client.Size()
-	log.Info("desktop session started", "name", client.Name, "size", fmt.Sprintf("%dx%d", w, h), "setup", time.Since(start).Round(time.Millisecond))
+	fw, fh := client.FramebufferSize()
+	log.Info("desktop session started", "name", client.Name, "size", fmt.Sprintf("%dx%d", w, h),
+		"framebuffer", fmt.Sprintf("%dx%d", fw, fh), "setup", time.Since(start).Round(time.Millisecond))
 	err = client.Serve(g.ctx, c, opts, rec.display(opts))
 	log.Info("desktop session ended", "err", err, "duration", time.Since(start).Round(time.Second), "rects", client.RectCounts())
 }
@@ -547,7 +549,11 @@ func (g *Gateway) vncDesktop(c *tls.Conn, req *wire.Request, log *slog.Logger) {
 func vncRefusal(t wire.Target, err error) *wire.Response {
 	var ne net.Error
 	var mismatch *vnc.CertMismatchError
+	var unverified *vnc.UnverifiedPinError
 	switch {
+	case errors.As(err, &unverified):
+		return &wire.Response{Code: wire.CodeHostKeyMismatch,
+			Message: fmt.Sprintf("the VNC server at %s offers only %s, so it cannot prove it holds the TLS certificate pinned for this resource (%s): the connection was refused and no password was sent. This can mean TLS was turned off on the server, or that someone in the path is hiding it. If the server really no longer uses TLS, an administrator can clear the pin with \"Forget pinned TLS certificate\" on the resource's page (under /admin/resources)", t, unverified.Offered, unverified.Pinned)}
 	case errors.As(err, &mismatch):
 		return &wire.Response{Code: wire.CodeHostKeyMismatch,
 			Message: fmt.Sprintf("the TLS certificate of the VNC server at %s has changed: expected %s, got %s. This can mean the server's certificate was renewed, or that someone is intercepting the connection; an administrator must check and accept the new certificate on the resource's page", t, mismatch.Pinned, mismatch.Got),

@@ -18,7 +18,7 @@ func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	var cfg serveConfig
 	fs := flag.NewFlagSet("portal audit verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfg.flags(fs)
+	cfg.flags(fs, serveDataDir, serveListen)
 	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
 		return errUsage
 	}

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/keyway-dev/keyway/gateway"
@@ -64,9 +65,21 @@ type serveConfig struct {
 	ExportsMaxMB string
 }
 
-func (c *serveConfig) flags(fs *flag.FlagSet) {
-	fs.StringVar(&c.DataDir, "data", envOr("KEYWAY_DATA", "./data"), "data directory: database, keys, certificate (env KEYWAY_DATA)")
-	fs.StringVar(&c.Listen, "listen", envOr("KEYWAY_LISTEN", ":8443"), "HTTPS listen address (env KEYWAY_LISTEN)")
+// Defaults of --data and --listen. The demo keeps its data apart from a
+// real portal's, and listens on loopback only because it prints its
+// passwords.
+const (
+	serveDataDir = "./data"
+	serveListen  = ":8443"
+	demoDataDir  = "./data-demo"
+	demoListen   = "127.0.0.1:8443"
+)
+
+// flags registers the flags shared by the commands, with dataDir and
+// listen as the defaults of --data and --listen.
+func (c *serveConfig) flags(fs *flag.FlagSet, dataDir, listen string) {
+	fs.StringVar(&c.DataDir, "data", envOr("KEYWAY_DATA", dataDir), "data directory: database, keys, certificate (env KEYWAY_DATA)")
+	fs.StringVar(&c.Listen, "listen", envOr("KEYWAY_LISTEN", listen), "HTTPS listen address; :8443 is every interface, 127.0.0.1:8443 this machine only (env KEYWAY_LISTEN)")
 	fs.StringVar(&c.PublicURL, "public-url", envOr("KEYWAY_PUBLIC_URL", ""), "URL users reach the portal at, for printed links (default https://localhost:PORT)")
 	fs.StringVar(&c.TLSCert, "tls-cert", envOr("KEYWAY_TLS_CERT", ""), "PEM certificate file; default: a self-signed one in the data directory")
 	fs.StringVar(&c.TLSKey, "tls-key", envOr("KEYWAY_TLS_KEY", ""), "PEM private key file for -tls-cert")
@@ -78,6 +91,19 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.KeyFrames, "recording-keyframes", 10*time.Second, "least time between key frames of desktop recordings: a seek replays at most this much after the key frame before it")
 	fs.StringVar(&c.Retention, "recordings-retention", envOr("KEYWAY_RECORDINGS_RETENTION", "0"), "how long session recordings are kept, e.g. 90d; 0 keeps them forever")
 	fs.StringVar(&c.ExportsMaxMB, "exports-max-mb", envOr("KEYWAY_EXPORTS_MAX_MB", "5120"), "MiB of video exports of desktop recordings kept in DATA/exports; past it the least recently used go; 0 for no bound (env KEYWAY_EXPORTS_MAX_MB)")
+}
+
+// resolvePaths makes the data directory absolute, once, before anything
+// uses it: paths inside it are handed to other processes (the demo's
+// servers), which need not run where we do, and freerdp-shadow-cli cannot
+// create its configuration under a relative path at all.
+func (c *serveConfig) resolvePaths() error {
+	abs, err := filepath.Abs(c.DataDir)
+	if err != nil {
+		return fmt.Errorf("data directory %q: %w", c.DataDir, err)
+	}
+	c.DataDir = abs
+	return nil
 }
 
 func envOr(name, def string) string {
@@ -94,20 +120,26 @@ func serve(ctx context.Context, args []string, stderr io.Writer, hook afterStart
 	var cfg serveConfig
 	fs := flag.NewFlagSet("portal serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfg.flags(fs)
+	cfg.flags(fs, serveDataDir, serveListen)
 	if err := fs.Parse(args); err != nil {
 		return errUsage
+	}
+	if err := cfg.resolvePaths(); err != nil {
+		return err
 	}
 	return serveWith(ctx, cfg, stderr, hook)
 }
 
 // portal is a running portal's parts, for commands that act on it.
 type portal struct {
-	cfg    serveConfig
-	URL    string
-	Store  *store.Store
-	Pool   *gateways.Pool
-	Logger *slog.Logger
+	cfg serveConfig
+	URL string
+	// Addresses are where the HTTPS listener can be reached (see
+	// listenAddresses).
+	Addresses []string
+	Store     *store.Store
+	Pool      *gateways.Pool
+	Logger    *slog.Logger
 }
 
 func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afterStart) error {
@@ -173,7 +205,11 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		return fmt.Errorf("embedded gateway: %w", err)
 	}
 	if err := gw.Start(); err != nil {
-		return fmt.Errorf("start embedded gateway on %s: %w", cfg.GatewayListen, err)
+		err = fmt.Errorf("start embedded gateway on %s: %w", cfg.GatewayListen, err)
+		if errors.Is(err, syscall.EADDRINUSE) {
+			err = fmt.Errorf("%w: another program (another portal?) uses one of its ports; stop it, or choose other loopback addresses with --gateway-listen, --gateway-rdp-listen and --gateway-vnc-listen", err)
+		}
+		return err
 	}
 	defer gw.Close()
 	sshAddr, mgmtAddr := gw.Addr().(*net.TCPAddr), gw.ManagementAddr().(*net.TCPAddr)
@@ -193,9 +229,13 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		return err
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("listen on %s: %w: another program (another portal?) uses this port; stop it, or choose another address with --listen", cfg.Listen, err)
+	}
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
+	addresses := listenAddresses(ln.Addr().(*net.TCPAddr))
 	publicURL := cfg.PublicURL
 	if publicURL == "" {
 		publicURL = fmt.Sprintf("https://localhost:%d", ln.Addr().(*net.TCPAddr).Port)
@@ -276,9 +316,10 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		PortalCertSHA256: certs.Fingerprint(cert), Logger: logger.With("component", "uploads", "gateway", "embedded"),
 	})
 	defer stopUploads()
-	logger.Info("portal listening", "url", publicURL, "addr", ln.Addr().String(), "gateway", gw.Addr().String())
+	logger.Info("portal listening", "url", publicURL, "listen", ln.Addr().String(), "addresses", strings.Join(addresses, " "),
+		"gateway", gw.Addr().String(), "data", cfg.DataDir)
 
-	p := &portal{cfg: cfg, URL: publicURL, Store: st, Pool: pool, Logger: logger}
+	p := &portal{cfg: cfg, URL: publicURL, Addresses: addresses, Store: st, Pool: pool, Logger: logger}
 	if hook != nil {
 		if err := hook(ctx, p); err != nil {
 			srv.Close()
@@ -302,6 +343,36 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		logger.Warn("shutdown", "err", err)
 	}
 	return nil
+}
+
+// listenAddresses lists the addresses a listener bound to a can be reached
+// at: a itself, or for a wildcard address (":8443") each address of this
+// machine's interfaces, so that the log says plainly whether the portal is
+// reachable from other machines. A dual-stack wildcard ("[::]") takes
+// IPv4 and IPv6 addresses, "0.0.0.0" only IPv4 ones.
+func listenAddresses(a *net.TCPAddr) []string {
+	if !a.IP.IsUnspecified() {
+		return []string{a.String()}
+	}
+	port := strconv.Itoa(a.Port)
+	ifAddrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return []string{a.String() + " (every interface)"}
+	}
+	v4Only := a.IP.To4() != nil
+	var out []string
+	for _, ia := range ifAddrs {
+		n, ok := ia.(*net.IPNet)
+		// IPv6 link-local addresses need a zone to be used: not listed.
+		if !ok || (v4Only && n.IP.To4() == nil) || (n.IP.IsLinkLocalUnicast() && n.IP.To4() == nil) {
+			continue
+		}
+		out = append(out, net.JoinHostPort(n.IP.String(), port))
+	}
+	if len(out) == 0 {
+		return []string{a.String() + " (every interface)"}
+	}
+	return out
 }
 
 func openStore(ctx context.Context, cfg serveConfig) (*store.Store, error) {

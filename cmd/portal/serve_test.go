@@ -379,6 +379,13 @@ func TestAdminTerminatesSession(t *testing.T) {
 	if m == nil || !bytes.Contains(page, []byte("carol")) || !bytes.Contains(page, []byte("box3")) {
 		t.Fatalf("the Sessions page does not list carol's session:\n%s", page)
 	}
+	// The page refreshes its table alone: no layout, the session with its
+	// running time, idle time and a Watch button.
+	code, part := admin.get("/sessions?partial=1")
+	if code != http.StatusOK || strings.Contains(part, "<html") || !strings.Contains(part, string(m[1])) ||
+		!regexp.MustCompile(`<td class="nowrap">\d+s</td>`).MatchString(part) || !strings.Contains(part, ">Watch</a>") {
+		t.Fatalf("the refreshed sessions table: %d\n%s", code, part)
+	}
 	// The admin watches, read-only, what carol types from now on.
 	pu, _ := url.Parse(p.URL)
 	d := websocket.Dialer{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, Jar: admin.client.Jar}

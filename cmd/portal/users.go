@@ -21,7 +21,7 @@ func usersAdd(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	var cfg serveConfig
 	fs := flag.NewFlagSet("portal users add", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfg.flags(fs)
+	cfg.flags(fs, serveDataDir, serveListen)
 	role := fs.String("role", "user", "admin, auditor or user")
 	display := fs.String("display-name", "", "display name")
 	fromStdin := fs.Bool("password-stdin", false, "read the password from the first line of standard input (required)")

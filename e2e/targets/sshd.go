@@ -52,7 +52,7 @@ type SSHD struct {
 	dir    string
 	config string
 	cmd    *exec.Cmd
-	done   chan struct{}
+	done   <-chan struct{}
 	stderr *bytes.Buffer
 }
 
@@ -64,6 +64,10 @@ func (s *SSHD) Addr() string { return net.JoinHostPort(s.Host, strconv.Itoa(s.Po
 func StartSSHD(ctx context.Context, dir string, opts SSHDOptions) (*SSHD, error) {
 	if _, err := os.Stat(sshdPath); err != nil {
 		return nil, fmt.Errorf("%s not found: apt-get install openssh-server", sshdPath)
+	}
+	dir, err := absDir(dir)
+	if err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
@@ -137,11 +141,10 @@ func (s *SSHD) start(ctx context.Context) error {
 	// Session processes forked by sshd keep its stderr open; do not wait
 	// for them once sshd itself has exited.
 	s.cmd.WaitDelay = time.Second
-	if err := s.cmd.Start(); err != nil {
+	var err error
+	if s.done, err = startChild(s.cmd); err != nil {
 		return fmt.Errorf("start sshd: %w", err)
 	}
-	s.done = make(chan struct{})
-	go func() { s.cmd.Wait(); close(s.done) }()
 	if err := waitListening(ctx, s.Addr(), s.done, 10*time.Second); err != nil {
 		s.Stop()
 		return fmt.Errorf("sshd on %s: %w: %s", s.Addr(), err, strings.TrimSpace(s.stderr.String()))

@@ -375,15 +375,21 @@ func (t *trackedConn) closeWithCode(code, reason string) {
 // Terminate cuts a session connection the pool opened, with a reason the
 // user is shown; it reports false for a connection it did not open.
 func Terminate(c net.Conn, reason string) bool {
+	return TerminateWith(c, "terminated", reason)
+}
+
+// TerminateWith is Terminate with the machine-readable code CloseCode
+// reports, e.g. "access_revoked" or "idle_timeout".
+func TerminateWith(c net.Conn, code, reason string) bool {
 	t, ok := c.(*trackedConn)
 	if ok {
-		t.closeWithCode("terminated", reason)
+		t.closeWithCode(code, reason)
 	}
 	return ok
 }
 
 // CloseCode is the machine-readable kind of a CloseReason:
-// "gateway_revoked" or "terminated".
+// "gateway_revoked", "terminated" or the code given to TerminateWith.
 func CloseCode(c net.Conn) string {
 	if t, ok := c.(*trackedConn); ok {
 		if r := t.code.Load(); r != nil {

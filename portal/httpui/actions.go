@@ -170,6 +170,7 @@ func (s *Server) updateUser(r *http.Request, actor store.User, id int64, in user
 		details["password"] = "changed"
 	}
 	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionUserUpdate, Target: u.Name, Outcome: audit.OutcomeSuccess, Details: details})
+	s.kickGuard() // running sessions may have lost their access
 	return u, nil
 }
 
@@ -185,6 +186,7 @@ func (s *Server) deleteUser(r *http.Request, actor store.User, id int64) error {
 		return err
 	}
 	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionUserDelete, Target: u.Name, Outcome: audit.OutcomeSuccess})
+	s.kickGuard() // running sessions may have lost their access
 	return nil
 }
 
@@ -220,6 +222,7 @@ func (s *Server) deleteGroup(r *http.Request, actor store.User, id int64) error 
 		return err
 	}
 	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionGroupDelete, Target: g.Name, Outcome: audit.OutcomeSuccess})
+	s.kickGuard() // running sessions may have lost their access
 	return nil
 }
 
@@ -248,6 +251,8 @@ type resourceInput struct {
 	MaxUploadBytes int64 `json:"max_upload_bytes,omitempty"`
 	NoUpload       bool  `json:"no_upload,omitempty"`
 	NoDownload     bool  `json:"no_download,omitempty"`
+	// AllowDotfileChanges lifts the protection of dotfiles.
+	AllowDotfileChanges bool `json:"allow_dotfile_changes,omitempty"`
 	// RDP options.
 	Domain         string `json:"domain,omitempty"`
 	Security       string `json:"security,omitempty"`
@@ -255,14 +260,24 @@ type resourceInput struct {
 	Width          int    `json:"width,omitempty"`
 	Height         int    `json:"height,omitempty"`
 	KeyboardLayout string `json:"keyboard_layout,omitempty"`
+	// Session limits in minutes, terminal and desktop; 0 is none.
+	IdleTimeoutMinutes int `json:"idle_timeout_minutes,omitempty"`
+	MaxSessionMinutes  int `json:"max_session_minutes,omitempty"`
 }
+
+// Bounds of a resource's session limits, in minutes. The least leaves room
+// for the warning a minute before the end.
+const (
+	minSessionLimit = 2
+	maxSessionLimit = 7 * 24 * 60
+)
 
 func (in *resourceInput) options() store.Options {
 	return store.Options{ViewOnly: in.ViewOnly, Clipboard: in.Clipboard, ColorDepth: in.ColorDepth,
 		Recording: in.Recording, RecordInput: in.RecordInput,
-		MaxUploadBytes: in.MaxUploadBytes, NoUpload: in.NoUpload, NoDownload: in.NoDownload,
+		MaxUploadBytes: in.MaxUploadBytes, NoUpload: in.NoUpload, NoDownload: in.NoDownload, AllowDotfileChanges: in.AllowDotfileChanges,
 		Domain: in.Domain, Security: in.Security, IgnoreCert: in.IgnoreCert, Width: in.Width, Height: in.Height,
-		KeyboardLayout: in.KeyboardLayout}
+		KeyboardLayout: in.KeyboardLayout, IdleTimeoutSeconds: in.IdleTimeoutMinutes * 60, MaxSessionSeconds: in.MaxSessionMinutes * 60}
 }
 
 // keyboardLayouts are the keyboard layouts an RDP resource can have, by
@@ -355,7 +370,12 @@ func (in *resourceInput) validate(isNew bool) fieldErrors {
 		fe["max_upload"] = "Enter the largest upload in megabytes, or leave it blank for no limit."
 	}
 	if in.Protocol != "ssh" {
-		in.MaxUploadBytes, in.NoUpload, in.NoDownload = 0, false, false
+		in.MaxUploadBytes, in.NoUpload, in.NoDownload, in.AllowDotfileChanges = 0, false, false, false
+	}
+	for field, m := range map[string]int{"idle_timeout": in.IdleTimeoutMinutes, "max_session": in.MaxSessionMinutes} {
+		if m != 0 && (m < minSessionLimit || m > maxSessionLimit) {
+			fe[field] = fmt.Sprintf("Enter whole minutes from %d to %d (a week), or leave it blank for no limit.", minSessionLimit, maxSessionLimit)
+		}
 	}
 	var tags []string
 	seen := map[string]bool{}
@@ -481,6 +501,7 @@ func (s *Server) updateResource(r *http.Request, actor store.User, id int64, in 
 		details["credentials"] = strings.Join(changed, ", ")
 	}
 	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionResourceUpdate, Target: res.Name, Outcome: audit.OutcomeSuccess, Details: details})
+	s.kickGuard() // running sessions may have lost their access
 	return s.Store.ResourceByID(ctx, id)
 }
 
@@ -493,6 +514,7 @@ func (s *Server) deleteResource(r *http.Request, actor store.User, id int64) err
 		return err
 	}
 	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionResourceDelete, Target: res.Name, Outcome: audit.OutcomeSuccess})
+	s.kickGuard() // running sessions may have lost their access
 	return nil
 }
 
@@ -611,6 +633,7 @@ func (s *Server) deleteGrant(r *http.Request, actor store.User, id int64) error 
 		}
 		s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionGrantDelete, Target: g.ResourceName, Outcome: audit.OutcomeSuccess,
 			Details: map[string]string{"subject": g.SubjectKind + ":" + g.SubjectName}})
+		s.kickGuard() // running sessions may have lost their access
 		return nil
 	}
 	return store.ErrNotFound

@@ -192,12 +192,15 @@ type apiResource struct {
 	MaxUploadBytes     int64    `json:"max_upload_bytes,omitempty"`
 	NoUpload           bool     `json:"no_upload,omitempty"`
 	NoDownload         bool     `json:"no_download,omitempty"`
+	DotfileChanges     bool     `json:"allow_dotfile_changes,omitempty"`
 	Domain             string   `json:"domain,omitempty"`
 	Security           string   `json:"security,omitempty"`
 	IgnoreCert         bool     `json:"ignore_cert,omitempty"`
 	Width              int      `json:"width,omitempty"`
 	Height             int      `json:"height,omitempty"`
 	KeyboardLayout     string   `json:"keyboard_layout,omitempty"`
+	IdleTimeoutMinutes int      `json:"idle_timeout_minutes,omitempty"`
+	MaxSessionMinutes  int      `json:"max_session_minutes,omitempty"`
 }
 
 func toAPIResource(r store.Resource) apiResource {
@@ -218,7 +221,8 @@ func toAPIResource(r store.Resource) apiResource {
 	}
 	return apiResource{r.ID, r.Name, r.Description, r.Protocol, r.Host, r.Port, r.Login, t, fingerprint(r.HostKey),
 		r.HasPassword, r.HasPrivateKey, o.ViewOnly, o.Clipboard, o.ColorDepth, o.RecordingMode(), o.RecordInput,
-		o.MaxUploadBytes, o.NoUpload, o.NoDownload, o.Domain, o.Security, o.IgnoreCert, o.Width, o.Height, o.KeyboardLayout}
+		o.MaxUploadBytes, o.NoUpload, o.NoDownload, o.AllowDotfileChanges, o.Domain, o.Security, o.IgnoreCert, o.Width, o.Height, o.KeyboardLayout,
+		o.IdleTimeoutSeconds / 60, o.MaxSessionSeconds / 60}
 }
 
 func (s *Server) apiMe(w http.ResponseWriter, r *http.Request, u store.User) error {
@@ -509,8 +513,12 @@ func (s *Server) apiAudit(w http.ResponseWriter, r *http.Request, _ store.User) 
 	return writeJSON(w, http.StatusOK, out)
 }
 
-// auditPageSize is how many audit events one page or API call returns.
-const auditPageSize = 100
+// auditPageSize is how many audit events one API call returns, and
+// auditScreenSize how many one page of the audit log shows.
+const (
+	auditPageSize   = 100
+	auditScreenSize = 50
+)
 
 // auditFilter reads the audit filters shared by the page and the API.
 func auditFilter(r *http.Request) (store.AuditFilter, error) {

@@ -118,20 +118,22 @@ func (s *Server) desktopSocket(w http.ResponseWriter, r *http.Request) {
 	details := failure.detailsFor(gw, res)
 	details["session"] = id
 	start := time.Now()
+	guard := s.newGuard(r.Context(), u, res, false)
+	guard.warn = func(msg string) { send(guac.New("msg", strconv.Itoa(guacMsgWarning), msg).AppendTo(nil)) }
 	defer s.addLive(&liveSession{id: id, user: u.Name, resource: res.Name, protocol: res.Protocol,
-		gateway: gw.Name, client: clientAddr(r), start: start, conn: conn})()
+		gateway: gw.Name, client: clientAddr(r), start: start, conn: conn, guard: guard})()
 	s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionConnect, Target: res.Name, Outcome: audit.OutcomeSuccess, Details: details})
 	log.Info("desktop session started", "gateway", gw.Name)
 
-	end := s.relayDesktop(ctx, ws, conn, send, closeWith)
+	end, reason := s.relayDesktop(ctx, ws, conn, guard, send, closeWith)
 	s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionSessionEnd, Target: res.Name, Outcome: audit.OutcomeSuccess,
-		Details: map[string]string{"session": id, "duration": time.Since(start).Round(time.Second).String(), "end": end}})
+		Reason: reason, Details: map[string]string{"session": id, "duration": time.Since(start).Round(time.Second).String(), "end": end}})
 	log.Info("desktop session ended", "end", end)
 }
 
 // relayDesktop copies instructions both ways until either side ends, and
 // says how the session ended.
-func (s *Server) relayDesktop(ctx context.Context, ws *websocket.Conn, conn net.Conn, send func([]byte) error, closeWith func(string, int)) string {
+func (s *Server) relayDesktop(ctx context.Context, ws *websocket.Conn, conn net.Conn, guard *sessionGuard, send func([]byte) error, closeWith func(string, int)) (end, reason string) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	closeBoth := func() { conn.Close(); ws.Close() }
@@ -147,11 +149,14 @@ func (s *Server) relayDesktop(ctx context.Context, ws *websocket.Conn, conn net.
 	}()
 
 	browserGone := make(chan struct{})
+	leave := sync.OnceFunc(func() { close(browserGone) })
 	wg.Add(1)
 	go func() { // browser → gateway, checked instruction by instruction
 		defer wg.Done()
-		defer close(browserGone)
+		// Deferred calls run last first: browserGone closes before cancel
+		// cuts the gateway, so the session's end is put down to the browser.
 		defer cancel()
+		defer leave()
 		var out []byte
 		ws.SetReadDeadline(time.Now().Add(wsReadTimeout))
 		for {
@@ -179,6 +184,16 @@ func (s *Server) relayDesktop(ctx context.Context, ws *websocket.Conn, conn net.
 					}
 					continue
 				}
+				if personInput[in.Opcode] {
+					guard.touch(s.Now())
+				}
+				if in.Opcode == "disconnect" {
+					// The page is closing (guacamole-common-js says so
+					// before it closes the socket). The gateway ends the
+					// session at once, which must not be put down to the
+					// gateway connection.
+					leave()
+				}
 				out = in.AppendTo(out)
 			}
 			if len(out) > 0 {
@@ -198,7 +213,7 @@ func (s *Server) relayDesktop(ctx context.Context, ws *websocket.Conn, conn net.
 		if err != nil {
 			select {
 			case <-browserGone:
-				return "browser disconnected"
+				return "browser disconnected", ""
 			default:
 			}
 			if len(batch) > 0 {
@@ -206,31 +221,40 @@ func (s *Server) relayDesktop(ctx context.Context, ws *websocket.Conn, conn net.
 			}
 			if reason := gateways.CloseReason(conn); reason != "" {
 				closeWith(reason, guacSessionClosed)
-				return strings.ReplaceAll(gateways.CloseCode(conn), "_", " ")
+				return strings.ReplaceAll(gateways.CloseCode(conn), "_", " "), reason
 			}
 			if s.ctx.Err() != nil {
 				closeWith("The portal is shutting down; the session was closed.", guacSessionClosed)
-				return "portal shut down"
+				return "portal shut down", ""
 			}
 			closeWith("The connection to the gateway was lost; the session has ended.", guacUpstreamError)
-			return "gateway connection lost"
+			return "gateway connection lost", ""
 		}
 		batch = in.AppendTo(batch)
 		if in.Opcode == "error" {
 			send(batch)
 			wsClose(ws, guacUpstreamError)
-			return "desktop closed: " + firstArg(in)
+			return endRemote, "The desktop closed: " + firstArg(in)
 		}
 		// Send at the end of a frame, when the batch is large, or when
 		// nothing more has arrived (a clipboard change on an idle screen).
 		if in.Opcode == "sync" || len(batch) >= wsFlushSize || rd.Buffered() == 0 {
 			if err := send(batch); err != nil {
-				return "browser disconnected"
+				return "browser disconnected", ""
 			}
 			batch = batch[:0]
 		}
 	}
 }
+
+// personInput are the browser's instructions that a person made: they keep a
+// session from running idle, while the browser's own (sync, ack) do not.
+var personInput = map[string]bool{"key": true, "mouse": true, "touch": true, "clipboard": true}
+
+// guacMsgWarning is the code of the msg instruction that carries a warning
+// to the user (the session ends soon); guacamole-common-js hands codes it
+// does not know to the page's onmsg.
+const guacMsgWarning = 0x4B57
 
 // maxBrowserMessage bounds one WebSocket message from the browser.
 func maxBrowserMessage() int64 { return int64(guac.BrowserLimits.MaxElement) + 4096 }

@@ -71,6 +71,7 @@ func (s *Server) startSession(r *http.Request, u store.User) error {
 		return err
 	}
 	s.Sessions.Put(r.Context(), sessionUserKey, u.ID)
+	s.Sessions.Put(r.Context(), sessionEpochKey, u.SessionEpoch)
 	return nil
 }
 
@@ -82,6 +83,8 @@ func (s *Server) signOut(w http.ResponseWriter, r *http.Request) {
 		s.serverError(w, r, err)
 		return
 	}
+	// Sessions opened from this sign-in end with it.
+	s.kickGuard()
 	http.Redirect(w, r, "/signin", http.StatusSeeOther)
 }
 

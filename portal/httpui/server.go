@@ -73,6 +73,8 @@ type Server struct {
 	mu   sync.Mutex
 	open map[int64]int // running sessions per user id
 	live map[string]*liveSession
+	// kick asks the session guard for a check now.
+	kick chan struct{}
 }
 
 // New builds a Server from d.
@@ -80,9 +82,14 @@ func New(d Deps) *Server {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	s := &Server{Deps: d, open: map[int64]int{}}
+	s := &Server{Deps: d, open: map[int64]int{}, kick: make(chan struct{}, 1)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.handler = s.routes()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.guardSessions(s.ctx)
+	}()
 	if d.Exports != nil {
 		s.wg.Add(1)
 		go func() {

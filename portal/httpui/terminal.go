@@ -153,6 +153,12 @@ type termSession struct {
 	log    *slog.Logger
 	// watchers get a copy of the output for read-only viewers.
 	watchers watchers
+	// guard ends the session when access ends; the browser's input keeps
+	// it from running idle.
+	guard *sessionGuard
+	// wmu orders messages to the browser: the relay and the guard's
+	// warnings both write.
+	wmu sync.Mutex
 }
 
 // fail tells the browser why the session could not start or ended, audits it
@@ -172,8 +178,14 @@ func (t *termSession) fail(r *http.Request, code, msg string, details map[string
 
 func (t *termSession) sendControl(c control) error {
 	b, _ := json.Marshal(c)
+	return t.write(websocket.TextMessage, b)
+}
+
+func (t *termSession) write(mt int, b []byte) error {
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
 	t.ws.SetWriteDeadline(time.Now().Add(wsWriteTimeout))
-	return t.ws.WriteMessage(websocket.TextMessage, b)
+	return t.ws.WriteMessage(mt, b)
 }
 
 func (t *termSession) run(ctx context.Context, r *http.Request, cols, rows int) {
@@ -198,8 +210,10 @@ func (t *termSession) run(ctx context.Context, r *http.Request, cols, rows int) 
 	}
 	gwDetails["session"] = t.id
 	start := time.Now()
+	t.guard = s.newGuard(r.Context(), t.user, t.res, false)
+	t.guard.warn = func(msg string) { t.sendControl(control{Type: "warning", Message: msg}) }
 	defer s.addLive(&liveSession{id: t.id, user: t.user.Name, resource: t.res.Name, protocol: t.res.Protocol,
-		gateway: gw.Name, client: t.client, start: start, conn: conn, term: t})()
+		gateway: gw.Name, client: t.client, start: start, conn: conn, term: t, guard: t.guard})()
 	defer t.watchers.end()
 	s.record(r, audit.Event{Actor: t.user.Name, Action: audit.ActionConnect, Target: t.res.Name,
 		ClientAddr: t.client, Outcome: audit.OutcomeSuccess, Details: gwDetails})
@@ -208,16 +222,16 @@ func (t *termSession) run(ctx context.Context, r *http.Request, cols, rows int) 
 		return
 	}
 
-	end := t.bridge(ctx, conn)
+	end, reason := t.bridge(ctx, conn)
 	details := map[string]string{"session": t.id, "duration": time.Since(start).Round(time.Second).String(), "end": end}
 	s.record(r, audit.Event{Actor: t.user.Name, Action: audit.ActionSessionEnd, Target: t.res.Name,
-		ClientAddr: t.client, Outcome: audit.OutcomeSuccess, Details: details})
+		ClientAddr: t.client, Outcome: audit.OutcomeSuccess, Reason: reason, Details: details})
 	t.log.Info("terminal session ended", "end", end)
 }
 
 // bridge relays between browser and gateway until either side ends, and
 // says how the session ended.
-func (t *termSession) bridge(ctx context.Context, conn net.Conn) string {
+func (t *termSession) bridge(ctx context.Context, conn net.Conn) (end, reason string) {
 	var wg sync.WaitGroup
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -243,8 +257,10 @@ func (t *termSession) bridge(ctx context.Context, conn net.Conn) string {
 	wg.Add(2)
 	go func() { // browser → gateway; the only writer to the gateway
 		defer wg.Done()
-		defer close(browserGone)
+		// Deferred calls run last first: browserGone closes before cancel
+		// cuts the gateway, so the session's end is put down to the browser.
 		defer cancel()
+		defer close(browserGone)
 		t.ws.SetReadDeadline(time.Now().Add(wsReadTimeout))
 		t.ws.SetPongHandler(func(string) error { return t.ws.SetReadDeadline(time.Now().Add(wsReadTimeout)) })
 		for {
@@ -255,6 +271,7 @@ func (t *termSession) bridge(ctx context.Context, conn net.Conn) string {
 			t.ws.SetReadDeadline(time.Now().Add(wsReadTimeout))
 			switch mt {
 			case websocket.BinaryMessage:
+				t.guard.touch(t.srv.Now())
 				err = fw.Write(wire.FrameData, data)
 			case websocket.TextMessage:
 				var c control
@@ -295,26 +312,25 @@ func (t *termSession) bridge(ctx context.Context, conn net.Conn) string {
 		if err != nil {
 			select {
 			case <-browserGone:
-				return "browser disconnected"
+				return "browser disconnected", ""
 			default:
 			}
 			if t.srv.ctx.Err() != nil {
 				t.sendControl(control{Type: "error", Code: "portal_shutdown", Message: "The portal is shutting down; the session was closed."})
-				return "portal shut down"
+				return "portal shut down", ""
 			}
 			if reason := gateways.CloseReason(conn); reason != "" {
 				code := gateways.CloseCode(conn)
 				t.sendControl(control{Type: "error", Code: code, Message: reason})
-				return strings.ReplaceAll(code, "_", " ")
+				return strings.ReplaceAll(code, "_", " "), reason
 			}
 			t.sendControl(control{Type: "error", Code: "gateway_lost", Message: "The connection to the gateway was lost; the session has ended."})
-			return "gateway connection lost"
+			return "gateway connection lost", ""
 		}
 		switch ft {
 		case wire.FrameData:
-			t.ws.SetWriteDeadline(time.Now().Add(wsWriteTimeout))
-			if err := t.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
-				return "browser disconnected"
+			if err := t.write(websocket.BinaryMessage, p); err != nil {
+				return "browser disconnected", ""
 			}
 			t.watchers.send(p)
 		case wire.FrameExit:
@@ -324,7 +340,7 @@ func (t *termSession) bridge(ctx context.Context, conn net.Conn) string {
 			if reason := gateways.CloseReason(conn); reason != "" {
 				code := gateways.CloseCode(conn)
 				t.sendControl(control{Type: "error", Code: code, Message: reason})
-				return strings.ReplaceAll(code, "_", " ")
+				return strings.ReplaceAll(code, "_", " "), reason
 			}
 			ex, err := wire.ParseExit(p)
 			if err != nil {
@@ -334,7 +350,7 @@ func (t *termSession) bridge(ctx context.Context, conn net.Conn) string {
 			status := ex.Status
 			t.sendControl(control{Type: "exit", Status: &status, Message: msg})
 			t.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
-			return msg
+			return endRemote, msg
 		}
 	}
 }

@@ -36,6 +36,10 @@ function showClipNote(text: string): void {
 const FIT_KEY = 'keyway.desktop.fit';
 fitBox.checked = localStorage.getItem(FIT_KEY) !== '0';
 
+// portalWarning is the msg code of the portal's warnings (guacMsgWarning
+// in portal/httpui).
+const portalWarning = 0x4b57;
+
 function setStatus(text: string, kind: 'ok' | 'bad' | 'info'): void {
   statusEl.textContent = text;
   statusEl.dataset.kind = kind;
@@ -99,6 +103,14 @@ function connect(): void {
     reconnectBtn.hidden = false;
   };
   display.onresize = () => rescale();
+  // The portal warns with a msg instruction of its own code that the
+  // session ends soon (idle, or its maximum length). guacamole-common-js
+  // 1.5 has onmsg; its type definitions lack it.
+  (c as unknown as { onmsg: (code: number, args: string[]) => boolean }).onmsg = (code, args) => {
+    if (code !== portalWarning) return true;
+    setStatus(args[0] ?? 'This session will close soon', 'bad');
+    return false;
+  };
 
   // The remote clipboard: shown in the panel, and copied to the local
   // clipboard where the browser allows it.

@@ -7,7 +7,7 @@ import { Terminal } from '@xterm/xterm';
 import { FitAddon } from '@xterm/addon-fit';
 
 interface Control {
-  type: 'connected' | 'exit' | 'error';
+  type: 'connected' | 'exit' | 'error' | 'warning';
   message?: string;
   code?: string;
   status?: number;
@@ -96,6 +96,11 @@ function connect(): void {
         setStatus(c.message ?? 'Session ended', 'info');
         notice(c.message ?? 'Session ended', 'dim');
         reconnectBtn.hidden = false;
+        break;
+      case 'warning':
+        // The session ends soon (idle, or its maximum length): said in the
+        // status line, which screen readers announce, not in the terminal.
+        setStatus(c.message ?? 'This session will close soon', 'bad');
         break;
       case 'error':
         ended = true;

@@ -204,6 +204,11 @@ type ResourceFormView struct {
 	MaxUpload  string
 	NoUpload   bool
 	NoDownload bool
+	// DotfileChanges lifts the protection of dotfiles.
+	DotfileChanges bool
+	// Session limits in minutes ("" for none).
+	IdleTimeout string
+	MaxSession  string
 	// Host key state, edit only.
 	HostKeyFingerprint string
 	HostKeyPinnedAt    time.Time
@@ -252,6 +257,8 @@ type AuditView struct {
 	Actions   []string
 	Events    []AuditRow
 	OlderHref string
+	// NewestHref goes back to the first page, from an older one.
+	NewestHref string
 	// ExportHref downloads every event matching the filters as CSV.
 	ExportHref string
 	Errors     Errors
@@ -473,6 +480,11 @@ var SpecialKeys = []SpecialKey{
 type SessionRow struct {
 	ID, User, Resource, Protocol, Gateway, ClientAddr string
 	Start                                             time.Time
+	// Duration is how long it has run, and Idle how long since its user
+	// last typed or used the mouse (zero for file transfers).
+	Duration, Idle time.Duration
+	// Watchable sessions (terminals) can be watched read-only.
+	Watchable bool
 }
 
 // SessionsView is the live sessions page.
@@ -508,6 +520,8 @@ type FilesView struct {
 	Error       string
 	CanUpload   bool
 	CanDownload bool
+	// ProtectDotfiles: dotfiles can be downloaded, not changed.
+	ProtectDotfiles bool
 	// MaxUpload is the largest upload in bytes; 0 is no limit.
 	MaxUpload int64
 }

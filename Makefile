@@ -22,7 +22,9 @@ DEBS_RUN  := gcc libc6-dev pkg-config freerdp2-dev openssh-server openssh-client
 # (NLA against a SAM file made by winpr-hash) on Xvfb.
 DEBS_DEMO := $(DEBS_RUN) tigervnc-standalone-server tigervnc-tools xterm x11-xserver-utils fonts-dejavu-core \
 	freerdp2-shadow-x11 winpr-utils xvfb
-DEBS_TEST := $(DEBS_DEMO) sshpass chromium procps iproute2 x11-utils x11-apps xclip x11vnc xrdp xorgxrdp ffmpeg
+# Dropbear (with OpenSSH's sftp-server for its SFTP) is the second SSH server
+# every SSH feature is tested against.
+DEBS_TEST := $(DEBS_DEMO) dropbear-bin openssh-sftp-server sshpass chromium procps iproute2 x11-utils x11-apps xclip x11vnc xrdp xorgxrdp ffmpeg
 
 .PHONY: run demo test build assets generate lint unit e2e bench deps-run deps-demo deps-test check-go clean
 

@@ -41,8 +41,12 @@ type filesFixture struct {
 
 func newFilesFixture(t *testing.T) *filesFixture {
 	t.Helper()
+	return newFilesFixtureOn(t, targets.NewSSHD(t))
+}
+
+func newFilesFixtureOn(t *testing.T, sshd *targets.SSHD) *filesFixture {
+	t.Helper()
 	ctx := context.Background()
-	sshd := targets.NewSSHD(t)
 	p, _ := startPortal(t, t.TempDir())
 	st := p.Store
 	alice, err := st.CreateUser(ctx, store.User{Name: "alice", Role: store.RoleUser}, mustHash(t, "alice-password-1"))
@@ -140,8 +144,17 @@ func leftovers(t *testing.T, dir string) []string {
 
 // TestFilesOperations runs every file operation through portal, embedded
 // gateway and a real sshd, with odd names, refusals and limits.
+// TestFilesOperations runs the file browser against OpenSSH's
+// internal-sftp and against Dropbear with OpenSSH's sftp-server.
 func TestFilesOperations(t *testing.T) {
-	f := newFilesFixture(t)
+	for _, server := range targets.SSHServers() {
+		t.Run(server.Name, func(t *testing.T) {
+			testFilesOperations(t, newFilesFixtureOn(t, server.Start(t)))
+		})
+	}
+}
+
+func testFilesOperations(t *testing.T, f *filesFixture) {
 	ctx := context.Background()
 
 	// Only a files grant opens the browser; ids cannot be probed.

@@ -156,9 +156,29 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	}
 	defer st.Close()
 
+	// Web sessions are kept under their token's hash now; those an older
+	// portal stored as plain tokens are dropped, and their users sign in
+	// again.
+	if n, err := st.DeleteUnhashedSessions(ctx); err != nil {
+		return err
+	} else if n > 0 {
+		logger.Info("signed out web sessions stored before session tokens were hashed", "sessions", n)
+	}
 	sessions, stopSessions := auth.NewSessions(st.DB())
 	defer stopSessions()
-	auditLog := audit.New(st, logger, time.Now)
+	auditLog, err := newAuditLog(cfg, st, logger)
+	if err != nil {
+		return err
+	}
+	// Signed checkpoints of the audit log's head: now, every minute while
+	// it grows, and at shutdown. Stopped by the defer, not by ctx, the last
+	// one is written after the sessions have ended and before the
+	// database closes.
+	stopCheckpoints, err := auditLog.StartCheckpoints(context.WithoutCancel(ctx), checkpointsPath(cfg), audit.CheckpointInterval)
+	if err != nil {
+		return err
+	}
+	defer stopCheckpoints()
 
 	// The embedded gateway is a real gateway reached over the same mutual TLS
 	// as a remote one; only its keys are set up here instead of by an admin.
@@ -379,13 +399,9 @@ func openStore(ctx context.Context, cfg serveConfig) (*store.Store, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
-	keyPath := cfg.SecretsKey
-	if keyPath == "" {
-		keyPath = filepath.Join(cfg.DataDir, "secrets.key")
-	}
-	key, err := store.LoadOrCreateKey(keyPath)
+	key, err := loadSecretsKey(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("secrets key: %w", err)
+		return nil, err
 	}
 	sealer, err := store.NewSealer(key)
 	if err != nil {
@@ -397,6 +413,33 @@ func openStore(ctx context.Context, cfg serveConfig) (*store.Store, error) {
 	}
 	return st, nil
 }
+
+// loadSecretsKey reads (or creates) the key that seals target credentials
+// and from which the audit chain's key is derived.
+func loadSecretsKey(cfg serveConfig) ([]byte, error) {
+	keyPath := cfg.SecretsKey
+	if keyPath == "" {
+		keyPath = filepath.Join(cfg.DataDir, "secrets.key")
+	}
+	key, err := store.LoadOrCreateKey(keyPath)
+	if err != nil {
+		return nil, fmt.Errorf("secrets key: %w", err)
+	}
+	return key, nil
+}
+
+// newAuditLog returns the audit log on st, keyed by the secrets key.
+func newAuditLog(cfg serveConfig, st *store.Store, logger *slog.Logger) (*audit.Log, error) {
+	key, err := loadSecretsKey(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return audit.New(st, key, logger, time.Now)
+}
+
+// checkpointsPath is the file the portal appends signed audit checkpoints
+// to, for an operator to ship elsewhere.
+func checkpointsPath(cfg serveConfig) string { return filepath.Join(cfg.DataDir, "audit-checkpoints") }
 
 func loadCert(cfg serveConfig, logger *slog.Logger) (tls.Certificate, error) {
 	if cfg.TLSCert != "" {

@@ -138,9 +138,18 @@ func readUntil(t *testing.T, ws *websocket.Conn, want string) {
 	}
 }
 
+// TestServeTerminalHostKeyLifecycle runs terminals and host-key pinning
+// through the portal against each kind of SSH server.
 func TestServeTerminalHostKeyLifecycle(t *testing.T) {
+	for _, server := range targets.SSHServers() {
+		t.Run(server.Name, func(t *testing.T) {
+			testServeTerminalHostKeyLifecycle(t, server.Start(t))
+		})
+	}
+}
+
+func testServeTerminalHostKeyLifecycle(t *testing.T, sshd *targets.SSHD) {
 	ctx := context.Background()
-	sshd := targets.NewSSHD(t)
 	dir := t.TempDir()
 
 	// The first admin from the command line, as a script would do it.

@@ -59,12 +59,13 @@ func CheckPassword(hash, pw string) (bool, error) {
 	return ok, nil
 }
 
-// NewSessions returns the web session manager, kept in the database, and a
-// function that stops its cleanup goroutine.
+// NewSessions returns the web session manager, kept in the database under
+// the SHA-256 of each token, and a function that stops its cleanup
+// goroutine.
 func NewSessions(db *sql.DB) (*scs.SessionManager, func()) {
 	st := sqlite3store.NewWithCleanupInterval(db, 10*time.Minute)
 	m := scs.New()
-	m.Store = st
+	m.Store = hashedStore{inner: st}
 	m.Lifetime = 12 * time.Hour
 	m.IdleTimeout = time.Hour
 	m.Cookie.Name = "keyway_session"

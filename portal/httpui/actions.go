@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -456,10 +457,21 @@ func (s *Server) updateResource(r *http.Request, actor store.User, id int64, in 
 		return store.Resource{}, err
 	}
 	fe := in.validate(false)
+	// Stored credentials go only to the address they were entered for:
+	// otherwise an admin could point a resource at a server of their own,
+	// forget its host key and have the portal sign in there.
+	moved := !strings.EqualFold(in.Host, old.Host) || in.Port != old.Port
+	movedPassword := moved && old.HasPassword && in.Password == "" && !in.ClearPassword
+	movedKey := moved && old.HasPrivateKey && in.PrivateKey == "" && !in.ClearPrivateKey
+	in.ClearPassword = in.ClearPassword || movedPassword
+	in.ClearPrivateKey = in.ClearPrivateKey || movedKey
 	hasPassword := (old.HasPassword && !in.ClearPassword) || in.Password != ""
 	hasKey := (old.HasPrivateKey && !in.ClearPrivateKey) || in.PrivateKey != ""
 	if in.Protocol == "ssh" && !hasPassword && !hasKey {
 		fe["password"] = "Keep a password or a private key so the portal can sign in to the target."
+		if movedPassword || movedKey {
+			fe["password"] = "The host or port changed, so the stored password and private key are not kept: enter them again."
+		}
 	}
 	if len(fe) > 0 {
 		return store.Resource{}, fe
@@ -475,11 +487,19 @@ func (s *Server) updateResource(r *http.Request, actor store.User, id int64, in 
 		if err != nil {
 			return store.Resource{}, err
 		}
-		if in.ClearPassword {
+		switch {
+		case movedPassword:
+			cur.Password = ""
+			changed = append(changed, "password cleared (host or port changed)")
+		case in.ClearPassword:
 			cur.Password = ""
 			changed = append(changed, "password cleared")
 		}
-		if in.ClearPrivateKey {
+		switch {
+		case movedKey:
+			cur.PrivateKey = ""
+			changed = append(changed, "private key cleared (host or port changed)")
+		case in.ClearPrivateKey:
 			cur.PrivateKey = ""
 			changed = append(changed, "private key cleared")
 		}
@@ -499,6 +519,9 @@ func (s *Server) updateResource(r *http.Request, actor store.User, id int64, in 
 	details := map[string]string{"address": fmt.Sprintf("%s:%d", res.Host, res.Port), "login": res.Login, "recording": recordingDetail(res.Options)}
 	if len(changed) > 0 {
 		details["credentials"] = strings.Join(changed, ", ")
+	}
+	if moved {
+		details["previous_address"] = net.JoinHostPort(old.Host, strconv.Itoa(old.Port))
 	}
 	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionResourceUpdate, Target: res.Name, Outcome: audit.OutcomeSuccess, Details: details})
 	s.kickGuard() // running sessions may have lost their access

@@ -77,7 +77,10 @@ func newFixtureWith(t *testing.T, export exports.ExportFunc) *fixture {
 	t.Cleanup(stop)
 	id, _ := wire.LoadOrCreateIdentity(filepath.Join(dir, "id.pem"))
 	pool := gateways.New(id, logger, 5*time.Second)
-	al := audit.New(st, logger, time.Now)
+	al, err := audit.New(st, make([]byte, 32), logger, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
 	recDir, err := storage.Open(filepath.Join(dir, "recordings"))
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -426,9 +427,16 @@ func (s *Server) testResourceForm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	back := fmt.Sprintf("/admin/resources/%d", id)
+	// The test sends the stored credentials: the audit names where to and
+	// what, whether or not a gateway was reached.
+	sent := map[string]string{"target": net.JoinHostPort(res.Host, strconv.Itoa(res.Port)), "credentials": credentialsSent(res)}
+	if res.HostKey == "" {
+		sent["host_key"] = "none pinned"
+	}
 	start := time.Now()
 	conn, resp, gw, failure := s.dialResource(r.Context(), actor, res, clientAddr(r), "test-"+rand.Text()[:10], 80, 24, false)
 	if failure != nil {
+		maps.Copy(failure.details, sent)
 		s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionResourceTest, Target: res.Name, Outcome: audit.OutcomeFailure,
 			Reason: failure.msg, Details: failure.details})
 		s.setFlash(r, "error", "Test failed: "+failure.msg)
@@ -437,11 +445,29 @@ func (s *Server) testResourceForm(w http.ResponseWriter, r *http.Request) {
 	}
 	conn.Close()
 	took := time.Since(start).Round(time.Millisecond)
+	details := failure.detailsFor(gw, res)
+	maps.Copy(details, sent)
 	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionResourceTest, Target: res.Name, Outcome: audit.OutcomeSuccess,
-		Details: failure.detailsFor(gw, res)})
+		Details: details})
 	msg := fmt.Sprintf("Connected to %s through gateway %s (segment %s) in %s", res.Name, gw.Name, gw.Segment, took)
 	if resp.HostKeyFingerprint != "" {
 		msg += "; host key " + resp.HostKeyFingerprint
 	}
 	s.done(w, r, msg+".", back)
+}
+
+// credentialsSent names the kinds of stored credentials a connection to res
+// sends, for the audit log.
+func credentialsSent(res store.Resource) string {
+	var kinds []string
+	if res.HasPassword {
+		kinds = append(kinds, "password")
+	}
+	if res.HasPrivateKey {
+		kinds = append(kinds, "private key")
+	}
+	if len(kinds) == 0 {
+		return "none"
+	}
+	return strings.Join(kinds, " and ")
 }

@@ -264,3 +264,15 @@ func (s *Store) ListGroups(ctx context.Context) ([]Group, error) {
 	}
 	return out, rows.Err()
 }
+
+// DeleteUnhashedSessions removes web sessions written before session
+// tokens were stored hashed: their key is the token itself, which would
+// sign in whoever reads the database. A hashed key is 64 hex digits; scs
+// tokens are 43 characters. Their users sign in again.
+func (s *Store) DeleteUnhashedSessions(ctx context.Context) (int64, error) {
+	r, err := s.db.ExecContext(ctx, `DELETE FROM sessions WHERE length(token) != 64 OR token GLOB '*[^0-9a-f]*'`)
+	if err != nil {
+		return 0, fmt.Errorf("delete web sessions stored unhashed: %w", err)
+	}
+	return r.RowsAffected()
+}

@@ -38,6 +38,10 @@ func (d *Display) environ() []string {
 	return append(append(os.Environ(), "DISPLAY=:"+strconv.Itoa(d.Number)), d.env...)
 }
 
+// Env is what X clients on the display need in their environment beyond
+// DISPLAY (XAUTHORITY for xrdp's sessions), as NAME=value.
+func (d *Display) Env() []string { return append([]string(nil), d.env...) }
+
 // Start runs an X client (xterm, xsetroot…) on the display; it is stopped
 // with the server.
 func (d *Display) Start(name string, args ...string) (*exec.Cmd, error) {
@@ -191,7 +195,9 @@ func waitPort(ctx context.Context, port int, exited <-chan struct{}, timeout tim
 // ShadowOptions configure StartShadowRDP.
 type ShadowOptions struct {
 	// Security is "nla" (the default: NLA against a SAM file holding
-	// User and Password) or "tls" (TLS, no authentication).
+	// User and Password), "tls" (TLS, no authentication) or "rdp"
+	// (standard RDP security only, no authentication: a server that
+	// cannot prove who it is).
 	Security string
 	// User and Password default to rdptest and R0p-secret.
 	User, Password string
@@ -226,8 +232,8 @@ func StartShadowRDP(ctx context.Context, dir string, opts ShadowOptions) (*Shado
 	if opts.Security == "" {
 		opts.Security = "nla"
 	}
-	if opts.Security != "nla" && opts.Security != "tls" {
-		return nil, fmt.Errorf("shadow security %q: choose nla or tls", opts.Security)
+	if opts.Security != "nla" && opts.Security != "tls" && opts.Security != "rdp" {
+		return nil, fmt.Errorf("shadow security %q: choose nla, tls or rdp", opts.Security)
 	}
 	if opts.User == "" {
 		opts.User, opts.Password = "rdptest", "R0p-secret"
@@ -277,10 +283,13 @@ func StartShadowRDP(ctx context.Context, dir string, opts ShadowOptions) (*Shado
 
 func (s *ShadowRDP) start(ctx context.Context) error {
 	args := []string{"/bind-address:127.0.0.1", "/port:" + strconv.Itoa(s.Port)}
-	if s.opts.Security == "nla" {
+	switch s.opts.Security {
+	case "nla":
 		args = append(args, "/sec:nla", "/sam-file:"+filepath.Join(s.dir, "sam"))
-	} else {
+	case "tls":
 		args = append(args, "/sec:tls", "-auth")
+	case "rdp":
+		args = append(args, "/sec:rdp", "-auth")
 	}
 	s.stderr = &bytes.Buffer{}
 	s.cmd = exec.Command("freerdp-shadow-cli", args...)

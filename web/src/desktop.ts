@@ -18,6 +18,20 @@ const cadBtn = document.getElementById('desk-cad') as HTMLButtonElement;
 const fitBox = document.getElementById('desk-fit') as HTMLInputElement;
 const clipText = document.getElementById('desk-clipboard') as HTMLTextAreaElement;
 const clipSend = document.getElementById('desk-clip-send') as HTMLButtonElement;
+const clipNote = document.getElementById('desk-clip-note') as HTMLParagraphElement;
+let clipSentTimer: number | undefined;
+
+// showClipNote says in the clipboard panel why sent text did not reach the
+// remote clipboard (empty hides it), opening the panel so it is seen.
+function showClipNote(text: string): void {
+  clipNote.textContent = text;
+  clipNote.hidden = text === '';
+  if (text) {
+    (clipNote.closest('details') as HTMLDetailsElement | null)?.setAttribute('open', '');
+    window.clearTimeout(clipSentTimer);
+    clipSend.textContent = 'Send to remote desktop';
+  }
+}
 
 const FIT_KEY = 'keyway.desktop.fit';
 fitBox.checked = localStorage.getItem(FIT_KEY) !== '0';
@@ -111,6 +125,16 @@ function connect(): void {
     };
   };
 
+  // The gateway's word on text that did not reach the remote clipboard
+  // (gateway/display.ClipboardNoticePipe).
+  c.onpipe = (stream: Guacamole.InputStream, mimetype: string, name: string) => {
+    if (name !== 'keyway-clipboard-notice' || !/^text\//.test(mimetype)) return;
+    const reader = new Guacamole.StringReader(stream);
+    let text = '';
+    reader.ontext = (t: string) => { text += t; };
+    reader.onend = () => showClipNote(text);
+  };
+
   const mouse = new Guacamole.Mouse(el);
   // The remote pointer's shape becomes the local CSS cursor: movement
   // then shows at once, without a round trip to the desktop.
@@ -145,8 +169,10 @@ clipSend.addEventListener('click', () => {
   const writer = new Guacamole.StringWriter(client.createClipboardStream('text/plain'));
   writer.sendText(clipText.value);
   writer.sendEnd();
+  showClipNote('');
   clipSend.textContent = 'Sent';
-  window.setTimeout(() => { clipSend.textContent = 'Send to remote desktop'; }, 1500);
+  window.clearTimeout(clipSentTimer);
+  clipSentTimer = window.setTimeout(() => { clipSend.textContent = 'Send to remote desktop'; }, 1500);
 });
 
 // pressKeys presses keysyms in order and releases them in reverse: a

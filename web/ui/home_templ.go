@@ -601,7 +601,7 @@ func Desktop(p Page, v DesktopView) templ.Component {
 					return templ_7745c5c3_Err
 				}
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 46, "</div></details> <details class=\"clip\"><summary>Clipboard</summary><div class=\"clip-panel\"><label for=\"desk-clipboard\">Text on the remote clipboard (edit it and send, or copy it from here)</label> <textarea id=\"desk-clipboard\" rows=\"5\" spellcheck=\"false\"></textarea> <button type=\"button\" id=\"desk-clip-send\">Send to remote desktop</button></div></details> <span id=\"desk-status\" class=\"status\" role=\"status\" aria-live=\"polite\">Connecting…</span> <button type=\"button\" id=\"desk-reconnect\" hidden>Reconnect</button>")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 46, "</div></details> <details class=\"clip\"><summary>Clipboard</summary><div class=\"clip-panel\"><label for=\"desk-clipboard\">Text on the remote clipboard (edit it and send, or copy it from here)</label> <textarea id=\"desk-clipboard\" rows=\"5\" spellcheck=\"false\"></textarea> <button type=\"button\" id=\"desk-clip-send\">Send to remote desktop</button><p id=\"desk-clip-note\" class=\"clip-note\" role=\"status\" aria-live=\"polite\" hidden></p></div></details> <span id=\"desk-status\" class=\"status\" role=\"status\" aria-live=\"polite\">Connecting…</span> <button type=\"button\" id=\"desk-reconnect\" hidden>Reconnect</button>")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
@@ -639,7 +639,7 @@ func desktopBody(v DesktopView) templ.Component {
 		var templ_7745c5c3_Var33 string
 		templ_7745c5c3_Var33, templ_7745c5c3_Err = templruntime.NewAttributeExpression(v.WSPath).Resolve(ctx)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `home.templ`, Line: 120, Col: 37}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `home.templ`, Line: 121, Col: 37}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var33)
 		if templ_7745c5c3_Err != nil {
@@ -652,7 +652,7 @@ func desktopBody(v DesktopView) templ.Component {
 		var templ_7745c5c3_Var34 string
 		templ_7745c5c3_Var34, templ_7745c5c3_Err = templruntime.NewAttributeExpression(v.ResourceName).Resolve(ctx)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `home.templ`, Line: 120, Col: 70}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `home.templ`, Line: 121, Col: 70}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var34)
 		if templ_7745c5c3_Err != nil {

@@ -294,7 +294,7 @@ func (f *failingRecorder) KeyFrame() error { return nil }
 // TestRequiredRecordingFails checks that a recording that fails ends the
 // session with a reason the browser shows.
 func TestRequiredRecordingFails(t *testing.T) {
-	s := startSession(t, &failingRecorder{n: 100 << 10}, 320, 200, time.Second)
+	s := startSession(t, &failingRecorder{n: 8 << 10}, 320, 200, time.Second)
 	for i := 0; ; i++ {
 		s.clock.Add(1)
 		s.src.paint(image.Rect(0, 0, 320, 200), color.RGBA{uint8(i), uint8(i * 3), 0, 255})

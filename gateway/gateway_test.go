@@ -485,18 +485,25 @@ func TestVNCDesktop(t *testing.T) {
 	if _, err := x.Start("xterm", "-geometry", "80x10+0+0", "-e", "sh", "-c", "read line; echo \"$line\" > "+out); err != nil {
 		t.Fatal(err)
 	}
-	// Frames keep coming as the xterm appears; acknowledge them.
+	// Frames keep coming as the xterm appears; acknowledge them. The
+	// acknowledgements stop with the connection, so their errors are not
+	// the test's (t.Fatal belongs to the test's own goroutine).
+	acks := make(chan struct{})
 	go func() {
+		defer close(acks)
 		for {
 			in, err := rd.Read()
 			if err != nil {
 				return
 			}
 			if in.Opcode == "sync" {
-				send(guac.New("sync", in.Args[0]))
+				if _, err := s.conn.Write(guac.New("sync", in.Args[0]).AppendTo(nil)); err != nil {
+					return
+				}
 			}
 		}
 	}()
+	defer func() { s.conn.Close(); <-acks }()
 	waitUntil(t, "the xterm window", func() bool { return x.Viewable("XTerm") > 0 })
 	send(guac.New("mouse", "40", "40", "0"))
 	for _, r := range "via-gateway" {

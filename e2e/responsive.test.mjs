@@ -50,7 +50,7 @@ test('a user on a phone: resources, terminal, desktop, files, account', async ()
   const page = await newPage(browser, info.url, phone);
   await signIn(page, info.user.name, info.user.password);
   ids = Object.fromEntries(await page.locator('[data-resource]').evaluateAll((els) =>
-    els.map((e) => [e.dataset.resource, e.closest('li').dataset.href.replace(/^\/(connect|files)\//, '')])));
+    els.map((e) => [e.dataset.resource, e.querySelector('a[href^="/connect/"]').getAttribute('href').replace('/connect/', '')])));
 
   await fits(page, 'home');
   await onScreen(page.getByLabel('Search'), 'the search');

@@ -55,10 +55,10 @@ func TestHomeSearch(t *testing.T) {
 		want  []string
 	}{
 		{"", []string{"billing-db", "lab-vnc", "web", "win-desk"}},
-		{"q=invoices", []string{"billing-db"}},         // description
-		{"q=DESK.example", []string{"win-desk"}},       // host, any case
-		{"q=office", []string{"win-desk"}},             // tag
-		{"q=prod+billing", []string{"billing-db"}},     // every word
+		{"q=invoices", []string{"billing-db"}},          // description
+		{"q=DESK.example", []string{"win-desk"}},        // host, any case
+		{"q=office", []string{"win-desk"}},              // tag
+		{"q=prod+billing", []string{"billing-db"}},      // every word
 		{"tag=prod", []string{"billing-db", "lab-vnc"}}, // tags compare in any case
 		{"protocol=rdp", []string{"win-desk"}},
 		{"protocol=ssh&tag=prod", []string{"billing-db"}},

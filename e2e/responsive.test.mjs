@@ -171,3 +171,23 @@ test('at 1366 px the admin header is one row', async () => {
   assert.equal(await page.getByRole('link', { name: 'Resources', exact: true }).isVisible(), false);
   await fits(page, '/admin/users at 1366 px');
 });
+
+test('between phone and laptop widths, the pages fit', async () => {
+  const { info } = demo;
+  for (const width of [600, 800, 1024]) {
+    const user = await newPage(browser, info.url, { width, height: 800 });
+    await signIn(user, info.user.name, info.user.password);
+    for (const path of ['/?view=list', '/?view=cards', `/files/${ids['demo-ssh']}`]) {
+      await user.goto(path);
+      await fits(user, `${path} at ${width} px`);
+    }
+    await user.context().close();
+    const admin = await newPage(browser, info.url, { width, height: 800 });
+    await signIn(admin, info.admin.name, info.admin.password);
+    for (const path of ['/admin/grants', '/admin/resources', '/audit', '/admin/gateways']) {
+      await admin.goto(path);
+      await fits(admin, `${path} at ${width} px`);
+    }
+    await admin.context().close();
+  }
+});

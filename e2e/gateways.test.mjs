@@ -107,7 +107,7 @@ test('admin enrols a gateway and a user connects through it', async () => {
   await admin.getByRole('button', { name: /create resource/i }).click();
   await admin.getByRole('link', { name: 'behind-gw' }).click();
   await admin.getByRole('button', { name: 'Test connection' }).click();
-  await admin.getByText(/Connected to behind-gw through gateway e2e-gw1 \(segment gateway-e2e\)/).waitFor();
+  await admin.getByText(/Connected to “behind-gw” through gateway “e2e-gw1” \(segment “gateway-e2e”\)/).waitFor();
   await admin.goto('/admin/grants');
   await admin.getByLabel('Resource').selectOption({ label: 'behind-gw' });
   await admin.getByLabel('User or group').selectOption({ label: `user: ${info.user.name}` });

@@ -2,10 +2,10 @@
 // every page, terminal.js/css on the terminal page, desktop.js/css on the
 // desktop page, player.js/css (asciinema-player) on the terminal recording
 // player, replay.js/css (Guacamole.SessionRecording) on the desktop one,
-// files.js/css on the file browser. Fixed names, so the
+// files.js/css on the file browser, and favicon.svg. Fixed names, so the
 // templates can link them; the server revalidates them on every load.
 import { build } from 'esbuild';
-import { mkdirSync } from 'node:fs';
+import { copyFileSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -36,3 +36,5 @@ try {
   // esbuild has printed the errors.
   process.exit(1);
 }
+// The site icon, linked from every page and served at /favicon.ico.
+copyFileSync(join(web, 'src', 'favicon.svg'), join(out, 'favicon.svg'));

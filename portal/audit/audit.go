@@ -43,6 +43,7 @@ const (
 	ActionHostKeyForget  = "resource.hostkey.forget"
 	ActionGrantCreate    = "grant.create"
 	ActionGrantDelete    = "grant.delete"
+	ActionGrantUpdate    = "grant.update"
 	ActionTokenCreate    = "token.create"
 	ActionTokenRevoke    = "token.revoke"
 	ActionSegmentCreate  = "segment.create"

@@ -660,6 +660,32 @@ func (s *Server) createGrant(r *http.Request, actor store.User, in grantInput) (
 	return g, nil
 }
 
+// updateGrant changes what grant id allows.
+func (s *Server) updateGrant(r *http.Request, actor store.User, id int64, mode store.GrantMode) (store.Grant, error) {
+	ctx := r.Context()
+	old, err := s.Store.GrantByID(ctx, id)
+	if err != nil {
+		return store.Grant{}, err
+	}
+	res, err := s.Store.ResourceByID(ctx, old.ResourceID)
+	if err != nil {
+		return store.Grant{}, err
+	}
+	switch {
+	case !mode.Valid():
+		return store.Grant{}, fieldErrors{"mode": "Choose what the grant allows: terminal, files, or both."}
+	case mode != store.GrantTerminal && res.Protocol != wire.ProtocolSSH:
+		return store.Grant{}, fieldErrors{"mode": "Only SSH resources have files to browse; choose terminal (sessions) for this resource."}
+	}
+	g, err := s.Store.SetGrantMode(ctx, id, mode)
+	if err != nil {
+		return store.Grant{}, err
+	}
+	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionGrantUpdate, Target: g.ResourceName, Outcome: audit.OutcomeSuccess,
+		Details: map[string]string{"subject": g.SubjectKind + ":" + g.SubjectName, "mode": string(g.Mode), "was": string(old.Mode)}})
+	return g, nil
+}
+
 func (s *Server) deleteGrant(r *http.Request, actor store.User, id int64) error {
 	grants, err := s.Store.ListGrants(r.Context())
 	if err != nil {

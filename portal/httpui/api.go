@@ -42,6 +42,7 @@ func (s *Server) apiRoutes() http.Handler {
 	admin("POST /api/v1/resources/{id}/hostkey", s.apiHostKey)
 	admin("GET /api/v1/grants", s.apiListGrants)
 	admin("POST /api/v1/grants", s.apiCreateGrant)
+	admin("PUT /api/v1/grants/{id}", s.apiUpdateGrant)
 	admin("DELETE /api/v1/grants/{id}", s.apiDeleteGrant)
 	mux.Handle("GET /api/v1/audit", s.apiAuth(s.apiAudit, store.RoleAdmin, store.RoleAuditor))
 	mux.Handle("GET /api/v1/recordings", s.apiAuth(s.apiRecordings, store.RoleAdmin, store.RoleAuditor))
@@ -516,6 +517,24 @@ func (s *Server) apiCreateGrant(w http.ResponseWriter, r *http.Request, actor st
 		return err
 	}
 	return writeJSON(w, http.StatusCreated, toAPIGrant(g))
+}
+
+func (s *Server) apiUpdateGrant(w http.ResponseWriter, r *http.Request, actor store.User) error {
+	id, err := pathID(r)
+	if err != nil {
+		return err
+	}
+	var in struct {
+		Mode store.GrantMode `json:"mode"`
+	}
+	if err := decodeJSON(r, &in); err != nil {
+		return err
+	}
+	g, err := s.updateGrant(r, actor, id, in.Mode)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, toAPIGrant(g))
 }
 
 func (s *Server) apiDeleteGrant(w http.ResponseWriter, r *http.Request, actor store.User) error {

@@ -195,6 +195,11 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET", "/account", "user auditor admin"},
 		{"POST", "/account/password", "user auditor admin"},
 		{"POST", "/account/tokens", "user auditor admin"},
+		{"GET", "/favicon.ico", "anon user auditor admin"},
+		{"GET", "/?q=web&protocol=ssh&tag=x&view=list", "user auditor admin"},
+		{"POST", fmt.Sprintf("/favourites/%d", res), "user"},
+		{"POST", fmt.Sprintf("/favourites/%d", other), ""},
+		{"POST", "/favourites/999999", ""},
 		{"GET", fmt.Sprintf("/connect/%d", res), "user"},
 		{"GET", fmt.Sprintf("/connect/%d", other), ""},
 		{"GET", "/connect/999999", ""},
@@ -216,6 +221,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"POST", fmt.Sprintf("/admin/resources/%d/hostkey", res), "admin"},
 		{"GET", "/admin/grants", "admin"},
 		{"POST", "/admin/grants", "admin"},
+		{"GET", fmt.Sprintf("/admin/grants?resource=%d&subject=user:%d", res, u), "admin"},
+		{"POST", fmt.Sprintf("/admin/grants/%d", gr), "admin"},
 		{"GET", "/audit", "auditor admin"},
 		{"GET", "/audit.csv", "auditor admin"},
 		{"GET", "/sessions", "auditor admin"},
@@ -258,6 +265,10 @@ func TestAuthorizationMatrix(t *testing.T) {
 			body := readBody(resp)
 			allowed := strings.Contains(" "+rt.who+" ", " "+role+" ")
 			switch {
+			case allowed && role == "anon": // public
+				if resp.StatusCode != http.StatusOK {
+					t.Errorf("%s %s as anon: %d, want 200", rt.method, rt.path, resp.StatusCode)
+				}
 			case role == "anon" && rt.method == "GET":
 				if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/signin") {
 					t.Errorf("%s %s as anon: %d, want redirect to sign-in", rt.method, rt.path, resp.StatusCode)

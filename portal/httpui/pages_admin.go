@@ -97,7 +97,7 @@ func (s *Server) createUserForm(w http.ResponseWriter, r *http.Request) {
 	}) {
 		return
 	}
-	s.done(w, r, "User "+u.Name+" was created.", "/admin/users")
+	s.done(w, r, fmt.Sprintf("User %s was created.", quote(u.Name)), "/admin/users")
 }
 
 func (s *Server) editUserPage(w http.ResponseWriter, r *http.Request) {
@@ -131,12 +131,16 @@ func (s *Server) updateUserForm(w http.ResponseWriter, r *http.Request) {
 	}) {
 		return
 	}
-	s.done(w, r, "User "+u.Name+" was saved.", "/admin/users")
+	s.done(w, r, fmt.Sprintf("User %s was saved.", quote(u.Name)), "/admin/users")
 }
 
 func (s *Server) deleteUserForm(w http.ResponseWriter, r *http.Request) {
 	actor, _ := currentUser(r)
 	id, err := pathID(r)
+	var u store.User
+	if err == nil {
+		u, err = s.Store.UserByID(r.Context(), id)
+	}
 	if err == nil {
 		err = s.deleteUser(r, actor, id)
 	}
@@ -144,7 +148,7 @@ func (s *Server) deleteUserForm(w http.ResponseWriter, r *http.Request) {
 		s.actionError(w, r, err, fmt.Sprintf("/admin/users/%d", id))
 		return
 	}
-	s.done(w, r, "The user was deleted.", "/admin/users")
+	s.done(w, r, fmt.Sprintf("User %s was deleted.", quote(u.Name)), "/admin/users")
 }
 
 // unlockUserForm lifts an account's sign-in lock and forgets its failed
@@ -194,12 +198,16 @@ func (s *Server) createGroupForm(w http.ResponseWriter, r *http.Request) {
 	}) {
 		return
 	}
-	s.done(w, r, "Group "+g.Name+" was created.", "/admin/groups")
+	s.done(w, r, fmt.Sprintf("Group %s was created.", quote(g.Name)), "/admin/groups")
 }
 
 func (s *Server) deleteGroupForm(w http.ResponseWriter, r *http.Request) {
 	actor, _ := currentUser(r)
 	id, err := pathID(r)
+	var g store.Group
+	if err == nil {
+		g, err = s.Store.GroupByID(r.Context(), id)
+	}
 	if err == nil {
 		err = s.deleteGroup(r, actor, id)
 	}
@@ -207,7 +215,7 @@ func (s *Server) deleteGroupForm(w http.ResponseWriter, r *http.Request) {
 		s.actionError(w, r, err, "/admin/groups")
 		return
 	}
-	s.done(w, r, "The group was deleted.", "/admin/groups")
+	s.done(w, r, fmt.Sprintf("Group %s was deleted.", quote(g.Name)), "/admin/groups")
 }
 
 // --- resources
@@ -346,7 +354,7 @@ func (s *Server) createResourceForm(w http.ResponseWriter, r *http.Request) {
 	}) {
 		return
 	}
-	s.done(w, r, "Resource "+res.Name+" was created. Grant it to users or groups so they can connect.", "/admin/resources")
+	s.done(w, r, fmt.Sprintf("Resource %s was created. Grant it to users or groups so they can connect.", quote(res.Name)), "/admin/resources")
 }
 
 func (s *Server) editResourcePage(w http.ResponseWriter, r *http.Request) {
@@ -396,12 +404,16 @@ func (s *Server) updateResourceForm(w http.ResponseWriter, r *http.Request) {
 	}) {
 		return
 	}
-	s.done(w, r, "Resource "+res.Name+" was saved.", "/admin/resources")
+	s.done(w, r, fmt.Sprintf("Resource %s was saved.", quote(res.Name)), "/admin/resources")
 }
 
 func (s *Server) deleteResourceForm(w http.ResponseWriter, r *http.Request) {
 	actor, _ := currentUser(r)
 	id, err := pathID(r)
+	var res store.Resource
+	if err == nil {
+		res, err = s.Store.ResourceByID(r.Context(), id)
+	}
 	if err == nil {
 		err = s.deleteResource(r, actor, id)
 	}
@@ -409,7 +421,7 @@ func (s *Server) deleteResourceForm(w http.ResponseWriter, r *http.Request) {
 		s.actionError(w, r, err, fmt.Sprintf("/admin/resources/%d", id))
 		return
 	}
-	s.done(w, r, "The resource was deleted.", "/admin/resources")
+	s.done(w, r, fmt.Sprintf("Resource %s was deleted.", quote(res.Name)), "/admin/resources")
 }
 
 func (s *Server) hostKeyForm(w http.ResponseWriter, r *http.Request) {
@@ -461,23 +473,68 @@ func (s *Server) renderGrants(w http.ResponseWriter, r *http.Request, status int
 		s.serverError(w, r, err)
 		return
 	}
-	v := ui.GrantsView{Errors: errs, Mode: mode}
-	for _, g := range grants {
-		v.Grants = append(v.Grants, grantRow(g))
+	// The filters: ?resource=ID and ?subject=user:ID or group:ID. They
+	// also preselect the new grant's fields.
+	q := r.URL.Query()
+	v := ui.GrantsView{Errors: errs, Mode: mode, FilterResource: q.Get("resource"), FilterSubject: q.Get("subject"), Total: len(grants)}
+	if resourceID == "" && subject == "" {
+		resourceID, subject = v.FilterResource, v.FilterSubject
 	}
+	v.Back = "/admin/grants"
+	if r.URL.RawQuery != "" && r.Method == http.MethodGet {
+		v.Back += "?" + r.URL.RawQuery
+	}
+	ssh := map[int64]bool{}
 	for _, res := range rs {
+		ssh[res.ID] = res.Protocol == "ssh"
 		val := strconv.FormatInt(res.ID, 10)
 		v.Resources = append(v.Resources, ui.Option{Value: val, Label: res.Name, Selected: val == resourceID})
+		v.ResourceFilter = append(v.ResourceFilter, ui.Option{Value: val, Label: res.Name, Selected: val == v.FilterResource})
 	}
 	for _, g := range gs {
 		val := fmt.Sprintf("group:%d", g.ID)
 		v.Subjects = append(v.Subjects, ui.Option{Value: val, Label: "group: " + g.Name, Selected: val == subject})
+		v.SubjectFilter = append(v.SubjectFilter, ui.Option{Value: val, Label: "group: " + g.Name, Selected: val == v.FilterSubject})
 	}
 	for _, u := range us {
 		val := fmt.Sprintf("user:%d", u.ID)
 		v.Subjects = append(v.Subjects, ui.Option{Value: val, Label: "user: " + u.Name, Selected: val == subject})
+		v.SubjectFilter = append(v.SubjectFilter, ui.Option{Value: val, Label: "user: " + u.Name, Selected: val == v.FilterSubject})
+	}
+	for _, g := range grants {
+		if v.FilterResource != "" && strconv.FormatInt(g.ResourceID, 10) != v.FilterResource {
+			continue
+		}
+		if v.FilterSubject != "" && fmt.Sprintf("%s:%d", g.SubjectKind, g.SubjectID) != v.FilterSubject {
+			continue
+		}
+		row := grantRow(g)
+		row.FilesPossible = ssh[g.ResourceID]
+		v.Grants = append(v.Grants, row)
 	}
 	s.render(w, r, status, ui.Grants(s.page(r, "Grants", "grants"), v))
+}
+
+// updateGrantForm changes what a grant allows (its mode).
+func (s *Server) updateGrantForm(w http.ResponseWriter, r *http.Request) {
+	actor, _ := currentUser(r)
+	id, err := pathID(r)
+	if err == nil {
+		err = r.ParseForm()
+	}
+	back := safeNext(r.PostForm.Get("back"))
+	if !strings.HasPrefix(back, "/admin/grants") {
+		back = "/admin/grants"
+	}
+	var g store.Grant
+	if err == nil {
+		g, err = s.updateGrant(r, actor, id, store.GrantMode(r.PostForm.Get("mode")))
+	}
+	if err != nil {
+		s.actionError(w, r, err, back)
+		return
+	}
+	s.done(w, r, fmt.Sprintf("The grant of %s to %s %s now allows %s.", quote(g.ResourceName), g.SubjectKind, quote(g.SubjectName), grantModeLabel(g.Mode)), back)
 }
 
 func (s *Server) createGrantForm(w http.ResponseWriter, r *http.Request) {
@@ -498,7 +555,7 @@ func (s *Server) createGrantForm(w http.ResponseWriter, r *http.Request) {
 	}) {
 		return
 	}
-	s.done(w, r, fmt.Sprintf("%s %s may now use %s: %s.", capitalize(g.SubjectKind), g.SubjectName, g.ResourceName, grantModeLabel(g.Mode)), "/admin/grants")
+	s.done(w, r, fmt.Sprintf("%s %s may now use %s: %s.", capitalize(g.SubjectKind), quote(g.SubjectName), quote(g.ResourceName), grantModeLabel(g.Mode)), "/admin/grants")
 }
 
 // grantModeLabel says in words what a grant mode allows.
@@ -514,12 +571,16 @@ func grantModeLabel(m store.GrantMode) string {
 
 func grantRow(g store.Grant) ui.GrantRow {
 	return ui.GrantRow{ID: g.ID, ResourceName: g.ResourceName, SubjectKind: g.SubjectKind, SubjectName: g.SubjectName,
-		Mode: grantModeLabel(g.Mode), CreatedAt: g.CreatedAt}
+		Mode: grantModeLabel(g.Mode), ModeValue: string(g.Mode), CreatedAt: g.CreatedAt}
 }
 
 func (s *Server) deleteGrantForm(w http.ResponseWriter, r *http.Request) {
 	actor, _ := currentUser(r)
 	id, err := pathID(r)
+	var g store.Grant
+	if err == nil {
+		g, err = s.Store.GrantByID(r.Context(), id)
+	}
 	if err == nil {
 		err = s.deleteGrant(r, actor, id)
 	}
@@ -527,7 +588,7 @@ func (s *Server) deleteGrantForm(w http.ResponseWriter, r *http.Request) {
 		s.actionError(w, r, err, "/admin/grants")
 		return
 	}
-	s.done(w, r, "The grant was removed.", "/admin/grants")
+	s.done(w, r, fmt.Sprintf("The grant of %s to %s %s was removed.", quote(g.ResourceName), g.SubjectKind, quote(g.SubjectName)), "/admin/grants")
 }
 
 // --- audit

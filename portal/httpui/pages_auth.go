@@ -65,7 +65,12 @@ func (s *Server) signInPage(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, safeNext(r.URL.Query().Get("next")), http.StatusSeeOther)
 		return
 	}
-	s.render(w, r, http.StatusOK, ui.SignIn(s.page(r, "Sign in", ""), ui.SignInView{Next: safeNext(r.URL.Query().Get("next"))}))
+	n, err := s.Store.CountUsers(r.Context())
+	if err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, ui.SignIn(s.page(r, "Sign in", ""), ui.SignInView{Next: safeNext(r.URL.Query().Get("next")), FirstRun: n == 0}))
 }
 
 func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {

@@ -173,15 +173,26 @@ func (s *Server) createSegmentForm(w http.ResponseWriter, r *http.Request) {
 	v := ui.GatewaysView{Name: r.PostForm.Get("name"), Description: r.PostForm.Get("description"), Networks: r.PostForm.Get("allowed_networks")}
 	untagged := formServesUntagged(r)
 	v.ServesUntagged = untagged == nil || *untagged
+	// then=gateway: the form on the new-gateway page, which continues there.
+	thenGateway := r.PostForm.Get("then") == "gateway"
 	seg, err := s.createSegment(r, actor, segmentInput{Name: v.Name, Description: v.Description, AllowedNetworks: []string{v.Networks},
 		ServesUntagged: untagged})
 	if s.formFailed(w, r, err, func(errs ui.Errors) {
+		if thenGateway {
+			s.render(w, r, http.StatusUnprocessableEntity, ui.GatewayForm(s.page(r, "New gateway", "gateways"), ui.GatewayFormView{
+				NeedSegment: true, SegmentName: v.Name, SegmentDescription: v.Description, SegmentNetworks: v.Networks, Errors: errs}))
+			return
+		}
 		v.Errors = errs
 		s.renderGateways(w, r, http.StatusUnprocessableEntity, v)
 	}) {
 		return
 	}
-	s.done(w, r, "Segment "+seg.Name+" was created. Add a gateway to it, then tag resources with "+seg.Name+".", "/admin/gateways")
+	if thenGateway {
+		s.done(w, r, fmt.Sprintf("Segment %s was created. Now describe its first gateway.", quote(seg.Name)), fmt.Sprintf("/admin/gateways/new?segment=%d", seg.ID))
+		return
+	}
+	s.done(w, r, fmt.Sprintf("Segment %s was created. Add a gateway to it, then tag resources with %s.", quote(seg.Name), quote(seg.Name)), "/admin/gateways")
 }
 
 // formServesUntagged reads the segment form's "serves untagged resources"
@@ -210,7 +221,7 @@ func (s *Server) updateSegmentForm(w http.ResponseWriter, r *http.Request) {
 		s.actionError(w, r, err, "/admin/gateways")
 		return
 	}
-	s.done(w, r, "Segment "+seg.Name+" was saved; its gateways pick up the change within 10 seconds.", "/admin/gateways")
+	s.done(w, r, fmt.Sprintf("Segment %s was saved; its gateways pick up the change within 10 seconds.", quote(seg.Name)), "/admin/gateways")
 }
 
 func (s *Server) deleteSegmentForm(w http.ResponseWriter, r *http.Request) {
@@ -239,11 +250,9 @@ func (s *Server) gatewayForm(w http.ResponseWriter, r *http.Request, status int,
 		val := strconv.FormatInt(sg.ID, 10)
 		v.Segments = append(v.Segments, ui.Option{Value: val, Label: sg.Name, Selected: val == segment})
 	}
-	if len(v.Segments) == 0 {
-		s.setFlash(r, "error", "Create a segment first: gateways belong to a segment.")
-		http.Redirect(w, r, "/admin/gateways", http.StatusSeeOther)
-		return
-	}
+	// The default segment holds only the embedded gateway, so a first
+	// remote gateway needs a segment of its own: the page asks for it.
+	v.NeedSegment = len(v.Segments) == 0
 	s.render(w, r, status, ui.GatewayForm(s.page(r, "New gateway", "gateways"), v))
 }
 
@@ -271,7 +280,7 @@ func (s *Server) createGatewayForm(w http.ResponseWriter, r *http.Request) {
 	}) {
 		return
 	}
-	s.done(w, r, "Gateway "+g.Name+" was created. Download its config file and start it.", fmt.Sprintf("/admin/gateways/%d", g.ID))
+	s.done(w, r, fmt.Sprintf("Gateway %s was created. Download its config file and start it.", quote(g.Name)), fmt.Sprintf("/admin/gateways/%d", g.ID))
 }
 
 // formPort reads a port field; anything unreadable becomes -1, which the
@@ -339,7 +348,7 @@ func (s *Server) gatewayKeyForm(w http.ResponseWriter, r *http.Request) {
 		s.actionError(w, r, err, "/admin/gateways")
 		return
 	}
-	s.done(w, r, "The key of "+g.Name+" is pinned. It shows as available once a health check reaches it.", fmt.Sprintf("/admin/gateways/%d", g.ID))
+	s.done(w, r, fmt.Sprintf("The key of %s is pinned. It shows as available once a health check reaches it.", quote(g.Name)), fmt.Sprintf("/admin/gateways/%d", g.ID))
 }
 
 func (s *Server) revokeGatewayForm(w http.ResponseWriter, r *http.Request) {
@@ -353,7 +362,7 @@ func (s *Server) revokeGatewayForm(w http.ResponseWriter, r *http.Request) {
 		s.actionError(w, r, err, "/admin/gateways")
 		return
 	}
-	s.done(w, r, "The key of "+g.Name+" was revoked; it is cut off and pending until a new key is pasted.", fmt.Sprintf("/admin/gateways/%d", g.ID))
+	s.done(w, r, fmt.Sprintf("The key of %s was revoked; it is cut off and pending until a new key is pasted.", quote(g.Name)), fmt.Sprintf("/admin/gateways/%d", g.ID))
 }
 
 func (s *Server) deleteGatewayForm(w http.ResponseWriter, r *http.Request) {
@@ -367,7 +376,7 @@ func (s *Server) deleteGatewayForm(w http.ResponseWriter, r *http.Request) {
 		s.actionError(w, r, err, "/admin/gateways")
 		return
 	}
-	s.done(w, r, "Gateway "+g.Name+" was deleted.", "/admin/gateways")
+	s.done(w, r, fmt.Sprintf("Gateway %s was deleted.", quote(g.Name)), "/admin/gateways")
 }
 
 func (s *Server) gatewayConfigFile(w http.ResponseWriter, r *http.Request) {
@@ -530,7 +539,7 @@ func (s *Server) testResourceForm(w http.ResponseWriter, r *http.Request) {
 	maps.Copy(details, sent)
 	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionResourceTest, Target: res.Name, Outcome: audit.OutcomeSuccess,
 		Details: details})
-	msg := fmt.Sprintf("Connected to %s through gateway %s (segment %s) in %s", res.Name, gw.Name, gw.Segment, took)
+	msg := fmt.Sprintf("Connected to %s through gateway %s (segment %s) in %s", quote(res.Name), quote(gw.Name), quote(gw.Segment), took)
 	if resp.HostKeyFingerprint != "" {
 		msg += "; host key " + resp.HostKeyFingerprint
 	}

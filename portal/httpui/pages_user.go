@@ -17,35 +17,6 @@ import (
 
 func address(r store.Resource) string { return net.JoinHostPort(r.Host, strconv.Itoa(r.Port)) }
 
-func (s *Server) home(w http.ResponseWriter, r *http.Request) {
-	u, _ := currentUser(r)
-	rs, err := s.Store.ResourcesForUser(r.Context(), u.ID)
-	if err != nil {
-		s.serverError(w, r, err)
-		return
-	}
-	access, err := s.Store.AccessByResource(r.Context(), u.ID)
-	if err != nil {
-		s.serverError(w, r, err)
-		return
-	}
-	v := ui.HomeView{}
-	for _, res := range rs {
-		card := ui.ResourceCard{
-			ID: res.ID, Name: res.Name, Description: res.Description, Protocol: res.Protocol,
-			Address: address(res), Tags: res.Tags,
-		}
-		if access[res.ID].Terminal {
-			card.ConnectHref = fmt.Sprintf("/connect/%d", res.ID)
-		}
-		if access[res.ID].Files && res.Protocol == "ssh" {
-			card.FilesHref = fmt.Sprintf("/files/%d", res.ID)
-		}
-		v.Resources = append(v.Resources, card)
-	}
-	s.render(w, r, http.StatusOK, ui.Home(s.page(r, "Your resources", "home"), v))
-}
-
 func (s *Server) terminalPage(w http.ResponseWriter, r *http.Request) {
 	u, _ := currentUser(r)
 	res, ok := s.grantedResource(w, r, u)

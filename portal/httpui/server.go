@@ -157,6 +157,13 @@ func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 
 	mux.Handle("GET /static/", http.StripPrefix("/static/", s.Assets))
+	// Browsers ask for /favicon.ico on pages that link none (downloads,
+	// plain-text answers); it is the same SVG the pages link.
+	mux.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) {
+		r2 := r.Clone(r.Context())
+		r2.URL.Path = "favicon.svg"
+		s.Assets.ServeHTTP(w, r2)
+	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 
 	mux.HandleFunc("GET /signin", s.signInPage)
@@ -169,6 +176,7 @@ func (s *Server) routes() http.Handler {
 	admin := func(p string, h http.HandlerFunc) { mux.Handle(p, s.requireRole(h, store.RoleAdmin)) }
 
 	signedIn("GET /{$}", s.home)
+	signedIn("POST /favourites/{id}", s.favourite)
 	signedIn("GET /connect/{id}", s.terminalPage)
 	signedIn("GET /connect/{id}/ws", s.terminalSocket)
 	signedIn("GET /connect/{id}/guac", s.desktopSocket)
@@ -203,6 +211,7 @@ func (s *Server) routes() http.Handler {
 	admin("POST /admin/resources/{id}/hostkey", s.hostKeyForm)
 	admin("GET /admin/grants", s.grantsPage)
 	admin("POST /admin/grants", s.createGrantForm)
+	admin("POST /admin/grants/{id}", s.updateGrantForm)
 	admin("POST /admin/grants/{id}/delete", s.deleteGrantForm)
 	mux.Handle("GET /audit", s.requireRole(s.auditPage, store.RoleAdmin, store.RoleAuditor))
 	mux.Handle("GET /audit.csv", s.requireRole(s.auditCSV, store.RoleAdmin, store.RoleAuditor))

@@ -452,6 +452,33 @@ func (s *Store) DeleteGrant(ctx context.Context, id int64) error {
 	return deleteByID(ctx, s.db, "grants", id)
 }
 
+// SetGrantMode changes what grant id allows.
+func (s *Store) SetGrantMode(ctx context.Context, id int64, mode GrantMode) (Grant, error) {
+	if !mode.Valid() {
+		return Grant{}, fmt.Errorf("grant mode %q: want terminal, files or both", mode)
+	}
+	res, err := s.db.ExecContext(ctx, `UPDATE grants SET mode = ? WHERE id = ?`, string(mode), id)
+	if err != nil {
+		return Grant{}, fmt.Errorf("change grant %d: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return Grant{}, fmt.Errorf("change grant %d: %w", id, ErrNotFound)
+	}
+	return s.GrantByID(ctx, id)
+}
+
+// GrantByID returns one grant.
+func (s *Store) GrantByID(ctx context.Context, id int64) (Grant, error) {
+	gs, err := s.listGrants(ctx, `WHERE gr.id = ?`, id)
+	if err != nil {
+		return Grant{}, err
+	}
+	if len(gs) == 0 {
+		return Grant{}, fmt.Errorf("grant %d: %w", id, ErrNotFound)
+	}
+	return gs[0], nil
+}
+
 // ListGrants returns all grants by resource and subject.
 func (s *Store) ListGrants(ctx context.Context) ([]Grant, error) {
 	return s.listGrants(ctx, "")

@@ -55,7 +55,7 @@ func Open(ctx context.Context, path string, sealer *Sealer) (*Store, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	s := &Store{db: db, sealer: sealer, now: time.Now}
-	if err := s.migrate(ctx); err != nil {
+	if err := s.migrate(ctx, migrations); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -99,29 +99,42 @@ func (s *Store) DB() *sql.DB { return s.db }
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
 
-func (s *Store) migrate(ctx context.Context) error {
+// migrate applies the migrations in fsys (migrations/NNNN_name.sql) that
+// the database has not seen yet, in order.
+func (s *Store) migrate(ctx context.Context, fsys fs.FS) error {
 	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
 		return fmt.Errorf("create schema_migrations: %w", err)
 	}
-	names, err := fs.Glob(migrations, "migrations/*.sql")
+	names, err := fs.Glob(fsys, "migrations/*.sql")
 	if err != nil {
 		return err
 	}
 	sort.Strings(names)
+	// Two files with one version number would apply only the first, and
+	// silently; branches that both add "the next" migration do that.
+	seen := map[int]string{}
 	for _, name := range names {
 		base := strings.TrimPrefix(name, "migrations/")
 		version, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
 		if err != nil {
 			return fmt.Errorf("migration %s: name must start with a number", base)
 		}
-		if err := s.applyMigration(ctx, version, name); err != nil {
+		if other, ok := seen[version]; ok {
+			return fmt.Errorf("migrations %s and %s have the same version %d: renumber one", other, base, version)
+		}
+		seen[version] = base
+	}
+	for _, name := range names {
+		base := strings.TrimPrefix(name, "migrations/")
+		version, _ := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
+		if err := s.applyMigration(ctx, fsys, version, name); err != nil {
 			return fmt.Errorf("migration %s: %w", base, err)
 		}
 	}
 	return nil
 }
 
-func (s *Store) applyMigration(ctx context.Context, version int, name string) error {
+func (s *Store) applyMigration(ctx context.Context, fsys fs.FS, version int, name string) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -134,7 +147,7 @@ func (s *Store) applyMigration(ctx context.Context, version int, name string) er
 	if n > 0 {
 		return nil
 	}
-	body, err := migrations.ReadFile(name)
+	body, err := fs.ReadFile(fsys, name)
 	if err != nil {
 		return err
 	}

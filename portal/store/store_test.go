@@ -4,14 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io/fs"
+	"fmt"
 	"os"
-	"path"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"testing/fstest"
 	"time"
 )
 
@@ -369,19 +369,87 @@ func TestGrantModes(t *testing.T) {
 	}
 }
 
-// TestMigrationVersionsUnique: two migrations with one number would leave
-// the second unapplied without an error, since versions are applied once.
+// TestMigrationVersionsUnique: two migration files with one number (two
+// branches each adding "the next" one) must stop the portal, not skip one.
 func TestMigrationVersionsUnique(t *testing.T) {
-	names, err := fs.Glob(migrations, "migrations/*.sql")
-	if err != nil || len(names) == 0 {
-		t.Fatalf("migrations: %v %v", names, err)
+	t.Parallel()
+	st, _ := openTest(t)
+	fsys := fstest.MapFS{
+		"migrations/0100_a.sql": {Data: []byte("CREATE TABLE a (x INTEGER);")},
+		"migrations/0100_b.sql": {Data: []byte("CREATE TABLE b (x INTEGER);")},
 	}
-	seen := map[string]string{}
-	for _, n := range names {
-		v, _, _ := strings.Cut(path.Base(n), "_")
-		if other, ok := seen[v]; ok {
-			t.Errorf("migrations %s and %s share version %s", other, n, v)
+	err := st.migrate(context.Background(), fsys)
+	if err == nil || !strings.Contains(err.Error(), "same version 100") {
+		t.Fatalf("duplicate versions: %v", err)
+	}
+}
+
+func TestFavouritesAndRecent(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, _ := openTest(t)
+	alice, _ := st.CreateUser(ctx, User{Name: "alice", Role: RoleUser}, "h")
+	web, _ := st.CreateResource(ctx, Resource{Name: "web", Protocol: "ssh", Host: "h", Port: 22}, nil)
+	db, _ := st.CreateResource(ctx, Resource{Name: "db", Protocol: "ssh", Host: "h", Port: 22}, nil)
+	for _, step := range []struct {
+		id int64
+		on bool
+	}{{web.ID, true}, {web.ID, true}, {db.ID, true}, {db.ID, false}, {db.ID, false}} {
+		if err := st.SetFavourite(ctx, alice.ID, step.id, step.on); err != nil {
+			t.Fatal(err)
 		}
-		seen[v] = n
+	}
+	favs, err := st.Favourites(ctx, alice.ID)
+	if err != nil || len(favs) != 1 || !favs[web.ID] {
+		t.Fatalf("favourites %v, %v", favs, err)
+	}
+	if err := st.DeleteResource(ctx, web.ID); err != nil {
+		t.Fatal(err)
+	}
+	if favs, _ := st.Favourites(ctx, alice.ID); len(favs) != 0 {
+		t.Fatalf("favourite of a deleted resource kept: %v", favs)
+	}
+
+	var prev string
+	for i, ev := range []struct{ actor, action, target, outcome string }{
+		{"alice", "connect", "web", "success"}, {"alice", "connect", "DB", "success"}, {"alice", "connect", "gone", "failure"},
+		{"bob", "connect", "bob-box", "success"}, {"alice", "file.list", "files-box", "success"}, {"alice", "connect", "web", "success"},
+	} {
+		if _, err := st.AppendAudit(ctx, func(p string, id int64) (AuditEvent, error) {
+			prev = p
+			return AuditEvent{ID: id, Time: time.Unix(int64(i), 0), Actor: ev.actor, Action: ev.action, Target: ev.target,
+				Outcome: ev.outcome, PrevHash: prev, Hash: fmt.Sprint(id)}, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := st.RecentTargets(ctx, "alice", "connect", 5)
+	if err != nil || !slices.Equal(got, []string{"web", "db"}) {
+		t.Fatalf("recent = %v, %v; want [web db]", got, err)
+	}
+	if got, _ := st.RecentTargets(ctx, "alice", "connect", 1); !slices.Equal(got, []string{"web"}) {
+		t.Fatalf("recent with limit 1 = %v", got)
+	}
+}
+
+func TestSetGrantMode(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, _ := openTest(t)
+	alice, _ := st.CreateUser(ctx, User{Name: "alice", Role: RoleUser}, "h")
+	res, _ := st.CreateResource(ctx, Resource{Name: "web", Protocol: "ssh", Host: "h", Port: 22}, nil)
+	g, _ := st.CreateGrant(ctx, res.ID, "user", alice.ID)
+	got, err := st.SetGrantMode(ctx, g.ID, GrantBoth)
+	if err != nil || got.Mode != GrantBoth || got.SubjectName != "alice" {
+		t.Fatalf("set mode: %+v, %v", got, err)
+	}
+	if a, _ := st.AccessTo(ctx, alice.ID, res.ID); a != (Access{Terminal: true, Files: true}) {
+		t.Fatalf("access after change: %+v", a)
+	}
+	if _, err := st.SetGrantMode(ctx, g.ID, "root"); err == nil {
+		t.Error("an unknown mode was accepted")
+	}
+	if _, err := st.SetGrantMode(ctx, 99999, GrantFiles); !errors.Is(err, ErrNotFound) {
+		t.Errorf("missing grant: %v", err)
 	}
 }

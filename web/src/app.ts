@@ -3,6 +3,7 @@
 import '@picocss/pico/css/pico.classless.min.css';
 import './site.css';
 
+import { homeSearch } from './home';
 import { localizeTimes } from './times';
 
 // Forms with data-confirm ask before submitting (delete, revoke…).
@@ -96,6 +97,30 @@ function refreshRegions(): void {
   });
 }
 
+// Menus (details.dropdown) close on a click elsewhere and on Escape, as
+// menus do; without script they close when their summary is clicked.
+function dropdowns(): void {
+  const open = () => Array.from(document.querySelectorAll<HTMLDetailsElement>('details.dropdown[open]'));
+  document.addEventListener('click', (ev) => {
+    for (const d of open()) if (!d.contains(ev.target as Node)) d.open = false;
+  });
+  document.addEventListener('keydown', (ev) => {
+    if (ev.key !== 'Escape') return;
+    for (const d of open()) {
+      d.open = false;
+      d.querySelector<HTMLElement>('summary')?.focus();
+    }
+  });
+}
+
+// Forms with data-autosubmit save as soon as a control changes (the tunnel
+// switch); their <noscript> button is the fallback without script.
+function autoSubmit(): void {
+  document.querySelectorAll<HTMLFormElement>('form[data-autosubmit]').forEach((form) => {
+    form.addEventListener('change', () => form.requestSubmit());
+  });
+}
+
 document.addEventListener('DOMContentLoaded', () => {
   localizeTimes(document);
   refreshRegions();
@@ -103,4 +128,7 @@ document.addEventListener('DOMContentLoaded', () => {
   confirmForms();
   copyButtons();
   timeZoneFields();
+  homeSearch();
+  dropdowns();
+  autoSubmit();
 });

@@ -25,7 +25,9 @@ func TestPagesEscapeAndLabel(t *testing.T) {
 	evil := `<script>alert(1)</script>`
 	admin := Page{Title: evil, Viewer: &Viewer{Name: evil, Role: "admin"}, Flash: Flash{Kind: "error", Message: evil}}
 	pages := map[string]templ.Component{
-		"home":     Home(admin, HomeView{Resources: []ResourceCard{{ID: 1, Name: evil, Description: evil, Tags: []string{evil}, ConnectHref: "/connect/1"}}}),
+		"home": Home(admin, HomeView{Total: 1, Q: evil, Back: "/?q=" + evil,
+			Others: []ResourceCard{{ID: 1, Name: evil, Description: evil, Tags: []string{evil}, ConnectHref: "/connect/1", Match: true}},
+			Recent: []RecentLink{{Name: evil, Href: "/connect/1"}}, Tags: []Option{{Value: evil, Label: evil}}}),
 		"users":    Users(admin, UsersView{Users: []UserRow{{ID: 1, Name: evil, Groups: []string{evil}, CreatedAt: time.Now()}}}),
 		"resource": ResourceForm(admin, ResourceFormView{ID: 1, Name: evil, Host: evil, Errors: Errors{"name": evil}, Grants: []GrantRow{{SubjectName: evil}}}),
 		"audit":    Audit(admin, AuditView{Events: []AuditRow{{Actor: evil, Target: evil, Reason: evil, Details: evil, Time: time.Now()}}}),

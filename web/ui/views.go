@@ -62,6 +62,9 @@ type SignInView struct {
 	Next     string
 	Username string
 	Error    string
+	// FirstRun is set while the portal has no users: the page says where
+	// the setup link is instead of showing a form nobody can use.
+	FirstRun bool
 }
 
 // SetupView is the first-admin form.
@@ -78,18 +81,75 @@ type ResourceCard struct {
 	Name        string
 	Description string
 	Protocol    string
+	Host        string
 	Address     string
 	Tags        []string
 	// ConnectHref opens a terminal or desktop, FilesHref the file browser;
 	// each is empty when the viewer's grants do not allow it.
 	ConnectHref string
 	FilesHref   string
+	// Favourite is starred by the viewer; FavouriteHref toggles it.
+	Favourite     bool
+	FavouriteHref string
+	// Match is false for a resource the search hides (it stays in the
+	// page, hidden, so that script can show it again as the search
+	// changes).
+	Match bool
+}
+
+// Search is the text the home page's search looks in, in lower case:
+// name, description, host and tags.
+func (c ResourceCard) Search() string {
+	return strings.ToLower(strings.Join(append([]string{c.Name, c.Description, c.Host}, c.Tags...), "\n"))
+}
+
+// TagList is the tags, one per line, for the live filter.
+func (c ResourceCard) TagList() string { return strings.ToLower(strings.Join(c.Tags, "\n")) }
+
+// Href is where choosing the resource leads: its session, else its files.
+func (c ResourceCard) Href() string {
+	if c.ConnectHref != "" {
+		return c.ConnectHref
+	}
+	return c.FilesHref
+}
+
+// RecentLink is a recently used resource, for quick access.
+type RecentLink struct {
+	Name string
+	Href string
 }
 
 // HomeView lists the viewer's resources.
 type HomeView struct {
-	Resources []ResourceCard
+	// Favourites come first, then Others; both hold every granted resource
+	// (Match says which the search shows).
+	Favourites []ResourceCard
+	Others     []ResourceCard
+	Recent     []RecentLink
+	// Total is the number of granted resources, Matches how many the
+	// search shows.
+	Total   int
+	Matches int
+	// The search: words, protocol and tag, and the choices offered.
+	Q         string
+	Protocol  string
+	Tag       string
+	Protocols []Option
+	Tags      []Option
+	// Back is this page's address with its search, for forms to return to.
+	Back string
+	// Compact shows one line per resource; ViewHref switches the view.
+	Compact  bool
+	ViewHref string
+	// For an admin with no grants: how many resources exist at all, and
+	// the Grants page showing their own grants.
+	AllResources int
+	GrantsHref   string
 }
+
+// Filtered reports a search in effect.
+func (v HomeView) Filtered() bool { return v.Q != "" || v.Protocol != "" || v.Tag != "" }
 
 // TerminalView is the terminal page.
 type TerminalView struct {
@@ -170,9 +230,14 @@ type GrantRow struct {
 	ResourceName string
 	SubjectKind  string
 	SubjectName  string
-	// Mode says what the grant allows, in words.
+	// Mode says what the grant allows, in words; ModeValue is the mode
+	// (terminal, files or both).
 	Mode      string
-	CreatedAt time.Time
+	ModeValue string
+	// FilesPossible is set for SSH resources: only they have files, so
+	// only their grants can change mode.
+	FilesPossible bool
+	CreatedAt     time.Time
 }
 
 // ResourceFormView is the new/edit resource form.
@@ -227,7 +292,19 @@ type GrantsView struct {
 	// Mode is the mode chosen in the form: terminal, files or both.
 	Mode   string
 	Errors Errors
+	// The list's filters (a resource id; user:ID or group:ID), their
+	// choices, and how many grants there are unfiltered.
+	FilterResource string
+	FilterSubject  string
+	ResourceFilter []Option
+	SubjectFilter  []Option
+	Total          int
+	// Back is this page with its filters, for the row forms to return to.
+	Back string
 }
+
+// Filtered reports a filter in effect.
+func (v GrantsView) Filtered() bool { return v.FilterResource != "" || v.FilterSubject != "" }
 
 // AuditFilterView is the audit filter form's values.
 type AuditFilterView struct {
@@ -369,13 +446,20 @@ type GatewaysView struct {
 // GatewayFormView is the new gateway form.
 type GatewayFormView struct {
 	Segments []Option
-	Name     string
-	Host     string
-	SSHPort  string
-	RDPPort  string
-	VNCPort  string
-	MgmtPort string
-	Errors   Errors
+	// NeedSegment is set when no segment can take the gateway yet (the
+	// default one holds only the embedded gateway): the page asks for a
+	// new segment first, with these values.
+	NeedSegment        bool
+	SegmentName        string
+	SegmentDescription string
+	SegmentNetworks    string
+	Name               string
+	Host               string
+	SSHPort            string
+	RDPPort            string
+	VNCPort            string
+	MgmtPort           string
+	Errors             Errors
 }
 
 // GatewayView is one gateway's page.

@@ -686,8 +686,8 @@ func TestFilesBulk(t *testing.T) {
 	}
 
 	// The zip: each selected entry at the top level, a folder with what is
-	// in it; nothing else.
-	q := url.Values{"bulk": {"1"}, "dir": {f.dir}, "path": in("a.txt", "two  spaces", "sub", `back\slash`)}
+	// in it; nothing else, and nothing twice (a.txt is sent twice).
+	q := url.Values{"bulk": {"1"}, "dir": {f.dir}, "path": in("a.txt", "two  spaces", "sub", `back\slash`, "a.txt")}
 	resp, err := f.alice.client.Get(f.url("download", q))
 	if err != nil {
 		t.Fatal(err)
@@ -716,8 +716,8 @@ func TestFilesBulk(t *testing.T) {
 		rc.Close()
 		got[zf.Name] = string(b)
 	}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("zip holds %q, want %q", got, want)
+	if fmt.Sprint(got) != fmt.Sprint(want) || len(zr.File) != len(want) {
+		t.Errorf("zip holds %d entries %q, want %q", len(zr.File), got, want)
 	}
 	evs := f.fileEvents(t, "file.download", f.dir)
 	if len(evs) != 1 || evs[0].Outcome != "success" || !strings.Contains(evs[0].Details["paths"], "two  spaces") ||
@@ -764,7 +764,7 @@ func TestFilesBulk(t *testing.T) {
 
 	// Bulk delete: the plain files and the folder go, the dotfile stays,
 	// each path audited on its own, one message sums it up.
-	resp = f.action("delete", url.Values{"bulk": {"1"}, "dir": {f.dir}, "path": in("a.txt", "two  spaces", "sub", ".bashrc")})
+	resp = f.action("delete", url.Values{"bulk": {"1"}, "dir": {f.dir}, "path": in("a.txt", "two  spaces", "sub", ".bashrc", "sub")})
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("bulk delete: %s", resp.Status)

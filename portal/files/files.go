@@ -118,19 +118,24 @@ var ErrNotInFolder = errors.New("not in the folder shown")
 
 // NamesIn returns the entry names of paths, each of which must be dir
 // joined with one valid name (as the listing of dir makes them), compared
-// as written: "/d/x/../y" is not in "/d", and nothing is cleaned.
+// as written: "/d/x/../y" is not in "/d", and nothing is cleaned. A
+// name given twice is returned once, so a zip never holds it twice.
 func NamesIn(dir string, paths []string) ([]string, error) {
 	if err := CheckPath(dir); err != nil {
 		return nil, err
 	}
 	names := make([]string, 0, len(paths))
+	seen := make(map[string]bool, len(paths))
 	for _, p := range paths {
 		i := strings.LastIndexByte(p, '/')
 		name := p[i+1:]
 		if i < 0 || CheckName(name) != nil || Join(dir, name) != p {
 			return nil, fmt.Errorf("%q: %w %q", p, ErrNotInFolder, dir)
 		}
-		names = append(names, name)
+		if !seen[name] {
+			seen[name] = true
+			names = append(names, name)
+		}
 	}
 	return names, nil
 }

@@ -98,6 +98,7 @@ func TestNamesIn(t *testing.T) {
 	}{
 		{"/home/u", []string{"/home/u/a", "/home/u/b c", "/home/u/.x"}, []string{"a", "b c", ".x"}},
 		{"/", []string{"/etc", "/tmp"}, []string{"etc", "tmp"}},
+		{"/home/u", []string{"/home/u/a", "/home/u/b", "/home/u/a"}, []string{"a", "b"}},
 		{"/home/u", []string{}, []string{}},
 		{"/home/u", []string{"/home/u/a", "/home/v/b"}, nil},
 		{"/home/u", []string{"/home/u/sub/a"}, nil},

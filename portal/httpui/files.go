@@ -813,10 +813,15 @@ func (s *Server) fileDeleteMany(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	dir, paths := r.PostForm.Get("dir"), r.PostForm["path"]
-	if _, refusal := selection(dir, paths); refusal != "" {
+	dir := r.PostForm.Get("dir")
+	names, refusal := selection(dir, r.PostForm["path"])
+	if refusal != "" {
 		s.renderError(w, r, http.StatusBadRequest, refusal)
 		return
+	}
+	paths := make([]string, len(names))
+	for i, name := range names {
+		paths[i] = files.Join(dir, name)
 	}
 	back := filesHref(res.ID, dir, nil)
 	fsess, failure := s.openFiles(r.Context(), r, u, res)

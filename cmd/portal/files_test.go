@@ -634,3 +634,174 @@ func TestZipEntryNames(t *testing.T) {
 		t.Fatal("want one entry without a backslash")
 	}
 }
+
+// ownedByLogin makes the target's login own p, as its own files would be
+// (the tests write them as whoever runs the tests).
+func ownedByLogin(t *testing.T, paths ...string) {
+	t.Helper()
+	tu, err := user.Lookup(targets.TestUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var uid, gid int
+	fmt.Sscan(tu.Uid, &uid)
+	fmt.Sscan(tu.Gid, &gid)
+	for _, p := range paths {
+		os.Lchown(p, uid, gid)
+	}
+}
+
+// TestFilesBulk downloads several entries of a folder as one zip and
+// deletes several at once, through portal, gateway and a real sshd:
+// each entry at the zip's top level with its bytes, one audit event for
+// the download, one per deleted path, a dotfile refused, and paths
+// outside the folder shown refused before anything is done.
+func TestFilesBulk(t *testing.T) {
+	f := newFilesFixture(t)
+	contents := map[string]string{
+		"a.txt":         "first file\n",
+		"two  spaces":   "spaces kept\n",
+		"sub/inner.txt": "inside a folder\n",
+		`back\slash`:    "no separator\n",
+		".bashrc":       "echo hi\n",
+		"other.txt":     "not selected\n",
+	}
+	sub := filepath.Join(f.dir, "sub")
+	os.Mkdir(sub, 0o755)
+	paths := []string{sub}
+	for name, body := range contents {
+		p := filepath.Join(f.dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	ownedByLogin(t, paths...)
+	in := func(names ...string) []string {
+		var out []string
+		for _, n := range names {
+			out = append(out, f.dir+"/"+n)
+		}
+		return out
+	}
+
+	// The zip: each selected entry at the top level, a folder with what is
+	// in it; nothing else, and nothing twice (a.txt is sent twice).
+	q := url.Values{"bulk": {"1"}, "dir": {f.dir}, "path": in("a.txt", "two  spaces", "sub", `back\slash`, "a.txt")}
+	resp, err := f.alice.client.Get(f.url("download", q))
+	if err != nil {
+		t.Fatal(err)
+	}
+	zbody, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/zip" {
+		t.Fatalf("bulk download: %s %q", resp.Status, zbody)
+	}
+	if got := dispositionName(t, resp.Header.Get("Content-Disposition")); got != filepath.Base(f.dir)+".zip" {
+		t.Errorf("zip named %q, want the folder's name", got)
+	}
+	zr, err := zip.NewReader(bytes.NewReader(zbody), int64(len(zbody)))
+	if err != nil {
+		t.Fatalf("not a zip: %v", err)
+	}
+	want := map[string]string{"a.txt": contents["a.txt"], "two  spaces": contents["two  spaces"], "sub/": "",
+		"sub/inner.txt": contents["sub/inner.txt"], "back_slash": contents[`back\slash`]}
+	got := map[string]string{}
+	for _, zf := range zr.File {
+		rc, err := zf.Open()
+		if err != nil {
+			t.Fatalf("open %q in the zip: %v", zf.Name, err)
+		}
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		got[zf.Name] = string(b)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) || len(zr.File) != len(want) {
+		t.Errorf("zip holds %d entries %q, want %q", len(zr.File), got, want)
+	}
+	evs := f.fileEvents(t, "file.download", f.dir)
+	if len(evs) != 1 || evs[0].Outcome != "success" || !strings.Contains(evs[0].Details["paths"], "two  spaces") ||
+		!strings.Contains(evs[0].Details["paths"], "/sub\"") || evs[0].Details["files"] != "4" {
+		t.Errorf("bulk download audit events: %+v, want one listing the paths", evs)
+	}
+
+	// Paths outside the folder shown are refused, for download and delete,
+	// before anything is done.
+	for _, outside := range [][]string{
+		{f.dir + "/a.txt", sub + "/inner.txt"},
+		{f.dir + "/a.txt", f.dir + "/../" + filepath.Base(f.dir) + "/other.txt"},
+		{f.dir + "/a.txt", "/etc/hostname"},
+		{f.dir + "/a.txt", f.dir},
+	} {
+		resp, err := f.alice.client.Get(f.url("download", url.Values{"bulk": {"1"}, "dir": {f.dir}, "path": outside}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), "must be in the folder shown") {
+			t.Errorf("bulk download of %q: %s, want 400 naming the folder rule", outside, resp.Status)
+		}
+		resp = f.action("delete", url.Values{"bulk": {"1"}, "dir": {f.dir}, "path": outside})
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("bulk delete of %q: %s, want 400", outside, resp.Status)
+		}
+		if err := exists(filepath.Join(f.dir, "a.txt")); err != nil {
+			t.Fatalf("a refused bulk delete deleted a.txt: %v", err)
+		}
+	}
+	if err := exists(filepath.Join(sub, "inner.txt")); err != nil {
+		t.Fatalf("a refused bulk delete deleted sub/inner.txt: %v", err)
+	}
+	tooMany := make([]string, 1001)
+	for i := range tooMany {
+		tooMany[i] = fmt.Sprintf("%s/f%d", f.dir, i)
+	}
+	if resp := f.action("delete", url.Values{"bulk": {"1"}, "dir": {f.dir}, "path": tooMany}); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("bulk delete of 1001 paths: %s, want 400", resp.Status)
+	}
+
+	// Bulk delete: the plain files and the folder go, the dotfile stays,
+	// each path audited on its own, one message sums it up.
+	resp = f.action("delete", url.Values{"bulk": {"1"}, "dir": {f.dir}, "path": in("a.txt", "two  spaces", "sub", ".bashrc", "sub")})
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("bulk delete: %s", resp.Status)
+	}
+	msg := f.flash(t)
+	if !strings.Contains(msg, "3 deleted, 1 refused: .bashrc (files and folders whose names start with a dot are protected") {
+		t.Errorf("bulk delete message %q", msg)
+	}
+	for _, name := range []string{"a.txt", "two  spaces", "sub"} {
+		if err := gone(filepath.Join(f.dir, name)); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+		if evs := f.fileEvents(t, "file.delete", f.dir+"/"+name); len(evs) != 1 || evs[0].Outcome != "success" {
+			t.Errorf("delete events for %s: %+v", name, evs)
+		}
+	}
+	for _, name := range []string{".bashrc", "other.txt"} {
+		if err := exists(filepath.Join(f.dir, name)); err != nil {
+			t.Errorf("%s was deleted: %v", name, err)
+		}
+	}
+	if evs := f.fileEvents(t, "file.delete", f.dir+"/.bashrc"); len(evs) != 1 || evs[0].Outcome != "failure" {
+		t.Errorf("delete events for .bashrc: %+v, want one refusal", evs)
+	}
+
+	// A resource without downloads refuses the zip too.
+	res := f.res
+	res.Options.NoDownload = true
+	if err := f.p.Store.UpdateResource(context.Background(), res, nil); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = f.alice.client.Get(f.url("download", url.Values{"bulk": {"1"}, "dir": {f.dir}, "path": in("other.txt")}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("bulk download with downloads off: %s, want 403", resp.Status)
+	}
+}

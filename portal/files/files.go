@@ -112,6 +112,34 @@ func CheckPath(p string) error {
 	return nil
 }
 
+// ErrNotInFolder: a path of a selection is not an entry of the folder
+// the selection was made in.
+var ErrNotInFolder = errors.New("not in the folder shown")
+
+// NamesIn returns the entry names of paths, each of which must be dir
+// joined with one valid name (as the listing of dir makes them), compared
+// as written: "/d/x/../y" is not in "/d", and nothing is cleaned. A
+// name given twice is returned once, so a zip never holds it twice.
+func NamesIn(dir string, paths []string) ([]string, error) {
+	if err := CheckPath(dir); err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(paths))
+	seen := make(map[string]bool, len(paths))
+	for _, p := range paths {
+		i := strings.LastIndexByte(p, '/')
+		name := p[i+1:]
+		if i < 0 || CheckName(name) != nil || Join(dir, name) != p {
+			return nil, fmt.Errorf("%q: %w %q", p, ErrNotInFolder, dir)
+		}
+		if !seen[name] {
+			seen[name] = true
+			names = append(names, name)
+		}
+	}
+	return names, nil
+}
+
 // Join appends the single element name to dir.
 func Join(dir, name string) string {
 	if strings.HasSuffix(dir, "/") {
@@ -420,10 +448,67 @@ type ZipStats struct {
 func (c *Client) Zip(ctx context.Context, dir string, w io.Writer) (ZipStats, error) {
 	var st ZipStats
 	zw := zip.NewWriter(w)
+	if err := c.zipTree(ctx, zw, dir, "", &st); err != nil {
+		return st, err
+	}
+	return st, zw.Close()
+}
+
+// ZipMany writes the entries names of the folder dir to w as one zip
+// archive, each at its top level: a file under its name, a folder with
+// everything below it. A selected symlink is followed once, to what it
+// points to; symlinks below are not. Names that cannot be read are left
+// out and counted. It stops when ctx ends.
+func (c *Client) ZipMany(ctx context.Context, dir string, names []string, w io.Writer) (ZipStats, error) {
+	var st ZipStats
+	zw := zip.NewWriter(w)
+	for _, name := range names {
+		if err := ctx.Err(); err != nil {
+			return st, err
+		}
+		if CheckName(name) != nil {
+			st.Skipped++
+			continue
+		}
+		p := Join(dir, name)
+		fi, err := c.c.Stat(p)
+		if err != nil {
+			st.Skipped++
+			continue
+		}
+		rel := ZipName(name)
+		switch {
+		case fi.IsDir():
+			// Walk where a symlink leads, as the walk does not follow one.
+			real, err := c.Resolve(p)
+			if err != nil {
+				st.Skipped++
+				continue
+			}
+			if _, err := zw.CreateHeader(&zip.FileHeader{Name: rel + "/", Modified: fi.ModTime()}); err != nil {
+				return st, err
+			}
+			if err := c.zipTree(ctx, zw, real, rel+"/", &st); err != nil {
+				return st, err
+			}
+		case fi.Mode().IsRegular():
+			if err := c.zipFile(zw, p, rel, fi, &st); err != nil {
+				return st, err
+			}
+		default:
+			st.Skipped++
+		}
+	}
+	return st, zw.Close()
+}
+
+// zipTree adds everything below dir to zw, named prefix plus the path
+// relative to dir.
+func (c *Client) zipTree(ctx context.Context, zw *zip.Writer, dir, prefix string, st *ZipStats) error {
 	walker := c.c.Walk(dir)
 	for walker.Step() {
 		if err := ctx.Err(); err != nil {
-			return st, err
+			return err
 		}
 		p := walker.Path()
 		if err := walker.Err(); err != nil {
@@ -437,38 +522,46 @@ func (c *Client) Zip(ctx context.Context, dir string, w io.Writer) (ZipStats, er
 		fi := walker.Stat()
 		switch {
 		case fi.IsDir():
-			if _, err := zw.CreateHeader(&zip.FileHeader{Name: rel + "/", Modified: fi.ModTime()}); err != nil {
-				return st, err
+			if _, err := zw.CreateHeader(&zip.FileHeader{Name: prefix + rel + "/", Modified: fi.ModTime()}); err != nil {
+				return err
 			}
 		case fi.Mode().IsRegular():
-			f, err := c.c.Open(p)
-			if err != nil {
-				st.Skipped++
-				continue
-			}
-			hdr := &zip.FileHeader{Name: rel, Method: zip.Deflate, Modified: fi.ModTime()}
-			hdr.SetMode(fi.Mode())
-			zf, err := zw.CreateHeader(hdr)
-			if err != nil {
-				f.Close()
-				return st, err
-			}
-			n, err := f.WriteTo(zf)
-			f.Close()
-			st.Files++
-			st.Bytes += n
-			if err != nil {
-				return st, fmt.Errorf("add %q to the zip: %w", p, err)
+			if err := c.zipFile(zw, p, prefix+rel, fi, st); err != nil {
+				return err
 			}
 		}
 	}
-	return st, zw.Close()
+	return nil
+}
+
+// zipFile adds the regular file p to zw as name; a file that cannot be
+// opened is left out and counted.
+func (c *Client) zipFile(zw *zip.Writer, p, name string, fi fs.FileInfo, st *ZipStats) error {
+	f, err := c.c.Open(p)
+	if err != nil {
+		st.Skipped++
+		return nil
+	}
+	defer f.Close()
+	hdr := &zip.FileHeader{Name: name, Method: zip.Deflate, Modified: fi.ModTime()}
+	hdr.SetMode(fi.Mode())
+	zf, err := zw.CreateHeader(hdr)
+	if err != nil {
+		return err
+	}
+	n, err := f.WriteTo(zf)
+	st.Files++
+	st.Bytes += n
+	if err != nil {
+		return fmt.Errorf("add %q to the zip: %w", p, err)
+	}
+	return nil
 }
 
 // Message is what the target said when it refused an operation, in its
 // own words where it gave some (e.g. "Permission denied").
 func Message(err error) string {
-	for _, e := range []error{ErrTooLarge, ErrExists, ErrBadName, ErrBadPath, ErrProtected} {
+	for _, e := range []error{ErrTooLarge, ErrExists, ErrBadName, ErrBadPath, ErrProtected, ErrNotInFolder} {
 		if errors.Is(err, e) {
 			return e.Error()
 		}

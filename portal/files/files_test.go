@@ -90,6 +90,57 @@ func TestMessage(t *testing.T) {
 	}
 }
 
+func TestNamesIn(t *testing.T) {
+	for _, tc := range []struct {
+		dir   string
+		paths []string
+		want  []string // nil: refused
+	}{
+		{"/home/u", []string{"/home/u/a", "/home/u/b c", "/home/u/.x"}, []string{"a", "b c", ".x"}},
+		{"/", []string{"/etc", "/tmp"}, []string{"etc", "tmp"}},
+		{"/home/u", []string{"/home/u/a", "/home/u/b", "/home/u/a"}, []string{"a", "b"}},
+		{"/home/u", []string{}, []string{}},
+		{"/home/u", []string{"/home/u/a", "/home/v/b"}, nil},
+		{"/home/u", []string{"/home/u/sub/a"}, nil},
+		{"/home/u", []string{"/home/u/../etc"}, nil},
+		{"/home/u", []string{"/home/u/.."}, nil},
+		{"/home/u", []string{"/home/u/."}, nil},
+		{"/home/u", []string{"/home/u/"}, nil},
+		{"/home/u", []string{"/home/u"}, nil},
+		{"/home/u", []string{"relative"}, nil},
+		{"/home/u", []string{"/home/u//a"}, nil},
+		{"relative", []string{"relative/a"}, nil},
+	} {
+		got, err := NamesIn(tc.dir, tc.paths)
+		if tc.want == nil {
+			if err == nil {
+				t.Errorf("NamesIn(%q, %q) = %q, want a refusal", tc.dir, tc.paths, got)
+			}
+			continue
+		}
+		if err != nil || fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("NamesIn(%q, %q) = %q, %v; want %q", tc.dir, tc.paths, got, err, tc.want)
+		}
+	}
+}
+
+// FuzzNamesIn: a path NamesIn accepts is exactly its folder joined with
+// a valid name.
+func FuzzNamesIn(f *testing.F) {
+	for _, s := range []string{"/home/u/a", "/home/u/../a", "/home/u//a", "/home/u/.", "/a"} {
+		f.Add("/home/u", s)
+	}
+	f.Fuzz(func(t *testing.T, dir, p string) {
+		names, err := NamesIn(dir, []string{p})
+		if err != nil {
+			return
+		}
+		if len(names) != 1 || CheckName(names[0]) != nil || Join(dir, names[0]) != p || CheckPath(dir) != nil {
+			t.Fatalf("NamesIn(%q, %q) = %q", dir, p, names)
+		}
+	})
+}
+
 // FuzzNames: whatever name the browser sends, a name CheckName accepts
 // joins as one more element of its folder, is a dotfile exactly when it
 // starts with a dot, and no zip entry name holds a backslash.

@@ -380,7 +380,12 @@ func (s *Server) fileDownload(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	p := r.URL.Query().Get("path")
+	q := r.URL.Query()
+	if len(q["path"]) > 1 || q.Get("bulk") == "1" {
+		s.fileDownloadMany(w, r, u, res, q.Get("dir"), q["path"])
+		return
+	}
+	p := q.Get("path")
 	if res.Options.NoDownload {
 		s.fileEvent(r, u, res, audit.ActionFileDownload, p, -1, errors.New("downloads are disabled on this resource"), nil)
 		s.renderError(w, r, http.StatusForbidden, "Downloads are disabled on "+res.Name+".")
@@ -441,6 +446,65 @@ func (s *Server) fileDownload(w http.ResponseWriter, r *http.Request) {
 		err = errors.New("the browser disconnected before the end")
 	}
 	s.fileEvent(r, u, res, audit.ActionFileDownload, p, n, err, details)
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// maxSelection bounds how many files one bulk download or delete names;
+// the request's size is bounded too (the server's header limit for a
+// download's query, maxFormBody for a delete's form).
+const maxSelection = 1000
+
+// selection checks a bulk request's paths: at least one, at most
+// maxSelection, each an entry of dir (the folder shown). It returns the
+// entry names, or the refusal in words.
+func selection(dir string, paths []string) ([]string, string) {
+	switch {
+	case len(paths) == 0:
+		return nil, "Select one or more files or folders first."
+	case len(paths) > maxSelection:
+		return nil, fmt.Sprintf("At most %d files and folders can be selected at once; %d were.", maxSelection, len(paths))
+	}
+	names, err := files.NamesIn(dir, paths)
+	if err != nil {
+		return nil, "Every selected file and folder must be in the folder shown; reload the page and select again."
+	}
+	return names, ""
+}
+
+// fileDownloadMany sends the selected entries of one folder as one zip,
+// each at its top level, streamed; one audit event lists them all.
+func (s *Server) fileDownloadMany(w http.ResponseWriter, r *http.Request, u store.User, res store.Resource, dir string, paths []string) {
+	listed, _ := json.Marshal(paths)
+	details := map[string]string{"paths": string(listed), "format": "zip"}
+	if res.Options.NoDownload {
+		s.fileEvent(r, u, res, audit.ActionFileDownload, dir, -1, errors.New("downloads are disabled on this resource"), details)
+		s.renderError(w, r, http.StatusForbidden, "Downloads are disabled on "+res.Name+".")
+		return
+	}
+	names, refusal := selection(dir, paths)
+	if refusal != "" {
+		s.renderError(w, r, http.StatusBadRequest, refusal)
+		return
+	}
+	fsess, failure := s.openFiles(r.Context(), r, u, res)
+	if failure != nil {
+		s.fileEvent(r, u, res, audit.ActionFileDownload, dir, -1, errors.New(failure.msg), details)
+		s.renderError(w, r, http.StatusBadGateway, failure.msg)
+		return
+	}
+	defer fsess.Close()
+	stop := context.AfterFunc(r.Context(), func() { fsess.Client.Close() })
+	defer stop()
+	details["gateway"] = fsess.gateway
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Type", "application/zip")
+	h.Set("Content-Disposition", contentDisposition(zipName(path.Base(dir))))
+	zs, err := fsess.ZipMany(r.Context(), dir, names, w)
+	details["files"], details["skipped"] = strconv.Itoa(zs.Files), strconv.Itoa(zs.Skipped)
+	s.fileEvent(r, u, res, audit.ActionFileDownload, dir, zs.Bytes, err, details)
 	if err != nil {
 		panic(http.ErrAbortHandler)
 	}
@@ -706,7 +770,15 @@ func (s *Server) fileRename(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// maxRefusalsShown bounds the refusals a bulk delete's message names.
+const maxRefusalsShown = 5
+
 func (s *Server) fileDelete(w http.ResponseWriter, r *http.Request) {
+	// The form is read (bounded by maxFormBody) to tell one from many.
+	if err := r.ParseForm(); err == nil && (len(r.PostForm["path"]) > 1 || r.PostForm.Get("bulk") == "1") {
+		s.fileDeleteMany(w, r)
+		return
+	}
 	s.fileAction(w, r, audit.ActionFileDelete, func(f *filesSession, p string) (string, error) {
 		if err := f.protect(p, false); err != nil {
 			return fmt.Sprintf("%s was not deleted", path.Base(p)), err
@@ -732,4 +804,61 @@ func (s *Server) fileChmod(w http.ResponseWriter, r *http.Request) {
 		}
 		return fmt.Sprintf("The permissions of %s are now %o.", path.Base(p), mode.Perm()|setBits(mode)), nil
 	})
+}
+
+// fileDeleteMany deletes the selected entries of one folder, each checked
+// and audited on its own, and sums up the outcome in one message.
+func (s *Server) fileDeleteMany(w http.ResponseWriter, r *http.Request) {
+	u, res, ok := s.filesResource(w, r)
+	if !ok {
+		return
+	}
+	dir := r.PostForm.Get("dir")
+	names, refusal := selection(dir, r.PostForm["path"])
+	if refusal != "" {
+		s.renderError(w, r, http.StatusBadRequest, refusal)
+		return
+	}
+	paths := make([]string, len(names))
+	for i, name := range names {
+		paths[i] = files.Join(dir, name)
+	}
+	back := filesHref(res.ID, dir, nil)
+	fsess, failure := s.openFiles(r.Context(), r, u, res)
+	if failure != nil {
+		for _, p := range paths {
+			s.fileEvent(r, u, res, audit.ActionFileDelete, p, -1, errors.New(failure.msg), failure.details)
+		}
+		s.setFlash(r, "error", failure.msg+" Nothing was deleted.")
+		http.Redirect(w, r, back, http.StatusSeeOther)
+		return
+	}
+	defer fsess.Close()
+	details := map[string]string{"gateway": fsess.gateway, "selected": strconv.Itoa(len(paths))}
+	deleted := 0
+	var refused []string
+	for _, p := range paths {
+		err := fsess.protect(p, false)
+		if err == nil {
+			err = fsess.Remove(p)
+		}
+		s.fileEvent(r, u, res, audit.ActionFileDelete, p, -1, err, details)
+		if err == nil {
+			deleted++
+			continue
+		}
+		refused = append(refused, fmt.Sprintf("%s (%s)", path.Base(p), files.Message(err)))
+	}
+	msg := fmt.Sprintf("%d deleted", deleted)
+	kind := "success"
+	if len(refused) > 0 {
+		kind = "error"
+		shown := refused[:min(len(refused), maxRefusalsShown)]
+		msg += fmt.Sprintf(", %d refused: %s", len(refused), strings.Join(shown, "; "))
+		if more := len(refused) - len(shown); more > 0 {
+			msg += fmt.Sprintf("; and %d more (see the audit log)", more)
+		}
+	}
+	s.setFlash(r, kind, ui.DisplayName(msg+"."))
+	http.Redirect(w, r, back, http.StatusSeeOther)
 }

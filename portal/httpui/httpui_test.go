@@ -288,6 +288,44 @@ func TestAuthorizationMatrix(t *testing.T) {
 			}
 		}
 	}
+	// The file browser's routes, one file or a selection: only a files
+	// grant opens them, and nobody here has one (the user's grant on res
+	// is for the terminal). Allowed requests need a target, so they are
+	// tested with a real sshd in cmd/portal (TestFilesBulk and others).
+	bulk := url.Values{"bulk": {"1"}, "dir": {"/tmp"}, "path": {"/tmp/a", "/tmp/b"}}
+	for _, id := range []int64{res, other} {
+		for _, rt := range []struct {
+			method, path string
+			form         url.Values
+		}{
+			{"GET", fmt.Sprintf("/files/%d", id), nil},
+			{"GET", fmt.Sprintf("/files/%d/download?path=/tmp/a", id), nil},
+			{"GET", fmt.Sprintf("/files/%d/download?%s", id, bulk.Encode()), nil},
+			{"POST", fmt.Sprintf("/files/%d/upload?path=/tmp&name=a", id), url.Values{}},
+			{"POST", fmt.Sprintf("/files/%d/mkdir", id), url.Values{"path": {"/tmp"}, "name": {"a"}}},
+			{"POST", fmt.Sprintf("/files/%d/rename", id), url.Values{"path": {"/tmp/a"}, "name": {"b"}}},
+			{"POST", fmt.Sprintf("/files/%d/chmod", id), url.Values{"path": {"/tmp/a"}, "mode": {"644"}}},
+			{"POST", fmt.Sprintf("/files/%d/delete", id), url.Values{"path": {"/tmp/a"}}},
+			{"POST", fmt.Sprintf("/files/%d/delete", id), bulk},
+		} {
+			for _, role := range []string{"anon", "user", "auditor", "admin"} {
+				resp := f.do(clients[role], rt.method, rt.path, rt.form, nil)
+				readBody(resp)
+				switch {
+				case role == "anon" && rt.method == "GET":
+					if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/signin") {
+						t.Errorf("%s %s as anon: %d, want redirect to sign-in", rt.method, rt.path, resp.StatusCode)
+					}
+				case role == "anon":
+					if resp.StatusCode != http.StatusUnauthorized {
+						t.Errorf("%s %s %v as anon: %d, want 401", rt.method, rt.path, rt.form, resp.StatusCode)
+					}
+				case resp.StatusCode != http.StatusNotFound:
+					t.Errorf("%s %s %v as %s: %d, want 404", rt.method, rt.path, rt.form, role, resp.StatusCode)
+				}
+			}
+		}
+	}
 	for _, rt := range routes {
 		if strings.HasSuffix(rt.path, "/delete") {
 			resp := f.do(clients["admin"], rt.method, rt.path, url.Values{}, nil)

@@ -2,6 +2,9 @@
 // each, as the raw body (exact names, no multipart), with a progress bar
 // and a cancel button per file; the listing is refreshed as each ends.
 // Without script the same form posts multipart and the page reloads.
+// It also runs the selection bar (count, select all, the delete question
+// naming how many) and shows a row's Rename and Permissions forms in a
+// dialog instead of inline.
 import './files.css';
 import { localizeTimes } from './times';
 
@@ -148,6 +151,7 @@ function setup(): void {
         if (fresh && here) {
           here.replaceWith(fresh);
           localizeTimes(fresh);
+          updateSelection();
         }
       })
       .catch(() => { /* the listing stays as it was */ })
@@ -155,4 +159,121 @@ function setup(): void {
   };
 }
 
-document.addEventListener('DOMContentLoaded', setup);
+function rowBoxes(): HTMLInputElement[] {
+  return Array.from(document.querySelectorAll<HTMLInputElement>('#listing input[type="checkbox"][form="bulk"]'));
+}
+
+function plural(n: number, one: string, many: string): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+// updateSelection tells how many rows are ticked, in the bar and in the
+// delete question, and sets the select-all box to match.
+function updateSelection(): void {
+  const boxes = rowBoxes();
+  const n = boxes.filter((b) => b.checked).length;
+  const all = document.querySelector<HTMLInputElement>('#select-all');
+  if (all) {
+    all.hidden = false;
+    all.checked = n > 0 && n === boxes.length;
+    all.indeterminate = n > 0 && n < boxes.length;
+  }
+  const count = document.querySelector('#bulk-count');
+  if (count) count.textContent = n === 0 ? 'Nothing selected: tick files and folders to download or delete several at once.' : `${plural(n, 'item', 'items')} selected.`;
+  const bar = document.querySelector<HTMLFormElement>('#bulk');
+  bar?.querySelectorAll<HTMLButtonElement>('button[type="submit"]').forEach((b) => { b.disabled = n === 0; });
+  const question = document.querySelector('#bulk-question');
+  if (question) {
+    question.textContent = n === 0
+      ? 'Nothing is selected.'
+      : `Delete ${plural(n, 'selected item', 'selected items')}? Folders are deleted with everything in them. This cannot be undone.`;
+  }
+  const del = bar?.querySelector<HTMLButtonElement>('.bulk-delete button');
+  if (del) del.textContent = n === 0 ? 'Delete selected' : `Delete ${plural(n, 'item', 'items')}`;
+}
+
+function setupSelection(): void {
+  document.addEventListener('change', (ev) => {
+    const t = ev.target;
+    if (!(t instanceof HTMLInputElement)) return;
+    if (t.id === 'select-all') {
+      rowBoxes().forEach((b) => { b.checked = t.checked; });
+    } else if (t.getAttribute('form') !== 'bulk') {
+      return;
+    }
+    updateSelection();
+  });
+  // The browser may restore ticks on back/forward.
+  window.addEventListener('pageshow', updateSelection);
+  updateSelection();
+}
+
+// setupMenus: a row's Rename… and Permissions… open their form in a
+// modal dialog (Escape or Cancel closes it, focus returns to the row's
+// menu); Escape or a click elsewhere closes an open row menu.
+function setupMenus(): void {
+  const dialog = document.querySelector<HTMLDialogElement>('#file-dialog');
+  const title = dialog?.querySelector('#file-dialog-title');
+  const body = dialog?.querySelector('.dialog-body');
+  if (!dialog || !title || !body || typeof dialog.showModal !== 'function') return;
+  let opener: HTMLElement | null = null;
+
+  const open = (details: HTMLDetailsElement) => {
+    const form = details.querySelector('form');
+    if (!form) return;
+    const copy = form.cloneNode(true) as HTMLFormElement;
+    const submit = copy.querySelector('button[type="submit"]');
+    const buttons = document.createElement('div');
+    buttons.className = 'dialog-buttons';
+    const cancel = document.createElement('button');
+    cancel.type = 'button';
+    cancel.className = 'secondary';
+    cancel.textContent = 'Cancel';
+    cancel.addEventListener('click', () => dialog.close());
+    if (submit) buttons.append(submit);
+    buttons.append(cancel);
+    copy.append(buttons);
+    title.textContent = details.dataset.title ?? '';
+    body.replaceChildren(copy);
+    const menu = details.closest<HTMLDetailsElement>('details.row-menu');
+    opener = menu?.querySelector<HTMLElement>('summary') ?? null;
+    if (menu) menu.open = false;
+    dialog.showModal();
+    const input = copy.querySelector<HTMLInputElement>('input:not([type="hidden"])');
+    input?.focus();
+    input?.select();
+  };
+  dialog.addEventListener('close', () => {
+    body.replaceChildren();
+    opener?.focus();
+    opener = null;
+  });
+
+  document.addEventListener('click', (ev) => {
+    const t = ev.target instanceof Element ? ev.target : null;
+    const summary = t?.closest('details.menu-form > summary');
+    if (summary) {
+      ev.preventDefault();
+      open(summary.parentElement as HTMLDetailsElement);
+      return;
+    }
+    document.querySelectorAll<HTMLDetailsElement>('details.row-menu[open]').forEach((d) => {
+      if (!t || !d.contains(t)) d.open = false;
+    });
+  });
+  document.addEventListener('keydown', (ev) => {
+    if (ev.key !== 'Escape' || dialog.open) return;
+    const t = ev.target instanceof Element ? ev.target : null;
+    const menu = t?.closest<HTMLDetailsElement>('details.row-menu[open]');
+    if (menu) {
+      menu.open = false;
+      menu.querySelector<HTMLElement>('summary')?.focus();
+    }
+  });
+}
+
+document.addEventListener('DOMContentLoaded', () => {
+  setup();
+  setupSelection();
+  setupMenus();
+});

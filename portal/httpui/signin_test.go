@@ -2,8 +2,10 @@ package httpui
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"html"
@@ -23,6 +25,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/keyway-dev/keyway/gateway/wire"
 	"github.com/keyway-dev/keyway/portal/audit"
 	"github.com/keyway-dev/keyway/portal/store"
 )
@@ -381,11 +384,26 @@ func TestSlowClients(t *testing.T) {
 	g := f2.enrolGateway("gw-slow")
 	data := castOf(t, "SLOW1", "slowly-uploaded")
 	m := recMeta("SLOW1", data)
+	g.ran(m)
 	pr, pw := newPacedReader(data, 12, 100*time.Millisecond)
 	defer pw()
 	startAt := time.Now()
-	if code, st := g.request("PUT", "SLOW1", 0, &m, pr, m.Size); code != http.StatusOK || !st.Stored {
-		t.Fatalf("slow upload: %d %+v", code, st)
+	// Signed over the recording's digest, known beforehand, so the body
+	// itself can go as slowly as it arrives (g.request reads it first).
+	req, _ := http.NewRequest(http.MethodPut, srv.URL+wire.RecordingsPath+"SLOW1?offset=0", pr)
+	h, _ := wire.EncodeRecordingMeta(m)
+	req.Header.Set(wire.HeaderRecording, h)
+	req.ContentLength = m.Size
+	wire.SignRequest(req, g.id, fmt.Sprint(g.gw.ID), time.Now(), sha256.Sum256(data))
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatalf("slow upload: %v", err)
+	}
+	var st wire.RecordingStatus
+	json.NewDecoder(resp.Body).Decode(&st)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !st.Stored {
+		t.Fatalf("slow upload: %d %+v", resp.StatusCode, st)
 	}
 	if took := time.Since(startAt); took < d.Timeouts.Header+d.Timeouts.Body {
 		t.Fatalf("the upload took only %v", took)

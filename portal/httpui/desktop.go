@@ -29,7 +29,9 @@ const (
 	guacUpstreamError    = 0x0203
 	guacUpstreamNotFound = 0x0207
 	guacSessionClosed    = 0x020B
+	guacClientBadRequest = 0x0300
 	guacClientForbidden  = 0x0303
+	guacClientOverrun    = 0x030D
 )
 
 // gatewayLimits bound what the portal accepts from a gateway's display
@@ -66,7 +68,9 @@ func (s *Server) desktopSocket(w http.ResponseWriter, r *http.Request) {
 	s.wg.Add(1)
 	defer s.wg.Done()
 	defer ws.Close()
-	ws.SetReadLimit(maxBrowserMessage())
+	// No read limit on the connection: gorilla would close at once with
+	// no word to the user. readMessage bounds each message instead, and the
+	// relay says why it ends the session.
 
 	id := rand.Text()
 	log := s.Logger.With("session", id, "user", u.Name, "resource", res.Name)
@@ -147,15 +151,25 @@ func (s *Server) relayDesktop(ctx context.Context, ws *websocket.Conn, conn net.
 	}()
 
 	browserGone := make(chan struct{})
+	// refused is why the portal ended the session on a message from the
+	// browser; set before browserGone closes.
+	var refused string
 	wg.Add(1)
 	go func() { // browser → gateway, checked instruction by instruction
 		defer wg.Done()
-		defer close(browserGone)
+		// cancel closes the gateway connection: browserGone must be
+		// closed first, or the relay below takes that for a lost gateway.
 		defer cancel()
+		defer close(browserGone)
 		var out []byte
 		ws.SetReadDeadline(time.Now().Add(wsReadTimeout))
 		for {
 			mt, msg, err := readMessage(ws, maxBrowserMessage())
+			if errors.Is(err, errMessageTooLarge) {
+				refused = "browser message too large"
+				closeWith(fmt.Sprintf("This page sent the portal a message of more than %d KiB, which it does not take; the session was closed. Reload the page to connect again.", maxBrowserMessage()>>10), guacClientOverrun)
+				return
+			}
 			if err != nil {
 				return
 			}
@@ -170,8 +184,10 @@ func (s *Server) relayDesktop(ctx context.Context, ws *websocket.Conn, conn net.
 				if errors.Is(err, io.EOF) {
 					break
 				}
-				if err != nil {
-					return // a malformed instruction ends the session
+				if err != nil { // the stream cannot be followed past it
+					refused = "malformed browser message"
+					closeWith("This page sent the portal an instruction it could not read ("+err.Error()+"); the session was closed. Reload the page to connect again.", guacClientBadRequest)
+					return
 				}
 				if in.Opcode == "" { // the tunnel's own: echo pings
 					if len(in.Args) > 0 && in.Args[0] == "ping" {
@@ -198,6 +214,9 @@ func (s *Server) relayDesktop(ctx context.Context, ws *websocket.Conn, conn net.
 		if err != nil {
 			select {
 			case <-browserGone:
+				if refused != "" {
+					return refused
+				}
 				return "browser disconnected"
 			default:
 			}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keyway-dev/keyway/gateway/wire"
 	"github.com/keyway-dev/keyway/portal/audit"
 	"github.com/keyway-dev/keyway/portal/auth"
 	"github.com/keyway-dev/keyway/portal/store"
@@ -55,6 +56,7 @@ func (s *Server) terminalPage(w http.ResponseWriter, r *http.Request) {
 	if res.Protocol == "vnc" || res.Protocol == "rdp" {
 		s.render(w, r, http.StatusOK, ui.Desktop(s.page(r, res.Name, ""), ui.DesktopView{
 			ResourceName: res.Name, Address: address(res), WSPath: fmt.Sprintf("/connect/%d/guac", res.ID),
+			ClipboardMax: wire.MaxClipboard,
 		}))
 		return
 	}

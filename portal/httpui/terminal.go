@@ -309,8 +309,10 @@ func (t *termSession) bridge(ctx context.Context, conn net.Conn) string {
 	wg.Add(2)
 	go func() { // browser → gateway; the only writer to the gateway
 		defer wg.Done()
-		defer close(browserGone)
+		// cancel closes the gateway connection: browserGone must be
+		// closed first, or the bridge takes that for a lost gateway.
 		defer cancel()
+		defer close(browserGone)
 		t.ws.SetReadDeadline(time.Now().Add(wsReadTimeout))
 		t.ws.SetPongHandler(func(string) error { return t.ws.SetReadDeadline(time.Now().Add(wsReadTimeout)) })
 		buf := make([]byte, inputChunk)

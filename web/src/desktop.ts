@@ -18,6 +18,9 @@ const cadBtn = document.getElementById('desk-cad') as HTMLButtonElement;
 const fitBox = document.getElementById('desk-fit') as HTMLInputElement;
 const clipText = document.getElementById('desk-clipboard') as HTMLTextAreaElement;
 const clipSend = document.getElementById('desk-clip-send') as HTMLButtonElement;
+const clipMsg = document.getElementById('desk-clip-msg') as HTMLElement;
+// The most clipboard text the gateway takes, in bytes of UTF-8.
+const clipMax = Number(container.dataset.clipboardMax) || 1 << 20;
 
 const FIT_KEY = 'keyway.desktop.fit';
 fitBox.checked = localStorage.getItem(FIT_KEY) !== '0';
@@ -128,11 +131,26 @@ function connect(): void {
   }).toString());
 }
 
+function megabytes(n: number): string {
+  return `${(n / (1 << 20)).toFixed(n < 1 << 20 ? 2 : 1)} MB`;
+}
+
+// The clipboard goes as a Guacamole clipboard stream: StringWriter cuts it
+// into blobs of 6048 bytes, each its own WebSocket message, so its size
+// meets no message limit; the gateway's own limit is checked here.
 clipSend.addEventListener('click', () => {
   if (!client) return;
+  const size = new TextEncoder().encode(clipText.value).length;
+  if (size > clipMax) {
+    clipMsg.textContent = `This text is ${megabytes(size)}; at most ${megabytes(clipMax)} can go to the remote clipboard. Nothing was sent.`;
+    clipMsg.dataset.kind = 'bad';
+    return;
+  }
   const writer = new Guacamole.StringWriter(client.createClipboardStream('text/plain'));
   writer.sendText(clipText.value);
   writer.sendEnd();
+  clipMsg.textContent = '';
+  delete clipMsg.dataset.kind;
   clipSend.textContent = 'Sent';
   window.setTimeout(() => { clipSend.textContent = 'Send to remote desktop'; }, 1500);
 });

@@ -3,6 +3,7 @@
 package ui
 
 import (
+	"strconv"
 	"strings"
 	"time"
 )
@@ -403,7 +404,11 @@ type DesktopView struct {
 	ResourceName string
 	Address      string
 	WSPath       string
+	// ClipboardMax is the most clipboard text the page may send, in bytes.
+	ClipboardMax int
 }
+
+func (v DesktopView) clipboardMaxAttr() string { return strconv.Itoa(v.ClipboardMax) }
 
 // KeyNoun names what a resource pins: an SSH host key or a TLS
 // certificate.

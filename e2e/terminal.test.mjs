@@ -188,7 +188,7 @@ test('a 10 MB paste reaches the remote shell whole', async () => {
   await page.context().close();
 });
 
-test('the terminal toolbar: leaving by keyboard, font size, Files, full screen, disconnect', async () => {
+test('the terminal toolbar: leaving by keyboard, copy and paste keys, font size, Files, full screen, disconnect', async () => {
   const { info } = demo;
   const page = await signedInTerminal();
   const inTerminal = () => page.evaluate(() => document.activeElement === window.keywayTerminal.textarea);
@@ -208,6 +208,23 @@ test('the terminal toolbar: leaving by keyboard, font size, Files, full screen, 
   await page.keyboard.press('Control+Shift+F10');
   for (let i = 0; i < 10 && !(await inTerminal()); i++) await page.keyboard.press('Tab');
   assert.equal(await inTerminal(), true, 'Tab from the toolbar comes back to the terminal');
+
+  // Copy and paste with the keys the help names.
+  await page.context().grantPermissions(['clipboard-read', 'clipboard-write'], { origin: info.url });
+  await page.keyboard.type('echo copy-$((3*14))-me\n');
+  await waitFor('the command output', async () => /^copy-42-me$/m.test(await terminalText(page)));
+  await page.evaluate(() => {
+    const buf = window.keywayTerminal.buffer.active;
+    for (let i = buf.length - 1; i >= 0; i--) {
+      if (buf.getLine(i).translateToString(true) === 'copy-42-me') return window.keywayTerminal.select(0, i, 10);
+    }
+  });
+  await page.keyboard.press('Control+Shift+C');
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), 'copy-42-me', 'Ctrl+Shift+C copies the selection');
+  await page.evaluate(() => navigator.clipboard.writeText('echo pasted-$((2*21))'));
+  await page.keyboard.press('Control+Shift+V');
+  await page.keyboard.press('Enter');
+  await waitFor('the pasted command to run', async () => /^pasted-42$/m.test(await terminalText(page)));
 
   // Files for this resource, where the grant allows files (the demo's does).
   const files = page.getByRole('link', { name: 'Files' });

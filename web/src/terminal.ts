@@ -6,6 +6,7 @@ import '@xterm/xterm/css/xterm.css';
 import './terminal.css';
 import { Terminal } from '@xterm/xterm';
 import { FitAddon } from '@xterm/addon-fit';
+import { InputQueue } from './inputqueue';
 
 interface Control {
   type: 'connected' | 'exit' | 'error' | 'refused';
@@ -87,39 +88,18 @@ function showEnded(): void {
   reconnectBtn.hidden = false;
 }
 
-// Input (keys and pastes) goes out through a queue in messages of at most
-// CHUNK bytes, and only while the socket holds less than HIGH_WATER bytes
-// not yet sent: a paste of megabytes then takes no more memory in the
-// browser than it must, never meets a size limit, and goes as fast as the
-// remote side takes it.
-const CHUNK = 16 << 10;
-const HIGH_WATER = 256 << 10;
-// A paste this large shows its progress and a Stop button.
+// Input (keys and pastes) goes out in pieces with flow control (see
+// inputqueue.ts); a paste this large shows its progress and a Stop button.
 const SHOW_PROGRESS = 256 << 10;
-// How often a full socket is looked at again: the browser has no event
-// for its buffer draining.
-const DRAIN_POLL_MS = 10;
-const queue: Uint8Array[] = [];
-let queued = 0;
-let queuedTotal = 0; // since the queue was last empty, for the progress
-let pumpTimer: number | undefined;
-
-function clearQueue(): void {
-  queue.length = 0;
-  queued = 0;
-  queuedTotal = 0;
-  window.clearTimeout(pumpTimer);
-  pumpTimer = undefined;
-  showProgress();
-}
+const input = new InputQueue({ chunk: 16 << 10, highWater: 256 << 10, retryMs: 10, onProgress: showProgress });
 
 function showProgress(): void {
-  const large = queuedTotal >= SHOW_PROGRESS && queued > 0;
+  const large = input.total >= SHOW_PROGRESS && input.pending > 0;
   pasteEl.hidden = !large;
   stopPasteBtn.hidden = !large;
   if (large) {
-    const pct = Math.floor((100 * (queuedTotal - queued)) / queuedTotal);
-    pasteEl.textContent = `Sending paste: ${pct} % of ${formatBytes(queuedTotal)}`;
+    const pct = Math.floor((100 * (input.total - input.pending)) / input.total);
+    pasteEl.textContent = `Sending paste: ${pct} % of ${formatBytes(input.total)}`;
   }
 }
 
@@ -128,37 +108,11 @@ function formatBytes(n: number): string {
   return `${Math.ceil(n / 1024)} KB`;
 }
 
-function pump(): void {
-  pumpTimer = undefined;
-  const ws = socket;
-  if (!ws || ws.readyState !== WebSocket.OPEN) {
-    clearQueue();
-    return;
-  }
-  while (queue.length > 0 && ws.bufferedAmount < HIGH_WATER) {
-    const head = queue[0];
-    const piece = head.length > CHUNK ? head.subarray(0, CHUNK) : head;
-    ws.send(piece);
-    queued -= piece.length;
-    if (piece === head) queue.shift();
-    else queue[0] = head.subarray(CHUNK);
-  }
-  if (queue.length > 0) {
-    pumpTimer = window.setTimeout(pump, DRAIN_POLL_MS);
-  } else {
-    queuedTotal = 0;
-  }
-  showProgress();
-}
-
 function sendInput(bytes: Uint8Array): void {
-  if (watching || bytes.length === 0) return;
-  if (socket?.readyState !== WebSocket.OPEN) return;
+  if (watching || socket?.readyState !== WebSocket.OPEN) return;
+  // What is typed after a resize runs at the new size.
   if (resizeTimer !== undefined) sendResize();
-  queue.push(bytes);
-  queued += bytes.length;
-  queuedTotal += bytes.length;
-  if (pumpTimer === undefined) pump();
+  input.push(bytes);
 }
 
 // Resizes are coalesced: a window dragged or a font changed sends the
@@ -186,7 +140,7 @@ function sendResize(): void {
 
 function connect(): void {
   ended = false;
-  clearQueue();
+  input.attach(null);
   reconnectBtn.hidden = true;
   disconnectBtn.hidden = false;
   setStatus('Connecting…', 'info');
@@ -198,6 +152,7 @@ function connect(): void {
   const ws = new WebSocket(url);
   ws.binaryType = 'arraybuffer';
   socket = ws;
+  ws.onopen = () => input.attach(ws);
 
   ws.onmessage = (ev: MessageEvent) => {
     if (ev.data instanceof ArrayBuffer) {
@@ -238,7 +193,7 @@ function connect(): void {
   ws.onclose = () => {
     if (socket !== ws) return;
     socket = null;
-    clearQueue();
+    input.attach(null);
     if (!ended) {
       setStatus('Connection lost', 'bad');
       notice('Connection lost. Press Reconnect to open a new session.', 'red');
@@ -253,7 +208,7 @@ function disconnect(): void {
   if (!ws) return;
   ended = true;
   socket = null;
-  clearQueue();
+  input.attach(null);
   ws.close(1000, 'closed by the user');
   const msg = watching ? 'You stopped watching.' : 'Disconnected: you closed the session.';
   setStatus(msg, 'info');
@@ -324,8 +279,8 @@ document.addEventListener('fullscreenchange', () => {
 });
 
 stopPasteBtn.addEventListener('click', () => {
-  const left = queued;
-  clearQueue();
+  const left = input.pending;
+  input.clear();
   setStatus(`Paste stopped: ${formatBytes(left)} were not sent.`, 'info');
   term.focus();
 });

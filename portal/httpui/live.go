@@ -187,7 +187,9 @@ func (s *Server) watchSocket(w http.ResponseWriter, r *http.Request) {
 	defer ls.term.watchers.remove(ch)
 	s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionSessionWatch, Target: ls.resource, Outcome: audit.OutcomeSuccess,
 		Details: map[string]string{"session": ls.id, "user": ls.user}})
-	// The viewer sends nothing; reading notices when it leaves.
+	// The viewer sends nothing; reading notices when it leaves. Whatever
+	// it sends is bounded: past the limit the connection closes.
+	ws.SetReadLimit(maxControlMessage)
 	left := make(chan struct{})
 	go func() {
 		defer close(left)

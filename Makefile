@@ -9,6 +9,9 @@ export DEBIAN_FRONTEND := noninteractive
 GO      ?= go
 DATA    ?= ./data
 LISTEN  ?= :8443
+# The demo prints its passwords, so it listens on 127.0.0.1:8443 unless
+# told otherwise (make demo DEMO_LISTEN=:8443); LISTEN is not for it.
+DEMO_LISTEN ?=
 
 # Debian packages: what the portal needs to build and run, and what the
 # tests add (real servers, a real browser, and ffmpeg, which the portal
@@ -19,7 +22,9 @@ DEBS_RUN  := gcc libc6-dev pkg-config freerdp2-dev openssh-server openssh-client
 # (NLA against a SAM file made by winpr-hash) on Xvfb.
 DEBS_DEMO := $(DEBS_RUN) tigervnc-standalone-server tigervnc-tools xterm x11-xserver-utils fonts-dejavu-core \
 	freerdp2-shadow-x11 winpr-utils xvfb
-DEBS_TEST := $(DEBS_DEMO) sshpass chromium procps iproute2 x11-utils x11-apps xclip x11vnc xrdp xorgxrdp ffmpeg
+# Dropbear (with OpenSSH's sftp-server for its SFTP) is the second SSH server
+# every SSH feature is tested against.
+DEBS_TEST := $(DEBS_DEMO) dropbear-bin openssh-sftp-server sshpass chromium procps iproute2 x11-utils x11-apps xclip x11vnc xrdp xorgxrdp ffmpeg
 
 .PHONY: run demo test build assets generate lint unit e2e bench deps-run deps-demo deps-test check-go clean
 
@@ -27,7 +32,7 @@ run: build
 	./bin/portal serve --data $(DATA) --listen $(LISTEN)
 
 demo: deps-demo build
-	./bin/portal demo --listen $(LISTEN)
+	./bin/portal demo $(if $(DEMO_LISTEN),--listen $(DEMO_LISTEN))
 
 test: deps-test assets lint unit e2e
 

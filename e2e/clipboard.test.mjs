@@ -57,7 +57,7 @@ test('a large clipboard reaches the VNC desktop; one over the limit is refused i
   assert.equal(max, 1 << 20);
   await panel.evaluate((el, n) => { el.value = 'z'.repeat(n); }, max + 1);
   await page.getByRole('button', { name: 'Send to remote desktop' }).click();
-  await page.locator('#desk-clip-msg', { hasText: /at most 1\.0 MB can go to the remote clipboard\. nothing was sent/i }).waitFor();
+  await page.locator('#desk-clip-note', { hasText: /at most 1\.0 MB can go to the remote clipboard\. nothing was sent/i }).waitFor();
   assert.equal(await connected.count(), 1, 'the session goes on');
   assert.equal(sha256(remote()), sha256(text), 'the remote clipboard is unchanged');
   await page.context().close();

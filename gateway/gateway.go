@@ -15,6 +15,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,7 +58,8 @@ type Config struct {
 	// ManagementAddr, if set, serves GET /status over the same mutual TLS
 	// for the portal's health checks.
 	ManagementAddr string
-	// HealthAddr, if set, serves a plain GET /healthz for orchestrators.
+	// HealthAddr, if set, serves plain GET /healthz (liveness) and
+	// /readyz (readiness) for orchestrators.
 	HealthAddr string
 	// ID and Version are reported by /status.
 	ID      string
@@ -75,7 +78,25 @@ type Config struct {
 	// KeyFrameInterval is the least time between two key frames of a
 	// desktop recording (display.DefaultKeyFrameInterval if 0).
 	KeyFrameInterval time.Duration
+	// Ready, if set, says why the gateway may not take sessions yet (a
+	// remote gateway without a signed config from the portal); nil means
+	// it may. It is asked per session and by /status.
+	Ready func() error
+	// RelayAddresses returns the session listeners (host:port) of the
+	// gateways the portal has enrolled: the only addresses a relay may
+	// reach. Without it the gateway relays nowhere.
+	RelayAddresses func() []string
+	// Listen opens the session listeners (net.Listen if nil; tests
+	// inject failures).
+	Listen func(network, address string) (net.Listener, error)
 }
+
+// Accept retries: a listener whose Accept fails (too many open files, say)
+// is retried with a delay doubling from minAcceptDelay to maxAcceptDelay.
+const (
+	minAcceptDelay = 5 * time.Millisecond
+	maxAcceptDelay = time.Second
+)
 
 // Gateway serves sessions.
 type Gateway struct {
@@ -86,6 +107,7 @@ type Gateway struct {
 	// listeners by protocol (ssh, rdp, vnc); rdp and vnc may be ln.
 	lns     map[string]net.Listener
 	mgmt    net.Addr
+	health  net.Addr
 	servers []*http.Server
 	started time.Time
 	active  atomic.Int64
@@ -95,6 +117,9 @@ type Gateway struct {
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
+	// acceptErrs holds the error of each session listener whose Accept
+	// fails now; while one does, the gateway reports itself unhealthy.
+	acceptErrs map[net.Listener]error
 }
 
 // New checks cfg and returns a Gateway; Start begins listening.
@@ -114,7 +139,17 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.ConfigVersion == nil {
 		cfg.ConfigVersion = func() int64 { return 0 }
 	}
-	g := &Gateway{cfg: cfg, ssh: sshgw.New(cfg.Logger, cfg.DialTimeout), conns: map[net.Conn]struct{}{}}
+	if cfg.Ready == nil {
+		cfg.Ready = func() error { return nil }
+	}
+	if cfg.RelayAddresses == nil {
+		cfg.RelayAddresses = func() []string { return nil }
+	}
+	if cfg.Listen == nil {
+		cfg.Listen = net.Listen
+	}
+	g := &Gateway{cfg: cfg, ssh: sshgw.New(cfg.Logger, cfg.DialTimeout), conns: map[net.Conn]struct{}{},
+		acceptErrs: map[net.Listener]error{}}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	return g, nil
 }
@@ -123,7 +158,7 @@ func New(cfg Config) (*Gateway, error) {
 func (g *Gateway) Start() error {
 	g.started = time.Now()
 	tlsConf := wire.ServerTLSConfig(g.cfg.Identity, g.cfg.TrustedPortal)
-	ln, err := net.Listen("tcp", g.cfg.SSHAddr)
+	ln, err := g.cfg.Listen("tcp", g.cfg.SSHAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", g.cfg.SSHAddr, err)
 	}
@@ -133,7 +168,7 @@ func (g *Gateway) Start() error {
 		if addr == "" {
 			continue
 		}
-		l, err := net.Listen("tcp", addr)
+		l, err := g.cfg.Listen("tcp", addr)
 		if err != nil {
 			g.closeListeners()
 			return fmt.Errorf("listen for %s sessions on %s: %w", protocol, addr, err)
@@ -152,23 +187,47 @@ func (g *Gateway) Start() error {
 	}
 	if g.cfg.HealthAddr != "" {
 		mux := http.NewServeMux()
-		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
-		if _, err := g.serveHTTP(g.cfg.HealthAddr, mux, nil); err != nil {
+		// /healthz fails while a session listener cannot accept (a
+		// restart may help); /readyz also until the first signed config
+		// (a restart would not).
+		probe := func(check func() error) http.HandlerFunc {
+			return func(w http.ResponseWriter, _ *http.Request) {
+				if check() != nil {
+					http.Error(w, "unavailable", http.StatusServiceUnavailable)
+					return
+				}
+				io.WriteString(w, "ok\n")
+			}
+		}
+		mux.HandleFunc("GET /healthz", probe(g.acceptFailure))
+		mux.HandleFunc("GET /readyz", probe(g.unhealthy))
+		addr, err := g.serveHTTP(g.cfg.HealthAddr, mux, nil)
+		if err != nil {
 			g.Close()
 			return err
 		}
+		g.health = addr
 	}
 	g.cfg.Logger.Info("gateway listening", "ssh", ln.Addr().String(), "rdp", g.lns[wire.ProtocolRDP].Addr().String(),
-		"vnc", g.lns[wire.ProtocolVNC].Addr().String(), "management", g.cfg.ManagementAddr, "key", g.cfg.Identity.PublicKeyString())
+		"vnc", g.lns[wire.ProtocolVNC].Addr().String(), "management", addrString(g.mgmt), "key", g.cfg.Identity.PublicKeyString())
 	for _, protocol := range []string{wire.ProtocolSSH, wire.ProtocolRDP, wire.ProtocolVNC} {
 		l := g.lns[protocol]
 		if protocol != wire.ProtocolSSH && l == ln {
 			continue
 		}
 		g.wg.Add(1)
-		go g.serve(tls.NewListener(l, tlsConf), g.accepts(l))
+		go g.serve(l, tlsConf, g.accepts(l))
 	}
 	return nil
+}
+
+// addrString is a's text, or "" for none (the log shows where a listener
+// bound, port 0 resolved).
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
 }
 
 // accepts returns the protocols listener l serves.
@@ -222,10 +281,36 @@ func (g *Gateway) serveHTTP(addr string, h http.Handler, tlsConf *tls.Config) (n
 
 func (g *Gateway) status(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(wire.Status{
+	st := wire.Status{
 		GatewayID: g.cfg.ID, Version: g.cfg.Version, UptimeSeconds: int64(time.Since(g.started).Seconds()),
 		ActiveSessions: int(g.active.Load()), ConfigVersion: g.cfg.ConfigVersion(),
-	})
+	}
+	if err := g.unhealthy(); err != nil {
+		// The portal's health check marks the gateway unavailable, so no
+		// session is sent to it until it can take them again.
+		st.Error = err.Error()
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	json.NewEncoder(w).Encode(st)
+}
+
+// unhealthy says why the gateway cannot take sessions now, or nil.
+func (g *Gateway) unhealthy() error {
+	if err := g.cfg.Ready(); err != nil {
+		return err
+	}
+	return g.acceptFailure()
+}
+
+// acceptFailure says which session listener cannot accept connections
+// now, or nil.
+func (g *Gateway) acceptFailure() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for l, err := range g.acceptErrs {
+		return fmt.Errorf("the session listener on %s cannot accept connections: %w", l.Addr(), err)
+	}
+	return nil
 }
 
 // Addr is the SSH and SFTP session listener's address.
@@ -241,6 +326,9 @@ func (g *Gateway) SessionAddr(protocol string) net.Addr {
 
 // ManagementAddr is the management listener's address, or nil.
 func (g *Gateway) ManagementAddr() net.Addr { return g.mgmt }
+
+// HealthAddr is the plain health listener's address, or nil.
+func (g *Gateway) HealthAddr() net.Addr { return g.health }
 
 // ActiveSessions is the number of sessions running now.
 func (g *Gateway) ActiveSessions() int { return int(g.active.Load()) }
@@ -264,22 +352,37 @@ func (g *Gateway) Close() error {
 	return err
 }
 
-// serve accepts session connections for protocols on ln (and relays).
-func (g *Gateway) serve(ln net.Listener, protocols map[string]bool) {
+// serve accepts session connections for protocols on l (and relays). An
+// Accept that fails (too many open files, say) is retried with backoff
+// until the gateway closes; meanwhile the gateway reports itself unhealthy.
+func (g *Gateway) serve(l net.Listener, tlsConf *tls.Config, protocols map[string]bool) {
 	defer g.wg.Done()
+	var delay time.Duration
 	for {
-		c, err := ln.Accept()
+		raw, err := l.Accept()
 		if err != nil {
-			if g.ctx.Err() != nil {
+			if g.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			delay = min(max(2*delay, minAcceptDelay), maxAcceptDelay)
+			if g.setAcceptErr(l, err) {
+				g.cfg.Logger.Error("session listener cannot accept connections; retrying", "addr", l.Addr().String(), "err", err)
 			}
-			g.cfg.Logger.Error("accept", "err", err)
-			return
+			t := time.NewTimer(delay)
+			select {
+			case <-g.ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			continue
 		}
+		if delay > 0 {
+			delay = 0
+			g.setAcceptErr(l, nil)
+			g.cfg.Logger.Info("session listener accepts connections again", "addr", l.Addr().String())
+		}
+		c := tls.Server(raw, tlsConf)
 		if !g.track(c) {
 			c.Close()
 			return
@@ -289,9 +392,23 @@ func (g *Gateway) serve(ln net.Listener, protocols map[string]bool) {
 			defer g.wg.Done()
 			defer g.untrack(c)
 			defer c.Close()
-			g.handle(c.(*tls.Conn), protocols)
+			g.handle(c, protocols)
 		}()
 	}
+}
+
+// setAcceptErr records whether l's Accept fails and reports whether it
+// started failing.
+func (g *Gateway) setAcceptErr(l net.Listener, err error) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	_, was := g.acceptErrs[l]
+	if err == nil {
+		delete(g.acceptErrs, l)
+		return false
+	}
+	g.acceptErrs[l] = err
+	return !was
 }
 
 func (g *Gateway) track(c net.Conn) bool {
@@ -330,6 +447,11 @@ func (g *Gateway) handle(c *tls.Conn, protocols map[string]bool) {
 	if err := req.Validate(); err != nil {
 		log.Warn("refused session: invalid request", "err", err)
 		wire.WriteResponse(c, &wire.Response{Code: wire.CodeBadRequest, Message: "invalid session request: " + err.Error()})
+		return
+	}
+	if err := g.cfg.Ready(); err != nil {
+		log.Warn("refused session: the gateway is not ready", "err", err)
+		wire.WriteResponse(c, &wire.Response{Code: wire.CodeGatewayDown, Message: "the gateway cannot take sessions yet: " + err.Error()})
 		return
 	}
 	if req.Kind == wire.KindRelay {
@@ -465,14 +587,23 @@ func (g *Gateway) checkTarget(req *wire.Request) *wire.Response {
 // ciphertext passes here: no credentials, no session content.
 func (g *Gateway) relay(c *tls.Conn, req *wire.Request, log *slog.Logger) {
 	log = log.With("relay_to", req.Relay.Address, "relay_gateway", req.Relay.GatewayID)
+	if !slices.ContainsFunc(g.cfg.RelayAddresses(), func(a string) bool { return sameAddress(a, req.Relay.Address) }) {
+		// Never dialed, so the answer says nothing about the address.
+		log.Warn("relay refused: not the address of an enrolled gateway")
+		wire.WriteResponse(c, &wire.Response{Code: wire.CodeForbiddenTarget,
+			Message: "this gateway relays only to the gateways the portal has enrolled, and " + req.Relay.Address + " is not one of them"})
+		return
+	}
 	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.DialTimeout)
 	var d net.Dialer
 	far, err := d.DialContext(ctx, "tcp", req.Relay.Address)
 	cancel()
 	if err != nil {
+		// The reason (refused, timed out…) stays in the log: in the
+		// answer it would tell a port scanner what is listening.
 		log.Warn("relay refused: far gateway unreachable", "err", err)
 		wire.WriteResponse(c, &wire.Response{Code: wire.CodeGatewayDown,
-			Message: fmt.Sprintf("the gateway at %s could not be reached from the tunnel gateway: %v", req.Relay.Address, err)})
+			Message: fmt.Sprintf("the gateway at %s could not be reached from the tunnel gateway", req.Relay.Address)})
 		return
 	}
 	defer far.Close()
@@ -495,6 +626,21 @@ func (g *Gateway) relay(c *tls.Conn, req *wire.Request, log *slog.Logger) {
 	go splice(c, far)
 	wg.Wait()
 	log.Info("relay ended")
+}
+
+// sameAddress reports whether host:port a and b name the same listener,
+// ignoring the case of host names.
+func sameAddress(a, b string) bool {
+	ah, ap, err1 := net.SplitHostPort(a)
+	bh, bp, err2 := net.SplitHostPort(b)
+	if err1 != nil || err2 != nil || ap != bp {
+		return false
+	}
+	if aa, err := netip.ParseAddr(ah); err == nil {
+		ba, err := netip.ParseAddr(bh)
+		return err == nil && aa.Unmap() == ba.Unmap()
+	}
+	return strings.EqualFold(ah, bh)
 }
 
 // vncDesktop serves a VNC desktop as Guacamole display instructions.
@@ -538,7 +684,9 @@ func (g *Gateway) vncDesktop(c *tls.Conn, req *wire.Request, log *slog.Logger) {
 		return
 	}
 	w, h := client.Size()
-	log.Info("desktop session started", "name", client.Name, "size", fmt.Sprintf("%dx%d", w, h), "setup", time.Since(start).Round(time.Millisecond))
+	fw, fh := client.FramebufferSize()
+	log.Info("desktop session started", "name", client.Name, "size", fmt.Sprintf("%dx%d", w, h),
+		"framebuffer", fmt.Sprintf("%dx%d", fw, fh), "setup", time.Since(start).Round(time.Millisecond))
 	err = client.Serve(g.ctx, c, opts, rec.display(opts))
 	log.Info("desktop session ended", "err", err, "duration", time.Since(start).Round(time.Second), "rects", client.RectCounts())
 }
@@ -547,7 +695,11 @@ func (g *Gateway) vncDesktop(c *tls.Conn, req *wire.Request, log *slog.Logger) {
 func vncRefusal(t wire.Target, err error) *wire.Response {
 	var ne net.Error
 	var mismatch *vnc.CertMismatchError
+	var unverified *vnc.UnverifiedPinError
 	switch {
+	case errors.As(err, &unverified):
+		return &wire.Response{Code: wire.CodeHostKeyMismatch,
+			Message: fmt.Sprintf("the VNC server at %s offers only %s, so it cannot prove it holds the TLS certificate pinned for this resource (%s): the connection was refused and no password was sent. This can mean TLS was turned off on the server, or that someone in the path is hiding it. If the server really no longer uses TLS, an administrator can clear the pin with \"Forget pinned TLS certificate\" on the resource's page (under /admin/resources)", t, unverified.Offered, unverified.Pinned)}
 	case errors.As(err, &mismatch):
 		return &wire.Response{Code: wire.CodeHostKeyMismatch,
 			Message: fmt.Sprintf("the TLS certificate of the VNC server at %s has changed: expected %s, got %s. This can mean the server's certificate was renewed, or that someone is intercepting the connection; an administrator must check and accept the new certificate on the resource's page", t, mismatch.Pinned, mismatch.Got),

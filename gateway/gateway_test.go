@@ -154,10 +154,19 @@ func sshRequest(sshd *targets.SSHD) *wire.Request {
 	}
 }
 
+// TestTerminalSession runs terminals against every kind of SSH server the
+// tests know (OpenSSH, and Dropbear with only an Ed25519 host key).
 func TestTerminalSession(t *testing.T) {
 	t.Parallel()
-	sshd := targets.NewSSHD(t)
-	g := startGateway(t)
+	for _, server := range targets.SSHServers() {
+		t.Run(server.Name, func(t *testing.T) {
+			t.Parallel()
+			testTerminalSession(t, startGateway(t), server.Start(t))
+		})
+	}
+}
+
+func testTerminalSession(t *testing.T, g *testGateway, sshd *targets.SSHD) {
 
 	t.Run("password, first use reports the host key", func(t *testing.T) {
 		t.Parallel()

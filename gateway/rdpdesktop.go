@@ -75,7 +75,8 @@ type rdpSource struct{ *rdp.Session }
 
 func (s rdpSource) Take() display.Change {
 	u := s.Session.Take()
-	ch := display.Change{Rects: u.Rects, Resized: u.Resized, Clipboard: u.CutText, HasClipboard: u.HasCutText}
+	ch := display.Change{Rects: u.Rects, Resized: u.Resized, Clipboard: u.CutText, HasClipboard: u.HasCutText,
+		ClipboardNotice: u.ClipboardNotice}
 	if u.Cursor != nil {
 		ch.Cursor = &display.Cursor{Image: u.Cursor.Image, Hotspot: u.Cursor.Hotspot}
 	}
@@ -129,6 +130,9 @@ func rdpRefusal(t wire.Target, err error) *wire.Response {
 		errors.Is(err, rdp.ErrAccountRestricted), errors.Is(err, rdp.ErrPasswordExpired), errors.Is(err, rdp.ErrPasswordMustChange),
 		errors.Is(err, rdp.ErrLogonTypeNotGranted), errors.Is(err, rdp.ErrAccessDenied):
 		return &wire.Response{Code: wire.CodeAuthFailed, Message: fmt.Sprintf("the RDP server at %s refused the sign-in: %v", t, err)}
+	case errors.Is(err, rdp.ErrPinnedNeedsTLS):
+		return &wire.Response{Code: wire.CodeUnsupported,
+			Message: fmt.Sprintf("the RDP resource at %s is set to standard RDP security, which cannot check the server's pinned TLS certificate, so the gateway did not connect. An administrator can choose NLA or TLS for the resource, or forget the pinned certificate on the resource's page to use standard RDP security", t)}
 	case errors.Is(err, rdp.ErrNegotiation), errors.Is(err, rdp.ErrTLS), errors.Is(err, rdp.ErrProtocol):
 		return &wire.Response{Code: wire.CodeUnsupported, Message: fmt.Sprintf("cannot sign in to the RDP server at %s: %v", t, err)}
 	case errors.Is(err, rdp.ErrRefused):

@@ -108,3 +108,32 @@ func TestRDPDesktop(t *testing.T) {
 	}
 	s.conn.Close()
 }
+
+// TestRDPStandardSecurityRefusals: a server offering only standard RDP
+// security is refused unless the resource names it, and a pinned
+// certificate is never passed by; each refusal says what an
+// administrator can do.
+func TestRDPStandardSecurityRefusals(t *testing.T) {
+	t.Parallel()
+	srv := targets.NewShadowRDP(t, targets.ShadowOptions{Security: "rdp"})
+	g := startGateway(t)
+	pin := wire.CertPrefix + "SHA256:" + strings.Repeat("A", 43)
+	for _, c := range []struct {
+		security, pin, words string
+	}{
+		{"any", "", "it is used only when an administrator chooses it for the resource"},
+		{"any", pin, "it is used only when an administrator chooses it for the resource"},
+		{"rdp", pin, "forget the pinned certificate on the resource's page"},
+	} {
+		req := rdpRequest(srv, "", c.pin)
+		req.Desktop.Security = c.security
+		if _, resp := g.open(t, req); resp.OK || resp.Code != wire.CodeUnsupported || !strings.Contains(resp.Message, c.words) {
+			t.Errorf("security %s, pin %q: %+v", c.security, c.pin, resp)
+		}
+	}
+	req := rdpRequest(srv, "", "")
+	req.Desktop.Security = "rdp"
+	if _, resp := g.open(t, req); !resp.OK || resp.HostKey != "" {
+		t.Fatalf("standard RDP security chosen by name: %+v", resp)
+	}
+}

@@ -22,8 +22,15 @@ func sftpRequest(sshd *targets.SSHD) *wire.Request {
 // real sshd's internal-sftp, as the portal does.
 func TestSFTPSession(t *testing.T) {
 	t.Parallel()
-	sshd := targets.NewSSHD(t)
-	g := startGateway(t)
+	for _, server := range targets.SSHServers() {
+		t.Run(server.Name, func(t *testing.T) {
+			t.Parallel()
+			testSFTPSession(t, startGateway(t), server.Start(t))
+		})
+	}
+}
+
+func testSFTPSession(t *testing.T, g *testGateway, sshd *targets.SSHD) {
 
 	t.Run("write, read back, session ends with the client", func(t *testing.T) {
 		s, resp := g.open(t, sftpRequest(sshd))

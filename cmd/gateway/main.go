@@ -146,12 +146,13 @@ func serve(ctx context.Context, path, level string, stdout, stderr io.Writer) er
 		fmt.Fprintf(stdout, "Created this gateway's key. Paste its public key on the gateway's page in the portal:\n\n  %s\n\n", id.PublicKeyString())
 	}
 	ctlOpts := control.Options{
-		PortalURL: f.PortalURL, GatewayID: f.GatewayID, Identity: id, PortalCertSHA256: f.PortalCertSHA256,
+		PortalURL: f.PortalURL, GatewayID: f.GatewayID, Identity: id, PortalKey: portalKey,
+		PortalCertSHA256: f.PortalCertSHA256, PortalTLSKeySHA256: f.PortalTLSKeySHA256,
 		BackupPath: filepath.Join(f.StateDir, "config-backup.json"), Logger: logger,
 	}
 	puller := control.New(ctlOpts)
 	if err := puller.LoadBackup(); err != nil {
-		logger.Warn("ignoring the config backup", "err", err)
+		logger.Warn("ignoring the config backup; no sessions until the first config pull", "err", err)
 	}
 	// Recordings wait in the spool until the portal confirmed them; what a
 	// crash left open is finished (as incomplete) before anything else.
@@ -174,6 +175,7 @@ func serve(ctx context.Context, path, level string, stdout, stderr io.Writer) er
 		TrustedPortal: func(k ed25519.PublicKey) bool { return k.Equal(portalKey) },
 		Logger:        logger, ID: f.GatewayID, Version: version,
 		Networks: puller.Networks, ConfigVersion: puller.Version,
+		Ready: puller.Ready, RelayAddresses: puller.RelayAddresses,
 	})
 	if err != nil {
 		return err
@@ -184,6 +186,7 @@ func serve(ctx context.Context, path, level string, stdout, stderr io.Writer) er
 	defer g.Close()
 	uploadOpts := ctlOpts
 	uploadOpts.Logger = logger.With("component", "uploads")
+	uploadOpts.LearnedKeys = puller.PortalTLSKeys
 	stopUploads := control.StartUploads(ctx, sp, uploadOpts)
 	defer stopUploads()
 	logger.Info("gateway started", "public_key", id.PublicKeyString(), "portal", f.PortalURL)

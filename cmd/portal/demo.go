@@ -8,8 +8,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/keyway-dev/keyway/e2e/targets"
 	"github.com/keyway-dev/keyway/portal/auth"
@@ -50,7 +52,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var cfg serveConfig
 	fs := flag.NewFlagSet("portal demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfg.flags(fs)
+	cfg.flags(fs, demoDataDir, demoListen)
 	size := fs.String("desktop-size", "1024x768", "screen size of the demo's RDP desktop (WIDTHxHEIGHT; the VNC desktop follows the browser)")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
@@ -60,8 +62,8 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "portal demo: --desktop-size %q: give WIDTHxHEIGHT, each from 200 to 8192\n", *size)
 		return errUsage
 	}
-	if !isFlagSet(fs, "data") && os.Getenv("KEYWAY_DATA") == "" {
-		cfg.DataDir = "./data-demo"
+	if err := cfg.resolvePaths(); err != nil {
+		return err
 	}
 	sshd, err := targets.StartSSHD(ctx, filepath.Join(cfg.DataDir, "targets", "sshd"), targets.SSHDOptions{})
 	if err != nil {
@@ -85,6 +87,13 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("create demo data: %w", err)
 		}
 		info.URL = p.URL
+		for _, a := range p.Addresses {
+			if ap, err := netip.ParseAddrPort(a); err != nil || !ap.Addr().IsLoopback() {
+				p.Logger.Warn("the demo is reachable from other machines, and anyone who reaches it can sign in with the passwords it prints; leave out --listen to keep it on this machine",
+					"addresses", strings.Join(p.Addresses, " "))
+				break
+			}
+		}
 		b, _ := json.MarshalIndent(info, "", "  ")
 		// Written whole, then renamed: whoever waits for the file must
 		// never read half of it.
@@ -97,7 +106,8 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, `
 Keyway demo is running at %s
-  (self-signed certificate: your browser will ask you to accept it)
+  (self-signed certificate: your browser will ask you to accept it;
+  listening on %s)
 
   admin:   %-12s password %s
   auditor: %-12s password %s
@@ -109,17 +119,11 @@ an RDP desktop (freerdp-shadow-cli with NLA on %s:%d).
 Sign in as the admin to manage users, resources, grants and gateways, and
 as the auditor to search and replay the recorded sessions (Recordings).
 Press Ctrl+C to stop.
-`, info.URL, info.Admin.Name, info.Admin.Password, info.Auditor.Name, info.Auditor.Password, info.User.Name, info.User.Password,
+`, info.URL, strings.Join(p.Addresses, " "), info.Admin.Name, info.Admin.Password, info.Auditor.Name, info.Auditor.Password, info.User.Name, info.User.Password,
 			info.Targets.Resource, info.Targets.Host, info.Targets.Port, info.VNC.Resource, info.VNC.Host, info.VNC.Port,
 			info.RDP.Resource, info.RDP.Host, info.RDP.Port)
 		return nil
 	})
-}
-
-func isFlagSet(fs *flag.FlagSet, name string) bool {
-	set := false
-	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
-	return set
 }
 
 // demoVNCPassword is the demo desktop's VNC password (VNC uses 8 characters).

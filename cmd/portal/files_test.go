@@ -41,8 +41,12 @@ type filesFixture struct {
 
 func newFilesFixture(t *testing.T) *filesFixture {
 	t.Helper()
+	return newFilesFixtureOn(t, targets.NewSSHD(t))
+}
+
+func newFilesFixtureOn(t *testing.T, sshd *targets.SSHD) *filesFixture {
+	t.Helper()
 	ctx := context.Background()
-	sshd := targets.NewSSHD(t)
 	p, _ := startPortal(t, t.TempDir())
 	st := p.Store
 	alice, err := st.CreateUser(ctx, store.User{Name: "alice", Role: store.RoleUser}, mustHash(t, "alice-password-1"))
@@ -140,8 +144,17 @@ func leftovers(t *testing.T, dir string) []string {
 
 // TestFilesOperations runs every file operation through portal, embedded
 // gateway and a real sshd, with odd names, refusals and limits.
+// TestFilesOperations runs the file browser against OpenSSH's
+// internal-sftp and against Dropbear with OpenSSH's sftp-server.
 func TestFilesOperations(t *testing.T) {
-	f := newFilesFixture(t)
+	for _, server := range targets.SSHServers() {
+		t.Run(server.Name, func(t *testing.T) {
+			testFilesOperations(t, newFilesFixtureOn(t, server.Start(t)))
+		})
+	}
+}
+
+func testFilesOperations(t *testing.T, f *filesFixture) {
 	ctx := context.Background()
 
 	// Only a files grant opens the browser; ids cannot be probed.
@@ -513,4 +526,111 @@ func fileSHA256(t *testing.T, p string) string {
 	h := sha256.New()
 	io.Copy(h, fh)
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// TestDotfilesProtected: by default a files grant cannot upload, rename,
+// delete, chmod or make dotfiles, also through a symlink into a dot
+// folder; downloads still work, and the resource can allow changes.
+func TestDotfilesProtected(t *testing.T) {
+	ctx := context.Background()
+	f := newFilesFixture(t)
+	ssh := filepath.Join(f.dir, ".ssh")
+	os.Mkdir(ssh, 0o700)
+	keys := filepath.Join(ssh, "authorized_keys")
+	os.WriteFile(keys, []byte("ssh-ed25519 AAAA owner\n"), 0o600)
+	rc := filepath.Join(f.dir, ".bashrc")
+	os.WriteFile(rc, []byte("echo hi\n"), 0o644)
+	os.Symlink(ssh, filepath.Join(f.dir, "innocent"))
+	os.WriteFile(filepath.Join(f.dir, "plain.txt"), []byte("x"), 0o644)
+	// The target's login owns them, as its own dotfiles would be.
+	tu, _ := user.Lookup(targets.TestUser)
+	var uid, gid int
+	fmt.Sscan(tu.Uid, &uid)
+	fmt.Sscan(tu.Gid, &gid)
+	for _, p := range []string{ssh, keys, rc, filepath.Join(f.dir, "innocent"), filepath.Join(f.dir, "plain.txt")} {
+		os.Lchown(p, uid, gid)
+	}
+
+	refused := func(what string) {
+		t.Helper()
+		if msg := f.flash(t); !strings.Contains(msg, "protected") {
+			t.Errorf("%s: flash %q, want a refusal naming the protection", what, msg)
+		}
+	}
+	for _, tc := range []struct {
+		what, op string
+		form     url.Values
+	}{
+		{"delete .bashrc", "delete", url.Values{"path": {rc}, "dir": {f.dir}}},
+		{"rename .bashrc", "rename", url.Values{"path": {rc}, "dir": {f.dir}, "name": {"bashrc"}}},
+		{"rename to a dotfile", "rename", url.Values{"path": {filepath.Join(f.dir, "plain.txt")}, "dir": {f.dir}, "name": {".profile"}}},
+		{"chmod through the symlink", "chmod", url.Values{"path": {filepath.Join(f.dir, "innocent", "authorized_keys")}, "dir": {f.dir}, "mode": {"666"}}},
+		{"delete through the symlink", "delete", url.Values{"path": {filepath.Join(f.dir, "innocent", "authorized_keys")}, "dir": {f.dir}}},
+		{"make a dot folder", "mkdir", url.Values{"path": {f.dir}, "dir": {f.dir}, "name": {".config"}}},
+	} {
+		if resp := f.action(tc.op, tc.form); resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("%s: %d", tc.what, resp.StatusCode)
+		}
+		refused(tc.what)
+	}
+	for _, tc := range []struct{ dir, name string }{
+		{ssh, "authorized_keys"},
+		{filepath.Join(f.dir, "innocent"), "authorized_keys"},
+		{f.dir, ".bashrc"},
+	} {
+		body := "ssh-ed25519 AAAA attacker\n"
+		code, msg := f.upload(t, tc.dir, tc.name, strings.NewReader(body), int64(len(body)))
+		if code != http.StatusForbidden || !strings.Contains(msg, "protected") {
+			t.Errorf("upload %s/%s: %d %q, want 403 and the protection named", tc.dir, tc.name, code, msg)
+		}
+	}
+	if b, _ := os.ReadFile(keys); string(b) != "ssh-ed25519 AAAA owner\n" {
+		t.Fatalf("authorized_keys changed: %q", b)
+	}
+	if fi, _ := os.Stat(keys); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("authorized_keys mode changed: %v", fi.Mode())
+	}
+	if _, err := os.Stat(rc); err != nil {
+		t.Fatalf(".bashrc: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(f.dir, ".config")); err == nil {
+		t.Fatal(".config was made")
+	}
+	// Reading is not changing.
+	if resp := f.download(t, rc); resp.StatusCode != http.StatusOK {
+		t.Errorf("download .bashrc: %d", resp.StatusCode)
+	}
+
+	// The admin allows changes: the same delete goes through.
+	res := f.res
+	res.Options.AllowDotfileChanges = true
+	if err := f.p.Store.UpdateResource(ctx, res, nil); err != nil {
+		t.Fatal(err)
+	}
+	f.action("delete", url.Values{"path": {rc}, "dir": {f.dir}})
+	if _, err := os.Stat(rc); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("with changes allowed, .bashrc is still there: %v (%s)", err, f.flash(t))
+	}
+}
+
+// TestZipEntryNames: a file whose name holds a backslash goes into a
+// folder's zip under a name without one (zip tools on Windows take it for
+// a separator).
+func TestZipEntryNames(t *testing.T) {
+	f := newFilesFixture(t)
+	sub := filepath.Join(f.dir, "box")
+	os.Mkdir(sub, 0o755)
+	os.WriteFile(filepath.Join(sub, `..\..\evil.bat`), []byte("x"), 0o644)
+	resp := f.download(t, sub)
+	b, _ := io.ReadAll(resp.Body)
+	zr, err := zip.NewReader(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		t.Fatalf("zip: %v (%d)", err, resp.StatusCode)
+	}
+	if len(zr.File) != 1 || strings.Contains(zr.File[0].Name, `\`) {
+		for _, z := range zr.File {
+			t.Errorf("entry %q", z.Name)
+		}
+		t.Fatal("want one entry without a backslash")
+	}
 }

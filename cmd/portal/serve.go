@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/keyway-dev/keyway/gateway"
@@ -62,14 +62,30 @@ type serveConfig struct {
 	// kept in DATA/exports; empty or "0" keeps them all (until their
 	// recording goes).
 	ExportsMaxMB string
+	// TLSNextCert is a certificate with a new key the portal will serve
+	// next; gateways learn its key from their signed configs.
+	TLSNextCert string
 }
 
-func (c *serveConfig) flags(fs *flag.FlagSet) {
-	fs.StringVar(&c.DataDir, "data", envOr("KEYWAY_DATA", "./data"), "data directory: database, keys, certificate (env KEYWAY_DATA)")
-	fs.StringVar(&c.Listen, "listen", envOr("KEYWAY_LISTEN", ":8443"), "HTTPS listen address (env KEYWAY_LISTEN)")
+// Defaults of --data and --listen. The demo keeps its data apart from a
+// real portal's, and listens on loopback only because it prints its
+// passwords.
+const (
+	serveDataDir = "./data"
+	serveListen  = ":8443"
+	demoDataDir  = "./data-demo"
+	demoListen   = "127.0.0.1:8443"
+)
+
+// flags registers the flags shared by the commands, with dataDir and
+// listen as the defaults of --data and --listen.
+func (c *serveConfig) flags(fs *flag.FlagSet, dataDir, listen string) {
+	fs.StringVar(&c.DataDir, "data", envOr("KEYWAY_DATA", dataDir), "data directory: database, keys, certificate (env KEYWAY_DATA)")
+	fs.StringVar(&c.Listen, "listen", envOr("KEYWAY_LISTEN", listen), "HTTPS listen address; :8443 is every interface, 127.0.0.1:8443 this machine only (env KEYWAY_LISTEN)")
 	fs.StringVar(&c.PublicURL, "public-url", envOr("KEYWAY_PUBLIC_URL", ""), "URL users reach the portal at, for printed links (default https://localhost:PORT)")
 	fs.StringVar(&c.TLSCert, "tls-cert", envOr("KEYWAY_TLS_CERT", ""), "PEM certificate file; default: a self-signed one in the data directory")
 	fs.StringVar(&c.TLSKey, "tls-key", envOr("KEYWAY_TLS_KEY", ""), "PEM private key file for -tls-cert")
+	fs.StringVar(&c.TLSNextCert, "tls-next-cert", envOr("KEYWAY_TLS_NEXT_CERT", ""), "PEM certificate with a new key the portal will switch to: announced to gateways, which then accept it (env KEYWAY_TLS_NEXT_CERT)")
 	fs.StringVar(&c.SecretsKey, "secrets-key", envOr("KEYWAY_SECRETS_KEY", ""), "file with the key that encrypts target credentials (default DATA/secrets.key; keep it outside backups of the database)")
 	fs.StringVar(&c.GatewayListen, "gateway-listen", envOr("KEYWAY_GATEWAY_LISTEN", "127.0.0.1:7993"), "loopback address of the embedded gateway's SSH and SFTP listener")
 	fs.StringVar(&c.GatewayRDPListen, "gateway-rdp-listen", envOr("KEYWAY_GATEWAY_RDP_LISTEN", "127.0.0.1:7994"), "loopback address of the embedded gateway's RDP listener")
@@ -78,6 +94,19 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.KeyFrames, "recording-keyframes", 10*time.Second, "least time between key frames of desktop recordings: a seek replays at most this much after the key frame before it")
 	fs.StringVar(&c.Retention, "recordings-retention", envOr("KEYWAY_RECORDINGS_RETENTION", "0"), "how long session recordings are kept, e.g. 90d; 0 keeps them forever")
 	fs.StringVar(&c.ExportsMaxMB, "exports-max-mb", envOr("KEYWAY_EXPORTS_MAX_MB", "5120"), "MiB of video exports of desktop recordings kept in DATA/exports; past it the least recently used go; 0 for no bound (env KEYWAY_EXPORTS_MAX_MB)")
+}
+
+// resolvePaths makes the data directory absolute, once, before anything
+// uses it: paths inside it are handed to other processes (the demo's
+// servers), which need not run where we do, and freerdp-shadow-cli cannot
+// create its configuration under a relative path at all.
+func (c *serveConfig) resolvePaths() error {
+	abs, err := filepath.Abs(c.DataDir)
+	if err != nil {
+		return fmt.Errorf("data directory %q: %w", c.DataDir, err)
+	}
+	c.DataDir = abs
+	return nil
 }
 
 func envOr(name, def string) string {
@@ -94,20 +123,26 @@ func serve(ctx context.Context, args []string, stderr io.Writer, hook afterStart
 	var cfg serveConfig
 	fs := flag.NewFlagSet("portal serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfg.flags(fs)
+	cfg.flags(fs, serveDataDir, serveListen)
 	if err := fs.Parse(args); err != nil {
 		return errUsage
+	}
+	if err := cfg.resolvePaths(); err != nil {
+		return err
 	}
 	return serveWith(ctx, cfg, stderr, hook)
 }
 
 // portal is a running portal's parts, for commands that act on it.
 type portal struct {
-	cfg    serveConfig
-	URL    string
-	Store  *store.Store
-	Pool   *gateways.Pool
-	Logger *slog.Logger
+	cfg serveConfig
+	URL string
+	// Addresses are where the HTTPS listener can be reached (see
+	// listenAddresses).
+	Addresses []string
+	Store     *store.Store
+	Pool      *gateways.Pool
+	Logger    *slog.Logger
 }
 
 func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afterStart) error {
@@ -124,9 +159,29 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	}
 	defer st.Close()
 
+	// Web sessions are kept under their token's hash now; those an older
+	// portal stored as plain tokens are dropped, and their users sign in
+	// again.
+	if n, err := st.DeleteUnhashedSessions(ctx); err != nil {
+		return err
+	} else if n > 0 {
+		logger.Info("signed out web sessions stored before session tokens were hashed", "sessions", n)
+	}
 	sessions, stopSessions := auth.NewSessions(st.DB())
 	defer stopSessions()
-	auditLog := audit.New(st, logger, time.Now)
+	auditLog, err := newAuditLog(cfg, st, logger)
+	if err != nil {
+		return err
+	}
+	// Signed checkpoints of the audit log's head: now, every minute while
+	// it grows, and at shutdown. Stopped by the defer, not by ctx, the last
+	// one is written after the sessions have ended and before the
+	// database closes.
+	stopCheckpoints, err := auditLog.StartCheckpoints(context.WithoutCancel(ctx), checkpointsPath(cfg), audit.CheckpointInterval)
+	if err != nil {
+		return err
+	}
+	defer stopCheckpoints()
 
 	// The embedded gateway is a real gateway reached over the same mutual TLS
 	// as a remote one; only its keys are set up here instead of by an admin.
@@ -151,6 +206,7 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		return err
 	}
 	var defaultNets atomic.Pointer[[]netip.Prefix]
+	var relayAddrs atomic.Pointer[[]string]
 	gw, err := gateway.New(gateway.Config{
 		Spool: sp, Name: "embedded", KeyFrameInterval: cfg.KeyFrames,
 		Networks: func() []netip.Prefix {
@@ -159,9 +215,17 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 			}
 			return nil
 		},
-		SSHAddr:        cfg.GatewayListen,
-		RDPAddr:        cfg.GatewayRDPListen,
-		VNCAddr:        cfg.GatewayVNCListen,
+		SSHAddr: cfg.GatewayListen,
+		RDPAddr: cfg.GatewayRDPListen,
+		VNCAddr: cfg.GatewayVNCListen,
+		// The portal hands the embedded gateway the enrolled gateways'
+		// addresses directly, as remote ones get them in their config.
+		RelayAddresses: func() []string {
+			if a := relayAddrs.Load(); a != nil {
+				return *a
+			}
+			return nil
+		},
 		ManagementAddr: "127.0.0.1:0",
 		Identity:       gwID,
 		TrustedPortal:  func(k ed25519.PublicKey) bool { return portalID.PublicKey().Equal(k) },
@@ -173,7 +237,11 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		return fmt.Errorf("embedded gateway: %w", err)
 	}
 	if err := gw.Start(); err != nil {
-		return fmt.Errorf("start embedded gateway on %s: %w", cfg.GatewayListen, err)
+		err = fmt.Errorf("start embedded gateway on %s: %w", cfg.GatewayListen, err)
+		if errors.Is(err, syscall.EADDRINUSE) {
+			err = fmt.Errorf("%w: another program (another portal?) uses one of its ports; stop it, or choose other loopback addresses with --gateway-listen, --gateway-rdp-listen and --gateway-vnc-listen", err)
+		}
+		return err
 	}
 	defer gw.Close()
 	sshAddr, mgmtAddr := gw.Addr().(*net.TCPAddr), gw.ManagementAddr().(*net.TCPAddr)
@@ -192,10 +260,23 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	if err != nil {
 		return err
 	}
+	var nextKeys []string
+	if cfg.TLSNextCert != "" {
+		k, err := certs.KeySHA256File(cfg.TLSNextCert)
+		if err != nil {
+			return err
+		}
+		nextKeys = append(nextKeys, k)
+		logger.Info("announcing the next TLS certificate's key to gateways", "file", cfg.TLSNextCert, "key_sha256", k)
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("listen on %s: %w: another program (another portal?) uses this port; stop it, or choose another address with --listen", cfg.Listen, err)
+	}
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
+	addresses := listenAddresses(ln.Addr().(*net.TCPAddr))
 	publicURL := cfg.PublicURL
 	if publicURL == "" {
 		publicURL = fmt.Sprintf("https://localhost:%d", ln.Addr().(*net.TCPAddr).Port)
@@ -229,10 +310,12 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	ui := httpui.New(httpui.Deps{
 		Store: st, Sessions: sessions, Auth: auth.New(st, auth.NewLimiter(time.Now), logger),
 		Audit: auditLog, Authz: authz.New(st), Gateways: pool, Assets: assets.Handler(), Logger: logger,
-		PortalKey: portalID.PublicKeyString(), PortalURL: publicURL, PortalCertSHA256: certs.Fingerprint(cert),
-		DefaultNetworks: func(n []netip.Prefix) { defaultNets.Store(&n) },
-		Recordings:      recDir,
-		Exports:         uiExports,
+		PortalKey: portalID.PublicKeyString(), PortalURL: publicURL, PortalTLSKeySHA256: certs.KeySHA256(cert), PortalIdentity: portalID,
+		PortalTLSNextKeys: nextKeys,
+		DefaultNetworks:   func(n []netip.Prefix) { defaultNets.Store(&n) },
+		RelayAddresses:    func(a []string) { relayAddrs.Store(&a) },
+		Recordings:        recDir,
+		Exports:           uiExports,
 	})
 	defer ui.Close()
 	if err := ui.SyncGateways(ctx); err != nil {
@@ -262,23 +345,19 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 			job.Run(healthCtx, time.Hour)
 		}()
 	}
-	srv := &http.Server{
-		Handler:           ui,
-		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
+	srv := ui.HTTPServer(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		slog.NewLogLogger(logger.Handler(), slog.LevelWarn))
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.ServeTLS(ln, "", "") }()
 	stopUploads := control.StartUploads(ctx, sp, control.Options{
 		PortalURL: loopbackURL(ln.Addr()), GatewayID: strconv.FormatInt(embedded.ID, 10), Identity: gwID,
-		PortalCertSHA256: certs.Fingerprint(cert), Logger: logger.With("component", "uploads", "gateway", "embedded"),
+		PortalTLSKeySHA256: certs.KeySHA256(cert), Logger: logger.With("component", "uploads", "gateway", "embedded"),
 	})
 	defer stopUploads()
-	logger.Info("portal listening", "url", publicURL, "addr", ln.Addr().String(), "gateway", gw.Addr().String())
+	logger.Info("portal listening", "url", publicURL, "listen", ln.Addr().String(), "addresses", strings.Join(addresses, " "),
+		"gateway", gw.Addr().String(), "data", cfg.DataDir)
 
-	p := &portal{cfg: cfg, URL: publicURL, Store: st, Pool: pool, Logger: logger}
+	p := &portal{cfg: cfg, URL: publicURL, Addresses: addresses, Store: st, Pool: pool, Logger: logger}
 	if hook != nil {
 		if err := hook(ctx, p); err != nil {
 			srv.Close()
@@ -304,17 +383,43 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	return nil
 }
 
+// listenAddresses lists the addresses a listener bound to a can be reached
+// at: a itself, or for a wildcard address (":8443") each address of this
+// machine's interfaces, so that the log says plainly whether the portal is
+// reachable from other machines. A dual-stack wildcard ("[::]") takes
+// IPv4 and IPv6 addresses, "0.0.0.0" only IPv4 ones.
+func listenAddresses(a *net.TCPAddr) []string {
+	if !a.IP.IsUnspecified() {
+		return []string{a.String()}
+	}
+	port := strconv.Itoa(a.Port)
+	ifAddrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return []string{a.String() + " (every interface)"}
+	}
+	v4Only := a.IP.To4() != nil
+	var out []string
+	for _, ia := range ifAddrs {
+		n, ok := ia.(*net.IPNet)
+		// IPv6 link-local addresses need a zone to be used: not listed.
+		if !ok || (v4Only && n.IP.To4() == nil) || (n.IP.IsLinkLocalUnicast() && n.IP.To4() == nil) {
+			continue
+		}
+		out = append(out, net.JoinHostPort(n.IP.String(), port))
+	}
+	if len(out) == 0 {
+		return []string{a.String() + " (every interface)"}
+	}
+	return out
+}
+
 func openStore(ctx context.Context, cfg serveConfig) (*store.Store, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
-	keyPath := cfg.SecretsKey
-	if keyPath == "" {
-		keyPath = filepath.Join(cfg.DataDir, "secrets.key")
-	}
-	key, err := store.LoadOrCreateKey(keyPath)
+	key, err := loadSecretsKey(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("secrets key: %w", err)
+		return nil, err
 	}
 	sealer, err := store.NewSealer(key)
 	if err != nil {
@@ -327,13 +432,40 @@ func openStore(ctx context.Context, cfg serveConfig) (*store.Store, error) {
 	return st, nil
 }
 
+// loadSecretsKey reads (or creates) the key that seals target credentials
+// and from which the audit chain's key is derived.
+func loadSecretsKey(cfg serveConfig) ([]byte, error) {
+	keyPath := cfg.SecretsKey
+	if keyPath == "" {
+		keyPath = filepath.Join(cfg.DataDir, "secrets.key")
+	}
+	key, err := store.LoadOrCreateKey(keyPath)
+	if err != nil {
+		return nil, fmt.Errorf("secrets key: %w", err)
+	}
+	return key, nil
+}
+
+// newAuditLog returns the audit log on st, keyed by the secrets key.
+func newAuditLog(cfg serveConfig, st *store.Store, logger *slog.Logger) (*audit.Log, error) {
+	key, err := loadSecretsKey(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return audit.New(st, key, logger, time.Now)
+}
+
+// checkpointsPath is the file the portal appends signed audit checkpoints
+// to, for an operator to ship elsewhere.
+func checkpointsPath(cfg serveConfig) string { return filepath.Join(cfg.DataDir, "audit-checkpoints") }
+
 func loadCert(cfg serveConfig, logger *slog.Logger) (tls.Certificate, error) {
 	if cfg.TLSCert != "" {
 		c, err := certs.Load(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {
 			return c, err
 		}
-		logger.Info("using TLS certificate", "file", cfg.TLSCert, "sha256", certs.Fingerprint(c))
+		logger.Info("using TLS certificate", "file", cfg.TLSCert, "sha256", certs.Fingerprint(c), "key_sha256", certs.KeySHA256(c))
 		return c, nil
 	}
 	host, _, _ := net.SplitHostPort(cfg.Listen)

@@ -138,9 +138,18 @@ func readUntil(t *testing.T, ws *websocket.Conn, want string) {
 	}
 }
 
+// TestServeTerminalHostKeyLifecycle runs terminals and host-key pinning
+// through the portal against each kind of SSH server.
 func TestServeTerminalHostKeyLifecycle(t *testing.T) {
+	for _, server := range targets.SSHServers() {
+		t.Run(server.Name, func(t *testing.T) {
+			testServeTerminalHostKeyLifecycle(t, server.Start(t))
+		})
+	}
+}
+
+func testServeTerminalHostKeyLifecycle(t *testing.T, sshd *targets.SSHD) {
 	ctx := context.Background()
-	sshd := targets.NewSSHD(t)
 	dir := t.TempDir()
 
 	// The first admin from the command line, as a script would do it.
@@ -378,6 +387,13 @@ func TestAdminTerminatesSession(t *testing.T) {
 	m := regexp.MustCompile(`data-session="([A-Z2-7]+)"`).FindSubmatch(page)
 	if m == nil || !bytes.Contains(page, []byte("carol")) || !bytes.Contains(page, []byte("box3")) {
 		t.Fatalf("the Sessions page does not list carol's session:\n%s", page)
+	}
+	// The page refreshes its table alone: no layout, the session with its
+	// running time, idle time and a Watch button.
+	code, part := admin.get("/sessions?partial=1")
+	if code != http.StatusOK || strings.Contains(part, "<html") || !strings.Contains(part, string(m[1])) ||
+		!regexp.MustCompile(`<td class="nowrap">\d+s</td>`).MatchString(part) || !strings.Contains(part, ">Watch</a>") {
+		t.Fatalf("the refreshed sessions table: %d\n%s", code, part)
 	}
 	// The admin watches, read-only, what carol types from now on.
 	pu, _ := url.Parse(p.URL)

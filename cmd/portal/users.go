@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"time"
 
 	"github.com/keyway-dev/keyway/portal/audit"
 	"github.com/keyway-dev/keyway/portal/auth"
@@ -21,7 +20,7 @@ func usersAdd(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	var cfg serveConfig
 	fs := flag.NewFlagSet("portal users add", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfg.flags(fs)
+	cfg.flags(fs, serveDataDir, serveListen)
 	role := fs.String("role", "user", "admin, auditor or user")
 	display := fs.String("display-name", "", "display name")
 	fromStdin := fs.Bool("password-stdin", false, "read the password from the first line of standard input (required)")
@@ -70,7 +69,11 @@ func usersAdd(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return fmt.Errorf("create user: %w", err)
 	}
 	logger, _ := newLogger(io.Discard, "info")
-	if err := audit.New(st, logger, time.Now).Record(ctx, audit.Event{
+	auditLog, err := newAuditLog(cfg, st, logger)
+	if err != nil {
+		return err
+	}
+	if err := auditLog.Record(ctx, audit.Event{
 		Actor: "cli", Action: audit.ActionUserCreate, Target: u.Name, Outcome: audit.OutcomeSuccess,
 		Details: map[string]string{"role": string(u.Role)},
 	}); err != nil {

@@ -30,13 +30,15 @@ func newIdentity(b *testing.B) *wire.Identity {
 	return id
 }
 
-// startGateway runs an in-process gateway on loopback that trusts portal.
-func startGateway(b *testing.B, portal *wire.Identity, id string) (*gateway.Gateway, gateways.Gateway) {
+// startGateway runs an in-process gateway on loopback that trusts portal
+// and relays to the addresses relay returns (nil: none).
+func startGateway(b *testing.B, portal *wire.Identity, id string, relay func() []string) (*gateway.Gateway, gateways.Gateway) {
 	gwID := newIdentity(b)
 	g, err := gateway.New(gateway.Config{
 		SSHAddr: "127.0.0.1:0", ManagementAddr: "127.0.0.1:0", Identity: gwID, ID: id, Version: "bench",
-		TrustedPortal: func(k ed25519.PublicKey) bool { return k.Equal(portal.PublicKey()) },
-		Logger:        quietLogger(),
+		TrustedPortal:  func(k ed25519.PublicKey) bool { return k.Equal(portal.PublicKey()) },
+		Logger:         quietLogger(),
+		RelayAddresses: relay,
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -108,8 +110,9 @@ func BenchmarkTunnelRelay(b *testing.B) {
 	sshd := targets.NewSSHD(b)
 	path := bulkFile(b)
 	portal := newIdentity(b)
-	_, embedded := startGateway(b, portal, "embedded")
-	_, remote := startGateway(b, portal, "remote")
+	var remote gateways.Gateway
+	_, embedded := startGateway(b, portal, "embedded", func() []string { return []string{remote.SSHAddr} })
+	_, remote = startGateway(b, portal, "remote", nil)
 	pool := gateways.New(portal, quietLogger(), 30*time.Second)
 	defer pool.Close()
 	pool.Set([]gateways.Gateway{embedded, remote})
@@ -149,7 +152,7 @@ func BenchmarkHealthCycle(b *testing.B) {
 	portal := newIdentity(b)
 	gws := make([]gateways.Gateway, 0, n)
 	for i := range n {
-		_, g := startGateway(b, portal, "g"+strconv.Itoa(i))
+		_, g := startGateway(b, portal, "g"+strconv.Itoa(i), nil)
 		gws = append(gws, g)
 	}
 	pool := gateways.New(portal, quietLogger(), 30*time.Second)

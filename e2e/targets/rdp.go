@@ -31,12 +31,16 @@ type Display struct {
 	Number int
 	// env is added to X clients' environment (XAUTHORITY for xrdp).
 	env   []string
-	procs []*exec.Cmd
+	procs []child
 }
 
 func (d *Display) environ() []string {
 	return append(append(os.Environ(), "DISPLAY=:"+strconv.Itoa(d.Number)), d.env...)
 }
+
+// Env is what X clients on the display need in their environment beyond
+// DISPLAY (XAUTHORITY for xrdp's sessions), as NAME=value.
+func (d *Display) Env() []string { return append([]string(nil), d.env...) }
 
 // Start runs an X client (xterm, xsetroot…) on the display; it is stopped
 // with the server.
@@ -44,10 +48,11 @@ func (d *Display) Start(name string, args ...string) (*exec.Cmd, error) {
 	cmd := exec.Command(name, args...)
 	cmd.Env = d.environ()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	done, err := startChild(cmd)
+	if err != nil {
 		return nil, err
 	}
-	d.procs = append(d.procs, cmd)
+	d.procs = append(d.procs, child{cmd, done})
 	return cmd, nil
 }
 
@@ -102,24 +107,22 @@ func (d *Display) SetClipboard(text string) error {
 	cmd.Env = d.environ()
 	cmd.Stdin = strings.NewReader(text)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	done, err := startChild(cmd)
+	if err != nil {
 		return err
 	}
-	d.procs = append(d.procs, cmd)
+	d.procs = append(d.procs, child{cmd, done})
 	return nil
 }
 
 // stopClients ends the X clients started on the display.
 func (d *Display) stopClients() {
-	for _, p := range d.procs {
-		syscall.Kill(-p.Process.Pid, syscall.SIGTERM)
-		p.Wait()
-	}
+	stopChildren(d.procs)
 	d.procs = nil
 }
 
 // startXvfb starts Xvfb on a free display.
-func startXvfb(ctx context.Context, width, height int) (*exec.Cmd, chan struct{}, int, error) {
+func startXvfb(ctx context.Context, width, height int) (*exec.Cmd, <-chan struct{}, int, error) {
 	if _, err := exec.LookPath("Xvfb"); err != nil {
 		return nil, nil, 0, errors.New("Xvfb not found: apt-get install xvfb")
 	}
@@ -130,11 +133,10 @@ func startXvfb(ctx context.Context, width, height int) (*exec.Cmd, chan struct{}
 		}
 		cmd := exec.Command("Xvfb", ":"+strconv.Itoa(display), "-screen", "0", fmt.Sprintf("%dx%dx24", width, height), "-nolisten", "tcp", "-noreset")
 		cmd.Stderr = &bytes.Buffer{}
-		if err := cmd.Start(); err != nil {
+		done, err := startChild(cmd)
+		if err != nil {
 			return nil, nil, 0, fmt.Errorf("start Xvfb: %w", err)
 		}
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
 		if err := waitX(ctx, display, done); err != nil {
 			stopProcess(cmd, done)
 			continue // the display was taken
@@ -193,7 +195,9 @@ func waitPort(ctx context.Context, port int, exited <-chan struct{}, timeout tim
 // ShadowOptions configure StartShadowRDP.
 type ShadowOptions struct {
 	// Security is "nla" (the default: NLA against a SAM file holding
-	// User and Password) or "tls" (TLS, no authentication).
+	// User and Password), "tls" (TLS, no authentication) or "rdp"
+	// (standard RDP security only, no authentication: a server that
+	// cannot prove who it is).
 	Security string
 	// User and Password default to rdptest and R0p-secret.
 	User, Password string
@@ -211,10 +215,10 @@ type ShadowRDP struct {
 	dir      string
 	opts     ShadowOptions
 	cmd      *exec.Cmd
-	done     chan struct{}
+	done     <-chan struct{}
 	stderr   *bytes.Buffer
 	xvfb     *exec.Cmd
-	xvfbDone chan struct{}
+	xvfbDone <-chan struct{}
 }
 
 // Addr returns host:port.
@@ -228,14 +232,18 @@ func StartShadowRDP(ctx context.Context, dir string, opts ShadowOptions) (*Shado
 	if opts.Security == "" {
 		opts.Security = "nla"
 	}
-	if opts.Security != "nla" && opts.Security != "tls" {
-		return nil, fmt.Errorf("shadow security %q: choose nla or tls", opts.Security)
+	if opts.Security != "nla" && opts.Security != "tls" && opts.Security != "rdp" {
+		return nil, fmt.Errorf("shadow security %q: choose nla, tls or rdp", opts.Security)
 	}
 	if opts.User == "" {
 		opts.User, opts.Password = "rdptest", "R0p-secret"
 	}
 	if opts.Width == 0 {
 		opts.Width, opts.Height = 1024, 768
+	}
+	dir, err := absDir(dir)
+	if err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
@@ -253,7 +261,6 @@ func StartShadowRDP(ctx context.Context, dir string, opts ShadowOptions) (*Shado
 			return nil, err
 		}
 	}
-	var err error
 	s.xvfb, s.xvfbDone, s.Number, err = startXvfb(ctx, opts.Width, opts.Height)
 	if err != nil {
 		return nil, err
@@ -276,10 +283,13 @@ func StartShadowRDP(ctx context.Context, dir string, opts ShadowOptions) (*Shado
 
 func (s *ShadowRDP) start(ctx context.Context) error {
 	args := []string{"/bind-address:127.0.0.1", "/port:" + strconv.Itoa(s.Port)}
-	if s.opts.Security == "nla" {
+	switch s.opts.Security {
+	case "nla":
 		args = append(args, "/sec:nla", "/sam-file:"+filepath.Join(s.dir, "sam"))
-	} else {
+	case "tls":
 		args = append(args, "/sec:tls", "-auth")
+	case "rdp":
+		args = append(args, "/sec:rdp", "-auth")
 	}
 	s.stderr = &bytes.Buffer{}
 	s.cmd = exec.Command("freerdp-shadow-cli", args...)
@@ -289,11 +299,10 @@ func (s *ShadowRDP) start(ctx context.Context) error {
 	s.cmd.Stdout = s.stderr
 	s.cmd.Stderr = s.stderr
 	s.cmd.WaitDelay = time.Second
-	if err := s.cmd.Start(); err != nil {
+	var err error
+	if s.done, err = startChild(s.cmd); err != nil {
 		return fmt.Errorf("start freerdp-shadow-cli: %w", err)
 	}
-	s.done = make(chan struct{})
-	go func() { s.cmd.Wait(); close(s.done) }()
 	if err := waitPort(ctx, s.Port, s.done, 15*time.Second); err != nil {
 		stopProcess(s.cmd, s.done)
 		s.cmd = nil
@@ -365,9 +374,9 @@ type XRDP struct {
 	pub   string // readable by TestUser
 	lock  *os.File
 	xrdp  *exec.Cmd
-	xDone chan struct{}
+	xDone <-chan struct{}
 	ses   *exec.Cmd
-	sDone chan struct{}
+	sDone <-chan struct{}
 	disp  *Display
 }
 
@@ -389,6 +398,10 @@ func StartXRDP(ctx context.Context, dir string, opts XRDPOptions) (*XRDP, error)
 		opts.WindowManager = "xterm"
 	}
 	password, err := ensureTestUser("")
+	if err != nil {
+		return nil, err
+	}
+	dir, err = absDir(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -468,15 +481,14 @@ func StartXRDP(ctx context.Context, dir string, opts XRDPOptions) (*XRDP, error)
 
 // startGroup starts a server in its own process group, so that stopping
 // it stops what it started (Xorg, chansrv, the session's clients).
-func startGroup(name string, args ...string) (*exec.Cmd, chan struct{}, error) {
+func startGroup(name string, args ...string) (*exec.Cmd, <-chan struct{}, error) {
 	cmd := exec.Command(name, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.WaitDelay = time.Second
-	if err := cmd.Start(); err != nil {
+	done, err := startChild(cmd)
+	if err != nil {
 		return nil, nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
 	return cmd, done, nil
 }
 

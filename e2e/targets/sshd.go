@@ -1,5 +1,5 @@
 // Package targets starts real servers on loopback for tests, benchmarks and
-// the demo: OpenSSH's sshd now; VNC and RDP servers later. Servers are
+// the demo: OpenSSH's sshd and Dropbear, VNC and RDP servers. Servers are
 // stopped by process id. A missing server binary is an error, never a skip.
 package targets
 
@@ -28,6 +28,16 @@ import (
 // being started by its absolute path.
 const sshdPath = "/usr/sbin/sshd"
 
+// Where Debian's dropbear-bin installs Dropbear and its key converter.
+const (
+	dropbearPath        = "/usr/sbin/dropbear"
+	dropbearConvertPath = "/usr/bin/dropbearconvert"
+)
+
+// dropbearSFTPServer is where Dropbear (built into Debian with this path)
+// looks for OpenSSH's sftp-server, from openssh-sftp-server.
+const dropbearSFTPServer = "/usr/lib/sftp-server"
+
 // TestUser is the system account the SSH target signs in as.
 const TestUser = "keyway-test"
 
@@ -35,9 +45,13 @@ const TestUser = "keyway-test"
 type SSHDOptions struct {
 	// Port to listen on; 0 picks a free one.
 	Port int
+	// Dropbear runs Dropbear instead of OpenSSH, with only an Ed25519 host
+	// key: Dropbear 2022.83 then still advertises RSA host-key algorithms
+	// and fails a client that picks one.
+	Dropbear bool
 }
 
-// SSHD is a running OpenSSH server on 127.0.0.1.
+// SSHD is a running SSH server on 127.0.0.1: OpenSSH's sshd, or Dropbear.
 type SSHD struct {
 	Host string
 	Port int
@@ -49,11 +63,12 @@ type SSHD struct {
 	// HostKey is the server's host key in authorized_keys form.
 	HostKey string
 
-	dir    string
-	config string
-	cmd    *exec.Cmd
-	done   chan struct{}
-	stderr *bytes.Buffer
+	dir      string
+	dropbear bool
+	config   string
+	cmd      *exec.Cmd
+	done     <-chan struct{}
+	stderr   *bytes.Buffer
 }
 
 // Addr returns host:port.
@@ -62,8 +77,18 @@ func (s *SSHD) Addr() string { return net.JoinHostPort(s.Host, strconv.Itoa(s.Po
 // StartSSHD starts sshd with its files in dir (created if needed). Keys
 // already in dir are reused, so a restarted demo keeps its host key.
 func StartSSHD(ctx context.Context, dir string, opts SSHDOptions) (*SSHD, error) {
-	if _, err := os.Stat(sshdPath); err != nil {
-		return nil, fmt.Errorf("%s not found: apt-get install openssh-server", sshdPath)
+	needed := map[string]string{sshdPath: "openssh-server"}
+	if opts.Dropbear {
+		needed = map[string]string{dropbearPath: "dropbear-bin", dropbearConvertPath: "dropbear-bin", dropbearSFTPServer: "openssh-sftp-server"}
+	}
+	for path, pkg := range needed {
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("%s not found: apt-get install %s", path, pkg)
+		}
+	}
+	dir, err := absDir(dir)
+	if err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
@@ -91,7 +116,7 @@ func StartSSHD(ctx context.Context, dir string, opts SSHDOptions) (*SSHD, error)
 	s := &SSHD{
 		Host: "127.0.0.1", User: TestUser, Password: password, PrivateKeyPEM: clientKey,
 		HostKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(hostSigner.PublicKey()))),
-		dir:     dir,
+		dir:     dir, dropbear: opts.Dropbear,
 	}
 	// A port picked free may be taken before sshd binds it; try again then.
 	for attempt := 0; ; attempt++ {
@@ -110,6 +135,53 @@ func StartSSHD(ctx context.Context, dir string, opts SSHDOptions) (*SSHD, error)
 }
 
 func (s *SSHD) start(ctx context.Context) error {
+	s.stderr = &bytes.Buffer{}
+	if s.dropbear {
+		cmd, err := s.dropbearCommand(ctx)
+		if err != nil {
+			return err
+		}
+		s.cmd = cmd
+	} else {
+		if err := s.writeConfig(); err != nil {
+			return err
+		}
+		s.cmd = exec.Command(sshdPath, "-D", "-e", "-f", s.config)
+	}
+	s.cmd.Stderr = s.stderr
+	// Session processes forked by the server keep its stderr open; do not
+	// wait for them once the server itself has exited.
+	s.cmd.WaitDelay = time.Second
+	var err error
+	if s.done, err = startChild(s.cmd); err != nil {
+		return fmt.Errorf("start %s: %w", s.cmd.Path, err)
+	}
+	if err := waitListening(ctx, s.Addr(), s.done, 10*time.Second); err != nil {
+		s.Stop()
+		return fmt.Errorf("%s on %s: %w: %s", filepath.Base(s.cmd.Path), s.Addr(), err, strings.TrimSpace(s.stderr.String()))
+	}
+	return nil
+}
+
+// dropbearCommand converts the (OpenSSH format) host key to Dropbear's
+// format and returns the command that serves with it alone.
+func (s *SSHD) dropbearCommand(ctx context.Context) (*exec.Cmd, error) {
+	key := filepath.Join(s.dir, "host_key.dropbear")
+	os.Remove(key) // a regenerated key must replace the converted one
+	if out, err := exec.CommandContext(ctx, dropbearConvertPath, "openssh", "dropbear", filepath.Join(s.dir, "host_key"), key).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("convert the host key for Dropbear: %v: %s", err, out)
+	}
+	return exec.Command(dropbearPath,
+		"-F", "-E", // foreground, log to stderr
+		"-m",      // no motd
+		"-w",      // no root logins
+		"-r", key, // this key only: no RSA key, as the issue describes
+		"-p", net.JoinHostPort(s.Host, strconv.Itoa(s.Port)),
+		"-P", filepath.Join(s.dir, "dropbear.pid"),
+	), nil
+}
+
+func (s *SSHD) writeConfig() error {
 	s.config = filepath.Join(s.dir, "sshd_config")
 	cfg := strings.Join([]string{
 		"ListenAddress 127.0.0.1",
@@ -128,25 +200,7 @@ func (s *SSHD) start(ctx context.Context) error {
 		"MaxStartups 100:30:200",
 		"",
 	}, "\n")
-	if err := os.WriteFile(s.config, []byte(cfg), 0o600); err != nil {
-		return err
-	}
-	s.stderr = &bytes.Buffer{}
-	s.cmd = exec.Command(sshdPath, "-D", "-e", "-f", s.config)
-	s.cmd.Stderr = s.stderr
-	// Session processes forked by sshd keep its stderr open; do not wait
-	// for them once sshd itself has exited.
-	s.cmd.WaitDelay = time.Second
-	if err := s.cmd.Start(); err != nil {
-		return fmt.Errorf("start sshd: %w", err)
-	}
-	s.done = make(chan struct{})
-	go func() { s.cmd.Wait(); close(s.done) }()
-	if err := waitListening(ctx, s.Addr(), s.done, 10*time.Second); err != nil {
-		s.Stop()
-		return fmt.Errorf("sshd on %s: %w: %s", s.Addr(), err, strings.TrimSpace(s.stderr.String()))
-	}
-	return nil
+	return os.WriteFile(s.config, []byte(cfg), 0o600)
 }
 
 // Stop terminates sshd and waits for it. Sessions it started end with it.
@@ -182,9 +236,33 @@ func (s *SSHD) RegenerateHostKey(ctx context.Context) error {
 // NewSSHD starts sshd for a test and stops it when the test ends.
 func NewSSHD(t testing.TB) *SSHD {
 	t.Helper()
-	s, err := StartSSHD(context.Background(), t.TempDir(), SSHDOptions{})
+	return newSSHD(t, SSHDOptions{})
+}
+
+// NewDropbear starts Dropbear, with only an Ed25519 host key, for a test
+// and stops it when the test ends. It serves the same user, password and
+// client key as NewSSHD, and SFTP through OpenSSH's sftp-server.
+func NewDropbear(t testing.TB) *SSHD {
+	t.Helper()
+	return newSSHD(t, SSHDOptions{Dropbear: true})
+}
+
+// SSHServer names a kind of SSH server and starts one for a test.
+type SSHServer struct {
+	Name  string
+	Start func(testing.TB) *SSHD
+}
+
+// SSHServers returns the SSH servers every SSH feature is tested against.
+func SSHServers() []SSHServer {
+	return []SSHServer{{"openssh", NewSSHD}, {"dropbear", NewDropbear}}
+}
+
+func newSSHD(t testing.TB, opts SSHDOptions) *SSHD {
+	t.Helper()
+	s, err := StartSSHD(context.Background(), t.TempDir(), opts)
 	if err != nil {
-		t.Fatalf("start sshd: %v", err)
+		t.Fatalf("start SSH server: %v", err)
 	}
 	t.Cleanup(func() { s.Stop() })
 	return s

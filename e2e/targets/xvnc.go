@@ -29,6 +29,11 @@ type XvncOptions struct {
 	// (Xvnc.CertDER); Plain types accept TestUser with its system
 	// password (TestUserPassword).
 	Security string
+	// NCache, for x11vnc only, turns on its client-side pixel cache
+	// (-ncache NCache): below the screen, the framebuffer holds NCache
+	// more screens and one for the root window's background (x11vnc makes
+	// NCache even).
+	NCache int
 }
 
 // Xvnc is a running TigerVNC server with its own X display.
@@ -42,12 +47,12 @@ type Xvnc struct {
 
 	dir    string
 	cmd    *exec.Cmd
-	done   chan struct{}
+	done   <-chan struct{}
 	stderr *bytes.Buffer
-	procs  []*exec.Cmd
+	procs  []child
 	// xvfb is the X server x11vnc shares; nil for Xvnc, its own X server.
 	xvfb     *exec.Cmd
-	xvfbDone chan struct{}
+	xvfbDone <-chan struct{}
 }
 
 // Addr returns host:port of the VNC listener.
@@ -61,6 +66,10 @@ func StartXvnc(ctx context.Context, dir string, opts XvncOptions) (*Xvnc, error)
 	}
 	if opts.Width == 0 {
 		opts.Width, opts.Height = 1024, 768
+	}
+	dir, err = absDir(dir)
+	if err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
@@ -118,11 +127,9 @@ func StartXvnc(ctx context.Context, dir string, opts XvncOptions) (*Xvnc, error)
 		x.cmd = exec.Command(bin, append([]string{":" + strconv.Itoa(display), "-rfbport", strconv.Itoa(port)}, args...)...)
 		x.cmd.Stderr = x.stderr
 		x.cmd.WaitDelay = time.Second
-		if err := x.cmd.Start(); err != nil {
+		if x.done, err = startChild(x.cmd); err != nil {
 			return nil, fmt.Errorf("start Xvnc: %w", err)
 		}
-		x.done = make(chan struct{})
-		go func() { x.cmd.Wait(); close(x.done) }()
 		// Ready once both the VNC port and the X display take clients:
 		// tests start X clients at once.
 		if err := waitListening(ctx, x.Addr(), x.done, 10*time.Second); err == nil {
@@ -137,14 +144,16 @@ func StartXvnc(ctx context.Context, dir string, opts XvncOptions) (*Xvnc, error)
 
 // Start runs an X client (xterm, xsetroot…) on the server's display; it is
 // stopped with the server.
+// The command is the target's to wait for: callers must not Wait on it.
 func (x *Xvnc) Start(name string, args ...string) (*exec.Cmd, error) {
 	cmd := exec.Command(name, args...)
 	cmd.Env = append(os.Environ(), "DISPLAY=:"+strconv.Itoa(x.Display))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	done, err := startChild(cmd)
+	if err != nil {
 		return nil, err
 	}
-	x.procs = append(x.procs, cmd)
+	x.procs = append(x.procs, child{cmd, done})
 	return cmd, nil
 }
 
@@ -178,10 +187,7 @@ func (x *Xvnc) Viewable(class string) int {
 
 // Stop ends the X clients and the server.
 func (x *Xvnc) Stop() error {
-	for _, p := range x.procs {
-		syscall.Kill(-p.Process.Pid, syscall.SIGTERM)
-		p.Wait()
-	}
+	stopChildren(x.procs)
 	x.procs = nil
 	if x.cmd == nil || x.cmd.Process == nil {
 		if x.xvfb != nil {
@@ -209,7 +215,8 @@ func stopProcess(cmd *exec.Cmd, done <-chan struct{}) {
 
 // StartX11vnc starts Xvfb and x11vnc sharing its screen on loopback: a
 // VNC server that is not TigerVNC (LibVNCServer's encoders), with VNC
-// Authentication when opts.Password is set. opts.Security is not used.
+// Authentication when opts.Password is set and its pixel cache when
+// opts.NCache is. opts.Security is not used.
 func StartX11vnc(ctx context.Context, dir string, opts XvncOptions) (*Xvnc, error) {
 	for _, bin := range []string{"Xvfb", "x11vnc"} {
 		if _, err := exec.LookPath(bin); err != nil {
@@ -218,6 +225,10 @@ func StartX11vnc(ctx context.Context, dir string, opts XvncOptions) (*Xvnc, erro
 	}
 	if opts.Width == 0 {
 		opts.Width, opts.Height = 1024, 768
+	}
+	dir, err := absDir(dir)
+	if err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
@@ -231,6 +242,9 @@ func StartX11vnc(ctx context.Context, dir string, opts XvncOptions) (*Xvnc, erro
 		}
 		vncArgs = append(vncArgs[:len(vncArgs)-1], "-rfbauth", pwFile)
 	}
+	if opts.NCache > 0 {
+		vncArgs = append(vncArgs, "-ncache", strconv.Itoa(opts.NCache))
+	}
 	for attempt := range 20 {
 		display := 40 + int(time.Now().UnixNano()%400) + attempt
 		if _, err := os.Stat(fmt.Sprintf("/tmp/.X%d-lock", display)); err == nil {
@@ -241,11 +255,10 @@ func StartX11vnc(ctx context.Context, dir string, opts XvncOptions) (*Xvnc, erro
 		x.stderr = &bytes.Buffer{}
 		x.xvfb = exec.Command("Xvfb", ":"+strconv.Itoa(display), "-screen", "0", fmt.Sprintf("%dx%dx24", opts.Width, opts.Height), "-nolisten", "tcp")
 		x.xvfb.Stderr = &bytes.Buffer{}
-		if err := x.xvfb.Start(); err != nil {
+		var err error
+		if x.xvfbDone, err = startChild(x.xvfb); err != nil {
 			return nil, fmt.Errorf("start Xvfb: %w", err)
 		}
-		x.xvfbDone = make(chan struct{})
-		go func() { x.xvfb.Wait(); close(x.xvfbDone) }()
 		if err := waitX(ctx, display, x.xvfbDone); err != nil {
 			stopProcess(x.xvfb, x.xvfbDone)
 			x.xvfb = nil
@@ -259,12 +272,10 @@ func StartX11vnc(ctx context.Context, dir string, opts XvncOptions) (*Xvnc, erro
 		x.Port = port
 		x.cmd = exec.Command("x11vnc", append([]string{"-display", ":" + strconv.Itoa(display), "-rfbport", strconv.Itoa(port)}, vncArgs...)...)
 		x.cmd.Stderr = x.stderr
-		if err := x.cmd.Start(); err != nil {
+		if x.done, err = startChild(x.cmd); err != nil {
 			x.Stop()
 			return nil, fmt.Errorf("start x11vnc: %w", err)
 		}
-		x.done = make(chan struct{})
-		go func() { x.cmd.Wait(); close(x.done) }()
 		if err := waitListening(ctx, x.Addr(), x.done, 10*time.Second); err != nil {
 			x.Stop()
 			return nil, fmt.Errorf("x11vnc: %w: %s", err, strings.TrimSpace(x.stderr.String()))

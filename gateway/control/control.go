@@ -6,6 +6,7 @@ package control
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -29,11 +30,15 @@ import (
 // maxConfig bounds a pulled config.
 const maxConfig = 1 << 20
 
-// Puller pulls a gateway's config from the portal.
+// Puller pulls a gateway's config from the portal. A config counts only
+// with the portal's signature (made with the key the config file pins), so
+// neither a certificate the gateway was made to trust nor a file on its
+// disk can widen what the gateway may reach.
 type Puller struct {
 	url       string
 	gatewayID string
 	identity  *wire.Identity
+	portalKey ed25519.PublicKey
 	backup    string
 	client    *http.Client
 	logger    *slog.Logger
@@ -46,6 +51,16 @@ type Puller struct {
 	failing  bool
 }
 
+// errNoConfig is why a gateway without a signed config takes no sessions.
+var errNoConfig = errors.New("it has no signed config from the portal yet (waiting for the first config pull to succeed)")
+
+// backupFile is the config backup on disk: the config as the portal sent
+// it, and the portal's signature of it.
+type backupFile struct {
+	Config    json.RawMessage `json:"config"`
+	Signature string          `json:"signature"`
+}
+
 // Options configure a Puller.
 type Options struct {
 	PortalURL string
@@ -53,39 +68,99 @@ type Options struct {
 	Identity  *wire.Identity
 	// BackupPath is where the last good config is kept.
 	BackupPath string
-	// PortalCertSHA256, if set, pins the portal's HTTPS certificate (for a
-	// portal with a self-signed one); otherwise the system's CAs decide.
-	PortalCertSHA256 string
-	Logger           *slog.Logger
+	// PortalKey is the portal's Ed25519 key (the config file's
+	// portal_key): configs must carry its signature.
+	PortalKey ed25519.PublicKey
+	// PortalCertSHA256 pins the portal's exact HTTPS certificate (config
+	// files of earlier versions) and PortalTLSKeySHA256 the key in it (a
+	// self-signed one keeps its key across renewals); with either set, the
+	// keys announced in the signed config (LearnedKeys) are accepted too.
+	// With neither, the system's CAs decide.
+	PortalCertSHA256   string
+	PortalTLSKeySHA256 string
+	// LearnedKeys returns the portal TLS key digests of the config in use
+	// (Puller.PortalTLSKeys); the Puller fills it in for itself.
+	LearnedKeys func() []string
+	Logger      *slog.Logger
 }
 
 // New returns a Puller.
 func New(o Options) *Puller {
-	return &Puller{
+	p := &Puller{
 		url: strings.TrimRight(o.PortalURL, "/") + "/gateway-api/v1/config", gatewayID: o.GatewayID,
-		identity: o.Identity, backup: o.BackupPath, logger: o.Logger, now: time.Now,
-		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: portalTLS(o.PortalCertSHA256)}},
+		identity: o.Identity, portalKey: o.PortalKey, backup: o.BackupPath, logger: o.Logger, now: time.Now,
 	}
+	o.LearnedKeys = p.PortalTLSKeys
+	p.client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: portalTLS(o)}}
+	return p
 }
 
-// portalTLS is the TLS config for reaching the portal: its certificate
-// pinned by SHA-256 when pin is set, the system's CAs otherwise.
-func portalTLS(pinned string) *tls.Config {
+// portalTLS is the TLS config for reaching the portal: pinned when o pins
+// the portal's certificate or key (accepting the exact certificate, the
+// pinned key, or a key the signed config announced), the system's CAs
+// otherwise.
+func portalTLS(o Options) *tls.Config {
 	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
-	if pin := normalizeFingerprint(pinned); pin != "" {
-		tlsConf.InsecureSkipVerify = true // replaced by the pin check
-		tlsConf.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
-			if len(raw) == 0 {
-				return errors.New("portal sent no certificate")
-			}
-			sum := sha256.Sum256(raw[0])
-			if got := hex.EncodeToString(sum[:]); got != pin {
-				return fmt.Errorf("portal certificate SHA-256 %s does not match the pinned %s", got, pin)
-			}
+	certPin, keyPin := normalizeFingerprint(o.PortalCertSHA256), normalizeFingerprint(o.PortalTLSKeySHA256)
+	if certPin == "" && keyPin == "" {
+		return tlsConf
+	}
+	tlsConf.InsecureSkipVerify = true // replaced by the pin check
+	tlsConf.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
+		if len(raw) == 0 {
+			return errors.New("portal sent no certificate")
+		}
+		sum := sha256.Sum256(raw[0])
+		if hex.EncodeToString(sum[:]) == certPin {
 			return nil
 		}
+		leaf, err := x509.ParseCertificate(raw[0])
+		if err != nil {
+			return fmt.Errorf("portal certificate: %w", err)
+		}
+		ksum := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
+		got := hex.EncodeToString(ksum[:])
+		if got == keyPin {
+			return nil
+		}
+		if o.LearnedKeys != nil {
+			for _, k := range o.LearnedKeys() {
+				if normalizeFingerprint(k) == got {
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("the portal's certificate (SHA-256 %s) holds a key (SHA-256 %s) that neither the gateway's config file nor the portal's signed config names; "+
+			"if the portal's certificate was replaced with a new key, download the gateway's config file again", hex.EncodeToString(sum[:]), got)
 	}
 	return tlsConf
+}
+
+// PortalTLSKeys returns the digests of the portal's HTTPS keys announced
+// in the config in use.
+func (p *Puller) PortalTLSKeys() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.current.PortalTLSKeys
+}
+
+// RelayAddresses returns the session listeners of the enrolled gateways,
+// the only addresses the gateway may relay to.
+func (p *Puller) RelayAddresses() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.current.RelayAddresses
+}
+
+// Ready returns nil once the gateway has a signed config, and otherwise
+// why it must not take sessions.
+func (p *Puller) Ready() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.loaded {
+		return errNoConfig
+	}
+	return nil
 }
 
 func normalizeFingerprint(s string) string {
@@ -113,7 +188,9 @@ func (p *Puller) Current() (wire.GatewayConfig, bool) {
 	return p.current, p.loaded
 }
 
-// LoadBackup starts from the config kept on disk, if any.
+// LoadBackup starts from the config kept on disk, if any. A backup
+// without the portal's signature (written by an earlier version) is
+// refused: the gateway then waits for its first pull.
 func (p *Puller) LoadBackup() error {
 	raw, err := os.ReadFile(p.backup)
 	if errors.Is(err, os.ErrNotExist) {
@@ -122,9 +199,13 @@ func (p *Puller) LoadBackup() error {
 	if err != nil {
 		return fmt.Errorf("read config backup: %w", err)
 	}
-	var c wire.GatewayConfig
-	if err := json.Unmarshal(raw, &c); err != nil {
+	var b backupFile
+	if err := json.Unmarshal(raw, &b); err != nil {
 		return fmt.Errorf("config backup %s is damaged: %w", p.backup, err)
+	}
+	c, err := p.verify(b.Config, b.Signature)
+	if err != nil {
+		return fmt.Errorf("config backup %s: %w", p.backup, err)
 	}
 	if err := p.apply(c); err != nil {
 		return fmt.Errorf("config backup %s: %w", p.backup, err)
@@ -154,7 +235,7 @@ func (p *Puller) Pull(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	wire.SignRequest(req, p.identity, p.gatewayID, p.now())
+	wire.SignRequest(req, p.identity, p.gatewayID, p.now(), wire.EmptyBody)
 	resp, err := p.client.Do(req)
 	if err != nil {
 		return fmt.Errorf("reach portal: %w", err)
@@ -169,21 +250,42 @@ func (p *Puller) Pull(ctx context.Context) error {
 		json.Unmarshal(body, &e)
 		return fmt.Errorf("portal refused the config pull (HTTP %d): %s", resp.StatusCode, e.Error)
 	}
-	var c wire.GatewayConfig
-	if err := json.Unmarshal(body, &c); err != nil {
-		return fmt.Errorf("decode config: %w", err)
-	}
-	if c.GatewayID != p.gatewayID {
-		return fmt.Errorf("portal sent the config of gateway %q, not %q", c.GatewayID, p.gatewayID)
+	sig := resp.Header.Get(wire.HeaderConfigSignature)
+	c, err := p.verify(body, sig)
+	if err != nil {
+		return err
 	}
 	old, _ := p.Current()
+	if c.Version < old.Version {
+		return fmt.Errorf("portal sent config version %d, older than the %d in use: refused", c.Version, old.Version)
+	}
 	if err := p.apply(c); err != nil {
 		return err
 	}
 	if c.Version != old.Version {
-		p.logger.Info("config updated", "version", c.Version, "segment", c.Segment, "allowed_networks", strings.Join(c.AllowedNetworks, ","))
+		p.logger.Info("config updated", "version", c.Version, "segment", c.Segment, "allowed_networks", strings.Join(c.AllowedNetworks, ","),
+			"relay_addresses", len(c.RelayAddresses))
 	}
-	return writeAtomic(p.backup, body)
+	backup, err := json.Marshal(backupFile{Config: body, Signature: sig})
+	if err != nil {
+		return fmt.Errorf("encode config backup: %w", err)
+	}
+	return writeAtomic(p.backup, backup)
+}
+
+// verify checks the portal's signature of a config and decodes it.
+func (p *Puller) verify(body []byte, sig string) (wire.GatewayConfig, error) {
+	var c wire.GatewayConfig
+	if err := wire.VerifyConfig(p.portalKey, p.gatewayID, body, sig); err != nil {
+		return c, err
+	}
+	if err := json.Unmarshal(body, &c); err != nil {
+		return c, fmt.Errorf("decode config: %w", err)
+	}
+	if c.GatewayID != p.gatewayID {
+		return c, fmt.Errorf("portal sent the config of gateway %q, not %q", c.GatewayID, p.gatewayID)
+	}
+	return c, nil
 }
 
 // writeAtomic replaces path with data so a crash never leaves half a file.
@@ -215,6 +317,8 @@ func (p *Puller) Run(ctx context.Context, interval time.Duration) {
 		p.failing = err != nil
 		p.mu.Unlock()
 		switch {
+		case err != nil && !was && ctx.Err() == nil && p.Ready() != nil:
+			p.logger.Warn("config pull failed: no sessions until one succeeds", "err", err)
 		case err != nil && !was && ctx.Err() == nil:
 			p.logger.Warn("config pull failed: serving with the config in memory", "err", err)
 		case err == nil && was:

@@ -3,6 +3,7 @@ package control
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -34,7 +35,7 @@ type Uploads struct {
 // NewUploads returns the Sink for o's portal.
 func NewUploads(o Options) *Uploads {
 	tr := &http.Transport{
-		TLSClientConfig:     portalTLS(o.PortalCertSHA256),
+		TLSClientConfig:     portalTLS(o),
 		DialContext:         (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
 		TLSHandshakeTimeout: 10 * time.Second,
 		// Counted from the end of the request body: the portal checks the
@@ -52,7 +53,7 @@ func NewUploads(o Options) *Uploads {
 // Status asks how many bytes of the recording of session id the portal
 // holds.
 func (u *Uploads) Status(ctx context.Context, id string) (int64, error) {
-	st, code, err := u.do(ctx, http.MethodGet, id, nil, nil)
+	st, code, err := u.do(ctx, http.MethodGet, id, nil, nil, wire.EmptyBody)
 	if err != nil {
 		return 0, err
 	}
@@ -71,7 +72,7 @@ func (u *Uploads) Upload(ctx context.Context, up spool.Upload) (string, error) {
 	if up.Index != nil {
 		st, code, err := u.do(ctx, http.MethodPut, m.SessionID+wire.IndexSuffix, func(req *http.Request) {
 			req.Header.Set("Content-Type", "application/octet-stream")
-		}, bytes.NewReader(up.Index))
+		}, bytes.NewReader(up.Index), sha256.Sum256(up.Index))
 		if err != nil {
 			return "", fmt.Errorf("send key-frame index: %w", err)
 		}
@@ -86,16 +87,31 @@ func (u *Uploads) Upload(ctx context.Context, up spool.Upload) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// The signature covers the body's digest, so the part sent is read
+	// twice: once for the digest, once to send.
+	data, ok := up.Data.(io.ReadSeeker)
+	if !ok {
+		return "", fmt.Errorf("upload of %s: its data cannot be read twice", m.SessionID)
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, data); err != nil {
+		return "", fmt.Errorf("read recording %s: %w", m.SessionID, err)
+	}
+	if _, err := data.Seek(0, io.SeekStart); err != nil {
+		return "", fmt.Errorf("read recording %s: %w", m.SessionID, err)
+	}
+	var digest [sha256.Size]byte
+	h.Sum(digest[:0])
 	q := url.Values{"offset": {strconv.FormatInt(up.Offset, 10)}}
 	st, code, err := u.do(ctx, http.MethodPut, m.SessionID+"?"+q.Encode(), func(req *http.Request) {
 		req.Header.Set(wire.HeaderRecording, hdr)
 		req.Header.Set("Content-Type", "application/octet-stream")
 		req.ContentLength = m.Size - up.Offset
-		req.Body = io.NopCloser(up.Data)
+		req.Body = io.NopCloser(data)
 		if req.ContentLength == 0 {
 			req.Body = http.NoBody
 		}
-	}, up.Data)
+	}, data, digest)
 	switch {
 	case err != nil:
 		return "", err
@@ -109,7 +125,7 @@ func (u *Uploads) Upload(ctx context.Context, up spool.Upload) (string, error) {
 
 // do sends one signed request about recording path and decodes the
 // portal's RecordingStatus.
-func (u *Uploads) do(ctx context.Context, method, path string, edit func(*http.Request), body io.Reader) (wire.RecordingStatus, int, error) {
+func (u *Uploads) do(ctx context.Context, method, path string, edit func(*http.Request), body io.Reader, digest [sha256.Size]byte) (wire.RecordingStatus, int, error) {
 	var st wire.RecordingStatus
 	req, err := http.NewRequestWithContext(ctx, method, u.base+path, body)
 	if err != nil {
@@ -118,7 +134,7 @@ func (u *Uploads) do(ctx context.Context, method, path string, edit func(*http.R
 	if edit != nil {
 		edit(req)
 	}
-	wire.SignRequest(req, u.identity, u.gatewayID, u.now())
+	wire.SignRequest(req, u.identity, u.gatewayID, u.now(), digest)
 	resp, err := u.client.Do(req)
 	if err != nil {
 		return st, 0, fmt.Errorf("reach portal: %w", err)

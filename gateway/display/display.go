@@ -204,6 +204,21 @@ func (e *Encoder) Clipboard(text string) error {
 	return e.blobs(st, []byte(text))
 }
 
+// ClipboardNoticePipe names the pipe stream that tells the browser why
+// its clipboard text did not reach the remote clipboard (web/src/desktop.ts
+// shows it in the clipboard panel).
+const ClipboardNoticePipe = "keyway-clipboard-notice"
+
+// ClipboardNotice tells the browser, in words for the user, why the text
+// it sent did not reach the remote clipboard.
+func (e *Encoder) ClipboardNotice(text string) error {
+	st := e.nextStream()
+	if err := e.write(guac.New("pipe", st, "text/plain", ClipboardNoticePipe)); err != nil {
+		return err
+	}
+	return e.blobs(st, []byte(text))
+}
+
 // nextStream numbers a new stream; streams are numbered by the sender,
 // and a small range is reused.
 func (e *Encoder) nextStream() string {

@@ -38,6 +38,9 @@ type Change struct {
 	// Clipboard is the remote clipboard's new text, when HasClipboard.
 	Clipboard    string
 	HasClipboard bool
+	// ClipboardNotice says why the browser's clipboard text did not reach
+	// the remote clipboard (the server has none open), for the user.
+	ClipboardNotice string
 }
 
 // Source is a remote screen that says when it changed (an RDP session,
@@ -150,6 +153,11 @@ func frame(enc *Encoder, screen *Screen, src Source, ch Change, whole bool, limi
 	}
 	if ch.HasClipboard && !limits.NoClipboardOut {
 		if err := enc.Clipboard(ch.Clipboard); err != nil {
+			return err
+		}
+	}
+	if ch.ClipboardNotice != "" {
+		if err := enc.ClipboardNotice(ch.ClipboardNotice); err != nil {
 			return err
 		}
 	}

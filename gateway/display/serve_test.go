@@ -2,6 +2,7 @@ package display
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"image"
 	"image/color"
@@ -159,6 +160,50 @@ func TestServePacesFramesAndTakesInput(t *testing.T) {
 			}
 		case <-ctx.Done():
 			t.Fatal("no error instruction before the stream closed")
+		}
+	}
+}
+
+// TestClipboardNoticeReachesBrowser: a source's ClipboardNotice goes to
+// the browser as the named pipe the desktop page shows in its clipboard
+// panel.
+func TestClipboardNoticeReachesBrowser(t *testing.T) {
+	t.Parallel()
+	src := newPushSource(64, 48)
+	gw, browser := net.Pipe()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	served := make(chan error, 1)
+	go func() {
+		served <- Serve(ctx, gw, src, &recordingRemote{clip: make(chan string, 1)}, wire.Desktop{}, func(error) string { return "" }, nil)
+	}()
+	defer func() { browser.Close(); <-served }()
+	src.mu.Lock()
+	src.pending.ClipboardNotice = "the server has no clipboard ✓"
+	src.mu.Unlock()
+	src.changed <- struct{}{}
+
+	rd := guac.NewReader(browser, guac.Limits{MaxElement: 1 << 22, MaxElements: 16})
+	stream, text := "", ""
+	for {
+		in, err := rd.Read()
+		if err != nil {
+			t.Fatalf("no clipboard notice before the stream ended: %v", err)
+		}
+		switch {
+		case in.Opcode == "pipe" && len(in.Args) == 3 && in.Args[1] == "text/plain" && in.Args[2] == ClipboardNoticePipe:
+			stream = in.Args[0]
+		case in.Opcode == "blob" && stream != "" && in.Args[0] == stream:
+			b, err := base64.StdEncoding.DecodeString(in.Args[1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			text += string(b)
+		case in.Opcode == "end" && stream != "" && in.Args[0] == stream:
+			if text != "the server has no clipboard ✓" {
+				t.Fatalf("notice %q", text)
+			}
+			return
 		}
 	}
 }

@@ -134,6 +134,13 @@ func goClipText(h C.uintptr_t, data unsafe.Pointer, n C.uint32_t) {
 	s.signal()
 }
 
+//export goClipReady
+func goClipReady(h C.uintptr_t) {
+	s := session(h)
+	s.clipReady.Store(true)
+	s.log.Debug("rdp clipboard channel ready")
+}
+
 //export goDispReady
 func goDispReady(h C.uintptr_t, monitors, factorA, factorB C.uint32_t) {
 	s := session(h)

@@ -36,6 +36,7 @@ var (
 	ErrDisconnected        = errors.New("the server ended the session")
 	ErrClosed              = errors.New("the session is closed")
 	ErrProtocol            = errors.New("RDP protocol error")
+	ErrPinnedNeedsTLS      = errors.New("the server's certificate is pinned, and only NLA or TLS can check it")
 )
 
 // Error is a connection or session failure: a Kind for errors.Is, with
@@ -198,12 +199,17 @@ func classify(st connectState) error {
 // negotiationDetail says what was asked for and, when FreeRDP logged it,
 // what the server wanted.
 func negotiationDetail(security string, logs []string) string {
-	asked := map[string]string{"any": "NLA, TLS or standard RDP security", "nla": "NLA only", "tls": "TLS only", "rdp": "standard RDP security only"}[security]
+	asked := map[string]string{"any": "NLA or TLS", "nla": "NLA only", "tls": "TLS only", "rdp": "standard RDP security only"}[security]
 	d := "the client offered " + asked
 	for _, l := range logs {
 		for _, w := range []string{"HYBRID_REQUIRED_BY_SERVER", "SSL_REQUIRED_BY_SERVER", "SSL_NOT_ALLOWED_BY_SERVER", "SSL_CERT_NOT_ON_SERVER", "INCONSISTENT_FLAGS", "SSL_WITH_USER_AUTH_REQUIRED_BY_SERVER"} {
 			if strings.Contains(l, w) {
-				return d + "; the server answered " + w + " (" + negoFailureWords[w] + ")"
+				d += "; the server answered " + w + " (" + negoFailureWords[w] + ")"
+				if w == "SSL_NOT_ALLOWED_BY_SERVER" && security != "rdp" {
+					d += ". Standard RDP security cannot verify the server, so someone in the network path could read the password; " +
+						"it is used only when an administrator chooses it for the resource"
+				}
+				return d
 			}
 		}
 	}

@@ -71,7 +71,16 @@ func (s *Session) apply(inst *C.freerdp, in input) error {
 		}
 	case inputClipboard:
 		b := encodeClipText(in.text)
-		ok = C.kw_clip_set(inst, unsafe.Pointer(unsafe.SliceData(b)), C.size_t(len(b))) != 0
+		switch C.kw_clip_set(inst, unsafe.Pointer(unsafe.SliceData(b)), C.size_t(len(b))) {
+		case C.kwClipFailed:
+			ok = false
+		case C.kwClipPending:
+			s.log.Debug("rdp: clipboard text kept until the server opens its clipboard channel")
+			s.fbMu.Lock()
+			s.pending.ClipboardNotice = clipboardNotOpen
+			s.signal()
+			s.fbMu.Unlock()
+		}
 	case inputResize:
 		if C.kw_disp_layout(inst, C.uint32_t(in.x), C.uint32_t(in.y)) == 0 {
 			s.log.Debug("rdp display control refused a layout", "width", in.x, "height", in.y)

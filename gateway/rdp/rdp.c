@@ -40,6 +40,11 @@ typedef struct {
 	CRITICAL_SECTION clipLock;
 	BYTE* clipData;
 	size_t clipLen;
+	/* clipReady is set (under clipLock) once the server sent Monitor
+	 * Ready: before that a client must send nothing on the channel
+	 * (MS-RDPECLIP 1.3.2.1), and a server with no clipboard of its own
+	 * (freerdp-shadow-cli 2) drops the whole connection on any PDU. */
+	int clipReady;
 	int connected;
 } kwContext;
 
@@ -229,9 +234,12 @@ static UINT kw_clip_monitor_ready(CliprdrClientContext* cliprdr,
 	rc = cliprdr->ClientCapabilities(cliprdr, &caps);
 	if (rc != CHANNEL_RC_OK)
 		return rc;
+	/* Text set before now was kept back: announce it. */
 	EnterCriticalSection(&ctx->clipLock);
+	ctx->clipReady = 1;
 	haveText = ctx->clipData != NULL;
 	LeaveCriticalSection(&ctx->clipLock);
+	goClipReady(ctx->handle);
 	return kw_clip_send_formats(cliprdr, haveText);
 }
 
@@ -303,17 +311,19 @@ int kw_clip_set(freerdp* inst, const void* utf16, size_t len)
 {
 	kwContext* ctx = kwctx(inst->context);
 	BYTE* copy = malloc(len);
+	int ready;
 	if (!copy)
-		return 0;
+		return kwClipFailed;
 	memcpy(copy, utf16, len);
 	EnterCriticalSection(&ctx->clipLock);
 	free(ctx->clipData);
 	ctx->clipData = copy;
 	ctx->clipLen = len;
+	ready = ctx->clipReady && ctx->cliprdr;
 	LeaveCriticalSection(&ctx->clipLock);
-	if (!ctx->cliprdr)
-		return 1; /* announced when the channel is ready */
-	return kw_clip_send_formats(ctx->cliprdr, 1) == CHANNEL_RC_OK;
+	if (!ready)
+		return kwClipPending; /* announced at Monitor Ready */
+	return kw_clip_send_formats(ctx->cliprdr, 1) == CHANNEL_RC_OK ? kwClipSent : kwClipFailed;
 }
 
 /* Display control: its callbacks run on the drdynvc thread. */
@@ -376,7 +386,12 @@ static void kw_channel_disconnected(void* context, ChannelDisconnectedEventArgs*
 {
 	kwContext* ctx = kwctx((rdpContext*)context);
 	if (strcmp(e->name, CLIPRDR_SVC_CHANNEL_NAME) == 0)
+	{
+		EnterCriticalSection(&ctx->clipLock);
+		ctx->clipReady = 0;
+		LeaveCriticalSection(&ctx->clipLock);
 		ctx->cliprdr = NULL;
+	}
 	else if (strcmp(e->name, DISP_DVC_CHANNEL_NAME) == 0)
 	{
 		__atomic_store_n(&ctx->dispReady, 0, __ATOMIC_RELEASE);
@@ -563,6 +578,14 @@ int kw_configure(freerdp* inst, const kwConfig* cfg)
 			ok = ok && freerdp_settings_set_bool(s, FreeRDP_UseRdpSecurityLayer, TRUE);
 			break;
 		default:
+			/* "any" is NLA or TLS, whichever the server picks: standard
+			 * RDP security never reaches the certificate check, and its
+			 * RC4 keys come from whoever answers, so it is used only
+			 * when asked for by name. */
+			ok = ok && freerdp_settings_set_bool(s, FreeRDP_NlaSecurity, TRUE);
+			ok = ok && freerdp_settings_set_bool(s, FreeRDP_TlsSecurity, TRUE);
+			ok = ok && freerdp_settings_set_bool(s, FreeRDP_RdpSecurity, FALSE);
+			ok = ok && freerdp_settings_set_bool(s, FreeRDP_ExtSecurity, FALSE);
 			break;
 	}
 	return ok;

@@ -57,7 +57,8 @@
 // environment, which leaves WLog as FreeRDP configures it. A session also
 // keeps the last few, to name a negotiation failure.
 //
-// Supported: NLA, TLS and standard RDP security; the legacy (non-GFX)
+// Supported: NLA, TLS and standard RDP security (only when asked for:
+// "any" means NLA or TLS); the legacy (non-GFX)
 // drawing orders decoded by FreeRDP's software GDI; cliprdr text both
 // ways; display control (disp) resizes and server desktop resizes; pointer
 // images. Not (yet): the graphics pipeline (RDPGFX, H.264), audio, drives,
@@ -118,8 +119,10 @@ type Config struct {
 	// Port defaults to 3389.
 	Port                       int
 	Username, Password, Domain string
-	// Security is "any" (the default: what the server picks among NLA,
-	// TLS and RDP), "nla", "tls" or "rdp".
+	// Security is "any" (the default: NLA or TLS, whichever the server
+	// picks), "nla", "tls" or "rdp" (standard RDP security, which cannot
+	// verify the server: used only when named, and never with a pinned
+	// certificate).
 	Security string
 	// Width and Height are the initial desktop size, 1024x768 by default.
 	Width, Height int
@@ -177,6 +180,11 @@ func (c *Config) defaults() error {
 	if _, ok := securities[c.Security]; !ok {
 		return fmt.Errorf("rdp: security %q: choose any, nla, tls or rdp", c.Security)
 	}
+	if c.Security == "rdp" && c.CertFingerprint != "" && !c.IgnoreCertificate {
+		// A pin says the server proved itself with TLS before: going on
+		// without checking it is what an attacker in the path would ask.
+		return &Error{Kind: ErrPinnedNeedsTLS, Detail: "the resource is set to standard RDP security"}
+	}
 	if c.KeyboardLayout == 0 {
 		c.KeyboardLayout = layoutUS
 	}
@@ -206,6 +214,9 @@ type Update struct {
 	// CutText is clipboard text from the server, when HasCutText.
 	CutText    string
 	HasCutText bool
+	// ClipboardNotice says, for the user, why text given to CutText has
+	// not reached the server: its clipboard channel is not open.
+	ClipboardNotice string
 }
 
 // Session is a connected RDP session.
@@ -247,6 +258,7 @@ type Session struct {
 	mouse    mouseState
 
 	disp      atomic.Bool
+	clipReady atomic.Bool // the server opened its clipboard channel
 	configDir string
 
 	done chan struct{}
@@ -525,7 +537,9 @@ func (s *Session) Pointer(x, y int, buttons uint8) error {
 }
 
 // CutText offers text as the local clipboard to the server. It needs
-// Config.Clipboard.
+// Config.Clipboard. Until the server opens its clipboard channel (sends
+// Monitor Ready) the text is kept, and sent if it does; meanwhile an
+// Update's ClipboardNotice says so. Servers without a clipboard never do.
 func (s *Session) CutText(text string) error {
 	if !s.cfg.Clipboard {
 		return errors.New("rdp: the clipboard channel is off")
@@ -535,6 +549,14 @@ func (s *Session) CutText(text string) error {
 	}
 	return s.post(input{kind: inputClipboard, text: text})
 }
+
+// ClipboardReady reports whether the server has opened its clipboard
+// channel, so that CutText reaches it.
+func (s *Session) ClipboardReady() bool { return s.clipReady.Load() }
+
+// clipboardNotOpen is the ClipboardNotice for text kept back.
+const clipboardNotOpen = "The remote desktop has not opened its clipboard, so the text was not sent; it will be if the server opens its clipboard later. " +
+	"Some RDP servers have no clipboard at all: freerdp-shadow-cli, for one."
 
 // Resize asks the server for a new desktop size over the display control
 // channel and reports whether the server has that channel; without it the

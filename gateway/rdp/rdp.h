@@ -51,8 +51,10 @@ int kw_unicode(freerdp* inst, uint16_t flags, uint16_t code);
 int kw_mouse(freerdp* inst, uint16_t flags, uint16_t x, uint16_t y);
 int kw_has_hwheel(freerdp* inst);
 /* kw_clip_set stores UTF-16LE text (NUL-terminated, len bytes) as the local
- * clipboard and announces it to the server. */
+ * clipboard and announces it to the server, or, until the server has sent
+ * Monitor Ready on its clipboard channel, keeps it to announce then. */
 int kw_clip_set(freerdp* inst, const void* utf16, size_t len);
+enum { kwClipFailed = 0, kwClipSent = 1, kwClipPending = 2 };
 /* kw_disp_layout asks the server for a new desktop size over the display
  * control channel; 0 when the channel is not open. */
 int kw_disp_layout(freerdp* inst, uint32_t width, uint32_t height);

@@ -378,3 +378,48 @@ func freePort(t *testing.T) int {
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
 }
+
+// TestStandardSecurityOnlyWhenChosen connects to a server that offers
+// standard RDP security only, where no certificate is ever checked and
+// the password travels under RC4 keys from whoever answers: "any" must
+// refuse it with words that say why, a pin must never be passed by, and
+// only the explicit choice connects.
+func TestStandardSecurityOnlyWhenChosen(t *testing.T) {
+	t.Parallel()
+	srv := targets.NewShadowRDP(t, targets.ShadowOptions{Security: "rdp", Width: 800, Height: 600})
+	pin := "SHA256:" + strings.Repeat("A", 43)
+	for _, c := range []struct {
+		security, pin string
+		want          error // nil: connects
+		words         string
+	}{
+		{"any", "", ErrNegotiation, "only when an administrator chooses it"},
+		{"any", pin, ErrNegotiation, "SSL_NOT_ALLOWED_BY_SERVER"},
+		{"", pin, ErrNegotiation, "the client offered NLA or TLS"},
+		{"rdp", pin, ErrPinnedNeedsTLS, "standard RDP security"},
+		{"rdp", "", nil, ""},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		s, err := Connect(ctx, Config{Host: srv.Host, Port: srv.Port, Security: c.security, CertFingerprint: c.pin})
+		cancel()
+		name := fmt.Sprintf("security %q, pin %q", c.security, c.pin)
+		if c.want == nil {
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if fp := s.CertFingerprint(); fp != "" {
+				t.Errorf("%s: a certificate %s under standard RDP security", name, fp)
+			}
+			s.Close()
+			continue
+		}
+		if err == nil {
+			s.Close()
+			t.Errorf("%s: connected with standard RDP security", name)
+			continue
+		}
+		if !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.words) {
+			t.Errorf("%s: %v; want %v saying %q", name, err, c.want, c.words)
+		}
+	}
+}

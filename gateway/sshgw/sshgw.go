@@ -10,8 +10,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -59,10 +62,12 @@ func (e *Engine) Dial(ctx context.Context, req *wire.Request) (*Client, *wire.Re
 	defer stop()
 
 	var seen ssh.PublicKey
+	banner := &bannerConn{Conn: conn}
 	cfg := &ssh.ClientConfig{
-		User:    req.Credentials.Username,
-		Auth:    authMethods(req.Credentials),
-		Timeout: e.dialTimeout,
+		User:              req.Credentials.Username,
+		Auth:              authMethods(req.Credentials),
+		Timeout:           e.dialTimeout,
+		HostKeyAlgorithms: hostKeyAlgorithms(req.HostKey),
 		HostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
 			seen = key
 			if req.HostKey == "" {
@@ -78,10 +83,10 @@ func (e *Engine) Dial(ctx context.Context, req *wire.Request) (*Client, *wire.Re
 			return nil
 		},
 	}
-	c, chans, reqs, err := ssh.NewClientConn(conn, target, cfg)
+	c, chans, reqs, err := ssh.NewClientConn(banner, target, cfg)
 	if err != nil {
 		conn.Close()
-		return nil, refusal(handshakeError(target, req.Credentials.Username, err, ctx.Err() != nil, e.dialTimeout), seen)
+		return nil, refusal(handshakeError(target, req.Credentials.Username, banner.version(), err, ctx.Err() != nil, e.dialTimeout), seen)
 	}
 	conn.SetDeadline(time.Time{})
 	return &Client{
@@ -89,6 +94,89 @@ func (e *Engine) Dial(ctx context.Context, req *wire.Request) (*Client, *wire.Re
 		HostKey:     authorizedKey(seen),
 		Fingerprint: ssh.FingerprintSHA256(seen),
 	}, nil
+}
+
+// hostKeyAlgorithms is the host-key algorithms to offer, in OpenSSH's
+// order: the pinned key's own algorithms first (so a server with several
+// keys shows the pinned one), then Ed25519, ECDSA and RSA. The library's
+// default puts RSA before Ed25519, and Dropbear 2022.83 advertises RSA even
+// with no RSA key and then drops the connection when a client picks it.
+func hostKeyAlgorithms(pinned string) []string {
+	ed25519 := []string{ssh.CertAlgoED25519v01, ssh.KeyAlgoED25519}
+	ecdsa := []string{
+		ssh.CertAlgoECDSA256v01, ssh.CertAlgoECDSA384v01, ssh.CertAlgoECDSA521v01,
+		ssh.KeyAlgoECDSA256, ssh.KeyAlgoECDSA384, ssh.KeyAlgoECDSA521,
+	}
+	// ssh-rsa (SHA-1) stays last, as the library's default has it, so old
+	// servers that know nothing newer still connect.
+	rsa := []string{
+		ssh.CertAlgoRSASHA512v01, ssh.CertAlgoRSASHA256v01, ssh.CertAlgoRSAv01,
+		ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256, ssh.KeyAlgoRSA,
+	}
+	groups := [][]string{ed25519, ecdsa, rsa}
+	if k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(pinned)); err == nil {
+		var first []string
+		switch k.Type() {
+		case ssh.KeyAlgoED25519:
+			first = []string{ssh.KeyAlgoED25519}
+		case ssh.KeyAlgoECDSA256, ssh.KeyAlgoECDSA384, ssh.KeyAlgoECDSA521:
+			first = []string{k.Type()}
+		case ssh.KeyAlgoRSA:
+			first = []string{ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256, ssh.KeyAlgoRSA}
+		}
+		groups = append([][]string{first}, groups...)
+	}
+	var algos []string
+	for _, g := range groups {
+		for _, a := range g {
+			if !slices.Contains(algos, a) {
+				algos = append(algos, a)
+			}
+		}
+	}
+	return algos
+}
+
+// maxBanner bounds how much of the server's first line is kept for an
+// error message.
+const maxBanner = 64
+
+// bannerConn keeps the start of what the server sent, so that a handshake
+// that fails can say whether an SSH server was there at all.
+type bannerConn struct {
+	net.Conn
+	full atomic.Bool // head is complete: later reads skip the lock
+	mu   sync.Mutex
+	head []byte
+}
+
+func (c *bannerConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 && !c.full.Load() {
+		c.mu.Lock()
+		c.head = append(c.head, p[:min(n, maxBanner-len(c.head))]...)
+		c.full.Store(len(c.head) == maxBanner)
+		c.mu.Unlock()
+	}
+	return n, err
+}
+
+// version is the server's SSH identification ("SSH-2.0-dropbear_2022.83"),
+// or "" if it sent none.
+func (c *bannerConn) version() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	line, _, _ := strings.Cut(string(c.head), "\n")
+	line = strings.TrimRight(line, "\r")
+	if !strings.HasPrefix(line, "SSH-") {
+		return ""
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e {
+			return '?'
+		}
+		return r
+	}, line)
 }
 
 func authorizedKey(k ssh.PublicKey) string {
@@ -135,8 +223,12 @@ func authMethods(c wire.Credentials) []ssh.AuthMethod {
 	return m
 }
 
-func handshakeError(target, user string, err error, timedOut bool, timeout time.Duration) *wire.Error {
+func handshakeError(target, user, version string, err error, timedOut bool, timeout time.Duration) *wire.Error {
 	var m errHostKeyMismatch
+	// A server that exits mid-handshake (as Dropbear does on an assertion)
+	// may leave our data unread, which resets the connection, or close it
+	// while we write.
+	closed := errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 	switch {
 	case errors.As(err, &m):
 		return wire.Errorf(wire.CodeHostKeyMismatch,
@@ -145,8 +237,10 @@ func handshakeError(target, user string, err error, timedOut bool, timeout time.
 		return wire.Errorf(wire.CodeAuthFailed, "the target %s rejected the login for user %q: wrong password or key", target, user)
 	case timedOut:
 		return wire.Errorf(wire.CodeTimeout, "target %s did not complete the SSH handshake within %s", target, timeout)
-	case errors.Is(err, io.EOF):
-		return wire.Errorf(wire.CodeUnreachable, "target %s closed the connection during the SSH handshake: is it an SSH server?", target)
+	case closed && version != "":
+		return wire.Errorf(wire.CodeUnreachable, "the SSH server %s (%s) closed the connection during the handshake; its log says why", target, version)
+	case closed:
+		return wire.Errorf(wire.CodeUnreachable, "target %s closed the connection without identifying itself as an SSH server", target)
 	}
 	return wire.Errorf(wire.CodeUnreachable, "SSH handshake with %s failed: %v", target, err)
 }

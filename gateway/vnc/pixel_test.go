@@ -3,19 +3,22 @@ package vnc
 import (
 	"bufio"
 	"bytes"
-	"image"
 	"net"
 	"testing"
 )
 
-// testClient is a client reading msg with a w×h screen at a colour depth.
+// testClient is a client reading msg with a w×h screen at a colour depth;
+// the server may resize it to at most 64 Ki pixels.
 func testClient(t testing.TB, depth int, msg []byte, w, h int) *Client {
 	t.Helper()
 	pf, err := newPixelFormat(depth)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Client{conn: discardConn{}, r: bufio.NewReader(bytes.NewReader(msg)), pf: pf, fb: image.NewRGBA(image.Rect(0, 0, w, h))}
+	// Resizes stay small: fuzzers make many clients.
+	c := &Client{conn: discardConn{}, r: bufio.NewReader(bytes.NewReader(msg)), pf: pf, maxPixels: 1 << 16}
+	c.setFramebuffer(w, h)
+	return c
 }
 
 // discardConn takes the client's replies (clipboard capabilities and

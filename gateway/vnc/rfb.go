@@ -17,10 +17,23 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"unicode"
+
+	"github.com/keyway-dev/keyway/gateway/wire"
 )
 
 // Limits on what a server may send.
 const (
+	// maxPixels bounds the framebuffer's area whatever its shape: 64 Mi
+	// pixels, 256 MiB as RGBA, the most the former limit of 8192×8192
+	// allowed, so a session needs no more memory than it did. Tall
+	// framebuffers fit within it, such as x11vnc -ncache's pixel cache
+	// below the screen (twelve 1920×1080 screens are 24 Mi pixels).
+	maxPixels = 1 << 26
+	// maxDimension bounds either side of the screen shown (the whole
+	// framebuffer, or the screen above a pixel cache), as RDP's and the
+	// recordings' players do, and of the size asked for with
+	// SetDesktopSize.
 	maxDimension = 8192
 	maxName      = 4096
 	maxReason    = 4096
@@ -77,6 +90,9 @@ type Config struct {
 	// encodings, when set, replaces the encodings offered (tests use it
 	// to exercise one decoder).
 	encodings []int32
+	// maxPixels, when set, lowers maxPixels (the fuzzer's framebuffers
+	// stay small).
+	maxPixels int
 }
 
 // defaultEncodings are offered in order of preference: Tight, with
@@ -105,6 +121,11 @@ type Client struct {
 	// goroutine (ReadUpdate), read by others under fbMu.
 	fbMu sync.RWMutex
 	fb   *image.RGBA
+	// shown is the part of fb a user sees: all of it, or the screen
+	// above x11vnc's pixel cache (see visibleArea); guarded by fbMu.
+	shown image.Rectangle
+	// maxPixels bounds fb's area (maxPixels unless a test lowers it).
+	maxPixels int
 	// resizable is set once the server announced ExtendedDesktopSize, so
 	// it accepts SetDesktopSize for screenID; guarded by fbMu.
 	resizable bool
@@ -132,7 +153,10 @@ func Connect(conn net.Conn, cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{conn: conn, r: bufio.NewReaderSize(conn, 64<<10), pf: pf}
+	c := &Client{conn: conn, r: bufio.NewReaderSize(conn, 64<<10), pf: pf, maxPixels: maxPixels}
+	if cfg.maxPixels > 0 {
+		c.maxPixels = cfg.maxPixels
+	}
 	if err := c.version(); err != nil {
 		return nil, err
 	}
@@ -168,7 +192,7 @@ func (c *Client) version() error {
 		return fmt.Errorf("read server version: %w", err)
 	}
 	s := string(v[:])
-	if !strings.HasPrefix(s, "RFB 003.") || s[11] != '\n' {
+	if !strings.HasPrefix(s, "RFB 003.") || s[11] != '\n' || strings.ContainsFunc(s[8:11], func(r rune) bool { return r < '0' || r > '9' }) {
 		return fmt.Errorf("%w: not a VNC server (it sent %q)", ErrProtocol, strings.TrimSpace(s))
 	}
 	minor := s[8:11]
@@ -179,6 +203,8 @@ func (c *Client) version() error {
 	return err
 }
 
+// readReason reads a refusal's reason, for an error message a user
+// reads: invalid UTF-8 and control characters are replaced.
 func (c *Client) readReason() string {
 	var n uint32
 	if binary.Read(c.r, binary.BigEndian, &n) != nil || n > maxReason {
@@ -186,7 +212,12 @@ func (c *Client) readReason() string {
 	}
 	b := make([]byte, n)
 	io.ReadFull(c.r, b)
-	return string(b)
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(string(b), "\uFFFD"))
 }
 
 func (c *Client) security(cfg Config) error {
@@ -197,29 +228,33 @@ func (c *Client) security(cfg Config) error {
 	if count == 0 {
 		return fmt.Errorf("%w: the server refused the connection: %s", ErrProtocol, c.readReason())
 	}
+	if count > maxSecTypes {
+		return fmt.Errorf("%w: %d security types", ErrProtocol, count)
+	}
 	types := make([]byte, count)
 	if _, err := io.ReadFull(c.r, types); err != nil {
 		return err
+	}
+	var names []string
+	for _, t := range types {
+		names = append(names, cmpName(secNames[t], fmt.Sprintf("type %d", t)))
 	}
 	// VeNCrypt first: it can carry everything over TLS.
 	chosen := byte(0)
 	switch {
 	case contains(types, secVeNCrypt):
 		chosen = secVeNCrypt
+	case cfg.PinnedCert != "":
+		// Only VeNCrypt's X509 sub-types check the pinned certificate:
+		// falling back would let whoever took TLS away (the server's
+		// admin, or anyone in the path) have the password.
+		return &UnverifiedPinError{Pinned: strings.TrimPrefix(cfg.PinnedCert, wire.CertPrefix), Offered: strings.Join(names, ", ")}
 	case contains(types, secVNCAuth) && cfg.Password != "":
 		chosen = secVNCAuth
 	case contains(types, secNone):
 		chosen = secNone
 	}
 	if chosen == 0 {
-		var names []string
-		for _, t := range types {
-			n := secNames[t]
-			if n == "" {
-				n = fmt.Sprintf("type %d", t)
-			}
-			names = append(names, n)
-		}
 		hint := ""
 		if cfg.Password == "" && contains(types, secVNCAuth) {
 			hint = " (it asks for a password and none is stored)"
@@ -298,8 +333,8 @@ func (c *Client) serverInit() error {
 		return fmt.Errorf("read server init: %w", err)
 	}
 	w, h := int(binary.BigEndian.Uint16(hdr[0:])), int(binary.BigEndian.Uint16(hdr[2:]))
-	if w == 0 || h == 0 || w > maxDimension || h > maxDimension {
-		return fmt.Errorf("%w: screen size %dx%d", ErrProtocol, w, h)
+	if err := c.checkSize(w, h); err != nil {
+		return err
 	}
 	n := binary.BigEndian.Uint32(hdr[20:])
 	if n > maxName {
@@ -310,8 +345,30 @@ func (c *Client) serverInit() error {
 		return err
 	}
 	c.Name = string(name)
-	c.fb = image.NewRGBA(image.Rect(0, 0, w, h))
+	c.setFramebuffer(w, h)
 	return nil
+}
+
+// checkSize refuses a framebuffer beyond the limits before it is
+// allocated.
+func (c *Client) checkSize(w, h int) error {
+	if w == 0 || h == 0 {
+		return fmt.Errorf("%w: screen size %dx%d", ErrProtocol, w, h)
+	}
+	if w*h > c.maxPixels {
+		return fmt.Errorf("%w: the screen of %dx%d pixels is larger than the %d Mi pixels the gateway holds (with x11vnc, a smaller -ncache helps)", ErrProtocol, w, h, c.maxPixels>>20)
+	}
+	if s := visibleArea(w, h); s.Dx() > maxDimension || s.Dy() > maxDimension {
+		return fmt.Errorf("%w: the screen of %dx%d pixels is larger than the %d on a side the gateway shows", ErrProtocol, s.Dx(), s.Dy(), maxDimension)
+	}
+	return nil
+}
+
+// setFramebuffer makes a new w×h framebuffer, checked by checkSize; the
+// caller holds fbMu or owns the client alone.
+func (c *Client) setFramebuffer(w, h int) {
+	c.fb = image.NewRGBA(image.Rect(0, 0, w, h))
+	c.shown = visibleArea(w, h)
 }
 
 // setPixelFormat asks for little-endian true colour of the chosen depth;
@@ -353,8 +410,17 @@ func (c *Client) counted(enc string) {
 	c.rects[enc]++
 }
 
-// Size returns the current screen size.
+// Size returns the size of the screen a user sees: the framebuffer's,
+// or the screen's above a pixel cache.
 func (c *Client) Size() (int, int) {
+	c.fbMu.RLock()
+	defer c.fbMu.RUnlock()
+	return c.shown.Dx(), c.shown.Dy()
+}
+
+// FramebufferSize returns the size of the whole framebuffer, a pixel
+// cache included.
+func (c *Client) FramebufferSize() (int, int) {
 	c.fbMu.RLock()
 	defer c.fbMu.RUnlock()
 	b := c.fb.Bounds()
@@ -362,8 +428,11 @@ func (c *Client) Size() (int, int) {
 }
 
 // RequestUpdate asks for the screen (incremental: only what changed).
+// It asks for the whole framebuffer, a pixel cache included: the cache is
+// only of use when it is kept up to date, and its pixels stay in the
+// gateway.
 func (c *Client) RequestUpdate(incremental bool) error {
-	w, h := c.Size()
+	w, h := c.FramebufferSize()
 	msg := make([]byte, 10)
 	msg[0] = 3
 	if incremental {
@@ -378,7 +447,9 @@ func (c *Client) RequestUpdate(incremental bool) error {
 // false, sending nothing, when the server does not support resizing.
 func (c *Client) SetDesktopSize(w, h int) (bool, error) {
 	c.fbMu.RLock()
-	ok, id := c.resizable, c.screenID
+	// A server keeping a pixel cache below its screen is not asked to
+	// take the browser's size: it would drop the cache, or refuse.
+	ok, id := c.resizable && c.shown == c.fb.Bounds(), c.screenID
 	c.fbMu.RUnlock()
 	if !ok {
 		return false, nil

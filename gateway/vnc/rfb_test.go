@@ -3,6 +3,7 @@ package vnc
 import (
 	"bytes"
 	"crypto/tls"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -475,5 +477,73 @@ func TestVeNCrypt(t *testing.T) {
 				t.Fatalf("got %v, want an error with %q", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+// TestPinnedCertificateNotDowngraded offers a client with a pinned
+// certificate only security types that cannot check it: it must refuse
+// them, naming what was offered, before sending a choice or a DES
+// response.
+func TestPinnedCertificateNotDowngraded(t *testing.T) {
+	t.Parallel()
+	version := []byte("RFB 003.008\n")
+	challenge := bytes.Repeat([]byte{7}, 16)
+	classic := func(types ...byte) []byte {
+		return slices.Concat(version, []byte{byte(len(types))}, types, challenge, []byte{0, 0, 0, 0}, serverInit(64, 64, "fake"))
+	}
+	vencrypt := func(subs ...uint32) []byte {
+		b := slices.Concat(version, []byte{1, secVeNCrypt, 0, 2, 0, byte(len(subs))})
+		for _, s := range subs {
+			b = binary.BigEndian.AppendUint32(b, s)
+		}
+		return slices.Concat(b, challenge, []byte{0, 0, 0, 0}, serverInit(64, 64, "fake"))
+	}
+	pin := wire.CertPrefix + "SHA256:c29tZXRoaW5nIHBpbm5lZA"
+	for _, tc := range []struct {
+		name    string
+		script  []byte
+		offered string
+		// sent is all the client may send after its version.
+		sent []byte
+	}{
+		{"None and VNC Authentication", classic(secNone, secVNCAuth), "None, VNC Authentication", nil},
+		{"None", classic(secNone), "None", nil},
+		{"VNC Authentication", classic(secVNCAuth), "VNC Authentication", nil},
+		{"VeNCrypt carrying None and VNC Authentication", vencrypt(secNone, secVNCAuth), "VeNCrypt with None, VNC Authentication", []byte{secVeNCrypt, 0, 2}},
+		{"VeNCrypt with anonymous TLS", vencrypt(vencTLSVnc, vencTLSNone), "VeNCrypt with TLSVnc, TLSNone", []byte{secVeNCrypt, 0, 2}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			addr, got := scriptedServer(t, tc.script)
+			conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conn.SetDeadline(time.Now().Add(20 * time.Second))
+			_, err = Connect(conn, Config{Password: "vncpw123", PinnedCert: pin})
+			conn.Close()
+			var unverified *UnverifiedPinError
+			if !errors.As(err, &unverified) || unverified.Offered != tc.offered || !strings.Contains(err.Error(), "SHA256:c29tZXRoaW5nIHBpbm5lZA") {
+				t.Fatalf("got %v, want a refusal naming %q and the pin", err, tc.offered)
+			}
+			if sent := <-got; !bytes.Equal(sent, slices.Concat(version, tc.sent)) {
+				t.Fatalf("the client sent %q after its version, want %q (no choice, no DES response)", sent[min(len(sent), 12):], tc.sent)
+			}
+		})
+	}
+	// Without a pin, the same server gets the DES response: the script
+	// would catch a client that sends one.
+	addr, got := scriptedServer(t, classic(secNone, secVNCAuth))
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := Connect(conn, Config{Password: "vncpw123"}); err != nil {
+		t.Fatalf("no pin: %v", err)
+	}
+	conn.Close()
+	if sent := <-got; len(sent) < 12+1+16 || sent[12] != secVNCAuth {
+		t.Fatalf("without a pin the client sent %q, want VNC Authentication's response", sent)
 	}
 }

@@ -203,16 +203,47 @@ func (c *Client) encode(enc *display.Encoder, screen *display.Screen, u Update, 
 		}
 		whole = true
 	}
+	shown := image.Rect(0, 0, w, h)
+	// Only what is shown reaches the browser and the recording: changes
+	// and moves within a pixel cache below the screen cost nothing there.
+	var rects []image.Rectangle
+	for _, r := range u.Rects {
+		if r = r.Intersect(shown); !r.Empty() {
+			rects = append(rects, r)
+		}
+	}
+	// A move from outside the screen (out of the cache) brings pixels the
+	// browser does not have, so they are sent; so is a later move out of
+	// such pixels, which the browser gets only with this frame's images.
+	var sent []image.Rectangle
 	for _, cp := range u.Copies {
-		if err := screen.Copy(cp.Src, cp.Dst); err != nil {
+		dst := cp.Dst.Intersect(shown)
+		if dst.Empty() {
+			continue
+		}
+		src := dst.Add(cp.Src.Sub(cp.Dst.Min))
+		if !src.In(shown) || overlapsAny(src, sent) {
+			sent = append(sent, dst)
+			continue
+		}
+		if err := screen.Copy(src.Min, dst); err != nil {
 			return err
 		}
 	}
-	rects := u.Rects
+	rects = append(rects, sent...)
 	if whole {
-		rects = []image.Rectangle{image.Rect(0, 0, w, h)}
+		rects = []image.Rectangle{shown}
 	}
 	return screen.Update(stableScreen{c}, rects)
+}
+
+func overlapsAny(r image.Rectangle, rs []image.Rectangle) bool {
+	for _, o := range rs {
+		if r.Overlaps(o) {
+			return true
+		}
+	}
+	return false
 }
 
 // stableScreen lets the display pipeline read the client's screen in
@@ -223,7 +254,7 @@ type stableScreen struct{ *Client }
 func (s stableScreen) Pixels() *image.RGBA {
 	s.fbMu.RLock()
 	defer s.fbMu.RUnlock()
-	return s.fb
+	return s.fb.SubImage(s.shown).(*image.RGBA)
 }
 
 // remote adapts the client to the display pipeline's input.

@@ -95,16 +95,16 @@ func (c *Client) framebufferUpdate() (Update, error) {
 				return u, err
 			}
 			if b := c.fb.Bounds(); b.Dx() != w || b.Dy() != h {
-				c.fb = image.NewRGBA(image.Rect(0, 0, w, h))
+				c.setFramebuffer(w, h)
 				u.Resized = true
 			}
 			continue
 		}
 		if enc == encDesktopSize {
-			if w == 0 || h == 0 || w > maxDimension || h > maxDimension {
-				return u, fmt.Errorf("%w: new screen size %dx%d", ErrProtocol, w, h)
+			if err := c.checkSize(w, h); err != nil {
+				return u, err
 			}
-			c.fb = image.NewRGBA(image.Rect(0, 0, w, h))
+			c.setFramebuffer(w, h)
 			u.Resized = true
 			continue
 		}
@@ -272,8 +272,8 @@ func (c *Client) cursor(hx, hy, w, h int) (*Cursor, error) {
 // rectangle; the caller holds fbMu. Its arrival means the server accepts
 // SetDesktopSize.
 func (c *Client) extDesktopSize(w, h int) error {
-	if w == 0 || h == 0 || w > maxDimension || h > maxDimension {
-		return fmt.Errorf("%w: new screen size %dx%d", ErrProtocol, w, h)
+	if err := c.checkSize(w, h); err != nil {
+		return err
 	}
 	var hdr [4]byte
 	if _, err := io.ReadFull(c.r, hdr[:]); err != nil {

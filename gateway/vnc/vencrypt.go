@@ -41,6 +41,20 @@ func (e *CertMismatchError) Error() string {
 	return fmt.Sprintf("the VNC server's TLS certificate changed: expected %s, got %s", e.Pinned, e.Got)
 }
 
+// UnverifiedPinError refuses a server that offers no security type that
+// checks the pinned certificate (only VeNCrypt's X509 sub-types do):
+// nothing is sent to it, the password least of all.
+type UnverifiedPinError struct {
+	// Pinned is the pinned certificate's fingerprint.
+	Pinned string
+	// Offered names the security types (or VeNCrypt sub-types) offered.
+	Offered string
+}
+
+func (e *UnverifiedPinError) Error() string {
+	return fmt.Sprintf("the VNC server offers only %s, none of which checks the pinned TLS certificate %s", e.Offered, e.Pinned)
+}
+
 // vencrypt runs the VeNCrypt handshake and whatever sub-type it picks.
 // With an X509 sub-type the rest of the connection runs over TLS.
 func (c *Client) vencrypt(cfg Config) error {
@@ -73,11 +87,14 @@ func (c *Client) vencrypt(cfg Config) error {
 		return err
 	}
 	chosen := chooseSubType(subs, cfg)
+	var names []string
+	for _, s := range subs {
+		names = append(names, cmpName(vencNames[s], fmt.Sprintf("type %d", s)))
+	}
+	if chosen == 0 && cfg.PinnedCert != "" {
+		return &UnverifiedPinError{Pinned: strings.TrimPrefix(cfg.PinnedCert, wire.CertPrefix), Offered: "VeNCrypt with " + strings.Join(names, ", ")}
+	}
 	if chosen == 0 {
-		var names []string
-		for _, s := range subs {
-			names = append(names, cmpName(vencNames[s], fmt.Sprintf("type %d", s)))
-		}
 		hint := ""
 		if hasAny(subs, vencTLSNone, vencTLSVnc, vencTLSPlain) {
 			hint = "; anonymous TLS (TLSNone, TLSVnc, TLSPlain) is not used because it cannot prove the server's identity: give the server an X.509 certificate"
@@ -131,9 +148,10 @@ func hasAny(subs []uint32, want ...uint32) bool {
 }
 
 // chooseSubType picks the strongest sub-type the credentials can use:
-// X.509-authenticated TLS first, then the classic types. Plain without TLS
-// would send the password in clear and anonymous TLS proves nothing about
-// the server, so neither is ever chosen.
+// X.509-authenticated TLS first, then the classic types, unless a
+// certificate is pinned: then only the X509 sub-types, which check it.
+// Plain without TLS would send the password in clear and anonymous TLS
+// proves nothing about the server, so neither is ever chosen.
 func chooseSubType(subs []uint32, cfg Config) uint32 {
 	canPlain := cfg.Username != "" && cfg.Password != ""
 	prefs := []uint32{}
@@ -144,10 +162,12 @@ func chooseSubType(subs []uint32, cfg Config) uint32 {
 		prefs = append(prefs, vencX509Vnc)
 	}
 	prefs = append(prefs, vencX509None)
-	if cfg.Password != "" {
-		prefs = append(prefs, secVNCAuth)
+	if cfg.PinnedCert == "" {
+		if cfg.Password != "" {
+			prefs = append(prefs, secVNCAuth)
+		}
+		prefs = append(prefs, secNone)
 	}
-	prefs = append(prefs, secNone)
 	for _, p := range prefs {
 		if hasAny(subs, p) {
 			return p

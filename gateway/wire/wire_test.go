@@ -160,7 +160,7 @@ func TestPublicKeyText(t *testing.T) {
 	}
 }
 
-func newTestIdentity(t *testing.T) *Identity {
+func newTestIdentity(t testing.TB) *Identity {
 	t.Helper()
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	id, err := NewIdentity(key)

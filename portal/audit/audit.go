@@ -1,16 +1,20 @@
 // Package audit records who did what in the portal, in an append-only log
-// whose rows are chained by SHA-256 so that altering or removing one is
-// detectable.
+// whose rows are chained by HMAC-SHA256 under a key kept outside the
+// database, and anchored by signed checkpoints of the head kept outside it
+// too, so that altering or removing one is detectable.
 package audit
 
 import (
 	"context"
+	"crypto/hkdf"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/keyway-dev/keyway/portal/store"
@@ -28,6 +32,8 @@ const (
 	ActionUserUpdate     = "user.update"
 	ActionUserDelete     = "user.delete"
 	ActionPasswordChange = "user.password"
+	// ActionUserUnlock is an admin lifting an account's sign-in lock.
+	ActionUserUnlock     = "user.unlock"
 	ActionGroupCreate    = "group.create"
 	ActionGroupDelete    = "group.delete"
 	ActionResourceCreate = "resource.create"
@@ -82,6 +88,21 @@ const (
 // genesis is the previous hash of the first event.
 var genesis = strings.Repeat("0", 64)
 
+// macPrefix marks a row chained with HMAC-SHA256 under the log's key. Rows
+// written before keyed chaining keep their plain SHA-256 hash (no prefix).
+const macPrefix = "hmac-sha256:"
+
+// HKDF info strings: the chain and the checkpoints each get their own key,
+// derived from the portal's secrets key.
+const (
+	chainInfo      = "keyway audit chain v1"
+	checkpointInfo = "keyway audit checkpoint v1"
+)
+
+// minKeySize is the shortest root key New takes (the secrets key is 32
+// bytes).
+const minKeySize = 32
+
 // Event is what callers record; the log adds time and chain.
 type Event struct {
 	Actor      string
@@ -95,14 +116,33 @@ type Event struct {
 
 // Log writes and reads audit events.
 type Log struct {
-	store  *store.Store
-	logger *slog.Logger
-	now    func() time.Time
+	store         *store.Store
+	logger        *slog.Logger
+	now           func() time.Time
+	chainKey      []byte
+	checkpointKey []byte
+
+	mu       sync.Mutex
+	hmacFrom int64 // first HMAC-chained event once known; it never moves
 }
 
-// New returns a Log on st.
-func New(st *store.Store, logger *slog.Logger, now func() time.Time) *Log {
-	return &Log{store: st, logger: logger, now: now}
+// New returns a Log on st. key is the portal's secrets key, kept outside
+// the database: the chain's HMAC key and the checkpoints' key are derived
+// from it with HKDF-SHA256, so whoever can write the database but not read
+// that key cannot rewrite rows and recompute the chain.
+func New(st *store.Store, key []byte, logger *slog.Logger, now func() time.Time) (*Log, error) {
+	if len(key) < minKeySize {
+		return nil, fmt.Errorf("audit key has %d bytes, want at least %d", len(key), minKeySize)
+	}
+	chainKey, err := hkdf.Key(sha256.New, key, nil, chainInfo, sha256.Size)
+	if err != nil {
+		return nil, fmt.Errorf("derive audit chain key: %w", err)
+	}
+	checkpointKey, err := hkdf.Key(sha256.New, key, nil, checkpointInfo, sha256.Size)
+	if err != nil {
+		return nil, fmt.Errorf("derive audit checkpoint key: %w", err)
+	}
+	return &Log{store: st, logger: logger, now: now, chainKey: chainKey, checkpointKey: checkpointKey}, nil
 }
 
 // Record appends ev to the log and mirrors it to the process log.
@@ -118,7 +158,7 @@ func (l *Log) Record(ctx context.Context, ev Event) error {
 		if r.Details == nil {
 			r.Details = map[string]string{}
 		}
-		r.Hash = Hash(r)
+		r.Hash = l.mac(r)
 		return r, nil
 	})
 	if err != nil {
@@ -129,9 +169,9 @@ func (l *Log) Record(ctx context.Context, ev Event) error {
 	return nil
 }
 
-// Hash computes an event's chain hash: SHA-256 over a canonical JSON
-// encoding of its fields and the previous hash.
-func Hash(e store.AuditEvent) string {
+// canonical is the encoding an event's chain value is computed over: its
+// fields and the previous hash.
+func canonical(e store.AuditEvent) []byte {
 	// encoding/json writes map keys sorted, so the encoding is canonical.
 	b, _ := json.Marshal(struct {
 		ID         int64             `json:"id"`
@@ -145,8 +185,22 @@ func Hash(e store.AuditEvent) string {
 		Details    map[string]string `json:"details"`
 		PrevHash   string            `json:"prev_hash"`
 	}{e.ID, e.Time.UnixNano(), e.Actor, e.Action, e.Target, e.ClientAddr, e.Outcome, e.Reason, e.Details, e.PrevHash})
-	sum := sha256.Sum256(b)
+	return b
+}
+
+// Hash computes the plain chain hash of events written before keyed
+// chaining: SHA-256 over the canonical encoding. Anyone can recompute it,
+// which is why new events are chained with an HMAC instead.
+func Hash(e store.AuditEvent) string {
+	sum := sha256.Sum256(canonical(e))
 	return hex.EncodeToString(sum[:])
+}
+
+// mac computes an event's keyed chain value.
+func (l *Log) mac(e store.AuditEvent) string {
+	m := hmac.New(sha256.New, l.chainKey)
+	m.Write(canonical(e))
+	return macPrefix + hex.EncodeToString(m.Sum(nil))
 }
 
 // Search returns matching events, newest first.
@@ -154,10 +208,32 @@ func (l *Log) Search(ctx context.Context, f store.AuditFilter) ([]store.AuditEve
 	return l.store.SearchAudit(ctx, f)
 }
 
-// Verify recomputes the whole chain and returns how many events it checked,
-// or an error naming the first event that does not fit.
-func (l *Log) Verify(ctx context.Context) (int, error) {
-	n := 0
+// Report is what Verify found.
+type Report struct {
+	// Events is how many events were checked.
+	Events int
+	// HMACFrom is the first event chained with the key; 0 if none is.
+	// Events before it were written by an older portal and keep their
+	// plain SHA-256 hash; the first HMAC-chained event covers the last
+	// of them, so they cannot be rewritten either.
+	HMACFrom int64
+	// Checkpoint is the latest checkpoint checked against, if any.
+	Checkpoint *Checkpoint
+}
+
+// Verify recomputes the whole chain and checks it against checkpoints
+// (from ReadCheckpoints; none is allowed). It returns what it checked, or
+// an error naming the first event that does not fit: changed, missing,
+// rechained without the key, or removed from the end after a checkpoint.
+func (l *Log) Verify(ctx context.Context, checkpoints []Checkpoint) (Report, error) {
+	var rep Report
+	byEvent := map[int64]Checkpoint{}
+	for _, c := range checkpoints {
+		byEvent[c.Event] = c
+		if rep.Checkpoint == nil || c.Event > rep.Checkpoint.Event || (c.Event == rep.Checkpoint.Event && c.Time.After(rep.Checkpoint.Time)) {
+			rep.Checkpoint = &c
+		}
+	}
 	prev := genesis
 	var lastID int64
 	err := l.store.AuditChain(ctx, func(e store.AuditEvent) error {
@@ -167,12 +243,38 @@ func (l *Log) Verify(ctx context.Context) (int, error) {
 		if e.PrevHash != prev {
 			return fmt.Errorf("audit event %d does not follow event %d", e.ID, lastID)
 		}
-		if Hash(e) != e.Hash {
-			return fmt.Errorf("audit event %d was altered", e.ID)
+		if strings.HasPrefix(e.Hash, macPrefix) {
+			if rep.HMACFrom == 0 {
+				rep.HMACFrom = e.ID
+			}
+			if !hmac.Equal([]byte(l.mac(e)), []byte(e.Hash)) {
+				return fmt.Errorf("audit event %d was altered (or the secrets key is not the one it was written with)", e.ID)
+			}
+		} else {
+			if rep.HMACFrom != 0 {
+				return fmt.Errorf("audit event %d has a plain hash although the HMAC chain started at event %d: it was rewritten without the key", e.ID, rep.HMACFrom)
+			}
+			if Hash(e) != e.Hash {
+				return fmt.Errorf("audit event %d was altered", e.ID)
+			}
+		}
+		if c, ok := byEvent[e.ID]; ok && c.Hash != e.Hash {
+			return fmt.Errorf("audit event %d differs from the checkpoint of %s: it was altered", e.ID, c.Time.Format(time.RFC3339))
 		}
 		prev, lastID = e.Hash, e.ID
-		n++
+		rep.Events++
 		return nil
 	})
-	return n, err
+	if err != nil {
+		return rep, err
+	}
+	if c := rep.Checkpoint; c != nil {
+		if c.Event > lastID {
+			return rep, fmt.Errorf("audit events %d to %d are missing: the checkpoint of %s names event %d", lastID+1, c.Event, c.Time.Format(time.RFC3339), c.Event)
+		}
+		if c.HMACFrom != 0 && c.HMACFrom != rep.HMACFrom {
+			return rep, fmt.Errorf("the HMAC chain starts at event %d, but the checkpoint of %s says %d: events were rechained without the key", rep.HMACFrom, c.Time.Format(time.RFC3339), c.HMACFrom)
+		}
+	}
+	return rep, nil
 }

@@ -9,7 +9,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime"
+	"sync/atomic"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/alexedwards/argon2id"
@@ -59,12 +62,13 @@ func CheckPassword(hash, pw string) (bool, error) {
 	return ok, nil
 }
 
-// NewSessions returns the web session manager, kept in the database, and a
-// function that stops its cleanup goroutine.
+// NewSessions returns the web session manager, kept in the database under
+// the SHA-256 of each token, and a function that stops its cleanup
+// goroutine.
 func NewSessions(db *sql.DB) (*scs.SessionManager, func()) {
 	st := sqlite3store.NewWithCleanupInterval(db, 10*time.Minute)
 	m := scs.New()
-	m.Store = st
+	m.Store = hashedStore{inner: st}
 	m.Lifetime = 12 * time.Hour
 	m.IdleTimeout = time.Hour
 	m.Cookie.Name = "keyway_session"
@@ -79,7 +83,31 @@ func NewSessions(db *sql.DB) (*scs.SessionManager, func()) {
 var (
 	ErrInvalidCredentials = errors.New("wrong username or password")
 	ErrDisabled           = errors.New("this account is disabled")
+	// ErrInvalidUsername is a name no account can have: too long or with
+	// control characters. It is refused before it is stored anywhere.
+	ErrInvalidUsername = fmt.Errorf("a username has at most %d bytes and no control characters", maxUsername)
+	// ErrBusy says too many passwords are being checked at once; the
+	// client should try again after BusyRetryAfter.
+	ErrBusy = errors.New("the portal is busy checking other sign-ins")
 )
+
+// maxUsername is the longest user name accepted at sign-in, in bytes:
+// account names are at most 64 characters of ASCII.
+const maxUsername = 64
+
+// ValidUsername checks a user name typed at sign-in before it is used as a
+// limiter key, looked up or audited.
+func ValidUsername(name string) error {
+	if len(name) > maxUsername || !utf8.ValidString(name) {
+		return ErrInvalidUsername
+	}
+	for _, r := range name {
+		if unicode.IsControl(r) {
+			return ErrInvalidUsername
+		}
+	}
+	return nil
+}
 
 // RateLimitedError says sign-in is paused after too many failures.
 type RateLimitedError struct{ RetryAfter time.Duration }
@@ -88,55 +116,175 @@ func (e *RateLimitedError) Error() string {
 	return fmt.Sprintf("too many failed sign-ins: try again in %s", e.RetryAfter.Round(time.Second))
 }
 
+// Bounds on concurrent password checks. Each argon2id check holds
+// hashParams.Memory (64 MiB) while it runs, so the number running at once
+// is what bounds the portal's memory under a flood of sign-ins, not the
+// number of requests. More checks than cores would not finish sooner.
+const (
+	// maxHashWait is how long a sign-in waits for a free slot before it
+	// is answered "busy".
+	maxHashWait = 5 * time.Second
+	// maxHashQueue bounds the sign-ins waiting for a slot; past it they
+	// are answered "busy" at once.
+	maxHashQueue = 64
+	// BusyRetryAfter is what a busy answer tells the client to wait.
+	BusyRetryAfter = 5 * time.Second
+)
+
+// hashGate is a semaphore for password checks.
+type hashGate struct {
+	slots   chan struct{}
+	waiting atomic.Int64
+	maxWait time.Duration
+}
+
+func newHashGate(n int, maxWait time.Duration) *hashGate {
+	return &hashGate{slots: make(chan struct{}, max(n, 1)), maxWait: maxWait}
+}
+
+// acquire waits for a slot, at most maxWait and while ctx lasts.
+func (g *hashGate) acquire(ctx context.Context) (release func(), err error) {
+	release = func() { <-g.slots }
+	select {
+	case g.slots <- struct{}{}:
+		return release, nil
+	default:
+	}
+	if g.waiting.Add(1) > maxHashQueue {
+		g.waiting.Add(-1)
+		return nil, ErrBusy
+	}
+	defer g.waiting.Add(-1)
+	t := time.NewTimer(g.maxWait)
+	defer t.Stop()
+	select {
+	case g.slots <- struct{}{}:
+		return release, nil
+	case <-t.C:
+		return nil, ErrBusy
+	case <-ctx.Done():
+		return nil, fmt.Errorf("wait to check a password: %w", ctx.Err())
+	}
+}
+
 // Authenticator checks usernames and passwords.
 type Authenticator struct {
 	store   *store.Store
 	limiter *Limiter
 	logger  *slog.Logger
+	hashes  *hashGate
 	// dummyHash is compared against for unknown users so that their
 	// sign-in takes as long as a wrong password.
 	dummyHash string
 }
 
-// New returns an Authenticator.
+// New returns an Authenticator that checks as many passwords at once as
+// the process may use cores.
 func New(st *store.Store, lim *Limiter, logger *slog.Logger) *Authenticator {
 	h, _ := HashPassword("not-a-real-password-for-timing")
-	return &Authenticator{store: st, limiter: lim, logger: logger, dummyHash: h}
+	return &Authenticator{store: st, limiter: lim, logger: logger, dummyHash: h,
+		hashes: newHashGate(runtime.GOMAXPROCS(0), maxHashWait)}
 }
 
 // SignIn checks a username and password from clientIP.
+//
+// Limits, in order: a name no account can have is refused before anything
+// stores it; the client address takes a slot of its 20 (failures and
+// attempts in flight) before any hashing; the password check waits for a
+// free hash slot (ErrBusy past maxHashWait).
+//
+// An account with 5 failures within 15 minutes is locked, but the lock
+// refuses only addresses that have failed recently (any account): a
+// correct password from an address with no recent failure still signs in.
+// A plain per-account lock lets anyone keep anyone locked out from
+// anywhere with 5 guesses every 15 minutes; with this one an attacker
+// must sign in from the owner's own address to do that. The price: an
+// attacker with many addresses gets one more guess at a locked account
+// per fresh address per window (each is then refused for the window, and
+// IPv6 addresses count per /64), which the password rules (at least 10
+// characters) and argon2id make slow. An exponential per-account delay
+// was not chosen: whoever sends the most requests owns the delayed
+// queue, so the owner would still be kept out.
 func (a *Authenticator) SignIn(ctx context.Context, username, password, clientIP string) (store.User, error) {
-	if wait, ok := a.limiter.Check(username, clientIP); !ok {
+	res, wait, ok := a.limiter.Reserve(clientIP)
+	if !ok {
 		return store.User{}, &RateLimitedError{RetryAfter: wait}
 	}
-	if len(username) > 64 || len(password) > maxPassword {
-		a.limiter.Fail(username, clientIP)
+	// Until settled, the attempt holds its address's slot; anything that
+	// returns without a verdict on the password gives it back.
+	settled := false
+	defer func() {
+		if !settled {
+			res.Cancel()
+		}
+	}()
+	fail := func() (store.User, error) {
+		settled = true
+		res.Fail()
 		return store.User{}, ErrInvalidCredentials
 	}
+	if err := ValidUsername(username); err != nil {
+		settled = true
+		res.Fail()
+		return store.User{}, err
+	}
+	if len(password) > maxPassword {
+		return fail()
+	}
+	now := a.limiter.now()
 	u, err := a.store.UserByName(ctx, username)
-	if errors.Is(err, store.ErrNotFound) {
-		CheckPassword(a.dummyHash, password)
-		a.limiter.Fail(username, clientIP)
-		return store.User{}, ErrInvalidCredentials
+	known := err == nil
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return store.User{}, err
 	}
+	var lockedUntil time.Time
+	// lastAddr, kept with the lock, stays refused after a restart, which
+	// forgets which addresses failed.
+	lastAddr := ""
+	if known {
+		l, err := a.store.SignInLock(ctx, u.ID)
+		if err != nil {
+			return store.User{}, err
+		}
+		lockedUntil, lastAddr = l.LockedUntil, l.LastAddr
+	} else {
+		lockedUntil = a.limiter.NameLocked(username)
+	}
+	if lockedUntil.After(now) && (!res.Clean() || lastAddr != "" && ipKey(lastAddr) == ipKey(clientIP)) {
+		return store.User{}, &RateLimitedError{RetryAfter: lockedUntil.Sub(now)}
+	}
+	hash := a.dummyHash
+	if known {
+		if hash, err = a.store.PasswordHash(ctx, u.ID); err != nil {
+			return store.User{}, err
+		}
+	}
+	release, err := a.hashes.acquire(ctx)
 	if err != nil {
 		return store.User{}, err
 	}
-	hash, err := a.store.PasswordHash(ctx, u.ID)
+	ok, err = CheckPassword(hash, password)
+	release()
 	if err != nil {
 		return store.User{}, err
 	}
-	ok, err := CheckPassword(hash, password)
-	if err != nil {
-		return store.User{}, err
+	if !known {
+		a.limiter.FailName(username)
+		return fail()
 	}
 	if !ok {
-		a.limiter.Fail(username, clientIP)
-		return store.User{}, ErrInvalidCredentials
+		// The address's failure counts even if the database write fails.
+		u2, err := fail()
+		if _, dbErr := a.store.AddSignInFailure(context.WithoutCancel(ctx), u.ID, clientIP, now, limitWindow, maxUserFails); dbErr != nil {
+			return store.User{}, dbErr
+		}
+		return u2, err
 	}
 	if u.Disabled {
 		return store.User{}, ErrDisabled
 	}
-	a.limiter.Succeed(username, clientIP)
+	if err := a.store.ClearSignInLock(ctx, u.ID); err != nil {
+		return store.User{}, err
+	}
 	return u, nil
 }

@@ -51,7 +51,47 @@ var (
 	ErrBadName = errors.New("not a valid file name")
 	// ErrBadPath: a path is not absolute, has a NUL or is too long.
 	ErrBadPath = errors.New("not a valid path")
+	// ErrProtected: the path is a dotfile or inside a dot folder
+	// (.bashrc, .ssh/authorized_keys), which the resource keeps from being
+	// changed through the browser.
+	ErrProtected = errors.New("files and folders whose names start with a dot are protected on this resource")
 )
+
+// IsDotPath reports whether any element of p names a dotfile or dot
+// folder (".ssh", ".bashrc"); "." and ".." are not names.
+func IsDotPath(p string) bool {
+	for _, el := range strings.Split(p, "/") {
+		if strings.HasPrefix(el, ".") && el != "." && el != ".." {
+			return true
+		}
+	}
+	return false
+}
+
+// Protected reports whether changing p would change a dotfile: p itself
+// names one, or p's folder resolves (symlinks followed, as the target
+// resolves them) into a dot folder. With follow, a final symlink is
+// followed too, for operations that act on what a link points to (chmod);
+// others (rename, delete, an upload that replaces) act on the link itself.
+func (c *Client) Protected(p string, follow bool) (bool, error) {
+	if IsDotPath(p) {
+		return true, nil
+	}
+	if follow {
+		if r, err := c.Resolve(p); err == nil {
+			return IsDotPath(r), nil
+		}
+		// It does not exist (yet): its folder decides.
+	}
+	dir, err := c.Resolve(path.Dir(p))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, nil // nothing there to protect; the operation fails on its own
+		}
+		return false, err
+	}
+	return IsDotPath(Join(dir, path.Base(p))), nil
+}
 
 // CheckName checks that name is one path element the target will take
 // literally: spaces, unicode and newlines are fine.
@@ -390,7 +430,7 @@ func (c *Client) Zip(ctx context.Context, dir string, w io.Writer) (ZipStats, er
 			st.Skipped++
 			continue
 		}
-		rel := strings.TrimPrefix(strings.TrimPrefix(p, dir), "/")
+		rel := ZipName(strings.TrimPrefix(strings.TrimPrefix(p, dir), "/"))
 		if rel == "" {
 			continue
 		}
@@ -428,7 +468,7 @@ func (c *Client) Zip(ctx context.Context, dir string, w io.Writer) (ZipStats, er
 // Message is what the target said when it refused an operation, in its
 // own words where it gave some (e.g. "Permission denied").
 func Message(err error) string {
-	for _, e := range []error{ErrTooLarge, ErrExists, ErrBadName, ErrBadPath} {
+	for _, e := range []error{ErrTooLarge, ErrExists, ErrBadName, ErrBadPath, ErrProtected} {
 		if errors.Is(err, e) {
 			return e.Error()
 		}
@@ -454,4 +494,11 @@ func Message(err error) string {
 		return pe.Err.Error()
 	}
 	return err.Error()
+}
+
+// ZipName is a relative path as a zip entry name: a backslash, which zip
+// tools on Windows take for a folder separator (and so a way out of the
+// folder being extracted), becomes "_".
+func ZipName(rel string) string {
+	return strings.ReplaceAll(rel, `\`, "_")
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"path"
 	"strings"
 	"testing"
 )
@@ -87,4 +88,34 @@ func TestMessage(t *testing.T) {
 			t.Errorf("Message(%v) = %q, want %q", tc.err, got, tc.want)
 		}
 	}
+}
+
+// FuzzNames: whatever name the browser sends, a name CheckName accepts
+// joins as one more element of its folder, is a dotfile exactly when it
+// starts with a dot, and no zip entry name holds a backslash.
+func FuzzNames(f *testing.F) {
+	for _, s := range []string{"a", ".ssh", "..", "a/b", `..\..\x`, "new\nline", " sp  aces ", "\u202eexe.txt"} {
+		f.Add("/home/u", s)
+	}
+	f.Fuzz(func(t *testing.T, dir, name string) {
+		if strings.Contains(ZipName(name), `\`) {
+			t.Fatalf("zip name of %q holds a backslash", name)
+		}
+		if CheckPath(dir) != nil || IsDotPath(dir) {
+			return
+		}
+		if CheckName(name) != nil {
+			return
+		}
+		p := Join(dir, name)
+		if CheckPath(p) != nil && len(p) <= maxPath {
+			t.Fatalf("Join(%q, %q) = %q is not a path", dir, name, p)
+		}
+		if path.Base(p) != name && !strings.HasSuffix(dir, "/") {
+			t.Fatalf("Join(%q, %q) = %q: the name is not its last element", dir, name, p)
+		}
+		if IsDotPath(p) != strings.HasPrefix(name, ".") {
+			t.Fatalf("IsDotPath(%q) = %v for name %q", p, IsDotPath(p), name)
+		}
+	})
 }

@@ -14,6 +14,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -106,9 +107,30 @@ type Pool struct {
 
 	mu      sync.Mutex
 	entries map[string]*entry
-	tunnel  bool
+	// segments are those an admin created, by lower-case name; a tag
+	// naming one ties a resource to it even when it has no gateway left.
+	segments map[string]Segment
+	tunnel   bool
 	// checkNow wakes the health loop, e.g. after a key was pasted.
 	checkNow chan struct{}
+	ledger   Ledger
+}
+
+// Ledger remembers the recorded sessions the pool opened and through which
+// gateway, so that the recording a gateway uploads later is checked
+// against the session it really ran.
+type Ledger interface {
+	// Opened records a session; an error refuses the session.
+	Opened(ctx context.Context, gw Gateway, req *wire.Request, started, opened time.Time) error
+	// Closed records that the portal's side of session id closed.
+	Closed(id string, at time.Time)
+}
+
+// SetLedger sets where recorded sessions are remembered.
+func (p *Pool) SetLedger(l Ledger) {
+	p.mu.Lock()
+	p.ledger = l
+	p.mu.Unlock()
 }
 
 // New returns a Pool that authenticates to gateways with identity.
@@ -183,6 +205,25 @@ func (p *Pool) Set(gws []Gateway) {
 	}
 }
 
+// Segment is a segment as selection needs it.
+type Segment struct {
+	Name string
+	// ServesUntagged lets its gateways serve resources no tag ties to a
+	// segment.
+	ServesUntagged bool
+}
+
+// SetSegments replaces the known segments.
+func (p *Pool) SetSegments(segs []Segment) {
+	m := make(map[string]Segment, len(segs))
+	for _, sg := range segs {
+		m[strings.ToLower(sg.Name)] = sg
+	}
+	p.mu.Lock()
+	p.segments = m
+	p.mu.Unlock()
+}
+
 // Statuses returns every gateway with its health.
 func (p *Pool) Statuses() []Status {
 	p.mu.Lock()
@@ -195,25 +236,41 @@ func (p *Pool) Statuses() []Status {
 }
 
 // Select chooses a gateway for a resource tagged with tags: at random among
-// the available gateways of the segment a tag names, or among all available
-// gateways when no tag names a segment.
+// the available gateways of the segment a tag names (never outside it, even
+// when it has none), or, when no tag names a segment, among the available
+// gateways of the segments that serve untagged resources.
 func (p *Pool) Select(tags []string) (Gateway, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	segments := map[string]bool{}
-	for _, e := range p.entries {
-		segments[e.gw.Segment] = true
+	// Segments are those an admin created, and those of the gateways held
+	// (for a pool that was never told the segments).
+	named := func(t string) bool {
+		if _, ok := p.segments[strings.ToLower(t)]; ok {
+			return true
+		}
+		for _, e := range p.entries {
+			if strings.EqualFold(e.gw.Segment, t) {
+				return true
+			}
+		}
+		return false
 	}
 	segment := ""
 	for _, t := range tags {
-		if segments[t] {
+		if named(t) {
 			segment = t
 			break
 		}
 	}
 	var candidates []Gateway
 	for _, e := range p.entries {
-		if e.health.State != StateAvailable || (segment != "" && e.gw.Segment != segment) {
+		if e.health.State != StateAvailable {
+			continue
+		}
+		if segment != "" && !strings.EqualFold(e.gw.Segment, segment) {
+			continue
+		}
+		if sg, ok := p.segments[strings.ToLower(e.gw.Segment)]; segment == "" && ok && !sg.ServesUntagged {
 			continue
 		}
 		candidates = append(candidates, e.gw)
@@ -259,6 +316,7 @@ func (e *UnavailableError) Unwrap() error { return e.Err }
 // closes it. A refusal by the gateway (target unreachable, wrong
 // password…) comes back as a *wire.Error with the Response.
 func (p *Pool) Open(ctx context.Context, gw Gateway, req *wire.Request) (net.Conn, *wire.Response, error) {
+	started := p.now()
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	addr := gw.SessionAddr(req.Protocol)
@@ -270,9 +328,23 @@ func (p *Pool) Open(ctx context.Context, gw Gateway, req *wire.Request) (net.Con
 	if err != nil {
 		return nil, resp, err
 	}
-	tracked, ok := p.track(gw, conn)
+	p.mu.Lock()
+	ledger := p.ledger
+	p.mu.Unlock()
+	var closed func()
+	if ledger != nil && req.Kind == wire.KindSession && req.Recording != nil {
+		if err := ledger.Opened(ctx, gw, req, started, p.now()); err != nil {
+			conn.Close()
+			return nil, nil, fmt.Errorf("remember session %s: %w", req.SessionID, err)
+		}
+		closed = func() { ledger.Closed(req.SessionID, p.now()) }
+	}
+	tracked, ok := p.track(gw, conn, closed)
 	if !ok {
 		conn.Close()
+		if closed != nil {
+			closed()
+		}
 		return nil, nil, &UnavailableError{Gateway: gw, Err: errors.New("its key was revoked")}
 	}
 	return tracked, resp, nil
@@ -375,15 +447,21 @@ func (t *trackedConn) closeWithCode(code, reason string) {
 // Terminate cuts a session connection the pool opened, with a reason the
 // user is shown; it reports false for a connection it did not open.
 func Terminate(c net.Conn, reason string) bool {
+	return TerminateWith(c, "terminated", reason)
+}
+
+// TerminateWith is Terminate with the machine-readable code CloseCode
+// reports, e.g. "access_revoked" or "idle_timeout".
+func TerminateWith(c net.Conn, code, reason string) bool {
 	t, ok := c.(*trackedConn)
 	if ok {
-		t.closeWithCode("terminated", reason)
+		t.closeWithCode(code, reason)
 	}
 	return ok
 }
 
 // CloseCode is the machine-readable kind of a CloseReason:
-// "gateway_revoked" or "terminated".
+// "gateway_revoked", "terminated" or the code given to TerminateWith.
 func CloseCode(c net.Conn) string {
 	if t, ok := c.(*trackedConn); ok {
 		if r := t.code.Load(); r != nil {
@@ -403,7 +481,9 @@ func CloseReason(c net.Conn) string {
 	return ""
 }
 
-func (p *Pool) track(gw Gateway, c net.Conn) (net.Conn, bool) {
+// track registers c as a session through gw; closed, if set, runs when c
+// is closed.
+func (p *Pool) track(gw Gateway, c net.Conn, closed func()) (net.Conn, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	e, ok := p.entries[gw.ID]
@@ -416,6 +496,9 @@ func (p *Pool) track(gw Gateway, c net.Conn) (net.Conn, bool) {
 		p.mu.Lock()
 		delete(conns, tc)
 		p.mu.Unlock()
+		if closed != nil {
+			closed()
+		}
 	}
 	conns[tc] = struct{}{}
 	return tc, true

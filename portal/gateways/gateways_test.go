@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 )
 
@@ -52,5 +53,48 @@ func TestSelect(t *testing.T) {
 	p.Set(nil)
 	if _, err := p.Select(nil); !errors.Is(err, ErrNoGateway) {
 		t.Fatalf("no gateways: %v", err)
+	}
+}
+
+// TestSelectStaysInSegment: a resource tagged with a segment an admin
+// created never goes to another segment's gateway, even when its own
+// segment has none left; a segment that does not serve untagged
+// resources gets only its own.
+func TestSelectStaysInSegment(t *testing.T) {
+	t.Parallel()
+	key := []byte("0123456789abcdef0123456789abcdef")
+	p := New(nil, slog.New(slog.NewTextHandler(io.Discard, nil)), 0)
+	p.SetSegments([]Segment{{Name: DefaultSegment, ServesUntagged: true}, {Name: "gateway-empty", ServesUntagged: true},
+		{Name: "vault", ServesUntagged: false}, {Name: "office", ServesUntagged: true}})
+	p.Set([]Gateway{
+		{ID: "d1", Segment: DefaultSegment, Key: key},
+		{ID: "v1", Segment: "vault", Key: key},
+		{ID: "o1", Segment: "office", Key: key},
+	})
+	for id := range p.entries {
+		p.entries[id].health.State = StateAvailable
+	}
+	for _, tags := range [][]string{{"gateway-empty"}, {"db", "Gateway-Empty"}} {
+		if g, err := p.Select(tags); !errors.Is(err, ErrNoGateway) || !strings.Contains(err.Error(), "in segment") {
+			t.Fatalf("tags %v: got gateway %q, %v; want no gateway in its segment", tags, g.ID, err)
+		}
+	}
+	seen := map[string]int{}
+	for range 300 {
+		g, err := p.Select([]string{"web"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[g.ID]++
+	}
+	if seen["v1"] != 0 || seen["d1"] == 0 || seen["o1"] == 0 {
+		t.Fatalf("untagged selection spread %v: want d1 and o1, never the vault's v1", seen)
+	}
+	if g, err := p.Select([]string{"VAULT"}); err != nil || g.ID != "v1" {
+		t.Fatalf("tagged vault: %q %v", g.ID, err)
+	}
+	p.entries["v1"].health.State = StateUnavailable
+	if g, err := p.Select([]string{"vault"}); err == nil {
+		t.Fatalf("vault's resource went to %s with vault's gateway down", g.ID)
 	}
 }

@@ -141,10 +141,15 @@ func (p *Pool) status(ctx context.Context, g Gateway, timeout time.Duration) (wi
 	}
 	defer resp.Body.Close()
 	defer io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // lets the connection be reused
+	var st wire.Status
 	if resp.StatusCode != http.StatusOK {
+		// A gateway that cannot take sessions says why (503).
+		json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&st)
+		if st.Error != "" {
+			return wire.Status{}, fmt.Errorf("status check of %s: HTTP %d: %.200s", g.ManagementAddr, resp.StatusCode, st.Error)
+		}
 		return wire.Status{}, fmt.Errorf("status check of %s: HTTP %d", g.ManagementAddr, resp.StatusCode)
 	}
-	var st wire.Status
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&st); err != nil {
 		return wire.Status{}, fmt.Errorf("status check of %s: %w", g.ManagementAddr, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -170,6 +171,7 @@ func (s *Server) updateUser(r *http.Request, actor store.User, id int64, in user
 		details["password"] = "changed"
 	}
 	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionUserUpdate, Target: u.Name, Outcome: audit.OutcomeSuccess, Details: details})
+	s.kickGuard() // running sessions may have lost their access
 	return u, nil
 }
 
@@ -185,7 +187,26 @@ func (s *Server) deleteUser(r *http.Request, actor store.User, id int64) error {
 		return err
 	}
 	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionUserDelete, Target: u.Name, Outcome: audit.OutcomeSuccess})
+	s.kickGuard() // running sessions may have lost their access
 	return nil
+}
+
+// unlockUser forgets a user's failed sign-ins, lifting any lock.
+func (s *Server) unlockUser(r *http.Request, actor store.User, id int64) (store.User, error) {
+	u, err := s.Store.UserByID(r.Context(), id)
+	if err != nil {
+		return store.User{}, err
+	}
+	l, err := s.Store.SignInLock(r.Context(), id)
+	if err != nil {
+		return store.User{}, err
+	}
+	if err := s.Store.ClearSignInLock(r.Context(), id); err != nil {
+		return store.User{}, err
+	}
+	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionUserUnlock, Target: u.Name, Outcome: audit.OutcomeSuccess,
+		Details: map[string]string{"failures": strconv.Itoa(l.Failures), "was_locked": strconv.FormatBool(l.Locked(s.Now()))}})
+	return u, nil
 }
 
 type groupInput struct {
@@ -220,6 +241,7 @@ func (s *Server) deleteGroup(r *http.Request, actor store.User, id int64) error 
 		return err
 	}
 	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionGroupDelete, Target: g.Name, Outcome: audit.OutcomeSuccess})
+	s.kickGuard() // running sessions may have lost their access
 	return nil
 }
 
@@ -248,6 +270,8 @@ type resourceInput struct {
 	MaxUploadBytes int64 `json:"max_upload_bytes,omitempty"`
 	NoUpload       bool  `json:"no_upload,omitempty"`
 	NoDownload     bool  `json:"no_download,omitempty"`
+	// AllowDotfileChanges lifts the protection of dotfiles.
+	AllowDotfileChanges bool `json:"allow_dotfile_changes,omitempty"`
 	// RDP options.
 	Domain         string `json:"domain,omitempty"`
 	Security       string `json:"security,omitempty"`
@@ -255,14 +279,24 @@ type resourceInput struct {
 	Width          int    `json:"width,omitempty"`
 	Height         int    `json:"height,omitempty"`
 	KeyboardLayout string `json:"keyboard_layout,omitempty"`
+	// Session limits in minutes, terminal and desktop; 0 is none.
+	IdleTimeoutMinutes int `json:"idle_timeout_minutes,omitempty"`
+	MaxSessionMinutes  int `json:"max_session_minutes,omitempty"`
 }
+
+// Bounds of a resource's session limits, in minutes. The least leaves room
+// for the warning a minute before the end.
+const (
+	minSessionLimit = 2
+	maxSessionLimit = 7 * 24 * 60
+)
 
 func (in *resourceInput) options() store.Options {
 	return store.Options{ViewOnly: in.ViewOnly, Clipboard: in.Clipboard, ColorDepth: in.ColorDepth,
 		Recording: in.Recording, RecordInput: in.RecordInput,
-		MaxUploadBytes: in.MaxUploadBytes, NoUpload: in.NoUpload, NoDownload: in.NoDownload,
+		MaxUploadBytes: in.MaxUploadBytes, NoUpload: in.NoUpload, NoDownload: in.NoDownload, AllowDotfileChanges: in.AllowDotfileChanges,
 		Domain: in.Domain, Security: in.Security, IgnoreCert: in.IgnoreCert, Width: in.Width, Height: in.Height,
-		KeyboardLayout: in.KeyboardLayout}
+		KeyboardLayout: in.KeyboardLayout, IdleTimeoutSeconds: in.IdleTimeoutMinutes * 60, MaxSessionSeconds: in.MaxSessionMinutes * 60}
 }
 
 // keyboardLayouts are the keyboard layouts an RDP resource can have, by
@@ -355,7 +389,12 @@ func (in *resourceInput) validate(isNew bool) fieldErrors {
 		fe["max_upload"] = "Enter the largest upload in megabytes, or leave it blank for no limit."
 	}
 	if in.Protocol != "ssh" {
-		in.MaxUploadBytes, in.NoUpload, in.NoDownload = 0, false, false
+		in.MaxUploadBytes, in.NoUpload, in.NoDownload, in.AllowDotfileChanges = 0, false, false, false
+	}
+	for field, m := range map[string]int{"idle_timeout": in.IdleTimeoutMinutes, "max_session": in.MaxSessionMinutes} {
+		if m != 0 && (m < minSessionLimit || m > maxSessionLimit) {
+			fe[field] = fmt.Sprintf("Enter whole minutes from %d to %d (a week), or leave it blank for no limit.", minSessionLimit, maxSessionLimit)
+		}
 	}
 	var tags []string
 	seen := map[string]bool{}
@@ -436,10 +475,21 @@ func (s *Server) updateResource(r *http.Request, actor store.User, id int64, in 
 		return store.Resource{}, err
 	}
 	fe := in.validate(false)
+	// Stored credentials go only to the address they were entered for:
+	// otherwise an admin could point a resource at a server of their own,
+	// forget its host key and have the portal sign in there.
+	moved := !strings.EqualFold(in.Host, old.Host) || in.Port != old.Port
+	movedPassword := moved && old.HasPassword && in.Password == "" && !in.ClearPassword
+	movedKey := moved && old.HasPrivateKey && in.PrivateKey == "" && !in.ClearPrivateKey
+	in.ClearPassword = in.ClearPassword || movedPassword
+	in.ClearPrivateKey = in.ClearPrivateKey || movedKey
 	hasPassword := (old.HasPassword && !in.ClearPassword) || in.Password != ""
 	hasKey := (old.HasPrivateKey && !in.ClearPrivateKey) || in.PrivateKey != ""
 	if in.Protocol == "ssh" && !hasPassword && !hasKey {
 		fe["password"] = "Keep a password or a private key so the portal can sign in to the target."
+		if movedPassword || movedKey {
+			fe["password"] = "The host or port changed, so the stored password and private key are not kept: enter them again."
+		}
 	}
 	if len(fe) > 0 {
 		return store.Resource{}, fe
@@ -455,11 +505,19 @@ func (s *Server) updateResource(r *http.Request, actor store.User, id int64, in 
 		if err != nil {
 			return store.Resource{}, err
 		}
-		if in.ClearPassword {
+		switch {
+		case movedPassword:
+			cur.Password = ""
+			changed = append(changed, "password cleared (host or port changed)")
+		case in.ClearPassword:
 			cur.Password = ""
 			changed = append(changed, "password cleared")
 		}
-		if in.ClearPrivateKey {
+		switch {
+		case movedKey:
+			cur.PrivateKey = ""
+			changed = append(changed, "private key cleared (host or port changed)")
+		case in.ClearPrivateKey:
 			cur.PrivateKey = ""
 			changed = append(changed, "private key cleared")
 		}
@@ -480,7 +538,11 @@ func (s *Server) updateResource(r *http.Request, actor store.User, id int64, in 
 	if len(changed) > 0 {
 		details["credentials"] = strings.Join(changed, ", ")
 	}
+	if moved {
+		details["previous_address"] = net.JoinHostPort(old.Host, strconv.Itoa(old.Port))
+	}
 	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionResourceUpdate, Target: res.Name, Outcome: audit.OutcomeSuccess, Details: details})
+	s.kickGuard() // running sessions may have lost their access
 	return s.Store.ResourceByID(ctx, id)
 }
 
@@ -493,6 +555,7 @@ func (s *Server) deleteResource(r *http.Request, actor store.User, id int64) err
 		return err
 	}
 	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionResourceDelete, Target: res.Name, Outcome: audit.OutcomeSuccess})
+	s.kickGuard() // running sessions may have lost their access
 	return nil
 }
 
@@ -611,6 +674,7 @@ func (s *Server) deleteGrant(r *http.Request, actor store.User, id int64) error 
 		}
 		s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionGrantDelete, Target: g.ResourceName, Outcome: audit.OutcomeSuccess,
 			Details: map[string]string{"subject": g.SubjectKind + ":" + g.SubjectName}})
+		s.kickGuard() // running sessions may have lost their access
 		return nil
 	}
 	return store.ErrNotFound

@@ -29,6 +29,8 @@ func (s *Server) apiRoutes() http.Handler {
 	admin("GET /api/v1/users/{id}", s.apiGetUser)
 	admin("PUT /api/v1/users/{id}", s.apiUpdateUser)
 	admin("DELETE /api/v1/users/{id}", s.apiDeleteUser)
+	admin("GET /api/v1/users/{id}/signin-lock", s.apiSignInLock)
+	admin("DELETE /api/v1/users/{id}/signin-lock", s.apiUnlockUser)
 	admin("GET /api/v1/groups", s.apiListGroups)
 	admin("POST /api/v1/groups", s.apiCreateGroup)
 	admin("DELETE /api/v1/groups/{id}", s.apiDeleteGroup)
@@ -192,12 +194,15 @@ type apiResource struct {
 	MaxUploadBytes     int64    `json:"max_upload_bytes,omitempty"`
 	NoUpload           bool     `json:"no_upload,omitempty"`
 	NoDownload         bool     `json:"no_download,omitempty"`
+	DotfileChanges     bool     `json:"allow_dotfile_changes,omitempty"`
 	Domain             string   `json:"domain,omitempty"`
 	Security           string   `json:"security,omitempty"`
 	IgnoreCert         bool     `json:"ignore_cert,omitempty"`
 	Width              int      `json:"width,omitempty"`
 	Height             int      `json:"height,omitempty"`
 	KeyboardLayout     string   `json:"keyboard_layout,omitempty"`
+	IdleTimeoutMinutes int      `json:"idle_timeout_minutes,omitempty"`
+	MaxSessionMinutes  int      `json:"max_session_minutes,omitempty"`
 }
 
 func toAPIResource(r store.Resource) apiResource {
@@ -218,7 +223,8 @@ func toAPIResource(r store.Resource) apiResource {
 	}
 	return apiResource{r.ID, r.Name, r.Description, r.Protocol, r.Host, r.Port, r.Login, t, fingerprint(r.HostKey),
 		r.HasPassword, r.HasPrivateKey, o.ViewOnly, o.Clipboard, o.ColorDepth, o.RecordingMode(), o.RecordInput,
-		o.MaxUploadBytes, o.NoUpload, o.NoDownload, o.Domain, o.Security, o.IgnoreCert, o.Width, o.Height, o.KeyboardLayout}
+		o.MaxUploadBytes, o.NoUpload, o.NoDownload, o.AllowDotfileChanges, o.Domain, o.Security, o.IgnoreCert, o.Width, o.Height, o.KeyboardLayout,
+		o.IdleTimeoutSeconds / 60, o.MaxSessionSeconds / 60}
 }
 
 func (s *Server) apiMe(w http.ResponseWriter, r *http.Request, u store.User) error {
@@ -297,6 +303,49 @@ func (s *Server) apiDeleteUser(w http.ResponseWriter, r *http.Request, actor sto
 		return err
 	}
 	if err := s.deleteUser(r, actor, id); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// apiSignInLockView is a user's recent failed sign-ins.
+type apiSignInLockView struct {
+	Failures    int        `json:"failures"`
+	LastFailure *time.Time `json:"last_failure,omitempty"`
+	LastAddr    string     `json:"last_addr,omitempty"`
+	Locked      bool       `json:"locked"`
+	LockedUntil *time.Time `json:"locked_until,omitempty"`
+}
+
+func (s *Server) apiSignInLock(w http.ResponseWriter, r *http.Request, _ store.User) error {
+	id, err := pathID(r)
+	if err != nil {
+		return err
+	}
+	if _, err := s.Store.UserByID(r.Context(), id); err != nil {
+		return err
+	}
+	l, err := s.Store.SignInLock(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	v := apiSignInLockView{Failures: l.Failures, LastAddr: l.LastAddr, Locked: l.Locked(s.Now())}
+	if !l.LastFailure.IsZero() {
+		v.LastFailure = &l.LastFailure
+	}
+	if v.Locked {
+		v.LockedUntil = &l.LockedUntil
+	}
+	return writeJSON(w, http.StatusOK, v)
+}
+
+func (s *Server) apiUnlockUser(w http.ResponseWriter, r *http.Request, actor store.User) error {
+	id, err := pathID(r)
+	if err != nil {
+		return err
+	}
+	if _, err := s.unlockUser(r, actor, id); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -509,8 +558,12 @@ func (s *Server) apiAudit(w http.ResponseWriter, r *http.Request, _ store.User) 
 	return writeJSON(w, http.StatusOK, out)
 }
 
-// auditPageSize is how many audit events one page or API call returns.
-const auditPageSize = 100
+// auditPageSize is how many audit events one API call returns, and
+// auditScreenSize how many one page of the audit log shows.
+const (
+	auditPageSize   = 100
+	auditScreenSize = 50
+)
 
 // auditFilter reads the audit filters shared by the page and the API.
 func auditFilter(r *http.Request) (store.AuditFilter, error) {

@@ -15,11 +15,12 @@ type apiSegment struct {
 	Name            string   `json:"name"`
 	Description     string   `json:"description"`
 	AllowedNetworks []string `json:"allowed_networks"`
+	ServesUntagged  bool     `json:"serves_untagged"`
 	Gateways        int      `json:"gateways"`
 }
 
 func toAPISegment(sg store.Segment) apiSegment {
-	return apiSegment{sg.ID, sg.Name, sg.Description, nonNilStrings(sg.AllowedNetworks), sg.Gateways}
+	return apiSegment{sg.ID, sg.Name, sg.Description, nonNilStrings(sg.AllowedNetworks), sg.ServesUntagged, sg.Gateways}
 }
 
 type apiGateway struct {

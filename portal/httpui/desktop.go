@@ -38,6 +38,11 @@ const (
 // stream: image chunks are small, but let a whole frame's clipboard pass.
 var gatewayLimits = guac.Limits{MaxElement: 1 << 20, MaxElements: 32}
 
+// endRefused is how a desktop session the portal closed on a browser
+// message it would not take is audited; the words the user saw go in the
+// event's reason.
+const endRefused = "browser message refused"
+
 // wsFlushSize is how much display data the portal gathers into one
 // WebSocket message at most.
 const wsFlushSize = 64 << 10
@@ -122,20 +127,22 @@ func (s *Server) desktopSocket(w http.ResponseWriter, r *http.Request) {
 	details := failure.detailsFor(gw, res)
 	details["session"] = id
 	start := time.Now()
+	guard := s.newGuard(r.Context(), u, res, false)
+	guard.warn = func(msg string) { send(guac.New("msg", strconv.Itoa(guacMsgWarning), msg).AppendTo(nil)) }
 	defer s.addLive(&liveSession{id: id, user: u.Name, resource: res.Name, protocol: res.Protocol,
-		gateway: gw.Name, client: clientAddr(r), start: start, conn: conn})()
+		gateway: gw.Name, client: clientAddr(r), start: start, conn: conn, guard: guard})()
 	s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionConnect, Target: res.Name, Outcome: audit.OutcomeSuccess, Details: details})
 	log.Info("desktop session started", "gateway", gw.Name)
 
-	end := s.relayDesktop(ctx, ws, conn, send, closeWith)
+	end, reason := s.relayDesktop(ctx, ws, conn, guard, send, closeWith)
 	s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionSessionEnd, Target: res.Name, Outcome: audit.OutcomeSuccess,
-		Details: map[string]string{"session": id, "duration": time.Since(start).Round(time.Second).String(), "end": end}})
+		Reason: reason, Details: map[string]string{"session": id, "duration": time.Since(start).Round(time.Second).String(), "end": end}})
 	log.Info("desktop session ended", "end", end)
 }
 
 // relayDesktop copies instructions both ways until either side ends, and
 // says how the session ended.
-func (s *Server) relayDesktop(ctx context.Context, ws *websocket.Conn, conn net.Conn, send func([]byte) error, closeWith func(string, int)) string {
+func (s *Server) relayDesktop(ctx context.Context, ws *websocket.Conn, conn net.Conn, guard *sessionGuard, send func([]byte) error, closeWith func(string, int)) (end, reason string) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	closeBoth := func() { conn.Close(); ws.Close() }
@@ -151,23 +158,24 @@ func (s *Server) relayDesktop(ctx context.Context, ws *websocket.Conn, conn net.
 	}()
 
 	browserGone := make(chan struct{})
+	leave := sync.OnceFunc(func() { close(browserGone) })
 	// refused is why the portal ended the session on a message from the
 	// browser; set before browserGone closes.
 	var refused string
 	wg.Add(1)
 	go func() { // browser → gateway, checked instruction by instruction
 		defer wg.Done()
-		// cancel closes the gateway connection: browserGone must be
-		// closed first, or the relay below takes that for a lost gateway.
+		// Deferred calls run last first: browserGone closes before cancel
+		// cuts the gateway, so the session's end is put down to the browser.
 		defer cancel()
-		defer close(browserGone)
+		defer leave()
 		var out []byte
 		ws.SetReadDeadline(time.Now().Add(wsReadTimeout))
 		for {
 			mt, msg, err := readMessage(ws, maxBrowserMessage())
 			if errors.Is(err, errMessageTooLarge) {
-				refused = "browser message too large"
-				closeWith(fmt.Sprintf("This page sent the portal a message of more than %d KiB, which it does not take; the session was closed. Reload the page to connect again.", maxBrowserMessage()>>10), guacClientOverrun)
+				refused = fmt.Sprintf("This page sent the portal a message of more than %d KiB, which it does not take; the session was closed. Reload the page to connect again.", maxBrowserMessage()>>10)
+				closeWith(refused, guacClientOverrun)
 				return
 			}
 			if err != nil {
@@ -185,8 +193,8 @@ func (s *Server) relayDesktop(ctx context.Context, ws *websocket.Conn, conn net.
 					break
 				}
 				if err != nil { // the stream cannot be followed past it
-					refused = "malformed browser message"
-					closeWith("This page sent the portal an instruction it could not read ("+err.Error()+"); the session was closed. Reload the page to connect again.", guacClientBadRequest)
+					refused = "This page sent the portal an instruction it could not read (" + err.Error() + "); the session was closed. Reload the page to connect again."
+					closeWith(refused, guacClientBadRequest)
 					return
 				}
 				if in.Opcode == "" { // the tunnel's own: echo pings
@@ -194,6 +202,16 @@ func (s *Server) relayDesktop(ctx context.Context, ws *websocket.Conn, conn net.
 						send(in.AppendTo(nil))
 					}
 					continue
+				}
+				if personInput[in.Opcode] {
+					guard.touch(s.Now())
+				}
+				if in.Opcode == "disconnect" {
+					// The page is closing (guacamole-common-js says so
+					// before it closes the socket). The gateway ends the
+					// session at once, which must not be put down to the
+					// gateway connection.
+					leave()
 				}
 				out = in.AppendTo(out)
 			}
@@ -215,9 +233,9 @@ func (s *Server) relayDesktop(ctx context.Context, ws *websocket.Conn, conn net.
 			select {
 			case <-browserGone:
 				if refused != "" {
-					return refused
+					return endRefused, refused
 				}
-				return "browser disconnected"
+				return "browser disconnected", ""
 			default:
 			}
 			if len(batch) > 0 {
@@ -225,31 +243,40 @@ func (s *Server) relayDesktop(ctx context.Context, ws *websocket.Conn, conn net.
 			}
 			if reason := gateways.CloseReason(conn); reason != "" {
 				closeWith(reason, guacSessionClosed)
-				return strings.ReplaceAll(gateways.CloseCode(conn), "_", " ")
+				return strings.ReplaceAll(gateways.CloseCode(conn), "_", " "), reason
 			}
 			if s.ctx.Err() != nil {
 				closeWith("The portal is shutting down; the session was closed.", guacSessionClosed)
-				return "portal shut down"
+				return "portal shut down", ""
 			}
 			closeWith("The connection to the gateway was lost; the session has ended.", guacUpstreamError)
-			return "gateway connection lost"
+			return "gateway connection lost", ""
 		}
 		batch = in.AppendTo(batch)
 		if in.Opcode == "error" {
 			send(batch)
 			wsClose(ws, guacUpstreamError)
-			return "desktop closed: " + firstArg(in)
+			return endRemote, "The desktop closed: " + firstArg(in)
 		}
 		// Send at the end of a frame, when the batch is large, or when
 		// nothing more has arrived (a clipboard change on an idle screen).
 		if in.Opcode == "sync" || len(batch) >= wsFlushSize || rd.Buffered() == 0 {
 			if err := send(batch); err != nil {
-				return "browser disconnected"
+				return "browser disconnected", ""
 			}
 			batch = batch[:0]
 		}
 	}
 }
+
+// personInput are the browser's instructions that a person made: they keep a
+// session from running idle, while the browser's own (sync, ack) do not.
+var personInput = map[string]bool{"key": true, "mouse": true, "touch": true, "clipboard": true}
+
+// guacMsgWarning is the code of the msg instruction that carries a warning
+// to the user (the session ends soon); guacamole-common-js hands codes it
+// does not know to the page's onmsg.
+const guacMsgWarning = 0x4B57
 
 // maxBrowserMessage bounds one WebSocket message from the browser.
 func maxBrowserMessage() int64 { return int64(guac.BrowserLimits.MaxElement) + 4096 }

@@ -34,7 +34,7 @@ type relayRig struct {
 func newRelay(t *testing.T) *relayRig {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{Deps: Deps{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, ctx: ctx, cancel: cancel}
+	s := &Server{Deps: Deps{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: time.Now}, ctx: ctx, cancel: cancel}
 	portalEnd, gwEnd := net.Pipe()
 	ended := make(chan string, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -55,7 +55,8 @@ func newRelay(t *testing.T) *relayRig {
 			send(guac.New("error", msg, strconv.Itoa(status)).AppendTo(nil))
 			wsClose(ws, status)
 		}
-		ended <- s.relayDesktop(ctx, ws, portalEnd, send, closeWith)
+		end, _ := s.relayDesktop(ctx, ws, portalEnd, &sessionGuard{}, send, closeWith)
+		ended <- end
 	}))
 	ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
 	if err != nil {
@@ -111,9 +112,9 @@ func TestDesktopRelayRefusesWithReason(t *testing.T) {
 		end    string
 	}{
 		{"too large", guac.New("clipboard", "1", "text/plain", strings.Repeat("x", int(maxBrowserMessage()))).AppendTo(nil),
-			guacClientOverrun, "more than 260 KiB", "browser message too large"},
-		{"not an instruction", []byte("hello;"), guacClientBadRequest, "could not read", "malformed browser message"},
-		{"cut short", []byte("5.mouse,3.100"), guacClientBadRequest, "could not read", "malformed browser message"},
+			guacClientOverrun, "more than 260 KiB", endRefused},
+		{"not an instruction", []byte("hello;"), guacClientBadRequest, "could not read", endRefused},
+		{"cut short", []byte("5.mouse,3.100"), guacClientBadRequest, "could not read", endRefused},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

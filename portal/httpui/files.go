@@ -55,8 +55,26 @@ func (s *Server) filesResource(w http.ResponseWriter, r *http.Request) (store.Us
 // filesSession is one SFTP session through a gateway, for one request.
 type filesSession struct {
 	*files.Client
+	res     store.Resource
 	gateway string
 	release func()
+}
+
+// protect refuses a change to p (files.ErrProtected) when it is, or
+// resolves into, a dotfile and the resource protects them. follow is for
+// operations that act on what a final symlink points to.
+func (f *filesSession) protect(p string, follow bool) error {
+	if f.res.Options.AllowDotfileChanges {
+		return nil
+	}
+	protected, err := f.Protected(p, follow)
+	if err != nil {
+		return fmt.Errorf("check %q for dotfiles: %w", p, err)
+	}
+	if protected {
+		return files.ErrProtected
+	}
+	return nil
 }
 
 func (f *filesSession) Close() error {
@@ -75,18 +93,25 @@ func (s *Server) openFiles(ctx context.Context, r *http.Request, u store.User, r
 	}
 	sftpRes := res
 	sftpRes.Protocol = wire.ProtocolSFTP
-	conn, _, gw, failure := s.dialResource(ctx, u, sftpRes, clientAddr(r), rand.Text(), 0, 0, false)
+	id := rand.Text()
+	conn, _, gw, failure := s.dialResource(ctx, u, sftpRes, clientAddr(r), id, 0, 0, false)
 	if failure != nil {
 		release()
 		return nil, failure
 	}
+	// Listed among the running sessions while the operation lasts (a long
+	// upload or download), and ended like the others when access ends.
+	unlist := s.addLive(&liveSession{id: id, user: u.Name, resource: res.Name, protocol: wire.ProtocolSFTP,
+		gateway: gw.Name, client: clientAddr(r), start: s.Now(), conn: conn, guard: s.newGuard(r.Context(), u, res, true)})
+	uncount := release
+	release = func() { unlist(); uncount() }
 	c, err := files.Open(conn)
 	if err != nil {
 		release()
 		s.Logger.Error("start SFTP session", "user", u.Name, "resource", res.Name, "gateway", gw.Name, "err", err)
 		return nil, &dialFailure{code: "sftp_failed", msg: fmt.Sprintf("The SFTP service of %s did not answer as expected, so its files cannot be shown.", res.Name)}
 	}
-	return &filesSession{Client: c, gateway: gw.Name, release: release}, nil
+	return &filesSession{Client: c, res: res, gateway: gw.Name, release: release}, nil
 }
 
 // fileEvent audits one file operation: who, on which resource, the path,
@@ -124,7 +149,7 @@ func filesHref(id int64, dir string, q url.Values) string {
 // refusalStatus is the HTTP status for a target's refusal.
 func refusalStatus(err error) int {
 	switch {
-	case errors.Is(err, fs.ErrPermission):
+	case errors.Is(err, fs.ErrPermission), errors.Is(err, files.ErrProtected):
 		return http.StatusForbidden
 	case errors.Is(err, fs.ErrNotExist):
 		return http.StatusNotFound
@@ -165,7 +190,8 @@ func (s *Server) filesPage(w http.ResponseWriter, r *http.Request) {
 	v := ui.FilesView{
 		ResourceID: res.ID, ResourceName: res.Name, Address: address(res), ShowHidden: q.Get("hidden") == "1",
 		CanUpload: !res.Options.NoUpload, CanDownload: !res.Options.NoDownload, MaxUpload: res.Options.MaxUploadBytes,
-		Sort: q.Get("sort"), Desc: q.Get("order") == "desc",
+		ProtectDotfiles: !res.Options.AllowDotfileChanges,
+		Sort:            q.Get("sort"), Desc: q.Get("order") == "desc",
 	}
 	resolved, err := fsess.Resolve(dir)
 	if err == nil {
@@ -477,7 +503,7 @@ func (s *Server) fileUpload(w http.ResponseWriter, r *http.Request) {
 				kind = "error"
 			}
 		}
-		s.setFlash(r, kind, strings.Join(msgs, " "))
+		s.setFlash(r, kind, ui.DisplayName(strings.Join(msgs, " ")))
 		http.Redirect(w, r, filesHref(res.ID, dir, nil), http.StatusSeeOther)
 	}
 	refuse := func(status int, name, msg string, err error) {
@@ -519,7 +545,11 @@ func (s *Server) fileUpload(w http.ResponseWriter, r *http.Request) {
 	replace := q.Get("replace") == "1"
 	upload := func(name string, body io.Reader) (uploadResult, error) {
 		br := &bodyReader{r: body}
-		n, err := fsess.Upload(dir, name, br, limit, replace)
+		var n int64
+		err := fsess.protect(files.Join(dir, name), false)
+		if err == nil {
+			n, err = fsess.Upload(dir, name, br, limit, replace)
+		}
 		details := map[string]string{"gateway": fsess.gateway}
 		if replace {
 			details["replace"] = "yes"
@@ -534,6 +564,8 @@ func (s *Server) fileUpload(w http.ResponseWriter, r *http.Request) {
 			x.Message = fmt.Sprintf("%s already exists in %s; choose to replace it, or rename one of them.", name, dir)
 		case errors.Is(err, files.ErrBadName):
 			x.Message = fmt.Sprintf("%q cannot be a file name.", name)
+		case errors.Is(err, files.ErrProtected):
+			x.Message = fmt.Sprintf("%s was not uploaded: %s.", name, err)
 		case br.err != nil:
 			err = fmt.Errorf("interrupted after %d bytes: %w", n, br.err)
 			x.Message = fmt.Sprintf("The upload of %s was interrupted; nothing was saved under its name.", name)
@@ -541,6 +573,7 @@ func (s *Server) fileUpload(w http.ResponseWriter, r *http.Request) {
 			x.Message = fmt.Sprintf("The target refused to save %s: %s.", name, files.Message(err))
 		}
 		s.fileEvent(r, u, res, audit.ActionFileUpload, files.Join(dir, name), n, err, details)
+		x.Message = ui.DisplayName(x.Message)
 		return x, err
 	}
 	if raw {
@@ -636,9 +669,9 @@ func (s *Server) fileAction(w http.ResponseWriter, r *http.Request, action strin
 		if failure == nil {
 			msg = msg + ": " + files.Message(err) + "."
 		}
-		s.setFlash(r, "error", msg)
+		s.setFlash(r, "error", ui.DisplayName(msg))
 	} else {
-		s.setFlash(r, "success", msg)
+		s.setFlash(r, "success", ui.DisplayName(msg))
 	}
 	http.Redirect(w, r, filesHref(res.ID, back, nil), http.StatusSeeOther)
 }
@@ -646,6 +679,9 @@ func (s *Server) fileAction(w http.ResponseWriter, r *http.Request, action strin
 func (s *Server) fileMkdir(w http.ResponseWriter, r *http.Request) {
 	s.fileAction(w, r, audit.ActionFileMkdir, func(f *filesSession, dir string) (string, error) {
 		name := r.PostForm.Get("name")
+		if err := f.protect(files.Join(dir, name), false); err != nil {
+			return fmt.Sprintf("The folder %q was not created", name), err
+		}
 		if err := f.Mkdir(dir, name); err != nil {
 			return fmt.Sprintf("The folder %q could not be created", name), err
 		}
@@ -656,6 +692,13 @@ func (s *Server) fileMkdir(w http.ResponseWriter, r *http.Request) {
 func (s *Server) fileRename(w http.ResponseWriter, r *http.Request) {
 	s.fileAction(w, r, audit.ActionFileRename, func(f *filesSession, p string) (string, error) {
 		name := r.PostForm.Get("name")
+		err := f.protect(p, false)
+		if err == nil {
+			err = f.protect(files.Join(path.Dir(p), name), false)
+		}
+		if err != nil {
+			return fmt.Sprintf("%s was not renamed", path.Base(p)), err
+		}
 		if _, err := f.Rename(p, name); err != nil {
 			return fmt.Sprintf("%s could not be renamed to %q", path.Base(p), name), err
 		}
@@ -665,6 +708,9 @@ func (s *Server) fileRename(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) fileDelete(w http.ResponseWriter, r *http.Request) {
 	s.fileAction(w, r, audit.ActionFileDelete, func(f *filesSession, p string) (string, error) {
+		if err := f.protect(p, false); err != nil {
+			return fmt.Sprintf("%s was not deleted", path.Base(p)), err
+		}
 		if err := f.Remove(p); err != nil {
 			return fmt.Sprintf("%s could not be deleted", path.Base(p)), err
 		}
@@ -677,6 +723,9 @@ func (s *Server) fileChmod(w http.ResponseWriter, r *http.Request) {
 		mode, err := files.ParseMode(r.PostForm.Get("mode"))
 		if err != nil {
 			return "The permissions were not changed", err
+		}
+		if err := f.protect(p, true); err != nil {
+			return fmt.Sprintf("The permissions of %s were not changed", path.Base(p)), err
 		}
 		if err := f.Chmod(p, mode); err != nil {
 			return fmt.Sprintf("The permissions of %s could not be changed", path.Base(p)), err

@@ -19,6 +19,9 @@ type segmentInput struct {
 	Name            string   `json:"name"`
 	Description     string   `json:"description"`
 	AllowedNetworks []string `json:"allowed_networks"`
+	// ServesUntagged: absent means on for a new segment and unchanged for
+	// an update.
+	ServesUntagged *bool `json:"serves_untagged"`
 }
 
 func (in *segmentInput) validate(isNew bool) fieldErrors {
@@ -42,12 +45,15 @@ func (s *Server) createSegment(r *http.Request, actor store.User, in segmentInpu
 	if fe := in.validate(true); len(fe) > 0 {
 		return store.Segment{}, fe
 	}
-	seg, err := s.Store.CreateSegment(r.Context(), store.Segment{Name: in.Name, Description: in.Description, AllowedNetworks: in.AllowedNetworks})
+	untagged := in.ServesUntagged == nil || *in.ServesUntagged
+	seg, err := s.Store.CreateSegment(r.Context(), store.Segment{Name: in.Name, Description: in.Description, AllowedNetworks: in.AllowedNetworks,
+		ServesUntagged: untagged})
 	if err != nil {
 		return store.Segment{}, conflictOrErr(err, "name")
 	}
+	s.syncOrLog()
 	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionSegmentCreate, Target: seg.Name, Outcome: audit.OutcomeSuccess,
-		Details: map[string]string{"allowed_networks": strings.Join(seg.AllowedNetworks, ",")}})
+		Details: map[string]string{"allowed_networks": strings.Join(seg.AllowedNetworks, ","), "serves_untagged": strconv.FormatBool(seg.ServesUntagged)}})
 	return seg, nil
 }
 
@@ -62,12 +68,15 @@ func (s *Server) updateSegment(r *http.Request, actor store.User, id int64, in s
 		return seg, fe
 	}
 	seg.Description, seg.AllowedNetworks = in.Description, in.AllowedNetworks
+	if in.ServesUntagged != nil {
+		seg.ServesUntagged = *in.ServesUntagged
+	}
 	if err := s.Store.UpdateSegment(r.Context(), seg); err != nil {
 		return seg, err
 	}
 	s.syncOrLog()
 	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionSegmentUpdate, Target: seg.Name, Outcome: audit.OutcomeSuccess,
-		Details: map[string]string{"allowed_networks": strings.Join(seg.AllowedNetworks, ",")}})
+		Details: map[string]string{"allowed_networks": strings.Join(seg.AllowedNetworks, ","), "serves_untagged": strconv.FormatBool(seg.ServesUntagged)}})
 	return s.Store.SegmentByID(r.Context(), id)
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"html"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -48,6 +50,9 @@ type fixture struct {
 	recordings *storage.Dir
 	// exportsDir holds the video exports.
 	exportsDir string
+	// portalID is the portal's gateway key; pool its gateway pool.
+	portalID *wire.Identity
+	pool     *gateways.Pool
 }
 
 const testPassword = "test-password-1"
@@ -75,7 +80,10 @@ func newFixtureWith(t *testing.T, export exports.ExportFunc) *fixture {
 	t.Cleanup(stop)
 	id, _ := wire.LoadOrCreateIdentity(filepath.Join(dir, "id.pem"))
 	pool := gateways.New(id, logger, 5*time.Second)
-	al := audit.New(st, logger, time.Now)
+	al, err := audit.New(st, make([]byte, 32), logger, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
 	recDir, err := storage.Open(filepath.Join(dir, "recordings"))
 	if err != nil {
 		t.Fatal(err)
@@ -88,11 +96,14 @@ func newFixtureWith(t *testing.T, export exports.ExportFunc) *fixture {
 		}
 	}
 	s := New(Deps{Store: st, Sessions: sessions, Auth: auth.New(st, auth.NewLimiter(time.Now), logger), Audit: al,
-		Authz: authz.New(st), Gateways: pool, Assets: assets.Handler(), Logger: logger, Recordings: recDir, Exports: videos})
+		Authz: authz.New(st), Gateways: pool, Assets: assets.Handler(), Logger: logger, Recordings: recDir, Exports: videos,
+		PortalIdentity: id, PortalKey: id.PublicKeyString(), PortalTLSKeySHA256: strings.Repeat("ab", 32),
+		PortalTLSNextKeys: []string{strings.Repeat("cd", 32)}})
 	srv := httptest.NewTLSServer(s)
 	t.Cleanup(func() { srv.Close(); s.Close() })
 
-	f := &fixture{t: t, srv: srv, store: st, audit: al, users: map[string]store.User{}, recordings: recDir, exportsDir: exportsDir}
+	f := &fixture{t: t, srv: srv, store: st, audit: al, users: map[string]store.User{}, recordings: recDir, exportsDir: exportsDir,
+		portalID: id, pool: pool}
 	hash, _ := auth.HashPassword(testPassword)
 	f.group, _ = st.CreateGroup(ctx, store.Group{Name: "ops"})
 	for _, r := range []store.Role{store.RoleAdmin, store.RoleAuditor, store.RoleUser} {
@@ -194,6 +205,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"POST", "/admin/users", "admin"},
 		{"GET", fmt.Sprintf("/admin/users/%d", u), "admin"},
 		{"POST", fmt.Sprintf("/admin/users/%d", u), "admin"},
+		{"POST", fmt.Sprintf("/admin/users/%d/unlock", u), "admin"},
 		{"GET", "/admin/groups", "admin"},
 		{"POST", "/admin/groups", "admin"},
 		{"GET", "/admin/resources", "admin"},
@@ -465,6 +477,10 @@ func TestAPI(t *testing.T) {
 		{adminTok, "GET", "/api/v1/nope", "", 404, "no such API endpoint"},
 		{adminTok, "POST", "/api/v1/segments", `{"name":"gateway-aws","allowed_networks":["10.0.0.0/8","192.168.1.7"]}`, 201, `"allowed_networks":["10.0.0.0/8","192.168.1.7/32"]`},
 		{adminTok, "POST", "/api/v1/segments", `{"name":"bad","allowed_networks":["10.0.0.0/33"]}`, 422, "allowed_networks"},
+		{adminTok, "POST", "/api/v1/segments", `{"name":"vault","serves_untagged":false}`, 201, `"serves_untagged":false`},
+		{adminTok, "GET", "/api/v1/segments", "", 200, `"name":"gateway-aws","description":"","allowed_networks":["10.0.0.0/8","192.168.1.7/32"],"serves_untagged":true`},
+		{adminTok, "PUT", "/api/v1/segments/3", `{"description":"kept off"}`, 200, `"description":"kept off","allowed_networks":[],"serves_untagged":false`},
+		{adminTok, "PUT", "/api/v1/segments/3", `{"serves_untagged":true}`, 200, `"serves_untagged":true`},
 		{adminTok, "POST", "/api/v1/gateways", `{"name":"aws-1","segment_id":2,"host":"10.1.2.3"}`, 201, `"state":"pending"`},
 		{adminTok, "POST", "/api/v1/gateways", `{"name":"x","segment_id":1,"host":"10.1.2.3"}`, 422, "segment_id"},
 		{adminTok, "PUT", "/api/v1/gateways/1/key", `{"public_key":"ssh-ed25519 AAAA"}`, 422, "not a gateway key"},
@@ -579,5 +595,109 @@ func TestAuditCSV(t *testing.T) {
 	}
 	if evs, _ := f.audit.Search(context.Background(), store.AuditFilter{Action: audit.ActionAuditExport}); len(evs) != 2 {
 		t.Fatalf("%d exports audited, want 2", len(evs))
+	}
+}
+
+// TestCreateTokenAsksForPassword: a token outlives the web session, so the
+// account page asks for the password before making one.
+func TestCreateTokenAsksForPassword(t *testing.T) {
+	f := newFixture(t)
+	c := f.client("user")
+	for _, tc := range []struct {
+		password string
+		status   int
+		want     string
+	}{
+		{"", http.StatusUnprocessableEntity, "This is not your password."},
+		{"wrong-password-1", http.StatusUnprocessableEntity, "This is not your password."},
+		{testPassword, http.StatusOK, "kw_"},
+	} {
+		resp := f.do(c, "POST", "/account/tokens", url.Values{"name": {"script"}, "expires_days": {"7"}, "password": {tc.password}}, nil)
+		body := readBody(resp)
+		if resp.StatusCode != tc.status || !strings.Contains(body, tc.want) {
+			t.Errorf("password %q: %d, want %d with %q", tc.password, resp.StatusCode, tc.status, tc.want)
+		}
+	}
+	toks, err := f.store.ListTokens(context.Background(), f.users["user"].ID)
+	if err != nil || len(toks) != 1 {
+		t.Fatalf("tokens made: %v %v, want one", toks, err)
+	}
+}
+
+// TestSessionLimitsValidate: the resource form takes session limits in
+// whole minutes within bounds, and keeps them.
+func TestSessionLimitsValidate(t *testing.T) {
+	f := newFixture(t)
+	c := f.client("admin")
+	path := fmt.Sprintf("/admin/resources/%d", f.resource.ID)
+	base := url.Values{"name": {"web"}, "protocol": {"ssh"}, "host": {"127.0.0.1"}, "port": {"1"}, "login": {"x"}, "recording": {"on"}}
+	for _, tc := range []struct {
+		idle, max string
+		status    int
+		idleS     int
+		maxS      int
+	}{
+		{"1", "", http.StatusUnprocessableEntity, 0, 0},
+		{"", "99999", http.StatusUnprocessableEntity, 0, 0},
+		{"x", "", http.StatusUnprocessableEntity, 0, 0},
+		{"15", "480", http.StatusSeeOther, 900, 28800},
+		{"", "", http.StatusSeeOther, 0, 0},
+	} {
+		form := url.Values{}
+		for k, v := range base {
+			form[k] = v
+		}
+		form.Set("idle_timeout", tc.idle)
+		form.Set("max_session", tc.max)
+		resp := f.do(c, "POST", path, form, nil)
+		body := readBody(resp)
+		if resp.StatusCode != tc.status {
+			t.Fatalf("idle %q max %q: %d, want %d\n%s", tc.idle, tc.max, resp.StatusCode, tc.status, body)
+		}
+		if tc.status != http.StatusSeeOther {
+			if !strings.Contains(body, "whole minutes from 2 to 10080") {
+				t.Errorf("idle %q max %q: no field error", tc.idle, tc.max)
+			}
+			continue
+		}
+		res, _ := f.store.ResourceByID(context.Background(), f.resource.ID)
+		if res.Options.IdleTimeoutSeconds != tc.idleS || res.Options.MaxSessionSeconds != tc.maxS {
+			t.Errorf("idle %q max %q: stored %+v", tc.idle, tc.max, res.Options)
+		}
+	}
+}
+
+// TestAuditPages: the audit log shows 50 events a page, older pages link
+// back to the newest, and long details stay whole (they wrap in CSS).
+func TestAuditPages(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	for i := range 120 {
+		f.audit.Record(ctx, audit.Event{Actor: "pager", Action: audit.ActionSignIn, Outcome: audit.OutcomeSuccess,
+			Details: map[string]string{"session": fmt.Sprintf("PAGE%03dXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX", i)}})
+	}
+	c := f.client("auditor")
+	seen := map[string]bool{}
+	path := "/audit?actor=pager"
+	for page := 1; path != ""; page++ {
+		body := readBody(f.do(c, "GET", path, nil, nil))
+		rows := regexp.MustCompile(`session=PAGE(\d{3})X{32}`).FindAllStringSubmatch(body, -1)
+		want := map[int]int{1: 50, 2: 50, 3: 20}[page]
+		if len(rows) != want {
+			t.Fatalf("page %d shows %d events, want %d", page, len(rows), want)
+		}
+		for _, m := range rows {
+			seen[m[1]] = true
+		}
+		if hasNewest := strings.Contains(body, "Newest events"); hasNewest != (page > 1) {
+			t.Errorf("page %d: newest link %v", page, hasNewest)
+		}
+		path = ""
+		if m := regexp.MustCompile(`href="(/audit\?[^"]*before=\d+[^"]*)"[^>]*>Older events`).FindStringSubmatch(body); m != nil {
+			path = html.UnescapeString(m[1])
+		}
+	}
+	if len(seen) != 120 {
+		t.Errorf("the pages showed %d distinct events, want 120", len(seen))
 	}
 }

@@ -26,6 +26,9 @@ type liveSession struct {
 	start                                         time.Time
 	conn                                          net.Conn     // to the gateway
 	term                                          *termSession // nil for desktops
+	// guard ends the session when its access does; nil for sessions the
+	// guard does not watch (an admin's connection test).
+	guard *sessionGuard
 }
 
 // addLive registers a running session until the returned func is called.
@@ -47,14 +50,24 @@ func (s *Server) addLive(ls *liveSession) (remove func()) {
 // end them.
 func (s *Server) sessionsPage(w http.ResponseWriter, r *http.Request) {
 	u, _ := currentUser(r)
+	now := s.Now()
 	s.mu.Lock()
 	v := ui.SessionsView{CanTerminate: u.Role == store.RoleAdmin}
 	for _, ls := range s.live {
-		v.Sessions = append(v.Sessions, ui.SessionRow{ID: ls.id, User: ls.user, Resource: ls.resource, Protocol: ls.protocol,
-			Gateway: ls.gateway, ClientAddr: ls.client, Start: ls.start})
+		row := ui.SessionRow{ID: ls.id, User: ls.user, Resource: ls.resource, Protocol: ls.protocol,
+			Gateway: ls.gateway, ClientAddr: ls.client, Start: ls.start, Duration: now.Sub(ls.start), Watchable: ls.term != nil}
+		if ls.guard != nil {
+			row.Idle = now.Sub(time.Unix(0, ls.guard.lastInput.Load()))
+		}
+		v.Sessions = append(v.Sessions, row)
 	}
 	s.mu.Unlock()
 	slices.SortFunc(v.Sessions, func(a, b ui.SessionRow) int { return b.Start.Compare(a.Start) })
+	if r.URL.Query().Get("partial") == "1" {
+		// The page's own refresh: the table alone.
+		s.render(w, r, http.StatusOK, ui.SessionsList(v))
+		return
+	}
 	s.render(w, r, http.StatusOK, ui.Sessions(s.page(r, "Live sessions", "sessions"), v))
 }
 
@@ -76,6 +89,9 @@ func (s *Server) terminateSession(w http.ResponseWriter, r *http.Request) {
 		Details: map[string]string{"session": ls.id, "user": ls.user, "gateway": ls.gateway}})
 	s.done(w, r, fmt.Sprintf("Ended %s's session on %s.", ls.user, ls.resource), "/sessions")
 }
+
+// maxWatchMessage bounds what a viewer may send: it has nothing to say.
+const maxWatchMessage = 512
 
 // watchBuffer is how many output chunks a watcher may fall behind before
 // it is dropped; the session itself never waits for watchers.
@@ -181,15 +197,15 @@ func (s *Server) watchSocket(w http.ResponseWriter, r *http.Request) {
 		ls.term.watchers.remove(ch)
 		return
 	}
+	// A viewer sends nothing but control frames.
+	ws.SetReadLimit(maxWatchMessage)
 	s.wg.Add(1)
 	defer s.wg.Done()
 	defer ws.Close()
 	defer ls.term.watchers.remove(ch)
 	s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionSessionWatch, Target: ls.resource, Outcome: audit.OutcomeSuccess,
 		Details: map[string]string{"session": ls.id, "user": ls.user}})
-	// The viewer sends nothing; reading notices when it leaves. Whatever
-	// it sends is bounded: past the limit the connection closes.
-	ws.SetReadLimit(maxControlMessage)
+	// The viewer sends nothing; reading notices when it leaves.
 	left := make(chan struct{})
 	go func() {
 		defer close(left)

@@ -61,6 +61,13 @@ func (s *Server) userForm(w http.ResponseWriter, r *http.Request, status int, v 
 	title := "New user"
 	if !v.IsNew {
 		title = "Edit " + v.Name
+		l, err := s.Store.SignInLock(r.Context(), v.ID)
+		if err != nil {
+			s.serverError(w, r, err)
+			return
+		}
+		v.Lock = ui.SignInLockView{Failures: l.Failures, LastFailure: l.LastFailure, LastAddr: l.LastAddr,
+			Locked: l.Locked(s.Now()), LockedUntil: l.LockedUntil}
 	}
 	s.render(w, r, status, ui.UserForm(s.page(r, title, "users"), v))
 }
@@ -138,6 +145,22 @@ func (s *Server) deleteUserForm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.done(w, r, "The user was deleted.", "/admin/users")
+}
+
+// unlockUserForm lifts an account's sign-in lock and forgets its failed
+// sign-ins.
+func (s *Server) unlockUserForm(w http.ResponseWriter, r *http.Request) {
+	actor, _ := currentUser(r)
+	id, err := pathID(r)
+	var u store.User
+	if err == nil {
+		u, err = s.unlockUser(r, actor, id)
+	}
+	if err != nil {
+		s.actionError(w, r, err, "/admin/users")
+		return
+	}
+	s.done(w, r, fmt.Sprintf("Sign-in of %q was unlocked.", u.Name), fmt.Sprintf("/admin/users/%d", id))
 }
 
 // --- groups
@@ -227,9 +250,23 @@ func resourceFromForm(r *http.Request) (resourceInput, string) {
 			maxUpload = -1 // reported by validate
 		}
 	}
+	// Session limits in whole minutes; blank is none.
+	minutes := func(field string) int {
+		v := strings.TrimSpace(r.PostForm.Get(field))
+		if v == "" {
+			return 0
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n == 0 {
+			return -1 // reported by validate
+		}
+		return n
+	}
 	in := resourceInput{
+		IdleTimeoutMinutes: minutes("idle_timeout"), MaxSessionMinutes: minutes("max_session"),
 		MaxUploadBytes: maxUpload, NoUpload: r.PostForm.Get("no_upload") == "on", NoDownload: r.PostForm.Get("no_download") == "on",
-		Name: r.PostForm.Get("name"), Description: r.PostForm.Get("description"), Protocol: r.PostForm.Get("protocol"),
+		AllowDotfileChanges: r.PostForm.Get("allow_dotfile_changes") == "on",
+		Name:                r.PostForm.Get("name"), Description: r.PostForm.Get("description"), Protocol: r.PostForm.Get("protocol"),
 		Host: r.PostForm.Get("host"), Port: port, Login: r.PostForm.Get("login"), Password: r.PostForm.Get("password"),
 		PrivateKey: r.PostForm.Get("private_key"), ClearPassword: r.PostForm.Get("clear_password") == "on",
 		ClearPrivateKey: r.PostForm.Get("clear_private_key") == "on", Tags: splitTags(r.PostForm.Get("tags")),
@@ -255,7 +292,13 @@ func resourceFromForm(r *http.Request) (resourceInput, string) {
 func desktopFormView(v *ui.ResourceFormView, o store.Options) {
 	v.ViewOnly, v.Clipboard, v.ColorDepth = o.ViewOnly, o.Clipboard, o.ColorDepth
 	v.Recording, v.RecordInput = o.RecordingMode(), o.RecordInput
-	v.NoUpload, v.NoDownload = o.NoUpload, o.NoDownload
+	v.NoUpload, v.NoDownload, v.DotfileChanges = o.NoUpload, o.NoDownload, o.AllowDotfileChanges
+	if o.IdleTimeoutSeconds > 0 {
+		v.IdleTimeout = strconv.Itoa(o.IdleTimeoutSeconds / 60)
+	}
+	if o.MaxSessionSeconds > 0 {
+		v.MaxSession = strconv.Itoa(o.MaxSessionSeconds / 60)
+	}
 	if o.MaxUploadBytes > 0 {
 		v.MaxUpload = strconv.FormatFloat(float64(o.MaxUploadBytes)/(1<<20), 'f', -1, 64)
 	}
@@ -510,16 +553,22 @@ func (s *Server) auditPage(w http.ResponseWriter, r *http.Request) {
 		s.render(w, r, http.StatusBadRequest, ui.Audit(s.page(r, "Audit log", "audit"), v))
 		return
 	}
+	f.Limit = auditScreenSize
 	evs, err := s.Audit.Search(r.Context(), f)
 	if err != nil {
 		s.serverError(w, r, err)
 		return
 	}
+	if q.Get("before") != "" {
+		newest := r.URL.Query()
+		newest.Del("before")
+		v.NewestHref = "/audit?" + newest.Encode()
+	}
 	for _, e := range evs {
 		v.Events = append(v.Events, ui.AuditRow{ID: e.ID, Time: e.Time, Actor: e.Actor, Action: e.Action, Target: e.Target,
 			Outcome: e.Outcome, Reason: e.Reason, ClientAddr: e.ClientAddr, Details: formatDetails(e.Details)})
 	}
-	if len(evs) == auditPageSize {
+	if len(evs) == f.Limit {
 		older := r.URL.Query()
 		older.Set("before", strconv.FormatInt(evs[len(evs)-1].ID, 10))
 		v.OlderHref = "/audit?" + older.Encode()

@@ -2,8 +2,14 @@ package httpui
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/keyway-dev/keyway/portal/audit"
 	"github.com/keyway-dev/keyway/portal/auth"
@@ -11,13 +17,47 @@ import (
 	"github.com/keyway-dev/keyway/web/ui"
 )
 
+// maxNext bounds the post-sign-in path carried through the sign-in form.
+const maxNext = 2048
+
 // safeNext keeps a post-sign-in redirect on this site: a path, never a URL
 // to somewhere else.
 func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") || strings.ContainsAny(next, "\r\n") {
+	if !localPath(next) {
 		return "/"
 	}
 	return next
+}
+
+// localPath reports whether p is a path on this site, as written and once
+// percent-decoded: a single leading slash, no backslash (browsers read it
+// as a slash) and no control character (browsers drop tabs and newlines,
+// so "/\t/evil.example" becomes "//evil.example").
+func localPath(p string) bool {
+	if len(p) > maxNext {
+		return false
+	}
+	dec, err := url.PathUnescape(p)
+	if err != nil {
+		return false
+	}
+	for _, s := range []string{p, dec} {
+		if !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") || strings.Contains(s, `\`) ||
+			strings.ContainsFunc(s, unicode.IsControl) || !utf8.ValidString(s) {
+			return false
+		}
+	}
+	u, err := url.Parse(p)
+	return err == nil && u.Scheme == "" && u.Host == "" && u.User == nil && u.Opaque == ""
+}
+
+// auditName is a name typed at sign-in as the audit log keeps it: one
+// that no account can have is kept as a placeholder with its length.
+func auditName(name string) string {
+	if auth.ValidUsername(name) != nil {
+		return fmt.Sprintf("(invalid username, %d bytes)", len(name))
+	}
+	return name
 }
 
 func (s *Server) signInPage(w http.ResponseWriter, r *http.Request) {
@@ -25,7 +65,7 @@ func (s *Server) signInPage(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, safeNext(r.URL.Query().Get("next")), http.StatusSeeOther)
 		return
 	}
-	s.render(w, r, http.StatusOK, ui.SignIn(s.page(r, "Sign in", ""), ui.SignInView{Next: r.URL.Query().Get("next")}))
+	s.render(w, r, http.StatusOK, ui.SignIn(s.page(r, "Sign in", ""), ui.SignInView{Next: safeNext(r.URL.Query().Get("next"))}))
 }
 
 func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
@@ -43,17 +83,28 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 		case errors.As(err, &rl):
 			msg = "Too many failed sign-ins. " + capitalize(rl.Error()) + "."
 			status = http.StatusTooManyRequests
-			w.Header().Set("Retry-After", strings.TrimSuffix(rl.RetryAfter.Round(1e9).String(), "s"))
+			w.Header().Set("Retry-After", strconv.Itoa(int(max(rl.RetryAfter.Round(time.Second), time.Second)/time.Second)))
+		case errors.Is(err, auth.ErrBusy):
+			msg = "The portal is busy checking other sign-ins. Try again in a few seconds."
+			status = http.StatusServiceUnavailable
+			w.Header().Set("Retry-After", strconv.Itoa(int(auth.BusyRetryAfter/time.Second)))
+		case errors.Is(err, auth.ErrInvalidUsername):
+			msg = capitalize(err.Error()) + "."
 		case errors.Is(err, auth.ErrDisabled):
 			msg = "This account is disabled. Ask an administrator."
 			status = http.StatusForbidden
 		case errors.Is(err, auth.ErrInvalidCredentials):
+		case r.Context().Err() != nil:
+			return // the client left while waiting
 		default:
 			s.serverError(w, r, err)
 			return
 		}
-		s.record(r, audit.Event{Actor: name, Action: audit.ActionSignIn, Outcome: audit.OutcomeFailure, Reason: err.Error()})
-		s.render(w, r, status, ui.SignIn(s.page(r, "Sign in", ""), ui.SignInView{Next: next, Username: name, Error: msg}))
+		s.record(r, audit.Event{Actor: auditName(name), Action: audit.ActionSignIn, Outcome: audit.OutcomeFailure, Reason: err.Error()})
+		if auth.ValidUsername(name) != nil {
+			name = ""
+		}
+		s.render(w, r, status, ui.SignIn(s.page(r, "Sign in", ""), ui.SignInView{Next: safeNext(next), Username: name, Error: msg}))
 		return
 	}
 	if err := s.startSession(r, u); err != nil {
@@ -71,6 +122,7 @@ func (s *Server) startSession(r *http.Request, u store.User) error {
 		return err
 	}
 	s.Sessions.Put(r.Context(), sessionUserKey, u.ID)
+	s.Sessions.Put(r.Context(), sessionEpochKey, u.SessionEpoch)
 	return nil
 }
 
@@ -82,6 +134,8 @@ func (s *Server) signOut(w http.ResponseWriter, r *http.Request) {
 		s.serverError(w, r, err)
 		return
 	}
+	// Sessions opened from this sign-in end with it.
+	s.kickGuard()
 	http.Redirect(w, r, "/signin", http.StatusSeeOther)
 }
 

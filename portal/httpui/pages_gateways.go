@@ -3,9 +3,11 @@ package httpui
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -36,8 +38,20 @@ func (s *Server) SyncGateways(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	segs, err := s.Store.ListSegments(ctx)
+	if err != nil {
+		return fmt.Errorf("load segments: %w", err)
+	}
+	sel := make([]gateways.Segment, 0, len(segs))
+	for _, sg := range segs {
+		sel = append(sel, gateways.Segment{Name: sg.Name, ServesUntagged: sg.ServesUntagged})
+	}
 	s.Gateways.SetTunnel(tunnel != "off")
+	s.Gateways.SetSegments(sel)
 	s.Gateways.Set(gateways.FromStore(gs))
+	if s.RelayAddresses != nil {
+		s.RelayAddresses(relayAddresses(gs))
+	}
 	if s.DefaultNetworks != nil {
 		seg, err := s.Store.SegmentByName(ctx, store.DefaultSegment)
 		if err != nil {
@@ -104,7 +118,8 @@ func (s *Server) renderGateways(w http.ResponseWriter, r *http.Request, status i
 	health := s.gatewayRows()
 	v.Tunnel = s.Gateways.Tunnel()
 	for _, sg := range segs {
-		sv := ui.SegmentView{ID: sg.ID, Name: sg.Name, Description: sg.Description, AllowedNetworks: strings.Join(sg.AllowedNetworks, "\n")}
+		sv := ui.SegmentView{ID: sg.ID, Name: sg.Name, Description: sg.Description, AllowedNetworks: strings.Join(sg.AllowedNetworks, "\n"),
+			ServesUntagged: sg.ServesUntagged}
 		for _, g := range gs {
 			if g.SegmentID == sg.ID {
 				sv.Gateways = append(sv.Gateways, rowOf(g, health[strconv.FormatInt(g.ID, 10)]))
@@ -156,7 +171,10 @@ func (s *Server) createSegmentForm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := ui.GatewaysView{Name: r.PostForm.Get("name"), Description: r.PostForm.Get("description"), Networks: r.PostForm.Get("allowed_networks")}
-	seg, err := s.createSegment(r, actor, segmentInput{Name: v.Name, Description: v.Description, AllowedNetworks: []string{v.Networks}})
+	untagged := formServesUntagged(r)
+	v.ServesUntagged = untagged == nil || *untagged
+	seg, err := s.createSegment(r, actor, segmentInput{Name: v.Name, Description: v.Description, AllowedNetworks: []string{v.Networks},
+		ServesUntagged: untagged})
 	if s.formFailed(w, r, err, func(errs ui.Errors) {
 		v.Errors = errs
 		s.renderGateways(w, r, http.StatusUnprocessableEntity, v)
@@ -164,6 +182,17 @@ func (s *Server) createSegmentForm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.done(w, r, "Segment "+seg.Name+" was created. Add a gateway to it, then tag resources with "+seg.Name+".", "/admin/gateways")
+}
+
+// formServesUntagged reads the segment form's "serves untagged resources"
+// checkbox. The form marks that it has the checkbox (an unticked one is
+// not sent), so a post without the marker leaves the setting alone.
+func formServesUntagged(r *http.Request) *bool {
+	if r.PostForm.Get("untagged_field") == "" {
+		return nil
+	}
+	on := r.PostForm.Get("serves_untagged") == "on"
+	return &on
 }
 
 func (s *Server) updateSegmentForm(w http.ResponseWriter, r *http.Request) {
@@ -174,7 +203,8 @@ func (s *Server) updateSegmentForm(w http.ResponseWriter, r *http.Request) {
 	}
 	var seg store.Segment
 	if err == nil {
-		seg, err = s.updateSegment(r, actor, id, segmentInput{Description: r.PostForm.Get("description"), AllowedNetworks: []string{r.PostForm.Get("allowed_networks")}})
+		seg, err = s.updateSegment(r, actor, id, segmentInput{Description: r.PostForm.Get("description"), AllowedNetworks: []string{r.PostForm.Get("allowed_networks")},
+			ServesUntagged: formServesUntagged(r)})
 	}
 	if err != nil {
 		s.actionError(w, r, err, "/admin/gateways")
@@ -348,7 +378,7 @@ func (s *Server) gatewayConfigFile(w http.ResponseWriter, r *http.Request) {
 	}
 	f := wire.GatewayFile{
 		GatewayID: strconv.FormatInt(g.ID, 10), Name: g.Name, Segment: g.Segment,
-		PortalURL: s.PortalURL, PortalKey: s.PortalKey, PortalCertSHA256: s.PortalCertSHA256,
+		PortalURL: s.PortalURL, PortalKey: s.PortalKey, PortalTLSKeySHA256: s.PortalTLSKeySHA256,
 		StateDir: "/var/lib/keyway-gateway", PullIntervalSecs: 10,
 		Listen: map[string]string{"ssh": fmt.Sprintf(":%d", g.SSHPort), "rdp": fmt.Sprintf(":%d", g.RDPPort), "vnc": fmt.Sprintf(":%d", g.VNCPort),
 			"management": fmt.Sprintf(":%d", g.ManagementPort), "health": ":8081"},
@@ -361,9 +391,12 @@ func (s *Server) gatewayConfigFile(w http.ResponseWriter, r *http.Request) {
 }
 
 // authGateway checks a gateway's signed request against its pinned key:
-// unknown, pending and revoked gateways are refused. On failure it has
-// answered the request.
-func (s *Server) authGateway(w http.ResponseWriter, r *http.Request, what string) (store.Gateway, bool) {
+// unknown, pending and revoked gateways, replayed requests and those
+// signed the old way are refused. It returns the SHA-256 the signature
+// gives the request's body, which handlers reading a body check. On
+// failure it has answered the request.
+func (s *Server) authGateway(w http.ResponseWriter, r *http.Request, what string) (store.Gateway, [sha256.Size]byte, bool) {
+	var body [sha256.Size]byte
 	id, err := strconv.ParseInt(r.Header.Get(wire.HeaderGatewayID), 10, 64)
 	var g store.Gateway
 	if err == nil {
@@ -377,19 +410,25 @@ func (s *Server) authGateway(w http.ResponseWriter, r *http.Request, what string
 		}
 	}
 	if err == nil {
-		err = wire.VerifyRequest(r, key, s.Now())
+		body, err = wire.VerifyRequest(r, key, s.Now(), s.nonces)
+	}
+	if errors.Is(err, wire.ErrNonceCacheFull) {
+		w.Header().Set("Retry-After", "10")
+		writeJSONError(w, http.StatusServiceUnavailable, err.Error())
+		return g, body, false
 	}
 	if err != nil {
 		s.Logger.Warn("gateway "+what+" refused", "gateway", r.Header.Get(wire.HeaderGatewayID), "client", clientAddr(r), "err", err)
 		writeJSONError(w, http.StatusUnauthorized, "not an enrolled gateway: "+err.Error())
-		return g, false
+		return g, body, false
 	}
-	return g, true
+	return g, body, true
 }
 
-// gatewayPullConfig answers a gateway's signed config pull.
+// gatewayPullConfig answers a gateway's signed config pull with its config,
+// signed with the portal's key.
 func (s *Server) gatewayPullConfig(w http.ResponseWriter, r *http.Request) {
-	g, ok := s.authGateway(w, r, "config pull")
+	g, _, ok := s.authGateway(w, r, "config pull")
 	if !ok {
 		return
 	}
@@ -398,11 +437,54 @@ func (s *Server) gatewayPullConfig(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusInternalServerError, "segment unreadable")
 		return
 	}
-	writeJSON(w, http.StatusOK, wire.GatewayConfig{
-		// Either record changing gives a newer version.
-		Version: max(g.UpdatedAt.UnixMilli(), seg.UpdatedAt.UnixMilli()), GatewayID: strconv.FormatInt(g.ID, 10),
+	gs, err := s.Store.ListGateways(r.Context())
+	if err != nil {
+		writeJSONError(w, http.StatusInternalServerError, "gateways unreadable")
+		return
+	}
+	// A change of the segment or of any gateway (their addresses are the
+	// relay list) gives a newer version.
+	version := seg.UpdatedAt.UnixMilli()
+	for _, o := range gs {
+		version = max(version, o.UpdatedAt.UnixMilli())
+	}
+	c := wire.GatewayConfig{
+		Version: version, GatewayID: strconv.FormatInt(g.ID, 10),
 		Name: g.Name, Segment: seg.Name, AllowedNetworks: nonNilStrings(seg.AllowedNetworks),
-	})
+		RelayAddresses: relayAddresses(gs),
+	}
+	for _, k := range append([]string{s.PortalTLSKeySHA256}, s.PortalTLSNextKeys...) {
+		if k != "" && !slices.Contains(c.PortalTLSKeys, k) {
+			c.PortalTLSKeys = append(c.PortalTLSKeys, k)
+		}
+	}
+	body, err := json.Marshal(c)
+	if err != nil || s.PortalIdentity == nil {
+		writeJSONError(w, http.StatusInternalServerError, "the portal cannot sign configs")
+		return
+	}
+	w.Header().Set(wire.HeaderConfigSignature, wire.SignConfig(s.PortalIdentity, c.GatewayID, body))
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(body)
+}
+
+// relayAddresses are the session listeners of the gateways that have a
+// key: the only addresses a gateway relays to.
+func relayAddresses(gs []store.Gateway) []string {
+	out := []string{}
+	for _, g := range gs {
+		if g.PublicKey == "" {
+			continue
+		}
+		for _, port := range []int{g.SSHPort, g.RDPPort, g.VNCPort} {
+			a := net.JoinHostPort(g.Host, strconv.Itoa(port))
+			if port > 0 && !slices.Contains(out, a) {
+				out = append(out, a)
+			}
+		}
+	}
+	return out
 }
 
 func nonNilStrings(s []string) []string {
@@ -426,9 +508,16 @@ func (s *Server) testResourceForm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	back := fmt.Sprintf("/admin/resources/%d", id)
+	// The test sends the stored credentials: the audit names where to and
+	// what, whether or not a gateway was reached.
+	sent := map[string]string{"target": net.JoinHostPort(res.Host, strconv.Itoa(res.Port)), "credentials": credentialsSent(res)}
+	if res.HostKey == "" {
+		sent["host_key"] = "none pinned"
+	}
 	start := time.Now()
 	conn, resp, gw, failure := s.dialResource(r.Context(), actor, res, clientAddr(r), "test-"+rand.Text()[:10], 80, 24, false)
 	if failure != nil {
+		maps.Copy(failure.details, sent)
 		s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionResourceTest, Target: res.Name, Outcome: audit.OutcomeFailure,
 			Reason: failure.msg, Details: failure.details})
 		s.setFlash(r, "error", "Test failed: "+failure.msg)
@@ -437,11 +526,29 @@ func (s *Server) testResourceForm(w http.ResponseWriter, r *http.Request) {
 	}
 	conn.Close()
 	took := time.Since(start).Round(time.Millisecond)
+	details := failure.detailsFor(gw, res)
+	maps.Copy(details, sent)
 	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionResourceTest, Target: res.Name, Outcome: audit.OutcomeSuccess,
-		Details: failure.detailsFor(gw, res)})
+		Details: details})
 	msg := fmt.Sprintf("Connected to %s through gateway %s (segment %s) in %s", res.Name, gw.Name, gw.Segment, took)
 	if resp.HostKeyFingerprint != "" {
 		msg += "; host key " + resp.HostKeyFingerprint
 	}
 	s.done(w, r, msg+".", back)
+}
+
+// credentialsSent names the kinds of stored credentials a connection to res
+// sends, for the audit log.
+func credentialsSent(res store.Resource) string {
+	var kinds []string
+	if res.HasPassword {
+		kinds = append(kinds, "password")
+	}
+	if res.HasPrivateKey {
+		kinds = append(kinds, "private key")
+	}
+	if len(kinds) == 0 {
+		return "none"
+	}
+	return strings.Join(kinds, " and ")
 }

@@ -118,6 +118,13 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request) {
 			fail(ui.Errors{"current_password": capitalize(rl.Error()) + "."})
 			return
 		}
+		if errors.Is(err, auth.ErrBusy) {
+			w.Header().Set("Retry-After", strconv.Itoa(int(auth.BusyRetryAfter/time.Second)))
+			s.renderAccount(w, r, http.StatusServiceUnavailable, func(v *ui.AccountView) {
+				v.Errors = ui.Errors{"current_password": "The portal is busy checking other sign-ins. Try again in a few seconds."}
+			})
+			return
+		}
 		s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionPasswordChange, Target: u.Name, Outcome: audit.OutcomeFailure, Reason: "wrong current password"})
 		fail(ui.Errors{"current_password": "This is not your current password."})
 		return
@@ -136,8 +143,17 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request) {
 		err = s.Store.SetPasswordHash(r.Context(), u.ID, hash)
 	}
 	if err == nil {
-		// A new session token after a password change, as at sign-in.
+		// A new session token after a password change, as at sign-in; this
+		// sign-in moves to the new epoch, and every other one of the user's
+		// (and the sessions opened from them) ends.
 		err = s.Sessions.RenewToken(r.Context())
+	}
+	if err == nil {
+		u, err = s.Store.UserByID(r.Context(), u.ID)
+	}
+	if err == nil {
+		s.Sessions.Put(r.Context(), sessionEpochKey, u.SessionEpoch)
+		s.kickGuard()
 	}
 	if err != nil {
 		s.serverError(w, r, err)
@@ -163,6 +179,18 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 		s.renderAccount(w, r, http.StatusUnprocessableEntity, func(v *ui.AccountView) {
 			v.Errors = ui.Errors{"name": "Name the token (up to 64 characters) and choose when it expires."}
 		})
+		return
+	}
+	// A token outlives the web session, so whoever holds the browser must
+	// show they know the password, as for a password change.
+	if _, err := s.Auth.SignIn(r.Context(), u.Name, r.PostForm.Get("password"), clientAddr(r)); err != nil {
+		msg := "This is not your password."
+		var rl *auth.RateLimitedError
+		if errors.As(err, &rl) {
+			msg = capitalize(rl.Error()) + "."
+		}
+		s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionTokenCreate, Target: name, Outcome: audit.OutcomeFailure, Reason: "wrong password"})
+		s.renderAccount(w, r, http.StatusUnprocessableEntity, func(v *ui.AccountView) { v.Errors = ui.Errors{"password": msg} })
 		return
 	}
 	plain, t, err := s.Store.CreateToken(r.Context(), u.ID, name, time.Duration(days)*24*time.Hour)

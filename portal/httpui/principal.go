@@ -12,8 +12,12 @@ import (
 	"github.com/keyway-dev/keyway/portal/store"
 )
 
-// sessionUserKey is the scs key holding the signed-in user's id.
-const sessionUserKey = "user_id"
+// sessionUserKey is the scs key holding the signed-in user's id, and
+// sessionEpochKey their session epoch when they signed in.
+const (
+	sessionUserKey  = "user_id"
+	sessionEpochKey = "session_epoch"
+)
 
 type ctxKey int
 
@@ -42,6 +46,9 @@ func (s *Server) loadUser(next http.Handler) http.Handler {
 		u, err := s.Store.UserByID(r.Context(), id)
 		switch {
 		case errors.Is(err, store.ErrNotFound) || (err == nil && u.Disabled):
+			s.Sessions.Remove(r.Context(), sessionUserKey)
+		case err == nil && s.Sessions.GetInt64(r.Context(), sessionEpochKey) != u.SessionEpoch:
+			// The password changed since this sign-in (elsewhere).
 			s.Sessions.Remove(r.Context(), sessionUserKey)
 		case err != nil:
 			s.serverError(w, r, err)

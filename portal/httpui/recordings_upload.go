@@ -3,16 +3,21 @@ package httpui
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
 	"log/slog"
 	"math"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/keyway-dev/keyway/gateway/wire"
 	"github.com/keyway-dev/keyway/portal/audit"
+	"github.com/keyway-dev/keyway/portal/gateways"
 	"github.com/keyway-dev/keyway/portal/store"
 	"github.com/keyway-dev/keyway/recordings/asciicast"
 	"github.com/keyway-dev/keyway/recordings/storage"
@@ -34,17 +39,118 @@ func isRecordingUpload(r *http.Request) bool {
 
 // gatewaySession authenticates the gateway calling a recording route and
 // returns it with the route's session ID, or answers the error itself.
-func (s *Server) gatewaySession(w http.ResponseWriter, r *http.Request, what string) (store.Gateway, string, bool) {
-	gw, ok := s.authGateway(w, r, what)
+// The body's digest the signature covers is returned for handlers that
+// read a body.
+func (s *Server) gatewaySession(w http.ResponseWriter, r *http.Request, what string) (store.Gateway, string, [sha256.Size]byte, bool) {
+	gw, body, ok := s.authGateway(w, r, what)
 	if !ok {
-		return store.Gateway{}, "", false
+		return store.Gateway{}, "", body, false
 	}
 	id := r.PathValue("session")
 	if !storage.ValidKey(id) {
 		writeJSONError(w, http.StatusBadRequest, "invalid session ID")
-		return store.Gateway{}, "", false
+		return store.Gateway{}, "", body, false
 	}
-	return gw, id, true
+	return gw, id, body, true
+}
+
+// sessionLedger remembers, in the store, the recorded sessions the
+// gateway pool opens (gateways.Ledger).
+type sessionLedger struct{ s *Server }
+
+func (l sessionLedger) Opened(ctx context.Context, gw gateways.Gateway, req *wire.Request, started, opened time.Time) error {
+	id, err := strconv.ParseInt(gw.ID, 10, 64)
+	if err != nil {
+		return fmt.Errorf("gateway id %q: %w", gw.ID, err)
+	}
+	return l.s.Store.AddGatewaySession(ctx, store.GatewaySession{SessionID: req.SessionID, GatewayID: id, User: req.User,
+		Resource: req.Resource, Protocol: req.Protocol, ClientAddr: req.ClientAddr, StartedAt: started, OpenedAt: opened})
+}
+
+func (l sessionLedger) Closed(id string, at time.Time) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := l.s.Store.EndGatewaySession(ctx, id, at); err != nil {
+		l.s.Logger.Error("record the end of a session", "session", id, "err", err)
+	}
+}
+
+// maxRecordingClockSkew is how far a gateway's clock may be off the
+// portal's in a recording's times (as in its signed requests).
+const maxRecordingClockSkew = 2 * time.Minute
+
+// errNotThisSession refuses a recording that does not match a session
+// the portal opened through the uploading gateway.
+type errNotThisSession struct{ reason string }
+
+func (e errNotThisSession) Error() string { return e.reason }
+
+// checkSession checks an uploaded recording's metadata against the session
+// the portal opened through gw: user, resource, protocol, and times within
+// the session's (give or take the clocks' skew). A gateway cannot upload
+// a recording of a session it never ran. The embedded gateway's recordings
+// of sessions the portal has no record of (made before it kept them) are
+// let through: its spool is the portal's own.
+func (s *Server) checkSession(ctx context.Context, gw store.Gateway, m wire.RecordingMeta) error {
+	gs, err := s.Store.GatewaySessionByID(ctx, m.SessionID)
+	if errors.Is(err, store.ErrNotFound) && gw.Embedded {
+		return nil
+	}
+	if errors.Is(err, store.ErrNotFound) || (err == nil && gs.GatewayID != gw.ID) {
+		return errNotThisSession{fmt.Sprintf("the portal opened no session %s through gateway %s", m.SessionID, gw.Name)}
+	}
+	if err != nil {
+		return err
+	}
+	var bad []string
+	if m.User != gs.User {
+		bad = append(bad, "user")
+	}
+	if m.Resource != gs.Resource {
+		bad = append(bad, "resource")
+	}
+	if m.Protocol != gs.Protocol {
+		bad = append(bad, "protocol")
+	}
+	end := gs.EndedAt
+	if end.IsZero() || end.After(s.Now()) {
+		end = s.Now() // still running, or the portal stopped before it ended
+	}
+	if m.Start.Before(gs.StartedAt.Add(-maxRecordingClockSkew)) || m.Start.After(gs.OpenedAt.Add(maxRecordingClockSkew)) {
+		bad = append(bad, "start")
+	}
+	if m.End.After(end.Add(maxRecordingClockSkew)) {
+		bad = append(bad, "end")
+	}
+	if len(bad) > 0 {
+		return errNotThisSession{fmt.Sprintf("the recording's %s differ from session %s as the portal opened it", strings.Join(bad, ", "), m.SessionID)}
+	}
+	return nil
+}
+
+// refuseSession answers an upload checkSession refused, and audits it.
+func (s *Server) refuseSession(w http.ResponseWriter, r *http.Request, gw store.Gateway, m wire.RecordingMeta, err error, log *slog.Logger) {
+	var ns errNotThisSession
+	if !errors.As(err, &ns) {
+		s.serverErrorJSON(w, log, err)
+		return
+	}
+	log.Error("recording upload refused: it does not match a session the portal opened through this gateway", "err", err, "user", m.User, "resource", m.Resource)
+	s.record(r, audit.Event{Actor: "gateway:" + gw.Name, Action: audit.ActionRecordingUpload, Target: m.Resource,
+		Outcome: audit.OutcomeFailure, Reason: ns.reason, Details: map[string]string{"session": m.SessionID, "user": m.User}})
+	writeJSONError(w, http.StatusForbidden, "recording refused: "+ns.reason)
+}
+
+// digestReader hashes what is read through it.
+type digestReader struct {
+	r io.Reader
+	h hash.Hash
+}
+
+func (d *digestReader) Read(p []byte) (int, error) {
+	n, err := d.r.Read(p)
+	d.h.Write(p[:n])
+	return n, err
 }
 
 // lockUpload takes the upload lock of session id's recording, or answers
@@ -61,7 +167,7 @@ func (s *Server) lockUpload(w http.ResponseWriter, id string) (unlock func(), ok
 // recordingStatus tells a gateway how much of a recording the portal
 // holds, so an interrupted upload resumes.
 func (s *Server) recordingStatus(w http.ResponseWriter, r *http.Request) {
-	gw, id, ok := s.gatewaySession(w, r, "recording status")
+	gw, id, _, ok := s.gatewaySession(w, r, "recording status")
 	if !ok {
 		return
 	}
@@ -93,7 +199,7 @@ func (s *Server) recordingStatus(w http.ResponseWriter, r *http.Request) {
 // is only confirmed (with its checksum) once both are stored, so the
 // gateway keeps its spool copy until then.
 func (s *Server) recordingUpload(w http.ResponseWriter, r *http.Request) {
-	gw, ok := s.authGateway(w, r, "recording upload")
+	gw, signedBody, ok := s.authGateway(w, r, "recording upload")
 	if !ok {
 		return
 	}
@@ -120,6 +226,10 @@ func (s *Server) recordingUpload(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusUnsupportedMediaType, "this portal stores terminal (asciicast) and desktop (guac) recordings, not "+meta.Format)
 		return
 	}
+	if err := s.checkSession(r.Context(), gw, meta); err != nil {
+		s.refuseSession(w, r, gw, meta, err, log)
+		return
+	}
 	unlock, ok := s.lockUpload(w, id)
 	if !ok {
 		return
@@ -141,8 +251,16 @@ func (s *Server) recordingUpload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	body := http.MaxBytesReader(w, r.Body, meta.Size-offset+1)
+	body := &digestReader{r: http.MaxBytesReader(w, r.Body, meta.Size-offset+1), h: sha256.New()}
 	size, err := s.Recordings.Append(id, offset, body, meta.Size)
+	if err == nil && size == meta.Size && !bytes.Equal(body.h.Sum(nil), signedBody[:]) {
+		// Not what the gateway signed: whatever changed it, none of it is
+		// kept, and the gateway sends the recording again.
+		s.Recordings.Discard(id)
+		log.Warn("recording upload refused: the body differs from the one the gateway signed")
+		writeJSONError(w, http.StatusBadRequest, "the body differs from the digest the gateway signed; nothing was kept")
+		return
+	}
 	switch {
 	case errors.Is(err, storage.ErrOffset):
 		writeJSON(w, http.StatusConflict, wire.RecordingStatus{Size: size, Error: err.Error()})
@@ -225,8 +343,27 @@ var recordingExt = map[string]string{formatCast: ".cast", formatGuac: ".guac"}
 // which the gateway sends before the recording; it is stored with the
 // recording once that is complete and checked.
 func (s *Server) recordingIndexUpload(w http.ResponseWriter, r *http.Request) {
-	gw, id, ok := s.gatewaySession(w, r, "recording index upload")
+	gw, id, signedBody, ok := s.gatewaySession(w, r, "recording index upload")
 	if !ok {
+		return
+	}
+	index, err := io.ReadAll(http.MaxBytesReader(w, r.Body, storage.MaxIndex))
+	if err != nil {
+		writeJSONError(w, http.StatusBadRequest, "index upload failed: "+err.Error())
+		return
+	}
+	if sha256.Sum256(index) != signedBody {
+		writeJSONError(w, http.StatusBadRequest, "the index differs from the digest the gateway signed; nothing was kept")
+		return
+	}
+	// The recording's PUT checks the session in detail; nothing is kept
+	// for a session the portal did not open through this gateway.
+	gs, err := s.Store.GatewaySessionByID(r.Context(), id)
+	if (err == nil && gs.GatewayID != gw.ID) || (errors.Is(err, store.ErrNotFound) && !gw.Embedded) {
+		writeJSONError(w, http.StatusForbidden, fmt.Sprintf("recording refused: the portal opened no session %s through gateway %s", id, gw.Name))
+		return
+	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.serverErrorJSON(w, s.Logger.With("gateway", gw.Name, "session", id), err)
 		return
 	}
 	unlock, ok := s.lockUpload(w, id)
@@ -243,7 +380,7 @@ func (s *Server) recordingIndexUpload(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, wire.RecordingStatus{})
 		return
 	}
-	if err := s.Recordings.PutIndex(id, http.MaxBytesReader(w, r.Body, storage.MaxIndex)); err != nil {
+	if err := s.Recordings.PutIndex(id, bytes.NewReader(index)); err != nil {
 		s.Logger.Warn("recording index upload failed", "gateway", gw.Name, "session", id, "err", err)
 		writeJSONError(w, http.StatusBadRequest, "index upload failed: "+err.Error())
 		return

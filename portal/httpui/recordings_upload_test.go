@@ -28,9 +28,10 @@ import (
 // testGateway is a gateway enrolled in the fixture's store, which signs
 // requests with its key.
 type testGateway struct {
-	f  *fixture
-	gw store.Gateway
-	id *wire.Identity
+	f   *fixture
+	gw  store.Gateway
+	id  *wire.Identity
+	key ed25519.PrivateKey
 }
 
 func (f *fixture) enrolGateway(name string) *testGateway {
@@ -45,7 +46,7 @@ func (f *fixture) enrolGateway(name string) *testGateway {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	return &testGateway{f: f, gw: gw, id: id}
+	return &testGateway{f: f, gw: gw, id: id, key: k}
 }
 
 // castOf returns a small terminal recording whose output says text.
@@ -83,10 +84,14 @@ func (g *testGateway) request(method, session string, offset int64, m *wire.Reco
 		h, _ := wire.EncodeRecordingMeta(*m)
 		req.Header.Set(wire.HeaderRecording, h)
 	}
+	digest := wire.EmptyBody
 	if body != nil {
+		b, _ := io.ReadAll(body)
+		digest = sha256.Sum256(b)
+		req.Body = io.NopCloser(bytes.NewReader(b))
 		req.ContentLength = length
 	}
-	wire.SignRequest(req, g.id, fmt.Sprint(g.gw.ID), time.Now())
+	wire.SignRequest(req, g.id, fmt.Sprint(g.gw.ID), time.Now(), digest)
 	resp, err := g.f.srv.Client().Do(req)
 	if err != nil {
 		return 0, wire.RecordingStatus{Error: err.Error()}
@@ -97,14 +102,28 @@ func (g *testGateway) request(method, session string, offset int64, m *wire.Reco
 	return resp.StatusCode, st
 }
 
-// brokenUpload sends a PUT announcing the whole recording, then only part
-// of it before the connection drops, as a gateway losing its link does.
-func (g *testGateway) brokenUpload(session string, m wire.RecordingMeta, part []byte) {
+// ran records that the portal opened session m.SessionID through g, as
+// the session's start does.
+func (g *testGateway) ran(m wire.RecordingMeta) {
+	g.f.t.Helper()
+	if err := g.f.store.AddGatewaySession(context.Background(), store.GatewaySession{SessionID: m.SessionID, GatewayID: g.gw.ID,
+		User: m.User, Resource: m.Resource, Protocol: m.Protocol, StartedAt: m.Start.Add(-time.Second), OpenedAt: m.Start.Add(time.Second)}); err != nil {
+		g.f.t.Fatal(err)
+	}
+	if err := g.f.store.EndGatewaySession(context.Background(), m.SessionID, m.End.Add(time.Second)); err != nil {
+		g.f.t.Fatal(err)
+	}
+}
+
+// brokenUpload sends a PUT announcing the whole recording (data), then
+// only part of it before the connection drops, as a gateway losing its
+// link does.
+func (g *testGateway) brokenUpload(session string, m wire.RecordingMeta, data []byte, part int) {
 	g.f.t.Helper()
 	req, _ := http.NewRequest("PUT", g.f.srv.URL+wire.RecordingsPath+session+"?offset=0", nil)
 	h, _ := wire.EncodeRecordingMeta(m)
 	req.Header.Set(wire.HeaderRecording, h)
-	wire.SignRequest(req, g.id, fmt.Sprint(g.gw.ID), time.Now())
+	wire.SignRequest(req, g.id, fmt.Sprint(g.gw.ID), time.Now(), sha256.Sum256(data))
 	c, err := tls.Dial("tcp", g.f.srv.Listener.Addr().String(), &tls.Config{InsecureSkipVerify: true}) // the test server's own certificate
 	if err != nil {
 		g.f.t.Fatal(err)
@@ -113,7 +132,7 @@ func (g *testGateway) brokenUpload(session string, m wire.RecordingMeta, part []
 	fmt.Fprintf(&head, "PUT %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n", req.URL.RequestURI(), req.URL.Host, m.Size)
 	req.Header.Write(&head)
 	head.WriteString("\r\n")
-	c.Write(append(head.Bytes(), part...))
+	c.Write(append(head.Bytes(), data[:part]...))
 	// The portal has everything sent once it answers the next request on
 	// its own connection; closing mid-body drops this one.
 	c.Close()
@@ -131,7 +150,8 @@ func TestRecordingUploadResumesAndVerifies(t *testing.T) {
 	}
 	// The first attempt breaks after 40 bytes; the portal keeps them.
 	half := int64(40)
-	g.brokenUpload("S1", m, data[:half])
+	g.ran(m)
+	g.brokenUpload("S1", m, data, int(half))
 	// The portal notices the drop on its own time: wait for it.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -184,9 +204,9 @@ func TestRecordingUploadResumesAndVerifies(t *testing.T) {
 	if len(evs) != 1 || evs[0].Actor != "gateway:gw-a" || evs[0].Details["resumed_at"] != "40" {
 		t.Fatalf("upload audit events: %+v", evs)
 	}
-	// Another gateway cannot claim the session.
+	// Another gateway cannot claim the session: it did not run it.
 	other := f.enrolGateway("gw-b")
-	if code, _ := other.request("PUT", "S1", 0, &m, bytes.NewReader(data), m.Size); code != http.StatusConflict {
+	if code, _ := other.request("PUT", "S1", 0, &m, bytes.NewReader(data), m.Size); code != http.StatusForbidden {
 		t.Fatalf("another gateway's upload of a stored session: %d", code)
 	}
 }
@@ -197,6 +217,7 @@ func TestRecordingChecksumMismatchRejected(t *testing.T) {
 	g := f.enrolGateway("gw-a")
 	data := castOf(t, "S2", "kw-tampered")
 	m := recMeta("S2", data)
+	g.ran(m)
 	bad := bytes.Clone(data)
 	bad[len(bad)-5] ^= 1 // what arrives differs from what the gateway hashed
 	code, st := g.request("PUT", "S2", 0, &m, bytes.NewReader(bad), m.Size)
@@ -225,6 +246,7 @@ func TestRecordingUploadRefusals(t *testing.T) {
 	g := f.enrolGateway("gw-a")
 	data := castOf(t, "S3", "x")
 	m := recMeta("S3", data)
+	g.ran(m)
 
 	// A gateway unknown to the portal, or whose key was revoked.
 	_, k, _ := ed25519.GenerateKey(rand.Reader)
@@ -303,10 +325,11 @@ func TestDesktopRecordingUpload(t *testing.T) {
 	m.Format, m.Protocol = "guac", "vnc"
 	m.Start = time.UnixMilli(1772600767000 - 500)
 	m.End = m.Start.Add(5 * time.Second) // before the last frame: the frames' times count
+	g.ran(m)
 
 	put := func(session string, body []byte) int {
 		req, _ := http.NewRequest("PUT", f.srv.URL+wire.RecordingsPath+session+wire.IndexSuffix, bytes.NewReader(body))
-		wire.SignRequest(req, g.id, fmt.Sprint(g.gw.ID), time.Now())
+		wire.SignRequest(req, g.id, fmt.Sprint(g.gw.ID), time.Now(), sha256.Sum256(body))
 		resp, err := f.srv.Client().Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -413,6 +436,7 @@ func TestDesktopRecordingUpload(t *testing.T) {
 	m2.Format, m2.Protocol = "guac", "rdp"
 	m2.Start = time.UnixMilli(1772600767000 - 500)
 	m2.End = m2.Start.Add(20 * time.Second) // a still screen after the last frame
+	g.ran(m2)
 	if code, st := g.request("PUT", "D2", 0, &m2, bytes.NewReader(data2), m2.Size); code != 200 || !st.Stored {
 		t.Fatalf("upload without index: %d %+v", code, st)
 	}

@@ -42,16 +42,30 @@ type Deps struct {
 	Assets http.Handler
 	Logger *slog.Logger
 	Now    func() time.Time
-	// PortalKey, PortalURL and PortalCertSHA256 go into the config files
-	// admins download for remote gateways.
-	PortalKey        string
-	PortalURL        string
-	PortalCertSHA256 string
+	// PortalKey, PortalURL and PortalTLSKeySHA256 (the digest of the key
+	// of the portal's HTTPS certificate, which renewals keep) go into the
+	// config files admins download for remote gateways.
+	PortalKey          string
+	PortalURL          string
+	PortalTLSKeySHA256 string
+	// PortalTLSNextKeys are digests of keys of certificates the portal
+	// will switch to, announced to gateways with the current one in their
+	// signed configs, so they accept them.
+	PortalTLSNextKeys []string
+	// PortalIdentity holds the key behind PortalKey; it signs the configs
+	// gateways pull.
+	PortalIdentity *wire.Identity
 	// DefaultNetworks, if set, receives the default segment's allowed
 	// networks whenever gateways are synced, for the embedded gateway.
 	DefaultNetworks func([]netip.Prefix)
+	// RelayAddresses, if set, receives the session listeners of the
+	// enrolled gateways whenever gateways are synced: the only addresses
+	// the embedded gateway relays to.
+	RelayAddresses func([]string)
 	// Recordings holds the recording files gateways upload.
 	Recordings *storage.Dir
+	// Timeouts bound slow clients; zero fields take defaults.
+	Timeouts Timeouts
 	// Exports makes video files of desktop recordings; nil where ffmpeg
 	// is not installed, and the pages say so. The Server runs it until
 	// Close.
@@ -69,19 +83,36 @@ type Server struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	// nonces are those of the gateways' recent signed requests.
+	nonces *wire.NonceCache
+
 	mu   sync.Mutex
 	open map[int64]int // running sessions per user id
 	live map[string]*liveSession
+	// kick asks the session guard for a check now.
+	kick chan struct{}
 }
+
+// maxGatewayNonces bounds the nonces remembered: a few minutes of
+// requests from many gateways (each pulls every 10 s).
+const maxGatewayNonces = 1 << 16
 
 // New builds a Server from d.
 func New(d Deps) *Server {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	s := &Server{Deps: d, open: map[int64]int{}}
+	s := &Server{Deps: d, open: map[int64]int{}, kick: make(chan struct{}, 1), nonces: wire.NewNonceCache(maxGatewayNonces)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.handler = s.routes()
+	if d.Gateways != nil {
+		d.Gateways.SetLedger(sessionLedger{s})
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.guardSessions(s.ctx)
+	}()
 	if d.Exports != nil {
 		s.wg.Add(1)
 		go func() {
@@ -158,6 +189,7 @@ func (s *Server) routes() http.Handler {
 	admin("GET /admin/users/{id}", s.editUserPage)
 	admin("POST /admin/users/{id}", s.updateUserForm)
 	admin("POST /admin/users/{id}/delete", s.deleteUserForm)
+	admin("POST /admin/users/{id}/unlock", s.unlockUserForm)
 	admin("GET /admin/groups", s.groupsPage)
 	admin("POST /admin/groups", s.createGroupForm)
 	admin("POST /admin/groups/{id}/delete", s.deleteGroupForm)
@@ -221,7 +253,7 @@ func (s *Server) routes() http.Handler {
 	top.HandleFunc("PUT "+wire.RecordingsPath+"{session}", s.recordingUpload)
 	top.HandleFunc("PUT "+wire.RecordingsPath+"{session}"+wire.IndexSuffix, s.recordingIndexUpload)
 	top.Handle("/", web)
-	return s.recoverer(securityHeaders(limitBody(top)))
+	return s.recoverer(securityHeaders(s.limitBody(top)))
 }
 
 // cspPolicy is the content security policy of every page. style-src
@@ -243,12 +275,23 @@ func securityHeaders(next http.Handler) http.Handler {
 	})
 }
 
-func limitBody(next http.Handler) http.Handler {
+// limitBody bounds request bodies: ordinary ones by size (and by the
+// server's ReadTimeout), streamed uploads by how long they may pause.
+func (s *Server) limitBody(next http.Handler) http.Handler {
+	idle := s.Timeouts.withDefaults().UploadIdle
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Recording uploads set their own limit, from the announced size;
 		// file uploads have the resource's.
-		if r.Body != nil && !isRecordingUpload(r) && !isFileUpload(r) {
-			r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
+		if r.Body != nil {
+			if isRecordingUpload(r) || isFileUpload(r) {
+				// The deadline moves now, too: the handler may check a
+				// signature or open a file before its first read.
+				b := &uploadBody{ReadCloser: r.Body, rc: http.NewResponseController(w), idle: idle}
+				b.moveDeadline()
+				r.Body = b
+			} else {
+				r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
+			}
 		}
 		next.ServeHTTP(w, r)
 	})

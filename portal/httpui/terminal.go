@@ -189,7 +189,7 @@ func (s *Server) terminalSocket(w http.ResponseWriter, r *http.Request) {
 		srv: s, ws: ws, user: u, res: res, client: clientAddr(r), id: id, cols: cols, rows: rows,
 		log: s.Logger.With("session", id, "user", u.Name, "resource", res.Name),
 	}
-	t.run(s.ctx, r)
+	t.run(s.ctx, r, cols, rows)
 }
 
 // termSession is one browser terminal bridged to a gateway session.
@@ -204,14 +204,17 @@ type termSession struct {
 	// cols and rows are the remote terminal's size, changed only by the
 	// goroutine reading the browser once the session runs.
 	cols, rows int
-	// wmu serializes messages to the browser: output, and control
-	// messages from both directions' goroutines.
-	wmu sync.Mutex
 	// lastRefusal is when the browser was last told of a refused
 	// message; only the goroutine reading the browser uses it.
 	lastRefusal time.Time
 	// watchers get a copy of the output for read-only viewers.
 	watchers watchers
+	// guard ends the session when access ends; the browser's input keeps
+	// it from running idle.
+	guard *sessionGuard
+	// wmu orders messages to the browser: the relay and the guard's
+	// warnings both write.
+	wmu sync.Mutex
 }
 
 // fail tells the browser why the session could not start or ended, audits it
@@ -234,7 +237,6 @@ func (t *termSession) sendControl(c control) error {
 	return t.write(websocket.TextMessage, b)
 }
 
-// write sends one message to the browser.
 func (t *termSession) write(mt int, b []byte) error {
 	t.wmu.Lock()
 	defer t.wmu.Unlock()
@@ -242,7 +244,7 @@ func (t *termSession) write(mt int, b []byte) error {
 	return t.ws.WriteMessage(mt, b)
 }
 
-func (t *termSession) run(ctx context.Context, r *http.Request) {
+func (t *termSession) run(ctx context.Context, r *http.Request, cols, rows int) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s := t.srv
@@ -252,7 +254,7 @@ func (t *termSession) run(ctx context.Context, r *http.Request) {
 		return
 	}
 	defer release()
-	conn, resp, gw, failure := s.dialResource(ctx, t.user, t.res, t.client, t.id, t.cols, t.rows, false)
+	conn, resp, gw, failure := s.dialResource(ctx, t.user, t.res, t.client, t.id, cols, rows, false)
 	if failure != nil {
 		t.fail(r, failure.code, failure.msg, failure.details)
 		return
@@ -264,8 +266,10 @@ func (t *termSession) run(ctx context.Context, r *http.Request) {
 	}
 	gwDetails["session"] = t.id
 	start := time.Now()
+	t.guard = s.newGuard(r.Context(), t.user, t.res, false)
+	t.guard.warn = func(msg string) { t.sendControl(control{Type: "warning", Message: msg}) }
 	defer s.addLive(&liveSession{id: t.id, user: t.user.Name, resource: t.res.Name, protocol: t.res.Protocol,
-		gateway: gw.Name, client: t.client, start: start, conn: conn, term: t})()
+		gateway: gw.Name, client: t.client, start: start, conn: conn, term: t, guard: t.guard})()
 	defer t.watchers.end()
 	s.record(r, audit.Event{Actor: t.user.Name, Action: audit.ActionConnect, Target: t.res.Name,
 		ClientAddr: t.client, Outcome: audit.OutcomeSuccess, Details: gwDetails})
@@ -274,16 +278,16 @@ func (t *termSession) run(ctx context.Context, r *http.Request) {
 		return
 	}
 
-	end := t.bridge(ctx, conn)
+	end, reason := t.bridge(ctx, conn)
 	details := map[string]string{"session": t.id, "duration": time.Since(start).Round(time.Second).String(), "end": end}
 	s.record(r, audit.Event{Actor: t.user.Name, Action: audit.ActionSessionEnd, Target: t.res.Name,
-		ClientAddr: t.client, Outcome: audit.OutcomeSuccess, Details: details})
+		ClientAddr: t.client, Outcome: audit.OutcomeSuccess, Reason: reason, Details: details})
 	t.log.Info("terminal session ended", "end", end)
 }
 
 // bridge relays between browser and gateway until either side ends, and
 // says how the session ended.
-func (t *termSession) bridge(ctx context.Context, conn net.Conn) string {
+func (t *termSession) bridge(ctx context.Context, conn net.Conn) (end, reason string) {
 	var wg sync.WaitGroup
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -309,8 +313,8 @@ func (t *termSession) bridge(ctx context.Context, conn net.Conn) string {
 	wg.Add(2)
 	go func() { // browser → gateway; the only writer to the gateway
 		defer wg.Done()
-		// cancel closes the gateway connection: browserGone must be
-		// closed first, or the bridge takes that for a lost gateway.
+		// Deferred calls run last first: browserGone closes before cancel
+		// cuts the gateway, so the session's end is put down to the browser.
 		defer cancel()
 		defer close(browserGone)
 		t.ws.SetReadDeadline(time.Now().Add(wsReadTimeout))
@@ -324,6 +328,7 @@ func (t *termSession) bridge(ctx context.Context, conn net.Conn) string {
 			t.ws.SetReadDeadline(time.Now().Add(wsReadTimeout))
 			switch mt {
 			case websocket.BinaryMessage:
+				t.guard.touch(t.srv.Now())
 				err = t.forwardInput(rd, fw, buf)
 			case websocket.TextMessage:
 				err = t.browserControl(rd, fw, buf)
@@ -357,25 +362,25 @@ func (t *termSession) bridge(ctx context.Context, conn net.Conn) string {
 		if err != nil {
 			select {
 			case <-browserGone:
-				return "browser disconnected"
+				return "browser disconnected", ""
 			default:
 			}
 			if t.srv.ctx.Err() != nil {
 				t.sendControl(control{Type: "error", Code: "portal_shutdown", Message: "The portal is shutting down; the session was closed."})
-				return "portal shut down"
+				return "portal shut down", ""
 			}
 			if reason := gateways.CloseReason(conn); reason != "" {
 				code := gateways.CloseCode(conn)
 				t.sendControl(control{Type: "error", Code: code, Message: reason})
-				return strings.ReplaceAll(code, "_", " ")
+				return strings.ReplaceAll(code, "_", " "), reason
 			}
 			t.sendControl(control{Type: "error", Code: "gateway_lost", Message: "The connection to the gateway was lost; the session has ended."})
-			return "gateway connection lost"
+			return "gateway connection lost", ""
 		}
 		switch ft {
 		case wire.FrameData:
 			if err := t.write(websocket.BinaryMessage, p); err != nil {
-				return "browser disconnected"
+				return "browser disconnected", ""
 			}
 			t.watchers.send(p)
 		case wire.FrameExit:
@@ -385,7 +390,7 @@ func (t *termSession) bridge(ctx context.Context, conn net.Conn) string {
 			if reason := gateways.CloseReason(conn); reason != "" {
 				code := gateways.CloseCode(conn)
 				t.sendControl(control{Type: "error", Code: code, Message: reason})
-				return strings.ReplaceAll(code, "_", " ")
+				return strings.ReplaceAll(code, "_", " "), reason
 			}
 			ex, err := wire.ParseExit(p)
 			if err != nil {
@@ -395,7 +400,7 @@ func (t *termSession) bridge(ctx context.Context, conn net.Conn) string {
 			status := ex.Status
 			t.sendControl(control{Type: "exit", Status: &status, Message: msg})
 			t.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
-			return msg
+			return endRemote, msg
 		}
 	}
 }

@@ -23,7 +23,7 @@ func TestSweepDeletesExpiredRecordings(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
-	log := audit.New(st, slog.New(slog.DiscardHandler), func() time.Time { return now })
+	log := newAudit(t, st, func() time.Time { return now })
 	// Recordings 1 to 700 days old, one a day, each with its file; one
 	// file is already gone.
 	for age := 1; age <= 700; age++ {
@@ -102,7 +102,7 @@ func TestSweepDeletesExports(t *testing.T) {
 		t.Fatal(err)
 	}
 	spy := &exportsSpy{fail: fmt.Errorf("permission denied")}
-	j := &Job{Store: st, Dir: dir, Audit: audit.New(st, slog.New(slog.DiscardHandler), time.Now), Period: 90 * 24 * time.Hour,
+	j := &Job{Store: st, Dir: dir, Audit: newAudit(t, st, time.Now), Period: 90 * 24 * time.Hour,
 		Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return now }, Exports: spy}
 	if n, err := j.Sweep(ctx); n != 0 || err == nil {
 		t.Fatalf("sweep with a failing export deletion: %d %v", n, err)
@@ -114,4 +114,13 @@ func TestSweepDeletesExports(t *testing.T) {
 	if n, err := j.Sweep(ctx); n != 1 || err != nil || len(spy.removed) != 1 || spy.removed[0] != "old" {
 		t.Fatalf("sweep: %d %v, exports removed %v", n, err, spy.removed)
 	}
+}
+
+func newAudit(t *testing.T, st *store.Store, now func() time.Time) *audit.Log {
+	t.Helper()
+	l, err := audit.New(st, make([]byte, 32), slog.New(slog.DiscardHandler), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
 }

@@ -167,3 +167,32 @@ func (s *Store) AuditChain(ctx context.Context, fn func(AuditEvent) error) error
 	}
 	return rows.Err()
 }
+
+// AuditHead returns the newest event's id and hash; 0 and "" when the log
+// is empty.
+func (s *Store) AuditHead(ctx context.Context) (int64, string, error) {
+	var id int64
+	var hash string
+	err := s.db.QueryRowContext(ctx, `SELECT id, hash FROM audit_events ORDER BY id DESC LIMIT 1`).Scan(&id, &hash)
+	if err == sql.ErrNoRows {
+		return 0, "", nil
+	}
+	if err != nil {
+		return 0, "", fmt.Errorf("read audit head: %w", err)
+	}
+	return id, hash, nil
+}
+
+// FirstAuditWithHashPrefix returns the id of the oldest event whose hash
+// starts with prefix, or 0 if none does.
+func (s *Store) FirstAuditWithHashPrefix(ctx context.Context, prefix string) (int64, error) {
+	var id int64
+	err := s.db.QueryRowContext(ctx, `SELECT id FROM audit_events WHERE hash LIKE ? ESCAPE '\' ORDER BY id LIMIT 1`, likeEscape(prefix)+"%").Scan(&id)
+	if err == sql.ErrNoRows {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("find the start of the audit HMAC chain: %w", err)
+	}
+	return id, nil
+}

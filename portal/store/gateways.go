@@ -18,9 +18,13 @@ type Segment struct {
 	Name            string
 	Description     string
 	AllowedNetworks []string
-	Gateways        int
-	CreatedAt       time.Time
-	UpdatedAt       time.Time
+	// ServesUntagged lets the segment's gateways serve resources that no
+	// tag ties to a segment; off, they only get their own resources (and
+	// their credentials).
+	ServesUntagged bool
+	Gateways       int
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
 }
 
 // Gateway is a gateway as an admin configured it.
@@ -47,8 +51,8 @@ type Gateway struct {
 func (s *Store) CreateSegment(ctx context.Context, seg Segment) (Segment, error) {
 	now := millis(s.now())
 	nets, _ := json.Marshal(nonNil(seg.AllowedNetworks))
-	res, err := s.db.ExecContext(ctx, `INSERT INTO segments (name, description, allowed_networks, created_at, updated_at) VALUES (?, ?, ?, ?, ?)`,
-		seg.Name, seg.Description, string(nets), now, now)
+	res, err := s.db.ExecContext(ctx, `INSERT INTO segments (name, description, allowed_networks, serves_untagged, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		seg.Name, seg.Description, string(nets), seg.ServesUntagged, now, now)
 	if err != nil {
 		return Segment{}, fmt.Errorf("create segment %s: %w", seg.Name, conflict(err, fmt.Sprintf("a segment named %s already exists", seg.Name)))
 	}
@@ -63,12 +67,13 @@ func nonNil(s []string) []string {
 	return s
 }
 
-// UpdateSegment saves seg's description and allowed networks. The name of a
-// segment is fixed: resources refer to it by tag.
+// UpdateSegment saves seg's description, allowed networks and whether it
+// serves untagged resources. The name of a segment is fixed: resources
+// refer to it by tag.
 func (s *Store) UpdateSegment(ctx context.Context, seg Segment) error {
 	nets, _ := json.Marshal(nonNil(seg.AllowedNetworks))
-	res, err := s.db.ExecContext(ctx, `UPDATE segments SET description = ?, allowed_networks = ?, updated_at = ? WHERE id = ?`,
-		seg.Description, string(nets), millis(s.now()), seg.ID)
+	res, err := s.db.ExecContext(ctx, `UPDATE segments SET description = ?, allowed_networks = ?, serves_untagged = ?, updated_at = ? WHERE id = ?`,
+		seg.Description, string(nets), seg.ServesUntagged, millis(s.now()), seg.ID)
 	if err != nil {
 		return fmt.Errorf("update segment %d: %w", seg.ID, err)
 	}
@@ -96,13 +101,13 @@ func (s *Store) DeleteSegment(ctx context.Context, id int64) error {
 	return deleteByID(ctx, s.db, "segments", id)
 }
 
-const segmentColumns = `sg.id, sg.name, sg.description, sg.allowed_networks, sg.created_at, sg.updated_at, (SELECT COUNT(*) FROM gateways g WHERE g.segment_id = sg.id)`
+const segmentColumns = `sg.id, sg.name, sg.description, sg.allowed_networks, sg.serves_untagged, sg.created_at, sg.updated_at, (SELECT COUNT(*) FROM gateways g WHERE g.segment_id = sg.id)`
 
 func scanSegment(row interface{ Scan(...any) error }) (Segment, error) {
 	var sg Segment
 	var nets string
 	var created, updated int64
-	if err := row.Scan(&sg.ID, &sg.Name, &sg.Description, &nets, &created, &updated, &sg.Gateways); err != nil {
+	if err := row.Scan(&sg.ID, &sg.Name, &sg.Description, &nets, &sg.ServesUntagged, &created, &updated, &sg.Gateways); err != nil {
 		return Segment{}, err
 	}
 	sg.CreatedAt, sg.UpdatedAt = fromMillis(created), fromMillis(updated)
@@ -251,4 +256,55 @@ func (s *Store) EnsureEmbeddedGateway(ctx context.Context, g Gateway) (Gateway, 
 		return Gateway{}, fmt.Errorf("update embedded gateway: %w", err)
 	}
 	return s.GatewayByID(ctx, id)
+}
+
+// GatewaySession is a session the portal opened through a gateway, kept so
+// that the recording the gateway uploads can be checked against it.
+type GatewaySession struct {
+	SessionID  string
+	GatewayID  int64
+	User       string
+	Resource   string
+	Protocol   string
+	ClientAddr string
+	// StartedAt is when the portal began to open it, OpenedAt when the
+	// gateway answered; EndedAt when the portal's side closed (zero while
+	// it runs, or when the portal stopped first).
+	StartedAt time.Time
+	OpenedAt  time.Time
+	EndedAt   time.Time
+}
+
+// AddGatewaySession records a session the portal opened.
+func (s *Store) AddGatewaySession(ctx context.Context, gs GatewaySession) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO gateway_sessions (session_id, gateway_id, user, resource, protocol, client_addr, started_at, opened_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		gs.SessionID, gs.GatewayID, gs.User, gs.Resource, gs.Protocol, gs.ClientAddr, millis(gs.StartedAt), millis(gs.OpenedAt))
+	if err != nil {
+		return fmt.Errorf("record session %s: %w", gs.SessionID, conflict(err, "a session with this ID was already recorded"))
+	}
+	return nil
+}
+
+// EndGatewaySession records when a session's portal side closed.
+func (s *Store) EndGatewaySession(ctx context.Context, sessionID string, at time.Time) error {
+	if _, err := s.db.ExecContext(ctx, `UPDATE gateway_sessions SET ended_at = ? WHERE session_id = ? AND ended_at = 0`, millis(at), sessionID); err != nil {
+		return fmt.Errorf("record end of session %s: %w", sessionID, err)
+	}
+	return nil
+}
+
+// GatewaySessionByID returns a session the portal opened.
+func (s *Store) GatewaySessionByID(ctx context.Context, sessionID string) (GatewaySession, error) {
+	var gs GatewaySession
+	var started, opened, ended int64
+	err := s.db.QueryRowContext(ctx, `SELECT session_id, gateway_id, user, resource, protocol, client_addr, started_at, opened_at, ended_at FROM gateway_sessions WHERE session_id = ?`, sessionID).
+		Scan(&gs.SessionID, &gs.GatewayID, &gs.User, &gs.Resource, &gs.Protocol, &gs.ClientAddr, &started, &opened, &ended)
+	if err != nil {
+		return GatewaySession{}, fmt.Errorf("session %s: %w", sessionID, notFound(err))
+	}
+	gs.StartedAt, gs.OpenedAt = fromMillis(started), fromMillis(opened)
+	if ended != 0 {
+		gs.EndedAt = fromMillis(ended)
+	}
+	return gs, nil
 }

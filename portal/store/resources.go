@@ -70,6 +70,18 @@ type Options struct {
 	// and the other file operations stay available.
 	NoUpload   bool `json:"no_upload,omitempty"`
 	NoDownload bool `json:"no_download,omitempty"`
+	// AllowDotfileChanges lets users upload, rename, delete and chmod
+	// dotfiles (.bashrc, .ssh/authorized_keys) through the browser; off,
+	// the default, keeps a files grant from changing how the shared login
+	// signs in or starts.
+	AllowDotfileChanges bool `json:"allow_dotfile_changes,omitempty"`
+
+	// Terminal and desktop sessions: IdleTimeoutSeconds ends a session
+	// without input from its user for that long, and MaxSessionSeconds one
+	// that has run that long, each after a warning a minute before; zero is
+	// no limit.
+	IdleTimeoutSeconds int `json:"idle_timeout_seconds,omitempty"`
+	MaxSessionSeconds  int `json:"max_session_seconds,omitempty"`
 }
 
 // Recording modes of a resource.

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -46,6 +47,9 @@ func Open(ctx context.Context, path string, sealer *Sealer) (*Store, error) {
 	// Writers take the lock when their transaction starts, so concurrent
 	// writers wait (busy_timeout) instead of failing on upgrade.
 	q.Set("_txlock", "immediate")
+	if err := restrictFiles(path); err != nil {
+		return nil, err
+	}
 	db, err := sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
@@ -56,6 +60,37 @@ func Open(ctx context.Context, path string, sealer *Sealer) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// dbFileMode is the mode of the database and its WAL and shared-memory
+// files: they hold password hashes, sealed credentials and the audit log.
+const dbFileMode = 0o600
+
+// restrictFiles creates the database file owner-only if it is missing
+// (SQLite would create it with the process umask, often 0644, and gives
+// its -wal and -shm files the database file's mode), and takes group and
+// other access away from a database an older portal created.
+func restrictFiles(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, dbFileMode)
+	if err != nil {
+		return fmt.Errorf("create database file %s: %w", path, err)
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("check the mode of %s: %w", p, err)
+		}
+		if fi.Mode().Perm()&^dbFileMode != 0 {
+			if err := os.Chmod(p, dbFileMode); err != nil {
+				return fmt.Errorf("make %s readable by its owner only: %w", p, err)
+			}
+		}
+	}
+	return nil
 }
 
 // DB returns the underlying database, for the web session store.

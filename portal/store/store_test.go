@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -363,5 +366,22 @@ func TestGrantModes(t *testing.T) {
 	gs, _ := st.GrantsForResource(ctx, res["files"].ID)
 	if len(gs) != 1 || gs[0].Mode != GrantFiles {
 		t.Errorf("grants of files = %+v", gs)
+	}
+}
+
+// TestMigrationVersionsUnique: two migrations with one number would leave
+// the second unapplied without an error, since versions are applied once.
+func TestMigrationVersionsUnique(t *testing.T) {
+	names, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil || len(names) == 0 {
+		t.Fatalf("migrations: %v %v", names, err)
+	}
+	seen := map[string]string{}
+	for _, n := range names {
+		v, _, _ := strings.Cut(path.Base(n), "_")
+		if other, ok := seen[v]; ok {
+			t.Errorf("migrations %s and %s share version %s", other, n, v)
+		}
+		seen[v] = n
 	}
 }

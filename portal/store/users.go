@@ -36,8 +36,11 @@ type User struct {
 	Role        Role
 	Groups      []string
 	Disabled    bool
-	CreatedAt   time.Time
-	UpdatedAt   time.Time
+	// SessionEpoch moves on at every password change; web sessions signed
+	// in under an older epoch are signed out.
+	SessionEpoch int64
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
 }
 
 // Group is a named set of users that grants can name.
@@ -123,14 +126,14 @@ func deleteByID(ctx context.Context, db *sql.DB, table string, id int64) error {
 	return nil
 }
 
-const userColumns = `u.id, u.name, u.display_name, u.role, u.disabled, u.created_at, u.updated_at,
+const userColumns = `u.id, u.name, u.display_name, u.role, u.disabled, u.session_epoch, u.created_at, u.updated_at,
 	COALESCE((SELECT group_concat(name, char(31)) FROM (SELECT g.name FROM groups g JOIN group_members m ON m.group_id = g.id WHERE m.user_id = u.id ORDER BY g.name)), '')`
 
 func scanUser(row interface{ Scan(...any) error }) (User, error) {
 	var u User
 	var role, groups string
 	var created, updated int64
-	if err := row.Scan(&u.ID, &u.Name, &u.DisplayName, &role, &u.Disabled, &created, &updated, &groups); err != nil {
+	if err := row.Scan(&u.ID, &u.Name, &u.DisplayName, &role, &u.Disabled, &u.SessionEpoch, &created, &updated, &groups); err != nil {
 		return User{}, err
 	}
 	u.Role, u.CreatedAt, u.UpdatedAt = Role(role), fromMillis(created), fromMillis(updated)
@@ -192,9 +195,10 @@ func (s *Store) PasswordHash(ctx context.Context, userID int64) (string, error) 
 	return h, nil
 }
 
-// SetPasswordHash replaces a user's password hash.
+// SetPasswordHash replaces a user's password hash and moves their session
+// epoch on, which signs out every web session of theirs.
 func (s *Store) SetPasswordHash(ctx context.Context, userID int64, hash string) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?`, hash, millis(s.now()), userID)
+	res, err := s.db.ExecContext(ctx, `UPDATE users SET password_hash = ?, session_epoch = session_epoch + 1, updated_at = ? WHERE id = ?`, hash, millis(s.now()), userID)
 	if err != nil {
 		return fmt.Errorf("set password of user %d: %w", userID, err)
 	}
@@ -259,4 +263,16 @@ func (s *Store) ListGroups(ctx context.Context) ([]Group, error) {
 		out = append(out, g)
 	}
 	return out, rows.Err()
+}
+
+// DeleteUnhashedSessions removes web sessions written before session
+// tokens were stored hashed: their key is the token itself, which would
+// sign in whoever reads the database. A hashed key is 64 hex digits; scs
+// tokens are 43 characters. Their users sign in again.
+func (s *Store) DeleteUnhashedSessions(ctx context.Context) (int64, error) {
+	r, err := s.db.ExecContext(ctx, `DELETE FROM sessions WHERE length(token) != 64 OR token GLOB '*[^0-9a-f]*'`)
+	if err != nil {
+		return 0, fmt.Errorf("delete web sessions stored unhashed: %w", err)
+	}
+	return r.RowsAffected()
 }

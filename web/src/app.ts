@@ -72,8 +72,33 @@ function protocolForm(): void {
   apply();
 }
 
+// Regions with data-refresh="URL" are fetched again every few seconds while
+// the page is visible (the live sessions list). Without script the page
+// shows what it had when loaded.
+const refreshEvery = 5000;
+function refreshRegions(): void {
+  document.querySelectorAll<HTMLElement>('[data-refresh]').forEach((el) => {
+    const url = el.dataset.refresh ?? '';
+    const tick = async () => {
+      if (document.hidden) return;
+      try {
+        const res = await fetch(url, { credentials: 'same-origin', headers: { Accept: 'text/html' } });
+        // Signed out meanwhile: the next page load shows the sign-in page.
+        if (!res.ok || res.redirected) return;
+        el.innerHTML = await res.text();
+        localizeTimes(el);
+      } catch {
+        // The portal is unreachable for now: keep what is shown.
+      }
+    };
+    window.setInterval(tick, refreshEvery);
+    document.addEventListener('visibilitychange', () => { if (!document.hidden) void tick(); });
+  });
+}
+
 document.addEventListener('DOMContentLoaded', () => {
   localizeTimes(document);
+  refreshRegions();
   protocolForm();
   confirmForms();
   copyButtons();

@@ -18,12 +18,29 @@ const cadBtn = document.getElementById('desk-cad') as HTMLButtonElement;
 const fitBox = document.getElementById('desk-fit') as HTMLInputElement;
 const clipText = document.getElementById('desk-clipboard') as HTMLTextAreaElement;
 const clipSend = document.getElementById('desk-clip-send') as HTMLButtonElement;
-const clipMsg = document.getElementById('desk-clip-msg') as HTMLElement;
+const clipNote = document.getElementById('desk-clip-note') as HTMLParagraphElement;
 // The most clipboard text the gateway takes, in bytes of UTF-8.
 const clipMax = Number(container.dataset.clipboardMax) || 1 << 20;
+let clipSentTimer: number | undefined;
+
+// showClipNote says in the clipboard panel why sent text did not reach the
+// remote clipboard (empty hides it), opening the panel so it is seen.
+function showClipNote(text: string): void {
+  clipNote.textContent = text;
+  clipNote.hidden = text === '';
+  if (text) {
+    (clipNote.closest('details') as HTMLDetailsElement | null)?.setAttribute('open', '');
+    window.clearTimeout(clipSentTimer);
+    clipSend.textContent = 'Send to remote desktop';
+  }
+}
 
 const FIT_KEY = 'keyway.desktop.fit';
 fitBox.checked = localStorage.getItem(FIT_KEY) !== '0';
+
+// portalWarning is the msg code of the portal's warnings (guacMsgWarning
+// in portal/httpui).
+const portalWarning = 0x4b57;
 
 function setStatus(text: string, kind: 'ok' | 'bad' | 'info'): void {
   statusEl.textContent = text;
@@ -88,6 +105,14 @@ function connect(): void {
     reconnectBtn.hidden = false;
   };
   display.onresize = () => rescale();
+  // The portal warns with a msg instruction of its own code that the
+  // session ends soon (idle, or its maximum length). guacamole-common-js
+  // 1.5 has onmsg; its type definitions lack it.
+  (c as unknown as { onmsg: (code: number, args: string[]) => boolean }).onmsg = (code, args) => {
+    if (code !== portalWarning) return true;
+    setStatus(args[0] ?? 'This session will close soon', 'bad');
+    return false;
+  };
 
   // The remote clipboard: shown in the panel, and copied to the local
   // clipboard where the browser allows it.
@@ -100,6 +125,16 @@ function connect(): void {
       clipText.value = text;
       navigator.clipboard?.writeText(text).catch(() => {});
     };
+  };
+
+  // The gateway's word on text that did not reach the remote clipboard
+  // (gateway/display.ClipboardNoticePipe).
+  c.onpipe = (stream: Guacamole.InputStream, mimetype: string, name: string) => {
+    if (name !== 'keyway-clipboard-notice' || !/^text\//.test(mimetype)) return;
+    const reader = new Guacamole.StringReader(stream);
+    let text = '';
+    reader.ontext = (t: string) => { text += t; };
+    reader.onend = () => showClipNote(text);
   };
 
   const mouse = new Guacamole.Mouse(el);
@@ -142,17 +177,16 @@ clipSend.addEventListener('click', () => {
   if (!client) return;
   const size = new TextEncoder().encode(clipText.value).length;
   if (size > clipMax) {
-    clipMsg.textContent = `This text is ${megabytes(size)}; at most ${megabytes(clipMax)} can go to the remote clipboard. Nothing was sent.`;
-    clipMsg.dataset.kind = 'bad';
+    showClipNote(`This text is ${megabytes(size)}; at most ${megabytes(clipMax)} can go to the remote clipboard. Nothing was sent.`);
     return;
   }
   const writer = new Guacamole.StringWriter(client.createClipboardStream('text/plain'));
   writer.sendText(clipText.value);
   writer.sendEnd();
-  clipMsg.textContent = '';
-  delete clipMsg.dataset.kind;
+  showClipNote('');
   clipSend.textContent = 'Sent';
-  window.setTimeout(() => { clipSend.textContent = 'Send to remote desktop'; }, 1500);
+  window.clearTimeout(clipSentTimer);
+  clipSentTimer = window.setTimeout(() => { clipSend.textContent = 'Send to remote desktop'; }, 1500);
 });
 
 // pressKeys presses keysyms in order and releases them in reverse: a

@@ -1,7 +1,7 @@
 // The terminal page: xterm.js over one WebSocket to the portal. Binary
 // frames carry terminal bytes both ways; small JSON text frames carry
-// control (resize from here; connected, exit, error and refused from the
-// portal).
+// control (resize from here; connected, exit, error, warning and refused
+// from the portal).
 import '@xterm/xterm/css/xterm.css';
 import './terminal.css';
 import { Terminal } from '@xterm/xterm';
@@ -9,7 +9,7 @@ import { FitAddon } from '@xterm/addon-fit';
 import { InputQueue } from './inputqueue';
 
 interface Control {
-  type: 'connected' | 'exit' | 'error' | 'refused';
+  type: 'connected' | 'exit' | 'error' | 'warning' | 'refused';
   message?: string;
   code?: string;
   status?: number;
@@ -177,6 +177,11 @@ function connect(): void {
         setStatus(c.message ?? 'Session ended', 'info');
         notice(c.message ?? 'Session ended', 'dim');
         showEnded();
+        break;
+      case 'warning':
+        // The session ends soon (idle, or its maximum length): said in the
+        // status line, which screen readers announce, not in the terminal.
+        setStatus(c.message ?? 'This session will close soon', 'bad');
         break;
       case 'error':
         ended = true;

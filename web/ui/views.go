@@ -138,6 +138,8 @@ type UserFormView struct {
 	Groups      []Option
 	Disabled    bool
 	Errors      Errors
+	// Lock is the account's failed sign-ins.
+	Lock SignInLockView
 }
 
 // GroupRow is one row of the groups table.
@@ -216,6 +218,11 @@ type ResourceFormView struct {
 	MaxUpload  string
 	NoUpload   bool
 	NoDownload bool
+	// DotfileChanges lifts the protection of dotfiles.
+	DotfileChanges bool
+	// Session limits in minutes ("" for none).
+	IdleTimeout string
+	MaxSession  string
 	// Host key state, edit only.
 	HostKeyFingerprint string
 	HostKeyPinnedAt    time.Time
@@ -264,6 +271,8 @@ type AuditView struct {
 	Actions   []string
 	Events    []AuditRow
 	OlderHref string
+	// NewestHref goes back to the first page, from an older one.
+	NewestHref string
 	// ExportHref downloads every event matching the filters as CSV.
 	ExportHref string
 	Errors     Errors
@@ -352,6 +361,7 @@ type SegmentView struct {
 	Name            string
 	Description     string
 	AllowedNetworks string
+	ServesUntagged  bool
 	Gateways        []GatewayRow
 }
 
@@ -363,7 +373,9 @@ type GatewaysView struct {
 	Name        string
 	Description string
 	Networks    string
-	Errors      Errors
+	// ServesUntagged is the new-segment form's checkbox (ticked at first).
+	ServesUntagged bool
+	Errors         Errors
 }
 
 // GatewayFormView is the new gateway form.
@@ -489,6 +501,11 @@ var SpecialKeys = []SpecialKey{
 type SessionRow struct {
 	ID, User, Resource, Protocol, Gateway, ClientAddr string
 	Start                                             time.Time
+	// Duration is how long it has run, and Idle how long since its user
+	// last typed or used the mouse (zero for file transfers).
+	Duration, Idle time.Duration
+	// Watchable sessions (terminals) can be watched read-only.
+	Watchable bool
 }
 
 // SessionsView is the live sessions page.
@@ -524,6 +541,8 @@ type FilesView struct {
 	Error       string
 	CanUpload   bool
 	CanDownload bool
+	// ProtectDotfiles: dotfiles can be downloaded, not changed.
+	ProtectDotfiles bool
 	// MaxUpload is the largest upload in bytes; 0 is no limit.
 	MaxUpload int64
 }

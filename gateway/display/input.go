@@ -13,7 +13,7 @@ import (
 )
 
 // MaxClipboard bounds clipboard text from the browser, in bytes.
-const MaxClipboard = 1 << 20
+const MaxClipboard = wire.MaxClipboard
 
 // Remote takes a desktop's input: the calls one browser instruction maps
 // to, whatever the desktop protocol.

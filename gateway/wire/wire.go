@@ -172,6 +172,11 @@ const (
 	MaxDesktopSize = 8192
 )
 
+// MaxClipboard bounds clipboard text a browser sends to a desktop, in
+// bytes of UTF-8: the gateway drops a longer one, so the portal's page
+// refuses it before sending.
+const MaxClipboard = 1 << 20
+
 // RDP security modes a request may name.
 var rdpSecurity = map[string]bool{"": true, "any": true, "nla": true, "tls": true, "rdp": true}
 

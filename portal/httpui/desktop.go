@@ -29,12 +29,19 @@ const (
 	guacUpstreamError    = 0x0203
 	guacUpstreamNotFound = 0x0207
 	guacSessionClosed    = 0x020B
+	guacClientBadRequest = 0x0300
 	guacClientForbidden  = 0x0303
+	guacClientOverrun    = 0x030D
 )
 
 // gatewayLimits bound what the portal accepts from a gateway's display
 // stream: image chunks are small, but let a whole frame's clipboard pass.
 var gatewayLimits = guac.Limits{MaxElement: 1 << 20, MaxElements: 32}
+
+// endRefused is how a desktop session the portal closed on a browser
+// message it would not take is audited; the words the user saw go in the
+// event's reason.
+const endRefused = "browser message refused"
 
 // wsFlushSize is how much display data the portal gathers into one
 // WebSocket message at most.
@@ -66,7 +73,9 @@ func (s *Server) desktopSocket(w http.ResponseWriter, r *http.Request) {
 	s.wg.Add(1)
 	defer s.wg.Done()
 	defer ws.Close()
-	ws.SetReadLimit(maxBrowserMessage())
+	// No read limit on the connection: gorilla would close at once with
+	// no word to the user. readMessage bounds each message instead, and the
+	// relay says why it ends the session.
 
 	id := rand.Text()
 	log := s.Logger.With("session", id, "user", u.Name, "resource", res.Name)
@@ -150,6 +159,9 @@ func (s *Server) relayDesktop(ctx context.Context, ws *websocket.Conn, conn net.
 
 	browserGone := make(chan struct{})
 	leave := sync.OnceFunc(func() { close(browserGone) })
+	// refused is why the portal ended the session on a message from the
+	// browser; set before browserGone closes.
+	var refused string
 	wg.Add(1)
 	go func() { // browser → gateway, checked instruction by instruction
 		defer wg.Done()
@@ -161,6 +173,11 @@ func (s *Server) relayDesktop(ctx context.Context, ws *websocket.Conn, conn net.
 		ws.SetReadDeadline(time.Now().Add(wsReadTimeout))
 		for {
 			mt, msg, err := readMessage(ws, maxBrowserMessage())
+			if errors.Is(err, errMessageTooLarge) {
+				refused = fmt.Sprintf("This page sent the portal a message of more than %d KiB, which it does not take; the session was closed. Reload the page to connect again.", maxBrowserMessage()>>10)
+				closeWith(refused, guacClientOverrun)
+				return
+			}
 			if err != nil {
 				return
 			}
@@ -175,8 +192,10 @@ func (s *Server) relayDesktop(ctx context.Context, ws *websocket.Conn, conn net.
 				if errors.Is(err, io.EOF) {
 					break
 				}
-				if err != nil {
-					return // a malformed instruction ends the session
+				if err != nil { // the stream cannot be followed past it
+					refused = "This page sent the portal an instruction it could not read (" + err.Error() + "); the session was closed. Reload the page to connect again."
+					closeWith(refused, guacClientBadRequest)
+					return
 				}
 				if in.Opcode == "" { // the tunnel's own: echo pings
 					if len(in.Args) > 0 && in.Args[0] == "ping" {
@@ -213,6 +232,9 @@ func (s *Server) relayDesktop(ctx context.Context, ws *websocket.Conn, conn net.
 		if err != nil {
 			select {
 			case <-browserGone:
+				if refused != "" {
+					return endRefused, refused
+				}
 				return "browser disconnected", ""
 			default:
 			}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keyway-dev/keyway/gateway/wire"
 	"github.com/keyway-dev/keyway/portal/audit"
 	"github.com/keyway-dev/keyway/portal/auth"
 	"github.com/keyway-dev/keyway/portal/store"
@@ -26,12 +27,20 @@ func (s *Server) terminalPage(w http.ResponseWriter, r *http.Request) {
 	if res.Protocol == "vnc" || res.Protocol == "rdp" {
 		s.render(w, r, http.StatusOK, ui.Desktop(s.page(r, res.Name, ""), ui.DesktopView{
 			ResourceName: res.Name, Address: address(res), WSPath: fmt.Sprintf("/connect/%d/guac", res.ID),
+			ClipboardMax: wire.MaxClipboard,
 		}))
 		return
 	}
-	s.render(w, r, http.StatusOK, ui.Terminal(s.page(r, res.Name, ""), ui.TerminalView{
-		ResourceName: res.Name, Address: address(res), WSPath: fmt.Sprintf("/connect/%d/ws", res.ID),
-	}))
+	v := ui.TerminalView{ResourceName: res.Name, Address: address(res), WSPath: fmt.Sprintf("/connect/%d/ws", res.ID)}
+	access, err := s.Store.AccessTo(r.Context(), u.ID, res.ID)
+	if err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	if access.Files {
+		v.FilesHref = fmt.Sprintf("/files/%d", res.ID)
+	}
+	s.render(w, r, http.StatusOK, ui.Terminal(s.page(r, res.Name, ""), v))
 }
 
 func (s *Server) accountView(r *http.Request, u store.User) (ui.AccountView, error) {

@@ -24,8 +24,7 @@ import (
 
 // Limits on what a client may send.
 const (
-	maxFormBody  = 1 << 20 // form posts and API bodies
-	maxWSMessage = 64 << 10
+	maxFormBody = 1 << 20 // form posts and API bodies
 	// maxSessionsPerUser bounds one user's concurrent sessions, so a stolen
 	// session cookie or a runaway script cannot exhaust the gateways.
 	maxSessionsPerUser = 16

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -33,6 +34,17 @@ const (
 	// then a slow browser holds back the target through TCP backpressure.
 	wsWriteTimeout = 60 * time.Second
 	maxTermSize    = 1000
+	// maxControlMessage bounds a JSON control message from the page (its
+	// resize messages are under 50 bytes); a larger one is refused.
+	maxControlMessage = 4 << 10
+	// inputChunk is how much of a binary message (typed or pasted input)
+	// the portal reads before passing it on: a message of any length
+	// streams through in frames of at most this size, so a paste needs no
+	// buffer of its size and the target's pace holds back the browser.
+	inputChunk = 32 << 10
+	// refusalInterval spaces the portal's notices of refused messages, so
+	// a page that misbehaves in a loop does not flood its user.
+	refusalInterval = time.Second
 )
 
 // control is a JSON text frame between browser and portal.
@@ -43,6 +55,42 @@ type control struct {
 	Status  *int   `json:"status,omitempty"`
 	Code    string `json:"code,omitempty"`
 	Message string `json:"message,omitempty"`
+}
+
+// Codes of the "refused" control message: the portal ignored one message
+// from the page and the session goes on.
+const (
+	refusedTooLarge  = "message_too_large"
+	refusedMalformed = "malformed_message"
+	refusedUnknown   = "unknown_message"
+	refusedBadSize   = "bad_terminal_size"
+)
+
+// browserControl reads one control message from the page: the terminal
+// size a resize asks for, or why the message is refused.
+func browserControl(data []byte) (cols, rows int, refused *control) {
+	refuse := func(code, msg string) (int, int, *control) {
+		return 0, 0, &control{Type: "refused", Code: code, Message: msg}
+	}
+	if len(data) > maxControlMessage {
+		return refuse(refusedTooLarge, fmt.Sprintf("The page sent a control message of more than %d KiB; the portal ignored it and the session goes on. Reload the page if the terminal misbehaves.", maxControlMessage>>10))
+	}
+	var c control
+	if err := json.Unmarshal(data, &c); err != nil {
+		return refuse(refusedMalformed, "The page sent a control message the portal could not read; the portal ignored it and the session goes on. Reload the page if the terminal misbehaves.")
+	}
+	if c.Type != "resize" {
+		const maxQuoted = 32 // of an unknown type, in the message
+		typ := []rune(c.Type)
+		if len(typ) > maxQuoted {
+			typ = append(typ[:maxQuoted], '…')
+		}
+		return refuse(refusedUnknown, fmt.Sprintf("The page sent a control message of unknown type %q; the portal ignored it and the session goes on. Reload the page if the terminal misbehaves.", string(typ)))
+	}
+	if c.Cols < 1 || c.Cols > maxTermSize || c.Rows < 1 || c.Rows > maxTermSize {
+		return refuse(refusedBadSize, fmt.Sprintf("The terminal size %d×%d is outside 1 to %d columns and rows; the remote terminal keeps its size.", c.Cols, c.Rows, maxTermSize))
+	}
+	return c.Cols, c.Rows, nil
 }
 
 // sameOrigin reports whether a WebSocket upgrade comes from a page of this
@@ -131,12 +179,14 @@ func (s *Server) terminalSocket(w http.ResponseWriter, r *http.Request) {
 	s.wg.Add(1)
 	defer s.wg.Done()
 	defer ws.Close()
-	ws.SetReadLimit(maxWSMessage)
+	// No read limit on the connection: the bridge bounds each message
+	// itself, streaming input and refusing oversized control messages
+	// without ending the session.
 
 	cols, rows := termSize(r.URL.Query())
 	id := rand.Text()
 	t := &termSession{
-		srv: s, ws: ws, user: u, res: res, client: clientAddr(r), id: id,
+		srv: s, ws: ws, user: u, res: res, client: clientAddr(r), id: id, cols: cols, rows: rows,
 		log: s.Logger.With("session", id, "user", u.Name, "resource", res.Name),
 	}
 	t.run(s.ctx, r, cols, rows)
@@ -151,6 +201,12 @@ type termSession struct {
 	client string
 	id     string
 	log    *slog.Logger
+	// cols and rows are the remote terminal's size, changed only by the
+	// goroutine reading the browser once the session runs.
+	cols, rows int
+	// lastRefusal is when the browser was last told of a refused
+	// message; only the goroutine reading the browser uses it.
+	lastRefusal time.Time
 	// watchers get a copy of the output for read-only viewers.
 	watchers watchers
 	// guard ends the session when access ends; the browser's input keeps
@@ -263,8 +319,9 @@ func (t *termSession) bridge(ctx context.Context, conn net.Conn) (end, reason st
 		defer close(browserGone)
 		t.ws.SetReadDeadline(time.Now().Add(wsReadTimeout))
 		t.ws.SetPongHandler(func(string) error { return t.ws.SetReadDeadline(time.Now().Add(wsReadTimeout)) })
+		buf := make([]byte, inputChunk)
 		for {
-			mt, data, err := t.ws.ReadMessage()
+			mt, rd, err := t.ws.NextReader()
 			if err != nil {
 				return
 			}
@@ -272,16 +329,9 @@ func (t *termSession) bridge(ctx context.Context, conn net.Conn) (end, reason st
 			switch mt {
 			case websocket.BinaryMessage:
 				t.guard.touch(t.srv.Now())
-				err = fw.Write(wire.FrameData, data)
+				err = t.forwardInput(rd, fw, buf)
 			case websocket.TextMessage:
-				var c control
-				if json.Unmarshal(data, &c) != nil || c.Type != "resize" {
-					continue // unknown control messages are ignored
-				}
-				if c.Cols < 1 || c.Cols > maxTermSize || c.Rows < 1 || c.Rows > maxTermSize {
-					continue
-				}
-				err = fw.Write(wire.FrameResize, wire.ResizePayload(uint16(c.Cols), uint16(c.Rows)))
+				err = t.browserControl(rd, fw, buf)
 			}
 			if err != nil {
 				return
@@ -352,6 +402,60 @@ func (t *termSession) bridge(ctx context.Context, conn net.Conn) (end, reason st
 			t.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
 			return endRemote, msg
 		}
+	}
+}
+
+// forwardInput passes one binary message from the browser (keystrokes or
+// a paste of any length) to the gateway in frames of at most len(buf)
+// bytes.
+func (t *termSession) forwardInput(rd io.Reader, fw *wire.FrameWriter, buf []byte) error {
+	for {
+		n, err := io.ReadFull(rd, buf)
+		if n > 0 {
+			if werr := fw.Write(wire.FrameData, buf[:n]); werr != nil {
+				return werr
+			}
+			// A long paste over a slow link is activity, not idleness.
+			t.ws.SetReadDeadline(time.Now().Add(wsReadTimeout))
+		}
+		switch {
+		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+			return nil // the end of the message
+		case err != nil:
+			return err
+		}
+	}
+}
+
+// browserControl acts on one control message from the browser: a resize
+// goes to the gateway unless the size is the current one; anything else
+// is refused, with a notice to the browser, and the session goes on.
+func (t *termSession) browserControl(rd io.Reader, fw *wire.FrameWriter, buf []byte) error {
+	// Read at most one byte past the limit: enough to know a message is
+	// too large; the WebSocket reader skips the rest of it.
+	n, err := io.ReadFull(rd, buf[:maxControlMessage+1])
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return err
+	}
+	cols, rows, refused := browserControl(buf[:n])
+	if refused != nil {
+		t.refuse(*refused)
+		return nil
+	}
+	if cols == t.cols && rows == t.rows {
+		return nil
+	}
+	t.cols, t.rows = cols, rows
+	return fw.Write(wire.FrameResize, wire.ResizePayload(uint16(cols), uint16(rows)))
+}
+
+// refuse tells the browser that the portal ignored one of its messages,
+// at most once per refusalInterval.
+func (t *termSession) refuse(c control) {
+	if now := t.srv.Now(); t.lastRefusal.IsZero() || now.Sub(t.lastRefusal) >= refusalInterval {
+		t.lastRefusal = now
+		t.log.Info("refused a message from the browser", "code", c.Code)
+		t.sendControl(c)
 	}
 }
 

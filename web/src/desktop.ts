@@ -19,6 +19,8 @@ const fitBox = document.getElementById('desk-fit') as HTMLInputElement;
 const clipText = document.getElementById('desk-clipboard') as HTMLTextAreaElement;
 const clipSend = document.getElementById('desk-clip-send') as HTMLButtonElement;
 const clipNote = document.getElementById('desk-clip-note') as HTMLParagraphElement;
+// The most clipboard text the gateway takes, in bytes of UTF-8.
+const clipMax = Number(container.dataset.clipboardMax) || 1 << 20;
 let clipSentTimer: number | undefined;
 
 // showClipNote says in the clipboard panel why sent text did not reach the
@@ -164,8 +166,20 @@ function connect(): void {
   }).toString());
 }
 
+function megabytes(n: number): string {
+  return `${(n / (1 << 20)).toFixed(n < 1 << 20 ? 2 : 1)} MB`;
+}
+
+// The clipboard goes as a Guacamole clipboard stream: StringWriter cuts it
+// into blobs of 6048 bytes, each its own WebSocket message, so its size
+// meets no message limit; the gateway's own limit is checked here.
 clipSend.addEventListener('click', () => {
   if (!client) return;
+  const size = new TextEncoder().encode(clipText.value).length;
+  if (size > clipMax) {
+    showClipNote(`This text is ${megabytes(size)}; at most ${megabytes(clipMax)} can go to the remote clipboard. Nothing was sent.`);
+    return;
+  }
   const writer = new Guacamole.StringWriter(client.createClipboardStream('text/plain'));
   writer.sendText(clipText.value);
   writer.sendEnd();

@@ -3,6 +3,7 @@
 package ui
 
 import (
+	"strconv"
 	"strings"
 	"time"
 )
@@ -158,7 +159,18 @@ type TerminalView struct {
 	WSPath       string
 	// Watch shows someone else's session, read-only.
 	Watch bool
+	// FilesHref links to the resource's files where the viewer's grant
+	// allows them.
+	FilesHref string
 }
+
+// TerminalFontSizes are the terminal's font sizes to choose from, in CSS
+// pixels; DefaultTerminalFontSize is the one before a choice.
+var TerminalFontSizes = []int{10, 12, 13, 14, 16, 18, 20, 24, 28, 32}
+
+// DefaultTerminalFontSize is the terminal's font size until the user
+// picks another.
+const DefaultTerminalFontSize = 14
 
 // UserRow is one row of the users table.
 type UserRow struct {
@@ -488,7 +500,11 @@ type DesktopView struct {
 	ResourceName string
 	Address      string
 	WSPath       string
+	// ClipboardMax is the most clipboard text the page may send, in bytes.
+	ClipboardMax int
 }
+
+func (v DesktopView) clipboardMaxAttr() string { return strconv.Itoa(v.ClipboardMax) }
 
 // KeyNoun names what a resource pins: an SSH host key or a TLS
 // certificate.

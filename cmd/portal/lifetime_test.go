@@ -248,3 +248,32 @@ func TestDesktopEndReasons(t *testing.T) {
 		}
 	}
 }
+
+// TestExpiredSignInKeepsSession: a sign-in that expires (nothing touches it
+// while the user works in the terminal's socket) does not end the terminal;
+// only signing out does.
+func TestExpiredSignInKeepsSession(t *testing.T) {
+	ctx := context.Background()
+	sshd := targets.NewSSHD(t)
+	p, _ := startPortal(t, t.TempDir())
+	st := p.Store
+	u, _ := st.CreateUser(ctx, store.User{Name: "worker", Role: store.RoleUser}, mustHash(t, "user-password-9"))
+	res, _ := st.CreateResource(ctx, store.Resource{Name: "long", Protocol: "ssh", Host: sshd.Host, Port: sshd.Port,
+		Login: sshd.User}, &store.Secrets{Password: sshd.Password})
+	st.CreateGrant(ctx, res.ID, "user", u.ID)
+	b := newBrowser(t, p.URL)
+	b.signIn("worker", "user-password-9")
+	c, ws := b.terminal(res.ID)
+	if c["type"] != "connected" {
+		t.Fatalf("connect: %v", c)
+	}
+	// The sign-in expires: scs's store no longer has it.
+	if _, err := st.DB().ExecContext(ctx, `DELETE FROM sessions`); err != nil {
+		t.Fatal(err)
+	}
+	// Two and a half guard checks (every 2 s) go by with nothing to await:
+	// the point is that nothing happens.
+	time.Sleep(5 * time.Second)
+	ws.WriteMessage(websocket.BinaryMessage, []byte("echo still-$((5*5))\n"))
+	readUntil(t, ws, "still-25")
+}

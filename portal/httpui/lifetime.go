@@ -44,9 +44,11 @@ type sessionGuard struct {
 	// files sessions are checked against the files grant, others against
 	// the terminal (or desktop) grant.
 	files bool
-	// webToken is the browser's sign-in session that opened it, and epoch
-	// the user's session epoch then: signing out or changing the password
-	// ends it.
+	// webToken is the browser's sign-in session that opened it (signing
+	// out there ends it), and epoch the user's session epoch then (a
+	// password change ends it). A sign-in that merely expires does not:
+	// the socket keeps no sign-in alive, so an hour's typing would
+	// otherwise outlive it.
 	webToken string
 	epoch    int64
 	// idle and maxLen are the resource's limits; zero is none.
@@ -75,6 +77,25 @@ func (s *Server) newGuard(ctx context.Context, u store.User, res store.Resource,
 	}
 	g.touch(s.Now())
 	return g
+}
+
+// endSignedOut ends the running sessions opened from the sign-in session
+// token, which has just signed out.
+func (s *Server) endSignedOut(token string) {
+	if token == "" {
+		return
+	}
+	s.mu.Lock()
+	var ending []*liveSession
+	for _, ls := range s.live {
+		if ls.guard != nil && ls.guard.webToken == token {
+			ending = append(ending, ls)
+		}
+	}
+	s.mu.Unlock()
+	for _, ls := range ending {
+		gateways.TerminateWith(ls.conn, endSignedOut, "You signed out, so the session has ended.")
+	}
 }
 
 // kickGuard asks the guard to check every running session now, after a
@@ -150,15 +171,6 @@ func (s *Server) endReason(ctx context.Context, ls *liveSession, users map[int64
 		return endAccessRevoked, "Your account was disabled, so the session has ended.", nil
 	case u.SessionEpoch != g.epoch:
 		return endSignedOut, "Your password was changed, so the session has ended. Sign in again to reconnect.", nil
-	}
-	if g.webToken != "" {
-		_, found, err := s.Sessions.Store.Find(g.webToken)
-		if err != nil {
-			return "", "", fmt.Errorf("find sign-in session: %w", err)
-		}
-		if !found {
-			return endSignedOut, "You signed out (or your sign-in expired), so the session has ended.", nil
-		}
 	}
 	check := s.Authz.Resource
 	if g.files {

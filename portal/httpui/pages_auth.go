@@ -135,12 +135,13 @@ func (s *Server) signOut(w http.ResponseWriter, r *http.Request) {
 	if u, ok := currentUser(r); ok {
 		s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionSignOut, Outcome: audit.OutcomeSuccess})
 	}
+	token := s.Sessions.Token(r.Context())
 	if err := s.Sessions.Destroy(r.Context()); err != nil {
 		s.serverError(w, r, err)
 		return
 	}
 	// Sessions opened from this sign-in end with it.
-	s.kickGuard()
+	s.endSignedOut(token)
 	http.Redirect(w, r, "/signin", http.StatusSeeOther)
 }
 

@@ -139,6 +139,15 @@ func goClipReady(h C.uintptr_t) {
 	s := session(h)
 	s.clipReady.Store(true)
 	s.log.Debug("rdp clipboard channel ready")
+	// Text kept back went with the channel's opening: the user, told it
+	// was not sent, is told it now was.
+	s.fbMu.Lock()
+	defer s.fbMu.Unlock()
+	if s.clipHeld {
+		s.clipHeld = false
+		s.pending.ClipboardNotice = clipboardOpened
+		s.signal()
+	}
 }
 
 //export goDispReady

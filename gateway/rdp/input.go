@@ -78,6 +78,7 @@ func (s *Session) apply(inst *C.freerdp, in input) error {
 			s.log.Debug("rdp: clipboard text kept until the server opens its clipboard channel")
 			s.fbMu.Lock()
 			s.pending.ClipboardNotice = clipboardNotOpen
+			s.clipHeld = true
 			s.signal()
 			s.fbMu.Unlock()
 		}

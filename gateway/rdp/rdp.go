@@ -240,7 +240,10 @@ type Session struct {
 	fbMu    sync.Mutex
 	fb      *image.RGBA
 	pending Update
-	changed chan struct{}
+	// clipHeld: clipboard text waits for the server's clipboard channel
+	// and the user was told so.
+	clipHeld bool
+	changed  chan struct{}
 
 	// certFP is guarded by fbMu: a server redirection would check a
 	// certificate again.
@@ -557,6 +560,9 @@ func (s *Session) ClipboardReady() bool { return s.clipReady.Load() }
 // clipboardNotOpen is the ClipboardNotice for text kept back.
 const clipboardNotOpen = "The remote desktop has not opened its clipboard, so the text was not sent; it will be if the server opens its clipboard later. " +
 	"Some RDP servers have no clipboard at all: freerdp-shadow-cli, for one."
+
+// clipboardOpened is the ClipboardNotice once text kept back was sent.
+const clipboardOpened = "The remote desktop has opened its clipboard now; the text you sent earlier went to it."
 
 // Resize asks the server for a new desktop size over the display control
 // channel and reports whether the server has that channel; without it the

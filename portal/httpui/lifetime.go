@@ -99,7 +99,8 @@ func (s *Server) endSignedOut(token string) {
 }
 
 // kickGuard asks the guard to check every running session now, after a
-// change that may end some (a grant removed, a user disabled, a sign-out).
+// change that may end some (a grant removed, a user disabled, a password
+// changed).
 func (s *Server) kickGuard() {
 	select {
 	case s.kick <- struct{}{}:

@@ -37,6 +37,29 @@ async function clickTimeline(page, f) {
   await page.mouse.click(Math.min(box.x + box.width * f, box.x + box.width - 1), box.y + box.height / 2);
 }
 
+// checkBar checks the control bar both players share: its controls by
+// role and name, reached with Tab in order, the key hints, and a status
+// line that screen readers announce.
+async function checkBar(page) {
+  await page.getByRole('group', { name: 'Playback' }).waitFor();
+  await page.getByRole('button', { name: 'Play' }).waitFor();
+  await page.getByRole('slider', { name: 'Position in the recording' }).waitFor();
+  await page.getByRole('combobox', { name: 'Speed' }).waitFor();
+  await page.getByRole('button', { name: 'Full screen' }).waitFor();
+  await page.getByText('Space plays or pauses, ← and → move 5 seconds, F goes full screen; the timeline seeks.').waitFor();
+  const status = page.locator('#player-status');
+  assert.equal(await status.getAttribute('role'), 'status');
+  assert.equal(await status.getAttribute('aria-live'), 'polite');
+  await page.getByRole('button', { name: 'Play' }).focus();
+  const order = [];
+  for (let i = 0; i < 3; i++) {
+    await page.keyboard.press('Tab');
+    order.push(await page.evaluate(() => document.activeElement.id));
+  }
+  assert.deepEqual(order, ['player-timeline', 'player-speed', 'player-fullscreen']);
+  await page.evaluate(() => document.activeElement.blur());
+}
+
 // playerText is the text on the player's terminal screen.
 async function playerText(page) {
   return page.evaluate(() => {
@@ -100,6 +123,7 @@ test('an auditor finds a session by a word typed in it and replays it', async ()
   // not yet the second.
   const status = auditor.locator('#player-status');
   await status.filter({ hasText: /^paused at 0:00\.$/i }).waitFor();
+  await checkBar(auditor);
   const clickAt = (f) => clickTimeline(auditor, f);
   const now = () => auditor.evaluate(() => window.keywayPlayer.getCurrentTime());
   const middle = async (what) => {
@@ -221,6 +245,7 @@ test('an auditor finds a VNC session, plays it and seeks to its middle', async (
   await status.filter({ hasText: /^paused at 0:00\.$/i }).waitFor();
   assert.equal(hex(await replayPixel(auditor, 900, 600)), phases[0], 'the first frame before Play');
   assert.equal(await auditor.locator('#player-time').textContent(), `0:00 / ${clockOf(duration)}`);
+  await checkBar(auditor);
 
   // Play until the first phase shows, pause, then click the middle of the
   // timeline, as a person does: the screen shows the second phase.

@@ -41,7 +41,6 @@ async function clickTimeline(page, f) {
 // role and name, reached with Tab in order, the key hints, and a status
 // line that screen readers announce.
 async function checkBar(page) {
-  await page.getByRole('group', { name: 'Playback' }).waitFor();
   await page.getByRole('button', { name: 'Play' }).waitFor();
   await page.getByRole('slider', { name: 'Position in the recording' }).waitFor();
   await page.getByRole('combobox', { name: 'Speed' }).waitFor();

@@ -1,9 +1,11 @@
 // Session recording, end to end in a real Chromium against `portal demo`:
 // a user works in a terminal; the embedded gateway records the session and
 // uploads it; an auditor finds it on the Recordings page by a word typed in
-// it, plays it, seeks to the middle, and sees what the terminal showed at
-// that moment. The same for a VNC desktop, whose recording the player
-// seeks in through the gateway's key frames, and which the auditor then
+// it, seeks to the middle before playing, and sees what the terminal
+// showed at that moment, then plays, changes speed, pauses and seeks with
+// the control bar both players share. The same for a VNC desktop, which
+// shows its first picture before Play, whose recording the player seeks
+// in through the gateway's key frames, and which the auditor then
 // exports as a video file (ffmpeg is a test dependency: without it the
 // test fails).
 import { test, before, after } from 'node:test';
@@ -25,6 +27,37 @@ after(async () => {
   await browser?.close();
   await demo?.stop();
 });
+
+// clickTimeline clicks the player's timeline at fraction f of its width,
+// as a person does.
+async function clickTimeline(page, f) {
+  const timeline = page.getByLabel('Position in the recording');
+  await timeline.scrollIntoViewIfNeeded();
+  const box = await timeline.boundingBox();
+  await page.mouse.click(Math.min(box.x + box.width * f, box.x + box.width - 1), box.y + box.height / 2);
+}
+
+// checkBar checks the control bar both players share: its controls by
+// role and name, reached with Tab in order, the key hints, and a status
+// line that screen readers announce.
+async function checkBar(page) {
+  await page.getByRole('button', { name: 'Play' }).waitFor();
+  await page.getByRole('slider', { name: 'Position in the recording' }).waitFor();
+  await page.getByRole('combobox', { name: 'Speed' }).waitFor();
+  await page.getByRole('button', { name: 'Full screen' }).waitFor();
+  await page.getByText('Space plays or pauses, ← and → move 5 seconds, F goes full screen; the timeline seeks.').waitFor();
+  const status = page.locator('#player-status');
+  assert.equal(await status.getAttribute('role'), 'status');
+  assert.equal(await status.getAttribute('aria-live'), 'polite');
+  await page.getByRole('button', { name: 'Play' }).focus();
+  const order = [];
+  for (let i = 0; i < 3; i++) {
+    await page.keyboard.press('Tab');
+    order.push(await page.evaluate(() => document.activeElement.id));
+  }
+  assert.deepEqual(order, ['player-timeline', 'player-speed', 'player-fullscreen']);
+  await page.evaluate(() => document.activeElement.blur());
+}
 
 // playerText is the text on the player's terminal screen.
 async function playerText(page) {
@@ -87,33 +120,63 @@ test('an auditor finds a session by a word typed in it and replays it', async ()
     auditor.evaluate(() => window.keywayPlayer?.getDuration()));
   assert.ok(duration > 4 && duration < 30, `recording lasts ${duration} s`);
 
-  // Play, pause, then seek to the middle by clicking the progress bar, as
-  // a person does. At the middle the screen shows the first marker, not
-  // yet the second.
-  await auditor.locator('#player .ap-player').click();
-  await waitFor('playback to start', () => auditor.evaluate(() => window.keywayPlayer.getCurrentTime() > 0));
-  await auditor.keyboard.press('Space');
-  const bar = auditor.locator('#player .ap-progressbar .ap-bar');
-  await bar.scrollIntoViewIfNeeded();
-  const box = await bar.boundingBox();
-  await auditor.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
-  const at = await waitFor('the seek', async () => {
-    const t = await auditor.evaluate(() => window.keywayPlayer.getCurrentTime());
+  // The shared control bar, used as a person does. Before Play, a click on
+  // the middle of the timeline shows the screen then: the first marker,
+  // not yet the second.
+  const status = auditor.locator('#player-status');
+  await status.filter({ hasText: /^paused at 0:00\.$/i }).waitFor();
+  await checkBar(auditor);
+  const clickAt = (f) => clickTimeline(auditor, f);
+  const now = () => auditor.evaluate(() => window.keywayPlayer.getCurrentTime());
+  const middle = async (what) => {
+    await waitFor(what, async () => {
+      const text = await playerText(auditor);
+      return text.includes(`start-42-${word}`) && !text.includes(`end-42-${word}`);
+    }, 10000).catch(async (e) => {
+      throw new Error(`${e.message} (at ${await now()} of ${duration} s); player shows:\n${await playerText(auditor)}`);
+    });
+  };
+  await clickAt(0.5);
+  const at = await waitFor('the seek before Play', async () => {
+    const t = await now();
     return Math.abs(t - duration / 2) < duration / 10 && t;
   });
-  await waitFor('the middle of the session on screen', async () => {
-    const text = await playerText(auditor);
-    return text.includes(`start-42-${word}`) && !text.includes(`end-42-${word}`);
-  }, 10000).catch(async (e) => {
-    throw new Error(`${e.message} (at ${at} of ${duration} s); player shows:\n${await playerText(auditor)}`);
-  });
+  await middle('the middle of the session on screen before Play');
+  await status.filter({ hasText: /^paused at \d+:\d\d\.$/i }).waitFor();
 
-  // Seeking to the end shows the cleared screen with the second marker.
-  await auditor.mouse.click(box.x + box.width - 2, box.y + box.height / 2);
+  // A slower speed makes a new player where this one was: still paused
+  // there, the same screen.
+  await auditor.getByLabel('Speed').selectOption('0.5');
+  await waitFor('the slower player', async () => Math.abs((await now()) - at) < 0.05 &&
+    (await auditor.getByRole('button', { name: 'Play' }).isVisible()));
+  await middle('the middle of the session on screen after the speed change');
+
+  // Play at 0.5×, then back to 1× while playing: it keeps playing from
+  // where it was.
+  await auditor.getByRole('button', { name: 'Play' }).click();
+  await status.filter({ hasText: 'Playing at 0.5× speed.' }).waitFor();
+  const t0 = await waitFor('playback to move', async () => { const t = await now(); return t > at + 0.1 && t; });
+  await auditor.getByLabel('Speed').selectOption('1');
+  await status.filter({ hasText: 'Playing at 1× speed.' }).waitFor();
+  await waitFor('playback to go on at 1×', async () => (await now()) > t0);
+  // Space pauses wherever the focus is outside a field: here the screen.
+  await auditor.locator('#player').click();
+  await auditor.keyboard.press('Space');
+  await auditor.getByRole('button', { name: 'Play' }).waitFor();
+  await status.filter({ hasText: /^paused at/i }).waitFor();
+
+  // Seeking to the end shows the cleared screen with the second marker;
+  // ← goes back 5 s.
+  await clickAt(1);
   await waitFor('the end of the session on screen', async () => {
     const text = await playerText(auditor);
     return text.includes(`end-42-${word}`) && !text.includes(`start-42-${word}`);
-  }, 10000);
+  }, 10000).catch(async (e) => {
+    throw new Error(`${e.message} (at ${await now()} of ${duration} s, ${await status.textContent()}); player shows:\n${await playerText(auditor)}`);
+  });
+  const end = await now();
+  await auditor.keyboard.press('ArrowLeft');
+  await waitFor('← to go back 5 s', async () => Math.abs((await now()) - Math.max(0, end - 5)) < 0.2);
 
   // Download link and audit trail.
   const href = await auditor.getByRole('button', { name: /download recording/i }).getAttribute('href');
@@ -134,6 +197,9 @@ async function desktopPixel(page, x, y) {
 async function replayPixel(page, x, y) {
   return page.evaluate(([x, y]) => window.keywayReplay?.pixel(x, y).slice(0, 3) ?? [], [x, y]);
 }
+
+// clockOf is ms as the player's clock shows it.
+const clockOf = (ms) => `${Math.floor(ms / 60000)}:${String(Math.floor(ms / 1000) % 60).padStart(2, '0')}`;
 
 const hex = ([r, g, b]) => '#' + [r, g, b].map((c) => (c ?? 0).toString(16).padStart(2, '0')).join('');
 
@@ -173,20 +239,25 @@ test('an auditor finds a VNC session, plays it and seeks to its middle', async (
   await auditor.waitForURL(/\/recordings\/\d+$/);
   await auditor.getByRole('heading', { name: `${info.user.name} on demo-vnc` }).waitFor();
 
-  // The timeline spans the session; it starts on the first phase.
+  // The timeline spans the session. Before Play, the player shows the
+  // session's first picture (not a blank screen) at 0:00.
   const duration = await waitFor('the timeline', () => auditor.evaluate(() => window.keywayReplay?.duration));
   assert.ok(duration > 11000 && duration < 40000, `recording lasts ${duration} ms`);
-  await auditor.locator('#replay-status', { hasText: /paused at 0:00/i }).waitFor();
+  const status = auditor.locator('#player-status');
+  await status.filter({ hasText: /^paused at 0:00\.$/i }).waitFor();
+  assert.equal(hex(await replayPixel(auditor, 900, 600)), phases[0], 'the first frame before Play');
+  assert.equal(await auditor.locator('#player-time').textContent(), `0:00 / ${clockOf(duration)}`);
+  await checkBar(auditor);
 
   // Play until the first phase shows, pause, then click the middle of the
   // timeline, as a person does: the screen shows the second phase.
   await auditor.getByRole('button', { name: 'Play' }).click();
-  await waitFor('playback of the first phase', async () => hex(await replayPixel(auditor, 900, 600)) === phases[0]);
+  await waitFor('playback to start', () => auditor.evaluate(() => window.keywayReplay.position > 0));
   await auditor.getByRole('button', { name: 'Pause' }).click();
-  const timeline = auditor.getByLabel('Position in the recording');
-  const box = await timeline.boundingBox();
-  await auditor.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
-  await auditor.locator('#replay-status', { hasText: /paused at/i }).waitFor();
+  await clickTimeline(auditor, 0.5);
+  await status.filter({ hasText: /paused at/i }).waitFor().catch(async (e) => {
+    throw new Error(`${e.message}; the status says ${await status.textContent()}`);
+  });
   const at = await waitFor('the seek to the middle', async () => {
     const p = await auditor.evaluate(() => window.keywayReplay.position);
     return Math.abs(p - duration / 2) < duration / 8 && p;
@@ -194,11 +265,24 @@ test('an auditor finds a VNC session, plays it and seeks to its middle', async (
   await waitFor('the middle of the session on screen', async () => hex(await replayPixel(auditor, 900, 600)) === phases[1], 10000)
     .catch(async (e) => { throw new Error(`${e.message} (at ${at} of ${duration} ms, shows ${hex(await replayPixel(auditor, 900, 600))})`); });
 
+  // ← goes back 5 s, as on the terminal player.
+  await auditor.keyboard.press('ArrowLeft');
+  await waitFor('← to go back 5 s', async () =>
+    Math.abs((await auditor.evaluate(() => window.keywayReplay.position)) - Math.max(0, at - 5000)) < 200);
+
   // Near the end, the third phase; back in the first sixth, the first.
-  await auditor.mouse.click(box.x + box.width - 3, box.y + box.height / 2);
+  await clickTimeline(auditor, 1);
   await waitFor('the end of the session on screen', async () => hex(await replayPixel(auditor, 900, 600)) === phases[2], 10000);
-  await auditor.mouse.click(box.x + box.width / 6, box.y + box.height / 2);
+  await clickTimeline(auditor, 1 / 6);
   await waitFor('the first phase on screen', async () => hex(await replayPixel(auditor, 900, 600)) === phases[0], 10000);
+
+  // Full screen takes the screen and the bar; F leaves it.
+  await auditor.getByRole('button', { name: 'Full screen' }).click();
+  await waitFor('full screen', () => auditor.evaluate(() => document.fullscreenElement?.id === 'desktop-player'));
+  await auditor.getByRole('button', { name: 'Exit full screen' }).waitFor();
+  await auditor.keyboard.press('f');
+  await waitFor('full screen to end', () => auditor.evaluate(() => document.fullscreenElement === null));
+  await auditor.getByRole('button', { name: 'Full screen' }).waitFor();
 
   // Export as video: the page follows the export's progress, then offers
   // the file.

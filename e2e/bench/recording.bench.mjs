@@ -166,7 +166,7 @@ async function main() {
       await signIn(p, info.auditor.name, info.auditor.password);
       await p.goto(id + query);
       await waitFor('the player', () => p.evaluate(() => window.keywayReplay?.duration > 0));
-      await p.locator('#replay-status', { hasText: /paused at/i }).waitFor({ timeout: timeoutMs });
+      await p.locator('#player-status', { hasText: /paused at/i }).waitFor({ timeout: timeoutMs });
       const out = [];
       for (const t of targets) {
         const ms = await p.evaluate(([t, limit]) => {

@@ -13,6 +13,7 @@
 // the same decoder as a live desktop.
 import Guacamole from 'guacamole-common-js';
 import { installIndexed } from './indexed';
+import { PlayerBar, clock, type Playback } from './playerbar';
 import { followExport } from './videoexport';
 import './replay.css';
 
@@ -40,9 +41,26 @@ interface Part {
   times: number[];
   frame: number;
   shown: number;
+  // drawn is the time (ms after base) of its first frame that draws
+  // anything, -1 until one has arrived. A recording from the session's
+  // start begins with frames that only size the screen (the target has
+  // not sent a picture yet): a seek there shows the first picture instead
+  // of a blank screen.
+  drawn: number;
 }
 
-const seekStep = 5000;
+// drawingOps are the instructions that put pixels on a layer, each with
+// the index of its argument naming that layer. Only layers 0 and up are
+// on screen (buffers, such as the cursor's image, are negative): a frame
+// that draws on none leaves the screen as it was.
+const drawingOps = new Map([
+  ['img', 2], ['png', 1], ['jpeg', 1], ['copy', 6], ['transfer', 6], ['cfill', 1], ['lfill', 1], ['put', 5],
+]);
+
+function drawsOnScreen(opcode: string, args: unknown[]): boolean {
+  const i = drawingOps.get(opcode);
+  return i !== undefined && Number(args[i]) >= 0;
+}
 
 // keepAheadMs is how far ahead of what is shown a seek replays the frames
 // in between itself rather than asking the portal for the screen there.
@@ -77,14 +95,6 @@ function atOrBefore(times: number[], t: number): number {
   return times[lo] ?? 0;
 }
 
-function clock(ms: number): string {
-  const s = Math.floor(ms / 1000);
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  const ss = String(s % 60).padStart(2, '0');
-  return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${ss}` : `${m}:${ss}`;
-}
-
 // recordingWithoutSnapshots makes a SessionRecording that keeps no
 // snapshots of its own. SessionRecording snapshots the whole screen as
 // PNG (Client.exportState) every 5 s of recording, on the first frame
@@ -110,14 +120,14 @@ function recordingWithoutSnapshots(tunnel: Guacamole.Tunnel): Guacamole.SessionR
   }
 }
 
-class Replay {
+class Replay implements Playback {
   private part: Part | null = null;
   // next is a part being prepared for a seek; it replaces part once the
   // sought frame is drawn, so the screen never goes blank meanwhile.
   private next: Part | null = null;
   private busy = false;
   private target = 0;
-  private playing = false;
+  private running = false;
   private speed = 1;
   private clockStart = 0;
   private clockFrom = 0;
@@ -127,20 +137,16 @@ class Replay {
     private src: string,
     private timeline: Timeline,
     private screen: HTMLElement,
-    private playBtn: HTMLButtonElement,
-    private range: HTMLInputElement,
-    private timeEl: HTMLElement,
-    private statusEl: HTMLElement,
+    private bar: PlayerBar,
   ) {
-    range.max = String(timeline.duration_ms);
-    range.disabled = false;
-    playBtn.disabled = false;
-    this.updateTime();
-    this.seek(0);
+    bar.attach(this);
+    void this.seek(0);
     new ResizeObserver(() => this.rescale()).observe(screen);
   }
 
   get duration(): number { return this.timeline.duration_ms; }
+  get playing(): boolean { return this.running; }
+  get shownTime(): number { return this.running ? this.target : this.position; }
   get position(): number {
     const p = this.part;
     return p && p.shown >= 0 ? p.base + p.shown : 0;
@@ -171,7 +177,7 @@ class Replay {
     installIndexed(rec.getDisplay());
     const part: Part = {
       keyframe: n, until, base: from ?? kfs[n] ?? 0, end: until < kfs.length ? kfs[until] : this.duration,
-      tunnel, rec, loaded: -1, bytes: 0, complete: false, times: [], frame: -1, shown: -1,
+      tunnel, rec, loaded: -1, bytes: 0, complete: false, times: [], frame: -1, shown: -1, drawn: -1,
     };
     // SessionRecording replays frames from a Blob it appends the
     // tunnel's data to in blocks (and at the end), so a frame can be
@@ -183,13 +189,19 @@ class Replay {
       while (ends.length > 0 && ends[0][0] <= inBlob) part.loaded = ends.shift()![1];
       this.pump();
     };
+    // draws says whether the frame being received draws; SessionRecording
+    // reports a frame (onprogress) at its sync, after its instructions.
+    let draws = false;
     rec.onprogress = (duration: number, parsed: number) => {
       ends.push([parsed, duration]);
       part.times.push(duration);
       part.bytes = parsed;
+      if (draws && part.drawn < 0) part.drawn = duration;
+      draws = false;
     };
     const receive = tunnel.oninstruction;
     tunnel.oninstruction = (opcode: string, args: unknown[]) => {
+      if (drawsOnScreen(opcode, args)) draws = true;
       receive?.(opcode, args);
       total += elementSize(opcode);
       for (const a of args) total += elementSize(String(a));
@@ -220,9 +232,11 @@ class Replay {
   // seek shows the recording at ms (from its start); the promise resolves
   // once that frame is on screen.
   seek(ms: number): Promise<number> {
-    ms = Math.max(0, Math.min(ms, this.duration));
+    // Whole ms, as the portal draws a part from (?at=): a part's base
+    // must not lie past the target it was opened for.
+    ms = Math.round(Math.max(0, Math.min(ms, this.duration)));
     this.target = ms;
-    if (this.playing) {
+    if (this.running) {
       this.clockStart = performance.now();
       this.clockFrom = ms;
     }
@@ -252,7 +266,9 @@ class Replay {
     const p = this.next && (this.target >= this.next.base || !this.part) ? this.next : this.part;
     if (!p) return;
     const want = this.target - p.base;
-    if (p.loaded < 0 || (want > p.loaded && !p.complete)) {
+    // Until its first picture is in, a part shows nothing worth showing.
+    const undrawn = p.drawn < 0 || p.drawn > p.loaded;
+    if (p.loaded < 0 || ((want > p.loaded || undrawn) && !p.complete)) {
       this.loading(p);
       return;
     }
@@ -267,10 +283,11 @@ class Replay {
     const to = Math.min(want, p.loaded);
     // SessionRecording.seek shows the frame nearest a time, which may be
     // a later one: ask for the time of the frame at or before it.
-    const frame = atOrBefore(p.times, to);
+    // Before its first picture, the part shows that picture.
+    const frame = Math.max(atOrBefore(p.times, to), p.drawn);
     if (frame === p.frame) {
       p.shown = to;
-      this.updateTime();
+      this.bar.update();
       this.settle();
       return;
     }
@@ -283,7 +300,7 @@ class Replay {
         if (p === this.next) {
           this.swap(p);
         }
-        this.updateTime();
+        this.bar.update();
         this.pump();
       });
     });
@@ -311,8 +328,8 @@ class Replay {
       }
       return true;
     });
-    if (this.playing && atEnd && this.target >= pos) this.pause();
-    if (!this.playing) this.setStatus(`Paused at ${clock(pos)}.`);
+    if (this.running && atEnd && this.target >= pos) this.pause();
+    if (!this.running) this.setStatus(`Paused at ${clock(pos)}.`);
     else this.setStatus(`Playing at ${this.speed}× speed.`);
   }
 
@@ -324,13 +341,13 @@ class Replay {
   }
 
   private tick = (): void => {
-    if (!this.playing) return;
+    if (!this.running) return;
     this.target = Math.min(this.duration, this.clockFrom + (performance.now() - this.clockStart) * this.speed);
     const p = this.part;
     if (p && !this.next && p.until < this.timeline.keyframes.length && this.target > p.end - prefetchMs * this.speed) {
       this.next = this.open(p.until);
     }
-    this.updateTime();
+    this.bar.update();
     this.pump();
     if (this.target >= this.duration && !this.busy) {
       this.settle();
@@ -339,42 +356,29 @@ class Replay {
   };
 
   play(): void {
-    if (this.playing) return;
+    if (this.running) return;
     if (this.position >= this.duration) this.target = 0;
-    this.playing = true;
+    this.running = true;
     this.clockStart = performance.now();
     this.clockFrom = this.target;
-    this.playBtn.textContent = 'Pause';
-    this.playBtn.setAttribute('aria-pressed', 'true');
+    this.bar.update();
     requestAnimationFrame(this.tick);
-    this.seek(this.target);
+    void this.seek(this.target);
   }
 
   pause(): void {
-    this.playing = false;
+    this.running = false;
     this.target = this.position;
-    this.playBtn.textContent = 'Play';
-    this.playBtn.setAttribute('aria-pressed', 'false');
+    this.bar.update();
     this.setStatus(`Paused at ${clock(this.position)}.`);
   }
 
-  toggle(): void {
-    if (this.playing) this.pause();
-    else this.play();
-  }
-
   setSpeed(x: number): void {
-    if (this.playing) {
+    if (this.running) {
       this.clockFrom = this.target;
       this.clockStart = performance.now();
     }
     this.speed = x;
-  }
-
-  private updateTime(): void {
-    const shown = this.playing ? this.target : this.position;
-    if (document.activeElement !== this.range) this.range.value = String(Math.round(shown));
-    this.timeEl.textContent = `${clock(shown)} / ${clock(this.duration)}`;
   }
 
   private rescale(): void {
@@ -388,7 +392,7 @@ class Replay {
   }
 
   private setStatus(text: string): void {
-    if (this.statusEl.textContent !== text) this.statusEl.textContent = text;
+    this.bar.status(text);
   }
 
   // pixel returns the colour at x, y of the screen shown, for tests.
@@ -411,36 +415,20 @@ async function start(): Promise<void> {
   const root = document.getElementById('desktop-player');
   if (!root) return;
   const screen = document.getElementById('replay-screen') as HTMLElement;
-  const playBtn = document.getElementById('replay-play') as HTMLButtonElement;
-  const range = document.getElementById('replay-timeline') as HTMLInputElement;
-  const timeEl = document.getElementById('replay-time') as HTMLElement;
-  const speed = document.getElementById('replay-speed') as HTMLSelectElement;
-  const statusEl = document.getElementById('replay-status') as HTMLElement;
+  const bar = new PlayerBar(root);
   let timeline: Timeline;
   try {
     const resp = await fetch(root.dataset.keyframes ?? '', { credentials: 'same-origin', cache: 'no-store' });
     if (!resp.ok) throw new Error(`the portal answered ${resp.status}`);
     timeline = (await resp.json()) as Timeline;
   } catch (e) {
-    statusEl.textContent = `The recording could not be loaded: ${(e as Error).message}. Reload the page to try again.`;
+    bar.status(`The recording could not be loaded: ${(e as Error).message}. Reload the page to try again.`);
     return;
   }
   // ?keyframes=off plays as a player without key frames must: every seek
   // replays from the start. For comparison in the benchmarks.
   if (new URLSearchParams(location.search).get('keyframes') === 'off') timeline.keyframes = [0];
-  const r = new Replay(root.dataset.src ?? '', timeline, screen, playBtn, range, timeEl, statusEl);
-  window.keywayReplay = r;
-  playBtn.addEventListener('click', () => r.toggle());
-  range.addEventListener('input', () => { timeEl.textContent = `${clock(Number(range.value))} / ${clock(r.duration)}`; });
-  range.addEventListener('change', () => { r.seek(Number(range.value)); });
-  speed.addEventListener('change', () => r.setSpeed(Number(speed.value)));
-  document.addEventListener('keydown', (e) => {
-    const t = e.target as HTMLElement;
-    if (t.closest('input, select, textarea, button')) return;
-    if (e.key === ' ') { e.preventDefault(); r.toggle(); }
-    if (e.key === 'ArrowLeft') r.seek(r.position - seekStep);
-    if (e.key === 'ArrowRight') r.seek(r.position + seekStep);
-  });
+  window.keywayReplay = new Replay(root.dataset.src ?? '', timeline, screen, bar);
 }
 
 document.addEventListener('DOMContentLoaded', () => {

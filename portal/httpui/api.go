@@ -59,6 +59,9 @@ func (s *Server) apiRoutes() http.Handler {
 	admin("DELETE /api/v1/gateways/{id}/key", s.apiRevokeGatewayKey)
 	admin("DELETE /api/v1/gateways/{id}", s.apiDeleteGateway)
 	admin("PUT /api/v1/settings/tunnel", s.apiSetTunnel)
+	mux.Handle("GET /api/v1/sessions", s.apiAuth(s.apiLiveSessions, store.RoleAdmin, store.RoleAuditor))
+	admin("POST /api/v1/sessions/terminate", s.apiTerminateSessions)
+	admin("POST /api/v1/sessions/{id}/terminate", s.apiTerminateSession)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusNotFound, "no such API endpoint: "+r.Method+" "+r.URL.Path)
 	})

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/keyway-dev/keyway/portal/audit"
+	"github.com/keyway-dev/keyway/portal/sessions"
 	"github.com/keyway-dev/keyway/portal/store"
 	"github.com/keyway-dev/keyway/web/ui"
 )
@@ -323,7 +324,7 @@ func (s *Server) resourceFormView(r *http.Request, res store.Resource) (ui.Resou
 		Port: strconv.Itoa(res.Port), Login: res.Login, Tags: strings.Join(res.Tags, ", "), HasPassword: res.HasPassword,
 		HasPrivateKey: res.HasPrivateKey, HostKeyFingerprint: fingerprint(res.HostKey), HostKeyPinnedAt: res.HostKeyPinnedAt}
 	desktopFormView(&v, res.Options)
-	offered, err := s.Store.GetSetting(r.Context(), offeredKeySetting(res.ID))
+	offered, err := s.Store.GetSetting(r.Context(), sessions.OfferedKeySetting(res.ID))
 	if err != nil {
 		return v, err
 	}

@@ -17,7 +17,6 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/keyway-dev/keyway/gateway/guac"
-	"github.com/keyway-dev/keyway/portal/gateways"
 	"github.com/keyway-dev/keyway/portal/sessions"
 )
 
@@ -233,7 +232,7 @@ func (s *Server) relayDesktop(ctx context.Context, ws *websocket.Conn, conn net.
 			if len(batch) > 0 {
 				send(batch)
 			}
-			if reason := gateways.CloseReason(conn); reason != "" {
+			if reason := sess.CloseReason(); reason != "" {
 				closeWith(reason, guacSessionClosed)
 				return strings.ReplaceAll(sess.CloseCode(), "_", " "), reason
 			}

@@ -401,7 +401,7 @@ func (m *Manager) refused(a *Admission, ref *Refusal) {
 		}
 	}
 	now := m.Now()
-	if _, err := m.Store.AddConnection(context.WithoutCancel(context.Background()), store.Connection{
+	if _, err := m.Store.AddConnection(context.Background(), store.Connection{
 		SessionID: a.id, Start: a.started, User: a.req.User.Name, ClientAddr: a.req.Client.Addr,
 		Resource: a.res.Name, Protocol: a.protocol(), Gateway: a.gw.Name, Segment: a.gw.Segment,
 		Result: result, Reason: logReason, Message: ref.Message, Posture: a.posture, End: now,

@@ -23,7 +23,7 @@ func (s *Server) policiesPage(w http.ResponseWriter, r *http.Request) {
 	v := ui.PoliciesView{}
 	for _, p := range ps {
 		row := ui.PolicyRow{ID: p.ID, Name: p.Name, Description: p.Description, AppliesTo: appliesTo(p), TimeZone: p.TimeZone,
-			MaxSessions: p.MaxSessionsPerUser, Enabled: p.Enabled, UpdatedAt: p.UpdatedAt}
+			MaxSessions: p.MaxSessionsPerUser, Enabled: p.Enabled}
 		for _, n := range p.Networks {
 			row.Networks = append(row.Networks, n.String())
 		}

@@ -1,7 +1,5 @@
 package ui
 
-import "time"
-
 // PoliciesView lists the access policies.
 type PoliciesView struct {
 	Policies []PolicyRow
@@ -22,10 +20,9 @@ type PolicyRow struct {
 	MaxSession  string
 	MaxSessions int
 	// Allows and Denies name the permissions on and off.
-	Allows    []string
-	Denies    []string
-	Enabled   bool
-	UpdatedAt time.Time
+	Allows  []string
+	Denies  []string
+	Enabled bool
 }
 
 // PolicyFormView creates or edits a policy.

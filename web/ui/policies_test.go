@@ -4,7 +4,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestPolicyPagesEscapeAndLabel renders the policy pages with hostile text
@@ -15,7 +14,7 @@ func TestPolicyPagesEscapeAndLabel(t *testing.T) {
 	admin := Page{Title: evil, Viewer: &Viewer{Name: evil, Role: "admin"}, Section: "policies"}
 	list := render(t, Policies(admin, PoliciesView{Policies: []PolicyRow{{ID: 1, Name: evil, Description: evil, AppliesTo: evil,
 		Networks: []string{evil}, Windows: []string{evil}, TimeZone: evil, MaxSession: evil, MaxSessions: 2, Allows: []string{evil},
-		Denies: []string{evil}, UpdatedAt: time.Now()}}}))
+		Denies: []string{evil}}}}))
 	form := render(t, PolicyForm(admin, PolicyFormView{ID: 1, Name: evil, Description: evil, Scope: "group:1",
 		Groups: []Option{{Value: "group:1", Label: evil, Selected: true}}, Resources: []Option{{Value: "resource:1", Label: evil}},
 		Networks: evil, Windows: evil, TimeZone: evil, MaxSession: evil, MaxSessions: evil, Errors: Errors{"windows": evil}}))

@@ -96,8 +96,8 @@ const (
 	maxPolicySessions = maxSessionsPerUser
 )
 
-// validate checks in and builds the policy it describes.
-func (s *Server) validatePolicy(ctx context.Context, in *policyInput) (store.Policy, fieldErrors, error) {
+// validatePolicy checks in and builds the policy it describes.
+func (s *Server) validatePolicy(ctx context.Context, in *policyInput) (store.Policy, fieldErrors) {
 	fe := fieldErrors{}
 	in.Name, in.Description, in.TimeZone = strings.TrimSpace(in.Name), strings.TrimSpace(in.Description), strings.TrimSpace(in.TimeZone)
 	if n := utf8.RuneCountInString(in.Name); n == 0 || n > maxPolicyName || !policyNamePattern.MatchString(in.Name) {
@@ -159,7 +159,7 @@ func (s *Server) validatePolicy(ctx context.Context, in *policyInput) (store.Pol
 	if n := in.MaxSessionsPerUser; n < 0 || n > maxPolicySessions {
 		fe["max_sessions_per_user"] = fmt.Sprintf("Give a number from 1 to %d, or leave blank for no limit.", maxPolicySessions)
 	}
-	return p, fe, nil
+	return p, fe
 }
 
 // sentence capitalises an error from a parser and ends it with a full stop.
@@ -225,14 +225,11 @@ func allowNames(a store.PolicyAllow) []string {
 
 func (s *Server) createPolicy(r *http.Request, actor store.User, in policyInput) (store.Policy, error) {
 	ctx := r.Context()
-	p, fe, err := s.validatePolicy(ctx, &in)
-	if err != nil {
-		return store.Policy{}, err
-	}
+	p, fe := s.validatePolicy(ctx, &in)
 	if len(fe) > 0 {
 		return store.Policy{}, fe
 	}
-	p, err = s.Store.CreatePolicy(ctx, p)
+	p, err := s.Store.CreatePolicy(ctx, p)
 	if err != nil {
 		return store.Policy{}, conflictOrErr(err, "name")
 	}
@@ -247,10 +244,7 @@ func (s *Server) updatePolicy(r *http.Request, actor store.User, id int64, in po
 	if err != nil {
 		return store.Policy{}, err
 	}
-	p, fe, err := s.validatePolicy(ctx, &in)
-	if err != nil {
-		return store.Policy{}, err
-	}
+	p, fe := s.validatePolicy(ctx, &in)
 	if len(fe) > 0 {
 		return store.Policy{}, fe
 	}

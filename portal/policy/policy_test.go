@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -425,5 +426,35 @@ func TestCheckReadsApplicablePolicies(t *testing.T) {
 	}
 	if _, err := e.Check(ctx, Input{User: alice, Resource: web, Kind: "x"}); !errors.Is(err, ErrUnknownKind) {
 		t.Fatalf("unknown kind: %v", err)
+	}
+}
+
+// TestCheckConcurrent: checks run side by side share the zone cache
+// safely (go test -race).
+func TestCheckConcurrent(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := storetest.Open(t)
+	u, _ := st.CreateUser(ctx, store.User{Name: "alice", Role: store.RoleUser}, "h")
+	res, _ := st.CreateResource(ctx, store.Resource{Name: "web", Protocol: "ssh", Host: "127.0.0.1", Port: 22}, nil)
+	for i, zone := range []string{"Europe/Paris", "America/New_York", "Asia/Tokyo"} {
+		p := allowing(fmt.Sprint("p", i))
+		p.Windows, p.TimeZone = mustWindows(t, "every day 00:00-24:00"), zone
+		if _, err := st.CreatePolicy(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := New(st)
+	errs := make(chan error, 16)
+	for range cap(errs) {
+		go func() {
+			_, err := e.Check(ctx, Input{User: u, Resource: res, Kind: KindTerminal, ClientAddr: netip.MustParseAddr("127.0.0.1"), Now: time.Now()})
+			errs <- err
+		}()
+	}
+	for range cap(errs) {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
 	}
 }

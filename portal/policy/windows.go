@@ -295,7 +295,9 @@ func ParseWindow(s string) (store.PolicyWindow, error) {
 // error names the line.
 func ParseWindows(text string) ([]store.PolicyWindow, error) {
 	var out []store.PolicyWindow
-	for n, line := range strings.Split(text, "\n") {
+	n := 0
+	for line := range strings.Lines(text) {
+		n++
 		if strings.TrimSpace(line) == "" {
 			continue
 		}
@@ -304,7 +306,7 @@ func ParseWindows(text string) ([]store.PolicyWindow, error) {
 		}
 		w, err := ParseWindow(line)
 		if err != nil {
-			return nil, fmt.Errorf("line %d: %w", n+1, err)
+			return nil, fmt.Errorf("line %d: %w", n, err)
 		}
 		out = append(out, w)
 	}
@@ -333,7 +335,9 @@ func FormatWindows(ws []store.PolicyWindow) string {
 func ParseNetworks(items ...string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for _, item := range items {
-		for _, f := range strings.FieldsFunc(item, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' || r == '\r' || r == '\t' }) {
+		// Lazily: a megabyte of separators must not become a huge slice
+		// before the count is checked.
+		for f := range strings.FieldsFuncSeq(item, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' || r == '\r' || r == '\t' }) {
 			if len(out) == MaxNetworks {
 				return nil, fmt.Errorf("give at most %d networks", MaxNetworks)
 			}

@@ -55,6 +55,11 @@ const (
 	ActionGatewayDelete  = "gateway.delete"
 	ActionTunnelMode     = "gateway.tunnel"
 	ActionResourceTest   = "resource.test"
+	// Access policies (portal/policy): an admin creating, changing or
+	// deleting one.
+	ActionPolicyCreate = "policy.create"
+	ActionPolicyUpdate = "policy.update"
+	ActionPolicyDelete = "policy.delete"
 	// Recordings: a gateway's upload, an auditor playing one (view) or
 	// fetching its file (download).
 	ActionRecordingUpload   = "recording.upload"

@@ -183,6 +183,11 @@ func TestAuthorizationMatrix(t *testing.T) {
 	// Its video exists, so that downloading it is allowed.
 	os.MkdirAll(f.exportsDir, 0o700)
 	os.WriteFile(filepath.Join(f.exportsDir, desktop.SHA256+".mp4"), []byte("video"), 0o600)
+	pol, err := f.store.CreatePolicy(context.Background(), store.Policy{Name: "matrix", ScopeKind: store.ScopeEveryone, TimeZone: "UTC",
+		Allow: store.AllowAll, Enabled: true})
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	// who: the roles allowed; everyone else gets a sign-in redirect (anon)
 	// or 403/404.
@@ -223,6 +228,12 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"POST", "/admin/grants", "admin"},
 		{"GET", fmt.Sprintf("/admin/grants?resource=%d&subject=user:%d", res, u), "admin"},
 		{"POST", fmt.Sprintf("/admin/grants/%d", gr), "admin"},
+		{"GET", "/admin/policies", "admin"},
+		{"GET", "/admin/policies/new", "admin"},
+		{"POST", "/admin/policies", "admin"},
+		{"GET", fmt.Sprintf("/admin/policies/%d", pol.ID), "admin"},
+		{"POST", fmt.Sprintf("/admin/policies/%d", pol.ID), "admin"},
+		{"GET", "/admin/policies/999999", ""},
 		{"GET", "/audit", "auditor admin"},
 		{"GET", "/audit.csv", "auditor admin"},
 		{"GET", "/sessions", "auditor admin"},
@@ -252,6 +263,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"POST", fmt.Sprintf("/admin/resources/%d/test", res), "admin"},
 		// Destructive routes last, so earlier rows still find their targets.
 		{"POST", fmt.Sprintf("/admin/grants/%d/delete", gr), "admin"},
+		{"POST", fmt.Sprintf("/admin/policies/%d/delete", pol.ID), "admin"},
 		{"POST", fmt.Sprintf("/admin/groups/%d/delete", g), "admin"},
 		{"POST", fmt.Sprintf("/admin/resources/%d/delete", other), "admin"},
 		{"POST", fmt.Sprintf("/admin/users/%d/delete", u), "admin"},

@@ -597,7 +597,7 @@ func (s *Server) deleteGrantForm(w http.ResponseWriter, r *http.Request) {
 // auditActions are offered in the audit filter.
 var auditActions = []string{
 	audit.ActionSignIn, audit.ActionSignOut, audit.ActionConnect, audit.ActionSessionEnd, audit.ActionAuthzDenied,
-	"user.", "group.", "resource.", "grant.", "token.", "file.", audit.ActionSetup,
+	"user.", "group.", "resource.", "grant.", "policy.", "token.", "file.", audit.ActionSetup,
 }
 
 func (s *Server) auditPage(w http.ResponseWriter, r *http.Request) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/keyway-dev/keyway/portal/audit"
 	"github.com/keyway-dev/keyway/portal/policy"
+	"github.com/keyway-dev/keyway/portal/sessions"
 	"github.com/keyway-dev/keyway/portal/store"
 )
 
@@ -92,8 +93,8 @@ var policyNamePattern = regexp.MustCompile(`^[\p{L}\p{N}][\p{L}\p{N} ._-]*$`)
 const (
 	maxPolicyName = 64
 	// maxPolicySessions is the most a per-user limit can be: the portal
-	// never runs more than maxSessionsPerUser for anyone.
-	maxPolicySessions = maxSessionsPerUser
+	// never runs more than sessions.MaxPerUser for anyone.
+	maxPolicySessions = sessions.MaxPerUser
 )
 
 // validatePolicy checks in and builds the policy it describes.

@@ -69,8 +69,8 @@ type Deps struct {
 	Timeouts Timeouts
 	// Hook is the connection authorization hook, Policies the access
 	// policies, ClientInfo what says who the client is (behind trusted
-	// proxies); New makes a disabled hook and a resolver trusting no proxy
-	// when they are nil.
+	// proxies); New makes a disabled hook, the store's policies and a
+	// resolver trusting no proxy when they are nil.
 	Hook       *hook.Hook
 	Policies   *policy.Engine
 	ClientInfo *clientinfo.Resolver
@@ -112,6 +112,9 @@ func New(d Deps) *Server {
 	}
 	if d.ClientInfo == nil {
 		d.ClientInfo = clientinfo.New()
+	}
+	if d.Policies == nil && d.Store != nil {
+		d.Policies = policy.New(d.Store)
 	}
 	s := &Server{Deps: d, nonces: wire.NewNonceCache(maxGatewayNonces)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
 	"github.com/keyway-dev/keyway/portal/authz"
+	"github.com/keyway-dev/keyway/portal/policy"
 	"github.com/keyway-dev/keyway/portal/store"
 )
 
@@ -29,6 +31,7 @@ const (
 	endSignedOut     = "signed_out"
 	endIdle          = "idle_timeout"
 	endMaxDuration   = "max_duration"
+	endPolicy        = "policy"
 )
 
 // guard is what a running session needs to be ended when the access it
@@ -40,7 +43,8 @@ type guard struct {
 	// otherwise outlive it.
 	epoch int64
 	// idle and maxLen are the limits of the resource and its policies;
-	// zero is none.
+	// zero is none. maxLen follows the policies as they change; only the
+	// guard's goroutine uses it once the session runs.
 	idle, maxLen time.Duration
 	// lastInput is when the user last typed, clicked or moved the mouse
 	// (Unix nanoseconds); pongs and the server's output do not count.
@@ -149,6 +153,27 @@ func (m *Manager) endReason(ctx context.Context, s *Session, users map[int64]sto
 			return endAccessRevoked, fmt.Sprintf("Your access to %s was removed, so the session has ended.", s.Resource.Name), nil
 		}
 		return "", "", err
+	}
+	if m.Policies != nil {
+		// Policies changed since the session started, or a time window
+		// closed: the session follows them (all but the number of
+		// sessions, which counted when it started).
+		addr, _ := netip.ParseAddr(s.Client.Addr)
+		eff, err := m.Policies.Check(ctx, policy.Input{User: u, Resource: s.Resource, Kind: string(s.Kind), ClientAddr: addr.Unmap(), Now: now})
+		var ref *policy.Refusal
+		switch {
+		case errors.As(err, &ref):
+			return endPolicy, ref.Message + " The session has ended.", nil
+		case err != nil:
+			return "", "", err
+		}
+		g.maxLen = time.Duration(s.Resource.Options.MaxSessionSeconds) * time.Second
+		if s.Kind == KindFiles {
+			g.maxLen = 0
+		}
+		if p := eff.MaxSession; p > 0 && (g.maxLen == 0 || p < g.maxLen) {
+			g.maxLen = p
+		}
 	}
 	if g.maxLen > 0 {
 		deadline := s.Start.Add(g.maxLen)

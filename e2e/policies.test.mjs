@@ -84,3 +84,48 @@ test('admin creates, corrects, disables and deletes a policy', async () => {
   await page.getByText('No policies yet').waitFor();
   await page.context().close();
 });
+
+// status waits until the terminal page's status line says text.
+async function termStatus(page, text) {
+  await page.locator('#term-status', { hasText: text }).waitFor();
+}
+
+test('an admin changes a policy and the next connection follows it', async () => {
+  const { info } = demo;
+  const admin = await newPage(browser, info.url);
+  await signIn(admin, info.admin.name, info.admin.password);
+  await admin.goto('/admin/policies/new');
+  await admin.getByLabel('Name', { exact: true }).fill('lab only');
+  await admin.getByLabel('Applies to').selectOption({ label: 'Resource demo-ssh' });
+  await admin.getByLabel('Allowed client networks').fill('10.0.0.0/8');
+  await admin.getByRole('button', { name: 'Create policy' }).click();
+  await admin.waitForURL('**/admin/policies');
+
+  // The user, from 127.0.0.1, is refused, told which policy and why.
+  const user = await newPage(browser, info.url);
+  await signIn(user, info.user.name, info.user.password);
+  const open = async () => {
+    await user.goto('/');
+    await user.locator('[data-resource]', { hasText: 'demo-ssh' }).getByRole('button', { name: /^connect to/i }).click();
+    await user.waitForURL('**/connect/*');
+  };
+  await open();
+  await termStatus(user, 'Policy "lab only"');
+  await termStatus(user, '10.0.0.0/8');
+
+  // The admin lets the loopback network in; the next connection opens.
+  await admin.getByRole('link', { name: 'lab only' }).click();
+  await admin.getByLabel('Allowed client networks').fill('127.0.0.0/8\n::1/128');
+  await admin.getByRole('button', { name: 'Save changes' }).click();
+  await admin.waitForURL('**/admin/policies');
+  await open();
+  await termStatus(user, 'Connected');
+
+  // Tidy up for the other journeys on this demo.
+  await admin.getByRole('link', { name: 'lab only' }).click();
+  admin.once('dialog', (d) => d.accept());
+  await admin.getByRole('button', { name: 'Delete policy' }).click();
+  await admin.waitForURL('**/admin/policies');
+  await admin.context().close();
+  await user.context().close();
+});

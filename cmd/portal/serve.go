@@ -167,6 +167,13 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	} else if n > 0 {
 		logger.Info("signed out web sessions stored before session tokens were hashed", "sessions", n)
 	}
+	// A portal that stopped without ending its sessions (killed, crashed)
+	// left them running in the connection log; none runs yet.
+	if n, err := st.EndRunningConnections(ctx, time.Now()); err != nil {
+		return err
+	} else if n > 0 {
+		logger.Warn("connection log: sessions an earlier run of the portal left running are marked interrupted", "sessions", n)
+	}
 	sessions, stopSessions := auth.NewSessions(st.DB())
 	defer stopSessions()
 	auditLog, err := newAuditLog(cfg, st, logger)

@@ -100,7 +100,8 @@ func connectionRow(c store.Connection) ui.ConnectionRow {
 	return ui.ConnectionRow{ID: c.ID, SessionID: c.SessionID, Start: c.Start, User: c.User, ClientAddr: c.ClientAddr, Resource: c.Resource,
 		Protocol: c.Protocol, Gateway: c.Gateway, Segment: c.Segment, Result: c.Result, Reason: c.Reason, Message: c.Message,
 		Posture: c.Posture, Running: c.Running(), Ran: c.Result == store.ConnectionConnected, Duration: c.Duration(),
-		BytesIn: c.BytesIn, BytesOut: c.BytesOut}
+		Interrupted: c.Result == store.ConnectionConnected && c.Reason == store.ReasonInterrupted,
+		BytesIn:     c.BytesIn, BytesOut: c.BytesOut}
 }
 
 func (s *Server) connectionsPage(w http.ResponseWriter, r *http.Request) {

@@ -104,6 +104,16 @@ func TestConnectionHistoryPage(t *testing.T) {
 			}
 		}
 	}
+	// A session the portal stopped during: no made-up traffic.
+	lost := f.addConnection(store.Connection{Start: connT0.Add(-time.Hour), User: "carol", Resource: "web", Protocol: "ssh",
+		Result: store.ConnectionConnected}, time.Time{}, 0, 0)
+	if _, err := f.store.EndRunningConnections(context.Background(), connT0); err != nil {
+		t.Fatal(err)
+	}
+	_, body = get("/sessions/history")
+	if r := row(lost); !strings.Contains(r, `badge warn">interrupted`) || !strings.Contains(r, "its end and traffic are not known") || strings.Contains(r, " B ") {
+		t.Errorf("interrupted session's row:\n%s", r)
+	}
 	// Neither a running nor a refused attempt has sizes or a duration yet.
 	if strings.Contains(row(refused), " B<") || strings.Contains(row(running), " B<") {
 		t.Error("byte counts shown for an attempt that has not ended")

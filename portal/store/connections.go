@@ -165,7 +165,10 @@ func (s *Store) FinishConnection(ctx context.Context, id int64, end time.Time, b
 	if bytesIn < 0 || bytesOut < 0 {
 		return fmt.Errorf("finish connection %d: negative byte count %d/%d", id, bytesIn, bytesOut)
 	}
-	res, err := s.db.ExecContext(ctx, `UPDATE connections SET end_ms = max(?, start_ms, 1), bytes_in = ?, bytes_out = ?
+	// INDEXED BY: without statistics SQLite would take the result index
+	// and read every connected row; this one holds only those running
+	// (and the statement fails, in tests too, should it stop fitting).
+	res, err := s.db.ExecContext(ctx, `UPDATE connections INDEXED BY connections_running SET end_ms = max(?, start_ms, 1), bytes_in = ?, bytes_out = ?
 		WHERE id = ? AND end_ms = 0 AND result = 'connected'`, end.UnixMilli(), bytesIn, bytesOut, id)
 	if err != nil {
 		return fmt.Errorf("finish connection %d: %w", id, err)
@@ -181,6 +184,31 @@ func (s *Store) FinishConnection(ctx context.Context, id int64, end time.Time, b
 		return fmt.Errorf("finish connection %d: %w", id, ErrNotFound)
 	}
 	return fmt.Errorf("finish connection %d: %w", id, ErrConnectionNotRunning)
+}
+
+// ReasonInterrupted is the reason of a session the portal never saw end:
+// it stopped (killed, crashed) while the session ran. Its end is when the
+// portal started again, and its byte counts are not known.
+const ReasonInterrupted = "interrupted"
+
+// EndRunningConnections marks every connection still running as ended at
+// at with ReasonInterrupted, and returns how many. The portal calls it as
+// it starts, before any session can: any row still running then was left
+// by a portal that stopped without ending its sessions.
+func (s *Store) EndRunningConnections(ctx context.Context, at time.Time) (int64, error) {
+	// INDEXED BY: without statistics SQLite would take the result index
+	// and read every connected row; this one holds only those running
+	// (and the statement fails, in tests too, should it stop fitting).
+	res, err := s.db.ExecContext(ctx, `UPDATE connections INDEXED BY connections_running SET end_ms = max(?, start_ms, 1), reason = ?
+		WHERE result = 'connected' AND end_ms = 0`, at.UnixMilli(), ReasonInterrupted)
+	if err != nil {
+		return 0, fmt.Errorf("end the sessions an earlier portal left running: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("end the sessions an earlier portal left running: %w", err)
+	}
+	return n, nil
 }
 
 // ConnectionCursor is a position in the connection log, newest first: a

@@ -349,3 +349,45 @@ func FuzzParseConnectionCursor(f *testing.F) {
 		}
 	})
 }
+
+// TestEndRunningConnections checks that what a stopped portal left running
+// ends, marked interrupted, and nothing else changes.
+func TestEndRunningConnections(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := storetest.Open(t)
+	add := func(c store.Connection) int64 {
+		t.Helper()
+		c.Start = t0
+		id, err := st.AddConnection(ctx, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	left := add(store.Connection{User: "a", Result: store.ConnectionConnected})
+	done := add(store.Connection{User: "b", Result: store.ConnectionConnected})
+	if err := st.FinishConnection(ctx, done, t0.Add(time.Minute), 10, 20); err != nil {
+		t.Fatal(err)
+	}
+	refused := add(store.Connection{User: "c", Result: store.ConnectionRefused, Reason: "policy"})
+	restart := t0.Add(time.Hour)
+	if n, err := st.EndRunningConnections(ctx, restart); n != 1 || err != nil {
+		t.Fatalf("ended %d (%v), want 1", n, err)
+	}
+	if c, _ := st.ConnectionByID(ctx, left); c.Running() || c.End != restart || c.Reason != store.ReasonInterrupted {
+		t.Errorf("left running: %+v", c)
+	}
+	if c, _ := st.ConnectionByID(ctx, done); c.End != t0.Add(time.Minute) || c.Reason != "" || c.BytesOut != 20 {
+		t.Errorf("a finished session changed: %+v", c)
+	}
+	if c, _ := st.ConnectionByID(ctx, refused); !c.End.IsZero() || c.Reason != "policy" {
+		t.Errorf("a refusal changed: %+v", c)
+	}
+	if err := st.FinishConnection(ctx, left, restart, 1, 1); !errors.Is(err, store.ErrConnectionNotRunning) {
+		t.Errorf("finishing an interrupted session: %v", err)
+	}
+	if n, err := st.EndRunningConnections(ctx, restart); n != 0 || err != nil {
+		t.Errorf("second call: %d %v", n, err)
+	}
+}

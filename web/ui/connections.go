@@ -40,11 +40,14 @@ type ConnectionRow struct {
 	Posture []string
 	// Running is a connected session without an end; Ran is one that
 	// connected (Duration and the byte counts mean something).
-	Running  bool
-	Ran      bool
-	Duration time.Duration
-	BytesIn  int64
-	BytesOut int64
+	Running bool
+	Ran     bool
+	// Interrupted sessions ran when the portal stopped: their end and
+	// traffic are not known.
+	Interrupted bool
+	Duration    time.Duration
+	BytesIn     int64
+	BytesOut    int64
 }
 
 // ConnectionsView is the Sessions page's History view.

@@ -33,3 +33,5 @@ CREATE INDEX connections_resource ON connections (resource, start_ms, id);
 CREATE INDEX connections_protocol ON connections (protocol, start_ms, id);
 CREATE INDEX connections_result ON connections (result, start_ms, id);
 CREATE INDEX connections_gateway ON connections (gateway, start_ms, id);
+-- The sessions still running: few, found at start without a scan.
+CREATE INDEX connections_running ON connections (id) WHERE result = 'connected' AND end_ms = 0;

@@ -53,6 +53,7 @@ func (s *Server) apiRoutes() http.Handler {
 	mux.Handle("GET /api/v1/recordings", s.apiAuth(s.apiRecordings, store.RoleAdmin, store.RoleAuditor))
 	mux.Handle("GET /api/v1/recordings/{id}", s.apiAuth(s.apiRecording, store.RoleAdmin, store.RoleAuditor))
 	mux.Handle("GET /api/v1/recordings/{id}/file", s.apiAuth(s.apiRecordingFile, store.RoleAdmin, store.RoleAuditor))
+	mux.Handle("GET /api/v1/connections", s.apiAuth(s.apiConnections, store.RoleAdmin, store.RoleAuditor))
 	admin("GET /api/v1/segments", s.apiListSegments)
 	admin("POST /api/v1/segments", s.apiCreateSegment)
 	admin("PUT /api/v1/segments/{id}", s.apiUpdateSegment)

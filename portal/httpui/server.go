@@ -219,6 +219,8 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /audit", s.requireRole(s.auditPage, store.RoleAdmin, store.RoleAuditor))
 	mux.Handle("GET /audit.csv", s.requireRole(s.auditCSV, store.RoleAdmin, store.RoleAuditor))
 	mux.Handle("GET /sessions", s.requireRole(s.sessionsPage, store.RoleAdmin, store.RoleAuditor))
+	mux.Handle("GET /sessions/history", s.requireRole(s.connectionsPage, store.RoleAdmin, store.RoleAuditor))
+	mux.Handle("GET /sessions/history.csv", s.requireRole(s.connectionsCSV, store.RoleAdmin, store.RoleAuditor))
 	mux.Handle("POST /sessions/{id}/terminate", s.requireRole(s.terminateSession, store.RoleAdmin))
 	mux.Handle("POST /sessions/terminate", s.requireRole(s.terminateSessions, store.RoleAdmin))
 	mux.Handle("GET /sessions/{id}/watch", s.requireRole(s.watchPage, store.RoleAdmin, store.RoleAuditor))

@@ -39,13 +39,23 @@ const minSecret = 16
 
 func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if err := run(log, os.Args[1:]); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ready := func(addr string, selfSigned []byte) {
+		if selfSigned != nil {
+			fmt.Printf("Self-signed certificate (paste into the portal's CA bundle):\n%s", selfSigned)
+		}
+		log.Info("hook listening", "url", "https://"+addr+"/")
+	}
+	if err := run(ctx, log, os.Args[1:], ready); err != nil {
 		log.Error("hookexample", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(log *slog.Logger, args []string) error {
+// run serves the hook until ctx ends; ready is told the address it
+// listens on and, when it made one, its self-signed certificate (PEM).
+func run(ctx context.Context, log *slog.Logger, args []string, ready func(addr string, selfSigned []byte)) error {
 	fs := flag.NewFlagSet("hookexample", flag.ContinueOnError)
 	listen := fs.String("listen", "127.0.0.1:8443", "address to listen on (HTTPS)")
 	certFile := fs.String("cert", "", "PEM certificate file (with -key); none: a self-signed one is made and printed")
@@ -64,18 +74,19 @@ func run(log *slog.Logger, args []string) error {
 	if err != nil {
 		return fmt.Errorf("-allow-networks: %w", err)
 	}
-	var cert tls.Certificate
+	var (
+		cert    tls.Certificate
+		pemCert []byte
+	)
 	switch {
 	case *certFile != "" || *keyFile != "":
 		if cert, err = tls.LoadX509KeyPair(*certFile, *keyFile); err != nil {
 			return fmt.Errorf("load certificate: %w", err)
 		}
 	default:
-		var pemCert []byte
 		if cert, pemCert, err = selfSigned(*listen); err != nil {
 			return fmt.Errorf("make certificate: %w", err)
 		}
-		fmt.Printf("Self-signed certificate (paste into the portal's CA bundle):\n%s", pemCert)
 	}
 
 	h := examplehook.New(examplehook.Config{
@@ -91,11 +102,9 @@ func run(log *slog.Logger, args []string) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	done := make(chan error, 1)
 	go func() { done <- srv.ServeTLS(ln, "", "") }()
-	log.Info("hook listening", "url", "https://"+ln.Addr().String()+"/")
+	ready(ln.Addr().String(), pemCert)
 	select {
 	case err := <-done:
 		return err

@@ -111,7 +111,9 @@ type Result struct {
 	Message string
 	// Posture is the hook's posture-compliance-statuses.
 	Posture []string
-	// Called says the hook was called (it is not when disabled).
+	// Called says the hook was called: it is not when disabled, when
+	// throttled because MaxInFlight calls were waiting, or on a service
+	// error before the request was sent.
 	Called  bool
 	Elapsed time.Duration
 	// Err says what went wrong, for the log; nil when the hook answered.

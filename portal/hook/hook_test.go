@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -424,8 +425,16 @@ type held struct {
 func (hd *held) free() { hd.once.Do(func() { close(hd.release) }) }
 
 func newHeld(t *testing.T, body string) (*held, *httptest.Server) {
+	return newHeldWatched(t, body, nil)
+}
+
+// newHeldWatched is newHeld with connState told of its connections.
+func newHeldWatched(t *testing.T, body string, connState func(net.Conn, http.ConnState)) (*held, *httptest.Server) {
 	hd := &held{arrived: make(chan struct{}, 100), ended: make(chan struct{}, 100), release: make(chan struct{}), body: body}
-	srv := newServer(t, hd)
+	srv := httptest.NewUnstartedServer(hd)
+	srv.Config.ConnState = connState
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
 	// Cleanups run last-registered first: release before the server waits
 	// for its handlers.
 	t.Cleanup(hd.free)
@@ -586,6 +595,73 @@ func TestExampleHookParsesItsFlags(t *testing.T) {
 	if _, err := examplehook.ParseNetworks("10.0.0.0/33"); err == nil {
 		t.Fatal("accepted a /33")
 	}
+}
+
+func TestHTTP2(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor != 2 {
+			t.Errorf("request over %s", r.Proto)
+		}
+		answer(200, response(true, ""))(w, r)
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	h := hookFor(t, srv, 0)
+	for range 3 {
+		if res := h.Authorize(t.Context(), sample()); !res.Allowed {
+			t.Fatalf("%+v", res)
+		}
+	}
+}
+
+// TestReplacedConfigurationClosesItsConnections: a Configure does not
+// leave the old hook's connections open, but waits for the call still
+// using one.
+func TestReplacedConfigurationClosesItsConnections(t *testing.T) {
+	t.Parallel()
+	closed := make(chan struct{}, 100)
+	watch := func(_ net.Conn, s http.ConnState) {
+		if s == http.StateClosed {
+			closed <- struct{}{}
+		}
+	}
+	hd, srv := newHeldWatched(t, response(true, ""), watch)
+	h := hookFor(t, srv, 0)
+
+	// An idle connection is closed at once.
+	hd.free()
+	if res := h.Authorize(t.Context(), sample()); !res.Allowed {
+		t.Fatalf("%+v", res)
+	}
+	other := newServer(t, answer(200, response(true, "")))
+	if err := h.Configure(config(other, 0)); err != nil {
+		t.Fatal(err)
+	}
+	await(t, closed, "close of the idle connection to the old hook")
+
+	// One in use is closed when its call ends.
+	hd2, srv2 := newHeldWatched(t, response(true, ""), watch)
+	if err := h.Configure(config(srv2, 0)); err != nil {
+		t.Fatal(err)
+	}
+	results := make(chan hook.Result, 1)
+	go func() { results <- h.Authorize(t.Context(), sample()) }()
+	await(t, hd2.arrived, "call")
+	if err := h.Configure(config(other, 0)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-closed:
+		t.Fatal("the connection of a running call was closed")
+	default:
+	}
+	hd2.free()
+	if res := <-results; !res.Allowed {
+		t.Fatalf("%+v", res)
+	}
+	await(t, closed, "close of the old hook's connection after its call")
 }
 
 // BenchmarkAuthorize is the time a connection spends at a hook on

@@ -5,7 +5,8 @@ package hook
 
 import (
 	"context"
-	"net/http"
+	"fmt"
+	"log/slog"
 	"sync/atomic"
 	"time"
 )
@@ -86,6 +87,20 @@ type Config struct {
 	MaxInFlight int
 }
 
+// String describes cfg without its secret, so a Config printed by
+// mistake does not leak it.
+func (c Config) String() string {
+	secret := "not set"
+	if c.Secret != "" {
+		secret = "set"
+	}
+	return fmt.Sprintf("hook{enabled=%t url=%q ca-bundle=%d bytes secret=%s max-in-flight=%d}",
+		c.Enabled, c.URL, len(c.CABundle), secret, c.MaxInFlight)
+}
+
+// LogValue redacts the secret in logs.
+func (c Config) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
 // Result is the hook's decision on one connection.
 type Result struct {
 	Allowed bool
@@ -96,7 +111,9 @@ type Result struct {
 	Message string
 	// Posture is the hook's posture-compliance-statuses.
 	Posture []string
-	// Called says the hook was called (it is not when disabled).
+	// Called says the hook was called: it is not when disabled, when
+	// throttled because MaxInFlight calls were waiting, or on a service
+	// error before the request was sent.
 	Called  bool
 	Elapsed time.Duration
 	// Err says what went wrong, for the log; nil when the hook answered.
@@ -128,13 +145,6 @@ type Hook struct {
 	cur     atomic.Pointer[client]
 }
 
-// client is one configuration's HTTP client and in-flight count.
-type client struct {
-	cfg      Config
-	http     *http.Client
-	inFlight atomic.Int64
-}
-
 // New returns a Hook with none configured (disabled).
 func New(opts ...Option) *Hook {
 	h := &Hook{timeout: Timeout, now: time.Now}
@@ -145,10 +155,25 @@ func New(opts ...Option) *Hook {
 	return h
 }
 
-// Configure validates cfg and makes it the hook for new calls.
+// Configure validates cfg and makes it the hook for new calls. Calls
+// already running finish under the configuration they started with. A
+// MaxInFlight of 0 means DefaultMaxInFlight, and Config reports it so.
 func (h *Hook) Configure(cfg Config) error {
-	panic("TODO(hook helper)")
+	cfg, err := validate(cfg)
+	if err != nil {
+		return err
+	}
+	c, err := newClient(cfg)
+	if err != nil {
+		return err
+	}
+	h.cur.Swap(c).retire()
+	return nil
 }
+
+// Close drops the idle connections to the hook. Calls may still be made
+// afterwards; Close is for shutdown and tests.
+func (h *Hook) Close() { h.cur.Load().closeIdle() }
 
 // Config returns the current configuration.
 func (h *Hook) Config() Config { return h.cur.Load().cfg }
@@ -158,16 +183,27 @@ func (h *Hook) Enabled() bool { return h.cur.Load().cfg.Enabled }
 
 // Authorize asks the hook about one connection; with the hook disabled it
 // allows at once. It fails closed: every failure is a refusal with its
-// Reason. Cancelling ctx (the user left) cancels the call.
+// Reason. Cancelling ctx (the user left) cancels the call: Authorize
+// returns at once with Reason ReasonOther and an Err that matches
+// ErrAbandoned and ctx's error (errors.Is), so the caller can tell an
+// abandoned connection from a failing hook.
+//
+// The call is refused as ReasonThrottled without reaching the hook when
+// MaxInFlight calls are already waiting on it; Called is then false.
 func (h *Hook) Authorize(ctx context.Context, req Request) Result {
-	if !h.Enabled() {
+	c := h.cur.Load()
+	if !c.cfg.Enabled {
 		return Result{Allowed: true}
 	}
-	panic("TODO(hook helper)")
+	return h.call(ctx, c, req, nil)
 }
 
 // Test sends req to the hook as configured (even disabled) and returns
-// the exchange, for the Settings page's "Send test request".
+// the exchange, for the Settings page's "Send test request". It is
+// throttled and times out like Authorize.
 func (h *Hook) Test(ctx context.Context, req Request) Exchange {
-	panic("TODO(hook helper)")
+	var x Exchange
+	x.Result = h.call(ctx, h.cur.Load(), req, &x)
+	x.Elapsed = x.Result.Elapsed
+	return x
 }

@@ -4,8 +4,21 @@
 package hook
 
 import (
+	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -146,8 +159,34 @@ func New(opts ...Option) *Hook {
 }
 
 // Configure validates cfg and makes it the hook for new calls.
+//
+// Stand-in until the hook branch merges (its version wins): it checks
+// little and keeps cfg, so that the Settings page can be built and
+// tested against the documented behaviour.
 func (h *Hook) Configure(cfg Config) error {
-	panic("TODO(hook helper)")
+	if cfg.MaxInFlight == 0 {
+		cfg.MaxInFlight = DefaultMaxInFlight
+	}
+	if cfg.MaxInFlight < 1 || cfg.MaxInFlight > 10000 {
+		return errors.New("maximum calls in flight must be between 1 and 10000")
+	}
+	if cfg.URL != "" && !strings.HasPrefix(cfg.URL, "https://") {
+		return errors.New("the hook URL must start with https://")
+	}
+	if cfg.Enabled && len(cfg.Secret) < 16 {
+		return errors.New("set a shared secret of at least 16 bytes to enable the hook")
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if cfg.CABundle != "" && !pool.AppendCertsFromPEM([]byte(cfg.CABundle)) {
+		return errors.New("the CA bundle holds no PEM certificate")
+	}
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	h.cur.Store(&client{cfg: cfg, http: &http.Client{Transport: tr, Timeout: h.timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}})
+	return nil
 }
 
 // Config returns the current configuration.
@@ -168,6 +207,70 @@ func (h *Hook) Authorize(ctx context.Context, req Request) Result {
 
 // Test sends req to the hook as configured (even disabled) and returns
 // the exchange, for the Settings page's "Send test request".
+//
+// Stand-in until the hook branch merges (its version wins).
 func (h *Hook) Test(ctx context.Context, req Request) Exchange {
-	panic("TODO(hook helper)")
+	c := h.cur.Load()
+	var x Exchange
+	start := h.now()
+	defer func() { x.Elapsed = h.now().Sub(start); x.Result.Elapsed = x.Elapsed }()
+	fail := func(r Reason, err error) Exchange {
+		x.Result = Result{Reason: r, Message: GenericDenial, Called: true, Err: err}
+		return x
+	}
+	if c.http == nil || c.cfg.URL == "" {
+		return fail(ReasonServiceError, errors.New("no hook URL is set"))
+	}
+	req.SchemaVersion = SchemaVersion
+	body, err := json.Marshal(req)
+	if err != nil {
+		return fail(ReasonServiceError, err)
+	}
+	ts := strconv.FormatInt(h.now().Unix(), 10)
+	mac := hmac.New(sha256.New, []byte(c.cfg.Secret))
+	mac.Write([]byte(ts + "." + string(body)))
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, c.cfg.URL, bytes.NewReader(body))
+	if err != nil {
+		return fail(ReasonServiceError, err)
+	}
+	hr.Header.Set("Content-Type", "application/json")
+	hr.Header.Set(HeaderTimestamp, ts)
+	hr.Header.Set(HeaderSignature, "v1="+hex.EncodeToString(mac.Sum(nil)))
+	if dump, err := httputil.DumpRequestOut(hr, true); err == nil {
+		x.Request = string(dump)
+	}
+	resp, err := c.http.Do(hr)
+	if err != nil {
+		return fail(ReasonOther, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponse+1))
+	if err != nil {
+		return fail(ReasonOther, err)
+	}
+	head, _ := httputil.DumpResponse(&http.Response{Status: resp.Status, StatusCode: resp.StatusCode, Proto: resp.Proto,
+		ProtoMajor: resp.ProtoMajor, ProtoMinor: resp.ProtoMinor, Header: resp.Header}, false)
+	x.Response = string(head) + string(raw)
+	switch {
+	case resp.StatusCode == http.StatusTooManyRequests:
+		return fail(ReasonThrottled, errors.New(resp.Status))
+	case resp.StatusCode/100 != 2:
+		return fail(ReasonOther, errors.New(resp.Status))
+	case len(raw) > MaxResponse:
+		return fail(ReasonInvalid, errors.New("response too long"))
+	}
+	var out struct {
+		Allow   *bool    `json:"allow"`
+		Message *string  `json:"error-msg-on-denied-connection"`
+		Posture []string `json:"posture-compliance-statuses"`
+		Schema  string   `json:"schema-version"`
+	}
+	if err := json.Unmarshal(raw, &out); err != nil || out.Allow == nil || out.Message == nil || out.Schema != SchemaVersion {
+		return fail(ReasonInvalid, fmt.Errorf("invalid response: %v", err))
+	}
+	x.Result = Result{Allowed: *out.Allow, Posture: out.Posture, Called: true}
+	if !*out.Allow {
+		x.Result.Reason, x.Result.Message = ReasonDenied, *out.Message
+	}
+	return x
 }

@@ -59,6 +59,11 @@ func (s *Server) apiRoutes() http.Handler {
 	admin("DELETE /api/v1/gateways/{id}/key", s.apiRevokeGatewayKey)
 	admin("DELETE /api/v1/gateways/{id}", s.apiDeleteGateway)
 	admin("PUT /api/v1/settings/tunnel", s.apiSetTunnel)
+	admin("GET /api/v1/settings/hook", s.apiGetHook)
+	admin("PUT /api/v1/settings/hook", s.apiSetHook)
+	admin("POST /api/v1/settings/hook/test", s.apiTestHook)
+	admin("GET /api/v1/settings/trusted-proxies", s.apiGetProxies)
+	admin("PUT /api/v1/settings/trusted-proxies", s.apiSetProxies)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusNotFound, "no such API endpoint: "+r.Method+" "+r.URL.Path)
 	})

@@ -427,7 +427,7 @@ func (s *Server) authGateway(w http.ResponseWriter, r *http.Request, what string
 		return g, body, false
 	}
 	if err != nil {
-		s.Logger.Warn("gateway "+what+" refused", "gateway", r.Header.Get(wire.HeaderGatewayID), "client", clientAddr(r), "err", err)
+		s.Logger.Warn("gateway "+what+" refused", "gateway", r.Header.Get(wire.HeaderGatewayID), "client", s.ClientInfo.Addr(r), "err", err)
 		writeJSONError(w, http.StatusUnauthorized, "not an enrolled gateway: "+err.Error())
 		return g, body, false
 	}
@@ -524,7 +524,7 @@ func (s *Server) testResourceForm(w http.ResponseWriter, r *http.Request) {
 		sent["host_key"] = "none pinned"
 	}
 	start := time.Now()
-	conn, resp, gw, failure := s.dialResource(r.Context(), actor, res, clientAddr(r), "test-"+rand.Text()[:10], 80, 24, false)
+	conn, resp, gw, failure := s.dialResource(r.Context(), actor, res, s.ClientInfo.Addr(r), "test-"+rand.Text()[:10], 80, 24, false)
 	if failure != nil {
 		maps.Copy(failure.details, sent)
 		s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionResourceTest, Target: res.Name, Outcome: audit.OutcomeFailure,

@@ -86,7 +86,9 @@ func (s *Server) requireRole(h http.HandlerFunc, roles ...store.Role) http.Handl
 	})
 }
 
-// clientAddr is the address the request came from, for audit events.
+// clientAddr is the address the connection came from, ignoring trusted
+// proxies. Only the session handlers the session-start rewrite replaces
+// still use it; everything else asks s.ClientInfo.Addr.
 func clientAddr(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
@@ -99,7 +101,7 @@ func clientAddr(r *http.Request) string {
 // failure to audit is logged; the request itself has already happened.
 func (s *Server) record(r *http.Request, ev audit.Event) {
 	if ev.ClientAddr == "" {
-		ev.ClientAddr = clientAddr(r)
+		ev.ClientAddr = s.ClientInfo.Addr(r)
 	}
 	if err := s.Audit.Record(context.WithoutCancel(r.Context()), ev); err != nil {
 		s.Logger.Error("write audit event", "action", ev.Action, "err", err)

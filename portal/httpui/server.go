@@ -16,8 +16,10 @@ import (
 	"github.com/keyway-dev/keyway/portal/audit"
 	"github.com/keyway-dev/keyway/portal/auth"
 	"github.com/keyway-dev/keyway/portal/authz"
+	"github.com/keyway-dev/keyway/portal/clientinfo"
 	"github.com/keyway-dev/keyway/portal/exports"
 	"github.com/keyway-dev/keyway/portal/gateways"
+	"github.com/keyway-dev/keyway/portal/hook"
 	"github.com/keyway-dev/keyway/portal/store"
 	"github.com/keyway-dev/keyway/recordings/storage"
 )
@@ -70,6 +72,12 @@ type Deps struct {
 	// is not installed, and the pages say so. The Server runs it until
 	// Close.
 	Exports *exports.Runner
+	// ClientInfo says who a request's client is (its address behind
+	// trusted proxies); New makes one that trusts no proxy if nil.
+	ClientInfo *clientinfo.Resolver
+	// Hook is the connection authorization hook the Settings page
+	// configures; New makes a disabled one if nil.
+	Hook *hook.Hook
 }
 
 // Server is the portal's HTTP handler. Close ends the sessions it carries.
@@ -91,6 +99,10 @@ type Server struct {
 	live map[string]*liveSession
 	// kick asks the session guard for a check now.
 	kick chan struct{}
+
+	// settingsMu orders changes of the hook and trusted proxies, so
+	// that a kept secret is the one stored.
+	settingsMu sync.Mutex
 }
 
 // maxGatewayNonces bounds the nonces remembered: a few minutes of
@@ -101,6 +113,12 @@ const maxGatewayNonces = 1 << 16
 func New(d Deps) *Server {
 	if d.Now == nil {
 		d.Now = time.Now
+	}
+	if d.ClientInfo == nil {
+		d.ClientInfo = clientinfo.New()
+	}
+	if d.Hook == nil {
+		d.Hook = hook.New()
 	}
 	s := &Server{Deps: d, open: map[int64]int{}, kick: make(chan struct{}, 1), nonces: wire.NewNonceCache(maxGatewayNonces)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -241,6 +259,10 @@ func (s *Server) routes() http.Handler {
 	admin("POST /admin/gateways/{id}/delete", s.deleteGatewayForm)
 	admin("GET /admin/gateways/{id}/config", s.gatewayConfigFile)
 	admin("POST /admin/resources/{id}/test", s.testResourceForm)
+	admin("GET /admin/settings", s.settingsPage)
+	admin("POST /admin/settings/hook", s.hookForm)
+	admin("POST /admin/settings/hook/test", s.hookTestForm)
+	admin("POST /admin/settings/proxies", s.proxiesForm)
 
 	mux.HandleFunc("/", s.notFound)
 
@@ -280,6 +302,10 @@ func securityHeaders(next http.Handler) http.Handler {
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("Referrer-Policy", "same-origin")
 		h.Set("Cross-Origin-Opener-Policy", "same-origin")
+		// The platform version and full browser version go to the
+		// connection authorization hook; browsers send them only when
+		// asked, from the next request on (a session's socket).
+		h.Set("Accept-CH", clientinfo.AcceptCH)
 		next.ServeHTTP(w, r)
 	})
 }

@@ -209,9 +209,8 @@ func (h *Hook) Authorize(ctx context.Context, req Request) Result {
 // the exchange, for the Settings page's "Send test request".
 //
 // Stand-in until the hook branch merges (its version wins).
-func (h *Hook) Test(ctx context.Context, req Request) Exchange {
+func (h *Hook) Test(ctx context.Context, req Request) (x Exchange) {
 	c := h.cur.Load()
-	var x Exchange
 	start := h.now()
 	defer func() { x.Elapsed = h.now().Sub(start); x.Result.Elapsed = x.Elapsed }()
 	fail := func(r Reason, err error) Exchange {
@@ -249,7 +248,7 @@ func (h *Hook) Test(ctx context.Context, req Request) Exchange {
 		return fail(ReasonOther, err)
 	}
 	head, _ := httputil.DumpResponse(&http.Response{Status: resp.Status, StatusCode: resp.StatusCode, Proto: resp.Proto,
-		ProtoMajor: resp.ProtoMajor, ProtoMinor: resp.ProtoMinor, Header: resp.Header}, false)
+		ProtoMajor: resp.ProtoMajor, ProtoMinor: resp.ProtoMinor, Header: resp.Header, ContentLength: resp.ContentLength}, false)
 	x.Response = string(head) + string(raw)
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests:

@@ -27,8 +27,10 @@ import (
 	"github.com/keyway-dev/keyway/portal/auth"
 	"github.com/keyway-dev/keyway/portal/authz"
 	"github.com/keyway-dev/keyway/portal/certs"
+	"github.com/keyway-dev/keyway/portal/clientinfo"
 	"github.com/keyway-dev/keyway/portal/exports"
 	"github.com/keyway-dev/keyway/portal/gateways"
+	connhook "github.com/keyway-dev/keyway/portal/hook"
 	"github.com/keyway-dev/keyway/portal/httpui"
 	"github.com/keyway-dev/keyway/portal/retention"
 	"github.com/keyway-dev/keyway/portal/store"
@@ -323,8 +325,15 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		RelayAddresses:    func(a []string) { relayAddrs.Store(&a) },
 		Recordings:        recDir,
 		Exports:           uiExports,
+		ClientInfo:        clientinfo.New(),
+		Hook:              connhook.New(),
 	})
 	defer ui.Close()
+	// The hook and the trusted proxies as admins saved them; a hook that
+	// no longer loads stops the start rather than connect without it.
+	if err := ui.LoadSettings(ctx); err != nil {
+		return err
+	}
 	if err := ui.SyncGateways(ctx); err != nil {
 		return err
 	}

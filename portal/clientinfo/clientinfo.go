@@ -37,23 +37,94 @@ func New() *Resolver {
 }
 
 // SetTrusted replaces the networks of trusted proxies.
-func (r *Resolver) SetTrusted(p []netip.Prefix) { r.trusted.Store(&p) }
+func (r *Resolver) SetTrusted(p []netip.Prefix) {
+	p = append([]netip.Prefix(nil), p...)
+	r.trusted.Store(&p)
+}
 
 // Trusted returns the networks of trusted proxies.
-func (r *Resolver) Trusted() []netip.Prefix { return *r.trusted.Load() }
+func (r *Resolver) Trusted() []netip.Prefix { return append([]netip.Prefix(nil), *r.trusted.Load()...) }
 
-// Addr returns the client address of req.
+// isTrusted says whether a is the address of a trusted proxy.
+func isTrusted(trusted []netip.Prefix, a netip.Addr) bool {
+	for _, p := range trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// Addr returns the client address of req: the address the connection
+// came from, unless that is a trusted proxy; then the nearest address
+// the proxies' forwarding header names that is not a trusted proxy.
+//
+// Of the two headers, X-Forwarded-For (what most load balancers send)
+// is read when present, Forwarded (RFC 7239) otherwise; the entries are
+// walked from the right, past trusted proxies. A malformed entry is
+// never believed: the walk stops at it and the last address before it
+// is the client's.
 func (r *Resolver) Addr(req *http.Request) string {
-	// TODO(settings helper): X-Forwarded-For / Forwarded from trusted proxies.
-	host, _, err := net.SplitHostPort(req.RemoteAddr)
+	remote, ok := remoteAddr(req.RemoteAddr)
+	if !ok {
+		return hostOf(req.RemoteAddr)
+	}
+	trusted := *r.trusted.Load()
+	if len(trusted) == 0 || !isTrusted(trusted, remote) {
+		return remote.String()
+	}
+	var hops hopList
+	if v := req.Header.Values("X-Forwarded-For"); len(v) > 0 {
+		hops = forwardedFor(v)
+	} else if v := req.Header.Values("Forwarded"); len(v) > 0 {
+		hops = forwarded(v)
+	} else {
+		return remote.String()
+	}
+	return walk(trusted, remote, hops).String()
+}
+
+// walk returns the client of a request that came from the trusted proxy
+// remote with the forwarding entries hops.
+func walk(trusted []netip.Prefix, remote netip.Addr, hops hopList) netip.Addr {
+	client := remote
+	for i := hops.n - 1; i >= 0; i-- {
+		a, ok := parseHop(hops.at(i))
+		if !ok {
+			return client
+		}
+		client = a
+		if !isTrusted(trusted, a) {
+			return client
+		}
+	}
+	return client
+}
+
+// remoteAddr parses a connection's "host:port" into an address, with
+// IPv4-mapped IPv6 addresses unmapped so that IPv4 networks match them.
+func remoteAddr(s string) (netip.Addr, bool) {
+	a, err := netip.ParseAddr(hostOf(s))
+	if err != nil || a.Zone() != "" {
+		return netip.Addr{}, false
+	}
+	return a.Unmap(), true
+}
+
+func hostOf(s string) string {
+	host, _, err := net.SplitHostPort(s)
 	if err != nil {
-		return req.RemoteAddr
+		return s
 	}
 	return host
 }
 
 // Info returns everything known about the client of req.
 func (r *Resolver) Info(req *http.Request) Info {
-	// TODO(settings helper): certificate CN and client hints.
-	return Info{Addr: r.Addr(req)}
+	info := Info{Addr: r.Addr(req)}
+	if req.TLS != nil && len(req.TLS.PeerCertificates) > 0 {
+		info.CommonName = clean(req.TLS.PeerCertificates[0].Subject.CommonName)
+	}
+	info.Platform, info.PlatformVersion, info.ClientVersion = hints(req.Header)
+	return info
 }

@@ -68,6 +68,11 @@ func (s *Server) apiRoutes() http.Handler {
 	mux.Handle("GET /api/v1/sessions", s.apiAuth(s.apiLiveSessions, store.RoleAdmin, store.RoleAuditor))
 	admin("POST /api/v1/sessions/terminate", s.apiTerminateSessions)
 	admin("POST /api/v1/sessions/{id}/terminate", s.apiTerminateSession)
+	admin("GET /api/v1/settings/hook", s.apiGetHook)
+	admin("PUT /api/v1/settings/hook", s.apiSetHook)
+	admin("POST /api/v1/settings/hook/test", s.apiTestHook)
+	admin("GET /api/v1/settings/trusted-proxies", s.apiGetProxies)
+	admin("PUT /api/v1/settings/trusted-proxies", s.apiSetProxies)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusNotFound, "no such API endpoint: "+r.Method+" "+r.URL.Path)
 	})

@@ -53,6 +53,8 @@ type fixture struct {
 	// portalID is the portal's gateway key; pool its gateway pool.
 	portalID *wire.Identity
 	pool     *gateways.Pool
+	// ui is the portal's handler.
+	ui *Server
 }
 
 const testPassword = "test-password-1"
@@ -103,7 +105,7 @@ func newFixtureWith(t *testing.T, export exports.ExportFunc) *fixture {
 	t.Cleanup(func() { srv.Close(); s.Close() })
 
 	f := &fixture{t: t, srv: srv, store: st, audit: al, users: map[string]store.User{}, recordings: recDir, exportsDir: exportsDir,
-		portalID: id, pool: pool}
+		portalID: id, pool: pool, ui: s}
 	hash, _ := auth.HashPassword(testPassword)
 	f.group, _ = st.CreateGroup(ctx, store.Group{Name: "ops"})
 	for _, r := range []store.Role{store.RoleAdmin, store.RoleAuditor, store.RoleUser} {
@@ -264,6 +266,10 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"POST", "/admin/segments/1", "admin"},
 		{"GET", "/admin/gateways/999", ""},
 		{"POST", fmt.Sprintf("/admin/resources/%d/test", res), "admin"},
+		{"GET", "/admin/settings", "admin"},
+		{"POST", "/admin/settings/hook", "admin"},
+		{"POST", "/admin/settings/hook/test", "admin"},
+		{"POST", "/admin/settings/proxies", "admin"},
 		// Destructive routes last, so earlier rows still find their targets.
 		{"POST", fmt.Sprintf("/admin/grants/%d/delete", gr), "admin"},
 		{"POST", fmt.Sprintf("/admin/policies/%d/delete", pol.ID), "admin"},
@@ -568,6 +574,17 @@ func TestAPI(t *testing.T) {
 		{adminTok, "PUT", "/api/v1/gateways/1/key", `{"public_key":"ed25519:11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="}`, 200, `"key_fingerprint":"SHA256:`},
 		{adminTok, "DELETE", "/api/v1/gateways/1/key", "", 200, `"state":"pending"`},
 		{adminTok, "PUT", "/api/v1/settings/tunnel", `{"tunnel":false}`, 200, `"tunnel":false`},
+		{userTok, "GET", "/api/v1/settings/hook", "", 403, "role"},
+		{auditorTok, "PUT", "/api/v1/settings/hook", `{}`, 403, "role"},
+		{userTok, "POST", "/api/v1/settings/hook/test", "", 403, "role"},
+		{auditorTok, "GET", "/api/v1/settings/trusted-proxies", "", 403, "role"},
+		{userTok, "PUT", "/api/v1/settings/trusted-proxies", `{"networks":[]}`, 403, "role"},
+		{"", "GET", "/api/v1/settings/hook", "", 401, "missing bearer token"},
+		{adminTok, "GET", "/api/v1/settings/hook", "", 200, `"secret_set":false`},
+		{adminTok, "PUT", "/api/v1/settings/hook", `{"max_in_flight":20}`, 200, `"max_in_flight":20`},
+		{adminTok, "POST", "/api/v1/settings/hook/test", "", 200, `"allowed":false`},
+		{adminTok, "GET", "/api/v1/settings/trusted-proxies", "", 200, `"networks":[]`},
+		{adminTok, "PUT", "/api/v1/settings/trusted-proxies", `{"networks":["192.0.2.0/24"]}`, 200, `"networks":["192.0.2.0/24"]`},
 		{userTok, "GET", "/api/v1/gateways", "", 403, "role"},
 		{"", "GET", "/api/v1/recordings", "", 401, "missing bearer token"},
 		{userTok, "GET", "/api/v1/recordings", "", 403, "role"},

@@ -163,15 +163,6 @@ func (s *Server) validatePolicy(ctx context.Context, in *policyInput) (store.Pol
 	return p, fe
 }
 
-// sentence capitalises an error from a parser and ends it with a full stop.
-func sentence(s string) string {
-	if s == "" {
-		return s
-	}
-	r, n := utf8.DecodeRuneInString(s)
-	return strings.ToUpper(string(r)) + s[n:] + "."
-}
-
 func windowOf(w windowInput) (store.PolicyWindow, error) {
 	if len(w.Days) > 7*2 {
 		return store.PolicyWindow{}, fmt.Errorf("list each day once")

@@ -96,6 +96,10 @@ type Server struct {
 
 	// live starts, tracks and ends the sessions.
 	live *sessions.Manager
+
+	// settingsMu orders changes of the hook and trusted proxies, so
+	// that a kept secret is the one stored.
+	settingsMu sync.Mutex
 }
 
 // maxGatewayNonces bounds the nonces remembered: a few minutes of
@@ -248,6 +252,10 @@ func (s *Server) routes() http.Handler {
 	admin("POST /admin/gateways/{id}/delete", s.deleteGatewayForm)
 	admin("GET /admin/gateways/{id}/config", s.gatewayConfigFile)
 	admin("POST /admin/resources/{id}/test", s.testResourceForm)
+	admin("GET /admin/settings", s.settingsPage)
+	admin("POST /admin/settings/hook", s.hookForm)
+	admin("POST /admin/settings/hook/test", s.hookTestForm)
+	admin("POST /admin/settings/proxies", s.proxiesForm)
 
 	mux.HandleFunc("/", s.notFound)
 
@@ -287,6 +295,10 @@ func securityHeaders(next http.Handler) http.Handler {
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("Referrer-Policy", "same-origin")
 		h.Set("Cross-Origin-Opener-Policy", "same-origin")
+		// The platform version and full browser version go to the
+		// connection authorization hook; browsers send them only when
+		// asked, from the next request on (a session's socket).
+		h.Set("Accept-CH", clientinfo.AcceptCH)
 		next.ServeHTTP(w, r)
 	})
 }

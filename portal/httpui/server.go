@@ -151,6 +151,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.S
 func (s *Server) Close() error {
 	s.cancel()
 	s.wg.Wait()
+	s.Hook.Close()
 	return nil
 }
 

@@ -21,6 +21,9 @@ let hook;
 let hookURL;
 let caPEM;
 const requests = [];
+// Users the hook refuses, with denyMessage.
+const deny = new Set();
+const denyMessage = 'This laptop is not enrolled in device management. Enrol it at https://mdm.example and try again.';
 
 before(async () => {
   // A certificate for 127.0.0.1, trusted by the portal through the CA
@@ -40,9 +43,12 @@ before(async () => {
         res.writeHead(401).end('bad signature');
         return;
       }
-      requests.push(JSON.parse(body));
+      const sent = JSON.parse(body);
+      requests.push(sent);
+      const denied = deny.has(sent.username);
       res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({
-        allow: true, 'error-msg-on-denied-connection': '', 'posture-compliance-statuses': ['e2e-compliant'], 'schema-version': 'v1',
+        allow: !denied, 'error-msg-on-denied-connection': denied ? denyMessage : '',
+        'posture-compliance-statuses': ['e2e-compliant'], 'schema-version': 'v1',
       }));
     });
   });
@@ -107,4 +113,48 @@ test('admin sets the hook, tests it and lists trusted proxies', async () => {
   await admin.getByRole('button', { name: 'Save trusted proxies' }).click();
   await admin.getByText('Trusted proxies saved. Your address is now 127.0.0.1.').waitFor();
   assert.equal(await admin.locator('#your-addr').innerText(), '127.0.0.1');
+});
+
+// status waits until the terminal page's status line says text.
+async function termStatus(page, text) {
+  await page.locator('#term-status', { hasText: text }).waitFor();
+}
+
+test('a user the hook refuses sees its message; one it allows connects', async () => {
+  // The hook set by the test above stays enabled.
+  const { info } = demo;
+  const user = await newPage(browser, info.url);
+  await signIn(user, info.user.name, info.user.password);
+  const open = async (name) => {
+    await user.goto('/');
+    await user.locator('[data-resource]', { hasText: name }).getByRole('button', { name: /^connect to/i }).click();
+    await user.waitForURL('**/connect/*');
+  };
+
+  deny.add(info.user.name);
+  const before = requests.length;
+  await open('demo-ssh');
+  await termStatus(user, 'This laptop is not enrolled in device management.');
+  const asked = requests.slice(before);
+  assert.equal(asked.length, 1);
+  assert.equal(asked[0].username, info.user.name);
+  assert.equal(asked[0].resource, 'demo-ssh');
+  assert.equal(asked[0].protocol, 'ssh');
+  assert.equal(asked[0].platform, 'Linux');
+
+  // The desktop is refused with the same words.
+  await open('demo-vnc');
+  await user.getByText('This laptop is not enrolled in device management.').waitFor();
+
+  // The hook changes its mind: the next connection opens, and the
+  // Sessions page shows the posture status the hook reported.
+  deny.delete(info.user.name);
+  await open('demo-ssh');
+  await termStatus(user, 'Connected');
+  const admin = await newPage(browser, info.url);
+  await signIn(admin, info.admin.name, info.admin.password);
+  await admin.goto('/sessions');
+  await admin.getByRole('row', { name: new RegExp(info.user.name) }).getByText('e2e-compliant').waitFor();
+  await user.context().close();
+  await admin.context().close();
 });

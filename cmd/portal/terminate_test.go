@@ -24,12 +24,7 @@ import (
 // drawn.
 func (b *browser) desktop(id int64) *websocket.Conn {
 	b.t.Helper()
-	pu, _ := url.Parse(b.base)
-	d := websocket.Dialer{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, Jar: b.client.Jar, Subprotocols: []string{"guacamole"}}
-	ws, _, err := d.Dial(fmt.Sprintf("wss://%s/connect/%d/guac?width=320&height=240", pu.Host, id), http.Header{"Origin": {b.base}})
-	if err != nil {
-		b.t.Fatalf("open desktop: %v", err)
-	}
+	ws := dialDesktop(b.t, b, id)
 	b.t.Cleanup(func() { ws.Close() })
 	ws.SetReadDeadline(time.Now().Add(20 * time.Second))
 	for {
@@ -41,6 +36,18 @@ func (b *browser) desktop(id int64) *websocket.Conn {
 			return ws
 		}
 	}
+}
+
+// dialDesktop opens the WebSocket of the resource's desktop, 320×240.
+func dialDesktop(t *testing.T, b *browser, id int64) *websocket.Conn {
+	t.Helper()
+	pu, _ := url.Parse(b.base)
+	d := websocket.Dialer{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, Jar: b.client.Jar, Subprotocols: []string{"guacamole"}}
+	ws, _, err := d.Dial(fmt.Sprintf("wss://%s/connect/%d/guac?width=320&height=240", pu.Host, id), http.Header{"Origin": {b.base}})
+	if err != nil {
+		t.Fatalf("open desktop: %v", err)
+	}
+	return ws
 }
 
 // TestTerminateEveryKind: an administrator ends every running session of

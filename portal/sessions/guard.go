@@ -146,6 +146,13 @@ func (m *Manager) endReason(ctx context.Context, s *Session, users map[int64]sto
 		check = m.Authz.Files
 	}
 	if _, err := check(ctx, u, s.Resource.ID); err != nil {
+		if errors.Is(err, authz.ErrDenied) {
+			// The resource may have been deleted between the check's two
+			// reads (its grants go with it): say which it was.
+			if _, lerr := m.Store.ResourceByID(ctx, s.Resource.ID); errors.Is(lerr, store.ErrNotFound) {
+				err = lerr
+			}
+		}
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			return endAccessRevoked, fmt.Sprintf("The resource %s was deleted, so the session has ended.", s.Resource.Name), nil

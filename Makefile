@@ -24,7 +24,7 @@ DEBS_DEMO := $(DEBS_RUN) tigervnc-standalone-server tigervnc-tools xterm x11-xse
 	freerdp2-shadow-x11 winpr-utils xvfb
 # Dropbear (with OpenSSH's sftp-server for its SFTP) is the second SSH server
 # every SSH feature is tested against.
-DEBS_TEST := $(DEBS_DEMO) dropbear-bin openssh-sftp-server sshpass chromium procps iproute2 x11-utils x11-apps xclip x11vnc xrdp xorgxrdp ffmpeg
+DEBS_TEST := $(DEBS_DEMO) sqlite3 dropbear-bin openssh-sftp-server sshpass chromium procps iproute2 x11-utils x11-apps xclip x11vnc xrdp xorgxrdp ffmpeg
 
 .PHONY: run demo test build assets generate lint unit e2e bench deps-run deps-demo deps-test check-go clean
 

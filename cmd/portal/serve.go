@@ -27,8 +27,10 @@ import (
 	"github.com/keyway-dev/keyway/portal/auth"
 	"github.com/keyway-dev/keyway/portal/authz"
 	"github.com/keyway-dev/keyway/portal/certs"
+	"github.com/keyway-dev/keyway/portal/clientinfo"
 	"github.com/keyway-dev/keyway/portal/exports"
 	"github.com/keyway-dev/keyway/portal/gateways"
+	connhook "github.com/keyway-dev/keyway/portal/hook"
 	"github.com/keyway-dev/keyway/portal/httpui"
 	"github.com/keyway-dev/keyway/portal/retention"
 	"github.com/keyway-dev/keyway/portal/store"
@@ -51,8 +53,8 @@ type serveConfig struct {
 	GatewayRDPListen string
 	GatewayVNCListen string
 	LogLevel         string
-	// Retention is how long recordings are kept ("90d", "2160h"); empty
-	// or 0 keeps them forever.
+	// Retention is how long recordings and the connection log are kept
+	// ("90d", "2160h"); empty or 0 keeps them forever.
 	Retention string
 	// KeyFrames is the least time between key frames of the embedded
 	// gateway's desktop recordings: shorter seeks faster, longer is
@@ -92,7 +94,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet, dataDir, listen string) {
 	fs.StringVar(&c.GatewayVNCListen, "gateway-vnc-listen", envOr("KEYWAY_GATEWAY_VNC_LISTEN", "127.0.0.1:7995"), "loopback address of the embedded gateway's VNC listener")
 	fs.StringVar(&c.LogLevel, "log-level", envOr("KEYWAY_LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.DurationVar(&c.KeyFrames, "recording-keyframes", 10*time.Second, "least time between key frames of desktop recordings: a seek replays at most this much after the key frame before it")
-	fs.StringVar(&c.Retention, "recordings-retention", envOr("KEYWAY_RECORDINGS_RETENTION", "0"), "how long session recordings are kept, e.g. 90d; 0 keeps them forever")
+	fs.StringVar(&c.Retention, "recordings-retention", envOr("KEYWAY_RECORDINGS_RETENTION", "0"), "how long session recordings and the connection log are kept, e.g. 90d; 0 keeps them forever")
 	fs.StringVar(&c.ExportsMaxMB, "exports-max-mb", envOr("KEYWAY_EXPORTS_MAX_MB", "5120"), "MiB of video exports of desktop recordings kept in DATA/exports; past it the least recently used go; 0 for no bound (env KEYWAY_EXPORTS_MAX_MB)")
 }
 
@@ -166,6 +168,13 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		return err
 	} else if n > 0 {
 		logger.Info("signed out web sessions stored before session tokens were hashed", "sessions", n)
+	}
+	// A portal that stopped without ending its sessions (killed, crashed)
+	// left them running in the connection log; none runs yet.
+	if n, err := st.EndRunningConnections(ctx, time.Now()); err != nil {
+		return err
+	} else if n > 0 {
+		logger.Warn("connection log: sessions an earlier run of the portal left running are marked interrupted", "sessions", n)
 	}
 	sessions, stopSessions := auth.NewSessions(st.DB())
 	defer stopSessions()
@@ -316,8 +325,15 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		RelayAddresses:    func(a []string) { relayAddrs.Store(&a) },
 		Recordings:        recDir,
 		Exports:           uiExports,
+		ClientInfo:        clientinfo.New(),
+		Hook:              connhook.New(),
 	})
 	defer ui.Close()
+	// The hook and the trusted proxies as admins saved them; a hook that
+	// no longer loads stops the start rather than connect without it.
+	if err := ui.LoadSettings(ctx); err != nil {
+		return err
+	}
 	if err := ui.SyncGateways(ctx); err != nil {
 		return err
 	}
@@ -330,8 +346,9 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		defer healthDone.Done()
 		pool.RunHealth(healthCtx, gateways.DefaultHealth)
 	}()
-	// Expired recordings go at start and then hourly; the health loop's
-	// context and wait group own this goroutine too.
+	// Expired recordings and connection log rows go at start and then
+	// hourly; the health loop's context and wait group own this goroutine
+	// too.
 	keep, err := parseRetention(cfg.Retention)
 	if err != nil {
 		return err

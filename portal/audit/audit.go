@@ -55,6 +55,11 @@ const (
 	ActionGatewayDelete  = "gateway.delete"
 	ActionTunnelMode     = "gateway.tunnel"
 	ActionResourceTest   = "resource.test"
+	// Access policies (portal/policy): an admin creating, changing or
+	// deleting one.
+	ActionPolicyCreate = "policy.create"
+	ActionPolicyUpdate = "policy.update"
+	ActionPolicyDelete = "policy.delete"
 	// Recordings: a gateway's upload, an auditor playing one (view) or
 	// fetching its file (download).
 	ActionRecordingUpload   = "recording.upload"
@@ -68,6 +73,10 @@ const (
 	// (made, or the one made before reused) and downloading it.
 	ActionRecordingExport         = "recording.export"
 	ActionRecordingExportDownload = "recording.export.download"
+	// The connection log: retention deleting its old rows (one event per
+	// sweep, with the count), an auditor downloading it as CSV.
+	ActionConnectionPrune  = "connection.prune"
+	ActionConnectionExport = "connection.export"
 	// File browser (SFTP): one event per operation, with the path, the
 	// size where there is one, and the target's refusal as the reason.
 	ActionFileList     = "file.list"

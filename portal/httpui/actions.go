@@ -17,6 +17,7 @@ import (
 	"github.com/keyway-dev/keyway/gateway/wire"
 	"github.com/keyway-dev/keyway/portal/audit"
 	"github.com/keyway-dev/keyway/portal/auth"
+	"github.com/keyway-dev/keyway/portal/sessions"
 	"github.com/keyway-dev/keyway/portal/store"
 )
 
@@ -299,15 +300,6 @@ func (in *resourceInput) options() store.Options {
 		KeyboardLayout: in.KeyboardLayout, IdleTimeoutSeconds: in.IdleTimeoutMinutes * 60, MaxSessionSeconds: in.MaxSessionMinutes * 60}
 }
 
-// keyboardLayouts are the keyboard layouts an RDP resource can have, by
-// the name the form and API use, as Windows layout ids. With US the
-// gateway types with scan codes; with the others characters go as
-// Unicode, so text is right whatever keys the layout has.
-var keyboardLayouts = map[string]uint32{
-	"en-us": 0x0409, "en-gb": 0x0809, "de-de": 0x0407, "de-ch": 0x0807, "fr-fr": 0x040C, "fr-ch": 0x100C,
-	"es-es": 0x040A, "it-it": 0x0410, "pt-br": 0x0416, "sv-se": 0x041D, "nl-nl": 0x0413, "ja-jp": 0x0411,
-}
-
 func (in *resourceInput) validate(isNew bool) fieldErrors {
 	fe := fieldErrors{}
 	in.Name, in.Host, in.Login = strings.TrimSpace(in.Name), strings.TrimSpace(in.Host), strings.TrimSpace(in.Login)
@@ -443,7 +435,7 @@ func (in *resourceInput) validateRDP(fe fieldErrors) {
 	if in.KeyboardLayout == "" {
 		in.KeyboardLayout = "en-us"
 	}
-	if _, ok := keyboardLayouts[in.KeyboardLayout]; !ok {
+	if _, ok := sessions.KeyboardLayouts[in.KeyboardLayout]; !ok {
 		fe["keyboard_layout"] = "Choose one of the keyboard layouts offered."
 	}
 }
@@ -569,21 +561,21 @@ func (s *Server) hostKeyAction(r *http.Request, actor store.User, id int64, acti
 	}
 	switch action {
 	case "accept":
-		offered, err := s.Store.GetSetting(ctx, offeredKeySetting(id))
+		offered, err := s.Store.GetSetting(ctx, sessions.OfferedKeySetting(id))
 		if err != nil || offered == "" {
 			return fieldErrors{"action": "No new host key has been offered by this target."}
 		}
 		if err := s.Store.ReplaceHostKey(ctx, id, offered); err != nil {
 			return err
 		}
-		s.Store.SetSetting(ctx, offeredKeySetting(id), "")
+		s.Store.SetSetting(ctx, sessions.OfferedKeySetting(id), "")
 		s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionHostKeyAccept, Target: res.Name, Outcome: audit.OutcomeSuccess,
 			Details: map[string]string{"old": fingerprint(res.HostKey), "new": fingerprint(offered)}})
 	case "forget":
 		if err := s.Store.ForgetHostKey(ctx, id); err != nil {
 			return err
 		}
-		s.Store.SetSetting(ctx, offeredKeySetting(id), "")
+		s.Store.SetSetting(ctx, sessions.OfferedKeySetting(id), "")
 		s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionHostKeyForget, Target: res.Name, Outcome: audit.OutcomeSuccess,
 			Details: map[string]string{"old": fingerprint(res.HostKey)}})
 	default:
@@ -591,10 +583,6 @@ func (s *Server) hostKeyAction(r *http.Request, actor store.User, id int64, acti
 	}
 	return nil
 }
-
-// offeredKeySetting names the setting that keeps the host key a target
-// offered when it did not match the pinned one, for an admin to accept.
-func offeredKeySetting(id int64) string { return "hostkey.offered." + strconv.FormatInt(id, 10) }
 
 // fingerprint is the SHA256 fingerprint of an authorized_keys line, or ""
 // when there is none.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"compress/flate"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -18,9 +17,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/keyway-dev/keyway/gateway/guac"
-	"github.com/keyway-dev/keyway/gateway/wire"
-	"github.com/keyway-dev/keyway/portal/audit"
-	"github.com/keyway-dev/keyway/portal/gateways"
+	"github.com/keyway-dev/keyway/portal/sessions"
 )
 
 // Guacamole status codes sent to the browser (guacamole-common-js shows
@@ -51,7 +48,13 @@ const wsFlushSize = 64 << 10
 // RDP resource: it relays the gateway's Guacamole instructions unchanged and
 // checks the browser's before passing them on.
 func (s *Server) desktopSocket(w http.ResponseWriter, r *http.Request) {
-	u, res, ok := s.sessionResource(w, r, wire.ProtocolVNC, "desktop")
+	// The browser's window size (query string of the tunnel's connect),
+	// which an RDP desktop may take, and the image formats it decodes
+	// beyond PNG and JPEG.
+	q := r.URL.Query()
+	width, _ := strconv.Atoi(q.Get("width"))
+	height, _ := strconv.Atoi(q.Get("height"))
+	adm, refusal, ok := s.admitSocket(w, r, sessions.Request{Kind: sessions.KindDesktop, Cols: width, Rows: height, Indexed: q.Get("indexed") == "1"})
 	if !ok {
 		return
 	}
@@ -77,8 +80,6 @@ func (s *Server) desktopSocket(w http.ResponseWriter, r *http.Request) {
 	// no word to the user. readMessage bounds each message instead, and the
 	// relay says why it ends the session.
 
-	id := rand.Text()
-	log := s.Logger.With("session", id, "user", u.Name, "resource", res.Name)
 	var wsMu sync.Mutex // writes come from the relay and from ping echoes
 	send := func(b []byte) error {
 		wsMu.Lock()
@@ -92,57 +93,47 @@ func (s *Server) desktopSocket(w http.ResponseWriter, r *http.Request) {
 		ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, strconv.Itoa(status)), time.Now().Add(time.Second))
 		wsMu.Unlock()
 	}
-	// The tunnel opens once the browser sees its id.
+	// The tunnel opens once the browser sees an id; a refusal is then
+	// told as the tunnel's error.
+	id := "refused"
+	if adm != nil {
+		id = adm.ID()
+	}
 	if err := send(guac.New("", id).AppendTo(nil)); err != nil {
 		return
 	}
-
+	if refusal != nil {
+		closeWith(refusal.Message, desktopRefusalStatus(refusal))
+		return
+	}
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
-	release, ok := s.acquireSession(u.ID)
-	if !ok {
-		msg := fmt.Sprintf("You already have %d sessions open. Close one and try again.", maxSessionsPerUser)
-		s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionConnect, Target: res.Name, Outcome: audit.OutcomeFailure, Reason: msg})
-		closeWith(msg, guacClientForbidden)
+	sess, err := s.live.Open(ctx, adm)
+	if err != nil {
+		ref := asRefusal(err)
+		closeWith(ref.Message, desktopRefusalStatus(ref))
 		return
 	}
-	defer release()
-	// The browser's window size (query string of the tunnel's connect),
-	// which an RDP desktop may take.
-	width, _ := strconv.Atoi(r.URL.Query().Get("width"))
-	height, _ := strconv.Atoi(r.URL.Query().Get("height"))
-	// The browser announces the image formats it decodes beyond PNG and
-	// JPEG.
-	indexed := r.URL.Query().Get("indexed") == "1"
-	conn, _, gw, failure := s.dialResource(ctx, u, res, clientAddr(r), id, width, height, indexed)
-	if failure != nil {
-		log.Warn("desktop connection failed", "code", failure.code, "reason", failure.msg)
-		failure.details["session"] = id
-		s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionConnect, Target: res.Name, Outcome: audit.OutcomeFailure,
-			Reason: failure.msg, Details: failure.details})
-		closeWith(failure.msg, guacUpstreamNotFound)
-		return
-	}
-	defer conn.Close()
-	details := failure.detailsFor(gw, res)
-	details["session"] = id
-	start := time.Now()
-	guard := s.newGuard(r.Context(), u, res, false)
-	guard.warn = func(msg string) { send(guac.New("msg", strconv.Itoa(guacMsgWarning), msg).AppendTo(nil)) }
-	defer s.addLive(&liveSession{id: id, user: u.Name, resource: res.Name, protocol: res.Protocol,
-		gateway: gw.Name, client: clientAddr(r), start: start, conn: conn, guard: guard})()
-	s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionConnect, Target: res.Name, Outcome: audit.OutcomeSuccess, Details: details})
-	log.Info("desktop session started", "gateway", gw.Name)
+	log := s.Logger.With("session", sess.ID, "user", sess.User.Name, "resource", sess.Resource.Name)
+	sess.SetWarn(func(msg string) { send(guac.New("msg", strconv.Itoa(guacMsgWarning), msg).AppendTo(nil)) })
+	log.Info("desktop session started", "gateway", sess.Gateway.Name)
+	end, reason := s.relayDesktop(ctx, ws, sess.Conn, sess, send, closeWith)
+	sess.End(end, reason)
+}
 
-	end, reason := s.relayDesktop(ctx, ws, conn, guard, send, closeWith)
-	s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionSessionEnd, Target: res.Name, Outcome: audit.OutcomeSuccess,
-		Reason: reason, Details: map[string]string{"session": id, "duration": time.Since(start).Round(time.Second).String(), "end": end}})
-	log.Info("desktop session ended", "end", end)
+// desktopRefusalStatus is the Guacamole status a refused desktop is closed with:
+// the browser words some of them itself, but shows the portal's message.
+func desktopRefusalStatus(ref *sessions.Refusal) int {
+	switch ref.Code {
+	case "no_grant", "hook", "policy", "too_many_sessions", "wrong_kind":
+		return guacClientForbidden
+	}
+	return guacUpstreamNotFound
 }
 
 // relayDesktop copies instructions both ways until either side ends, and
 // says how the session ended.
-func (s *Server) relayDesktop(ctx context.Context, ws *websocket.Conn, conn net.Conn, guard *sessionGuard, send func([]byte) error, closeWith func(string, int)) (end, reason string) {
+func (s *Server) relayDesktop(ctx context.Context, ws *websocket.Conn, conn net.Conn, sess relayed, send func([]byte) error, closeWith func(string, int)) (end, reason string) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	closeBoth := func() { conn.Close(); ws.Close() }
@@ -204,7 +195,7 @@ func (s *Server) relayDesktop(ctx context.Context, ws *websocket.Conn, conn net.
 					continue
 				}
 				if personInput[in.Opcode] {
-					guard.touch(s.Now())
+					sess.Touch()
 				}
 				if in.Opcode == "disconnect" {
 					// The page is closing (guacamole-common-js says so
@@ -241,9 +232,9 @@ func (s *Server) relayDesktop(ctx context.Context, ws *websocket.Conn, conn net.
 			if len(batch) > 0 {
 				send(batch)
 			}
-			if reason := gateways.CloseReason(conn); reason != "" {
+			if reason := sess.CloseReason(); reason != "" {
 				closeWith(reason, guacSessionClosed)
-				return strings.ReplaceAll(gateways.CloseCode(conn), "_", " "), reason
+				return strings.ReplaceAll(sess.CloseCode(), "_", " "), reason
 			}
 			if s.ctx.Err() != nil {
 				closeWith("The portal is shutting down; the session was closed.", guacSessionClosed)

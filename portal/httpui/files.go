@@ -2,7 +2,6 @@ package httpui
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,10 +15,9 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/keyway-dev/keyway/gateway/wire"
 	"github.com/keyway-dev/keyway/portal/audit"
-	"github.com/keyway-dev/keyway/portal/authz"
 	"github.com/keyway-dev/keyway/portal/files"
+	"github.com/keyway-dev/keyway/portal/sessions"
 	"github.com/keyway-dev/keyway/portal/store"
 	"github.com/keyway-dev/keyway/web/ui"
 )
@@ -30,26 +28,26 @@ func isFileUpload(r *http.Request) bool {
 	return r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/files/") && strings.HasSuffix(r.URL.Path, "/upload")
 }
 
-// filesResource loads the resource at {id} if u may browse its files,
-// answering 404 (and auditing the denial) otherwise.
-func (s *Server) filesResource(w http.ResponseWriter, r *http.Request) (store.User, store.Resource, bool) {
+// filesResource admits a files request on the resource at {id}: the
+// hook, the user's files grant and the policies, in that order. A
+// refusal is answered here (404 for a missing grant, so ids cannot be
+// probed) and audited by the session manager. What the policies forbid
+// (uploads, downloads) comes back folded into the resource's options.
+func (s *Server) filesResource(w http.ResponseWriter, r *http.Request) (store.User, store.Resource, *sessions.Admission, bool) {
 	u, _ := currentUser(r)
-	id, err := pathID(r)
-	if err == nil {
-		var res store.Resource
-		if res, err = s.Authz.Files(r.Context(), u, id); err == nil {
-			return u, res, true
-		}
+	id, _ := pathID(r) // a malformed id is a resource that does not exist
+	adm, err := s.live.Admit(r.Context(), sessions.Request{User: u, ResourceID: id, Kind: sessions.KindFiles,
+		Client: s.clientInfo(r), WebToken: s.Sessions.Token(r.Context())})
+	if err != nil {
+		ref := asRefusal(err)
+		s.renderError(w, r, ref.Status, ref.Message)
+		return u, store.Resource{}, nil, false
 	}
-	switch {
-	case errors.Is(err, authz.ErrDenied), errors.Is(err, store.ErrNotFound):
-		s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionAuthzDenied, Target: r.URL.Path,
-			Outcome: audit.OutcomeDenied, Reason: "no files grant for this resource, or no such resource"})
-		s.renderError(w, r, http.StatusNotFound, "There is no such resource, or you may not browse its files.")
-	default:
-		s.serverError(w, r, err)
-	}
-	return u, store.Resource{}, false
+	res := adm.Resource()
+	eff := adm.Effective()
+	res.Options.NoUpload = res.Options.NoUpload || !eff.Upload
+	res.Options.NoDownload = res.Options.NoDownload || !eff.Download
+	return u, res, adm, true
 }
 
 // filesSession is one SFTP session through a gateway, for one request.
@@ -83,35 +81,27 @@ func (f *filesSession) Close() error {
 	return err
 }
 
-// openFiles opens an SFTP session on res through a gateway chosen as for
-// terminals (tunnel mode and segments included). A failure comes back in
-// words for the user.
-func (s *Server) openFiles(ctx context.Context, r *http.Request, u store.User, res store.Resource) (*filesSession, *dialFailure) {
-	release, ok := s.acquireSession(u.ID)
-	if !ok {
-		return nil, &dialFailure{code: "too_many_sessions", msg: fmt.Sprintf("You already have %d sessions open. Close one and try again.", maxSessionsPerUser)}
-	}
-	sftpRes := res
-	sftpRes.Protocol = wire.ProtocolSFTP
-	id := rand.Text()
-	conn, _, gw, failure := s.dialResource(ctx, u, sftpRes, clientAddr(r), id, 0, 0, false)
-	if failure != nil {
-		release()
-		return nil, failure
-	}
-	// Listed among the running sessions while the operation lasts (a long
-	// upload or download), and ended like the others when access ends.
-	unlist := s.addLive(&liveSession{id: id, user: u.Name, resource: res.Name, protocol: wire.ProtocolSFTP,
-		gateway: gw.Name, client: clientAddr(r), start: s.Now(), conn: conn, guard: s.newGuard(r.Context(), u, res, true)})
-	uncount := release
-	release = func() { unlist(); uncount() }
-	c, err := files.Open(conn)
+// openFiles opens the SFTP session of an admitted files request,
+// through a gateway chosen as for terminals (tunnel mode and segments
+// included). It is listed among the running sessions while the operation
+// lasts (a long upload or download), and ended like the others when
+// access ends. A failure comes back in words for the user.
+func (s *Server) openFiles(ctx context.Context, adm *sessions.Admission) (*filesSession, *sessions.Refusal) {
+	sess, err := s.live.Open(ctx, adm)
 	if err != nil {
-		release()
-		s.Logger.Error("start SFTP session", "user", u.Name, "resource", res.Name, "gateway", gw.Name, "err", err)
-		return nil, &dialFailure{code: "sftp_failed", msg: fmt.Sprintf("The SFTP service of %s did not answer as expected, so its files cannot be shown.", res.Name)}
+		return nil, asRefusal(err)
 	}
-	return &filesSession{Client: c, res: res, gateway: gw.Name, release: release}, nil
+	c, err := files.Open(sess.Conn)
+	if err != nil {
+		sess.End("sftp failed", err.Error())
+		s.Logger.Error("start SFTP session", "user", sess.User.Name, "resource", sess.Resource.Name, "gateway", sess.Gateway.Name, "err", err)
+		return nil, &sessions.Refusal{Code: "sftp_failed", Status: http.StatusBadGateway,
+			Message: fmt.Sprintf("The SFTP service of %s did not answer as expected, so its files cannot be shown.", sess.Resource.Name)}
+	}
+	res := adm.Resource()
+	res.Options.NoUpload = res.Options.NoUpload || !sess.Effective.Upload
+	res.Options.NoDownload = res.Options.NoDownload || !sess.Effective.Download
+	return &filesSession{Client: c, res: res, gateway: sess.Gateway.Name, release: func() { sess.End("done", "") }}, nil
 }
 
 // fileEvent audits one file operation: who, on which resource, the path,
@@ -162,7 +152,7 @@ func refusalStatus(err error) int {
 }
 
 func (s *Server) filesPage(w http.ResponseWriter, r *http.Request) {
-	u, res, ok := s.filesResource(w, r)
+	u, res, adm, ok := s.filesResource(w, r)
 	if !ok {
 		return
 	}
@@ -172,10 +162,10 @@ func (s *Server) filesPage(w http.ResponseWriter, r *http.Request) {
 		s.renderError(w, r, http.StatusBadRequest, "This is not a path on the target: paths start with a slash.")
 		return
 	}
-	fsess, failure := s.openFiles(r.Context(), r, u, res)
+	fsess, failure := s.openFiles(r.Context(), adm)
 	if failure != nil {
-		s.fileEvent(r, u, res, audit.ActionFileList, dir, -1, errors.New(failure.msg), failure.details)
-		s.renderError(w, r, http.StatusBadGateway, failure.msg)
+		s.fileEvent(r, u, res, audit.ActionFileList, dir, -1, errors.New(failure.Message), failure.Details)
+		s.renderError(w, r, http.StatusBadGateway, failure.Message)
 		return
 	}
 	defer fsess.Close()
@@ -376,13 +366,13 @@ func isAttrChar(b byte) bool {
 }
 
 func (s *Server) fileDownload(w http.ResponseWriter, r *http.Request) {
-	u, res, ok := s.filesResource(w, r)
+	u, res, adm, ok := s.filesResource(w, r)
 	if !ok {
 		return
 	}
 	q := r.URL.Query()
 	if len(q["path"]) > 1 || q.Get("bulk") == "1" {
-		s.fileDownloadMany(w, r, u, res, q.Get("dir"), q["path"])
+		s.fileDownloadMany(w, r, u, res, adm, q.Get("dir"), q["path"])
 		return
 	}
 	p := q.Get("path")
@@ -395,10 +385,10 @@ func (s *Server) fileDownload(w http.ResponseWriter, r *http.Request) {
 		s.renderError(w, r, http.StatusBadRequest, "This is not a path on the target: paths start with a slash.")
 		return
 	}
-	fsess, failure := s.openFiles(r.Context(), r, u, res)
+	fsess, failure := s.openFiles(r.Context(), adm)
 	if failure != nil {
-		s.fileEvent(r, u, res, audit.ActionFileDownload, p, -1, errors.New(failure.msg), nil)
-		s.renderError(w, r, http.StatusBadGateway, failure.msg)
+		s.fileEvent(r, u, res, audit.ActionFileDownload, p, -1, errors.New(failure.Message), nil)
+		s.renderError(w, r, http.StatusBadGateway, failure.Message)
 		return
 	}
 	defer fsess.Close()
@@ -475,7 +465,7 @@ func selection(dir string, paths []string) ([]string, string) {
 
 // fileDownloadMany sends the selected entries of one folder as one zip,
 // each at its top level, streamed; one audit event lists them all.
-func (s *Server) fileDownloadMany(w http.ResponseWriter, r *http.Request, u store.User, res store.Resource, dir string, paths []string) {
+func (s *Server) fileDownloadMany(w http.ResponseWriter, r *http.Request, u store.User, res store.Resource, adm *sessions.Admission, dir string, paths []string) {
 	listed, _ := json.Marshal(paths)
 	details := map[string]string{"paths": string(listed), "format": "zip"}
 	if res.Options.NoDownload {
@@ -488,10 +478,10 @@ func (s *Server) fileDownloadMany(w http.ResponseWriter, r *http.Request, u stor
 		s.renderError(w, r, http.StatusBadRequest, refusal)
 		return
 	}
-	fsess, failure := s.openFiles(r.Context(), r, u, res)
+	fsess, failure := s.openFiles(r.Context(), adm)
 	if failure != nil {
-		s.fileEvent(r, u, res, audit.ActionFileDownload, dir, -1, errors.New(failure.msg), details)
-		s.renderError(w, r, http.StatusBadGateway, failure.msg)
+		s.fileEvent(r, u, res, audit.ActionFileDownload, dir, -1, errors.New(failure.Message), details)
+		s.renderError(w, r, http.StatusBadGateway, failure.Message)
 		return
 	}
 	defer fsess.Close()
@@ -545,7 +535,7 @@ func megabytes(n int64) string {
 }
 
 func (s *Server) fileUpload(w http.ResponseWriter, r *http.Request) {
-	u, res, ok := s.filesResource(w, r)
+	u, res, adm, ok := s.filesResource(w, r)
 	if !ok {
 		return
 	}
@@ -600,9 +590,9 @@ func (s *Server) fileUpload(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	fsess, failure := s.openFiles(r.Context(), r, u, res)
+	fsess, failure := s.openFiles(r.Context(), adm)
 	if failure != nil {
-		refuse(http.StatusBadGateway, q.Get("name"), failure.msg, errors.New(failure.msg))
+		refuse(http.StatusBadGateway, q.Get("name"), failure.Message, errors.New(failure.Message))
 		return
 	}
 	defer fsess.Close()
@@ -703,7 +693,7 @@ func (s *Server) fileForm(w http.ResponseWriter, r *http.Request) (p, back strin
 // fileAction runs one change on the target for a form and goes back to
 // the listing with the outcome as a flash message.
 func (s *Server) fileAction(w http.ResponseWriter, r *http.Request, action string, run func(*filesSession, string) (string, error)) {
-	u, res, ok := s.filesResource(w, r)
+	u, res, adm, ok := s.filesResource(w, r)
 	if !ok {
 		return
 	}
@@ -711,12 +701,12 @@ func (s *Server) fileAction(w http.ResponseWriter, r *http.Request, action strin
 	if !ok {
 		return
 	}
-	fsess, failure := s.openFiles(r.Context(), r, u, res)
+	fsess, failure := s.openFiles(r.Context(), adm)
 	var msg string
 	var err error
 	if failure != nil {
-		err = errors.New(failure.msg)
-		msg = failure.msg
+		err = errors.New(failure.Message)
+		msg = failure.Message
 	} else {
 		msg, err = run(fsess, p)
 		fsess.Close()
@@ -809,7 +799,7 @@ func (s *Server) fileChmod(w http.ResponseWriter, r *http.Request) {
 // fileDeleteMany deletes the selected entries of one folder, each checked
 // and audited on its own, and sums up the outcome in one message.
 func (s *Server) fileDeleteMany(w http.ResponseWriter, r *http.Request) {
-	u, res, ok := s.filesResource(w, r)
+	u, res, adm, ok := s.filesResource(w, r)
 	if !ok {
 		return
 	}
@@ -824,12 +814,12 @@ func (s *Server) fileDeleteMany(w http.ResponseWriter, r *http.Request) {
 		paths[i] = files.Join(dir, name)
 	}
 	back := filesHref(res.ID, dir, nil)
-	fsess, failure := s.openFiles(r.Context(), r, u, res)
+	fsess, failure := s.openFiles(r.Context(), adm)
 	if failure != nil {
 		for _, p := range paths {
-			s.fileEvent(r, u, res, audit.ActionFileDelete, p, -1, errors.New(failure.msg), failure.details)
+			s.fileEvent(r, u, res, audit.ActionFileDelete, p, -1, errors.New(failure.Message), failure.Details)
 		}
-		s.setFlash(r, "error", failure.msg+" Nothing was deleted.")
+		s.setFlash(r, "error", failure.Message+" Nothing was deleted.")
 		http.Redirect(w, r, back, http.StatusSeeOther)
 		return
 	}

@@ -1,68 +1,37 @@
 package httpui
 
 import (
-	"bytes"
 	"encoding/json"
-	"sync"
-
 	"fmt"
-	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/gorilla/websocket"
 
-	"github.com/keyway-dev/keyway/portal/audit"
-	"github.com/keyway-dev/keyway/portal/gateways"
+	"github.com/keyway-dev/keyway/portal/sessions"
 	"github.com/keyway-dev/keyway/portal/store"
 	"github.com/keyway-dev/keyway/web/ui"
 )
-
-// liveSession is a terminal or desktop session running through this
-// portal.
-type liveSession struct {
-	id, user, resource, protocol, gateway, client string
-	start                                         time.Time
-	conn                                          net.Conn     // to the gateway
-	term                                          *termSession // nil for desktops
-	// guard ends the session when its access does; nil for sessions the
-	// guard does not watch (an admin's connection test).
-	guard *sessionGuard
-}
-
-// addLive registers a running session until the returned func is called.
-func (s *Server) addLive(ls *liveSession) (remove func()) {
-	s.mu.Lock()
-	if s.live == nil {
-		s.live = map[string]*liveSession{}
-	}
-	s.live[ls.id] = ls
-	s.mu.Unlock()
-	return func() {
-		s.mu.Lock()
-		delete(s.live, ls.id)
-		s.mu.Unlock()
-	}
-}
 
 // sessionsPage lists the sessions running now, newest first; admins can
 // end them.
 func (s *Server) sessionsPage(w http.ResponseWriter, r *http.Request) {
 	u, _ := currentUser(r)
 	now := s.Now()
-	s.mu.Lock()
 	v := ui.SessionsView{CanTerminate: u.Role == store.RoleAdmin}
-	for _, ls := range s.live {
-		row := ui.SessionRow{ID: ls.id, User: ls.user, Resource: ls.resource, Protocol: ls.protocol,
-			Gateway: ls.gateway, ClientAddr: ls.client, Start: ls.start, Duration: now.Sub(ls.start), Watchable: ls.term != nil}
-		if ls.guard != nil {
-			row.Idle = now.Sub(time.Unix(0, ls.guard.lastInput.Load()))
-		}
-		v.Sessions = append(v.Sessions, row)
+	for _, ls := range s.live.Live() {
+		v.Sessions = append(v.Sessions, ui.SessionRow{ID: ls.ID, User: ls.User.Name, Resource: ls.Resource.Name, Protocol: liveProtocol(ls),
+			Gateway: ls.Gateway.Name, ClientAddr: ls.Client.Addr, Start: ls.Start, Duration: now.Sub(ls.Start),
+			Idle: ls.Idle(now), Watchable: ls.Watchers != nil, Posture: ls.Posture})
+		v.Users = appendNew(v.Users, ls.User.Name)
+		v.Resources = appendNew(v.Resources, ls.Resource.Name)
+		v.Gateways = appendNew(v.Gateways, ls.Gateway.Name)
 	}
-	s.mu.Unlock()
-	slices.SortFunc(v.Sessions, func(a, b ui.SessionRow) int { return b.Start.Compare(a.Start) })
+	for _, l := range [][]string{v.Users, v.Resources, v.Gateways} {
+		slices.SortFunc(l, func(a, b string) int { return strings.Compare(strings.ToLower(a), strings.ToLower(b)) })
+	}
 	if r.URL.Query().Get("partial") == "1" {
 		// The page's own refresh: the table alone.
 		s.render(w, r, http.StatusOK, ui.SessionsList(v))
@@ -71,130 +40,99 @@ func (s *Server) sessionsPage(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, http.StatusOK, ui.Sessions(s.page(r, "Live sessions", "sessions"), v))
 }
 
+// liveProtocol is the protocol a running session is listed with: file
+// browsing runs SFTP on an SSH resource.
+func liveProtocol(ls *sessions.Session) string {
+	if ls.Kind == sessions.KindFiles {
+		return "sftp"
+	}
+	return ls.Resource.Protocol
+}
+
+func appendNew(l []string, v string) []string {
+	if v == "" || slices.Contains(l, v) {
+		return l
+	}
+	return append(l, v)
+}
+
 // terminateSession ends a running session; its user is told an
 // administrator ended it.
 func (s *Server) terminateSession(w http.ResponseWriter, r *http.Request) {
 	actor, _ := currentUser(r)
-	id := r.PathValue("id")
-	s.mu.Lock()
-	ls := s.live[id]
-	s.mu.Unlock()
-	if ls == nil {
+	ended := s.live.Terminate(actor.Name, sessions.Filter{ID: r.PathValue("id")})
+	if len(ended) == 0 {
 		s.setFlash(r, "error", "That session has already ended.")
 		http.Redirect(w, r, "/sessions", http.StatusSeeOther)
 		return
 	}
-	gateways.Terminate(ls.conn, fmt.Sprintf("An administrator (%s) ended this session.", actor.Name))
-	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionSessionTerminate, Target: ls.resource, Outcome: audit.OutcomeSuccess,
-		Details: map[string]string{"session": ls.id, "user": ls.user, "gateway": ls.gateway}})
-	s.done(w, r, fmt.Sprintf("Ended %s's session on %s.", ls.user, ls.resource), "/sessions")
+	s.done(w, r, fmt.Sprintf("Ended %s's session on %s.", ended[0].User.Name, ended[0].Resource.Name), "/sessions")
+}
+
+// terminateSessions ends every running session of a user, a resource or
+// a gateway (all the form names must match).
+func (s *Server) terminateSessions(w http.ResponseWriter, r *http.Request) {
+	actor, _ := currentUser(r)
+	if err := r.ParseForm(); err != nil {
+		s.renderError(w, r, http.StatusBadRequest, "The form could not be read.")
+		return
+	}
+	f := sessions.Filter{User: r.PostForm.Get("user"), Resource: r.PostForm.Get("resource"), Gateway: r.PostForm.Get("gateway")}
+	if f == (sessions.Filter{}) {
+		s.setFlash(r, "error", "Choose a user, a resource or a gateway whose sessions to end.")
+		http.Redirect(w, r, "/sessions", http.StatusSeeOther)
+		return
+	}
+	ended := s.live.Terminate(actor.Name, f)
+	switch len(ended) {
+	case 0:
+		s.setFlash(r, "error", "No running session matched; nothing was ended.")
+		http.Redirect(w, r, "/sessions", http.StatusSeeOther)
+	case 1:
+		s.done(w, r, "Ended 1 session.", "/sessions")
+	default:
+		s.done(w, r, fmt.Sprintf("Ended %d sessions.", len(ended)), "/sessions")
+	}
 }
 
 // maxWatchMessage bounds what a viewer may send: it has nothing to say.
 const maxWatchMessage = 512
 
-// watchBuffer is how many output chunks a watcher may fall behind before
-// it is dropped; the session itself never waits for watchers.
-const watchBuffer = 256
-
-// watchers fans a terminal's output out to read-only viewers.
-type watchers struct {
-	mu    sync.Mutex
-	set   map[chan []byte]struct{}
-	ended bool
-}
-
-// add registers a viewer; its channel closes when the session ends or the
-// viewer falls behind. ok is false once the session has ended.
-func (w *watchers) add() (ch chan []byte, ok bool) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.ended {
-		return nil, false
-	}
-	if w.set == nil {
-		w.set = map[chan []byte]struct{}{}
-	}
-	ch = make(chan []byte, watchBuffer)
-	w.set[ch] = struct{}{}
-	return ch, true
-}
-
-// remove unregisters a viewer that left.
-func (w *watchers) remove(ch chan []byte) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if _, ok := w.set[ch]; ok {
-		delete(w.set, ch)
-		close(ch)
-	}
-}
-
-// send gives every viewer a copy of p, dropping viewers that are full.
-func (w *watchers) send(p []byte) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for ch := range w.set {
-		select {
-		case ch <- bytes.Clone(p):
-		default:
-			delete(w.set, ch)
-			close(ch)
-		}
-	}
-}
-
-// end closes every viewer's channel: the session is over.
-func (w *watchers) end() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.ended = true
-	for ch := range w.set {
-		close(ch)
-	}
-	w.set = nil
-}
-
 // watchPage is the read-only terminal of a running session.
 func (s *Server) watchPage(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	s.mu.Lock()
-	ls := s.live[id]
-	s.mu.Unlock()
-	if ls == nil || ls.term == nil {
+	ls := s.live.Get(id)
+	if ls == nil || ls.Watchers == nil {
 		s.renderError(w, r, http.StatusNotFound, "That terminal session is not running (desktop sessions cannot be watched yet).")
 		return
 	}
-	s.render(w, r, http.StatusOK, ui.Terminal(s.page(r, "Watching "+ls.user, "sessions"), ui.TerminalView{
-		ResourceName: fmt.Sprintf("%s on %s (watching, read-only)", ls.user, ls.resource), WSPath: "/sessions/" + id + "/watch/ws", Watch: true,
+	s.render(w, r, http.StatusOK, ui.Terminal(s.page(r, "Watching "+ls.User.Name, "sessions"), ui.TerminalView{
+		ResourceName: fmt.Sprintf("%s on %s (watching, read-only)", ls.User.Name, ls.Resource.Name), WSPath: "/sessions/" + id + "/watch/ws", Watch: true,
 	}))
 }
 
 // watchSocket streams a running terminal's output to a read-only viewer,
-// from the moment it joins. Watching is an audit event.
+// from the moment it joins. Watching is a connection like the others: the
+// hook and the policies decide it, and it is audited.
 func (s *Server) watchSocket(w http.ResponseWriter, r *http.Request) {
 	u, _ := currentUser(r)
 	if !sameOrigin(r) {
 		http.Error(w, "cross-origin WebSocket refused", http.StatusForbidden)
 		return
 	}
-	id := r.PathValue("id")
-	s.mu.Lock()
-	ls := s.live[id]
-	s.mu.Unlock()
-	if ls == nil || ls.term == nil {
-		http.Error(w, "no such terminal session", http.StatusNotFound)
-		return
-	}
-	ch, ok := ls.term.watchers.add()
-	if !ok {
-		http.Error(w, "the session has ended", http.StatusNotFound)
-		return
+	adm, err := s.live.Admit(r.Context(), sessions.Request{User: u, Kind: sessions.KindWatch, WatchID: r.PathValue("id"),
+		Client: s.clientInfo(r), WebToken: s.Sessions.Token(r.Context())})
+	var refusal *sessions.Refusal
+	if err != nil {
+		refusal = asRefusal(err)
+		if refusal.Code == "not_running" {
+			http.Error(w, "no such terminal session", http.StatusNotFound)
+			return
+		}
 	}
 	up := websocket.Upgrader{ReadBufferSize: 1 << 10, WriteBufferSize: 32 << 10, CheckOrigin: sameOrigin, HandshakeTimeout: 10 * time.Second}
 	ws, err := up.Upgrade(w, r, nil)
 	if err != nil {
-		ls.term.watchers.remove(ch)
 		return
 	}
 	// A viewer sends nothing but control frames.
@@ -202,9 +140,34 @@ func (s *Server) watchSocket(w http.ResponseWriter, r *http.Request) {
 	s.wg.Add(1)
 	defer s.wg.Done()
 	defer ws.Close()
-	defer ls.term.watchers.remove(ch)
-	s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionSessionWatch, Target: ls.resource, Outcome: audit.OutcomeSuccess,
-		Details: map[string]string{"session": ls.id, "user": ls.user}})
+	write := func(mt int, b []byte) error {
+		ws.SetWriteDeadline(time.Now().Add(wsWriteTimeout))
+		return ws.WriteMessage(mt, b)
+	}
+	closeWith := func(c control) {
+		b, _ := json.Marshal(c)
+		write(websocket.TextMessage, b)
+		ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+	}
+	if refusal != nil {
+		closeWith(control{Type: "error", Code: refusal.Code, Message: refusal.Message})
+		return
+	}
+	view, err := s.live.Open(r.Context(), adm)
+	if err != nil {
+		closeWith(control{Type: "error", Code: asRefusal(err).Code, Message: asRefusal(err).Message})
+		return
+	}
+	target := view.Target
+	ch, ok := target.Watchers.Add()
+	if !ok {
+		view.End("session ended", "")
+		closeWith(control{Type: "exit", Message: "The session has ended."})
+		return
+	}
+	defer target.Watchers.Remove(ch)
+	end := "viewer left"
+	defer func() { view.End(end, "") }()
 	// The viewer sends nothing; reading notices when it leaves.
 	left := make(chan struct{})
 	go func() {
@@ -215,11 +178,7 @@ func (s *Server) watchSocket(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}()
-	write := func(mt int, b []byte) error {
-		ws.SetWriteDeadline(time.Now().Add(wsWriteTimeout))
-		return ws.WriteMessage(mt, b)
-	}
-	hello, _ := json.Marshal(control{Type: "connected", Message: fmt.Sprintf("Watching %s on %s, read-only, from now on", ls.user, ls.resource)})
+	hello, _ := json.Marshal(control{Type: "connected", Message: fmt.Sprintf("Watching %s on %s, read-only, from now on", target.User.Name, target.Resource.Name)})
 	if write(websocket.TextMessage, hello) != nil {
 		return
 	}
@@ -228,12 +187,12 @@ func (s *Server) watchSocket(w http.ResponseWriter, r *http.Request) {
 		case <-left:
 			return
 		case <-s.ctx.Done():
+			end = "portal shut down"
 			return
 		case p, ok := <-ch:
 			if !ok {
-				bye, _ := json.Marshal(control{Type: "exit", Message: "The session ended, or this view fell behind it."})
-				write(websocket.TextMessage, bye)
-				ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+				end = "session ended"
+				closeWith(control{Type: "exit", Message: "The session ended, or this view fell behind it."})
 				return
 			}
 			if write(websocket.BinaryMessage, p) != nil {
@@ -241,4 +200,12 @@ func (s *Server) watchSocket(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+}
+
+// asRefusal returns err as a refusal, an internal error when it is none.
+func asRefusal(err error) *sessions.Refusal {
+	if ref, ok := err.(*sessions.Refusal); ok {
+		return ref
+	}
+	return &sessions.Refusal{Code: "internal", Status: http.StatusInternalServerError, Message: "The connection could not be opened because of an internal error."}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/keyway-dev/keyway/portal/audit"
+	"github.com/keyway-dev/keyway/portal/sessions"
 	"github.com/keyway-dev/keyway/portal/store"
 	"github.com/keyway-dev/keyway/web/ui"
 )
@@ -323,7 +324,7 @@ func (s *Server) resourceFormView(r *http.Request, res store.Resource) (ui.Resou
 		Port: strconv.Itoa(res.Port), Login: res.Login, Tags: strings.Join(res.Tags, ", "), HasPassword: res.HasPassword,
 		HasPrivateKey: res.HasPrivateKey, HostKeyFingerprint: fingerprint(res.HostKey), HostKeyPinnedAt: res.HostKeyPinnedAt}
 	desktopFormView(&v, res.Options)
-	offered, err := s.Store.GetSetting(r.Context(), offeredKeySetting(res.ID))
+	offered, err := s.Store.GetSetting(r.Context(), sessions.OfferedKeySetting(res.ID))
 	if err != nil {
 		return v, err
 	}
@@ -596,7 +597,7 @@ func (s *Server) deleteGrantForm(w http.ResponseWriter, r *http.Request) {
 // auditActions are offered in the audit filter.
 var auditActions = []string{
 	audit.ActionSignIn, audit.ActionSignOut, audit.ActionConnect, audit.ActionSessionEnd, audit.ActionAuthzDenied,
-	"user.", "group.", "resource.", "grant.", "token.", "file.", audit.ActionSetup,
+	"user.", "group.", "resource.", "grant.", "policy.", "token.", "file.", audit.ActionSetup,
 }
 
 func (s *Server) auditPage(w http.ResponseWriter, r *http.Request) {

@@ -79,7 +79,7 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name, password, next := strings.TrimSpace(r.PostForm.Get("username")), r.PostForm.Get("password"), r.PostForm.Get("next")
-	u, err := s.Auth.SignIn(r.Context(), name, password, clientAddr(r))
+	u, err := s.Auth.SignIn(r.Context(), name, password, s.ClientInfo.Addr(r))
 	if err != nil {
 		msg := "Wrong username or password."
 		status := http.StatusUnauthorized

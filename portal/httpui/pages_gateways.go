@@ -2,7 +2,6 @@ package httpui
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
@@ -19,6 +18,7 @@ import (
 	"github.com/keyway-dev/keyway/gateway/wire"
 	"github.com/keyway-dev/keyway/portal/audit"
 	"github.com/keyway-dev/keyway/portal/gateways"
+	"github.com/keyway-dev/keyway/portal/sessions"
 	"github.com/keyway-dev/keyway/portal/store"
 	"github.com/keyway-dev/keyway/web/ui"
 )
@@ -427,7 +427,7 @@ func (s *Server) authGateway(w http.ResponseWriter, r *http.Request, what string
 		return g, body, false
 	}
 	if err != nil {
-		s.Logger.Warn("gateway "+what+" refused", "gateway", r.Header.Get(wire.HeaderGatewayID), "client", clientAddr(r), "err", err)
+		s.Logger.Warn("gateway "+what+" refused", "gateway", r.Header.Get(wire.HeaderGatewayID), "client", s.ClientInfo.Addr(r), "err", err)
 		writeJSONError(w, http.StatusUnauthorized, "not an enrolled gateway: "+err.Error())
 		return g, body, false
 	}
@@ -524,24 +524,24 @@ func (s *Server) testResourceForm(w http.ResponseWriter, r *http.Request) {
 		sent["host_key"] = "none pinned"
 	}
 	start := time.Now()
-	conn, resp, gw, failure := s.dialResource(r.Context(), actor, res, clientAddr(r), "test-"+rand.Text()[:10], 80, 24, false)
-	if failure != nil {
-		maps.Copy(failure.details, sent)
-		s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionResourceTest, Target: res.Name, Outcome: audit.OutcomeFailure,
-			Reason: failure.msg, Details: failure.details})
-		s.setFlash(r, "error", "Test failed: "+failure.msg)
+	sess, err := s.live.Start(r.Context(), sessions.Request{User: actor, ResourceID: res.ID, Kind: sessions.KindTest,
+		Client: s.clientInfo(r), Cols: 80, Rows: 24, Details: sent})
+	if err != nil {
+		// The session manager audited the failure, with what was sent.
+		s.setFlash(r, "error", "Test failed: "+asRefusal(err).Message)
 		http.Redirect(w, r, back, http.StatusSeeOther)
 		return
 	}
-	conn.Close()
+	sess.End("test done", "")
 	took := time.Since(start).Round(time.Millisecond)
-	details := failure.detailsFor(gw, res)
+	details := sess.Details(nil)
 	maps.Copy(details, sent)
 	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionResourceTest, Target: res.Name, Outcome: audit.OutcomeSuccess,
 		Details: details})
+	gw := sess.Gateway
 	msg := fmt.Sprintf("Connected to %s through gateway %s (segment %s) in %s", quote(res.Name), quote(gw.Name), quote(gw.Segment), took)
-	if resp.HostKeyFingerprint != "" {
-		msg += "; host key " + resp.HostKeyFingerprint
+	if sess.Response.HostKeyFingerprint != "" {
+		msg += "; host key " + sess.Response.HostKeyFingerprint
 	}
 	s.done(w, r, msg+".", back)
 }

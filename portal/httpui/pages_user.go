@@ -83,7 +83,7 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request) {
 	fail := func(errs ui.Errors) {
 		s.renderAccount(w, r, http.StatusUnprocessableEntity, func(v *ui.AccountView) { v.Errors = errs })
 	}
-	if _, err := s.Auth.SignIn(r.Context(), u.Name, r.PostForm.Get("current_password"), clientAddr(r)); err != nil {
+	if _, err := s.Auth.SignIn(r.Context(), u.Name, r.PostForm.Get("current_password"), s.ClientInfo.Addr(r)); err != nil {
 		var rl *auth.RateLimitedError
 		if errors.As(err, &rl) {
 			fail(ui.Errors{"current_password": capitalize(rl.Error()) + "."})
@@ -154,7 +154,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 	}
 	// A token outlives the web session, so whoever holds the browser must
 	// show they know the password, as for a password change.
-	if _, err := s.Auth.SignIn(r.Context(), u.Name, r.PostForm.Get("password"), clientAddr(r)); err != nil {
+	if _, err := s.Auth.SignIn(r.Context(), u.Name, r.PostForm.Get("password"), s.ClientInfo.Addr(r)); err != nil {
 		msg := "This is not your password."
 		var rl *auth.RateLimitedError
 		if errors.As(err, &rl) {

@@ -3,7 +3,6 @@ package httpui
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -86,20 +85,11 @@ func (s *Server) requireRole(h http.HandlerFunc, roles ...store.Role) http.Handl
 	})
 }
 
-// clientAddr is the address the request came from, for audit events.
-func clientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
-
 // record writes an audit event about r, filling in the client address. A
 // failure to audit is logged; the request itself has already happened.
 func (s *Server) record(r *http.Request, ev audit.Event) {
 	if ev.ClientAddr == "" {
-		ev.ClientAddr = clientAddr(r)
+		ev.ClientAddr = s.ClientInfo.Addr(r)
 	}
 	if err := s.Audit.Record(context.WithoutCancel(r.Context()), ev); err != nil {
 		s.Logger.Error("write audit event", "action", ev.Action, "err", err)

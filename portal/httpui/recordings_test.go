@@ -140,22 +140,6 @@ func TestRecordingsPages(t *testing.T) {
 	}
 }
 
-func TestSessionRecordingFromResource(t *testing.T) {
-	for _, tc := range []struct {
-		o    store.Options
-		want string
-	}{
-		{store.Options{}, "&{Required:false Input:false}"},
-		{store.Options{Recording: "on", RecordInput: true}, "&{Required:false Input:true}"},
-		{store.Options{Recording: "required"}, "&{Required:true Input:false}"},
-		{store.Options{Recording: "off", RecordInput: true}, "<nil>"},
-	} {
-		if got := fmt.Sprintf("%+v", sessionRecording(tc.o)); got != tc.want {
-			t.Errorf("%+v: %s, want %s", tc.o, got, tc.want)
-		}
-	}
-}
-
 func TestResourceFormRecordingSettings(t *testing.T) {
 	f := newFixture(t)
 	admin := f.client("admin")

@@ -16,8 +16,12 @@ import (
 	"github.com/keyway-dev/keyway/portal/audit"
 	"github.com/keyway-dev/keyway/portal/auth"
 	"github.com/keyway-dev/keyway/portal/authz"
+	"github.com/keyway-dev/keyway/portal/clientinfo"
 	"github.com/keyway-dev/keyway/portal/exports"
 	"github.com/keyway-dev/keyway/portal/gateways"
+	"github.com/keyway-dev/keyway/portal/hook"
+	"github.com/keyway-dev/keyway/portal/policy"
+	"github.com/keyway-dev/keyway/portal/sessions"
 	"github.com/keyway-dev/keyway/portal/store"
 	"github.com/keyway-dev/keyway/recordings/storage"
 )
@@ -25,9 +29,6 @@ import (
 // Limits on what a client may send.
 const (
 	maxFormBody = 1 << 20 // form posts and API bodies
-	// maxSessionsPerUser bounds one user's concurrent sessions, so a stolen
-	// session cookie or a runaway script cannot exhaust the gateways.
-	maxSessionsPerUser = 16
 )
 
 // Deps are the parts a Server is built from.
@@ -66,6 +67,13 @@ type Deps struct {
 	Recordings *storage.Dir
 	// Timeouts bound slow clients; zero fields take defaults.
 	Timeouts Timeouts
+	// Hook is the connection authorization hook, Policies the access
+	// policies, ClientInfo what says who the client is (behind trusted
+	// proxies); New makes a disabled hook, the store's policies and a
+	// resolver trusting no proxy when they are nil.
+	Hook       *hook.Hook
+	Policies   *policy.Engine
+	ClientInfo *clientinfo.Resolver
 	// Exports makes video files of desktop recordings; nil where ffmpeg
 	// is not installed, and the pages say so. The Server runs it until
 	// Close.
@@ -86,11 +94,12 @@ type Server struct {
 	// nonces are those of the gateways' recent signed requests.
 	nonces *wire.NonceCache
 
-	mu   sync.Mutex
-	open map[int64]int // running sessions per user id
-	live map[string]*liveSession
-	// kick asks the session guard for a check now.
-	kick chan struct{}
+	// live starts, tracks and ends the sessions.
+	live *sessions.Manager
+
+	// settingsMu orders changes of the hook and trusted proxies, so
+	// that a kept secret is the one stored.
+	settingsMu sync.Mutex
 }
 
 // maxGatewayNonces bounds the nonces remembered: a few minutes of
@@ -102,8 +111,19 @@ func New(d Deps) *Server {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	s := &Server{Deps: d, open: map[int64]int{}, kick: make(chan struct{}, 1), nonces: wire.NewNonceCache(maxGatewayNonces)}
+	if d.Hook == nil {
+		d.Hook = hook.New()
+	}
+	if d.ClientInfo == nil {
+		d.ClientInfo = clientinfo.New()
+	}
+	if d.Policies == nil && d.Store != nil {
+		d.Policies = policy.New(d.Store)
+	}
+	s := &Server{Deps: d, nonces: wire.NewNonceCache(maxGatewayNonces)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.live = sessions.New(sessions.Deps{Store: d.Store, Authz: d.Authz, Gateways: d.Gateways, Audit: d.Audit,
+		Hook: d.Hook, Policies: d.Policies, Logger: d.Logger, Now: d.Now, EndpointID: s.endpointID()})
 	s.handler = s.routes()
 	if d.Gateways != nil {
 		d.Gateways.SetLedger(sessionLedger{s})
@@ -111,7 +131,7 @@ func New(d Deps) *Server {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		s.guardSessions(s.ctx)
+		s.live.Run(s.ctx)
 	}()
 	if d.Exports != nil {
 		s.wg.Add(1)
@@ -123,24 +143,6 @@ func New(d Deps) *Server {
 	return s
 }
 
-// acquireSession counts a new session of userID, unless the user is at
-// the limit; release undoes it.
-func (s *Server) acquireSession(userID int64) (release func(), ok bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.open[userID] >= maxSessionsPerUser {
-		return nil, false
-	}
-	s.open[userID]++
-	return func() {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if s.open[userID]--; s.open[userID] <= 0 {
-			delete(s.open, userID)
-		}
-	}, true
-}
-
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
@@ -149,6 +151,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.S
 func (s *Server) Close() error {
 	s.cancel()
 	s.wg.Wait()
+	s.Hook.Close()
 	return nil
 }
 
@@ -212,10 +215,19 @@ func (s *Server) routes() http.Handler {
 	admin("POST /admin/grants", s.createGrantForm)
 	admin("POST /admin/grants/{id}", s.updateGrantForm)
 	admin("POST /admin/grants/{id}/delete", s.deleteGrantForm)
+	admin("GET /admin/policies", s.policiesPage)
+	admin("GET /admin/policies/new", s.newPolicyPage)
+	admin("POST /admin/policies", s.createPolicyForm)
+	admin("GET /admin/policies/{id}", s.editPolicyPage)
+	admin("POST /admin/policies/{id}", s.updatePolicyForm)
+	admin("POST /admin/policies/{id}/delete", s.deletePolicyForm)
 	mux.Handle("GET /audit", s.requireRole(s.auditPage, store.RoleAdmin, store.RoleAuditor))
 	mux.Handle("GET /audit.csv", s.requireRole(s.auditCSV, store.RoleAdmin, store.RoleAuditor))
 	mux.Handle("GET /sessions", s.requireRole(s.sessionsPage, store.RoleAdmin, store.RoleAuditor))
+	mux.Handle("GET /sessions/history", s.requireRole(s.connectionsPage, store.RoleAdmin, store.RoleAuditor))
+	mux.Handle("GET /sessions/history.csv", s.requireRole(s.connectionsCSV, store.RoleAdmin, store.RoleAuditor))
 	mux.Handle("POST /sessions/{id}/terminate", s.requireRole(s.terminateSession, store.RoleAdmin))
+	mux.Handle("POST /sessions/terminate", s.requireRole(s.terminateSessions, store.RoleAdmin))
 	mux.Handle("GET /sessions/{id}/watch", s.requireRole(s.watchPage, store.RoleAdmin, store.RoleAuditor))
 	mux.Handle("GET /sessions/{id}/watch/ws", s.requireRole(s.watchSocket, store.RoleAdmin, store.RoleAuditor))
 	auditor := func(p string, h http.HandlerFunc) {
@@ -241,6 +253,10 @@ func (s *Server) routes() http.Handler {
 	admin("POST /admin/gateways/{id}/delete", s.deleteGatewayForm)
 	admin("GET /admin/gateways/{id}/config", s.gatewayConfigFile)
 	admin("POST /admin/resources/{id}/test", s.testResourceForm)
+	admin("GET /admin/settings", s.settingsPage)
+	admin("POST /admin/settings/hook", s.hookForm)
+	admin("POST /admin/settings/hook/test", s.hookTestForm)
+	admin("POST /admin/settings/proxies", s.proxiesForm)
 
 	mux.HandleFunc("/", s.notFound)
 
@@ -280,6 +296,10 @@ func securityHeaders(next http.Handler) http.Handler {
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("Referrer-Policy", "same-origin")
 		h.Set("Cross-Origin-Opener-Policy", "same-origin")
+		// The platform version and full browser version go to the
+		// connection authorization hook; browsers send them only when
+		// asked, from the next request on (a session's socket).
+		h.Set("Accept-CH", clientinfo.AcceptCH)
 		next.ServeHTTP(w, r)
 	})
 }

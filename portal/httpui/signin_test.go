@@ -27,6 +27,7 @@ import (
 
 	"github.com/keyway-dev/keyway/gateway/wire"
 	"github.com/keyway-dev/keyway/portal/audit"
+	"github.com/keyway-dev/keyway/portal/sessions"
 	"github.com/keyway-dev/keyway/portal/store"
 )
 
@@ -498,8 +499,10 @@ func TestWatchSocketLimits(t *testing.T) {
 	d.Timeouts = Timeouts{Header: 500 * time.Millisecond, Body: 500 * time.Millisecond}
 	s := New(d)
 	srv := httptestServer(t, s)
-	term := &termSession{}
-	defer s.addLive(&liveSession{id: "W1", user: "user1", resource: "web", protocol: "ssh", term: term, start: time.Now()})()
+	portalEnd, gwEnd := net.Pipe()
+	defer gwEnd.Close()
+	term := s.live.AddForTest("W1", store.User{ID: 99, Name: "user1"}, store.Resource{Name: "web", Protocol: "ssh"}, sessions.KindTerminal, portalEnd)
+	defer term.End("test over", "")
 
 	f2 := *f
 	f2.srv = srv
@@ -517,7 +520,7 @@ func TestWatchSocketLimits(t *testing.T) {
 	}
 	// Quiet for longer than the body timeout, then output still arrives.
 	<-time.After(3 * d.Timeouts.Body)
-	term.watchers.send([]byte("still-here"))
+	term.Watchers.Send([]byte("still-here"))
 	if _, p, err := ws.ReadMessage(); err != nil || string(p) != "still-here" {
 		t.Fatalf("after a quiet spell: %q %v", p, err)
 	}

@@ -2,7 +2,6 @@ package httpui
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,7 +20,7 @@ import (
 	"github.com/keyway-dev/keyway/gateway/wire"
 	"github.com/keyway-dev/keyway/portal/audit"
 	"github.com/keyway-dev/keyway/portal/authz"
-	"github.com/keyway-dev/keyway/portal/gateways"
+	"github.com/keyway-dev/keyway/portal/sessions"
 	"github.com/keyway-dev/keyway/portal/store"
 )
 
@@ -141,30 +140,47 @@ func termSize(q url.Values) (cols, rows int) {
 	return cols, rows
 }
 
-// sessionResource checks a session WebSocket request before the upgrade:
-// from a page of this portal, for a resource granted to the user, of the
-// protocol the endpoint serves. It answers the request itself otherwise.
-func (s *Server) sessionResource(w http.ResponseWriter, r *http.Request, protocol, kind string) (store.User, store.Resource, bool) {
+// relayed is what a relay needs of its session: to note the user's input
+// and to say why the portal cut it.
+type relayed interface {
+	Touch()
+	CloseCode() string
+	CloseReason() string
+}
+
+// admitSocket checks a session WebSocket request before the upgrade: it
+// must come from a page of this portal (answered 403 otherwise, with no
+// upgrade), and the session manager must admit it. The admission runs on
+// the request's context, so a browser that leaves while the hook is asked
+// cancels the call. A refusal is returned for the handler to tell through
+// the socket once upgraded: a browser's WebSocket cannot read an HTTP
+// error.
+func (s *Server) admitSocket(w http.ResponseWriter, r *http.Request, req sessions.Request) (*sessions.Admission, *sessions.Refusal, bool) {
 	u, _ := currentUser(r)
 	if !sameOrigin(r) {
 		s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionAuthzDenied, Target: r.URL.Path,
 			Outcome: audit.OutcomeDenied, Reason: "WebSocket from another origin: " + r.Header.Get("Origin")})
 		http.Error(w, "cross-origin WebSocket refused", http.StatusForbidden)
-		return u, store.Resource{}, false
+		return nil, nil, false
 	}
-	res, ok := s.grantedResource(w, r, u)
-	if !ok {
-		return u, res, false
+	req.User = u
+	req.ResourceID, _ = pathID(r) // a malformed id is a resource that does not exist
+	req.Client = s.clientInfo(r)
+	req.WebToken = s.Sessions.Token(r.Context())
+	a, err := s.live.Admit(r.Context(), req)
+	if err != nil {
+		var ref *sessions.Refusal
+		if !errors.As(err, &ref) {
+			ref = &sessions.Refusal{Code: "internal", Message: "The connection could not be opened because of an internal error."}
+		}
+		return nil, ref, true
 	}
-	if res.Protocol != protocol && !(kind == "desktop" && res.Protocol == wire.ProtocolRDP) {
-		s.renderError(w, r, http.StatusBadRequest, "This resource is not a "+kind+".")
-		return u, res, false
-	}
-	return u, res, true
+	return a, nil, true
 }
 
 func (s *Server) terminalSocket(w http.ResponseWriter, r *http.Request) {
-	u, res, ok := s.sessionResource(w, r, wire.ProtocolSSH, "terminal")
+	cols, rows := termSize(r.URL.Query())
+	adm, refusal, ok := s.admitSocket(w, r, sessions.Request{Kind: sessions.KindTerminal, Cols: cols, Rows: rows})
 	if !ok {
 		return
 	}
@@ -183,52 +199,38 @@ func (s *Server) terminalSocket(w http.ResponseWriter, r *http.Request) {
 	// itself, streaming input and refusing oversized control messages
 	// without ending the session.
 
-	cols, rows := termSize(r.URL.Query())
-	id := rand.Text()
-	t := &termSession{
-		srv: s, ws: ws, user: u, res: res, client: clientAddr(r), id: id, cols: cols, rows: rows,
-		log: s.Logger.With("session", id, "user", u.Name, "resource", res.Name),
+	t := &termSession{srv: s, ws: ws, cols: cols, rows: rows, log: s.Logger}
+	if refusal != nil {
+		t.fail(refusal)
+		return
 	}
-	t.run(s.ctx, r, cols, rows)
+	t.run(s.ctx, adm)
 }
 
 // termSession is one browser terminal bridged to a gateway session.
 type termSession struct {
-	srv    *Server
-	ws     *websocket.Conn
-	user   store.User
-	res    store.Resource
-	client string
-	id     string
-	log    *slog.Logger
+	srv  *Server
+	ws   *websocket.Conn
+	sess relayed
+	// watchers get a copy of the output for read-only viewers.
+	watchers *sessions.Watchers
+	log      *slog.Logger
 	// cols and rows are the remote terminal's size, changed only by the
 	// goroutine reading the browser once the session runs.
 	cols, rows int
 	// lastRefusal is when the browser was last told of a refused
 	// message; only the goroutine reading the browser uses it.
 	lastRefusal time.Time
-	// watchers get a copy of the output for read-only viewers.
-	watchers watchers
-	// guard ends the session when access ends; the browser's input keeps
-	// it from running idle.
-	guard *sessionGuard
 	// wmu orders messages to the browser: the relay and the guard's
 	// warnings both write.
 	wmu sync.Mutex
 }
 
-// fail tells the browser why the session could not start or ended, audits it
-// and closes.
-func (t *termSession) fail(r *http.Request, code, msg string, details map[string]string) {
-	t.log.Warn("terminal connection failed", "code", code, "reason", msg)
-	if details == nil {
-		details = map[string]string{}
-	}
-	details["session"] = t.id
-	details["code"] = code
-	t.srv.record(r, audit.Event{Actor: t.user.Name, Action: audit.ActionConnect, Target: t.res.Name,
-		ClientAddr: t.client, Outcome: audit.OutcomeFailure, Reason: msg, Details: details})
-	t.sendControl(control{Type: "error", Code: code, Message: msg})
+// fail tells the browser why the session could not start, and closes.
+// The session manager has audited it.
+func (t *termSession) fail(ref *sessions.Refusal) {
+	t.log.Warn("terminal connection refused", "code", ref.Code, "reason", ref.Reason)
+	t.sendControl(control{Type: "error", Code: ref.Code, Message: ref.Message})
 	t.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
 }
 
@@ -244,45 +246,26 @@ func (t *termSession) write(mt int, b []byte) error {
 	return t.ws.WriteMessage(mt, b)
 }
 
-func (t *termSession) run(ctx context.Context, r *http.Request, cols, rows int) {
+func (t *termSession) run(ctx context.Context, adm *sessions.Admission) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	s := t.srv
-	release, ok := s.acquireSession(t.user.ID)
-	if !ok {
-		t.fail(r, "too_many_sessions", fmt.Sprintf("You already have %d sessions open. Close one and try again.", maxSessionsPerUser), nil)
+	sess, err := t.srv.live.Open(ctx, adm)
+	if err != nil {
+		var ref *sessions.Refusal
+		if errors.As(err, &ref) {
+			t.fail(ref)
+		}
 		return
 	}
-	defer release()
-	conn, resp, gw, failure := s.dialResource(ctx, t.user, t.res, t.client, t.id, cols, rows, false)
-	if failure != nil {
-		t.fail(r, failure.code, failure.msg, failure.details)
+	t.sess, t.watchers = sess, sess.Watchers
+	t.log = t.log.With("session", sess.ID, "user", sess.User.Name, "resource", sess.Resource.Name)
+	sess.SetWarn(func(msg string) { t.sendControl(control{Type: "warning", Message: msg}) })
+	if err := t.sendControl(control{Type: "connected", Message: fmt.Sprintf("Connected to %s as %s", sess.Resource.Name, sess.Resource.Login)}); err != nil {
+		sess.End("browser disconnected", "")
 		return
 	}
-	gwDetails := failure.detailsFor(gw, t.res)
-	defer conn.Close()
-	if t.res.HostKey == "" && resp.HostKey != "" {
-		gwDetails["host_key_pinned"] = resp.HostKeyFingerprint
-	}
-	gwDetails["session"] = t.id
-	start := time.Now()
-	t.guard = s.newGuard(r.Context(), t.user, t.res, false)
-	t.guard.warn = func(msg string) { t.sendControl(control{Type: "warning", Message: msg}) }
-	defer s.addLive(&liveSession{id: t.id, user: t.user.Name, resource: t.res.Name, protocol: t.res.Protocol,
-		gateway: gw.Name, client: t.client, start: start, conn: conn, term: t, guard: t.guard})()
-	defer t.watchers.end()
-	s.record(r, audit.Event{Actor: t.user.Name, Action: audit.ActionConnect, Target: t.res.Name,
-		ClientAddr: t.client, Outcome: audit.OutcomeSuccess, Details: gwDetails})
-	t.log.Info("terminal session started", "gateway", gw.Name, "segment", gw.Segment)
-	if err := t.sendControl(control{Type: "connected", Message: fmt.Sprintf("Connected to %s as %s", t.res.Name, t.res.Login)}); err != nil {
-		return
-	}
-
-	end, reason := t.bridge(ctx, conn)
-	details := map[string]string{"session": t.id, "duration": time.Since(start).Round(time.Second).String(), "end": end}
-	s.record(r, audit.Event{Actor: t.user.Name, Action: audit.ActionSessionEnd, Target: t.res.Name,
-		ClientAddr: t.client, Outcome: audit.OutcomeSuccess, Reason: reason, Details: details})
-	t.log.Info("terminal session ended", "end", end)
+	end, reason := t.bridge(ctx, sess.Conn)
+	sess.End(end, reason)
 }
 
 // bridge relays between browser and gateway until either side ends, and
@@ -328,7 +311,7 @@ func (t *termSession) bridge(ctx context.Context, conn net.Conn) (end, reason st
 			t.ws.SetReadDeadline(time.Now().Add(wsReadTimeout))
 			switch mt {
 			case websocket.BinaryMessage:
-				t.guard.touch(t.srv.Now())
+				t.sess.Touch()
 				err = t.forwardInput(rd, fw, buf)
 			case websocket.TextMessage:
 				err = t.browserControl(rd, fw, buf)
@@ -369,8 +352,8 @@ func (t *termSession) bridge(ctx context.Context, conn net.Conn) (end, reason st
 				t.sendControl(control{Type: "error", Code: "portal_shutdown", Message: "The portal is shutting down; the session was closed."})
 				return "portal shut down", ""
 			}
-			if reason := gateways.CloseReason(conn); reason != "" {
-				code := gateways.CloseCode(conn)
+			if reason := t.sess.CloseReason(); reason != "" {
+				code := t.sess.CloseCode()
 				t.sendControl(control{Type: "error", Code: code, Message: reason})
 				return strings.ReplaceAll(code, "_", " "), reason
 			}
@@ -382,13 +365,13 @@ func (t *termSession) bridge(ctx context.Context, conn net.Conn) (end, reason st
 			if err := t.write(websocket.BinaryMessage, p); err != nil {
 				return "browser disconnected", ""
 			}
-			t.watchers.send(p)
+			t.watchers.Send(p)
 		case wire.FrameExit:
 			// The portal may have cut the connection itself (a revoked
 			// gateway): the gateway can answer that with an exit frame
 			// before the socket closes, so the portal's reason comes first.
-			if reason := gateways.CloseReason(conn); reason != "" {
-				code := gateways.CloseCode(conn)
+			if reason := t.sess.CloseReason(); reason != "" {
+				code := t.sess.CloseCode()
 				t.sendControl(control{Type: "error", Code: code, Message: reason})
 				return strings.ReplaceAll(code, "_", " "), reason
 			}
@@ -468,108 +451,4 @@ func exitMessage(ex wire.Exit) string {
 	default:
 		return fmt.Sprintf("Session ended (exit status %d)", ex.Status)
 	}
-}
-
-// dialFailure is why a session could not be opened, in words for the user.
-type dialFailure struct {
-	code, msg string
-	details   map[string]string
-}
-
-// detailsFor returns audit details naming the gateway and target; it works
-// on a nil failure too, for the success path.
-func (f *dialFailure) detailsFor(gw gateways.Gateway, res store.Resource) map[string]string {
-	d := map[string]string{"gateway": gw.Name, "segment": gw.Segment, "target": net.JoinHostPort(res.Host, strconv.Itoa(res.Port))}
-	if f != nil {
-		for k, v := range f.details {
-			d[k] = v
-		}
-	}
-	return d
-}
-
-// desktopRequest turns a resource's options into a desktop session's. For
-// RDP, a resource without a fixed size takes the browser window's, w×h
-// pixels, when it is in range.
-func desktopRequest(o store.Options, protocol string, w, h int, indexed bool) *wire.Desktop {
-	d := &wire.Desktop{ViewOnly: o.ViewOnly, NoClipboardIn: !o.ClipboardIn(), NoClipboardOut: !o.ClipboardOut(),
-		ColorDepth: o.ColorDepth, IndexedImages: indexed}
-	if protocol != wire.ProtocolRDP {
-		return d
-	}
-	d.Domain, d.Security, d.IgnoreCert, d.KeyboardLayout = o.Domain, o.Security, o.IgnoreCert, keyboardLayouts[o.KeyboardLayout]
-	d.Width, d.Height, d.FixedSize = o.Width, o.Height, o.Width != 0
-	if d.Width == 0 && w >= wire.MinDesktopSize && h >= wire.MinDesktopSize {
-		d.Width, d.Height = min(w, wire.MaxDesktopSize), min(h, wire.MaxDesktopSize)
-	}
-	return d
-}
-
-// dialResource chooses a gateway for res and opens a terminal session to it
-// through that gateway, pinning the host key on first use and keeping a
-// changed one for an admin to accept. It is shared by terminals, desktops
-// and the admin's connection test; cols and rows are a terminal's size in
-// characters or a desktop's in pixels, and indexed says the browser
-// decodes indexed images.
-func (s *Server) dialResource(ctx context.Context, u store.User, res store.Resource, client, sessionID string, cols, rows int, indexed bool) (net.Conn, *wire.Response, gateways.Gateway, *dialFailure) {
-	log := s.Logger.With("session", sessionID, "user", u.Name, "resource", res.Name)
-	secrets, err := s.Store.ResourceSecrets(ctx, res.ID)
-	if err != nil {
-		log.Error("read resource credentials", "err", err)
-		return nil, nil, gateways.Gateway{}, &dialFailure{details: map[string]string{}, code: "internal", msg: "The portal could not read the credentials of this resource. An administrator should check the portal log."}
-	}
-	gw, err := s.Gateways.Select(res.Tags)
-	if err != nil {
-		return nil, nil, gw, &dialFailure{details: map[string]string{}, code: "no_gateway", msg: capitalize(err.Error()) + ": ask an administrator to check the gateways."}
-	}
-	req := &wire.Request{
-		Kind: wire.KindSession, Protocol: res.Protocol, SessionID: sessionID,
-		User: u.Name, ClientAddr: client, Resource: res.Name,
-		Target:      wire.Target{Host: res.Host, Port: res.Port},
-		Credentials: wire.Credentials{Username: res.Login, Password: wire.Secret(secrets.Password), PrivateKey: wire.Secret(secrets.PrivateKey)},
-	}
-	req.HostKey = res.HostKey
-	req.Recording = sessionRecording(res.Options)
-	switch res.Protocol {
-	case wire.ProtocolSSH:
-		req.Terminal = &wire.Terminal{Term: "xterm-256color", Cols: cols, Rows: rows}
-	case wire.ProtocolSFTP:
-		// File sessions are not recorded: the portal audits each file
-		// operation instead.
-		req.Recording = nil
-	default:
-		req.Desktop = desktopRequest(res.Options, res.Protocol, cols, rows, indexed)
-	}
-	failure := &dialFailure{details: map[string]string{}}
-	conn, resp, err := s.Gateways.Open(ctx, gw, req)
-	if err != nil {
-		var werr *wire.Error
-		var unavailable *gateways.UnavailableError
-		switch {
-		case errors.As(err, &werr):
-			if werr.Code == wire.CodeHostKeyMismatch && resp != nil && resp.HostKey != "" {
-				if err := s.Store.SetSetting(ctx, offeredKeySetting(res.ID), resp.HostKey); err != nil {
-					log.Error("keep offered host key", "err", err)
-				}
-				failure.details["offered_host_key"] = resp.HostKeyFingerprint
-			}
-			failure.code, failure.msg = string(werr.Code), werr.Message
-		case errors.As(err, &unavailable):
-			log.Error("gateway unavailable", "gateway", gw.Name, "err", err)
-			failure.code = "gateway_unavailable"
-			failure.msg = fmt.Sprintf("The gateway %s could not be reached, so the connection to %s was not opened. Try again, or ask an administrator to check the gateway.", gw.Name, res.Name)
-			failure.details["error"] = unavailable.Err.Error()
-		default:
-			log.Error("open session", "err", err)
-			failure.code, failure.msg = "internal", "The connection could not be opened because of an internal error."
-		}
-		failure.details = failure.detailsFor(gw, res)
-		return nil, resp, gw, failure
-	}
-	if res.HostKey == "" && resp.HostKey != "" {
-		if err := s.Store.PinHostKey(ctx, res.ID, resp.HostKey); err != nil {
-			log.Error("pin host key", "err", err)
-		}
-	}
-	return conn, resp, gw, nil
 }

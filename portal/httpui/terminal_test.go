@@ -17,6 +17,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/keyway-dev/keyway/gateway/wire"
+	"github.com/keyway-dev/keyway/portal/sessions"
 )
 
 // bridgeRig is one terminal session's bridge between a WebSocket client
@@ -47,7 +48,7 @@ func newBridge(t *testing.T) *bridgeRig {
 			return
 		}
 		defer ws.Close()
-		ts := &termSession{srv: s, ws: ws, id: "test", cols: 80, rows: 24, log: s.Logger, guard: &sessionGuard{}}
+		ts := &termSession{srv: s, ws: ws, cols: 80, rows: 24, log: s.Logger, sess: unguarded{}, watchers: &sessions.Watchers{}}
 		end, _ := ts.bridge(ctx, portalEnd)
 		ended <- end
 	}))

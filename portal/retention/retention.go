@@ -1,6 +1,7 @@
 // Package retention deletes session recordings older than the retention
-// period: its video export, the file, then its metadata, each deletion an
-// audit event.
+// period (its video export, the file, then its metadata, each deletion an
+// audit event) and the connection log's attempts older than the same
+// period (one audit event per sweep).
 package retention
 
 import (
@@ -17,13 +18,13 @@ import (
 // batch is how many recordings one query reads.
 const batch = 500
 
-// Job deletes expired recordings.
+// Job deletes expired recordings and connection log rows.
 type Job struct {
 	Store *store.Store
 	Dir   *storage.Dir
 	Audit *audit.Log
-	// Period is how long recordings are kept, counted from their start;
-	// zero keeps them forever.
+	// Period is how long recordings and connection attempts are kept,
+	// counted from their start; zero keeps them forever.
 	Period time.Duration
 	Logger *slog.Logger
 	Now    func() time.Time
@@ -82,6 +83,26 @@ func (j *Job) delete(ctx context.Context, r store.Recording) error {
 			"start": r.Start.Format(time.RFC3339), "size": fmt.Sprint(r.Size), "sha256": r.SHA256}})
 }
 
+// SweepConnections deletes the connection attempts that started more
+// than Period ago and returns how many it deleted; a sweep that deleted
+// some is an audit event.
+func (j *Job) SweepConnections(ctx context.Context) (int64, error) {
+	if j.Period <= 0 {
+		return 0, nil
+	}
+	cutoff := j.Now().Add(-j.Period)
+	n, err := j.Store.PruneConnections(ctx, cutoff)
+	if n > 0 {
+		// Rows deleted before an error are gone too: say so either way.
+		if aerr := j.Audit.Record(ctx, audit.Event{Actor: "retention", Action: audit.ActionConnectionPrune, Target: "connection log",
+			Outcome: audit.OutcomeSuccess, Reason: fmt.Sprintf("older than the retention period of %s", days(j.Period)),
+			Details: map[string]string{"deleted": fmt.Sprint(n), "before": cutoff.UTC().Format(time.RFC3339)}}); aerr != nil && err == nil {
+			err = aerr
+		}
+	}
+	return n, err
+}
+
 // Run sweeps at once and then every interval until ctx is done; the
 // caller owns it and waits for it to return.
 func (j *Job) Run(ctx context.Context, interval time.Duration) {
@@ -92,6 +113,11 @@ func (j *Job) Run(ctx context.Context, interval time.Duration) {
 			j.Logger.Error("recording retention", "err", err, "deleted", n)
 		} else if n > 0 {
 			j.Logger.Info("recording retention deleted expired recordings", "count", n, "period", days(j.Period))
+		}
+		if n, err := j.SweepConnections(ctx); err != nil {
+			j.Logger.Error("connection log retention", "err", err, "deleted", n)
+		} else if n > 0 {
+			j.Logger.Info("connection log retention deleted old attempts", "count", n, "period", days(j.Period))
 		}
 		select {
 		case <-ctx.Done():

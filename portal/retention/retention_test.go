@@ -124,3 +124,45 @@ func newAudit(t *testing.T, st *store.Store, now func() time.Time) *audit.Log {
 	}
 	return l
 }
+
+// TestSweepConnections checks that the connection log is kept for the
+// recordings' period: older attempts go, in one audited sweep; the
+// attempt exactly at the cutoff and newer ones stay; a zero period keeps
+// everything.
+func TestSweepConnections(t *testing.T) {
+	ctx := context.Background()
+	st := storetest.Open(t)
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	log := newAudit(t, st, func() time.Time { return now })
+	for age := 0; age <= 200; age++ {
+		if _, err := st.AddConnection(ctx, store.Connection{Start: now.Add(-time.Duration(age) * 24 * time.Hour), User: "u", Resource: "r",
+			Protocol: "ssh", Result: store.ConnectionConnected}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j := &Job{Store: st, Audit: log, Period: 90 * 24 * time.Hour, Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return now }}
+	n, err := j.SweepConnections(ctx)
+	if err != nil || n != 200-90 {
+		t.Fatalf("deleted %d (%v), want %d", n, err, 200-90)
+	}
+	left, _ := st.Connections(ctx, store.ConnectionFilter{})
+	if len(left) != 91 || !left[len(left)-1].Start.Equal(now.Add(-90*24*time.Hour)) {
+		t.Fatalf("%d attempts left, want 91 (up to exactly 90 days old)", len(left))
+	}
+	evs, _ := log.Search(ctx, store.AuditFilter{Action: audit.ActionConnectionPrune})
+	if len(evs) != 1 || evs[0].Actor != "retention" || evs[0].Details["deleted"] != "110" {
+		t.Fatalf("prune audited as %+v, want one event with deleted=110", evs)
+	}
+	// Nothing more to do: no second event.
+	if n, err := j.SweepConnections(ctx); n != 0 || err != nil {
+		t.Fatalf("second sweep: %d %v", n, err)
+	}
+	if evs, _ := log.Search(ctx, store.AuditFilter{Action: audit.ActionConnectionPrune}); len(evs) != 1 {
+		t.Fatalf("an empty sweep was audited: %d events", len(evs))
+	}
+	j.Period = 0
+	j.Now = func() time.Time { return now.Add(10 * 365 * 24 * time.Hour) }
+	if n, _ := j.SweepConnections(ctx); n != 0 {
+		t.Fatalf("a zero period deleted %d", n)
+	}
+}

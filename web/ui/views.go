@@ -590,12 +590,18 @@ type SessionRow struct {
 	Duration, Idle time.Duration
 	// Watchable sessions (terminals) can be watched read-only.
 	Watchable bool
+	// Posture is what the connection authorization hook reported about
+	// the client.
+	Posture []string
 }
 
 // SessionsView is the live sessions page.
 type SessionsView struct {
 	Sessions     []SessionRow
 	CanTerminate bool
+	// Users, Resources and Gateways are those of the running sessions,
+	// to end all sessions of one.
+	Users, Resources, Gateways []string
 }
 
 // FilesView is the file browser's listing of one folder on an SSH

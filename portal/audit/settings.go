@@ -1,0 +1,12 @@
+package audit
+
+// Actions on the portal's settings (the Settings page and its API).
+const (
+	// ActionSettingsHook is a change of the connection authorization
+	// hook; its details never hold the shared secret.
+	ActionSettingsHook = "settings.hook"
+	// ActionSettingsHookTest is an admin's "Send test request".
+	ActionSettingsHookTest = "settings.hook.test"
+	// ActionSettingsProxies is a change of the trusted proxies.
+	ActionSettingsProxies = "settings.proxies"
+)

@@ -1,0 +1,277 @@
+package sessions
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/keyway-dev/keyway/gateway/wire"
+	"github.com/keyway-dev/keyway/portal/audit"
+	"github.com/keyway-dev/keyway/portal/clientinfo"
+	"github.com/keyway-dev/keyway/portal/gateways"
+	"github.com/keyway-dev/keyway/portal/policy"
+	"github.com/keyway-dev/keyway/portal/store"
+)
+
+// Session is one running session. The handler that started it relays
+// Conn and calls End once when it is over.
+type Session struct {
+	m        *Manager
+	ID       string
+	Kind     Kind
+	User     store.User
+	Resource store.Resource
+	Gateway  gateways.Gateway
+	Client   clientinfo.Info
+	Start    time.Time
+	// Effective is what the policies allow this session.
+	Effective policy.Effective
+	// Posture is what the hook reported about the client.
+	Posture []string
+	// Conn is the gateway session, counting the bytes each way; nil for a
+	// watch.
+	Conn     net.Conn
+	Response *wire.Response
+	// Watchers get a copy of a terminal's output; nil for other kinds.
+	Watchers *Watchers
+	// Target is the session a watch views.
+	Target *Session
+
+	raw      net.Conn
+	webToken string
+	guard    *guard
+	connID   int64
+	ended    sync.Once
+}
+
+// countingConn counts what passes through a gateway connection: written
+// is client → target, read is target → client.
+type countingConn struct {
+	net.Conn
+	in, out atomic.Int64
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.out.Add(int64(n))
+	return n, err
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.in.Add(int64(n))
+	return n, err
+}
+
+// Bytes returns what went client → target (in) and target → client (out).
+func (s *Session) Bytes() (in, out int64) {
+	if c, ok := s.Conn.(*countingConn); ok {
+		return c.in.Load(), c.out.Load()
+	}
+	return 0, 0
+}
+
+// details are the audit details naming the session's gateway and target.
+func (s *Session) details(extra map[string]string) map[string]string {
+	d := map[string]string{"session": s.ID, "gateway": s.Gateway.Name, "segment": s.Gateway.Segment,
+		"target": net.JoinHostPort(s.Resource.Host, strconv.Itoa(s.Resource.Port))}
+	if s.Kind != KindTerminal && s.Kind != KindDesktop {
+		d["kind"] = string(s.Kind)
+	}
+	if len(s.Posture) > 0 {
+		d["posture"] = strings.Join(s.Posture, ", ")
+	}
+	for k, v := range extra {
+		d[k] = v
+	}
+	return d
+}
+
+// Details are the audit details of the session (gateway, segment,
+// target), with extra added.
+func (s *Session) Details(extra map[string]string) map[string]string { return s.details(extra) }
+
+func (s *Session) protocol() string {
+	if s.Kind == KindFiles {
+		return wire.ProtocolSFTP
+	}
+	return s.Resource.Protocol
+}
+
+// logConnection opens the session's row in the connection log.
+func (s *Session) logConnection() {
+	id, err := s.m.Store.AddConnection(context.Background(), store.Connection{
+		SessionID: s.ID, Start: s.Start, User: s.User.Name, ClientAddr: s.Client.Addr,
+		Resource: s.Resource.Name, Protocol: s.protocol(), Gateway: s.Gateway.Name, Segment: s.Gateway.Segment,
+		Result: "connected", Posture: s.Posture,
+	})
+	if err != nil {
+		s.m.Logger.Error("write connection log", "session", s.ID, "err", err)
+	}
+	s.connID = id
+}
+
+// Touch records the user's input: an idle timeout counts from the last.
+func (s *Session) Touch() {
+	if s.guard != nil {
+		s.guard.touch(s.m.Now())
+	}
+}
+
+// SetWarn sets how the session's user is warned that it will end soon
+// (an idle timeout, a maximum length).
+func (s *Session) SetWarn(warn func(msg string)) {
+	if s.guard != nil {
+		s.guard.setWarn(warn)
+	}
+}
+
+// Idle is how long the session's user has not typed or used the mouse.
+func (s *Session) Idle(now time.Time) time.Duration {
+	if s.guard == nil {
+		return 0
+	}
+	return now.Sub(time.Unix(0, s.guard.lastInput.Load()))
+}
+
+// Terminate cuts the session; its relay then sees the connection end with
+// code and reason (CloseCode, CloseReason), says so to the user and ends.
+func (s *Session) Terminate(code, reason string) {
+	if s.raw != nil {
+		gateways.TerminateWith(s.raw, code, reason)
+	}
+}
+
+// CloseCode and CloseReason say why the portal cut the session, or "".
+func (s *Session) CloseCode() string   { return gateways.CloseCode(s.raw) }
+func (s *Session) CloseReason() string { return gateways.CloseReason(s.raw) }
+
+// End closes the session, takes it off the running list, and audits how
+// it ended: end is a short code ("browser disconnected", "remote ended",
+// …), reason the words the user saw. Only the first call counts.
+func (s *Session) End(end, reason string) {
+	s.ended.Do(func() {
+		m := s.m
+		if s.raw != nil {
+			s.raw.Close()
+		}
+		if s.Watchers != nil {
+			s.Watchers.end()
+		}
+		if s.Kind == KindTest {
+			return
+		}
+		if s.Kind != KindWatch {
+			m.mu.Lock()
+			delete(m.live, s.ID)
+			m.mu.Unlock()
+			m.release(s.User.ID)
+		}
+		now := m.Now()
+		in, out := s.Bytes()
+		if s.connID != 0 {
+			if err := m.Store.FinishConnection(context.Background(), s.connID, now, in, out); err != nil {
+				m.Logger.Error("write connection log", "session", s.ID, "err", err)
+			}
+		}
+		if s.Kind == KindFiles || s.Kind == KindWatch {
+			return
+		}
+		m.record(audit.Event{Actor: s.User.Name, Action: audit.ActionSessionEnd, Target: s.Resource.Name, ClientAddr: s.Client.Addr,
+			Outcome: audit.OutcomeSuccess, Reason: reason, Details: map[string]string{"session": s.ID,
+				"duration": now.Sub(s.Start).Round(time.Second).String(), "end": end,
+				"bytes_in": strconv.FormatInt(in, 10), "bytes_out": strconv.FormatInt(out, 10)}})
+		m.Logger.Info("session ended", "session", s.ID, "kind", s.Kind, "end", end)
+	})
+}
+
+// Get returns the running session with id, or nil.
+func (m *Manager) Get(id string) *Session {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.live[id]
+}
+
+// Live returns the sessions running now, newest first.
+func (m *Manager) Live() []*Session {
+	m.mu.Lock()
+	out := make([]*Session, 0, len(m.live))
+	for _, s := range m.live {
+		out = append(out, s)
+	}
+	m.mu.Unlock()
+	slices.SortFunc(out, func(a, b *Session) int { return b.Start.Compare(a.Start) })
+	return out
+}
+
+// Filter picks running sessions to terminate; empty fields match all, and
+// a Filter with every field empty matches none.
+type Filter struct {
+	ID, User, Resource, Gateway string
+}
+
+func (f Filter) empty() bool { return f == Filter{} }
+
+func (f Filter) match(s *Session) bool {
+	return (f.ID == "" || f.ID == s.ID) &&
+		(f.User == "" || strings.EqualFold(f.User, s.User.Name)) &&
+		(f.Resource == "" || strings.EqualFold(f.Resource, s.Resource.Name)) &&
+		(f.Gateway == "" || strings.EqualFold(f.Gateway, s.Gateway.Name))
+}
+
+// CodeTerminated is the close code of a session an administrator ended.
+const CodeTerminated = "terminated"
+
+// Terminate ends the running sessions f matches, as the administrator
+// actor, auditing each; it returns those it ended.
+func (m *Manager) Terminate(actor string, f Filter) []*Session {
+	if f.empty() {
+		return nil
+	}
+	var ended []*Session
+	for _, s := range m.Live() {
+		if !f.match(s) {
+			continue
+		}
+		s.Terminate(CodeTerminated, fmt.Sprintf("An administrator (%s) ended this session.", actor))
+		m.record(audit.Event{Actor: actor, Action: audit.ActionSessionTerminate, Target: s.Resource.Name, Outcome: audit.OutcomeSuccess,
+			Details: map[string]string{"session": s.ID, "user": s.User.Name, "gateway": s.Gateway.Name}})
+		ended = append(ended, s)
+	}
+	return ended
+}
+
+// EndSignedOut ends the running sessions opened from the sign-in session
+// token, which has just signed out.
+func (m *Manager) EndSignedOut(token string) {
+	if token == "" {
+		return
+	}
+	for _, s := range m.Live() {
+		if s.webToken == token {
+			s.Terminate(endSignedOut, "You signed out, so the session has ended.")
+		}
+	}
+}
+
+// AddForTest registers a running session over conn that no gateway
+// opened, for tests of the handlers that relay and watch sessions; End
+// takes it off.
+func (m *Manager) AddForTest(id string, u store.User, res store.Resource, kind Kind, conn net.Conn) *Session {
+	s := &Session{m: m, ID: id, Kind: kind, User: u, Resource: res, Start: m.Now(), raw: conn, Conn: &countingConn{Conn: conn}}
+	s.guard = m.newGuard(s)
+	if kind == KindTerminal {
+		s.Watchers = &Watchers{}
+	}
+	m.acquire(u.ID)
+	m.mu.Lock()
+	m.live[id] = s
+	m.mu.Unlock()
+	return s
+}

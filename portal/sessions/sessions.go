@@ -1,0 +1,573 @@
+// Package sessions starts, tracks and ends every session the portal
+// carries: terminals, desktops, file browsing and watching. Starting one
+// is one path, in this order: the user (already authenticated by the
+// caller) → the connection authorization hook → grants → policies →
+// gateway selection → dial → the live-session registry → audit and the
+// connection log. A refusal at any step is a *Refusal saying why, in words
+// for the user and as a code for the audit log. The HTTP handlers only
+// carry what a Session gives them to and from the browser.
+package sessions
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/keyway-dev/keyway/gateway/wire"
+	"github.com/keyway-dev/keyway/portal/audit"
+	"github.com/keyway-dev/keyway/portal/authz"
+	"github.com/keyway-dev/keyway/portal/clientinfo"
+	"github.com/keyway-dev/keyway/portal/gateways"
+	"github.com/keyway-dev/keyway/portal/hook"
+	"github.com/keyway-dev/keyway/portal/policy"
+	"github.com/keyway-dev/keyway/portal/store"
+)
+
+// Kind is what a session is for.
+type Kind string
+
+const (
+	KindTerminal Kind = "terminal" // an SSH terminal
+	KindDesktop  Kind = "desktop"  // an RDP or VNC desktop
+	KindFiles    Kind = "files"    // SFTP file browsing, one request long
+	KindWatch    Kind = "watch"    // a read-only view of another session
+	// KindTest is an admin's connection test of a resource: the hook is
+	// asked, grants and policies are not (admins test resources they have
+	// no grant for), and it is not listed as running.
+	KindTest Kind = "test"
+)
+
+// MaxPerUser bounds one user's concurrent sessions on this portal, so a
+// stolen cookie or a runaway script cannot exhaust the gateways; policies
+// may set a lower number.
+const MaxPerUser = 16
+
+// Deps are what a Manager works with.
+type Deps struct {
+	Store    *store.Store
+	Authz    *authz.Authorizer
+	Gateways *gateways.Pool
+	Audit    *audit.Log
+	// Hook is the connection authorization hook; nil is none.
+	Hook *hook.Hook
+	// Policies checks the access policies; nil allows everything.
+	Policies *policy.Engine
+	Logger   *slog.Logger
+	Now      func() time.Time
+	// EndpointID names this portal to the hook.
+	EndpointID string
+}
+
+// Manager starts sessions and keeps those running. Run its guard with Run.
+type Manager struct {
+	Deps
+
+	mu   sync.Mutex
+	open map[int64]int // running sessions per user id
+	live map[string]*Session
+	// kick asks the guard for a check now.
+	kick chan struct{}
+}
+
+// New returns a Manager built from d.
+func New(d Deps) *Manager {
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Manager{Deps: d, open: map[int64]int{}, live: map[string]*Session{}, kick: make(chan struct{}, 1)}
+}
+
+// Request asks for a new session.
+type Request struct {
+	// User has been authenticated by the caller.
+	User store.User
+	// ResourceID is the resource to connect to; WatchID, for KindWatch,
+	// the running session to watch.
+	ResourceID int64
+	WatchID    string
+	Kind       Kind
+	Client     clientinfo.Info
+	// WebToken is the sign-in session the request came from: signing out
+	// there ends the session.
+	WebToken string
+	// Cols and Rows are a terminal's size in characters, or the browser
+	// window's in pixels for a desktop; Indexed says the browser decodes
+	// indexed images.
+	Cols, Rows int
+	Indexed    bool
+	// Details go on the session's audit events (an admin's test names
+	// what it sent).
+	Details map[string]string
+}
+
+// Refusal is why a session was not started.
+type Refusal struct {
+	// Code is machine-readable: "no_grant", "hook", "policy",
+	// "too_many_sessions", "no_gateway", "gateway_unavailable", a gateway
+	// error code, "internal", …
+	Code string
+	// Reason is recorded on the audit event: the hook's reason
+	// (client-connect-failed, …), the policy rule, the gateway's words.
+	Reason string
+	// Message is what the user is shown.
+	Message string
+	// Status is the HTTP status a page answers with.
+	Status  int
+	Details map[string]string
+}
+
+func (r *Refusal) Error() string { return r.Message }
+
+// Messages of refusals that must not say more than they do.
+const (
+	msgNoAccess = "There is no such resource, or you have no access to it."
+	msgNoFiles  = "There is no such resource, or you may not browse its files."
+)
+
+// Start admits and opens a session: Admit then Open.
+func (m *Manager) Start(ctx context.Context, req Request) (*Session, error) {
+	a, err := m.Admit(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return m.Open(ctx, a)
+}
+
+// Admission is a request that passed the hook, grants and policies, with
+// the gateway chosen for it. Open dials it.
+type Admission struct {
+	req       Request
+	id        string
+	res       store.Resource
+	gw        gateways.Gateway
+	started   time.Time
+	effective policy.Effective
+	posture   []string
+	// target is the session a watch views.
+	target *Session
+}
+
+// Resource is the admitted resource.
+func (a *Admission) Resource() store.Resource { return a.res }
+
+// Effective is what the policies allow the session.
+func (a *Admission) Effective() policy.Effective { return a.effective }
+
+// Admit runs the checks of a new session in order — the hook, the user's
+// grants, the policies — and chooses its gateway. A refusal is a
+// *Refusal, audited and put in the connection log.
+func (m *Manager) Admit(ctx context.Context, req Request) (*Admission, error) {
+	a := &Admission{req: req, id: rand.Text(), started: m.Now()}
+	if req.Kind == KindTest {
+		a.id = "test-" + a.id[:10]
+	}
+	if err := m.admit(ctx, a); err != nil {
+		var ref *Refusal
+		if !errors.As(err, &ref) {
+			m.Logger.Error("start session", "user", req.User.Name, "kind", req.Kind, "err", err)
+			ref = &Refusal{Code: "internal", Reason: err.Error(), Status: http.StatusInternalServerError,
+				Message: "The connection could not be opened because of an internal error."}
+		}
+		m.refused(a, ref)
+		return nil, ref
+	}
+	return a, nil
+}
+
+func (m *Manager) admit(ctx context.Context, a *Admission) error {
+	req := a.req
+	// The resource, gateway and segment go to the hook; the grant is
+	// checked after it, so a missing resource is not yet a refusal the
+	// user can tell from a missing grant.
+	var err error
+	switch req.Kind {
+	case KindWatch:
+		if req.User.Role != store.RoleAdmin && req.User.Role != store.RoleAuditor {
+			return &Refusal{Code: "no_grant", Reason: "only admins and auditors watch sessions", Status: http.StatusNotFound, Message: "That session is not running."}
+		}
+		a.target = m.Get(req.WatchID)
+		if a.target == nil || a.target.Watchers == nil {
+			return &Refusal{Code: "not_running", Reason: "no such terminal session running", Status: http.StatusNotFound,
+				Message: "That terminal session is not running (desktop sessions cannot be watched yet)."}
+		}
+		a.res, a.gw = a.target.Resource, a.target.Gateway
+	default:
+		a.res, err = m.Store.ResourceByID(ctx, req.ResourceID)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return m.noGrant(req, "no such resource")
+		case err != nil:
+			return fmt.Errorf("look up resource %d: %w", req.ResourceID, err)
+		}
+		if a.gw, err = m.Gateways.Select(a.res.Tags); err != nil {
+			// Not yet a refusal: the hook and the grant come first, and a
+			// user without a grant must not learn about gateways.
+			a.gw = gateways.Gateway{}
+		}
+	}
+	if err := m.askHook(ctx, a); err != nil {
+		return err
+	}
+	if err := m.checkGrant(ctx, a); err != nil {
+		return err
+	}
+	if req.Kind == KindTest {
+		a.effective = policy.Effective{Terminal: true, Upload: true, Download: true, ClipboardIn: true, ClipboardOut: true}
+	} else if err := m.checkPolicies(ctx, a); err != nil {
+		return err
+	}
+	if req.Kind != KindWatch && a.gw.ID == "" {
+		_, err := m.Gateways.Select(a.res.Tags)
+		msg := "no gateway is available"
+		if err != nil {
+			msg = err.Error()
+		}
+		return &Refusal{Code: "no_gateway", Reason: msg, Status: http.StatusBadGateway, Message: capitalize(msg) + ": ask an administrator to check the gateways."}
+	}
+	return nil
+}
+
+// noGrant refuses without saying whether the resource exists.
+func (m *Manager) noGrant(req Request, why string) *Refusal {
+	msg := msgNoAccess
+	if req.Kind == KindFiles {
+		msg = msgNoFiles
+	}
+	return &Refusal{Code: "no_grant", Reason: why, Status: http.StatusNotFound, Message: msg}
+}
+
+// protocol is the session's protocol as the hook and the log name it.
+func (a *Admission) protocol() string {
+	if a.req.Kind == KindFiles {
+		return wire.ProtocolSFTP
+	}
+	return a.res.Protocol
+}
+
+// askHook asks the connection authorization hook, when one is set.
+func (m *Manager) askHook(ctx context.Context, a *Admission) error {
+	if m.Hook == nil || !m.Hook.Enabled() {
+		return nil
+	}
+	c := a.req.Client
+	res := m.Hook.Authorize(ctx, hook.Request{
+		ConnectionID: a.id, EndpointID: m.EndpointID, CommonName: c.CommonName,
+		Username: a.req.User.Name, Groups: nonNil(a.req.User.Groups),
+		Platform: c.Platform, PlatformVersion: c.PlatformVersion, PublicIP: c.Addr, ClientVersion: c.ClientVersion,
+		Resource: a.res.Name, ResourceTags: nonNil(a.res.Tags), Protocol: a.protocol(),
+		Gateway: a.gw.Name, Segment: a.gw.Segment, SchemaVersion: hook.SchemaVersion,
+	})
+	a.posture = res.Posture
+	if res.Allowed {
+		return nil
+	}
+	if res.Err != nil {
+		m.Logger.Warn("connection authorization hook failed", "user", a.req.User.Name, "resource", a.res.Name, "reason", res.Reason, "err", res.Err)
+	}
+	return &Refusal{Code: "hook", Reason: string(res.Reason), Status: http.StatusForbidden, Message: res.Message,
+		Details: map[string]string{"hook_ms": strconv.FormatInt(res.Elapsed.Milliseconds(), 10)}}
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// checkGrant checks that the user may open this kind of session on the
+// resource.
+func (m *Manager) checkGrant(ctx context.Context, a *Admission) error {
+	var err error
+	switch a.req.Kind {
+	case KindWatch, KindTest:
+		if a.req.Kind == KindTest && a.req.User.Role != store.RoleAdmin {
+			return m.noGrant(a.req, "only admins test resources")
+		}
+		return nil
+	case KindFiles:
+		_, err = m.Authz.Files(ctx, a.req.User, a.res.ID)
+	default:
+		_, err = m.Authz.Resource(ctx, a.req.User, a.res.ID)
+	}
+	switch {
+	case errors.Is(err, authz.ErrDenied), errors.Is(err, store.ErrNotFound):
+		return m.noGrant(a.req, "no grant for this resource")
+	case err != nil:
+		return err
+	}
+	want := wire.ProtocolSSH
+	if a.req.Kind == KindDesktop {
+		want = wire.ProtocolVNC
+	}
+	if a.res.Protocol != want && !(a.req.Kind == KindDesktop && a.res.Protocol == wire.ProtocolRDP) {
+		what := map[Kind]string{KindTerminal: "terminal", KindDesktop: "desktop", KindFiles: "SSH resource"}[a.req.Kind]
+		return &Refusal{Code: "wrong_kind", Reason: "resource is " + a.res.Protocol, Status: http.StatusBadRequest,
+			Message: fmt.Sprintf("This resource is not a %s.", what)}
+	}
+	return nil
+}
+
+// checkPolicies applies the access policies and the per-user session cap.
+func (m *Manager) checkPolicies(ctx context.Context, a *Admission) error {
+	running := m.running(a.req.User.ID)
+	if a.req.Kind != KindWatch && running >= MaxPerUser {
+		return &Refusal{Code: "too_many_sessions", Reason: fmt.Sprintf("%d sessions running", running), Status: http.StatusTooManyRequests,
+			Message: fmt.Sprintf("You already have %d sessions open. Close one and try again.", MaxPerUser)}
+	}
+	if m.Policies == nil {
+		a.effective = policy.Effective{Terminal: true, Upload: true, Download: true, ClipboardIn: true, ClipboardOut: true}
+		return nil
+	}
+	addr, _ := netip.ParseAddr(a.req.Client.Addr)
+	eff, err := m.Policies.Check(ctx, policy.Input{User: a.req.User, Resource: a.res, Kind: string(a.req.Kind),
+		ClientAddr: addr.Unmap(), Now: m.Now(), Running: running})
+	var ref *policy.Refusal
+	if errors.As(err, &ref) {
+		return &Refusal{Code: "policy", Reason: ref.Message, Status: http.StatusForbidden, Message: ref.Message,
+			Details: map[string]string{"policy": ref.Policy, "rule": ref.Rule}}
+	}
+	if err != nil {
+		return fmt.Errorf("check policies: %w", err)
+	}
+	a.effective = eff
+	return nil
+}
+
+// running counts the user's sessions running now.
+func (m *Manager) running(userID int64) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.open[userID]
+}
+
+// refused audits and logs a refusal.
+func (m *Manager) refused(a *Admission, ref *Refusal) {
+	details := map[string]string{"session": a.id, "kind": string(a.req.Kind), "code": ref.Code}
+	maps.Copy(details, a.req.Details)
+	for k, v := range ref.Details {
+		details[k] = v
+	}
+	if a.gw.Name != "" {
+		details["gateway"] = a.gw.Name
+	}
+	if len(a.posture) > 0 {
+		details["posture"] = strings.Join(a.posture, ", ")
+	}
+	target := a.res.Name
+	if target == "" {
+		target = "resource " + strconv.FormatInt(a.req.ResourceID, 10)
+	}
+	outcome := audit.OutcomeDenied
+	result := "refused"
+	switch ref.Code {
+	case "hook", "no_grant", "policy", "too_many_sessions", "wrong_kind":
+	default:
+		outcome, result = audit.OutcomeFailure, "failed"
+	}
+	reason := ref.Reason
+	if ref.Code != "hook" && ref.Code != "policy" {
+		// Dial failures and the rest audit the words the user saw, as
+		// before; the code is in the details.
+		reason = ref.Message
+	}
+	action := audit.ActionConnect
+	if a.req.Kind == KindTest {
+		action = audit.ActionResourceTest
+	}
+	m.record(audit.Event{Actor: a.req.User.Name, Action: action, Target: target, ClientAddr: a.req.Client.Addr,
+		Outcome: outcome, Reason: reason, Details: details})
+	if a.req.Kind == KindTest {
+		return
+	}
+	logReason := ref.Code
+	if ref.Code == "hook" || ref.Code == "policy" {
+		logReason = ref.Reason
+		if ref.Code == "policy" {
+			logReason = "policy: " + ref.Reason
+		}
+	}
+	now := m.Now()
+	if _, err := m.Store.AddConnection(context.Background(), store.Connection{
+		SessionID: a.id, Start: a.started, User: a.req.User.Name, ClientAddr: a.req.Client.Addr,
+		Resource: a.res.Name, Protocol: a.protocol(), Gateway: a.gw.Name, Segment: a.gw.Segment,
+		Result: result, Reason: logReason, Message: ref.Message, Posture: a.posture, End: now,
+	}); err != nil {
+		m.Logger.Error("write connection log", "err", err)
+	}
+}
+
+func (m *Manager) record(ev audit.Event) {
+	if m.Audit == nil {
+		return
+	}
+	if err := m.Audit.Record(context.Background(), ev); err != nil {
+		m.Logger.Error("write audit event", "action", ev.Action, "err", err)
+	}
+}
+
+// Open dials an admitted session through its gateway and registers it as
+// running (a test is not registered). Close the session with End.
+func (m *Manager) Open(ctx context.Context, a *Admission) (*Session, error) {
+	s := &Session{m: m, ID: a.id, Kind: a.req.Kind, User: a.req.User, Resource: a.res, Gateway: a.gw,
+		Client: a.req.Client, Effective: a.effective, Posture: a.posture, Start: m.Now(), webToken: a.req.WebToken}
+	if a.req.Kind == KindWatch {
+		s.Target = a.target
+		s.logConnection()
+		m.record(audit.Event{Actor: s.User.Name, Action: audit.ActionSessionWatch, Target: s.Resource.Name, ClientAddr: s.Client.Addr,
+			Outcome: audit.OutcomeSuccess, Details: map[string]string{"session": a.target.ID, "user": a.target.User.Name}})
+		return s, nil
+	}
+	if a.req.Kind != KindTest {
+		if !m.acquire(a.req.User.ID) {
+			ref := &Refusal{Code: "too_many_sessions", Status: http.StatusTooManyRequests,
+				Message: fmt.Sprintf("You already have %d sessions open. Close one and try again.", MaxPerUser)}
+			m.refused(a, ref)
+			return nil, ref
+		}
+	}
+	conn, resp, err := m.dial(ctx, a)
+	if err != nil {
+		if a.req.Kind != KindTest {
+			m.release(a.req.User.ID)
+		}
+		var ref *Refusal
+		if errors.As(err, &ref) {
+			ref.Details = s.details(ref.Details)
+			m.refused(a, ref)
+		}
+		return nil, err
+	}
+	s.raw = conn
+	s.Conn = &countingConn{Conn: conn}
+	s.Response = resp
+	details := s.details(nil)
+	if a.res.HostKey == "" && resp.HostKey != "" {
+		details["host_key_pinned"] = resp.HostKeyFingerprint
+	}
+	if a.req.Kind == KindTest {
+		return s, nil
+	}
+	s.guard = m.newGuard(s)
+	if s.Kind == KindTerminal {
+		s.Watchers = &Watchers{}
+	}
+	m.mu.Lock()
+	m.live[s.ID] = s
+	m.mu.Unlock()
+	s.logConnection()
+	if s.Kind != KindFiles {
+		// File operations are audited one by one instead.
+		m.record(audit.Event{Actor: s.User.Name, Action: audit.ActionConnect, Target: s.Resource.Name, ClientAddr: s.Client.Addr,
+			Outcome: audit.OutcomeSuccess, Details: details})
+	}
+	m.Logger.Info("session started", "session", s.ID, "kind", s.Kind, "user", s.User.Name, "resource", s.Resource.Name,
+		"gateway", s.Gateway.Name, "segment", s.Gateway.Segment)
+	return s, nil
+}
+
+func (m *Manager) acquire(userID int64) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.open[userID] >= MaxPerUser {
+		return false
+	}
+	m.open[userID]++
+	return true
+}
+
+func (m *Manager) release(userID int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.open[userID]--; m.open[userID] <= 0 {
+		delete(m.open, userID)
+	}
+}
+
+// dial opens the gateway session of an admission, pinning the host key on
+// first use and keeping a changed one for an admin to accept.
+func (m *Manager) dial(ctx context.Context, a *Admission) (net.Conn, *wire.Response, error) {
+	res, gw := a.res, a.gw
+	log := m.Logger.With("session", a.id, "user", a.req.User.Name, "resource", res.Name)
+	secrets, err := m.Store.ResourceSecrets(ctx, res.ID)
+	if err != nil {
+		log.Error("read resource credentials", "err", err)
+		return nil, nil, &Refusal{Code: "internal", Status: http.StatusInternalServerError,
+			Message: "The portal could not read the credentials of this resource. An administrator should check the portal log."}
+	}
+	req := &wire.Request{
+		Kind: wire.KindSession, Protocol: a.protocol(), SessionID: a.id,
+		User: a.req.User.Name, ClientAddr: a.req.Client.Addr, Resource: res.Name,
+		Target:      wire.Target{Host: res.Host, Port: res.Port},
+		Credentials: wire.Credentials{Username: res.Login, Password: wire.Secret(secrets.Password), PrivateKey: wire.Secret(secrets.PrivateKey)},
+		HostKey:     res.HostKey,
+		Recording:   Recording(res.Options),
+	}
+	switch req.Protocol {
+	case wire.ProtocolSSH:
+		req.Terminal = &wire.Terminal{Term: "xterm-256color", Cols: a.req.Cols, Rows: a.req.Rows}
+	case wire.ProtocolSFTP:
+		// File sessions are not recorded: each file operation is audited
+		// instead.
+		req.Recording = nil
+	default:
+		req.Desktop = DesktopRequest(res.Options, res.Protocol, a.req.Cols, a.req.Rows, a.req.Indexed)
+		req.Desktop.NoClipboardIn = req.Desktop.NoClipboardIn || !a.effective.ClipboardIn
+		req.Desktop.NoClipboardOut = req.Desktop.NoClipboardOut || !a.effective.ClipboardOut
+	}
+	conn, resp, err := m.Gateways.Open(ctx, gw, req)
+	if err == nil {
+		if res.HostKey == "" && resp.HostKey != "" {
+			if err := m.Store.PinHostKey(ctx, res.ID, resp.HostKey); err != nil {
+				log.Error("pin host key", "err", err)
+			}
+		}
+		return conn, resp, nil
+	}
+	ref := &Refusal{Status: http.StatusBadGateway, Details: map[string]string{}}
+	var werr *wire.Error
+	var unavailable *gateways.UnavailableError
+	switch {
+	case errors.As(err, &werr):
+		if werr.Code == wire.CodeHostKeyMismatch && resp != nil && resp.HostKey != "" {
+			if err := m.Store.SetSetting(ctx, OfferedKeySetting(res.ID), resp.HostKey); err != nil {
+				log.Error("keep offered host key", "err", err)
+			}
+			ref.Details["offered_host_key"] = resp.HostKeyFingerprint
+		}
+		ref.Code, ref.Message = string(werr.Code), werr.Message
+	case errors.As(err, &unavailable):
+		log.Error("gateway unavailable", "gateway", gw.Name, "err", err)
+		ref.Code = "gateway_unavailable"
+		ref.Message = fmt.Sprintf("The gateway %s could not be reached, so the connection to %s was not opened. Try again, or ask an administrator to check the gateway.", gw.Name, res.Name)
+		ref.Details["error"] = unavailable.Err.Error()
+	default:
+		log.Error("open session", "err", err)
+		ref.Code, ref.Message = "internal", "The connection could not be opened because of an internal error."
+		ref.Status = http.StatusInternalServerError
+	}
+	return nil, resp, ref
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// ID is the id the session will have.
+func (a *Admission) ID() string { return a.id }

@@ -30,11 +30,9 @@ import (
 
 // demoInfo is the part of DATA/demo.json the benchmarks read.
 type demoInfo struct {
-	URL  string `json:"url"`
-	User struct {
-		Name     string `json:"name"`
-		Password string `json:"password"`
-	} `json:"user"`
+	URL    string    `json:"url"`
+	Admin  demoLogin `json:"admin"`
+	User   demoLogin `json:"user"`
 	Target struct {
 		Resource string `json:"resource"`
 		Host     string `json:"host"`
@@ -42,6 +40,11 @@ type demoInfo struct {
 		Login    string `json:"login"`
 		Password string `json:"password"`
 	} `json:"ssh_target"`
+}
+
+type demoLogin struct {
+	Name     string `json:"name"`
+	Password string `json:"password"`
 }
 
 // startDemo runs the built portal binary in demo mode (portal, embedded
@@ -113,9 +116,10 @@ func signedInClient(b *testing.B, info demoInfo) (*websocket.Dialer, string) {
 	}
 	page, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	m := regexp.MustCompile(`href="(/connect/\d+)"`).FindSubmatch(page)
+	// The demo also has desktops: pick the SSH resource's Connect link.
+	m := regexp.MustCompile(`href="(/connect/\d+)"[^>]*aria-label="Connect to ` + regexp.QuoteMeta(info.Target.Resource) + `"`).FindSubmatch(page)
 	if m == nil {
-		b.Fatalf("no Connect link on the home page (status %d)", resp.StatusCode)
+		b.Fatalf("no Connect link for %s on the home page (status %d)", info.Target.Resource, resp.StatusCode)
 	}
 	u, _ := url.Parse(info.URL)
 	return &websocket.Dialer{TLSClientConfig: tlsConf, Jar: jar, HandshakeTimeout: 10 * time.Second},

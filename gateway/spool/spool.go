@@ -2,7 +2,7 @@
 // the portal has them: recordings are written here while sessions run, and
 // an Uploader sends the finished ones to the portal, retrying while it is
 // unreachable, and deletes each only once the portal confirmed its SHA-256
-// (DESIGN.md, "Static failure").
+// (gateways keep working while the portal is away: docs/architecture.md).
 //
 // A crash loses at most the last second of a recording: the spool writes
 // what each open recording buffered at least every second. On the next

@@ -52,6 +52,7 @@ type hookLog struct {
 }
 
 func (l *hookLog) add(r examplehook.Request) { l.mu.Lock(); l.reqs = append(l.reqs, r); l.mu.Unlock() }
+func (l *hookLog) reset()                    { l.mu.Lock(); l.reqs = nil; l.mu.Unlock() }
 func (l *hookLog) all() []examplehook.Request {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -73,6 +74,16 @@ func TestHookComesFirst(t *testing.T) {
 	calls := f.withHook(t, exampleHook(examplehook.Config{Users: []string{"someone-else"}}))
 	f.st.UpdateUser(context.Background(), f.user)
 
+	// A resource that does not exist gets the same answer.
+	if ref := f.admit(KindTerminal, 987654); ref == nil || ref.Code != "hook" || ref.Message != "User ann may not connect through Keyway." {
+		t.Fatalf("refused by the hook, no such resource: %+v", ref)
+	}
+	if got := calls.all(); len(got) != 1 || got[0].Resource != "" {
+		t.Fatalf("the hook was asked about no resource as %+v", got)
+	}
+	calls.reset()
+	evs0, _ := f.audit.Search(context.Background(), store.AuditFilter{Action: audit.ActionConnect})
+
 	ref := f.admit(KindFiles, f.ungranted.ID)
 	if ref == nil || ref.Code != "hook" || ref.Reason != string(hook.ReasonDenied) || ref.Message != "User ann may not connect through Keyway." {
 		t.Fatalf("refused by the hook: %+v", ref)
@@ -87,7 +98,7 @@ func TestHookComesFirst(t *testing.T) {
 		t.Fatalf("the hook was asked %+v", r)
 	}
 	evs, _ := f.audit.Search(context.Background(), store.AuditFilter{Action: audit.ActionConnect})
-	if len(evs) != 1 || evs[0].Reason != string(hook.ReasonDenied) || evs[0].Outcome != audit.OutcomeDenied || evs[0].Details["session"] != r.ConnectionID {
+	if len(evs) != len(evs0)+1 || evs[0].Reason != string(hook.ReasonDenied) || evs[0].Outcome != audit.OutcomeDenied || evs[0].Details["session"] != r.ConnectionID {
 		t.Fatalf("the refusal was audited as %+v", evs)
 	}
 

@@ -208,6 +208,12 @@ func (m *Manager) admit(ctx context.Context, a *Admission) error {
 		a.res, err = m.Store.ResourceByID(ctx, req.ResourceID)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
+			// The hook is asked all the same (with no resource), so a
+			// user it refuses cannot tell which resources exist from
+			// which answer comes.
+			if err := m.askHook(ctx, a); err != nil {
+				return err
+			}
 			return m.noGrant(req, "no such resource")
 		case err != nil:
 			return fmt.Errorf("look up resource %d: %w", req.ResourceID, err)

@@ -60,29 +60,7 @@ func connectionFilter(r *http.Request) (store.ConnectionFilter, ui.ConnectionFil
 	if fv.Result != "" && !slices.Contains(connectionResults, fv.Result) {
 		fe["result"] = "Choose one of " + strings.Join(connectionResults, ", ") + "."
 	}
-	loc := time.UTC
-	if fv.TZ != "" {
-		l, err := time.LoadLocation(fv.TZ)
-		if err != nil {
-			fe["since"] = "Unknown time zone " + fv.TZ + "."
-		} else {
-			loc = l
-		}
-	}
-	for _, p := range []struct {
-		name, v string
-		dst     *time.Time
-	}{{"since", fv.Since, &f.Since}, {"until", fv.Until, &f.Until}} {
-		if p.v == "" {
-			continue
-		}
-		t, err := parseTimeParam(p.v, loc)
-		if err != nil {
-			fe[p.name] = "Use a date and time such as 2026-01-31T14:00."
-			continue
-		}
-		*p.dst = t
-	}
+	f.Since, f.Until = parseTimeRange(fe, fv.TZ, fv.Since, fv.Until)
 	if v := q.Get("after"); v != "" {
 		c, err := store.ParseConnectionCursor(v)
 		if err != nil {

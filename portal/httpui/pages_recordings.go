@@ -51,29 +51,7 @@ func recordingFilter(r *http.Request) (store.RecordingFilter, ui.RecordingFilter
 		Q: get("q"), Since: get("since"), Until: get("until"), TZ: get("tz")}
 	f := store.RecordingFilter{User: fv.User, Resource: fv.Resource, Protocol: fv.Protocol, Gateway: fv.Gateway, Text: fv.Q}
 	fe := fieldErrors{}
-	loc := time.UTC
-	if fv.TZ != "" {
-		l, err := time.LoadLocation(fv.TZ)
-		if err != nil {
-			fe["since"] = "Unknown time zone " + fv.TZ + "."
-		} else {
-			loc = l
-		}
-	}
-	for _, p := range []struct {
-		name, v string
-		dst     *time.Time
-	}{{"since", fv.Since, &f.Since}, {"until", fv.Until, &f.Until}} {
-		if p.v == "" {
-			continue
-		}
-		t, err := parseTimeParam(p.v, loc)
-		if err != nil {
-			fe[p.name] = "Use a date and time such as 2026-01-31T14:00."
-			continue
-		}
-		*p.dst = t
-	}
+	f.Since, f.Until = parseTimeRange(fe, fv.TZ, fv.Since, fv.Until)
 	if v := q.Get("after"); v != "" {
 		c, err := store.ParseRecordingCursor(v)
 		if err != nil {
@@ -461,4 +439,34 @@ func (s *Server) apiRecordingFile(w http.ResponseWriter, r *http.Request, u stor
 		return err
 	}
 	return s.serveRecording(w, r, u, rec, true)
+}
+
+// parseTimeRange reads a filter's "since" and "until" fields, times in the
+// browser's time zone tz, noting what it cannot read in fe; an empty or
+// unreadable field is the zero time.
+func parseTimeRange(fe fieldErrors, tz, since, until string) (from, to time.Time) {
+	loc := time.UTC
+	if tz != "" {
+		l, err := time.LoadLocation(tz)
+		if err != nil {
+			fe["since"] = "Unknown time zone " + tz + "."
+		} else {
+			loc = l
+		}
+	}
+	for _, p := range []struct {
+		name, v string
+		dst     *time.Time
+	}{{"since", since, &from}, {"until", until, &to}} {
+		if p.v == "" {
+			continue
+		}
+		t, err := parseTimeParam(p.v, loc)
+		if err != nil {
+			fe[p.name] = "Use a date and time such as 2026-01-31T14:00."
+			continue
+		}
+		*p.dst = t
+	}
+	return from, to
 }

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -46,7 +47,9 @@ func testSFTPSession(t *testing.T, g *testGateway, sshd *targets.SSHD) {
 		if err != nil || !strings.HasPrefix(home, "/") {
 			t.Fatalf("home = %q, %v", home, err)
 		}
-		name := home + "/gateway test ü.txt"
+		// The servers share the test user's home and run in parallel:
+		// each writes its own file.
+		name := fmt.Sprintf("%s/gateway test ü %d.txt", home, sshd.Port)
 		f, err := c.Create(name)
 		if err != nil {
 			t.Fatal(err)

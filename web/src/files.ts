@@ -140,10 +140,17 @@ function setup(): void {
     if (e.dataTransfer?.files) add(Array.from(e.dataTransfer.files));
   });
 
-  // refresh swaps in the listing as the server renders it now.
+  // refresh swaps in the listing as the server renders it now. A refresh
+  // asked for while one is in flight runs again when it ends: the one in
+  // flight may have been read before the latest upload landed.
   let refreshing: Promise<void> | null = null;
+  let again = false;
   const refresh = () => {
-    refreshing ??= fetch(form.dataset.listing ?? location.href, { headers: { Accept: 'text/html' } })
+    if (refreshing) {
+      again = true;
+      return;
+    }
+    refreshing = fetch(form.dataset.listing ?? location.href, { headers: { Accept: 'text/html' } })
       .then((resp) => resp.text())
       .then((html) => {
         const fresh = new DOMParser().parseFromString(html, 'text/html').querySelector('#listing');
@@ -155,7 +162,13 @@ function setup(): void {
         }
       })
       .catch(() => { /* the listing stays as it was */ })
-      .finally(() => { refreshing = null; });
+      .finally(() => {
+        refreshing = null;
+        if (again) {
+          again = false;
+          refresh();
+        }
+      });
   };
 }
 

@@ -205,13 +205,8 @@ func (s *Server) apiConnections(w http.ResponseWriter, r *http.Request, _ store.
 	if err != nil {
 		return err
 	}
-	f.Limit = apiConnectionsLimit
-	if v := r.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > apiConnectionsMax {
-			return fieldErrors{"limit": fmt.Sprintf("Give a number from 1 to %d.", apiConnectionsMax)}
-		}
-		f.Limit = n
+	if f.Limit, err = apiLimit(r, apiConnectionsLimit, apiConnectionsMax); err != nil {
+		return err
 	}
 	want := f.Limit
 	f.Limit++

@@ -394,13 +394,8 @@ func (s *Server) apiRecordings(w http.ResponseWriter, r *http.Request, _ store.U
 	if err != nil {
 		return err
 	}
-	f.Limit = apiRecordingsLimit
-	if v := r.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > apiRecordingsMax {
-			return fieldErrors{"limit": fmt.Sprintf("Give a number from 1 to %d.", apiRecordingsMax)}
-		}
-		f.Limit = n
+	if f.Limit, err = apiLimit(r, apiRecordingsLimit, apiRecordingsMax); err != nil {
+		return err
 	}
 	want := f.Limit
 	f.Limit++
@@ -469,4 +464,18 @@ func parseTimeRange(fe fieldErrors, tz, since, until string) (from, to time.Time
 		*p.dst = t
 	}
 	return from, to
+}
+
+// apiLimit reads an API listing's "limit" parameter: def when absent,
+// from 1 to max.
+func apiLimit(r *http.Request, def, max int) (int, error) {
+	v := r.URL.Query().Get("limit")
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > max {
+		return 0, fieldErrors{"limit": fmt.Sprintf("Give a number from 1 to %d.", max)}
+	}
+	return n, nil
 }

@@ -243,7 +243,14 @@ func TestEveryFailureHasItsReason(t *testing.T) {
 			if tc.edit != nil {
 				tc.edit(&cfg)
 			}
-			h := hook.New(hook.WithTimeout(200 * time.Millisecond))
+			// Only the timeout case waits for the timeout; the others get
+			// one no loaded machine reaches, so they answer with their own
+			// reason (a 64 KiB answer under -race once took over 200 ms).
+			timeout := 20 * time.Second
+			if tc.want == hook.ReasonTimedOut {
+				timeout = 200 * time.Millisecond
+			}
+			h := hook.New(hook.WithTimeout(timeout))
 			if err := h.Configure(cfg); err != nil {
 				t.Fatal(err)
 			}

@@ -45,6 +45,10 @@ const (
 	// asked, grants and policies are not (admins test resources they have
 	// no grant for), and it is not listed as running.
 	KindTest Kind = "test"
+	// KindTCP is one TCP stream of a native client (keyway tunnel, keyway
+	// proxy): to a tcp resource's host and port, to a tunnel-enabled
+	// SSH/RDP/VNC resource's, or to an address a network resource allows.
+	KindTCP Kind = "tcp"
 )
 
 // MaxPerUser bounds one user's concurrent sessions on this portal, so a
@@ -111,6 +115,19 @@ type Request struct {
 	// Details go on the session's audit events (an admin's test names
 	// what it sent).
 	Details map[string]string
+
+	// Native clients (keyway). Device is the approved device the request
+	// came from (zero for a browser or an API token): revoking it ends the
+	// session. Target, for KindTCP to a network resource, is the
+	// "host:port" asked for; the host may be a name the gateway resolves.
+	Device Device
+	Target string
+}
+
+// Device is a native client's approved device, as sessions know it.
+type Device struct {
+	ID   int64
+	Name string
 }
 
 // Refusal is why a session was not started.

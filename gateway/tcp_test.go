@@ -315,3 +315,26 @@ func TestEngineTargetChecks(t *testing.T) {
 		})
 	}
 }
+
+// TestCloseEndsTCPSessions checks that closing the gateway ends an idle tcp
+// session, and its target connection, at once.
+func TestCloseEndsTCPSessions(t *testing.T) {
+	t.Parallel()
+	port := startTarget(t, echo)
+	g := startGateway(t)
+	s, resp := g.open(t, tcpRequest("127.0.0.1", port))
+	if !resp.OK {
+		t.Fatalf("refused: %+v", resp)
+	}
+	roundTrip(t, s, "before close")
+	done := make(chan struct{})
+	go func() { g.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return while a tcp session was idle")
+	}
+	if _, err := io.ReadAll(s.conn); err != nil && !strings.Contains(err.Error(), "reset") {
+		t.Fatalf("after Close: %v", err)
+	}
+}

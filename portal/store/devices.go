@@ -404,7 +404,8 @@ func (s *Store) DeviceUsable(ctx context.Context, id int64) error {
 // VerifyDeviceCredential returns the device a presented credential
 // kwd_<id>_<secret> belongs to. A malformed, unknown or wrong credential
 // gives ErrNotFound; a right one of a revoked device or an expired
-// credential an error wrapping ErrDeviceRevoked or ErrDeviceExpired.
+// credential an error wrapping ErrDeviceRevoked or ErrDeviceExpired, with
+// the device (so that the caller can check the holder's key first).
 func (s *Store) VerifyDeviceCredential(ctx context.Context, cred string) (Device, error) {
 	rest, ok := strings.CutPrefix(cred, DeviceCredentialPrefix)
 	if !ok || len(cred) > maxCredentialLen {
@@ -427,10 +428,7 @@ func (s *Store) VerifyDeviceCredential(ctx context.Context, cred string) (Device
 	if hash == "" || subtle.ConstantTimeCompare([]byte(hash), []byte(hashToken(cred))) != 1 {
 		return Device{}, ErrNotFound
 	}
-	if err := d.usable(s.now()); err != nil {
-		return Device{}, err
-	}
-	return d, nil
+	return d, d.usable(s.now())
 }
 
 // TouchDevice records that d was used from addr; at most once a minute

@@ -43,10 +43,22 @@ func (s *Server) sessionsPage(w http.ResponseWriter, r *http.Request) {
 // liveProtocol is the protocol a running session is listed with: file
 // browsing runs SFTP on an SSH resource.
 func liveProtocol(ls *sessions.Session) string {
-	if ls.Kind == sessions.KindFiles {
+	switch ls.Kind {
+	case sessions.KindFiles:
 		return "sftp"
+	case sessions.KindTCP:
+		return "tcp"
 	}
 	return ls.Resource.Protocol
+}
+
+// liveKind is what a running session is: "tunnel" for a native client's
+// TCP stream, else its session kind (terminal, desktop, files).
+func liveKind(ls *sessions.Session) string {
+	if ls.Kind == sessions.KindTCP {
+		return "tunnel"
+	}
+	return string(ls.Kind)
 }
 
 func appendNew(l []string, v string) []string {

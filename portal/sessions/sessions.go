@@ -582,8 +582,12 @@ func (m *Manager) release(userID int64) {
 func (m *Manager) dial(ctx context.Context, a *Admission) (net.Conn, *wire.Response, error) {
 	res := a.res
 	log := m.Logger.With("session", a.id, "user", a.req.User.Name, "resource", res.Name)
-	if a.req.Kind == KindTCP {
-		// A raw stream: no credentials, no host key, no recording.
+	if a.protocol() == wire.ProtocolTCP {
+		// A raw stream: no credentials, no host key, no recording. An
+		// admin's test of a tcp resource dials its address.
+		if a.stream.host == "" {
+			a.stream = streamTarget{host: res.Host, port: res.Port}
+		}
 		return m.openGateway(ctx, a, &wire.Request{
 			Kind: wire.KindSession, Protocol: wire.ProtocolTCP, SessionID: a.id,
 			User: a.req.User.Name, ClientAddr: a.req.Client.Addr, Resource: res.Name,

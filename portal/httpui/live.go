@@ -24,7 +24,8 @@ func (s *Server) sessionsPage(w http.ResponseWriter, r *http.Request) {
 	for _, ls := range s.live.Live() {
 		v.Sessions = append(v.Sessions, ui.SessionRow{ID: ls.ID, User: ls.User.Name, Resource: ls.Resource.Name, Protocol: liveProtocol(ls),
 			Gateway: ls.Gateway.Name, ClientAddr: ls.Client.Addr, Start: ls.Start, Duration: now.Sub(ls.Start),
-			Idle: ls.Idle(now), Watchable: ls.Watchers != nil, Posture: ls.Posture})
+			Idle: ls.Idle(now), Watchable: ls.Watchers != nil, Posture: ls.Posture,
+			Tunnel: ls.Kind == sessions.KindTCP, Device: ls.Device.Name, Target: ls.TargetAddr})
 		v.Users = appendNew(v.Users, ls.User.Name)
 		v.Resources = appendNew(v.Resources, ls.Resource.Name)
 		v.Gateways = appendNew(v.Gateways, ls.Gateway.Name)

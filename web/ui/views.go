@@ -600,6 +600,10 @@ type SessionRow struct {
 	// Posture is what the connection authorization hook reported about
 	// the client.
 	Posture []string
+	// Tunnel is a native client's TCP stream, from Device (empty for an
+	// API token) to Target (host:port).
+	Tunnel         bool
+	Device, Target string
 }
 
 // SessionsView is the live sessions page.

@@ -652,3 +652,31 @@ func TestTunnelNetworks(t *testing.T) {
 		return fmt.Sprintf("%+v", evs)
 	})
 }
+
+// TestTunnelResourceTest: an admin's test of a tcp resource dials it
+// through the gateway; a network resource has nothing to test.
+func TestTunnelResourceTest(t *testing.T) {
+	e := newTunnelEnv(t)
+	e.adminAPI("GET", "/api/v1/me") // makes the admin
+	admin := newBrowser(t, e.p.URL)
+	admin.signIn("boss", "admin-password-9")
+	echo, _ := e.p.Store.ResourceByName(context.Background(), "echo")
+	closed := e.resource("closed", store.ProtocolTCP, closedPort(t), store.Options{}, false)
+	lab := e.resource("lab", store.ProtocolNetwork, "", store.Options{Networks: "10.0.0.0/8 tcp/1"}, false)
+	for _, tc := range []struct {
+		id    int64
+		words string
+	}{
+		{echo.ID, "Connected to “echo” through gateway"},
+		{closed.ID, "Test failed"},
+		{lab.ID, "A network resource has no single address to test"},
+	} {
+		path := fmt.Sprintf("/admin/resources/%d", tc.id)
+		if resp := admin.post(path+"/test", url.Values{}); resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("test %d: %d", tc.id, resp.StatusCode)
+		}
+		if _, page := admin.get(path); !strings.Contains(page, tc.words) {
+			t.Errorf("after the test of %d the page lacks %q", tc.id, tc.words)
+		}
+	}
+}

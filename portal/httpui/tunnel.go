@@ -29,7 +29,6 @@ import (
 
 // Headers of a stream.
 const (
-	headerTarget  = "Keyway-Target"
 	headerSession = "Keyway-Session"
 	// headerEnd is an HTTP/2 trailer saying why the portal ended a stream
 	// (an administrator, a revoked grant), when it did.
@@ -139,12 +138,6 @@ type clientAuthError struct {
 
 func (e *clientAuthError) Error() string { return e.msg }
 func (e *clientAuthError) Unwrap() error { return e.err }
-
-// writeClientError answers a native client with the JSON error of the
-// contract: a code and words for a person.
-func writeClientError(w http.ResponseWriter, status int, code, msg string) {
-	writeJSON(w, status, map[string]string{"error": code, "message": msg})
-}
 
 // clientAuthFailed answers a refused credential with 401.
 func (s *Server) clientAuthFailed(w http.ResponseWriter, r *http.Request, err error) {

@@ -72,9 +72,10 @@ type Deps struct {
 	// EndpointID names this portal to the hook.
 	EndpointID string
 	// DeviceUsable, if set, says whether a native client's device may
-	// still be used: nil, or an error wrapping ErrDeviceRevoked or
-	// ErrDeviceExpired. The guard ends the streams of a device that may
-	// not.
+	// still be used: nil, or an error wrapping store.ErrDeviceRevoked,
+	// store.ErrDeviceExpired or store.ErrNotFound (Store.DeviceUsable).
+	// The guard ends the streams of a device that may not; another error
+	// is taken as transient and they go on.
 	DeviceUsable func(ctx context.Context, id int64) error
 }
 

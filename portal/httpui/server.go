@@ -132,8 +132,13 @@ func New(d Deps) *Server {
 	s := &Server{Deps: d, nonces: wire.NewNonceCache(maxGatewayNonces),
 		deviceLogins: auth.NewLimiter(d.Now), deviceTokens: auth.NewLimiter(d.Now)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.live = sessions.New(sessions.Deps{Store: d.Store, Authz: d.Authz, Gateways: d.Gateways, Audit: d.Audit,
-		Hook: d.Hook, Policies: d.Policies, Logger: d.Logger, Now: d.Now, EndpointID: s.endpointID()})
+	deps := sessions.Deps{Store: d.Store, Authz: d.Authz, Gateways: d.Gateways, Audit: d.Audit,
+		Hook: d.Hook, Policies: d.Policies, Logger: d.Logger, Now: d.Now, EndpointID: s.endpointID()}
+	if d.Store != nil {
+		// Revoking a device, or its sign-in expiring, ends its streams.
+		deps.DeviceUsable = d.Store.DeviceUsable
+	}
+	s.live = sessions.New(deps)
 	s.handler = s.routes()
 	if d.Gateways != nil {
 		d.Gateways.SetLedger(sessionLedger{s})
@@ -295,7 +300,17 @@ func (s *Server) routes() http.Handler {
 	top.HandleFunc("PUT "+wire.RecordingsPath+"{session}", s.recordingUpload)
 	top.HandleFunc("PUT "+wire.RecordingsPath+"{session}"+wire.IndexSuffix, s.recordingIndexUpload)
 	top.Handle("/", web)
-	return s.recoverer(securityHeaders(s.limitBody(top)))
+	h := s.recoverer(securityHeaders(s.limitBody(top)))
+	// A CONNECT is a native client's stream: its body is the stream, so
+	// it must not be bounded like a form's, and no page route matches it.
+	tunnel := s.recoverer(http.HandlerFunc(s.tunnel))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodConnect {
+			tunnel.ServeHTTP(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // cspPolicy is the content security policy of every page. style-src

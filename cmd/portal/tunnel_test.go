@@ -24,7 +24,6 @@ import (
 
 	"github.com/keyway-dev/keyway/e2e/targets"
 	"github.com/keyway-dev/keyway/gateway/wire"
-	"github.com/keyway-dev/keyway/portal/sessions"
 	"github.com/keyway-dev/keyway/portal/store"
 )
 
@@ -420,10 +419,10 @@ func TestTunnelRefusals(t *testing.T) {
 	}()
 	// too many streams (not a subtest: the helpers fail the test itself)
 	func() {
-		if err := e.p.Store.SetSetting(ctx, sessions.SettingStreamsPerUser, "2"); err != nil {
+		if err := e.p.Store.SetSetting(ctx, store.SettingClientStreamsPerUser, "2"); err != nil {
 			t.Fatal(err)
 		}
-		defer e.p.Store.SetSetting(ctx, sessions.SettingStreamsPerUser, "")
+		defer e.p.Store.SetSetting(ctx, store.SettingClientStreamsPerUser, "")
 		a := e.mustOpen(cc, "resource/echo")
 		e.mustOpen(cc, "resource/echo")
 		if status, code, msg := e.refusal(cc, "resource/echo"); status != 429 || code != "too_many_streams" || !strings.Contains(msg, "2 connections") {

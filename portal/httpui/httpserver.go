@@ -76,7 +76,7 @@ func (s *Server) HTTPServer(tlsConf *tls.Config, errorLog *log.Logger) *http.Ser
 		ReadTimeout: t.Body,
 		IdleTimeout: t.KeepAlive,
 		ErrorLog:    errorLog,
-		HTTP2:       &http.HTTP2Config{MaxConcurrentStreams: maxHTTP2Streams, MaxReceiveBufferPerConnection: http2ConnWindow,
+		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: maxHTTP2Streams, MaxReceiveBufferPerConnection: http2ConnWindow,
 			MaxReadFrameSize: http2FrameSize},
 	}
 }

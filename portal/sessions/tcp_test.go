@@ -109,7 +109,7 @@ func TestStreamLimits(t *testing.T) {
 	if l := f.m.StreamLimits(ctx); l != (StreamLimits{DefaultStreamsPerDevice, DefaultStreamsPerUser}) {
 		t.Fatalf("default limits %+v", l)
 	}
-	for k, v := range map[string]string{SettingStreamsPerDevice: "2", SettingStreamsPerUser: "3"} {
+	for k, v := range map[string]string{store.SettingClientStreamsPerDevice: "2", store.SettingClientStreamsPerUser: "3"} {
 		if err := f.st.SetSetting(ctx, k, v); err != nil {
 			t.Fatal(err)
 		}

@@ -388,6 +388,61 @@ func TestRefusedStreamClosesAtOnce(t *testing.T) {
 	r.stderr.waitFor(t, "keyway: down (127.0.0.1:1): the target refused the connection\n")
 }
 
+// TestTargetEndsFirst: the portal ends a stream (END_STREAM, then
+// RST_STREAM) while the client still sends; the local application still
+// gets every byte the target sent before the end.
+func TestTargetEndsFirst(t *testing.T) {
+	t.Parallel()
+	answer := []byte(strings.Repeat("0123456789abcdef", 1<<16))
+	f := newFakePortal(t, false)
+	f.addResource(fakeResource{StatusResource: StatusResource{Name: "web", Protocol: "tcp", Host: "127.0.0.1", Port: 80, Tunnel: true}, answer: answer})
+	dir := signIn(t, f)
+	r := start(t, f, cmdOpts{dir: dir}, "tunnel", "web")
+	addr := r.listening(t)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	wrote := make(chan struct{})
+	go func() {
+		defer close(wrote)
+		chunk := make([]byte, 4096)
+		for {
+			if _, err := c.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	// Read slowly at first, so the end overtakes the data in flight.
+	first := make([]byte, 1)
+	if _, err := io.ReadFull(c, first); err != nil {
+		t.Fatal(err)
+	}
+	rest, err := io.ReadAll(c)
+	got := append(first, rest...)
+	if len(got) != len(answer) || string(got) != string(answer) {
+		t.Fatalf("got %d of %d bytes (%v)", len(got), len(answer), err)
+	}
+	c.Close()
+	<-wrote
+}
+
+func TestPortalEndsStream(t *testing.T) {
+	t.Parallel()
+	f := newFakePortal(t, false)
+	f.addResource(fakeResource{StatusResource: StatusResource{Name: "pg", Protocol: "tcp", Host: "127.0.0.1", Port: 5432, Tunnel: true},
+		dial: echoServer(t), end: "ended_by_admin: ended by admin bob"})
+	dir := signIn(t, f)
+	r := start(t, f, cmdOpts{dir: dir}, "tunnel", "pg")
+	addr := r.listening(t)
+	if got := echo(t, addr, "data"); got != "data" {
+		t.Fatalf("got %q", got)
+	}
+	r.stderr.waitFor(t, "keyway: pg (127.0.0.1:5432): the portal ended the connection: ended_by_admin: ended by admin bob\n")
+}
+
 func TestExpiredSignIn(t *testing.T) {
 	t.Parallel()
 	f := newFakePortal(t, false)

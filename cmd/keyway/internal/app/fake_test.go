@@ -58,7 +58,12 @@ type fakePortal struct {
 
 type fakeResource struct {
 	StatusResource
-	dial    string // the loopback address it reaches
+	dial string // the loopback address it reaches
+	end  string // the Keyway-End trailer the stream ends with
+	// answer, when set, is sent at once, and the stream ends without
+	// reading the client's bytes (as the portal does when the target
+	// ends first).
+	answer  []byte
 	refusal *client.Refusal
 }
 
@@ -102,7 +107,9 @@ func (f *fakePortal) start() {
 	srv.Listener.Close()
 	srv.Listener = l
 	srv.EnableHTTP2 = !f.http1
-	srv.Config.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: 1024}
+	// As the portal must: Go's default of 1 MiB makes the HTTP/2 client
+	// hold a 512 KiB send buffer per stream, idle or not.
+	srv.Config.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: 1024, MaxReadFrameSize: 16 << 10}
 	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 		if s == http.StateNew {
 			f.accepted.Add(1)
@@ -309,7 +316,7 @@ func (f *fakePortal) serveConnect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	kind, rest, _ := strings.Cut(target, "/")
-	var dial string
+	var dial, end string
 	switch kind {
 	case "resource", "terminal":
 		name, query, _ := strings.Cut(rest, "?")
@@ -326,8 +333,12 @@ func (f *fakePortal) serveConnect(w http.ResponseWriter, r *http.Request) {
 		case kind == "terminal":
 			f.serveTerminal(w, r, query)
 			return
+		case res.answer != nil:
+			w.WriteHeader(200)
+			w.Write(res.answer)
+			return
 		}
-		dial = res.dial
+		dial, end = res.dial, res.end
 	case "net":
 		f.mu.Lock()
 		f.netSeen = append(f.netSeen, rest)
@@ -370,11 +381,16 @@ func (f *fakePortal) serveConnect(w http.ResponseWriter, r *http.Request) {
 		closeOut = func() { hj.(interface{ CloseWrite() error }).CloseWrite() }
 	} else {
 		w.Header().Set("Keyway-Session", "s1")
+		w.Header().Set("Trailer", "Keyway-End")
 		w.WriteHeader(200)
 		rc := http.NewResponseController(w)
 		rc.Flush()
 		out = flushWriter{w, rc}
-		closeOut = func() {}
+		closeOut = func() {
+			if end != "" {
+				w.Header().Set("Keyway-End", end)
+			}
+		}
 	}
 	done := make(chan struct{})
 	go func() {

@@ -184,7 +184,7 @@ func TestLoginWritesPrivateFilesAndLogoutRevokes(t *testing.T) {
 	if code := st.wait(t); code != 0 {
 		t.Fatalf("status: %d\n%s", code, st.stderr.String())
 	}
-	for _, want := range []string{"alice", "pg", "127.0.0.1:5432", "keyway tunnel", "lab", "10.20.0.0/16 tcp/5432,6379", "256 streams"} {
+	for _, want := range []string{"alice", "laptop (id 1)", "Sign-in expires:", "pg", "127.0.0.1:5432", "keyway tunnel", "lab", "10.20.0.0/16 tcp/5432,6379", "256 streams"} {
 		if !strings.Contains(st.stdout.String(), want) {
 			t.Errorf("status lacks %q:\n%s", want, st.stdout.String())
 		}

@@ -190,7 +190,7 @@ func (f *fakePortal) auth(r *http.Request, target string) (string, bool) {
 		return "", false
 	}
 	b, err := base64.RawURLEncoding.DecodeString(sig)
-	if err != nil || !ed25519.Verify(pub, client.ProofMessage(ts, r.Method, target), b) {
+	if err != nil || !ed25519.Verify(pub, []byte("keyway-proof\n"+ts+"\n"+r.Method+"\n"+target), b) {
 		return "", false
 	}
 	return "alice", true
@@ -236,7 +236,7 @@ func (f *fakePortal) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		req := f.pending[body.DeviceCode]
 		sig, err := base64.RawURLEncoding.DecodeString(body.Signature)
 		switch {
-		case req == nil || err != nil || !ed25519.Verify(req.pub, TokenMessage(body.DeviceCode), sig):
+		case req == nil || err != nil || !ed25519.Verify(req.pub, []byte("keyway-device-token\n"+body.DeviceCode), sig):
 			refuse(w, 400, "invalid_request", "unknown code or bad signature")
 		case f.tokenError != "":
 			refuse(w, 400, f.tokenError, "")
@@ -269,7 +269,11 @@ func (f *fakePortal) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		f.mu.Lock()
-		st := map[string]any{"user": user, "device": nil, "networks": f.networks,
+		var device any
+		if strings.HasPrefix(r.Header.Get("Authorization"), "Bearer kwd_") {
+			device = map[string]any{"id": 1, "name": "laptop"}
+		}
+		st := map[string]any{"user": user, "device": device, "networks": f.networks,
 			"limits": map[string]int{"streams_per_device": f.limit, "streams_per_user": 512}}
 		var res []StatusResource
 		for _, r := range f.resources {

@@ -326,7 +326,14 @@ func (a *app) status(ctx context.Context, args []string) error {
 	fmt.Fprintf(w, "User:\t%s\n", oneLine(st.User))
 	if st.Device != nil {
 		fmt.Fprintf(w, "Device:\t%s (id %d)\n", oneLine(st.Device.Name), st.Device.ID)
-		fmt.Fprintf(w, "Sign-in expires:\t%s\n", st.Device.ExpiresAt.Local().Format("2006-01-02 15:04 MST"))
+		// The sign-in's own expiry stands in when the portal leaves it out.
+		expires := st.Device.ExpiresAt
+		if expires.IsZero() {
+			expires = s.cfg.ExpiresAt
+		}
+		if !expires.IsZero() {
+			fmt.Fprintf(w, "Sign-in expires:\t%s\n", expires.Local().Format("2006-01-02 15:04 MST"))
+		}
 	} else {
 		fmt.Fprintf(w, "Device:\tnone (API token)\n")
 	}

@@ -121,7 +121,7 @@ func (a *app) terminal(ctx context.Context, s *session, name string) error {
 		termName = "xterm-256color"
 	}
 	q := url.Values{"cols": {strconv.Itoa(cols)}, "rows": {strconv.Itoa(rows)}, "term": {termName}}
-	st, err := s.client.Open(ctx, "terminal/"+url.PathEscape(name)+"?"+q.Encode())
+	st, err := s.client.Open(ctx, "terminal/"+name+"?"+q.Encode())
 	if err != nil {
 		var ref *client.Refusal
 		if errors.As(err, &ref) && ref.SignInExpired() {

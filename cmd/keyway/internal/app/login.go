@@ -48,8 +48,8 @@ type loginToken struct {
 	} `json:"device"`
 }
 
-// TokenMessage is what the device signs to collect its credential.
-func TokenMessage(deviceCode string) []byte {
+// tokenMessage is what the device signs to collect its credential.
+func tokenMessage(deviceCode string) []byte {
 	return []byte("keyway-device-token\n" + deviceCode)
 }
 
@@ -135,7 +135,7 @@ func (a *app) login(ctx context.Context, args []string) error {
 	wait := boundDuration(time.Duration(start.ExpiresIn)*time.Second, time.Minute, maxLoginWait)
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
-	sig := base64.RawURLEncoding.EncodeToString(ed25519.Sign(key, TokenMessage(start.DeviceCode)))
+	sig := base64.RawURLEncoding.EncodeToString(ed25519.Sign(key, tokenMessage(start.DeviceCode)))
 	for {
 		t := time.NewTimer(interval)
 		select {

@@ -61,8 +61,8 @@ type Auth struct {
 	Key    ed25519.PrivateKey // nil for API tokens and unauthenticated requests
 }
 
-// ProofMessage is what the Keyway-Proof signature covers.
-func ProofMessage(ts, method, target string) []byte {
+// proofMessage is what the Keyway-Proof signature covers.
+func proofMessage(ts, method, target string) []byte {
 	return []byte("keyway-proof\n" + ts + "\n" + method + "\n" + target)
 }
 
@@ -73,7 +73,7 @@ func (a Auth) set(h http.Header, method, target string, now time.Time) {
 	h.Set("Authorization", "Bearer "+string(a.Bearer))
 	if a.Key != nil {
 		ts := strconv.FormatInt(now.Unix(), 10)
-		sig := ed25519.Sign(a.Key, ProofMessage(ts, method, target))
+		sig := ed25519.Sign(a.Key, proofMessage(ts, method, target))
 		h.Set("Keyway-Proof", ts+"."+base64.RawURLEncoding.EncodeToString(sig))
 	}
 }

@@ -445,6 +445,7 @@ func (f *fakePortal) serveTerminal(w http.ResponseWriter, r *http.Request, query
 			f.mu.Lock()
 			f.resizes = append(f.resizes, fmt.Sprintf("%dx%d", c, rows))
 			f.mu.Unlock()
+			f.notify()
 		}
 	}
 }

@@ -191,12 +191,27 @@ func TestLoginWritesPrivateFilesAndLogoutRevokes(t *testing.T) {
 		}
 	}
 
+	// Signing in again replaces the device and revokes the old one.
+	f.mu.Lock()
+	f.autoOK = true
+	f.mu.Unlock()
+	re := start(t, f, cmdOpts{dir: dir}, "login", "--no-browser")
+	if code := re.wait(t); code != 0 || !strings.Contains(re.stdout.String(), "Signed out the device this one replaces") {
+		t.Fatalf("login again: %d\n%s%s", code, re.stdout.String(), re.stderr.String())
+	}
+	f.mu.Lock()
+	n := len(f.devices)
+	f.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d devices signed in after a second login, want 1", n)
+	}
+
 	out := start(t, f, cmdOpts{dir: dir}, "logout")
 	if code := out.wait(t); code != 0 {
 		t.Fatalf("logout: %d\n%s", code, out.stderr.String())
 	}
 	f.mu.Lock()
-	n := len(f.devices)
+	n = len(f.devices)
 	f.mu.Unlock()
 	if n != 0 {
 		t.Error("logout left the device signed in at the portal")

@@ -34,6 +34,7 @@ type cmdOpts struct {
 	dials  *atomic.Int64
 	onDial func()
 	open   func(ctx context.Context, url string) error
+	wait   time.Duration
 }
 
 func start(t *testing.T, f *fakePortal, o cmdOpts, args ...string) *running {
@@ -64,8 +65,9 @@ func start(t *testing.T, f *fakePortal, o cmdOpts, args ...string) *running {
 			}
 			return c, err
 		},
-		OpenBrowser: o.open,
-		Listening:   func(a net.Addr) { r.addr <- a },
+		OpenBrowser:   o.open,
+		WaitForPortal: o.wait,
+		Listening:     func(a net.Addr) { r.addr <- a },
 	}
 	go func() { r.done <- Run(ctx, env, args) }()
 	t.Cleanup(func() {
@@ -378,6 +380,37 @@ func TestPortalRestart(t *testing.T) {
 	}
 	if got := echo(t, addr, "after"); got != "after" {
 		t.Fatalf("got %q", got)
+	}
+}
+
+// TestPortalGone: with the portal away longer than the wait, a command
+// and a local connection fail with one line saying so.
+func TestPortalGone(t *testing.T) {
+	t.Parallel()
+	f := newFakePortal(t, false)
+	f.addResource(fakeResource{StatusResource: StatusResource{Name: "pg", Protocol: "tcp", Host: "127.0.0.1", Port: 5432, Tunnel: true}, dial: echoServer(t)})
+	dir := signIn(t, f)
+	const wait = 300 * time.Millisecond
+	r := start(t, f, cmdOpts{dir: dir, wait: wait}, "tunnel", "pg")
+	addr := r.listening(t)
+	f.stop()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); isTimeout(err) {
+		t.Fatal("the local connection stayed open")
+	}
+	// The reason after the colon is the last dial's error, when one
+	// failed within the wait.
+	r.stderr.waitFor(t, "keyway: pg (127.0.0.1:5432): cannot reach the portal at "+f.addr+" within 300ms")
+	s := start(t, f, cmdOpts{dir: dir, wait: wait}, "status")
+	code := s.wait(t)
+	got := s.stderr.String()
+	if code != 1 || !strings.HasPrefix(got, "keyway: cannot reach the portal at "+f.addr+" within 300ms") || strings.Count(got, "\n") != 1 {
+		t.Errorf("status: %d %q", code, got)
 	}
 }
 

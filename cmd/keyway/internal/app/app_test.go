@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -126,21 +127,30 @@ func signIn(t *testing.T, f *fakePortal) string {
 // what came back.
 func echo(t *testing.T, addr, msg string) string {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
+	got, err := tryEcho(addr, msg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return got
+}
+
+// tryEcho is echo for goroutines other than the test's.
+func tryEcho(addr, msg string) (string, error) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return "", err
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(30 * time.Second))
 	if _, err := io.WriteString(c, msg); err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	c.(*net.TCPConn).CloseWrite()
 	b, err := io.ReadAll(c)
 	if err != nil {
-		t.Fatalf("read the echo of %q: %v", msg, err)
+		return string(b), fmt.Errorf("read the echo of %d bytes: %w", len(msg), err)
 	}
-	return string(b)
+	return string(b), nil
 }
 
 func TestLoginWritesPrivateFilesAndLogoutRevokes(t *testing.T) {
@@ -285,8 +295,8 @@ func TestHundredConnectionsOneTCPConnection(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			msg := strings.Repeat("stream "+string(rune('A'+i%26)), 100+i*50)
-			if got := echo(t, addr, msg); got != msg {
-				t.Errorf("stream %d: got %d bytes back, want %d", i, len(got), len(msg))
+			if got, err := tryEcho(addr, msg); got != msg {
+				t.Errorf("stream %d: got %d bytes back, want %d (%v)", i, len(got), len(msg), err)
 			}
 		}()
 	}
@@ -296,6 +306,37 @@ func TestHundredConnectionsOneTCPConnection(t *testing.T) {
 	}
 	if n := f.connects.Load(); n != 100 {
 		t.Errorf("the portal saw %d CONNECTs, want 100", n)
+	}
+}
+
+// TestMoreStreamsThanThePortalTakes: streams beyond the portal's
+// concurrent streams per connection wait for a slot on the one
+// connection.
+func TestMoreStreamsThanThePortalTakes(t *testing.T) {
+	t.Parallel()
+	f := newFakePortal(t, false)
+	f.stop()
+	f.maxStreams = 5
+	f.start()
+	f.addResource(fakeResource{StatusResource: StatusResource{Name: "pg", Protocol: "tcp", Host: "127.0.0.1", Port: 5432, Tunnel: true}, dial: echoServer(t)})
+	dir := signIn(t, f)
+	before := f.accepted.Load()
+	r := start(t, f, cmdOpts{dir: dir}, "tunnel", "pg")
+	addr := r.listening(t)
+	var wg sync.WaitGroup
+	for i := range 30 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			msg := strings.Repeat("s", 10000+i)
+			if got, err := tryEcho(addr, msg); got != msg {
+				t.Errorf("stream %d: %d bytes of %d (%v)", i, len(got), len(msg), err)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := f.accepted.Load() - before; n != 1 {
+		t.Errorf("%d TCP connections to the portal, want 1; stderr:\n%s", n, r.stderr.String())
 	}
 }
 

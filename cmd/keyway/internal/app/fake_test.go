@@ -41,6 +41,9 @@ type fakePortal struct {
 	http1Seen atomic.Int64 // of which over HTTP/1.1
 	active    atomic.Int64 // streams open now
 	changed   chan struct{}
+	// maxStreams is the server's concurrent streams per connection
+	// (1024 when 0), read by start.
+	maxStreams int
 
 	mu         sync.Mutex
 	srv        *httptest.Server
@@ -112,7 +115,11 @@ func (f *fakePortal) start() {
 	srv.EnableHTTP2 = !f.http1
 	// As the portal must: Go's default of 1 MiB makes the HTTP/2 client
 	// hold a 512 KiB send buffer per stream, idle or not.
-	srv.Config.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: 1024, MaxReadFrameSize: 16 << 10}
+	maxStreams := 1024
+	if f.maxStreams > 0 {
+		maxStreams = f.maxStreams
+	}
+	srv.Config.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: maxStreams, MaxReadFrameSize: 16 << 10}
 	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 		if s == http.StateNew {
 			f.accepted.Add(1)

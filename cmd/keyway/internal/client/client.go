@@ -147,11 +147,13 @@ func New(opts Options) (*Client, error) {
 		opts:     opts,
 		hostport: hostport,
 		base:     "https://" + hostport,
-		t2:       &http2.Transport{ReadIdleTimeout: pingAfter, PingTimeout: pingTimeout},
-		ctx:      ctx,
-		cancel:   cancel,
-		http1:    opts.HTTP1,
-		all:      make(map[*http2.ClientConn]struct{}),
+		// Strict: a stream beyond the portal's concurrent streams waits
+		// for one to end, on the one connection, rather than failing.
+		t2:     &http2.Transport{ReadIdleTimeout: pingAfter, PingTimeout: pingTimeout, StrictMaxConcurrentStreams: true},
+		ctx:    ctx,
+		cancel: cancel,
+		http1:  opts.HTTP1,
+		all:    make(map[*http2.ClientConn]struct{}),
 	}
 	h1TLS := opts.TLS.Clone()
 	h1TLS.NextProtos = []string{"http/1.1"}

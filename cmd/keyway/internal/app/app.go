@@ -139,7 +139,7 @@ func parse(fs *flag.FlagSet, args []string) (pos, after []string, err error) {
 	}
 	for {
 		if err := fs.Parse(args); err != nil {
-			return nil, nil, fmt.Errorf("keyway %s: %w", fs.Name(), err)
+			return nil, nil, fmt.Errorf("%s: %w", fs.Name(), err)
 		}
 		args = fs.Args()
 		if len(args) == 0 {

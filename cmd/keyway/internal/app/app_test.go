@@ -820,3 +820,33 @@ func TestSlowReaderDoesNotStallOthers(t *testing.T) {
 		t.Errorf("%d connections to the portal, want 1", n)
 	}
 }
+
+func TestUsage(t *testing.T) {
+	t.Parallel()
+	f := newFakePortal(t, false)
+	for _, tt := range []struct {
+		args []string
+		code int
+		want string // on stderr, or stdout for version
+	}{
+		{nil, 2, "keyway login URL"},
+		{[]string{"frobnicate"}, 1, `keyway: there is no command "frobnicate"`},
+		{[]string{"tunnel"}, 1, "keyway: usage: keyway tunnel RESOURCE"},
+		{[]string{"tunnel", "pg", "--bogus"}, 1, "keyway: tunnel: flag provided but not defined: -bogus"},
+		{[]string{"proxy"}, 1, "keyway: usage: keyway proxy --socks 127.0.0.1:1080"},
+		{[]string{"status"}, 1, "keyway: this device is not signed in; run: keyway login https://PORTAL"},
+		{[]string{"login"}, 1, "keyway: usage: keyway login URL"},
+		{[]string{"login", "http://portal"}, 1, `keyway: the portal address "http://portal" is not an https:// URL`},
+		{[]string{"version"}, 0, "keyway test ("},
+	} {
+		r := start(t, f, cmdOpts{dir: filepath.Join(t.TempDir(), "none")}, tt.args...)
+		code := r.wait(t)
+		out := r.stderr.String()
+		if tt.code == 0 {
+			out = r.stdout.String()
+		}
+		if code != tt.code || !strings.Contains(out, tt.want) {
+			t.Errorf("keyway %v: %d %q, want %d and %q", tt.args, code, out, tt.code, tt.want)
+		}
+	}
+}

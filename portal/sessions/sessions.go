@@ -70,6 +70,11 @@ type Deps struct {
 	Now      func() time.Time
 	// EndpointID names this portal to the hook.
 	EndpointID string
+	// DeviceUsable, if set, says whether a native client's device may
+	// still be used: nil, or an error wrapping ErrDeviceRevoked or
+	// ErrDeviceExpired. The guard ends the streams of a device that may
+	// not.
+	DeviceUsable func(ctx context.Context, id int64) error
 }
 
 // Manager starts sessions and keeps those running. Run its guard with Run.
@@ -78,7 +83,10 @@ type Manager struct {
 
 	mu   sync.Mutex
 	open map[int64]int // running sessions per user id
-	live map[string]*Session
+	// streams and deviceStreams count running tunnel streams per user
+	// and per device id; they do not count against MaxPerUser.
+	streams, deviceStreams map[int64]int
+	live                   map[string]*Session
 	// kick asks the guard for a check now.
 	kick chan struct{}
 }
@@ -91,7 +99,8 @@ func New(d Deps) *Manager {
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Manager{Deps: d, open: map[int64]int{}, live: map[string]*Session{}, kick: make(chan struct{}, 1)}
+	return &Manager{Deps: d, open: map[int64]int{}, streams: map[int64]int{}, deviceStreams: map[int64]int{},
+		live: map[string]*Session{}, kick: make(chan struct{}, 1)}
 }
 
 // Request asks for a new session.
@@ -175,6 +184,10 @@ type Admission struct {
 	posture   []string
 	// target is the session a watch views.
 	target *Session
+	// stream is where a tcp stream goes.
+	stream streamTarget
+	// limits bound tcp streams.
+	limits StreamLimits
 }
 
 // Resource is the admitted resource.
@@ -274,8 +287,11 @@ func (m *Manager) noGrant(req Request, why string) *Refusal {
 
 // protocol is the session's protocol as the hook and the log name it.
 func (a *Admission) protocol() string {
-	if a.req.Kind == KindFiles {
+	switch a.req.Kind {
+	case KindFiles:
 		return wire.ProtocolSFTP
+	case KindTCP:
+		return wire.ProtocolTCP
 	}
 	return a.res.Protocol
 }
@@ -332,6 +348,9 @@ func (m *Manager) checkGrant(ctx context.Context, a *Admission) error {
 	case err != nil:
 		return err
 	}
+	if a.req.Kind == KindTCP {
+		return m.checkTCP(a)
+	}
 	want := wire.ProtocolSSH
 	if a.req.Kind == KindDesktop {
 		want = wire.ProtocolVNC
@@ -347,7 +366,17 @@ func (m *Manager) checkGrant(ctx context.Context, a *Admission) error {
 // checkPolicies applies the access policies and the per-user session cap.
 func (m *Manager) checkPolicies(ctx context.Context, a *Admission) error {
 	running := m.running(a.req.User.ID)
-	if a.req.Kind != KindWatch && running >= MaxPerUser {
+	if a.req.Kind == KindTCP {
+		// Streams have limits of their own, checked here so that the
+		// excess is refused before a gateway is asked; Open counts.
+		a.limits = m.StreamLimits(ctx)
+		m.mu.Lock()
+		user, device := m.streams[a.req.User.ID], m.deviceStreams[a.req.Device.ID]
+		m.mu.Unlock()
+		if user >= a.limits.PerUser || (a.req.Device.ID != 0 && device >= a.limits.PerDevice) {
+			return tooManyStreams(a.req.Device.ID, a.limits, user, device)
+		}
+	} else if a.req.Kind != KindWatch && running >= MaxPerUser {
 		return &Refusal{Code: "too_many_sessions", Reason: fmt.Sprintf("%d sessions running", running), Status: http.StatusTooManyRequests,
 			Message: fmt.Sprintf("You already have %d sessions open. Close one and try again.", MaxPerUser)}
 	}
@@ -397,7 +426,7 @@ func (m *Manager) refused(a *Admission, ref *Refusal) {
 	outcome := audit.OutcomeDenied
 	result := "refused"
 	switch ref.Code {
-	case "hook", "no_grant", "policy", "too_many_sessions", "wrong_kind":
+	case "hook", "no_grant", "policy", "too_many_sessions", "wrong_kind", "too_many_streams", "not_allowed", "no_tunnel", "bad_target":
 	default:
 		outcome, result = audit.OutcomeFailure, "failed"
 	}
@@ -410,6 +439,14 @@ func (m *Manager) refused(a *Admission, ref *Refusal) {
 	action := audit.ActionConnect
 	if a.req.Kind == KindTest {
 		action = audit.ActionResourceTest
+	}
+	if a.req.Kind == KindTCP {
+		if a.req.Device.ID != 0 {
+			details["device"] = a.req.Device.Name
+		}
+		if a.req.Target != "" {
+			details["target"] = truncate(a.req.Target, maxTarget)
+		}
 	}
 	m.record(audit.Event{Actor: a.req.User.Name, Action: action, Target: target, ClientAddr: a.req.Client.Addr,
 		Outcome: outcome, Reason: reason, Details: details})
@@ -446,7 +483,11 @@ func (m *Manager) record(ev audit.Event) {
 // running (a test is not registered). Close the session with End.
 func (m *Manager) Open(ctx context.Context, a *Admission) (*Session, error) {
 	s := &Session{m: m, ID: a.id, Kind: a.req.Kind, User: a.req.User, Resource: a.res, Gateway: a.gw,
-		Client: a.req.Client, Effective: a.effective, Posture: a.posture, Start: m.Now(), webToken: a.req.WebToken}
+		Client: a.req.Client, Effective: a.effective, Posture: a.posture, Start: m.Now(), webToken: a.req.WebToken,
+		Device: a.req.Device}
+	if a.req.Kind == KindTCP {
+		s.TargetAddr = a.stream.String()
+	}
 	if a.req.Kind == KindWatch {
 		s.Target = a.target
 		s.logConnection()
@@ -454,7 +495,16 @@ func (m *Manager) Open(ctx context.Context, a *Admission) (*Session, error) {
 			Outcome: audit.OutcomeSuccess, Details: map[string]string{"session": a.target.ID, "user": a.target.User.Name}})
 		return s, nil
 	}
-	if a.req.Kind != KindTest {
+	if a.req.Kind == KindTCP {
+		if !m.acquireStream(a.req.User.ID, a.req.Device.ID, a.limits) {
+			m.mu.Lock()
+			user, device := m.streams[a.req.User.ID], m.deviceStreams[a.req.Device.ID]
+			m.mu.Unlock()
+			ref := tooManyStreams(a.req.Device.ID, a.limits, user, device)
+			m.refused(a, ref)
+			return nil, ref
+		}
+	} else if a.req.Kind != KindTest {
 		if !m.acquire(a.req.User.ID) {
 			ref := &Refusal{Code: "too_many_sessions", Status: http.StatusTooManyRequests,
 				Message: fmt.Sprintf("You already have %d sessions open. Close one and try again.", MaxPerUser)}
@@ -464,7 +514,11 @@ func (m *Manager) Open(ctx context.Context, a *Admission) (*Session, error) {
 	}
 	conn, resp, err := m.dial(ctx, a)
 	if err != nil {
-		if a.req.Kind != KindTest {
+		switch a.req.Kind {
+		case KindTCP:
+			m.releaseStream(a.req.User.ID, a.req.Device.ID)
+		case KindTest:
+		default:
 			m.release(a.req.User.ID)
 		}
 		var ref *Refusal
@@ -523,8 +577,16 @@ func (m *Manager) release(userID int64) {
 // dial opens the gateway session of an admission, pinning the host key on
 // first use and keeping a changed one for an admin to accept.
 func (m *Manager) dial(ctx context.Context, a *Admission) (net.Conn, *wire.Response, error) {
-	res, gw := a.res, a.gw
+	res := a.res
 	log := m.Logger.With("session", a.id, "user", a.req.User.Name, "resource", res.Name)
+	if a.req.Kind == KindTCP {
+		// A raw stream: no credentials, no host key, no recording.
+		return m.openGateway(ctx, a, &wire.Request{
+			Kind: wire.KindSession, Protocol: wire.ProtocolTCP, SessionID: a.id,
+			User: a.req.User.Name, ClientAddr: a.req.Client.Addr, Resource: res.Name,
+			Target: wire.Target{Host: a.stream.host, Port: a.stream.port}, Allow: a.stream.allow,
+		})
+	}
 	secrets, err := m.Store.ResourceSecrets(ctx, res.ID)
 	if err != nil {
 		log.Error("read resource credentials", "err", err)
@@ -551,6 +613,14 @@ func (m *Manager) dial(ctx context.Context, a *Admission) (net.Conn, *wire.Respo
 		req.Desktop.NoClipboardIn = req.Desktop.NoClipboardIn || !a.effective.ClipboardIn
 		req.Desktop.NoClipboardOut = req.Desktop.NoClipboardOut || !a.effective.ClipboardOut
 	}
+	return m.openGateway(ctx, a, req)
+}
+
+// openGateway asks the gateway for the session req, and turns a failure into a
+// refusal.
+func (m *Manager) openGateway(ctx context.Context, a *Admission, req *wire.Request) (net.Conn, *wire.Response, error) {
+	res, gw := a.res, a.gw
+	log := m.Logger.With("session", a.id, "user", a.req.User.Name, "resource", res.Name)
 	conn, resp, err := m.Gateways.Open(ctx, gw, req)
 	if err == nil {
 		if res.HostKey == "" && resp.HostKey != "" {

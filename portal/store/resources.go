@@ -10,6 +10,15 @@ import (
 	"time"
 )
 
+// Resource protocols besides the session ones (wire.ProtocolSSH, …): a
+// tcp resource is a host and port only native clients reach, a network
+// resource a set of addresses and ports (Options.Networks) reached through
+// the gateways of its segment (its tag).
+const (
+	ProtocolTCP     = "tcp"
+	ProtocolNetwork = "network"
+)
+
 // Resource is a target users connect to.
 type Resource struct {
 	ID          int64
@@ -82,6 +91,13 @@ type Options struct {
 	// no limit.
 	IdleTimeoutSeconds int `json:"idle_timeout_seconds,omitempty"`
 	MaxSessionSeconds  int `json:"max_session_seconds,omitempty"`
+
+	// Native clients (keyway). Tunnel, on an SSH, RDP or VNC resource,
+	// lets `keyway tunnel` reach its host and port raw: the user's own
+	// credentials, no recording. Networks, on a network resource, is the
+	// text of its wire.NetRules, one rule per line.
+	Tunnel   bool   `json:"tunnel,omitempty"`
+	Networks string `json:"networks,omitempty"`
 }
 
 // Recording modes of a resource.

@@ -87,7 +87,8 @@ func (rs NetRules) AllowsPort(port int) bool {
 }
 
 // String writes the rules back in the form ParseNetRules reads, one per
-// line.
+// line, a single address without its /32 or /128: never longer than the
+// text the rules were parsed from, so it parses again within the limit.
 func (rs NetRules) String() string {
 	var b strings.Builder
 	for i, r := range rs {
@@ -98,7 +99,11 @@ func (rs NetRules) String() string {
 			if j > 0 {
 				b.WriteByte(',')
 			}
-			b.WriteString(p.String())
+			if p.IsSingleIP() {
+				b.WriteString(p.Addr().String())
+			} else {
+				b.WriteString(p.String())
+			}
 		}
 		b.WriteString(" tcp/")
 		for j, p := range r.Ports {
@@ -119,29 +124,32 @@ func (rs NetRules) String() string {
 // each a comma-separated list of CIDRs or addresses, a space, and
 // "tcp/" with comma-separated ports and ranges:
 //
-//	10.20.0.0/16,10.30.0.5 tcp/5432,6379,8000-8099
+//	10.20.0.0/16,10.30.0.5 tcp/5432,8000-8099
 //
-// Blank lines and lines starting with # are skipped. An error names the
-// line and what is wrong with it, in words for the admin who wrote it.
+// A # starts a comment to the end of the line; blank lines are skipped.
+// An error names the line and what is wrong with it, in words for the
+// admin who wrote it.
 func ParseNetRules(text string) (NetRules, error) {
 	if len(text) > maxNetRulesText {
 		return nil, fmt.Errorf("the rules are longer than %d bytes", maxNetRulesText)
 	}
 	var rules NetRules
-	lines := strings.FieldsFunc(text, func(r rune) bool { return r == '\n' || r == ';' })
-	for i, line := range lines {
-		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
+	for i, line := range strings.Split(text, "\n") {
+		line, _, _ = strings.Cut(line, "#")
+		for _, rule := range strings.Split(line, ";") {
+			rule = strings.TrimSpace(rule)
+			if rule == "" {
+				continue
+			}
+			r, err := parseNetRule(rule)
+			if err != nil {
+				return nil, fmt.Errorf("line %d (%q): %w", i+1, rule, err)
+			}
+			if len(rules) == MaxNetRules {
+				return nil, fmt.Errorf("more than %d rules", MaxNetRules)
+			}
+			rules = append(rules, r)
 		}
-		r, err := parseNetRule(line)
-		if err != nil {
-			return nil, fmt.Errorf("rule %d (%q): %w", i+1, line, err)
-		}
-		if len(rules) == MaxNetRules {
-			return nil, fmt.Errorf("more than %d rules", MaxNetRules)
-		}
-		rules = append(rules, r)
 	}
 	return rules, nil
 }
@@ -197,10 +205,16 @@ func parsePrefix(s string) (netip.Prefix, error) {
 		if err != nil {
 			return netip.Prefix{}, fmt.Errorf("%q is not a network in CIDR form (like 10.20.0.0/16)", s)
 		}
-		if p.Addr().Zone() != "" {
-			return netip.Prefix{}, fmt.Errorf("%q has a zone, which a rule cannot have", s)
+		if !p.Addr().Is4In6() {
+			return p.Masked(), nil
 		}
-		return netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-unmapBits(p.Addr())).Masked(), nil
+		// Addresses are checked unmapped, so IPv4-mapped networks are
+		// kept as the IPv4 networks they are; a shorter one would also
+		// hold IPv6 addresses that are not IPv4.
+		if p.Bits() < 96 {
+			return netip.Prefix{}, fmt.Errorf("%q mixes IPv4-mapped and other IPv6 addresses: write IPv4 networks as IPv4, or a mapped one as /96 or longer", s)
+		}
+		return netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96).Masked(), nil
 	}
 	a, err := netip.ParseAddr(s)
 	if err != nil || a.Zone() != "" {
@@ -208,15 +222,6 @@ func parsePrefix(s string) (netip.Prefix, error) {
 	}
 	a = a.Unmap()
 	return netip.PrefixFrom(a, a.BitLen()), nil
-}
-
-// unmapBits is how many bits an IPv4-mapped IPv6 prefix loses when it is
-// written as IPv4.
-func unmapBits(a netip.Addr) int {
-	if a.Is4In6() {
-		return 96
-	}
-	return 0
 }
 
 func parsePortRange(s string) (PortRange, error) {
@@ -239,8 +244,9 @@ func parsePortRange(s string) (PortRange, error) {
 }
 
 func parsePort(s string) (uint16, error) {
+	// Digits only: Atoi alone would take "+22".
 	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 || n > 65535 {
+	if err != nil || strings.TrimLeft(s, "0123456789") != "" || n < 1 || n > 65535 {
 		return 0, fmt.Errorf("%q is not a port between 1 and 65535", s)
 	}
 	return uint16(n), nil

@@ -460,6 +460,19 @@ func TerminateWith(c net.Conn, code, reason string) bool {
 	return ok
 }
 
+// CloseWrite ends what the portal sends on a session connection while
+// it goes on reading (a TLS close_notify): a native client's stream that
+// half-closed.
+func CloseWrite(c net.Conn) error {
+	if t, ok := c.(*trackedConn); ok {
+		c = t.Conn
+	}
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
+
 // CloseCode is the machine-readable kind of a CloseReason:
 // "gateway_revoked", "terminated" or the code given to TerminateWith.
 func CloseCode(c net.Conn) string {

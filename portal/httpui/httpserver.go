@@ -31,8 +31,17 @@ const (
 	defaultUploadIdleTimeout = 30 * time.Second
 	defaultKeepAlive         = 2 * time.Minute
 	// maxHTTP2Streams bounds the requests one HTTP/2 connection may have
-	// in flight (Go's default is 250): a page load needs a few dozen.
-	maxHTTP2Streams = 32
+	// in flight (Go's default is 250): a page load needs a few dozen, but a
+	// native client carries every tunnelled TCP connection of its device
+	// as one stream of a single connection (client_streams_per_device is
+	// 256 by default).
+	maxHTTP2Streams = 1024
+	// http2ConnWindow is how much a client may send on one HTTP/2
+	// connection before the portal has passed it on. Larger than a
+	// stream's window (1 MiB, Go's default), so that one tunnel whose
+	// target stops reading does not stall the others; it is a window,
+	// not memory taken up front.
+	http2ConnWindow = 32 << 20
 )
 
 func (t Timeouts) withDefaults() Timeouts {
@@ -61,7 +70,7 @@ func (s *Server) HTTPServer(tlsConf *tls.Config, errorLog *log.Logger) *http.Ser
 		ReadTimeout: t.Body,
 		IdleTimeout: t.KeepAlive,
 		ErrorLog:    errorLog,
-		HTTP2:       &http.HTTP2Config{MaxConcurrentStreams: maxHTTP2Streams},
+		HTTP2:       &http.HTTP2Config{MaxConcurrentStreams: maxHTTP2Streams, MaxReceiveBufferPerConnection: http2ConnWindow},
 	}
 }
 

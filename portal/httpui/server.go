@@ -278,7 +278,17 @@ func (s *Server) routes() http.Handler {
 	top.HandleFunc("PUT "+wire.RecordingsPath+"{session}", s.recordingUpload)
 	top.HandleFunc("PUT "+wire.RecordingsPath+"{session}"+wire.IndexSuffix, s.recordingIndexUpload)
 	top.Handle("/", web)
-	return s.recoverer(securityHeaders(s.limitBody(top)))
+	h := s.recoverer(securityHeaders(s.limitBody(top)))
+	// A CONNECT is a native client's stream: its body is the stream, so
+	// it must not be bounded like a form's, and no page route matches it.
+	tunnel := s.recoverer(http.HandlerFunc(s.tunnel))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodConnect {
+			tunnel.ServeHTTP(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // cspPolicy is the content security policy of every page. style-src

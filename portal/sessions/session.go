@@ -161,6 +161,10 @@ func (s *Session) Terminate(code, reason string) {
 	}
 }
 
+// CloseWrite tells the gateway that the client sends no more, and
+// keeps the other way open.
+func (s *Session) CloseWrite() error { return gateways.CloseWrite(s.raw) }
+
 // CloseCode and CloseReason say why the portal cut the session, or "".
 func (s *Session) CloseCode() string   { return gateways.CloseCode(s.raw) }
 func (s *Session) CloseReason() string { return gateways.CloseReason(s.raw) }

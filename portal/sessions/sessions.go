@@ -9,6 +9,7 @@
 package sessions
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -121,6 +122,8 @@ type Request struct {
 	// indexed images.
 	Cols, Rows int
 	Indexed    bool
+	// Term is a terminal's type (TERM); "" is xterm-256color.
+	Term string
 	// Details go on the session's audit events (an admin's test names
 	// what it sent).
 	Details map[string]string
@@ -603,7 +606,7 @@ func (m *Manager) dial(ctx context.Context, a *Admission) (net.Conn, *wire.Respo
 	}
 	switch req.Protocol {
 	case wire.ProtocolSSH:
-		req.Terminal = &wire.Terminal{Term: "xterm-256color", Cols: a.req.Cols, Rows: a.req.Rows}
+		req.Terminal = &wire.Terminal{Term: cmp.Or(a.req.Term, "xterm-256color"), Cols: a.req.Cols, Rows: a.req.Rows}
 	case wire.ProtocolSFTP:
 		// File sessions are not recorded: each file operation is audited
 		// instead.

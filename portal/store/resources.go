@@ -269,6 +269,15 @@ func (s *Store) ResourceByID(ctx context.Context, id int64) (Resource, error) {
 	return r, nil
 }
 
+// ResourceByName returns the resource named name (case-insensitively).
+func (s *Store) ResourceByName(ctx context.Context, name string) (Resource, error) {
+	r, err := scanResource(s.db.QueryRowContext(ctx, `SELECT `+resourceColumns+` FROM resources r WHERE r.name = ?`, name))
+	if err != nil {
+		return Resource{}, fmt.Errorf("resource %s: %w", name, notFound(err))
+	}
+	return r, nil
+}
+
 // ListResources returns all resources by name.
 func (s *Store) ListResources(ctx context.Context) ([]Resource, error) {
 	rs, err := s.queryResources(ctx, `SELECT `+resourceColumns+` FROM resources r ORDER BY r.name`)

@@ -22,6 +22,10 @@ func (s *Server) apiRoutes() http.Handler {
 	mux := http.NewServeMux()
 	admin := func(p string, h apiHandler) { mux.Handle(p, s.apiAuth(h, store.RoleAdmin)) }
 
+	// Native clients' sign-in: no token yet (see devices.go).
+	mux.HandleFunc("POST /api/v1/client/login", s.clientLogin)
+	mux.HandleFunc("POST /api/v1/client/token", s.clientToken)
+	mux.HandleFunc("POST /api/v1/client/logout", s.clientLogout)
 	mux.Handle("GET /api/v1/me", s.apiAuth(s.apiMe))
 	mux.Handle("GET /api/v1/me/resources", s.apiAuth(s.apiMyResources))
 	admin("GET /api/v1/users", s.apiListUsers)
@@ -73,6 +77,8 @@ func (s *Server) apiRoutes() http.Handler {
 	admin("POST /api/v1/settings/hook/test", s.apiTestHook)
 	admin("GET /api/v1/settings/trusted-proxies", s.apiGetProxies)
 	admin("PUT /api/v1/settings/trusted-proxies", s.apiSetProxies)
+	admin("GET /api/v1/settings/clients", s.apiGetClients)
+	admin("PUT /api/v1/settings/clients", s.apiSetClients)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusNotFound, "no such API endpoint: "+r.Method+" "+r.URL.Path)
 	})

@@ -69,6 +69,10 @@ func (s *Server) userForm(w http.ResponseWriter, r *http.Request, status int, v 
 		}
 		v.Lock = ui.SignInLockView{Failures: l.Failures, LastFailure: l.LastFailure, LastAddr: l.LastAddr,
 			Locked: l.Locked(s.Now()), LockedUntil: l.LockedUntil}
+		if v.Devices, err = s.deviceRows(r.Context(), v.ID, true); err != nil {
+			s.serverError(w, r, err)
+			return
+		}
 	}
 	s.render(w, r, status, ui.UserForm(s.page(r, title, "users"), v))
 }

@@ -54,6 +54,10 @@ func (s *Server) accountView(r *http.Request, u store.User) (ui.AccountView, err
 		v.Tokens = append(v.Tokens, ui.TokenRow{ID: t.ID, Name: t.Name, CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt,
 			LastUsedAt: t.LastUsedAt, Revoked: t.Revoked, Expired: !now.Before(t.ExpiresAt)})
 	}
+	if v.Devices, err = s.deviceRows(r.Context(), u.ID, false); err != nil {
+		return v, err
+	}
+	v.Client = s.nativeClientView(r)
 	return v, nil
 }
 

@@ -78,6 +78,9 @@ type Deps struct {
 	// is not installed, and the pages say so. The Server runs it until
 	// Close.
 	Exports *exports.Runner
+	// ClientsDir holds the native client builds (keyway-linux-amd64, ...)
+	// the Account page offers; "" or a missing directory offers none.
+	ClientsDir string
 }
 
 // Server is the portal's HTTP handler. Close ends the sessions it carries.
@@ -100,6 +103,12 @@ type Server struct {
 	// settingsMu orders changes of the hook and trusted proxies, so
 	// that a kept secret is the one stored.
 	settingsMu sync.Mutex
+
+	// deviceLogins counts device sign-in requests per client address,
+	// deviceTokens failed device code exchanges.
+	deviceLogins, deviceTokens *auth.Limiter
+	// clientFiles caches the SHA-256 of the native client builds.
+	clientFiles clientFileCache
 }
 
 // maxGatewayNonces bounds the nonces remembered: a few minutes of
@@ -120,7 +129,8 @@ func New(d Deps) *Server {
 	if d.Policies == nil && d.Store != nil {
 		d.Policies = policy.New(d.Store)
 	}
-	s := &Server{Deps: d, nonces: wire.NewNonceCache(maxGatewayNonces)}
+	s := &Server{Deps: d, nonces: wire.NewNonceCache(maxGatewayNonces),
+		deviceLogins: auth.NewLimiter(d.Now), deviceTokens: auth.NewLimiter(d.Now)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.live = sessions.New(sessions.Deps{Store: d.Store, Authz: d.Authz, Gateways: d.Gateways, Audit: d.Audit,
 		Hook: d.Hook, Policies: d.Policies, Logger: d.Logger, Now: d.Now, EndpointID: s.endpointID()})
@@ -193,6 +203,11 @@ func (s *Server) routes() http.Handler {
 	signedIn("POST /account/password", s.changePassword)
 	signedIn("POST /account/tokens", s.createToken)
 	signedIn("POST /account/tokens/{id}/revoke", s.revokeToken)
+	signedIn("POST /account/devices/{id}/revoke", s.revokeMyDevice)
+	signedIn("GET /device", s.devicePage)
+	signedIn("POST /device/approve", s.approveDevice)
+	signedIn("POST /device/deny", s.denyDevice)
+	signedIn("GET /downloads/{file}", s.clientDownload)
 
 	admin("GET /admin/users", s.usersPage)
 	admin("GET /admin/users/new", s.newUserPage)
@@ -201,6 +216,7 @@ func (s *Server) routes() http.Handler {
 	admin("POST /admin/users/{id}", s.updateUserForm)
 	admin("POST /admin/users/{id}/delete", s.deleteUserForm)
 	admin("POST /admin/users/{id}/unlock", s.unlockUserForm)
+	admin("POST /admin/users/{id}/devices/{device}/revoke", s.adminRevokeDevice)
 	admin("GET /admin/groups", s.groupsPage)
 	admin("POST /admin/groups", s.createGroupForm)
 	admin("POST /admin/groups/{id}/delete", s.deleteGroupForm)
@@ -257,6 +273,7 @@ func (s *Server) routes() http.Handler {
 	admin("POST /admin/settings/hook", s.hookForm)
 	admin("POST /admin/settings/hook/test", s.hookTestForm)
 	admin("POST /admin/settings/proxies", s.proxiesForm)
+	admin("POST /admin/settings/clients", s.clientsForm)
 
 	mux.HandleFunc("/", s.notFound)
 

@@ -200,6 +200,8 @@ type UserFormView struct {
 	Errors      Errors
 	// Lock is the account's failed sign-ins.
 	Lock SignInLockView
+	// Devices are the user's native-client devices.
+	Devices []DeviceRow
 }
 
 // GroupRow is one row of the groups table.
@@ -373,6 +375,8 @@ type AccountView struct {
 	Role        string
 	Groups      []string
 	Tokens      []TokenRow
+	Devices     []DeviceRow
+	Client      NativeClientView
 	// NewToken is shown once, right after it was created.
 	NewToken     string
 	NewTokenName string

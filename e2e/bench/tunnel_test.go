@@ -162,7 +162,7 @@ func startTunnels(b *testing.B, iperf *targets.Iperf3, echo *targets.EchoServer)
 	}
 	// The defaults (256 per device, 512 per user) are below idleStreams.
 	api(http.MethodPut, "/api/v1/settings/clients", map[string]any{
-		"client_credential_hours": 12, "client_streams_per_device": 4 * idleStreams, "client_streams_per_user": 4 * idleStreams}, nil)
+		"credential_hours": 12, "streams_per_device": 4 * idleStreams, "streams_per_user": 4 * idleStreams}, nil)
 
 	bin := targets.BuildKeyway(b)
 	env := []string{"KEYWAY_CONFIG_DIR=" + b.TempDir(), "KEYWAY_URL=" + info.URL,

@@ -28,7 +28,6 @@ import (
 
 // Headers of a stream.
 const (
-	headerTarget  = "Keyway-Target"
 	headerSession = "Keyway-Session"
 	// headerEnd is an HTTP/2 trailer saying why the portal ended a stream
 	// (an administrator, a revoked grant), when it did.
@@ -125,7 +124,15 @@ func (s *Server) clientAuth(r *http.Request) (store.User, sessions.Device, error
 		return store.User{}, sessions.Device{}, &clientAuthError{code: "invalid_credential",
 			msg: "The request carries no credential: run keyway login, or set KEYWAY_TOKEN to an API token.", err: errNoClientCredential}
 	}
-	// TODO(lead): try s.deviceAuth(r) first once the devices branch is merged.
+	switch u, d, err := s.deviceAuth(r); {
+	case err == nil:
+		return u, sessions.Device{ID: d.ID, Name: d.Name}, nil
+	case isInternalAuthError(err):
+		return store.User{}, sessions.Device{}, err
+	case !errors.Is(err, errNoDeviceCredential):
+		code, msg := deviceAuthError(err)
+		return store.User{}, sessions.Device{}, &clientAuthError{code: code, msg: msg, err: err}
+	}
 	u, _, err := s.Store.TokenUser(r.Context(), token)
 	if err != nil {
 		return store.User{}, sessions.Device{}, &clientAuthError{code: "invalid_credential",
@@ -142,12 +149,6 @@ type clientAuthError struct {
 
 func (e *clientAuthError) Error() string { return e.msg }
 func (e *clientAuthError) Unwrap() error { return e.err }
-
-// writeClientError answers a native client with the JSON error of the
-// contract: a code and words for a person.
-func writeClientError(w http.ResponseWriter, status int, code, msg string) {
-	writeJSON(w, status, map[string]string{"error": code, "message": msg})
-}
 
 // clientAuthFailed answers a refused credential with 401.
 func (s *Server) clientAuthFailed(w http.ResponseWriter, r *http.Request, err error) {

@@ -258,11 +258,15 @@ func TestProtocolPorts(t *testing.T) {
 	for _, p := range []string{wire.ProtocolSSH, wire.ProtocolRDP, wire.ProtocolVNC} {
 		addrs[p] = g.SessionAddr(p).String()
 	}
+	if tcp := g.SessionAddr(wire.ProtocolTCP).String(); tcp != addrs["ssh"] {
+		t.Fatalf("tcp sessions on %s, want the SSH listener %s", tcp, addrs["ssh"])
+	}
 	if addrs["ssh"] == addrs["rdp"] || addrs["rdp"] == addrs["vnc"] {
 		t.Fatalf("listeners share an address: %v", addrs)
 	}
 	for _, tc := range []struct{ port, protocol string }{
 		{"vnc", wire.ProtocolSSH}, {"rdp", wire.ProtocolVNC}, {"ssh", wire.ProtocolRDP}, {"ssh", wire.ProtocolVNC},
+		{"rdp", wire.ProtocolTCP}, {"vnc", wire.ProtocolTCP},
 	} {
 		c, err := tls.Dial("tcp", addrs[tc.port], wire.ClientTLSConfig(portal, gwID.PublicKey()))
 		if err != nil {

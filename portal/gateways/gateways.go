@@ -47,8 +47,9 @@ type Gateway struct {
 	Embedded bool
 }
 
-// SessionAddr is the listener for protocol's sessions. A gateway takes a
-// relay on any of them.
+// SessionAddr is the listener for protocol's sessions: RDP and VNC have
+// their own when set; SSH, SFTP and tcp (native clients' streams) share
+// the SSH listener. A gateway takes a relay on any of them.
 func (g Gateway) SessionAddr(protocol string) string {
 	switch {
 	case protocol == wire.ProtocolRDP && g.RDPAddr != "":

@@ -213,6 +213,31 @@ func TestLoginWritesPrivateFilesAndLogoutRevokes(t *testing.T) {
 	}
 }
 
+func TestLoginRefused(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct{ code, want string }{
+		{"access_denied", "keyway: the sign-in was denied in the portal"},
+		{"expired_token", "keyway: the code expired before the device was approved; run keyway login again"},
+		{"invalid_grant", "keyway: sign in: invalid_grant"},
+	} {
+		t.Run(tt.code, func(t *testing.T) {
+			t.Parallel()
+			f := newFakePortal(t, false)
+			f.mu.Lock()
+			f.tokenError = tt.code
+			f.mu.Unlock()
+			dir := filepath.Join(t.TempDir(), "keyway")
+			r := start(t, f, cmdOpts{dir: dir}, "login", f.url(), "--ca", f.caFile, "--no-browser")
+			if code := r.wait(t); code != 1 || r.stderr.String() != tt.want+"\n" {
+				t.Errorf("login: %d %q, want %q", code, r.stderr.String(), tt.want)
+			}
+			if _, err := os.Stat(dir); !os.IsNotExist(err) {
+				t.Errorf("a refused login left %s: %v", dir, err)
+			}
+		})
+	}
+}
+
 func TestAPIToken(t *testing.T) {
 	t.Parallel()
 	f := newFakePortal(t, false)
@@ -301,8 +326,22 @@ func TestPortalRestart(t *testing.T) {
 	if got := echo(t, addr, "before"); got != "before" {
 		t.Fatalf("got %q", got)
 	}
+	// A stream open when the connection drops ends with it.
+	open, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer open.Close()
+	open.SetDeadline(time.Now().Add(20 * time.Second))
+	io.WriteString(open, "ping")
+	if _, err := io.ReadFull(open, make([]byte, 4)); err != nil {
+		t.Fatal(err)
+	}
 	down.Store(true)
 	f.stop()
+	if _, err := open.Read(make([]byte, 1)); isTimeout(err) {
+		t.Fatal("a stream open when the portal went stayed open")
+	}
 	// The client notices and dials again in vain.
 	<-failedDial
 	// A connection made while the portal is down waits for it.

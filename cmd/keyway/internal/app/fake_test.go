@@ -41,18 +41,19 @@ type fakePortal struct {
 	active    atomic.Int64 // streams open now
 	changed   chan struct{}
 
-	mu        sync.Mutex
-	srv       *httptest.Server
-	resources map[string]fakeResource
-	networks  []StatusNetwork
-	limit     int
-	tokens    map[string]string // API token → user
-	devices   map[string]ed25519.PublicKey
-	pending   map[string]*fakeRequest
-	autoOK    bool
-	expired   bool
-	netSeen   []string // net/ targets asked for
-	resizes   []string
+	mu         sync.Mutex
+	srv        *httptest.Server
+	resources  map[string]fakeResource
+	networks   []StatusNetwork
+	limit      int
+	tokens     map[string]string // API token → user
+	devices    map[string]ed25519.PublicKey
+	pending    map[string]*fakeRequest
+	autoOK     bool
+	tokenError string // the token endpoint's answer, when set
+	expired    bool
+	netSeen    []string // net/ targets asked for
+	resizes    []string
 }
 
 type fakeResource struct {
@@ -230,6 +231,8 @@ func (f *fakePortal) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case req == nil || err != nil || !ed25519.Verify(req.pub, TokenMessage(body.DeviceCode), sig):
 			refuse(w, 400, "invalid_request", "unknown code or bad signature")
+		case f.tokenError != "":
+			refuse(w, 400, f.tokenError, "")
 		case req.taken:
 			refuse(w, 400, "invalid_grant", "taken")
 		case !req.approved:

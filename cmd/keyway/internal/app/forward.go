@@ -14,6 +14,7 @@ import (
 
 	"github.com/keyway-dev/keyway/cmd/keyway/internal/client"
 	"github.com/keyway-dev/keyway/cmd/keyway/internal/socks"
+	"github.com/keyway-dev/keyway/gateway/splice"
 	"github.com/keyway-dev/keyway/gateway/wire"
 )
 
@@ -130,7 +131,7 @@ func (f *forwarder) carry(ctx context.Context, conn net.Conn, d dest) {
 		}
 		return
 	}
-	join(conn, st)
+	splice.Join(conn, st)
 }
 
 // report tells the user, on one line, why a stream failed.
@@ -141,44 +142,6 @@ func (f *forwarder) report(label string, err error) {
 		return
 	}
 	f.a.stderr.line("keyway: " + label + ": " + oneLine(err.Error()))
-}
-
-// closeWriter is a connection that can end one direction.
-type closeWriter interface{ CloseWrite() error }
-
-// join copies a↔b until both directions end; an end of input half-closes
-// the other side, an error closes both at once. It closes both.
-//
-// TODO(lead): use gateway/splice.Join (adaptive buffers) once gwtcp is
-// merged; io.Copy holds 32 KiB per direction even on an idle stream.
-func join(a net.Conn, b *client.Stream) {
-	var once sync.Once
-	closeBoth := func() {
-		once.Do(func() {
-			a.Close()
-			b.Close()
-		})
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if _, err := io.Copy(b, a); err != nil {
-			closeBoth()
-			return
-		}
-		if b.CloseWrite() != nil {
-			closeBoth()
-		}
-	}()
-	_, err := io.Copy(a, b)
-	if err != nil {
-		closeBoth()
-	} else if cw, ok := a.(closeWriter); !ok || cw.CloseWrite() != nil {
-		closeBoth()
-	}
-	wg.Wait()
-	closeBoth()
 }
 
 func (a *app) tunnel(ctx context.Context, args []string) error {
@@ -254,13 +217,13 @@ func (a *app) stdio(ctx context.Context, s *session, target, label string) error
 	in := make(chan struct{})
 	go func() {
 		defer close(in)
-		if _, err := io.Copy(st, a.env.Stdin); err != nil {
+		if _, err := splice.Copy(st, a.env.Stdin); err != nil {
 			st.Close()
 			return
 		}
 		st.CloseWrite()
 	}()
-	_, err = io.Copy(a.env.Stdout, st)
+	_, err = splice.Copy(a.env.Stdout, st)
 	if c, ok := a.env.Stdin.(io.Closer); ok {
 		c.Close()
 	}

@@ -105,10 +105,11 @@ type Client struct {
 	wg     sync.WaitGroup
 
 	mu      sync.Mutex
-	cc      *http2.ClientConn // the live connection, or nil
-	http1   bool              // the way to the portal does not pass HTTP/2
-	dialing chan struct{}     // closed when the running dial loop ends; nil when none runs
-	lastErr error             // why the last dial failed
+	cc      *http2.ClientConn              // the live connection, or nil
+	all     map[*http2.ClientConn]struct{} // every connection not yet dead, for Close
+	http1   bool                           // the way to the portal does not pass HTTP/2
+	dialing chan struct{}                  // closed when the running dial loop ends; nil when none runs
+	lastErr error                          // why the last dial failed
 }
 
 // New makes a Client for the portal at opts.URL; it connects on first use.
@@ -142,6 +143,7 @@ func New(opts Options) (*Client, error) {
 		ctx:      ctx,
 		cancel:   cancel,
 		http1:    opts.HTTP1,
+		all:      make(map[*http2.ClientConn]struct{}),
 	}
 	h1TLS := opts.TLS.Clone()
 	h1TLS.NextProtos = []string{"http/1.1"}
@@ -161,10 +163,12 @@ func New(opts Options) (*Client, error) {
 func (c *Client) Close() error {
 	c.cancel()
 	c.mu.Lock()
-	cc := c.cc
 	c.cc = nil
+	all := c.all
+	c.all = map[*http2.ClientConn]struct{}{}
 	c.mu.Unlock()
-	if cc != nil {
+	// Connections that had a GOAWAY still carry streams: they end too.
+	for cc := range all {
 		cc.Close()
 	}
 	c.h1.CloseIdleConnections()
@@ -251,6 +255,7 @@ func (c *Client) dialLoop(done chan struct{}) {
 					cc.Close()
 				} else {
 					c.cc = cc
+					c.all[cc] = struct{}{}
 					c.wg.Add(1)
 					go c.watch(cc, wc)
 				}
@@ -286,8 +291,10 @@ func (c *Client) watch(cc *http2.ClientConn, wc *watchConn) {
 	case <-c.ctx.Done():
 		return
 	}
+	cc.Close()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	delete(c.all, cc)
 	if c.cc == cc {
 		c.cc = nil
 		c.startDialLocked()

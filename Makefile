@@ -41,6 +41,22 @@ test: deps-test assets lint unit e2e
 build: deps-run assets
 	$(GO) build -o bin/portal ./cmd/portal
 	$(GO) build -o bin/gateway ./cmd/gateway
+	$(MAKE) --no-print-directory clients
+
+# The native client (keyway), pure Go, for the systems the portal's Account
+# page offers; the portal serves bin/clients (portal serve --clients).
+CLIENT_TARGETS := linux/amd64 linux/arm64 darwin/arm64 windows/amd64
+CLIENT_VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+
+.PHONY: clients
+clients:
+	@mkdir -p bin/clients
+	@for t in $(CLIENT_TARGETS); do \
+	  os=$${t%/*}; arch=$${t#*/}; ext=; [ $$os = windows ] && ext=.exe; \
+	  echo "go build keyway for $$os/$$arch"; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags "-X main.version=$(CLIENT_VERSION)" \
+	    -o bin/clients/keyway-$$os-$$arch$$ext ./cmd/keyway || exit 1; \
+	done
 
 # Installs the Debian packages in $(1) that are not installed yet.
 define apt_install

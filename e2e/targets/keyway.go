@@ -59,6 +59,20 @@ var listeningLine = regexp.MustCompile(`listening on (\S+)`)
 // stopped when the test ends.
 func StartKeyway(t testing.TB, bin string, env []string, args ...string) *Keyway {
 	t.Helper()
+	k := LaunchKeyway(t, bin, env, args...)
+	line, err := k.WaitLine(keywayStartTimeout, listeningLine)
+	if err != nil {
+		t.Fatalf("keyway %s: %v", strings.Join(args, " "), err)
+	}
+	k.Listen = listeningLine.FindStringSubmatch(line)[1]
+	return k
+}
+
+// LaunchKeyway runs bin with args and env (added to this process's
+// environment) without waiting for anything. It is stopped when the test
+// ends.
+func LaunchKeyway(t testing.TB, bin string, env []string, args ...string) *Keyway {
+	t.Helper()
 	k := &Keyway{Cmd: exec.Command(bin, args...)}
 	k.seen = sync.NewCond(&k.mu)
 	k.Cmd.Env = append(os.Environ(), env...)
@@ -87,11 +101,6 @@ func StartKeyway(t testing.TB, bin string, env []string, args ...string) *Keyway
 		k.mu.Unlock()
 	}()
 	t.Cleanup(func() { k.Stop() })
-	line, err := k.WaitLine(keywayStartTimeout, listeningLine)
-	if err != nil {
-		t.Fatalf("keyway %s: %v", strings.Join(args, " "), err)
-	}
-	k.Listen = listeningLine.FindStringSubmatch(line)[1]
 	return k
 }
 
@@ -132,8 +141,10 @@ func (k *Keyway) WaitLine(timeout time.Duration, re *regexp.Regexp) (string, err
 
 // Stop interrupts the command and waits for it.
 func (k *Keyway) Stop() {
-	if k.Cmd.Process == nil {
-		return
+	select {
+	case <-k.done:
+		return // exited already
+	default:
 	}
 	k.Cmd.Process.Signal(syscall.SIGINT)
 	select {

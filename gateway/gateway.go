@@ -603,35 +603,15 @@ func (g *Gateway) checkTarget(req *wire.Request) ([]netip.Addr, *wire.Response) 
 	switch {
 	case len(inNets) == 0:
 		return nil, &wire.Response{Code: wire.CodeForbiddenTarget,
-			Message: fmt.Sprintf("target %s is outside the networks this gateway may reach; an administrator can allow it in the segment's settings", describeTarget(req.Target, seen))}
+			Message: fmt.Sprintf("target %s is outside the networks this gateway may reach; an administrator can allow it in the segment's settings", target.Describe(req.Target, seen))}
 	case len(allowed) == 0:
 		return nil, &wire.Response{Code: wire.CodeForbiddenTarget,
-			Message: fmt.Sprintf("target %s is outside the networks and ports the network resource allows", describeTarget(req.Target, inNets))}
+			Message: fmt.Sprintf("target %s is outside the networks and ports the network resource allows", target.Describe(req.Target, inNets))}
 	}
 	if req.Protocol != wire.ProtocolTCP {
 		req.Target.Host = allowed[0].String()
 	}
 	return allowed, nil
-}
-
-// describeTarget names t and, when its host is a name, what it resolved
-// to: "db.internal:5432 (10.20.0.5, 10.20.0.6)".
-func describeTarget(t wire.Target, addrs []netip.Addr) string {
-	const shown = 4 // a long list helps nobody and must fit the response
-	if a, err := netip.ParseAddr(t.Host); err == nil && len(addrs) == 1 && a.Unmap() == addrs[0] {
-		return t.String()
-	}
-	var b strings.Builder
-	for i, a := range addrs[:min(len(addrs), shown)] {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(a.String())
-	}
-	if len(addrs) > shown {
-		b.WriteString(", …")
-	}
-	return fmt.Sprintf("%s (%s)", t, b.String())
 }
 
 // tcp serves a native client's stream: it dials the first address that

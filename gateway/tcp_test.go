@@ -282,7 +282,7 @@ func TestTCPSessionThroughRelay(t *testing.T) {
 // request's Allow applies too.
 func TestEngineTargetChecks(t *testing.T) {
 	t.Parallel()
-	port := closedPort(t)
+	port := startTarget(t, func(*net.TCPConn) {}) // closes at once: no SSH server
 	terminal := func(host string) *wire.Request {
 		return &wire.Request{Kind: wire.KindSession, Protocol: wire.ProtocolSSH, SessionID: "ssh", User: "tester",
 			Target: wire.Target{Host: host, Port: port}, Terminal: &wire.Terminal{Term: "xterm", Cols: 80, Rows: 24}}
@@ -302,7 +302,7 @@ func TestEngineTargetChecks(t *testing.T) {
 		code wire.Code
 		msg  string
 	}{
-		{"dialed by address", inside, terminal("localhost"), wire.CodeRefused, fmt.Sprintf("127.0.0.1:%d refused", port)},
+		{"dialed by address", inside, terminal("localhost"), wire.CodeUnreachable, fmt.Sprintf("target 127.0.0.1:%d closed the connection", port)},
 		{"outside the segment", outside, terminal("localhost"), wire.CodeForbiddenTarget, "outside the networks this gateway may reach"},
 		{"outside Allow", inside, allowed, wire.CodeForbiddenTarget, "outside the networks and ports the network resource allows"},
 	} {
@@ -313,5 +313,28 @@ func TestEngineTargetChecks(t *testing.T) {
 				t.Fatalf("got %+v, want %s saying %q", resp, tc.code, tc.msg)
 			}
 		})
+	}
+}
+
+// TestCloseEndsTCPSessions checks that closing the gateway ends an idle tcp
+// session, and its target connection, at once.
+func TestCloseEndsTCPSessions(t *testing.T) {
+	t.Parallel()
+	port := startTarget(t, echo)
+	g := startGateway(t)
+	s, resp := g.open(t, tcpRequest("127.0.0.1", port))
+	if !resp.OK {
+		t.Fatalf("refused: %+v", resp)
+	}
+	roundTrip(t, s, "before close")
+	done := make(chan struct{})
+	go func() { g.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return while a tcp session was idle")
+	}
+	if _, err := io.ReadAll(s.conn); err != nil && !strings.Contains(err.Error(), "reset") {
+		t.Fatalf("after Close: %v", err)
 	}
 }

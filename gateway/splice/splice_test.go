@@ -158,9 +158,9 @@ func TestCopyErrors(t *testing.T) {
 
 // pair returns the two ends of a connection over loopback: the outside
 // end (a client's) and the inside end Join gets.
-type pair func(t *testing.T) (outside, inside net.Conn)
+type pair func(t testing.TB) (outside, inside net.Conn)
 
-func tcpPair(t *testing.T) (net.Conn, net.Conn) {
+func tcpPair(t testing.TB) (net.Conn, net.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -184,21 +184,27 @@ func tcpPair(t *testing.T) (net.Conn, net.Conn) {
 	return out, in
 }
 
-func tlsPair(t *testing.T) (net.Conn, net.Conn) {
+// testCert is a self-signed certificate; clients skip verifying it.
+func testCert(t testing.TB) tls.Certificate {
 	t.Helper()
-	out, in := tcpPair(t)
 	pub, key, _ := ed25519.GenerateKey(rand.Reader)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	server := tls.Server(in, &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}})
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+func tlsPair(t testing.TB) (net.Conn, net.Conn) {
+	t.Helper()
+	out, in := tcpPair(t)
+	server := tls.Server(in, &tls.Config{Certificates: []tls.Certificate{testCert(t)}})
 	client := tls.Client(out, &tls.Config{InsecureSkipVerify: true})
 	return client, server
 }
 
-func closeWrite(t *testing.T, c net.Conn) {
+func closeWrite(t testing.TB, c net.Conn) {
 	t.Helper()
 	if err := c.(closeWriter).CloseWrite(); err != nil {
 		t.Fatalf("close write: %v", err)

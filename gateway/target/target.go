@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"syscall"
 	"time"
 
@@ -58,7 +59,7 @@ func DialAddrs(ctx context.Context, t wire.Target, addrs []netip.Addr, timeout t
 			return c, a, nil
 		}
 		if first == nil {
-			first = dialError(describe(t, a), err, timeout)
+			first = dialError(Describe(t, []netip.Addr{a}), err, timeout)
 		}
 		if ctx.Err() != nil {
 			break
@@ -67,13 +68,24 @@ func DialAddrs(ctx context.Context, t wire.Target, addrs []netip.Addr, timeout t
 	return nil, netip.Addr{}, first
 }
 
-// describe names t, and the address it was resolved to when its host is a
-// name: "db.internal:5432 (10.20.0.5)".
-func describe(t wire.Target, a netip.Addr) string {
-	if h, err := netip.ParseAddr(t.Host); err == nil && h.Unmap() == a {
+// Describe names t and, when its host is a name, the addresses it
+// resolved to: "db.internal:5432 (10.20.0.5, 10.20.0.6)".
+func Describe(t wire.Target, addrs []netip.Addr) string {
+	const shown = 4 // a long list helps nobody, and answers are bounded
+	if h, err := netip.ParseAddr(t.Host); err == nil && len(addrs) == 1 && h.Unmap() == addrs[0] {
 		return t.String()
 	}
-	return fmt.Sprintf("%s (%s)", t, a)
+	var b strings.Builder
+	for i, a := range addrs[:min(len(addrs), shown)] {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(a.String())
+	}
+	if len(addrs) > shown {
+		b.WriteString(", …")
+	}
+	return fmt.Sprintf("%s (%s)", t, b.String())
 }
 
 func dialError(target string, err error, timeout time.Duration) *wire.Error {

@@ -362,6 +362,49 @@ func TestAuthorizationMatrix(t *testing.T) {
 			}
 		}
 	}
+	// Native client routes authenticate with a bearer credential, never a
+	// cookie: a signed-in browser without one is refused like anonymous.
+	// A CONNECT stream is let in only where the user's grant is (on web,
+	// an SSH resource without tunnels: 403 no_tunnel).
+	for _, rt := range []struct {
+		method, target string
+		status         map[string]int // by role, with a token
+	}{
+		{"GET", "", map[string]int{"user": 200, "auditor": 200, "admin": 200}},
+		{"CONNECT", "resource/web", map[string]int{"user": 403, "auditor": 404, "admin": 404}},
+		{"CONNECT", "resource/db", map[string]int{"user": 404, "auditor": 404, "admin": 404}},
+		{"CONNECT", "terminal/db", map[string]int{"user": 404, "auditor": 404, "admin": 404}},
+		{"CONNECT", "net/10.0.0.1:22", map[string]int{"user": 403, "auditor": 403, "admin": 403}},
+	} {
+		for _, role := range []string{"anon", "user", "auditor", "admin"} {
+			for _, withToken := range []bool{false, true} {
+				if role == "anon" && withToken {
+					continue
+				}
+				var req *http.Request
+				if rt.method == "CONNECT" {
+					req, _ = http.NewRequest("CONNECT", f.srv.URL, nil)
+					req.Header.Set("Keyway-Target", rt.target)
+				} else {
+					req, _ = http.NewRequest("GET", f.srv.URL+"/api/v1/client/status", nil)
+				}
+				want := http.StatusUnauthorized
+				if withToken {
+					tok, _, _ := f.store.CreateToken(context.Background(), f.users[role].ID, "matrix", time.Hour)
+					req.Header.Set("Authorization", "Bearer "+tok)
+					want = rt.status[role]
+				}
+				resp, err := clients[role].Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body := readBody(resp)
+				if resp.StatusCode != want {
+					t.Errorf("%s %s as %s (token %v): %d, want %d\n%.300s", rt.method, rt.target, role, withToken, resp.StatusCode, want, body)
+				}
+			}
+		}
+	}
 	for _, rt := range routes {
 		if strings.HasSuffix(rt.path, "/delete") {
 			resp := f.do(clients["admin"], rt.method, rt.path, url.Values{}, nil)

@@ -4,8 +4,6 @@ package httpui
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -136,7 +134,7 @@ func New(d Deps) *Server {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.live = sessions.New(sessions.Deps{Store: d.Store, Authz: d.Authz, Gateways: d.Gateways, Audit: d.Audit,
 		Hook: d.Hook, Policies: d.Policies, Logger: d.Logger, Now: d.Now, EndpointID: s.endpointID(),
-		DeviceUsable: s.deviceUsable})
+		DeviceUsable: d.Store.DeviceUsable})
 	s.handler = s.routes()
 	if d.Gateways != nil {
 		d.Gateways.SetLedger(sessionLedger{s})
@@ -166,19 +164,6 @@ func (s *Server) Close() error {
 	s.wg.Wait()
 	s.Hook.Close()
 	return nil
-}
-
-// deviceUsable tells the sessions guard whether a device may still carry
-// streams, in the sessions package's errors.
-func (s *Server) deviceUsable(ctx context.Context, id int64) error {
-	err := s.Store.DeviceUsable(ctx, id)
-	switch {
-	case errors.Is(err, store.ErrDeviceRevoked), errors.Is(err, store.ErrNotFound):
-		return fmt.Errorf("%w: %w", sessions.ErrDeviceRevoked, err)
-	case errors.Is(err, store.ErrDeviceExpired):
-		return fmt.Errorf("%w: %w", sessions.ErrDeviceExpired, err)
-	}
-	return err
 }
 
 func (s *Server) routes() http.Handler {

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keyway-dev/keyway/gateway/splice"
 	"github.com/keyway-dev/keyway/gateway/wire"
 	"github.com/keyway-dev/keyway/portal/audit"
 	"github.com/keyway-dev/keyway/portal/sessions"
@@ -38,10 +39,6 @@ const (
 	// maxTargetHeader bounds Keyway-Target: "terminal/", a resource name
 	// and a short query, or "net/" and a DNS name with a port.
 	maxTargetHeader = 512
-	// streamBuffer is the small buffer of an idle stream's copy, bulkBuffer
-	// the one it takes while reads fill the small one.
-	streamBuffer = 2 << 10
-	bulkBuffer   = 32 << 10
 	// h1TunnelHeaderTimeout bounds writing the answer of an HTTP/1.1
 	// CONNECT to a client that does not read.
 	h1TunnelHeaderTimeout = 10 * time.Second
@@ -244,10 +241,7 @@ func (s *Server) serveH2Stream(w http.ResponseWriter, r *http.Request, sess *ses
 	if terminal {
 		end, reason = st.terminal()
 	} else {
-		// HTTP/2 has no way for a handler to end its response while it
-		// still reads the request: the target's end ends the stream, and
-		// the client is asked to stop sending (RST_STREAM NO_ERROR).
-		end, reason = st.tcp(nil)
+		end, reason = st.tcp()
 	}
 	if code := sess.CloseCode(); code != "" {
 		w.Header().Set(headerEnd, code+": "+strings.ReplaceAll(sess.CloseReason(), "\n", " "))
@@ -275,17 +269,49 @@ func (s *Server) serveH1Stream(w http.ResponseWriter, sess *sessions.Session, te
 	if brw.Reader.Buffered() > 0 {
 		in = io.MultiReader(io.LimitReader(brw.Reader, int64(brw.Reader.Buffered())), conn)
 	}
-	st := &stream{srv: s, sess: sess, in: in, out: conn, stopIn: func() { conn.Close() }}
 	if terminal {
+		st := &stream{srv: s, sess: sess, in: in, out: conn, stopIn: func() { conn.Close() }}
 		return st.terminal()
 	}
-	return st.tcp(func() error {
-		if cw, ok := conn.(interface{ CloseWrite() error }); ok {
-			return cw.CloseWrite()
-		}
-		return errors.ErrUnsupported
-	})
+	stop := context.AfterFunc(s.ctx, func() { sess.Conn.Close() })
+	defer stop()
+	// As TCP does: each side's end is passed on to the other, which may go
+	// on sending until it ends too.
+	_, _, err = splice.Join(&h1Conn{Conn: conn, in: in}, &sessionConn{Conn: sess.Conn, sess: sess})
+	switch {
+	case s.ctx.Err() != nil:
+		return "portal shut down", ""
+	case sess.CloseReason() != "":
+		return strings.ReplaceAll(sess.CloseCode(), "_", " "), sess.CloseReason()
+	case err != nil:
+		return "client disconnected", ""
+	}
+	return endRemote, ""
 }
+
+// h1Conn is a hijacked client connection, read through what the server
+// had buffered.
+type h1Conn struct {
+	net.Conn
+	in io.Reader
+}
+
+func (c *h1Conn) Read(p []byte) (int, error) { return c.in.Read(p) }
+
+func (c *h1Conn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
+
+// sessionConn is a session's gateway connection that can half-close.
+type sessionConn struct {
+	net.Conn
+	sess *sessions.Session
+}
+
+func (c *sessionConn) CloseWrite() error { return c.sess.CloseWrite() }
 
 // flushWriter flushes each write to the client at once.
 type flushWriter struct {
@@ -311,50 +337,37 @@ type stream struct {
 	stopIn func()
 }
 
-// tcp relays raw bytes both ways. closeOut, when not nil, half-closes the
-// client's side: then the target's end is passed on and the client may
-// go on sending until it ends too, as TCP does.
-func (st *stream) tcp(closeOut func() error) (end, reason string) {
+// tcp relays raw bytes both ways on an HTTP/2 stream. HTTP/2 has no way
+// for a handler to end its response while it still reads the request:
+// the target's end ends the stream, and the client is asked to stop
+// sending (RST_STREAM NO_ERROR). The client's end is passed on to the
+// target, which may go on sending.
+func (st *stream) tcp() (end, reason string) {
 	conn := st.sess.Conn
 	stop := context.AfterFunc(st.srv.ctx, func() { conn.Close() })
 	defer stop()
 	upDone := make(chan error, 1)
 	go func() { // client → target
 		_, err := copyStream(conn, st.in)
-		if err == nil {
-			// The client half-closed: so does the gateway's side.
-			if cerr := st.sess.CloseWrite(); cerr != nil {
-				conn.Close()
-			}
-		} else {
+		if err != nil || st.sess.CloseWrite() != nil {
 			conn.Close()
 		}
 		upDone <- err
 	}()
 	_, downErr := copyStream(st.out, conn)
 	var upErr error
-	clientGone := false
-	if downErr == nil && closeOut != nil && closeOut() == nil {
+	select {
+	case upErr = <-upDone:
+	default:
+		st.stopIn()
 		upErr = <-upDone
-	} else {
-		select {
-		case upErr = <-upDone:
-		default:
-			st.stopIn()
-			upErr = <-upDone
-		}
-	}
-	if upErr != nil && !errors.Is(upErr, net.ErrClosed) {
-		clientGone = true
 	}
 	switch {
 	case st.srv.ctx.Err() != nil:
 		return "portal shut down", ""
 	case st.sess.CloseReason() != "":
 		return strings.ReplaceAll(st.sess.CloseCode(), "_", " "), st.sess.CloseReason()
-	case downErr != nil && isWriteErr(downErr):
-		return "client disconnected", ""
-	case clientGone && downErr != nil:
+	case downErr != nil && (isWriteErr(downErr) || (upErr != nil && !isWriteErr(upErr))):
 		return "client disconnected", ""
 	}
 	return endRemote, ""
@@ -370,41 +383,22 @@ func isWriteErr(err error) bool {
 	return errors.As(err, &we)
 }
 
-// copyStream copies src to dst until src ends (nil) or either fails; a
-// failed write comes back as errWrite. An idle stream holds only a small
-// buffer; a bulk one reads into a large one, taken only while reads fill
-// the small one.
-// TODO(lead): use gateway/splice.Copy once the gwtcp branch is merged.
+// copyStream copies src to dst until src ends (nil) or either fails,
+// with splice.Copy's small buffer while the stream idles; a failed write
+// comes back as errWrite.
 func copyStream(dst io.Writer, src io.Reader) (int64, error) {
-	small := make([]byte, streamBuffer)
-	var big []byte
-	var total int64
-	for {
-		buf := small
-		if big != nil {
-			buf = big
-		}
-		n, err := src.Read(buf)
-		if n > 0 {
-			w, werr := dst.Write(buf[:n])
-			total += int64(w)
-			if werr != nil {
-				return total, errWrite{werr}
-			}
-		}
-		switch {
-		case n == len(buf) && big == nil:
-			big = make([]byte, bulkBuffer)
-		case n < len(buf)/2:
-			big = nil
-		}
-		if errors.Is(err, io.EOF) {
-			return total, nil
-		}
-		if err != nil {
-			return total, err
-		}
+	return splice.Copy(markWrites{dst}, src)
+}
+
+// markWrites marks its writer's errors as errWrite.
+type markWrites struct{ w io.Writer }
+
+func (m markWrites) Write(p []byte) (int, error) {
+	n, err := m.w.Write(p)
+	if err != nil {
+		err = errWrite{err}
 	}
+	return n, err
 }
 
 // terminal relays a terminal session as wire frames: from the client

@@ -72,9 +72,10 @@ type Deps struct {
 	// EndpointID names this portal to the hook.
 	EndpointID string
 	// DeviceUsable, if set, says whether a native client's device may
-	// still be used: nil, or an error wrapping ErrDeviceRevoked or
-	// ErrDeviceExpired. The guard ends the streams of a device that may
-	// not.
+	// still be used: nil, or an error wrapping store.ErrDeviceRevoked,
+	// store.ErrDeviceExpired or store.ErrNotFound (Store.DeviceUsable).
+	// The guard ends the streams of a device that may not; another error
+	// is taken as transient and they go on.
 	DeviceUsable func(ctx context.Context, id int64) error
 }
 
@@ -582,8 +583,12 @@ func (m *Manager) release(userID int64) {
 func (m *Manager) dial(ctx context.Context, a *Admission) (net.Conn, *wire.Response, error) {
 	res := a.res
 	log := m.Logger.With("session", a.id, "user", a.req.User.Name, "resource", res.Name)
-	if a.req.Kind == KindTCP {
-		// A raw stream: no credentials, no host key, no recording.
+	if a.protocol() == wire.ProtocolTCP {
+		// A raw stream: no credentials, no host key, no recording. An
+		// admin's test of a tcp resource dials its address.
+		if a.stream.host == "" {
+			a.stream = streamTarget{host: res.Host, port: res.Port}
+		}
 		return m.openGateway(ctx, a, &wire.Request{
 			Kind: wire.KindSession, Protocol: wire.ProtocolTCP, SessionID: a.id,
 			User: a.req.User.Name, ClientAddr: a.req.Client.Addr, Resource: res.Name,

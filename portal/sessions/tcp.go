@@ -26,13 +26,6 @@ const (
 	maxTarget = 253 + 6
 )
 
-// Errors a Deps.DeviceUsable wraps for the two ways a device stops being
-// usable; any other error is taken as transient and the stream goes on.
-var (
-	ErrDeviceRevoked = errors.New("device revoked")
-	ErrDeviceExpired = errors.New("device sign-in expired")
-)
-
 // StreamLimits are how many tunnel streams one device and one user may
 // have open at once.
 type StreamLimits struct{ PerDevice, PerUser int }
@@ -278,9 +271,9 @@ func tooManyStreams(deviceID int64, l StreamLimits, userCount, deviceCount int) 
 // deviceEnd says why a stream of a device that is no longer usable ends.
 func deviceEnd(err error) (code, reason string, transient bool) {
 	switch {
-	case errors.Is(err, ErrDeviceExpired):
+	case errors.Is(err, store.ErrDeviceExpired):
 		return endSignedOut, "The device's sign-in expired, so the connection has ended. Run keyway login again.", false
-	case errors.Is(err, ErrDeviceRevoked), errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, store.ErrDeviceRevoked), errors.Is(err, store.ErrNotFound):
 		return endAccessRevoked, "The device was revoked, so the connection has ended.", false
 	}
 	return "", "", true

@@ -213,9 +213,9 @@ func TestGuardEndsStreams(t *testing.T) {
 		wantErr   bool
 	}{
 		{"usable", nil, false, "", "", false},
-		{"revoked", fmt.Errorf("device 3: %w", ErrDeviceRevoked), false, endAccessRevoked, "The device was revoked", false},
+		{"revoked", fmt.Errorf("device 3: %w", store.ErrDeviceRevoked), false, endAccessRevoked, "The device was revoked", false},
 		{"deleted", fmt.Errorf("device 3: %w", store.ErrNotFound), false, endAccessRevoked, "The device was revoked", false},
-		{"expired", fmt.Errorf("device 3: %w", ErrDeviceExpired), false, endSignedOut, "The device's sign-in expired", false},
+		{"expired", fmt.Errorf("device 3: %w", store.ErrDeviceExpired), false, endSignedOut, "The device's sign-in expired", false},
 		{"database down", errors.New("database is locked"), false, "", "", true},
 		{"tunnels switched off", nil, true, endAccessRevoked, "Tunnels to box were switched off", false},
 	} {

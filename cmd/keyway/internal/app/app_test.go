@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -184,7 +185,7 @@ func TestLoginWritesPrivateFilesAndLogoutRevokes(t *testing.T) {
 	if code := st.wait(t); code != 0 {
 		t.Fatalf("status: %d\n%s", code, st.stderr.String())
 	}
-	for _, want := range []string{"alice", "pg", "127.0.0.1:5432", "keyway tunnel", "lab", "10.20.0.0/16 tcp/5432,6379", "256 streams"} {
+	for _, want := range []string{"alice", "laptop (id 1)", "Sign-in expires:", "pg", "127.0.0.1:5432", "keyway tunnel", "lab", "10.20.0.0/16 tcp/5432,6379", "256 streams"} {
 		if !strings.Contains(st.stdout.String(), want) {
 			t.Errorf("status lacks %q:\n%s", want, st.stdout.String())
 		}
@@ -388,6 +389,61 @@ func TestRefusedStreamClosesAtOnce(t *testing.T) {
 	r.stderr.waitFor(t, "keyway: down (127.0.0.1:1): the target refused the connection\n")
 }
 
+// TestTargetEndsFirst: the portal ends a stream (END_STREAM, then
+// RST_STREAM) while the client still sends; the local application still
+// gets every byte the target sent before the end.
+func TestTargetEndsFirst(t *testing.T) {
+	t.Parallel()
+	answer := []byte(strings.Repeat("0123456789abcdef", 1<<16))
+	f := newFakePortal(t, false)
+	f.addResource(fakeResource{StatusResource: StatusResource{Name: "web", Protocol: "tcp", Host: "127.0.0.1", Port: 80, Tunnel: true}, answer: answer})
+	dir := signIn(t, f)
+	r := start(t, f, cmdOpts{dir: dir}, "tunnel", "web")
+	addr := r.listening(t)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	wrote := make(chan struct{})
+	go func() {
+		defer close(wrote)
+		chunk := make([]byte, 4096)
+		for {
+			if _, err := c.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	// Read slowly at first, so the end overtakes the data in flight.
+	first := make([]byte, 1)
+	if _, err := io.ReadFull(c, first); err != nil {
+		t.Fatal(err)
+	}
+	rest, err := io.ReadAll(c)
+	got := append(first, rest...)
+	if len(got) != len(answer) || string(got) != string(answer) {
+		t.Fatalf("got %d of %d bytes (%v)", len(got), len(answer), err)
+	}
+	c.Close()
+	<-wrote
+}
+
+func TestPortalEndsStream(t *testing.T) {
+	t.Parallel()
+	f := newFakePortal(t, false)
+	f.addResource(fakeResource{StatusResource: StatusResource{Name: "pg", Protocol: "tcp", Host: "127.0.0.1", Port: 5432, Tunnel: true},
+		dial: echoServer(t), end: "ended_by_admin: ended by admin bob"})
+	dir := signIn(t, f)
+	r := start(t, f, cmdOpts{dir: dir}, "tunnel", "pg")
+	addr := r.listening(t)
+	if got := echo(t, addr, "data"); got != "data" {
+		t.Fatalf("got %q", got)
+	}
+	r.stderr.waitFor(t, "keyway: pg (127.0.0.1:5432): the portal ended the connection: ended_by_admin: ended by admin bob\n")
+}
+
 func TestExpiredSignIn(t *testing.T) {
 	t.Parallel()
 	f := newFakePortal(t, false)
@@ -577,5 +633,101 @@ func (s *httpServer) serve(l net.Listener) {
 			}
 			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 19\r\nConnection: close\r\n\r\nhello through socks")
 		}()
+	}
+}
+
+// floodServer sends without end to every connection until it fails.
+func floodServer(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { l.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				buf := make([]byte, 32<<10)
+				for {
+					if _, err := c.Write(buf); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return l.Addr().String()
+}
+
+// socksDial connects to target through the SOCKS5 proxy at proxy.
+func socksDial(t *testing.T, proxy, target string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", proxy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	ap := netip.MustParseAddrPort(target)
+	a := ap.Addr().As4()
+	req := []byte{5, 1, 0, 5, 1, 0, 1, a[0], a[1], a[2], a[3], byte(ap.Port() >> 8), byte(ap.Port())}
+	if _, err := c.Write(req); err != nil {
+		t.Fatal(err)
+	}
+	reply := make([]byte, 2+10)
+	if _, err := io.ReadFull(c, reply); err != nil || reply[3] != 0 {
+		t.Fatalf("SOCKS reply % x, %v", reply, err)
+	}
+	c.SetDeadline(time.Time{})
+	return c
+}
+
+// TestSlowReaderDoesNotStallOthers: one local application stops reading
+// a stream that has endless data; other streams on the same connection
+// to the portal keep flowing.
+func TestSlowReaderDoesNotStallOthers(t *testing.T) {
+	t.Parallel()
+	floodAddr, echoAddr := floodServer(t), echoServer(t)
+	_, fp, _ := net.SplitHostPort(floodAddr)
+	_, ep, _ := net.SplitHostPort(echoAddr)
+	f := newFakePortal(t, false)
+	f.mu.Lock()
+	f.networks = []StatusNetwork{{Name: "lo", Segment: "default", Rules: "127.0.0.1 tcp/" + fp + "," + ep}}
+	f.mu.Unlock()
+	dir := signIn(t, f)
+	before := f.accepted.Load()
+	r := start(t, f, cmdOpts{dir: dir}, "proxy", "--socks", "127.0.0.1:0")
+	proxy := r.listening(t)
+	stalled := socksDial(t, proxy, floodAddr)
+	// Read a little, so the stream is open and full, then stop reading.
+	stalled.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if _, err := io.ReadFull(stalled, make([]byte, 64<<10)); err != nil {
+		t.Fatal(err)
+	}
+	msg := strings.Repeat("x", 1<<20)
+	for range 3 {
+		c := socksDial(t, proxy, echoAddr)
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		go func() {
+			io.WriteString(c, msg)
+			c.(*net.TCPConn).CloseWrite()
+		}()
+		got, err := io.ReadAll(c)
+		if string(got) != msg {
+			t.Fatalf("echo beside a stalled stream: %d bytes of %d (%v)", len(got), len(msg), err)
+		}
+	}
+	if n := f.accepted.Load() - before; n != 1 {
+		t.Errorf("%d connections to the portal, want 1", n)
 	}
 }

@@ -58,7 +58,12 @@ type fakePortal struct {
 
 type fakeResource struct {
 	StatusResource
-	dial    string // the loopback address it reaches
+	dial string // the loopback address it reaches
+	end  string // the Keyway-End trailer the stream ends with
+	// answer, when set, is sent at once, and the stream ends without
+	// reading the client's bytes (as the portal does when the target
+	// ends first).
+	answer  []byte
 	refusal *client.Refusal
 }
 
@@ -102,7 +107,9 @@ func (f *fakePortal) start() {
 	srv.Listener.Close()
 	srv.Listener = l
 	srv.EnableHTTP2 = !f.http1
-	srv.Config.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: 1024}
+	// As the portal must: Go's default of 1 MiB makes the HTTP/2 client
+	// hold a 512 KiB send buffer per stream, idle or not.
+	srv.Config.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: 1024, MaxReadFrameSize: 16 << 10}
 	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 		if s == http.StateNew {
 			f.accepted.Add(1)
@@ -183,7 +190,7 @@ func (f *fakePortal) auth(r *http.Request, target string) (string, bool) {
 		return "", false
 	}
 	b, err := base64.RawURLEncoding.DecodeString(sig)
-	if err != nil || !ed25519.Verify(pub, client.ProofMessage(ts, r.Method, target), b) {
+	if err != nil || !ed25519.Verify(pub, []byte("keyway-proof\n"+ts+"\n"+r.Method+"\n"+target), b) {
 		return "", false
 	}
 	return "alice", true
@@ -229,7 +236,7 @@ func (f *fakePortal) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		req := f.pending[body.DeviceCode]
 		sig, err := base64.RawURLEncoding.DecodeString(body.Signature)
 		switch {
-		case req == nil || err != nil || !ed25519.Verify(req.pub, TokenMessage(body.DeviceCode), sig):
+		case req == nil || err != nil || !ed25519.Verify(req.pub, []byte("keyway-device-token\n"+body.DeviceCode), sig):
 			refuse(w, 400, "invalid_request", "unknown code or bad signature")
 		case f.tokenError != "":
 			refuse(w, 400, f.tokenError, "")
@@ -262,7 +269,11 @@ func (f *fakePortal) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		f.mu.Lock()
-		st := map[string]any{"user": user, "device": nil, "networks": f.networks,
+		var device any
+		if strings.HasPrefix(r.Header.Get("Authorization"), "Bearer kwd_") {
+			device = map[string]any{"id": 1, "name": "laptop"}
+		}
+		st := map[string]any{"user": user, "device": device, "networks": f.networks,
 			"limits": map[string]int{"streams_per_device": f.limit, "streams_per_user": 512}}
 		var res []StatusResource
 		for _, r := range f.resources {
@@ -309,7 +320,7 @@ func (f *fakePortal) serveConnect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	kind, rest, _ := strings.Cut(target, "/")
-	var dial string
+	var dial, end string
 	switch kind {
 	case "resource", "terminal":
 		name, query, _ := strings.Cut(rest, "?")
@@ -326,8 +337,12 @@ func (f *fakePortal) serveConnect(w http.ResponseWriter, r *http.Request) {
 		case kind == "terminal":
 			f.serveTerminal(w, r, query)
 			return
+		case res.answer != nil:
+			w.WriteHeader(200)
+			w.Write(res.answer)
+			return
 		}
-		dial = res.dial
+		dial, end = res.dial, res.end
 	case "net":
 		f.mu.Lock()
 		f.netSeen = append(f.netSeen, rest)
@@ -370,11 +385,16 @@ func (f *fakePortal) serveConnect(w http.ResponseWriter, r *http.Request) {
 		closeOut = func() { hj.(interface{ CloseWrite() error }).CloseWrite() }
 	} else {
 		w.Header().Set("Keyway-Session", "s1")
+		w.Header().Set("Trailer", "Keyway-End")
 		w.WriteHeader(200)
 		rc := http.NewResponseController(w)
 		rc.Flush()
 		out = flushWriter{w, rc}
-		closeOut = func() {}
+		closeOut = func() {
+			if end != "" {
+				w.Header().Set("Keyway-End", end)
+			}
+		}
 	}
 	done := make(chan struct{})
 	go func() {
@@ -425,6 +445,7 @@ func (f *fakePortal) serveTerminal(w http.ResponseWriter, r *http.Request, query
 			f.mu.Lock()
 			f.resizes = append(f.resizes, fmt.Sprintf("%dx%d", c, rows))
 			f.mu.Unlock()
+			f.notify()
 		}
 	}
 }

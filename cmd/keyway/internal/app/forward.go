@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/keyway-dev/keyway/cmd/keyway/internal/client"
@@ -131,7 +132,14 @@ func (f *forwarder) carry(ctx context.Context, conn net.Conn, d dest) {
 		}
 		return
 	}
-	splice.Join(conn, st)
+	var local io.ReadWriteCloser = conn
+	if tc, ok := conn.(*net.TCPConn); ok {
+		local = &lingerConn{TCPConn: tc}
+	}
+	splice.Join(local, st)
+	if why := st.EndReason(); why != "" {
+		f.a.stderr.line("keyway: " + d.label + ": the portal ended the connection: " + oneLine(why))
+	}
 }
 
 // report tells the user, on one line, why a stream failed.
@@ -142,6 +150,36 @@ func (f *forwarder) report(label string, err error) {
 		return
 	}
 	f.a.stderr.line("keyway: " + label + ": " + oneLine(err.Error()))
+}
+
+// lingerTime bounds the lingering close of a local connection.
+const lingerTime = 2 * time.Second
+
+// lingerConn closes a local connection whose sending side was ended
+// (CloseWrite) only after reading what the application still sends, for up
+// to lingerTime: closing a socket with unread input resets it, and a reset
+// destroys the target's last bytes still on their way to the application
+// (a target that answered and closed while the application was still
+// sending).
+type lingerConn struct {
+	*net.TCPConn
+	wroteEnd atomic.Bool
+}
+
+func (c *lingerConn) CloseWrite() error {
+	err := c.TCPConn.CloseWrite()
+	if err == nil {
+		c.wroteEnd.Store(true)
+	}
+	return err
+}
+
+func (c *lingerConn) Close() error {
+	if c.wroteEnd.Load() {
+		c.SetReadDeadline(time.Now().Add(lingerTime))
+		io.Copy(io.Discard, c.TCPConn)
+	}
+	return c.TCPConn.Close()
 }
 
 func (a *app) tunnel(ctx context.Context, args []string) error {

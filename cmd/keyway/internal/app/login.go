@@ -48,8 +48,8 @@ type loginToken struct {
 	} `json:"device"`
 }
 
-// TokenMessage is what the device signs to collect its credential.
-func TokenMessage(deviceCode string) []byte {
+// tokenMessage is what the device signs to collect its credential.
+func tokenMessage(deviceCode string) []byte {
 	return []byte("keyway-device-token\n" + deviceCode)
 }
 
@@ -135,7 +135,7 @@ func (a *app) login(ctx context.Context, args []string) error {
 	wait := boundDuration(time.Duration(start.ExpiresIn)*time.Second, time.Minute, maxLoginWait)
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
-	sig := base64.RawURLEncoding.EncodeToString(ed25519.Sign(key, TokenMessage(start.DeviceCode)))
+	sig := base64.RawURLEncoding.EncodeToString(ed25519.Sign(key, tokenMessage(start.DeviceCode)))
 	for {
 		t := time.NewTimer(interval)
 		select {
@@ -326,7 +326,14 @@ func (a *app) status(ctx context.Context, args []string) error {
 	fmt.Fprintf(w, "User:\t%s\n", oneLine(st.User))
 	if st.Device != nil {
 		fmt.Fprintf(w, "Device:\t%s (id %d)\n", oneLine(st.Device.Name), st.Device.ID)
-		fmt.Fprintf(w, "Sign-in expires:\t%s\n", st.Device.ExpiresAt.Local().Format("2006-01-02 15:04 MST"))
+		// The sign-in's own expiry stands in when the portal leaves it out.
+		expires := st.Device.ExpiresAt
+		if expires.IsZero() {
+			expires = s.cfg.ExpiresAt
+		}
+		if !expires.IsZero() {
+			fmt.Fprintf(w, "Sign-in expires:\t%s\n", expires.Local().Format("2006-01-02 15:04 MST"))
+		}
 	} else {
 		fmt.Fprintf(w, "Device:\tnone (API token)\n")
 	}

@@ -8,17 +8,9 @@ import (
 	"syscall"
 )
 
-// watchResize calls resized on every SIGWINCH until done closes.
-func watchResize(done <-chan struct{}, resized func()) {
-	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, syscall.SIGWINCH)
-	defer signal.Stop(ch)
-	for {
-		select {
-		case <-done:
-			return
-		case <-ch:
-			resized()
-		}
-	}
+// resizeSignals delivers SIGWINCH until stop is called.
+func resizeSignals() (ch <-chan os.Signal, stop func()) {
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, syscall.SIGWINCH)
+	return c, func() { signal.Stop(c) }
 }

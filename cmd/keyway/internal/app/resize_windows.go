@@ -2,8 +2,10 @@
 
 package app
 
-// watchResize waits for done: Windows consoles send no SIGWINCH, so the
-// remote terminal keeps the size it started with.
-func watchResize(done <-chan struct{}, resized func()) {
-	<-done
+import "os"
+
+// resizeSignals delivers nothing: Windows consoles send no SIGWINCH, so
+// the remote terminal keeps the size it started with.
+func resizeSignals() (ch <-chan os.Signal, stop func()) {
+	return nil, func() {}
 }

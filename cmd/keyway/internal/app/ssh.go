@@ -120,8 +120,11 @@ func (a *app) terminal(ctx context.Context, s *session, name string) error {
 	if termName == "" {
 		termName = "xterm-256color"
 	}
+	// Asked for before the session starts, so no resize is missed.
+	resized, stopResize := resizeSignals()
+	defer stopResize()
 	q := url.Values{"cols": {strconv.Itoa(cols)}, "rows": {strconv.Itoa(rows)}, "term": {termName}}
-	st, err := s.client.Open(ctx, "terminal/"+url.PathEscape(name)+"?"+q.Encode())
+	st, err := s.client.Open(ctx, "terminal/"+name+"?"+q.Encode())
 	if err != nil {
 		var ref *client.Refusal
 		if errors.As(err, &ref) && ref.SignInExpired() {
@@ -156,11 +159,16 @@ func (a *app) terminal(ctx context.Context, s *session, name string) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			watchResize(done, func() {
-				if c, r, err := term.GetSize(outFd); err == nil && c > 0 && r > 0 && c <= 0xffff && r <= 0xffff {
-					write(wire.FrameResize, wire.ResizePayload(uint16(c), uint16(r)))
+			for {
+				select {
+				case <-done:
+					return
+				case <-resized:
+					if c, r, err := term.GetSize(outFd); err == nil && c > 0 && r > 0 && c <= 0xffff && r <= 0xffff {
+						write(wire.FrameResize, wire.ResizePayload(uint16(c), uint16(r)))
+					}
 				}
-			})
+			}
 		}()
 	}
 	// The standard input reader cannot always be interrupted (a

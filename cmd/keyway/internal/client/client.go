@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -49,6 +50,7 @@ const (
 // Bounds on what the portal sends back, checked before keeping it.
 const (
 	maxErrorBody = 16 << 10
+	maxEndReason = 1024
 	maxAPIBody   = 4 << 20
 )
 
@@ -59,8 +61,8 @@ type Auth struct {
 	Key    ed25519.PrivateKey // nil for API tokens and unauthenticated requests
 }
 
-// ProofMessage is what the Keyway-Proof signature covers.
-func ProofMessage(ts, method, target string) []byte {
+// proofMessage is what the Keyway-Proof signature covers.
+func proofMessage(ts, method, target string) []byte {
 	return []byte("keyway-proof\n" + ts + "\n" + method + "\n" + target)
 }
 
@@ -71,7 +73,7 @@ func (a Auth) set(h http.Header, method, target string, now time.Time) {
 	h.Set("Authorization", "Bearer "+string(a.Bearer))
 	if a.Key != nil {
 		ts := strconv.FormatInt(now.Unix(), 10)
-		sig := ed25519.Sign(a.Key, ProofMessage(ts, method, target))
+		sig := ed25519.Sign(a.Key, proofMessage(ts, method, target))
 		h.Set("Keyway-Proof", ts+"."+base64.RawURLEncoding.EncodeToString(sig))
 	}
 }
@@ -463,16 +465,67 @@ type Stream struct {
 	w          io.Writer
 	closeWrite func() error
 	close      func() error
+	trailer    func() http.Header // nil over HTTP/1.1
+	eof        atomic.Bool
+
+	// Over HTTP/2 the portal ends a stream whose target ended with
+	// END_STREAM and RST_STREAM(NO_ERROR), which fails writes at once,
+	// while the target's last bytes may still be on their way to the
+	// reader: a failed Write waits for the reading side to end (or for
+	// Close), so those bytes are not cut off by the write error.
+	readDone  chan struct{} // closed when Read returned an error
+	readOnce  sync.Once
+	closed    chan struct{} // closed by Close
+	closeOnce sync.Once
 }
 
-func (s *Stream) Read(p []byte) (int, error)  { return s.r.Read(p) }
-func (s *Stream) Write(p []byte) (int, error) { return s.w.Write(p) }
+func newStream() *Stream {
+	return &Stream{readDone: make(chan struct{}), closed: make(chan struct{})}
+}
+
+func (s *Stream) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil {
+		if err == io.EOF {
+			s.eof.Store(true)
+		}
+		s.readOnce.Do(func() { close(s.readDone) })
+	}
+	return n, err
+}
+
+// EndReason is why the portal ended the stream (its Keyway-End trailer:
+// an administrator ended it, the device was revoked, ...), once Read has
+// returned io.EOF; "" when the target ended it or the portal did not say.
+func (s *Stream) EndReason() string {
+	if s.trailer == nil || !s.eof.Load() {
+		return ""
+	}
+	v := s.trailer().Get("Keyway-End")
+	if len(v) > maxEndReason {
+		v = v[:maxEndReason]
+	}
+	return v
+}
+func (s *Stream) Write(p []byte) (int, error) {
+	n, err := s.w.Write(p)
+	if err != nil {
+		select {
+		case <-s.readDone:
+		case <-s.closed:
+		}
+	}
+	return n, err
+}
 
 // CloseWrite tells the target there is nothing more to come.
 func (s *Stream) CloseWrite() error { return s.closeWrite() }
 
 // Close ends the stream both ways.
-func (s *Stream) Close() error { return s.close() }
+func (s *Stream) Close() error {
+	s.closeOnce.Do(func() { close(s.closed) })
+	return s.close()
+}
 
 // Open starts a stream to target (a Keyway-Target value). ctx bounds only
 // the opening: the stream lives until Close or the client's Close. A
@@ -532,18 +585,17 @@ func (c *Client) openHTTP2(ctx context.Context, cc *http2.ClientConn, target str
 		pw.Close()
 		return nil, ref
 	}
-	return &Stream{
-		Session:    resp.Header.Get("Keyway-Session"),
-		r:          resp.Body,
-		w:          pw,
-		closeWrite: pw.Close,
-		close: func() error {
-			pw.CloseWithError(net.ErrClosed)
-			err := resp.Body.Close()
-			cancel()
-			return err
-		},
-	}, nil
+	s := newStream()
+	s.Session = resp.Header.Get("Keyway-Session")
+	s.r, s.w, s.closeWrite = resp.Body, pw, pw.Close
+	s.trailer = func() http.Header { return resp.Trailer }
+	s.close = func() error {
+		pw.CloseWithError(net.ErrClosed)
+		err := resp.Body.Close()
+		cancel()
+		return err
+	}
+	return s, nil
 }
 
 // openHTTP1 opens a stream on its own TLS connection with HTTP/1.1
@@ -609,11 +661,8 @@ func (c *Client) openHTTP1(ctx context.Context, target string) (*Stream, error) 
 		// Bytes of the stream came with the answer.
 		r = io.MultiReader(io.LimitReader(br, int64(br.Buffered())), tc)
 	}
-	return &Stream{
-		Session:    resp.Header.Get("Keyway-Session"),
-		r:          r,
-		w:          tc,
-		closeWrite: tc.CloseWrite,
-		close:      tc.Close,
-	}, nil
+	s := newStream()
+	s.Session = resp.Header.Get("Keyway-Session")
+	s.r, s.w, s.closeWrite, s.close = r, tc, tc.CloseWrite, tc.Close
+	return s, nil
 }

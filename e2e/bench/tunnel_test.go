@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -58,6 +59,10 @@ func BenchmarkNativeTunnel(b *testing.B) {
 	iperfLocal := tun.iperf.Listen
 	echoLocal := tun.echo.Listen
 
+	// Memory first: the throughput runs leave garbage whose return to the
+	// system (by the Go scavenger) would hide the streams' growth.
+	client, portal := idleStreamMemory(b, echoLocal, tun.echo.Cmd.Process.Pid, tun.portalPID)
+
 	var direct, tunnel []pathResult
 	for range b.N {
 		direct = append(direct, measurePath(b, "direct", iperf.Addr(), echo.Addr()))
@@ -83,7 +88,6 @@ func BenchmarkNativeTunnel(b *testing.B) {
 	b.ReportMetric(us(t.bulkP99-d.bulkP99), "added-bulk-p99-µs")
 	b.ReportMetric(t.bulkMBps, "tunnel-bulk-MB/s")
 
-	client, portal := idleStreamMemory(b, echoLocal, tun.echo.Cmd.Process.Pid, tun.portalPID)
 	b.ReportMetric(client, "client-KiB/idle-stream")
 	b.ReportMetric(portal, "portal+gateway-KiB/idle-stream")
 
@@ -293,24 +297,41 @@ func startBulk(addr string) (stop func() (float64, error), err error) {
 	}, nil
 }
 
-// idleStreamMemory opens idleStreams connections through the echo tunnel,
-// each echoing one byte so the stream is open end to end, and returns the
-// growth of the client's and the portal's resident memory per stream in
-// KiB. The streams are closed before it returns.
+// idleStreamMemory opens idle streams through the echo tunnel, each echoing
+// one byte so the stream is open end to end, and returns the growth of the
+// client's and the portal's resident memory per stream in KiB. A first
+// idleStreams are opened before the baseline: a Go process reuses heap it
+// already holds (garbage of its start, of the admin's password hashing)
+// before it grows, so only the next idleStreams show what a stream costs.
+// The streams are closed before it returns.
 func idleStreamMemory(b *testing.B, echoAddr string, clientPID, portalPID int) (client, portal float64) {
 	b.Helper()
-	clientBefore, portalBefore := rssKiB(b, clientPID), rssKiB(b, portalPID)
-	conns := make([]net.Conn, idleStreams)
-	defer func() {
-		for _, c := range conns {
-			if c != nil {
-				c.Close()
-			}
+	first := openIdleStreams(b, echoAddr, idleStreams)
+	defer closeAll(first)
+	// Wait until neither process shrinks (the Go scavenger returning
+	// memory), or the baseline would hide the streams' growth.
+	clientBefore, portalBefore := settledRSS(b, clientPID), settledRSS(b, portalPID)
+	second := openIdleStreams(b, echoAddr, idleStreams)
+	defer closeAll(second)
+	clientAfter, portalAfter := rssKiB(b, clientPID), rssKiB(b, portalPID)
+	return (clientAfter - clientBefore) / idleStreams, (portalAfter - portalBefore) / idleStreams
+}
+
+func closeAll(conns []net.Conn) {
+	for _, c := range conns {
+		if c != nil {
+			c.Close()
 		}
-	}()
-	// Opened 50 at a time: a real flood, within the listen backlog.
+	}
+}
+
+// openIdleStreams opens n connections, 50 at a time (a real flood, within
+// the listen backlog), each echoing one byte.
+func openIdleStreams(b *testing.B, echoAddr string, n int) []net.Conn {
+	b.Helper()
 	const parallel = 50
-	errs := make(chan error, idleStreams)
+	conns := make([]net.Conn, n)
+	errs := make(chan error, n)
 	sem := make(chan struct{}, parallel)
 	var wg sync.WaitGroup
 	for i := range conns {
@@ -339,10 +360,31 @@ func idleStreamMemory(b *testing.B, echoAddr string, clientPID, portalPID int) (
 	wg.Wait()
 	close(errs)
 	if err := <-errs; err != nil {
-		b.Fatalf("open %d idle streams: %v", idleStreams, err)
+		closeAll(conns)
+		b.Fatalf("open %d idle streams: %v", n, err)
 	}
-	clientAfter, portalAfter := rssKiB(b, clientPID), rssKiB(b, portalPID)
-	return (clientAfter - clientBefore) / idleStreams, (portalAfter - portalBefore) / idleStreams
+	return conns
+}
+
+// settledRSS waits until pid's resident memory changes by less than
+// rssSettled over a second (at most rssSettleTimeout) and returns it in KiB.
+func settledRSS(b *testing.B, pid int) float64 {
+	const (
+		rssSettled       = 256 // KiB
+		rssSettleTimeout = 90 * time.Second
+	)
+	deadline := time.Now().Add(rssSettleTimeout)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	last := rssKiB(b, pid)
+	for range tick.C {
+		now := rssKiB(b, pid)
+		if math.Abs(now-last) < rssSettled || time.Now().After(deadline) {
+			return now
+		}
+		last = now
+	}
+	return last
 }
 
 // rssKiB reads a process's resident memory from /proc in KiB.

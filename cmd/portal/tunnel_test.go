@@ -680,3 +680,95 @@ func TestTunnelResourceTest(t *testing.T) {
 		}
 	}
 }
+
+// TestTunnelStuckTarget: a stream whose target stops reading holds only
+// its own window of the connection: another stream on the same
+// connection keeps sending.
+func TestTunnelStuckTarget(t *testing.T) {
+	e := newTunnelEnv(t)
+	// A target that never reads.
+	stuck := serveTCP(t, func(net.Conn) { <-t.Context().Done() })
+	e.resource("stuck", store.ProtocolTCP, stuck, store.Options{}, true)
+	cc := e.h2()
+	a := e.mustOpen(cc, "resource/stuck")
+	var written atomic.Int64
+	go func() { // until the windows and buffers on the way are full, then blocked
+		buf := bytes.Repeat([]byte("s"), 64<<10)
+		for {
+			n, err := a.w.Write(buf)
+			written.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+	}()
+	s := e.mustOpen(cc, "resource/echo")
+	done := make(chan error, 1)
+	go func() {
+		chunk := bytes.Repeat([]byte("e"), 64<<10)
+		got := make([]byte, len(chunk))
+		for range 64 { // 4 MiB, beyond every window
+			if _, err := s.w.Write(chunk); err != nil {
+				done <- err
+				return
+			}
+			if _, err := io.ReadFull(s.resp.Body, got); err != nil || !bytes.Equal(got, chunk) {
+				done <- fmt.Errorf("echo: %v", err)
+				return
+			}
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the echo stream stalled beside a stuck one (%d bytes written to it)", written.Load())
+	}
+	t.Logf("%d bytes went to the stuck target's stream", written.Load())
+}
+
+// TestTunnelTargetEndsWhileStuck: a target that stops reading and then
+// ends its side ends the stream, though the client still has bytes on
+// their way to it.
+func TestTunnelTargetEndsWhileStuck(t *testing.T) {
+	e := newTunnelEnv(t)
+	hangUp := make(chan struct{})
+	quitter := serveTCP(t, func(c net.Conn) {
+		c.Write([]byte("bye"))
+		<-hangUp
+		c.(*net.TCPConn).CloseWrite()
+		<-t.Context().Done()
+	})
+	e.resource("quitter", store.ProtocolTCP, quitter, store.Options{}, true)
+	s := e.mustOpen(e.h2(), "resource/quitter")
+	go func() { // fills every buffer on the way, then blocks
+		buf := bytes.Repeat([]byte("q"), 64<<10)
+		for {
+			if _, err := s.w.Write(buf); err != nil {
+				return
+			}
+		}
+	}()
+	got := make([]byte, 3)
+	if _, err := io.ReadFull(s.resp.Body, got); err != nil || string(got) != "bye" {
+		t.Fatalf("%q %v", got, err)
+	}
+	close(hangUp)
+	ended := make(chan error, 1)
+	go func() { _, err := io.Copy(io.Discard, s.resp.Body); ended <- err }()
+	select {
+	case <-ended:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the stream did not end after its target did")
+	}
+	waitFor(t, "the stream's end audited", func() bool {
+		evs, _ := e.p.Store.SearchAudit(context.Background(), store.AuditFilter{Action: "session.end", Actor: "tess"})
+		return len(evs) == 1 && evs[0].Details["end"] == "remote ended"
+	}, func() string {
+		evs, _ := e.p.Store.SearchAudit(context.Background(), store.AuditFilter{Actor: "tess"})
+		return fmt.Sprintf("%+v", evs)
+	})
+}

@@ -359,7 +359,10 @@ func (st *stream) tcp() (end, reason string) {
 	select {
 	case upErr = <-upDone:
 	default:
+		// The stream is over: the client's reader and a write to a
+		// target that stopped reading must both come unstuck.
 		st.stopIn()
+		conn.Close()
 		upErr = <-upDone
 	}
 	switch {
@@ -446,6 +449,7 @@ func (st *stream) terminal() (end, reason string) {
 	}()
 	end, reason = st.terminalDown(send)
 	st.stopIn()
+	conn.Close() // a write to a gateway that stopped reading comes unstuck
 	if why := <-upDone; why != "" && end == "client disconnected" {
 		reason = capitalizeFirst(why) + "."
 		end = "protocol error"

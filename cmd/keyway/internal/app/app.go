@@ -35,6 +35,9 @@ type Env struct {
 	// OpenBrowser opens a URL for the user; nil starts the system's
 	// opener.
 	OpenBrowser func(ctx context.Context, url string) error
+	// WaitForPortal is how long a connection waits for the portal; 0 is
+	// client.WaitForPortal (10 s).
+	WaitForPortal time.Duration
 	// Listening is called with the address keyway tunnel and keyway proxy
 	// listen on, once they do; tests wait on it.
 	Listening func(addr net.Addr)
@@ -136,7 +139,7 @@ func parse(fs *flag.FlagSet, args []string) (pos, after []string, err error) {
 	}
 	for {
 		if err := fs.Parse(args); err != nil {
-			return nil, nil, fmt.Errorf("keyway %s: %w", fs.Name(), err)
+			return nil, nil, fmt.Errorf("%s: %w", fs.Name(), err)
 		}
 		args = fs.Args()
 		if len(args) == 0 {
@@ -226,7 +229,7 @@ func (a *app) signedIn(http1 bool) (*session, error) {
 		return nil, err
 	}
 	s.client, err = client.New(client.Options{
-		URL: s.cfg.URL, TLS: conf, Auth: auth, UserAgent: a.userAgent(), HTTP1: http1, Dial: a.env.Dial,
+		URL: s.cfg.URL, TLS: conf, Auth: auth, UserAgent: a.userAgent(), HTTP1: http1, Dial: a.env.Dial, Wait: a.env.WaitForPortal,
 	})
 	if err != nil {
 		return nil, err

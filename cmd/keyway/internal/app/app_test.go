@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -34,6 +35,7 @@ type cmdOpts struct {
 	dials  *atomic.Int64
 	onDial func()
 	open   func(ctx context.Context, url string) error
+	wait   time.Duration
 }
 
 func start(t *testing.T, f *fakePortal, o cmdOpts, args ...string) *running {
@@ -64,8 +66,9 @@ func start(t *testing.T, f *fakePortal, o cmdOpts, args ...string) *running {
 			}
 			return c, err
 		},
-		OpenBrowser: o.open,
-		Listening:   func(a net.Addr) { r.addr <- a },
+		OpenBrowser:   o.open,
+		WaitForPortal: o.wait,
+		Listening:     func(a net.Addr) { r.addr <- a },
 	}
 	go func() { r.done <- Run(ctx, env, args) }()
 	t.Cleanup(func() {
@@ -124,21 +127,30 @@ func signIn(t *testing.T, f *fakePortal) string {
 // what came back.
 func echo(t *testing.T, addr, msg string) string {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
+	got, err := tryEcho(addr, msg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return got
+}
+
+// tryEcho is echo for goroutines other than the test's.
+func tryEcho(addr, msg string) (string, error) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return "", err
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(30 * time.Second))
 	if _, err := io.WriteString(c, msg); err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	c.(*net.TCPConn).CloseWrite()
 	b, err := io.ReadAll(c)
 	if err != nil {
-		t.Fatalf("read the echo of %q: %v", msg, err)
+		return string(b), fmt.Errorf("read the echo of %d bytes: %w", len(msg), err)
 	}
-	return string(b)
+	return string(b), nil
 }
 
 func TestLoginWritesPrivateFilesAndLogoutRevokes(t *testing.T) {
@@ -191,12 +203,27 @@ func TestLoginWritesPrivateFilesAndLogoutRevokes(t *testing.T) {
 		}
 	}
 
+	// Signing in again replaces the device and revokes the old one.
+	f.mu.Lock()
+	f.autoOK = true
+	f.mu.Unlock()
+	re := start(t, f, cmdOpts{dir: dir}, "login", "--no-browser")
+	if code := re.wait(t); code != 0 || !strings.Contains(re.stdout.String(), "Signed out the device this one replaces") {
+		t.Fatalf("login again: %d\n%s%s", code, re.stdout.String(), re.stderr.String())
+	}
+	f.mu.Lock()
+	n := len(f.devices)
+	f.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d devices signed in after a second login, want 1", n)
+	}
+
 	out := start(t, f, cmdOpts{dir: dir}, "logout")
 	if code := out.wait(t); code != 0 {
 		t.Fatalf("logout: %d\n%s", code, out.stderr.String())
 	}
 	f.mu.Lock()
-	n := len(f.devices)
+	n = len(f.devices)
 	f.mu.Unlock()
 	if n != 0 {
 		t.Error("logout left the device signed in at the portal")
@@ -268,8 +295,8 @@ func TestHundredConnectionsOneTCPConnection(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			msg := strings.Repeat("stream "+string(rune('A'+i%26)), 100+i*50)
-			if got := echo(t, addr, msg); got != msg {
-				t.Errorf("stream %d: got %d bytes back, want %d", i, len(got), len(msg))
+			if got, err := tryEcho(addr, msg); got != msg {
+				t.Errorf("stream %d: got %d bytes back, want %d (%v)", i, len(got), len(msg), err)
 			}
 		}()
 	}
@@ -279,6 +306,37 @@ func TestHundredConnectionsOneTCPConnection(t *testing.T) {
 	}
 	if n := f.connects.Load(); n != 100 {
 		t.Errorf("the portal saw %d CONNECTs, want 100", n)
+	}
+}
+
+// TestMoreStreamsThanThePortalTakes: streams beyond the portal's
+// concurrent streams per connection wait for a slot on the one
+// connection.
+func TestMoreStreamsThanThePortalTakes(t *testing.T) {
+	t.Parallel()
+	f := newFakePortal(t, false)
+	f.stop()
+	f.maxStreams = 5
+	f.start()
+	f.addResource(fakeResource{StatusResource: StatusResource{Name: "pg", Protocol: "tcp", Host: "127.0.0.1", Port: 5432, Tunnel: true}, dial: echoServer(t)})
+	dir := signIn(t, f)
+	before := f.accepted.Load()
+	r := start(t, f, cmdOpts{dir: dir}, "tunnel", "pg")
+	addr := r.listening(t)
+	var wg sync.WaitGroup
+	for i := range 30 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			msg := strings.Repeat("s", 10000+i)
+			if got, err := tryEcho(addr, msg); got != msg {
+				t.Errorf("stream %d: %d bytes of %d (%v)", i, len(got), len(msg), err)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := f.accepted.Load() - before; n != 1 {
+		t.Errorf("%d TCP connections to the portal, want 1; stderr:\n%s", n, r.stderr.String())
 	}
 }
 
@@ -363,6 +421,37 @@ func TestPortalRestart(t *testing.T) {
 	}
 	if got := echo(t, addr, "after"); got != "after" {
 		t.Fatalf("got %q", got)
+	}
+}
+
+// TestPortalGone: with the portal away longer than the wait, a command
+// and a local connection fail with one line saying so.
+func TestPortalGone(t *testing.T) {
+	t.Parallel()
+	f := newFakePortal(t, false)
+	f.addResource(fakeResource{StatusResource: StatusResource{Name: "pg", Protocol: "tcp", Host: "127.0.0.1", Port: 5432, Tunnel: true}, dial: echoServer(t)})
+	dir := signIn(t, f)
+	const wait = 300 * time.Millisecond
+	r := start(t, f, cmdOpts{dir: dir, wait: wait}, "tunnel", "pg")
+	addr := r.listening(t)
+	f.stop()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); isTimeout(err) {
+		t.Fatal("the local connection stayed open")
+	}
+	// The reason after the colon is the last dial's error, when one
+	// failed within the wait.
+	r.stderr.waitFor(t, "keyway: pg (127.0.0.1:5432): cannot reach the portal at "+f.addr+" within 300ms")
+	s := start(t, f, cmdOpts{dir: dir, wait: wait}, "status")
+	code := s.wait(t)
+	got := s.stderr.String()
+	if code != 1 || !strings.HasPrefix(got, "keyway: cannot reach the portal at "+f.addr+" within 300ms") || strings.Count(got, "\n") != 1 {
+		t.Errorf("status: %d %q", code, got)
 	}
 }
 
@@ -729,5 +818,35 @@ func TestSlowReaderDoesNotStallOthers(t *testing.T) {
 	}
 	if n := f.accepted.Load() - before; n != 1 {
 		t.Errorf("%d connections to the portal, want 1", n)
+	}
+}
+
+func TestUsage(t *testing.T) {
+	t.Parallel()
+	f := newFakePortal(t, false)
+	for _, tt := range []struct {
+		args []string
+		code int
+		want string // on stderr, or stdout for version
+	}{
+		{nil, 2, "keyway login URL"},
+		{[]string{"frobnicate"}, 1, `keyway: there is no command "frobnicate"`},
+		{[]string{"tunnel"}, 1, "keyway: usage: keyway tunnel RESOURCE"},
+		{[]string{"tunnel", "pg", "--bogus"}, 1, "keyway: tunnel: flag provided but not defined: -bogus"},
+		{[]string{"proxy"}, 1, "keyway: usage: keyway proxy --socks 127.0.0.1:1080"},
+		{[]string{"status"}, 1, "keyway: this device is not signed in; run: keyway login https://PORTAL"},
+		{[]string{"login"}, 1, "keyway: usage: keyway login URL"},
+		{[]string{"login", "http://portal"}, 1, `keyway: the portal address "http://portal" is not an https:// URL`},
+		{[]string{"version"}, 0, "keyway test ("},
+	} {
+		r := start(t, f, cmdOpts{dir: filepath.Join(t.TempDir(), "none")}, tt.args...)
+		code := r.wait(t)
+		out := r.stderr.String()
+		if tt.code == 0 {
+			out = r.stdout.String()
+		}
+		if code != tt.code || !strings.Contains(out, tt.want) {
+			t.Errorf("keyway %v: %d %q, want %d and %q", tt.args, code, out, tt.code, tt.want)
+		}
 	}
 }

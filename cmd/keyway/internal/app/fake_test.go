@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -40,6 +41,9 @@ type fakePortal struct {
 	http1Seen atomic.Int64 // of which over HTTP/1.1
 	active    atomic.Int64 // streams open now
 	changed   chan struct{}
+	// maxStreams is the server's concurrent streams per connection
+	// (1024 when 0), read by start.
+	maxStreams int
 
 	mu         sync.Mutex
 	srv        *httptest.Server
@@ -103,19 +107,25 @@ func (f *fakePortal) start() {
 	if err != nil {
 		f.t.Fatalf("listen: %v", err)
 	}
+	// Go's HTTP/2 server refuses a CONNECT with :path or :scheme, so
+	// every stream that works here was sent with :authority alone.
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(f.serveHTTP))
 	srv.Listener.Close()
 	srv.Listener = l
 	srv.EnableHTTP2 = !f.http1
 	// As the portal must: Go's default of 1 MiB makes the HTTP/2 client
 	// hold a 512 KiB send buffer per stream, idle or not.
-	srv.Config.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: 1024, MaxReadFrameSize: 16 << 10}
+	maxStreams := 1024
+	if f.maxStreams > 0 {
+		maxStreams = f.maxStreams
+	}
+	srv.Config.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: maxStreams, MaxReadFrameSize: 16 << 10}
 	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 		if s == http.StateNew {
 			f.accepted.Add(1)
 		}
 	}
-	srv.Config.ErrorLog = nil
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
 	srv.StartTLS()
 	f.mu.Lock()
 	f.srv = srv

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"flag"
@@ -174,6 +175,8 @@ func (a *app) login(ctx context.Context, args []string) error {
 		if !strings.HasPrefix(tok.Credential, "kwd_") {
 			return errors.New("the portal answered without a device credential")
 		}
+		old := cfg
+		oldKey, _ := config.Key(dir)
 		if err := config.SaveKey(dir, key); err != nil {
 			return err
 		}
@@ -184,9 +187,29 @@ func (a *app) login(ctx context.Context, args []string) error {
 		if err := config.Save(dir, cfg); err != nil {
 			return err
 		}
+		// The device this one replaces is revoked, so the portal does not
+		// list it until its sign-in expires; best effort.
+		a.revokePrevious(ctx, old, oldKey, portal, conf, *http1)
 		fmt.Fprintf(a.env.Stdout, "Signed in to %s as %s on device %q until %s.\n",
 			portal, oneLine(tok.User), oneLine(tok.Device.Name), tok.ExpiresAt.Local().Format("2006-01-02 15:04 MST"))
 		return nil
+	}
+}
+
+// revokePrevious signs out the device the configuration held, when it was
+// signed in to the same portal and still is.
+func (a *app) revokePrevious(ctx context.Context, old config.Config, key ed25519.PrivateKey, portal string, conf *tls.Config, http1 bool) {
+	if old.Credential == "" || key == nil || old.URL != portal || (!old.ExpiresAt.IsZero() && time.Now().After(old.ExpiresAt)) {
+		return
+	}
+	c, err := client.New(client.Options{URL: portal, TLS: conf, UserAgent: a.userAgent(), HTTP1: http1, Dial: a.env.Dial,
+		Auth: client.Auth{Bearer: old.Credential, Key: key}})
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	if err := c.Do(ctx, http.MethodPost, "/api/v1/client/logout", nil, nil); err == nil {
+		fmt.Fprintf(a.env.Stdout, "Signed out the device this one replaces (%s).\n", oneLine(old.DeviceName))
 	}
 }
 

@@ -33,7 +33,7 @@ import (
 // Timing of the connection to the portal.
 const (
 	// WaitForPortal is how long a new stream or request waits for a live
-	// connection before it fails.
+	// connection before it fails, unless Options.Wait says otherwise.
 	WaitForPortal = 10 * time.Second
 	minBackoff    = 200 * time.Millisecond
 	maxBackoff    = 5 * time.Second
@@ -92,6 +92,9 @@ type Options struct {
 	HTTP1 bool
 	// Dial makes TCP connections; nil uses a net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Wait is how long a stream or request waits for a connection to
+	// the portal; 0 is WaitForPortal.
+	Wait time.Duration
 }
 
 // Client is a connection to one portal. Close ends it and its streams.
@@ -136,16 +139,21 @@ func New(opts Options) (*Client, error) {
 		var d net.Dialer
 		opts.Dial = d.DialContext
 	}
+	if opts.Wait <= 0 {
+		opts.Wait = WaitForPortal
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Client{
 		opts:     opts,
 		hostport: hostport,
 		base:     "https://" + hostport,
-		t2:       &http2.Transport{ReadIdleTimeout: pingAfter, PingTimeout: pingTimeout},
-		ctx:      ctx,
-		cancel:   cancel,
-		http1:    opts.HTTP1,
-		all:      make(map[*http2.ClientConn]struct{}),
+		// Strict: a stream beyond the portal's concurrent streams waits
+		// for one to end, on the one connection, rather than failing.
+		t2:     &http2.Transport{ReadIdleTimeout: pingAfter, PingTimeout: pingTimeout, StrictMaxConcurrentStreams: true},
+		ctx:    ctx,
+		cancel: cancel,
+		http1:  opts.HTTP1,
+		all:    make(map[*http2.ClientConn]struct{}),
 	}
 	h1TLS := opts.TLS.Clone()
 	h1TLS.NextProtos = []string{"http/1.1"}
@@ -186,7 +194,7 @@ var errHTTP1 = errors.New("the portal is reached with HTTP/1.1")
 // mux returns the live HTTP/2 connection, waiting up to WaitForPortal for
 // one to be made; errHTTP1 when the portal is reached with HTTP/1.1.
 func (c *Client) mux(ctx context.Context) (*http2.ClientConn, error) {
-	timer := time.NewTimer(WaitForPortal)
+	timer := time.NewTimer(c.opts.Wait)
 	defer timer.Stop()
 	for {
 		c.mu.Lock()
@@ -220,9 +228,9 @@ func (c *Client) unreachable() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.lastErr != nil {
-		return fmt.Errorf("cannot reach the portal at %s within %s: %w", c.hostport, WaitForPortal, c.lastErr)
+		return &unreachableError{fmt.Errorf("cannot reach the portal at %s within %s: %w", c.hostport, c.opts.Wait, c.lastErr)}
 	}
-	return fmt.Errorf("cannot reach the portal at %s within %s", c.hostport, WaitForPortal)
+	return &unreachableError{fmt.Errorf("cannot reach the portal at %s within %s", c.hostport, c.opts.Wait)}
 }
 
 // startDialLocked starts the dial loop unless it runs, and returns the
@@ -423,7 +431,11 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 		if err != nil {
 			// A connection that died under the request: once more on
 			// a new one.
-			if attempt == 0 && ctx.Err() == nil && c.ctx.Err() == nil && !errors.Is(err, errUnreachable) {
+			var unreachable *unreachableError
+			if errors.As(err, &unreachable) {
+				return err
+			}
+			if attempt == 0 && ctx.Err() == nil && c.ctx.Err() == nil {
 				continue
 			}
 			return fmt.Errorf("%s %s: %w", method, path, err)
@@ -442,7 +454,11 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 	}
 }
 
-var errUnreachable = errors.New("unreachable")
+// unreachableError is the end of the wait for a connection to the portal.
+type unreachableError struct{ err error }
+
+func (e *unreachableError) Error() string { return e.err.Error() }
+func (e *unreachableError) Unwrap() error { return e.err }
 
 func (c *Client) roundTrip(ctx context.Context, req *http.Request) (*http.Response, error) {
 	cc, err := c.mux(ctx)
@@ -450,7 +466,7 @@ func (c *Client) roundTrip(ctx context.Context, req *http.Request) (*http.Respon
 		return c.h1.RoundTrip(req)
 	}
 	if err != nil {
-		return nil, errors.Join(errUnreachable, err)
+		return nil, err
 	}
 	return cc.RoundTrip(req)
 }
@@ -599,9 +615,9 @@ func (c *Client) openHTTP2(ctx context.Context, cc *http2.ClientConn, target str
 }
 
 // openHTTP1 opens a stream on its own TLS connection with HTTP/1.1
-// CONNECT, retrying a failed dial with backoff for up to WaitForPortal.
+// CONNECT, retrying a failed dial with backoff for up to Options.Wait.
 func (c *Client) openHTTP1(ctx context.Context, target string) (*Stream, error) {
-	deadline := time.Now().Add(WaitForPortal)
+	deadline := time.Now().Add(c.opts.Wait)
 	delay := minBackoff
 	var tc *tls.Conn
 	for {
@@ -614,7 +630,7 @@ func (c *Client) openHTTP1(ctx context.Context, target string) (*Stream, error) 
 			return nil, ctx.Err()
 		}
 		if time.Now().Add(delay).After(deadline) {
-			return nil, fmt.Errorf("cannot reach the portal at %s within %s: %w", c.hostport, WaitForPortal, err)
+			return nil, &unreachableError{fmt.Errorf("cannot reach the portal at %s within %s: %w", c.hostport, c.opts.Wait, err)}
 		}
 		t := time.NewTimer(delay)
 		select {

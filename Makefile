@@ -23,10 +23,12 @@ DEBS_RUN  := gcc libc6-dev pkg-config freerdp2-dev openssh-server openssh-client
 DEBS_DEMO := $(DEBS_RUN) tigervnc-standalone-server tigervnc-tools xterm x11-xserver-utils fonts-dejavu-core \
 	freerdp2-shadow-x11 winpr-utils xvfb
 # Dropbear (with OpenSSH's sftp-server for its SFTP) is the second SSH server
-# every SSH feature is tested against.
-DEBS_TEST := $(DEBS_DEMO) sqlite3 dropbear-bin openssh-sftp-server sshpass chromium procps iproute2 x11-utils x11-apps xclip x11vnc xrdp xorgxrdp ffmpeg
+# every SSH feature is tested against. The native client's tests and
+# benchmark use PostgreSQL with psql, iperf3, xfreerdp and curl through it.
+DEBS_TEST := $(DEBS_DEMO) sqlite3 dropbear-bin openssh-sftp-server sshpass chromium procps iproute2 x11-utils x11-apps xclip x11vnc xrdp xorgxrdp ffmpeg \
+	postgresql postgresql-client iperf3 freerdp2-x11 curl
 
-.PHONY: run demo test build assets generate lint unit e2e bench deps-run deps-demo deps-test check-go clean
+.PHONY: run demo test build assets generate lint unit e2e bench bench-tunnel deps-run deps-demo deps-test check-go clean
 
 run: build
 	./bin/portal serve --data $(DATA) --listen $(LISTEN)
@@ -115,6 +117,11 @@ bench: build
 	node e2e/bench/desktop.bench.mjs
 	node e2e/bench/rdp.bench.mjs
 	node e2e/bench/recording.bench.mjs
+
+# The native client against direct paths: iperf3, echo round trips, memory
+# per idle stream (docs/benchmarks.md).
+bench-tunnel: deps-test build
+	$(GO) test -run '^$$' -bench NativeTunnel -benchtime 1x -timeout 30m -v ./e2e/bench/
 
 clean:
 	rm -rf bin web/assets/dist/*.js web/assets/dist/*.css web/assets/dist/*.map

@@ -125,6 +125,8 @@ func (s *Server) clientAuth(r *http.Request) (store.User, sessions.Device, error
 	switch u, d, err := s.deviceAuth(r); {
 	case err == nil:
 		return u, sessions.Device{ID: d.ID, Name: d.Name, ExpiresAt: d.ExpiresAt}, nil
+	case isInternalAuthError(err):
+		return store.User{}, sessions.Device{}, err
 	case !errors.Is(err, errNoDeviceCredential):
 		code, msg := deviceAuthError(err)
 		return store.User{}, sessions.Device{}, &clientAuthError{code: code, msg: msg, err: err}

@@ -1,0 +1,404 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/keyway-dev/keyway/e2e/targets"
+)
+
+// The native-client benchmark's sizes (issue 19).
+const (
+	// iperfTime is each iperf3 run's length.
+	iperfTime = 5 * time.Second
+	// tunnelEchoSamples round trips are timed per echo measurement.
+	tunnelEchoSamples = 2000
+	// echoMessage is the size of each timed round trip's message, a small
+	// request such as a database query.
+	echoMessage = 64
+	// idleStreams are held open to measure memory per idle stream.
+	idleStreams = 1000
+	// bulkChunk is what the bulk stream writes at a time.
+	bulkChunk = 32 << 10
+)
+
+// pathResult is one path's measurements (direct, or through keyway).
+type pathResult struct {
+	one, eight       float64 // iperf3 receiver bit/s, 1 and 8 streams
+	idleP50, idleP99 time.Duration
+	bulkP50, bulkP99 time.Duration
+	bulkMBps         float64 // the bulk stream's echoed MB/s while timed
+}
+
+// BenchmarkNativeTunnel measures `keyway tunnel` (client → HTTP/2 CONNECT
+// over one TLS connection → portal → embedded gateway → target) against the
+// same targets reached directly, side by side in one run: iperf3 with one
+// and eight streams, 64-byte echo round trips idle and beside a bulk stream
+// through the same client, and memory per idle stream with 1,000 open.
+// The portal runs as its own process (`portal demo`, gateway embedded), so
+// its memory is the resident size of portal and gateway together.
+func BenchmarkNativeTunnel(b *testing.B) {
+	iperf := targets.NewIperf3(b)
+	echo := targets.NewEcho(b)
+	tun := startTunnels(b, iperf, echo)
+	iperfLocal := tun.iperf.Listen
+	echoLocal := tun.echo.Listen
+
+	// Memory first: the throughput runs leave garbage whose return to the
+	// system (by the Go scavenger) would hide the streams' growth.
+	client, portal := idleStreamMemory(b, echoLocal, tun.echo.Cmd.Process.Pid, tun.portalPID)
+
+	var direct, tunnel []pathResult
+	for range b.N {
+		direct = append(direct, measurePath(b, "direct", iperf.Addr(), echo.Addr()))
+		tunnel = append(tunnel, measurePath(b, "tunnel", iperfLocal, echoLocal))
+	}
+	d, t := meanResult(direct), meanResult(tunnel)
+	gbit := func(v float64) float64 { return v / 1e9 }
+	b.ReportMetric(gbit(d.one), "direct-1-Gbit/s")
+	b.ReportMetric(gbit(t.one), "tunnel-1-Gbit/s")
+	b.ReportMetric(t.one/d.one, "tunnel/direct-1")
+	b.ReportMetric(gbit(d.eight), "direct-8-Gbit/s")
+	b.ReportMetric(gbit(t.eight), "tunnel-8-Gbit/s")
+	b.ReportMetric(t.eight/d.eight, "tunnel/direct-8")
+	b.ReportMetric(t.eight/t.one, "tunnel-8/1")
+	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
+	b.ReportMetric(us(d.idleP50), "direct-idle-p50-µs")
+	b.ReportMetric(us(t.idleP50), "tunnel-idle-p50-µs")
+	b.ReportMetric(us(t.idleP50-d.idleP50), "added-idle-p50-µs")
+	b.ReportMetric(us(t.idleP99-d.idleP99), "added-idle-p99-µs")
+	b.ReportMetric(us(d.bulkP50), "direct-bulk-p50-µs")
+	b.ReportMetric(us(t.bulkP50), "tunnel-bulk-p50-µs")
+	b.ReportMetric(us(t.bulkP50-d.bulkP50), "added-bulk-p50-µs")
+	b.ReportMetric(us(t.bulkP99-d.bulkP99), "added-bulk-p99-µs")
+	b.ReportMetric(t.bulkMBps, "tunnel-bulk-MB/s")
+
+	b.ReportMetric(client, "client-KiB/idle-stream")
+	b.ReportMetric(portal, "portal+gateway-KiB/idle-stream")
+
+	goal := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "MISSED"
+	}
+	b.Logf("one stream: direct %.2f Gbit/s, tunnel %.2f Gbit/s = %.0f %% (goal ≥ 50 %%: %s)",
+		gbit(d.one), gbit(t.one), 100*t.one/d.one, goal(t.one >= d.one/2))
+	b.Logf("eight streams: direct %.2f Gbit/s, tunnel %.2f Gbit/s (goal tunnel-8 ≥ tunnel-1: %s)",
+		gbit(d.eight), gbit(t.eight), goal(t.eight >= t.one))
+	b.Logf("echo idle: p50 direct %v tunnel %v (added %v, goal < 1 ms: %s); p99 direct %v tunnel %v",
+		d.idleP50, t.idleP50, t.idleP50-d.idleP50, goal(t.idleP50-d.idleP50 < time.Millisecond), d.idleP99, t.idleP99)
+	b.Logf("echo beside bulk: p50 direct %v tunnel %v (added %v, goal < 5 ms: %s); p99 direct %v tunnel %v; bulk %.0f MB/s direct, %.0f MB/s tunnel",
+		d.bulkP50, t.bulkP50, t.bulkP50-d.bulkP50, goal(t.bulkP50-d.bulkP50 < 5*time.Millisecond), d.bulkP99, t.bulkP99, d.bulkMBps, t.bulkMBps)
+	b.Logf("memory per idle stream (%d open): client %.1f KiB, portal+gateway %.1f KiB (goal < 64 KiB each: %s)",
+		idleStreams, client, portal, goal(client < 64 && portal < 64))
+}
+
+// tunnels are the keyway processes the benchmark reaches its targets by.
+type tunnels struct {
+	portalPID   int
+	iperf, echo *targets.Keyway
+}
+
+// startTunnels runs the portal (demo mode, with its embedded gateway), makes
+// tcp resources for the iperf3 and echo servers granted to the admin,
+// raises the stream limits above idleStreams, and starts one `keyway
+// tunnel` per resource with an API token.
+func startTunnels(b *testing.B, iperf *targets.Iperf3, echo *targets.EchoServer) tunnels {
+	b.Helper()
+	dir := b.TempDir()
+	info, pid := startDemoIn(b, dir)
+	admin := signIn(b, info, info.Admin)
+	token := apiToken(b, admin, info)
+	api := func(method, path string, in, out any) {
+		b.Helper()
+		var body io.Reader
+		if in != nil {
+			raw, _ := json.Marshal(in)
+			body = bytes.NewReader(raw)
+		}
+		req, _ := http.NewRequest(method, info.URL+path, body)
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := admin.Do(req)
+		if err != nil {
+			b.Fatalf("%s %s: %v", method, path, err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode/100 != 2 {
+			b.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, raw)
+		}
+		if out != nil {
+			if err := json.Unmarshal(raw, out); err != nil {
+				b.Fatalf("%s %s: %v: %s", method, path, err, raw)
+			}
+		}
+	}
+	var me struct {
+		ID int64 `json:"id"`
+	}
+	api(http.MethodGet, "/api/v1/me", nil, &me)
+	for _, r := range []struct {
+		name string
+		port int
+	}{{"bench-iperf", iperf.Port}, {"bench-echo", echo.Port}} {
+		var res struct {
+			ID int64 `json:"id"`
+		}
+		api(http.MethodPost, "/api/v1/resources", map[string]any{"name": r.name, "protocol": "tcp", "host": "127.0.0.1", "port": r.port}, &res)
+		api(http.MethodPost, "/api/v1/grants", map[string]any{"resource_id": res.ID, "subject_kind": "user", "subject_id": me.ID, "mode": "terminal"}, nil)
+	}
+	// The defaults (256 per device, 512 per user) are below idleStreams.
+	api(http.MethodPut, "/api/v1/settings/clients", map[string]any{
+		"credential_hours": 12, "streams_per_device": 4 * idleStreams, "streams_per_user": 4 * idleStreams}, nil)
+
+	bin := targets.BuildKeyway(b)
+	env := []string{"KEYWAY_CONFIG_DIR=" + b.TempDir(), "KEYWAY_URL=" + info.URL,
+		"KEYWAY_CA=" + filepath.Join(dir, "tls.crt"), "KEYWAY_TOKEN=" + token}
+	return tunnels{
+		portalPID: pid,
+		iperf:     targets.StartKeyway(b, bin, env, "tunnel", "bench-iperf", "--listen", "127.0.0.1:0"),
+		echo:      targets.StartKeyway(b, bin, env, "tunnel", "bench-echo", "--listen", "127.0.0.1:0"),
+	}
+}
+
+// measurePath runs the throughput and latency measurements against an
+// iperf3 server and an echo server at the given addresses.
+func measurePath(b *testing.B, name, iperfAddr, echoAddr string) pathResult {
+	b.Helper()
+	host, portStr, _ := net.SplitHostPort(iperfAddr)
+	port, _ := strconv.Atoi(portStr)
+	var r pathResult
+	ctx := context.Background()
+	one, err := targets.RunIperf3(ctx, host, port, 1, iperfTime)
+	if err != nil {
+		b.Fatalf("%s: %v", name, err)
+	}
+	eight, err := targets.RunIperf3(ctx, host, port, 8, iperfTime)
+	if err != nil {
+		b.Fatalf("%s: %v", name, err)
+	}
+	r.one, r.eight = one.BitsPerSecond, eight.BitsPerSecond
+
+	idle, err := echoRoundTrips(echoAddr, tunnelEchoSamples)
+	if err != nil {
+		b.Fatalf("%s: idle echo: %v", name, err)
+	}
+	r.idleP50, r.idleP99 = percentile(idle, 0.5), percentile(idle, 0.99)
+
+	stop, err := startBulk(echoAddr)
+	if err != nil {
+		b.Fatalf("%s: bulk stream: %v", name, err)
+	}
+	busy, err := echoRoundTrips(echoAddr, tunnelEchoSamples)
+	mbps, bulkErr := stop()
+	if err = errors.Join(err, bulkErr); err != nil {
+		b.Fatalf("%s: echo beside bulk: %v", name, err)
+	}
+	r.bulkP50, r.bulkP99, r.bulkMBps = percentile(busy, 0.5), percentile(busy, 0.99), mbps
+	return r
+}
+
+func meanResult(rs []pathResult) pathResult {
+	var m pathResult
+	n := float64(len(rs))
+	for _, r := range rs {
+		m.one += r.one / n
+		m.eight += r.eight / n
+		m.bulkMBps += r.bulkMBps / n
+		m.idleP50 += r.idleP50 / time.Duration(len(rs))
+		m.idleP99 += r.idleP99 / time.Duration(len(rs))
+		m.bulkP50 += r.bulkP50 / time.Duration(len(rs))
+		m.bulkP99 += r.bulkP99 / time.Duration(len(rs))
+	}
+	return m
+}
+
+// echoRoundTrips times n round trips of an echoMessage-byte message on one
+// connection to an echo server, after a few untimed ones.
+func echoRoundTrips(addr string, n int) ([]time.Duration, error) {
+	c, err := net.DialTimeout("tcp", addr, 20*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Minute))
+	msg, got := bytes.Repeat([]byte{'k'}, echoMessage), make([]byte, echoMessage)
+	lat := make([]time.Duration, 0, n)
+	const warmUp = 20
+	for i := range n + warmUp {
+		start := time.Now()
+		if _, err := c.Write(msg); err != nil {
+			return nil, err
+		}
+		if _, err := io.ReadFull(c, got); err != nil {
+			return nil, fmt.Errorf("round trip %d: %w", i, err)
+		}
+		if i >= warmUp {
+			lat = append(lat, time.Since(start))
+		}
+	}
+	return lat, nil
+}
+
+// startBulk opens a connection to an echo server that sends as fast as it
+// can and drains the echo. stop ends it (half-close, then the echo's end)
+// and returns the echoed MB/s.
+func startBulk(addr string) (stop func() (float64, error), err error) {
+	c, err := net.DialTimeout("tcp", addr, 20*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	var quit atomic.Bool
+	var wg sync.WaitGroup
+	var werr, rerr error
+	var read int64
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		chunk := bytes.Repeat([]byte("bulk"), bulkChunk/4)
+		for !quit.Load() {
+			if _, werr = c.Write(chunk); werr != nil {
+				return
+			}
+		}
+		werr = c.(*net.TCPConn).CloseWrite()
+	}()
+	go func() {
+		defer wg.Done()
+		read, rerr = io.Copy(io.Discard, c)
+	}()
+	return func() (float64, error) {
+		secs := time.Since(start).Seconds()
+		quit.Store(true)
+		// The echo ends once it has returned everything sent; a path that
+		// loses the half-close would hang here, so bound it.
+		c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		wg.Wait()
+		c.Close()
+		return float64(read) / 1e6 / secs, errors.Join(werr, rerr)
+	}, nil
+}
+
+// idleStreamMemory opens idle streams through the echo tunnel, each echoing
+// one byte so the stream is open end to end, and returns the growth of the
+// client's and the portal's resident memory per stream in KiB. A first
+// idleStreams are opened before the baseline: a Go process reuses heap it
+// already holds (garbage of its start, of the admin's password hashing)
+// before it grows, so only the next idleStreams show what a stream costs.
+// The streams are closed before it returns.
+func idleStreamMemory(b *testing.B, echoAddr string, clientPID, portalPID int) (client, portal float64) {
+	b.Helper()
+	first := openIdleStreams(b, echoAddr, idleStreams)
+	defer closeAll(first)
+	// Wait until neither process shrinks (the Go scavenger returning
+	// memory), or the baseline would hide the streams' growth.
+	clientBefore, portalBefore := settledRSS(b, clientPID), settledRSS(b, portalPID)
+	second := openIdleStreams(b, echoAddr, idleStreams)
+	defer closeAll(second)
+	clientAfter, portalAfter := rssKiB(b, clientPID), rssKiB(b, portalPID)
+	return (clientAfter - clientBefore) / idleStreams, (portalAfter - portalBefore) / idleStreams
+}
+
+func closeAll(conns []net.Conn) {
+	for _, c := range conns {
+		if c != nil {
+			c.Close()
+		}
+	}
+}
+
+// openIdleStreams opens n connections, 50 at a time (a real flood, within
+// the listen backlog), each echoing one byte.
+func openIdleStreams(b *testing.B, echoAddr string, n int) []net.Conn {
+	b.Helper()
+	const parallel = 50
+	conns := make([]net.Conn, n)
+	errs := make(chan error, n)
+	sem := make(chan struct{}, parallel)
+	var wg sync.WaitGroup
+	for i := range conns {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			c, err := net.DialTimeout("tcp", echoAddr, 30*time.Second)
+			if err != nil {
+				errs <- err
+				return
+			}
+			conns[i] = c
+			c.SetDeadline(time.Now().Add(60 * time.Second))
+			if _, err := c.Write([]byte{'i'}); err != nil {
+				errs <- err
+				return
+			}
+			if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+				errs <- fmt.Errorf("stream %d: %w", i, err)
+			}
+			c.SetDeadline(time.Time{})
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		closeAll(conns)
+		b.Fatalf("open %d idle streams: %v", n, err)
+	}
+	return conns
+}
+
+// settledRSS waits until pid's resident memory changes by less than
+// rssSettled over a second (at most rssSettleTimeout) and returns it in KiB.
+func settledRSS(b *testing.B, pid int) float64 {
+	const (
+		rssSettled       = 256 // KiB
+		rssSettleTimeout = 90 * time.Second
+	)
+	deadline := time.Now().Add(rssSettleTimeout)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	last := rssKiB(b, pid)
+	for range tick.C {
+		now := rssKiB(b, pid)
+		if math.Abs(now-last) < rssSettled || time.Now().After(deadline) {
+			return now
+		}
+		last = now
+	}
+	return last
+}
+
+// rssKiB reads a process's resident memory from /proc in KiB.
+func rssKiB(b *testing.B, pid int) float64 {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb
+		}
+	}
+	b.Fatal("no VmRSS")
+	return 0
+}

@@ -61,7 +61,7 @@ func BenchmarkNativeTunnel(b *testing.B) {
 
 	// Memory first: the throughput runs leave garbage whose return to the
 	// system (by the Go scavenger) would hide the streams' growth.
-	client, portal := idleStreamMemory(b, echoLocal, tun.echo.Cmd.Process.Pid, tun.portalPID)
+	client, portal := idleStreamMemory(b, tun.filler.Listen, tun.idle.Listen, tun.idle.Cmd.Process.Pid, tun.portalPID)
 
 	var direct, tunnel []pathResult
 	for range b.N {
@@ -113,6 +113,10 @@ func BenchmarkNativeTunnel(b *testing.B) {
 type tunnels struct {
 	portalPID   int
 	iperf, echo *targets.Keyway
+	// filler and idle are two more clients of the echo resource for the
+	// memory measurement (each its own HTTP/2 connection, which carries
+	// at most the portal's 1024 concurrent streams).
+	filler, idle *targets.Keyway
 }
 
 // startTunnels runs the portal (demo mode, with its embedded gateway), makes
@@ -175,6 +179,8 @@ func startTunnels(b *testing.B, iperf *targets.Iperf3, echo *targets.EchoServer)
 		portalPID: pid,
 		iperf:     targets.StartKeyway(b, bin, env, "tunnel", "bench-iperf", "--listen", "127.0.0.1:0"),
 		echo:      targets.StartKeyway(b, bin, env, "tunnel", "bench-echo", "--listen", "127.0.0.1:0"),
+		filler:    targets.StartKeyway(b, bin, env, "tunnel", "bench-echo", "--listen", "127.0.0.1:0"),
+		idle:      targets.StartKeyway(b, bin, env, "tunnel", "bench-echo", "--listen", "127.0.0.1:0"),
 	}
 }
 
@@ -299,19 +305,20 @@ func startBulk(addr string) (stop func() (float64, error), err error) {
 
 // idleStreamMemory opens idle streams through the echo tunnel, each echoing
 // one byte so the stream is open end to end, and returns the growth of the
-// client's and the portal's resident memory per stream in KiB. A first
-// idleStreams are opened before the baseline: a Go process reuses heap it
-// already holds (garbage of its start, of the admin's password hashing)
-// before it grows, so only the next idleStreams show what a stream costs.
-// The streams are closed before it returns.
-func idleStreamMemory(b *testing.B, echoAddr string, clientPID, portalPID int) (client, portal float64) {
+// client's and the portal's resident memory per stream in KiB. A Go process
+// reuses heap it already holds (garbage of its start, of the admin's
+// password hashing) before it grows, so idleStreams are first opened
+// through another client (fillerAddr) and only then idleStreams through the
+// measured one (idleAddr, process clientPID). The streams are closed before
+// it returns.
+func idleStreamMemory(b *testing.B, fillerAddr, idleAddr string, clientPID, portalPID int) (client, portal float64) {
 	b.Helper()
-	first := openIdleStreams(b, echoAddr, idleStreams)
+	first := openIdleStreams(b, fillerAddr, idleStreams)
 	defer closeAll(first)
 	// Wait until neither process shrinks (the Go scavenger returning
 	// memory), or the baseline would hide the streams' growth.
 	clientBefore, portalBefore := settledRSS(b, clientPID), settledRSS(b, portalPID)
-	second := openIdleStreams(b, echoAddr, idleStreams)
+	second := openIdleStreams(b, idleAddr, idleStreams)
 	defer closeAll(second)
 	clientAfter, portalAfter := rssKiB(b, clientPID), rssKiB(b, portalPID)
 	return (clientAfter - clientBefore) / idleStreams, (portalAfter - portalBefore) / idleStreams

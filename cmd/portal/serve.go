@@ -386,7 +386,8 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 			return err
 		}
 	}
-	if err := announceSetup(ctx, st, logger, publicURL); err != nil {
+	// A shutdown that comes while the link is written is no failure.
+	if err := announceSetup(ctx, st, logger, publicURL); err != nil && ctx.Err() == nil {
 		return err
 	}
 

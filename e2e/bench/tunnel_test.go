@@ -168,9 +168,11 @@ func startTunnels(b *testing.B, iperf *targets.Iperf3, echo *targets.EchoServer)
 		api(http.MethodPost, "/api/v1/resources", map[string]any{"name": r.name, "protocol": "tcp", "host": "127.0.0.1", "port": r.port}, &res)
 		api(http.MethodPost, "/api/v1/grants", map[string]any{"resource_id": res.ID, "subject_kind": "user", "subject_id": me.ID, "mode": "terminal"}, nil)
 	}
-	// The defaults (256 per device, 512 per user) are below idleStreams.
+	// The defaults (256 per device, 512 per user) are below idleStreams;
+	// a device may have at most 1,000 (one HTTP/2 connection's worth), and
+	// each keyway process opens at most idleStreams.
 	api(http.MethodPut, "/api/v1/settings/clients", map[string]any{
-		"credential_hours": 12, "streams_per_device": 4 * idleStreams, "streams_per_user": 4 * idleStreams}, nil)
+		"credential_hours": 12, "streams_per_device": idleStreams, "streams_per_user": 4 * idleStreams}, nil)
 
 	bin := targets.BuildKeyway(b)
 	env := []string{"KEYWAY_CONFIG_DIR=" + b.TempDir(), "KEYWAY_URL=" + info.URL,

@@ -499,11 +499,13 @@ type ClientLimits struct {
 	StreamsPerUser   int `json:"streams_per_user"`
 }
 
-// Bounds of ClientLimits fields, and their defaults.
+// Bounds of ClientLimits fields, and their defaults. A device's streams
+// share one HTTP/2 connection, which takes at most 1,024 at once: past
+// that its client would wait for a free one instead of being refused.
 var (
 	DefaultClientLimits = ClientLimits{CredentialHours: 12, StreamsPerDevice: 256, StreamsPerUser: 512}
 	MinClientLimits     = ClientLimits{CredentialHours: 1, StreamsPerDevice: 1, StreamsPerUser: 1}
-	MaxClientLimits     = ClientLimits{CredentialHours: 720, StreamsPerDevice: 10000, StreamsPerUser: 20000}
+	MaxClientLimits     = ClientLimits{CredentialHours: 720, StreamsPerDevice: 1000, StreamsPerUser: 20000}
 )
 
 // CredentialTTL is how long a new device credential is valid.

@@ -290,7 +290,7 @@ func TestClientLimits(t *testing.T) {
 	for _, bad := range []ClientLimits{
 		{CredentialHours: 0, StreamsPerDevice: 1, StreamsPerUser: 1},
 		{CredentialHours: 721, StreamsPerDevice: 1, StreamsPerUser: 1},
-		{CredentialHours: 1, StreamsPerDevice: 10001, StreamsPerUser: 1},
+		{CredentialHours: 1, StreamsPerDevice: 1001, StreamsPerUser: 1},
 		{CredentialHours: 1, StreamsPerDevice: 1, StreamsPerUser: 0},
 	} {
 		if err := st.SetClientLimits(ctx, bad); err == nil {

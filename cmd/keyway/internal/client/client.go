@@ -92,6 +92,9 @@ type Options struct {
 	HTTP1 bool
 	// Dial makes TCP connections; nil uses a net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Proxy names the forward proxy to reach the portal through, or
+	// none; nil reads HTTPS_PROXY and NO_PROXY (http.ProxyFromEnvironment).
+	Proxy func(*http.Request) (*url.URL, error)
 	// Wait is how long a stream or request waits for a connection to
 	// the portal; 0 is WaitForPortal.
 	Wait time.Duration
@@ -139,6 +142,10 @@ func New(opts Options) (*Client, error) {
 		var d net.Dialer
 		opts.Dial = d.DialContext
 	}
+	if opts.Proxy == nil {
+		opts.Proxy = http.ProxyFromEnvironment
+	}
+	opts.Dial = proxyDial(opts.Proxy, opts.Dial)
 	if opts.Wait <= 0 {
 		opts.Wait = WaitForPortal
 	}

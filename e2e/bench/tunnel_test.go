@@ -70,11 +70,15 @@ func BenchmarkNativeTunnel(b *testing.B) {
 
 	// Memory first: the throughput runs leave garbage whose return to the
 	// system (by the Go scavenger) would hide the streams' growth.
-	m := idleStreamMemory(b, tun.filler.Listen, tun.idle.Listen, tun.idle.Cmd.Process.Pid, tun.portalPID)
+	m, closeEmbedded := idleStreamMemory(b, tun.filler.Listen, tun.idle.Listen, tun.idle.Cmd.Process.Pid, tun.portalPID)
 	client, portal := m[0], m[1]
-	// Then through the separate gateway: portal and gateway apart.
-	m = idleStreamMemory(b, tun.gwFiller.Listen, tun.gwIdle.Listen, tun.gwIdle.Cmd.Process.Pid, tun.portalPID, tun.gatewayPID)
+	// Then through the separate gateway: portal and gateway apart. The
+	// first streams stay open meanwhile, or the portal would reuse the
+	// heap they held and seem to grow less.
+	m, closeSeparate := idleStreamMemory(b, tun.gwFiller.Listen, tun.gwIdle.Listen, tun.gwIdle.Cmd.Process.Pid, tun.portalPID, tun.gatewayPID)
 	gwClient, gwPortal, gateway := m[0], m[1], m[2]
+	closeEmbedded()
+	closeSeparate()
 
 	// The ceilings: the same architecture without the portal (see
 	// startCeiling), with the gateway's TLS hop and without it.
@@ -212,9 +216,10 @@ func startTunnels(b *testing.B, iperf *targets.Iperf3, echo *targets.EchoServer)
 	}
 	// The defaults (256 per device, 512 per user) are below idleStreams;
 	// a device may have at most 1,000 (one HTTP/2 connection's worth), and
-	// each keyway process opens at most idleStreams.
+	// each keyway process opens at most idleStreams; four of them hold
+	// theirs open at once for the memory measurement.
 	api(http.MethodPut, "/api/v1/settings/clients", map[string]any{
-		"credential_hours": 12, "streams_per_device": idleStreams, "streams_per_user": 4 * idleStreams}, nil)
+		"credential_hours": 12, "streams_per_device": idleStreams, "streams_per_user": 5 * idleStreams}, nil)
 
 	// A separate gateway in its own segment, for the memory per process.
 	// Tunnel mode off: the portal dials it directly rather than relaying
@@ -494,11 +499,10 @@ func startBulk(addr string) (stop func() (float64, error), err error) {
 // it already holds (garbage of its start, of the admin's password hashing)
 // before it grows, so idleStreams are first opened through another client
 // (fillerAddr) and only then idleStreams through the measured one
-// (idleAddr). The streams are closed before it returns.
-func idleStreamMemory(b *testing.B, fillerAddr, idleAddr string, pids ...int) []float64 {
+// (idleAddr). closeStreams closes them all.
+func idleStreamMemory(b *testing.B, fillerAddr, idleAddr string, pids ...int) (growth []float64, closeStreams func()) {
 	b.Helper()
 	first := openIdleStreams(b, fillerAddr, idleStreams)
-	defer closeAll(first)
 	// Wait until no process shrinks (the Go scavenger returning memory),
 	// or the baseline would hide the streams' growth.
 	before := make([]float64, len(pids))
@@ -506,12 +510,11 @@ func idleStreamMemory(b *testing.B, fillerAddr, idleAddr string, pids ...int) []
 		before[i] = settledRSS(b, pid)
 	}
 	second := openIdleStreams(b, idleAddr, idleStreams)
-	defer closeAll(second)
-	growth := make([]float64, len(pids))
+	growth = make([]float64, len(pids))
 	for i, pid := range pids {
 		growth[i] = (rssKiB(b, pid) - before[i]) / idleStreams
 	}
-	return growth
+	return growth, func() { closeAll(first); closeAll(second) }
 }
 
 func closeAll(conns []net.Conn) {

@@ -118,8 +118,9 @@ bench: build
 	node e2e/bench/rdp.bench.mjs
 	node e2e/bench/recording.bench.mjs
 
-# The native client against direct paths: iperf3, echo round trips, memory
-# per idle stream (docs/benchmarks.md).
+# The native client against direct paths and a ceiling (HTTP/2 CONNECT with
+# no portal logic): iperf3, echo round trips, memory per idle stream in
+# client, portal and a separate gateway (docs/benchmarks.md).
 bench-tunnel: deps-test build
 	$(GO) test -run '^$$' -bench NativeTunnel -benchtime 1x -timeout 30m -v ./e2e/bench/
 

@@ -48,6 +48,14 @@ const (
 	// which 1,000 idle tunnel streams cannot afford; 16 KiB frames cost
 	// bulk streams nothing measurable.
 	http2FrameSize = 16 << 10
+	// http2StreamWindow is how much a client may send on one stream
+	// before the portal has passed it on (Go's default is 1 MiB). Every
+	// stream of a native client shares one connection, whose frames the
+	// portal reads in order: a bulk tunnel with a full window ahead of a
+	// small request delays it by that window's time on the wire, which at
+	// the ~100 MB/s a tunnel moves here was 8-10 ms at 1 MiB and about
+	// 2 ms at 256 KiB (docs/benchmarks.md).
+	http2StreamWindow = 256 << 10
 )
 
 func (t Timeouts) withDefaults() Timeouts {
@@ -77,7 +85,8 @@ func (s *Server) HTTPServer(tlsConf *tls.Config, errorLog *log.Logger) *http.Ser
 		IdleTimeout: t.KeepAlive,
 		ErrorLog:    errorLog,
 		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: maxHTTP2Streams, MaxReceiveBufferPerConnection: http2ConnWindow,
-			MaxReadFrameSize: http2FrameSize},
+			MaxReadFrameSize:          http2FrameSize,
+			MaxReceiveBufferPerStream: http2StreamWindow},
 	}
 }
 

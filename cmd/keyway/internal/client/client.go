@@ -45,6 +45,14 @@ const (
 	// dropped Wi-Fi) so it is made again.
 	pingAfter   = 30 * time.Second
 	pingTimeout = 15 * time.Second
+	// streamWindow is how much the portal may send on one stream before
+	// keyway has passed it on (x/net's default is 4 MiB). All streams
+	// share one connection read in order, so a bulk stream's window in
+	// flight delays the small replies of the others by its time on the
+	// wire: 8-10 ms beside a bulk stream at the defaults, about 2 ms at
+	// 256 KiB each way, for no measurable loss of throughput
+	// (docs/benchmarks.md).
+	streamWindow = 256 << 10
 )
 
 // Bounds on what the portal sends back, checked before keeping it.
@@ -154,13 +162,11 @@ func New(opts Options) (*Client, error) {
 		opts:     opts,
 		hostport: hostport,
 		base:     "https://" + hostport,
-		// Strict: a stream beyond the portal's concurrent streams waits
-		// for one to end, on the one connection, rather than failing.
-		t2:     &http2.Transport{ReadIdleTimeout: pingAfter, PingTimeout: pingTimeout, StrictMaxConcurrentStreams: true},
-		ctx:    ctx,
-		cancel: cancel,
-		http1:  opts.HTTP1,
-		all:    make(map[*http2.ClientConn]struct{}),
+		t2:       newTransport(),
+		ctx:      ctx,
+		cancel:   cancel,
+		http1:    opts.HTTP1,
+		all:      make(map[*http2.ClientConn]struct{}),
 	}
 	h1TLS := opts.TLS.Clone()
 	h1TLS.NextProtos = []string{"http/1.1"}
@@ -688,4 +694,18 @@ func (c *Client) openHTTP1(ctx context.Context, target string) (*Stream, error) 
 	s.Session = resp.Header.Get("Keyway-Session")
 	s.r, s.w, s.closeWrite, s.close = r, tc, tc.CloseWrite, tc.Close
 	return s, nil
+}
+
+// newTransport is the HTTP/2 transport of the connection to the portal,
+// with streamWindow as each stream's receive window.
+func newTransport() *http2.Transport {
+	t1 := &http.Transport{HTTP2: &http.HTTP2Config{MaxReceiveBufferPerStream: streamWindow}}
+	// ConfigureTransports fails only for a transport already configured
+	// for HTTP/2, which t1 is not.
+	t2, _ := http2.ConfigureTransports(t1)
+	t2.ReadIdleTimeout, t2.PingTimeout = pingAfter, pingTimeout
+	// Strict: a stream beyond the portal's concurrent streams waits for
+	// one to end, on the one connection, rather than failing.
+	t2.StrictMaxConcurrentStreams = true
+	return t2
 }

@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/keyway-dev/keyway/portal/authz"
 	"github.com/keyway-dev/keyway/portal/policy"
 	"github.com/keyway-dev/keyway/portal/store"
 )
@@ -151,25 +150,19 @@ func (m *Manager) endReason(ctx context.Context, s *Session, users map[int64]sto
 			return code, reason, nil
 		}
 	}
-	check := m.Authz.Resource
-	if s.Kind == KindFiles {
-		check = m.Authz.Files
-	}
-	if _, err := check(ctx, u, s.Resource.ID); err != nil {
-		if errors.Is(err, authz.ErrDenied) {
-			// The resource may have been deleted between the check's two
-			// reads (its grants go with it): say which it was.
-			if _, lerr := m.Store.ResourceByID(ctx, s.Resource.ID); errors.Is(lerr, store.ErrNotFound) {
-				err = lerr
-			}
-		}
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			return endAccessRevoked, fmt.Sprintf("The resource %s was deleted, so the session has ended.", s.Resource.Name), nil
-		case errors.Is(err, authz.ErrDenied):
-			return endAccessRevoked, fmt.Sprintf("Your access to %s was removed, so the session has ended.", s.Resource.Name), nil
-		}
+	exists, acc, err := m.Store.ResourceAccess(ctx, u.ID, s.Resource.ID)
+	if err != nil {
 		return "", "", err
+	}
+	allowed := acc.Terminal
+	if s.Kind == KindFiles {
+		allowed = acc.Files
+	}
+	switch {
+	case !exists:
+		return endAccessRevoked, fmt.Sprintf("The resource %s was deleted, so the session has ended.", s.Resource.Name), nil
+	case !allowed:
+		return endAccessRevoked, fmt.Sprintf("Your access to %s was removed, so the session has ended.", s.Resource.Name), nil
 	}
 	if s.Kind == KindTCP && s.Resource.Protocol != store.ProtocolTCP && s.Resource.Protocol != store.ProtocolNetwork {
 		// The tunnel option may have been switched off since.

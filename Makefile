@@ -23,10 +23,12 @@ DEBS_RUN  := gcc libc6-dev pkg-config freerdp2-dev openssh-server openssh-client
 DEBS_DEMO := $(DEBS_RUN) tigervnc-standalone-server tigervnc-tools xterm x11-xserver-utils fonts-dejavu-core \
 	freerdp2-shadow-x11 winpr-utils xvfb
 # Dropbear (with OpenSSH's sftp-server for its SFTP) is the second SSH server
-# every SSH feature is tested against.
-DEBS_TEST := $(DEBS_DEMO) sqlite3 dropbear-bin openssh-sftp-server sshpass chromium procps iproute2 x11-utils x11-apps xclip x11vnc xrdp xorgxrdp ffmpeg
+# every SSH feature is tested against. The native client's tests and
+# benchmark use PostgreSQL with psql, iperf3, xfreerdp and curl through it.
+DEBS_TEST := $(DEBS_DEMO) sqlite3 dropbear-bin openssh-sftp-server sshpass chromium procps iproute2 x11-utils x11-apps xclip x11vnc xrdp xorgxrdp ffmpeg \
+	postgresql postgresql-client iperf3 freerdp2-x11 curl
 
-.PHONY: run demo test build assets generate lint unit e2e bench deps-run deps-demo deps-test check-go clean
+.PHONY: run demo test build assets generate lint unit e2e bench bench-tunnel deps-run deps-demo deps-test check-go clean
 
 run: build
 	./bin/portal serve --data $(DATA) --listen $(LISTEN)
@@ -39,6 +41,22 @@ test: deps-test assets lint unit e2e
 build: deps-run assets
 	$(GO) build -o bin/portal ./cmd/portal
 	$(GO) build -o bin/gateway ./cmd/gateway
+	$(MAKE) --no-print-directory clients
+
+# The native client (keyway), pure Go, for the systems the portal's Account
+# page offers; the portal serves bin/clients (portal serve --clients).
+CLIENT_TARGETS := linux/amd64 linux/arm64 darwin/arm64 windows/amd64
+CLIENT_VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+
+.PHONY: clients
+clients:
+	@mkdir -p bin/clients
+	@for t in $(CLIENT_TARGETS); do \
+	  os=$${t%/*}; arch=$${t#*/}; ext=; [ $$os = windows ] && ext=.exe; \
+	  echo "go build keyway for $$os/$$arch"; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags "-X main.version=$(CLIENT_VERSION)" \
+	    -o bin/clients/keyway-$$os-$$arch$$ext ./cmd/keyway || exit 1; \
+	done
 
 # Installs the Debian packages in $(1) that are not installed yet.
 define apt_install
@@ -99,6 +117,12 @@ bench: build
 	node e2e/bench/desktop.bench.mjs
 	node e2e/bench/rdp.bench.mjs
 	node e2e/bench/recording.bench.mjs
+
+# The native client against direct paths and a ceiling (HTTP/2 CONNECT with
+# no portal logic): iperf3, echo round trips, memory per idle stream in
+# client, portal and a separate gateway (docs/benchmarks.md).
+bench-tunnel: deps-test build
+	$(GO) test -run '^$$' -bench NativeTunnel -benchtime 1x -timeout 30m -v ./e2e/bench/
 
 clean:
 	rm -rf bin web/assets/dist/*.js web/assets/dist/*.css web/assets/dist/*.map

@@ -220,7 +220,7 @@ test('user copies text both ways on an xrdp desktop', async () => {
     await admin.getByLabel('Name', { exact: true }).fill('e2e-xrdp');
     await admin.getByLabel('Protocol').selectOption('rdp');
     await admin.getByLabel('Host').fill(xrdp.host);
-    await admin.getByLabel('Port').fill(String(xrdp.port));
+    await admin.getByLabel('Port', { exact: true }).fill(String(xrdp.port));
     await admin.getByLabel('Login').fill(xrdp.user);
     await admin.getByLabel('Password').fill(xrdp.password);
     await admin.getByRole('button', { name: /create resource/i }).click();

@@ -100,7 +100,7 @@ test('admin enrols a gateway and a user connects through it', async () => {
   await admin.goto('/admin/resources/new');
   await admin.getByLabel('Name', { exact: true }).fill('behind-gw');
   await admin.getByLabel('Host').fill(t.host);
-  await admin.getByLabel('Port').fill(String(t.port));
+  await admin.getByLabel('Port', { exact: true }).fill(String(t.port));
   await admin.getByLabel('Login').fill(t.login);
   await admin.getByLabel('Password').fill(t.password);
   await admin.getByLabel('Tags').fill('gateway-e2e');

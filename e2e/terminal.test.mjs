@@ -36,7 +36,7 @@ async function createResource(page, r) {
   await page.goto('/admin/resources/new');
   await page.getByLabel('Name', { exact: true }).fill(r.name);
   await page.getByLabel('Host').fill(r.host);
-  await page.getByLabel('Port').fill(String(r.port));
+  await page.getByLabel('Port', { exact: true }).fill(String(r.port));
   await page.getByLabel('Login').fill(r.login);
   await page.getByLabel('Password').fill(r.password);
   await page.getByRole('button', { name: /create resource/i }).click();

@@ -84,7 +84,7 @@ test('user opens x11vnc -ncache and sees only its real screen', async () => {
   await admin.getByLabel('Name', { exact: true }).fill('x11vnc-ncache');
   await admin.getByLabel('Protocol').selectOption('vnc');
   await admin.getByLabel('Host').fill('127.0.0.1');
-  await admin.getByLabel('Port').fill(String(port));
+  await admin.getByLabel('Port', { exact: true }).fill(String(port));
   await admin.getByLabel('Password', { exact: true }).fill('x11pw123');
   await admin.getByRole('button', { name: /create resource/i }).click();
   await admin.waitForURL('**/admin/resources');

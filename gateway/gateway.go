@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/keyway-dev/keyway/gateway/splice"
 	"github.com/keyway-dev/keyway/gateway/spool"
 	"github.com/keyway-dev/keyway/gateway/sshgw"
 	"github.com/keyway-dev/keyway/gateway/target"
@@ -36,8 +37,8 @@ const (
 
 // Config configures a Gateway.
 type Config struct {
-	// SSHAddr is the listen address for SSH terminal and SFTP sessions
-	// (":7993" in production; "127.0.0.1:0" in tests). RDPAddr (":7994")
+	// SSHAddr is the listen address for SSH terminal, SFTP and tcp
+	// sessions (":7993" in production; "127.0.0.1:0" in tests). RDPAddr (":7994")
 	// and VNCAddr (":7995") are those of RDP and VNC sessions; a protocol
 	// without its own address is served on SSHAddr. Every listener takes
 	// relays.
@@ -240,6 +241,7 @@ func (g *Gateway) accepts(l net.Listener) map[string]bool {
 	}
 	if ok[wire.ProtocolSSH] {
 		ok[wire.ProtocolSFTP] = true
+		ok[wire.ProtocolTCP] = true
 	}
 	return ok
 }
@@ -313,7 +315,7 @@ func (g *Gateway) acceptFailure() error {
 	return nil
 }
 
-// Addr is the SSH and SFTP session listener's address.
+// Addr is the SSH, SFTP and tcp session listener's address.
 func (g *Gateway) Addr() net.Addr { return g.ln.Addr() }
 
 // SessionAddr is the address of the listener for protocol's sessions.
@@ -464,8 +466,9 @@ func (g *Gateway) handle(c *tls.Conn, protocols map[string]bool) {
 			Message: fmt.Sprintf("this gateway port does not take %s sessions; the portal has the wrong port for it", req.Protocol)})
 		return
 	}
-	if resp := g.checkTarget(req); resp != nil {
-		log.Warn("refused session: target outside the allowed networks", "reason", resp.Message)
+	addrs, resp := g.checkTarget(req)
+	if resp != nil {
+		log.Warn("refused session: target not allowed or not found", "code", resp.Code, "reason", resp.Message)
 		wire.WriteResponse(c, resp)
 		return
 	}
@@ -484,6 +487,8 @@ func (g *Gateway) handle(c *tls.Conn, protocols map[string]bool) {
 		g.vncDesktop(c, req, log)
 	case wire.ProtocolRDP:
 		g.rdpDesktop(c, req, log)
+	case wire.ProtocolTCP:
+		g.tcp(c, req, addrs, log)
 	default:
 		log.Warn("refused session: protocol not supported")
 		wire.WriteResponse(c, &wire.Response{Code: wire.CodeUnsupported, Message: fmt.Sprintf("this gateway does not support %s sessions yet", req.Protocol)})
@@ -554,32 +559,86 @@ func (g *Gateway) files(c *tls.Conn, req *wire.Request, log *slog.Logger) {
 	log.Debug("sftp session ended", "sent", up, "received", down, "duration", time.Since(start).Round(time.Millisecond))
 }
 
-// checkTarget refuses targets outside the allowed networks, as a second
-// line of defence behind the portal's own checks. When networks are
-// restricted the target is resolved here and dialed by address, so a name
-// cannot resolve to another address between the check and the dial.
-func (g *Gateway) checkTarget(req *wire.Request) *wire.Response {
+// maxTargetAddrs bounds the addresses of one target name that are checked
+// and dialed, so a hostile DNS answer cannot make the gateway dial
+// hundreds.
+const maxTargetAddrs = 16
+
+// checkTarget refuses targets outside the allowed networks: the segment's
+// (as a second line of defence behind the portal's own checks) and, for a
+// request with Allow, the network resource's rules. When either restricts,
+// and always for a tcp session (whose host may be a name only this
+// segment's DNS knows), the target is resolved here, with the gateway's
+// resolver, and dialed by address, so a name cannot resolve to another
+// address between the check and the dial. It returns the addresses that
+// may be dialed, in the resolver's order (nil when nothing restricts and
+// the engine dials the name); for the engines, which dial req.Target, the
+// target's host becomes the first of them.
+func (g *Gateway) checkTarget(req *wire.Request) ([]netip.Addr, *wire.Response) {
 	nets := g.cfg.Networks()
-	if len(nets) == 0 {
-		return nil
+	if len(nets) == 0 && len(req.Allow) == 0 && req.Protocol != wire.ProtocolTCP {
+		return nil, nil
 	}
 	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.DialTimeout)
 	defer cancel()
-	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", req.Target.Host)
-	if err != nil || len(addrs) == 0 {
-		return &wire.Response{Code: wire.CodeUnreachable, Message: fmt.Sprintf("target host %s could not be resolved by the gateway", req.Target.Host)}
+	resolved, err := net.DefaultResolver.LookupNetIP(ctx, "ip", req.Target.Host)
+	if err != nil || len(resolved) == 0 {
+		return nil, &wire.Response{Code: wire.CodeUnreachable, Message: fmt.Sprintf("target host %s could not be resolved by the gateway", req.Target.Host)}
 	}
-	for _, a := range addrs {
+	var seen, inNets, allowed []netip.Addr
+	for _, a := range resolved {
 		a = a.Unmap()
-		for _, n := range nets {
-			if n.Contains(a) {
-				req.Target.Host = a.String()
-				return nil
-			}
+		if slices.Contains(seen, a) || len(seen) == maxTargetAddrs {
+			continue
+		}
+		seen = append(seen, a)
+		if len(nets) > 0 && !slices.ContainsFunc(nets, func(n netip.Prefix) bool { return n.Contains(a) }) {
+			continue
+		}
+		inNets = append(inNets, a)
+		if len(req.Allow) == 0 || req.Allow.Allows(a, req.Target.Port) {
+			allowed = append(allowed, a)
 		}
 	}
-	return &wire.Response{Code: wire.CodeForbiddenTarget,
-		Message: fmt.Sprintf("target %s (%s) is outside the networks this gateway may reach; an administrator can allow it in the segment's settings", req.Target, addrs[0])}
+	switch {
+	case len(inNets) == 0:
+		return nil, &wire.Response{Code: wire.CodeForbiddenTarget,
+			Message: fmt.Sprintf("target %s is outside the networks this gateway may reach; an administrator can allow it in the segment's settings", target.Describe(req.Target, seen))}
+	case len(allowed) == 0:
+		return nil, &wire.Response{Code: wire.CodeForbiddenTarget,
+			Message: fmt.Sprintf("target %s is outside the networks and ports the network resource allows", target.Describe(req.Target, inNets))}
+	}
+	if req.Protocol != wire.ProtocolTCP {
+		req.Target.Host = allowed[0].String()
+	}
+	return allowed, nil
+}
+
+// tcp serves a native client's stream: it dials the first address that
+// checkTarget allowed and, after the answer, the connection carries the
+// target's bytes unchanged both ways. It is not recorded; the portal
+// audits it.
+func (g *Gateway) tcp(c *tls.Conn, req *wire.Request, addrs []netip.Addr, log *slog.Logger) {
+	start := time.Now()
+	if req.Recording != nil {
+		// Only a required recording refuses it (checkRecording).
+		log.Info("tcp session not recorded: raw TCP tunnels cannot be recorded")
+	}
+	conn, addr, werr := target.DialAddrs(g.ctx, req.Target, addrs, g.cfg.DialTimeout)
+	if werr != nil {
+		log.Warn("session refused", "code", werr.Code, "reason", werr.Message)
+		wire.WriteResponse(c, &wire.Response{Code: werr.Code, Message: werr.Message})
+		return
+	}
+	log = log.With("address", addr.String())
+	if err := wire.WriteResponse(c, &wire.Response{OK: true}); err != nil {
+		conn.Close()
+		log.Warn("portal left before the session started", "err", err)
+		return
+	}
+	log.Info("tcp session started", "setup", time.Since(start).Round(time.Millisecond))
+	sent, received, err := splice.Join(c, conn)
+	log.Info("tcp session ended", "sent", sent, "received", received, "err", err, "duration", time.Since(start).Round(time.Millisecond))
 }
 
 // relay forwards the rest of the connection to another gateway. The portal
@@ -606,26 +665,19 @@ func (g *Gateway) relay(c *tls.Conn, req *wire.Request, log *slog.Logger) {
 			Message: fmt.Sprintf("the gateway at %s could not be reached from the tunnel gateway", req.Relay.Address)})
 		return
 	}
-	defer far.Close()
 	if err := wire.WriteResponse(c, &wire.Response{OK: true}); err != nil {
+		far.Close()
 		return
 	}
 	g.active.Add(1)
 	defer g.active.Add(-1)
+	start := time.Now()
 	log.Info("relay started")
-	var wg sync.WaitGroup
-	wg.Add(2)
-	splice := func(dst, src net.Conn) {
-		defer wg.Done()
-		io.Copy(dst, src)
-		// Either side ending ends both: a half-closed TLS stream is of no use.
-		dst.Close()
-		src.Close()
-	}
-	go splice(far, c)
-	go splice(c, far)
-	wg.Wait()
-	log.Info("relay ended")
+	// An end passes through as a half-close, so a tcp session relayed to
+	// the far gateway keeps its half-close; an idle relayed stream holds
+	// only small buffers.
+	sent, received, err := splice.Join(c, far)
+	log.Info("relay ended", "sent", sent, "received", received, "err", err, "duration", time.Since(start).Round(time.Millisecond))
 }
 
 // sameAddress reports whether host:port a and b name the same listener,

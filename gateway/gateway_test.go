@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -258,11 +259,15 @@ func TestProtocolPorts(t *testing.T) {
 	for _, p := range []string{wire.ProtocolSSH, wire.ProtocolRDP, wire.ProtocolVNC} {
 		addrs[p] = g.SessionAddr(p).String()
 	}
+	if tcp := g.SessionAddr(wire.ProtocolTCP).String(); tcp != addrs["ssh"] {
+		t.Fatalf("tcp sessions on %s, want the SSH listener %s", tcp, addrs["ssh"])
+	}
 	if addrs["ssh"] == addrs["rdp"] || addrs["rdp"] == addrs["vnc"] {
 		t.Fatalf("listeners share an address: %v", addrs)
 	}
 	for _, tc := range []struct{ port, protocol string }{
 		{"vnc", wire.ProtocolSSH}, {"rdp", wire.ProtocolVNC}, {"ssh", wire.ProtocolRDP}, {"ssh", wire.ProtocolVNC},
+		{"rdp", wire.ProtocolTCP}, {"vnc", wire.ProtocolTCP},
 	} {
 		c, err := tls.Dial("tcp", addrs[tc.port], wire.ClientTLSConfig(portal, gwID.PublicKey()))
 		if err != nil {
@@ -295,14 +300,25 @@ func otherHostKey(t *testing.T) string {
 	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k)))
 }
 
+// closedPort returns a loopback port that refuses connections until the
+// test ends: a socket is bound to it but does not listen, so no other
+// test's listener can take the port meanwhile (a port merely closed again
+// could be, and then a test expecting a refusal gets an answer).
 func closedPort(t *testing.T) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	return port
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sa.(*syscall.SockaddrInet4).Port
 }
 
 // TestPortalDisconnectEndsRemoteSession checks that a portal that goes away

@@ -17,6 +17,10 @@ import (
 // errNoSpool is why a session is not recorded on a gateway without a spool.
 var errNoSpool = errors.New("this gateway has no recording spool")
 
+// errTCPUnrecordable is why a tcp session is never recorded: the gateway
+// passes its bytes on without understanding them.
+var errTCPUnrecordable = errors.New("raw TCP tunnels cannot be recorded")
+
 // checkRecording is asked before the target is dialed: a session that must
 // be recorded is refused at once when the spool cannot take it, so the
 // target is not even contacted. It returns the refusal, or nil.
@@ -28,7 +32,10 @@ func (g *Gateway) checkRecording(req *wire.Request, log *slog.Logger) *wire.Resp
 	if g.cfg.Spool != nil {
 		err = g.cfg.Spool.CheckSpace()
 	}
-	if !recordable(req.Protocol) {
+	switch {
+	case req.Protocol == wire.ProtocolTCP:
+		err = errTCPUnrecordable
+	case !recordable(req.Protocol):
 		err = fmt.Errorf("this gateway cannot record %s sessions yet", req.Protocol)
 	}
 	if err == nil {
@@ -48,6 +55,10 @@ func recordable(protocol string) bool {
 // gateway's disks, why a session that must be recorded cannot start; the
 // gateway's log has the detail.
 func recordingRefusal(req *wire.Request, err error) *wire.Response {
+	if errors.Is(err, errTCPUnrecordable) {
+		return &wire.Response{Code: wire.CodeRecordingUnavailable,
+			Message: fmt.Sprintf("sessions on %s must be recorded, and raw TCP tunnels cannot be recorded: the gateway passes their bytes on without understanding them. Use a terminal or desktop session, or ask an administrator to change the resource's recording setting", req.Resource)}
+	}
 	why := "its recording spool failed"
 	switch {
 	case errors.Is(err, spool.ErrLowSpace):

@@ -67,6 +67,9 @@ type serveConfig struct {
 	// TLSNextCert is a certificate with a new key the portal will serve
 	// next; gateways learn its key from their signed configs.
 	TLSNextCert string
+	// ClientsDir holds the native client builds the Account page offers;
+	// empty is "clients" next to the portal executable.
+	ClientsDir string
 }
 
 // Defaults of --data and --listen. The demo keeps its data apart from a
@@ -92,6 +95,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet, dataDir, listen string) {
 	fs.StringVar(&c.GatewayListen, "gateway-listen", envOr("KEYWAY_GATEWAY_LISTEN", "127.0.0.1:7993"), "loopback address of the embedded gateway's SSH and SFTP listener")
 	fs.StringVar(&c.GatewayRDPListen, "gateway-rdp-listen", envOr("KEYWAY_GATEWAY_RDP_LISTEN", "127.0.0.1:7994"), "loopback address of the embedded gateway's RDP listener")
 	fs.StringVar(&c.GatewayVNCListen, "gateway-vnc-listen", envOr("KEYWAY_GATEWAY_VNC_LISTEN", "127.0.0.1:7995"), "loopback address of the embedded gateway's VNC listener")
+	fs.StringVar(&c.ClientsDir, "clients", envOr("KEYWAY_CLIENTS", ""), "directory of the keyway client builds the Account page offers (default: clients next to the portal executable, where make build puts them) (env KEYWAY_CLIENTS)")
 	fs.StringVar(&c.LogLevel, "log-level", envOr("KEYWAY_LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.DurationVar(&c.KeyFrames, "recording-keyframes", 10*time.Second, "least time between key frames of desktop recordings: a seek replays at most this much after the key frame before it")
 	fs.StringVar(&c.Retention, "recordings-retention", envOr("KEYWAY_RECORDINGS_RETENTION", "0"), "how long session recordings and the connection log are kept, e.g. 90d; 0 keeps them forever")
@@ -327,6 +331,7 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		Exports:           uiExports,
 		ClientInfo:        clientinfo.New(),
 		Hook:              connhook.New(),
+		ClientsDir:        clientsDir(cfg.ClientsDir),
 	})
 	defer ui.Close()
 	// The hook and the trusted proxies as admins saved them; a hook that
@@ -381,7 +386,8 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 			return err
 		}
 	}
-	if err := announceSetup(ctx, st, logger, publicURL); err != nil {
+	// A shutdown that comes while the link is written is no failure.
+	if err := announceSetup(ctx, st, logger, publicURL); err != nil && ctx.Err() == nil {
 		return err
 	}
 
@@ -546,4 +552,19 @@ func parseRetention(s string) (time.Duration, error) {
 		return d, nil
 	}
 	return 0, fmt.Errorf("--recordings-retention %q: give days (90d) or a duration of at least an hour (2160h), or 0 to keep recordings forever", s)
+}
+
+// clientsDir is dir, or "clients" next to the running executable.
+func clientsDir(dir string) string {
+	if dir != "" {
+		return dir
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	if real, err := filepath.EvalSymlinks(exe); err == nil {
+		exe = real
+	}
+	return filepath.Join(filepath.Dir(exe), "clients")
 }

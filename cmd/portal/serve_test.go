@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -428,5 +429,17 @@ func TestAdminTerminatesSession(t *testing.T) {
 	evs, _ := st.SearchAudit(ctx, store.AuditFilter{Action: "session.terminate"})
 	if len(evs) != 1 || evs[0].Actor != "boss" {
 		t.Fatalf("termination audited as %v", evs)
+	}
+}
+
+func TestClientsDir(t *testing.T) {
+	t.Parallel()
+	if got := clientsDir("/srv/keyway/clients"); got != "/srv/keyway/clients" {
+		t.Errorf("explicit --clients: %q", got)
+	}
+	exe, _ := os.Executable()
+	exe, _ = filepath.EvalSymlinks(exe)
+	if got, want := clientsDir(""), filepath.Join(filepath.Dir(exe), "clients"); got != want {
+		t.Errorf("default --clients: %q, want %q", got, want)
 	}
 }

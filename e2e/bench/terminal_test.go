@@ -57,6 +57,13 @@ func startDemo(b *testing.B) demoInfo {
 // startDemoProcess is startDemo that also returns the portal's process id.
 func startDemoProcess(b *testing.B) (demoInfo, int) {
 	b.Helper()
+	return startDemoIn(b, b.TempDir())
+}
+
+// startDemoIn is startDemoProcess with the portal's data in dir (its
+// certificate is dir/tls.crt).
+func startDemoIn(b *testing.B, dir string) (demoInfo, int) {
+	b.Helper()
 	bin, err := filepath.Abs(filepath.Join("..", "..", "bin", "portal"))
 	if err != nil {
 		b.Fatal(err)
@@ -64,7 +71,6 @@ func startDemoProcess(b *testing.B) (demoInfo, int) {
 	if _, err := os.Stat(bin); err != nil {
 		b.Fatalf("%s: build it first with make build", bin)
 	}
-	dir := b.TempDir()
 	cmd := exec.Command(bin, "demo", "--data", dir, "--listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0",
 		"--gateway-rdp-listen", "127.0.0.1:0", "--gateway-vnc-listen", "127.0.0.1:0", "--log-level", "warn")
 	var log bytes.Buffer

@@ -34,6 +34,10 @@ const (
 	ProtocolSFTP = "sftp"
 	ProtocolVNC  = "vnc"
 	ProtocolRDP  = "rdp"
+	// ProtocolTCP is a plain TCP stream from a native client (keyway
+	// tunnel, keyway proxy): after the answer the connection carries the
+	// target's bytes unchanged, both ways.
+	ProtocolTCP = "tcp"
 )
 
 // Code is a machine-readable reason a gateway refused a session.
@@ -123,6 +127,12 @@ type Request struct {
 	// Recording asks the gateway to record the session; nil records
 	// nothing.
 	Recording *Recording `json:"recording,omitempty"`
+	// Allow, for a tcp session, are the only addresses and ports the
+	// gateway may dial for it (besides its segment's allowed networks):
+	// the target host may be a name the gateway resolves, and the
+	// resolved address must fall inside them. Empty allows the target as
+	// named.
+	Allow NetRules `json:"allow,omitempty"`
 }
 
 // Recording is how a session is recorded.
@@ -218,12 +228,15 @@ func (r *Request) Validate() error {
 	switch {
 	case r.Kind != KindSession:
 		return fmt.Errorf("unknown request kind %q", r.Kind)
-	case r.Protocol != ProtocolSSH && r.Protocol != ProtocolSFTP && r.Protocol != ProtocolVNC && r.Protocol != ProtocolRDP:
+	case r.Protocol != ProtocolSSH && r.Protocol != ProtocolSFTP && r.Protocol != ProtocolVNC && r.Protocol != ProtocolRDP && r.Protocol != ProtocolTCP:
 		return fmt.Errorf("unknown protocol %q", r.Protocol)
 	case r.Target.Host == "" || len(r.Target.Host) > 253:
 		return errors.New("target host missing or too long")
 	case r.Target.Port < 1 || r.Target.Port > 65535:
 		return fmt.Errorf("target port %d out of range", r.Target.Port)
+	}
+	if err := r.Allow.validate(); err != nil {
+		return err
 	}
 	if t := r.Terminal; t != nil {
 		if t.Cols < 1 || t.Cols > maxTerminal || t.Rows < 1 || t.Rows > maxTerminal {

@@ -86,6 +86,12 @@ const (
 	ActionFileRename   = "file.rename"
 	ActionFileDelete   = "file.delete"
 	ActionFileChmod    = "file.chmod"
+	// Native-client devices: a user approving or denying a device's
+	// sign-in on /device, and a device revoked (by its user, an admin,
+	// or itself at keyway logout).
+	ActionDeviceApprove = "device.approve"
+	ActionDeviceDeny    = "device.deny"
+	ActionDeviceRevoke  = "device.revoke"
 )
 
 // Outcomes.

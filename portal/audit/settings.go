@@ -9,4 +9,6 @@ const (
 	ActionSettingsHookTest = "settings.hook.test"
 	// ActionSettingsProxies is a change of the trusted proxies.
 	ActionSettingsProxies = "settings.proxies"
+	// ActionSettingsClients is a change of the native-client limits.
+	ActionSettingsClients = "settings.clients"
 )

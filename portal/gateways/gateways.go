@@ -47,8 +47,9 @@ type Gateway struct {
 	Embedded bool
 }
 
-// SessionAddr is the listener for protocol's sessions. A gateway takes a
-// relay on any of them.
+// SessionAddr is the listener for protocol's sessions: RDP and VNC have
+// their own when set; SSH, SFTP and tcp (native clients' streams) share
+// the SSH listener. A gateway takes a relay on any of them.
 func (g Gateway) SessionAddr(protocol string) string {
 	switch {
 	case protocol == wire.ProtocolRDP && g.RDPAddr != "":
@@ -458,6 +459,19 @@ func TerminateWith(c net.Conn, code, reason string) bool {
 		t.closeWithCode(code, reason)
 	}
 	return ok
+}
+
+// CloseWrite ends what the portal sends on a session connection while
+// it goes on reading (a TLS close_notify): a native client's stream that
+// half-closed.
+func CloseWrite(c net.Conn) error {
+	if t, ok := c.(*trackedConn); ok {
+		c = t.Conn
+	}
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
 }
 
 // CloseCode is the machine-readable kind of a CloseReason:

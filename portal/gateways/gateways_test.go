@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+
+	"github.com/keyway-dev/keyway/gateway/wire"
 )
 
 func TestSelect(t *testing.T) {
@@ -96,5 +98,21 @@ func TestSelectStaysInSegment(t *testing.T) {
 	p.entries["v1"].health.State = StateUnavailable
 	if g, err := p.Select([]string{"vault"}); err == nil {
 		t.Fatalf("vault's resource went to %s with vault's gateway down", g.ID)
+	}
+}
+
+func TestSessionAddr(t *testing.T) {
+	t.Parallel()
+	g := Gateway{SSHAddr: "gw:7993", RDPAddr: "gw:7994", VNCAddr: "gw:7995"}
+	for protocol, want := range map[string]string{
+		wire.ProtocolSSH: "gw:7993", wire.ProtocolSFTP: "gw:7993", wire.ProtocolTCP: "gw:7993",
+		wire.ProtocolRDP: "gw:7994", wire.ProtocolVNC: "gw:7995",
+	} {
+		if got := g.SessionAddr(protocol); got != want {
+			t.Errorf("SessionAddr(%s) = %s, want %s", protocol, got, want)
+		}
+	}
+	if got := (Gateway{SSHAddr: "gw:7993"}).SessionAddr(wire.ProtocolRDP); got != "gw:7993" {
+		t.Errorf("RDP without its own listener: %s", got)
 	}
 }

@@ -283,6 +283,10 @@ type resourceInput struct {
 	// Session limits in minutes, terminal and desktop; 0 is none.
 	IdleTimeoutMinutes int `json:"idle_timeout_minutes,omitempty"`
 	MaxSessionMinutes  int `json:"max_session_minutes,omitempty"`
+	// Native clients: Tunnel lets them reach an SSH, RDP or VNC
+	// resource's port raw; Networks are a network resource's rules.
+	Tunnel   bool   `json:"tunnel,omitempty"`
+	Networks string `json:"networks,omitempty"`
 }
 
 // Bounds of a resource's session limits, in minutes. The least leaves room
@@ -297,7 +301,8 @@ func (in *resourceInput) options() store.Options {
 		Recording: in.Recording, RecordInput: in.RecordInput,
 		MaxUploadBytes: in.MaxUploadBytes, NoUpload: in.NoUpload, NoDownload: in.NoDownload, AllowDotfileChanges: in.AllowDotfileChanges,
 		Domain: in.Domain, Security: in.Security, IgnoreCert: in.IgnoreCert, Width: in.Width, Height: in.Height,
-		KeyboardLayout: in.KeyboardLayout, IdleTimeoutSeconds: in.IdleTimeoutMinutes * 60, MaxSessionSeconds: in.MaxSessionMinutes * 60}
+		KeyboardLayout: in.KeyboardLayout, IdleTimeoutSeconds: in.IdleTimeoutMinutes * 60, MaxSessionSeconds: in.MaxSessionMinutes * 60,
+		Tunnel: in.Tunnel, Networks: in.Networks}
 }
 
 func (in *resourceInput) validate(isNew bool) fieldErrors {
@@ -311,9 +316,14 @@ func (in *resourceInput) validate(isNew bool) fieldErrors {
 	if in.Protocol == "" {
 		in.Protocol = "ssh"
 	}
-	if in.Protocol != "ssh" && in.Protocol != "vnc" && in.Protocol != "rdp" {
-		fe["protocol"] = "Choose SSH, RDP or VNC."
+	if in.Protocol != "ssh" && in.Protocol != "vnc" && in.Protocol != "rdp" && in.Protocol != store.ProtocolTCP && in.Protocol != store.ProtocolNetwork {
+		fe["protocol"] = "Choose SSH, RDP, VNC, TCP or network."
 	}
+	if in.Protocol == store.ProtocolTCP || in.Protocol == store.ProtocolNetwork {
+		in.validateNative(fe)
+		return in.validateTags(fe)
+	}
+	in.Networks = ""
 	if !hostPattern.MatchString(in.Host) {
 		fe["host"] = "Enter a host name or IP address."
 	}
@@ -388,6 +398,64 @@ func (in *resourceInput) validate(isNew bool) fieldErrors {
 			fe[field] = fmt.Sprintf("Enter whole minutes from %d to %d (a week), or leave it blank for no limit.", minSessionLimit, maxSessionLimit)
 		}
 	}
+	return in.validateTags(fe)
+}
+
+// validateNative checks a tcp or network resource, which only native
+// clients reach: an address (tcp) or rules (network), and none of the
+// session options, credentials or login.
+func (in *resourceInput) validateNative(fe fieldErrors) {
+	if in.Protocol == store.ProtocolTCP {
+		in.Networks = ""
+		if !hostPattern.MatchString(in.Host) {
+			fe["host"] = "Enter a host name or IP address."
+		}
+		if in.Port < 1 || in.Port > 65535 {
+			fe["port"] = "Enter the port of the service, from 1 to 65535."
+		}
+	} else {
+		if in.Host != "" {
+			fe["host"] = "A network resource has no host: its addresses are in the rules below."
+		}
+		if in.Port > 0 {
+			fe["port"] = "A network resource has no port: its ports are in the rules below."
+		}
+		in.Port = 0
+		if len(in.Networks) > maxNetworksText {
+			fe["networks"] = fmt.Sprintf("Keep the rules under %d characters.", maxNetworksText)
+			in.Networks = ""
+		}
+		rules, err := wire.ParseNetRules(in.Networks)
+		switch {
+		case fe["networks"] != "":
+		case err != nil:
+			fe["networks"] = capitalizeFirst(err.Error()) + "."
+		case len(rules) == 0:
+			fe["networks"] = "Enter at least one rule, such as 10.20.0.0/16 tcp/5432,6379."
+		default:
+			in.Networks = rules.String()
+		}
+	}
+	what := map[string]string{store.ProtocolTCP: "A TCP resource", store.ProtocolNetwork: "A network resource"}[in.Protocol]
+	if in.Login != "" {
+		fe["login"] = what + " has no login: users sign in to the service with their own."
+	}
+	if in.Password != "" || strings.TrimSpace(in.PrivateKey) != "" {
+		fe["password"] = what + " keeps no credentials: users sign in to the service with their own."
+	}
+	// Native streams are neither recorded nor limited like sessions: the
+	// options of other protocols are dropped.
+	in.ViewOnly, in.Clipboard, in.ColorDepth, in.Recording, in.RecordInput = false, "", 0, store.RecordingOff, false
+	in.Domain, in.Security, in.IgnoreCert, in.Width, in.Height, in.KeyboardLayout = "", "", false, 0, 0, ""
+	in.MaxUploadBytes, in.NoUpload, in.NoDownload, in.AllowDotfileChanges = 0, false, false, false
+	in.IdleTimeoutMinutes, in.MaxSessionMinutes, in.Tunnel = 0, 0, false
+}
+
+// maxNetworksText bounds a network resource's rules as typed.
+const maxNetworksText = 16 << 10
+
+// validateTags checks and tidies the tags, and returns the errors found.
+func (in *resourceInput) validateTags(fe fieldErrors) fieldErrors {
 	var tags []string
 	seen := map[string]bool{}
 	for _, t := range in.Tags {
@@ -467,6 +535,11 @@ func (s *Server) updateResource(r *http.Request, actor store.User, id int64, in 
 		return store.Resource{}, err
 	}
 	fe := in.validate(false)
+	if in.Protocol == store.ProtocolTCP || in.Protocol == store.ProtocolNetwork {
+		// A resource that became one native clients reach keeps no
+		// credentials.
+		in.ClearPassword, in.ClearPrivateKey = old.HasPassword, old.HasPrivateKey
+	}
 	// Stored credentials go only to the address they were entered for:
 	// otherwise an admin could point a resource at a server of their own,
 	// forget its host key and have the portal sign in there.

@@ -22,7 +22,13 @@ func (s *Server) apiRoutes() http.Handler {
 	mux := http.NewServeMux()
 	admin := func(p string, h apiHandler) { mux.Handle(p, s.apiAuth(h, store.RoleAdmin)) }
 
+	// Native clients' sign-in: no token yet (see devices.go).
+	mux.HandleFunc("POST /api/v1/client/login", s.clientLogin)
+	mux.HandleFunc("POST /api/v1/client/token", s.clientToken)
+	mux.HandleFunc("POST /api/v1/client/logout", s.clientLogout)
 	mux.Handle("GET /api/v1/me", s.apiAuth(s.apiMe))
+	// Native clients authenticate with a device credential or a token.
+	mux.HandleFunc("GET /api/v1/client/status", s.apiClientStatus)
 	mux.Handle("GET /api/v1/me/resources", s.apiAuth(s.apiMyResources))
 	admin("GET /api/v1/users", s.apiListUsers)
 	admin("POST /api/v1/users", s.apiCreateUser)
@@ -73,6 +79,8 @@ func (s *Server) apiRoutes() http.Handler {
 	admin("POST /api/v1/settings/hook/test", s.apiTestHook)
 	admin("GET /api/v1/settings/trusted-proxies", s.apiGetProxies)
 	admin("PUT /api/v1/settings/trusted-proxies", s.apiSetProxies)
+	admin("GET /api/v1/settings/clients", s.apiGetClients)
+	admin("PUT /api/v1/settings/clients", s.apiSetClients)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusNotFound, "no such API endpoint: "+r.Method+" "+r.URL.Path)
 	})
@@ -218,6 +226,8 @@ type apiResource struct {
 	KeyboardLayout     string   `json:"keyboard_layout,omitempty"`
 	IdleTimeoutMinutes int      `json:"idle_timeout_minutes,omitempty"`
 	MaxSessionMinutes  int      `json:"max_session_minutes,omitempty"`
+	Tunnel             bool     `json:"tunnel,omitempty"`
+	Networks           string   `json:"networks,omitempty"`
 }
 
 func toAPIResource(r store.Resource) apiResource {
@@ -239,7 +249,7 @@ func toAPIResource(r store.Resource) apiResource {
 	return apiResource{r.ID, r.Name, r.Description, r.Protocol, r.Host, r.Port, r.Login, t, fingerprint(r.HostKey),
 		r.HasPassword, r.HasPrivateKey, o.ViewOnly, o.Clipboard, o.ColorDepth, o.RecordingMode(), o.RecordInput,
 		o.MaxUploadBytes, o.NoUpload, o.NoDownload, o.AllowDotfileChanges, o.Domain, o.Security, o.IgnoreCert, o.Width, o.Height, o.KeyboardLayout,
-		o.IdleTimeoutSeconds / 60, o.MaxSessionSeconds / 60}
+		o.IdleTimeoutSeconds / 60, o.MaxSessionSeconds / 60, o.Tunnel, o.Networks}
 }
 
 func (s *Server) apiMe(w http.ResponseWriter, r *http.Request, u store.User) error {

@@ -21,13 +21,18 @@ type apiSession struct {
 	BytesIn    int64     `json:"bytes_in"`
 	BytesOut   int64     `json:"bytes_out"`
 	Posture    []string  `json:"posture_compliance_statuses"`
+	// Kind is "tunnel" for a native client's TCP stream, which has the
+	// device it came from (none for an API token) and where it goes.
+	Kind   string `json:"kind"`
+	Device string `json:"device,omitempty"`
+	Target string `json:"target,omitempty"`
 }
 
 func toAPISession(ls *sessions.Session) apiSession {
 	in, out := ls.Bytes()
 	return apiSession{ID: ls.ID, User: ls.User.Name, Resource: ls.Resource.Name, Protocol: liveProtocol(ls),
 		Gateway: ls.Gateway.Name, Segment: ls.Gateway.Segment, ClientAddr: ls.Client.Addr, Start: ls.Start,
-		BytesIn: in, BytesOut: out, Posture: nonNilStrings(ls.Posture)}
+		BytesIn: in, BytesOut: out, Posture: nonNilStrings(ls.Posture), Kind: liveKind(ls), Device: ls.Device.Name, Target: ls.TargetAddr}
 }
 
 // apiLiveSessions lists the sessions running now, newest first.

@@ -121,10 +121,17 @@ func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 	for _, res := range rs {
 		card := ui.ResourceCard{
 			ID: res.ID, Name: res.Name, Description: res.Description, Protocol: res.Protocol,
-			Host: res.Host, Address: address(res), Tags: res.Tags, Favourite: favs[res.ID],
+			Host: res.Host, Address: resourceAddress(res), Tags: res.Tags, Favourite: favs[res.ID],
 			FavouriteHref: fmt.Sprintf("/favourites/%d", res.ID),
 		}
-		if access[res.ID].Terminal {
+		switch {
+		case !access[res.ID].Terminal:
+		case res.Protocol == store.ProtocolTCP:
+			// Only the keyway client reaches these: no browser session.
+			card.NativeCommand = "keyway tunnel " + res.Name
+		case res.Protocol == store.ProtocolNetwork:
+			card.NativeCommand = "keyway proxy --socks 127.0.0.1:1080"
+		default:
 			card.ConnectHref = fmt.Sprintf("/connect/%d", res.ID)
 		}
 		if access[res.ID].Files && res.Protocol == "ssh" {

@@ -31,8 +31,31 @@ const (
 	defaultUploadIdleTimeout = 30 * time.Second
 	defaultKeepAlive         = 2 * time.Minute
 	// maxHTTP2Streams bounds the requests one HTTP/2 connection may have
-	// in flight (Go's default is 250): a page load needs a few dozen.
-	maxHTTP2Streams = 32
+	// in flight (Go's default is 250): a page load needs a few dozen, but a
+	// native client carries every tunnelled TCP connection of its device
+	// as one stream of a single connection (client_streams_per_device is
+	// 256 by default).
+	maxHTTP2Streams = 1024
+	// http2ConnWindow is how much a client may send on one HTTP/2
+	// connection before the portal has passed it on. Larger than a
+	// stream's window (1 MiB, Go's default), so that one tunnel whose
+	// target stops reading does not stall the others; it is a window,
+	// not memory taken up front.
+	http2ConnWindow = 32 << 20
+	// http2FrameSize is the largest HTTP/2 frame the portal reads, the
+	// protocol's minimum. Go's HTTP/2 client keeps a send buffer per
+	// stream as large as this allows (512 KiB at Go's default of 1 MiB),
+	// which 1,000 idle tunnel streams cannot afford; 16 KiB frames cost
+	// bulk streams nothing measurable.
+	http2FrameSize = 16 << 10
+	// http2StreamWindow is how much a client may send on one stream
+	// before the portal has passed it on (Go's default is 1 MiB). Every
+	// stream of a native client shares one connection, whose frames the
+	// portal reads in order: a bulk tunnel with a full window ahead of a
+	// small request delays it by that window's time on the wire, which at
+	// the ~100 MB/s a tunnel moves here was 8-10 ms at 1 MiB and about
+	// 2 ms at 256 KiB (docs/benchmarks.md).
+	http2StreamWindow = 256 << 10
 )
 
 func (t Timeouts) withDefaults() Timeouts {
@@ -61,7 +84,9 @@ func (s *Server) HTTPServer(tlsConf *tls.Config, errorLog *log.Logger) *http.Ser
 		ReadTimeout: t.Body,
 		IdleTimeout: t.KeepAlive,
 		ErrorLog:    errorLog,
-		HTTP2:       &http.HTTP2Config{MaxConcurrentStreams: maxHTTP2Streams},
+		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: maxHTTP2Streams, MaxReceiveBufferPerConnection: http2ConnWindow,
+			MaxReadFrameSize:          http2FrameSize,
+			MaxReceiveBufferPerStream: http2StreamWindow},
 	}
 }
 

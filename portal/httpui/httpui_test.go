@@ -91,6 +91,10 @@ func newFixtureWith(t *testing.T, export exports.ExportFunc) *fixture {
 		t.Fatal(err)
 	}
 	exportsDir := filepath.Join(dir, "exports")
+	// One native client build, for the download routes.
+	clientsDir := filepath.Join(dir, "clients")
+	os.MkdirAll(clientsDir, 0o700)
+	os.WriteFile(filepath.Join(clientsDir, "keyway-linux-amd64"), []byte("#!/bin/false\n"), 0o755)
 	var videos *exports.Runner
 	if export != nil {
 		if videos, err = exports.New(exports.Config{Dir: exportsDir, Recordings: recDir, Export: export, Logger: logger}); err != nil {
@@ -100,7 +104,7 @@ func newFixtureWith(t *testing.T, export exports.ExportFunc) *fixture {
 	s := New(Deps{Store: st, Sessions: sessions, Auth: auth.New(st, auth.NewLimiter(time.Now), logger), Audit: al,
 		Authz: authz.New(st), Gateways: pool, Assets: assets.Handler(), Logger: logger, Recordings: recDir, Exports: videos,
 		PortalIdentity: id, PortalKey: id.PublicKeyString(), PortalTLSKeySHA256: strings.Repeat("ab", 32),
-		PortalTLSNextKeys: []string{strings.Repeat("cd", 32)}})
+		PortalTLSNextKeys: []string{strings.Repeat("cd", 32)}, ClientsDir: clientsDir})
 	srv := httptest.NewTLSServer(s)
 	t.Cleanup(func() { srv.Close(); s.Close() })
 
@@ -185,6 +189,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 	// Its video exists, so that downloading it is allowed.
 	os.MkdirAll(f.exportsDir, 0o700)
 	os.WriteFile(filepath.Join(f.exportsDir, desktop.SHA256+".mp4"), []byte("video"), 0o600)
+	dev := f.addDevice(f.users["user"].ID, "matrix-laptop")
+	devGone := f.addDevice(f.users["user"].ID, "matrix-old")
 	pol, err := f.store.CreatePolicy(context.Background(), store.Policy{Name: "matrix", ScopeKind: store.ScopeEveryone, TimeZone: "UTC",
 		Allow: store.AllowAll, Enabled: true})
 	if err != nil {
@@ -202,6 +208,15 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET", "/account", "user auditor admin"},
 		{"POST", "/account/password", "user auditor admin"},
 		{"POST", "/account/tokens", "user auditor admin"},
+		{"GET", "/device", "user auditor admin"},
+		{"POST", "/device/approve", "user auditor admin"},
+		{"POST", "/device/deny", "user auditor admin"},
+		{"GET", "/downloads/keyway-linux-amd64", "user auditor admin"},
+		{"GET", "/downloads/keyway-darwin-arm64", ""}, // known name, not built
+		{"GET", "/downloads/portal", ""},
+		{"POST", fmt.Sprintf("/account/devices/%d/revoke", dev.ID), "user"},
+		{"POST", fmt.Sprintf("/admin/users/%d/devices/%d/revoke", u, devGone.ID), "admin"},
+		{"POST", "/admin/settings/clients", "admin"},
 		{"GET", "/favicon.ico", "anon user auditor admin"},
 		{"GET", "/?q=web&protocol=ssh&tag=x&view=list", "user auditor admin"},
 		{"POST", fmt.Sprintf("/favourites/%d", res), "user"},
@@ -343,6 +358,49 @@ func TestAuthorizationMatrix(t *testing.T) {
 					}
 				case resp.StatusCode != http.StatusNotFound:
 					t.Errorf("%s %s %v as %s: %d, want 404", rt.method, rt.path, rt.form, role, resp.StatusCode)
+				}
+			}
+		}
+	}
+	// Native client routes authenticate with a bearer credential, never a
+	// cookie: a signed-in browser without one is refused like anonymous.
+	// A CONNECT stream is let in only where the user's grant is (on web,
+	// an SSH resource without tunnels: 403 no_tunnel).
+	for _, rt := range []struct {
+		method, target string
+		status         map[string]int // by role, with a token
+	}{
+		{"GET", "", map[string]int{"user": 200, "auditor": 200, "admin": 200}},
+		{"CONNECT", "resource/web", map[string]int{"user": 403, "auditor": 404, "admin": 404}},
+		{"CONNECT", "resource/db", map[string]int{"user": 404, "auditor": 404, "admin": 404}},
+		{"CONNECT", "terminal/db", map[string]int{"user": 404, "auditor": 404, "admin": 404}},
+		{"CONNECT", "net/10.0.0.1:22", map[string]int{"user": 403, "auditor": 403, "admin": 403}},
+	} {
+		for _, role := range []string{"anon", "user", "auditor", "admin"} {
+			for _, withToken := range []bool{false, true} {
+				if role == "anon" && withToken {
+					continue
+				}
+				var req *http.Request
+				if rt.method == "CONNECT" {
+					req, _ = http.NewRequest("CONNECT", f.srv.URL, nil)
+					req.Header.Set("Keyway-Target", rt.target)
+				} else {
+					req, _ = http.NewRequest("GET", f.srv.URL+"/api/v1/client/status", nil)
+				}
+				want := http.StatusUnauthorized
+				if withToken {
+					tok, _, _ := f.store.CreateToken(context.Background(), f.users[role].ID, "matrix", time.Hour)
+					req.Header.Set("Authorization", "Bearer "+tok)
+					want = rt.status[role]
+				}
+				resp, err := clients[role].Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body := readBody(resp)
+				if resp.StatusCode != want {
+					t.Errorf("%s %s as %s (token %v): %d, want %d\n%.300s", rt.method, rt.target, role, withToken, resp.StatusCode, want, body)
 				}
 			}
 		}
@@ -575,6 +633,18 @@ func TestAPI(t *testing.T) {
 		{adminTok, "DELETE", "/api/v1/gateways/1/key", "", 200, `"state":"pending"`},
 		{adminTok, "PUT", "/api/v1/settings/tunnel", `{"tunnel":false}`, 200, `"tunnel":false`},
 		{userTok, "GET", "/api/v1/settings/hook", "", 403, "role"},
+		{userTok, "GET", "/api/v1/settings/clients", "", 403, "role"},
+		{auditorTok, "PUT", "/api/v1/settings/clients", `{}`, 403, "role"},
+		{"", "GET", "/api/v1/settings/clients", "", 401, "missing bearer token"},
+		{adminTok, "GET", "/api/v1/settings/clients", "", 200, `{"credential_hours":12,"streams_per_device":256,"streams_per_user":512}`},
+		{adminTok, "PUT", "/api/v1/settings/clients", `{"credential_hours":24}`, 200, `{"credential_hours":24,"streams_per_device":256,"streams_per_user":512}`},
+		{adminTok, "PUT", "/api/v1/settings/clients", `{"streams_per_user":0}`, 422, `"streams_per_user"`},
+		{adminTok, "PUT", "/api/v1/settings/clients", `{"credential_hours":721}`, 422, `"credential_hours"`},
+		{"", "POST", "/api/v1/client/login", `{"public_key":"AAAA","name":"x"}`, 400, `"invalid_request"`},
+		{"", "POST", "/api/v1/client/login", `{`, 400, `"invalid_request"`},
+		{"", "POST", "/api/v1/client/token", `{"device_code":"x","signature":"AAAA"}`, 400, `"invalid_request"`},
+		{"", "POST", "/api/v1/client/logout", "", 401, `"invalid_credential"`},
+		{userTok, "POST", "/api/v1/client/logout", "", 401, `"invalid_credential"`},
 		{auditorTok, "PUT", "/api/v1/settings/hook", `{}`, 403, "role"},
 		{userTok, "POST", "/api/v1/settings/hook/test", "", 403, "role"},
 		{auditorTok, "GET", "/api/v1/settings/trusted-proxies", "", 403, "role"},

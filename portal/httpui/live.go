@@ -24,7 +24,8 @@ func (s *Server) sessionsPage(w http.ResponseWriter, r *http.Request) {
 	for _, ls := range s.live.Live() {
 		v.Sessions = append(v.Sessions, ui.SessionRow{ID: ls.ID, User: ls.User.Name, Resource: ls.Resource.Name, Protocol: liveProtocol(ls),
 			Gateway: ls.Gateway.Name, ClientAddr: ls.Client.Addr, Start: ls.Start, Duration: now.Sub(ls.Start),
-			Idle: ls.Idle(now), Watchable: ls.Watchers != nil, Posture: ls.Posture})
+			Idle: ls.Idle(now), Watchable: ls.Watchers != nil, Posture: ls.Posture,
+			Tunnel: ls.Kind == sessions.KindTCP, Device: ls.Device.Name, Target: ls.TargetAddr})
 		v.Users = appendNew(v.Users, ls.User.Name)
 		v.Resources = appendNew(v.Resources, ls.Resource.Name)
 		v.Gateways = appendNew(v.Gateways, ls.Gateway.Name)
@@ -43,10 +44,22 @@ func (s *Server) sessionsPage(w http.ResponseWriter, r *http.Request) {
 // liveProtocol is the protocol a running session is listed with: file
 // browsing runs SFTP on an SSH resource.
 func liveProtocol(ls *sessions.Session) string {
-	if ls.Kind == sessions.KindFiles {
+	switch ls.Kind {
+	case sessions.KindFiles:
 		return "sftp"
+	case sessions.KindTCP:
+		return "tcp"
 	}
 	return ls.Resource.Protocol
+}
+
+// liveKind is what a running session is: "tunnel" for a native client's
+// TCP stream, else its session kind (terminal, desktop, files).
+func liveKind(ls *sessions.Session) string {
+	if ls.Kind == sessions.KindTCP {
+		return "tunnel"
+	}
+	return string(ls.Kind)
 }
 
 func appendNew(l []string, v string) []string {

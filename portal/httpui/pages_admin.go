@@ -69,6 +69,10 @@ func (s *Server) userForm(w http.ResponseWriter, r *http.Request, status int, v 
 		}
 		v.Lock = ui.SignInLockView{Failures: l.Failures, LastFailure: l.LastFailure, LastAddr: l.LastAddr,
 			Locked: l.Locked(s.Now()), LockedUntil: l.LockedUntil}
+		if v.Devices, err = s.deviceRows(r.Context(), v.ID, true); err != nil {
+			s.serverError(w, r, err)
+			return
+		}
 	}
 	s.render(w, r, status, ui.UserForm(s.page(r, title, "users"), v))
 }
@@ -229,7 +233,7 @@ func (s *Server) resourcesPage(w http.ResponseWriter, r *http.Request) {
 	}
 	v := ui.ResourcesView{}
 	for _, res := range rs {
-		v.Resources = append(v.Resources, ui.ResourceRow{ID: res.ID, Name: res.Name, Protocol: res.Protocol, Address: address(res),
+		v.Resources = append(v.Resources, ui.ResourceRow{ID: res.ID, Name: res.Name, Protocol: res.Protocol, Address: resourceAddress(res),
 			Login: res.Login, Tags: res.Tags, HostKeyFingerprint: fingerprint(res.HostKey),
 			CertIgnored: res.Protocol == "rdp" && res.Options.IgnoreCert})
 	}
@@ -283,6 +287,7 @@ func resourceFromForm(r *http.Request) (resourceInput, string) {
 		Recording: r.PostForm.Get("recording"), RecordInput: r.PostForm.Get("record_input") == "on",
 		Domain: r.PostForm.Get("domain"), Security: r.PostForm.Get("security"), IgnoreCert: r.PostForm.Get("certificate") == "ignore",
 		KeyboardLayout: r.PostForm.Get("keyboard_layout"),
+		Tunnel:         r.PostForm.Get("tunnel") == "on", Networks: r.PostForm.Get("networks"),
 	}
 	// The resolution is "fit" or WIDTHxHEIGHT.
 	if res := r.PostForm.Get("resolution"); res != "" && res != "fit" {
@@ -312,6 +317,7 @@ func desktopFormView(v *ui.ResourceFormView, o store.Options) {
 		v.MaxUpload = strconv.FormatFloat(float64(o.MaxUploadBytes)/(1<<20), 'f', -1, 64)
 	}
 	v.Domain, v.Security, v.IgnoreCert, v.KeyboardLayout = o.Domain, o.Security, o.IgnoreCert, o.KeyboardLayout
+	v.Tunnel, v.Networks = o.Tunnel, o.Networks
 	v.Resolution = "fit"
 	if o.Width > 0 && o.Height > 0 {
 		v.Resolution = fmt.Sprintf("%dx%d", o.Width, o.Height)

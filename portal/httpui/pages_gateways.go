@@ -517,6 +517,12 @@ func (s *Server) testResourceForm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	back := fmt.Sprintf("/admin/resources/%d", id)
+	if res.Protocol == store.ProtocolNetwork {
+		// A network has no one address to dial.
+		s.setFlash(r, "error", "A network resource has no single address to test; test a connection with keyway proxy instead.")
+		http.Redirect(w, r, back, http.StatusSeeOther)
+		return
+	}
 	// The test sends the stored credentials: the audit names where to and
 	// what, whether or not a gateway was reached.
 	sent := map[string]string{"target": net.JoinHostPort(res.Host, strconv.Itoa(res.Port)), "credentials": credentialsSent(res)}

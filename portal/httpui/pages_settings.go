@@ -17,7 +17,12 @@ func (s *Server) settingsView(r *http.Request) ui.SettingsView {
 	if mif == 0 {
 		mif = hook.DefaultMaxInFlight
 	}
+	limits, err := s.clientLimits(r.Context())
+	if err != nil {
+		s.Logger.Error("read client limits", "err", err)
+	}
 	return ui.SettingsView{
+		Clients: clientSettingsView(limits),
 		Hook: ui.HookSettingsView{Enabled: cfg.Enabled, URL: cfg.URL, CABundle: cfg.CABundle, MaxInFlight: strconv.Itoa(mif),
 			SecretSet: cfg.Secret != ""},
 		Proxies:    clientinfo.FormatTrusted(s.ClientInfo.Trusted()),

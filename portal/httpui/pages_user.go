@@ -18,6 +18,15 @@ import (
 
 func address(r store.Resource) string { return net.JoinHostPort(r.Host, strconv.Itoa(r.Port)) }
 
+// resourceAddress is where a resource is, as lists show it: a network
+// resource's rules on one line.
+func resourceAddress(r store.Resource) string {
+	if r.Protocol == store.ProtocolNetwork {
+		return strings.ReplaceAll(r.Options.Networks, "\n", "; ")
+	}
+	return address(r)
+}
+
 func (s *Server) terminalPage(w http.ResponseWriter, r *http.Request) {
 	u, _ := currentUser(r)
 	res, ok := s.grantedResource(w, r, u)
@@ -54,6 +63,10 @@ func (s *Server) accountView(r *http.Request, u store.User) (ui.AccountView, err
 		v.Tokens = append(v.Tokens, ui.TokenRow{ID: t.ID, Name: t.Name, CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt,
 			LastUsedAt: t.LastUsedAt, Revoked: t.Revoked, Expired: !now.Before(t.ExpiresAt)})
 	}
+	if v.Devices, err = s.deviceRows(r.Context(), u.ID, false); err != nil {
+		return v, err
+	}
+	v.Client = s.nativeClientView(r)
 	return v, nil
 }
 

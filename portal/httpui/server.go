@@ -78,6 +78,9 @@ type Deps struct {
 	// is not installed, and the pages say so. The Server runs it until
 	// Close.
 	Exports *exports.Runner
+	// ClientsDir holds the native client builds (keyway-linux-amd64, ...)
+	// the Account page offers; "" or a missing directory offers none.
+	ClientsDir string
 }
 
 // Server is the portal's HTTP handler. Close ends the sessions it carries.
@@ -100,6 +103,12 @@ type Server struct {
 	// settingsMu orders changes of the hook and trusted proxies, so
 	// that a kept secret is the one stored.
 	settingsMu sync.Mutex
+
+	// deviceLogins counts device sign-in requests per client address,
+	// deviceTokens failed device code exchanges.
+	deviceLogins, deviceTokens *auth.Limiter
+	// clientFiles caches the SHA-256 of the native client builds.
+	clientFiles clientFileCache
 }
 
 // maxGatewayNonces bounds the nonces remembered: a few minutes of
@@ -120,10 +129,16 @@ func New(d Deps) *Server {
 	if d.Policies == nil && d.Store != nil {
 		d.Policies = policy.New(d.Store)
 	}
-	s := &Server{Deps: d, nonces: wire.NewNonceCache(maxGatewayNonces)}
+	s := &Server{Deps: d, nonces: wire.NewNonceCache(maxGatewayNonces),
+		deviceLogins: auth.NewLimiter(d.Now), deviceTokens: auth.NewLimiter(d.Now)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.live = sessions.New(sessions.Deps{Store: d.Store, Authz: d.Authz, Gateways: d.Gateways, Audit: d.Audit,
-		Hook: d.Hook, Policies: d.Policies, Logger: d.Logger, Now: d.Now, EndpointID: s.endpointID()})
+	deps := sessions.Deps{Store: d.Store, Authz: d.Authz, Gateways: d.Gateways, Audit: d.Audit,
+		Hook: d.Hook, Policies: d.Policies, Logger: d.Logger, Now: d.Now, EndpointID: s.endpointID()}
+	if d.Store != nil {
+		// Revoking a device, or its sign-in expiring, ends its streams.
+		deps.DeviceUsable = d.Store.DeviceUsable
+	}
+	s.live = sessions.New(deps)
 	s.handler = s.routes()
 	if d.Gateways != nil {
 		d.Gateways.SetLedger(sessionLedger{s})
@@ -193,6 +208,11 @@ func (s *Server) routes() http.Handler {
 	signedIn("POST /account/password", s.changePassword)
 	signedIn("POST /account/tokens", s.createToken)
 	signedIn("POST /account/tokens/{id}/revoke", s.revokeToken)
+	signedIn("POST /account/devices/{id}/revoke", s.revokeMyDevice)
+	signedIn("GET /device", s.devicePage)
+	signedIn("POST /device/approve", s.approveDevice)
+	signedIn("POST /device/deny", s.denyDevice)
+	signedIn("GET /downloads/{file}", s.clientDownload)
 
 	admin("GET /admin/users", s.usersPage)
 	admin("GET /admin/users/new", s.newUserPage)
@@ -201,6 +221,7 @@ func (s *Server) routes() http.Handler {
 	admin("POST /admin/users/{id}", s.updateUserForm)
 	admin("POST /admin/users/{id}/delete", s.deleteUserForm)
 	admin("POST /admin/users/{id}/unlock", s.unlockUserForm)
+	admin("POST /admin/users/{id}/devices/{device}/revoke", s.adminRevokeDevice)
 	admin("GET /admin/groups", s.groupsPage)
 	admin("POST /admin/groups", s.createGroupForm)
 	admin("POST /admin/groups/{id}/delete", s.deleteGroupForm)
@@ -257,6 +278,7 @@ func (s *Server) routes() http.Handler {
 	admin("POST /admin/settings/hook", s.hookForm)
 	admin("POST /admin/settings/hook/test", s.hookTestForm)
 	admin("POST /admin/settings/proxies", s.proxiesForm)
+	admin("POST /admin/settings/clients", s.clientsForm)
 
 	mux.HandleFunc("/", s.notFound)
 
@@ -278,7 +300,17 @@ func (s *Server) routes() http.Handler {
 	top.HandleFunc("PUT "+wire.RecordingsPath+"{session}", s.recordingUpload)
 	top.HandleFunc("PUT "+wire.RecordingsPath+"{session}"+wire.IndexSuffix, s.recordingIndexUpload)
 	top.Handle("/", web)
-	return s.recoverer(securityHeaders(s.limitBody(top)))
+	h := s.recoverer(securityHeaders(s.limitBody(top)))
+	// A CONNECT is a native client's stream: its body is the stream, so
+	// it must not be bounded like a form's, and no page route matches it.
+	tunnel := s.recoverer(http.HandlerFunc(s.tunnel))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodConnect {
+			tunnel.ServeHTTP(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // cspPolicy is the content security policy of every page. style-src

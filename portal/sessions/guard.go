@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/keyway-dev/keyway/portal/authz"
 	"github.com/keyway-dev/keyway/portal/policy"
 	"github.com/keyway-dev/keyway/portal/store"
 )
@@ -63,7 +62,8 @@ func (g *guard) setWarn(warn func(msg string)) { g.warn.Store(&warn) }
 // newGuard describes how s is guarded.
 func (m *Manager) newGuard(s *Session) *guard {
 	g := &guard{epoch: s.User.SessionEpoch}
-	if s.Kind != KindFiles {
+	// A tcp stream has no user input the portal can see: no idle limit.
+	if s.Kind != KindFiles && s.Kind != KindTCP {
 		g.idle = time.Duration(s.Resource.Options.IdleTimeoutSeconds) * time.Second
 		g.maxLen = time.Duration(s.Resource.Options.MaxSessionSeconds) * time.Second
 	}
@@ -141,25 +141,34 @@ func (m *Manager) endReason(ctx context.Context, s *Session, users map[int64]sto
 	case u.SessionEpoch != g.epoch:
 		return endSignedOut, "Your password was changed, so the session has ended. Sign in again to reconnect.", nil
 	}
-	check := m.Authz.Resource
-	if s.Kind == KindFiles {
-		check = m.Authz.Files
-	}
-	if _, err := check(ctx, u, s.Resource.ID); err != nil {
-		if errors.Is(err, authz.ErrDenied) {
-			// The resource may have been deleted between the check's two
-			// reads (its grants go with it): say which it was.
-			if _, lerr := m.Store.ResourceByID(ctx, s.Resource.ID); errors.Is(lerr, store.ErrNotFound) {
-				err = lerr
+	if s.Device.ID != 0 && m.DeviceUsable != nil {
+		if derr := m.DeviceUsable(ctx, s.Device.ID); derr != nil {
+			code, reason, transient := deviceEnd(derr)
+			if transient {
+				return "", "", derr
 			}
+			return code, reason, nil
 		}
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			return endAccessRevoked, fmt.Sprintf("The resource %s was deleted, so the session has ended.", s.Resource.Name), nil
-		case errors.Is(err, authz.ErrDenied):
-			return endAccessRevoked, fmt.Sprintf("Your access to %s was removed, so the session has ended.", s.Resource.Name), nil
-		}
+	}
+	exists, acc, err := m.Store.ResourceAccess(ctx, u.ID, s.Resource.ID)
+	if err != nil {
 		return "", "", err
+	}
+	allowed := acc.Terminal
+	if s.Kind == KindFiles {
+		allowed = acc.Files
+	}
+	switch {
+	case !exists:
+		return endAccessRevoked, fmt.Sprintf("The resource %s was deleted, so the session has ended.", s.Resource.Name), nil
+	case !allowed:
+		return endAccessRevoked, fmt.Sprintf("Your access to %s was removed, so the session has ended.", s.Resource.Name), nil
+	}
+	if s.Kind == KindTCP && s.Resource.Protocol != store.ProtocolTCP && s.Resource.Protocol != store.ProtocolNetwork {
+		// The tunnel option may have been switched off since.
+		if res, err := m.Store.ResourceByID(ctx, s.Resource.ID); err == nil && !res.Options.Tunnel {
+			return endAccessRevoked, fmt.Sprintf("Tunnels to %s were switched off, so the connection has ended.", s.Resource.Name), nil
+		}
 	}
 	if m.Policies != nil {
 		// Policies changed since the session started, or a time window
@@ -175,7 +184,7 @@ func (m *Manager) endReason(ctx context.Context, s *Session, users map[int64]sto
 			return "", "", err
 		}
 		g.maxLen = time.Duration(s.Resource.Options.MaxSessionSeconds) * time.Second
-		if s.Kind == KindFiles {
+		if s.Kind == KindFiles || s.Kind == KindTCP {
 			g.maxLen = 0
 		}
 		if p := eff.MaxSession; p > 0 && (g.maxLen == 0 || p < g.maxLen) {

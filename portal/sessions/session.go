@@ -42,6 +42,10 @@ type Session struct {
 	Watchers *Watchers
 	// Target is the session a watch views.
 	Target *Session
+	// Device is the native client's device a tcp stream came from (zero
+	// for an API token), TargetAddr the host:port the stream goes to.
+	Device     Device
+	TargetAddr string
 
 	raw      net.Conn
 	webToken string
@@ -81,6 +85,12 @@ func (s *Session) Bytes() (in, out int64) {
 func (s *Session) details(extra map[string]string) map[string]string {
 	d := map[string]string{"session": s.ID, "gateway": s.Gateway.Name, "segment": s.Gateway.Segment,
 		"target": net.JoinHostPort(s.Resource.Host, strconv.Itoa(s.Resource.Port))}
+	if s.Kind == KindTCP {
+		d["target"] = s.TargetAddr
+	}
+	if s.Device.ID != 0 {
+		d["device"] = s.Device.Name
+	}
 	if s.Kind != KindTerminal && s.Kind != KindDesktop {
 		d["kind"] = string(s.Kind)
 	}
@@ -98,8 +108,11 @@ func (s *Session) details(extra map[string]string) map[string]string {
 func (s *Session) Details(extra map[string]string) map[string]string { return s.details(extra) }
 
 func (s *Session) protocol() string {
-	if s.Kind == KindFiles {
+	switch s.Kind {
+	case KindFiles:
 		return wire.ProtocolSFTP
+	case KindTCP:
+		return wire.ProtocolTCP
 	}
 	return s.Resource.Protocol
 }
@@ -148,6 +161,10 @@ func (s *Session) Terminate(code, reason string) {
 	}
 }
 
+// CloseWrite tells the gateway that the client sends no more, and
+// keeps the other way open.
+func (s *Session) CloseWrite() error { return gateways.CloseWrite(s.raw) }
+
 // CloseCode and CloseReason say why the portal cut the session, or "".
 func (s *Session) CloseCode() string   { return gateways.CloseCode(s.raw) }
 func (s *Session) CloseReason() string { return gateways.CloseReason(s.raw) }
@@ -171,7 +188,11 @@ func (s *Session) End(end, reason string) {
 			m.mu.Lock()
 			delete(m.live, s.ID)
 			m.mu.Unlock()
-			m.release(s.User.ID)
+			if s.Kind == KindTCP {
+				m.releaseStream(s.User.ID, s.Device.ID)
+			} else {
+				m.release(s.User.ID)
+			}
 		}
 		now := m.Now()
 		in, out := s.Bytes()
@@ -269,7 +290,11 @@ func (m *Manager) AddForTest(id string, u store.User, res store.Resource, kind K
 	if kind == KindTerminal {
 		s.Watchers = &Watchers{}
 	}
-	m.acquire(u.ID)
+	if kind == KindTCP {
+		m.acquireStream(u.ID, 0, StreamLimits{PerUser: DefaultStreamsPerUser})
+	} else {
+		m.acquire(u.ID)
+	}
 	m.mu.Lock()
 	m.live[id] = s
 	m.mu.Unlock()

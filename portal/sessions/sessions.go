@@ -9,6 +9,7 @@
 package sessions
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -45,6 +46,10 @@ const (
 	// asked, grants and policies are not (admins test resources they have
 	// no grant for), and it is not listed as running.
 	KindTest Kind = "test"
+	// KindTCP is one TCP stream of a native client (keyway tunnel, keyway
+	// proxy): to a tcp resource's host and port, to a tunnel-enabled
+	// SSH/RDP/VNC resource's, or to an address a network resource allows.
+	KindTCP Kind = "tcp"
 )
 
 // MaxPerUser bounds one user's concurrent sessions on this portal, so a
@@ -66,6 +71,12 @@ type Deps struct {
 	Now      func() time.Time
 	// EndpointID names this portal to the hook.
 	EndpointID string
+	// DeviceUsable, if set, says whether a native client's device may
+	// still be used: nil, or an error wrapping store.ErrDeviceRevoked,
+	// store.ErrDeviceExpired or store.ErrNotFound (Store.DeviceUsable).
+	// The guard ends the streams of a device that may not; another error
+	// is taken as transient and they go on.
+	DeviceUsable func(ctx context.Context, id int64) error
 }
 
 // Manager starts sessions and keeps those running. Run its guard with Run.
@@ -74,7 +85,10 @@ type Manager struct {
 
 	mu   sync.Mutex
 	open map[int64]int // running sessions per user id
-	live map[string]*Session
+	// streams and deviceStreams count running tunnel streams per user
+	// and per device id; they do not count against MaxPerUser.
+	streams, deviceStreams map[int64]int
+	live                   map[string]*Session
 	// kick asks the guard for a check now.
 	kick chan struct{}
 }
@@ -87,7 +101,8 @@ func New(d Deps) *Manager {
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Manager{Deps: d, open: map[int64]int{}, live: map[string]*Session{}, kick: make(chan struct{}, 1)}
+	return &Manager{Deps: d, open: map[int64]int{}, streams: map[int64]int{}, deviceStreams: map[int64]int{},
+		live: map[string]*Session{}, kick: make(chan struct{}, 1)}
 }
 
 // Request asks for a new session.
@@ -108,9 +123,26 @@ type Request struct {
 	// indexed images.
 	Cols, Rows int
 	Indexed    bool
+	// Term is a terminal's type (TERM); "" is xterm-256color.
+	Term string
 	// Details go on the session's audit events (an admin's test names
 	// what it sent).
 	Details map[string]string
+
+	// Native clients (keyway). Device is the approved device the request
+	// came from (zero for a browser or an API token): revoking it ends the
+	// session. Target, for KindTCP to a network resource, is the
+	// "host:port" asked for; the host may be a name the gateway resolves.
+	Device Device
+	Target string
+}
+
+// Device is a native client's approved device, as sessions know it.
+type Device struct {
+	ID   int64
+	Name string
+	// ExpiresAt is when the device's sign-in ends.
+	ExpiresAt time.Time
 }
 
 // Refusal is why a session was not started.
@@ -158,6 +190,10 @@ type Admission struct {
 	posture   []string
 	// target is the session a watch views.
 	target *Session
+	// stream is where a tcp stream goes.
+	stream streamTarget
+	// limits bound tcp streams.
+	limits StreamLimits
 }
 
 // Resource is the admitted resource.
@@ -257,8 +293,11 @@ func (m *Manager) noGrant(req Request, why string) *Refusal {
 
 // protocol is the session's protocol as the hook and the log name it.
 func (a *Admission) protocol() string {
-	if a.req.Kind == KindFiles {
+	switch a.req.Kind {
+	case KindFiles:
 		return wire.ProtocolSFTP
+	case KindTCP:
+		return wire.ProtocolTCP
 	}
 	return a.res.Protocol
 }
@@ -315,6 +354,9 @@ func (m *Manager) checkGrant(ctx context.Context, a *Admission) error {
 	case err != nil:
 		return err
 	}
+	if a.req.Kind == KindTCP {
+		return m.checkTCP(a)
+	}
 	want := wire.ProtocolSSH
 	if a.req.Kind == KindDesktop {
 		want = wire.ProtocolVNC
@@ -330,7 +372,17 @@ func (m *Manager) checkGrant(ctx context.Context, a *Admission) error {
 // checkPolicies applies the access policies and the per-user session cap.
 func (m *Manager) checkPolicies(ctx context.Context, a *Admission) error {
 	running := m.running(a.req.User.ID)
-	if a.req.Kind != KindWatch && running >= MaxPerUser {
+	if a.req.Kind == KindTCP {
+		// Streams have limits of their own, checked here so that the
+		// excess is refused before a gateway is asked; Open counts.
+		a.limits = m.StreamLimits(ctx)
+		m.mu.Lock()
+		user, device := m.streams[a.req.User.ID], m.deviceStreams[a.req.Device.ID]
+		m.mu.Unlock()
+		if user >= a.limits.PerUser || (a.req.Device.ID != 0 && device >= a.limits.PerDevice) {
+			return tooManyStreams(a.req.Device.ID, a.limits, user, device)
+		}
+	} else if a.req.Kind != KindWatch && running >= MaxPerUser {
 		return &Refusal{Code: "too_many_sessions", Reason: fmt.Sprintf("%d sessions running", running), Status: http.StatusTooManyRequests,
 			Message: fmt.Sprintf("You already have %d sessions open. Close one and try again.", MaxPerUser)}
 	}
@@ -380,7 +432,7 @@ func (m *Manager) refused(a *Admission, ref *Refusal) {
 	outcome := audit.OutcomeDenied
 	result := "refused"
 	switch ref.Code {
-	case "hook", "no_grant", "policy", "too_many_sessions", "wrong_kind":
+	case "hook", "no_grant", "policy", "too_many_sessions", "wrong_kind", "too_many_streams", "not_allowed", "no_tunnel", "bad_target":
 	default:
 		outcome, result = audit.OutcomeFailure, "failed"
 	}
@@ -393,6 +445,14 @@ func (m *Manager) refused(a *Admission, ref *Refusal) {
 	action := audit.ActionConnect
 	if a.req.Kind == KindTest {
 		action = audit.ActionResourceTest
+	}
+	if a.req.Kind == KindTCP {
+		if a.req.Device.ID != 0 {
+			details["device"] = a.req.Device.Name
+		}
+		if a.req.Target != "" {
+			details["target"] = truncate(a.req.Target, maxTarget)
+		}
 	}
 	m.record(audit.Event{Actor: a.req.User.Name, Action: action, Target: target, ClientAddr: a.req.Client.Addr,
 		Outcome: outcome, Reason: reason, Details: details})
@@ -429,7 +489,11 @@ func (m *Manager) record(ev audit.Event) {
 // running (a test is not registered). Close the session with End.
 func (m *Manager) Open(ctx context.Context, a *Admission) (*Session, error) {
 	s := &Session{m: m, ID: a.id, Kind: a.req.Kind, User: a.req.User, Resource: a.res, Gateway: a.gw,
-		Client: a.req.Client, Effective: a.effective, Posture: a.posture, Start: m.Now(), webToken: a.req.WebToken}
+		Client: a.req.Client, Effective: a.effective, Posture: a.posture, Start: m.Now(), webToken: a.req.WebToken,
+		Device: a.req.Device}
+	if a.req.Kind == KindTCP {
+		s.TargetAddr = a.stream.String()
+	}
 	if a.req.Kind == KindWatch {
 		s.Target = a.target
 		s.logConnection()
@@ -437,7 +501,16 @@ func (m *Manager) Open(ctx context.Context, a *Admission) (*Session, error) {
 			Outcome: audit.OutcomeSuccess, Details: map[string]string{"session": a.target.ID, "user": a.target.User.Name}})
 		return s, nil
 	}
-	if a.req.Kind != KindTest {
+	if a.req.Kind == KindTCP {
+		if !m.acquireStream(a.req.User.ID, a.req.Device.ID, a.limits) {
+			m.mu.Lock()
+			user, device := m.streams[a.req.User.ID], m.deviceStreams[a.req.Device.ID]
+			m.mu.Unlock()
+			ref := tooManyStreams(a.req.Device.ID, a.limits, user, device)
+			m.refused(a, ref)
+			return nil, ref
+		}
+	} else if a.req.Kind != KindTest {
 		if !m.acquire(a.req.User.ID) {
 			ref := &Refusal{Code: "too_many_sessions", Status: http.StatusTooManyRequests,
 				Message: fmt.Sprintf("You already have %d sessions open. Close one and try again.", MaxPerUser)}
@@ -447,7 +520,11 @@ func (m *Manager) Open(ctx context.Context, a *Admission) (*Session, error) {
 	}
 	conn, resp, err := m.dial(ctx, a)
 	if err != nil {
-		if a.req.Kind != KindTest {
+		switch a.req.Kind {
+		case KindTCP:
+			m.releaseStream(a.req.User.ID, a.req.Device.ID)
+		case KindTest:
+		default:
 			m.release(a.req.User.ID)
 		}
 		var ref *Refusal
@@ -506,8 +583,20 @@ func (m *Manager) release(userID int64) {
 // dial opens the gateway session of an admission, pinning the host key on
 // first use and keeping a changed one for an admin to accept.
 func (m *Manager) dial(ctx context.Context, a *Admission) (net.Conn, *wire.Response, error) {
-	res, gw := a.res, a.gw
+	res := a.res
 	log := m.Logger.With("session", a.id, "user", a.req.User.Name, "resource", res.Name)
+	if a.protocol() == wire.ProtocolTCP {
+		// A raw stream: no credentials, no host key, no recording. An
+		// admin's test of a tcp resource dials its address.
+		if a.stream.host == "" {
+			a.stream = streamTarget{host: res.Host, port: res.Port}
+		}
+		return m.openGateway(ctx, a, &wire.Request{
+			Kind: wire.KindSession, Protocol: wire.ProtocolTCP, SessionID: a.id,
+			User: a.req.User.Name, ClientAddr: a.req.Client.Addr, Resource: res.Name,
+			Target: wire.Target{Host: a.stream.host, Port: a.stream.port}, Allow: a.stream.allow,
+		})
+	}
 	secrets, err := m.Store.ResourceSecrets(ctx, res.ID)
 	if err != nil {
 		log.Error("read resource credentials", "err", err)
@@ -524,7 +613,7 @@ func (m *Manager) dial(ctx context.Context, a *Admission) (net.Conn, *wire.Respo
 	}
 	switch req.Protocol {
 	case wire.ProtocolSSH:
-		req.Terminal = &wire.Terminal{Term: "xterm-256color", Cols: a.req.Cols, Rows: a.req.Rows}
+		req.Terminal = &wire.Terminal{Term: cmp.Or(a.req.Term, "xterm-256color"), Cols: a.req.Cols, Rows: a.req.Rows}
 	case wire.ProtocolSFTP:
 		// File sessions are not recorded: each file operation is audited
 		// instead.
@@ -534,6 +623,14 @@ func (m *Manager) dial(ctx context.Context, a *Admission) (net.Conn, *wire.Respo
 		req.Desktop.NoClipboardIn = req.Desktop.NoClipboardIn || !a.effective.ClipboardIn
 		req.Desktop.NoClipboardOut = req.Desktop.NoClipboardOut || !a.effective.ClipboardOut
 	}
+	return m.openGateway(ctx, a, req)
+}
+
+// openGateway asks the gateway for the session req, and turns a failure into a
+// refusal.
+func (m *Manager) openGateway(ctx context.Context, a *Admission, req *wire.Request) (net.Conn, *wire.Response, error) {
+	res, gw := a.res, a.gw
+	log := m.Logger.With("session", a.id, "user", a.req.User.Name, "resource", res.Name)
 	conn, resp, err := m.Gateways.Open(ctx, gw, req)
 	if err == nil {
 		if res.HostKey == "" && resp.HostKey != "" {

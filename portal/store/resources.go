@@ -7,7 +7,17 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
+)
+
+// Resource protocols besides the session ones (wire.ProtocolSSH, …): a
+// tcp resource is a host and port only native clients reach, a network
+// resource a set of addresses and ports (Options.Networks) reached through
+// the gateways of its segment (its tag).
+const (
+	ProtocolTCP     = "tcp"
+	ProtocolNetwork = "network"
 )
 
 // Resource is a target users connect to.
@@ -82,6 +92,13 @@ type Options struct {
 	// no limit.
 	IdleTimeoutSeconds int `json:"idle_timeout_seconds,omitempty"`
 	MaxSessionSeconds  int `json:"max_session_seconds,omitempty"`
+
+	// Native clients (keyway). Tunnel, on an SSH, RDP or VNC resource,
+	// lets `keyway tunnel` reach its host and port raw: the user's own
+	// credentials, no recording. Networks, on a network resource, is the
+	// text of its wire.NetRules, one rule per line.
+	Tunnel   bool   `json:"tunnel,omitempty"`
+	Networks string `json:"networks,omitempty"`
 }
 
 // Recording modes of a resource.
@@ -253,6 +270,15 @@ func (s *Store) ResourceByID(ctx context.Context, id int64) (Resource, error) {
 	return r, nil
 }
 
+// ResourceByName returns the resource named name (case-insensitively).
+func (s *Store) ResourceByName(ctx context.Context, name string) (Resource, error) {
+	r, err := scanResource(s.db.QueryRowContext(ctx, `SELECT `+resourceColumns+` FROM resources r WHERE r.name = ?`, name))
+	if err != nil {
+		return Resource{}, fmt.Errorf("resource %s: %w", name, notFound(err))
+	}
+	return r, nil
+}
+
 // ListResources returns all resources by name.
 func (s *Store) ListResources(ctx context.Context) ([]Resource, error) {
 	rs, err := s.queryResources(ctx, `SELECT `+resourceColumns+` FROM resources r ORDER BY r.name`)
@@ -308,6 +334,28 @@ func (s *Store) AccessTo(ctx context.Context, userID, resourceID int64) (Access,
 		return Access{}, err
 	}
 	return all[resourceID], nil
+}
+
+// ResourceAccess says in one read whether resourceID exists and what
+// userID's grants allow on it, so that a resource deleted meanwhile (its
+// grants go with it) is never taken for a grant removed: separate reads
+// can see the two on either side of the deletion.
+func (s *Store) ResourceAccess(ctx context.Context, userID, resourceID int64) (exists bool, acc Access, err error) {
+	var n int
+	var modes sql.NullString
+	err = s.db.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM resources WHERE id = ?1),
+		(SELECT GROUP_CONCAT(g.mode) FROM grants g JOIN users u ON u.id = ?2 AND u.disabled = 0
+			WHERE g.resource_id = ?1 AND (g.user_id = u.id OR g.group_id IN (SELECT group_id FROM group_members WHERE user_id = u.id)))`,
+		resourceID, userID).Scan(&n, &modes)
+	if err != nil {
+		return false, Access{}, fmt.Errorf("read access of user %d to resource %d: %w", userID, resourceID, err)
+	}
+	for _, m := range strings.Split(modes.String, ",") {
+		if m != "" {
+			acc = acc.add(GrantMode(m))
+		}
+	}
+	return n > 0, acc, nil
 }
 
 // AccessByResource returns what userID may do on each resource granted to

@@ -17,6 +17,9 @@ type SettingsView struct {
 	// ConnAddr the address their connection comes from, and Forwarding
 	// the forwarding headers it carried.
 	YourAddr, ConnAddr, Forwarding string
+
+	// Clients is the native-client limits form.
+	Clients ClientSettingsView
 }
 
 // HookSettingsView is the hook's form. The secret is never shown.

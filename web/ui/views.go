@@ -89,6 +89,9 @@ type ResourceCard struct {
 	// each is empty when the viewer's grants do not allow it.
 	ConnectHref string
 	FilesHref   string
+	// NativeCommand, for a resource only the keyway client reaches (tcp,
+	// network), is the command that opens it.
+	NativeCommand string
 	// Favourite is starred by the viewer; FavouriteHref toggles it.
 	Favourite     bool
 	FavouriteHref string
@@ -200,6 +203,8 @@ type UserFormView struct {
 	Errors      Errors
 	// Lock is the account's failed sign-ins.
 	Lock SignInLockView
+	// Devices are the user's native-client devices.
+	Devices []DeviceRow
 }
 
 // GroupRow is one row of the groups table.
@@ -288,6 +293,10 @@ type ResourceFormView struct {
 	// Session limits in minutes ("" for none).
 	IdleTimeout string
 	MaxSession  string
+	// Native clients: Tunnel lets them reach an SSH, RDP or VNC
+	// resource's port; Networks are a network resource's rules.
+	Tunnel   bool
+	Networks string
 	// Host key state, edit only.
 	HostKeyFingerprint string
 	HostKeyPinnedAt    time.Time
@@ -373,6 +382,8 @@ type AccountView struct {
 	Role        string
 	Groups      []string
 	Tokens      []TokenRow
+	Devices     []DeviceRow
+	Client      NativeClientView
 	// NewToken is shown once, right after it was created.
 	NewToken     string
 	NewTokenName string
@@ -593,6 +604,10 @@ type SessionRow struct {
 	// Posture is what the connection authorization hook reported about
 	// the client.
 	Posture []string
+	// Tunnel is a native client's TCP stream, from Device (empty for an
+	// API token) to Target (host:port).
+	Tunnel         bool
+	Device, Target string
 }
 
 // SessionsView is the live sessions page.

@@ -182,6 +182,17 @@ func (c *lingerConn) Close() error {
 	return c.TCPConn.Close()
 }
 
+// resource is the granted resource called name, or an error saying there
+// is none.
+func (st *Status) resource(name string) (*StatusResource, error) {
+	for i := range st.Resources {
+		if st.Resources[i].Name == name {
+			return &st.Resources[i], nil
+		}
+	}
+	return nil, fmt.Errorf("no resource %q is granted to %s for native clients; keyway status lists those that are", name, st.User)
+}
+
 func (a *app) tunnel(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("tunnel", flag.ContinueOnError)
 	listen := fs.String("listen", "127.0.0.1:0", "the local address to listen on")
@@ -204,15 +215,11 @@ func (a *app) tunnel(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	var res *StatusResource
-	for i := range st.Resources {
-		if st.Resources[i].Name == name {
-			res = &st.Resources[i]
-		}
+	res, err := st.resource(name)
+	if err != nil {
+		return err
 	}
 	switch {
-	case res == nil:
-		return fmt.Errorf("no resource %q is granted to %s for native clients; keyway status lists those that are", name, st.User)
 	case !res.Tunnel:
 		return fmt.Errorf("%s may not be tunnelled to (its Tunnel option is off)", name)
 	}

@@ -52,15 +52,11 @@ func (a *app) ssh(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	var res *StatusResource
-	for i := range st.Resources {
-		if st.Resources[i].Name == name {
-			res = &st.Resources[i]
-		}
+	res, err := st.resource(name)
+	if err != nil {
+		return err
 	}
 	switch {
-	case res == nil:
-		return fmt.Errorf("no resource %q is granted to %s for native clients; keyway status lists those that are", name, st.User)
 	case res.Terminal:
 		if len(sshArgs) > 0 {
 			return fmt.Errorf("%s opens a recorded terminal in which ssh arguments have no place; leave out what follows --", name)

@@ -150,16 +150,20 @@ func (m *Manager) endReason(ctx context.Context, s *Session, users map[int64]sto
 			return code, reason, nil
 		}
 	}
-	exists, acc, err := m.Store.ResourceAccess(ctx, u.ID, s.Resource.ID)
+	state, err := m.Store.ResourceAccess(ctx, u.ID, s.Resource.ID)
 	if err != nil {
 		return "", "", err
 	}
-	allowed := acc.Terminal
+	allowed := state.Access.Terminal
 	if s.Kind == KindFiles {
-		allowed = acc.Files
+		allowed = state.Access.Files
 	}
 	switch {
-	case !exists:
+	case !state.UserExists:
+		return endAccessRevoked, "Your account was deleted, so the session has ended.", nil
+	case state.UserDisabled:
+		return endAccessRevoked, "Your account was disabled, so the session has ended.", nil
+	case !state.ResourceExists:
 		return endAccessRevoked, fmt.Sprintf("The resource %s was deleted, so the session has ended.", s.Resource.Name), nil
 	case !allowed:
 		return endAccessRevoked, fmt.Sprintf("Your access to %s was removed, so the session has ended.", s.Resource.Name), nil

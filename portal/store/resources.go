@@ -336,26 +336,39 @@ func (s *Store) AccessTo(ctx context.Context, userID, resourceID int64) (Access,
 	return all[resourceID], nil
 }
 
-// ResourceAccess says in one read whether resourceID exists and what
-// userID's grants allow on it, so that a resource deleted meanwhile (its
-// grants go with it) is never taken for a grant removed: separate reads
-// can see the two on either side of the deletion.
-func (s *Store) ResourceAccess(ctx context.Context, userID, resourceID int64) (exists bool, acc Access, err error) {
-	var n int
+// AccessState is what one read says of a user and a resource.
+type AccessState struct {
+	// UserExists and UserDisabled are the user's; ResourceExists the
+	// resource's.
+	UserExists, UserDisabled, ResourceExists bool
+	// Access is what the user's grants allow on the resource.
+	Access Access
+}
+
+// ResourceAccess reads in one statement whether userID and resourceID
+// exist and what userID's grants allow on resourceID, so that a user or
+// resource deleted meanwhile (their grants go with them) is never taken
+// for a grant removed: separate reads can see the two on either side of
+// the deletion.
+func (s *Store) ResourceAccess(ctx context.Context, userID, resourceID int64) (AccessState, error) {
+	var st AccessState
 	var modes sql.NullString
-	err = s.db.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM resources WHERE id = ?1),
+	err := s.db.QueryRowContext(ctx, `SELECT
+		(SELECT COUNT(*) FROM users WHERE id = ?2),
+		(SELECT COUNT(*) FROM users WHERE id = ?2 AND disabled <> 0),
+		(SELECT COUNT(*) FROM resources WHERE id = ?1),
 		(SELECT GROUP_CONCAT(g.mode) FROM grants g JOIN users u ON u.id = ?2 AND u.disabled = 0
 			WHERE g.resource_id = ?1 AND (g.user_id = u.id OR g.group_id IN (SELECT group_id FROM group_members WHERE user_id = u.id)))`,
-		resourceID, userID).Scan(&n, &modes)
+		resourceID, userID).Scan(&st.UserExists, &st.UserDisabled, &st.ResourceExists, &modes)
 	if err != nil {
-		return false, Access{}, fmt.Errorf("read access of user %d to resource %d: %w", userID, resourceID, err)
+		return AccessState{}, fmt.Errorf("read access of user %d to resource %d: %w", userID, resourceID, err)
 	}
 	for _, m := range strings.Split(modes.String, ",") {
 		if m != "" {
-			acc = acc.add(GrantMode(m))
+			st.Access = st.Access.add(GrantMode(m))
 		}
 	}
-	return n > 0, acc, nil
+	return st, nil
 }
 
 // AccessByResource returns what userID may do on each resource granted to

@@ -362,25 +362,31 @@ func TestGrantModes(t *testing.T) {
 		if err != nil || got != tc.want || all[res[tc.res].ID] != tc.want {
 			t.Errorf("access to %s = %+v (all: %+v), %v; want %+v", tc.res, got, all[res[tc.res].ID], err, tc.want)
 		}
-		exists, one, err := st.ResourceAccess(ctx, alice.ID, res[tc.res].ID)
-		if err != nil || !exists || one != tc.want {
-			t.Errorf("ResourceAccess of %s = %v %+v, %v; want true %+v", tc.res, exists, one, err, tc.want)
+		one, err := st.ResourceAccess(ctx, alice.ID, res[tc.res].ID)
+		if want := (AccessState{UserExists: true, ResourceExists: true, Access: tc.want}); err != nil || one != want {
+			t.Errorf("ResourceAccess of %s = %+v, %v; want %+v", tc.res, one, err, want)
 		}
 	}
-	// A deleted resource reads as missing, not as a grant removed; a
-	// disabled user has no access.
+	// A deleted resource or user reads as missing, not as a grant
+	// removed; a disabled user has no access.
 	if err := st.DeleteResource(ctx, res["both"].ID); err != nil {
 		t.Fatal(err)
 	}
-	if exists, acc, err := st.ResourceAccess(ctx, alice.ID, res["both"].ID); err != nil || exists || acc.Any() {
-		t.Errorf("ResourceAccess of a deleted resource = %v %+v, %v", exists, acc, err)
+	if got, err := st.ResourceAccess(ctx, alice.ID, res["both"].ID); err != nil || got != (AccessState{UserExists: true}) {
+		t.Errorf("ResourceAccess of a deleted resource = %+v, %v", got, err)
 	}
 	alice.Disabled = true
 	if err := st.UpdateUser(ctx, alice); err != nil {
 		t.Fatal(err)
 	}
-	if exists, acc, err := st.ResourceAccess(ctx, alice.ID, res["terminal"].ID); err != nil || !exists || acc.Any() {
-		t.Errorf("ResourceAccess of a disabled user = %v %+v, %v", exists, acc, err)
+	if got, err := st.ResourceAccess(ctx, alice.ID, res["terminal"].ID); err != nil || got != (AccessState{UserExists: true, UserDisabled: true, ResourceExists: true}) {
+		t.Errorf("ResourceAccess of a disabled user = %+v, %v", got, err)
+	}
+	if err := st.DeleteUser(ctx, alice.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := st.ResourceAccess(ctx, alice.ID, res["terminal"].ID); err != nil || got != (AccessState{ResourceExists: true}) {
+		t.Errorf("ResourceAccess of a deleted user = %+v, %v", got, err)
 	}
 	gs, _ := st.GrantsForResource(ctx, res["files"].ID)
 	if len(gs) != 1 || gs[0].Mode != GrantFiles {

@@ -136,6 +136,10 @@ func (m *Manager) endReason(ctx context.Context, s *Session, users map[int64]sto
 		users[s.User.ID] = u
 	}
 	switch {
+	case !sameRow(u.CreatedAt, s.User.CreatedAt):
+		// The id now names another user: SQLite reuses the highest id
+		// after a deletion.
+		return endAccessRevoked, "Your account was deleted, so the session has ended.", nil
 	case u.Disabled:
 		return endAccessRevoked, "Your account was disabled, so the session has ended.", nil
 	case u.SessionEpoch != g.epoch:
@@ -159,11 +163,11 @@ func (m *Manager) endReason(ctx context.Context, s *Session, users map[int64]sto
 		allowed = state.Access.Files
 	}
 	switch {
-	case !state.UserExists:
+	case !state.UserExists || !sameRow(state.UserCreated, s.User.CreatedAt):
 		return endAccessRevoked, "Your account was deleted, so the session has ended.", nil
 	case state.UserDisabled:
 		return endAccessRevoked, "Your account was disabled, so the session has ended.", nil
-	case !state.ResourceExists:
+	case !state.ResourceExists || !sameRow(state.ResourceCreated, s.Resource.CreatedAt):
 		return endAccessRevoked, fmt.Sprintf("The resource %s was deleted, so the session has ended.", s.Resource.Name), nil
 	case !allowed:
 		return endAccessRevoked, fmt.Sprintf("Your access to %s was removed, so the session has ended.", s.Resource.Name), nil
@@ -223,3 +227,9 @@ func (g *guard) warnBefore(now, deadline time.Time, msg string) {
 		(*warn)(msg)
 	}
 }
+
+// sameRow reports whether a row read now, created at now, is the one a
+// session started with, created at then: a deleted user's or resource's
+// id is given to the next one created. A session made without a stored
+// row (then is zero) is taken as the same.
+func sameRow(now, then time.Time) bool { return then.IsZero() || now.Equal(then) }

@@ -341,6 +341,10 @@ type AccessState struct {
 	// UserExists and UserDisabled are the user's; ResourceExists the
 	// resource's.
 	UserExists, UserDisabled, ResourceExists bool
+	// UserCreated and ResourceCreated tell the rows apart from earlier
+	// ones with the same id (SQLite reuses the highest id after a
+	// deletion); zero when missing.
+	UserCreated, ResourceCreated time.Time
 	// Access is what the user's grants allow on the resource.
 	Access Access
 }
@@ -353,15 +357,24 @@ type AccessState struct {
 func (s *Store) ResourceAccess(ctx context.Context, userID, resourceID int64) (AccessState, error) {
 	var st AccessState
 	var modes sql.NullString
+	var userCreated, resCreated sql.NullInt64
 	err := s.db.QueryRowContext(ctx, `SELECT
 		(SELECT COUNT(*) FROM users WHERE id = ?2),
 		(SELECT COUNT(*) FROM users WHERE id = ?2 AND disabled <> 0),
 		(SELECT COUNT(*) FROM resources WHERE id = ?1),
+		(SELECT created_at FROM users WHERE id = ?2),
+		(SELECT created_at FROM resources WHERE id = ?1),
 		(SELECT GROUP_CONCAT(g.mode) FROM grants g JOIN users u ON u.id = ?2 AND u.disabled = 0
 			WHERE g.resource_id = ?1 AND (g.user_id = u.id OR g.group_id IN (SELECT group_id FROM group_members WHERE user_id = u.id)))`,
-		resourceID, userID).Scan(&st.UserExists, &st.UserDisabled, &st.ResourceExists, &modes)
+		resourceID, userID).Scan(&st.UserExists, &st.UserDisabled, &st.ResourceExists, &userCreated, &resCreated, &modes)
 	if err != nil {
 		return AccessState{}, fmt.Errorf("read access of user %d to resource %d: %w", userID, resourceID, err)
+	}
+	if userCreated.Valid {
+		st.UserCreated = fromMillis(userCreated.Int64)
+	}
+	if resCreated.Valid {
+		st.ResourceCreated = fromMillis(resCreated.Int64)
 	}
 	for _, m := range strings.Split(modes.String, ",") {
 		if m != "" {

@@ -363,7 +363,7 @@ func TestGrantModes(t *testing.T) {
 			t.Errorf("access to %s = %+v (all: %+v), %v; want %+v", tc.res, got, all[res[tc.res].ID], err, tc.want)
 		}
 		one, err := st.ResourceAccess(ctx, alice.ID, res[tc.res].ID)
-		if want := (AccessState{UserExists: true, ResourceExists: true, Access: tc.want}); err != nil || one != want {
+		if want := (AccessState{UserExists: true, ResourceExists: true, UserCreated: alice.CreatedAt, ResourceCreated: res[tc.res].CreatedAt, Access: tc.want}); err != nil || one != want {
 			t.Errorf("ResourceAccess of %s = %+v, %v; want %+v", tc.res, one, err, want)
 		}
 	}
@@ -372,21 +372,36 @@ func TestGrantModes(t *testing.T) {
 	if err := st.DeleteResource(ctx, res["both"].ID); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := st.ResourceAccess(ctx, alice.ID, res["both"].ID); err != nil || got != (AccessState{UserExists: true}) {
+	if got, err := st.ResourceAccess(ctx, alice.ID, res["both"].ID); err != nil || got != (AccessState{UserExists: true, UserCreated: alice.CreatedAt}) {
 		t.Errorf("ResourceAccess of a deleted resource = %+v, %v", got, err)
 	}
 	alice.Disabled = true
 	if err := st.UpdateUser(ctx, alice); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := st.ResourceAccess(ctx, alice.ID, res["terminal"].ID); err != nil || got != (AccessState{UserExists: true, UserDisabled: true, ResourceExists: true}) {
+	if got, err := st.ResourceAccess(ctx, alice.ID, res["terminal"].ID); err != nil || got != (AccessState{UserExists: true, UserDisabled: true, ResourceExists: true,
+		UserCreated: alice.CreatedAt, ResourceCreated: res["terminal"].CreatedAt}) {
 		t.Errorf("ResourceAccess of a disabled user = %+v, %v", got, err)
 	}
 	if err := st.DeleteUser(ctx, alice.ID); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := st.ResourceAccess(ctx, alice.ID, res["terminal"].ID); err != nil || got != (AccessState{ResourceExists: true}) {
+	if got, err := st.ResourceAccess(ctx, alice.ID, res["terminal"].ID); err != nil || got != (AccessState{ResourceExists: true, ResourceCreated: res["terminal"].CreatedAt}) {
 		t.Errorf("ResourceAccess of a deleted user = %+v, %v", got, err)
+	}
+	// SQLite gives the deleted (newest) user's id to the next one: the
+	// new row tells itself apart by its creation time and starts at
+	// another session epoch, so the old user's sessions do not carry over.
+	st.now = func() time.Time { return alice.CreatedAt.Add(time.Second) }
+	bob, err := st.CreateUser(ctx, User{Name: "bob", Role: RoleUser}, "h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bob.ID != alice.ID {
+		t.Fatalf("bob got id %d, not alice's %d: the id-reuse case is not exercised", bob.ID, alice.ID)
+	}
+	if got, _ := st.ResourceAccess(ctx, bob.ID, res["terminal"].ID); got.UserCreated.Equal(alice.CreatedAt) || bob.SessionEpoch == alice.SessionEpoch {
+		t.Errorf("bob, on alice's old id, reads as alice: %+v, epochs %d and %d", got, bob.SessionEpoch, alice.SessionEpoch)
 	}
 	gs, _ := st.GrantsForResource(ctx, res["files"].ID)
 	if len(gs) != 1 || gs[0].Mode != GrantFiles {

@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/binary"
 	"fmt"
 	"strings"
 	"time"
@@ -55,8 +57,11 @@ type Group struct {
 func (s *Store) CreateUser(ctx context.Context, u User, passwordHash string) (User, error) {
 	now := s.now()
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO users (name, display_name, role, password_hash, disabled, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			u.Name, u.DisplayName, string(u.Role), passwordHash, u.Disabled, millis(now), millis(now))
+		// The session epoch starts at random: SQLite gives a deleted
+		// user's id to the next user created, and a web session the
+		// deleted user kept must not match the new one's epoch.
+		res, err := tx.ExecContext(ctx, `INSERT INTO users (name, display_name, role, password_hash, disabled, session_epoch, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			u.Name, u.DisplayName, string(u.Role), passwordHash, u.Disabled, randomEpoch(), millis(now), millis(now))
 		if err != nil {
 			return conflict(err, fmt.Sprintf("a user named %s already exists", u.Name))
 		}
@@ -69,6 +74,14 @@ func (s *Store) CreateUser(ctx context.Context, u User, passwordHash string) (Us
 		return User{}, fmt.Errorf("create user %s: %w", u.Name, err)
 	}
 	return s.UserByID(ctx, u.ID)
+}
+
+// randomEpoch is a new user's first session epoch, below 2^62 so that
+// password changes never overflow it.
+func randomEpoch() int64 {
+	var b [8]byte
+	rand.Read(b[:])
+	return int64(binary.BigEndian.Uint64(b[:]) >> 2)
 }
 
 func setGroups(ctx context.Context, tx *sql.Tx, userID int64, groups []string) error {

@@ -201,19 +201,27 @@ func (m *Manager) endReason(ctx context.Context, s *Session, users map[int64]sto
 	}
 	if g.maxLen > 0 {
 		deadline := s.Start.Add(g.maxLen)
-		if !now.Before(deadline) {
+		if !now.Before(deadline) && g.warnedOf(deadline) {
 			return endMaxDuration, fmt.Sprintf("The session reached its maximum length of %s and was closed.", g.maxLen), nil
 		}
 		g.warnBefore(now, deadline, fmt.Sprintf("This session reaches its maximum length of %s in under a minute and will then close.", g.maxLen))
 	}
 	if g.idle > 0 {
 		deadline := time.Unix(0, g.lastInput.Load()).Add(g.idle)
-		if !now.Before(deadline) {
+		if !now.Before(deadline) && g.warnedOf(deadline) {
 			return endIdle, fmt.Sprintf("The session was idle for %s and was closed.", g.idle), nil
 		}
 		g.warnBefore(now, deadline, fmt.Sprintf("This session has been idle for a while: it closes in under a minute unless you type or use the mouse (idle limit %s).", g.idle))
 	}
 	return "", "", nil
+}
+
+// warnedOf reports whether the user was warned of deadline, or cannot be:
+// a session is never ended for its idle or length limit without a
+// warning first, even when a check comes late (a loaded machine) and
+// finds the deadline already past; it then ends at the next check.
+func (g *guard) warnedOf(deadline time.Time) bool {
+	return g.warn.Load() == nil || g.warned.Load() == deadline.UnixNano()
 }
 
 // warnBefore warns the user once per deadline, when it is less than

@@ -193,6 +193,24 @@ func (st *Status) resource(name string) (*StatusResource, error) {
 	return nil, fmt.Errorf("no resource %q is granted to %s for native clients; keyway status lists those that are", name, st.User)
 }
 
+// granted signs in, reads the status and finds the granted resource
+// called name; on success the caller closes s.client.
+func (a *app) granted(ctx context.Context, http1 bool, name string) (*session, *Status, *StatusResource, error) {
+	s, err := a.signedIn(http1)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	st, err := a.fetchStatus(ctx, s)
+	if err == nil {
+		var res *StatusResource
+		if res, err = st.resource(name); err == nil {
+			return s, st, res, nil
+		}
+	}
+	s.client.Close()
+	return nil, nil, nil, err
+}
+
 func (a *app) tunnel(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("tunnel", flag.ContinueOnError)
 	listen := fs.String("listen", "127.0.0.1:0", "the local address to listen on")
@@ -206,19 +224,11 @@ func (a *app) tunnel(ctx context.Context, args []string) error {
 		return errors.New("usage: keyway tunnel RESOURCE [--listen 127.0.0.1:PORT] [--stdio]")
 	}
 	name := pos[0]
-	s, err := a.signedIn(*http1)
+	s, st, res, err := a.granted(ctx, *http1, name)
 	if err != nil {
 		return err
 	}
 	defer s.client.Close()
-	st, err := a.fetchStatus(ctx, s)
-	if err != nil {
-		return err
-	}
-	res, err := st.resource(name)
-	if err != nil {
-		return err
-	}
 	switch {
 	case !res.Tunnel:
 		return fmt.Errorf("%s may not be tunnelled to (its Tunnel option is off)", name)

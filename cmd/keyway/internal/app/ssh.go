@@ -43,19 +43,11 @@ func (a *app) ssh(ctx context.Context, args []string) error {
 		return errors.New("usage: keyway ssh RESOURCE [-- ssh arguments]")
 	}
 	name := pos[0]
-	s, err := a.signedIn(*http1)
+	s, _, res, err := a.granted(ctx, *http1, name)
 	if err != nil {
 		return err
 	}
 	defer s.client.Close()
-	st, err := a.fetchStatus(ctx, s)
-	if err != nil {
-		return err
-	}
-	res, err := st.resource(name)
-	if err != nil {
-		return err
-	}
 	switch {
 	case res.Terminal:
 		if len(sshArgs) > 0 {

@@ -70,7 +70,31 @@ func (s *Server) signInPage(w http.ResponseWriter, r *http.Request) {
 		s.serverError(w, r, err)
 		return
 	}
-	s.render(w, r, http.StatusOK, ui.SignIn(s.page(r, "Sign in", ""), ui.SignInView{Next: safeNext(r.URL.Query().Get("next")), FirstRun: n == 0}))
+	next := safeNext(r.URL.Query().Get("next"))
+	s.render(w, r, http.StatusOK, ui.SignIn(s.page(r, "Sign in", ""), ui.SignInView{Next: next, FirstRun: n == 0, Providers: s.signInProviders(r, next)}))
+}
+
+// signInProviders are the single sign-on buttons of the enabled OIDC and
+// SAML providers. A failure to list them is logged, and the page still
+// offers the password form: the break-glass admin must get in.
+func (s *Server) signInProviders(r *http.Request, next string) []ui.SignInProvider {
+	ps, err := s.Store.ListIdentityProviders(r.Context(), "")
+	if err != nil {
+		s.Logger.Error("list identity providers for the sign-in page", "err", err)
+		return nil
+	}
+	var out []ui.SignInProvider
+	for _, p := range ps {
+		if !p.Enabled || (p.Kind != store.KindOIDC && p.Kind != store.KindSAML) {
+			continue
+		}
+		u := "/signin/" + p.Kind + "/" + url.PathEscape(p.Name)
+		if next != "/" {
+			u += "?next=" + url.QueryEscape(next)
+		}
+		out = append(out, ui.SignInProvider{Label: p.DisplayName, URL: u})
+	}
+	return out
 }
 
 func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
@@ -112,12 +136,7 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 		s.render(w, r, status, ui.SignIn(s.page(r, "Sign in", ""), ui.SignInView{Next: safeNext(next), Username: name, Error: msg}))
 		return
 	}
-	if err := s.startSession(r, u); err != nil {
-		s.serverError(w, r, err)
-		return
-	}
-	s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionSignIn, Outcome: audit.OutcomeSuccess})
-	http.Redirect(w, r, safeNext(next), http.StatusSeeOther)
+	s.finishSignIn(w, r, u, SignInMethod{Kind: MethodPassword}, next)
 }
 
 // startSession signs u in with a fresh session token, so a token planted
@@ -136,13 +155,19 @@ func (s *Server) signOut(w http.ResponseWriter, r *http.Request) {
 		s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionSignOut, Outcome: audit.OutcomeSuccess})
 	}
 	token := s.Sessions.Token(r.Context())
+	// Read before the session is gone: where the identity provider signs
+	// the user out too (OIDC RP-initiated logout), if it does.
+	dest := s.providerSignOutURL(r)
 	if err := s.Sessions.Destroy(r.Context()); err != nil {
 		s.serverError(w, r, err)
 		return
 	}
 	// Sessions opened from this sign-in end with it.
 	s.endSignedOut(token)
-	http.Redirect(w, r, "/signin", http.StatusSeeOther)
+	if dest == "" {
+		dest = "/signin"
+	}
+	http.Redirect(w, r, dest, http.StatusSeeOther)
 }
 
 func (s *Server) setupPage(w http.ResponseWriter, r *http.Request) {

@@ -279,6 +279,7 @@ func (s *Server) routes() http.Handler {
 	admin("POST /admin/settings/hook/test", s.hookTestForm)
 	admin("POST /admin/settings/proxies", s.proxiesForm)
 	admin("POST /admin/settings/clients", s.clientsForm)
+	s.identityRoutes(mux, signedIn, admin)
 
 	mux.HandleFunc("/", s.notFound)
 

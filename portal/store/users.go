@@ -41,8 +41,11 @@ type User struct {
 	// SessionEpoch moves on at every password change; web sessions signed
 	// in under an older epoch are signed out.
 	SessionEpoch int64
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
+	// Source is where the user signs in: SourceLocal, or a provider's
+	// ProviderSource ("oidc:corp", "ldap:ad").
+	Source    string
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // Group is a named set of users that grants can name.

@@ -66,6 +66,16 @@ type SignInView struct {
 	// FirstRun is set while the portal has no users: the page says where
 	// the setup link is instead of showing a form nobody can use.
 	FirstRun bool
+	// Providers are the single sign-on buttons (OIDC and SAML), in order.
+	Providers []SignInProvider
+}
+
+// SignInProvider is a single sign-on button on the sign-in page: Label is
+// the provider's display name, URL where the button starts its sign-in
+// (carrying next).
+type SignInProvider struct {
+	Label string
+	URL   string
 }
 
 // SetupView is the first-admin form.

@@ -254,7 +254,17 @@ func (a *Authenticator) SignIn(ctx context.Context, username, password, clientIP
 		return store.User{}, &RateLimitedError{RetryAfter: lockedUntil.Sub(now)}
 	}
 	hash := a.dummyHash
+	// allowed: the account may use a password kept here (see
+	// localPasswordAllowed). A refused account is checked against the
+	// dummy hash and fails like a wrong password, so the answer and its
+	// time say no more than a wrong password would.
+	allowed := false
 	if known {
+		if allowed, err = a.localPasswordAllowed(ctx, u); err != nil {
+			return store.User{}, err
+		}
+	}
+	if allowed {
 		if hash, err = a.store.PasswordHash(ctx, u.ID); err != nil {
 			return store.User{}, err
 		}
@@ -272,7 +282,7 @@ func (a *Authenticator) SignIn(ctx context.Context, username, password, clientIP
 		a.limiter.FailName(username)
 		return fail()
 	}
-	if !ok {
+	if !ok || !allowed {
 		// The address's failure counts even if the database write fails.
 		u2, err := fail()
 		if _, dbErr := a.store.AddSignInFailure(context.WithoutCancel(ctx), u.ID, clientIP, now, limitWindow, maxUserFails); dbErr != nil {
@@ -287,4 +297,18 @@ func (a *Authenticator) SignIn(ctx context.Context, username, password, clientIP
 		return store.User{}, err
 	}
 	return u, nil
+}
+
+// localPasswordAllowed reports whether u may sign in with a password kept
+// here: only local users, and while local passwords are off only the
+// break-glass admin (store.LocalPasswords.Allows).
+func (a *Authenticator) localPasswordAllowed(ctx context.Context, u store.User) (bool, error) {
+	if u.Source != store.SourceLocal {
+		return false, nil
+	}
+	lp, err := a.store.LocalPasswordSettings(ctx)
+	if err != nil {
+		return false, fmt.Errorf("read local password settings: %w", err)
+	}
+	return lp.Allows(u), nil
 }

@@ -16,7 +16,10 @@ func TestDecodeResponse(t *testing.T) {
 	}{
 		{"prefixed", b64(`<?xml version="1.0"?><samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" InResponseTo="id-1"></samlp:Response>`), "id-1", nil},
 		{"default namespace", b64(`<Response xmlns="urn:oasis:names:tc:SAML:2.0:protocol" InResponseTo="id-2"/>`), "id-2", nil},
-		{"wrapped lines", func() string { s := b64(`<Response xmlns="urn:oasis:names:tc:SAML:2.0:protocol" InResponseTo="id-3"/>`); return s[:10] + "\r\n" + s[10:] }(), "id-3", nil},
+		{"wrapped lines", func() string {
+			s := b64(`<Response xmlns="urn:oasis:names:tc:SAML:2.0:protocol" InResponseTo="id-3"/>`)
+			return s[:10] + "\r\n" + s[10:]
+		}(), "id-3", nil},
 		{"unsolicited", b64(`<Response xmlns="urn:oasis:names:tc:SAML:2.0:protocol"/>`), "", errUnsolicited},
 		{"other namespace", b64(`<Response xmlns="urn:example" InResponseTo="id-1"/>`), "", errMalformed},
 		{"other element", b64(`<samlp:LogoutResponse xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" InResponseTo="id-1"/>`), "", errMalformed},

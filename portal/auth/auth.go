@@ -186,7 +186,8 @@ func New(st *store.Store, lim *Limiter, logger *slog.Logger) *Authenticator {
 		hashes: newHashGate(runtime.GOMAXPROCS(0), maxHashWait)}
 }
 
-// SignIn checks a username and password from clientIP.
+// signIn checks a username and password from clientIP (out, if not nil,
+// gets how: see SignInPassword).
 //
 // Limits, in order: a name no account can have is refused before anything
 // stores it; the client address takes a slot of its 20 (failures and
@@ -205,7 +206,7 @@ func New(st *store.Store, lim *Limiter, logger *slog.Logger) *Authenticator {
 // characters) and argon2id make slow. An exponential per-account delay
 // was not chosen: whoever sends the most requests owns the delayed
 // queue, so the owner would still be kept out.
-func (a *Authenticator) SignIn(ctx context.Context, username, password, clientIP string) (store.User, error) {
+func (a *Authenticator) signIn(ctx context.Context, username, password, clientIP string, out *Result) (store.User, error) {
 	res, wait, ok := a.limiter.Reserve(clientIP)
 	if !ok {
 		return store.User{}, &RateLimitedError{RetryAfter: wait}
@@ -236,6 +237,12 @@ func (a *Authenticator) SignIn(ctx context.Context, username, password, clientIP
 	known := err == nil
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return store.User{}, err
+	}
+	// LDAP: directory users, and names a directory may create, are
+	// checked by their directory (signInDirectory), not here.
+	if du, handled, err := a.signInDirectory(ctx, attempt{res: res, fail: fail, user: u, known: known,
+		username: username, password: password, address: clientIP, now: now}, out); handled {
+		return du, err
 	}
 	var lockedUntil time.Time
 	// lastAddr, kept with the lock, stays refused after a restart, which

@@ -2,8 +2,10 @@ package httpui
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -331,5 +333,49 @@ func TestUsersSourceAndMFA(t *testing.T) {
 	readBody(resp)
 	if got, _ := f.store.UserByID(ctx, u.ID); got.Source != store.SourceLocal || got.DisplayName != "U" {
 		t.Fatalf("edit without source: %+v", got)
+	}
+}
+
+// TestProvisionUserAudits: a sign-in through a provider that creates a
+// user or changes their mapped groups is audited, one that changes
+// nothing is not; refusals read in words.
+func TestProvisionUserAudits(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	p, err := f.store.CreateIdentityProvider(ctx, store.IdentityProvider{Kind: store.KindOIDC, Name: "corp", Enabled: true, JITCreate: true,
+		Mappings: []store.GroupMapping{{ClaimValue: "admins", Group: "ops"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := httptest.NewRequest("GET", "/signin/oidc/corp/callback", nil)
+	count := func() int {
+		evs, _ := f.audit.Search(ctx, store.AuditFilter{Action: audit.ActionUserProvision})
+		return len(evs)
+	}
+	u, err := f.ui.provisionUser(r, p, store.ExternalLogin{Subject: "1", Username: "kim", Groups: []string{"admins"}})
+	if err != nil || u.Name != "kim" {
+		t.Fatalf("%+v, %v", u, err)
+	}
+	ev, _ := f.lastAudit(audit.ActionUserProvision)
+	if ev.Details["created"] != "true" || ev.Details["added"] != "ops" || ev.Details["provider"] != "oidc:corp" || count() != 1 {
+		t.Fatalf("created: %+v", ev)
+	}
+	f.ui.provisionUser(r, p, store.ExternalLogin{Subject: "1", Username: "kim", Groups: []string{"admins"}})
+	if count() != 1 {
+		t.Fatal("a sign-in that changed nothing was audited")
+	}
+	f.ui.provisionUser(r, p, store.ExternalLogin{Subject: "1", Username: "kim"})
+	if ev, _ := f.lastAudit(audit.ActionUserProvision); ev.Details["removed"] != "ops" || count() != 2 {
+		t.Fatalf("removed: %+v", ev)
+	}
+	_, err = f.ui.provisionUser(r, p, store.ExternalLogin{Subject: "2", Username: "user1"})
+	if !strings.Contains(provisionRefusal(err), "signs in another way") {
+		t.Fatalf("local user's name: %v", err)
+	}
+	kim, _ := f.store.UserByName(ctx, "kim")
+	kim.Disabled = true
+	f.store.UpdateUser(ctx, kim)
+	if _, err := f.ui.provisionUser(r, p, store.ExternalLogin{Subject: "1", Username: "kim"}); !errors.Is(err, auth.ErrDisabled) || provisionRefusal(err) == "" {
+		t.Fatalf("disabled: %v", err)
 	}
 }

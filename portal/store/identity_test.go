@@ -590,3 +590,82 @@ func TestSetDeviceMFA(t *testing.T) {
 		t.Fatalf("mfa_at %d", ms)
 	}
 }
+
+// TestProvisionConcurrent: sign-ins racing for a new identity make one
+// user, linked once; every one of them gets it.
+func TestProvisionConcurrent(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, _ := openTest(t)
+	p, err := st.CreateIdentityProvider(ctx, IdentityProvider{Kind: KindOIDC, Name: "corp", JITCreate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 8
+	ids := make(chan int64, n)
+	created := make(chan bool, n)
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			u, c, err := st.Provision(ctx, p, ExternalLogin{Subject: "s", Username: "race"})
+			ids <- u.ID
+			created <- c
+			errs <- err
+		}()
+	}
+	var first int64
+	made := 0
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+		id := <-ids
+		if first == 0 {
+			first = id
+		}
+		if id != first {
+			t.Fatalf("two users: %d and %d", first, id)
+		}
+		if <-created {
+			made++
+		}
+	}
+	if made != 1 {
+		t.Fatalf("%d sign-ins said they created the user", made)
+	}
+}
+
+// FuzzProvision: whatever a provider sends, Provision never panics, never
+// changes a local user, and returns only users whose source is the
+// provider.
+func FuzzProvision(f *testing.F) {
+	f.Add("sub", "root", "Root", "ops")
+	f.Add("sub", "ROOT", "", "")
+	f.Add("", "x", "", "ops")
+	f.Add("s\x00", "ali\x00ce", "\xff", "\xff")
+	f.Add("CN=x,DC=y", "new-user", "New <User>", "ops\x1fdev")
+	st, _ := openTest(f)
+	ctx := context.Background()
+	if _, err := st.CreateGroup(ctx, Group{Name: "ops"}); err != nil {
+		f.Fatal(err)
+	}
+	root, err := st.CreateUser(ctx, User{Name: "root", Role: RoleAdmin}, "hash")
+	if err != nil {
+		f.Fatal(err)
+	}
+	p, err := st.CreateIdentityProvider(ctx, IdentityProvider{Kind: KindOIDC, Name: "corp", JITCreate: true, JITRole: RoleUser,
+		Mappings: []GroupMapping{{ClaimValue: "ops", Group: "ops"}}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, subject, username, display, groups string) {
+		u, _, err := st.Provision(ctx, p, ExternalLogin{Subject: subject, Username: username, DisplayName: display, Groups: strings.Split(groups, "\x1f")})
+		if err == nil && (u.Source != p.Source() || u.Role == RoleAdmin) {
+			t.Fatalf("provisioned %+v", u)
+		}
+		got, err := st.UserByID(ctx, root.ID)
+		if err != nil || got.Source != SourceLocal || got.Name != "root" || len(got.Groups) != 0 || got.DisplayName != "" {
+			t.Fatalf("local user changed: %+v, %v", got, err)
+		}
+	})
+}

@@ -91,7 +91,9 @@ func (s *Server) validateUser(ctx context.Context, in *userInput, isNew bool) (s
 	fe := fieldErrors{}
 	in.Name = strings.TrimSpace(in.Name)
 	in.DisplayName = strings.TrimSpace(in.DisplayName)
-	checkName(fe, "name", in.Name)
+	if store.ValidUserName(in.Name) != nil {
+		fe["name"] = "Use 1 to 64 letters, digits, dots, dashes, underscores or @, starting with a letter or digit."
+	}
 	if utf8.RuneCountInString(in.DisplayName) > 100 {
 		fe["display_name"] = "Keep the display name under 100 characters."
 	}

@@ -379,3 +379,17 @@ func TestProvisionUserAudits(t *testing.T) {
 		t.Fatalf("disabled: %v", err)
 	}
 }
+
+// TestUserNameMayBeAnEmailAddress: providers name users by e-mail
+// address, so the user form takes one too; other names stay refused.
+func TestUserNameMayBeAnEmailAddress(t *testing.T) {
+	f := newFixture(t)
+	admin := f.client("admin")
+	for name, ok := range map[string]bool{"mo@example.com": true, "two words": false, "@x": false, "x/y": false} {
+		resp := f.do(admin, "POST", "/admin/users", url.Values{"name": {name}, "role": {"user"}, "password": {testPassword}}, nil)
+		readBody(resp)
+		if (resp.StatusCode == http.StatusSeeOther) != ok {
+			t.Errorf("%q: %d, want ok %v", name, resp.StatusCode, ok)
+		}
+	}
+}

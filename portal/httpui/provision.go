@@ -48,6 +48,8 @@ func provisionRefusal(err error) string {
 		return "Your sign-in worked, but no Keyway account is set up for you. Ask an administrator to create one."
 	case errors.Is(err, store.ErrSourceMismatch):
 		return "Your sign-in worked, but the Keyway account with your name signs in another way. Ask an administrator."
+	case errors.Is(err, store.ErrInvalidUserName):
+		return "Your sign-in worked, but the user name your provider gives cannot be a Keyway user name (letters, digits, '.', '_', '-' or '@'). Ask an administrator."
 	case errors.Is(err, auth.ErrDisabled):
 		return "This account is disabled. Ask an administrator."
 	}

@@ -265,6 +265,9 @@ func TestProvision(t *testing.T) {
 		{"control character in name", corp, ExternalLogin{Subject: "s", Username: "ev\ne"}, nil, "", false, nil},
 		{"name too long", corp, ExternalLogin{Subject: "s", Username: strings.Repeat("e", 65)}, nil, "", false, nil},
 		{"subject too long", corp, ExternalLogin{Subject: strings.Repeat("s", 1025), Username: "eve"}, nil, "", false, nil},
+		{"JIT name that no user may have", corp, ExternalLogin{Subject: "sp", Username: "two words"}, ErrInvalidUserName, "", false, nil},
+		{"JIT name starting with a dot", corp, ExternalLogin{Subject: "sp", Username: ".x"}, ErrInvalidUserName, "", false, nil},
+		{"JIT e-mail address as name", corp, ExternalLogin{Subject: "mail", Username: "mo@example.com"}, nil, "mo@example.com", true, nil},
 		{"LDAP group DNs compare without case", ad, ExternalLogin{Subject: "CN=Lee,DC=example,DC=com", Username: "lee", Groups: []string{"cn=ops,dc=example,dc=com"}}, nil, "lee", true, []string{"ops"}},
 	}
 	for _, tc := range cases {

@@ -186,6 +186,7 @@ type apiUser struct {
 	Role        string    `json:"role"`
 	Groups      []string  `json:"groups"`
 	Disabled    bool      `json:"disabled"`
+	Source      string    `json:"source"`
 	CreatedAt   time.Time `json:"created_at"`
 }
 
@@ -194,7 +195,7 @@ func toAPIUser(u store.User) apiUser {
 	if g == nil {
 		g = []string{}
 	}
-	return apiUser{u.ID, u.Name, u.DisplayName, string(u.Role), g, u.Disabled, u.CreatedAt}
+	return apiUser{u.ID, u.Name, u.DisplayName, string(u.Role), g, u.Disabled, u.Source, u.CreatedAt}
 }
 
 type apiResource struct {

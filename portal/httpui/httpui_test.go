@@ -202,6 +202,15 @@ func TestAuthorizationMatrix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Issue 20 (identity core): providers for the provisioning routes.
+	idp, err := f.store.CreateIdentityProvider(context.Background(), store.IdentityProvider{Kind: store.KindOIDC, Name: "matrix", Enabled: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idpGone, err := f.store.CreateIdentityProvider(context.Background(), store.IdentityProvider{Kind: store.KindSAML, Name: "matrix-gone"})
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	// who: the roles allowed; everyone else gets a sign-in redirect (anon)
 	// or 403/404.
@@ -305,12 +314,20 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET", "/admin/identity/mfa", "admin"},
 		{"POST", "/admin/identity/mfa", "admin"},
 		{"POST", fmt.Sprintf("/admin/users/%d/mfa/reset", f.users["auditor"].ID), "admin"},
+		// Issue 20, identity core.
+		{"GET", "/admin/identity", "admin"},
+		{"POST", "/admin/identity/local", "admin"},
+		{"GET", fmt.Sprintf("/admin/identity/providers/%d/provisioning", idp.ID), "admin"},
+		{"POST", fmt.Sprintf("/admin/identity/providers/%d/provisioning", idp.ID), "admin"},
+		{"GET", "/admin/identity/providers/999999/provisioning", ""},
+		{"POST", "/admin/identity/providers/999999/provisioning", ""},
 		// Destructive routes last, so earlier rows still find their targets.
 		{"POST", fmt.Sprintf("/admin/grants/%d/delete", gr), "admin"},
 		{"POST", fmt.Sprintf("/admin/policies/%d/delete", pol.ID), "admin"},
 		{"POST", fmt.Sprintf("/admin/groups/%d/delete", g), "admin"},
 		{"POST", fmt.Sprintf("/admin/resources/%d/delete", other), "admin"},
 		{"POST", fmt.Sprintf("/admin/users/%d/delete", u), "admin"},
+		{"POST", fmt.Sprintf("/admin/identity/providers/%d/delete", idpGone.ID), "admin"},
 	}
 	for _, rt := range routes {
 		for _, role := range []string{"anon", "user", "auditor", "admin"} {

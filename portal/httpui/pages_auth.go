@@ -129,6 +129,7 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 			msg = "This account is disabled. Ask an administrator."
 			status = http.StatusForbidden
 		case errors.Is(err, auth.ErrInvalidCredentials):
+			msg += s.localPasswordsOffHint(r.Context())
 		case r.Context().Err() != nil:
 			return // the client left while waiting
 		default:
@@ -139,7 +140,7 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 		if auth.ValidUsername(name) != nil {
 			name = ""
 		}
-		s.render(w, r, status, ui.SignIn(s.page(r, "Sign in", ""), ui.SignInView{Next: safeNext(next), Username: name, Error: msg}))
+		s.render(w, r, status, ui.SignIn(s.page(r, "Sign in", ""), ui.SignInView{Next: safeNext(next), Username: name, Error: msg, Providers: s.signInProviders(r, safeNext(next))}))
 		return
 	}
 	s.finishSignIn(w, r, u, SignInMethod{Kind: MethodPassword}, next)

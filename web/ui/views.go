@@ -194,6 +194,12 @@ type UserRow struct {
 	Groups      []string
 	Disabled    bool
 	CreatedAt   time.Time
+	// Source is how the user signs in ("Local password" or a provider);
+	// NoSignIn marks a source whose provider was deleted.
+	Source   string
+	NoSignIn bool
+	// MFA are the user's factor kinds, for people.
+	MFA []string
 }
 
 // UsersView is the users page.
@@ -210,7 +216,9 @@ type UserFormView struct {
 	Role        string
 	Groups      []Option
 	Disabled    bool
-	Errors      Errors
+	// Sources are the "Signs in with" choices, the user's selected.
+	Sources []Option
+	Errors  Errors
 	// Lock is the account's failed sign-ins.
 	Lock SignInLockView
 	// Devices are the user's native-client devices.

@@ -20,6 +20,7 @@ import (
 	"github.com/keyway-dev/keyway/portal/exports"
 	"github.com/keyway-dev/keyway/portal/gateways"
 	"github.com/keyway-dev/keyway/portal/hook"
+	"github.com/keyway-dev/keyway/portal/identity/oidc"
 	"github.com/keyway-dev/keyway/portal/policy"
 	"github.com/keyway-dev/keyway/portal/sessions"
 	"github.com/keyway-dev/keyway/portal/store"
@@ -109,6 +110,8 @@ type Server struct {
 	deviceLogins, deviceTokens *auth.Limiter
 	// clientFiles caches the SHA-256 of the native client builds.
 	clientFiles clientFileCache
+	// oidc caches discovered OpenID providers (oidc.go).
+	oidc *oidc.Cache
 }
 
 // maxGatewayNonces bounds the nonces remembered: a few minutes of

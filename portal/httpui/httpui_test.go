@@ -212,8 +212,13 @@ func TestAuthorizationMatrix(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// An OpenID provider on loopback, so that its routes work.
+	oidcProvider := matrixOIDCProvider(t, f)
+
 	// who: the roles allowed; everyone else gets a sign-in redirect (anon)
-	// or 403/404.
+	// or 403/404. "public": everyone, signed in or not, reaches the route
+	// (it may still refuse the request itself, e.g. a sign-in callback
+	// without state).
 	type route struct {
 		method, path string
 		who          string
@@ -321,6 +326,15 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"POST", fmt.Sprintf("/admin/identity/providers/%d/provisioning", idp.ID), "admin"},
 		{"GET", "/admin/identity/providers/999999/provisioning", ""},
 		{"POST", "/admin/identity/providers/999999/provisioning", ""},
+		{"GET", "/admin/identity/oidc/new", "admin"},
+		{"POST", "/admin/identity/oidc", "admin"},
+		{"GET", fmt.Sprintf("/admin/identity/oidc/%d", oidcProvider), "admin"},
+		{"POST", fmt.Sprintf("/admin/identity/oidc/%d", oidcProvider), "admin"},
+		{"POST", fmt.Sprintf("/admin/identity/oidc/%d/test", oidcProvider), "admin"},
+		{"GET", fmt.Sprintf("/admin/identity/oidc/%d/test/signin", oidcProvider), "admin"},
+		{"GET", "/admin/identity/oidc/999999", ""},
+		{"GET", "/signin/oidc/matrix", "public"},
+		{"GET", "/signin/oidc/matrix/callback?state=x&code=y", "public"},
 		// Destructive routes last, so earlier rows still find their targets.
 		{"POST", fmt.Sprintf("/admin/grants/%d/delete", gr), "admin"},
 		{"POST", fmt.Sprintf("/admin/policies/%d/delete", pol.ID), "admin"},
@@ -337,6 +351,13 @@ func TestAuthorizationMatrix(t *testing.T) {
 			resp := f.do(clients[role], rt.method, rt.path, url.Values{}, nil)
 			body := readBody(resp)
 			allowed := strings.Contains(" "+rt.who+" ", " "+role+" ")
+			if rt.who == "public" {
+				if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden || resp.StatusCode >= 500 ||
+					strings.HasPrefix(resp.Header.Get("Location"), "/signin?") {
+					t.Errorf("%s %s as %s: %d %s, want the public page\n%.300s", rt.method, rt.path, role, resp.StatusCode, resp.Header.Get("Location"), body)
+				}
+				continue
+			}
 			switch {
 			case allowed && role == "anon": // public
 				if resp.StatusCode != http.StatusOK {

@@ -172,9 +172,12 @@ func (s *Server) signOut(w http.ResponseWriter, r *http.Request) {
 	// Sessions opened from this sign-in end with it.
 	s.endSignedOut(token)
 	if dest == "" {
-		dest = "/signin"
+		http.Redirect(w, r, "/signin", http.StatusSeeOther)
+		return
 	}
-	http.Redirect(w, r, dest, http.StatusSeeOther)
+	// The provider is another site: the CSP's form-action forbids
+	// redirecting this form POST there, so a page navigates on.
+	s.render(w, r, http.StatusOK, ui.SignOutRedirect(ui.SignOutRedirectView{URL: dest}))
 }
 
 func (s *Server) setupPage(w http.ResponseWriter, r *http.Request) {

@@ -20,6 +20,7 @@ import (
 	"github.com/keyway-dev/keyway/portal/exports"
 	"github.com/keyway-dev/keyway/portal/gateways"
 	"github.com/keyway-dev/keyway/portal/hook"
+	"github.com/keyway-dev/keyway/portal/identity/oidc"
 	"github.com/keyway-dev/keyway/portal/policy"
 	"github.com/keyway-dev/keyway/portal/sessions"
 	"github.com/keyway-dev/keyway/portal/store"
@@ -113,6 +114,8 @@ type Server struct {
 	// mfa holds wrong second factors and the WebAuthn relying party
 	// (mfa.go; made by mfaRoutes).
 	mfa *mfaState
+	// oidc caches discovered OpenID providers (oidc.go).
+	oidc *oidc.Cache
 }
 
 // maxGatewayNonces bounds the nonces remembered: a few minutes of

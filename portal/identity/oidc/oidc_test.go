@@ -17,8 +17,6 @@ import (
 	"testing"
 	"time"
 
-	jose "github.com/go-jose/go-jose/v4"
-
 	"github.com/keyway-dev/keyway/e2e/idp/oidcop/opserver"
 )
 
@@ -66,32 +64,11 @@ func (op *testOP) setUsers(t testing.TB, us []opserver.User) {
 }
 
 func (op *testOP) serve(w http.ResponseWriter, r *http.Request) {
-	if op.rewrite == nil || r.URL.Path != "/oauth/token" {
+	if op.rewrite == nil {
 		op.srv.ServeHTTP(w, r)
 		return
 	}
-	rec := httptest.NewRecorder()
-	op.srv.ServeHTTP(rec, r)
-	var body map[string]any
-	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || body["id_token"] == nil {
-		w.WriteHeader(rec.Code)
-		w.Write(rec.Body.Bytes())
-		return
-	}
-	jws, err := jose.ParseSigned(body["id_token"].(string), []jose.SignatureAlgorithm{jose.RS256})
-	if err != nil {
-		panic(err)
-	}
-	var claims map[string]any
-	json.Unmarshal(jws.UnsafePayloadWithoutVerification(), &claims)
-	key := op.rewrite(claims)
-	_, kid := op.srv.SigningKey()
-	signer, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: key}, (&jose.SignerOptions{}).WithHeader("kid", kid).WithType("JWT"))
-	payload, _ := json.Marshal(claims)
-	signed, _ := signer.Sign(payload)
-	body["id_token"], _ = signed.CompactSerialize()
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(body)
+	op.srv.RewriteIDTokens(op.rewrite).ServeHTTP(w, r)
 }
 
 func (op *testOP) config() Config {

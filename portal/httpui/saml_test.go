@@ -404,16 +404,16 @@ func TestSAMLAdminPages(t *testing.T) {
 	}
 }
 
-// samlMatrixRoutes makes a SAML provider "matrix" (its IdP down) and
+// samlMatrixRoutes makes a SAML provider "samlmatrix" (its IdP down) and
 // returns the admin routes of SAML for TestAuthorizationMatrix.
 func samlMatrixRoutes(t *testing.T, f *fixture) []struct{ method, path, who string } {
 	t.Helper()
 	var c saml.Config
 	c.MetadataURL = "http://127.0.0.1:1/metadata" // nothing listens on port 1
-	if err := c.NewKeyPair("https://portal.test/saml/matrix/metadata", time.Now()); err != nil {
+	if err := c.NewKeyPair("https://portal.test/saml/samlmatrix/metadata", time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	p, err := f.store.CreateIdentityProvider(context.Background(), store.IdentityProvider{Kind: store.KindSAML, Name: "matrix",
+	p, err := f.store.CreateIdentityProvider(context.Background(), store.IdentityProvider{Kind: store.KindSAML, Name: "samlmatrix",
 		DisplayName: "Matrix", Enabled: true, Config: c.JSON()})
 	if err != nil {
 		t.Fatal(err)
@@ -436,9 +436,9 @@ func checkSAMLPublicRoutes(t *testing.T, f *fixture, clients map[string]*http.Cl
 		method, path string
 		status       int
 	}{
-		{"GET", "/saml/matrix/metadata", http.StatusOK},
-		{"GET", "/signin/saml/matrix", http.StatusBadGateway}, // its IdP is down
-		{"POST", "/saml/matrix/acs", http.StatusForbidden},    // no SAMLResponse
+		{"GET", "/saml/samlmatrix/metadata", http.StatusOK},
+		{"GET", "/signin/saml/samlmatrix", http.StatusBadGateway}, // its IdP is down
+		{"POST", "/saml/samlmatrix/acs", http.StatusForbidden},    // no SAMLResponse
 		{"GET", "/saml/nope/metadata", http.StatusNotFound},
 		{"GET", "/signin/saml/nope", http.StatusNotFound},
 		{"POST", "/saml/nope/acs", http.StatusNotFound},

@@ -343,6 +343,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"POST", fmt.Sprintf("/admin/users/%d/delete", u), "admin"},
 		{"POST", fmt.Sprintf("/admin/identity/providers/%d/delete", idpGone.ID), "admin"},
 	}
+	for _, rt := range samlMatrixRoutes(t, f) {
+		routes = append(routes, route(rt))
+	}
 	for _, rt := range routes {
 		for _, role := range []string{"anon", "user", "auditor", "admin"} {
 			if rt.method == "POST" && strings.HasSuffix(rt.path, "/delete") && role == "admin" {
@@ -382,6 +385,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 			}
 		}
 	}
+	checkSAMLPublicRoutes(t, f, clients)
 	// The file browser's routes, one file or a selection: only a files
 	// grant opens them, and nobody here has one (the user's grant on res
 	// is for the terminal). Allowed requests need a target, so they are

@@ -21,6 +21,7 @@ import (
 	"github.com/keyway-dev/keyway/portal/gateways"
 	"github.com/keyway-dev/keyway/portal/hook"
 	"github.com/keyway-dev/keyway/portal/identity/oidc"
+	"github.com/keyway-dev/keyway/portal/identity/saml"
 	"github.com/keyway-dev/keyway/portal/policy"
 	"github.com/keyway-dev/keyway/portal/sessions"
 	"github.com/keyway-dev/keyway/portal/store"
@@ -116,6 +117,12 @@ type Server struct {
 	mfa *mfaState
 	// oidc caches discovered OpenID providers (oidc.go).
 	oidc *oidc.Cache
+	// crossSitePOSTs are route patterns that other sites post to by
+	// design (the SAML ACS): CrossOriginProtection lets them through, and
+	// each checks its own message instead. Route functions fill it.
+	crossSitePOSTs []string
+	// saml runs SAML sign-ins (saml.go).
+	saml *saml.Service
 }
 
 // maxGatewayNonces bounds the nonces remembered: a few minutes of
@@ -296,6 +303,9 @@ func (s *Server) routes() http.Handler {
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.renderError(w, r, http.StatusForbidden, "This request came from another site and was refused. Reload the page and try again.")
 	}))
+	for _, p := range s.crossSitePOSTs {
+		cop.AddInsecureBypassPattern(p)
+	}
 	// Cross-origin protection guards the cookie-authenticated pages; the
 	// API authenticates with bearer tokens, which browsers never attach on
 	// their own, so it needs none.

@@ -27,7 +27,7 @@ import (
 // Limits on a provider's settings.
 const (
 	maxMetadataURL   = 2048
-	maxMetadataXML   = 1 << 20 // uploaded or fetched IdP metadata
+	MaxMetadataXML   = 512 << 10 // uploaded or fetched IdP metadata (fits in a form post)
 	maxAttributeName = 256
 	maxDomains       = 64
 	maxDomain        = 253
@@ -82,37 +82,61 @@ func (c Config) JSON() []byte {
 	return b
 }
 
+// FieldError says which setting is wrong: Field is "metadata",
+// "attributes" or "allowed_domains".
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+func (e *FieldError) Error() string { return e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
 // Validate says, in words for the admin, what is wrong with c.
 func (c Config) Validate() error {
+	if err := c.ValidateSettings(); err != nil {
+		return err
+	}
+	if _, _, err := c.keyPair(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// ValidateSettings checks what the admin sets (not the SP key); its
+// errors are *FieldError.
+func (c Config) ValidateSettings() error {
+	if err := c.validateMetadata(); err != nil {
+		return &FieldError{Field: "metadata", Err: err}
+	}
+	for label, a := range map[string]string{"user name": c.UsernameAttribute, "display name": c.DisplayNameAttribute,
+		"e-mail": c.EmailAttribute, "groups": c.GroupsAttribute} {
+		if len(a) > maxAttributeName || !printable(a) || strings.TrimSpace(a) != a {
+			return &FieldError{Field: "attributes", Err: fmt.Errorf("the %s attribute must be an attribute name of at most %d printable characters", label, maxAttributeName)}
+		}
+	}
+	if len(c.AllowedDomains) > maxDomains {
+		return &FieldError{Field: "allowed_domains", Err: fmt.Errorf("list at most %d allowed e-mail domains", maxDomains)}
+	}
+	for _, d := range c.AllowedDomains {
+		if !validDomain(d) {
+			return &FieldError{Field: "allowed_domains", Err: fmt.Errorf("%q is not an e-mail domain such as example.com", d)}
+		}
+	}
+	return nil
+}
+
+func (c Config) validateMetadata() error {
 	switch {
 	case c.MetadataURL == "" && c.MetadataXML == "":
 		return errors.New("give the identity provider's metadata URL, or upload its metadata file")
 	case c.MetadataURL != "" && c.MetadataXML != "":
 		return errors.New("give either a metadata URL or a metadata file, not both")
-	case len(c.MetadataXML) > maxMetadataXML:
-		return fmt.Errorf("the metadata file is larger than %d KiB", maxMetadataXML>>10)
+	case len(c.MetadataXML) > MaxMetadataXML:
+		return fmt.Errorf("the metadata file is larger than %d KiB", MaxMetadataXML>>10)
 	}
 	if c.MetadataURL != "" {
-		if err := checkMetadataURL(c.MetadataURL); err != nil {
-			return err
-		}
-	}
-	for label, a := range map[string]string{"user name": c.UsernameAttribute, "display name": c.DisplayNameAttribute,
-		"e-mail": c.EmailAttribute, "groups": c.GroupsAttribute} {
-		if len(a) > maxAttributeName || !printable(a) || strings.TrimSpace(a) != a {
-			return fmt.Errorf("the %s attribute must be an attribute name of at most %d printable characters", label, maxAttributeName)
-		}
-	}
-	if len(c.AllowedDomains) > maxDomains {
-		return fmt.Errorf("list at most %d allowed e-mail domains", maxDomains)
-	}
-	for _, d := range c.AllowedDomains {
-		if !validDomain(d) {
-			return fmt.Errorf("%q is not an e-mail domain such as example.com", d)
-		}
-	}
-	if _, _, err := c.keyPair(); err != nil {
-		return err
+		return checkMetadataURL(c.MetadataURL)
 	}
 	return nil
 }

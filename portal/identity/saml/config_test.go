@@ -32,7 +32,7 @@ func TestConfigValidate(t *testing.T) {
 		{"no metadata", func(c *Config) { c.MetadataURL = "" }, "metadata URL"},
 		{"both", func(c *Config) { c.MetadataXML = "<x/>" }, "not both"},
 		{"bad URL", func(c *Config) { c.MetadataURL = "ftp://idp/metadata" }, "http or https"},
-		{"big file", func(c *Config) { c.MetadataURL = ""; c.MetadataXML = strings.Repeat("x", maxMetadataXML+1) }, "larger"},
+		{"big file", func(c *Config) { c.MetadataURL = ""; c.MetadataXML = strings.Repeat("x", MaxMetadataXML+1) }, "larger"},
 		{"bad attribute", func(c *Config) { c.GroupsAttribute = "a\x00b" }, "groups attribute"},
 		{"bad domain", func(c *Config) { c.AllowedDomains = []string{"Example.COM"} }, "e-mail domain"},
 		{"no key", func(c *Config) { c.SPKey = "" }, "no service provider key"},

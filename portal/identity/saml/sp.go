@@ -229,8 +229,8 @@ var errBadMetadata = errors.New("the identity provider's metadata is not usable"
 
 // ParseIdPMetadata reads and checks IdP metadata.
 func ParseIdPMetadata(data []byte) (*gosaml.EntityDescriptor, error) {
-	if len(data) > maxMetadataXML {
-		return nil, fmt.Errorf("the IdP metadata is larger than %d KiB", maxMetadataXML>>10)
+	if len(data) > MaxMetadataXML {
+		return nil, fmt.Errorf("the IdP metadata is larger than %d KiB", MaxMetadataXML>>10)
 	}
 	ed, err := samlsp.ParseMetadata(data)
 	if err != nil {
@@ -267,12 +267,12 @@ func (s *Service) fetch(ctx context.Context, u string) ([]byte, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("HTTP status %s", resp.Status)
 	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxMetadataXML+1))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxMetadataXML+1))
 	if err != nil {
 		return nil, err
 	}
-	if len(b) > maxMetadataXML {
-		return nil, fmt.Errorf("larger than %d KiB", maxMetadataXML>>10)
+	if len(b) > MaxMetadataXML {
+		return nil, fmt.Errorf("larger than %d KiB", MaxMetadataXML>>10)
 	}
 	return b, nil
 }

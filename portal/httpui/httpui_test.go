@@ -196,6 +196,11 @@ func TestAuthorizationMatrix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ldapDir, err := f.store.CreateIdentityProvider(context.Background(), store.IdentityProvider{Kind: store.KindLDAP, Name: "matrix-ldap",
+		Config: []byte(`{"url":"ldaps://127.0.0.1:1","bind_dn":"cn=a","bind_password":"p","user_base":"dc=x"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	// who: the roles allowed; everyone else gets a sign-in redirect (anon)
 	// or 403/404.
@@ -285,6 +290,12 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"POST", "/admin/settings/hook", "admin"},
 		{"POST", "/admin/settings/hook/test", "admin"},
 		{"POST", "/admin/settings/proxies", "admin"},
+		{"GET", "/admin/identity/ldap/new", "admin"},
+		{"POST", "/admin/identity/ldap", "admin"},
+		{"GET", fmt.Sprintf("/admin/identity/ldap/%d", ldapDir.ID), "admin"},
+		{"POST", fmt.Sprintf("/admin/identity/ldap/%d", ldapDir.ID), "admin"},
+		{"POST", fmt.Sprintf("/admin/identity/ldap/%d/test", ldapDir.ID), "admin"},
+		{"GET", "/admin/identity/ldap/999999", ""},
 		// Destructive routes last, so earlier rows still find their targets.
 		{"POST", fmt.Sprintf("/admin/grants/%d/delete", gr), "admin"},
 		{"POST", fmt.Sprintf("/admin/policies/%d/delete", pol.ID), "admin"},

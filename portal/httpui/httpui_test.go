@@ -214,6 +214,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 
 	// An OpenID provider on loopback, so that its routes work.
 	oidcProvider := matrixOIDCProvider(t, f)
+	ldapDir, err := f.store.CreateIdentityProvider(context.Background(), store.IdentityProvider{Kind: store.KindLDAP, Name: "matrix-ldap",
+		Config: []byte(`{"url":"ldaps://127.0.0.1:1","bind_dn":"cn=a","bind_password":"p","user_base":"dc=x"}`)})
 
 	// who: the roles allowed; everyone else gets a sign-in redirect (anon)
 	// or 403/404. "public": everyone, signed in or not, reaches the route
@@ -335,6 +337,12 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET", "/admin/identity/oidc/999999", ""},
 		{"GET", "/signin/oidc/matrix", "public"},
 		{"GET", "/signin/oidc/matrix/callback?state=x&code=y", "public"},
+		{"GET", "/admin/identity/ldap/new", "admin"},
+		{"POST", "/admin/identity/ldap", "admin"},
+		{"GET", fmt.Sprintf("/admin/identity/ldap/%d", ldapDir.ID), "admin"},
+		{"POST", fmt.Sprintf("/admin/identity/ldap/%d", ldapDir.ID), "admin"},
+		{"POST", fmt.Sprintf("/admin/identity/ldap/%d/test", ldapDir.ID), "admin"},
+		{"GET", "/admin/identity/ldap/999999", ""},
 		// Destructive routes last, so earlier rows still find their targets.
 		{"POST", fmt.Sprintf("/admin/grants/%d/delete", gr), "admin"},
 		{"POST", fmt.Sprintf("/admin/policies/%d/delete", pol.ID), "admin"},

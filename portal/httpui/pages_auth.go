@@ -109,12 +109,20 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name, password, next := strings.TrimSpace(r.PostForm.Get("username")), r.PostForm.Get("password"), r.PostForm.Get("next")
-	u, err := s.Auth.SignIn(r.Context(), name, password, s.ClientInfo.Addr(r))
+	res, err := s.Auth.SignInPassword(r.Context(), name, password, s.ClientInfo.Addr(r))
 	if err != nil {
 		msg := "Wrong username or password."
 		status := http.StatusUnauthorized
+		reason := err.Error()
 		var rl *auth.RateLimitedError
+		var de *auth.DirectoryError
 		switch {
+		case errors.As(err, &de):
+			msg, reason = capitalize(de.Error())+".", de.Reason()
+			status = http.StatusServiceUnavailable
+		case errors.Is(err, auth.ErrNoAccount):
+			msg = "No Keyway account is set up for you yet. Ask an administrator."
+			status = http.StatusForbidden
 		case errors.As(err, &rl):
 			msg = "Too many failed sign-ins. " + capitalize(rl.Error()) + "."
 			status = http.StatusTooManyRequests
@@ -136,14 +144,19 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 			s.serverError(w, r, err)
 			return
 		}
-		s.record(r, audit.Event{Actor: auditName(name), Action: audit.ActionSignIn, Outcome: audit.OutcomeFailure, Reason: err.Error()})
+		s.record(r, audit.Event{Actor: auditName(name), Action: audit.ActionSignIn, Outcome: audit.OutcomeFailure, Reason: reason})
 		if auth.ValidUsername(name) != nil {
 			name = ""
 		}
 		s.render(w, r, status, ui.SignIn(s.page(r, "Sign in", ""), ui.SignInView{Next: safeNext(next), Username: name, Error: msg, Providers: s.signInProviders(r, safeNext(next))}))
 		return
 	}
-	s.finishSignIn(w, r, u, SignInMethod{Kind: MethodPassword}, next)
+	if res.Directory == "" {
+		s.finishSignIn(w, r, res.User, SignInMethod{Kind: MethodPassword}, next)
+		return
+	}
+	s.recordLDAPProvision(r, res.Directory, res.Provision)
+	s.finishSignIn(w, r, res.User, SignInMethod{Kind: MethodLDAP, Provider: res.Directory}, next)
 }
 
 // startSession signs u in with a fresh session token, so a token planted

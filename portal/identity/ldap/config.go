@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -169,73 +168,74 @@ func (c Config) Validate() error {
 	if _, _, err := c.endpoint(); err != nil {
 		return err
 	}
-	fields := []struct{ name, v string }{
-		{"bind DN", c.BindDN}, {"bind password", c.BindPassword}, {"user DN template", c.UserDNTemplate},
-		{"user search base", c.UserBase}, {"user filter", c.UserFilter}, {"user name attribute", c.UsernameAttr},
-		{"display name attribute", c.DisplayNameAttr}, {"mail attribute", c.MailAttr},
-		{"group search base", c.GroupBase}, {"group filter", c.GroupFilter},
-		{"group member attribute", c.GroupMemberAttr}, {"group name attribute", c.GroupNameAttr},
+	fields := []struct{ field, name, v string }{
+		{"bind_dn", "bind DN", c.BindDN}, {"bind_password", "bind password", c.BindPassword},
+		{"user_dn_template", "user DN template", c.UserDNTemplate}, {"user_base", "user search base", c.UserBase},
+		{"user_filter", "user filter", c.UserFilter}, {"username_attr", "user name attribute", c.UsernameAttr},
+		{"display_name_attr", "display name attribute", c.DisplayNameAttr}, {"mail_attr", "mail attribute", c.MailAttr},
+		{"group_base", "group search base", c.GroupBase}, {"group_filter", "group filter", c.GroupFilter},
+		{"group_member_attr", "group member attribute", c.GroupMemberAttr}, {"group_name_attr", "group name attribute", c.GroupNameAttr},
 	}
 	for _, f := range fields {
 		if len(f.v) > maxField || !utf8.ValidString(f.v) || strings.ContainsFunc(f.v, unicode.IsControl) {
-			return fmt.Errorf("the %s must be text of at most %d bytes, without control characters", f.name, maxField)
+			return fieldError(f.field, "the %s must be text of at most %d bytes, without control characters", f.name, maxField)
 		}
 	}
-	for _, f := range []struct{ name, v string }{
-		{"user name attribute", c.UsernameAttr}, {"display name attribute", c.DisplayNameAttr}, {"mail attribute", c.MailAttr},
-		{"group member attribute", c.GroupMemberAttr}, {"group name attribute", c.GroupNameAttr},
-	} {
+	for _, f := range fields[5:] {
+		if f.field == "group_base" || f.field == "group_filter" {
+			continue
+		}
 		if !validAttr(f.v) {
-			return fmt.Errorf("the %s %q is not an attribute name (letters, digits and hyphens)", f.name, f.v)
+			return fieldError(f.field, "the %s %q is not an attribute name (letters, digits and hyphens)", f.name, f.v)
 		}
 	}
 	if (c.BindDN == "") != (c.BindPassword == "") {
-		return errors.New("give both the bind DN and its password, or neither (then users search as themselves)")
+		return fieldError("bind_password", "give both the bind DN and its password, or neither (then users search as themselves)")
 	}
 	if c.BindDN != "" {
 		if _, err := goldap.ParseDN(c.BindDN); err != nil {
-			return fmt.Errorf("the bind DN %q is not a DN: %v", c.BindDN, err)
+			return fieldError("bind_dn", "the bind DN %q is not a DN: %v", c.BindDN, err)
 		}
 	}
 	if c.BindDN == "" && c.UserDNTemplate == "" {
-		return errors.New("without a service account (bind DN), a user DN template is needed to know whom to bind as")
+		return fieldError("user_dn_template", "without a service account (bind DN), a user DN template is needed to know whom to bind as")
 	}
 	if c.UserDNTemplate != "" && !strings.Contains(c.UserDNTemplate, "{username}") {
-		return errors.New("the user DN template must contain {username}")
+		return fieldError("user_dn_template", "the user DN template must contain {username}")
 	}
 	if c.UserBase == "" {
-		return errors.New("the user search base is needed (e.g. ou=people,dc=example,dc=com)")
+		return fieldError("user_base", "the user search base is needed (e.g. ou=people,dc=example,dc=com)")
 	}
-	for _, b := range []struct{ name, v string }{{"user search base", c.UserBase}, {"group search base", c.GroupBase}} {
+	for _, b := range []struct{ field, name, v string }{{"user_base", "user search base", c.UserBase}, {"group_base", "group search base", c.GroupBase}} {
 		if b.v == "" {
 			continue
 		}
 		if _, err := goldap.ParseDN(b.v); err != nil {
-			return fmt.Errorf("the %s %q is not a DN: %v", b.name, b.v, err)
+			return fieldError(b.field, "the %s %q is not a DN: %v", b.name, b.v, err)
 		}
 	}
 	if !strings.Contains(c.UserFilter, "{username}") {
-		return errors.New("the user filter must contain {username}, e.g. (uid={username})")
+		return fieldError("user_filter", "the user filter must contain {username}, e.g. (uid={username})")
 	}
 	if _, err := goldap.CompileFilter(strings.ReplaceAll(c.UserFilter, "{username}", "x")); err != nil {
-		return fmt.Errorf("the user filter %q is not an LDAP filter: %v", c.UserFilter, err)
+		return fieldError("user_filter", "the user filter %q is not an LDAP filter: %v", c.UserFilter, err)
 	}
 	if _, err := goldap.CompileFilter(c.GroupFilter); err != nil {
-		return fmt.Errorf("the group filter %q is not an LDAP filter: %v", c.GroupFilter, err)
+		return fieldError("group_filter", "the group filter %q is not an LDAP filter: %v", c.GroupFilter, err)
 	}
 	switch c.Nested {
 	case NestedNone, NestedSearch, NestedAD:
 	default:
-		return fmt.Errorf("nested groups must be %q, %q or %q", NestedNone, NestedSearch, NestedAD)
+		return fieldError("nested_groups", "nested groups must be %q, %q or %q", NestedNone, NestedSearch, NestedAD)
 	}
 	if c.MaxGroups < 1 || c.MaxGroups > maxGroupsLimit {
-		return fmt.Errorf("the group limit must be between 1 and %d", maxGroupsLimit)
+		return fieldError("max_groups", "the group limit must be between 1 and %d", maxGroupsLimit)
 	}
 	if c.ConnectTimeout < 1 || c.ConnectTimeout > maxTimeout || c.Timeout < 1 || c.Timeout > maxTimeout {
-		return fmt.Errorf("timeouts must be between 1 and %d seconds", maxTimeout)
+		return fieldError("timeout", "timeouts must be between 1 and %d seconds", maxTimeout)
 	}
 	if len(c.CAPEM) > maxCABundle {
-		return fmt.Errorf("the CA bundle is over %d KiB", maxCABundle>>10)
+		return fieldError("ca_pem", "the CA bundle is over %d KiB", maxCABundle>>10)
 	}
 	if strings.TrimSpace(c.CAPEM) != "" {
 		if _, err := c.certPool(); err != nil {
@@ -243,6 +243,19 @@ func (c Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// FieldError is a configuration error in one field (named by its JSON
+// key), in words an admin can act on.
+type FieldError struct {
+	Field string
+	Msg   string
+}
+
+func (e *FieldError) Error() string { return e.Msg }
+
+func fieldError(field, format string, args ...any) error {
+	return &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)}
 }
 
 // validAttr reports whether s is an attribute description: a name of
@@ -263,21 +276,21 @@ func validAttr(s string) bool {
 // from the start (ldaps).
 func (c Config) endpoint() (hostPort string, ldaps bool, err error) {
 	if c.URL == "" {
-		return "", false, errors.New("the directory URL is needed, e.g. ldaps://dc1.corp.example")
+		return "", false, fieldError("url", "the directory URL is needed, e.g. ldaps://dc1.corp.example")
 	}
 	u, err := url.Parse(c.URL)
 	if err != nil {
-		return "", false, fmt.Errorf("the directory URL %q is not a URL: %v", c.URL, err)
+		return "", false, fieldError("url", "the directory URL %q is not a URL: %v", c.URL, err)
 	}
 	switch u.Scheme {
 	case "ldap":
 	case "ldaps":
 		ldaps = true
 	default:
-		return "", false, fmt.Errorf("the directory URL must start with ldap:// or ldaps://, not %q", c.URL)
+		return "", false, fieldError("url", "the directory URL must start with ldap:// or ldaps://, not %q", c.URL)
 	}
 	if u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
-		return "", false, fmt.Errorf("the directory URL is just ldap[s]://host[:port], not %q", c.URL)
+		return "", false, fieldError("url", "the directory URL is just ldap[s]://host[:port], not %q", c.URL)
 	}
 	port := u.Port()
 	if port == "" {
@@ -287,10 +300,10 @@ func (c Config) endpoint() (hostPort string, ldaps bool, err error) {
 		}
 	}
 	if ldaps && c.StartTLS {
-		return "", false, errors.New("StartTLS is for ldap:// URLs; ldaps:// is TLS already")
+		return "", false, fieldError("start_tls", "StartTLS is for ldap:// URLs; ldaps:// is TLS already")
 	}
 	if !ldaps && !c.StartTLS {
-		return "", false, errors.New("use ldaps:// or turn StartTLS on: passwords must not cross the network in clear")
+		return "", false, fieldError("start_tls", "use ldaps:// or turn StartTLS on: passwords must not cross the network in clear")
 	}
 	return net.JoinHostPort(u.Hostname(), port), ldaps, nil
 }
@@ -314,13 +327,13 @@ func (c Config) certPool() (*x509.CertPool, error) {
 		}
 		cert, err := x509.ParseCertificate(b.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("a certificate of the CA bundle cannot be read: %v", err)
+			return nil, fieldError("ca_pem", "a certificate of the CA bundle cannot be read: %v", err)
 		}
 		pool.AddCert(cert)
 		n++
 	}
 	if n == 0 {
-		return nil, errors.New("the CA bundle has no PEM certificate (-----BEGIN CERTIFICATE-----)")
+		return nil, fieldError("ca_pem", "the CA bundle has no PEM certificate (-----BEGIN CERTIFICATE-----)")
 	}
 	return pool, nil
 }

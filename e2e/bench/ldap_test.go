@@ -1,0 +1,120 @@
+package bench
+
+import (
+	"context"
+	"crypto/tls"
+	"database/sql"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"testing"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3"
+
+	"github.com/keyway-dev/keyway/e2e/targets"
+	"github.com/keyway-dev/keyway/portal/identity/ldap"
+)
+
+// ldapRounds alternates the two paths; each round times ldapSignIns
+// sign-ins of each.
+const (
+	ldapRounds  = 4
+	ldapSignIns = 10
+)
+
+// BenchmarkLDAPSignIn measures an LDAP sign-in through the portal (POST
+// /signin with a directory user's password until the 303 that starts the
+// session) against the directory's own time for the same work done
+// directly with go-ldap (connect, StartTLS, service bind, user search,
+// user bind, service bind, nested group searches): the difference is what
+// the portal adds (form, limiter, provider lookup and unsealing,
+// provisioning with group mappings, session, audit). Both paths alternate
+// in rounds against one slapd so they see the same machine state.
+func BenchmarkLDAPSignIn(b *testing.B) {
+	dir := b.TempDir()
+	info, _ := startDemoIn(b, dir)
+	s := targets.NewSlapd(b)
+	cfg := ldap.Config{URL: s.URL, StartTLS: true, CAPEM: string(s.CAPEM), BindDN: targets.SlapdServiceDN, BindPassword: s.ServicePassword,
+		UserBase: targets.SlapdPeople, GroupBase: targets.SlapdGroups, Nested: ldap.NestedSearch}
+	cfg.Defaults()
+	direct, err := ldap.New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	admin := signIn(b, info, info.Admin)
+	resp, err := admin.PostForm(info.URL+"/admin/identity/ldap", url.Values{"name": {"corp"}, "enabled": {"on"},
+		"url": {s.URL}, "start_tls": {"on"}, "ca_pem": {string(s.CAPEM)}, "bind_dn": {targets.SlapdServiceDN},
+		"bind_password": {s.ServicePassword}, "user_base": {targets.SlapdPeople}, "group_base": {targets.SlapdGroups},
+		"nested_groups": {"search"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	resp.Body.Close()
+	// Users are made at first sign-in. The provisioning page is the
+	// identity core's; the benchmark sets the flag in the database.
+	db, err := sql.Open("sqlite3", filepath.Join(dir, "keyway.db")+"?_busy_timeout=10000")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	if r, err := db.Exec(`UPDATE identity_providers SET jit_create = 1 WHERE name = 'corp'`); err != nil {
+		b.Fatal(err)
+	} else if n, _ := r.RowsAffected(); n != 1 {
+		b.Fatalf("the directory form did not add the directory (status %d)", resp.StatusCode)
+	}
+
+	// No cookie jar: every POST is a fresh sign-in.
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	form := url.Values{"username": {targets.SlapdAlice.UID}, "password": {targets.SlapdAlice.Password}}
+	portalSignIn := func() time.Duration {
+		start := time.Now()
+		resp, err := c.PostForm(info.URL+"/signin", form)
+		if err != nil {
+			b.Fatal(err)
+		}
+		resp.Body.Close()
+		took := time.Since(start)
+		if resp.StatusCode != http.StatusSeeOther || len(resp.Cookies()) == 0 {
+			b.Fatalf("portal LDAP sign-in: status %d", resp.StatusCode)
+		}
+		return took
+	}
+	directSignIn := func() time.Duration {
+		start := time.Now()
+		id, err := direct.Authenticate(context.Background(), targets.SlapdAlice.UID, targets.SlapdAlice.Password)
+		took := time.Since(start)
+		if err != nil || len(id.Groups) != 2 {
+			b.Fatalf("direct LDAP sign-in: %+v, %v", id, err)
+		}
+		return took
+	}
+	// Warm up both: the first sign-in creates the user; TLS sessions and
+	// connections to the portal are open.
+	portalSignIn()
+	directSignIn()
+	var portal, dirTimes []time.Duration
+	b.ResetTimer()
+	for range b.N {
+		for range ldapRounds {
+			for range ldapSignIns {
+				dirTimes = append(dirTimes, directSignIn())
+			}
+			for range ldapSignIns {
+				portal = append(portal, portalSignIn())
+			}
+		}
+	}
+	b.StopTimer()
+	for _, q := range []struct {
+		name string
+		p    float64
+	}{{"p50", 0.5}, {"p90", 0.9}} {
+		dp, pp := percentile(dirTimes, q.p), percentile(portal, q.p)
+		b.ReportMetric(float64(dp.Microseconds())/1000, "directory-"+q.name+"-ms")
+		b.ReportMetric(float64(pp.Microseconds())/1000, "portal-"+q.name+"-ms")
+		b.ReportMetric(float64((pp-dp).Microseconds())/1000, "added-"+q.name+"-ms")
+	}
+}

@@ -306,13 +306,13 @@ func (s *Server) renderChallenge(w http.ResponseWriter, r *http.Request, status 
 type errMFALocked struct{ until time.Time }
 
 func (e errMFALocked) Error() string {
-	return "too many wrong codes: try again after " + e.until.UTC().Format("15:04 UTC")
+	return "too many wrong codes; try again after " + e.until.UTC().Format("15:04 UTC")
 }
 
 // Code check failures, in the user's words.
 var (
 	errWrongCode  = errors.New("that code is not right")
-	errReusedCode = errors.New("that code was already used: wait for the next one")
+	errReusedCode = errors.New("that code was already used; wait for the next one")
 )
 
 func mfaFailKey(u store.User) string { return "mfa:" + strconv.FormatInt(u.ID, 10) }

@@ -106,3 +106,23 @@ func TestRecoveryCodes(t *testing.T) {
 		}
 	}
 }
+
+// FuzzCodes feeds typed codes (untrusted form input) to the TOTP and
+// recovery code checks: they never panic, and accept only their shape.
+func FuzzCodes(f *testing.F) {
+	for _, s := range []string{"123456", " 123 456 ", "abcde-fghjk", "ABCDE FGHJK", "", "\x00\xff", strings.Repeat("9", 100)} {
+		f.Add(s)
+	}
+	const secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+	now := time.Unix(1_800_000_000, 0)
+	f.Fuzz(func(t *testing.T, typed string) {
+		if step, err := TOTPStep(secret, typed, now); err == nil {
+			if d := step - now.Unix()/totpPeriod; d < -totpSkew || d > totpSkew {
+				t.Fatalf("step %d accepted, %d away", step, d)
+			}
+		}
+		if h := HashRecoveryCode(typed); h != "" && len(h) != 64 {
+			t.Fatalf("hash %q", h)
+		}
+	})
+}

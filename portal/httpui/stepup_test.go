@@ -2,6 +2,9 @@ package httpui
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"net/http"
@@ -331,5 +334,118 @@ func TestHomeStepUpBadge(t *testing.T) {
 	}
 	if got := badged(); len(got) != 2 {
 		t.Fatalf("badges with a policy for the user's group: %v", got)
+	}
+}
+
+// TestStepUpNativeClients: a tunnel to a resource asking for step-up
+// refuses a device without a recent MFA check (403 step_up with the
+// device's step-up page) and an API token (no page: it cannot pass one);
+// the page, from a browser session that passed a check, stamps the device
+// (audited), and the tunnel then lets it through (to the fixture's
+// missing gateway). Approving a device copies the session's check.
+func TestStepUpNativeClients(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	uid := f.users["user"].ID
+	pg, err := f.store.CreateResource(ctx, store.Resource{Name: "pg", Protocol: store.ProtocolTCP, Host: "127.0.0.1", Port: 5432,
+		Options: store.Options{StepUpMinutes: 10}}, &store.Secrets{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.store.CreateGrant(ctx, pg.ID, "user", uid); err != nil {
+		t.Fatal(err)
+	}
+	dev := f.addDevice(uid, "laptop")
+	tok, _, _ := f.store.CreateToken(ctx, uid, "script", time.Hour)
+	connect := func(bearer string, d *testDevice) (int, map[string]string) {
+		t.Helper()
+		req, _ := http.NewRequest("CONNECT", f.srv.URL, nil)
+		req.Header.Set(headerTarget, "resource/pg")
+		req.Header.Set("Authorization", "Bearer "+bearer)
+		if d != nil {
+			req.Header.Set(headerProof, d.proof(time.Now(), "CONNECT", "resource/pg"))
+		}
+		resp, err := f.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]string
+		json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	wantPage := f.srv.URL + fmt.Sprintf("/device/%d/stepup?within=10", dev.ID)
+	status, out := connect(dev.cred, &dev)
+	if status != http.StatusForbidden || out["error"] != sessions.CodeStepUp || out["url"] != wantPage || !strings.HasPrefix(out["message"], sessions.MsgStepUp) {
+		t.Fatalf("device without an MFA check: %d %v", status, out)
+	}
+	status, out = connect(tok, nil)
+	if status != http.StatusForbidden || out["error"] != sessions.CodeStepUp || out["url"] != "" || !strings.Contains(out["message"], "An API token cannot pass one") {
+		t.Fatalf("API token: %d %v", status, out)
+	}
+
+	// The page: a browser whose check is stale is sent through the MFA
+	// check first, for the GET and the POST alike.
+	user := f.client("user")
+	page := strings.TrimPrefix(wantPage, f.srv.URL)
+	f.setMFAAt(user, time.Now().Add(-11*time.Minute))
+	for _, method := range []string{"GET", "POST"} {
+		resp := f.do(user, method, page, url.Values{"within": {"10"}}, nil)
+		readBody(resp)
+		if want := "/mfa/verify?next=" + url.QueryEscape(page); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != want {
+			t.Fatalf("%s with a stale check: %d to %q, want %q", method, resp.StatusCode, resp.Header.Get("Location"), want)
+		}
+	}
+	if d, _ := f.store.DeviceByID(ctx, dev.ID); !d.MFAAt.IsZero() {
+		t.Fatalf("a stale check stamped the device: %v", d.MFAAt)
+	}
+	// Another user's device is no device.
+	admin := f.client("admin")
+	f.setMFAAt(admin, time.Now())
+	if resp := f.do(admin, "POST", page, url.Values{"within": {"10"}}, nil); readBody(resp) == "" || resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("another user's device: %d", resp.StatusCode)
+	}
+
+	checked := time.Now().Add(-2 * time.Minute).Truncate(time.Millisecond)
+	f.setMFAAt(user, checked)
+	resp := f.do(user, "GET", page, nil, nil)
+	if body := readBody(resp); resp.StatusCode != http.StatusOK || !strings.Contains(body, "laptop") ||
+		!strings.Contains(body, fmt.Sprintf(`action="/device/%d/stepup"`, dev.ID)) {
+		t.Fatalf("step-up page: %d", resp.StatusCode)
+	}
+	resp = f.do(user, "POST", fmt.Sprintf("/device/%d/stepup", dev.ID), url.Values{"within": {"10"}}, nil)
+	readBody(resp)
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/account#devices" {
+		t.Fatalf("step-up: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if d, _ := f.store.DeviceByID(ctx, dev.ID); !d.MFAAt.Equal(checked) {
+		t.Fatalf("device MFAAt %v, want the session's %v", d.MFAAt, checked)
+	}
+	evs, _ := f.audit.Search(ctx, store.AuditFilter{Action: audit.ActionDeviceStepUp})
+	if len(evs) != 1 || evs[0].Actor != "user1" || evs[0].Outcome != audit.OutcomeSuccess || !strings.Contains(evs[0].Target, "laptop") {
+		t.Fatalf("device.stepup audited as %+v", evs)
+	}
+	if status, out := connect(dev.cred, &dev); status != http.StatusBadGateway || out["error"] != "no_gateway" {
+		t.Fatalf("device after step-up: %d %v", status, out)
+	}
+	if status, out := connect(tok, nil); out["error"] != sessions.CodeStepUp {
+		t.Fatalf("API token after the device's step-up: %d %v", status, out)
+	}
+
+	// Approving a device from a browser session that passed a check
+	// gives the device that check.
+	pub, _, _ := ed25519.GenerateKey(rand.Reader)
+	_, dr, err := f.store.CreateDeviceRequest(ctx, store.DeviceRequest{PublicKey: pub, Name: "desktop", OS: "linux", Arch: "amd64", ClientAddr: "127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp = f.do(user, "POST", "/device/approve", url.Values{"code": {dr.UserCode}}, nil)
+	readBody(resp)
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("approve: %d", resp.StatusCode)
+	}
+	ds, _ := f.store.ListDevices(ctx, uid)
+	if len(ds) == 0 || ds[0].Name != "desktop" || !ds[0].MFAAt.Equal(checked) {
+		t.Fatalf("approved device: %+v, want MFAAt %v", ds, checked)
 	}
 }

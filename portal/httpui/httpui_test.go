@@ -72,7 +72,8 @@ func newFixture(t *testing.T) *fixture {
 
 // newFixtureWith makes videos with export; nil is a portal without
 // ffmpeg.
-func newFixtureWith(t *testing.T, export exports.ExportFunc) *fixture {
+// opts change the Server's dependencies before it is made.
+func newFixtureWith(t *testing.T, export exports.ExportFunc, opts ...func(*Deps)) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -101,10 +102,14 @@ func newFixtureWith(t *testing.T, export exports.ExportFunc) *fixture {
 			t.Fatal(err)
 		}
 	}
-	s := New(Deps{Store: st, Sessions: sessions, Auth: auth.New(st, auth.NewLimiter(time.Now), logger), Audit: al,
+	deps := Deps{Store: st, Sessions: sessions, Auth: auth.New(st, auth.NewLimiter(time.Now), logger), Audit: al,
 		Authz: authz.New(st), Gateways: pool, Assets: assets.Handler(), Logger: logger, Recordings: recDir, Exports: videos,
 		PortalIdentity: id, PortalKey: id.PublicKeyString(), PortalTLSKeySHA256: strings.Repeat("ab", 32),
-		PortalTLSNextKeys: []string{strings.Repeat("cd", 32)}, ClientsDir: clientsDir})
+		PortalTLSNextKeys: []string{strings.Repeat("cd", 32)}, ClientsDir: clientsDir}
+	for _, o := range opts {
+		o(&deps)
+	}
+	s := New(deps)
 	srv := httptest.NewTLSServer(s)
 	t.Cleanup(func() { srv.Close(); s.Close() })
 
@@ -178,7 +183,8 @@ func readBody(resp *http.Response) string {
 // TestAuthorizationMatrix calls every route as anonymous, user, auditor and
 // admin and checks who is let in.
 func TestAuthorizationMatrix(t *testing.T) {
-	f := newFixture(t)
+	// A portal URL with a host name, so that passkeys can be used.
+	f := newFixtureWith(t, fakeVideo, func(d *Deps) { d.PortalURL = "https://localhost" })
 	clients := map[string]*http.Client{"anon": f.client("")}
 	for _, r := range []string{"user", "auditor", "admin"} {
 		clients[r] = f.client(r)
@@ -290,6 +296,20 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"POST", "/admin/settings/hook", "admin"},
 		{"POST", "/admin/settings/hook/test", "admin"},
 		{"POST", "/admin/settings/proxies", "admin"},
+		{"GET", "/account/mfa", "user auditor admin"},
+		{"GET", "/account/mfa?next=/account", "user auditor admin"},
+		{"GET", "/account/mfa/totp", "user auditor admin"},
+		{"POST", "/account/mfa/totp", "user auditor admin"},
+		{"POST", "/account/mfa/webauthn/begin", "user auditor admin"},
+		{"POST", "/account/mfa/webauthn/finish", "user auditor admin"},
+		{"POST", "/account/mfa/recovery", "user auditor admin"},
+		{"GET", "/mfa/verify?next=/account", "user auditor admin"},
+		{"POST", "/mfa/verify", "user auditor admin"},
+		{"POST", "/mfa/verify/webauthn/begin", "user auditor admin"},
+		{"POST", "/mfa/verify/webauthn/finish", "user auditor admin"},
+		{"GET", "/admin/identity/mfa", "admin"},
+		{"POST", "/admin/identity/mfa", "admin"},
+		{"POST", fmt.Sprintf("/admin/users/%d/mfa/reset", f.users["auditor"].ID), "admin"},
 		// Destructive routes last, so earlier rows still find their targets.
 		{"POST", fmt.Sprintf("/admin/grants/%d/delete", gr), "admin"},
 		{"POST", fmt.Sprintf("/admin/policies/%d/delete", pol.ID), "admin"},
@@ -407,6 +427,40 @@ func TestAuthorizationMatrix(t *testing.T) {
 				if resp.StatusCode != want {
 					t.Errorf("%s %s as %s (token %v): %d, want %d\n%.300s", rt.method, rt.target, role, withToken, resp.StatusCode, want, body)
 				}
+			}
+		}
+	}
+	// MFA routes with their own answers. The routes of a sign-in waiting
+	// for its second factor need that state: nobody here has it, signed
+	// in or not. A factor is removed only by its owner.
+	factor, err := f.store.AddMFAFactor(context.Background(), store.MFAFactor{UserID: u, Kind: store.FactorTOTP, Name: "phone",
+		Secret: "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rt := range []struct {
+		method, path string
+		status       map[string]int // by role
+	}{
+		{"GET", "/signin/mfa", map[string]int{"anon": 303, "user": 303, "auditor": 303, "admin": 303}},
+		{"GET", "/signin/enrol", map[string]int{"anon": 303, "user": 303, "auditor": 303, "admin": 303}},
+		{"POST", "/signin/mfa", map[string]int{"anon": 401, "user": 401, "auditor": 401, "admin": 401}},
+		{"POST", "/signin/mfa/webauthn/begin", map[string]int{"anon": 401, "user": 401, "auditor": 401, "admin": 401}},
+		{"POST", "/signin/mfa/webauthn/finish", map[string]int{"anon": 401, "user": 401, "auditor": 401, "admin": 401}},
+		{"POST", "/signin/enrol/totp", map[string]int{"anon": 401, "user": 401, "auditor": 401, "admin": 401}},
+		{"POST", "/signin/enrol/webauthn/begin", map[string]int{"anon": 401, "user": 401, "auditor": 401, "admin": 401}},
+		{"POST", "/signin/enrol/webauthn/finish", map[string]int{"anon": 401, "user": 401, "auditor": 401, "admin": 401}},
+		{"POST", "/signin/mfa/cancel", map[string]int{"anon": 303, "user": 303, "auditor": 303, "admin": 303}},
+		{"POST", fmt.Sprintf("/account/mfa/%d/delete", factor.ID), map[string]int{"anon": 401, "user": 422, "auditor": 404, "admin": 404}},
+	} {
+		for _, role := range []string{"anon", "user", "auditor", "admin"} {
+			resp := f.do(clients[role], rt.method, rt.path, url.Values{}, nil)
+			body := readBody(resp)
+			if resp.StatusCode != rt.status[role] {
+				t.Errorf("%s %s as %s: %d, want %d\n%.300s", rt.method, rt.path, role, resp.StatusCode, rt.status[role], body)
+			}
+			if resp.StatusCode == 303 && rt.method == "GET" && resp.Header.Get("Location") != "/signin" {
+				t.Errorf("%s %s as %s: redirect to %q, want /signin", rt.method, rt.path, role, resp.Header.Get("Location"))
 			}
 		}
 	}

@@ -65,6 +65,12 @@ func (s *Server) signInPage(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, safeNext(r.URL.Query().Get("next")), http.StatusSeeOther)
 		return
 	}
+	// A sign-in waiting for its second factor goes back to it (it can be
+	// cancelled there).
+	if to := s.pendingRedirect(r); to != "" {
+		http.Redirect(w, r, to, http.StatusSeeOther)
+		return
+	}
 	n, err := s.Store.CountUsers(r.Context())
 	if err != nil {
 		s.serverError(w, r, err)

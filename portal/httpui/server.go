@@ -109,6 +109,10 @@ type Server struct {
 	deviceLogins, deviceTokens *auth.Limiter
 	// clientFiles caches the SHA-256 of the native client builds.
 	clientFiles clientFileCache
+
+	// mfa holds wrong second factors and the WebAuthn relying party
+	// (mfa.go; made by mfaRoutes).
+	mfa *mfaState
 }
 
 // maxGatewayNonces bounds the nonces remembered: a few minutes of

@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/keyway-dev/keyway/portal/audit"
 	"github.com/keyway-dev/keyway/portal/store"
 )
 
@@ -63,19 +62,8 @@ func (m SignInMethod) auditDetails() map[string]string {
 // ends once the user is known and allowed: it applies the MFA gate (a
 // second factor, or enrolment first when required) and otherwise starts
 // the session, audits the sign-in with its method and redirects to next.
-//
-// SKELETON: the MFA helper replaces the gate; callers do not change.
 func (s *Server) finishSignIn(w http.ResponseWriter, r *http.Request, u store.User, m SignInMethod, next string) {
-	if err := s.startSession(r, u); err != nil {
-		s.serverError(w, r, err)
-		return
-	}
-	s.Sessions.Put(r.Context(), sessionMethodKey, m.String())
-	if m.Factor != "" {
-		s.Sessions.Put(r.Context(), sessionMFAAtKey, s.Now().UnixMilli())
-	}
-	s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionSignIn, Outcome: audit.OutcomeSuccess, Details: m.auditDetails()})
-	http.Redirect(w, r, safeNext(next), http.StatusSeeOther)
+	s.mfaGate(w, r, u, m, next) // mfa.go
 }
 
 // sessionMFAAt is when the request's web session last passed an MFA

@@ -338,6 +338,9 @@ type resourceInput struct {
 	// resource's port raw; Networks are a network resource's rules.
 	Tunnel   bool   `json:"tunnel,omitempty"`
 	Networks string `json:"networks,omitempty"`
+	// StepUpMinutes asks for an MFA check within the last that many
+	// minutes before each connection, every protocol; 0 is off.
+	StepUpMinutes int `json:"step_up_minutes,omitempty"`
 }
 
 // Bounds of a resource's session limits, in minutes. The least leaves room
@@ -353,7 +356,7 @@ func (in *resourceInput) options() store.Options {
 		MaxUploadBytes: in.MaxUploadBytes, NoUpload: in.NoUpload, NoDownload: in.NoDownload, AllowDotfileChanges: in.AllowDotfileChanges,
 		Domain: in.Domain, Security: in.Security, IgnoreCert: in.IgnoreCert, Width: in.Width, Height: in.Height,
 		KeyboardLayout: in.KeyboardLayout, IdleTimeoutSeconds: in.IdleTimeoutMinutes * 60, MaxSessionSeconds: in.MaxSessionMinutes * 60,
-		Tunnel: in.Tunnel, Networks: in.Networks}
+		Tunnel: in.Tunnel, Networks: in.Networks, StepUpMinutes: in.StepUpMinutes}
 }
 
 func (in *resourceInput) validate(isNew bool) fieldErrors {
@@ -369,6 +372,9 @@ func (in *resourceInput) validate(isNew bool) fieldErrors {
 	}
 	if in.Protocol != "ssh" && in.Protocol != "vnc" && in.Protocol != "rdp" && in.Protocol != store.ProtocolTCP && in.Protocol != store.ProtocolNetwork {
 		fe["protocol"] = "Choose SSH, RDP, VNC, TCP or network."
+	}
+	if m := in.StepUpMinutes; m < 0 || m > store.MaxStepUpMinutes {
+		fe["step_up"] = stepUpError
 	}
 	if in.Protocol == store.ProtocolTCP || in.Protocol == store.ProtocolNetwork {
 		in.validateNative(fe)

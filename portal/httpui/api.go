@@ -229,6 +229,7 @@ type apiResource struct {
 	MaxSessionMinutes  int      `json:"max_session_minutes,omitempty"`
 	Tunnel             bool     `json:"tunnel,omitempty"`
 	Networks           string   `json:"networks,omitempty"`
+	StepUpMinutes      int      `json:"step_up_minutes,omitempty"`
 }
 
 func toAPIResource(r store.Resource) apiResource {
@@ -250,7 +251,7 @@ func toAPIResource(r store.Resource) apiResource {
 	return apiResource{r.ID, r.Name, r.Description, r.Protocol, r.Host, r.Port, r.Login, t, fingerprint(r.HostKey),
 		r.HasPassword, r.HasPrivateKey, o.ViewOnly, o.Clipboard, o.ColorDepth, o.RecordingMode(), o.RecordInput,
 		o.MaxUploadBytes, o.NoUpload, o.NoDownload, o.AllowDotfileChanges, o.Domain, o.Security, o.IgnoreCert, o.Width, o.Height, o.KeyboardLayout,
-		o.IdleTimeoutSeconds / 60, o.MaxSessionSeconds / 60, o.Tunnel, o.Networks}
+		o.IdleTimeoutSeconds / 60, o.MaxSessionSeconds / 60, o.Tunnel, o.Networks, o.StepUpMinutes}
 }
 
 func (s *Server) apiMe(w http.ResponseWriter, r *http.Request, u store.User) error {

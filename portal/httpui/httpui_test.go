@@ -197,6 +197,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 	os.WriteFile(filepath.Join(f.exportsDir, desktop.SHA256+".mp4"), []byte("video"), 0o600)
 	dev := f.addDevice(f.users["user"].ID, "matrix-laptop")
 	devGone := f.addDevice(f.users["user"].ID, "matrix-old")
+	devStepUp := f.addDevice(f.users["user"].ID, "matrix-stepup")
 	pol, err := f.store.CreatePolicy(context.Background(), store.Policy{Name: "matrix", ScopeKind: store.ScopeEveryone, TimeZone: "UTC",
 		Allow: store.AllowAll, Enabled: true})
 	if err != nil {
@@ -237,6 +238,10 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET", "/downloads/keyway-darwin-arm64", ""}, // known name, not built
 		{"GET", "/downloads/portal", ""},
 		{"POST", fmt.Sprintf("/account/devices/%d/revoke", dev.ID), "user"},
+		{"GET", fmt.Sprintf("/device/%d/stepup?within=5", devStepUp.ID), "user"}, // own device only
+		{"POST", fmt.Sprintf("/device/%d/stepup", devStepUp.ID), "user"},
+		{"GET", "/device/999999/stepup", ""},
+		{"POST", "/device/x/stepup", ""},
 		{"POST", fmt.Sprintf("/admin/users/%d/devices/%d/revoke", u, devGone.ID), "admin"},
 		{"POST", "/admin/settings/clients", "admin"},
 		{"GET", "/favicon.ico", "anon user auditor admin"},

@@ -296,7 +296,7 @@ func resourceFromForm(r *http.Request) (resourceInput, string) {
 		return n
 	}
 	in := resourceInput{
-		IdleTimeoutMinutes: minutes("idle_timeout"), MaxSessionMinutes: minutes("max_session"),
+		IdleTimeoutMinutes: minutes("idle_timeout"), MaxSessionMinutes: minutes("max_session"), StepUpMinutes: minutes("step_up"),
 		MaxUploadBytes: maxUpload, NoUpload: r.PostForm.Get("no_upload") == "on", NoDownload: r.PostForm.Get("no_download") == "on",
 		AllowDotfileChanges: r.PostForm.Get("allow_dotfile_changes") == "on",
 		Name:                r.PostForm.Get("name"), Description: r.PostForm.Get("description"), Protocol: r.PostForm.Get("protocol"),
@@ -332,6 +332,9 @@ func desktopFormView(v *ui.ResourceFormView, o store.Options) {
 	}
 	if o.MaxSessionSeconds > 0 {
 		v.MaxSession = strconv.Itoa(o.MaxSessionSeconds / 60)
+	}
+	if o.StepUpMinutes > 0 {
+		v.StepUp = strconv.Itoa(o.StepUpMinutes)
 	}
 	if o.MaxUploadBytes > 0 {
 		v.MaxUpload = strconv.FormatFloat(float64(o.MaxUploadBytes)/(1<<20), 'f', -1, 64)

@@ -149,6 +149,9 @@ type Device struct {
 	Name string
 	// ExpiresAt is when the device's sign-in ends.
 	ExpiresAt time.Time
+	// MFAAt is when its user last passed an MFA check for it; the
+	// tunnel passes it on as Request.MFAAt.
+	MFAAt time.Time
 }
 
 // Refusal is why a session was not started.

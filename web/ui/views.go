@@ -105,6 +105,9 @@ type ResourceCard struct {
 	// Favourite is starred by the viewer; FavouriteHref toggles it.
 	Favourite     bool
 	FavouriteHref string
+	// StepUpMinutes, when positive, is how recent an MFA check a
+	// connection needs.
+	StepUpMinutes int
 	// Match is false for a resource the search hides (it stays in the
 	// page, hidden, so that script can show it again as the search
 	// changes).
@@ -311,6 +314,8 @@ type ResourceFormView struct {
 	// Session limits in minutes ("" for none).
 	IdleTimeout string
 	MaxSession  string
+	// StepUp is the step-up window in minutes ("" for off).
+	StepUp string
 	// Native clients: Tunnel lets them reach an SSH, RDP or VNC
 	// resource's port; Networks are a network resource's rules.
 	Tunnel   bool

@@ -93,6 +93,11 @@ func Run(ctx context.Context, env Env, args []string) int {
 type app struct {
 	env    Env
 	stderr *lineWriter
+	// noBrowser keeps the MFA check's page from opening (--no-browser);
+	// stepUpOnce opens it at most once a run, however many streams a
+	// forwarder sees refused.
+	noBrowser  bool
+	stepUpOnce sync.Once
 }
 
 func (a *app) run(ctx context.Context, args []string) error {

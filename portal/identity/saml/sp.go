@@ -311,10 +311,11 @@ func signingCerts(ed *gosaml.EntityDescriptor) ([]*x509.Certificate, error) {
 	return out, nil
 }
 
-// Start begins a sign-in through p: it returns the IdP URL to send the
-// browser to (HTTP-Redirect binding, signed), having recorded the request
-// to continue at next. next must already be a local path.
-func (s *Service) Start(ctx context.Context, p Provider, next string) (string, error) {
+// Start begins a sign-in through p for the browser at address client: it
+// returns the IdP URL to send the browser to (HTTP-Redirect binding,
+// signed), having recorded the request to continue at next. next must
+// already be a local path.
+func (s *Service) Start(ctx context.Context, p Provider, next, client string) (string, error) {
 	ed, err := s.idpMetadata(ctx, p.Config)
 	if err != nil {
 		return "", classify(err)
@@ -327,7 +328,7 @@ func (s *Service) Start(ctx context.Context, p Provider, next string) (string, e
 	if err != nil {
 		return "", fmt.Errorf("make SAML request: %w", err)
 	}
-	if err := s.requests.add(req.ID, p.Name, next); err != nil {
+	if err := s.requests.add(req.ID, p.Name, next, client); err != nil {
 		return "", classify(err)
 	}
 	// RelayState is the request id: the ACS checks it matches the

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -209,6 +210,27 @@ func TestIdPDown(t *testing.T) {
 	f.p.Config.MetadataURL = "http://" + addr + "/metadata"
 	_, err = f.svc.Start(context.Background(), f.p, "/", "127.0.0.1")
 	wantReason(t, err, "provider unreachable")
+}
+
+// TestKeyRollover: a response signed by a key the cached IdP metadata
+// does not have yet refetches it, once it is over 30 s old.
+func TestKeyRollover(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	var skew atomic.Int64
+	f.svc = NewService(nil, func() time.Time { return time.Now().Add(time.Duration(skew.Load())) })
+	f.answer(t, "/") // caches the metadata
+	if err := f.idp.RotateKey(); err != nil {
+		t.Fatal(err)
+	}
+	form := f.answer(t, "/")
+	_, _, err := f.svc.Finish(context.Background(), f.p, form.SAMLResponse, form.RelayState)
+	wantReason(t, err, "bad signature") // fetched moments ago: not again
+	skew.Store(int64(minMetadataAge))
+	form = f.answer(t, "/")
+	if _, _, err := f.svc.Finish(context.Background(), f.p, form.SAMLResponse, form.RelayState); err != nil {
+		t.Fatalf("after the rollover: %v", err)
+	}
 }
 
 func TestMetadataCached(t *testing.T) {

@@ -109,8 +109,8 @@ func New(addr string) (*IdP, error) {
 	p.evil = &gosaml.IdentityProvider{Key: ekey, Certificate: ecert, Logger: quiet,
 		MetadataURL: u("/metadata"), SSOURL: u("/sso"), LoginURL: u("/login")}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /metadata", p.idp.ServeMetadata)
-	mux.HandleFunc("/sso", p.idp.ServeSSO)
+	mux.HandleFunc("GET /metadata", func(w http.ResponseWriter, r *http.Request) { p.current().ServeMetadata(w, r) })
+	mux.HandleFunc("/sso", func(w http.ResponseWriter, r *http.Request) { p.current().ServeSSO(w, r) })
 	mux.HandleFunc("POST /login", p.login)
 	p.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
@@ -125,6 +125,29 @@ func (p *IdP) Close() error {
 	err := p.srv.Close()
 	<-p.done
 	return err
+}
+
+// current is the IdP as it is now (RotateKey replaces it).
+func (p *IdP) current() *gosaml.IdentityProvider {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.idp
+}
+
+// RotateKey gives the IdP a new signing key and certificate, in its
+// metadata too, as a key rollover does.
+func (p *IdP) RotateKey() error {
+	key, cert, err := keyPair("Keyway test IdP (rotated)")
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	next := &gosaml.IdentityProvider{Key: key, Certificate: cert, Logger: p.idp.Logger,
+		MetadataURL: p.idp.MetadataURL, SSOURL: p.idp.SSOURL, LoginURL: p.idp.LoginURL,
+		SessionProvider: p, ServiceProviderProvider: p, AssertionMaker: p, ResponseWriter: p}
+	p.idp = next
+	return nil
 }
 
 // SetUser adds or changes a user.

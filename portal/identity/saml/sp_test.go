@@ -117,6 +117,8 @@ func TestTamperedRefused(t *testing.T) {
 		{samltest.WrongAudience, "wrong audience"},
 		{samltest.Expired, "expired"},
 		{samltest.UnsignedAssertion, "unsigned assertion"},
+		{samltest.WrongDestination, "wrong destination"},
+		{samltest.WrongIssuer, "wrong issuer"},
 	} {
 		t.Run(tc.reason, func(t *testing.T) {
 			t.Parallel()

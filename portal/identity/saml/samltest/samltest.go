@@ -37,6 +37,8 @@ const (
 	WrongAudience          // assertion for another SP
 	Expired                // assertion validity window in the past
 	UnsignedAssertion      // the response is signed, the assertion is not
+	WrongDestination       // the response names another ACS URL
+	WrongIssuer            // signed with the IdP's key, as another entity
 )
 
 // User is a user of the IdP.
@@ -309,6 +311,17 @@ func (p *IdP) MakeAssertion(req *gosaml.IdpAuthnRequest, s *gosaml.Session) erro
 	p.mu.Lock()
 	mode := p.mode
 	p.mu.Unlock()
+	if mode == WrongIssuer {
+		// Remade as another entity with the same key.
+		p.mu.Lock()
+		other := &gosaml.IdentityProvider{Key: p.idp.Key, Certificate: p.idp.Certificate, Logger: p.idp.Logger,
+			MetadataURL: url.URL{Scheme: "https", Host: "other-idp.example", Path: "/metadata"}, SSOURL: p.idp.SSOURL}
+		p.mu.Unlock()
+		req.IDP = other
+		if err := (gosaml.DefaultAssertionMaker{}).MakeAssertion(req, s); err != nil {
+			return err
+		}
+	}
 	a := req.Assertion
 	switch mode {
 	case WrongAudience:
@@ -357,9 +370,18 @@ func (p *IdP) WriteResponse(w http.ResponseWriter, req *gosaml.IdpAuthnRequest) 
 			req.AssertionEl = req.Assertion.Element()
 		}
 	}
+	var real string
+	if mode == WrongDestination && req.ACSEndpoint != nil {
+		ep := *req.ACSEndpoint
+		real, ep.Location = ep.Location, "https://elsewhere.example/acs"
+		req.ACSEndpoint = &ep
+	}
 	form, err := req.PostBinding()
 	if err != nil {
 		return err
+	}
+	if real != "" {
+		form.URL = real // posted to the SP all the same
 	}
 	p.mu.Lock()
 	p.last = Form{URL: form.URL, SAMLResponse: form.SAMLResponse, RelayState: form.RelayState}

@@ -319,7 +319,7 @@ func (s *Server) samlStart(w http.ResponseWriter, r *http.Request) {
 		s.serverError(w, r, err)
 		return
 	}
-	u, err := s.saml.Start(r.Context(), sp, safeNext(r.URL.Query().Get("next")))
+	u, err := s.saml.Start(r.Context(), sp, safeNext(r.URL.Query().Get("next")), s.ClientInfo.Addr(r))
 	var ref *saml.Refusal
 	if errors.As(err, &ref) {
 		s.samlRefuse(w, r, name, "", http.StatusBadGateway, ref.Reason, ref.Message, err)

@@ -63,3 +63,23 @@ func FuzzDecodeResponse(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseIdPMetadata: whatever an IdP serves as its metadata is refused
+// with an error or accepted with what a sign-in needs, never a panic.
+func FuzzParseIdPMetadata(f *testing.F) {
+	f.Add([]byte(`<EntityDescriptor xmlns="urn:oasis:names:tc:SAML:2.0:metadata" entityID="https://idp.example/metadata"><IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://idp.example/sso"/></IDPSSODescriptor></EntityDescriptor>`))
+	f.Add([]byte(`<EntitiesDescriptor xmlns="urn:oasis:names:tc:SAML:2.0:metadata"><EntityDescriptor entityID="x"/></EntitiesDescriptor>`))
+	f.Add([]byte(`<x`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ed, err := ParseIdPMetadata(data)
+		if err != nil {
+			return
+		}
+		if ssoURL(ed) == "" {
+			t.Fatal("accepted metadata without a sign-in URL")
+		}
+		if certs, err := signingCerts(ed); err != nil || len(certs) == 0 {
+			t.Fatalf("accepted metadata without a signing certificate: %v", err)
+		}
+	})
+}

@@ -25,10 +25,13 @@ import (
 const (
 	metadataTimeout  = 10 * time.Second
 	metadataCacheTTL = 10 * time.Minute
-	maxCachedMeta    = 64
-	maxRedirects     = 3
-	maxGroups        = 256
-	maxValue         = 256 // a user name, display name, e-mail or group
+	// minMetadataAge is how old cached metadata must be before a bad
+	// signature refetches it (a key rollover at the IdP).
+	minMetadataAge = 30 * time.Second
+	maxCachedMeta  = 64
+	maxRedirects   = 3
+	maxGroups      = 256
+	maxValue       = 256 // a user name, display name, e-mail or group
 )
 
 // Service runs the SAML sign-ins of every provider: it holds the
@@ -311,10 +314,11 @@ func signingCerts(ed *gosaml.EntityDescriptor) ([]*x509.Certificate, error) {
 	return out, nil
 }
 
-// Start begins a sign-in through p: it returns the IdP URL to send the
-// browser to (HTTP-Redirect binding, signed), having recorded the request
-// to continue at next. next must already be a local path.
-func (s *Service) Start(ctx context.Context, p Provider, next string) (string, error) {
+// Start begins a sign-in through p for the browser at address client: it
+// returns the IdP URL to send the browser to (HTTP-Redirect binding,
+// signed), having recorded the request to continue at next. next must
+// already be a local path.
+func (s *Service) Start(ctx context.Context, p Provider, next, client string) (string, error) {
 	ed, err := s.idpMetadata(ctx, p.Config)
 	if err != nil {
 		return "", classify(err)
@@ -327,7 +331,7 @@ func (s *Service) Start(ctx context.Context, p Provider, next string) (string, e
 	if err != nil {
 		return "", fmt.Errorf("make SAML request: %w", err)
 	}
-	if err := s.requests.add(req.ID, p.Name, next); err != nil {
+	if err := s.requests.add(req.ID, p.Name, next, client); err != nil {
 		return "", classify(err)
 	}
 	// RelayState is the request id: the ACS checks it matches the
@@ -413,17 +417,17 @@ func (s *Service) Finish(ctx context.Context, p Provider, samlResponse, relaySta
 	if !s.requests.outstanding(id, p.Name) {
 		return store.ExternalLogin{}, "", classify(errUnknownRequest)
 	}
-	ed, err := s.idpMetadata(ctx, p.Config)
+	a, err := s.parse(ctx, p, doc, id)
 	if err != nil {
-		return store.ExternalLogin{}, "", classify(err)
-	}
-	sp, err := s.serviceProvider(p, ed)
-	if err != nil {
-		return store.ExternalLogin{}, "", err
-	}
-	a, err := sp.ParseXMLResponse(doc, []string{id}, sp.AcsURL)
-	if err != nil {
-		return store.ExternalLogin{}, "", classify(err)
+		var ref *Refusal
+		if errors.As(err, &ref) && ref.Reason == "bad signature" && s.dropStale(p.Config) {
+			// The IdP may have rolled its key over since its metadata was
+			// fetched: check once more against fresh metadata.
+			a, err = s.parse(ctx, p, doc, id)
+		}
+		if err != nil {
+			return store.ExternalLogin{}, "", err
+		}
 	}
 	// crewjam accepts an unsigned assertion in a signed response; we ask
 	// for signed assertions, as the SP metadata says (a present assertion
@@ -441,6 +445,40 @@ func (s *Service) Finish(ctx context.Context, p Provider, samlResponse, relaySta
 		return store.ExternalLogin{}, "", err
 	}
 	return login, next, nil
+}
+
+// parse checks the response doc to request id against p's IdP metadata.
+func (s *Service) parse(ctx context.Context, p Provider, doc []byte, id string) (*gosaml.Assertion, error) {
+	ed, err := s.idpMetadata(ctx, p.Config)
+	if err != nil {
+		return nil, classify(err)
+	}
+	sp, err := s.serviceProvider(p, ed)
+	if err != nil {
+		return nil, err
+	}
+	a, err := sp.ParseXMLResponse(doc, []string{id}, sp.AcsURL)
+	if err != nil {
+		return nil, classify(err)
+	}
+	return a, nil
+}
+
+// dropStale forgets c's cached IdP metadata if it was fetched over
+// minMetadataAge ago, and reports whether it did: a response signed by
+// an unknown key then refetches it, at most that often.
+func (s *Service) dropStale(c Config) bool {
+	if c.MetadataURL == "" {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, ok := s.meta[c.MetadataURL]
+	if !ok || s.now().Sub(m.fetched) < minMetadataAge {
+		return false
+	}
+	delete(s.meta, c.MetadataURL)
+	return true
 }
 
 // login reads who signed in from a checked assertion.

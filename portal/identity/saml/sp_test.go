@@ -3,9 +3,11 @@ package saml
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -53,7 +55,7 @@ func newFixture(t *testing.T) *fixture {
 // answer starts a sign-in and returns the IdP's form.
 func (f *fixture) answer(t *testing.T, next string) samltest.Form {
 	t.Helper()
-	u, err := f.svc.Start(context.Background(), f.p, next)
+	u, err := f.svc.Start(context.Background(), f.p, next, "127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,6 +117,8 @@ func TestTamperedRefused(t *testing.T) {
 		{samltest.WrongAudience, "wrong audience"},
 		{samltest.Expired, "expired"},
 		{samltest.UnsignedAssertion, "unsigned assertion"},
+		{samltest.WrongDestination, "wrong destination"},
+		{samltest.WrongIssuer, "wrong issuer"},
 	} {
 		t.Run(tc.reason, func(t *testing.T) {
 			t.Parallel()
@@ -164,7 +168,7 @@ func TestAssertionReplayRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Even were its request outstanding again, the assertion is spent.
-	if err := f.svc.requests.add(form.RelayState, f.p.Name, "/"); err != nil {
+	if err := f.svc.requests.add(form.RelayState, f.p.Name, "/", "127.0.0.1"); err != nil {
 		t.Fatal(err)
 	}
 	_, _, err := f.svc.Finish(context.Background(), f.p, form.SAMLResponse, form.RelayState)
@@ -206,8 +210,29 @@ func TestIdPDown(t *testing.T) {
 	ln.Close() // nothing listens there now
 	f := newFixture(t)
 	f.p.Config.MetadataURL = "http://" + addr + "/metadata"
-	_, err = f.svc.Start(context.Background(), f.p, "/")
+	_, err = f.svc.Start(context.Background(), f.p, "/", "127.0.0.1")
 	wantReason(t, err, "provider unreachable")
+}
+
+// TestKeyRollover: a response signed by a key the cached IdP metadata
+// does not have yet refetches it, once it is over 30 s old.
+func TestKeyRollover(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	var skew atomic.Int64
+	f.svc = NewService(nil, func() time.Time { return time.Now().Add(time.Duration(skew.Load())) })
+	f.answer(t, "/") // caches the metadata
+	if err := f.idp.RotateKey(); err != nil {
+		t.Fatal(err)
+	}
+	form := f.answer(t, "/")
+	_, _, err := f.svc.Finish(context.Background(), f.p, form.SAMLResponse, form.RelayState)
+	wantReason(t, err, "bad signature") // fetched moments ago: not again
+	skew.Store(int64(minMetadataAge))
+	form = f.answer(t, "/")
+	if _, _, err := f.svc.Finish(context.Background(), f.p, form.SAMLResponse, form.RelayState); err != nil {
+		t.Fatalf("after the rollover: %v", err)
+	}
 }
 
 func TestMetadataCached(t *testing.T) {
@@ -225,15 +250,22 @@ func TestPendingBounded(t *testing.T) {
 	now := time.Unix(1e9, 0)
 	r := newRequests(func() time.Time { return now })
 	for i := range maxPending {
-		if err := r.add(string(rune(i))+"x", "p", "/"); err != nil {
+		if err := r.add(fmt.Sprint("id-", i), "p", "/", fmt.Sprint("client-", i/maxPendingPerClient)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := r.add("one-more", "p", "/"); !errors.Is(err, ErrBusy) {
+	if err := r.add("one-more", "p", "/", "someone else"); !errors.Is(err, ErrBusy) {
 		t.Fatalf("add past the bound: %v", err)
 	}
+	// A client past its own bound displaces its oldest request only.
+	if err := r.add("again", "p", "/", "client-0"); err != nil {
+		t.Fatal(err)
+	}
+	if r.outstanding("id-0", "p") || !r.outstanding("id-1", "p") || !r.outstanding("again", "p") {
+		t.Fatal("the client's oldest request was not the one dropped")
+	}
 	now = now.Add(pendingTTL)
-	if err := r.add("one-more", "p", "/"); err != nil {
+	if err := r.add("one-more", "p", "/", "someone else"); err != nil {
 		t.Fatalf("add once the others expired: %v", err)
 	}
 	if _, ok := r.take("one-more", "p"); !ok {
@@ -241,6 +273,30 @@ func TestPendingBounded(t *testing.T) {
 	}
 	if _, ok := r.take("one-more", "p"); ok {
 		t.Fatal("taken twice")
+	}
+}
+
+// TestPendingPerClient: one address flooding the sign-in button keeps
+// only its newest requests and leaves the others' alone.
+func TestPendingPerClient(t *testing.T) {
+	t.Parallel()
+	r := newRequests(time.Now)
+	if err := r.add("victim", "p", "/next", "10.0.0.1"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 * maxPendingPerClient {
+		if err := r.add(fmt.Sprint("flood-", i), "p", "/", "10.0.0.66"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(r.m) != maxPendingPerClient+1 || len(r.byClient["10.0.0.66"]) != maxPendingPerClient {
+		t.Fatalf("%d pending, %d of the flooder's", len(r.m), len(r.byClient["10.0.0.66"]))
+	}
+	if next, ok := r.take("victim", "p"); !ok || next != "/next" {
+		t.Fatal("the victim's request was dropped")
+	}
+	if _, ok := r.byClient["10.0.0.1"]; ok {
+		t.Fatal("a taken request stays indexed")
 	}
 }
 

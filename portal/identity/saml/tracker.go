@@ -14,6 +14,10 @@ const (
 	// maxPending bounds the sign-ins in progress (started, not finished):
 	// anyone can start one, so the store must not grow without end.
 	maxPending = 10000
+	// maxPendingPerClient bounds those of one client address: past it,
+	// its oldest is dropped, so one address flooding the sign-in button
+	// displaces only its own requests, never everyone's.
+	maxPendingPerClient = 32
 	// pendingTTL is how long a user has at the IdP to sign in.
 	pendingTTL = 10 * time.Minute
 	// maxConsumed bounds the assertion ids remembered against replay;
@@ -28,6 +32,7 @@ var ErrBusy = errors.New("too many sign-ins are in progress; try again in a few 
 type pending struct {
 	provider string
 	next     string
+	client   string
 	expires  time.Time
 }
 
@@ -38,29 +43,57 @@ type requests struct {
 	now func() time.Time
 	mu  sync.Mutex
 	m   map[string]pending
+	// byClient are each client address's request ids, oldest first.
+	byClient map[string][]string
 }
 
 func newRequests(now func() time.Time) *requests {
-	return &requests{now: now, m: make(map[string]pending)}
+	return &requests{now: now, m: make(map[string]pending), byClient: make(map[string][]string)}
 }
 
-// add records request id for provider, to continue at next.
-func (r *requests) add(id, provider, next string) error {
+// add records request id for provider, made by client (its address), to
+// continue at next.
+func (r *requests) add(id, provider, next, client string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.now()
+	if ids := r.byClient[client]; len(ids) >= maxPendingPerClient {
+		r.remove(ids[0])
+	}
 	if len(r.m) >= maxPending {
 		for k, p := range r.m {
 			if !now.Before(p.expires) {
-				delete(r.m, k)
+				r.remove(k)
 			}
 		}
 		if len(r.m) >= maxPending {
 			return ErrBusy
 		}
 	}
-	r.m[id] = pending{provider: provider, next: next, expires: now.Add(pendingTTL)}
+	r.m[id] = pending{provider: provider, next: next, client: client, expires: now.Add(pendingTTL)}
+	r.byClient[client] = append(r.byClient[client], id)
 	return nil
+}
+
+// remove forgets request id; r.mu is held.
+func (r *requests) remove(id string) {
+	p, ok := r.m[id]
+	if !ok {
+		return
+	}
+	delete(r.m, id)
+	ids := r.byClient[p.client]
+	for i, v := range ids {
+		if v == id {
+			ids = append(ids[:i:i], ids[i+1:]...)
+			break
+		}
+	}
+	if len(ids) == 0 {
+		delete(r.byClient, p.client)
+	} else {
+		r.byClient[p.client] = ids
+	}
 }
 
 // outstanding reports whether id is an unexpired request for provider.
@@ -80,7 +113,7 @@ func (r *requests) take(id, provider string) (next string, ok bool) {
 	if !ok || p.provider != provider {
 		return "", false
 	}
-	delete(r.m, id)
+	r.remove(id)
 	if !r.now().Before(p.expires) {
 		return "", false
 	}

@@ -37,6 +37,8 @@ const (
 	WrongAudience          // assertion for another SP
 	Expired                // assertion validity window in the past
 	UnsignedAssertion      // the response is signed, the assertion is not
+	WrongDestination       // the response names another ACS URL
+	WrongIssuer            // signed with the IdP's key, as another entity
 )
 
 // User is a user of the IdP.
@@ -109,8 +111,8 @@ func New(addr string) (*IdP, error) {
 	p.evil = &gosaml.IdentityProvider{Key: ekey, Certificate: ecert, Logger: quiet,
 		MetadataURL: u("/metadata"), SSOURL: u("/sso"), LoginURL: u("/login")}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /metadata", p.idp.ServeMetadata)
-	mux.HandleFunc("/sso", p.idp.ServeSSO)
+	mux.HandleFunc("GET /metadata", func(w http.ResponseWriter, r *http.Request) { p.current().ServeMetadata(w, r) })
+	mux.HandleFunc("/sso", func(w http.ResponseWriter, r *http.Request) { p.current().ServeSSO(w, r) })
 	mux.HandleFunc("POST /login", p.login)
 	p.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
@@ -125,6 +127,29 @@ func (p *IdP) Close() error {
 	err := p.srv.Close()
 	<-p.done
 	return err
+}
+
+// current is the IdP as it is now (RotateKey replaces it).
+func (p *IdP) current() *gosaml.IdentityProvider {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.idp
+}
+
+// RotateKey gives the IdP a new signing key and certificate, in its
+// metadata too, as a key rollover does.
+func (p *IdP) RotateKey() error {
+	key, cert, err := keyPair("Keyway test IdP (rotated)")
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	next := &gosaml.IdentityProvider{Key: key, Certificate: cert, Logger: p.idp.Logger,
+		MetadataURL: p.idp.MetadataURL, SSOURL: p.idp.SSOURL, LoginURL: p.idp.LoginURL,
+		SessionProvider: p, ServiceProviderProvider: p, AssertionMaker: p, ResponseWriter: p}
+	p.idp = next
+	return nil
 }
 
 // SetUser adds or changes a user.
@@ -286,6 +311,17 @@ func (p *IdP) MakeAssertion(req *gosaml.IdpAuthnRequest, s *gosaml.Session) erro
 	p.mu.Lock()
 	mode := p.mode
 	p.mu.Unlock()
+	if mode == WrongIssuer {
+		// Remade as another entity with the same key.
+		p.mu.Lock()
+		other := &gosaml.IdentityProvider{Key: p.idp.Key, Certificate: p.idp.Certificate, Logger: p.idp.Logger,
+			MetadataURL: url.URL{Scheme: "https", Host: "other-idp.example", Path: "/metadata"}, SSOURL: p.idp.SSOURL}
+		p.mu.Unlock()
+		req.IDP = other
+		if err := (gosaml.DefaultAssertionMaker{}).MakeAssertion(req, s); err != nil {
+			return err
+		}
+	}
 	a := req.Assertion
 	switch mode {
 	case WrongAudience:
@@ -334,9 +370,18 @@ func (p *IdP) WriteResponse(w http.ResponseWriter, req *gosaml.IdpAuthnRequest) 
 			req.AssertionEl = req.Assertion.Element()
 		}
 	}
+	var real string
+	if mode == WrongDestination && req.ACSEndpoint != nil {
+		ep := *req.ACSEndpoint
+		real, ep.Location = ep.Location, "https://elsewhere.example/acs"
+		req.ACSEndpoint = &ep
+	}
 	form, err := req.PostBinding()
 	if err != nil {
 		return err
+	}
+	if real != "" {
+		form.URL = real // posted to the SP all the same
 	}
 	p.mu.Lock()
 	p.last = Form{URL: form.URL, SAMLResponse: form.SAMLResponse, RelayState: form.RelayState}

@@ -188,6 +188,16 @@ func TestDirectorySignInAccountRules(t *testing.T) {
 	if r, err := a.SignInPassword(ctx, targets.SlapdCarol.Mail, targets.SlapdCarol.Password, "10.0.0.2"); err != nil || r.User.Name != "carol" {
 		t.Fatalf("carol by mail: %+v, %v", r, err)
 	}
+	// A user name attribute whose values no Keyway user may have (a cn
+	// with a space) creates nobody, and says so.
+	cfg.UsernameAttr = "cn"
+	p.Config, _ = json.Marshal(cfg)
+	if err := st.UpdateIdentityProvider(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.SignIn(ctx, targets.SlapdBob.Mail, targets.SlapdBob.Password, "10.0.0.2"); !errors.Is(err, ErrNoAccount) || !strings.Contains(err.Error(), "Bob Builder") {
+		t.Fatalf("bob named by his cn: %v", err)
+	}
 	p.Enabled = false
 	if err := st.UpdateIdentityProvider(ctx, p); err != nil {
 		t.Fatal(err)

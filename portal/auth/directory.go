@@ -209,7 +209,7 @@ func (a *Authenticator) provision(ctx context.Context, at attempt, p store.Ident
 	r, err := a.store.ProvisionChanges(ctx, p, store.ExternalLogin{Subject: id.DN, Username: id.Username,
 		DisplayName: id.DisplayName, Email: id.Email, Groups: id.GroupValues()})
 	switch {
-	case errors.Is(err, store.ErrNotProvisioned), errors.Is(err, store.ErrSourceMismatch):
+	case errors.Is(err, store.ErrNotProvisioned), errors.Is(err, store.ErrSourceMismatch), errors.Is(err, store.ErrInvalidUserName):
 		// The password was right: no failure counts against the address
 		// (signIn's deferred Cancel gives its slot back).
 		return store.User{}, true, fmt.Errorf("%w (directory %s: %v)", ErrNoAccount, p.Name, err)

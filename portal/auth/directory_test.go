@@ -154,6 +154,60 @@ func TestDirectorySignInRefusals(t *testing.T) {
 	}
 }
 
+// TestDirectorySignInAccountRules: a directory user whose directory is
+// turned off is refused; a directory entry whose name is a local
+// account's is never signed in as that account.
+func TestDirectorySignInAccountRules(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := targets.NewSlapd(t)
+	a, st := newDirectoryAuth(t, s, true)
+	if _, err := a.SignIn(ctx, "alice", targets.SlapdAlice.Password, "10.0.0.1"); err != nil {
+		t.Fatal(err)
+	}
+	// Users may type their mail; the account is the entry's uid.
+	p, err := st.IdentityProviderByName(ctx, store.KindLDAP, "corp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg ldap.Config
+	if err := json.Unmarshal(p.Config, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg.UserFilter = "(|(uid={username})(mail={username}))"
+	p.Config, _ = json.Marshal(cfg)
+	if err := st.UpdateIdentityProvider(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.CreateUser(ctx, store.User{Name: "bob", Role: store.RoleAdmin, Source: store.SourceLocal}, cheapHash(t, "local-bob-password")); err != nil {
+		t.Fatal(err)
+	}
+	if u, err := a.SignIn(ctx, targets.SlapdBob.Mail, targets.SlapdBob.Password, "10.0.0.2"); !errors.Is(err, ErrNoAccount) {
+		t.Fatalf("directory bob onto local bob: %+v, %v", u, err)
+	}
+	if r, err := a.SignInPassword(ctx, targets.SlapdCarol.Mail, targets.SlapdCarol.Password, "10.0.0.2"); err != nil || r.User.Name != "carol" {
+		t.Fatalf("carol by mail: %+v, %v", r, err)
+	}
+	// A user name attribute whose values no Keyway user may have (a cn
+	// with a space) creates nobody, and says so.
+	cfg.UsernameAttr = "cn"
+	p.Config, _ = json.Marshal(cfg)
+	if err := st.UpdateIdentityProvider(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.SignIn(ctx, targets.SlapdBob.Mail, targets.SlapdBob.Password, "10.0.0.2"); !errors.Is(err, ErrNoAccount) || !strings.Contains(err.Error(), "Bob Builder") {
+		t.Fatalf("bob named by his cn: %v", err)
+	}
+	p.Enabled = false
+	if err := st.UpdateIdentityProvider(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	_, err = a.SignIn(ctx, "alice", targets.SlapdAlice.Password, "10.0.0.3")
+	if !errors.Is(err, ErrInvalidCredentials) || !strings.Contains(err.Error(), "off or deleted") {
+		t.Fatalf("alice with her directory off: %v", err)
+	}
+}
+
 // TestDirectorySignInLock: a directory user's failures lock the account as
 // a local user's do, sparing addresses without failures.
 func TestDirectorySignInLock(t *testing.T) {

@@ -35,14 +35,16 @@ func (s *Server) ldapRoutes(mux *http.ServeMux, signedIn, admin func(string, htt
 }
 
 // recordLDAPProvision audits what an LDAP sign-in's provisioning did: a
-// user made, or group memberships changed.
+// user made, or group memberships changed (as the identity core's
+// provisionUser does for OIDC and SAML; LDAP provisions inside
+// auth.SignInPassword, under the sign-in limiter).
 func (s *Server) recordLDAPProvision(r *http.Request, directory string, p *store.ProvisionResult) {
 	if p == nil || (!p.Created && len(p.Added) == 0 && len(p.Removed) == 0) {
 		return
 	}
 	d := map[string]string{"provider": store.ProviderSource(store.KindLDAP, directory)}
 	if p.Created {
-		d["created"] = "true"
+		d["created"], d["role"] = "true", string(p.User.Role)
 	}
 	if len(p.Added) > 0 {
 		d["added"] = strings.Join(p.Added, ",")

@@ -321,7 +321,7 @@ func checkUsername(name string) error {
 // findUser searches for the one entry of username.
 func (s *session) findUser(username string) (Identity, error) {
 	cfg := s.d.cfg
-	filter := strings.ReplaceAll(cfg.UserFilter, "{username}", goldap.EscapeFilter(username))
+	filter := userFilter(cfg.UserFilter, username)
 	// Two entries are enough to know the filter is ambiguous.
 	req := goldap.NewSearchRequest(cfg.UserBase, goldap.ScopeWholeSubtree, goldap.NeverDerefAliases, 2, cfg.Timeout, false,
 		filter, []string{cfg.UsernameAttr, cfg.DisplayNameAttr, cfg.MailAttr}, nil)
@@ -416,12 +416,12 @@ func (s *session) groups(userDN string) ([]Group, error) {
 	return out, nil
 }
 
-// searchGroups finds the groups with any of dns as a member, at most
-// limit (one more means too many).
-func (s *session) searchGroups(member string, dns []string, limit int) ([]Group, error) {
-	cfg := s.d.cfg
+// groupFilter is the filter of groups with any of dns as a member:
+// (&FILTER(MEMBER=dn)) or (&FILTER(|(MEMBER=dn1)(MEMBER=dn2)...)), each
+// DN escaped (a DN may hold parentheses, stars and backslashes).
+func groupFilter(filter, member string, dns []string) string {
 	var b strings.Builder
-	b.WriteString("(&" + cfg.GroupFilter)
+	b.WriteString("(&" + filter)
 	if len(dns) > 1 {
 		b.WriteString("(|")
 	}
@@ -432,8 +432,20 @@ func (s *session) searchGroups(member string, dns []string, limit int) ([]Group,
 		b.WriteString(")")
 	}
 	b.WriteString(")")
+	return b.String()
+}
+
+// userFilter is the user filter with {username} escaped.
+func userFilter(filter, username string) string {
+	return strings.ReplaceAll(filter, "{username}", goldap.EscapeFilter(username))
+}
+
+// searchGroups finds the groups with any of dns as a member, at most
+// limit (one more means too many).
+func (s *session) searchGroups(member string, dns []string, limit int) ([]Group, error) {
+	cfg := s.d.cfg
 	req := goldap.NewSearchRequest(cfg.GroupBase, goldap.ScopeWholeSubtree, goldap.NeverDerefAliases, limit+1, cfg.Timeout, false,
-		b.String(), []string{cfg.GroupNameAttr}, nil)
+		groupFilter(cfg.GroupFilter, member, dns), []string{cfg.GroupNameAttr}, nil)
 	req.EnforceSizeLimit = true
 	res, err := s.conn.Search(req)
 	if errors.Is(err, goldap.ErrSizeLimitExceeded) || goldap.IsErrorWithCode(err, goldap.LDAPResultSizeLimitExceeded) {

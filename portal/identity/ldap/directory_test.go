@@ -3,9 +3,11 @@ package ldap
 import (
 	"context"
 	"errors"
+	"net"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keyway-dev/keyway/e2e/targets"
 )
@@ -273,4 +275,55 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatalf("ParseConfig accepted %s but New refuses it: %v", b, err)
 		}
 	})
+}
+
+// TestHungDirectory: a directory that accepts connections and never
+// answers is unreachable within the configured timeouts, at the TLS
+// handshake (ldaps) or the StartTLS request (an operation).
+func TestHungDirectory(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	base := Config{BindDN: "cn=svc", BindPassword: "pw", UserBase: "dc=x", ConnectTimeout: 1, Timeout: 1}
+	for _, c := range []struct {
+		name, url string
+		starttls  bool
+		step      string
+	}{{"ldaps", "ldaps://" + ln.Addr().String(), false, StepConnect}, {"starttls", "ldap://" + ln.Addr().String(), true, StepStartTLS}} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := base
+			cfg.URL, cfg.StartTLS = c.url, c.starttls
+			cfg.Defaults()
+			start := time.Now()
+			_, err := newDirectory(t, cfg).Authenticate(context.Background(), "alice", "password")
+			var se *StepError
+			if !errors.As(err, &se) || se.Step != c.step || !se.Unreachable() {
+				t.Fatalf("hung directory: %v; want unreachable at %s", err, c.step)
+			}
+			if took := time.Since(start); took > 10*time.Second {
+				t.Fatalf("gave up after %s with 1 s timeouts", took)
+			}
+		})
+	}
 }

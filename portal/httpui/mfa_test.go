@@ -299,7 +299,12 @@ func TestMFAEnrolmentRequired(t *testing.T) {
 	if len(fs) != 1 || fs[0].Name != "my phone" || fs[0].Kind != store.FactorTOTP {
 		t.Fatalf("factors %+v", fs)
 	}
-	// The admin resets them; the next sign-in must enrol again.
+	// The admin sees them on the user's page, and resets them; the next
+	// sign-in must enrol again.
+	resp = f.do(admin, "GET", "/admin/users/"+itoa(u.ID), nil, nil)
+	if body := readBody(resp); !strings.Contains(body, "my phone") || !strings.Contains(body, "10 recovery codes left") || !strings.Contains(body, "Reset second factors") {
+		t.Fatalf("user page does not show the factor\n%.300s", body)
+	}
 	resp = f.do(admin, "POST", "/admin/users/"+itoa(u.ID)+"/mfa/reset", url.Values{}, nil)
 	readBody(resp)
 	if fs, _ := f.store.MFAFactors(context.Background(), u.ID); resp.StatusCode != http.StatusSeeOther || len(fs) != 0 {
@@ -307,6 +312,14 @@ func TestMFAEnrolmentRequired(t *testing.T) {
 	}
 	if left, _ := f.store.RecoveryCodesLeft(context.Background(), u.ID); left != 0 {
 		t.Fatalf("%d recovery codes left after reset", left)
+	}
+	resp = f.do(admin, "GET", "/admin/users/"+itoa(u.ID), nil, nil)
+	if body := readBody(resp); !strings.Contains(body, "No second factor") {
+		t.Fatal("user page still shows factors after the reset")
+	}
+	evs, _ := f.audit.Search(context.Background(), store.AuditFilter{Action: audit.ActionMFAReset, Target: u.Name})
+	if len(evs) != 1 || evs[0].Actor != "admin1" {
+		t.Fatalf("mfa.reset events %+v", evs)
 	}
 	if _, to := f.passwordStep(u.Name); to != "/signin/enrol" {
 		t.Fatalf("after reset, sent to %q", to)

@@ -858,7 +858,7 @@ func AccountMFA(p Page, v AccountMFAView) templ.Component {
 					return templ_7745c5c3_Err
 				}
 				if !v.Fresh {
-					templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 78, "<p class=\"muted\">Removing a factor or making new recovery codes asks for your password, unless you passed a second factor in the last few minutes.</p>")
+					templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 78, "<p class=\"muted\">Removing a factor or making new recovery codes asks for your password, unless you passed a second factor in the last few minutes: <a href=\"/mfa/verify?next=%2Faccount%2Fmfa\">check a second factor now</a> (for accounts without a password here, such as single sign-on).</p>")
 					if templ_7745c5c3_Err != nil {
 						return templ_7745c5c3_Err
 					}

@@ -1188,6 +1188,20 @@ func (s *Server) adminResetMFA(w http.ResponseWriter, r *http.Request) {
 	s.done(w, r, fmt.Sprintf("The second factors and recovery codes of %s were removed.", quote(u.Name)), fmt.Sprintf("/admin/users/%d", id))
 }
 
+// userMFAView is a user's factors for their admin page.
+func (s *Server) userMFAView(r *http.Request, userID int64) (ui.UserMFAView, error) {
+	factors, err := s.Store.MFAFactors(r.Context(), userID)
+	if err != nil {
+		return ui.UserMFAView{}, err
+	}
+	v := ui.UserMFAView{}
+	for _, f := range factors {
+		v.Factors = append(v.Factors, ui.MFAFactorRow{ID: f.ID, Kind: f.Kind, Name: f.Name, CreatedAt: f.CreatedAt, LastUsedAt: f.LastUsedAt})
+	}
+	v.RecoveryLeft, err = s.Store.RecoveryCodesLeft(r.Context(), userID)
+	return v, err
+}
+
 func (s *Server) mfaRequirementsPage(w http.ResponseWriter, r *http.Request) {
 	req, err := s.Store.MFARequirementSettings(r.Context())
 	if err != nil {

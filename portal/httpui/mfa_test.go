@@ -22,6 +22,7 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	"github.com/keyway-dev/keyway/portal/audit"
+	"github.com/keyway-dev/keyway/portal/auth"
 	"github.com/keyway-dev/keyway/portal/identity/mfa"
 	"github.com/keyway-dev/keyway/portal/store"
 )
@@ -164,22 +165,45 @@ func TestMFASignInWithTOTP(t *testing.T) {
 	}
 }
 
-func TestMFAPendingExpires(t *testing.T) {
+// TestMFAPendingDropped: a sign-in waiting for its second factor ends
+// when it is too old, the password changed, or
+// it was cancelled; the right code then signs nobody in.
+func TestMFAPendingDropped(t *testing.T) {
 	t.Parallel()
 	f, clock := newMFAFixture(t)
 	u := f.users["user"]
 	secret := f.addTOTP(u)
-	c, _ := f.passwordStep(u.Name)
-	clock.add(pendingMFATimeout + time.Second)
-	resp := f.do(c, "POST", "/signin/mfa", url.Values{"code": {code(t, secret, clock.now())}}, nil)
-	readBody(resp)
-	if resp.StatusCode != http.StatusUnauthorized || f.signedIn(c) {
-		t.Fatalf("code after the pending sign-in expired: %d", resp.StatusCode)
-	}
-	resp = f.do(c, "GET", "/signin", nil, nil)
-	readBody(resp)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("sign-in page after expiry: %d, want the form", resp.StatusCode)
+	ctx := context.Background()
+	for _, tt := range []struct {
+		name   string
+		after  func(c *http.Client)
+		status int
+	}{
+		{"too old", func(*http.Client) { clock.add(pendingMFATimeout + time.Second) }, http.StatusUnauthorized},
+		{"password changed", func(*http.Client) {
+			if err := f.store.SetPasswordHash(ctx, u.ID, "x"); err != nil {
+				t.Fatal(err)
+			}
+		}, http.StatusUnauthorized},
+		{"cancelled", func(c *http.Client) { readBody(f.do(c, "POST", "/signin/mfa/cancel", url.Values{}, nil)) }, http.StatusUnauthorized},
+	} {
+		hash, _ := auth.HashPassword(testPassword)
+		if err := f.store.SetPasswordHash(ctx, u.ID, hash); err != nil {
+			t.Fatal(err)
+		}
+		c, _ := f.passwordStep(u.Name)
+		tt.after(c)
+		clock.add(30 * time.Second) // a fresh code each time
+		resp := f.do(c, "POST", "/signin/mfa", url.Values{"code": {code(t, secret, clock.now())}}, nil)
+		readBody(resp)
+		if resp.StatusCode != tt.status || f.signedIn(c) {
+			t.Fatalf("%s: code answered %d, want %d and not signed in", tt.name, resp.StatusCode, tt.status)
+		}
+		resp = f.do(c, "GET", "/signin", nil, nil)
+		readBody(resp)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: sign-in page: %d, want the form", tt.name, resp.StatusCode)
+		}
 	}
 }
 
@@ -299,7 +323,12 @@ func TestMFAEnrolmentRequired(t *testing.T) {
 	if len(fs) != 1 || fs[0].Name != "my phone" || fs[0].Kind != store.FactorTOTP {
 		t.Fatalf("factors %+v", fs)
 	}
-	// The admin resets them; the next sign-in must enrol again.
+	// The admin sees them on the user's page, and resets them; the next
+	// sign-in must enrol again.
+	resp = f.do(admin, "GET", "/admin/users/"+itoa(u.ID), nil, nil)
+	if body := readBody(resp); !strings.Contains(body, "my phone") || !strings.Contains(body, "10 recovery codes left") || !strings.Contains(body, "Reset second factors") {
+		t.Fatalf("user page does not show the factor\n%.300s", body)
+	}
 	resp = f.do(admin, "POST", "/admin/users/"+itoa(u.ID)+"/mfa/reset", url.Values{}, nil)
 	readBody(resp)
 	if fs, _ := f.store.MFAFactors(context.Background(), u.ID); resp.StatusCode != http.StatusSeeOther || len(fs) != 0 {
@@ -307,6 +336,14 @@ func TestMFAEnrolmentRequired(t *testing.T) {
 	}
 	if left, _ := f.store.RecoveryCodesLeft(context.Background(), u.ID); left != 0 {
 		t.Fatalf("%d recovery codes left after reset", left)
+	}
+	resp = f.do(admin, "GET", "/admin/users/"+itoa(u.ID), nil, nil)
+	if body := readBody(resp); !strings.Contains(body, "No second factor") {
+		t.Fatal("user page still shows factors after the reset")
+	}
+	evs, _ := f.audit.Search(context.Background(), store.AuditFilter{Action: audit.ActionMFAReset, Target: u.Name})
+	if len(evs) != 1 || evs[0].Actor != "admin1" {
+		t.Fatalf("mfa.reset events %+v", evs)
 	}
 	if _, to := f.passwordStep(u.Name); to != "/signin/enrol" {
 		t.Fatalf("after reset, sent to %q", to)

@@ -92,6 +92,10 @@ func (s *Server) userForm(w http.ResponseWriter, r *http.Request, status int, v 
 			s.serverError(w, r, err)
 			return
 		}
+		if v.MFA, err = s.userMFAView(r, v.ID); err != nil { // mfa.go
+			s.serverError(w, r, err)
+			return
+		}
 	}
 	s.render(w, r, status, ui.UserForm(s.page(r, title, "users"), v))
 }

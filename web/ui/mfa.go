@@ -95,3 +95,9 @@ type MFARequirementsView struct {
 	Groups   []Option
 	Errors   Errors
 }
+
+// UserMFAView is a user's second factors on their admin page.
+type UserMFAView struct {
+	Factors      []MFAFactorRow
+	RecoveryLeft int
+}

@@ -226,6 +226,8 @@ type UserFormView struct {
 	Lock SignInLockView
 	// Devices are the user's native-client devices.
 	Devices []DeviceRow
+	// MFA is the user's second factors.
+	MFA UserMFAView
 }
 
 // GroupRow is one row of the groups table.

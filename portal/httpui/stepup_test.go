@@ -268,6 +268,14 @@ func TestStepUpForms(t *testing.T) {
 	if status, body := call("GET", fmt.Sprintf("/api/v1/resources/%d", find("box").ID), ""); status != 200 || !strings.Contains(body, `"step_up_minutes":15`) {
 		t.Errorf("API resource: %d %s", status, body)
 	}
+	if status, body := call("POST", "/api/v1/resources", `{"name":"api-pg","protocol":"tcp","host":"10.0.0.9","port":5432,"step_up_minutes":20}`); status != http.StatusCreated ||
+		!strings.Contains(body, `"step_up_minutes":20`) || find("api-pg").Options.StepUpMinutes != 20 {
+		t.Errorf("API create resource: %d %s", status, body)
+	}
+	if status, body := call("POST", "/api/v1/resources", `{"name":"api-pg2","protocol":"tcp","host":"10.0.0.9","port":5432,"step_up_minutes":1441}`); status != http.StatusUnprocessableEntity ||
+		!strings.Contains(body, "step_up") {
+		t.Errorf("API resource out of range: %d %s", status, body)
+	}
 	status, body := call("POST", "/api/v1/policies", `{"name":"mfa","scope_kind":"everyone","step_up_minutes":5,"enabled":true}`)
 	if status != http.StatusCreated || !strings.Contains(body, `"step_up_minutes":5`) {
 		t.Fatalf("API policy: %d %s", status, body)

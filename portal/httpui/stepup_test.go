@@ -268,6 +268,14 @@ func TestStepUpForms(t *testing.T) {
 	if status, body := call("GET", fmt.Sprintf("/api/v1/resources/%d", find("box").ID), ""); status != 200 || !strings.Contains(body, `"step_up_minutes":15`) {
 		t.Errorf("API resource: %d %s", status, body)
 	}
+	if status, body := call("POST", "/api/v1/resources", `{"name":"api-pg","protocol":"tcp","host":"10.0.0.9","port":5432,"step_up_minutes":20}`); status != http.StatusCreated ||
+		!strings.Contains(body, `"step_up_minutes":20`) || find("api-pg").Options.StepUpMinutes != 20 {
+		t.Errorf("API create resource: %d %s", status, body)
+	}
+	if status, body := call("POST", "/api/v1/resources", `{"name":"api-pg2","protocol":"tcp","host":"10.0.0.9","port":5432,"step_up_minutes":1441}`); status != http.StatusUnprocessableEntity ||
+		!strings.Contains(body, "step_up") {
+		t.Errorf("API resource out of range: %d %s", status, body)
+	}
 	status, body := call("POST", "/api/v1/policies", `{"name":"mfa","scope_kind":"everyone","step_up_minutes":5,"enabled":true}`)
 	if status != http.StatusCreated || !strings.Contains(body, `"step_up_minutes":5`) {
 		t.Fatalf("API policy: %d %s", status, body)
@@ -447,5 +455,69 @@ func TestStepUpNativeClients(t *testing.T) {
 	ds, _ := f.store.ListDevices(ctx, uid)
 	if len(ds) == 0 || ds[0].Name != "desktop" || !ds[0].MFAAt.Equal(checked) {
 		t.Fatalf("approved device: %+v, want MFAAt %v", ds, checked)
+	}
+}
+
+// TestStepUpVerifyThenStale is the browser's whole path on the portal's
+// clock: Connect on a step-up resource goes to /mfa/verify, a TOTP code
+// brings the user back to the terminal page and the socket opens (to the
+// fixture's missing gateway); once the clock passes the window, the page
+// asks again and the socket is refused.
+func TestStepUpVerifyThenStale(t *testing.T) {
+	t.Parallel()
+	f, clock := newMFAFixture(t)
+	user := f.client("user") // signed in before the factor exists: no sign-in gate
+	secret := f.addTOTP(f.users["user"])
+	f.setStepUp(f.resource, 10)
+	page := fmt.Sprintf("/connect/%d", f.resource.ID)
+	host, _ := url.Parse(f.srv.URL)
+	dialer := websocket.Dialer{TLSClientConfig: f.srv.Client().Transport.(*http.Transport).TLSClientConfig, Jar: user.Jar}
+	socket := func() control {
+		t.Helper()
+		ws, _, err := dialer.Dial(fmt.Sprintf("wss://%s%s/ws", host.Host, page), http.Header{"Origin": {f.srv.URL}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ws.Close()
+		var c control
+		if err := ws.ReadJSON(&c); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+
+	resp := f.do(user, "GET", page, nil, nil)
+	readBody(resp)
+	verify := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusSeeOther || verify != "/mfa/verify?next="+url.QueryEscape(page) {
+		t.Fatalf("Connect without a check: %d to %q", resp.StatusCode, verify)
+	}
+	if body := readBody(f.do(user, "GET", verify, nil, nil)); !strings.Contains(body, `name="code"`) {
+		t.Fatalf("the verify page has no code field")
+	}
+	resp = f.do(user, "POST", verify, url.Values{"code": {code(t, secret, clock.now())}, "next": {page}}, nil)
+	readBody(resp)
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != page {
+		t.Fatalf("verify: %d to %q, want back to %s", resp.StatusCode, resp.Header.Get("Location"), page)
+	}
+	if resp := f.do(user, "GET", page, nil, nil); readBody(resp) == "" || resp.StatusCode != http.StatusOK {
+		t.Fatalf("Connect after the check: %d", resp.StatusCode)
+	}
+	if c := socket(); c.Code != "no_gateway" {
+		t.Fatalf("socket after the check: %+v", c)
+	}
+
+	clock.add(10*time.Minute - time.Second)
+	if c := socket(); c.Code != "no_gateway" {
+		t.Fatalf("socket at the window's end: %+v", c)
+	}
+	clock.add(2 * time.Second)
+	resp = f.do(user, "GET", page, nil, nil)
+	readBody(resp)
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != verify {
+		t.Fatalf("Connect after the window: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if c := socket(); c.Code != sessions.CodeStepUp {
+		t.Fatalf("socket after the window: %+v", c)
 	}
 }

@@ -57,10 +57,13 @@ const usage = `keyway: native access through a Keyway portal
   keyway login URL [--ca FILE] [--no-browser]   sign this device in
   keyway logout                                  sign out and revoke this device
   keyway status                                  who you are and what you may reach
-  keyway tunnel RESOURCE [--listen 127.0.0.1:PORT] [--stdio] [--http1]
-  keyway ssh RESOURCE [--http1] [-- ssh arguments]
-  keyway proxy --socks 127.0.0.1:1080 [--http1]
+  keyway tunnel RESOURCE [--listen 127.0.0.1:PORT] [--stdio] [--http1] [--no-browser]
+  keyway ssh RESOURCE [--http1] [--no-browser] [-- ssh arguments]
+  keyway proxy --socks 127.0.0.1:1080 [--http1] [--no-browser]
   keyway version
+
+--no-browser: do not open the page of an MFA check a resource asks for; only
+print its address.
 
 Environment: KEYWAY_URL (the portal), KEYWAY_TOKEN (an API token instead of a
 device sign-in), KEYWAY_CA (a CA certificate file), KEYWAY_CONFIG_DIR.

@@ -204,7 +204,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Issue 20 (identity core): providers for the provisioning routes.
-	idp, err := f.store.CreateIdentityProvider(context.Background(), store.IdentityProvider{Kind: store.KindOIDC, Name: "matrix", Enabled: true})
+	idp, err := f.store.CreateIdentityProvider(context.Background(), store.IdentityProvider{Kind: store.KindOIDC, Name: "matrix-core", Enabled: true})
 	if err != nil {
 		t.Fatal(err)
 	}

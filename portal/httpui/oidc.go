@@ -52,7 +52,10 @@ func (s *Server) oidcRoutes(mux *http.ServeMux, signedIn, admin func(string, htt
 // still there when it is called.
 func (s *Server) providerSignOutURL(r *http.Request) string {
 	name := s.Sessions.GetString(r.Context(), sessionOIDCProviderKey)
-	if name == "" {
+	// Only while the session is still that provider's sign-in: a later
+	// password sign-in in the same browser keeps the session's values.
+	method, _, _ := strings.Cut(s.Sessions.GetString(r.Context(), sessionMethodKey), "+")
+	if name == "" || method != (SignInMethod{Kind: MethodOIDC, Provider: name}).String() {
 		return ""
 	}
 	p, err := s.Store.IdentityProviderByName(r.Context(), store.KindOIDC, name)

@@ -355,6 +355,18 @@ func TestOIDCAdminTestAndSignOut(t *testing.T) {
 	if resp := e.do(c, "GET", "/account", nil, nil); resp.StatusCode != http.StatusSeeOther {
 		t.Error("still signed in after sign-out")
 	}
+	// A password sign-in after an OIDC one in the same browser signs
+	// out locally only.
+	c = e.client("")
+	if resp, body := e.callback(c, e.startSignIn(c, "/signin/oidc/corp", "alice", "pw")); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign in: %d\n%.300s", resp.StatusCode, body)
+	}
+	readBody(e.do(c, "POST", "/signin", url.Values{"username": {"user1"}, "password": {testPassword}}, nil))
+	resp = e.do(c, "POST", "/signout", url.Values{}, nil)
+	readBody(resp)
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/signin" {
+		t.Errorf("sign-out after a password sign-in: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
 	// A local user's sign-out stays a plain redirect.
 	resp = e.do(admin, "POST", "/signout", url.Values{}, nil)
 	readBody(resp)

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -80,6 +81,22 @@ func (p IdentityProvider) Source() string { return ProviderSource(p.Kind, p.Name
 type GroupMapping struct {
 	ClaimValue string
 	Group      string
+}
+
+// userNamePattern is what a user name may be: letters, digits, '.', '_',
+// '-' and '@' (providers often name users by e-mail address), starting
+// with a letter or digit, at most 64 characters.
+var userNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$`)
+
+// ErrInvalidUserName: a name no Keyway user may have.
+var ErrInvalidUserName = errors.New("a user name has 1 to 64 letters, digits, '.', '_', '-' or '@', starting with a letter or digit")
+
+// ValidUserName checks a user name against userNamePattern.
+func ValidUserName(name string) error {
+	if !userNamePattern.MatchString(name) {
+		return ErrInvalidUserName
+	}
+	return nil
 }
 
 // ValidProviderName checks a provider name: 1-32 of a-z, 0-9 and '-'.
@@ -475,6 +492,9 @@ func (s *Store) ProvisionChanges(ctx context.Context, p IdentityProvider, in Ext
 			case errors.Is(err, sql.ErrNoRows):
 				if !jit {
 					return ErrNotProvisioned
+				}
+				if err := ValidUserName(in.Username); err != nil {
+					return fmt.Errorf("the provider's user name %q cannot be used: %w", in.Username, err)
 				}
 				display := strings.TrimSpace(in.DisplayName)
 				if display == "" {

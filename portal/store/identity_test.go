@@ -265,6 +265,9 @@ func TestProvision(t *testing.T) {
 		{"control character in name", corp, ExternalLogin{Subject: "s", Username: "ev\ne"}, nil, "", false, nil},
 		{"name too long", corp, ExternalLogin{Subject: "s", Username: strings.Repeat("e", 65)}, nil, "", false, nil},
 		{"subject too long", corp, ExternalLogin{Subject: strings.Repeat("s", 1025), Username: "eve"}, nil, "", false, nil},
+		{"JIT name that no user may have", corp, ExternalLogin{Subject: "sp", Username: "two words"}, ErrInvalidUserName, "", false, nil},
+		{"JIT name starting with a dot", corp, ExternalLogin{Subject: "sp", Username: ".x"}, ErrInvalidUserName, "", false, nil},
+		{"JIT e-mail address as name", corp, ExternalLogin{Subject: "mail", Username: "mo@example.com"}, nil, "mo@example.com", true, nil},
 		{"LDAP group DNs compare without case", ad, ExternalLogin{Subject: "CN=Lee,DC=example,DC=com", Username: "lee", Groups: []string{"cn=ops,dc=example,dc=com"}}, nil, "lee", true, []string{"ops"}},
 	}
 	for _, tc := range cases {
@@ -589,4 +592,83 @@ func TestSetDeviceMFA(t *testing.T) {
 	if ms != at.UnixMilli() {
 		t.Fatalf("mfa_at %d", ms)
 	}
+}
+
+// TestProvisionConcurrent: sign-ins racing for a new identity make one
+// user, linked once; every one of them gets it.
+func TestProvisionConcurrent(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, _ := openTest(t)
+	p, err := st.CreateIdentityProvider(ctx, IdentityProvider{Kind: KindOIDC, Name: "corp", JITCreate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 8
+	ids := make(chan int64, n)
+	created := make(chan bool, n)
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			u, c, err := st.Provision(ctx, p, ExternalLogin{Subject: "s", Username: "race"})
+			ids <- u.ID
+			created <- c
+			errs <- err
+		}()
+	}
+	var first int64
+	made := 0
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+		id := <-ids
+		if first == 0 {
+			first = id
+		}
+		if id != first {
+			t.Fatalf("two users: %d and %d", first, id)
+		}
+		if <-created {
+			made++
+		}
+	}
+	if made != 1 {
+		t.Fatalf("%d sign-ins said they created the user", made)
+	}
+}
+
+// FuzzProvision: whatever a provider sends, Provision never panics, never
+// changes a local user, and returns only users whose source is the
+// provider.
+func FuzzProvision(f *testing.F) {
+	f.Add("sub", "root", "Root", "ops")
+	f.Add("sub", "ROOT", "", "")
+	f.Add("", "x", "", "ops")
+	f.Add("s\x00", "ali\x00ce", "\xff", "\xff")
+	f.Add("CN=x,DC=y", "new-user", "New <User>", "ops\x1fdev")
+	st, _ := openTest(f)
+	ctx := context.Background()
+	if _, err := st.CreateGroup(ctx, Group{Name: "ops"}); err != nil {
+		f.Fatal(err)
+	}
+	root, err := st.CreateUser(ctx, User{Name: "root", Role: RoleAdmin}, "hash")
+	if err != nil {
+		f.Fatal(err)
+	}
+	p, err := st.CreateIdentityProvider(ctx, IdentityProvider{Kind: KindOIDC, Name: "corp", JITCreate: true, JITRole: RoleUser,
+		Mappings: []GroupMapping{{ClaimValue: "ops", Group: "ops"}}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, subject, username, display, groups string) {
+		u, _, err := st.Provision(ctx, p, ExternalLogin{Subject: subject, Username: username, DisplayName: display, Groups: strings.Split(groups, "\x1f")})
+		if err == nil && (u.Source != p.Source() || u.Role == RoleAdmin) {
+			t.Fatalf("provisioned %+v", u)
+		}
+		got, err := st.UserByID(ctx, root.ID)
+		if err != nil || got.Source != SourceLocal || got.Name != "root" || len(got.Groups) != 0 || got.DisplayName != "" {
+			t.Fatalf("local user changed: %+v, %v", got, err)
+		}
+	})
 }

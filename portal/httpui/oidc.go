@@ -202,6 +202,11 @@ func (s *Server) oidcCallback(w http.ResponseWriter, r *http.Request) {
 		s.oidcDenied(w, r, p, id.Username, "account signs in another way",
 			"A Keyway account named "+id.Username+" exists but does not sign in with "+p.DisplayName+". Sign in the way you usually do, or ask an administrator.")
 		return
+	case errors.Is(err, store.ErrInvalidUserName):
+		s.oidcDenied(w, r, p, auditName(id.Username), "unusable user name",
+			"Your sign-in at "+p.DisplayName+" worked, but the user name it gives ("+truncate(id.Username, 64)+") cannot be a Keyway user name: "+
+				store.ErrInvalidUserName.Error()+". Ask an administrator to change the user name claim.")
+		return
 	case err != nil:
 		s.serverError(w, r, fmt.Errorf("provision %s from %s: %w", id.Username, p.Name, err))
 		return

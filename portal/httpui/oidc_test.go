@@ -273,6 +273,17 @@ func TestOIDCRefusals(t *testing.T) {
 	if u := e.user("user1"); u.Source != store.SourceLocal {
 		t.Errorf("local user taken over: source %q", u.Source)
 	}
+
+	// A user name no Keyway user may have is refused in words.
+	e.setUsers([]opserver.User{{ID: "sub-y", Username: "two words", Password: "pw", Email: "y@example.com"}})
+	c = e.client("")
+	resp, body = e.callback(c, e.startSignIn(c, "/signin/oidc/corp", "two words", "pw"))
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "cannot be a Keyway user name") {
+		t.Errorf("unusable user name: %d\n%.500s", resp.StatusCode, body)
+	}
+	if ev := e.lastSignIn(); ev.Outcome != audit.OutcomeFailure || ev.Reason != "unusable user name" {
+		t.Errorf("unusable user name event = %+v", ev)
+	}
 }
 
 func TestOIDCProviderDown(t *testing.T) {

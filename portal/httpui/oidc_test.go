@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -290,7 +291,15 @@ func TestOIDCProviderDown(t *testing.T) {
 	t.Parallel()
 	e := newOIDCEnv(t)
 	e.provisioning(true)
-	e.opHS.Close()
+	// The provider moves to an address where nothing answers.
+	p, err := e.store.IdentityProviderByID(context.Background(), e.provider.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Config, _ = json.Marshal(map[string]string{"issuer_url": "http://" + deadAddr(t), "client_id": "keyway", "client_secret": "s3cret"})
+	if err := e.store.UpdateIdentityProvider(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
 	c := e.client("")
 	resp := e.do(c, "GET", "/signin/oidc/corp", nil, nil)
 	body := readBody(resp)
@@ -408,4 +417,24 @@ func matrixOIDCProvider(t *testing.T, f *fixture) int64 {
 		t.Fatal(err)
 	}
 	return p.ID
+}
+
+// deadAddr is a loopback address that refuses connections: a socket
+// bound there but not listening, held until the test ends so that no
+// other test's server gets the port meanwhile.
+func deadAddr(t testing.TB) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
 }

@@ -8,14 +8,15 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -212,13 +213,7 @@ func TestCodeWorksOnce(t *testing.T) {
 
 func TestProviderDown(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens there now
-	_, err = Discover(context.Background(), Config{IssuerURL: "http://" + addr, ClientID: "c"}.withDefaults())
+	_, err := Discover(context.Background(), Config{IssuerURL: "http://" + deadAddr(t), ClientID: "c"}.withDefaults())
 	if !errors.Is(err, ErrUnreachable) {
 		t.Fatalf("discover a closed port: %v", err)
 	}
@@ -331,4 +326,24 @@ func TestCABundle(t *testing.T) {
 	if _, err := Discover(context.Background(), cfg); err != nil {
 		t.Fatalf("with the CA bundle: %v", err)
 	}
+}
+
+// deadAddr is a loopback address that refuses connections: a socket
+// bound there but not listening, held until the test ends so that no
+// other test's server gets the port meanwhile.
+func deadAddr(t testing.TB) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
 }

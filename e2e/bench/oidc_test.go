@@ -27,7 +27,7 @@ import (
 // oidcSignIns is how many sign-ins each path gets per iteration, in
 // oidcRounds alternating rounds.
 const (
-	oidcSignIns = 50
+	oidcSignIns = 48
 	oidcRounds  = 4
 )
 

@@ -52,7 +52,10 @@ func (s *Server) oidcRoutes(mux *http.ServeMux, signedIn, admin func(string, htt
 // still there when it is called.
 func (s *Server) providerSignOutURL(r *http.Request) string {
 	name := s.Sessions.GetString(r.Context(), sessionOIDCProviderKey)
-	if name == "" {
+	// Only while the session is still that provider's sign-in: a later
+	// password sign-in in the same browser keeps the session's values.
+	method, _, _ := strings.Cut(s.Sessions.GetString(r.Context(), sessionMethodKey), "+")
+	if name == "" || method != (SignInMethod{Kind: MethodOIDC, Provider: name}).String() {
 		return ""
 	}
 	p, err := s.Store.IdentityProviderByName(r.Context(), store.KindOIDC, name)
@@ -198,6 +201,11 @@ func (s *Server) oidcCallback(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, store.ErrSourceMismatch):
 		s.oidcDenied(w, r, p, id.Username, "account signs in another way",
 			"A Keyway account named "+id.Username+" exists but does not sign in with "+p.DisplayName+". Sign in the way you usually do, or ask an administrator.")
+		return
+	case errors.Is(err, store.ErrInvalidUserName):
+		s.oidcDenied(w, r, p, auditName(id.Username), "unusable user name",
+			"Your sign-in at "+p.DisplayName+" worked, but the user name it gives ("+truncate(id.Username, 64)+") cannot be a Keyway user name: "+
+				store.ErrInvalidUserName.Error()+". Ask an administrator to change the user name claim.")
 		return
 	case err != nil:
 		s.serverError(w, r, fmt.Errorf("provision %s from %s: %w", id.Username, p.Name, err))

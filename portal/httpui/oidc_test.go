@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -273,13 +274,32 @@ func TestOIDCRefusals(t *testing.T) {
 	if u := e.user("user1"); u.Source != store.SourceLocal {
 		t.Errorf("local user taken over: source %q", u.Source)
 	}
+
+	// A user name no Keyway user may have is refused in words.
+	e.setUsers([]opserver.User{{ID: "sub-y", Username: "two words", Password: "pw", Email: "y@example.com"}})
+	c = e.client("")
+	resp, body = e.callback(c, e.startSignIn(c, "/signin/oidc/corp", "two words", "pw"))
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "cannot be a Keyway user name") {
+		t.Errorf("unusable user name: %d\n%.500s", resp.StatusCode, body)
+	}
+	if ev := e.lastSignIn(); ev.Outcome != audit.OutcomeFailure || ev.Reason != "unusable user name" {
+		t.Errorf("unusable user name event = %+v", ev)
+	}
 }
 
 func TestOIDCProviderDown(t *testing.T) {
 	t.Parallel()
 	e := newOIDCEnv(t)
 	e.provisioning(true)
-	e.opHS.Close()
+	// The provider moves to an address where nothing answers.
+	p, err := e.store.IdentityProviderByID(context.Background(), e.provider.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Config, _ = json.Marshal(map[string]string{"issuer_url": "http://" + deadAddr(t), "client_id": "keyway", "client_secret": "s3cret"})
+	if err := e.store.UpdateIdentityProvider(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
 	c := e.client("")
 	resp := e.do(c, "GET", "/signin/oidc/corp", nil, nil)
 	body := readBody(resp)
@@ -355,6 +375,18 @@ func TestOIDCAdminTestAndSignOut(t *testing.T) {
 	if resp := e.do(c, "GET", "/account", nil, nil); resp.StatusCode != http.StatusSeeOther {
 		t.Error("still signed in after sign-out")
 	}
+	// A password sign-in after an OIDC one in the same browser signs
+	// out locally only.
+	c = e.client("")
+	if resp, body := e.callback(c, e.startSignIn(c, "/signin/oidc/corp", "alice", "pw")); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign in: %d\n%.300s", resp.StatusCode, body)
+	}
+	readBody(e.do(c, "POST", "/signin", url.Values{"username": {"user1"}, "password": {testPassword}}, nil))
+	resp = e.do(c, "POST", "/signout", url.Values{}, nil)
+	readBody(resp)
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/signin" {
+		t.Errorf("sign-out after a password sign-in: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
 	// A local user's sign-out stays a plain redirect.
 	resp = e.do(admin, "POST", "/signout", url.Values{}, nil)
 	readBody(resp)
@@ -385,4 +417,24 @@ func matrixOIDCProvider(t *testing.T, f *fixture) int64 {
 		t.Fatal(err)
 	}
 	return p.ID
+}
+
+// deadAddr is a loopback address that refuses connections: a socket
+// bound there but not listening, held until the test ends so that no
+// other test's server gets the port meanwhile.
+func deadAddr(t testing.TB) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
 }

@@ -751,7 +751,7 @@ func OIDCTest(p Page, v OIDCTestView) templ.Component {
 					return templ_7745c5c3_Err
 				}
 			}
-			if v.Error == "" {
+			if len(v.Endpoints) > 0 {
 				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 68, "<p><a role=\"button\" href=\"")
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err

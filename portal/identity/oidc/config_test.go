@@ -193,3 +193,47 @@ func TestPendingList(t *testing.T) {
 		}
 	}
 }
+
+// FuzzExtract feeds arbitrary claims (as a provider's ID token or
+// userinfo would carry them) to the claim extraction.
+func FuzzExtract(f *testing.F) {
+	f.Add([]byte(`{"sub":"1","preferred_username":"alice","name":"A","email":"a@example.com","groups":["ops"]}`))
+	f.Add([]byte(`{"sub":"1","preferred_username":"alice","groups":"ops","email_verified":false}`))
+	f.Add([]byte(`{"sub":1,"preferred_username":null}`))
+	c := Config{IssuerURL: "https://x", ClientID: "k", AllowedEmailDomains: []string{"example.com"}}.withDefaults()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var claims map[string]json.RawMessage
+		if json.Unmarshal(b, &claims) != nil {
+			return
+		}
+		id, err := extract(claims, c)
+		if err != nil {
+			var ref *Refusal
+			if !errors.As(err, &ref) {
+				t.Fatalf("error %v is not a refusal", err)
+			}
+			return
+		}
+		if id.Subject == "" || id.Username == "" || !c.EmailAllowed(id.Email) || len(id.Groups) > MaxGroups {
+			t.Fatalf("accepted %+v", id)
+		}
+		for _, s := range []string{id.Subject, id.Username, id.DisplayName, id.Email} {
+			if boundedText(s, maxClaimValue) != nil {
+				t.Fatalf("unbounded value %q kept", s)
+			}
+		}
+		_ = ShowClaims(claims)
+	})
+}
+
+func FuzzDecodePending(f *testing.F) {
+	f.Add(PendingList{{Provider: "corp", State: "s", Nonce: "n", Verifier: "v", Expires: 1}}.Encode())
+	f.Add(`[{"s":1}]`)
+	f.Fuzz(func(t *testing.T, s string) {
+		l := DecodePending(s)
+		if len(l) > maxPending {
+			t.Fatalf("%d pending kept", len(l))
+		}
+		l.Add(Pending{State: "new", Expires: 2}, time.UnixMilli(1))
+	})
+}

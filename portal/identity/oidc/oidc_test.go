@@ -6,14 +6,17 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -34,6 +37,8 @@ type testOP struct {
 	hs      *httptest.Server
 	users   string
 	rewrite func(claims map[string]any) *rsa.PrivateKey
+	// requests counts the requests the provider got.
+	requests atomic.Int64
 }
 
 func startOP(t testing.TB) *testOP {
@@ -64,6 +69,7 @@ func (op *testOP) setUsers(t testing.TB, us []opserver.User) {
 }
 
 func (op *testOP) serve(w http.ResponseWriter, r *http.Request) {
+	op.requests.Add(1)
 	if op.rewrite == nil {
 		op.srv.ServeHTTP(w, r)
 		return
@@ -207,13 +213,7 @@ func TestCodeWorksOnce(t *testing.T) {
 
 func TestProviderDown(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens there now
-	_, err = Discover(context.Background(), Config{IssuerURL: "http://" + addr, ClientID: "c"}.withDefaults())
+	_, err := Discover(context.Background(), Config{IssuerURL: "http://" + deadAddr(t), ClientID: "c"}.withDefaults())
 	if !errors.Is(err, ErrUnreachable) {
 		t.Fatalf("discover a closed port: %v", err)
 	}
@@ -270,4 +270,80 @@ func TestLimitedBody(t *testing.T) {
 	if _, err := io.ReadAll(b); !errors.Is(err, errTooLarge) {
 		t.Errorf("one byte over: %v", err)
 	}
+}
+
+func TestCacheRemembersFailureBriefly(t *testing.T) {
+	t.Parallel()
+	op := startOP(t)
+	now := time.Unix(1_000_000, 0)
+	c := NewCache(func() time.Time { return now })
+	bad := op.config()
+	bad.IssuerURL += "/wrong" // discovery answers 404
+	for range 3 {
+		if _, err := c.Get(context.Background(), 1, now, bad); err == nil {
+			t.Fatal("discovery of a wrong issuer succeeded")
+		}
+	}
+	if n := op.requests.Load(); n != 1 {
+		t.Errorf("%d discovery requests while the failure is remembered, want 1", n)
+	}
+	now = now.Add(failureTTL)
+	c.Get(context.Background(), 1, now, bad)
+	if n := op.requests.Load(); n != 2 {
+		t.Errorf("%d discovery requests after failureTTL, want 2", n)
+	}
+	// A changed provider (new version) is discovered at once, then cached.
+	for range 3 {
+		if _, err := c.Get(context.Background(), 1, now.Add(time.Second), op.config()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := op.requests.Load(); n != 3 {
+		t.Errorf("%d discovery requests, want 3", n)
+	}
+}
+
+func TestCABundle(t *testing.T) {
+	t.Parallel()
+	users := filepath.Join(t.TempDir(), "users.json")
+	os.WriteFile(users, []byte(`[]`), 0o600)
+	hs := httptest.NewUnstartedServer(nil)
+	hs.StartTLS()
+	t.Cleanup(hs.Close)
+	srv, err := opserver.New(opserver.Config{Issuer: hs.URL, UsersFile: users, ClientID: testClient, ClientSecret: testSecret, RedirectURIs: []string{testRedirect}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs.Config.Handler = srv
+	cfg := Config{IssuerURL: hs.URL, ClientID: testClient}.withDefaults()
+	if _, err := Discover(context.Background(), cfg); err == nil {
+		t.Fatal("a provider with an unknown CA was trusted")
+	}
+	cfg.CABundle = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: hs.Certificate().Raw}))
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Discover(context.Background(), cfg); err != nil {
+		t.Fatalf("with the CA bundle: %v", err)
+	}
+}
+
+// deadAddr is a loopback address that refuses connections: a socket
+// bound there but not listening, held until the test ends so that no
+// other test's server gets the port meanwhile.
+func deadAddr(t testing.TB) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
 }

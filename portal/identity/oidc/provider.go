@@ -23,6 +23,10 @@ const (
 	discoveryTTL = time.Hour
 	// maxCached bounds the discovered providers kept.
 	maxCached = 64
+	// failureTTL is how long a failed discovery is remembered: while a
+	// provider is down, sign-in attempts get the answer at once instead
+	// of each waiting for (and sending) another request.
+	failureTTL = 5 * time.Second
 )
 
 // ErrUnreachable wraps a failure to reach the provider or read its answer.
@@ -135,9 +139,15 @@ func (p *Provider) oauth2Config(redirectURL string) *oauth2.Config {
 // An entry is keyed by the provider's id and last change, so editing a
 // provider discovers it afresh.
 type Cache struct {
-	now func() time.Time
-	mu  sync.Mutex
-	m   map[cacheKey]*Provider
+	now    func() time.Time
+	mu     sync.Mutex
+	m      map[cacheKey]*Provider
+	failed map[cacheKey]failure
+}
+
+type failure struct {
+	err error
+	at  time.Time
 }
 
 type cacheKey struct {
@@ -147,28 +157,40 @@ type cacheKey struct {
 
 // NewCache makes an empty cache; now is the clock.
 func NewCache(now func() time.Time) *Cache {
-	return &Cache{now: now, m: make(map[cacheKey]*Provider)}
+	return &Cache{now: now, m: make(map[cacheKey]*Provider), failed: make(map[cacheKey]failure)}
 }
 
 // Get returns the provider id at version (its last change) with config
-// c, discovering it when not cached or stale. A failed discovery is not
-// cached: the next sign-in tries again.
+// c, discovering it when not cached or stale. A failed discovery is
+// remembered for failureTTL only.
 func (c *Cache) Get(ctx context.Context, id int64, version time.Time, cfg Config) (*Provider, error) {
 	k := cacheKey{id, version}
 	now := c.now()
 	c.mu.Lock()
 	p, ok := c.m[k]
+	f, failed := c.failed[k]
 	c.mu.Unlock()
 	if ok && now.Sub(p.fetched) < discoveryTTL {
 		return p, nil
 	}
+	if failed && now.Sub(f.at) < failureTTL {
+		return nil, f.err
+	}
 	p, err := Discover(ctx, cfg)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for old, f := range c.failed {
+		if old.id == id || now.Sub(f.at) >= failureTTL {
+			delete(c.failed, old)
+		}
+	}
 	if err != nil {
+		if len(c.failed) < maxCached && ctx.Err() == nil {
+			c.failed[k] = failure{err, now}
+		}
 		return nil, err
 	}
 	p.fetched = now
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	for old := range c.m {
 		if old.id == id || now.Sub(c.m[old].fetched) >= discoveryTTL {
 			delete(c.m, old)

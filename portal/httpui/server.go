@@ -309,7 +309,7 @@ func (s *Server) routes() http.Handler {
 	// Cross-origin protection guards the cookie-authenticated pages; the
 	// API authenticates with bearer tokens, which browsers never attach on
 	// their own, so it needs none.
-	web := s.Sessions.LoadAndSave(s.loadUser(cop.Handler(mux)))
+	web := s.loadSession(s.loadUser(cop.Handler(mux)))
 
 	top := http.NewServeMux()
 	top.Handle("/api/", api)

@@ -167,6 +167,11 @@ func (s *Server) startSession(r *http.Request, u store.User) error {
 	}
 	s.Sessions.Put(r.Context(), sessionUserKey, u.ID)
 	s.Sessions.Put(r.Context(), sessionEpochKey, u.SessionEpoch)
+	// An MFA check and sign-in method belong to the sign-in that made
+	// them: someone signing in over another user's session in the same
+	// browser must not inherit their step-up. The caller sets its own.
+	s.Sessions.Remove(r.Context(), sessionMFAAtKey)
+	s.Sessions.Remove(r.Context(), sessionMethodKey)
 	return nil
 }
 

@@ -1,13 +1,16 @@
 package httpui
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/alexedwards/scs/v2"
 	"github.com/alexedwards/scs/v2/memstore"
@@ -81,4 +84,43 @@ func TestLongRequestKeepsNewerSession(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestSignInOverAnotherDropsTheirMFA: a password sign-in in a browser
+// where another user passed an MFA check must not carry that check over
+// (it would satisfy step-up for the second user).
+func TestSignInOverAnotherDropsTheirMFA(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	c := f.clientFrom("127.0.0.1")
+	if st, _ := f.signIn(c, "user1", testPassword); st != http.StatusSeeOther {
+		t.Fatalf("sign in user1: %d", st)
+	}
+	f.setMFAAt(c, time.Now())
+	if st, _ := f.signIn(c, "auditor1", testPassword); st != http.StatusSeeOther {
+		t.Fatalf("sign in auditor1: %d", st)
+	}
+	if at := f.mfaAt(c); !at.IsZero() {
+		t.Errorf("auditor1's session holds user1's MFA check of %v", at)
+	}
+}
+
+// mfaAt reads the MFA check time of c's web session.
+func (f *fixture) mfaAt(c *http.Client) time.Time {
+	f.t.Helper()
+	u, _ := url.Parse(f.srv.URL)
+	for _, ck := range c.Jar.Cookies(u) {
+		if ck.Name == f.ui.Sessions.Cookie.Name {
+			ctx, err := f.ui.Sessions.Load(context.Background(), ck.Value)
+			if err != nil {
+				f.t.Fatal(err)
+			}
+			if ms := f.ui.Sessions.GetInt64(ctx, sessionMFAAtKey); ms != 0 {
+				return time.UnixMilli(ms)
+			}
+			return time.Time{}
+		}
+	}
+	f.t.Fatal("the client has no web session")
+	return time.Time{}
 }

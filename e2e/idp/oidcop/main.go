@@ -12,6 +12,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -58,6 +59,12 @@ func run() error {
 	defer stop()
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
+	// The parent holds our standard input: its end is ours too. (A SIGTERM
+	// to `go run` does not reach this program, which would outlive it.)
+	go func() {
+		io.Copy(io.Discard, os.Stdin)
+		stop()
+	}()
 	fmt.Println(issuer) // the listener is open: requests queue until Serve takes them
 	select {
 	case err := <-errc:

@@ -156,6 +156,20 @@ func (s *Server) providerOr404(w http.ResponseWriter, r *http.Request, kind stri
 	return p, true
 }
 
+// providerSaved ends a kind's add or edit form once p is stored: it audits
+// idp.create (created) or idp.update with details, and sends the admin on
+// with msg: after an add to the provisioning page (who may sign in), after
+// an edit back to the kind's page.
+func (s *Server) providerSaved(w http.ResponseWriter, r *http.Request, p store.IdentityProvider, created bool, details map[string]string, msg string) {
+	actor, _ := currentUser(r)
+	action, to := audit.ActionIdPUpdate, fmt.Sprintf("/admin/identity/%s/%d", p.Kind, p.ID)
+	if created {
+		action, to = audit.ActionIdPCreate, fmt.Sprintf("/admin/identity/providers/%d/provisioning", p.ID)
+	}
+	s.record(r, audit.Event{Actor: actor.Name, Action: action, Target: p.Source(), Outcome: audit.OutcomeSuccess, Details: details})
+	s.done(w, r, msg, to)
+}
+
 func (s *Server) provisioningView(ctx context.Context, p store.IdentityProvider) (ui.ProvisioningView, error) {
 	v := ui.ProvisioningView{ID: p.ID, Kind: p.Kind, KindLabel: providerKindLabel(p.Kind), Name: p.Name, DisplayName: p.DisplayName,
 		JITCreate: p.JITCreate, JITRole: string(p.JITRole), ClaimLabel: claimLabel(p.Kind)}

@@ -148,7 +148,6 @@ func validateLDAP(p *store.IdentityProvider, c *ldap.Config) fieldErrors {
 }
 
 func (s *Server) ldapCreateForm(w http.ResponseWriter, r *http.Request) {
-	actor, _ := currentUser(r)
 	r.Body = http.MaxBytesReader(w, r.Body, maxLDAPForm)
 	if err := r.ParseForm(); err != nil {
 		s.renderError(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("The form is over %d KiB.", maxLDAPForm>>10))
@@ -170,14 +169,11 @@ func (s *Server) ldapCreateForm(w http.ResponseWriter, r *http.Request) {
 		s.serverError(w, r, err)
 		return
 	}
-	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionIdPCreate, Target: p.Source(), Outcome: audit.OutcomeSuccess,
-		Details: map[string]string{"url": c.URL}})
-	s.done(w, r, "Directory "+p.Name+" added. Choose who it may create and map its groups here; test it from its page.",
-		"/admin/identity/providers/"+strconv.FormatInt(p.ID, 10)+"/provisioning")
+	s.providerSaved(w, r, p, true, map[string]string{"url": c.URL},
+		"Directory "+p.Name+" added. Choose who it may create and map its groups here; test it from its page.")
 }
 
 func (s *Server) ldapUpdateForm(w http.ResponseWriter, r *http.Request) {
-	actor, _ := currentUser(r)
 	r.Body = http.MaxBytesReader(w, r.Body, maxLDAPForm)
 	if err := r.ParseForm(); err != nil {
 		s.renderError(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("The form is over %d KiB.", maxLDAPForm>>10))
@@ -205,9 +201,7 @@ func (s *Server) ldapUpdateForm(w http.ResponseWriter, r *http.Request) {
 		s.actionError(w, r, err, "/admin/identity")
 		return
 	}
-	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionIdPUpdate, Target: p.Source(), Outcome: audit.OutcomeSuccess,
-		Details: map[string]string{"url": c.URL, "enabled": strconv.FormatBool(p.Enabled)}})
-	s.done(w, r, "Directory "+p.Name+" saved.", "/admin/identity/ldap/"+strconv.FormatInt(p.ID, 10))
+	s.providerSaved(w, r, p, false, map[string]string{"url": c.URL, "enabled": strconv.FormatBool(p.Enabled)}, "Directory "+p.Name+" saved.")
 }
 
 // ldapTestForm looks a user up in the saved directory (binding as them

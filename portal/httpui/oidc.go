@@ -109,16 +109,28 @@ func (s *Server) oidcSignIn(w http.ResponseWriter, r *http.Request) {
 	s.oidcBegin(w, r, p, safeNext(r.URL.Query().Get("next")), false)
 }
 
-// oidcBegin starts a sign-in (or an admin's test) at provider p.
-func (s *Server) oidcBegin(w http.ResponseWriter, r *http.Request, p store.IdentityProvider, next string, test bool) {
+// oidcOP is p's configuration and its discovered provider (cached). When
+// there is none it answers the request (500 for a configuration that does
+// not parse, the "not reachable" refusal for a provider that does not
+// answer) and returns false.
+func (s *Server) oidcOP(w http.ResponseWriter, r *http.Request, p store.IdentityProvider) (*oidc.Provider, oidc.Config, bool) {
 	cfg, err := oidc.ParseConfig(p.Config)
 	if err != nil {
 		s.serverError(w, r, fmt.Errorf("provider %s: %w", p.Name, err))
-		return
+		return nil, cfg, false
 	}
 	op, err := s.oidc.Get(r.Context(), p.ID, p.UpdatedAt, cfg)
 	if err != nil {
 		s.oidcRefuse(w, r, p, "", &oidc.Refusal{Reason: oidc.ReasonUnreachable, Err: err})
+		return nil, cfg, false
+	}
+	return op, cfg, true
+}
+
+// oidcBegin starts a sign-in (or an admin's test) at provider p.
+func (s *Server) oidcBegin(w http.ResponseWriter, r *http.Request, p store.IdentityProvider, next string, test bool) {
+	op, _, ok := s.oidcOP(w, r, p)
+	if !ok {
 		return
 	}
 	authURL, pend := op.Begin(p.Name, s.oidcRedirectURI(r, p.Name), next, test, s.Now())
@@ -158,14 +170,8 @@ func (s *Server) oidcCallback(w http.ResponseWriter, r *http.Request) {
 		s.renderError(w, r, http.StatusNotFound, "The single sign-on "+name+" is turned off.")
 		return
 	}
-	cfg, err := oidc.ParseConfig(p.Config)
-	if err != nil {
-		s.serverError(w, r, fmt.Errorf("provider %s: %w", p.Name, err))
-		return
-	}
-	op, err := s.oidc.Get(r.Context(), p.ID, p.UpdatedAt, cfg)
-	if err != nil {
-		s.oidcRefuse(w, r, p, "", &oidc.Refusal{Reason: oidc.ReasonUnreachable, Err: err})
+	op, cfg, ok := s.oidcOP(w, r, p)
+	if !ok {
 		return
 	}
 	res, err := op.Finish(r.Context(), s.oidcRedirectURI(r, name), pend, q.Get("code"), s.Now())
@@ -368,10 +374,8 @@ func (s *Server) oidcCreate(w http.ResponseWriter, r *http.Request) {
 		s.serverError(w, r, fmt.Errorf("create provider %s: %w", p.Name, err))
 		return
 	}
-	u, _ := currentUser(r)
-	s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionIdPCreate, Target: p.Source(), Outcome: audit.OutcomeSuccess})
-	s.setFlash(r, "success", "Provider "+p.Name+" added. Register "+s.oidcRedirectURI(r, p.Name)+" as its redirect URI, then choose who may sign in.")
-	http.Redirect(w, r, fmt.Sprintf("/admin/identity/providers/%d/provisioning", p.ID), http.StatusSeeOther)
+	s.providerSaved(w, r, p, true, nil,
+		"Provider "+p.Name+" added. Register "+s.oidcRedirectURI(r, p.Name)+" as its redirect URI, then choose who may sign in.")
 }
 
 func (s *Server) oidcUpdate(w http.ResponseWriter, r *http.Request) {
@@ -403,10 +407,7 @@ func (s *Server) oidcUpdate(w http.ResponseWriter, r *http.Request) {
 		s.actionError(w, r, err, fmt.Sprintf("/admin/identity/oidc/%d", p.ID))
 		return
 	}
-	u, _ := currentUser(r)
-	s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionIdPUpdate, Target: p.Source(), Outcome: audit.OutcomeSuccess})
-	s.setFlash(r, "success", "Provider "+p.Name+" saved.")
-	http.Redirect(w, r, fmt.Sprintf("/admin/identity/oidc/%d", p.ID), http.StatusSeeOther)
+	s.providerSaved(w, r, p, false, nil, "Provider "+p.Name+" saved.")
 }
 
 // oidcTest discovers the provider afresh and shows what it found.

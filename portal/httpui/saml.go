@@ -163,10 +163,8 @@ func (s *Server) samlCreate(w http.ResponseWriter, r *http.Request) {
 			s.serverError(w, r, err)
 			return
 		default:
-			u, _ := currentUser(r)
-			s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionIdPCreate, Target: store.ProviderSource(p.Kind, p.Name), Outcome: audit.OutcomeSuccess})
-			s.setFlash(r, "success", "SAML provider "+created.DisplayName+" added. Choose who may sign in with it, then register Keyway with the IdP (its edit page shows how).")
-			http.Redirect(w, r, fmt.Sprintf("/admin/identity/providers/%d/provisioning", created.ID), http.StatusSeeOther)
+			s.providerSaved(w, r, created, true, nil,
+				"SAML provider "+created.DisplayName+" added. Choose who may sign in with it, then register Keyway with the IdP (its edit page shows how).")
 			return
 		}
 	}
@@ -200,10 +198,7 @@ func (s *Server) samlUpdate(w http.ResponseWriter, r *http.Request) {
 			s.actionError(w, r, err, "/admin/identity")
 			return
 		default:
-			u, _ := currentUser(r)
-			s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionIdPUpdate, Target: store.ProviderSource(p.Kind, p.Name), Outcome: audit.OutcomeSuccess})
-			s.setFlash(r, "success", "SAML provider "+p.DisplayName+" saved.")
-			http.Redirect(w, r, fmt.Sprintf("/admin/identity/saml/%d", p.ID), http.StatusSeeOther)
+			s.providerSaved(w, r, p, false, nil, "SAML provider "+p.DisplayName+" saved.")
 			return
 		}
 	}

@@ -1,6 +1,7 @@
 // Command oidcop is a small OpenID provider for Keyway's tests (see
 // package opserver). It listens on loopback, prints its issuer URL on
-// stdout once it answers, and serves until interrupted.
+// stdout once it answers, and serves until interrupted or its standard
+// input ends.
 //
 //	oidcop -users users.json -client-id keyway -client-secret s \
 //	    -redirect-uri https://127.0.0.1:8443/signin/oidc/corp/callback \

@@ -81,6 +81,7 @@ test('admin adds an OpenID provider; a user signs in with it and signs out throu
   await admin.goto('/admin/groups');
   await admin.getByLabel('Group name').fill('sso-ops');
   await admin.getByRole('button', { name: 'Create group' }).click();
+  await admin.getByText(/Group .*sso-ops.* was created/).waitFor();
 
   // The provider, through the form.
   await admin.goto('/admin/identity/oidc/new');

@@ -92,7 +92,7 @@ test('admin adds an LDAP directory, tests it, and a directory user signs in with
   await admin.getByRole('textbox', { name: /, row 1$/ }).fill('staff');
   await admin.getByRole('combobox', { name: 'Keyway group, row 1' }).selectOption('staffers');
   await admin.getByRole('button', { name: 'Save provisioning' }).click();
-  await admin.waitForLoadState('load');
+  await admin.getByText(/Provisioning of .* was saved/).waitFor();
 
   // Test: alice's entry and groups, staff (through ops) included.
   await admin.goto(`/admin/identity/ldap/${id}`);

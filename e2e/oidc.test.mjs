@@ -6,7 +6,7 @@
 // provider's logout.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -32,7 +32,7 @@ async function startOP(portalURL) {
   const go = process.env.GO || (existsSync('/usr/local/go/bin/go') ? '/usr/local/go/bin/go' : 'go');
   const proc = spawn(go, ['run', './e2e/idp/oidcop', '-users', users, '-client-id', 'keyway', '-client-secret', 'e2e-secret',
     '-redirect-uri', `${portalURL}/signin/oidc/corp/callback`, '-post-logout-redirect-uri', `${portalURL}/signin`],
-  { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  { cwd: root, stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   proc.stderr.on('data', (d) => { stderr += d; });
   let exited = false;
@@ -46,7 +46,7 @@ async function startOP(portalURL) {
     issuer,
     async stop() {
       if (!exited) {
-        proc.kill('SIGTERM');
+        proc.stdin.end(); // oidcop stops at the end of its input
         await once(proc, 'exit');
       }
       rmSync(dir, { recursive: true, force: true });
@@ -81,6 +81,7 @@ test('admin adds an OpenID provider; a user signs in with it and signs out throu
   await admin.goto('/admin/groups');
   await admin.getByLabel('Group name').fill('sso-ops');
   await admin.getByRole('button', { name: 'Create group' }).click();
+  await admin.getByText(/Group .*sso-ops.* was created/).waitFor();
 
   // The provider, through the form.
   await admin.goto('/admin/identity/oidc/new');
@@ -93,12 +94,14 @@ test('admin adds an OpenID provider; a user signs in with it and signs out throu
   await admin.waitForURL(/\/admin\/identity\/providers\/\d+\/provisioning$/);
   const id = admin.url().match(/providers\/(\d+)\//)[1];
 
-  // Just-in-time users and the group mapping are set on the provisioning
-  // page (the identity core's part of issue 20); this journey covers the
-  // OpenID parts, so it sets them in the demo's database directly.
-  execFileSync('sqlite3', ['-cmd', '.timeout 5000', join(demo.data, 'keyway.db'),
-    `UPDATE identity_providers SET jit_create = 1, jit_role = 'user' WHERE id = ${id};
-     INSERT INTO identity_group_mappings (provider_id, claim_value, group_id) SELECT ${id}, 'idp-ops', id FROM groups WHERE name = 'sso-ops';`]);
+  // Provisioning, as an admin does it after adding the provider: accounts
+  // made at first sign-in, the provider's idp-ops group mapped to sso-ops.
+  await admin.getByLabel("Create a Keyway account at a user's first sign-in").check();
+  await admin.getByLabel('Role of created accounts').selectOption('user');
+  await admin.getByLabel('Group claim value, row 1').fill('idp-ops');
+  await admin.getByLabel('Keyway group, row 1').selectOption('sso-ops');
+  await admin.getByRole('button', { name: 'Save provisioning' }).click();
+  await admin.getByText(/Provisioning of .*Corp SSO.* was saved/).waitFor();
 
   // Test: the discovered endpoints, then a sample token.
   await admin.goto(`/admin/identity/oidc/${id}`);

@@ -65,7 +65,7 @@ test('a user signs in with SAML and lands in the mapped group', async () => {
   await admin.goto('/admin/groups');
   await admin.getByLabel('Group name').fill('sre');
   await admin.getByRole('button', { name: 'Create group' }).click();
-  await admin.waitForLoadState('load');
+  await admin.getByText(/Group .*sre.* was created/).waitFor();
 
   // Add the provider by its metadata URL.
   await admin.goto('/admin/identity');
@@ -87,7 +87,7 @@ test('a user signs in with SAML and lands in the mapped group', async () => {
   await admin.getByLabel('Group attribute value, row 1').fill('sre-team');
   await admin.getByLabel('Keyway group, row 1').selectOption('sre');
   await admin.getByRole('button', { name: 'Save provisioning' }).click();
-  await admin.waitForLoadState('load');
+  await admin.getByText(/Provisioning of .*Corp SAML.* was saved/).waitFor();
 
   // The provider's page: what to give the IdP, and Test.
   await admin.getByRole('link', { name: 'Provider settings' }).click();

@@ -3,18 +3,18 @@ package bench
 import (
 	"context"
 	"crypto/tls"
-	"database/sql"
 	"net/http"
 	"net/url"
-	"path/filepath"
+	"regexp"
 	"testing"
 	"time"
-
-	_ "github.com/mattn/go-sqlite3"
 
 	"github.com/keyway-dev/keyway/e2e/targets"
 	"github.com/keyway-dev/keyway/portal/identity/ldap"
 )
+
+// provisioningPath is where adding a provider leads.
+var provisioningPath = regexp.MustCompile(`^/admin/identity/providers/\d+/provisioning$`)
 
 // ldapRounds alternates the two paths; each round times ldapSignIns
 // sign-ins of each.
@@ -52,17 +52,19 @@ func BenchmarkLDAPSignIn(b *testing.B) {
 		b.Fatal(err)
 	}
 	resp.Body.Close()
-	// Users are made at first sign-in. The provisioning page is the
-	// identity core's; the benchmark sets the flag in the database.
-	db, err := sql.Open("sqlite3", filepath.Join(dir, "keyway.db")+"?_busy_timeout=10000")
+	// Users are made at first sign-in: set on the provisioning page the
+	// directory form leads to, as an admin does.
+	prov := resp.Request.URL
+	if !provisioningPath.MatchString(prov.Path) {
+		b.Fatalf("the directory form did not lead to provisioning: status %d at %s", resp.StatusCode, prov)
+	}
+	resp, err = admin.PostForm(prov.String(), url.Values{"jit_create": {"on"}, "jit_role": {"user"}, "rows": {"0"}})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer db.Close()
-	if r, err := db.Exec(`UPDATE identity_providers SET jit_create = 1 WHERE name = 'corp'`); err != nil {
-		b.Fatal(err)
-	} else if n, _ := r.RowsAffected(); n != 1 {
-		b.Fatalf("the directory form did not add the directory (status %d)", resp.StatusCode)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != prov.Path {
+		b.Fatalf("save provisioning: status %d at %s", resp.StatusCode, resp.Request.URL)
 	}
 
 	// No cookie jar: every POST is a fresh sign-in.

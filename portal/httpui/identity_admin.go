@@ -130,13 +130,44 @@ func (s *Server) localPasswordsForm(w http.ResponseWriter, r *http.Request) {
 	s.done(w, r, msg, "/admin/identity")
 }
 
-// providerFromPath loads the provider named by the {id} path value.
-func (s *Server) providerFromPath(r *http.Request) (store.IdentityProvider, error) {
+// providerFromPath loads the provider named by the {id} path value; kind,
+// unless "", is the kind it must be (one of another kind is not found).
+func (s *Server) providerFromPath(r *http.Request, kind string) (store.IdentityProvider, error) {
 	id, err := pathID(r)
 	if err != nil {
 		return store.IdentityProvider{}, err
 	}
-	return s.Store.IdentityProviderByID(r.Context(), id)
+	p, err := s.Store.IdentityProviderByID(r.Context(), id)
+	if err == nil && kind != "" && p.Kind != kind {
+		return store.IdentityProvider{}, store.ErrNotFound
+	}
+	return p, err
+}
+
+// providerOr404 is providerFromPath for a page: when there is no such
+// provider it answers the request (404, or 500 on a store failure) and
+// returns false.
+func (s *Server) providerOr404(w http.ResponseWriter, r *http.Request, kind string) (store.IdentityProvider, bool) {
+	p, err := s.providerFromPath(r, kind)
+	if err != nil {
+		s.actionError(w, r, err, "/admin/identity")
+		return store.IdentityProvider{}, false
+	}
+	return p, true
+}
+
+// providerSaved ends a kind's add or edit form once p is stored: it audits
+// idp.create (created) or idp.update with details, and sends the admin on
+// with msg: after an add to the provisioning page (who may sign in), after
+// an edit back to the kind's page.
+func (s *Server) providerSaved(w http.ResponseWriter, r *http.Request, p store.IdentityProvider, created bool, details map[string]string, msg string) {
+	actor, _ := currentUser(r)
+	action, to := audit.ActionIdPUpdate, fmt.Sprintf("/admin/identity/%s/%d", p.Kind, p.ID)
+	if created {
+		action, to = audit.ActionIdPCreate, fmt.Sprintf("/admin/identity/providers/%d/provisioning", p.ID)
+	}
+	s.record(r, audit.Event{Actor: actor.Name, Action: action, Target: p.Source(), Outcome: audit.OutcomeSuccess, Details: details})
+	s.done(w, r, msg, to)
 }
 
 func (s *Server) provisioningView(ctx context.Context, p store.IdentityProvider) (ui.ProvisioningView, error) {
@@ -171,7 +202,7 @@ func addBlankRows(v *ui.ProvisioningView, n int) {
 }
 
 func (s *Server) provisioningPage(w http.ResponseWriter, r *http.Request) {
-	p, err := s.providerFromPath(r)
+	p, err := s.providerFromPath(r, "")
 	if err != nil {
 		s.actionError(w, r, err, "/admin/identity")
 		return
@@ -228,7 +259,7 @@ func mappingsFromForm(r *http.Request, groups []string) (rows []ui.MappingRow, k
 
 func (s *Server) provisioningForm(w http.ResponseWriter, r *http.Request) {
 	actor, _ := currentUser(r)
-	p, err := s.providerFromPath(r)
+	p, err := s.providerFromPath(r, "")
 	if err == nil {
 		err = r.ParseForm()
 	}
@@ -298,7 +329,7 @@ func mappingsText(ms []store.GroupMapping) string {
 
 func (s *Server) deleteProviderForm(w http.ResponseWriter, r *http.Request) {
 	actor, _ := currentUser(r)
-	p, err := s.providerFromPath(r)
+	p, err := s.providerFromPath(r, "")
 	if err == nil {
 		err = s.Store.DeleteIdentityProvider(r.Context(), p.ID)
 	}

@@ -34,27 +34,6 @@ func (s *Server) ldapRoutes(mux *http.ServeMux, signedIn, admin func(string, htt
 	admin("POST /admin/identity/ldap/{id}/test", s.ldapTestForm)
 }
 
-// recordLDAPProvision audits what an LDAP sign-in's provisioning did: a
-// user made, or group memberships changed (as the identity core's
-// provisionUser does for OIDC and SAML; LDAP provisions inside
-// auth.SignInPassword, under the sign-in limiter).
-func (s *Server) recordLDAPProvision(r *http.Request, directory string, p *store.ProvisionResult) {
-	if p == nil || (!p.Created && len(p.Added) == 0 && len(p.Removed) == 0) {
-		return
-	}
-	d := map[string]string{"provider": store.ProviderSource(store.KindLDAP, directory)}
-	if p.Created {
-		d["created"], d["role"] = "true", string(p.User.Role)
-	}
-	if len(p.Added) > 0 {
-		d["added"] = strings.Join(p.Added, ",")
-	}
-	if len(p.Removed) > 0 {
-		d["removed"] = strings.Join(p.Removed, ",")
-	}
-	s.record(r, audit.Event{Actor: p.User.Name, Action: audit.ActionUserProvision, Target: p.User.Name, Outcome: audit.OutcomeSuccess, Details: d})
-}
-
 // ldapView is the form of a stored directory.
 func ldapView(p store.IdentityProvider, c ldap.Config) ui.LDAPFormView {
 	return ui.LDAPFormView{ID: p.ID, Name: p.Name, DisplayName: p.DisplayName, Enabled: p.Enabled,
@@ -84,16 +63,9 @@ func (s *Server) ldapNewPage(w http.ResponseWriter, r *http.Request) {
 // ldapProvider is the LDAP directory of the request's {id}, with its
 // configuration; a provider of another kind is not found.
 func (s *Server) ldapProvider(r *http.Request) (store.IdentityProvider, ldap.Config, error) {
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	if err != nil {
-		return store.IdentityProvider{}, ldap.Config{}, store.ErrNotFound
-	}
-	p, err := s.Store.IdentityProviderByID(r.Context(), id)
+	p, err := s.providerFromPath(r, store.KindLDAP)
 	if err != nil {
 		return store.IdentityProvider{}, ldap.Config{}, err
-	}
-	if p.Kind != store.KindLDAP {
-		return store.IdentityProvider{}, ldap.Config{}, store.ErrNotFound
 	}
 	// A stored configuration that no longer parses (a newer version's, or
 	// edited by hand) is shown as far as it decodes, to be fixed.
@@ -176,7 +148,6 @@ func validateLDAP(p *store.IdentityProvider, c *ldap.Config) fieldErrors {
 }
 
 func (s *Server) ldapCreateForm(w http.ResponseWriter, r *http.Request) {
-	actor, _ := currentUser(r)
 	r.Body = http.MaxBytesReader(w, r.Body, maxLDAPForm)
 	if err := r.ParseForm(); err != nil {
 		s.renderError(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("The form is over %d KiB.", maxLDAPForm>>10))
@@ -198,14 +169,11 @@ func (s *Server) ldapCreateForm(w http.ResponseWriter, r *http.Request) {
 		s.serverError(w, r, err)
 		return
 	}
-	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionIdPCreate, Target: p.Source(), Outcome: audit.OutcomeSuccess,
-		Details: map[string]string{"url": c.URL}})
-	s.done(w, r, "Directory "+p.Name+" added. Choose who it may create and map its groups here; test it from its page.",
-		"/admin/identity/providers/"+strconv.FormatInt(p.ID, 10)+"/provisioning")
+	s.providerSaved(w, r, p, true, map[string]string{"url": c.URL},
+		"Directory "+p.Name+" added. Choose who it may create and map its groups here; test it from its page.")
 }
 
 func (s *Server) ldapUpdateForm(w http.ResponseWriter, r *http.Request) {
-	actor, _ := currentUser(r)
 	r.Body = http.MaxBytesReader(w, r.Body, maxLDAPForm)
 	if err := r.ParseForm(); err != nil {
 		s.renderError(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("The form is over %d KiB.", maxLDAPForm>>10))
@@ -233,9 +201,7 @@ func (s *Server) ldapUpdateForm(w http.ResponseWriter, r *http.Request) {
 		s.actionError(w, r, err, "/admin/identity")
 		return
 	}
-	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionIdPUpdate, Target: p.Source(), Outcome: audit.OutcomeSuccess,
-		Details: map[string]string{"url": c.URL, "enabled": strconv.FormatBool(p.Enabled)}})
-	s.done(w, r, "Directory "+p.Name+" saved.", "/admin/identity/ldap/"+strconv.FormatInt(p.ID, 10))
+	s.providerSaved(w, r, p, false, map[string]string{"url": c.URL, "enabled": strconv.FormatBool(p.Enabled)}, "Directory "+p.Name+" saved.")
 }
 
 // ldapTestForm looks a user up in the saved directory (binding as them

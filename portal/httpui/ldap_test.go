@@ -76,6 +76,15 @@ func TestLDAPDirectory(t *testing.T) {
 	if p2, _ := f.store.IdentityProviderByID(ctx, p.ID); resp.StatusCode != http.StatusSeeOther || !strings.Contains(string(p2.Config), s.ServicePassword) {
 		t.Fatalf("save with a blank password: %d, password kept: %v", resp.StatusCode, strings.Contains(string(p2.Config), s.ServicePassword))
 	}
+	// Adding and saving are audited as every kind's are (providerSaved).
+	for _, a := range []string{audit.ActionIdPCreate, audit.ActionIdPUpdate} {
+		if evs := f.auditEvents(a); len(evs) != 1 || evs[0].Target != "ldap:corp" || evs[0].Actor != "admin1" || evs[0].Details["url"] != s.URL {
+			t.Errorf("%s events = %+v", a, evs)
+		}
+	}
+	if loc := resp.Header.Get("Location"); loc != "/admin/identity/ldap/"+strconv.FormatInt(p.ID, 10) {
+		t.Errorf("after saving: to %q, want the directory's page", loc)
+	}
 
 	// Test: a lookup with the service account lists alice's groups,
 	// nested included; a wrong password names the failing step.

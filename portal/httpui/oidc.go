@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"regexp"
-	"strconv"
 	"strings"
 
 	"github.com/keyway-dev/keyway/portal/audit"
@@ -111,16 +109,28 @@ func (s *Server) oidcSignIn(w http.ResponseWriter, r *http.Request) {
 	s.oidcBegin(w, r, p, safeNext(r.URL.Query().Get("next")), false)
 }
 
-// oidcBegin starts a sign-in (or an admin's test) at provider p.
-func (s *Server) oidcBegin(w http.ResponseWriter, r *http.Request, p store.IdentityProvider, next string, test bool) {
+// oidcOP is p's configuration and its discovered provider (cached). When
+// there is none it answers the request (500 for a configuration that does
+// not parse, the "not reachable" refusal for a provider that does not
+// answer) and returns false.
+func (s *Server) oidcOP(w http.ResponseWriter, r *http.Request, p store.IdentityProvider) (*oidc.Provider, oidc.Config, bool) {
 	cfg, err := oidc.ParseConfig(p.Config)
 	if err != nil {
 		s.serverError(w, r, fmt.Errorf("provider %s: %w", p.Name, err))
-		return
+		return nil, cfg, false
 	}
 	op, err := s.oidc.Get(r.Context(), p.ID, p.UpdatedAt, cfg)
 	if err != nil {
 		s.oidcRefuse(w, r, p, "", &oidc.Refusal{Reason: oidc.ReasonUnreachable, Err: err})
+		return nil, cfg, false
+	}
+	return op, cfg, true
+}
+
+// oidcBegin starts a sign-in (or an admin's test) at provider p.
+func (s *Server) oidcBegin(w http.ResponseWriter, r *http.Request, p store.IdentityProvider, next string, test bool) {
+	op, _, ok := s.oidcOP(w, r, p)
+	if !ok {
 		return
 	}
 	authURL, pend := op.Begin(p.Name, s.oidcRedirectURI(r, p.Name), next, test, s.Now())
@@ -160,14 +170,8 @@ func (s *Server) oidcCallback(w http.ResponseWriter, r *http.Request) {
 		s.renderError(w, r, http.StatusNotFound, "The single sign-on "+name+" is turned off.")
 		return
 	}
-	cfg, err := oidc.ParseConfig(p.Config)
-	if err != nil {
-		s.serverError(w, r, fmt.Errorf("provider %s: %w", p.Name, err))
-		return
-	}
-	op, err := s.oidc.Get(r.Context(), p.ID, p.UpdatedAt, cfg)
-	if err != nil {
-		s.oidcRefuse(w, r, p, "", &oidc.Refusal{Reason: oidc.ReasonUnreachable, Err: err})
+	op, cfg, ok := s.oidcOP(w, r, p)
+	if !ok {
 		return
 	}
 	res, err := op.Finish(r.Context(), s.oidcRedirectURI(r, name), pend, q.Get("code"), s.Now())
@@ -190,9 +194,8 @@ func (s *Server) oidcCallback(w http.ResponseWriter, r *http.Request) {
 			Err: fmt.Errorf("claim %s %q is not a usable Keyway user name: %w", cfg.UsernameClaim, auditName(id.Username), err)})
 		return
 	}
-	prov, err := s.Store.ProvisionChanges(r.Context(), p, store.ExternalLogin{Subject: id.Subject, Username: id.Username,
+	u, err := s.provisionUser(r, p, store.ExternalLogin{Subject: id.Subject, Username: id.Username,
 		DisplayName: id.DisplayName, Email: id.Email, Groups: id.Groups})
-	u := prov.User
 	switch {
 	case errors.Is(err, store.ErrNotProvisioned):
 		s.oidcDenied(w, r, p, id.Username, "unknown user",
@@ -207,19 +210,11 @@ func (s *Server) oidcCallback(w http.ResponseWriter, r *http.Request) {
 			"Your sign-in at "+p.DisplayName+" worked, but the user name it gives ("+truncate(id.Username, 64)+") cannot be a Keyway user name: "+
 				store.ErrInvalidUserName.Error()+". Ask an administrator to change the user name claim.")
 		return
+	case errors.Is(err, auth.ErrDisabled):
+		s.oidcDenied(w, r, p, u.Name, "account disabled", provisionRefusal(err))
+		return
 	case err != nil:
 		s.serverError(w, r, fmt.Errorf("provision %s from %s: %w", id.Username, p.Name, err))
-		return
-	}
-	if prov.Created || len(prov.Added) > 0 || len(prov.Removed) > 0 {
-		d := map[string]string{"provider": p.Source(), "added": strings.Join(prov.Added, ","), "removed": strings.Join(prov.Removed, ",")}
-		if prov.Created {
-			d["created"], d["role"] = "true", string(u.Role)
-		}
-		s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionUserProvision, Target: u.Name, Outcome: audit.OutcomeSuccess, Details: d})
-	}
-	if u.Disabled {
-		s.oidcDenied(w, r, p, u.Name, "account disabled", "This account is disabled. Ask an administrator.")
 		return
 	}
 	s.Sessions.Put(r.Context(), sessionOIDCProviderKey, p.Name)
@@ -278,8 +273,6 @@ func truncate(s string, n int) string {
 
 // Admin pages.
 
-var providerNameRE = regexp.MustCompile(`^[a-z0-9-]{1,32}$`)
-
 // maxDisplayName bounds a provider's button label.
 const maxDisplayName = 64
 
@@ -288,27 +281,8 @@ func (s *Server) oidcNewPage(w http.ResponseWriter, r *http.Request) {
 		ui.OIDCFormView{Enabled: true, UsernameClaim: "preferred_username", GroupsClaim: "groups", Scopes: "profile email groups"}))
 }
 
-// oidcProvider is the OIDC provider named by the path's id.
-func (s *Server) oidcProvider(w http.ResponseWriter, r *http.Request) (store.IdentityProvider, bool) {
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	if err != nil {
-		s.notFound(w, r)
-		return store.IdentityProvider{}, false
-	}
-	p, err := s.Store.IdentityProviderByID(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && p.Kind != store.KindOIDC) {
-		s.notFound(w, r)
-		return store.IdentityProvider{}, false
-	}
-	if err != nil {
-		s.serverError(w, r, err)
-		return store.IdentityProvider{}, false
-	}
-	return p, true
-}
-
 func (s *Server) oidcEditPage(w http.ResponseWriter, r *http.Request) {
-	p, ok := s.oidcProvider(w, r)
+	p, ok := s.providerOr404(w, r, store.KindOIDC)
 	if !ok {
 		return
 	}
@@ -324,7 +298,7 @@ func (s *Server) oidcFormView(r *http.Request, p store.IdentityProvider, c oidc.
 	v := ui.OIDCFormView{ID: p.ID, Name: p.Name, DisplayName: p.DisplayName, Enabled: p.Enabled, IssuerURL: c.IssuerURL,
 		ClientID: c.ClientID, HasSecret: c.ClientSecret != "", Scopes: strings.Join(c.Scopes, " "), UsernameClaim: c.UsernameClaim,
 		GroupsClaim: c.GroupsClaim, AllowedEmailDomains: strings.Join(c.AllowedEmailDomains, "\n"), CABundle: c.CABundle}
-	if providerNameRE.MatchString(p.Name) {
+	if store.ValidProviderName(p.Name) == nil {
 		v.RedirectURI, v.SignOutURI = s.oidcRedirectURI(r, p.Name), s.portalBase(r)+"/signin"
 	}
 	return v
@@ -354,8 +328,8 @@ func (s *Server) oidcForm(r *http.Request, p store.IdentityProvider, keep string
 	for _, d := range strings.FieldsFunc(f.Get("allowed_email_domains"), func(r rune) bool { return r == '\n' || r == ',' || r == ' ' || r == '\r' }) {
 		c.AllowedEmailDomains = append(c.AllowedEmailDomains, d)
 	}
-	if !providerNameRE.MatchString(p.Name) {
-		errs["name"] = "Use 1 to 32 lower-case letters, digits or dashes."
+	if err := store.ValidProviderName(p.Name); err != nil {
+		errs["name"] = capitalize(err.Error()) + "."
 	}
 	if p.DisplayName == "" || len(p.DisplayName) > maxDisplayName || !printable(p.DisplayName) {
 		errs["display_name"] = fmt.Sprintf("Enter the label of the sign-in button, at most %d characters.", maxDisplayName)
@@ -400,14 +374,12 @@ func (s *Server) oidcCreate(w http.ResponseWriter, r *http.Request) {
 		s.serverError(w, r, fmt.Errorf("create provider %s: %w", p.Name, err))
 		return
 	}
-	u, _ := currentUser(r)
-	s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionIdPCreate, Target: p.Source(), Outcome: audit.OutcomeSuccess})
-	s.setFlash(r, "success", "Provider "+p.Name+" added. Register "+s.oidcRedirectURI(r, p.Name)+" as its redirect URI, then choose who may sign in.")
-	http.Redirect(w, r, fmt.Sprintf("/admin/identity/providers/%d/provisioning", p.ID), http.StatusSeeOther)
+	s.providerSaved(w, r, p, true, nil,
+		"Provider "+p.Name+" added. Register "+s.oidcRedirectURI(r, p.Name)+" as its redirect URI, then choose who may sign in.")
 }
 
 func (s *Server) oidcUpdate(w http.ResponseWriter, r *http.Request) {
-	old, ok := s.oidcProvider(w, r)
+	old, ok := s.providerOr404(w, r, store.KindOIDC)
 	if !ok {
 		return
 	}
@@ -435,15 +407,12 @@ func (s *Server) oidcUpdate(w http.ResponseWriter, r *http.Request) {
 		s.actionError(w, r, err, fmt.Sprintf("/admin/identity/oidc/%d", p.ID))
 		return
 	}
-	u, _ := currentUser(r)
-	s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionIdPUpdate, Target: p.Source(), Outcome: audit.OutcomeSuccess})
-	s.setFlash(r, "success", "Provider "+p.Name+" saved.")
-	http.Redirect(w, r, fmt.Sprintf("/admin/identity/oidc/%d", p.ID), http.StatusSeeOther)
+	s.providerSaved(w, r, p, false, nil, "Provider "+p.Name+" saved.")
 }
 
 // oidcTest discovers the provider afresh and shows what it found.
 func (s *Server) oidcTest(w http.ResponseWriter, r *http.Request) {
-	p, ok := s.oidcProvider(w, r)
+	p, ok := s.providerOr404(w, r, store.KindOIDC)
 	if !ok {
 		return
 	}
@@ -481,7 +450,7 @@ func orNone(s string) string {
 // oidcTestSignIn starts a test sign-in for the admin: the callback shows
 // the ID token's claims and signs nobody in.
 func (s *Server) oidcTestSignIn(w http.ResponseWriter, r *http.Request) {
-	p, ok := s.oidcProvider(w, r)
+	p, ok := s.providerOr404(w, r, store.KindOIDC)
 	if !ok {
 		return
 	}

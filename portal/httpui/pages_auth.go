@@ -155,7 +155,9 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 		s.finishSignIn(w, r, res.User, SignInMethod{Kind: MethodPassword}, next)
 		return
 	}
-	s.recordLDAPProvision(r, res.Directory, res.Provision)
+	if res.Provision != nil {
+		s.recordProvision(r, store.ProviderSource(store.KindLDAP, res.Directory), *res.Provision)
+	}
 	s.finishSignIn(w, r, res.User, SignInMethod{Kind: MethodLDAP, Provider: res.Directory}, next)
 }
 

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/keyway-dev/keyway/portal/audit"
@@ -59,26 +58,6 @@ func (s *Server) samlNewPage(w http.ResponseWriter, r *http.Request) {
 		ui.SAMLProviderView{IsNew: true, Enabled: true, UsernameAttribute: "", EmailAttribute: "mail"}))
 }
 
-// samlByID loads the SAML provider of the {id} path value; false (and a
-// 404 page written) if there is none.
-func (s *Server) samlByID(w http.ResponseWriter, r *http.Request) (store.IdentityProvider, bool) {
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	if err != nil {
-		s.notFound(w, r)
-		return store.IdentityProvider{}, false
-	}
-	p, err := s.Store.IdentityProviderByID(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && p.Kind != store.KindSAML) {
-		s.notFound(w, r)
-		return store.IdentityProvider{}, false
-	}
-	if err != nil {
-		s.serverError(w, r, err)
-		return store.IdentityProvider{}, false
-	}
-	return p, true
-}
-
 // samlView is the form of p (config c) on the portal at r.
 func (s *Server) samlView(r *http.Request, p store.IdentityProvider, c saml.Config) ui.SAMLProviderView {
 	v := ui.SAMLProviderView{ID: p.ID, Name: p.Name, DisplayName: p.DisplayName, Enabled: p.Enabled,
@@ -95,7 +74,7 @@ func (s *Server) samlView(r *http.Request, p store.IdentityProvider, c saml.Conf
 }
 
 func (s *Server) samlEditPage(w http.ResponseWriter, r *http.Request) {
-	p, ok := s.samlByID(w, r)
+	p, ok := s.providerOr404(w, r, store.KindSAML)
 	if !ok {
 		return
 	}
@@ -184,10 +163,8 @@ func (s *Server) samlCreate(w http.ResponseWriter, r *http.Request) {
 			s.serverError(w, r, err)
 			return
 		default:
-			u, _ := currentUser(r)
-			s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionIdPCreate, Target: store.ProviderSource(p.Kind, p.Name), Outcome: audit.OutcomeSuccess})
-			s.setFlash(r, "success", "SAML provider "+created.DisplayName+" added. Choose who may sign in with it, then register Keyway with the IdP (its edit page shows how).")
-			http.Redirect(w, r, fmt.Sprintf("/admin/identity/providers/%d/provisioning", created.ID), http.StatusSeeOther)
+			s.providerSaved(w, r, created, true, nil,
+				"SAML provider "+created.DisplayName+" added. Choose who may sign in with it, then register Keyway with the IdP (its edit page shows how).")
 			return
 		}
 	}
@@ -197,7 +174,7 @@ func (s *Server) samlCreate(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) samlUpdate(w http.ResponseWriter, r *http.Request) {
-	p, ok := s.samlByID(w, r)
+	p, ok := s.providerOr404(w, r, store.KindSAML)
 	if !ok {
 		return
 	}
@@ -221,10 +198,7 @@ func (s *Server) samlUpdate(w http.ResponseWriter, r *http.Request) {
 			s.actionError(w, r, err, "/admin/identity")
 			return
 		default:
-			u, _ := currentUser(r)
-			s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionIdPUpdate, Target: store.ProviderSource(p.Kind, p.Name), Outcome: audit.OutcomeSuccess})
-			s.setFlash(r, "success", "SAML provider "+p.DisplayName+" saved.")
-			http.Redirect(w, r, fmt.Sprintf("/admin/identity/saml/%d", p.ID), http.StatusSeeOther)
+			s.providerSaved(w, r, p, false, nil, "SAML provider "+p.DisplayName+" saved.")
 			return
 		}
 	}
@@ -234,7 +208,7 @@ func (s *Server) samlUpdate(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) samlTest(w http.ResponseWriter, r *http.Request) {
-	p, ok := s.samlByID(w, r)
+	p, ok := s.providerOr404(w, r, store.KindSAML)
 	if !ok {
 		return
 	}
@@ -369,7 +343,7 @@ func (s *Server) samlACS(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("The identity provider gave a user name Keyway cannot use (at most %d characters of text). Ask your administrator to check the provider's user name attribute.", maxSAMLUsername), nil)
 		return
 	}
-	res, err := s.Store.ProvisionChanges(r.Context(), p, login)
+	u, err := s.provisionUser(r, p, login)
 	switch {
 	case errors.Is(err, store.ErrNotProvisioned):
 		s.samlRefuse(w, r, name, login.Username, http.StatusForbidden, "user not provisioned",
@@ -379,26 +353,14 @@ func (s *Server) samlACS(w http.ResponseWriter, r *http.Request) {
 		s.samlRefuse(w, r, name, login.Username, http.StatusForbidden, "account signs in another way",
 			"A Keyway account named "+login.Username+" exists but signs in another way. Ask your administrator.", err)
 		return
+	case errors.Is(err, store.ErrInvalidUserName):
+		s.samlRefuse(w, r, name, "", http.StatusForbidden, "invalid user name", provisionRefusal(err), err)
+		return
+	case errors.Is(err, auth.ErrDisabled):
+		s.samlRefuse(w, r, name, u.Name, http.StatusForbidden, "user disabled", "Your Keyway account is disabled. Ask your administrator.", nil)
+		return
 	case err != nil:
 		s.serverError(w, r, err)
-		return
-	}
-	u := res.User
-	if res.Created || len(res.Added) > 0 || len(res.Removed) > 0 {
-		d := map[string]string{"provider": p.Source()}
-		if res.Created {
-			d["created"] = "true"
-		}
-		if len(res.Added) > 0 {
-			d["added"] = strings.Join(res.Added, ",")
-		}
-		if len(res.Removed) > 0 {
-			d["removed"] = strings.Join(res.Removed, ",")
-		}
-		s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionUserProvision, Target: u.Name, Outcome: audit.OutcomeSuccess, Details: d})
-	}
-	if u.Disabled {
-		s.samlRefuse(w, r, name, u.Name, http.StatusForbidden, "user disabled", "Your Keyway account is disabled. Ask your administrator.", nil)
 		return
 	}
 	s.finishSignIn(w, r, u, SignInMethod{Kind: MethodSAML, Provider: name}, next)

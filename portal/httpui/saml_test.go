@@ -168,7 +168,8 @@ func TestSAMLSignInJITAndGroups(t *testing.T) {
 		t.Errorf("sign-in events = %+v", evs)
 	}
 	evs, _ = r.audit.Search(context.Background(), store.AuditFilter{Action: audit.ActionUserProvision, Target: "alice"})
-	if len(evs) != 1 || evs[0].Details["created"] != "true" || evs[0].Details["added"] != "ops" {
+	if len(evs) != 1 || evs[0].Details["created"] != "true" || evs[0].Details["role"] != "user" || evs[0].Details["added"] != "ops" ||
+		evs[0].Details["provider"] != "saml:corp" {
 		t.Errorf("provision events = %+v", evs)
 	}
 

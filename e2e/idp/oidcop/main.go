@@ -1,6 +1,7 @@
 // Command oidcop is a small OpenID provider for Keyway's tests (see
 // package opserver). It listens on loopback, prints its issuer URL on
-// stdout once it answers, and serves until interrupted.
+// stdout once it answers, and serves until interrupted or its standard
+// input ends.
 //
 //	oidcop -users users.json -client-id keyway -client-secret s \
 //	    -redirect-uri https://127.0.0.1:8443/signin/oidc/corp/callback \
@@ -12,6 +13,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -58,6 +60,12 @@ func run() error {
 	defer stop()
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
+	// The parent holds our standard input: its end is ours too. (A SIGTERM
+	// to `go run` does not reach this program, which would outlive it.)
+	go func() {
+		io.Copy(io.Discard, os.Stdin)
+		stop()
+	}()
 	fmt.Println(issuer) // the listener is open: requests queue until Serve takes them
 	select {
 	case err := <-errc:

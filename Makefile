@@ -25,7 +25,7 @@ DEBS_DEMO := $(DEBS_RUN) tigervnc-standalone-server tigervnc-tools xterm x11-xse
 # Dropbear (with OpenSSH's sftp-server for its SFTP) is the second SSH server
 # every SSH feature is tested against. The native client's tests and
 # benchmark use PostgreSQL with psql, iperf3, xfreerdp and curl through it.
-DEBS_TEST := $(DEBS_DEMO) sqlite3 dropbear-bin openssh-sftp-server sshpass chromium procps iproute2 x11-utils x11-apps xclip x11vnc xrdp xorgxrdp ffmpeg \
+DEBS_TEST := $(DEBS_DEMO) sqlite3 slapd ldap-utils dropbear-bin openssh-sftp-server sshpass chromium procps iproute2 x11-utils x11-apps xclip x11vnc xrdp xorgxrdp ffmpeg \
 	postgresql postgresql-client iperf3 freerdp2-x11 curl
 
 .PHONY: run demo test build assets generate lint unit e2e bench bench-tunnel deps-run deps-demo deps-test check-go clean

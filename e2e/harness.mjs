@@ -73,8 +73,11 @@ export async function startDemo(extraArgs = []) {
   };
 }
 
-export async function launchBrowser() {
-  return chromium.launch({ executablePath: chromiumPath, headless: true, args: chromiumArgs });
+// launchBrowser starts Chromium; extraArgs are more command-line flags
+// (such as --ignore-certificate-errors-spki-list, for pages that must have
+// no certificate error).
+export async function launchBrowser(extraArgs = []) {
+  return chromium.launch({ executablePath: chromiumPath, headless: true, args: [...chromiumArgs, ...extraArgs] });
 }
 
 // newPage opens a page in a fresh context (its own cookies) that accepts the

@@ -2,7 +2,8 @@
 // every page, terminal.js/css on the terminal page, desktop.js/css on the
 // desktop page, player.js/css (asciinema-player) on the terminal recording
 // player, replay.js/css (Guacamole.SessionRecording) on the desktop one,
-// files.js/css on the file browser, and favicon.svg. Fixed names, so the
+// files.js/css on the file browser, mfa.js/css on the MFA pages (passkey
+// ceremonies), and favicon.svg. Fixed names, so the
 // templates can link them; the server revalidates them on every load.
 import { build } from 'esbuild';
 import { copyFileSync, mkdirSync } from 'node:fs';
@@ -22,6 +23,7 @@ try {
       player: join(web, 'src', 'player.ts'),
       replay: join(web, 'src', 'replay.ts'),
       files: join(web, 'src', 'files.ts'),
+      mfa: join(web, 'src', 'mfa.ts'),
     },
     bundle: true,
     minify: true,

@@ -186,7 +186,8 @@ func New(st *store.Store, lim *Limiter, logger *slog.Logger) *Authenticator {
 		hashes: newHashGate(runtime.GOMAXPROCS(0), maxHashWait)}
 }
 
-// SignIn checks a username and password from clientIP.
+// signIn checks a username and password from clientIP (out, if not nil,
+// gets how: see SignInPassword).
 //
 // Limits, in order: a name no account can have is refused before anything
 // stores it; the client address takes a slot of its 20 (failures and
@@ -205,7 +206,7 @@ func New(st *store.Store, lim *Limiter, logger *slog.Logger) *Authenticator {
 // characters) and argon2id make slow. An exponential per-account delay
 // was not chosen: whoever sends the most requests owns the delayed
 // queue, so the owner would still be kept out.
-func (a *Authenticator) SignIn(ctx context.Context, username, password, clientIP string) (store.User, error) {
+func (a *Authenticator) signIn(ctx context.Context, username, password, clientIP string, out *Result) (store.User, error) {
 	res, wait, ok := a.limiter.Reserve(clientIP)
 	if !ok {
 		return store.User{}, &RateLimitedError{RetryAfter: wait}
@@ -237,6 +238,12 @@ func (a *Authenticator) SignIn(ctx context.Context, username, password, clientIP
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return store.User{}, err
 	}
+	// LDAP: directory users, and names a directory may create, are
+	// checked by their directory (signInDirectory), not here.
+	if du, handled, err := a.signInDirectory(ctx, attempt{res: res, fail: fail, user: u, known: known,
+		username: username, password: password, address: clientIP, now: now}, out); handled {
+		return du, err
+	}
 	var lockedUntil time.Time
 	// lastAddr, kept with the lock, stays refused after a restart, which
 	// forgets which addresses failed.
@@ -254,7 +261,17 @@ func (a *Authenticator) SignIn(ctx context.Context, username, password, clientIP
 		return store.User{}, &RateLimitedError{RetryAfter: lockedUntil.Sub(now)}
 	}
 	hash := a.dummyHash
+	// allowed: the account may use a password kept here (see
+	// localPasswordAllowed). A refused account is checked against the
+	// dummy hash and fails like a wrong password, so the answer and its
+	// time say no more than a wrong password would.
+	allowed := false
 	if known {
+		if allowed, err = a.localPasswordAllowed(ctx, u); err != nil {
+			return store.User{}, err
+		}
+	}
+	if allowed {
 		if hash, err = a.store.PasswordHash(ctx, u.ID); err != nil {
 			return store.User{}, err
 		}
@@ -272,7 +289,7 @@ func (a *Authenticator) SignIn(ctx context.Context, username, password, clientIP
 		a.limiter.FailName(username)
 		return fail()
 	}
-	if !ok {
+	if !ok || !allowed {
 		// The address's failure counts even if the database write fails.
 		u2, err := fail()
 		if _, dbErr := a.store.AddSignInFailure(context.WithoutCancel(ctx), u.ID, clientIP, now, limitWindow, maxUserFails); dbErr != nil {
@@ -287,4 +304,18 @@ func (a *Authenticator) SignIn(ctx context.Context, username, password, clientIP
 		return store.User{}, err
 	}
 	return u, nil
+}
+
+// localPasswordAllowed reports whether u may sign in with a password kept
+// here: only local users, and while local passwords are off only the
+// break-glass admin (store.LocalPasswords.Allows).
+func (a *Authenticator) localPasswordAllowed(ctx context.Context, u store.User) (bool, error) {
+	if u.Source != store.SourceLocal {
+		return false, nil
+	}
+	lp, err := a.store.LocalPasswordSettings(ctx)
+	if err != nil {
+		return false, fmt.Errorf("read local password settings: %w", err)
+	}
+	return lp.Allows(u), nil
 }

@@ -313,3 +313,61 @@ func TestSignInBusy(t *testing.T) {
 		t.Fatalf("busy answers were counted as failures: %v", err)
 	}
 }
+
+// TestSignInLocalPasswordsRefused: a provider's user cannot use a password
+// kept here, and with local passwords off only the break-glass admin can;
+// each refusal answers like a wrong password and counts as a failure.
+func TestSignInLocalPasswordsRefused(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	now := time.Unix(2_000_000_000, 0)
+	a, st := newTestAuth(t, &now)
+	h := cheapHash(t, "alice-password")
+	// An SSO user who somehow has a password hash (made local, given a
+	// password, then moved to a provider) still cannot use it.
+	if _, err := st.CreateUser(ctx, store.User{Name: "sso", Role: store.RoleUser, Source: "oidc:corp"}, h); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.CreateUser(ctx, store.User{Name: "root", Role: store.RoleAdmin}, h); err != nil {
+		t.Fatal(err)
+	}
+	// A JIT user has no password hash at all.
+	if _, err := st.CreateUser(ctx, store.User{Name: "jit", Role: store.RoleUser, Source: "saml:okta"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"sso", "jit"} {
+		if _, err := a.SignIn(ctx, name, "alice-password", "10.1.0.1"); !errors.Is(err, ErrInvalidCredentials) {
+			t.Fatalf("%s with a local password: %v", name, err)
+		}
+	}
+	if err := st.SetLocalPasswordSettings(ctx, store.LocalPasswords{Enabled: false, BreakGlassUser: "root"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.SignIn(ctx, "alice", "alice-password", "10.2.0.1"); !errors.Is(err, ErrInvalidCredentials) {
+		t.Fatalf("local user with passwords off: %v", err)
+	}
+	if u, err := a.SignIn(ctx, "root", "alice-password", "10.2.0.1"); err != nil || u.Name != "root" {
+		t.Fatalf("break-glass admin: %v", err)
+	}
+	// The refusals count: the account locks as after wrong passwords.
+	for i := 1; i < maxUserFails; i++ {
+		a.SignIn(ctx, "alice", "alice-password", fmt.Sprintf("10.3.0.%d", i))
+	}
+	alice, _ := st.UserByName(ctx, "alice")
+	if l, _ := st.SignInLock(ctx, alice.ID); !l.Locked(now) {
+		t.Fatalf("refusals did not count: %+v", l)
+	}
+	var rl *RateLimitedError
+	if _, err := a.SignIn(ctx, "alice", "alice-password", "10.3.0.1"); !errors.As(err, &rl) {
+		t.Fatalf("refused address not rate limited: %v", err)
+	}
+	if err := st.SetLocalPasswordSettings(ctx, store.LocalPasswords{Enabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.SignIn(ctx, "alice", "alice-password", "192.0.2.9"); err != nil {
+		t.Fatalf("passwords back on: %v", err)
+	}
+	if _, err := a.SignIn(ctx, "sso", "alice-password", "192.0.2.9"); !errors.Is(err, ErrInvalidCredentials) {
+		t.Fatalf("sso with passwords on: %v", err)
+	}
+}

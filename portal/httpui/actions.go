@@ -82,13 +82,18 @@ type userInput struct {
 	Groups      []string `json:"groups"`
 	Password    string   `json:"password,omitempty"`
 	Disabled    bool     `json:"disabled"`
+	// Source is how the user signs in: "local" or a provider's
+	// "kind:name"; "" is local for a new user, unchanged for an update.
+	Source string `json:"source,omitempty"`
 }
 
 func (s *Server) validateUser(ctx context.Context, in *userInput, isNew bool) (store.Role, fieldErrors, error) {
 	fe := fieldErrors{}
 	in.Name = strings.TrimSpace(in.Name)
 	in.DisplayName = strings.TrimSpace(in.DisplayName)
-	checkName(fe, "name", in.Name)
+	if store.ValidUserName(in.Name) != nil {
+		fe["name"] = "Use 1 to 64 letters, digits, dots, dashes, underscores or @, starting with a letter or digit."
+	}
 	if utf8.RuneCountInString(in.DisplayName) > 100 {
 		fe["display_name"] = "Keep the display name under 100 characters."
 	}
@@ -96,7 +101,18 @@ func (s *Server) validateUser(ctx context.Context, in *userInput, isNew bool) (s
 	if err != nil {
 		fe["role"] = "Choose admin, auditor or user."
 	}
-	if isNew || in.Password != "" {
+	in.Source = strings.TrimSpace(in.Source)
+	if isNew && in.Source == "" {
+		in.Source = store.SourceLocal
+	}
+	if err := s.checkUserSource(ctx, fe, in); err != nil {
+		return "", nil, err
+	}
+	// A provider's user has no password here; a local one needs one when
+	// made (an update to local from a provider is checked in updateUser).
+	if in.Source != "" && in.Source != store.SourceLocal && in.Password != "" {
+		fe["password"] = "Users who sign in through a provider have no password here: leave it blank."
+	} else if isNew && in.Source == store.SourceLocal || in.Password != "" {
 		if err := auth.ValidatePassword(in.Password); err != nil {
 			fe["password"] = capitalize(err.Error())
 		}
@@ -126,16 +142,18 @@ func (s *Server) createUser(r *http.Request, actor store.User, in userInput) (st
 	if len(fe) > 0 {
 		return store.User{}, fe
 	}
-	hash, err := auth.HashPassword(in.Password)
-	if err != nil {
-		return store.User{}, err
+	hash := "" // a provider's user has no usable password
+	if in.Source == store.SourceLocal {
+		if hash, err = auth.HashPassword(in.Password); err != nil {
+			return store.User{}, err
+		}
 	}
-	u, err := s.Store.CreateUser(ctx, store.User{Name: in.Name, DisplayName: in.DisplayName, Role: role, Groups: in.Groups, Disabled: in.Disabled}, hash)
+	u, err := s.Store.CreateUser(ctx, store.User{Name: in.Name, DisplayName: in.DisplayName, Role: role, Groups: in.Groups, Disabled: in.Disabled, Source: in.Source}, hash)
 	if err != nil {
 		return store.User{}, conflictOrErr(err, "name")
 	}
 	s.record(r, audit.Event{Actor: actor.Name, Action: audit.ActionUserCreate, Target: u.Name, Outcome: audit.OutcomeSuccess,
-		Details: map[string]string{"role": string(u.Role), "groups": strings.Join(u.Groups, ",")}})
+		Details: map[string]string{"role": string(u.Role), "groups": strings.Join(u.Groups, ","), "source": u.Source}})
 	return u, nil
 }
 
@@ -152,15 +170,41 @@ func (s *Server) updateUser(r *http.Request, actor store.User, id int64, in user
 	if old.ID == actor.ID && (role != store.RoleAdmin || in.Disabled) {
 		fe["role"] = "You cannot remove your own admin role or disable yourself; ask another admin."
 	}
+	if in.Source == "" {
+		in.Source = old.Source
+	}
+	if old.ID == actor.ID && in.Source != old.Source {
+		fe["source"] = "You cannot change how you sign in yourself; ask another admin."
+	}
+	// Moving a provider's user to local passwords needs a password: they
+	// have none.
+	if in.Source == store.SourceLocal && old.Source != store.SourceLocal && in.Password == "" {
+		fe["password"] = "Set a password: this user had none, signing in through a provider."
+	}
+	if err := s.checkBreakGlassKept(ctx, fe, old, role, in); err != nil {
+		return store.User{}, err
+	}
 	if len(fe) > 0 {
 		return store.User{}, fe
 	}
 	u := old
-	u.Name, u.DisplayName, u.Role, u.Groups, u.Disabled = in.Name, in.DisplayName, role, in.Groups, in.Disabled
+	u.Name, u.DisplayName, u.Role, u.Groups, u.Disabled, u.Source = in.Name, in.DisplayName, role, in.Groups, in.Disabled, in.Source
 	if err := s.Store.UpdateUser(ctx, u); err != nil {
 		return store.User{}, conflictOrErr(err, "name")
 	}
 	details := map[string]string{"role": string(u.Role), "groups": strings.Join(u.Groups, ","), "disabled": strconv.FormatBool(u.Disabled)}
+	if u.Source != old.Source {
+		details["source"] = u.Source
+		if u.Source != store.SourceLocal {
+			// A password kept here would still work if the user came back
+			// to local passwords; it is dropped (and their web sessions
+			// end, as at any password change).
+			if err := s.Store.SetPasswordHash(ctx, u.ID, ""); err != nil {
+				return store.User{}, err
+			}
+			details["password"] = "removed"
+		}
+	}
 	if in.Password != "" {
 		hash, err := auth.HashPassword(in.Password)
 		if err != nil {
@@ -183,6 +227,13 @@ func (s *Server) deleteUser(r *http.Request, actor store.User, id int64) error {
 	}
 	if u.ID == actor.ID {
 		return fieldErrors{"user": "You cannot delete your own account."}
+	}
+	fe := fieldErrors{}
+	if err := s.checkBreakGlassKept(r.Context(), fe, u, "", userInput{}); err != nil {
+		return err
+	}
+	if len(fe) > 0 {
+		return fe
 	}
 	if err := s.Store.DeleteUser(r.Context(), id); err != nil {
 		return err
@@ -287,6 +338,9 @@ type resourceInput struct {
 	// resource's port raw; Networks are a network resource's rules.
 	Tunnel   bool   `json:"tunnel,omitempty"`
 	Networks string `json:"networks,omitempty"`
+	// StepUpMinutes asks for an MFA check within the last that many
+	// minutes before each connection, every protocol; 0 is off.
+	StepUpMinutes int `json:"step_up_minutes,omitempty"`
 }
 
 // Bounds of a resource's session limits, in minutes. The least leaves room
@@ -302,7 +356,7 @@ func (in *resourceInput) options() store.Options {
 		MaxUploadBytes: in.MaxUploadBytes, NoUpload: in.NoUpload, NoDownload: in.NoDownload, AllowDotfileChanges: in.AllowDotfileChanges,
 		Domain: in.Domain, Security: in.Security, IgnoreCert: in.IgnoreCert, Width: in.Width, Height: in.Height,
 		KeyboardLayout: in.KeyboardLayout, IdleTimeoutSeconds: in.IdleTimeoutMinutes * 60, MaxSessionSeconds: in.MaxSessionMinutes * 60,
-		Tunnel: in.Tunnel, Networks: in.Networks}
+		Tunnel: in.Tunnel, Networks: in.Networks, StepUpMinutes: in.StepUpMinutes}
 }
 
 func (in *resourceInput) validate(isNew bool) fieldErrors {
@@ -318,6 +372,9 @@ func (in *resourceInput) validate(isNew bool) fieldErrors {
 	}
 	if in.Protocol != "ssh" && in.Protocol != "vnc" && in.Protocol != "rdp" && in.Protocol != store.ProtocolTCP && in.Protocol != store.ProtocolNetwork {
 		fe["protocol"] = "Choose SSH, RDP, VNC, TCP or network."
+	}
+	if m := in.StepUpMinutes; m < 0 || m > store.MaxStepUpMinutes {
+		fe["step_up"] = stepUpError
 	}
 	if in.Protocol == store.ProtocolTCP || in.Protocol == store.ProtocolNetwork {
 		in.validateNative(fe)

@@ -186,6 +186,7 @@ type apiUser struct {
 	Role        string    `json:"role"`
 	Groups      []string  `json:"groups"`
 	Disabled    bool      `json:"disabled"`
+	Source      string    `json:"source"`
 	CreatedAt   time.Time `json:"created_at"`
 }
 
@@ -194,7 +195,7 @@ func toAPIUser(u store.User) apiUser {
 	if g == nil {
 		g = []string{}
 	}
-	return apiUser{u.ID, u.Name, u.DisplayName, string(u.Role), g, u.Disabled, u.CreatedAt}
+	return apiUser{u.ID, u.Name, u.DisplayName, string(u.Role), g, u.Disabled, u.Source, u.CreatedAt}
 }
 
 type apiResource struct {
@@ -228,6 +229,7 @@ type apiResource struct {
 	MaxSessionMinutes  int      `json:"max_session_minutes,omitempty"`
 	Tunnel             bool     `json:"tunnel,omitempty"`
 	Networks           string   `json:"networks,omitempty"`
+	StepUpMinutes      int      `json:"step_up_minutes,omitempty"`
 }
 
 func toAPIResource(r store.Resource) apiResource {
@@ -249,7 +251,7 @@ func toAPIResource(r store.Resource) apiResource {
 	return apiResource{r.ID, r.Name, r.Description, r.Protocol, r.Host, r.Port, r.Login, t, fingerprint(r.HostKey),
 		r.HasPassword, r.HasPrivateKey, o.ViewOnly, o.Clipboard, o.ColorDepth, o.RecordingMode(), o.RecordInput,
 		o.MaxUploadBytes, o.NoUpload, o.NoDownload, o.AllowDotfileChanges, o.Domain, o.Security, o.IgnoreCert, o.Width, o.Height, o.KeyboardLayout,
-		o.IdleTimeoutSeconds / 60, o.MaxSessionSeconds / 60, o.Tunnel, o.Networks}
+		o.IdleTimeoutSeconds / 60, o.MaxSessionSeconds / 60, o.Tunnel, o.Networks, o.StepUpMinutes}
 }
 
 func (s *Server) apiMe(w http.ResponseWriter, r *http.Request, u store.User) error {

@@ -37,9 +37,15 @@ func (s *Server) filesResource(w http.ResponseWriter, r *http.Request) (store.Us
 	u, _ := currentUser(r)
 	id, _ := pathID(r) // a malformed id is a resource that does not exist
 	adm, err := s.live.Admit(r.Context(), sessions.Request{User: u, ResourceID: id, Kind: sessions.KindFiles,
-		Client: s.clientInfo(r), WebToken: s.Sessions.Token(r.Context())})
+		Client: s.clientInfo(r), WebToken: s.Sessions.Token(r.Context()), MFAAt: s.sessionMFAAt(r)})
 	if err != nil {
 		ref := asRefusal(err)
+		if ref.Code == sessions.CodeStepUp && r.Method == http.MethodGet && r.URL.Path == fmt.Sprintf("/files/%d", id) {
+			// The page sends the user through an MFA check and back; the
+			// operations below it answer with the refusal's words.
+			s.redirectStepUp(w, r)
+			return u, store.Resource{}, nil, false
+		}
 		s.renderError(w, r, ref.Status, ref.Message)
 		return u, store.Resource{}, nil, false
 	}

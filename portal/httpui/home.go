@@ -94,6 +94,11 @@ func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 		s.serverError(w, r, err)
 		return
 	}
+	stepUp, err := s.stepUpByResource(ctx, u)
+	if err != nil {
+		s.serverError(w, r, err)
+		return
+	}
 
 	q := r.URL.Query()
 	search, text := parseHomeSearch(q)
@@ -122,7 +127,7 @@ func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 		card := ui.ResourceCard{
 			ID: res.ID, Name: res.Name, Description: res.Description, Protocol: res.Protocol,
 			Host: res.Host, Address: resourceAddress(res), Tags: res.Tags, Favourite: favs[res.ID],
-			FavouriteHref: fmt.Sprintf("/favourites/%d", res.ID),
+			FavouriteHref: fmt.Sprintf("/favourites/%d", res.ID), StepUpMinutes: stepUp(res),
 		}
 		switch {
 		case !access[res.ID].Terminal:

@@ -72,7 +72,8 @@ func newFixture(t *testing.T) *fixture {
 
 // newFixtureWith makes videos with export; nil is a portal without
 // ffmpeg.
-func newFixtureWith(t *testing.T, export exports.ExportFunc) *fixture {
+// opts change the Server's dependencies before it is made.
+func newFixtureWith(t *testing.T, export exports.ExportFunc, opts ...func(*Deps)) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -101,10 +102,14 @@ func newFixtureWith(t *testing.T, export exports.ExportFunc) *fixture {
 			t.Fatal(err)
 		}
 	}
-	s := New(Deps{Store: st, Sessions: sessions, Auth: auth.New(st, auth.NewLimiter(time.Now), logger), Audit: al,
+	deps := Deps{Store: st, Sessions: sessions, Auth: auth.New(st, auth.NewLimiter(time.Now), logger), Audit: al,
 		Authz: authz.New(st), Gateways: pool, Assets: assets.Handler(), Logger: logger, Recordings: recDir, Exports: videos,
 		PortalIdentity: id, PortalKey: id.PublicKeyString(), PortalTLSKeySHA256: strings.Repeat("ab", 32),
-		PortalTLSNextKeys: []string{strings.Repeat("cd", 32)}, ClientsDir: clientsDir})
+		PortalTLSNextKeys: []string{strings.Repeat("cd", 32)}, ClientsDir: clientsDir}
+	for _, o := range opts {
+		o(&deps)
+	}
+	s := New(deps)
 	srv := httptest.NewTLSServer(s)
 	t.Cleanup(func() { srv.Close(); s.Close() })
 
@@ -178,7 +183,8 @@ func readBody(resp *http.Response) string {
 // TestAuthorizationMatrix calls every route as anonymous, user, auditor and
 // admin and checks who is let in.
 func TestAuthorizationMatrix(t *testing.T) {
-	f := newFixture(t)
+	// A portal URL with a host name, so that passkeys can be used.
+	f := newFixtureWith(t, fakeVideo, func(d *Deps) { d.PortalURL = "https://localhost" })
 	clients := map[string]*http.Client{"anon": f.client("")}
 	for _, r := range []string{"user", "auditor", "admin"} {
 		clients[r] = f.client(r)
@@ -191,14 +197,31 @@ func TestAuthorizationMatrix(t *testing.T) {
 	os.WriteFile(filepath.Join(f.exportsDir, desktop.SHA256+".mp4"), []byte("video"), 0o600)
 	dev := f.addDevice(f.users["user"].ID, "matrix-laptop")
 	devGone := f.addDevice(f.users["user"].ID, "matrix-old")
+	devStepUp := f.addDevice(f.users["user"].ID, "matrix-stepup")
 	pol, err := f.store.CreatePolicy(context.Background(), store.Policy{Name: "matrix", ScopeKind: store.ScopeEveryone, TimeZone: "UTC",
 		Allow: store.AllowAll, Enabled: true})
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Issue 20 (identity core): providers for the provisioning routes.
+	idp, err := f.store.CreateIdentityProvider(context.Background(), store.IdentityProvider{Kind: store.KindOIDC, Name: "matrix-core", Enabled: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idpGone, err := f.store.CreateIdentityProvider(context.Background(), store.IdentityProvider{Kind: store.KindSAML, Name: "matrix-gone"})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// An OpenID provider on loopback, so that its routes work.
+	oidcProvider := matrixOIDCProvider(t, f)
+	ldapDir, err := f.store.CreateIdentityProvider(context.Background(), store.IdentityProvider{Kind: store.KindLDAP, Name: "matrix-ldap",
+		Config: []byte(`{"url":"ldaps://127.0.0.1:1","bind_dn":"cn=a","bind_password":"p","user_base":"dc=x"}`)})
 
 	// who: the roles allowed; everyone else gets a sign-in redirect (anon)
-	// or 403/404.
+	// or 403/404. "public": everyone, signed in or not, reaches the route
+	// (it may still refuse the request itself, e.g. a sign-in callback
+	// without state).
 	type route struct {
 		method, path string
 		who          string
@@ -215,6 +238,10 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET", "/downloads/keyway-darwin-arm64", ""}, // known name, not built
 		{"GET", "/downloads/portal", ""},
 		{"POST", fmt.Sprintf("/account/devices/%d/revoke", dev.ID), "user"},
+		{"GET", fmt.Sprintf("/device/%d/stepup?within=5", devStepUp.ID), "user"}, // own device only
+		{"POST", fmt.Sprintf("/device/%d/stepup", devStepUp.ID), "user"},
+		{"GET", "/device/999999/stepup", ""},
+		{"POST", "/device/x/stepup", ""},
 		{"POST", fmt.Sprintf("/admin/users/%d/devices/%d/revoke", u, devGone.ID), "admin"},
 		{"POST", "/admin/settings/clients", "admin"},
 		{"GET", "/favicon.ico", "anon user auditor admin"},
@@ -285,12 +312,52 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"POST", "/admin/settings/hook", "admin"},
 		{"POST", "/admin/settings/hook/test", "admin"},
 		{"POST", "/admin/settings/proxies", "admin"},
+		{"GET", "/account/mfa", "user auditor admin"},
+		{"GET", "/account/mfa?next=/account", "user auditor admin"},
+		{"GET", "/account/mfa/totp", "user auditor admin"},
+		{"POST", "/account/mfa/totp", "user auditor admin"},
+		{"POST", "/account/mfa/webauthn/begin", "user auditor admin"},
+		{"POST", "/account/mfa/webauthn/finish", "user auditor admin"},
+		{"POST", "/account/mfa/recovery", "user auditor admin"},
+		{"GET", "/mfa/verify?next=/account", "user auditor admin"},
+		{"POST", "/mfa/verify", "user auditor admin"},
+		{"POST", "/mfa/verify/webauthn/begin", "user auditor admin"},
+		{"POST", "/mfa/verify/webauthn/finish", "user auditor admin"},
+		{"GET", "/admin/identity/mfa", "admin"},
+		{"POST", "/admin/identity/mfa", "admin"},
+		{"POST", fmt.Sprintf("/admin/users/%d/mfa/reset", f.users["auditor"].ID), "admin"},
+		// Issue 20, identity core.
+		{"GET", "/admin/identity", "admin"},
+		{"POST", "/admin/identity/local", "admin"},
+		{"GET", fmt.Sprintf("/admin/identity/providers/%d/provisioning", idp.ID), "admin"},
+		{"POST", fmt.Sprintf("/admin/identity/providers/%d/provisioning", idp.ID), "admin"},
+		{"GET", "/admin/identity/providers/999999/provisioning", ""},
+		{"POST", "/admin/identity/providers/999999/provisioning", ""},
+		{"GET", "/admin/identity/oidc/new", "admin"},
+		{"POST", "/admin/identity/oidc", "admin"},
+		{"GET", fmt.Sprintf("/admin/identity/oidc/%d", oidcProvider), "admin"},
+		{"POST", fmt.Sprintf("/admin/identity/oidc/%d", oidcProvider), "admin"},
+		{"POST", fmt.Sprintf("/admin/identity/oidc/%d/test", oidcProvider), "admin"},
+		{"GET", fmt.Sprintf("/admin/identity/oidc/%d/test/signin", oidcProvider), "admin"},
+		{"GET", "/admin/identity/oidc/999999", ""},
+		{"GET", "/signin/oidc/matrix", "public"},
+		{"GET", "/signin/oidc/matrix/callback?state=x&code=y", "public"},
+		{"GET", "/admin/identity/ldap/new", "admin"},
+		{"POST", "/admin/identity/ldap", "admin"},
+		{"GET", fmt.Sprintf("/admin/identity/ldap/%d", ldapDir.ID), "admin"},
+		{"POST", fmt.Sprintf("/admin/identity/ldap/%d", ldapDir.ID), "admin"},
+		{"POST", fmt.Sprintf("/admin/identity/ldap/%d/test", ldapDir.ID), "admin"},
+		{"GET", "/admin/identity/ldap/999999", ""},
 		// Destructive routes last, so earlier rows still find their targets.
 		{"POST", fmt.Sprintf("/admin/grants/%d/delete", gr), "admin"},
 		{"POST", fmt.Sprintf("/admin/policies/%d/delete", pol.ID), "admin"},
 		{"POST", fmt.Sprintf("/admin/groups/%d/delete", g), "admin"},
 		{"POST", fmt.Sprintf("/admin/resources/%d/delete", other), "admin"},
 		{"POST", fmt.Sprintf("/admin/users/%d/delete", u), "admin"},
+		{"POST", fmt.Sprintf("/admin/identity/providers/%d/delete", idpGone.ID), "admin"},
+	}
+	for _, rt := range samlMatrixRoutes(t, f) {
+		routes = append(routes, route(rt))
 	}
 	for _, rt := range routes {
 		for _, role := range []string{"anon", "user", "auditor", "admin"} {
@@ -300,6 +367,13 @@ func TestAuthorizationMatrix(t *testing.T) {
 			resp := f.do(clients[role], rt.method, rt.path, url.Values{}, nil)
 			body := readBody(resp)
 			allowed := strings.Contains(" "+rt.who+" ", " "+role+" ")
+			if rt.who == "public" {
+				if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden || resp.StatusCode >= 500 ||
+					strings.HasPrefix(resp.Header.Get("Location"), "/signin?") {
+					t.Errorf("%s %s as %s: %d %s, want the public page\n%.300s", rt.method, rt.path, role, resp.StatusCode, resp.Header.Get("Location"), body)
+				}
+				continue
+			}
 			switch {
 			case allowed && role == "anon": // public
 				if resp.StatusCode != http.StatusOK {
@@ -324,6 +398,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 			}
 		}
 	}
+	checkSAMLPublicRoutes(t, f, clients)
 	// The file browser's routes, one file or a selection: only a files
 	// grant opens them, and nobody here has one (the user's grant on res
 	// is for the terminal). Allowed requests need a target, so they are
@@ -402,6 +477,40 @@ func TestAuthorizationMatrix(t *testing.T) {
 				if resp.StatusCode != want {
 					t.Errorf("%s %s as %s (token %v): %d, want %d\n%.300s", rt.method, rt.target, role, withToken, resp.StatusCode, want, body)
 				}
+			}
+		}
+	}
+	// MFA routes with their own answers. The routes of a sign-in waiting
+	// for its second factor need that state: nobody here has it, signed
+	// in or not. A factor is removed only by its owner.
+	factor, err := f.store.AddMFAFactor(context.Background(), store.MFAFactor{UserID: u, Kind: store.FactorTOTP, Name: "phone",
+		Secret: "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rt := range []struct {
+		method, path string
+		status       map[string]int // by role
+	}{
+		{"GET", "/signin/mfa", map[string]int{"anon": 303, "user": 303, "auditor": 303, "admin": 303}},
+		{"GET", "/signin/enrol", map[string]int{"anon": 303, "user": 303, "auditor": 303, "admin": 303}},
+		{"POST", "/signin/mfa", map[string]int{"anon": 401, "user": 401, "auditor": 401, "admin": 401}},
+		{"POST", "/signin/mfa/webauthn/begin", map[string]int{"anon": 401, "user": 401, "auditor": 401, "admin": 401}},
+		{"POST", "/signin/mfa/webauthn/finish", map[string]int{"anon": 401, "user": 401, "auditor": 401, "admin": 401}},
+		{"POST", "/signin/enrol/totp", map[string]int{"anon": 401, "user": 401, "auditor": 401, "admin": 401}},
+		{"POST", "/signin/enrol/webauthn/begin", map[string]int{"anon": 401, "user": 401, "auditor": 401, "admin": 401}},
+		{"POST", "/signin/enrol/webauthn/finish", map[string]int{"anon": 401, "user": 401, "auditor": 401, "admin": 401}},
+		{"POST", "/signin/mfa/cancel", map[string]int{"anon": 303, "user": 303, "auditor": 303, "admin": 303}},
+		{"POST", fmt.Sprintf("/account/mfa/%d/delete", factor.ID), map[string]int{"anon": 401, "user": 422, "auditor": 404, "admin": 404}},
+	} {
+		for _, role := range []string{"anon", "user", "auditor", "admin"} {
+			resp := f.do(clients[role], rt.method, rt.path, url.Values{}, nil)
+			body := readBody(resp)
+			if resp.StatusCode != rt.status[role] {
+				t.Errorf("%s %s as %s: %d, want %d\n%.300s", rt.method, rt.path, role, resp.StatusCode, rt.status[role], body)
+			}
+			if resp.StatusCode == 303 && rt.method == "GET" && resp.Header.Get("Location") != "/signin" {
+				t.Errorf("%s %s as %s: redirect to %q, want /signin", rt.method, rt.path, role, resp.Header.Get("Location"))
 			}
 		}
 	}

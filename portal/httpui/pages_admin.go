@@ -42,15 +42,30 @@ func (s *Server) usersPage(w http.ResponseWriter, r *http.Request) {
 		s.serverError(w, r, err)
 		return
 	}
+	labels, _, err := s.sourceLabels(r.Context())
+	if err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	factors, err := s.Store.MFAFactorKinds(r.Context())
+	if err != nil {
+		s.serverError(w, r, err)
+		return
+	}
 	v := ui.UsersView{}
 	for _, u := range us {
-		v.Users = append(v.Users, ui.UserRow{ID: u.ID, Name: u.Name, DisplayName: u.DisplayName, Role: string(u.Role),
-			Groups: u.Groups, Disabled: u.Disabled, CreatedAt: u.CreatedAt})
+		row := ui.UserRow{ID: u.ID, Name: u.Name, DisplayName: u.DisplayName, Role: string(u.Role),
+			Groups: u.Groups, Disabled: u.Disabled, CreatedAt: u.CreatedAt}
+		row.Source, row.NoSignIn = labels.label(u.Source)
+		for _, k := range factors[u.ID] {
+			row.MFA = append(row.MFA, factorLabel(k))
+		}
+		v.Users = append(v.Users, row)
 	}
 	s.render(w, r, http.StatusOK, ui.Users(s.page(r, "Users", "users"), v))
 }
 
-func (s *Server) userForm(w http.ResponseWriter, r *http.Request, status int, v ui.UserFormView, selected []string) {
+func (s *Server) userForm(w http.ResponseWriter, r *http.Request, status int, v ui.UserFormView, selected []string, source string) {
 	groups, err := s.Store.ListGroups(r.Context())
 	if err != nil {
 		s.serverError(w, r, err)
@@ -58,6 +73,10 @@ func (s *Server) userForm(w http.ResponseWriter, r *http.Request, status int, v 
 	}
 	for _, g := range groups {
 		v.Groups = append(v.Groups, ui.Option{Value: g.Name, Label: g.Name, Selected: slices.Contains(selected, g.Name)})
+	}
+	if v.Sources, err = s.sourceOptions(r.Context(), source); err != nil {
+		s.serverError(w, r, err)
+		return
 	}
 	title := "New user"
 	if !v.IsNew {
@@ -73,18 +92,23 @@ func (s *Server) userForm(w http.ResponseWriter, r *http.Request, status int, v 
 			s.serverError(w, r, err)
 			return
 		}
+		if v.MFA, err = s.userMFAView(r, v.ID); err != nil { // mfa.go
+			s.serverError(w, r, err)
+			return
+		}
 	}
 	s.render(w, r, status, ui.UserForm(s.page(r, title, "users"), v))
 }
 
 func (s *Server) newUserPage(w http.ResponseWriter, r *http.Request) {
-	s.userForm(w, r, http.StatusOK, ui.UserFormView{IsNew: true, Role: "user"}, nil)
+	s.userForm(w, r, http.StatusOK, ui.UserFormView{IsNew: true, Role: "user"}, nil, store.SourceLocal)
 }
 
 func userFromForm(r *http.Request) userInput {
 	return userInput{
 		Name: r.PostForm.Get("name"), DisplayName: r.PostForm.Get("display_name"), Role: r.PostForm.Get("role"),
 		Groups: r.PostForm["groups"], Password: r.PostForm.Get("password"), Disabled: r.PostForm.Get("disabled") == "on",
+		Source: r.PostForm.Get("source"),
 	}
 }
 
@@ -98,7 +122,7 @@ func (s *Server) createUserForm(w http.ResponseWriter, r *http.Request) {
 	u, err := s.createUser(r, actor, in)
 	if s.formFailed(w, r, err, func(errs ui.Errors) {
 		s.userForm(w, r, http.StatusUnprocessableEntity, ui.UserFormView{IsNew: true, Name: in.Name, DisplayName: in.DisplayName,
-			Role: in.Role, Disabled: in.Disabled, Errors: errs}, in.Groups)
+			Role: in.Role, Disabled: in.Disabled, Errors: errs}, in.Groups, in.Source)
 	}) {
 		return
 	}
@@ -115,7 +139,7 @@ func (s *Server) editUserPage(w http.ResponseWriter, r *http.Request) {
 		s.actionError(w, r, err, "/admin/users")
 		return
 	}
-	s.userForm(w, r, http.StatusOK, ui.UserFormView{ID: u.ID, Name: u.Name, DisplayName: u.DisplayName, Role: string(u.Role), Disabled: u.Disabled}, u.Groups)
+	s.userForm(w, r, http.StatusOK, ui.UserFormView{ID: u.ID, Name: u.Name, DisplayName: u.DisplayName, Role: string(u.Role), Disabled: u.Disabled}, u.Groups, u.Source)
 }
 
 func (s *Server) updateUserForm(w http.ResponseWriter, r *http.Request) {
@@ -132,7 +156,7 @@ func (s *Server) updateUserForm(w http.ResponseWriter, r *http.Request) {
 	u, err := s.updateUser(r, actor, id, in)
 	if s.formFailed(w, r, err, func(errs ui.Errors) {
 		s.userForm(w, r, http.StatusUnprocessableEntity, ui.UserFormView{ID: id, Name: in.Name, DisplayName: in.DisplayName,
-			Role: in.Role, Disabled: in.Disabled, Errors: errs}, in.Groups)
+			Role: in.Role, Disabled: in.Disabled, Errors: errs}, in.Groups, in.Source)
 	}) {
 		return
 	}
@@ -276,7 +300,7 @@ func resourceFromForm(r *http.Request) (resourceInput, string) {
 		return n
 	}
 	in := resourceInput{
-		IdleTimeoutMinutes: minutes("idle_timeout"), MaxSessionMinutes: minutes("max_session"),
+		IdleTimeoutMinutes: minutes("idle_timeout"), MaxSessionMinutes: minutes("max_session"), StepUpMinutes: minutes("step_up"),
 		MaxUploadBytes: maxUpload, NoUpload: r.PostForm.Get("no_upload") == "on", NoDownload: r.PostForm.Get("no_download") == "on",
 		AllowDotfileChanges: r.PostForm.Get("allow_dotfile_changes") == "on",
 		Name:                r.PostForm.Get("name"), Description: r.PostForm.Get("description"), Protocol: r.PostForm.Get("protocol"),
@@ -312,6 +336,9 @@ func desktopFormView(v *ui.ResourceFormView, o store.Options) {
 	}
 	if o.MaxSessionSeconds > 0 {
 		v.MaxSession = strconv.Itoa(o.MaxSessionSeconds / 60)
+	}
+	if o.StepUpMinutes > 0 {
+		v.StepUp = strconv.Itoa(o.StepUpMinutes)
 	}
 	if o.MaxUploadBytes > 0 {
 		v.MaxUpload = strconv.FormatFloat(float64(o.MaxUploadBytes)/(1<<20), 'f', -1, 64)

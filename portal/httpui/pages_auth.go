@@ -65,12 +65,42 @@ func (s *Server) signInPage(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, safeNext(r.URL.Query().Get("next")), http.StatusSeeOther)
 		return
 	}
+	// A sign-in waiting for its second factor goes back to it (it can be
+	// cancelled there).
+	if to := s.pendingRedirect(r); to != "" {
+		http.Redirect(w, r, to, http.StatusSeeOther)
+		return
+	}
 	n, err := s.Store.CountUsers(r.Context())
 	if err != nil {
 		s.serverError(w, r, err)
 		return
 	}
-	s.render(w, r, http.StatusOK, ui.SignIn(s.page(r, "Sign in", ""), ui.SignInView{Next: safeNext(r.URL.Query().Get("next")), FirstRun: n == 0}))
+	next := safeNext(r.URL.Query().Get("next"))
+	s.render(w, r, http.StatusOK, ui.SignIn(s.page(r, "Sign in", ""), ui.SignInView{Next: next, FirstRun: n == 0, Providers: s.signInProviders(r, next)}))
+}
+
+// signInProviders are the single sign-on buttons of the enabled OIDC and
+// SAML providers. A failure to list them is logged, and the page still
+// offers the password form: the break-glass admin must get in.
+func (s *Server) signInProviders(r *http.Request, next string) []ui.SignInProvider {
+	ps, err := s.Store.ListIdentityProviders(r.Context(), "")
+	if err != nil {
+		s.Logger.Error("list identity providers for the sign-in page", "err", err)
+		return nil
+	}
+	var out []ui.SignInProvider
+	for _, p := range ps {
+		if !p.Enabled || (p.Kind != store.KindOIDC && p.Kind != store.KindSAML) {
+			continue
+		}
+		u := "/signin/" + p.Kind + "/" + url.PathEscape(p.Name)
+		if next != "/" {
+			u += "?next=" + url.QueryEscape(next)
+		}
+		out = append(out, ui.SignInProvider{Label: p.DisplayName, URL: u})
+	}
+	return out
 }
 
 func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
@@ -79,12 +109,20 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name, password, next := strings.TrimSpace(r.PostForm.Get("username")), r.PostForm.Get("password"), r.PostForm.Get("next")
-	u, err := s.Auth.SignIn(r.Context(), name, password, s.ClientInfo.Addr(r))
+	res, err := s.Auth.SignInPassword(r.Context(), name, password, s.ClientInfo.Addr(r))
 	if err != nil {
 		msg := "Wrong username or password."
 		status := http.StatusUnauthorized
+		reason := err.Error()
 		var rl *auth.RateLimitedError
+		var de *auth.DirectoryError
 		switch {
+		case errors.As(err, &de):
+			msg, reason = capitalize(de.Error())+".", de.Reason()
+			status = http.StatusServiceUnavailable
+		case errors.Is(err, auth.ErrNoAccount):
+			msg = "No Keyway account is set up for you yet. Ask an administrator."
+			status = http.StatusForbidden
 		case errors.As(err, &rl):
 			msg = "Too many failed sign-ins. " + capitalize(rl.Error()) + "."
 			status = http.StatusTooManyRequests
@@ -99,25 +137,28 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 			msg = "This account is disabled. Ask an administrator."
 			status = http.StatusForbidden
 		case errors.Is(err, auth.ErrInvalidCredentials):
+			msg += s.localPasswordsOffHint(r.Context())
 		case r.Context().Err() != nil:
 			return // the client left while waiting
 		default:
 			s.serverError(w, r, err)
 			return
 		}
-		s.record(r, audit.Event{Actor: auditName(name), Action: audit.ActionSignIn, Outcome: audit.OutcomeFailure, Reason: err.Error()})
+		s.record(r, audit.Event{Actor: auditName(name), Action: audit.ActionSignIn, Outcome: audit.OutcomeFailure, Reason: reason})
 		if auth.ValidUsername(name) != nil {
 			name = ""
 		}
-		s.render(w, r, status, ui.SignIn(s.page(r, "Sign in", ""), ui.SignInView{Next: safeNext(next), Username: name, Error: msg}))
+		s.render(w, r, status, ui.SignIn(s.page(r, "Sign in", ""), ui.SignInView{Next: safeNext(next), Username: name, Error: msg, Providers: s.signInProviders(r, safeNext(next))}))
 		return
 	}
-	if err := s.startSession(r, u); err != nil {
-		s.serverError(w, r, err)
+	if res.Directory == "" {
+		s.finishSignIn(w, r, res.User, SignInMethod{Kind: MethodPassword}, next)
 		return
 	}
-	s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionSignIn, Outcome: audit.OutcomeSuccess})
-	http.Redirect(w, r, safeNext(next), http.StatusSeeOther)
+	if res.Provision != nil {
+		s.recordProvision(r, store.ProviderSource(store.KindLDAP, res.Directory), *res.Provision)
+	}
+	s.finishSignIn(w, r, res.User, SignInMethod{Kind: MethodLDAP, Provider: res.Directory}, next)
 }
 
 // startSession signs u in with a fresh session token, so a token planted
@@ -128,6 +169,11 @@ func (s *Server) startSession(r *http.Request, u store.User) error {
 	}
 	s.Sessions.Put(r.Context(), sessionUserKey, u.ID)
 	s.Sessions.Put(r.Context(), sessionEpochKey, u.SessionEpoch)
+	// An MFA check and sign-in method belong to the sign-in that made
+	// them: someone signing in over another user's session in the same
+	// browser must not inherit their step-up. The caller sets its own.
+	s.Sessions.Remove(r.Context(), sessionMFAAtKey)
+	s.Sessions.Remove(r.Context(), sessionMethodKey)
 	return nil
 }
 
@@ -136,13 +182,22 @@ func (s *Server) signOut(w http.ResponseWriter, r *http.Request) {
 		s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionSignOut, Outcome: audit.OutcomeSuccess})
 	}
 	token := s.Sessions.Token(r.Context())
+	// Read before the session is gone: where the identity provider signs
+	// the user out too (OIDC RP-initiated logout), if it does.
+	dest := s.providerSignOutURL(r)
 	if err := s.Sessions.Destroy(r.Context()); err != nil {
 		s.serverError(w, r, err)
 		return
 	}
 	// Sessions opened from this sign-in end with it.
 	s.endSignedOut(token)
-	http.Redirect(w, r, "/signin", http.StatusSeeOther)
+	if dest == "" {
+		http.Redirect(w, r, "/signin", http.StatusSeeOther)
+		return
+	}
+	// The provider is another site: the CSP's form-action forbids
+	// redirecting this form POST there, so a page navigates on.
+	s.render(w, r, http.StatusOK, ui.SignOutRedirect(ui.SignOutRedirectView{URL: dest}))
 }
 
 func (s *Server) setupPage(w http.ResponseWriter, r *http.Request) {

@@ -74,6 +74,7 @@ func (s *Server) approveDevice(w http.ResponseWriter, r *http.Request) {
 		s.serverError(w, r, err)
 		return
 	}
+	s.copyMFAToDevice(r, d)
 	s.record(r, audit.Event{Actor: u.Name, Action: audit.ActionDeviceApprove, Target: deviceTarget(d), Outcome: audit.OutcomeSuccess,
 		Details: map[string]string{"device_addr": req.ClientAddr, "os": d.OS, "arch": d.Arch, "version": d.Version,
 			"fingerprint": keyFingerprint(d.PublicKey)}})

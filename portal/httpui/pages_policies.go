@@ -23,7 +23,7 @@ func (s *Server) policiesPage(w http.ResponseWriter, r *http.Request) {
 	v := ui.PoliciesView{}
 	for _, p := range ps {
 		row := ui.PolicyRow{ID: p.ID, Name: p.Name, Description: p.Description, AppliesTo: appliesTo(p), TimeZone: p.TimeZone,
-			MaxSessions: p.MaxSessionsPerUser, Enabled: p.Enabled}
+			MaxSessions: p.MaxSessionsPerUser, StepUpMinutes: p.StepUpMinutes, Enabled: p.Enabled}
 		for _, n := range p.Networks {
 			row.Networks = append(row.Networks, n.String())
 		}
@@ -96,6 +96,9 @@ func policyFormView(in policyInput, windowsText, networksText string) ui.PolicyF
 	if in.MaxSessionsPerUser != 0 {
 		v.MaxSessions = strconv.Itoa(in.MaxSessionsPerUser)
 	}
+	if in.StepUpMinutes != 0 {
+		v.StepUp = strconv.Itoa(in.StepUpMinutes)
+	}
 	return v
 }
 
@@ -129,7 +132,7 @@ func policyFromForm(r *http.Request) (policyInput, ui.PolicyFormView) {
 	windows := f.Get("windows")
 	in := policyInput{Name: f.Get("name"), Description: f.Get("description"), Networks: []string{f.Get("networks")},
 		windowsText: &windows, TimeZone: f.Get("time_zone"), MaxSessionMinutes: number("max_session_minutes"),
-		MaxSessionsPerUser: number("max_sessions_per_user"), Enabled: f.Get("enabled") == "on",
+		MaxSessionsPerUser: number("max_sessions_per_user"), StepUpMinutes: number("step_up_minutes"), Enabled: f.Get("enabled") == "on",
 		Allow: allowInput{Terminal: f.Get("allow_terminal") == "on", Upload: f.Get("allow_upload") == "on",
 			Download: f.Get("allow_download") == "on", ClipboardIn: f.Get("allow_clipboard_in") == "on",
 			ClipboardOut: f.Get("allow_clipboard_out") == "on"}}
@@ -141,6 +144,7 @@ func policyFromForm(r *http.Request) (policyInput, ui.PolicyFormView) {
 	v.Scope = scope
 	// What was typed goes back as typed, even when it is not a number.
 	v.MaxSession, v.MaxSessions = strings.TrimSpace(f.Get("max_session_minutes")), strings.TrimSpace(f.Get("max_sessions_per_user"))
+	v.StepUp = strings.TrimSpace(f.Get("step_up_minutes"))
 	return in, v
 }
 

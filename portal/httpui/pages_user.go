@@ -33,6 +33,9 @@ func (s *Server) terminalPage(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if !s.stepUpPassed(w, r, u, res) {
+		return
+	}
 	if res.Protocol == "vnc" || res.Protocol == "rdp" {
 		s.render(w, r, http.StatusOK, ui.Desktop(s.page(r, res.Name, ""), ui.DesktopView{
 			ResourceName: res.Name, Address: address(res), WSPath: fmt.Sprintf("/connect/%d/guac", res.ID),

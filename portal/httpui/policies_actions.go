@@ -33,10 +33,13 @@ type policyInput struct {
 	Windows  []windowInput `json:"windows"`
 	TimeZone string        `json:"time_zone"`
 	// MaxSessionMinutes and MaxSessionsPerUser: 0 is no limit.
-	MaxSessionMinutes  int        `json:"max_session_minutes"`
-	MaxSessionsPerUser int        `json:"max_sessions_per_user"`
-	Allow              allowInput `json:"allow"`
-	Enabled            bool       `json:"enabled"`
+	MaxSessionMinutes  int `json:"max_session_minutes"`
+	MaxSessionsPerUser int `json:"max_sessions_per_user"`
+	// StepUpMinutes asks for an MFA check within the last that many
+	// minutes before each connection; 0 is off.
+	StepUpMinutes int        `json:"step_up_minutes"`
+	Allow         allowInput `json:"allow"`
+	Enabled       bool       `json:"enabled"`
 	// windowsText is the form's windows, one a line, instead of Windows.
 	windowsText *string
 }
@@ -70,7 +73,7 @@ func newPolicyInput() policyInput {
 func policyInputOf(p store.Policy) policyInput {
 	in := policyInput{Name: p.Name, Description: p.Description, ScopeKind: p.ScopeKind, ScopeID: p.ScopeID,
 		Networks: []string{}, Windows: []windowInput{}, TimeZone: p.TimeZone, MaxSessionMinutes: int(p.MaxSession / time.Minute),
-		MaxSessionsPerUser: p.MaxSessionsPerUser, Enabled: p.Enabled,
+		MaxSessionsPerUser: p.MaxSessionsPerUser, StepUpMinutes: p.StepUpMinutes, Enabled: p.Enabled,
 		Allow: allowInput{p.Allow.Terminal, p.Allow.Upload, p.Allow.Download, p.Allow.ClipboardIn, p.Allow.ClipboardOut}}
 	for _, n := range p.Networks {
 		in.Networks = append(in.Networks, n.String())
@@ -108,7 +111,7 @@ func (s *Server) validatePolicy(ctx context.Context, in *policyInput) (store.Pol
 		fe["description"] = "Keep the description under 500 characters."
 	}
 	p := store.Policy{Name: in.Name, Description: in.Description, ScopeKind: in.ScopeKind, TimeZone: in.TimeZone,
-		MaxSessionsPerUser: in.MaxSessionsPerUser, Enabled: in.Enabled,
+		MaxSessionsPerUser: in.MaxSessionsPerUser, StepUpMinutes: in.StepUpMinutes, Enabled: in.Enabled,
 		Allow: store.PolicyAllow{Terminal: in.Allow.Terminal, Upload: in.Allow.Upload, Download: in.Allow.Download,
 			ClipboardIn: in.Allow.ClipboardIn, ClipboardOut: in.Allow.ClipboardOut}}
 	switch in.ScopeKind {
@@ -160,6 +163,9 @@ func (s *Server) validatePolicy(ctx context.Context, in *policyInput) (store.Pol
 	if n := in.MaxSessionsPerUser; n < 0 || n > maxPolicySessions {
 		fe["max_sessions_per_user"] = fmt.Sprintf("Give a number from 1 to %d, or leave blank for no limit.", maxPolicySessions)
 	}
+	if m := in.StepUpMinutes; m < 0 || m > store.MaxStepUpMinutes {
+		fe["step_up_minutes"] = stepUpError
+	}
 	return p, fe
 }
 
@@ -198,7 +204,8 @@ func policyDetails(p store.Policy) map[string]string {
 	}
 	return map[string]string{"scope": scope, "networks": strings.Join(nets, ","), "windows": strings.Join(wins, "; "),
 		"time_zone": p.TimeZone, "max_session": p.MaxSession.String(), "max_sessions_per_user": strconv.Itoa(p.MaxSessionsPerUser),
-		"allows": strings.Join(allowNames(p.Allow), ","), "enabled": strconv.FormatBool(p.Enabled)}
+		"step_up_minutes": strconv.Itoa(p.StepUpMinutes),
+		"allows":          strings.Join(allowNames(p.Allow), ","), "enabled": strconv.FormatBool(p.Enabled)}
 }
 
 // allowNames lists what a policy allows, in the words the forms use.

@@ -42,7 +42,7 @@ func TestPolicyForms(t *testing.T) {
 
 	good := url.Values{"name": {"office hours"}, "scope": {fmt.Sprintf("group:%d", f.group.ID)}, "networks": {"10.0.0.0/8\n2001:db8::/32"},
 		"windows": {"Mon-Fri 09:00-17:00\nSat 10:00-12:00"}, "time_zone": {"Europe/Paris"}, "max_session_minutes": {"90"},
-		"max_sessions_per_user": {"2"}, "allow_terminal": {"on"}, "allow_download": {"on"}, "enabled": {"on"}}
+		"max_sessions_per_user": {"2"}, "step_up_minutes": {"15"}, "allow_terminal": {"on"}, "allow_download": {"on"}, "enabled": {"on"}}
 	with := func(k, v string) url.Values {
 		form := url.Values{}
 		for key, vals := range good {
@@ -69,6 +69,8 @@ func TestPolicyForms(t *testing.T) {
 		{"max_session_minutes", "soon", "Give whole minutes from 2 to 10080"},
 		{"max_sessions_per_user", "17", "Give a number from 1 to 16"},
 		{"max_sessions_per_user", "-1", "Give a number from 1 to 16"},
+		{"step_up_minutes", "1441", "Enter whole minutes from 1 to 1440 (a day)"},
+		{"step_up_minutes", "now", "Enter whole minutes from 1 to 1440 (a day)"},
 	} {
 		resp := f.do(admin, "POST", "/admin/policies", with(tc.field, tc.value), nil)
 		body := readBody(resp)
@@ -96,7 +98,7 @@ func TestPolicyForms(t *testing.T) {
 	}
 	p := ps[0]
 	if p.ScopeKind != store.ScopeGroup || p.ScopeName != "ops" || len(p.Networks) != 2 || len(p.Windows) != 2 || p.TimeZone != "Europe/Paris" ||
-		p.MaxSession != 90*time.Minute || p.MaxSessionsPerUser != 2 || !p.Enabled ||
+		p.MaxSession != 90*time.Minute || p.MaxSessionsPerUser != 2 || p.StepUpMinutes != 15 || !p.Enabled ||
 		p.Allow != (store.PolicyAllow{Terminal: true, Download: true}) {
 		t.Fatalf("saved %+v", p)
 	}

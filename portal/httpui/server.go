@@ -20,6 +20,8 @@ import (
 	"github.com/keyway-dev/keyway/portal/exports"
 	"github.com/keyway-dev/keyway/portal/gateways"
 	"github.com/keyway-dev/keyway/portal/hook"
+	"github.com/keyway-dev/keyway/portal/identity/oidc"
+	"github.com/keyway-dev/keyway/portal/identity/saml"
 	"github.com/keyway-dev/keyway/portal/policy"
 	"github.com/keyway-dev/keyway/portal/sessions"
 	"github.com/keyway-dev/keyway/portal/store"
@@ -109,6 +111,18 @@ type Server struct {
 	deviceLogins, deviceTokens *auth.Limiter
 	// clientFiles caches the SHA-256 of the native client builds.
 	clientFiles clientFileCache
+
+	// mfa holds wrong second factors and the WebAuthn relying party
+	// (mfa.go; made by mfaRoutes).
+	mfa *mfaState
+	// oidc caches discovered OpenID providers (oidc.go).
+	oidc *oidc.Cache
+	// crossSitePOSTs are route patterns that other sites post to by
+	// design (the SAML ACS): CrossOriginProtection lets them through, and
+	// each checks its own message instead. Route functions fill it.
+	crossSitePOSTs []string
+	// saml runs SAML sign-ins (saml.go).
+	saml *saml.Service
 }
 
 // maxGatewayNonces bounds the nonces remembered: a few minutes of
@@ -279,6 +293,7 @@ func (s *Server) routes() http.Handler {
 	admin("POST /admin/settings/hook/test", s.hookTestForm)
 	admin("POST /admin/settings/proxies", s.proxiesForm)
 	admin("POST /admin/settings/clients", s.clientsForm)
+	s.identityRoutes(mux, signedIn, admin)
 
 	mux.HandleFunc("/", s.notFound)
 
@@ -288,10 +303,13 @@ func (s *Server) routes() http.Handler {
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.renderError(w, r, http.StatusForbidden, "This request came from another site and was refused. Reload the page and try again.")
 	}))
+	for _, p := range s.crossSitePOSTs {
+		cop.AddInsecureBypassPattern(p)
+	}
 	// Cross-origin protection guards the cookie-authenticated pages; the
 	// API authenticates with bearer tokens, which browsers never attach on
 	// their own, so it needs none.
-	web := s.Sessions.LoadAndSave(s.loadUser(cop.Handler(mux)))
+	web := s.loadSession(s.loadUser(cop.Handler(mux)))
 
 	top := http.NewServeMux()
 	top.Handle("/api/", api)

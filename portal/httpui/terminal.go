@@ -167,6 +167,7 @@ func (s *Server) admitSocket(w http.ResponseWriter, r *http.Request, req session
 	req.ResourceID, _ = pathID(r) // a malformed id is a resource that does not exist
 	req.Client = s.clientInfo(r)
 	req.WebToken = s.Sessions.Token(r.Context())
+	req.MFAAt = s.sessionMFAAt(r)
 	a, err := s.live.Admit(r.Context(), req)
 	if err != nil {
 		var ref *sessions.Refusal

@@ -124,7 +124,7 @@ func (s *Server) clientAuth(r *http.Request) (store.User, sessions.Device, error
 	}
 	switch u, d, err := s.deviceAuth(r); {
 	case err == nil:
-		return u, sessions.Device{ID: d.ID, Name: d.Name, ExpiresAt: d.ExpiresAt}, nil
+		return u, sessions.Device{ID: d.ID, Name: d.Name, ExpiresAt: d.ExpiresAt, MFAAt: d.MFAAt}, nil
 	case isInternalAuthError(err):
 		return store.User{}, sessions.Device{}, err
 	case !errors.Is(err, errNoDeviceCredential):
@@ -177,7 +177,9 @@ func (s *Server) tunnel(w http.ResponseWriter, r *http.Request) {
 		writeClientError(w, http.StatusBadRequest, "bad_target", capitalizeFirst(err.Error())+".")
 		return
 	}
-	req := sessions.Request{Kind: sessions.KindTCP, User: u, Device: device, Client: s.clientInfo(r)}
+	// An API token (no device) has passed no MFA check: a resource that
+	// asks for step-up refuses it.
+	req := sessions.Request{Kind: sessions.KindTCP, User: u, Device: device, Client: s.clientInfo(r), MFAAt: device.MFAAt}
 	if req.Client.ClientVersion == "" {
 		req.Client.ClientVersion = truncateRunes(r.Header.Get("User-Agent"), 128)
 	}
@@ -208,6 +210,10 @@ func (s *Server) tunnel(w http.ResponseWriter, r *http.Request) {
 		status := ref.Status
 		if status == 0 {
 			status = http.StatusBadGateway
+		}
+		if ref.Code == sessions.CodeStepUp {
+			s.writeStepUpRefusal(w, r, device, ref)
+			return
 		}
 		writeClientError(w, status, ref.Code, ref.Message)
 		return

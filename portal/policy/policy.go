@@ -74,8 +74,25 @@ type Effective struct {
 	// permissions: terminal and desktop sessions, file transfers each
 	// way, text to and from a desktop's clipboard.
 	Terminal, Upload, Download, ClipboardIn, ClipboardOut bool
+	// StepUpMinutes, when positive, is how recent the user's last MFA
+	// check must be for the session to start: the strictest (smallest
+	// positive) of the policies that applied. The session manager
+	// enforces it, with the resource's own; 0 asks for none.
+	StepUpMinutes int
 	// Applied names the policies that applied, by name.
 	Applied []string
+}
+
+// StricterStepUp returns the stricter of two step-up windows in minutes:
+// the smaller positive one; 0 when both are off.
+func StricterStepUp(a, b int) int {
+	switch {
+	case a <= 0:
+		return max(b, 0)
+	case b <= 0:
+		return a
+	}
+	return min(a, b)
 }
 
 // Expired reports whether a session that started at start has reached
@@ -184,6 +201,7 @@ func evaluate(pols []store.Policy, in Input, loadZone func(string) (*time.Locati
 		if p.MaxSession > 0 && (eff.MaxSession == 0 || p.MaxSession < eff.MaxSession) {
 			eff.MaxSession = p.MaxSession
 		}
+		eff.StepUpMinutes = StricterStepUp(eff.StepUpMinutes, p.StepUpMinutes)
 		eff.Terminal = eff.Terminal && p.Allow.Terminal
 		eff.Upload = eff.Upload && p.Allow.Upload
 		eff.Download = eff.Download && p.Allow.Download

@@ -458,3 +458,37 @@ func TestCheckConcurrent(t *testing.T) {
 		}
 	}
 }
+
+func TestStepUpStrictest(t *testing.T) {
+	t.Parallel()
+	fifteen, five, off, disabled := allowing("fifteen"), allowing("five"), allowing("off"), allowing("disabled")
+	fifteen.StepUpMinutes, five.StepUpMinutes, disabled.StepUpMinutes = 15, 5, 1
+	disabled.Enabled = false
+	now := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name string
+		pols []store.Policy
+		want int
+	}{
+		{"no policy", nil, 0},
+		{"off", []store.Policy{off}, 0},
+		{"one", []store.Policy{fifteen, off}, 15},
+		{"smallest wins", []store.Policy{fifteen, five, off}, 5},
+		{"order does not matter", []store.Policy{five, off, fifteen}, 5},
+		{"a disabled policy does not count", []store.Policy{fifteen, disabled}, 15},
+	} {
+		for _, kind := range []string{KindTerminal, KindDesktop, KindFiles, KindTCP, KindWatch} {
+			eff, err := Evaluate(tc.pols, at(kind, "10.0.0.1", now))
+			if err != nil || eff.StepUpMinutes != tc.want {
+				t.Errorf("%s, %s: step-up %d (%v), want %d", tc.name, kind, eff.StepUpMinutes, err, tc.want)
+			}
+		}
+	}
+	for _, tc := range []struct{ a, b, want int }{
+		{0, 0, 0}, {0, 10, 10}, {10, 0, 10}, {3, 10, 3}, {10, 3, 3}, {-1, 4, 4}, {4, -1, 4}, {-1, -1, 0},
+	} {
+		if got := StricterStepUp(tc.a, tc.b); got != tc.want {
+			t.Errorf("StricterStepUp(%d, %d) = %d, want %d", tc.a, tc.b, got, tc.want)
+		}
+	}
+}

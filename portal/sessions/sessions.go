@@ -135,6 +135,12 @@ type Request struct {
 	// "host:port" asked for; the host may be a name the gateway resolves.
 	Device Device
 	Target string
+
+	// MFAAt is when the user last passed an MFA check: in the web session
+	// for a browser, at the device's approval or step-up for a native
+	// client, never (zero) for an API token. A resource or policy that
+	// asks for step-up refuses a session whose MFAAt is older.
+	MFAAt time.Time
 }
 
 // Device is a native client's approved device, as sessions know it.
@@ -143,6 +149,9 @@ type Device struct {
 	Name string
 	// ExpiresAt is when the device's sign-in ends.
 	ExpiresAt time.Time
+	// MFAAt is when its user last passed an MFA check for it; the
+	// tunnel passes it on as Request.MFAAt.
+	MFAAt time.Time
 }
 
 // Refusal is why a session was not started.
@@ -269,6 +278,9 @@ func (m *Manager) admit(ctx context.Context, a *Admission) error {
 	if req.Kind == KindTest {
 		a.effective = policy.Effective{Terminal: true, Upload: true, Download: true, ClipboardIn: true, ClipboardOut: true}
 	} else if err := m.checkPolicies(ctx, a); err != nil {
+		return err
+	}
+	if err := m.checkStepUp(a); err != nil {
 		return err
 	}
 	if req.Kind != KindWatch && a.gw.ID == "" {
@@ -432,7 +444,8 @@ func (m *Manager) refused(a *Admission, ref *Refusal) {
 	outcome := audit.OutcomeDenied
 	result := "refused"
 	switch ref.Code {
-	case "hook", "no_grant", "policy", "too_many_sessions", "wrong_kind", "too_many_streams", "not_allowed", "no_tunnel", "bad_target":
+	case "hook", "no_grant", "policy", "too_many_sessions", "wrong_kind", "too_many_streams", "not_allowed", "no_tunnel", "bad_target",
+		CodeStepUp:
 	default:
 		outcome, result = audit.OutcomeFailure, "failed"
 	}

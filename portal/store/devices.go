@@ -77,6 +77,10 @@ type Device struct {
 	LastUsedAt time.Time
 	LastAddr   string
 	RevokedAt  time.Time
+	// MFAAt is when the device's user last passed an MFA check for it:
+	// approving it from a browser session that had passed one, or a
+	// step-up since (SetDeviceMFA); zero is never.
+	MFAAt time.Time
 }
 
 // Revoked reports whether the device was revoked.
@@ -361,17 +365,18 @@ func (s *Store) ExchangeDeviceCode(ctx context.Context, deviceCode string, sig [
 	return cred, d, nil
 }
 
-const deviceColumns = `id, user_id, name, os, arch, version, public_key, credential_expires_at, created_at, last_used_at, last_addr, revoked_at`
+const deviceColumns = `id, user_id, name, os, arch, version, public_key, credential_expires_at, created_at, last_used_at, last_addr, revoked_at, mfa_at`
 
 func scanDevice(row interface{ Scan(...any) error }) (Device, error) {
 	var d Device
 	var key []byte
-	var expires, created, used, revoked int64
-	if err := row.Scan(&d.ID, &d.UserID, &d.Name, &d.OS, &d.Arch, &d.Version, &key, &expires, &created, &used, &d.LastAddr, &revoked); err != nil {
+	var expires, created, used, revoked, mfaAt int64
+	if err := row.Scan(&d.ID, &d.UserID, &d.Name, &d.OS, &d.Arch, &d.Version, &key, &expires, &created, &used, &d.LastAddr, &revoked, &mfaAt); err != nil {
 		return Device{}, notFound(err)
 	}
 	d.PublicKey = ed25519.PublicKey(key)
 	d.ExpiresAt, d.CreatedAt, d.LastUsedAt, d.RevokedAt = fromMillis(expires), fromMillis(created), fromMillis(used), fromMillis(revoked)
+	d.MFAAt = fromMillis(mfaAt)
 	return d, nil
 }
 

@@ -306,3 +306,37 @@ func TestClientLimits(t *testing.T) {
 		t.Fatalf("out-of-bounds stored value read as %d", l.CredentialHours)
 	}
 }
+
+// TestDeviceMFAAt: every read of a device carries when its user last
+// passed an MFA check for it, which the tunnel's step-up checks.
+func TestDeviceMFAAt(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, _ := openTest(t)
+	u, err := st.CreateUser(ctx, User{Name: "alice", Role: RoleUser}, "h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := newDeviceKey(t)
+	_, req, err := st.CreateDeviceRequest(ctx, DeviceRequest{PublicKey: pub, Name: "laptop", OS: "linux", Arch: "amd64", Version: "1.0", ClientAddr: "192.0.2.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := st.ApproveDeviceRequest(ctx, req.UserCode, u.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := st.DeviceByID(ctx, d.ID); !got.MFAAt.IsZero() {
+		t.Fatalf("a new device has MFAAt %v", got.MFAAt)
+	}
+	at := time.UnixMilli(1_700_000_000_123)
+	if err := st.SetDeviceMFA(ctx, d.ID, at); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := st.DeviceByID(ctx, d.ID); err != nil || !got.MFAAt.Equal(at) {
+		t.Fatalf("DeviceByID: MFAAt %v (%v), want %v", got.MFAAt, err, at)
+	}
+	if ds, err := st.ListDevices(ctx, u.ID); err != nil || len(ds) != 1 || !ds[0].MFAAt.Equal(at) {
+		t.Fatalf("ListDevices: %+v (%v)", ds, err)
+	}
+}

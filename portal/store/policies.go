@@ -39,10 +39,13 @@ type Policy struct {
 	// MaxSessionsPerUser bounds one user's sessions running at once; 0
 	// is no limit.
 	MaxSessionsPerUser int
-	Allow              PolicyAllow
-	Enabled            bool
-	CreatedAt          time.Time
-	UpdatedAt          time.Time
+	// StepUpMinutes, when positive, asks for an MFA check passed within
+	// the last that many minutes before each connection; 0 is off.
+	StepUpMinutes int
+	Allow         PolicyAllow
+	Enabled       bool
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
 }
 
 // PolicyWindow is a weekly time window: on each of Days, from minute From
@@ -102,9 +105,9 @@ func (s *Store) CreatePolicy(ctx context.Context, p Policy) (Policy, error) {
 	nets, wins := policyJSON(p)
 	now := millis(s.now())
 	r, err := s.db.ExecContext(ctx, `INSERT INTO policies (name, description, resource_id, group_id, networks, windows, time_zone,
-		max_session_seconds, max_sessions_per_user, allow_terminal, allow_upload, allow_download, allow_clipboard_in, allow_clipboard_out,
-		enabled, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		p.Name, p.Description, res, grp, nets, wins, p.TimeZone, int64(p.MaxSession/time.Second), p.MaxSessionsPerUser,
+		max_session_seconds, max_sessions_per_user, step_up_minutes, allow_terminal, allow_upload, allow_download, allow_clipboard_in,
+		allow_clipboard_out, enabled, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		p.Name, p.Description, res, grp, nets, wins, p.TimeZone, int64(p.MaxSession/time.Second), p.MaxSessionsPerUser, p.StepUpMinutes,
 		p.Allow.Terminal, p.Allow.Upload, p.Allow.Download, p.Allow.ClipboardIn, p.Allow.ClipboardOut, p.Enabled, now, now)
 	if err != nil {
 		return Policy{}, fmt.Errorf("create policy %s: %w", p.Name, conflict(err, fmt.Sprintf("a policy named %s already exists", p.Name)))
@@ -124,9 +127,9 @@ func (s *Store) UpdatePolicy(ctx context.Context, p Policy) error {
 	}
 	nets, wins := policyJSON(p)
 	r, err := s.db.ExecContext(ctx, `UPDATE policies SET name = ?, description = ?, resource_id = ?, group_id = ?, networks = ?, windows = ?,
-		time_zone = ?, max_session_seconds = ?, max_sessions_per_user = ?, allow_terminal = ?, allow_upload = ?, allow_download = ?,
-		allow_clipboard_in = ?, allow_clipboard_out = ?, enabled = ?, updated_at = ? WHERE id = ?`,
-		p.Name, p.Description, res, grp, nets, wins, p.TimeZone, int64(p.MaxSession/time.Second), p.MaxSessionsPerUser,
+		time_zone = ?, max_session_seconds = ?, max_sessions_per_user = ?, step_up_minutes = ?, allow_terminal = ?, allow_upload = ?,
+		allow_download = ?, allow_clipboard_in = ?, allow_clipboard_out = ?, enabled = ?, updated_at = ? WHERE id = ?`,
+		p.Name, p.Description, res, grp, nets, wins, p.TimeZone, int64(p.MaxSession/time.Second), p.MaxSessionsPerUser, p.StepUpMinutes,
 		p.Allow.Terminal, p.Allow.Upload, p.Allow.Download, p.Allow.ClipboardIn, p.Allow.ClipboardOut, p.Enabled, millis(s.now()), p.ID)
 	if err != nil {
 		return fmt.Errorf("update policy %d: %w", p.ID, conflict(err, fmt.Sprintf("a policy named %s already exists", p.Name)))
@@ -145,7 +148,7 @@ func (s *Store) DeletePolicy(ctx context.Context, id int64) error {
 const policyColumns = `p.id, p.name, p.description,
 	CASE WHEN p.resource_id IS NOT NULL THEN 'resource' WHEN p.group_id IS NOT NULL THEN 'group' ELSE 'everyone' END,
 	COALESCE(p.resource_id, p.group_id, 0), COALESCE(r.name, g.name, ''),
-	p.networks, p.windows, p.time_zone, p.max_session_seconds, p.max_sessions_per_user,
+	p.networks, p.windows, p.time_zone, p.max_session_seconds, p.max_sessions_per_user, p.step_up_minutes,
 	p.allow_terminal, p.allow_upload, p.allow_download, p.allow_clipboard_in, p.allow_clipboard_out, p.enabled, p.created_at, p.updated_at
 	FROM policies p LEFT JOIN resources r ON r.id = p.resource_id LEFT JOIN groups g ON g.id = p.group_id`
 
@@ -154,7 +157,7 @@ func scanPolicy(row interface{ Scan(...any) error }) (Policy, error) {
 	var nets, wins string
 	var maxSession, created, updated int64
 	if err := row.Scan(&p.ID, &p.Name, &p.Description, &p.ScopeKind, &p.ScopeID, &p.ScopeName, &nets, &wins, &p.TimeZone,
-		&maxSession, &p.MaxSessionsPerUser, &p.Allow.Terminal, &p.Allow.Upload, &p.Allow.Download, &p.Allow.ClipboardIn,
+		&maxSession, &p.MaxSessionsPerUser, &p.StepUpMinutes, &p.Allow.Terminal, &p.Allow.Upload, &p.Allow.Download, &p.Allow.ClipboardIn,
 		&p.Allow.ClipboardOut, &p.Enabled, &created, &updated); err != nil {
 		return Policy{}, err
 	}

@@ -21,14 +21,14 @@ func TestPolicies(t *testing.T) {
 	office := Policy{Name: "office", Description: "office only", ScopeKind: ScopeGroup, ScopeID: ops.ID,
 		Networks: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8::/32")},
 		Windows:  []PolicyWindow{{Days: []time.Weekday{1, 2, 3, 4, 5}, From: 540, To: 1020}}, TimeZone: "Europe/Paris",
-		MaxSession: 90 * time.Minute, MaxSessionsPerUser: 2, Allow: PolicyAllow{Terminal: true, Download: true, ClipboardOut: true}, Enabled: true}
+		MaxSession: 90 * time.Minute, MaxSessionsPerUser: 2, StepUpMinutes: 15, Allow: PolicyAllow{Terminal: true, Download: true, ClipboardOut: true}, Enabled: true}
 	p, err := st.CreatePolicy(ctx, office)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if p.ID == 0 || p.ScopeName != "ops" || p.CreatedAt.IsZero() || !slices.Equal(p.Networks, office.Networks) ||
 		len(p.Windows) != 1 || !slices.Equal(p.Windows[0].Days, office.Windows[0].Days) || p.Windows[0].To != 1020 ||
-		p.MaxSession != office.MaxSession || p.MaxSessionsPerUser != 2 || p.Allow != office.Allow || !p.Enabled || p.TimeZone != "Europe/Paris" {
+		p.MaxSession != office.MaxSession || p.MaxSessionsPerUser != 2 || p.StepUpMinutes != 15 || p.Allow != office.Allow || !p.Enabled || p.TimeZone != "Europe/Paris" {
 		t.Fatalf("read back %+v", p)
 	}
 	if _, err := st.CreatePolicy(ctx, Policy{Name: "OFFICE", ScopeKind: ScopeEveryone, TimeZone: "UTC"}); !errors.Is(err, ErrConflict) {
@@ -76,12 +76,12 @@ func TestPolicies(t *testing.T) {
 		t.Errorf("list: %v", got)
 	}
 
-	p.Name, p.ScopeKind, p.ScopeID, p.Networks, p.Windows, p.Enabled = "office-2", ScopeEveryone, 0, nil, nil, false
+	p.Name, p.ScopeKind, p.ScopeID, p.Networks, p.Windows, p.Enabled, p.StepUpMinutes = "office-2", ScopeEveryone, 0, nil, nil, false, 5
 	if err := st.UpdatePolicy(ctx, p); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := st.PolicyByID(ctx, p.ID)
-	if got.Name != "office-2" || got.ScopeKind != ScopeEveryone || len(got.Networks) != 0 || len(got.Windows) != 0 || got.Enabled {
+	if got.Name != "office-2" || got.ScopeKind != ScopeEveryone || len(got.Networks) != 0 || len(got.Windows) != 0 || got.Enabled || got.StepUpMinutes != 5 {
 		t.Fatalf("after update %+v", got)
 	}
 	p.Name = "all"

@@ -93,6 +93,11 @@ type Options struct {
 	IdleTimeoutSeconds int `json:"idle_timeout_seconds,omitempty"`
 	MaxSessionSeconds  int `json:"max_session_seconds,omitempty"`
 
+	// StepUpMinutes, when positive, asks for an MFA check passed within
+	// the last that many minutes (1..MaxStepUpMinutes) before each
+	// connection, for every kind of session; 0 is off.
+	StepUpMinutes int `json:"step_up_minutes,omitempty"`
+
 	// Native clients (keyway). Tunnel, on an SSH, RDP or VNC resource,
 	// lets `keyway tunnel` reach its host and port raw: the user's own
 	// credentials, no recording. Networks, on a network resource, is the
@@ -100,6 +105,9 @@ type Options struct {
 	Tunnel   bool   `json:"tunnel,omitempty"`
 	Networks string `json:"networks,omitempty"`
 }
+
+// MaxStepUpMinutes bounds StepUpMinutes of resources and policies: a day.
+const MaxStepUpMinutes = 1440
 
 // Recording modes of a resource.
 const (

@@ -15,7 +15,7 @@ import (
 	"time"
 )
 
-func openTest(t *testing.T) (*Store, string) {
+func openTest(t testing.TB) (*Store, string) {
 	t.Helper()
 	dir := t.TempDir()
 	key, err := LoadOrCreateKey(filepath.Join(dir, "secrets.key"))

@@ -41,8 +41,11 @@ type User struct {
 	// SessionEpoch moves on at every password change; web sessions signed
 	// in under an older epoch are signed out.
 	SessionEpoch int64
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
+	// Source is where the user signs in: SourceLocal, or a provider's
+	// ProviderSource ("oidc:corp", "ldap:ad").
+	Source    string
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // Group is a named set of users that grants can name.
@@ -56,16 +59,13 @@ type Group struct {
 // CreateUser inserts u with its password hash and group memberships.
 func (s *Store) CreateUser(ctx context.Context, u User, passwordHash string) (User, error) {
 	now := s.now()
+	if u.Source == "" {
+		u.Source = SourceLocal
+	}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		// The session epoch starts at random: SQLite gives a deleted
-		// user's id to the next user created, and a web session the
-		// deleted user kept must not match the new one's epoch.
-		res, err := tx.ExecContext(ctx, `INSERT INTO users (name, display_name, role, password_hash, disabled, session_epoch, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			u.Name, u.DisplayName, string(u.Role), passwordHash, u.Disabled, randomEpoch(), millis(now), millis(now))
+		var err error
+		u.ID, err = insertUser(ctx, tx, u, passwordHash, now)
 		if err != nil {
-			return conflict(err, fmt.Sprintf("a user named %s already exists", u.Name))
-		}
-		if u.ID, err = res.LastInsertId(); err != nil {
 			return err
 		}
 		return setGroups(ctx, tx, u.ID, u.Groups)
@@ -74,6 +74,19 @@ func (s *Store) CreateUser(ctx context.Context, u User, passwordHash string) (Us
 		return User{}, fmt.Errorf("create user %s: %w", u.Name, err)
 	}
 	return s.UserByID(ctx, u.ID)
+}
+
+// insertUser inserts u (its Source set) and returns its id.
+func insertUser(ctx context.Context, tx *sql.Tx, u User, passwordHash string, now time.Time) (int64, error) {
+	// The session epoch starts at random: SQLite gives a deleted user's
+	// id to the next user created, and a web session the deleted user
+	// kept must not match the new one's epoch.
+	res, err := tx.ExecContext(ctx, `INSERT INTO users (name, display_name, role, password_hash, disabled, session_epoch, source, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		u.Name, u.DisplayName, string(u.Role), passwordHash, u.Disabled, randomEpoch(), u.Source, millis(now), millis(now))
+	if err != nil {
+		return 0, conflict(err, fmt.Sprintf("a user named %s already exists", u.Name))
+	}
+	return res.LastInsertId()
 }
 
 // randomEpoch is a new user's first session epoch, below 2^62 so that
@@ -104,11 +117,12 @@ func setGroups(ctx context.Context, tx *sql.Tx, userID int64, groups []string) e
 	return nil
 }
 
-// UpdateUser saves u's name, display name, role, disabled flag and groups.
+// UpdateUser saves u's name, display name, role, disabled flag, groups
+// and source (an empty Source leaves it as it is).
 func (s *Store) UpdateUser(ctx context.Context, u User) error {
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE users SET name = ?, display_name = ?, role = ?, disabled = ?, updated_at = ? WHERE id = ?`,
-			u.Name, u.DisplayName, string(u.Role), u.Disabled, millis(s.now()), u.ID)
+		res, err := tx.ExecContext(ctx, `UPDATE users SET name = ?, display_name = ?, role = ?, disabled = ?, source = COALESCE(NULLIF(?, ''), source), updated_at = ? WHERE id = ?`,
+			u.Name, u.DisplayName, string(u.Role), u.Disabled, u.Source, millis(s.now()), u.ID)
 		if err != nil {
 			return conflict(err, fmt.Sprintf("a user named %s already exists", u.Name))
 		}
@@ -139,14 +153,14 @@ func deleteByID(ctx context.Context, db *sql.DB, table string, id int64) error {
 	return nil
 }
 
-const userColumns = `u.id, u.name, u.display_name, u.role, u.disabled, u.session_epoch, u.created_at, u.updated_at,
+const userColumns = `u.id, u.name, u.display_name, u.role, u.disabled, u.session_epoch, u.source, u.created_at, u.updated_at,
 	COALESCE((SELECT group_concat(name, char(31)) FROM (SELECT g.name FROM groups g JOIN group_members m ON m.group_id = g.id WHERE m.user_id = u.id ORDER BY g.name)), '')`
 
 func scanUser(row interface{ Scan(...any) error }) (User, error) {
 	var u User
 	var role, groups string
 	var created, updated int64
-	if err := row.Scan(&u.ID, &u.Name, &u.DisplayName, &role, &u.Disabled, &u.SessionEpoch, &created, &updated, &groups); err != nil {
+	if err := row.Scan(&u.ID, &u.Name, &u.DisplayName, &role, &u.Disabled, &u.SessionEpoch, &u.Source, &created, &updated, &groups); err != nil {
 		return User{}, err
 	}
 	u.Role, u.CreatedAt, u.UpdatedAt = Role(role), fromMillis(created), fromMillis(updated)

@@ -19,6 +19,8 @@ type PolicyRow struct {
 	// MaxSession is "90 min" or "" for none; MaxSessions 0 is none.
 	MaxSession  string
 	MaxSessions int
+	// StepUpMinutes asks for an MFA check that recent; 0 is none.
+	StepUpMinutes int
 	// Allows and Denies name the permissions on and off.
 	Allows  []string
 	Denies  []string
@@ -43,6 +45,8 @@ type PolicyFormView struct {
 	TimeZone    string
 	MaxSession  string
 	MaxSessions string
+	// StepUp is the step-up window in minutes ("" for none).
+	StepUp string
 	// The permissions.
 	AllowTerminal, AllowUpload, AllowDownload, AllowClipboardIn, AllowClipboardOut bool
 	Enabled                                                                        bool

@@ -66,6 +66,16 @@ type SignInView struct {
 	// FirstRun is set while the portal has no users: the page says where
 	// the setup link is instead of showing a form nobody can use.
 	FirstRun bool
+	// Providers are the single sign-on buttons (OIDC and SAML), in order.
+	Providers []SignInProvider
+}
+
+// SignInProvider is a single sign-on button on the sign-in page: Label is
+// the provider's display name, URL where the button starts its sign-in
+// (carrying next).
+type SignInProvider struct {
+	Label string
+	URL   string
 }
 
 // SetupView is the first-admin form.
@@ -95,6 +105,9 @@ type ResourceCard struct {
 	// Favourite is starred by the viewer; FavouriteHref toggles it.
 	Favourite     bool
 	FavouriteHref string
+	// StepUpMinutes, when positive, is how recent an MFA check a
+	// connection needs.
+	StepUpMinutes int
 	// Match is false for a resource the search hides (it stays in the
 	// page, hidden, so that script can show it again as the search
 	// changes).
@@ -184,6 +197,12 @@ type UserRow struct {
 	Groups      []string
 	Disabled    bool
 	CreatedAt   time.Time
+	// Source is how the user signs in ("Local password" or a provider);
+	// NoSignIn marks a source whose provider was deleted.
+	Source   string
+	NoSignIn bool
+	// MFA are the user's factor kinds, for people.
+	MFA []string
 }
 
 // UsersView is the users page.
@@ -200,11 +219,15 @@ type UserFormView struct {
 	Role        string
 	Groups      []Option
 	Disabled    bool
-	Errors      Errors
+	// Sources are the "Signs in with" choices, the user's selected.
+	Sources []Option
+	Errors  Errors
 	// Lock is the account's failed sign-ins.
 	Lock SignInLockView
 	// Devices are the user's native-client devices.
 	Devices []DeviceRow
+	// MFA is the user's second factors.
+	MFA UserMFAView
 }
 
 // GroupRow is one row of the groups table.
@@ -293,6 +316,8 @@ type ResourceFormView struct {
 	// Session limits in minutes ("" for none).
 	IdleTimeout string
 	MaxSession  string
+	// StepUp is the step-up window in minutes ("" for off).
+	StepUp string
 	// Native clients: Tunnel lets them reach an SSH, RDP or VNC
 	// resource's port; Networks are a network resource's rules.
 	Tunnel   bool

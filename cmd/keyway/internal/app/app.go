@@ -57,10 +57,13 @@ const usage = `keyway: native access through a Keyway portal
   keyway login URL [--ca FILE] [--no-browser]   sign this device in
   keyway logout                                  sign out and revoke this device
   keyway status                                  who you are and what you may reach
-  keyway tunnel RESOURCE [--listen 127.0.0.1:PORT] [--stdio] [--http1]
-  keyway ssh RESOURCE [--http1] [-- ssh arguments]
-  keyway proxy --socks 127.0.0.1:1080 [--http1]
+  keyway tunnel RESOURCE [--listen 127.0.0.1:PORT] [--stdio] [--http1] [--no-browser]
+  keyway ssh RESOURCE [--http1] [--no-browser] [-- ssh arguments]
+  keyway proxy --socks 127.0.0.1:1080 [--http1] [--no-browser]
   keyway version
+
+--no-browser: do not open the page of an MFA check a resource asks for; only
+print its address.
 
 Environment: KEYWAY_URL (the portal), KEYWAY_TOKEN (an API token instead of a
 device sign-in), KEYWAY_CA (a CA certificate file), KEYWAY_CONFIG_DIR.
@@ -93,6 +96,11 @@ func Run(ctx context.Context, env Env, args []string) int {
 type app struct {
 	env    Env
 	stderr *lineWriter
+	// noBrowser keeps the MFA check's page from opening (--no-browser);
+	// stepUpOnce opens it at most once a run, however many streams a
+	// forwarder sees refused.
+	noBrowser  bool
+	stepUpOnce sync.Once
 }
 
 func (a *app) run(ctx context.Context, args []string) error {

@@ -128,7 +128,7 @@ func (f *forwarder) carry(ctx context.Context, conn net.Conn, d dest) {
 	}
 	if err != nil {
 		if ctx.Err() == nil {
-			f.report(d.label, err)
+			f.report(ctx, d.label, err)
 		}
 		return
 	}
@@ -143,10 +143,9 @@ func (f *forwarder) carry(ctx context.Context, conn net.Conn, d dest) {
 }
 
 // report tells the user, on one line, why a stream failed.
-func (f *forwarder) report(label string, err error) {
-	var ref *client.Refusal
-	if errors.As(err, &ref) && ref.SignInExpired() {
-		f.a.stderr.line("keyway: " + oneLine(f.a.expired(f.s).Error()))
+func (f *forwarder) report(ctx context.Context, label string, err error) {
+	if e := f.a.refused(ctx, f.s, err); e != nil {
+		f.a.stderr.line("keyway: " + oneLine(e.Error()))
 		return
 	}
 	f.a.stderr.line("keyway: " + label + ": " + oneLine(err.Error()))
@@ -216,6 +215,7 @@ func (a *app) tunnel(ctx context.Context, args []string) error {
 	listen := fs.String("listen", "127.0.0.1:0", "the local address to listen on")
 	stdio := fs.Bool("stdio", false, "carry one connection on standard input and output (for ProxyCommand)")
 	http1 := fs.Bool("http1", false, "use HTTP/1.1 CONNECT, one connection per stream")
+	fs.BoolVar(&a.noBrowser, "no-browser", false, "do not open a browser for an MFA check; only print its address")
 	pos, _, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -260,9 +260,8 @@ const stdioDrain = time.Second
 func (a *app) stdio(ctx context.Context, s *session, target, label string) error {
 	st, err := s.client.Open(ctx, target)
 	if err != nil {
-		var ref *client.Refusal
-		if errors.As(err, &ref) && ref.SignInExpired() {
-			return a.expired(s)
+		if e := a.refused(ctx, s, err); e != nil {
+			return e
 		}
 		return fmt.Errorf("%s: %w", label, err)
 	}
@@ -298,6 +297,7 @@ func (a *app) proxy(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("proxy", flag.ContinueOnError)
 	addr := fs.String("socks", "", "the local address of the SOCKS5 proxy, like 127.0.0.1:1080")
 	http1 := fs.Bool("http1", false, "use HTTP/1.1 CONNECT, one connection per stream")
+	fs.BoolVar(&a.noBrowser, "no-browser", false, "do not open a browser for an MFA check; only print its address")
 	pos, _, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -393,7 +393,7 @@ func replyCode(err error) byte {
 		return socks.ConnectionRefused
 	case "target_unreachable", "target_timeout":
 		return socks.HostUnreachable
-	case "not_allowed", "target_forbidden", "no_grant", "policy", "hook":
+	case "not_allowed", "target_forbidden", "no_grant", "policy", "hook", client.CodeStepUp:
 		return socks.NotAllowed
 	}
 	return socks.GeneralFailure

@@ -16,7 +16,6 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/keyway-dev/keyway/cmd/keyway/internal/client"
 	"github.com/keyway-dev/keyway/gateway/wire"
 )
 
@@ -35,6 +34,7 @@ const (
 func (a *app) ssh(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("ssh", flag.ContinueOnError)
 	http1 := fs.Bool("http1", false, "use HTTP/1.1 CONNECT")
+	fs.BoolVar(&a.noBrowser, "no-browser", false, "do not open a browser for an MFA check; only print its address")
 	pos, sshArgs, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -69,6 +69,9 @@ func (a *app) openSSH(ctx context.Context, name string, http1 bool, sshArgs []st
 		return fmt.Errorf("find the keyway program for ssh's ProxyCommand: %w", err)
 	}
 	proxy := quoteArg(self) + " tunnel --stdio " + quoteArg(name)
+	if a.noBrowser {
+		proxy = quoteArg(self) + " tunnel --stdio --no-browser " + quoteArg(name)
+	}
 	if http1 {
 		proxy += " --http1"
 	}
@@ -114,9 +117,8 @@ func (a *app) terminal(ctx context.Context, s *session, name string) error {
 	q := url.Values{"cols": {strconv.Itoa(cols)}, "rows": {strconv.Itoa(rows)}, "term": {termName}}
 	st, err := s.client.Open(ctx, "terminal/"+name+"?"+q.Encode())
 	if err != nil {
-		var ref *client.Refusal
-		if errors.As(err, &ref) && ref.SignInExpired() {
-			return a.expired(s)
+		if e := a.refused(ctx, s, err); e != nil {
+			return e
 		}
 		return fmt.Errorf("%s: %w", name, err)
 	}

@@ -386,7 +386,14 @@ type Refusal struct {
 	Status  int
 	Code    string `json:"error"`
 	Message string `json:"message"`
+	// URL, for a step-up refusal, is the page where the user passes an
+	// MFA check for this device.
+	URL string `json:"url"`
 }
+
+// CodeStepUp is the code of a refusal for a resource that needs a fresh
+// MFA check.
+const CodeStepUp = "step_up"
 
 func (r *Refusal) Error() string {
 	switch {
@@ -412,6 +419,9 @@ func refusal(resp *http.Response) *Refusal {
 	r.Status = resp.StatusCode
 	if len(r.Message) > 1024 {
 		r.Message = r.Message[:1024]
+	}
+	if len(r.URL) > 1024 {
+		r.URL = ""
 	}
 	return r
 }

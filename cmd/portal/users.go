@@ -40,6 +40,11 @@ func usersAdd(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	if name == "" {
 		return errors.New("name the user: portal users add NAME --role ROLE --password-stdin")
 	}
+	// The same rule as the Users page and single sign-on: a name the
+	// pages refuse must not be made here either.
+	if err := store.ValidUserName(name); err != nil {
+		return fmt.Errorf("user name %q: %w", name, err)
+	}
 	if !*fromStdin {
 		return errors.New("pass --password-stdin and give the password on standard input, so it stays out of the process list and shell history")
 	}

@@ -623,29 +623,49 @@ func (s *Server) finishLoginCeremony(w http.ResponseWriter, r *http.Request, u s
 	return true
 }
 
-func (s *Server) signInWebAuthnBegin(w http.ResponseWriter, r *http.Request) {
+// pendingJSON is the waiting sign-in of a WebAuthn request, which must be
+// an enrolment (enrol) or a second-factor step (!enrol); otherwise it
+// answers 401 in JSON and reports false.
+func (s *Server) pendingJSON(w http.ResponseWriter, r *http.Request, enrol bool) (pendingSignIn, bool) {
 	p, ok, err := s.pending(r)
-	if err != nil || !ok || p.Enrol {
+	if err != nil || !ok || p.Enrol != enrol {
 		writeJSONError(w, http.StatusUnauthorized, "Your sign-in took too long or was cancelled. Sign in again.")
+		return pendingSignIn{}, false
+	}
+	return p, true
+}
+
+// signInPendingWebAuthn starts the waiting sign-in's session with the
+// WebAuthn factor it just passed; false (and a JSON error answered) if it
+// could not.
+func (s *Server) signInPendingWebAuthn(w http.ResponseWriter, r *http.Request, p pendingSignIn) bool {
+	m := p.Method
+	m.Factor = store.FactorWebAuthn
+	if err := s.signInNow(r, p.User, m); err != nil {
+		s.Logger.Error("start session", "user", p.User.Name, "err", err)
+		writeJSONError(w, http.StatusInternalServerError, "The portal could not sign you in. The error was logged.")
+		return false
+	}
+	return true
+}
+
+func (s *Server) signInWebAuthnBegin(w http.ResponseWriter, r *http.Request) {
+	p, ok := s.pendingJSON(w, r, false)
+	if !ok {
 		return
 	}
 	s.beginCeremony(w, r, p.User, ceremonySignIn, false)
 }
 
 func (s *Server) signInWebAuthnFinish(w http.ResponseWriter, r *http.Request) {
-	p, ok, err := s.pending(r)
-	if err != nil || !ok || p.Enrol {
-		writeJSONError(w, http.StatusUnauthorized, "Your sign-in took too long or was cancelled. Sign in again.")
+	p, ok := s.pendingJSON(w, r, false)
+	if !ok {
 		return
 	}
 	if !s.finishLoginCeremony(w, r, p.User, ceremonySignIn, purposeSignIn) {
 		return
 	}
-	m := p.Method
-	m.Factor = store.FactorWebAuthn
-	if err := s.signInNow(r, p.User, m); err != nil {
-		s.Logger.Error("start session", "user", p.User.Name, "err", err)
-		writeJSONError(w, http.StatusInternalServerError, "The portal could not sign you in. The error was logged.")
+	if !s.signInPendingWebAuthn(w, r, p) {
 		return
 	}
 	writeRedirectJSON(w, p.Next)
@@ -861,28 +881,22 @@ func (s *Server) signInEnrolTOTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) signInEnrolWebAuthnBegin(w http.ResponseWriter, r *http.Request) {
-	p, ok, err := s.pending(r)
-	if err != nil || !ok || !p.Enrol {
-		writeJSONError(w, http.StatusUnauthorized, "Your sign-in took too long or was cancelled. Sign in again.")
+	p, ok := s.pendingJSON(w, r, true)
+	if !ok {
 		return
 	}
 	s.beginCeremony(w, r, p.User, ceremonyEnrolSignIn, true)
 }
 
 func (s *Server) signInEnrolWebAuthnFinish(w http.ResponseWriter, r *http.Request) {
-	p, ok, err := s.pending(r)
-	if err != nil || !ok || !p.Enrol {
-		writeJSONError(w, http.StatusUnauthorized, "Your sign-in took too long or was cancelled. Sign in again.")
+	p, ok := s.pendingJSON(w, r, true)
+	if !ok {
 		return
 	}
 	if _, ok := s.finishRegistration(w, r, p.User, ceremonyEnrolSignIn); !ok {
 		return
 	}
-	m := p.Method
-	m.Factor = store.FactorWebAuthn
-	if err := s.signInNow(r, p.User, m); err != nil {
-		s.Logger.Error("start session", "user", p.User.Name, "err", err)
-		writeJSONError(w, http.StatusInternalServerError, "The portal could not sign you in. The error was logged.")
+	if !s.signInPendingWebAuthn(w, r, p) {
 		return
 	}
 	// Recovery codes are made by a form on the MFA page, so that they are

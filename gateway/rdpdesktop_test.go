@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keyway-dev/keyway/e2e/targets"
 	"github.com/keyway-dev/keyway/gateway/guac"
@@ -54,6 +55,11 @@ func TestRDPDesktop(t *testing.T) {
 	readFrame := func() {
 		t.Helper()
 		for {
+			// The session's deadline (20 s from its opening) moves with
+			// each instruction: under -race on a loaded machine the whole
+			// journey (xterm start, typing) can take longer while frames
+			// still flow; a desktop that goes silent still fails.
+			s.conn.SetDeadline(time.Now().Add(20 * time.Second))
 			in, err := rd.Read()
 			if err != nil {
 				t.Fatalf("reading the desktop: %v", err)

@@ -157,9 +157,11 @@ func (s Settings) apply(c *tls.Config, suites []uint16) *tls.Config {
 
 // CheckServerKey reports an error when TLS 1.2 is allowed, the server suites
 // are restricted, and none of them can be used with a certificate holding
-// pub: TLS 1.2 clients could then never connect. Key types it does not
-// know pass.
-func (s Settings) CheckServerKey(pub crypto.PublicKey) error {
+// pub: TLS 1.2 clients could then never connect. A server that speaks
+// HTTP/2 (http2) also needs the AES-128-GCM suite for its key, which HTTP/2
+// requires (RFC 9113, section 9.2.2) and Go's server refuses to start
+// without. Key types it does not know pass.
+func (s Settings) CheckServerKey(pub crypto.PublicKey, http2 bool) error {
 	if s.MinVersion >= tls.VersionTLS13 || len(s.ServerSuites) == 0 {
 		return nil
 	}
@@ -174,16 +176,23 @@ func (s Settings) CheckServerKey(pub crypto.PublicKey) error {
 	default:
 		return nil
 	}
+	fits := func(name string) bool {
+		return strings.HasPrefix(name, prefix) && (!http2 || strings.HasSuffix(name, "_AES_128_GCM_SHA256"))
+	}
 	for _, id := range s.ServerSuites {
-		if strings.HasPrefix(tls.CipherSuiteName(id), prefix) {
+		if fits(tls.CipherSuiteName(id)) {
 			return nil
 		}
 	}
 	var fit []string
 	for _, n := range AllowedSuites() {
-		if strings.HasPrefix(n, prefix) {
+		if fits(n) {
 			fit = append(fit, n)
 		}
+	}
+	if http2 {
+		return fmt.Errorf("HTTP/2 over TLS 1.2 requires the AES-128-GCM suite for the certificate's %s key; add %s, or set the minimum to 1.3",
+			kind, strings.Join(fit, ", "))
 	}
 	return fmt.Errorf("no server cipher suite fits the certificate's %s key, so TLS 1.2 clients could not connect; add one of %s, or set the minimum to 1.3",
 		kind, strings.Join(fit, ", "))

@@ -146,21 +146,26 @@ func TestCheckServerKey(t *testing.T) {
 	rk, _ := rsa.GenerateKey(rand.Reader, 2048)
 	ecdsaOnly := []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}
 	rsaOnly := []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256}
+	ecdsaChaCha := []uint16{tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256}
 	for _, tc := range []struct {
-		name string
-		s    Settings
-		pub  any
-		err  string
+		name  string
+		s     Settings
+		pub   any
+		http2 bool
+		err   string
 	}{
-		{"default", Default(), &rk.PublicKey, ""},
-		{"ecdsa fits", Settings{MinVersion: tls.VersionTLS12, ServerSuites: ecdsaOnly}, &ec.PublicKey, ""},
-		{"ed25519 fits", Settings{MinVersion: tls.VersionTLS12, ServerSuites: ecdsaOnly}, ed, ""},
-		{"rsa fits", Settings{MinVersion: tls.VersionTLS12, ServerSuites: rsaOnly}, &rk.PublicKey, ""},
-		{"ecdsa key, rsa suites", Settings{MinVersion: tls.VersionTLS12, ServerSuites: rsaOnly}, &ec.PublicKey, "ECDSA key"},
-		{"rsa key, ecdsa suites", Settings{MinVersion: tls.VersionTLS12, ServerSuites: ecdsaOnly}, &rk.PublicKey, "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"},
-		{"1.3 only", Settings{MinVersion: tls.VersionTLS13}, &rk.PublicKey, ""},
+		{"default", Default(), &rk.PublicKey, true, ""},
+		{"ecdsa fits", Settings{MinVersion: tls.VersionTLS12, ServerSuites: ecdsaOnly}, &ec.PublicKey, true, ""},
+		{"ed25519 fits", Settings{MinVersion: tls.VersionTLS12, ServerSuites: ecdsaOnly}, ed, false, ""},
+		{"rsa fits", Settings{MinVersion: tls.VersionTLS12, ServerSuites: rsaOnly}, &rk.PublicKey, true, ""},
+		{"ecdsa key, rsa suites", Settings{MinVersion: tls.VersionTLS12, ServerSuites: rsaOnly}, &ec.PublicKey, false, "ECDSA key"},
+		{"rsa key, ecdsa suites", Settings{MinVersion: tls.VersionTLS12, ServerSuites: ecdsaOnly}, &rk.PublicKey, false, "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"},
+		{"chacha without http2", Settings{MinVersion: tls.VersionTLS12, ServerSuites: ecdsaChaCha}, &ec.PublicKey, false, ""},
+		{"chacha with http2", Settings{MinVersion: tls.VersionTLS12, ServerSuites: ecdsaChaCha}, &ec.PublicKey, true,
+			"HTTP/2 over TLS 1.2 requires the AES-128-GCM suite for the certificate's ECDSA key; add TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"},
+		{"1.3 only", Settings{MinVersion: tls.VersionTLS13}, &rk.PublicKey, true, ""},
 	} {
-		err := tc.s.CheckServerKey(tc.pub)
+		err := tc.s.CheckServerKey(tc.pub, tc.http2)
 		if (err == nil) != (tc.err == "") || err != nil && !strings.Contains(err.Error(), tc.err) {
 			t.Errorf("%s: CheckServerKey = %v, want error with %q", tc.name, err, tc.err)
 		}

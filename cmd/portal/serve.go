@@ -361,7 +361,7 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	}
 
 	ui := httpui.New(httpui.Deps{
-		Store: st, Sessions: sessions, Auth: auth.New(st, auth.NewLimiter(time.Now), logger),
+		Store: st, Sessions: sessions, Auth: auth.New(st, auth.NewLimiter(time.Now), logger, auth.WithDirectoryTLS(tlsSet)),
 		Audit: auditLog, Authz: authz.New(st), Gateways: pool, Assets: assets.Handler(), Logger: logger,
 		PortalKey: portalID.PublicKeyString(), PortalURL: publicURL, PortalTLSKeySHA256: certs.KeySHA256(cert), PortalIdentity: portalID,
 		PortalTLSNextKeys: nextKeys,
@@ -370,8 +370,9 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		Recordings:        recDir,
 		Exports:           uiExports,
 		ClientInfo:        clientinfo.New(),
-		Hook:              connhook.New(),
+		Hook:              connhook.New(connhook.WithTLS(tlsSet)),
 		ClientsDir:        clientsDir(cfg.ClientsDir),
+		ClientTLS:         tlsSet,
 	})
 	defer ui.Close()
 	// The hook and the trusted proxies as admins saved them; a hook that

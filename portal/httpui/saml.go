@@ -30,7 +30,11 @@ const (
 
 // samlRoutes registers the routes of SAML 2.0.
 func (s *Server) samlRoutes(mux *http.ServeMux, signedIn, admin func(string, http.HandlerFunc)) {
-	s.saml = saml.NewService(nil, s.Now)
+	// Metadata is fetched like http.DefaultClient would, with the
+	// portal's client TLS settings.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = s.ClientTLS.Client(nil)
+	s.saml = saml.NewService(&http.Client{Transport: tr}, s.Now)
 	admin("GET /admin/identity/saml/new", s.samlNewPage)
 	admin("POST /admin/identity/saml", s.samlCreate)
 	admin("GET /admin/identity/saml/{id}", s.samlEditPage)

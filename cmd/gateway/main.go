@@ -2,7 +2,7 @@
 // connections to targets for the portal, in the network segment it is
 // deployed in.
 //
-//	gateway run --config FILE      run the gateway
+//	gateway run --config FILE      run the gateway (--tls-min-version, --tls-client-ciphers: docs/tls.md)
 //	gateway pubkey --config FILE   print its public key (to paste into the portal)
 //	gateway health --url URL       exit 0 if the health endpoint answers (for containers)
 package main
@@ -36,6 +36,7 @@ var version = "dev"
 
 const usage = `Usage:
   gateway run --config FILE      run the gateway
+      [--tls-min-version 1.2|1.3] [--tls-client-ciphers SUITE,...]
   gateway pubkey --config FILE   print the gateway's public key
   gateway health --url URL       check a gateway's health endpoint
 `

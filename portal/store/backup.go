@@ -223,3 +223,9 @@ func (s *Store) Count(ctx context.Context) (Counts, error) {
 	}
 	return c, nil
 }
+
+// IsDiskFull reports whether err is SQLite's "database or disk is full".
+func IsDiskFull(err error) bool {
+	var se sqlite3.Error
+	return errors.As(err, &se) && se.Code == sqlite3.ErrFull
+}

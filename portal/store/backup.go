@@ -130,7 +130,7 @@ func Backup(ctx context.Context, src, dst string, onStep func(copied, total int)
 		})
 	})
 	if err != nil {
-		return stats, fmt.Errorf("copy %s: %w", src, err)
+		return stats, fmt.Errorf("copy %s to %s: %w", src, dst, err)
 	}
 	if _, err := dstConn.ExecContext(ctx, `PRAGMA journal_mode=DELETE`); err != nil {
 		return stats, fmt.Errorf("finish the copy: %w", err)

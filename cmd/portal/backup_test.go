@@ -31,6 +31,9 @@ func TestBackupRestoreSignIn(t *testing.T) {
 		}
 	}
 	p, _, _ := startPortalAt(t, dir, "127.0.0.1:0")
+	// Signed in before the backup: the web session is in it.
+	early := newBrowser(t, p.URL)
+	early.signIn("bob", "a-long-password-1")
 
 	// Writers sign in until the backup is done; the backup starts once
 	// each has written.
@@ -138,6 +141,15 @@ func TestBackupRestoreSignIn(t *testing.T) {
 	b.signIn("alice", "a-long-password-1")
 	if resp, err := b.client.Get(q.URL + "/"); err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("home page after signing in on the restored portal: %v %v", resp, err)
+	}
+	// The session bob had at backup time is valid on the restored portal
+	// (cookies are per host, not per port), as docs/backups.md says.
+	early.base = q.URL
+	if resp, err := newBrowser(t, q.URL).client.Get(q.URL + "/"); err != nil || resp.StatusCode == http.StatusOK {
+		t.Fatalf("the home page without a session: %v %v", resp, err)
+	}
+	if resp, err := early.client.Get(q.URL + "/"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("bob's web session from before the backup on the restored portal: %v %v", resp, err)
 	}
 	// Restoring again over it needs --force.
 	if err := run(ctx, []string{"restore", "--from", file, "--data", restored}, nil, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "--force") {

@@ -215,7 +215,7 @@ func TestRestoreRefuses(t *testing.T) {
 			bad := garble(db)
 			sum, _ := describeBytes(bad)
 			return rewrite(func(m *Manifest) { m.Database.SHA256 = sum }, func([]byte) []byte { return bad })
-		}(), s.key, "nothing was restored"},
+		}(), s.key, "the database is damaged"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -156,6 +156,9 @@ func OpenReadOnly(ctx context.Context, path string, sealer *Sealer) (*Store, err
 	}
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
+		if isDamaged(err) {
+			return nil, fmt.Errorf("%s: %w, or the database is damaged: SQLite says %v", path, ErrNotDatabase, err)
+		}
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	return &Store{db: db, sealer: sealer, now: time.Now}, nil
@@ -172,29 +175,11 @@ var ErrNotDatabase = errors.New("not a Keyway database")
 // newest migration applied). A damaged database is an error listing the
 // first problems SQLite found.
 func (s *Store) Check(ctx context.Context) (schema int, err error) {
-	rows, err := s.db.QueryContext(ctx, `PRAGMA integrity_check(`+strconv.Itoa(maxIntegrityProblems)+`)`)
+	problems, err := s.integrityCheck(ctx)
+	if isDamaged(err) {
+		return 0, fmt.Errorf("%w, or the database is damaged: SQLite says %v", ErrNotDatabase, err)
+	}
 	if err != nil {
-		var se sqlite3.Error
-		if errors.As(err, &se) && (se.Code == sqlite3.ErrNotADB || se.Code == sqlite3.ErrCorrupt) {
-			return 0, fmt.Errorf("%w: %v", ErrNotDatabase, err)
-		}
-		return 0, fmt.Errorf("integrity check: %w", err)
-	}
-	var problems []string
-	for rows.Next() {
-		var p string
-		if err := rows.Scan(&p); err != nil {
-			rows.Close()
-			return 0, fmt.Errorf("integrity check: %w", err)
-		}
-		if p != "ok" {
-			problems = append(problems, p)
-		}
-	}
-	if err := rows.Close(); err != nil {
-		return 0, fmt.Errorf("integrity check: %w", err)
-	}
-	if err := rows.Err(); err != nil {
 		return 0, fmt.Errorf("integrity check: %w", err)
 	}
 	if len(problems) > 0 {
@@ -204,6 +189,33 @@ func (s *Store) Check(ctx context.Context) (schema int, err error) {
 		return 0, fmt.Errorf("%w: no schema version (%v)", ErrNotDatabase, err)
 	}
 	return schema, nil
+}
+
+// isDamaged reports whether err is SQLite finding a file no database or
+// a damaged one.
+func isDamaged(err error) bool {
+	var se sqlite3.Error
+	return errors.As(err, &se) && (se.Code == sqlite3.ErrNotADB || se.Code == sqlite3.ErrCorrupt)
+}
+
+// integrityCheck returns what PRAGMA integrity_check found wrong.
+func (s *Store) integrityCheck(ctx context.Context) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, `PRAGMA integrity_check(`+strconv.Itoa(maxIntegrityProblems)+`)`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var problems []string
+	for rows.Next() {
+		var p string
+		if err := rows.Scan(&p); err != nil {
+			return nil, err
+		}
+		if p != "ok" {
+			problems = append(problems, p)
+		}
+	}
+	return problems, rows.Err()
 }
 
 // Counts is how many rows the main tables hold, for telling an operator

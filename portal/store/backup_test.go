@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -123,8 +124,8 @@ func TestCheckDamaged(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cp.Close()
-	if _, err := cp.Check(ctx); err == nil {
-		t.Fatal("a damaged database passed the check")
+	if _, err := cp.Check(ctx); err == nil || !strings.Contains(err.Error(), "the database is damaged") {
+		t.Fatalf("a damaged database: %v", err)
 	}
 	junk := filepath.Join(t.TempDir(), "junk.db")
 	os.WriteFile(junk, []byte(strings.Repeat("not a database ", 400)), 0o600)
@@ -133,7 +134,7 @@ func TestCheckDamaged(t *testing.T) {
 		_, err = j.Check(ctx)
 		j.Close()
 	}
-	if err == nil {
-		t.Fatal("junk passed the check")
+	if !errors.Is(err, ErrNotDatabase) {
+		t.Fatalf("junk: %v", err)
 	}
 }

@@ -65,6 +65,7 @@ func restoreCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	cfg.flags(fs, serveDataDir, serveListen)
 	from := fs.String("from", "", "backup file to restore (required)")
 	force := fs.Bool("force", false, "restore into a data directory that holds more than the secrets key, replacing its database and audit checkpoints")
+	unverified := fs.Bool("allow-unverified-audit", false, "restore even if the backup's audit log does not verify (when it is the only copy left)")
 	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
 		return errUsage
 	}
@@ -79,7 +80,7 @@ func restoreCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	res, err := backup.Restore(ctx, backup.RestoreOptions{From: *from, DataDir: cfg.DataDir, Database: filepath.Join(cfg.DataDir, "keyway.db"),
-		Checkpoints: checkpointsPath(cfg), SecretsKey: keyPath, Force: *force})
+		Checkpoints: checkpointsPath(cfg), SecretsKey: keyPath, Force: *force, AllowUnverifiedAudit: *unverified})
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
@@ -89,7 +90,9 @@ func restoreCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if m.Schema < store.SchemaVersion() {
 		fmt.Fprintf(stdout, "the portal updates the database from schema %d to %d when it starts\n", m.Schema, store.SchemaVersion())
 	}
-	if c := res.Audit.Checkpoint; c != nil {
+	if res.AuditProblem != "" {
+		fmt.Fprintf(stdout, "WARNING: restored although the audit log does not verify: %s\n", res.AuditProblem)
+	} else if c := res.Audit.Checkpoint; c != nil {
 		fmt.Fprintf(stdout, "audit log verified: %d events, chain intact; latest checkpoint: %s\n", res.Audit.Events, c)
 	} else {
 		fmt.Fprintf(stdout, "audit log verified: %d events, chain intact; the backup had no checkpoint\n", res.Audit.Events)

@@ -304,3 +304,37 @@ func FuzzReadManifest(f *testing.F) {
 		}
 	})
 }
+
+// TestTamperedAudit: a backup of an audit log someone rewrote is still
+// written, and says so; restoring it is refused unless asked for, and
+// then says so too.
+func TestTamperedAudit(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newSource(t)
+	if _, err := s.st.DB().Exec(`DROP TRIGGER audit_no_update; UPDATE audit_events SET actor = 'someone-else' WHERE id = 2`); err != nil {
+		t.Fatal(err)
+	}
+	to := filepath.Join(t.TempDir(), "backup.tar")
+	m, err := Create(ctx, s.options(to))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Audit.Verified || !strings.Contains(m.Audit.Problem, "audit event 2 was altered") {
+		t.Fatalf("audit facts of a tampered log: %+v", m.Audit)
+	}
+	o := target(t, s.key)
+	o.From = to
+	if _, err := Restore(ctx, o); err == nil || !strings.Contains(err.Error(), "audit event 2 was altered") ||
+		!strings.Contains(err.Error(), "nothing was restored") || !strings.Contains(err.Error(), "--allow-unverified-audit") {
+		t.Fatalf("restore a tampered log: %v", err)
+	}
+	o.AllowUnverifiedAudit = true
+	res, err := Restore(ctx, o)
+	if err != nil || !strings.Contains(res.AuditProblem, "audit event 2 was altered") {
+		t.Fatalf("restore a tampered log, allowed: %+v %v", res, err)
+	}
+	if _, err := os.Stat(o.Database); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -31,6 +31,10 @@ type RestoreOptions struct {
 	// Force restores into a data directory that holds more than the
 	// secrets key, replacing its database and audit checkpoints.
 	Force bool
+	// AllowUnverifiedAudit restores a backup whose audit log does not
+	// verify (Restored.AuditProblem says why): when it is the only copy
+	// left, losing everything is worse.
+	AllowUnverifiedAudit bool
 }
 
 // Restored is what Restore put in place.
@@ -38,6 +42,9 @@ type Restored struct {
 	Manifest Manifest
 	// Audit is what verifying the restored audit log found.
 	Audit audit.Report
+	// AuditProblem is why the audit log did not verify, if it did not
+	// (only with AllowUnverifiedAudit).
+	AuditProblem string
 }
 
 var hexSHA256 = regexp.MustCompile(`^[0-9a-f]{64}$`)
@@ -143,6 +150,11 @@ func Restore(ctx context.Context, o RestoreOptions) (Restored, error) {
 		var rep auditReport
 		rep, err = verifyAudit(ctx, st, key, cpTmp, cpTmp != "")
 		res.Audit = rep.Report
+		if err != nil && o.AllowUnverifiedAudit {
+			res.AuditProblem, err = err.Error(), nil
+		} else if err != nil {
+			err = fmt.Errorf("%w (if this backup is the only copy left, --allow-unverified-audit restores it anyway)", err)
+		}
 	}
 	st.Close()
 	if err != nil {

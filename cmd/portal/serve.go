@@ -500,11 +500,7 @@ func openStore(ctx context.Context, cfg serveConfig) (*store.Store, error) {
 // loadSecretsKey reads (or creates) the key that seals target credentials
 // and from which the audit chain's key is derived.
 func loadSecretsKey(cfg serveConfig) ([]byte, error) {
-	keyPath := cfg.SecretsKey
-	if keyPath == "" {
-		keyPath = filepath.Join(cfg.DataDir, "secrets.key")
-	}
-	key, err := store.LoadOrCreateKey(keyPath)
+	key, err := store.LoadOrCreateKey(secretsKeyPath(cfg))
 	if err != nil {
 		return nil, fmt.Errorf("secrets key: %w", err)
 	}

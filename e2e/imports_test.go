@@ -57,7 +57,7 @@ func TestImports(t *testing.T) {
 }
 
 func isSharedCodec(p string) bool {
-	return strings.HasPrefix(p, "recordings") || p == "gateway/wire" || p == "gateway/guac" || p == "gateway/splice"
+	return strings.HasPrefix(p, "recordings") || p == "gateway/wire" || p == "gateway/guac" || p == "gateway/splice" || p == "gateway/tlsconf"
 }
 
 // sameCommand reports whether from and to are in one command's tree
@@ -76,7 +76,7 @@ func allowed(from, to string) string {
 	case under(from, "gateway") && (under(to, "portal") || under(to, "web")):
 		return "the gateway never depends on the portal or the web UI"
 	case under(from, "portal") && under(to, "gateway") && !isSharedCodec(to):
-		return "the portal reaches gateways only through gateway/wire and gateway/guac (and copies streams with gateway/splice)"
+		return "the portal reaches gateways only through gateway/wire and gateway/guac (and copies streams with gateway/splice, shares TLS settings with gateway/tlsconf)"
 	case isSharedCodec(from) && !isSharedCodec(to):
 		return "shared codecs import only the standard library and each other"
 	case from == "web/ui" && under(to, "portal"):

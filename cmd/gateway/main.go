@@ -2,7 +2,7 @@
 // connections to targets for the portal, in the network segment it is
 // deployed in.
 //
-//	gateway run --config FILE      run the gateway
+//	gateway run --config FILE      run the gateway (--tls-min-version, --tls-client-ciphers: docs/tls.md)
 //	gateway pubkey --config FILE   print its public key (to paste into the portal)
 //	gateway health --url URL       exit 0 if the health endpoint answers (for containers)
 package main
@@ -27,6 +27,7 @@ import (
 	"github.com/keyway-dev/keyway/gateway"
 	"github.com/keyway-dev/keyway/gateway/control"
 	"github.com/keyway-dev/keyway/gateway/spool"
+	"github.com/keyway-dev/keyway/gateway/tlsconf"
 	"github.com/keyway-dev/keyway/gateway/wire"
 )
 
@@ -35,6 +36,7 @@ var version = "dev"
 
 const usage = `Usage:
   gateway run --config FILE      run the gateway
+      [--tls-min-version 1.2|1.3] [--tls-client-ciphers SUITE,...]
   gateway pubkey --config FILE   print the gateway's public key
   gateway health --url URL       check a gateway's health endpoint
 `
@@ -62,12 +64,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	configPath := fs.String("config", "/etc/keyway/gateway.json", "config file downloaded from the portal")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	url := fs.String("url", "http://127.0.0.1:8081/healthz", "health endpoint (health)")
+	var tlsFlags tlsOverrides
+	fs.StringVar(&tlsFlags.minVersion, "tls-min-version", "", "lowest TLS version for reaching the portal: 1.2 or 1.3 (default: the config's tls_min_version, else 1.2)")
+	fs.StringVar(&tlsFlags.clientCiphers, "tls-client-ciphers", "", "comma-separated TLS 1.2 cipher suites allowed for reaching the portal (default: the config's tls_client_ciphers, else Go's)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return errUsage
 	}
 	switch args[0] {
 	case "run":
-		return serve(ctx, *configPath, *logLevel, stdout, stderr)
+		return serve(ctx, *configPath, *logLevel, tlsFlags, stdout, stderr)
 	case "pubkey":
 		f, err := loadFile(*configPath)
 		if err != nil {
@@ -119,12 +124,45 @@ func loadFile(path string) (wire.GatewayFile, error) {
 	return f, nil
 }
 
-func serve(ctx context.Context, path, level string, stdout, stderr io.Writer) error {
+// tlsOverrides are the TLS flags of gateway run; a flag given wins over
+// the config file's key.
+type tlsOverrides struct{ minVersion, clientCiphers string }
+
+// tlsSettings parses the TLS settings of f and the flags, naming the flag
+// or key whose value is refused.
+func tlsSettings(f wire.GatewayFile, o tlsOverrides) (tlsconf.Settings, error) {
+	s := tlsconf.Default()
+	version, versionFrom := f.TLSMinVersion, "config tls_min_version"
+	if o.minVersion != "" {
+		version, versionFrom = o.minVersion, "--tls-min-version"
+	}
+	ciphers, ciphersFrom := f.TLSClientCiphers, "config tls_client_ciphers"
+	if o.clientCiphers != "" {
+		ciphers, ciphersFrom = o.clientCiphers, "--tls-client-ciphers"
+	}
+	var err error
+	if s.MinVersion, err = tlsconf.ParseVersion(version); err != nil {
+		return s, fmt.Errorf("%s: %w", versionFrom, err)
+	}
+	if s.ClientSuites, err = tlsconf.ParseSuites(ciphers); err != nil {
+		return s, fmt.Errorf("%s: %w", ciphersFrom, err)
+	}
+	if err := s.Validate(); err != nil {
+		return s, fmt.Errorf("TLS settings: %w", err)
+	}
+	return s, nil
+}
+
+func serve(ctx context.Context, path, level string, tlsFlags tlsOverrides, stdout, stderr io.Writer) error {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		return fmt.Errorf("log level %q: use debug, info, warn or error", level)
 	}
 	f, err := loadFile(path)
+	if err != nil {
+		return err
+	}
+	tlsSet, err := tlsSettings(f, tlsFlags)
 	if err != nil {
 		return err
 	}
@@ -148,7 +186,7 @@ func serve(ctx context.Context, path, level string, stdout, stderr io.Writer) er
 	ctlOpts := control.Options{
 		PortalURL: f.PortalURL, GatewayID: f.GatewayID, Identity: id, PortalKey: portalKey,
 		PortalCertSHA256: f.PortalCertSHA256, PortalTLSKeySHA256: f.PortalTLSKeySHA256,
-		BackupPath: filepath.Join(f.StateDir, "config-backup.json"), Logger: logger,
+		BackupPath: filepath.Join(f.StateDir, "config-backup.json"), Logger: logger, TLS: tlsSet,
 	}
 	puller := control.New(ctlOpts)
 	if err := puller.LoadBackup(); err != nil {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/keyway-dev/keyway/gateway"
 	"github.com/keyway-dev/keyway/gateway/control"
+	"github.com/keyway-dev/keyway/gateway/tlsconf"
 	"github.com/keyway-dev/keyway/gateway/wire"
 	"github.com/keyway-dev/keyway/portal/audit"
 	"github.com/keyway-dev/keyway/portal/auth"
@@ -70,6 +71,12 @@ type serveConfig struct {
 	// ClientsDir holds the native client builds the Account page offers;
 	// empty is "clients" next to the portal executable.
 	ClientsDir string
+	// TLSMinVersion ("1.2" or "1.3"), TLSServerCiphers and
+	// TLSClientCiphers (comma-separated TLS 1.2 suites; empty: Go's) are
+	// parsed by tlsSettings.
+	TLSMinVersion    string
+	TLSServerCiphers string
+	TLSClientCiphers string
 }
 
 // Defaults of --data and --listen. The demo keeps its data apart from a
@@ -99,6 +106,9 @@ func (c *serveConfig) flags(fs *flag.FlagSet, dataDir, listen string) {
 	fs.StringVar(&c.LogLevel, "log-level", envOr("KEYWAY_LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.DurationVar(&c.KeyFrames, "recording-keyframes", 10*time.Second, "least time between key frames of desktop recordings: a seek replays at most this much after the key frame before it")
 	fs.StringVar(&c.Retention, "recordings-retention", envOr("KEYWAY_RECORDINGS_RETENTION", "0"), "how long session recordings and the connection log are kept, e.g. 90d; 0 keeps them forever")
+	fs.StringVar(&c.TLSMinVersion, "tls-min-version", envOr("KEYWAY_TLS_MIN_VERSION", "1.2"), "lowest TLS version of the HTTPS listener and of the portal's outgoing connections: 1.2 or 1.3; 1.3 is preferred either way (env KEYWAY_TLS_MIN_VERSION)")
+	fs.StringVar(&c.TLSServerCiphers, "tls-server-ciphers", envOr("KEYWAY_TLS_SERVER_CIPHERS", ""), "comma-separated TLS 1.2 cipher suites the HTTPS listener allows, e.g. TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256; default Go's (env KEYWAY_TLS_SERVER_CIPHERS)")
+	fs.StringVar(&c.TLSClientCiphers, "tls-client-ciphers", envOr("KEYWAY_TLS_CLIENT_CIPHERS", ""), "comma-separated TLS 1.2 cipher suites allowed when the portal connects out (hook, OIDC, SAML, LDAP); default Go's (env KEYWAY_TLS_CLIENT_CIPHERS)")
 	fs.StringVar(&c.ExportsMaxMB, "exports-max-mb", envOr("KEYWAY_EXPORTS_MAX_MB", "5120"), "MiB of video exports of desktop recordings kept in DATA/exports; past it the least recently used go; 0 for no bound (env KEYWAY_EXPORTS_MAX_MB)")
 }
 
@@ -113,6 +123,26 @@ func (c *serveConfig) resolvePaths() error {
 	}
 	c.DataDir = abs
 	return nil
+}
+
+// tlsSettings parses the TLS flags, naming the flag whose value is
+// refused.
+func (c *serveConfig) tlsSettings() (tlsconf.Settings, error) {
+	s := tlsconf.Default()
+	var err error
+	if s.MinVersion, err = tlsconf.ParseVersion(c.TLSMinVersion); err != nil {
+		return s, fmt.Errorf("--tls-min-version: %w", err)
+	}
+	if s.ServerSuites, err = tlsconf.ParseSuites(c.TLSServerCiphers); err != nil {
+		return s, fmt.Errorf("--tls-server-ciphers: %w", err)
+	}
+	if s.ClientSuites, err = tlsconf.ParseSuites(c.TLSClientCiphers); err != nil {
+		return s, fmt.Errorf("--tls-client-ciphers: %w", err)
+	}
+	if err := s.Validate(); err != nil {
+		return s, fmt.Errorf("TLS settings: %w", err)
+	}
+	return s, nil
 }
 
 func envOr(name, def string) string {
@@ -158,6 +188,10 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	}
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return errors.New("give both -tls-cert and -tls-key, or neither for a self-signed certificate")
+	}
+	tlsSet, err := cfg.tlsSettings()
+	if err != nil {
+		return err
 	}
 	st, err := openStore(ctx, cfg)
 	if err != nil {
@@ -273,6 +307,12 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	if err != nil {
 		return err
 	}
+	if cert.Leaf != nil { // tls.X509KeyPair fills it in
+		// The listener speaks HTTP/2 (ServeTLS), which needs AES-128-GCM.
+		if err := tlsSet.CheckServerKey(cert.Leaf.PublicKey, true); err != nil {
+			return fmt.Errorf("--tls-server-ciphers: %w", err)
+		}
+	}
 	var nextKeys []string
 	if cfg.TLSNextCert != "" {
 		k, err := certs.KeySHA256File(cfg.TLSNextCert)
@@ -321,7 +361,7 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	}
 
 	ui := httpui.New(httpui.Deps{
-		Store: st, Sessions: sessions, Auth: auth.New(st, auth.NewLimiter(time.Now), logger),
+		Store: st, Sessions: sessions, Auth: auth.New(st, auth.NewLimiter(time.Now), logger, auth.WithDirectoryTLS(tlsSet)),
 		Audit: auditLog, Authz: authz.New(st), Gateways: pool, Assets: assets.Handler(), Logger: logger,
 		PortalKey: portalID.PublicKeyString(), PortalURL: publicURL, PortalTLSKeySHA256: certs.KeySHA256(cert), PortalIdentity: portalID,
 		PortalTLSNextKeys: nextKeys,
@@ -330,8 +370,9 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		Recordings:        recDir,
 		Exports:           uiExports,
 		ClientInfo:        clientinfo.New(),
-		Hook:              connhook.New(),
+		Hook:              connhook.New(connhook.WithTLS(tlsSet)),
 		ClientsDir:        clientsDir(cfg.ClientsDir),
+		ClientTLS:         tlsSet,
 	})
 	defer ui.Close()
 	// The hook and the trusted proxies as admins saved them; a hook that
@@ -367,13 +408,14 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 			job.Run(healthCtx, time.Hour)
 		}()
 	}
-	srv := ui.HTTPServer(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+	srv := ui.HTTPServer(tlsSet.Server(&tls.Config{Certificates: []tls.Certificate{cert}}),
 		slog.NewLogLogger(logger.Handler(), slog.LevelWarn))
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.ServeTLS(ln, "", "") }()
 	stopUploads := control.StartUploads(ctx, sp, control.Options{
 		PortalURL: loopbackURL(ln.Addr()), GatewayID: strconv.FormatInt(embedded.ID, 10), Identity: gwID,
 		PortalTLSKeySHA256: certs.KeySHA256(cert), Logger: logger.With("component", "uploads", "gateway", "embedded"),
+		TLS: tlsSet,
 	})
 	defer stopUploads()
 	logger.Info("portal listening", "url", publicURL, "listen", ln.Addr().String(), "addresses", strings.Join(addresses, " "),
@@ -458,11 +500,7 @@ func openStore(ctx context.Context, cfg serveConfig) (*store.Store, error) {
 // loadSecretsKey reads (or creates) the key that seals target credentials
 // and from which the audit chain's key is derived.
 func loadSecretsKey(cfg serveConfig) ([]byte, error) {
-	keyPath := cfg.SecretsKey
-	if keyPath == "" {
-		keyPath = filepath.Join(cfg.DataDir, "secrets.key")
-	}
-	key, err := store.LoadOrCreateKey(keyPath)
+	key, err := store.LoadOrCreateKey(secretsKeyPath(cfg))
 	if err != nil {
 		return nil, fmt.Errorf("secrets key: %w", err)
 	}

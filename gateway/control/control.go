@@ -24,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keyway-dev/keyway/gateway/tlsconf"
 	"github.com/keyway-dev/keyway/gateway/wire"
 )
 
@@ -82,6 +83,9 @@ type Options struct {
 	// (Puller.PortalTLSKeys); the Puller fills it in for itself.
 	LearnedKeys func() []string
 	Logger      *slog.Logger
+	// TLS is the lowest TLS version and the client cipher suites for
+	// reaching the portal; the zero value is TLS 1.2 with Go's suites.
+	TLS tlsconf.Settings
 }
 
 // New returns a Puller.
@@ -100,7 +104,7 @@ func New(o Options) *Puller {
 // pinned key, or a key the signed config announced), the system's CAs
 // otherwise.
 func portalTLS(o Options) *tls.Config {
-	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
+	tlsConf := o.TLS.Client(&tls.Config{MinVersion: tls.VersionTLS12})
 	certPin, keyPin := normalizeFingerprint(o.PortalCertSHA256), normalizeFingerprint(o.PortalTLSKeySHA256)
 	if certPin == "" && keyPin == "" {
 		return tlsConf

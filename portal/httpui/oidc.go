@@ -33,7 +33,7 @@ const maxIDTokenHint = 8 << 10
 
 // oidcRoutes registers the routes of OpenID Connect — OIDC helper.
 func (s *Server) oidcRoutes(mux *http.ServeMux, signedIn, admin func(string, http.HandlerFunc)) {
-	s.oidc = oidc.NewCache(s.Now)
+	s.oidc = oidc.NewCache(s.Now, s.ClientTLS)
 	admin("GET /admin/identity/oidc/new", s.oidcNewPage)
 	admin("POST /admin/identity/oidc", s.oidcCreate)
 	admin("GET /admin/identity/oidc/{id}", s.oidcEditPage)
@@ -422,6 +422,7 @@ func (s *Server) oidcTest(w http.ResponseWriter, r *http.Request) {
 	cfg, err := oidc.ParseConfig(p.Config)
 	if err == nil {
 		var op *oidc.Provider
+		cfg.TLS = s.ClientTLS
 		if op, err = oidc.Discover(r.Context(), cfg); err == nil {
 			v.Endpoints = endpointFields(op.Endpoints())
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/alexedwards/scs/v2"
 
+	"github.com/keyway-dev/keyway/gateway/tlsconf"
 	"github.com/keyway-dev/keyway/gateway/wire"
 	"github.com/keyway-dev/keyway/portal/audit"
 	"github.com/keyway-dev/keyway/portal/auth"
@@ -83,6 +84,11 @@ type Deps struct {
 	// ClientsDir holds the native client builds (keyway-linux-amd64, ...)
 	// the Account page offers; "" or a missing directory offers none.
 	ClientsDir string
+	// ClientTLS is the lowest TLS version and the cipher suites of the
+	// portal's calls to identity providers (OIDC, SAML metadata, LDAP);
+	// the zero value is TLS 1.2 with Go's suites. The hook has its own
+	// (hook.WithTLS).
+	ClientTLS tlsconf.Settings
 }
 
 // Server is the portal's HTTP handler. Close ends the sessions it carries.

@@ -1,6 +1,7 @@
 package httpui
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net/http"
@@ -90,6 +91,11 @@ func (s *Server) requireRole(h http.HandlerFunc, roles ...store.Role) http.Handl
 func (s *Server) record(r *http.Request, ev audit.Event) {
 	if ev.ClientAddr == "" {
 		ev.ClientAddr = s.ClientInfo.Addr(r)
+	}
+	if ev.Action == audit.ActionSignIn {
+		// Every sign-in, by any method, is audited here; a password
+		// sign-in names no method.
+		s.Metrics.SignIn(cmp.Or(ev.Details["method"], MethodPassword), ev.Outcome == audit.OutcomeSuccess)
 	}
 	if err := s.Audit.Record(context.WithoutCancel(r.Context()), ev); err != nil {
 		s.Logger.Error("write audit event", "action", ev.Action, "err", err)

@@ -283,6 +283,7 @@ func (s *Server) recordingUpload(w http.ResponseWriter, r *http.Request) {
 	sum, err := s.Recordings.Commit(id, rel, meta.Size, meta.SHA256)
 	if errors.Is(err, storage.ErrChecksum) || errors.Is(err, storage.ErrSize) {
 		log.Error("recording refused: its checksum does not match; the gateway keeps it and sends it again", "err", err)
+		s.Metrics.RecordingUploaded(false, 0)
 		s.record(r, audit.Event{Actor: "gateway:" + gw.Name, Action: audit.ActionRecordingUpload, Target: meta.Resource,
 			Outcome: audit.OutcomeFailure, Reason: "checksum mismatch: the upload was discarded", Details: map[string]string{"session": id, "user": meta.User}})
 		writeJSON(w, http.StatusUnprocessableEntity, wire.RecordingStatus{SHA256: sum, Error: err.Error()})
@@ -328,6 +329,7 @@ func (s *Server) recordingUpload(w http.ResponseWriter, r *http.Request) {
 	s.record(r, audit.Event{Actor: "gateway:" + gw.Name, Action: audit.ActionRecordingUpload, Target: meta.Resource,
 		Outcome: audit.OutcomeSuccess, Details: details})
 	log.Info("recording stored", "id", rec.ID, "size", meta.Size, "incomplete", !meta.Complete)
+	s.Metrics.RecordingUploaded(true, meta.Size)
 	writeJSON(w, http.StatusOK, wire.RecordingStatus{Size: meta.Size, Stored: true, SHA256: sum})
 }
 

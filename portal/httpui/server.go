@@ -13,6 +13,7 @@ import (
 	"github.com/alexedwards/scs/v2"
 
 	"github.com/keyway-dev/keyway/gateway/wire"
+	"github.com/keyway-dev/keyway/metrics"
 	"github.com/keyway-dev/keyway/portal/audit"
 	"github.com/keyway-dev/keyway/portal/auth"
 	"github.com/keyway-dev/keyway/portal/authz"
@@ -83,6 +84,9 @@ type Deps struct {
 	// ClientsDir holds the native client builds (keyway-linux-amd64, ...)
 	// the Account page offers; "" or a missing directory offers none.
 	ClientsDir string
+	// Metrics counts sessions, sign-ins, hook calls and recording
+	// uploads; nil counts nothing.
+	Metrics *metrics.Portal
 }
 
 // Server is the portal's HTTP handler. Close ends the sessions it carries.
@@ -147,7 +151,7 @@ func New(d Deps) *Server {
 		deviceLogins: auth.NewLimiter(d.Now), deviceTokens: auth.NewLimiter(d.Now)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	deps := sessions.Deps{Store: d.Store, Authz: d.Authz, Gateways: d.Gateways, Audit: d.Audit,
-		Hook: d.Hook, Policies: d.Policies, Logger: d.Logger, Now: d.Now, EndpointID: s.endpointID()}
+		Hook: d.Hook, Policies: d.Policies, Logger: d.Logger, Now: d.Now, EndpointID: s.endpointID(), Metrics: d.Metrics}
 	if d.Store != nil {
 		// Revoking a device, or its sign-in expiring, ends its streams.
 		deps.DeviceUsable = d.Store.DeviceUsable
@@ -196,6 +200,10 @@ func (s *Server) routes() http.Handler {
 		s.Assets.ServeHTTP(w, r2)
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	// Probes for load balancers and Kubernetes: public, like /healthz,
+	// and saying no more than which check failed.
+	mux.HandleFunc("GET /livez", s.livez)
+	mux.HandleFunc("GET /readyz", s.readyz)
 
 	mux.HandleFunc("GET /signin", s.signInPage)
 	mux.HandleFunc("POST /signin", s.signIn)

@@ -196,6 +196,9 @@ func (s *Session) End(end, reason string) {
 		}
 		now := m.Now()
 		in, out := s.Bytes()
+		if s.Kind != KindWatch {
+			m.Metrics.SessionEnded(s.protocol(), in, out)
+		}
 		if s.connID != 0 {
 			if err := m.Store.FinishConnection(context.Background(), s.connID, now, in, out); err != nil {
 				m.Logger.Error("write connection log", "session", s.ID, "err", err)

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/keyway-dev/keyway/gateway/wire"
+	"github.com/keyway-dev/keyway/metrics"
 	"github.com/keyway-dev/keyway/portal/audit"
 	"github.com/keyway-dev/keyway/portal/authz"
 	"github.com/keyway-dev/keyway/portal/clientinfo"
@@ -77,6 +78,9 @@ type Deps struct {
 	// The guard ends the streams of a device that may not; another error
 	// is taken as transient and they go on.
 	DeviceUsable func(ctx context.Context, id int64) error
+	// Metrics counts sessions, their connect time and bytes, and hook
+	// calls; nil counts nothing.
+	Metrics *metrics.Portal
 }
 
 // Manager starts sessions and keeps those running. Run its guard with Run.
@@ -328,6 +332,14 @@ func (m *Manager) askHook(ctx context.Context, a *Admission) error {
 		Gateway: a.gw.Name, Segment: a.gw.Segment, SchemaVersion: hook.SchemaVersion,
 	})
 	a.posture = res.Posture
+	hookOutcome := "deny"
+	switch {
+	case res.Allowed:
+		hookOutcome = "allow"
+	case res.Err != nil:
+		hookOutcome = "error"
+	}
+	m.Metrics.Hook(hookOutcome, res.Elapsed)
 	if res.Allowed {
 		return nil
 	}
@@ -426,6 +438,9 @@ func (m *Manager) running(userID int64) int {
 
 // refused audits and logs a refusal.
 func (m *Manager) refused(a *Admission, ref *Refusal) {
+	if a.req.Kind != KindTest {
+		m.Metrics.SessionRefused(cmp.Or(a.protocol(), "unknown"), ref.Code)
+	}
 	details := map[string]string{"session": a.id, "kind": string(a.req.Kind), "code": ref.Code}
 	maps.Copy(details, a.req.Details)
 	for k, v := range ref.Details {
@@ -557,6 +572,9 @@ func (m *Manager) Open(ctx context.Context, a *Admission) (*Session, error) {
 	if a.req.Kind == KindTest {
 		return s, nil
 	}
+	// Admission to the gateway's answer: the user's wait that the
+	// portal and the gateway are answerable for.
+	m.Metrics.SessionOpened(s.protocol(), m.Now().Sub(a.started))
 	s.guard = m.newGuard(s)
 	if s.Kind == KindTerminal {
 		s.Watchers = &Watchers{}

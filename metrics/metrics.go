@@ -7,6 +7,8 @@
 package metrics
 
 import (
+	"errors"
+	"net"
 	"net/http"
 	"time"
 
@@ -196,7 +198,7 @@ type Gateway struct {
 	uploadFailures  prometheus.Counter
 }
 
-// Spool is what the gateway's spool reports at every scrape.
+// Spool is what a gateway's spool reports at every scrape.
 type Spool interface {
 	// Pending is the number of recordings waiting for upload.
 	Pending() int
@@ -204,17 +206,16 @@ type Spool interface {
 	FreeBytes() (uint64, error)
 }
 
-// NewGateway registers a gateway's metrics on reg; sp, if not nil, is
-// read at every scrape.
-func NewGateway(reg prometheus.Registerer, sp Spool) *Gateway {
+// NewGateway registers a gateway's metrics on reg.
+func NewGateway(reg prometheus.Registerer) *Gateway {
 	m := &Gateway{
 		sessionsLive: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "keyway_gateway_sessions_live",
 			Help: "Sessions running through this gateway now, by protocol."}, []string{"protocol"}),
 		sessionsStarted: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyway_gateway_sessions_started_total",
-			Help: "Sessions the portal asked this gateway for, by protocol and outcome: ok, or the error code."},
+			Help: "Sessions the portal asked this gateway for, by protocol and outcome: ok, or the refusal code."},
 			[]string{"protocol", "outcome"}),
 		bytesRelayed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyway_gateway_bytes_relayed_total",
-			Help: "Bytes relayed by ended sessions, by direction: in is portal to target, out target to portal."},
+			Help: "Bytes on the portal side of session connections, TLS included, by direction: in from the portal, out to it."},
 			[]string{"direction"}),
 		spooled: prometheus.NewCounter(prometheus.CounterOpts{Name: "keyway_gateway_recordings_spooled_total",
 			Help: "Recordings started in the spool."}),
@@ -224,19 +225,62 @@ func NewGateway(reg prometheus.Registerer, sp Spool) *Gateway {
 			Help: "Failed recording upload attempts (each is retried)."}),
 	}
 	reg.MustRegister(m.sessionsLive, m.sessionsStarted, m.bytesRelayed, m.spooled, m.uploaded, m.uploadFailures)
-	if sp != nil {
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keyway_gateway_recordings_pending",
-			Help: "Recordings in the spool waiting for upload."}, func() float64 { return float64(sp.Pending()) }))
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keyway_gateway_spool_free_bytes",
-			Help: "Free space of the spool's file system."}, func() float64 {
-			n, err := sp.FreeBytes()
-			if err != nil {
-				return -1
-			}
-			return float64(n)
-		}))
-	}
 	return m
+}
+
+// WatchSpool registers the spool gauges, read from sp at every scrape.
+func WatchSpool(reg prometheus.Registerer, sp Spool) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keyway_gateway_recordings_pending",
+		Help: "Recordings in the spool not yet uploaded, open ones included (-1: the spool is unreadable)."},
+		func() float64 { return float64(sp.Pending()) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keyway_gateway_spool_free_bytes",
+		Help: "Free space of the spool's file system (-1: unknown)."}, func() float64 {
+		n, err := sp.FreeBytes()
+		if err != nil {
+			return -1
+		}
+		return float64(n)
+	}))
+}
+
+// CountConn counts the bytes read from and written to c; nil m returns c.
+func (m *Gateway) CountConn(c net.Conn) net.Conn {
+	if m == nil {
+		return c
+	}
+	return &countingConn{Conn: c, in: m.bytesRelayed.WithLabelValues("in"), out: m.bytesRelayed.WithLabelValues("out")}
+}
+
+// countingConn adds what passes to its counters as it passes, so that
+// long sessions show in rates before they end.
+type countingConn struct {
+	net.Conn
+	in, out prometheus.Counter
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.in.Add(float64(n))
+	}
+	return n, err
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if n > 0 {
+		c.out.Add(float64(n))
+	}
+	return n, err
+}
+
+// CloseWrite keeps the half-close of a TCP connection, which TLS's
+// CloseWrite passes on.
+func (c *countingConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
 }
 
 // SessionOpened counts a session that opened.
@@ -256,14 +300,12 @@ func (m *Gateway) SessionRefused(protocol, code string) {
 	m.sessionsStarted.WithLabelValues(protocol, code).Inc()
 }
 
-// SessionEnded counts the end of an opened session and its bytes.
-func (m *Gateway) SessionEnded(protocol string, in, out int64) {
+// SessionEnded counts the end of an opened session.
+func (m *Gateway) SessionEnded(protocol string) {
 	if m == nil {
 		return
 	}
 	m.sessionsLive.WithLabelValues(protocol).Dec()
-	m.bytesRelayed.WithLabelValues("in").Add(float64(in))
-	m.bytesRelayed.WithLabelValues("out").Add(float64(out))
 }
 
 // RecordingSpooled counts a recording started in the spool.

@@ -10,85 +10,23 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/gorilla/websocket"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/keyway-dev/keyway/e2e/targets"
+	"github.com/keyway-dev/keyway/metrics/metricstest"
 	"github.com/keyway-dev/keyway/portal/store"
 )
 
-// scrape reads base/metrics and parses it.
-func scrape(t *testing.T, base string) map[string]*dto.MetricFamily {
-	t.Helper()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatalf("scrape: %v", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("scrape: HTTP %d", resp.StatusCode)
-	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("parse metrics: %v", err)
-	}
-	return fams
+func scrape(t *testing.T, base string) metricstest.Families { return metricstest.Scrape(t, nil, base) }
+
+func value(f metricstest.Families, name string, labels ...string) float64 {
+	return f.Value(name, labels...)
 }
 
-// value is the value of the series of name with labels (a subset), or -1
-// when there is none; a histogram gives its count.
-func value(fams map[string]*dto.MetricFamily, name string, labels ...string) float64 {
-	f := fams[name]
-	if f == nil {
-		return -1
-	}
-next:
-	for _, m := range f.GetMetric() {
-		have := map[string]string{}
-		for _, l := range m.GetLabel() {
-			have[l.GetName()] = l.GetValue()
-		}
-		for i := 0; i+1 < len(labels); i += 2 {
-			if have[labels[i]] != labels[i+1] {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.Counter.GetValue()
-		case m.Gauge != nil:
-			return m.Gauge.GetValue()
-		case m.Histogram != nil:
-			return float64(m.Histogram.GetSampleCount())
-		case m.Untyped != nil:
-			return m.Untyped.GetValue()
-		}
-	}
-	return -1
-}
-
-// waitMetric scrapes until name{labels} is want, or fails after 20 s.
 func waitMetric(t *testing.T, base string, want float64, name string, labels ...string) {
 	t.Helper()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(20 * time.Second)
-	for {
-		got := value(scrape(t, base), name, labels...)
-		if got == want {
-			return
-		}
-		select {
-		case <-tick.C:
-		case <-deadline:
-			t.Fatalf("%s%v = %v, want %v", name, labels, got, want)
-		}
-	}
+	metricstest.Wait(t, nil, base, want, name, labels...)
 }
 
 // TestMetricsAndHealth runs a real terminal session against sshd through
@@ -187,6 +125,31 @@ func TestMetricsAndHealth(t *testing.T) {
 	waitMetric(t, p.MetricsURL, 1, "keyway_portal_recordings_uploaded_total", "outcome", "ok")
 	if v := value(scrape(t, p.MetricsURL), "keyway_portal_recording_bytes_uploaded_total"); v <= 0 {
 		t.Errorf("recording bytes uploaded = %v", v)
+	}
+	// The embedded gateway's own view, on the same registry; the refused
+	// session never reached it.
+	waitMetric(t, p.MetricsURL, 1, "keyway_gateway_recordings_uploaded_total")
+	waitMetric(t, p.MetricsURL, 0, "keyway_gateway_recordings_pending")
+	fams = scrape(t, p.MetricsURL)
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"keyway_gateway_sessions_started_total", []string{"protocol", "ssh", "outcome", "ok"}, 1},
+		{"keyway_gateway_sessions_live", []string{"protocol", "ssh"}, 0},
+		{"keyway_gateway_recordings_spooled_total", nil, 1},
+		{"keyway_gateway_upload_failures_total", nil, 0},
+	} {
+		if got := value(fams, c.name, c.labels...); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+	if v := value(fams, "keyway_gateway_spool_free_bytes"); v <= 0 {
+		t.Errorf("spool free bytes = %v", v)
+	}
+	if in, out := value(fams, "keyway_gateway_bytes_relayed_total", "direction", "in"), value(fams, "keyway_gateway_bytes_relayed_total", "direction", "out"); in < 28 || out < 20 {
+		t.Errorf("gateway bytes relayed in %v, out %v", in, out)
 	}
 
 	// Profiles on their own listener.

@@ -238,11 +238,15 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	// The embedded gateway records into its own spool and uploads like a
 	// remote one, through the portal's HTTPS listener, signed with its key.
 	spoolDir := filepath.Join(cfg.DataDir, "gateway", "spool")
-	sp, err := openSpool(spoolDir, 0, logger.With("component", "spool", "gateway", "embedded"))
+	// The embedded gateway's metrics are the portal's: keyway_gateway_*
+	// on the same registry.
+	embeddedMetrics := metrics.NewGateway(reg)
+	sp, err := openSpool(spoolDir, 0, logger.With("component", "spool", "gateway", "embedded"), embeddedMetrics)
 	if err != nil {
 		return err
 	}
 	defer sp.Close()
+	metrics.WatchSpool(reg, sp)
 	recDir, err := storage.Open(filepath.Join(cfg.DataDir, "recordings"))
 	if err != nil {
 		return err
@@ -274,6 +278,7 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		Logger:         logger.With("component", "gateway", "gateway", "embedded"),
 		ID:             "embedded",
 		Version:        version,
+		Metrics:        embeddedMetrics,
 	})
 	if err != nil {
 		return fmt.Errorf("embedded gateway: %w", err)

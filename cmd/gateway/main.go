@@ -29,6 +29,7 @@ import (
 	"github.com/keyway-dev/keyway/gateway/control"
 	"github.com/keyway-dev/keyway/gateway/spool"
 	"github.com/keyway-dev/keyway/gateway/wire"
+	"github.com/keyway-dev/keyway/logctx"
 	"github.com/keyway-dev/keyway/metrics"
 )
 
@@ -150,7 +151,7 @@ func serve(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	logger := slog.New(h).With("gateway", f.Name, "segment", f.Segment)
+	logger := slog.New(logctx.Handler(h)).With("gateway", f.Name, "segment", f.Segment)
 	metricsAddr, pprofAddr := cmp.Or(o.metricsListen, f.Listen["metrics"]), o.pprofListen
 	if metricsAddr != "" {
 		if metricsAddr, err = metrics.ListenAddr(metricsAddr); err != nil {

@@ -16,8 +16,11 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
 	// Time zones for the audit filters, also on hosts without tzdata.
 	_ "time/tzdata"
+
+	"github.com/keyway-dev/keyway/logctx"
 )
 
 func main() {
@@ -80,12 +83,13 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("log level %q: use debug, info, warn or error", level)
 	}
+	// logctx adds the request and session ids a context carries.
 	opts := &slog.HandlerOptions{Level: l}
 	switch format {
 	case "", "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		return slog.New(logctx.Handler(slog.NewTextHandler(w, opts))), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		return slog.New(logctx.Handler(slog.NewJSONHandler(w, opts))), nil
 	}
 	return nil, fmt.Errorf("log format %q: use text or json", format)
 }

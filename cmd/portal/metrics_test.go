@@ -157,8 +157,9 @@ func TestMetricsAndHealth(t *testing.T) {
 		t.Errorf("pprof index: %d", code)
 	}
 
-	// Every log line is JSON; the session's lines carry its id.
-	var sessionLines int
+	// Every log line is JSON; the session's lines carry its id and the id
+	// of the request that opened it, as does the refusal.
+	var sessionLines, refusals int
 	sc := bufio.NewScanner(strings.NewReader(log.String()))
 	for sc.Scan() {
 		var line map[string]any
@@ -169,8 +170,20 @@ func TestMetricsAndHealth(t *testing.T) {
 			if s, _ := line["session"].(string); s == "" {
 				t.Errorf("session line without its id: %s", sc.Text())
 			}
+			if r, _ := line["request"].(string); len(r) != 16 {
+				t.Errorf("session line without its request id: %s", sc.Text())
+			}
 			sessionLines++
 		}
+		if line["msg"] == "terminal connection refused" {
+			if r, _ := line["request"].(string); len(r) != 16 {
+				t.Errorf("refusal without its request id: %s", sc.Text())
+			}
+			refusals++
+		}
+	}
+	if refusals != 1 {
+		t.Errorf("%d refusals logged, want 1", refusals)
 	}
 	if sessionLines < 2 {
 		t.Errorf("%d session lines in the log, want its start and end:\n%s", sessionLines, log.String())
@@ -178,6 +191,14 @@ func TestMetricsAndHealth(t *testing.T) {
 
 	// Ready on both listeners; then not, saying why.
 	https := newBrowser(t, p.URL).client
+	resp, err := https.Get(p.URL + "/livez")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if id := resp.Header.Get("X-Request-Id"); len(id) != 16 {
+		t.Errorf("X-Request-Id %q", id)
+	}
 	for _, base := range []string{p.URL, p.MetricsURL} {
 		if code, body := getWith(t, https, base+"/readyz"); code != http.StatusOK {
 			t.Errorf("%s/readyz: %d %s", base, code, body)

@@ -98,6 +98,6 @@ func (s *Server) record(r *http.Request, ev audit.Event) {
 		s.Metrics.SignIn(cmp.Or(ev.Details["method"], MethodPassword), ev.Outcome == audit.OutcomeSuccess)
 	}
 	if err := s.Audit.Record(context.WithoutCancel(r.Context()), ev); err != nil {
-		s.Logger.Error("write audit event", "action", ev.Action, "err", err)
+		s.Logger.ErrorContext(r.Context(), "write audit event", "action", ev.Action, "err", err)
 	}
 }

@@ -4,6 +4,7 @@ package httpui
 
 import (
 	"context"
+	"crypto/rand"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -13,6 +14,7 @@ import (
 	"github.com/alexedwards/scs/v2"
 
 	"github.com/keyway-dev/keyway/gateway/wire"
+	"github.com/keyway-dev/keyway/logctx"
 	"github.com/keyway-dev/keyway/metrics"
 	"github.com/keyway-dev/keyway/portal/audit"
 	"github.com/keyway-dev/keyway/portal/auth"
@@ -177,7 +179,24 @@ func New(d Deps) *Server {
 }
 
 // ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+// Every request gets an id, sent back in X-Request-Id and put on each line
+// logged with the request's context, so that one request's lines can be
+// found together.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id := newRequestID()
+	w.Header().Set("X-Request-Id", id)
+	s.handler.ServeHTTP(w, r.WithContext(logctx.With(r.Context(), "request", id)))
+}
+
+// newRequestID returns 16 random base32 characters (80 bits): unique
+// enough to find one request's lines in a day of logs.
+func newRequestID() string { return rand.Text()[:16] }
+
+// requestLogger is s.Logger with the attributes of r's context, for
+// code that logs without it (a session's goroutines).
+func (s *Server) requestLogger(r *http.Request) *slog.Logger {
+	return logctx.Logger(r.Context(), s.Logger)
+}
 
 // Close ends every running session and video export and waits for their
 // goroutines.
@@ -391,7 +410,7 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 				if v == http.ErrAbortHandler {
 					panic(v)
 				}
-				s.Logger.Error("handler panic", "path", r.URL.Path, "panic", v)
+				s.Logger.ErrorContext(r.Context(), "handler panic", "path", r.URL.Path, "panic", v)
 				http.Error(w, "internal error", http.StatusInternalServerError)
 			}
 		}()

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/keyway-dev/keyway/gateway/wire"
+	"github.com/keyway-dev/keyway/logctx"
 	"github.com/keyway-dev/keyway/metrics"
 	"github.com/keyway-dev/keyway/portal/audit"
 	"github.com/keyway-dev/keyway/portal/authz"
@@ -518,7 +519,7 @@ func (m *Manager) record(ev audit.Event) {
 func (m *Manager) Open(ctx context.Context, a *Admission) (*Session, error) {
 	s := &Session{m: m, ID: a.id, Kind: a.req.Kind, User: a.req.User, Resource: a.res, Gateway: a.gw,
 		Client: a.req.Client, Effective: a.effective, Posture: a.posture, Start: m.Now(), webToken: a.req.WebToken,
-		Device: a.req.Device}
+		Device: a.req.Device, log: logctx.Logger(ctx, m.Logger).With("session", a.id)}
 	if a.req.Kind == KindTCP {
 		s.TargetAddr = a.stream.String()
 	}
@@ -588,7 +589,7 @@ func (m *Manager) Open(ctx context.Context, a *Admission) (*Session, error) {
 		m.record(audit.Event{Actor: s.User.Name, Action: audit.ActionConnect, Target: s.Resource.Name, ClientAddr: s.Client.Addr,
 			Outcome: audit.OutcomeSuccess, Details: details})
 	}
-	m.Logger.Info("session started", "session", s.ID, "kind", s.Kind, "user", s.User.Name, "resource", s.Resource.Name,
+	s.log.Info("session started", "kind", s.Kind, "user", s.User.Name, "resource", s.Resource.Name,
 		"gateway", s.Gateway.Name, "segment", s.Gateway.Segment)
 	return s, nil
 }

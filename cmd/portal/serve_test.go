@@ -53,6 +53,8 @@ func startPortalWith(t *testing.T, cfg serveConfig) (p *portal, log *syncBuffer,
 	done := make(chan error, 1)
 	cfg.GatewayListen = "127.0.0.1:0"
 	cfg.LogLevel = cmp.Or(cfg.LogLevel, "info")
+	// Every test portal has metrics, for tests to check their counts.
+	cfg.MetricsListen = cmp.Or(cfg.MetricsListen, "127.0.0.1:0")
 	log = &syncBuffer{}
 	go func() {
 		done <- serveWith(ctx, cfg, log, func(_ context.Context, p *portal) error { ready <- p; return nil })

@@ -200,8 +200,9 @@ type Gateway struct {
 
 // Spool is what a gateway's spool reports at every scrape.
 type Spool interface {
-	// Pending is the number of recordings waiting for upload.
-	Pending() int
+	// Pending returns the number of recordings waiting for upload and
+	// their bytes.
+	Pending() (n int, bytes int64, err error)
 	// FreeBytes is the free space of the spool's file system.
 	FreeBytes() (uint64, error)
 }
@@ -230,9 +231,11 @@ func NewGateway(reg prometheus.Registerer) *Gateway {
 
 // WatchSpool registers the spool gauges, read from sp at every scrape.
 func WatchSpool(reg prometheus.Registerer, sp Spool) {
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keyway_gateway_recordings_pending",
-		Help: "Recordings in the spool not yet uploaded, open ones included (-1: the spool is unreadable)."},
-		func() float64 { return float64(sp.Pending()) }))
+	reg.MustRegister(&pendingCollector{sp: sp,
+		count: prometheus.NewDesc("keyway_gateway_recordings_pending",
+			"Recordings in the spool not yet uploaded, open ones included (-1: the spool is unreadable).", nil, nil),
+		bytes: prometheus.NewDesc("keyway_gateway_recordings_pending_bytes",
+			"Bytes of the recordings in the spool not yet uploaded (-1: the spool is unreadable).", nil, nil)})
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keyway_gateway_spool_free_bytes",
 		Help: "Free space of the spool's file system (-1: unknown)."}, func() float64 {
 		n, err := sp.FreeBytes()
@@ -241,6 +244,23 @@ func WatchSpool(reg prometheus.Registerer, sp Spool) {
 		}
 		return float64(n)
 	}))
+}
+
+// pendingCollector reads the spool once per scrape for both gauges.
+type pendingCollector struct {
+	sp           Spool
+	count, bytes *prometheus.Desc
+}
+
+func (c *pendingCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.count; ch <- c.bytes }
+
+func (c *pendingCollector) Collect(ch chan<- prometheus.Metric) {
+	n, b, err := c.sp.Pending()
+	if err != nil {
+		n, b = -1, -1
+	}
+	ch <- prometheus.MustNewConstMetric(c.count, prometheus.GaugeValue, float64(n))
+	ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.GaugeValue, float64(b))
 }
 
 // CountConn counts the bytes read from and written to c; nil m returns c.

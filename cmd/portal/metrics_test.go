@@ -130,6 +130,7 @@ func TestMetricsAndHealth(t *testing.T) {
 	// session never reached it.
 	waitMetric(t, p.MetricsURL, 1, "keyway_gateway_recordings_uploaded_total")
 	waitMetric(t, p.MetricsURL, 0, "keyway_gateway_recordings_pending")
+	waitMetric(t, p.MetricsURL, 0, "keyway_gateway_recordings_pending_bytes")
 	fams = scrape(t, p.MetricsURL)
 	for _, c := range []struct {
 		name   string

@@ -300,20 +300,24 @@ func (s *Spool) CheckSpace() error {
 // FreeBytes is the free space of the spool's file system.
 func (s *Spool) FreeBytes() (uint64, error) { return s.statfs(s.dir) }
 
-// Pending is the number of recordings waiting for upload, open ones
-// included; -1 if the spool cannot be read.
-func (s *Spool) Pending() int {
+// Pending returns the number of recordings waiting for upload, open ones
+// included, and the bytes of their data files.
+func (s *Spool) Pending() (n int, bytes int64, err error) {
 	metas, err := s.List()
 	if err != nil {
-		return -1
+		return 0, 0, err
 	}
-	n := 0
 	for _, m := range metas {
-		if !m.Uploaded {
-			n++
+		if m.Uploaded {
+			continue
+		}
+		n++
+		// An open recording's metadata has no size yet; its file has.
+		if fi, err := os.Stat(s.dataPath(m)); err == nil {
+			bytes += fi.Size()
 		}
 	}
-	return n
+	return n, bytes, nil
 }
 
 func (s *Spool) path(id, ext string) string { return filepath.Join(s.dir, id+ext) }

@@ -79,7 +79,7 @@ func NewPortal(reg prometheus.Registerer) *Portal {
 		hookOutcomes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyway_portal_hook_calls_total",
 			Help: "Calls of the connection authorization hook, by outcome: allow, deny, error."}, []string{"outcome"}),
 		signIns: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyway_portal_sign_ins_total",
-			Help: "Sign-in attempts, by method (password, oidc, saml, ldap, totp, passkey, token) and outcome (ok, failed)."},
+			Help: "Sign-in attempts, by method (password, ldap, oidc, saml; a second factor counts under the first) and outcome (ok, failed)."},
 			[]string{"method", "outcome"}),
 	}
 	reg.MustRegister(m.sessionsLive, m.sessionsStarted, m.connectSeconds, m.bytesRelayed, m.recordings, m.recordingBytes,

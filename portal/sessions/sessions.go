@@ -437,10 +437,31 @@ func (m *Manager) running(userID int64) int {
 	return m.open[userID]
 }
 
+// metricCodes are the refusal codes a metric label may take: the
+// portal's and the wire's. A gateway may send any code; one not listed is
+// counted as "other", so that a broken or hostile gateway cannot grow the
+// metrics without bound.
+var metricCodes = map[string]bool{
+	"bad_target": true, "hook": true, "internal": true, "no_gateway": true, "no_grant": true, "no_tunnel": true,
+	"not_allowed": true, "not_running": true, "policy": true, "too_many_sessions": true, "too_many_streams": true,
+	"wrong_kind": true, "gateway_unavailable": true,
+	string(wire.CodeBadRequest): true, string(wire.CodeUnsupported): true, string(wire.CodeUnreachable): true,
+	string(wire.CodeRefused): true, string(wire.CodeTimeout): true, string(wire.CodeAuthFailed): true,
+	string(wire.CodeHostKeyMismatch): true, string(wire.CodeForbiddenTarget): true, string(wire.CodeGatewayDown): true,
+	string(wire.CodeRecordingUnavailable): true,
+}
+
+func metricCode(code string) string {
+	if metricCodes[code] {
+		return code
+	}
+	return "other"
+}
+
 // refused audits and logs a refusal.
 func (m *Manager) refused(a *Admission, ref *Refusal) {
 	if a.req.Kind != KindTest {
-		m.Metrics.SessionRefused(cmp.Or(a.protocol(), "unknown"), ref.Code)
+		m.Metrics.SessionRefused(cmp.Or(a.protocol(), "unknown"), metricCode(ref.Code))
 	}
 	details := map[string]string{"session": a.id, "kind": string(a.req.Kind), "code": ref.Code}
 	maps.Copy(details, a.req.Details)

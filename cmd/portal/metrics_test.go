@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 
@@ -230,18 +231,29 @@ func getWith(t *testing.T, c *http.Client, u string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// checkNotReady checks that base/readyz answers 503 with check failing
-// with words containing want.
+// checkNotReady waits until base/readyz answers 503 with check failing
+// with words containing want: an answer is reused for up to a second.
 func checkNotReady(t *testing.T, c *http.Client, base, check, want string) {
 	t.Helper()
-	code, body := getWith(t, c, base+"/readyz")
-	var r struct {
-		Ready  bool
-		Checks map[string]string
-	}
-	if err := json.Unmarshal([]byte(body), &r); err != nil || code != http.StatusServiceUnavailable || r.Ready ||
-		!strings.Contains(r.Checks[check], want) {
-		t.Errorf("readyz: %d %s, want 503 with %s: %s (%v)", code, body, check, want, err)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(10 * time.Second)
+	for {
+		code, body := getWith(t, c, base+"/readyz")
+		var r struct {
+			Ready  bool
+			Checks map[string]string
+		}
+		err := json.Unmarshal([]byte(body), &r)
+		if err == nil && code == http.StatusServiceUnavailable && !r.Ready && strings.Contains(r.Checks[check], want) {
+			return
+		}
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Errorf("readyz: %d %s, want 503 with %s: %s (%v)", code, body, check, want, err)
+			return
+		}
 	}
 }
 

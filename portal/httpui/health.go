@@ -3,14 +3,28 @@ package httpui
 import (
 	"context"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/keyway-dev/keyway/portal/gateways"
 )
 
-// readyTimeout bounds each Readiness check, so that a stuck database or
+// readyTimeout bounds each readiness check, so that a stuck database or
 // disk answers the probe with 503 instead of hanging it.
 const readyTimeout = 2 * time.Second
+
+// readyCacheTTL is how long a readiness answer is reused: /readyz is
+// public, and each check queries the database and writes a file, which a
+// flood of probes must not turn into a flood of fsyncs.
+const readyCacheTTL = time.Second
+
+// readyCache holds the last readiness answer; its mutex also makes
+// concurrent probes wait for one run of the checks.
+type readyCache struct {
+	mu  sync.Mutex
+	at  time.Time
+	res Readiness
+}
 
 // Readiness is the body of /readyz: each check with "ok" or why it failed.
 type Readiness struct {
@@ -29,7 +43,12 @@ func (s *Server) livez(w http.ResponseWriter, r *http.Request) {
 // answers a query, the recording store takes a write, and a gateway is
 // available — and 503 saying which check failed otherwise.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
-	res := s.Ready(r.Context())
+	s.ready.mu.Lock()
+	if time.Since(s.ready.at) >= readyCacheTTL {
+		s.ready.res, s.ready.at = s.Ready(r.Context()), time.Now()
+	}
+	res := s.ready.res
+	s.ready.mu.Unlock()
 	status := http.StatusOK
 	if !res.Ready {
 		status = http.StatusServiceUnavailable
@@ -38,7 +57,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, res)
 }
 
-// Ready runs the Readiness checks.
+// Ready runs the readiness checks.
 func (s *Server) Ready(ctx context.Context) Readiness {
 	res := Readiness{Ready: true, Checks: map[string]string{}}
 	check := func(name string, f func(context.Context) error) {

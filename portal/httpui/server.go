@@ -101,6 +101,8 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// ready caches /readyz's answer.
+	ready readyCache
 
 	// nonces are those of the gateways' recent signed requests.
 	nonces *wire.NonceCache

@@ -8,6 +8,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
@@ -29,6 +30,8 @@ import (
 	"github.com/keyway-dev/keyway/gateway/spool"
 	"github.com/keyway-dev/keyway/gateway/tlsconf"
 	"github.com/keyway-dev/keyway/gateway/wire"
+	"github.com/keyway-dev/keyway/logctx"
+	"github.com/keyway-dev/keyway/metrics"
 )
 
 // version is set by the build.
@@ -62,17 +65,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("gateway "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "/etc/keyway/gateway.json", "config file downloaded from the portal")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	var o options
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.logFormat, "log-format", "text", "text or json (one JSON object a line, for log collectors)")
+	fs.StringVar(&o.metricsListen, "metrics-listen", "", "plain-HTTP address serving Prometheus /metrics, /livez and /readyz; a bare port (:9100) is loopback; overrides listen.metrics of the config; default off")
+	fs.StringVar(&o.pprofListen, "pprof-listen", "", "loopback address serving Go profiles (/debug/pprof/); default off")
 	url := fs.String("url", "http://127.0.0.1:8081/healthz", "health endpoint (health)")
-	var tlsFlags tlsOverrides
-	fs.StringVar(&tlsFlags.minVersion, "tls-min-version", "", "lowest TLS version for reaching the portal: 1.2 or 1.3 (default: the config's tls_min_version, else 1.2)")
-	fs.StringVar(&tlsFlags.clientCiphers, "tls-client-ciphers", "", "comma-separated TLS 1.2 cipher suites allowed for reaching the portal (default: the config's tls_client_ciphers, else Go's)")
+	fs.StringVar(&o.tls.minVersion, "tls-min-version", "", "lowest TLS version for reaching the portal: 1.2 or 1.3 (default: the config's tls_min_version, else 1.2)")
+	fs.StringVar(&o.tls.clientCiphers, "tls-client-ciphers", "", "comma-separated TLS 1.2 cipher suites allowed for reaching the portal (default: the config's tls_client_ciphers, else Go's)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return errUsage
 	}
 	switch args[0] {
 	case "run":
-		return serve(ctx, *configPath, *logLevel, tlsFlags, stdout, stderr)
+		o.config = *configPath
+		return serve(ctx, o, stdout, stderr)
 	case "pubkey":
 		f, err := loadFile(*configPath)
 		if err != nil {
@@ -153,20 +160,49 @@ func tlsSettings(f wire.GatewayFile, o tlsOverrides) (tlsconf.Settings, error) {
 	return s, nil
 }
 
-func serve(ctx context.Context, path, level string, tlsFlags tlsOverrides, stdout, stderr io.Writer) error {
+// options are the flags of `gateway run`.
+type options struct {
+	config, logLevel, logFormat, metricsListen, pprofListen string
+	tls                                                     tlsOverrides
+}
+
+func serve(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return fmt.Errorf("log level %q: use debug, info, warn or error", level)
+	if err := lv.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return fmt.Errorf("log level %q: use debug, info, warn or error", o.logLevel)
 	}
-	f, err := loadFile(path)
+	hopts := &slog.HandlerOptions{Level: lv}
+	var h slog.Handler
+	switch o.logFormat {
+	case "", "text":
+		h = slog.NewTextHandler(stderr, hopts)
+	case "json":
+		h = slog.NewJSONHandler(stderr, hopts)
+	default:
+		return fmt.Errorf("log format %q: use text or json", o.logFormat)
+	}
+	f, err := loadFile(o.config)
 	if err != nil {
 		return err
 	}
-	tlsSet, err := tlsSettings(f, tlsFlags)
+	tlsSet, err := tlsSettings(f, o.tls)
 	if err != nil {
 		return err
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv})).With("gateway", f.Name, "segment", f.Segment)
+	logger := slog.New(logctx.Handler(h)).With("gateway", f.Name, "segment", f.Segment)
+	metricsAddr, pprofAddr := cmp.Or(o.metricsListen, f.Listen["metrics"]), o.pprofListen
+	if metricsAddr != "" {
+		if metricsAddr, err = metrics.ListenAddr(metricsAddr); err != nil {
+			return fmt.Errorf("metrics listen address: %w", err)
+		}
+	}
+	if pprofAddr != "" {
+		if pprofAddr, err = metrics.LoopbackAddr(pprofAddr); err != nil {
+			return fmt.Errorf("--pprof-listen: %w", err)
+		}
+	}
+	reg := metrics.NewRegistry()
+	gwMetrics := metrics.NewGateway(reg)
 	portalKey, err := wire.ParsePublicKey(f.PortalKey)
 	if err != nil {
 		return fmt.Errorf("config portal_key: %w", err)
@@ -195,11 +231,13 @@ func serve(ctx context.Context, path, level string, tlsFlags tlsOverrides, stdou
 	// Recordings wait in the spool until the portal confirmed them; what a
 	// crash left open is finished (as incomplete) before anything else.
 	spoolLog := logger.With("component", "spool")
-	sp, err := spool.Open(spool.Config{Dir: filepath.Join(f.StateDir, "spool"), MinFree: spoolMinFree(f), Fsync: true, Logger: spoolLog})
+	sp, err := spool.Open(spool.Config{Dir: filepath.Join(f.StateDir, "spool"), MinFree: spoolMinFree(f), Fsync: true, Logger: spoolLog,
+		Metrics: gwMetrics})
 	if err != nil {
 		return fmt.Errorf("recording spool: %w", err)
 	}
 	defer sp.Close()
+	metrics.WatchSpool(reg, sp)
 	if recovered, err := sp.Recover(); err != nil {
 		spoolLog.Error("recording spool recovery", "err", err)
 	} else if len(recovered) > 0 {
@@ -214,6 +252,7 @@ func serve(ctx context.Context, path, level string, tlsFlags tlsOverrides, stdou
 		Logger:        logger, ID: f.GatewayID, Version: version,
 		Networks: puller.Networks, ConfigVersion: puller.Version,
 		Ready: puller.Ready, RelayAddresses: puller.RelayAddresses,
+		Metrics: gwMetrics,
 	})
 	if err != nil {
 		return err
@@ -222,6 +261,27 @@ func serve(ctx context.Context, path, level string, tlsFlags tlsOverrides, stdou
 		return err
 	}
 	defer g.Close()
+	for _, d := range []struct {
+		addr, what string
+		h          http.Handler
+	}{
+		{metricsAddr, "metrics", metricsMux(metrics.Handler(reg), g)},
+		{pprofAddr, "Go profiles", metrics.PprofHandler()},
+	} {
+		if d.addr == "" {
+			continue
+		}
+		srv, err := metrics.Serve(d.addr, d.h, logger.With("component", d.what))
+		if err != nil {
+			return fmt.Errorf("%s: %w", d.what, err)
+		}
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			srv.Close(ctx)
+		}()
+		logger.Info("serving "+d.what, "addr", srv.Addr().String())
+	}
 	uploadOpts := ctlOpts
 	uploadOpts.Logger = logger.With("component", "uploads")
 	uploadOpts.LearnedKeys = puller.PortalTLSKeys
@@ -242,6 +302,26 @@ func serve(ctx context.Context, path, level string, tlsFlags tlsOverrides, stdou
 	logger.Info("shutting down")
 	<-done
 	return nil
+}
+
+// metricsMux serves /metrics, and the probes of the health listener, on
+// the metrics listener, so one port can serve both.
+func metricsMux(metricsHandler http.Handler, g *gateway.Gateway) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metricsHandler)
+	mux.Handle("GET /livez", probe(g.Live))
+	mux.Handle("GET /readyz", probe(g.Ready))
+	return mux
+}
+
+func probe(check func() error) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		if err := check(); err != nil {
+			http.Error(w, "unavailable: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ok\n")
+	}
 }
 
 // defaultSpoolMinFree is the free disk space the spool needs to start a

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/keyway-dev/keyway/gateway/wire"
+	"github.com/keyway-dev/keyway/metrics/metricstest"
 )
 
 // syncBuffer is a log shared by the gateway and the test.
@@ -130,7 +131,7 @@ func TestLiveGatewayFirstStartAndRenewal(t *testing.T) {
 
 	file := wire.GatewayFile{GatewayID: "7", Name: "gw", Segment: "office", PortalURL: srv.URL, PortalKey: portalID.PublicKeyString(),
 		PortalTLSKeySHA256: hex.EncodeToString(keySum[:]), StateDir: filepath.Join(dir, "state"), PullIntervalSecs: 1,
-		Listen: map[string]string{"ssh": "127.0.0.1:0", "management": "127.0.0.1:0"}}
+		Listen: map[string]string{"ssh": "127.0.0.1:0", "management": "127.0.0.1:0", "metrics": "127.0.0.1:0"}}
 	raw, _ := json.Marshal(file)
 	config := filepath.Join(dir, "gateway.json")
 	os.WriteFile(config, raw, 0o600)
@@ -173,9 +174,43 @@ func TestLiveGatewayFirstStartAndRenewal(t *testing.T) {
 	if err != nil || resp.OK || !strings.Contains(resp.Message, "signed config") {
 		t.Fatalf("session before the first config: %+v %v", resp, err)
 	}
+	// The refusal is counted on /metrics (listen.metrics), and the
+	// metrics listener's readiness probe says why it is not ready.
+	m := regexp.MustCompile(`msg="serving metrics".* addr=(\S+)`).FindStringSubmatch(log.String())
+	if m == nil {
+		t.Fatalf("no metrics listener in the log:\n%s", log.String())
+	}
+	metricsURL := "http://" + m[1]
+	fams := metricstest.Scrape(t, nil, metricsURL)
+	if v := fams.Value("keyway_gateway_sessions_started_total", "protocol", "ssh", "outcome", "gateway_unreachable"); v != 1 {
+		t.Errorf("refused sessions counted: %v, want 1", v)
+	}
+	if v := fams.Value("keyway_gateway_spool_free_bytes"); v <= 0 {
+		t.Errorf("spool free bytes: %v", v)
+	}
+	if v := fams.Value("keyway_gateway_recordings_pending"); v != 0 {
+		t.Errorf("recordings pending: %v", v)
+	}
+	if v := fams.Value("go_goroutines"); v <= 0 {
+		t.Errorf("no Go runtime metrics: %v", v)
+	}
+	probe := func(path string) int {
+		resp, err := http.Get(metricsURL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if live, ready := probe("/livez"), probe("/readyz"); live != 200 || ready != 503 {
+		t.Errorf("probes before the first config: livez %d, readyz %d", live, ready)
+	}
 
 	serving.Store(true)
 	waitFor(t, "the first config", func() bool { code, _ := status(); return code == http.StatusOK }, &log)
+	if ready := probe("/readyz"); ready != 200 {
+		t.Errorf("readyz after the first config: %d", ready)
+	}
 
 	// The portal renews its certificate, keeping its key.
 	renewed := selfSigned(t, tlsKey)

@@ -18,8 +18,11 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
 	// Time zones for the audit filters, also on hosts without tzdata.
 	_ "time/tzdata"
+
+	"github.com/keyway-dev/keyway/logctx"
 )
 
 func main() {
@@ -84,10 +87,18 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 }
 
-func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("log level %q: use debug, info, warn or error", level)
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+	// logctx adds the request and session ids a context carries.
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "", "text":
+		return slog.New(logctx.Handler(slog.NewTextHandler(w, opts))), nil
+	case "json":
+		return slog.New(logctx.Handler(slog.NewJSONHandler(w, opts))), nil
+	}
+	return nil, fmt.Errorf("log format %q: use text or json", format)
 }

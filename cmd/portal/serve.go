@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -24,6 +25,7 @@ import (
 	"github.com/keyway-dev/keyway/gateway/control"
 	"github.com/keyway-dev/keyway/gateway/tlsconf"
 	"github.com/keyway-dev/keyway/gateway/wire"
+	"github.com/keyway-dev/keyway/metrics"
 	"github.com/keyway-dev/keyway/portal/audit"
 	"github.com/keyway-dev/keyway/portal/auth"
 	"github.com/keyway-dev/keyway/portal/authz"
@@ -77,6 +79,13 @@ type serveConfig struct {
 	TLSMinVersion    string
 	TLSServerCiphers string
 	TLSClientCiphers string
+	// LogFormat is text (the default) or json.
+	LogFormat string
+	// MetricsListen serves /metrics, /livez and /readyz over plain HTTP;
+	// empty is off. PprofListen serves net/http/pprof on loopback; empty
+	// is off.
+	MetricsListen string
+	PprofListen   string
 }
 
 // Defaults of --data and --listen. The demo keeps its data apart from a
@@ -104,6 +113,9 @@ func (c *serveConfig) flags(fs *flag.FlagSet, dataDir, listen string) {
 	fs.StringVar(&c.GatewayVNCListen, "gateway-vnc-listen", envOr("KEYWAY_GATEWAY_VNC_LISTEN", "127.0.0.1:7995"), "loopback address of the embedded gateway's VNC listener")
 	fs.StringVar(&c.ClientsDir, "clients", envOr("KEYWAY_CLIENTS", ""), "directory of the keyway client builds the Account page offers (default: clients next to the portal executable, where make build puts them) (env KEYWAY_CLIENTS)")
 	fs.StringVar(&c.LogLevel, "log-level", envOr("KEYWAY_LOG_LEVEL", "info"), "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", envOr("KEYWAY_LOG_FORMAT", "text"), "text or json (one JSON object a line, for log collectors) (env KEYWAY_LOG_FORMAT)")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", envOr("KEYWAY_METRICS_LISTEN", ""), "plain-HTTP address serving Prometheus /metrics, /livez and /readyz; a bare port (:9090) is loopback; default off (env KEYWAY_METRICS_LISTEN)")
+	fs.StringVar(&c.PprofListen, "pprof-listen", envOr("KEYWAY_PPROF_LISTEN", ""), "loopback address serving Go profiles (/debug/pprof/); default off (env KEYWAY_PPROF_LISTEN)")
 	fs.DurationVar(&c.KeyFrames, "recording-keyframes", 10*time.Second, "least time between key frames of desktop recordings: a seek replays at most this much after the key frame before it")
 	fs.StringVar(&c.Retention, "recordings-retention", envOr("KEYWAY_RECORDINGS_RETENTION", "0"), "how long session recordings and the connection log are kept, e.g. 90d; 0 keeps them forever")
 	fs.StringVar(&c.TLSMinVersion, "tls-min-version", envOr("KEYWAY_TLS_MIN_VERSION", "1.2"), "lowest TLS version of the HTTPS listener and of the portal's outgoing connections: 1.2 or 1.3; 1.3 is preferred either way (env KEYWAY_TLS_MIN_VERSION)")
@@ -179,13 +191,30 @@ type portal struct {
 	Store     *store.Store
 	Pool      *gateways.Pool
 	Logger    *slog.Logger
+	// MetricsURL and PprofURL are the base URLs of --metrics-listen and
+	// --pprof-listen ("http://127.0.0.1:9090"), empty when off.
+	MetricsURL, PprofURL string
 }
 
 func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afterStart) error {
-	logger, err := newLogger(stderr, cfg.LogLevel)
+	logger, err := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		return err
 	}
+	// Diagnostics addresses are checked before anything starts.
+	var metricsAddr, pprofAddr string
+	if cfg.MetricsListen != "" {
+		if metricsAddr, err = metrics.ListenAddr(cfg.MetricsListen); err != nil {
+			return fmt.Errorf("--metrics-listen: %w", err)
+		}
+	}
+	if cfg.PprofListen != "" {
+		if pprofAddr, err = metrics.LoopbackAddr(cfg.PprofListen); err != nil {
+			return fmt.Errorf("--pprof-listen: %w", err)
+		}
+	}
+	reg := metrics.NewRegistry()
+	portalMetrics := metrics.NewPortal(reg)
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return errors.New("give both -tls-cert and -tls-key, or neither for a self-signed certificate")
 	}
@@ -243,11 +272,15 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	// The embedded gateway records into its own spool and uploads like a
 	// remote one, through the portal's HTTPS listener, signed with its key.
 	spoolDir := filepath.Join(cfg.DataDir, "gateway", "spool")
-	sp, err := openSpool(spoolDir, 0, logger.With("component", "spool", "gateway", "embedded"))
+	// The embedded gateway's metrics are the portal's: keyway_gateway_*
+	// on the same registry.
+	embeddedMetrics := metrics.NewGateway(reg)
+	sp, err := openSpool(spoolDir, 0, logger.With("component", "spool", "gateway", "embedded"), embeddedMetrics)
 	if err != nil {
 		return err
 	}
 	defer sp.Close()
+	metrics.WatchSpool(reg, sp)
 	recDir, err := storage.Open(filepath.Join(cfg.DataDir, "recordings"))
 	if err != nil {
 		return err
@@ -279,6 +312,7 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		Logger:         logger.With("component", "gateway", "gateway", "embedded"),
 		ID:             "embedded",
 		Version:        version,
+		Metrics:        embeddedMetrics,
 	})
 	if err != nil {
 		return fmt.Errorf("embedded gateway: %w", err)
@@ -299,6 +333,13 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		return err
 	}
 	pool := gateways.New(portalID, logger.With("component", "gateways"), 30*time.Second)
+	metrics.GatewayStates(reg, func() []metrics.GatewayState {
+		var out []metrics.GatewayState
+		for _, g := range pool.Statuses() {
+			out = append(out, metrics.GatewayState{Gateway: g.Name, State: string(g.State)})
+		}
+		return out
+	})
 	healthCtx, stopHealth := context.WithCancel(ctx)
 	var healthDone sync.WaitGroup
 	defer func() { stopHealth(); healthDone.Wait(); pool.Close() }()
@@ -373,6 +414,7 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		Hook:              connhook.New(connhook.WithTLS(tlsSet)),
 		ClientsDir:        clientsDir(cfg.ClientsDir),
 		ClientTLS:         tlsSet,
+		Metrics:           portalMetrics,
 	})
 	defer ui.Close()
 	// The hook and the trusted proxies as admins saved them; a hook that
@@ -408,6 +450,33 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 			job.Run(healthCtx, time.Hour)
 		}()
 	}
+	var metricsSrv, pprofSrv *metrics.Server
+	defer func() {
+		// Scrapes in flight get a few seconds to finish.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for _, s := range []*metrics.Server{metricsSrv, pprofSrv} {
+			if s != nil {
+				s.Close(ctx)
+			}
+		}
+	}()
+	if metricsAddr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", metrics.Handler(reg))
+		mux.Handle("GET /livez", ui)
+		mux.Handle("GET /readyz", ui)
+		if metricsSrv, err = metrics.Serve(metricsAddr, mux, logger.With("component", "metrics")); err != nil {
+			return fmt.Errorf("--metrics-listen: %w", err)
+		}
+		logger.Info("serving metrics", "url", "http://"+metricsSrv.Addr().String()+"/metrics")
+	}
+	if pprofAddr != "" {
+		if pprofSrv, err = metrics.Serve(pprofAddr, metrics.PprofHandler(), logger.With("component", "pprof")); err != nil {
+			return fmt.Errorf("--pprof-listen: %w", err)
+		}
+		logger.Info("serving Go profiles", "url", "http://"+pprofSrv.Addr().String()+"/debug/pprof/")
+	}
 	srv := ui.HTTPServer(tlsSet.Server(&tls.Config{Certificates: []tls.Certificate{cert}}),
 		slog.NewLogLogger(logger.Handler(), slog.LevelWarn))
 	serveErr := make(chan error, 1)
@@ -422,6 +491,12 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		"gateway", gw.Addr().String(), "data", cfg.DataDir)
 
 	p := &portal{cfg: cfg, URL: publicURL, Addresses: addresses, Store: st, Pool: pool, Logger: logger}
+	if metricsSrv != nil {
+		p.MetricsURL = "http://" + metricsSrv.Addr().String()
+	}
+	if pprofSrv != nil {
+		p.PprofURL = "http://" + pprofSrv.Addr().String()
+	}
 	if hook != nil {
 		if err := hook(ctx, p); err != nil {
 			srv.Close()

@@ -341,6 +341,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET", fmt.Sprintf("/admin/identity/oidc/%d/test/signin", oidcProvider), "admin"},
 		{"GET", "/admin/identity/oidc/999999", ""},
 		{"GET", "/signin/oidc/matrix", "public"},
+		// Probes (issue 21): public, for load balancers and kubelets.
+		{"GET", "/livez", "public"},
+		{"GET", "/readyz", "probe"}, // 503 here: the fixture has no gateway
 		{"GET", "/signin/oidc/matrix/callback?state=x&code=y", "public"},
 		{"GET", "/admin/identity/ldap/new", "admin"},
 		{"POST", "/admin/identity/ldap", "admin"},
@@ -367,6 +370,14 @@ func TestAuthorizationMatrix(t *testing.T) {
 			resp := f.do(clients[role], rt.method, rt.path, url.Values{}, nil)
 			body := readBody(resp)
 			allowed := strings.Contains(" "+rt.who+" ", " "+role+" ")
+			if rt.who == "probe" {
+				// A readiness probe answers everyone the same: 200, or
+				// 503 saying which check failed.
+				if (resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusServiceUnavailable) || !strings.Contains(body, `"checks"`) {
+					t.Errorf("%s %s as %s: %d, want 200 or 503 with the checks\n%.300s", rt.method, rt.path, role, resp.StatusCode, body)
+				}
+				continue
+			}
 			if rt.who == "public" {
 				if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden || resp.StatusCode >= 500 ||
 					strings.HasPrefix(resp.Header.Get("Location"), "/signin?") {

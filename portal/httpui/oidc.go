@@ -68,7 +68,7 @@ func (s *Server) providerSignOutURL(r *http.Request) string {
 	// down now leaves the user signed out of Keyway only.
 	op, err := s.oidc.Get(r.Context(), p.ID, p.UpdatedAt, cfg)
 	if err != nil {
-		s.Logger.Warn("OIDC logout: provider not reachable", "provider", name, "err", err)
+		s.Logger.WarnContext(r.Context(), "OIDC logout: provider not reachable", "provider", name, "err", err)
 		return ""
 	}
 	end := op.Endpoints().EndSession
@@ -234,7 +234,7 @@ func (s *Server) oidcRefuse(w http.ResponseWriter, r *http.Request, p store.Iden
 	}
 	s.record(r, audit.Event{Actor: actor, Action: audit.ActionSignIn, Outcome: audit.OutcomeFailure, Reason: ref.Reason,
 		Details: map[string]string{"method": MethodOIDC, "provider": p.Name, "detail": truncate(ref.Error(), 500)}})
-	s.Logger.Warn("OIDC sign-in refused", "provider", p.Name, "reason", ref.Reason, "err", ref.Err)
+	s.Logger.WarnContext(r.Context(), "OIDC sign-in refused", "provider", p.Name, "reason", ref.Reason, "err", ref.Err)
 	v := ui.SSORefusedView{Title: "Sign-in refused"}
 	status := http.StatusForbidden
 	switch ref.Reason {

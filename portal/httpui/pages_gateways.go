@@ -427,7 +427,7 @@ func (s *Server) authGateway(w http.ResponseWriter, r *http.Request, what string
 		return g, body, false
 	}
 	if err != nil {
-		s.Logger.Warn("gateway "+what+" refused", "gateway", r.Header.Get(wire.HeaderGatewayID), "client", s.ClientInfo.Addr(r), "err", err)
+		s.Logger.WarnContext(r.Context(), "gateway "+what+" refused", "gateway", r.Header.Get(wire.HeaderGatewayID), "client", s.ClientInfo.Addr(r), "err", err)
 		writeJSONError(w, http.StatusUnauthorized, "not an enrolled gateway: "+err.Error())
 		return g, body, false
 	}

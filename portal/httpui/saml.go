@@ -286,7 +286,7 @@ func (s *Server) samlRefuse(w http.ResponseWriter, r *http.Request, provider, ac
 	ev := audit.Event{Actor: actor, Action: audit.ActionSignIn, Outcome: audit.OutcomeFailure, Reason: reason,
 		Details: SignInMethod{Kind: MethodSAML, Provider: provider}.auditDetails()}
 	s.record(r, ev)
-	s.Logger.Info("SAML sign-in refused", "provider", provider, "reason", reason, "err", err)
+	s.Logger.InfoContext(r.Context(), "SAML sign-in refused", "provider", provider, "reason", reason, "err", err)
 	p := s.page(r, "Sign-in refused", "")
 	s.render(w, r, status, ui.SAMLRefused(p, ui.SAMLRefusedView{Provider: provider, Message: msg}))
 }

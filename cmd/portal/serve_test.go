@@ -40,10 +40,15 @@ func startPortal(t *testing.T, dir string) (*portal, *syncBuffer) {
 // portal down before the test ends (it is also called at cleanup).
 func startPortalAt(t *testing.T, dir, listen string) (p *portal, log *syncBuffer, stop func()) {
 	t.Helper()
+	return startPortalConfig(t, serveConfig{DataDir: dir, Listen: listen, GatewayListen: "127.0.0.1:0", LogLevel: "info"})
+}
+
+// startPortalConfig is startPortalAt with a whole config.
+func startPortalConfig(t *testing.T, cfg serveConfig) (p *portal, log *syncBuffer, stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan *portal, 1)
 	done := make(chan error, 1)
-	cfg := serveConfig{DataDir: dir, Listen: listen, GatewayListen: "127.0.0.1:0", LogLevel: "info"}
 	log = &syncBuffer{}
 	go func() {
 		done <- serveWith(ctx, cfg, log, func(_ context.Context, p *portal) error { ready <- p; return nil })

@@ -145,4 +145,21 @@ func TestGatewayTokenRenewalAndRotation(t *testing.T) {
 		l := g.log.String()[gwBefore:]
 		return strings.Contains(l, "access token renewed") && strings.Contains(l, "config pull works again")
 	}, explain)
+
+	// The embedded gateway is the portal's own: regenerating its key in
+	// use lets it fetch a new token by itself.
+	var emb store.Gateway
+	gs, _ := p.Store.ListGateways(ctx)
+	for _, g := range gs {
+		if g.Embedded {
+			emb = g
+		}
+	}
+	portalBefore = len(portalLog.String())
+	if resp := admin.post(fmt.Sprintf("/admin/gateways/%d/keys/primary/regenerate", emb.ID), url.Values{}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("regenerate the embedded gateway's key: %d", resp.StatusCode)
+	}
+	waitFor(t, "the embedded gateway's new token", func() bool {
+		return strings.Contains(portalLog.String()[portalBefore:], `gateway access token issued" gateway=embedded how="first token"`)
+	}, explain)
 }

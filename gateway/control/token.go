@@ -119,7 +119,7 @@ func (t *Tokens) attach(req *http.Request) string {
 
 // answered notes the portal's answer to a request attach prepared: a
 // reported failure is not sent again, and a renewal the portal asks for
-// is started.
+// (or a refusal calls for) is started.
 func (t *Tokens) answered(resp *http.Response, sent string) {
 	if t == nil {
 		return
@@ -131,7 +131,9 @@ func (t *Tokens) answered(resp *http.Response, sent string) {
 		}
 		t.mu.Unlock()
 	}
-	if resp.Header.Get(wire.HeaderTokenRenew) != "" {
+	// A refused token is renewed at once rather than when due: after an
+	// admin pasted the gateway's key again, the portal gives a new one.
+	if resp.Header.Get(wire.HeaderTokenRenew) != "" || resp.StatusCode == http.StatusUnauthorized {
 		t.Kick()
 	}
 }

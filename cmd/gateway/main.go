@@ -22,6 +22,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -223,8 +224,20 @@ func serve(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		PortalURL: f.PortalURL, GatewayID: f.GatewayID, Identity: id, PortalKey: portalKey,
 		PortalCertSHA256: f.PortalCertSHA256, PortalTLSKeySHA256: f.PortalTLSKeySHA256,
 		BackupPath: filepath.Join(f.StateDir, "config-backup.json"), Logger: logger, TLS: tlsSet,
+		TokenPath: filepath.Join(f.StateDir, "access-token.json"),
 	}
-	puller := control.New(ctlOpts)
+	// The token keeper reaches the portal as the puller does, accepting
+	// the portal keys the signed config announces.
+	var puller *control.Puller
+	tokOpts := ctlOpts
+	tokOpts.Logger = logger.With("component", "token")
+	tokOpts.LearnedKeys = func() []string { return puller.PortalTLSKeys() }
+	tokens := control.NewTokens(tokOpts)
+	if err := tokens.Load(); err != nil {
+		logger.Warn("ignoring the access token on disk", "err", err)
+	}
+	ctlOpts.Tokens = tokens
+	puller = control.New(ctlOpts)
 	if err := puller.LoadBackup(); err != nil {
 		logger.Warn("ignoring the config backup; no sessions until the first config pull", "err", err)
 	}
@@ -293,14 +306,19 @@ func serve(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	if interval <= 0 {
 		interval = 10 * time.Second
 	}
-	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
 	go func() {
-		defer close(done)
+		defer wg.Done()
 		puller.Run(ctx, interval)
+	}()
+	go func() {
+		defer wg.Done()
+		tokens.Run(ctx)
 	}()
 	<-ctx.Done()
 	logger.Info("shutting down")
-	<-done
+	wg.Wait()
 	return nil
 }
 

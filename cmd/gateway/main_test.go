@@ -108,8 +108,24 @@ func TestLiveGatewayFirstStartAndRenewal(t *testing.T) {
 	var pulls atomic.Int64
 	nonces := wire.NewNonceCache(1000)
 	mux := http.NewServeMux()
+	// Access tokens as the portal makes them, with one key.
+	tokenKey := make([]byte, wire.TokenKeySize)
+	keys := func(string) ([]byte, int64, error) { return tokenKey, 1, nil }
+	mux.HandleFunc("POST "+wire.TokenPath, func(w http.ResponseWriter, r *http.Request) {
+		if _, err := wire.VerifyRequest(r, gwID.PublicKey(), time.Now(), nonces); err != nil {
+			http.Error(w, `{"error":"`+err.Error()+`"}`, http.StatusUnauthorized)
+			return
+		}
+		now := time.UnixMilli(time.Now().UnixMilli())
+		tok := wire.Token{GatewayID: "7", Slot: wire.SlotPrimary, Generation: 1, IssuedAt: now, ExpiresAt: now.Add(time.Hour)}
+		json.NewEncoder(w).Encode(wire.TokenGrant{Token: wire.MakeToken(tok, tokenKey), Slot: tok.Slot, IssuedAt: tok.IssuedAt, ExpiresAt: tok.ExpiresAt})
+	})
 	mux.HandleFunc("GET /gateway-api/v1/config", func(w http.ResponseWriter, r *http.Request) {
 		if _, err := wire.VerifyRequest(r, gwID.PublicKey(), time.Now(), nonces); err != nil {
+			http.Error(w, `{"error":"`+err.Error()+`"}`, http.StatusUnauthorized)
+			return
+		}
+		if _, err := wire.VerifyToken(r.Header.Get(wire.HeaderGatewayToken), "7", time.Now(), keys); err != nil {
 			http.Error(w, `{"error":"`+err.Error()+`"}`, http.StatusUnauthorized)
 			return
 		}

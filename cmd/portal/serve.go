@@ -63,6 +63,9 @@ type serveConfig struct {
 	// gateway's desktop recordings: shorter seeks faster, longer is
 	// smaller.
 	KeyFrames time.Duration
+	// GatewayTokenLifetime is how long gateways' access tokens live (at
+	// most 30 days; 0 means 30 days).
+	GatewayTokenLifetime time.Duration
 	// ExportsMaxMB bounds the MiB of video exports of desktop recordings
 	// kept in DATA/exports; empty or "0" keeps them all (until their
 	// recording goes).
@@ -116,6 +119,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet, dataDir, listen string) {
 	fs.StringVar(&c.LogFormat, "log-format", envOr("KEYWAY_LOG_FORMAT", "text"), "text or json (one JSON object a line, for log collectors) (env KEYWAY_LOG_FORMAT)")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", envOr("KEYWAY_METRICS_LISTEN", ""), "plain-HTTP address serving Prometheus /metrics, /livez and /readyz; a bare port (:9090) is loopback; default off (env KEYWAY_METRICS_LISTEN)")
 	fs.StringVar(&c.PprofListen, "pprof-listen", envOr("KEYWAY_PPROF_LISTEN", ""), "loopback address serving Go profiles (/debug/pprof/); default off (env KEYWAY_PPROF_LISTEN)")
+	fs.DurationVar(&c.GatewayTokenLifetime, "gateway-token-lifetime", 30*24*time.Hour, "how long the access tokens gateways renew themselves live (at most 720h); they renew at two thirds of it")
 	fs.DurationVar(&c.KeyFrames, "recording-keyframes", 10*time.Second, "least time between key frames of desktop recordings: a seek replays at most this much after the key frame before it")
 	fs.StringVar(&c.Retention, "recordings-retention", envOr("KEYWAY_RECORDINGS_RETENTION", "0"), "how long session recordings and the connection log are kept, e.g. 90d; 0 keeps them forever")
 	fs.StringVar(&c.TLSMinVersion, "tls-min-version", envOr("KEYWAY_TLS_MIN_VERSION", "1.2"), "lowest TLS version of the HTTPS listener and of the portal's outgoing connections: 1.2 or 1.3; 1.3 is preferred either way (env KEYWAY_TLS_MIN_VERSION)")
@@ -215,6 +219,9 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	}
 	reg := metrics.NewRegistry()
 	portalMetrics := metrics.NewPortal(reg)
+	if cfg.GatewayTokenLifetime < 0 || cfg.GatewayTokenLifetime > wire.MaxTokenLifetime {
+		return fmt.Errorf("--gateway-token-lifetime %s: give a duration up to %s (30 days)", cfg.GatewayTokenLifetime, wire.MaxTokenLifetime)
+	}
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return errors.New("give both -tls-cert and -tls-key, or neither for a self-signed certificate")
 	}
@@ -404,7 +411,7 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	ui := httpui.New(httpui.Deps{
 		Store: st, Sessions: sessions, Auth: auth.New(st, auth.NewLimiter(time.Now), logger, auth.WithDirectoryTLS(tlsSet)),
 		Audit: auditLog, Authz: authz.New(st), Gateways: pool, Assets: assets.Handler(), Logger: logger,
-		PortalKey: portalID.PublicKeyString(), PortalURL: publicURL, PortalTLSKeySHA256: certs.KeySHA256(cert), PortalIdentity: portalID,
+		PortalKey: portalID.PublicKeyString(), PortalURL: publicURL, PortalTLSKeySHA256: certs.KeySHA256(cert), PortalIdentity: portalID, GatewayTokenLifetime: cfg.GatewayTokenLifetime,
 		PortalTLSNextKeys: nextKeys,
 		DefaultNetworks:   func(n []netip.Prefix) { defaultNets.Store(&n) },
 		RelayAddresses:    func(a []string) { relayAddrs.Store(&a) },
@@ -481,11 +488,21 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		slog.NewLogLogger(logger.Handler(), slog.LevelWarn))
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.ServeTLS(ln, "", "") }()
-	stopUploads := control.StartUploads(ctx, sp, control.Options{
+	// The embedded gateway uploads with an access token like any other;
+	// the portal lets it get a first one at every start.
+	embOpts := control.Options{
 		PortalURL: loopbackURL(ln.Addr()), GatewayID: strconv.FormatInt(embedded.ID, 10), Identity: gwID,
-		PortalTLSKeySHA256: certs.KeySHA256(cert), Logger: logger.With("component", "uploads", "gateway", "embedded"),
-		TLS: tlsSet,
-	})
+		PortalTLSKeySHA256: certs.KeySHA256(cert), Logger: logger.With("component", "token", "gateway", "embedded"),
+		TokenPath: filepath.Join(cfg.DataDir, "gateway", "access-token.json"), TLS: tlsSet,
+	}
+	embOpts.Tokens = control.NewTokens(embOpts)
+	healthDone.Add(1)
+	go func() {
+		defer healthDone.Done()
+		embOpts.Tokens.Run(healthCtx)
+	}()
+	embOpts.Logger = logger.With("component", "uploads", "gateway", "embedded")
+	stopUploads := control.StartUploads(ctx, sp, embOpts)
 	defer stopUploads()
 	logger.Info("portal listening", "url", publicURL, "listen", ln.Addr().String(), "addresses", strings.Join(addresses, " "),
 		"gateway", gw.Addr().String(), "data", cfg.DataDir)

@@ -84,6 +84,9 @@ type Deps struct {
 	// is not installed, and the pages say so. The Server runs it until
 	// Close.
 	Exports *exports.Runner
+	// GatewayTokenLifetime is how long gateways' access tokens live: at
+	// most (and when 0) wire.MaxTokenLifetime.
+	GatewayTokenLifetime time.Duration
 	// ClientsDir holds the native client builds (keyway-linux-amd64, ...)
 	// the Account page offers; "" or a missing directory offers none.
 	ClientsDir string
@@ -112,6 +115,10 @@ type Server struct {
 
 	// nonces are those of the gateways' recent signed requests.
 	nonces *wire.NonceCache
+	// tokenAlerts is, per gateway, the last access token alert logged
+	// and audited, so each is written once (gateway_tokens.go).
+	tokenAlertsMu sync.Mutex
+	tokenAlerts   map[int64]string
 
 	// live starts, tracks and ends the sessions.
 	live *sessions.Manager
@@ -320,6 +327,8 @@ func (s *Server) routes() http.Handler {
 	admin("GET /admin/gateways/{id}", s.gatewayPage)
 	admin("POST /admin/gateways/{id}/key", s.gatewayKeyForm)
 	admin("POST /admin/gateways/{id}/revoke", s.revokeGatewayForm)
+	admin("POST /admin/gateways/{id}/keys/{slot}/regenerate", s.regenerateGatewayKeyForm)
+	admin("POST /admin/gateways/{id}/token-slot", s.gatewayTokenSlotForm)
 	admin("POST /admin/gateways/{id}/delete", s.deleteGatewayForm)
 	admin("GET /admin/gateways/{id}/config", s.gatewayConfigFile)
 	admin("POST /admin/resources/{id}/test", s.testResourceForm)
@@ -349,6 +358,7 @@ func (s *Server) routes() http.Handler {
 	top := http.NewServeMux()
 	top.Handle("/api/", api)
 	top.HandleFunc("GET /gateway-api/v1/config", s.gatewayPullConfig)
+	top.HandleFunc("POST "+wire.TokenPath, s.gatewayRenewToken)
 	top.HandleFunc("GET "+wire.RecordingsPath+"{session}", s.recordingStatus)
 	top.HandleFunc("PUT "+wire.RecordingsPath+"{session}", s.recordingUpload)
 	top.HandleFunc("PUT "+wire.RecordingsPath+"{session}"+wire.IndexSuffix, s.recordingIndexUpload)

@@ -21,13 +21,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/keyway-dev/keyway/gateway/metrics"
 	"github.com/keyway-dev/keyway/gateway/splice"
 	"github.com/keyway-dev/keyway/gateway/spool"
 	"github.com/keyway-dev/keyway/gateway/sshgw"
 	"github.com/keyway-dev/keyway/gateway/target"
 	"github.com/keyway-dev/keyway/gateway/vnc"
 	"github.com/keyway-dev/keyway/gateway/wire"
-	"github.com/keyway-dev/keyway/metrics"
 )
 
 // Defaults for Config's timeouts.

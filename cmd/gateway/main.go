@@ -28,11 +28,11 @@ import (
 
 	"github.com/keyway-dev/keyway/gateway"
 	"github.com/keyway-dev/keyway/gateway/control"
+	"github.com/keyway-dev/keyway/gateway/logctx"
+	"github.com/keyway-dev/keyway/gateway/metrics"
 	"github.com/keyway-dev/keyway/gateway/spool"
 	"github.com/keyway-dev/keyway/gateway/tlsconf"
 	"github.com/keyway-dev/keyway/gateway/wire"
-	"github.com/keyway-dev/keyway/logctx"
-	"github.com/keyway-dev/keyway/metrics"
 )
 
 // version is set by the build.

@@ -28,8 +28,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyway-dev/keyway/gateway/metrics/metricstest"
 	"github.com/keyway-dev/keyway/gateway/wire"
-	"github.com/keyway-dev/keyway/metrics/metricstest"
 )
 
 // syncBuffer is a log shared by the gateway and the test.

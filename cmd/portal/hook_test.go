@@ -17,7 +17,7 @@ import (
 
 	"github.com/keyway-dev/keyway/e2e/hookexample/examplehook"
 	"github.com/keyway-dev/keyway/e2e/targets"
-	"github.com/keyway-dev/keyway/metrics/metricstest"
+	"github.com/keyway-dev/keyway/gateway/metrics/metricstest"
 	"github.com/keyway-dev/keyway/portal/store"
 )
 

@@ -22,7 +22,7 @@ import (
 	// Time zones for the audit filters, also on hosts without tzdata.
 	_ "time/tzdata"
 
-	"github.com/keyway-dev/keyway/logctx"
+	"github.com/keyway-dev/keyway/gateway/logctx"
 )
 
 func main() {

@@ -15,7 +15,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/keyway-dev/keyway/e2e/targets"
-	"github.com/keyway-dev/keyway/metrics/metricstest"
+	"github.com/keyway-dev/keyway/gateway/metrics/metricstest"
 	"github.com/keyway-dev/keyway/portal/store"
 )
 

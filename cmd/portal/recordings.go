@@ -6,8 +6,8 @@ import (
 	"net"
 	"strconv"
 
+	"github.com/keyway-dev/keyway/gateway/metrics"
 	"github.com/keyway-dev/keyway/gateway/spool"
-	"github.com/keyway-dev/keyway/metrics"
 )
 
 // defaultSpoolMinFree is the free disk space a gateway's spool needs before

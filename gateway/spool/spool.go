@@ -48,7 +48,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/keyway-dev/keyway/metrics"
+	"github.com/keyway-dev/keyway/gateway/metrics"
 )
 
 // Format is a recording's file format.

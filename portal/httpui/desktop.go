@@ -17,7 +17,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/keyway-dev/keyway/gateway/guac"
-	"github.com/keyway-dev/keyway/logctx"
+	"github.com/keyway-dev/keyway/gateway/logctx"
 	"github.com/keyway-dev/keyway/portal/sessions"
 )
 

@@ -9,7 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/keyway-dev/keyway/metrics"
+	"github.com/keyway-dev/keyway/gateway/metrics"
 )
 
 // TestSignInsCounted checks keyway_portal_sign_ins_total by method and

@@ -13,10 +13,10 @@ import (
 
 	"github.com/alexedwards/scs/v2"
 
+	"github.com/keyway-dev/keyway/gateway/logctx"
+	"github.com/keyway-dev/keyway/gateway/metrics"
 	"github.com/keyway-dev/keyway/gateway/tlsconf"
 	"github.com/keyway-dev/keyway/gateway/wire"
-	"github.com/keyway-dev/keyway/logctx"
-	"github.com/keyway-dev/keyway/metrics"
 	"github.com/keyway-dev/keyway/portal/audit"
 	"github.com/keyway-dev/keyway/portal/auth"
 	"github.com/keyway-dev/keyway/portal/authz"

@@ -24,9 +24,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keyway-dev/keyway/gateway/logctx"
+	"github.com/keyway-dev/keyway/gateway/metrics"
 	"github.com/keyway-dev/keyway/gateway/wire"
-	"github.com/keyway-dev/keyway/logctx"
-	"github.com/keyway-dev/keyway/metrics"
 	"github.com/keyway-dev/keyway/portal/audit"
 	"github.com/keyway-dev/keyway/portal/authz"
 	"github.com/keyway-dev/keyway/portal/clientinfo"

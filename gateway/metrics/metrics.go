@@ -3,7 +3,8 @@
 // default one), and the HTTP handler that serves them.
 //
 // Every method is safe on a nil receiver, so parts built without metrics
-// (tests, tools) need no checks.
+// (tests, tools) need no checks. It lives under gateway/, as wire and
+// tlsconf do, because the portal embeds a gateway and both use it.
 package metrics
 
 import (

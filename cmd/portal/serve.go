@@ -347,6 +347,21 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		}
 		return out
 	})
+	metrics.GatewayTokenExpiries(reg, func() []metrics.GatewayTokenExpiry {
+		// A scrape waits at most this long for the database.
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		list, err := st.GatewayTokenExpiries(ctx)
+		if err != nil {
+			logger.Warn("metrics: gateway token expiries", "err", err)
+			return nil
+		}
+		out := make([]metrics.GatewayTokenExpiry, len(list))
+		for i, e := range list {
+			out[i] = metrics.GatewayTokenExpiry{Gateway: e.Gateway, Expires: e.Expires}
+		}
+		return out
+	})
 	healthCtx, stopHealth := context.WithCancel(ctx)
 	var healthDone sync.WaitGroup
 	defer func() { stopHealth(); healthDone.Wait(); pool.Close() }()

@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/keyway-dev/keyway/gateway/metrics"
 	"github.com/keyway-dev/keyway/gateway/splice"
 	"github.com/keyway-dev/keyway/gateway/spool"
 	"github.com/keyway-dev/keyway/gateway/sshgw"
@@ -59,7 +60,7 @@ type Config struct {
 	// ManagementAddr, if set, serves GET /status over the same mutual TLS
 	// for the portal's health checks.
 	ManagementAddr string
-	// HealthAddr, if set, serves plain GET /healthz (liveness) and
+	// HealthAddr, if set, serves plain GET /healthz or /livez (liveness) and
 	// /readyz (readiness) for orchestrators.
 	HealthAddr string
 	// ID and Version are reported by /status.
@@ -90,6 +91,8 @@ type Config struct {
 	// Listen opens the session listeners (net.Listen if nil; tests
 	// inject failures).
 	Listen func(network, address string) (net.Listener, error)
+	// Metrics counts sessions and their bytes; nil counts nothing.
+	Metrics *metrics.Gateway
 }
 
 // Accept retries: a listener whose Accept fails (too many open files, say)
@@ -201,6 +204,7 @@ func (g *Gateway) Start() error {
 			}
 		}
 		mux.HandleFunc("GET /healthz", probe(g.acceptFailure))
+		mux.HandleFunc("GET /livez", probe(g.acceptFailure)) // the portal's name for it
 		mux.HandleFunc("GET /readyz", probe(g.unhealthy))
 		addr, err := g.serveHTTP(g.cfg.HealthAddr, mux, nil)
 		if err != nil {
@@ -304,6 +308,13 @@ func (g *Gateway) unhealthy() error {
 	return g.acceptFailure()
 }
 
+// Live is nil while every session listener accepts connections (the
+// liveness probe).
+func (g *Gateway) Live() error { return g.acceptFailure() }
+
+// Ready is nil while the gateway can take sessions (the readiness probe).
+func (g *Gateway) Ready() error { return g.unhealthy() }
+
 // acceptFailure says which session listener cannot accept connections
 // now, or nil.
 func (g *Gateway) acceptFailure() error {
@@ -384,7 +395,7 @@ func (g *Gateway) serve(l net.Listener, tlsConf *tls.Config, protocols map[strin
 			g.setAcceptErr(l, nil)
 			g.cfg.Logger.Info("session listener accepts connections again", "addr", l.Addr().String())
 		}
-		c := tls.Server(raw, tlsConf)
+		c := tls.Server(g.cfg.Metrics.CountConn(raw), tlsConf)
 		if !g.track(c) {
 			c.Close()
 			return
@@ -452,6 +463,7 @@ func (g *Gateway) handle(c *tls.Conn, protocols map[string]bool) {
 		return
 	}
 	if err := g.cfg.Ready(); err != nil {
+		g.cfg.Metrics.SessionRefused(req.Protocol, string(wire.CodeGatewayDown))
 		log.Warn("refused session: the gateway is not ready", "err", err)
 		wire.WriteResponse(c, &wire.Response{Code: wire.CodeGatewayDown, Message: "the gateway cannot take sessions yet: " + err.Error()})
 		return
@@ -468,16 +480,22 @@ func (g *Gateway) handle(c *tls.Conn, protocols map[string]bool) {
 	}
 	addrs, resp := g.checkTarget(req)
 	if resp != nil {
+		g.cfg.Metrics.SessionRefused(req.Protocol, string(resp.Code))
 		log.Warn("refused session: target not allowed or not found", "code", resp.Code, "reason", resp.Message)
 		wire.WriteResponse(c, resp)
 		return
 	}
 	if resp := g.checkRecording(req, log); resp != nil {
+		g.cfg.Metrics.SessionRefused(req.Protocol, string(resp.Code))
 		wire.WriteResponse(c, resp)
 		return
 	}
 	g.active.Add(1)
 	defer g.active.Add(-1)
+	// Counted as started once the gateway's own checks passed; a target
+	// that then refuses shows in the portal's outcome codes.
+	g.cfg.Metrics.SessionOpened(req.Protocol)
+	defer g.cfg.Metrics.SessionEnded(req.Protocol)
 	switch req.Protocol {
 	case wire.ProtocolSSH:
 		g.terminal(c, req, log)

@@ -2,12 +2,13 @@
 // connections to targets for the portal, in the network segment it is
 // deployed in.
 //
-//	gateway run --config FILE      run the gateway
+//	gateway run --config FILE      run the gateway (--tls-min-version, --tls-client-ciphers: docs/tls.md)
 //	gateway pubkey --config FILE   print its public key (to paste into the portal)
 //	gateway health --url URL       exit 0 if the health endpoint answers (for containers)
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
@@ -21,12 +22,16 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/keyway-dev/keyway/gateway"
 	"github.com/keyway-dev/keyway/gateway/control"
+	"github.com/keyway-dev/keyway/gateway/logctx"
+	"github.com/keyway-dev/keyway/gateway/metrics"
 	"github.com/keyway-dev/keyway/gateway/spool"
+	"github.com/keyway-dev/keyway/gateway/tlsconf"
 	"github.com/keyway-dev/keyway/gateway/wire"
 )
 
@@ -35,6 +40,7 @@ var version = "dev"
 
 const usage = `Usage:
   gateway run --config FILE      run the gateway
+      [--tls-min-version 1.2|1.3] [--tls-client-ciphers SUITE,...]
   gateway pubkey --config FILE   print the gateway's public key
   gateway health --url URL       check a gateway's health endpoint
 `
@@ -60,14 +66,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("gateway "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "/etc/keyway/gateway.json", "config file downloaded from the portal")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	var o options
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.logFormat, "log-format", "text", "text or json (one JSON object a line, for log collectors)")
+	fs.StringVar(&o.metricsListen, "metrics-listen", "", "plain-HTTP address serving Prometheus /metrics, /livez and /readyz; a bare port (:9100) is loopback; overrides listen.metrics of the config; default off")
+	fs.StringVar(&o.pprofListen, "pprof-listen", "", "loopback address serving Go profiles (/debug/pprof/); default off")
 	url := fs.String("url", "http://127.0.0.1:8081/healthz", "health endpoint (health)")
+	fs.StringVar(&o.tls.minVersion, "tls-min-version", "", "lowest TLS version for reaching the portal: 1.2 or 1.3 (default: the config's tls_min_version, else 1.2)")
+	fs.StringVar(&o.tls.clientCiphers, "tls-client-ciphers", "", "comma-separated TLS 1.2 cipher suites allowed for reaching the portal (default: the config's tls_client_ciphers, else Go's)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return errUsage
 	}
 	switch args[0] {
 	case "run":
-		return serve(ctx, *configPath, *logLevel, stdout, stderr)
+		o.config = *configPath
+		return serve(ctx, o, stdout, stderr)
 	case "pubkey":
 		f, err := loadFile(*configPath)
 		if err != nil {
@@ -119,16 +132,78 @@ func loadFile(path string) (wire.GatewayFile, error) {
 	return f, nil
 }
 
-func serve(ctx context.Context, path, level string, stdout, stderr io.Writer) error {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return fmt.Errorf("log level %q: use debug, info, warn or error", level)
+// tlsOverrides are the TLS flags of gateway run; a flag given wins over
+// the config file's key.
+type tlsOverrides struct{ minVersion, clientCiphers string }
+
+// tlsSettings parses the TLS settings of f and the flags, naming the flag
+// or key whose value is refused.
+func tlsSettings(f wire.GatewayFile, o tlsOverrides) (tlsconf.Settings, error) {
+	s := tlsconf.Default()
+	version, versionFrom := f.TLSMinVersion, "config tls_min_version"
+	if o.minVersion != "" {
+		version, versionFrom = o.minVersion, "--tls-min-version"
 	}
-	f, err := loadFile(path)
+	ciphers, ciphersFrom := f.TLSClientCiphers, "config tls_client_ciphers"
+	if o.clientCiphers != "" {
+		ciphers, ciphersFrom = o.clientCiphers, "--tls-client-ciphers"
+	}
+	var err error
+	if s.MinVersion, err = tlsconf.ParseVersion(version); err != nil {
+		return s, fmt.Errorf("%s: %w", versionFrom, err)
+	}
+	if s.ClientSuites, err = tlsconf.ParseSuites(ciphers); err != nil {
+		return s, fmt.Errorf("%s: %w", ciphersFrom, err)
+	}
+	if err := s.Validate(); err != nil {
+		return s, fmt.Errorf("TLS settings: %w", err)
+	}
+	return s, nil
+}
+
+// options are the flags of `gateway run`.
+type options struct {
+	config, logLevel, logFormat, metricsListen, pprofListen string
+	tls                                                     tlsOverrides
+}
+
+func serve(ctx context.Context, o options, stdout, stderr io.Writer) error {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return fmt.Errorf("log level %q: use debug, info, warn or error", o.logLevel)
+	}
+	hopts := &slog.HandlerOptions{Level: lv}
+	var h slog.Handler
+	switch o.logFormat {
+	case "", "text":
+		h = slog.NewTextHandler(stderr, hopts)
+	case "json":
+		h = slog.NewJSONHandler(stderr, hopts)
+	default:
+		return fmt.Errorf("log format %q: use text or json", o.logFormat)
+	}
+	f, err := loadFile(o.config)
 	if err != nil {
 		return err
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv})).With("gateway", f.Name, "segment", f.Segment)
+	tlsSet, err := tlsSettings(f, o.tls)
+	if err != nil {
+		return err
+	}
+	logger := slog.New(logctx.Handler(h)).With("gateway", f.Name, "segment", f.Segment)
+	metricsAddr, pprofAddr := cmp.Or(o.metricsListen, f.Listen["metrics"]), o.pprofListen
+	if metricsAddr != "" {
+		if metricsAddr, err = metrics.ListenAddr(metricsAddr); err != nil {
+			return fmt.Errorf("metrics listen address: %w", err)
+		}
+	}
+	if pprofAddr != "" {
+		if pprofAddr, err = metrics.LoopbackAddr(pprofAddr); err != nil {
+			return fmt.Errorf("--pprof-listen: %w", err)
+		}
+	}
+	reg := metrics.NewRegistry()
+	gwMetrics := metrics.NewGateway(reg)
 	portalKey, err := wire.ParsePublicKey(f.PortalKey)
 	if err != nil {
 		return fmt.Errorf("config portal_key: %w", err)
@@ -148,20 +223,36 @@ func serve(ctx context.Context, path, level string, stdout, stderr io.Writer) er
 	ctlOpts := control.Options{
 		PortalURL: f.PortalURL, GatewayID: f.GatewayID, Identity: id, PortalKey: portalKey,
 		PortalCertSHA256: f.PortalCertSHA256, PortalTLSKeySHA256: f.PortalTLSKeySHA256,
-		BackupPath: filepath.Join(f.StateDir, "config-backup.json"), Logger: logger,
+		BackupPath: filepath.Join(f.StateDir, "config-backup.json"), Logger: logger, TLS: tlsSet,
+		TokenPath: filepath.Join(f.StateDir, "access-token.json"),
 	}
-	puller := control.New(ctlOpts)
+	// The token keeper reaches the portal as the puller does, accepting
+	// the portal keys the signed config announces.
+	var puller *control.Puller
+	tokOpts := ctlOpts
+	tokOpts.Logger = logger.With("component", "token")
+	tokOpts.LearnedKeys = func() []string { return puller.PortalTLSKeys() }
+	tokOpts.Metrics = gwMetrics
+	tokens := control.NewTokens(tokOpts)
+	if err := tokens.Load(); err != nil {
+		logger.Warn("ignoring the access token on disk", "err", err)
+	}
+	metrics.WatchToken(reg, func() time.Time { return tokens.Current().ExpiresAt })
+	ctlOpts.Tokens = tokens
+	puller = control.New(ctlOpts)
 	if err := puller.LoadBackup(); err != nil {
 		logger.Warn("ignoring the config backup; no sessions until the first config pull", "err", err)
 	}
 	// Recordings wait in the spool until the portal confirmed them; what a
 	// crash left open is finished (as incomplete) before anything else.
 	spoolLog := logger.With("component", "spool")
-	sp, err := spool.Open(spool.Config{Dir: filepath.Join(f.StateDir, "spool"), MinFree: spoolMinFree(f), Fsync: true, Logger: spoolLog})
+	sp, err := spool.Open(spool.Config{Dir: filepath.Join(f.StateDir, "spool"), MinFree: spoolMinFree(f), Fsync: true, Logger: spoolLog,
+		Metrics: gwMetrics})
 	if err != nil {
 		return fmt.Errorf("recording spool: %w", err)
 	}
 	defer sp.Close()
+	metrics.WatchSpool(reg, sp)
 	if recovered, err := sp.Recover(); err != nil {
 		spoolLog.Error("recording spool recovery", "err", err)
 	} else if len(recovered) > 0 {
@@ -176,6 +267,7 @@ func serve(ctx context.Context, path, level string, stdout, stderr io.Writer) er
 		Logger:        logger, ID: f.GatewayID, Version: version,
 		Networks: puller.Networks, ConfigVersion: puller.Version,
 		Ready: puller.Ready, RelayAddresses: puller.RelayAddresses,
+		Metrics: gwMetrics,
 	})
 	if err != nil {
 		return err
@@ -184,6 +276,27 @@ func serve(ctx context.Context, path, level string, stdout, stderr io.Writer) er
 		return err
 	}
 	defer g.Close()
+	for _, d := range []struct {
+		addr, what string
+		h          http.Handler
+	}{
+		{metricsAddr, "metrics", metricsMux(metrics.Handler(reg), g)},
+		{pprofAddr, "Go profiles", metrics.PprofHandler()},
+	} {
+		if d.addr == "" {
+			continue
+		}
+		srv, err := metrics.Serve(d.addr, d.h, logger.With("component", d.what))
+		if err != nil {
+			return fmt.Errorf("%s: %w", d.what, err)
+		}
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			srv.Close(ctx)
+		}()
+		logger.Info("serving "+d.what, "addr", srv.Addr().String())
+	}
 	uploadOpts := ctlOpts
 	uploadOpts.Logger = logger.With("component", "uploads")
 	uploadOpts.LearnedKeys = puller.PortalTLSKeys
@@ -195,15 +308,40 @@ func serve(ctx context.Context, path, level string, stdout, stderr io.Writer) er
 	if interval <= 0 {
 		interval = 10 * time.Second
 	}
-	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
 	go func() {
-		defer close(done)
+		defer wg.Done()
 		puller.Run(ctx, interval)
+	}()
+	go func() {
+		defer wg.Done()
+		tokens.Run(ctx)
 	}()
 	<-ctx.Done()
 	logger.Info("shutting down")
-	<-done
+	wg.Wait()
 	return nil
+}
+
+// metricsMux serves /metrics, and the probes of the health listener, on
+// the metrics listener, so one port can serve both.
+func metricsMux(metricsHandler http.Handler, g *gateway.Gateway) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metricsHandler)
+	mux.Handle("GET /livez", probe(g.Live))
+	mux.Handle("GET /readyz", probe(g.Ready))
+	return mux
+}
+
+func probe(check func() error) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		if err := check(); err != nil {
+			http.Error(w, "unavailable: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ok\n")
+	}
 }
 
 // defaultSpoolMinFree is the free disk space the spool needs to start a

@@ -28,6 +28,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyway-dev/keyway/gateway/metrics/metricstest"
 	"github.com/keyway-dev/keyway/gateway/wire"
 )
 
@@ -107,8 +108,24 @@ func TestLiveGatewayFirstStartAndRenewal(t *testing.T) {
 	var pulls atomic.Int64
 	nonces := wire.NewNonceCache(1000)
 	mux := http.NewServeMux()
+	// Access tokens as the portal makes them, with one key.
+	tokenKey := make([]byte, wire.TokenKeySize)
+	keys := func(string) ([]byte, int64, error) { return tokenKey, 1, nil }
+	mux.HandleFunc("POST "+wire.TokenPath, func(w http.ResponseWriter, r *http.Request) {
+		if _, err := wire.VerifyRequest(r, gwID.PublicKey(), time.Now(), nonces); err != nil {
+			http.Error(w, `{"error":"`+err.Error()+`"}`, http.StatusUnauthorized)
+			return
+		}
+		now := time.UnixMilli(time.Now().UnixMilli())
+		tok := wire.Token{GatewayID: "7", Slot: wire.SlotPrimary, Generation: 1, IssuedAt: now, ExpiresAt: now.Add(time.Hour)}
+		json.NewEncoder(w).Encode(wire.TokenGrant{Token: wire.MakeToken(tok, tokenKey), Slot: tok.Slot, IssuedAt: tok.IssuedAt, ExpiresAt: tok.ExpiresAt})
+	})
 	mux.HandleFunc("GET /gateway-api/v1/config", func(w http.ResponseWriter, r *http.Request) {
 		if _, err := wire.VerifyRequest(r, gwID.PublicKey(), time.Now(), nonces); err != nil {
+			http.Error(w, `{"error":"`+err.Error()+`"}`, http.StatusUnauthorized)
+			return
+		}
+		if _, err := wire.VerifyToken(r.Header.Get(wire.HeaderGatewayToken), "7", time.Now(), keys); err != nil {
 			http.Error(w, `{"error":"`+err.Error()+`"}`, http.StatusUnauthorized)
 			return
 		}
@@ -130,7 +147,7 @@ func TestLiveGatewayFirstStartAndRenewal(t *testing.T) {
 
 	file := wire.GatewayFile{GatewayID: "7", Name: "gw", Segment: "office", PortalURL: srv.URL, PortalKey: portalID.PublicKeyString(),
 		PortalTLSKeySHA256: hex.EncodeToString(keySum[:]), StateDir: filepath.Join(dir, "state"), PullIntervalSecs: 1,
-		Listen: map[string]string{"ssh": "127.0.0.1:0", "management": "127.0.0.1:0"}}
+		Listen: map[string]string{"ssh": "127.0.0.1:0", "management": "127.0.0.1:0", "metrics": "127.0.0.1:0"}}
 	raw, _ := json.Marshal(file)
 	config := filepath.Join(dir, "gateway.json")
 	os.WriteFile(config, raw, 0o600)
@@ -173,9 +190,43 @@ func TestLiveGatewayFirstStartAndRenewal(t *testing.T) {
 	if err != nil || resp.OK || !strings.Contains(resp.Message, "signed config") {
 		t.Fatalf("session before the first config: %+v %v", resp, err)
 	}
+	// The refusal is counted on /metrics (listen.metrics), and the
+	// metrics listener's readiness probe says why it is not ready.
+	m := regexp.MustCompile(`msg="serving metrics".* addr=(\S+)`).FindStringSubmatch(log.String())
+	if m == nil {
+		t.Fatalf("no metrics listener in the log:\n%s", log.String())
+	}
+	metricsURL := "http://" + m[1]
+	fams := metricstest.Scrape(t, nil, metricsURL)
+	if v := fams.Value("keyway_gateway_sessions_started_total", "protocol", "ssh", "outcome", "gateway_unreachable"); v != 1 {
+		t.Errorf("refused sessions counted: %v, want 1", v)
+	}
+	if v := fams.Value("keyway_gateway_spool_free_bytes"); v <= 0 {
+		t.Errorf("spool free bytes: %v", v)
+	}
+	if v := fams.Value("keyway_gateway_recordings_pending"); v != 0 {
+		t.Errorf("recordings pending: %v", v)
+	}
+	if v := fams.Value("go_goroutines"); v <= 0 {
+		t.Errorf("no Go runtime metrics: %v", v)
+	}
+	probe := func(path string) int {
+		resp, err := http.Get(metricsURL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if live, ready := probe("/livez"), probe("/readyz"); live != 200 || ready != 503 {
+		t.Errorf("probes before the first config: livez %d, readyz %d", live, ready)
+	}
 
 	serving.Store(true)
 	waitFor(t, "the first config", func() bool { code, _ := status(); return code == http.StatusOK }, &log)
+	if ready := probe("/readyz"); ready != 200 {
+		t.Errorf("readyz after the first config: %d", ready)
+	}
 
 	// The portal renews its certificate, keeping its key.
 	renewed := selfSigned(t, tlsKey)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/keyway-dev/keyway/e2e/hookexample/examplehook"
 	"github.com/keyway-dev/keyway/e2e/targets"
+	"github.com/keyway-dev/keyway/gateway/metrics/metricstest"
 	"github.com/keyway-dev/keyway/portal/store"
 )
 
@@ -118,6 +119,26 @@ func TestHookThroughThePortal(t *testing.T) {
 	}
 	if calls.Load() < 5 {
 		t.Fatalf("the hook was called %d times", calls.Load())
+	}
+	// Each call is on /metrics: bob's three refusals and alice's last
+	// one, her terminal allowed; and the refusals by protocol.
+	fams := metricstest.Scrape(t, nil, f.p.MetricsURL)
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"keyway_portal_hook_calls_total", []string{"outcome", "deny"}, 4},
+		{"keyway_portal_hook_calls_total", []string{"outcome", "allow"}, 1},
+		{"keyway_portal_hook_seconds", nil, 5},
+		{"keyway_portal_sessions_started_total", []string{"protocol", "ssh", "outcome", "hook"}, 2},
+		{"keyway_portal_sessions_started_total", []string{"protocol", "vnc", "outcome", "hook"}, 1},
+		{"keyway_portal_sessions_started_total", []string{"protocol", "sftp", "outcome", "hook"}, 1},
+		{"keyway_portal_sessions_live", []string{"protocol", "ssh"}, 1},
+	} {
+		if got := fams.Value(c.name, c.labels...); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
 	}
 }
 

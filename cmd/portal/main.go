@@ -5,6 +5,8 @@
 //	portal demo             run the portal with loopback demo targets
 //	portal users add NAME   create a user (password from stdin)
 //	portal audit verify     check the audit log's hash chain
+//	portal backup --to FILE back up the database while the portal runs
+//	portal restore --from FILE  restore a backup into a data directory
 package main
 
 import (
@@ -16,8 +18,11 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
 	// Time zones for the audit filters, also on hosts without tzdata.
 	_ "time/tzdata"
+
+	"github.com/keyway-dev/keyway/gateway/logctx"
 )
 
 func main() {
@@ -42,6 +47,9 @@ const usage = `Usage:
   portal users add NAME --role ROLE --password-stdin [--data DIR]
                                        create a user; ROLE is admin, auditor or user
   portal audit verify [--data DIR]     check that no audit event was altered or removed
+  portal backup --to FILE [--data DIR] back up the database (while the portal runs)
+  portal restore --from FILE --data DIR [--force]
+                                       restore a backup; the secrets key must be in place
 `
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -66,6 +74,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return errUsage
 		}
 		return auditVerify(ctx, args[2:], stdout, stderr)
+	case "backup":
+		return backupCmd(ctx, args[1:], stdout, stderr)
+	case "restore":
+		return restoreCmd(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -75,10 +87,18 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 }
 
-func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("log level %q: use debug, info, warn or error", level)
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+	// logctx adds the request and session ids a context carries.
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "", "text":
+		return slog.New(logctx.Handler(slog.NewTextHandler(w, opts))), nil
+	case "json":
+		return slog.New(logctx.Handler(slog.NewJSONHandler(w, opts))), nil
+	}
+	return nil, fmt.Errorf("log format %q: use text or json", format)
 }

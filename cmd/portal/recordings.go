@@ -6,6 +6,7 @@ import (
 	"net"
 	"strconv"
 
+	"github.com/keyway-dev/keyway/gateway/metrics"
 	"github.com/keyway-dev/keyway/gateway/spool"
 )
 
@@ -16,11 +17,11 @@ const defaultSpoolMinFree = 64 << 20
 
 // openSpool opens a gateway's recording spool and recovers what a crash
 // left in it.
-func openSpool(dir string, minFree uint64, logger *slog.Logger) (*spool.Spool, error) {
+func openSpool(dir string, minFree uint64, logger *slog.Logger, m *metrics.Gateway) (*spool.Spool, error) {
 	if minFree == 0 {
 		minFree = defaultSpoolMinFree
 	}
-	sp, err := spool.Open(spool.Config{Dir: dir, MinFree: minFree, Fsync: true, Logger: logger})
+	sp, err := spool.Open(spool.Config{Dir: dir, MinFree: minFree, Fsync: true, Logger: logger, Metrics: m})
 	if err != nil {
 		return nil, fmt.Errorf("recording spool: %w", err)
 	}

@@ -242,8 +242,12 @@ func embeddedUploads(t *testing.T, p *portal, dir string) *control.Uploads {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return control.NewUploads(control.Options{PortalURL: p.URL, GatewayID: strconv.FormatInt(gwID, 10), Identity: id,
-		PortalCertSHA256: certs.Fingerprint(cert)})
+	o := control.Options{PortalURL: p.URL, GatewayID: strconv.FormatInt(gwID, 10), Identity: id,
+		PortalCertSHA256: certs.Fingerprint(cert), TokenPath: filepath.Join(dir, "gateway", "access-token.json")}
+	// The embedded gateway's access token, which it got at the start.
+	o.Tokens = control.NewTokens(o)
+	waitFor(t, "the embedded gateway's access token", func() bool { return o.Tokens.Load() == nil && o.Tokens.Has() }, nil)
+	return control.NewUploads(o)
 }
 
 func TestChecksumMismatchKeptInSpool(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -22,6 +23,8 @@ import (
 
 	"github.com/keyway-dev/keyway/gateway"
 	"github.com/keyway-dev/keyway/gateway/control"
+	"github.com/keyway-dev/keyway/gateway/metrics"
+	"github.com/keyway-dev/keyway/gateway/tlsconf"
 	"github.com/keyway-dev/keyway/gateway/wire"
 	"github.com/keyway-dev/keyway/portal/audit"
 	"github.com/keyway-dev/keyway/portal/auth"
@@ -60,6 +63,9 @@ type serveConfig struct {
 	// gateway's desktop recordings: shorter seeks faster, longer is
 	// smaller.
 	KeyFrames time.Duration
+	// GatewayTokenLifetime is how long gateways' access tokens live (at
+	// most 30 days; 0 means 30 days).
+	GatewayTokenLifetime time.Duration
 	// ExportsMaxMB bounds the MiB of video exports of desktop recordings
 	// kept in DATA/exports; empty or "0" keeps them all (until their
 	// recording goes).
@@ -70,6 +76,19 @@ type serveConfig struct {
 	// ClientsDir holds the native client builds the Account page offers;
 	// empty is "clients" next to the portal executable.
 	ClientsDir string
+	// TLSMinVersion ("1.2" or "1.3"), TLSServerCiphers and
+	// TLSClientCiphers (comma-separated TLS 1.2 suites; empty: Go's) are
+	// parsed by tlsSettings.
+	TLSMinVersion    string
+	TLSServerCiphers string
+	TLSClientCiphers string
+	// LogFormat is text (the default) or json.
+	LogFormat string
+	// MetricsListen serves /metrics, /livez and /readyz over plain HTTP;
+	// empty is off. PprofListen serves net/http/pprof on loopback; empty
+	// is off.
+	MetricsListen string
+	PprofListen   string
 }
 
 // Defaults of --data and --listen. The demo keeps its data apart from a
@@ -97,8 +116,15 @@ func (c *serveConfig) flags(fs *flag.FlagSet, dataDir, listen string) {
 	fs.StringVar(&c.GatewayVNCListen, "gateway-vnc-listen", envOr("KEYWAY_GATEWAY_VNC_LISTEN", "127.0.0.1:7995"), "loopback address of the embedded gateway's VNC listener")
 	fs.StringVar(&c.ClientsDir, "clients", envOr("KEYWAY_CLIENTS", ""), "directory of the keyway client builds the Account page offers (default: clients next to the portal executable, where make build puts them) (env KEYWAY_CLIENTS)")
 	fs.StringVar(&c.LogLevel, "log-level", envOr("KEYWAY_LOG_LEVEL", "info"), "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", envOr("KEYWAY_LOG_FORMAT", "text"), "text or json (one JSON object a line, for log collectors) (env KEYWAY_LOG_FORMAT)")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", envOr("KEYWAY_METRICS_LISTEN", ""), "plain-HTTP address serving Prometheus /metrics, /livez and /readyz; a bare port (:9090) is loopback; default off (env KEYWAY_METRICS_LISTEN)")
+	fs.StringVar(&c.PprofListen, "pprof-listen", envOr("KEYWAY_PPROF_LISTEN", ""), "loopback address serving Go profiles (/debug/pprof/); default off (env KEYWAY_PPROF_LISTEN)")
+	fs.DurationVar(&c.GatewayTokenLifetime, "gateway-token-lifetime", 30*24*time.Hour, "how long the access tokens gateways renew themselves live (at most 720h); they renew at two thirds of it")
 	fs.DurationVar(&c.KeyFrames, "recording-keyframes", 10*time.Second, "least time between key frames of desktop recordings: a seek replays at most this much after the key frame before it")
 	fs.StringVar(&c.Retention, "recordings-retention", envOr("KEYWAY_RECORDINGS_RETENTION", "0"), "how long session recordings and the connection log are kept, e.g. 90d; 0 keeps them forever")
+	fs.StringVar(&c.TLSMinVersion, "tls-min-version", envOr("KEYWAY_TLS_MIN_VERSION", "1.2"), "lowest TLS version of the HTTPS listener and of the portal's outgoing connections: 1.2 or 1.3; 1.3 is preferred either way (env KEYWAY_TLS_MIN_VERSION)")
+	fs.StringVar(&c.TLSServerCiphers, "tls-server-ciphers", envOr("KEYWAY_TLS_SERVER_CIPHERS", ""), "comma-separated TLS 1.2 cipher suites the HTTPS listener allows, e.g. TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256; default Go's (env KEYWAY_TLS_SERVER_CIPHERS)")
+	fs.StringVar(&c.TLSClientCiphers, "tls-client-ciphers", envOr("KEYWAY_TLS_CLIENT_CIPHERS", ""), "comma-separated TLS 1.2 cipher suites allowed when the portal connects out (hook, OIDC, SAML, LDAP); default Go's (env KEYWAY_TLS_CLIENT_CIPHERS)")
 	fs.StringVar(&c.ExportsMaxMB, "exports-max-mb", envOr("KEYWAY_EXPORTS_MAX_MB", "5120"), "MiB of video exports of desktop recordings kept in DATA/exports; past it the least recently used go; 0 for no bound (env KEYWAY_EXPORTS_MAX_MB)")
 }
 
@@ -113,6 +139,26 @@ func (c *serveConfig) resolvePaths() error {
 	}
 	c.DataDir = abs
 	return nil
+}
+
+// tlsSettings parses the TLS flags, naming the flag whose value is
+// refused.
+func (c *serveConfig) tlsSettings() (tlsconf.Settings, error) {
+	s := tlsconf.Default()
+	var err error
+	if s.MinVersion, err = tlsconf.ParseVersion(c.TLSMinVersion); err != nil {
+		return s, fmt.Errorf("--tls-min-version: %w", err)
+	}
+	if s.ServerSuites, err = tlsconf.ParseSuites(c.TLSServerCiphers); err != nil {
+		return s, fmt.Errorf("--tls-server-ciphers: %w", err)
+	}
+	if s.ClientSuites, err = tlsconf.ParseSuites(c.TLSClientCiphers); err != nil {
+		return s, fmt.Errorf("--tls-client-ciphers: %w", err)
+	}
+	if err := s.Validate(); err != nil {
+		return s, fmt.Errorf("TLS settings: %w", err)
+	}
+	return s, nil
 }
 
 func envOr(name, def string) string {
@@ -149,15 +195,39 @@ type portal struct {
 	Store     *store.Store
 	Pool      *gateways.Pool
 	Logger    *slog.Logger
+	// MetricsURL and PprofURL are the base URLs of --metrics-listen and
+	// --pprof-listen ("http://127.0.0.1:9090"), empty when off.
+	MetricsURL, PprofURL string
 }
 
 func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afterStart) error {
-	logger, err := newLogger(stderr, cfg.LogLevel)
+	logger, err := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		return err
 	}
+	// Diagnostics addresses are checked before anything starts.
+	var metricsAddr, pprofAddr string
+	if cfg.MetricsListen != "" {
+		if metricsAddr, err = metrics.ListenAddr(cfg.MetricsListen); err != nil {
+			return fmt.Errorf("--metrics-listen: %w", err)
+		}
+	}
+	if cfg.PprofListen != "" {
+		if pprofAddr, err = metrics.LoopbackAddr(cfg.PprofListen); err != nil {
+			return fmt.Errorf("--pprof-listen: %w", err)
+		}
+	}
+	reg := metrics.NewRegistry()
+	portalMetrics := metrics.NewPortal(reg)
+	if cfg.GatewayTokenLifetime < 0 || cfg.GatewayTokenLifetime > wire.MaxTokenLifetime {
+		return fmt.Errorf("--gateway-token-lifetime %s: give a duration up to %s (30 days)", cfg.GatewayTokenLifetime, wire.MaxTokenLifetime)
+	}
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return errors.New("give both -tls-cert and -tls-key, or neither for a self-signed certificate")
+	}
+	tlsSet, err := cfg.tlsSettings()
+	if err != nil {
+		return err
 	}
 	st, err := openStore(ctx, cfg)
 	if err != nil {
@@ -209,11 +279,15 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	// The embedded gateway records into its own spool and uploads like a
 	// remote one, through the portal's HTTPS listener, signed with its key.
 	spoolDir := filepath.Join(cfg.DataDir, "gateway", "spool")
-	sp, err := openSpool(spoolDir, 0, logger.With("component", "spool", "gateway", "embedded"))
+	// The embedded gateway's metrics are the portal's: keyway_gateway_*
+	// on the same registry.
+	embeddedMetrics := metrics.NewGateway(reg)
+	sp, err := openSpool(spoolDir, 0, logger.With("component", "spool", "gateway", "embedded"), embeddedMetrics)
 	if err != nil {
 		return err
 	}
 	defer sp.Close()
+	metrics.WatchSpool(reg, sp)
 	recDir, err := storage.Open(filepath.Join(cfg.DataDir, "recordings"))
 	if err != nil {
 		return err
@@ -245,6 +319,7 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		Logger:         logger.With("component", "gateway", "gateway", "embedded"),
 		ID:             "embedded",
 		Version:        version,
+		Metrics:        embeddedMetrics,
 	})
 	if err != nil {
 		return fmt.Errorf("embedded gateway: %w", err)
@@ -265,6 +340,28 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		return err
 	}
 	pool := gateways.New(portalID, logger.With("component", "gateways"), 30*time.Second)
+	metrics.GatewayStates(reg, func() []metrics.GatewayState {
+		var out []metrics.GatewayState
+		for _, g := range pool.Statuses() {
+			out = append(out, metrics.GatewayState{Gateway: g.Name, State: string(g.State)})
+		}
+		return out
+	})
+	metrics.GatewayTokenExpiries(reg, func() []metrics.GatewayTokenExpiry {
+		// A scrape waits at most this long for the database.
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		list, err := st.GatewayTokenExpiries(ctx)
+		if err != nil {
+			logger.Warn("metrics: gateway token expiries", "err", err)
+			return nil
+		}
+		out := make([]metrics.GatewayTokenExpiry, len(list))
+		for i, e := range list {
+			out[i] = metrics.GatewayTokenExpiry{Gateway: e.Gateway, Expires: e.Expires}
+		}
+		return out
+	})
 	healthCtx, stopHealth := context.WithCancel(ctx)
 	var healthDone sync.WaitGroup
 	defer func() { stopHealth(); healthDone.Wait(); pool.Close() }()
@@ -272,6 +369,12 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	cert, err := loadCert(cfg, logger)
 	if err != nil {
 		return err
+	}
+	if cert.Leaf != nil { // tls.X509KeyPair fills it in
+		// The listener speaks HTTP/2 (ServeTLS), which needs AES-128-GCM.
+		if err := tlsSet.CheckServerKey(cert.Leaf.PublicKey, true); err != nil {
+			return fmt.Errorf("--tls-server-ciphers: %w", err)
+		}
 	}
 	var nextKeys []string
 	if cfg.TLSNextCert != "" {
@@ -321,17 +424,19 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	}
 
 	ui := httpui.New(httpui.Deps{
-		Store: st, Sessions: sessions, Auth: auth.New(st, auth.NewLimiter(time.Now), logger),
+		Store: st, Sessions: sessions, Auth: auth.New(st, auth.NewLimiter(time.Now), logger, auth.WithDirectoryTLS(tlsSet)),
 		Audit: auditLog, Authz: authz.New(st), Gateways: pool, Assets: assets.Handler(), Logger: logger,
-		PortalKey: portalID.PublicKeyString(), PortalURL: publicURL, PortalTLSKeySHA256: certs.KeySHA256(cert), PortalIdentity: portalID,
+		PortalKey: portalID.PublicKeyString(), PortalURL: publicURL, PortalTLSKeySHA256: certs.KeySHA256(cert), PortalIdentity: portalID, GatewayTokenLifetime: cfg.GatewayTokenLifetime,
 		PortalTLSNextKeys: nextKeys,
 		DefaultNetworks:   func(n []netip.Prefix) { defaultNets.Store(&n) },
 		RelayAddresses:    func(a []string) { relayAddrs.Store(&a) },
 		Recordings:        recDir,
 		Exports:           uiExports,
 		ClientInfo:        clientinfo.New(),
-		Hook:              connhook.New(),
+		Hook:              connhook.New(connhook.WithTLS(tlsSet)),
 		ClientsDir:        clientsDir(cfg.ClientsDir),
+		ClientTLS:         tlsSet,
+		Metrics:           portalMetrics,
 	})
 	defer ui.Close()
 	// The hook and the trusted proxies as admins saved them; a hook that
@@ -367,19 +472,63 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 			job.Run(healthCtx, time.Hour)
 		}()
 	}
-	srv := ui.HTTPServer(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+	var metricsSrv, pprofSrv *metrics.Server
+	defer func() {
+		// Scrapes in flight get a few seconds to finish.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for _, s := range []*metrics.Server{metricsSrv, pprofSrv} {
+			if s != nil {
+				s.Close(ctx)
+			}
+		}
+	}()
+	if metricsAddr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", metrics.Handler(reg))
+		mux.Handle("GET /livez", ui)
+		mux.Handle("GET /readyz", ui)
+		if metricsSrv, err = metrics.Serve(metricsAddr, mux, logger.With("component", "metrics")); err != nil {
+			return fmt.Errorf("--metrics-listen: %w", err)
+		}
+		logger.Info("serving metrics", "url", "http://"+metricsSrv.Addr().String()+"/metrics")
+	}
+	if pprofAddr != "" {
+		if pprofSrv, err = metrics.Serve(pprofAddr, metrics.PprofHandler(), logger.With("component", "pprof")); err != nil {
+			return fmt.Errorf("--pprof-listen: %w", err)
+		}
+		logger.Info("serving Go profiles", "url", "http://"+pprofSrv.Addr().String()+"/debug/pprof/")
+	}
+	srv := ui.HTTPServer(tlsSet.Server(&tls.Config{Certificates: []tls.Certificate{cert}}),
 		slog.NewLogLogger(logger.Handler(), slog.LevelWarn))
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.ServeTLS(ln, "", "") }()
-	stopUploads := control.StartUploads(ctx, sp, control.Options{
+	// The embedded gateway uploads with an access token like any other;
+	// the portal lets it get a first one at every start.
+	embOpts := control.Options{
 		PortalURL: loopbackURL(ln.Addr()), GatewayID: strconv.FormatInt(embedded.ID, 10), Identity: gwID,
-		PortalTLSKeySHA256: certs.KeySHA256(cert), Logger: logger.With("component", "uploads", "gateway", "embedded"),
-	})
+		PortalTLSKeySHA256: certs.KeySHA256(cert), Logger: logger.With("component", "token", "gateway", "embedded"),
+		TokenPath: filepath.Join(cfg.DataDir, "gateway", "access-token.json"), TLS: tlsSet,
+	}
+	embOpts.Tokens = control.NewTokens(embOpts)
+	healthDone.Add(1)
+	go func() {
+		defer healthDone.Done()
+		embOpts.Tokens.Run(healthCtx)
+	}()
+	embOpts.Logger = logger.With("component", "uploads", "gateway", "embedded")
+	stopUploads := control.StartUploads(ctx, sp, embOpts)
 	defer stopUploads()
 	logger.Info("portal listening", "url", publicURL, "listen", ln.Addr().String(), "addresses", strings.Join(addresses, " "),
 		"gateway", gw.Addr().String(), "data", cfg.DataDir)
 
 	p := &portal{cfg: cfg, URL: publicURL, Addresses: addresses, Store: st, Pool: pool, Logger: logger}
+	if metricsSrv != nil {
+		p.MetricsURL = "http://" + metricsSrv.Addr().String()
+	}
+	if pprofSrv != nil {
+		p.PprofURL = "http://" + pprofSrv.Addr().String()
+	}
 	if hook != nil {
 		if err := hook(ctx, p); err != nil {
 			srv.Close()
@@ -458,11 +607,7 @@ func openStore(ctx context.Context, cfg serveConfig) (*store.Store, error) {
 // loadSecretsKey reads (or creates) the key that seals target credentials
 // and from which the audit chain's key is derived.
 func loadSecretsKey(cfg serveConfig) ([]byte, error) {
-	keyPath := cfg.SecretsKey
-	if keyPath == "" {
-		keyPath = filepath.Join(cfg.DataDir, "secrets.key")
-	}
-	key, err := store.LoadOrCreateKey(keyPath)
+	key, err := store.LoadOrCreateKey(secretsKeyPath(cfg))
 	if err != nil {
 		return nil, fmt.Errorf("secrets key: %w", err)
 	}

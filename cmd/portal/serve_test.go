@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"database/sql"
@@ -40,10 +41,20 @@ func startPortal(t *testing.T, dir string) (*portal, *syncBuffer) {
 // portal down before the test ends (it is also called at cleanup).
 func startPortalAt(t *testing.T, dir, listen string) (p *portal, log *syncBuffer, stop func()) {
 	t.Helper()
+	return startPortalWith(t, serveConfig{DataDir: dir, Listen: listen})
+}
+
+// startPortalWith is startPortalAt with more of the configuration; the
+// gateway listens on loopback ports chosen at random.
+func startPortalWith(t *testing.T, cfg serveConfig) (p *portal, log *syncBuffer, stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan *portal, 1)
 	done := make(chan error, 1)
-	cfg := serveConfig{DataDir: dir, Listen: listen, GatewayListen: "127.0.0.1:0", LogLevel: "info"}
+	cfg.GatewayListen = "127.0.0.1:0"
+	cfg.LogLevel = cmp.Or(cfg.LogLevel, "info")
+	// Every test portal has metrics, for tests to check their counts.
+	cfg.MetricsListen = cmp.Or(cfg.MetricsListen, "127.0.0.1:0")
 	log = &syncBuffer{}
 	go func() {
 		done <- serveWith(ctx, cfg, log, func(_ context.Context, p *portal) error { ready <- p; return nil })

@@ -73,7 +73,7 @@ func usersAdd(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	if err != nil {
 		return fmt.Errorf("create user: %w", err)
 	}
-	logger, _ := newLogger(io.Discard, "info")
+	logger, _ := newLogger(io.Discard, "info", "text")
 	auditLog, err := newAuditLog(cfg, st, logger)
 	if err != nil {
 		return err

@@ -24,6 +24,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keyway-dev/keyway/gateway/metrics"
+	"github.com/keyway-dev/keyway/gateway/tlsconf"
 	"github.com/keyway-dev/keyway/gateway/wire"
 )
 
@@ -38,6 +40,7 @@ type Puller struct {
 	url       string
 	gatewayID string
 	identity  *wire.Identity
+	tokens    *Tokens
 	portalKey ed25519.PublicKey
 	backup    string
 	client    *http.Client
@@ -78,17 +81,26 @@ type Options struct {
 	// With neither, the system's CAs decide.
 	PortalCertSHA256   string
 	PortalTLSKeySHA256 string
+	// TokenPath is where the gateway's access token is kept (NewTokens);
+	// Tokens is the keeper Puller and Uploads send it with.
+	TokenPath string
+	Tokens    *Tokens
 	// LearnedKeys returns the portal TLS key digests of the config in use
 	// (Puller.PortalTLSKeys); the Puller fills it in for itself.
 	LearnedKeys func() []string
 	Logger      *slog.Logger
+	// Metrics counts token renewals; nil counts nothing.
+	Metrics *metrics.Gateway
+	// TLS is the lowest TLS version and the client cipher suites for
+	// reaching the portal; the zero value is TLS 1.2 with Go's suites.
+	TLS tlsconf.Settings
 }
 
 // New returns a Puller.
 func New(o Options) *Puller {
 	p := &Puller{
 		url: strings.TrimRight(o.PortalURL, "/") + "/gateway-api/v1/config", gatewayID: o.GatewayID,
-		identity: o.Identity, portalKey: o.PortalKey, backup: o.BackupPath, logger: o.Logger, now: time.Now,
+		identity: o.Identity, tokens: o.Tokens, portalKey: o.PortalKey, backup: o.BackupPath, logger: o.Logger, now: time.Now,
 	}
 	o.LearnedKeys = p.PortalTLSKeys
 	p.client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: portalTLS(o)}}
@@ -100,7 +112,7 @@ func New(o Options) *Puller {
 // pinned key, or a key the signed config announced), the system's CAs
 // otherwise.
 func portalTLS(o Options) *tls.Config {
-	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
+	tlsConf := o.TLS.Client(&tls.Config{MinVersion: tls.VersionTLS12})
 	certPin, keyPin := normalizeFingerprint(o.PortalCertSHA256), normalizeFingerprint(o.PortalTLSKeySHA256)
 	if certPin == "" && keyPin == "" {
 		return tlsConf
@@ -235,12 +247,21 @@ func (p *Puller) Pull(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if p.tokens != nil {
+		// A gateway just enrolled gets its first token before its first
+		// pull.
+		if err := p.tokens.Ensure(ctx); err != nil {
+			return fmt.Errorf("get an access token: %w", err)
+		}
+	}
+	sent := p.tokens.attach(req)
 	wire.SignRequest(req, p.identity, p.gatewayID, p.now(), wire.EmptyBody)
 	resp, err := p.client.Do(req)
 	if err != nil {
 		return fmt.Errorf("reach portal: %w", err)
 	}
 	defer resp.Body.Close()
+	p.tokens.answered(resp, sent)
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxConfig))
 	if err != nil {
 		return fmt.Errorf("read config: %w", err)
@@ -262,6 +283,7 @@ func (p *Puller) Pull(ctx context.Context) error {
 	if err := p.apply(c); err != nil {
 		return err
 	}
+	p.logger.Debug("config pulled", "version", c.Version)
 	if c.Version != old.Version {
 		p.logger.Info("config updated", "version", c.Version, "segment", c.Segment, "allowed_networks", strings.Join(c.AllowedNetworks, ","),
 			"relay_addresses", len(c.RelayAddresses))
@@ -288,19 +310,28 @@ func (p *Puller) verify(body []byte, sig string) (wire.GatewayConfig, error) {
 	return c, nil
 }
 
-// writeAtomic replaces path with data so a crash never leaves half a file.
+// writeAtomic replaces the config backup at path with data.
 func writeAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".config-*.tmp")
-	if err != nil {
+	if err := writeFileAtomic(path, data, ".config-*.tmp"); err != nil {
 		return fmt.Errorf("write config backup: %w", err)
+	}
+	return nil
+}
+
+// writeFileAtomic replaces path with data (mode 0600) so a crash never
+// leaves half a file; the temporary file is named after pattern.
+func writeFileAtomic(path string, data []byte, pattern string) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), pattern)
+	if err != nil {
+		return err
 	}
 	defer os.Remove(tmp.Name())
 	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
-		return fmt.Errorf("write config backup: %w", err)
+		return err
 	}
 	if err := errors.Join(tmp.Sync(), tmp.Close()); err != nil {
-		return fmt.Errorf("write config backup: %w", err)
+		return err
 	}
 	return os.Rename(tmp.Name(), path)
 }

@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyway-dev/keyway/gateway/tlsconf"
 	"github.com/keyway-dev/keyway/gateway/wire"
 )
 
@@ -84,7 +85,9 @@ type fakePortal struct {
 	id      *wire.Identity
 	gateway *wire.Identity
 	cert    atomic.Pointer[tls.Certificate]
-	nonces  *wire.NonceCache
+	// limit, if set, restricts the TLS versions and suites offered.
+	limit  atomic.Pointer[tls.Config]
+	nonces *wire.NonceCache
 
 	mu     sync.Mutex
 	config wire.GatewayConfig
@@ -124,7 +127,11 @@ func newFakePortal(t *testing.T, gateway *wire.Identity, cert tls.Certificate) *
 	// handshake (httptest's own certificate would win over GetCertificate
 	// for clients that send no server name).
 	p.srv.TLS = &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-		return &tls.Config{Certificates: []tls.Certificate{*p.cert.Load()}}, nil
+		c := &tls.Config{Certificates: []tls.Certificate{*p.cert.Load()}}
+		if l := p.limit.Load(); l != nil {
+			c.MaxVersion, c.CipherSuites = l.MaxVersion, l.CipherSuites
+		}
+		return c, nil
 	}}
 	p.srv.StartTLS()
 	t.Cleanup(p.srv.Close)
@@ -264,6 +271,51 @@ func TestPortalCertificateRenewal(t *testing.T) {
 		g.puller.client.CloseIdleConnections()
 		if err := g.puller.Pull(ctx); err == nil || !strings.Contains(err.Error(), "download the gateway's config file again") {
 			t.Fatalf("%s: unannounced key: %v", g.name, err)
+		}
+	}
+}
+
+// TestPortalTLSSettings: config pulls and uploads use the gateway's TLS
+// settings: a 1.3 minimum refuses a portal offering only TLS 1.2, and a
+// client suite list refuses a portal without any of its suites.
+func TestPortalTLSSettings(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	gw := newIdentity(t)
+	portal := newFakePortal(t, gw, portalCert(t, ecKey(t)))
+	portal.limit.Store(&tls.Config{MaxVersion: tls.VersionTLS12,
+		CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384}})
+	options := func(s tlsconf.Settings) Options {
+		o := portal.options(t, gw)
+		o.PortalTLSKeySHA256 = keySHA256(t, *portal.cert.Load())
+		o.TLS = s
+		return o
+	}
+	suites := func(list string) []uint16 {
+		ids, err := tlsconf.ParseSuites(list)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	for _, tc := range []struct {
+		name string
+		s    tlsconf.Settings
+		ok   bool
+	}{
+		{"defaults", tlsconf.Default(), true},
+		{"the zero value", tlsconf.Settings{}, true},
+		{"minimum 1.3", tlsconf.Settings{MinVersion: tls.VersionTLS13}, false},
+		{"the portal's suite", tlsconf.Settings{MinVersion: tls.VersionTLS12,
+			ClientSuites: suites("TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384")}, true},
+		{"another suite", tlsconf.Settings{MinVersion: tls.VersionTLS12,
+			ClientSuites: suites("TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256")}, false},
+	} {
+		o := options(tc.s)
+		pullErr := New(o).Pull(ctx)
+		_, statusErr := NewUploads(o).Status(ctx, "S1")
+		if (pullErr == nil) != tc.ok || (statusErr == nil) != tc.ok {
+			t.Errorf("%s: pull %v, upload status %v; want ok %v", tc.name, pullErr, statusErr, tc.ok)
 		}
 	}
 }

@@ -28,6 +28,7 @@ type Uploads struct {
 	base      string
 	gatewayID string
 	identity  *wire.Identity
+	tokens    *Tokens
 	client    *http.Client
 	now       func() time.Time
 }
@@ -46,7 +47,7 @@ func NewUploads(o Options) *Uploads {
 	// the Uploader's context ends it.
 	return &Uploads{
 		base: strings.TrimRight(o.PortalURL, "/") + wire.RecordingsPath, gatewayID: o.GatewayID,
-		identity: o.Identity, client: &http.Client{Transport: tr}, now: time.Now,
+		identity: o.Identity, tokens: o.Tokens, client: &http.Client{Transport: tr}, now: time.Now,
 	}
 }
 
@@ -134,12 +135,14 @@ func (u *Uploads) do(ctx context.Context, method, path string, edit func(*http.R
 	if edit != nil {
 		edit(req)
 	}
+	sent := u.tokens.attach(req)
 	wire.SignRequest(req, u.identity, u.gatewayID, u.now(), digest)
 	resp, err := u.client.Do(req)
 	if err != nil {
 		return st, 0, fmt.Errorf("reach portal: %w", err)
 	}
 	defer resp.Body.Close()
+	u.tokens.answered(resp, sent)
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxStatus))
 	if err != nil {
 		return st, resp.StatusCode, fmt.Errorf("read portal's answer: %w", err)

@@ -79,6 +79,7 @@ func (s *Spool) Create(m Meta) (*Recording, error) {
 		return fail(err)
 	}
 	s.open[m.SessionID] = r
+	s.metrics.RecordingSpooled()
 	return r, nil
 }
 

@@ -47,6 +47,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/keyway-dev/keyway/gateway/metrics"
 )
 
 // Format is a recording's file format.
@@ -134,6 +136,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Metrics counts recordings spooled and uploads; nil counts nothing.
+	Metrics *metrics.Gateway
 }
 
 // Errors callers branch on.
@@ -155,6 +159,7 @@ type Spool struct {
 	log     *slog.Logger
 	now     func() time.Time
 	statfs  func(dir string) (uint64, error)
+	metrics *metrics.Gateway
 
 	mu     sync.Mutex
 	open   map[string]*Recording
@@ -198,6 +203,7 @@ func open(cfg Config, tick <-chan time.Time, afterFlush func()) (*Spool, error) 
 		log:        cfg.Logger,
 		now:        cfg.Now,
 		statfs:     freeBytes,
+		metrics:    cfg.Metrics,
 		open:       make(map[string]*Recording),
 		finished:   make(chan struct{}, 1),
 		stopTicker: func() {},
@@ -289,6 +295,29 @@ func (s *Spool) CheckSpace() error {
 		return fmt.Errorf("%w: %d bytes free in %s, %d required", ErrLowSpace, free, s.dir, s.minFree)
 	}
 	return nil
+}
+
+// FreeBytes is the free space of the spool's file system.
+func (s *Spool) FreeBytes() (uint64, error) { return s.statfs(s.dir) }
+
+// Pending returns the number of recordings waiting for upload, open ones
+// included, and the bytes of their data files.
+func (s *Spool) Pending() (n int, bytes int64, err error) {
+	metas, err := s.List()
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, m := range metas {
+		if m.Uploaded {
+			continue
+		}
+		n++
+		// An open recording's metadata has no size yet; its file has.
+		if fi, err := os.Stat(s.dataPath(m)); err == nil {
+			bytes += fi.Size()
+		}
+	}
+	return n, bytes, nil
 }
 
 func (s *Spool) path(id, ext string) string { return filepath.Join(s.dir, id+ext) }

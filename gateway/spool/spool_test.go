@@ -441,3 +441,38 @@ func TestCheckSpace(t *testing.T) {
 		t.Errorf("all bytes: %v", err)
 	}
 }
+
+// TestPending checks the count and bytes of recordings waiting for
+// upload, which the gateway exports as metrics: an open recording counts
+// with what it flushed, a finished one with its size.
+func TestPending(t *testing.T) {
+	t.Parallel()
+	s := newSpool(t, t.TempDir())
+	if n, b, err := s.Pending(); n != 0 || b != 0 || err != nil {
+		t.Fatalf("empty spool: %d recordings, %d bytes, %v", n, b, err)
+	}
+	a, err := s.Create(meta("P1", Asciicast))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Write([]byte("0123456789"))
+	if _, err := a.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	open, err := s.Create(meta("P2", Asciicast))
+	if err != nil {
+		t.Fatal(err)
+	}
+	open.Write([]byte("abcde"))
+	if err := open.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	n, b, err := s.Pending()
+	if n != 2 || err != nil {
+		t.Fatalf("%d recordings pending (%v), want 2", n, err)
+	}
+	// Headers are written too: at least what the test wrote.
+	if b < 15 {
+		t.Errorf("%d bytes pending, want at least 15", b)
+	}
+}

@@ -155,12 +155,14 @@ func (u *Uploader) pass(ctx context.Context) error {
 			continue
 		}
 		if errors.Is(err, ErrChecksumMismatch) {
+			u.s.metrics.Upload(false)
 			u.log.Error("spool: upload not confirmed, recording kept", "session", m.SessionID, "err", err)
 			mismatches = append(mismatches, err)
 			continue
 		}
 		if err != nil {
 			u.lastFailed = m.SessionID
+			u.s.metrics.Upload(false)
 			return err
 		}
 	}
@@ -205,6 +207,7 @@ func (u *Uploader) upload(ctx context.Context, m Meta) error {
 	if err := u.s.remove(m); err != nil {
 		return err
 	}
+	u.s.metrics.Upload(true)
 	u.log.Info("spool: recording uploaded", "session", id, "size", m.Size, "resumed_at", have)
 	return nil
 }

@@ -247,4 +247,10 @@ type GatewayFile struct {
 	// SpoolMinFreeMB is the free disk space, in MiB, the recording spool
 	// (state_dir/spool) needs to start a recording; 0 means 64.
 	SpoolMinFreeMB int `json:"spool_min_free_mb,omitempty"`
+	// TLSMinVersion ("1.2", the default, or "1.3") and TLSClientCiphers
+	// (comma-separated TLS 1.2 cipher suites; empty: Go's defaults) govern
+	// the gateway's HTTPS connections to the portal; see gateway/tlsconf.
+	// The session and management listeners always require TLS 1.3.
+	TLSMinVersion    string `json:"tls_min_version,omitempty"`
+	TLSClientCiphers string `json:"tls_client_ciphers,omitempty"`
 }

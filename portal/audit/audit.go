@@ -54,7 +54,17 @@ const (
 	ActionGatewayRevoke  = "gateway.revoke"
 	ActionGatewayDelete  = "gateway.delete"
 	ActionTunnelMode     = "gateway.tunnel"
-	ActionResourceTest   = "resource.test"
+	// Gateway keys and access tokens: an admin regenerating a key or
+	// choosing the slot new tokens are made on; a token issued or
+	// refused; a renewal the gateway reported as failed; a token near
+	// its expiry.
+	ActionGatewayKeyRegenerate   = "gateway.key.regenerate"
+	ActionGatewayTokenSlot       = "gateway.token.slot"
+	ActionGatewayTokenIssue      = "gateway.token.issue"
+	ActionGatewayTokenRefused    = "gateway.token.refused"
+	ActionGatewayTokenRenewError = "gateway.token.renew_failed"
+	ActionGatewayTokenExpiring   = "gateway.token.expiring"
+	ActionResourceTest           = "resource.test"
 	// Access policies (portal/policy): an admin creating, changing or
 	// deleting one.
 	ActionPolicyCreate = "policy.create"

@@ -19,6 +19,7 @@ import (
 	"github.com/alexedwards/scs/sqlite3store"
 	"github.com/alexedwards/scs/v2"
 
+	"github.com/keyway-dev/keyway/gateway/tlsconf"
 	"github.com/keyway-dev/keyway/portal/store"
 )
 
@@ -176,14 +177,30 @@ type Authenticator struct {
 	// dummyHash is compared against for unknown users so that their
 	// sign-in takes as long as a wrong password.
 	dummyHash string
+	// directoryTLS are the TLS settings of connections to LDAP
+	// directories.
+	directoryTLS tlsconf.Settings
+}
+
+// Option changes an Authenticator.
+type Option func(*Authenticator)
+
+// WithDirectoryTLS sets the lowest TLS version and the cipher suites of
+// connections to LDAP directories (default: TLS 1.2 with Go's suites).
+func WithDirectoryTLS(s tlsconf.Settings) Option {
+	return func(a *Authenticator) { a.directoryTLS = s }
 }
 
 // New returns an Authenticator that checks as many passwords at once as
 // the process may use cores.
-func New(st *store.Store, lim *Limiter, logger *slog.Logger) *Authenticator {
+func New(st *store.Store, lim *Limiter, logger *slog.Logger, opts ...Option) *Authenticator {
 	h, _ := HashPassword("not-a-real-password-for-timing")
-	return &Authenticator{store: st, limiter: lim, logger: logger, dummyHash: h,
+	a := &Authenticator{store: st, limiter: lim, logger: logger, dummyHash: h,
 		hashes: newHashGate(runtime.GOMAXPROCS(0), maxHashWait)}
+	for _, o := range opts {
+		o(a)
+	}
+	return a
 }
 
 // signIn checks a username and password from clientIP (out, if not nil,

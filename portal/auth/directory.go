@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keyway-dev/keyway/gateway/tlsconf"
 	"github.com/keyway-dev/keyway/portal/identity/ldap"
 	"github.com/keyway-dev/keyway/portal/store"
 )
@@ -117,7 +118,7 @@ func (a *Authenticator) signInDirectory(ctx context.Context, at attempt, out *Re
 	var down *DirectoryError
 	refused := false
 	for _, p := range ps {
-		id, err := authenticate(ctx, p, at.username, at.password)
+		id, err := authenticate(ctx, p, a.directoryTLS, at.username, at.password)
 		var de *DirectoryError
 		switch {
 		case err == nil:
@@ -186,11 +187,12 @@ func (a *Authenticator) directoryFailed(ctx context.Context, at attempt, why err
 
 // authenticate checks the password against p's directory; a failure to
 // reach it or to search it is a DirectoryError.
-func authenticate(ctx context.Context, p store.IdentityProvider, username, password string) (ldap.Identity, error) {
+func authenticate(ctx context.Context, p store.IdentityProvider, tlsSet tlsconf.Settings, username, password string) (ldap.Identity, error) {
 	cfg, err := ldap.ParseConfig(p.Config)
 	if err != nil {
 		return ldap.Identity{}, &DirectoryError{Directory: p.Name, Cause: fmt.Errorf("configuration: %w", err)}
 	}
+	cfg.TLS = tlsSet
 	d, err := ldap.New(cfg)
 	if err != nil {
 		return ldap.Identity{}, &DirectoryError{Directory: p.Name, Cause: fmt.Errorf("configuration: %w", err)}

@@ -21,6 +21,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/keyway-dev/keyway/gateway/tlsconf"
 )
 
 // Limits of the configuration an admin may set.
@@ -159,8 +161,9 @@ func parseCABundle(bundle string) ([]*x509.Certificate, error) {
 	return certs, nil
 }
 
-// newClient builds the HTTP client for a validated cfg.
-func newClient(cfg Config) (*client, error) {
+// newClient builds the HTTP client for a validated cfg, with the TLS
+// settings tlsSet.
+func newClient(cfg Config, tlsSet tlsconf.Settings) (*client, error) {
 	c := &client{cfg: cfg}
 	if cfg.URL == "" {
 		return c, nil
@@ -182,7 +185,7 @@ func newClient(cfg Config) (*client, error) {
 		// own endpoint, and a signed request goes only where the admin said.
 		Proxy:                  nil,
 		DialContext:            (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext,
-		TLSClientConfig:        &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+		TLSClientConfig:        tlsSet.Client(&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}),
 		ForceAttemptHTTP2:      true,
 		MaxIdleConns:           cfg.MaxInFlight,
 		MaxIdleConnsPerHost:    cfg.MaxInFlight,

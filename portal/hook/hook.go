@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"sync/atomic"
 	"time"
+
+	"github.com/keyway-dev/keyway/gateway/tlsconf"
 )
 
 // SchemaVersion is the version of the request and response schema.
@@ -134,6 +136,10 @@ type Option func(*Hook)
 // WithTimeout replaces Timeout; for tests only.
 func WithTimeout(d time.Duration) Option { return func(h *Hook) { h.timeout = d } }
 
+// WithTLS sets the lowest TLS version and the cipher suites of calls
+// (default: TLS 1.2 with Go's suites).
+func WithTLS(s tlsconf.Settings) Option { return func(h *Hook) { h.tls = s } }
+
 // WithNow sets the clock that stamps requests.
 func WithNow(now func() time.Time) Option { return func(h *Hook) { h.now = now } }
 
@@ -142,6 +148,7 @@ func WithNow(now func() time.Time) Option { return func(h *Hook) { h.now = now }
 type Hook struct {
 	timeout time.Duration
 	now     func() time.Time
+	tls     tlsconf.Settings
 	cur     atomic.Pointer[client]
 }
 
@@ -163,7 +170,7 @@ func (h *Hook) Configure(cfg Config) error {
 	if err != nil {
 		return err
 	}
-	c, err := newClient(cfg)
+	c, err := newClient(cfg, h.tls)
 	if err != nil {
 		return err
 	}

@@ -102,7 +102,7 @@ func (s *Server) apiAuth(h apiHandler, roles ...store.Role) http.Handler {
 		u, _, err := s.Store.TokenUser(r.Context(), strings.TrimSpace(token))
 		if err != nil {
 			if !errors.Is(err, store.ErrNotFound) {
-				s.Logger.Warn("API token rejected", "err", err)
+				s.Logger.WarnContext(r.Context(), "API token rejected", "err", err)
 			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="keyway", error="invalid_token"`)
 			writeJSONError(w, http.StatusUnauthorized, "the token is unknown, expired or revoked")
@@ -136,7 +136,7 @@ func (s *Server) apiError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &syntax), errors.Is(err, errBadJSON):
 		writeJSONError(w, http.StatusBadRequest, err.Error())
 	default:
-		s.Logger.Error("API request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		s.Logger.ErrorContext(r.Context(), "API request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		writeJSONError(w, http.StatusInternalServerError, "internal error; see the portal log")
 	}
 }

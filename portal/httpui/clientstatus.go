@@ -57,7 +57,7 @@ func (s *Server) apiClientStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	out, err := s.clientStatus(r.Context(), u, device)
 	if err != nil {
-		s.Logger.Error("client status", "user", u.Name, "err", err)
+		s.Logger.ErrorContext(r.Context(), "client status", "user", u.Name, "err", err)
 		writeClientError(w, http.StatusInternalServerError, "internal", "The portal could not list your resources; try again.")
 		return
 	}

@@ -140,7 +140,7 @@ func (s *Server) connectionsCSV(w http.ResponseWriter, r *http.Request) {
 	for {
 		cs, err := s.Store.Connections(r.Context(), f)
 		if err != nil {
-			s.Logger.Error("connection log export", "err", err)
+			s.Logger.ErrorContext(r.Context(), "connection log export", "err", err)
 			return // the download ends short; the browser shows it failed
 		}
 		for _, c := range cs {

@@ -17,6 +17,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/keyway-dev/keyway/gateway/guac"
+	"github.com/keyway-dev/keyway/gateway/logctx"
 	"github.com/keyway-dev/keyway/portal/sessions"
 )
 
@@ -106,7 +107,7 @@ func (s *Server) desktopSocket(w http.ResponseWriter, r *http.Request) {
 		closeWith(refusal.Message, desktopRefusalStatus(refusal))
 		return
 	}
-	ctx, cancel := context.WithCancel(s.ctx)
+	ctx, cancel := context.WithCancel(logctx.Copy(s.ctx, r.Context()))
 	defer cancel()
 	sess, err := s.live.Open(ctx, adm)
 	if err != nil {
@@ -114,7 +115,7 @@ func (s *Server) desktopSocket(w http.ResponseWriter, r *http.Request) {
 		closeWith(ref.Message, desktopRefusalStatus(ref))
 		return
 	}
-	log := s.Logger.With("session", sess.ID, "user", sess.User.Name, "resource", sess.Resource.Name)
+	log := s.requestLogger(r).With("session", sess.ID, "user", sess.User.Name, "resource", sess.Resource.Name)
 	sess.SetWarn(func(msg string) { send(guac.New("msg", strconv.Itoa(guacMsgWarning), msg).AppendTo(nil)) })
 	log.Info("desktop session started", "gateway", sess.Gateway.Name)
 	end, reason := s.relayDesktop(ctx, ws, sess.Conn, sess, send, closeWith)

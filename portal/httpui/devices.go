@@ -84,7 +84,7 @@ func (s *Server) deviceAuth(r *http.Request) (store.User, store.Device, error) {
 		return store.User{}, store.Device{}, fmt.Errorf("device's user: %w", err)
 	}
 	if err := s.Store.TouchDevice(r.Context(), d, s.ClientInfo.Addr(r)); err != nil {
-		s.Logger.Warn("record device use", "device", d.ID, "err", err)
+		s.Logger.WarnContext(r.Context(), "record device use", "device", d.ID, "err", err)
 	}
 	return u, d, nil
 }
@@ -156,7 +156,7 @@ func writeClientError(w http.ResponseWriter, status int, code, message string) {
 // failure of the portal itself.
 func (s *Server) writeDeviceAuthError(w http.ResponseWriter, r *http.Request, err error) {
 	if isInternalAuthError(err) {
-		s.Logger.Error("device authentication", "path", r.URL.Path, "err", err)
+		s.Logger.ErrorContext(r.Context(), "device authentication", "path", r.URL.Path, "err", err)
 		writeClientError(w, http.StatusInternalServerError, "internal_error", "The portal could not check the credential; see its log.")
 		return
 	}
@@ -280,7 +280,7 @@ func (s *Server) clientLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		s.Logger.Error("device sign-in request", "err", err)
+		s.Logger.ErrorContext(r.Context(), "device sign-in request", "err", err)
 		writeClientError(w, http.StatusInternalServerError, "internal_error", "The portal could not record the request; see its log.")
 		return
 	}
@@ -332,7 +332,7 @@ func (s *Server) clientToken(w http.ResponseWriter, r *http.Request) {
 	limits, err := s.Store.ClientLimits(r.Context())
 	if err != nil {
 		res.Cancel()
-		s.Logger.Error("read client limits", "err", err)
+		s.Logger.ErrorContext(r.Context(), "read client limits", "err", err)
 		writeClientError(w, http.StatusInternalServerError, "internal_error", "The portal could not read its settings; see its log.")
 		return
 	}
@@ -358,7 +358,7 @@ func (s *Server) clientToken(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if err != nil {
-		s.Logger.Error("device token exchange", "err", err)
+		s.Logger.ErrorContext(r.Context(), "device token exchange", "err", err)
 		writeClientError(w, http.StatusInternalServerError, "internal_error", "The portal could not hand out the credential; see its log.")
 		return
 	}
@@ -380,7 +380,7 @@ func (s *Server) clientLogout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if _, err := s.Store.RevokeDevice(r.Context(), u.ID, d.ID); err != nil {
-		s.Logger.Error("revoke device", "device", d.ID, "err", err)
+		s.Logger.ErrorContext(r.Context(), "revoke device", "device", d.ID, "err", err)
 		writeClientError(w, http.StatusInternalServerError, "internal_error", "The portal could not revoke the device; see its log.")
 		return
 	}

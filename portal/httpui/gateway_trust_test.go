@@ -39,7 +39,7 @@ func (g *testGateway) signed(method, path string, body []byte, edit func(*http.R
 	if edit != nil {
 		edit(req)
 	}
-	wire.SignRequest(req, g.id, fmt.Sprint(g.gw.ID), time.Now(), sha256.Sum256(body))
+	g.sign(req, sha256.Sum256(body))
 	return req
 }
 
@@ -196,6 +196,9 @@ func TestRecordingUploadMustMatchItsSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := &testGateway{f: f, gw: emb, id: a.id}
+	if code, _, body := e.renew(); code != http.StatusOK {
+		t.Fatalf("first token of the embedded gateway: %d %s", code, body)
+	}
 	oldData := castOf(t, "M3", "kw-old")
 	old := recMeta("M3", oldData)
 	if code, st := e.request("PUT", "M3", 0, &old, bytes.NewReader(oldData), old.Size); code != 200 || !st.Stored {

@@ -215,6 +215,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 
 	// An OpenID provider on loopback, so that its routes work.
 	oidcProvider := matrixOIDCProvider(t, f)
+	matrixGW := f.enrolGateway("matrix-gw")
 	ldapDir, err := f.store.CreateIdentityProvider(context.Background(), store.IdentityProvider{Kind: store.KindLDAP, Name: "matrix-ldap",
 		Config: []byte(`{"url":"ldaps://127.0.0.1:1","bind_dn":"cn=a","bind_password":"p","user_base":"dc=x"}`)})
 
@@ -307,6 +308,12 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"POST", "/admin/segments", "admin"},
 		{"POST", "/admin/segments/1", "admin"},
 		{"GET", "/admin/gateways/999", ""},
+		// Issue 21: gateway keys and access tokens.
+		{"GET", fmt.Sprintf("/admin/gateways/%d", matrixGW.gw.ID), "admin"},
+		{"POST", fmt.Sprintf("/admin/gateways/%d/keys/secondary/regenerate", matrixGW.gw.ID), "admin"},
+		{"POST", fmt.Sprintf("/admin/gateways/%d/token-slot", matrixGW.gw.ID), "admin"},
+		{"POST", "/admin/gateways/999/keys/primary/regenerate", ""},
+		{"POST", "/admin/gateways/999/token-slot", ""},
 		{"POST", fmt.Sprintf("/admin/resources/%d/test", res), "admin"},
 		{"GET", "/admin/settings", "admin"},
 		{"POST", "/admin/settings/hook", "admin"},
@@ -341,6 +348,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET", fmt.Sprintf("/admin/identity/oidc/%d/test/signin", oidcProvider), "admin"},
 		{"GET", "/admin/identity/oidc/999999", ""},
 		{"GET", "/signin/oidc/matrix", "public"},
+		// Probes (issue 21): public, for load balancers and kubelets.
+		{"GET", "/livez", "public"},
+		{"GET", "/readyz", "probe"}, // 503 here: the fixture has no gateway
 		{"GET", "/signin/oidc/matrix/callback?state=x&code=y", "public"},
 		{"GET", "/admin/identity/ldap/new", "admin"},
 		{"POST", "/admin/identity/ldap", "admin"},
@@ -367,6 +377,14 @@ func TestAuthorizationMatrix(t *testing.T) {
 			resp := f.do(clients[role], rt.method, rt.path, url.Values{}, nil)
 			body := readBody(resp)
 			allowed := strings.Contains(" "+rt.who+" ", " "+role+" ")
+			if rt.who == "probe" {
+				// A readiness probe answers everyone the same: 200, or
+				// 503 saying which check failed.
+				if (resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusServiceUnavailable) || !strings.Contains(body, `"checks"`) {
+					t.Errorf("%s %s as %s: %d, want 200 or 503 with the checks\n%.300s", rt.method, rt.path, role, resp.StatusCode, body)
+				}
+				continue
+			}
 			if rt.who == "public" {
 				if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden || resp.StatusCode >= 500 ||
 					strings.HasPrefix(resp.Header.Get("Location"), "/signin?") {
@@ -399,6 +417,16 @@ func TestAuthorizationMatrix(t *testing.T) {
 		}
 	}
 	checkSAMLPublicRoutes(t, f, clients)
+	// The gateway API answers signed requests of gateways only: a browser
+	// session, of any role, is no gateway.
+	for _, rt := range []route{{"POST", wire.TokenPath, ""}, {"GET", "/gateway-api/v1/config", ""}, {"GET", wire.RecordingsPath + "X1", ""}} {
+		for role, c := range clients {
+			resp := f.do(c, rt.method, rt.path, nil, nil)
+			if body := readBody(resp); resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "not an enrolled gateway") {
+				t.Errorf("%s %s as %s: %d %s, want 401", rt.method, rt.path, role, resp.StatusCode, body)
+			}
+		}
+	}
 	// The file browser's routes, one file or a selection: only a files
 	// grant opens them, and nobody here has one (the user's grant on res
 	// is for the terminal). Allowed requests need a target, so they are

@@ -255,6 +255,7 @@ func (s *Server) ldapCheck(ctx context.Context, p store.IdentityProvider, userna
 	if err != nil {
 		return ldap.Identity{}, nil, fmt.Errorf("the saved settings are not valid: %w", err)
 	}
+	c.TLS = s.ClientTLS
 	d, err := ldap.New(c)
 	if err != nil {
 		return ldap.Identity{}, nil, fmt.Errorf("the saved settings are not valid: %w", err)

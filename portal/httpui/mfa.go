@@ -433,7 +433,7 @@ func (s *Server) signInMFACode(w http.ResponseWriter, r *http.Request) {
 func (s *Server) recoveryLeftMessage(r *http.Request, u store.User) string {
 	left, err := s.Store.RecoveryCodesLeft(r.Context(), u.ID)
 	if err != nil {
-		s.Logger.Error("count recovery codes", "user", u.Name, "err", err)
+		s.Logger.ErrorContext(r.Context(), "count recovery codes", "user", u.Name, "err", err)
 		return "You used a recovery code."
 	}
 	return fmt.Sprintf("You used a recovery code; %d are left. Make new ones on your account's MFA page.", left)
@@ -506,7 +506,7 @@ func (s *Server) beginCeremony(w http.ResponseWriter, r *http.Request, u store.U
 	}
 	wu, _, n, err := s.webAuthnUser(r, u)
 	if err != nil {
-		s.Logger.Error("load WebAuthn credentials", "user", u.Name, "err", err)
+		s.Logger.ErrorContext(r.Context(), "load WebAuthn credentials", "user", u.Name, "err", err)
 		writeJSONError(w, http.StatusInternalServerError, "The portal could not read your passkeys. The error was logged.")
 		return
 	}
@@ -599,7 +599,7 @@ func (s *Server) finishLoginCeremony(w http.ResponseWriter, r *http.Request, u s
 	}
 	wu, wf, _, err := s.webAuthnUser(r, u)
 	if err != nil {
-		s.Logger.Error("load WebAuthn credentials", "user", u.Name, "err", err)
+		s.Logger.ErrorContext(r.Context(), "load WebAuthn credentials", "user", u.Name, "err", err)
 		writeJSONError(w, http.StatusInternalServerError, "The portal could not read your passkeys. The error was logged.")
 		return false
 	}
@@ -616,7 +616,7 @@ func (s *Server) finishLoginCeremony(w http.ResponseWriter, r *http.Request, u s
 		err = s.Store.UpdateWebAuthnFactor(r.Context(), wf[i].ID, data)
 	}
 	if err != nil {
-		s.Logger.Error("save WebAuthn sign count", "user", u.Name, "err", err)
+		s.Logger.ErrorContext(r.Context(), "save WebAuthn sign count", "user", u.Name, "err", err)
 		writeJSONError(w, http.StatusInternalServerError, "The portal could not save the check. The error was logged.")
 		return false
 	}
@@ -642,7 +642,7 @@ func (s *Server) signInPendingWebAuthn(w http.ResponseWriter, r *http.Request, p
 	m := p.Method
 	m.Factor = store.FactorWebAuthn
 	if err := s.signInNow(r, p.User, m); err != nil {
-		s.Logger.Error("start session", "user", p.User.Name, "err", err)
+		s.Logger.ErrorContext(r.Context(), "start session", "user", p.User.Name, "err", err)
 		writeJSONError(w, http.StatusInternalServerError, "The portal could not sign you in. The error was logged.")
 		return false
 	}
@@ -702,7 +702,7 @@ func (s *Server) finishRegistration(w http.ResponseWriter, r *http.Request, u st
 	}
 	wu, _, _, err := s.webAuthnUser(r, u)
 	if err != nil {
-		s.Logger.Error("load WebAuthn credentials", "user", u.Name, "err", err)
+		s.Logger.ErrorContext(r.Context(), "load WebAuthn credentials", "user", u.Name, "err", err)
 		writeJSONError(w, http.StatusInternalServerError, "The portal could not read your passkeys. The error was logged.")
 		return store.MFAFactor{}, false
 	}
@@ -720,7 +720,7 @@ func (s *Server) finishRegistration(w http.ResponseWriter, r *http.Request, u st
 			CredentialID: cred.ID, Data: data})
 	}
 	if err != nil {
-		s.Logger.Error("store WebAuthn credential", "user", u.Name, "err", err)
+		s.Logger.ErrorContext(r.Context(), "store WebAuthn credential", "user", u.Name, "err", err)
 		writeJSONError(w, http.StatusInternalServerError, "The portal could not save the passkey. The error was logged.")
 		return store.MFAFactor{}, false
 	}

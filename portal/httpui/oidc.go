@@ -33,7 +33,7 @@ const maxIDTokenHint = 8 << 10
 
 // oidcRoutes registers the routes of OpenID Connect — OIDC helper.
 func (s *Server) oidcRoutes(mux *http.ServeMux, signedIn, admin func(string, http.HandlerFunc)) {
-	s.oidc = oidc.NewCache(s.Now)
+	s.oidc = oidc.NewCache(s.Now, s.ClientTLS)
 	admin("GET /admin/identity/oidc/new", s.oidcNewPage)
 	admin("POST /admin/identity/oidc", s.oidcCreate)
 	admin("GET /admin/identity/oidc/{id}", s.oidcEditPage)
@@ -68,7 +68,7 @@ func (s *Server) providerSignOutURL(r *http.Request) string {
 	// down now leaves the user signed out of Keyway only.
 	op, err := s.oidc.Get(r.Context(), p.ID, p.UpdatedAt, cfg)
 	if err != nil {
-		s.Logger.Warn("OIDC logout: provider not reachable", "provider", name, "err", err)
+		s.Logger.WarnContext(r.Context(), "OIDC logout: provider not reachable", "provider", name, "err", err)
 		return ""
 	}
 	end := op.Endpoints().EndSession
@@ -234,7 +234,7 @@ func (s *Server) oidcRefuse(w http.ResponseWriter, r *http.Request, p store.Iden
 	}
 	s.record(r, audit.Event{Actor: actor, Action: audit.ActionSignIn, Outcome: audit.OutcomeFailure, Reason: ref.Reason,
 		Details: map[string]string{"method": MethodOIDC, "provider": p.Name, "detail": truncate(ref.Error(), 500)}})
-	s.Logger.Warn("OIDC sign-in refused", "provider", p.Name, "reason", ref.Reason, "err", ref.Err)
+	s.Logger.WarnContext(r.Context(), "OIDC sign-in refused", "provider", p.Name, "reason", ref.Reason, "err", ref.Err)
 	v := ui.SSORefusedView{Title: "Sign-in refused"}
 	status := http.StatusForbidden
 	switch ref.Reason {
@@ -422,6 +422,7 @@ func (s *Server) oidcTest(w http.ResponseWriter, r *http.Request) {
 	cfg, err := oidc.ParseConfig(p.Config)
 	if err == nil {
 		var op *oidc.Provider
+		cfg.TLS = s.ClientTLS
 		if op, err = oidc.Discover(r.Context(), cfg); err == nil {
 			v.Endpoints = endpointFields(op.Endpoints())
 		}

@@ -696,7 +696,7 @@ func (s *Server) auditCSV(w http.ResponseWriter, r *http.Request) {
 	for {
 		evs, err := s.Audit.Search(r.Context(), f)
 		if err != nil {
-			s.Logger.Error("audit export", "err", err)
+			s.Logger.ErrorContext(r.Context(), "audit export", "err", err)
 			return // the download ends short; the browser shows it failed
 		}
 		for _, e := range evs {

@@ -86,7 +86,7 @@ func (s *Server) signInPage(w http.ResponseWriter, r *http.Request) {
 func (s *Server) signInProviders(r *http.Request, next string) []ui.SignInProvider {
 	ps, err := s.Store.ListIdentityProviders(r.Context(), "")
 	if err != nil {
-		s.Logger.Error("list identity providers for the sign-in page", "err", err)
+		s.Logger.ErrorContext(r.Context(), "list identity providers for the sign-in page", "err", err)
 		return nil
 	}
 	var out []ui.SignInProvider

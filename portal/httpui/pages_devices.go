@@ -241,7 +241,7 @@ func (s *Server) nativeClientView(r *http.Request) ui.NativeClientView {
 		}
 		sum, err := s.clientFiles.sum(path, fi)
 		if err != nil {
-			s.Logger.Warn("native client build", "file", path, "err", err)
+			s.Logger.WarnContext(r.Context(), "native client build", "file", path, "err", err)
 			continue
 		}
 		v.Files = append(v.Files, ui.ClientFile{Name: f.name, Label: f.label, Size: fi.Size(), SHA256: sum})

@@ -307,6 +307,9 @@ func (s *Server) gatewayView(r *http.Request) (ui.GatewayView, store.Gateway, er
 	if k, err := wire.ParsePublicKey(g.PublicKey); err == nil {
 		v.KeyFingerprint = wire.Fingerprint(k)
 	}
+	if err := s.tokenView(r.Context(), &v, g); err != nil {
+		return v, g, err
+	}
 	return v, g, nil
 }
 
@@ -399,12 +402,23 @@ func (s *Server) gatewayConfigFile(w http.ResponseWriter, r *http.Request) {
 	enc.Encode(f)
 }
 
-// authGateway checks a gateway's signed request against its pinned key:
+// authGateway checks a gateway's signed request (authGatewaySignature)
+// and its access token (authGatewayToken). On failure it has answered
+// the request.
+func (s *Server) authGateway(w http.ResponseWriter, r *http.Request, what string) (store.Gateway, [sha256.Size]byte, bool) {
+	g, body, ok := s.authGatewaySignature(w, r, what)
+	if ok {
+		ok = s.authGatewayToken(w, r, g, what)
+	}
+	return g, body, ok
+}
+
+// authGatewaySignature checks a gateway's signed request against its pinned key:
 // unknown, pending and revoked gateways, replayed requests and those
 // signed the old way are refused. It returns the SHA-256 the signature
 // gives the request's body, which handlers reading a body check. On
 // failure it has answered the request.
-func (s *Server) authGateway(w http.ResponseWriter, r *http.Request, what string) (store.Gateway, [sha256.Size]byte, bool) {
+func (s *Server) authGatewaySignature(w http.ResponseWriter, r *http.Request, what string) (store.Gateway, [sha256.Size]byte, bool) {
 	var body [sha256.Size]byte
 	id, err := strconv.ParseInt(r.Header.Get(wire.HeaderGatewayID), 10, 64)
 	var g store.Gateway
@@ -427,7 +441,7 @@ func (s *Server) authGateway(w http.ResponseWriter, r *http.Request, what string
 		return g, body, false
 	}
 	if err != nil {
-		s.Logger.Warn("gateway "+what+" refused", "gateway", r.Header.Get(wire.HeaderGatewayID), "client", s.ClientInfo.Addr(r), "err", err)
+		s.Logger.WarnContext(r.Context(), "gateway "+what+" refused", "gateway", r.Header.Get(wire.HeaderGatewayID), "client", s.ClientInfo.Addr(r), "err", err)
 		writeJSONError(w, http.StatusUnauthorized, "not an enrolled gateway: "+err.Error())
 		return g, body, false
 	}

@@ -191,7 +191,7 @@ func (s *Server) recordingFile(w http.ResponseWriter, r *http.Request) {
 func (s *Server) serveFromKeyFrame(w http.ResponseWriter, r *http.Request, u store.User, rec store.Recording, n, until int, at int64) error {
 	ix, err := s.Recordings.Index(rec.Path)
 	if err != nil {
-		s.Logger.Warn("recording index unreadable; using the key frames before the damage", "recording", rec.ID, "err", err)
+		s.Logger.WarnContext(r.Context(), "recording index unreadable; using the key frames before the damage", "recording", rec.ID, "err", err)
 	}
 	if n > len(ix) || until > len(ix) {
 		s.renderError(w, r, http.StatusNotFound, "This recording has no such key frame.")
@@ -222,7 +222,7 @@ func (s *Server) serveFromKeyFrame(w http.ResponseWriter, r *http.Request, u sto
 		if body, length, err = guacseek.From(st, st.Size(), first+at); err != nil {
 			// The player gets the key frame and what follows, as without at,
 			// and replays what it can of it.
-			s.Logger.Warn("recording not drawn at the time sought; sending it from its key frame", "recording", rec.ID, "at_ms", at, "err", err)
+			s.Logger.WarnContext(r.Context(), "recording not drawn at the time sought; sending it from its key frame", "recording", rec.ID, "at_ms", at, "err", err)
 			body = nil
 		}
 		details["at_ms"] = strconv.FormatInt(at, 10)
@@ -275,7 +275,7 @@ func (s *Server) recordingKeyFrames(w http.ResponseWriter, r *http.Request) {
 	}
 	ix, err := s.Recordings.Index(rec.Path)
 	if err != nil {
-		s.Logger.Warn("recording index unreadable; using the key frames before the damage", "recording", rec.ID, "err", err)
+		s.Logger.WarnContext(r.Context(), "recording index unreadable; using the key frames before the damage", "recording", rec.ID, "err", err)
 	}
 	f, err := s.Recordings.Open(rec.Path)
 	if err != nil {

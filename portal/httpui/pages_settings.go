@@ -19,7 +19,7 @@ func (s *Server) settingsView(r *http.Request) ui.SettingsView {
 	}
 	limits, err := s.clientLimits(r.Context())
 	if err != nil {
-		s.Logger.Error("read client limits", "err", err)
+		s.Logger.ErrorContext(r.Context(), "read client limits", "err", err)
 	}
 	return ui.SettingsView{
 		Clients: clientSettingsView(limits),

@@ -1,6 +1,7 @@
 package httpui
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net/http"
@@ -91,7 +92,12 @@ func (s *Server) record(r *http.Request, ev audit.Event) {
 	if ev.ClientAddr == "" {
 		ev.ClientAddr = s.ClientInfo.Addr(r)
 	}
+	if ev.Action == audit.ActionSignIn {
+		// Every sign-in, by any method, is audited here; a password
+		// sign-in names no method.
+		s.Metrics.SignIn(cmp.Or(ev.Details["method"], MethodPassword), ev.Outcome == audit.OutcomeSuccess)
+	}
 	if err := s.Audit.Record(context.WithoutCancel(r.Context()), ev); err != nil {
-		s.Logger.Error("write audit event", "action", ev.Action, "err", err)
+		s.Logger.ErrorContext(r.Context(), "write audit event", "action", ev.Action, "err", err)
 	}
 }

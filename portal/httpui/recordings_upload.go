@@ -135,7 +135,7 @@ func (s *Server) refuseSession(w http.ResponseWriter, r *http.Request, gw store.
 		s.serverErrorJSON(w, log, err)
 		return
 	}
-	log.Error("recording upload refused: it does not match a session the portal opened through this gateway", "err", err, "user", m.User, "resource", m.Resource)
+	log.ErrorContext(r.Context(), "recording upload refused: it does not match a session the portal opened through this gateway", "err", err, "user", m.User, "resource", m.Resource)
 	s.record(r, audit.Event{Actor: "gateway:" + gw.Name, Action: audit.ActionRecordingUpload, Target: m.Resource,
 		Outcome: audit.OutcomeFailure, Reason: ns.reason, Details: map[string]string{"session": m.SessionID, "user": m.User}})
 	writeJSONError(w, http.StatusForbidden, "recording refused: "+ns.reason)
@@ -180,13 +180,13 @@ func (s *Server) recordingStatus(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, wire.RecordingStatus{Size: rec.Size, Stored: true, SHA256: rec.SHA256})
 		return
 	case !errors.Is(err, store.ErrNotFound):
-		s.Logger.Error("recording status", "session", id, "err", err)
+		s.Logger.ErrorContext(r.Context(), "recording status", "session", id, "err", err)
 		writeJSONError(w, http.StatusInternalServerError, "internal error")
 		return
 	}
 	size, err := s.Recordings.PartSize(id)
 	if err != nil {
-		s.Logger.Error("recording status", "session", id, "err", err)
+		s.Logger.ErrorContext(r.Context(), "recording status", "session", id, "err", err)
 		writeJSONError(w, http.StatusInternalServerError, "internal error")
 		return
 	}
@@ -217,7 +217,7 @@ func (s *Server) recordingUpload(w http.ResponseWriter, r *http.Request) {
 		err = fmt.Errorf("offset %q outside the recording", r.URL.Query().Get("offset"))
 	}
 	if err != nil {
-		log.Warn("recording upload refused", "err", err)
+		log.WarnContext(r.Context(), "recording upload refused", "err", err)
 		writeJSONError(w, http.StatusBadRequest, "invalid recording upload: "+err.Error())
 		return
 	}
@@ -257,7 +257,7 @@ func (s *Server) recordingUpload(w http.ResponseWriter, r *http.Request) {
 		// Not what the gateway signed: whatever changed it, none of it is
 		// kept, and the gateway sends the recording again.
 		s.Recordings.Discard(id)
-		log.Warn("recording upload refused: the body differs from the one the gateway signed")
+		log.WarnContext(r.Context(), "recording upload refused: the body differs from the one the gateway signed")
 		writeJSONError(w, http.StatusBadRequest, "the body differs from the digest the gateway signed; nothing was kept")
 		return
 	}
@@ -267,12 +267,12 @@ func (s *Server) recordingUpload(w http.ResponseWriter, r *http.Request) {
 		return
 	case errors.Is(err, storage.ErrSize):
 		s.Recordings.Discard(id)
-		log.Warn("recording upload over its announced size: discarded", "err", err)
+		log.WarnContext(r.Context(), "recording upload over its announced size: discarded", "err", err)
 		writeJSONError(w, http.StatusUnprocessableEntity, err.Error())
 		return
 	case err != nil:
 		// The bytes that arrived are kept for the next attempt.
-		log.Warn("recording upload interrupted", "received", size, "err", err)
+		log.WarnContext(r.Context(), "recording upload interrupted", "received", size, "err", err)
 		writeJSON(w, http.StatusBadRequest, wire.RecordingStatus{Size: size, Error: "upload interrupted: " + err.Error()})
 		return
 	case size < meta.Size:
@@ -282,7 +282,8 @@ func (s *Server) recordingUpload(w http.ResponseWriter, r *http.Request) {
 	rel := storage.Path(id, meta.Start, ext)
 	sum, err := s.Recordings.Commit(id, rel, meta.Size, meta.SHA256)
 	if errors.Is(err, storage.ErrChecksum) || errors.Is(err, storage.ErrSize) {
-		log.Error("recording refused: its checksum does not match; the gateway keeps it and sends it again", "err", err)
+		log.ErrorContext(r.Context(), "recording refused: its checksum does not match; the gateway keeps it and sends it again", "err", err)
+		s.Metrics.RecordingUploaded(false, 0)
 		s.record(r, audit.Event{Actor: "gateway:" + gw.Name, Action: audit.ActionRecordingUpload, Target: meta.Resource,
 			Outcome: audit.OutcomeFailure, Reason: "checksum mismatch: the upload was discarded", Details: map[string]string{"session": id, "user": meta.User}})
 		writeJSON(w, http.StatusUnprocessableEntity, wire.RecordingStatus{SHA256: sum, Error: err.Error()})
@@ -298,7 +299,7 @@ func (s *Server) recordingUpload(w http.ResponseWriter, r *http.Request) {
 		// Without its index a desktop recording still plays; seeking
 		// then replays it from the start.
 		if found, err := s.Recordings.CommitIndex(id, rel, meta.Size); err != nil || !found {
-			log.Warn("desktop recording stored without a whole key-frame index", "found", found, "err", err)
+			log.WarnContext(r.Context(), "desktop recording stored without a whole key-frame index", "found", found, "err", err)
 		}
 	} else {
 		var terr error
@@ -306,7 +307,7 @@ func (s *Server) recordingUpload(w http.ResponseWriter, r *http.Request) {
 		if terr != nil {
 			// A damaged recording is still kept, as evidence; it is only not
 			// searchable past the damage.
-			log.Warn("recording text extraction stopped", "err", terr)
+			log.WarnContext(r.Context(), "recording text extraction stopped", "err", terr)
 		}
 	}
 	rec, err := s.Store.AddRecording(ctx, store.Recording{
@@ -327,7 +328,8 @@ func (s *Server) recordingUpload(w http.ResponseWriter, r *http.Request) {
 	}
 	s.record(r, audit.Event{Actor: "gateway:" + gw.Name, Action: audit.ActionRecordingUpload, Target: meta.Resource,
 		Outcome: audit.OutcomeSuccess, Details: details})
-	log.Info("recording stored", "id", rec.ID, "size", meta.Size, "incomplete", !meta.Complete)
+	log.InfoContext(r.Context(), "recording stored", "id", rec.ID, "size", meta.Size, "incomplete", !meta.Complete)
+	s.Metrics.RecordingUploaded(true, meta.Size)
 	writeJSON(w, http.StatusOK, wire.RecordingStatus{Size: meta.Size, Stored: true, SHA256: sum})
 }
 
@@ -381,7 +383,7 @@ func (s *Server) recordingIndexUpload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.Recordings.PutIndex(id, bytes.NewReader(index)); err != nil {
-		s.Logger.Warn("recording index upload failed", "gateway", gw.Name, "session", id, "err", err)
+		s.Logger.WarnContext(r.Context(), "recording index upload failed", "gateway", gw.Name, "session", id, "err", err)
 		writeJSONError(w, http.StatusBadRequest, "index upload failed: "+err.Error())
 		return
 	}

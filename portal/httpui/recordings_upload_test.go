@@ -32,6 +32,34 @@ type testGateway struct {
 	gw  store.Gateway
 	id  *wire.Identity
 	key ed25519.PrivateKey
+	// token is the gateway's access token, got at enrolment.
+	token string
+}
+
+// sign adds the gateway's access token and signature to req.
+func (g *testGateway) sign(req *http.Request, digest [sha256.Size]byte) {
+	if g.token != "" {
+		req.Header.Set(wire.HeaderGatewayToken, g.token)
+	}
+	wire.SignRequest(req, g.id, fmt.Sprint(g.gw.ID), time.Now(), digest)
+}
+
+// renew asks the portal for a new access token, as the gateway does.
+func (g *testGateway) renew() (int, wire.TokenGrant, string) {
+	g.f.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, g.f.srv.URL+wire.TokenPath, nil)
+	g.sign(req, wire.EmptyBody)
+	resp, err := g.f.srv.Client().Do(req)
+	if err != nil {
+		g.f.t.Fatal(err)
+	}
+	body := readBody(resp)
+	var grant wire.TokenGrant
+	json.Unmarshal([]byte(body), &grant)
+	if resp.StatusCode == http.StatusOK {
+		g.token = grant.Token
+	}
+	return resp.StatusCode, grant, body
 }
 
 func (f *fixture) enrolGateway(name string) *testGateway {
@@ -46,7 +74,11 @@ func (f *fixture) enrolGateway(name string) *testGateway {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	return &testGateway{f: f, gw: gw, id: id, key: k}
+	g := &testGateway{f: f, gw: gw, id: id, key: k}
+	if code, _, body := g.renew(); code != http.StatusOK {
+		f.t.Fatalf("first token of %s: %d %s", name, code, body)
+	}
+	return g
 }
 
 // castOf returns a small terminal recording whose output says text.
@@ -91,7 +123,7 @@ func (g *testGateway) request(method, session string, offset int64, m *wire.Reco
 		req.Body = io.NopCloser(bytes.NewReader(b))
 		req.ContentLength = length
 	}
-	wire.SignRequest(req, g.id, fmt.Sprint(g.gw.ID), time.Now(), digest)
+	g.sign(req, digest)
 	resp, err := g.f.srv.Client().Do(req)
 	if err != nil {
 		return 0, wire.RecordingStatus{Error: err.Error()}
@@ -123,7 +155,7 @@ func (g *testGateway) brokenUpload(session string, m wire.RecordingMeta, data []
 	req, _ := http.NewRequest("PUT", g.f.srv.URL+wire.RecordingsPath+session+"?offset=0", nil)
 	h, _ := wire.EncodeRecordingMeta(m)
 	req.Header.Set(wire.HeaderRecording, h)
-	wire.SignRequest(req, g.id, fmt.Sprint(g.gw.ID), time.Now(), sha256.Sum256(data))
+	g.sign(req, sha256.Sum256(data))
 	c, err := tls.Dial("tcp", g.f.srv.Listener.Addr().String(), &tls.Config{InsecureSkipVerify: true}) // the test server's own certificate
 	if err != nil {
 		g.f.t.Fatal(err)
@@ -329,7 +361,7 @@ func TestDesktopRecordingUpload(t *testing.T) {
 
 	put := func(session string, body []byte) int {
 		req, _ := http.NewRequest("PUT", f.srv.URL+wire.RecordingsPath+session+wire.IndexSuffix, bytes.NewReader(body))
-		wire.SignRequest(req, g.id, fmt.Sprint(g.gw.ID), time.Now(), sha256.Sum256(body))
+		g.sign(req, sha256.Sum256(body))
 		resp, err := f.srv.Client().Do(req)
 		if err != nil {
 			t.Fatal(err)

@@ -39,7 +39,7 @@ func (s *Server) setFlash(r *http.Request, kind, msg string) {
 func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, c templ.Component) {
 	var buf bytes.Buffer
 	if err := c.Render(r.Context(), &buf); err != nil {
-		s.Logger.Error("render page", "path", r.URL.Path, "err", err)
+		s.Logger.ErrorContext(r.Context(), "render page", "path", r.URL.Path, "err", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
@@ -76,7 +76,7 @@ func (s *Server) serverError(w http.ResponseWriter, r *http.Request, err error) 
 		s.renderError(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("The form was larger than %d bytes.", mbe.Limit))
 		return
 	}
-	s.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	s.Logger.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	s.renderError(w, r, http.StatusInternalServerError, "The portal could not complete this request. The error was logged for the administrators.")
 }
 

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/keyway-dev/keyway/gateway/tlsconf"
 	"github.com/keyway-dev/keyway/portal/audit"
 	"github.com/keyway-dev/keyway/portal/auth"
 	"github.com/keyway-dev/keyway/portal/identity/saml"
@@ -28,9 +29,18 @@ const (
 	maxSAMLUsername = 64
 )
 
+// clientTransport is http.DefaultTransport's behaviour (proxy from the
+// environment, HTTP/2) with the portal's client TLS settings, for fetching
+// SAML metadata.
+func clientTransport(tlsSet tlsconf.Settings) *http.Transport {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tlsSet.Client(nil)
+	return tr
+}
+
 // samlRoutes registers the routes of SAML 2.0.
 func (s *Server) samlRoutes(mux *http.ServeMux, signedIn, admin func(string, http.HandlerFunc)) {
-	s.saml = saml.NewService(nil, s.Now)
+	s.saml = saml.NewService(&http.Client{Transport: clientTransport(s.ClientTLS)}, s.Now)
 	admin("GET /admin/identity/saml/new", s.samlNewPage)
 	admin("POST /admin/identity/saml", s.samlCreate)
 	admin("GET /admin/identity/saml/{id}", s.samlEditPage)
@@ -276,7 +286,7 @@ func (s *Server) samlRefuse(w http.ResponseWriter, r *http.Request, provider, ac
 	ev := audit.Event{Actor: actor, Action: audit.ActionSignIn, Outcome: audit.OutcomeFailure, Reason: reason,
 		Details: SignInMethod{Kind: MethodSAML, Provider: provider}.auditDetails()}
 	s.record(r, ev)
-	s.Logger.Info("SAML sign-in refused", "provider", provider, "reason", reason, "err", err)
+	s.Logger.InfoContext(r.Context(), "SAML sign-in refused", "provider", provider, "reason", reason, "err", err)
 	p := s.page(r, "Sign-in refused", "")
 	s.render(w, r, status, ui.SAMLRefused(p, ui.SAMLRefusedView{Provider: provider, Message: msg}))
 }

@@ -4,6 +4,7 @@ package httpui
 
 import (
 	"context"
+	"crypto/rand"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -12,6 +13,9 @@ import (
 
 	"github.com/alexedwards/scs/v2"
 
+	"github.com/keyway-dev/keyway/gateway/logctx"
+	"github.com/keyway-dev/keyway/gateway/metrics"
+	"github.com/keyway-dev/keyway/gateway/tlsconf"
 	"github.com/keyway-dev/keyway/gateway/wire"
 	"github.com/keyway-dev/keyway/portal/audit"
 	"github.com/keyway-dev/keyway/portal/auth"
@@ -80,9 +84,20 @@ type Deps struct {
 	// is not installed, and the pages say so. The Server runs it until
 	// Close.
 	Exports *exports.Runner
+	// GatewayTokenLifetime is how long gateways' access tokens live: at
+	// most (and when 0) wire.MaxTokenLifetime.
+	GatewayTokenLifetime time.Duration
 	// ClientsDir holds the native client builds (keyway-linux-amd64, ...)
 	// the Account page offers; "" or a missing directory offers none.
 	ClientsDir string
+	// ClientTLS is the lowest TLS version and the cipher suites of the
+	// portal's calls to identity providers (OIDC, SAML metadata, LDAP);
+	// the zero value is TLS 1.2 with Go's suites. The hook has its own
+	// (hook.WithTLS).
+	ClientTLS tlsconf.Settings
+	// Metrics counts sessions, sign-ins, hook calls and recording
+	// uploads; nil counts nothing.
+	Metrics *metrics.Portal
 }
 
 // Server is the portal's HTTP handler. Close ends the sessions it carries.
@@ -95,9 +110,15 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// ready caches /readyz's answer.
+	ready readyCache
 
 	// nonces are those of the gateways' recent signed requests.
 	nonces *wire.NonceCache
+	// tokenAlerts is, per gateway, the last access token alert logged
+	// and audited, so each is written once (gateway_tokens.go).
+	tokenAlertsMu sync.Mutex
+	tokenAlerts   map[int64]string
 
 	// live starts, tracks and ends the sessions.
 	live *sessions.Manager
@@ -147,7 +168,7 @@ func New(d Deps) *Server {
 		deviceLogins: auth.NewLimiter(d.Now), deviceTokens: auth.NewLimiter(d.Now)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	deps := sessions.Deps{Store: d.Store, Authz: d.Authz, Gateways: d.Gateways, Audit: d.Audit,
-		Hook: d.Hook, Policies: d.Policies, Logger: d.Logger, Now: d.Now, EndpointID: s.endpointID()}
+		Hook: d.Hook, Policies: d.Policies, Logger: d.Logger, Now: d.Now, EndpointID: s.endpointID(), Metrics: d.Metrics}
 	if d.Store != nil {
 		// Revoking a device, or its sign-in expiring, ends its streams.
 		deps.DeviceUsable = d.Store.DeviceUsable
@@ -173,7 +194,24 @@ func New(d Deps) *Server {
 }
 
 // ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+// Every request gets an id, sent back in X-Request-Id and put on each line
+// logged with the request's context, so that one request's lines can be
+// found together.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id := newRequestID()
+	w.Header().Set("X-Request-Id", id)
+	s.handler.ServeHTTP(w, r.WithContext(logctx.With(r.Context(), "request", id)))
+}
+
+// newRequestID returns 16 random base32 characters (80 bits): unique
+// enough to find one request's lines in a day of logs.
+func newRequestID() string { return rand.Text()[:16] }
+
+// requestLogger is s.Logger with the attributes of r's context, for
+// code that logs without it (a session's goroutines).
+func (s *Server) requestLogger(r *http.Request) *slog.Logger {
+	return logctx.Logger(r.Context(), s.Logger)
+}
 
 // Close ends every running session and video export and waits for their
 // goroutines.
@@ -196,6 +234,10 @@ func (s *Server) routes() http.Handler {
 		s.Assets.ServeHTTP(w, r2)
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	// Probes for load balancers and Kubernetes: public, like /healthz,
+	// and saying no more than which check failed.
+	mux.HandleFunc("GET /livez", s.livez)
+	mux.HandleFunc("GET /readyz", s.readyz)
 
 	mux.HandleFunc("GET /signin", s.signInPage)
 	mux.HandleFunc("POST /signin", s.signIn)
@@ -285,6 +327,8 @@ func (s *Server) routes() http.Handler {
 	admin("GET /admin/gateways/{id}", s.gatewayPage)
 	admin("POST /admin/gateways/{id}/key", s.gatewayKeyForm)
 	admin("POST /admin/gateways/{id}/revoke", s.revokeGatewayForm)
+	admin("POST /admin/gateways/{id}/keys/{slot}/regenerate", s.regenerateGatewayKeyForm)
+	admin("POST /admin/gateways/{id}/token-slot", s.gatewayTokenSlotForm)
 	admin("POST /admin/gateways/{id}/delete", s.deleteGatewayForm)
 	admin("GET /admin/gateways/{id}/config", s.gatewayConfigFile)
 	admin("POST /admin/resources/{id}/test", s.testResourceForm)
@@ -314,6 +358,7 @@ func (s *Server) routes() http.Handler {
 	top := http.NewServeMux()
 	top.Handle("/api/", api)
 	top.HandleFunc("GET /gateway-api/v1/config", s.gatewayPullConfig)
+	top.HandleFunc("POST "+wire.TokenPath, s.gatewayRenewToken)
 	top.HandleFunc("GET "+wire.RecordingsPath+"{session}", s.recordingStatus)
 	top.HandleFunc("PUT "+wire.RecordingsPath+"{session}", s.recordingUpload)
 	top.HandleFunc("PUT "+wire.RecordingsPath+"{session}"+wire.IndexSuffix, s.recordingIndexUpload)
@@ -383,7 +428,7 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 				if v == http.ErrAbortHandler {
 					panic(v)
 				}
-				s.Logger.Error("handler panic", "path", r.URL.Path, "panic", v)
+				s.Logger.ErrorContext(r.Context(), "handler panic", "path", r.URL.Path, "panic", v)
 				http.Error(w, "internal error", http.StatusInternalServerError)
 			}
 		}()

@@ -48,7 +48,7 @@ func (s *Server) loadSession(next http.Handler) http.Handler {
 		}
 		s.Sessions.Put(now, flashKey, after)
 		if _, _, err := s.Sessions.Commit(now); err != nil {
-			s.Logger.Error("save the flash message of a long request", "path", r.URL.Path, "err", err)
+			s.Logger.ErrorContext(r.Context(), "save the flash message of a long request", "path", r.URL.Path, "err", err)
 		}
 	})
 }

@@ -157,7 +157,7 @@ func (s *Server) saveHook(r *http.Request, actor store.User, in hookInput) (hook
 	}
 	// The hook package has the last word; a scratch hook checks cfg
 	// without touching the running one.
-	if err := hook.New().Configure(cfg); err != nil {
+	if err := hook.New(hook.WithTLS(s.ClientTLS)).Configure(cfg); err != nil {
 		return old, "", fieldErrors{"hook": sentence(err.Error())}
 	}
 	sealed, err := s.Store.SealSetting(hookSetting, cfg.Secret)

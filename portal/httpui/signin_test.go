@@ -395,7 +395,7 @@ func TestSlowClients(t *testing.T) {
 	h, _ := wire.EncodeRecordingMeta(m)
 	req.Header.Set(wire.HeaderRecording, h)
 	req.ContentLength = m.Size
-	wire.SignRequest(req, g.id, fmt.Sprint(g.gw.ID), time.Now(), sha256.Sum256(data))
+	g.sign(req, sha256.Sum256(data))
 	resp, err := srv.Client().Do(req)
 	if err != nil {
 		t.Fatalf("slow upload: %v", err)

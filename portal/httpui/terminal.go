@@ -17,6 +17,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/keyway-dev/keyway/gateway/logctx"
 	"github.com/keyway-dev/keyway/gateway/wire"
 	"github.com/keyway-dev/keyway/portal/audit"
 	"github.com/keyway-dev/keyway/portal/authz"
@@ -200,12 +201,12 @@ func (s *Server) terminalSocket(w http.ResponseWriter, r *http.Request) {
 	// itself, streaming input and refusing oversized control messages
 	// without ending the session.
 
-	t := &termSession{srv: s, ws: ws, cols: cols, rows: rows, log: s.Logger}
+	t := &termSession{srv: s, ws: ws, cols: cols, rows: rows, log: s.requestLogger(r)}
 	if refusal != nil {
 		t.fail(refusal)
 		return
 	}
-	t.run(s.ctx, adm)
+	t.run(logctx.Copy(s.ctx, r.Context()), adm)
 }
 
 // termSession is one browser terminal bridged to a gateway session.

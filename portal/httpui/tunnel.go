@@ -152,12 +152,12 @@ func (e *clientAuthError) Unwrap() error { return e.err }
 func (s *Server) clientAuthFailed(w http.ResponseWriter, r *http.Request, err error) {
 	var ce *clientAuthError
 	if !errors.As(err, &ce) {
-		s.Logger.Error("authenticate native client", "err", err)
+		s.Logger.ErrorContext(r.Context(), "authenticate native client", "err", err)
 		writeClientError(w, http.StatusInternalServerError, "internal", "The portal could not check the credential; try again.")
 		return
 	}
 	if !errors.Is(err, store.ErrNotFound) && !errors.Is(err, errNoClientCredential) {
-		s.Logger.Warn("native client credential refused", "code", ce.code, "err", ce.err)
+		s.Logger.WarnContext(r.Context(), "native client credential refused", "code", ce.code, "err", ce.err)
 	}
 	w.Header().Set("WWW-Authenticate", `Bearer realm="keyway", error="invalid_token"`)
 	writeClientError(w, http.StatusUnauthorized, ce.code, ce.msg)
@@ -197,14 +197,14 @@ func (s *Server) tunnel(w http.ResponseWriter, r *http.Request) {
 		if res, lerr := s.Store.ResourceByName(r.Context(), t.name); lerr == nil {
 			req.ResourceID = res.ID
 		} else if !errors.Is(lerr, store.ErrNotFound) {
-			s.Logger.Error("look up resource", "name", t.name, "err", lerr)
+			s.Logger.ErrorContext(r.Context(), "look up resource", "name", t.name, "err", lerr)
 		}
 		sess, err = s.live.Start(r.Context(), req)
 	}
 	if err != nil {
 		var ref *sessions.Refusal
 		if !errors.As(err, &ref) {
-			s.Logger.Error("start stream", "user", u.Name, "err", err)
+			s.Logger.ErrorContext(r.Context(), "start stream", "user", u.Name, "err", err)
 			ref = &sessions.Refusal{Code: "internal", Status: http.StatusInternalServerError, Message: "The connection could not be opened because of an internal error."}
 		}
 		status := ref.Status

@@ -3,6 +3,7 @@ package sessions
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"slices"
 	"strconv"
@@ -51,7 +52,10 @@ type Session struct {
 	webToken string
 	guard    *guard
 	connID   int64
-	ended    sync.Once
+	// log carries the session's id and the id of the request that
+	// opened it.
+	log   *slog.Logger
+	ended sync.Once
 }
 
 // countingConn counts what passes through a gateway connection: written
@@ -196,6 +200,9 @@ func (s *Session) End(end, reason string) {
 		}
 		now := m.Now()
 		in, out := s.Bytes()
+		if s.Kind != KindWatch {
+			m.Metrics.SessionEnded(s.protocol(), in, out)
+		}
 		if s.connID != 0 {
 			if err := m.Store.FinishConnection(context.Background(), s.connID, now, in, out); err != nil {
 				m.Logger.Error("write connection log", "session", s.ID, "err", err)
@@ -208,8 +215,17 @@ func (s *Session) End(end, reason string) {
 			Outcome: audit.OutcomeSuccess, Reason: reason, Details: map[string]string{"session": s.ID,
 				"duration": now.Sub(s.Start).Round(time.Second).String(), "end": end,
 				"bytes_in": strconv.FormatInt(in, 10), "bytes_out": strconv.FormatInt(out, 10)}})
-		m.Logger.Info("session ended", "session", s.ID, "kind", s.Kind, "end", end)
+		s.logger().Info("session ended", "kind", s.Kind, "end", end)
 	})
+}
+
+// logger is s.log, or for a session made without one (AddForTest) the
+// manager's with the session's id.
+func (s *Session) logger() *slog.Logger {
+	if s.log == nil {
+		return s.m.Logger.With("session", s.ID)
+	}
+	return s.log
 }
 
 // Get returns the running session with id, or nil.

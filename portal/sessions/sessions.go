@@ -24,6 +24,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keyway-dev/keyway/gateway/logctx"
+	"github.com/keyway-dev/keyway/gateway/metrics"
 	"github.com/keyway-dev/keyway/gateway/wire"
 	"github.com/keyway-dev/keyway/portal/audit"
 	"github.com/keyway-dev/keyway/portal/authz"
@@ -77,6 +79,9 @@ type Deps struct {
 	// The guard ends the streams of a device that may not; another error
 	// is taken as transient and they go on.
 	DeviceUsable func(ctx context.Context, id int64) error
+	// Metrics counts sessions, their connect time and bytes, and hook
+	// calls; nil counts nothing.
+	Metrics *metrics.Portal
 }
 
 // Manager starts sessions and keeps those running. Run its guard with Run.
@@ -328,6 +333,14 @@ func (m *Manager) askHook(ctx context.Context, a *Admission) error {
 		Gateway: a.gw.Name, Segment: a.gw.Segment, SchemaVersion: hook.SchemaVersion,
 	})
 	a.posture = res.Posture
+	hookOutcome := "deny"
+	switch {
+	case res.Allowed:
+		hookOutcome = "allow"
+	case res.Err != nil:
+		hookOutcome = "error"
+	}
+	m.Metrics.Hook(hookOutcome, res.Elapsed)
 	if res.Allowed {
 		return nil
 	}
@@ -424,8 +437,32 @@ func (m *Manager) running(userID int64) int {
 	return m.open[userID]
 }
 
+// metricCodes are the refusal codes a metric label may take: the
+// portal's and the wire's. A gateway may send any code; one not listed is
+// counted as "other", so that a broken or hostile gateway cannot grow the
+// metrics without bound.
+var metricCodes = map[string]bool{
+	"bad_target": true, "hook": true, "internal": true, "no_gateway": true, "no_grant": true, "no_tunnel": true,
+	"not_allowed": true, "not_running": true, "policy": true, "too_many_sessions": true, "too_many_streams": true,
+	"wrong_kind": true, "gateway_unavailable": true,
+	string(wire.CodeBadRequest): true, string(wire.CodeUnsupported): true, string(wire.CodeUnreachable): true,
+	string(wire.CodeRefused): true, string(wire.CodeTimeout): true, string(wire.CodeAuthFailed): true,
+	string(wire.CodeHostKeyMismatch): true, string(wire.CodeForbiddenTarget): true, string(wire.CodeGatewayDown): true,
+	string(wire.CodeRecordingUnavailable): true,
+}
+
+func metricCode(code string) string {
+	if metricCodes[code] {
+		return code
+	}
+	return "other"
+}
+
 // refused audits and logs a refusal.
 func (m *Manager) refused(a *Admission, ref *Refusal) {
+	if a.req.Kind != KindTest {
+		m.Metrics.SessionRefused(cmp.Or(a.protocol(), "unknown"), metricCode(ref.Code))
+	}
 	details := map[string]string{"session": a.id, "kind": string(a.req.Kind), "code": ref.Code}
 	maps.Copy(details, a.req.Details)
 	for k, v := range ref.Details {
@@ -503,7 +540,7 @@ func (m *Manager) record(ev audit.Event) {
 func (m *Manager) Open(ctx context.Context, a *Admission) (*Session, error) {
 	s := &Session{m: m, ID: a.id, Kind: a.req.Kind, User: a.req.User, Resource: a.res, Gateway: a.gw,
 		Client: a.req.Client, Effective: a.effective, Posture: a.posture, Start: m.Now(), webToken: a.req.WebToken,
-		Device: a.req.Device}
+		Device: a.req.Device, log: logctx.Logger(ctx, m.Logger).With("session", a.id)}
 	if a.req.Kind == KindTCP {
 		s.TargetAddr = a.stream.String()
 	}
@@ -557,6 +594,9 @@ func (m *Manager) Open(ctx context.Context, a *Admission) (*Session, error) {
 	if a.req.Kind == KindTest {
 		return s, nil
 	}
+	// Admission to the gateway's answer: the user's wait that the
+	// portal and the gateway are answerable for.
+	m.Metrics.SessionOpened(s.protocol(), m.Now().Sub(a.started))
 	s.guard = m.newGuard(s)
 	if s.Kind == KindTerminal {
 		s.Watchers = &Watchers{}
@@ -570,7 +610,7 @@ func (m *Manager) Open(ctx context.Context, a *Admission) (*Session, error) {
 		m.record(audit.Event{Actor: s.User.Name, Action: audit.ActionConnect, Target: s.Resource.Name, ClientAddr: s.Client.Addr,
 			Outcome: audit.OutcomeSuccess, Details: details})
 	}
-	m.Logger.Info("session started", "session", s.ID, "kind", s.Kind, "user", s.User.Name, "resource", s.Resource.Name,
+	s.log.Info("session started", "kind", s.Kind, "user", s.User.Name, "resource", s.Resource.Name,
 		"gateway", s.Gateway.Name, "segment", s.Gateway.Segment)
 	return s, nil
 }

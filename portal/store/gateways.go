@@ -162,6 +162,11 @@ func (s *Store) CreateGateway(ctx context.Context, g Gateway) (Gateway, error) {
 		return Gateway{}, fmt.Errorf("create gateway %s: %w", g.Name, conflict(err, fmt.Sprintf("a gateway named %s already exists", g.Name)))
 	}
 	g.ID, _ = res.LastInsertId()
+	if g.PublicKey != "" {
+		if err := s.setGatewayBootstrap(ctx, g.ID, true); err != nil {
+			return Gateway{}, err
+		}
+	}
 	return s.GatewayByID(ctx, g.ID)
 }
 
@@ -179,6 +184,8 @@ func (s *Store) UpdateGateway(ctx context.Context, g Gateway) error {
 }
 
 // SetGatewayKey pins a gateway's public key; "" revokes it (pending again).
+// A pinned key lets the gateway get one first access token with its
+// signature alone.
 func (s *Store) SetGatewayKey(ctx context.Context, id int64, key string) error {
 	res, err := s.db.ExecContext(ctx, `UPDATE gateways SET public_key = ?, updated_at = ? WHERE id = ?`, key, millis(s.now()), id)
 	if err != nil {
@@ -187,7 +194,7 @@ func (s *Store) SetGatewayKey(ctx context.Context, id int64, key string) error {
 	if n, _ := res.RowsAffected(); n == 0 {
 		return ErrNotFound
 	}
-	return nil
+	return s.setGatewayBootstrap(ctx, id, key != "")
 }
 
 // DeleteGateway deletes a gateway.
@@ -254,6 +261,10 @@ func (s *Store) EnsureEmbeddedGateway(ctx context.Context, g Gateway) (Gateway, 
 	if _, err := s.db.ExecContext(ctx, `UPDATE gateways SET host = ?, ssh_port = ?, rdp_port = ?, vnc_port = ?, management_port = ?, public_key = ?, updated_at = ? WHERE id = ?`,
 		g.Host, g.SSHPort, g.RDPPort, g.VNCPort, g.ManagementPort, g.PublicKey, millis(s.now()), id); err != nil {
 		return Gateway{}, fmt.Errorf("update embedded gateway: %w", err)
+	}
+	// The portal starts its own gateway: it may always get a first token.
+	if err := s.setGatewayBootstrap(ctx, id, true); err != nil {
+		return Gateway{}, err
 	}
 	return s.GatewayByID(ctx, id)
 }

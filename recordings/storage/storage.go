@@ -365,3 +365,23 @@ func (d *Dir) Index(rel string) (guacrec.Index, error) {
 	}
 	return ix, nil
 }
+
+// Writable checks that recordings can be stored: it creates, syncs and
+// removes a small file where uploads are received.
+func (d *Dir) Writable() error {
+	f, err := os.CreateTemp(filepath.Join(d.root, incoming), ".writable-*")
+	if err != nil {
+		return fmt.Errorf("storage: write to %s: %w", d.root, err)
+	}
+	name := f.Name()
+	_, werr := f.WriteString("ok")
+	if werr == nil {
+		werr = f.Sync()
+	}
+	cerr := f.Close()
+	rerr := os.Remove(name)
+	if err := errors.Join(werr, cerr, rerr); err != nil {
+		return fmt.Errorf("storage: write to %s: %w", d.root, err)
+	}
+	return nil
+}

@@ -517,6 +517,39 @@ type GatewayView struct {
 	ManagementAddr string
 	KeyFingerprint string
 	Errors         Errors
+	// Keys are the gateway's two keys its access tokens are made with;
+	// ActiveSlot is the one new tokens are made on.
+	Keys       []GatewayKeyView
+	ActiveSlot string
+	// The token last issued to the gateway: its slot and times.
+	TokenSlot      string
+	TokenIssuedAt  time.Time
+	TokenExpiresAt time.Time
+	// RenewError is why the gateway's last renewal failed, as it
+	// reported at RenewErrorAt.
+	RenewError   string
+	RenewErrorAt time.Time
+	// TokenWarnings say what needs the admin's attention.
+	TokenWarnings []string
+}
+
+// regenerateQuestion asks before a key is regenerated.
+func regenerateQuestion(v GatewayView, k GatewayKeyView) string {
+	q := "Regenerate the " + k.Slot + " key of " + v.Name + "? Every token made with it is refused at once."
+	if k.InUse {
+		q += " The gateway's current token was made with it: the gateway is cut off until you paste its public key again."
+	}
+	return q
+}
+
+// GatewayKeyView is one of a gateway's keys.
+type GatewayKeyView struct {
+	Slot          string
+	Generation    int64
+	RegeneratedAt time.Time
+	// Active: new tokens are made with it; InUse: the gateway's token was.
+	Active bool
+	InUse  bool
 }
 
 func stateClass(s string) string {

@@ -16,6 +16,8 @@ import (
 	"unicode/utf8"
 
 	goldap "github.com/go-ldap/ldap/v3"
+
+	"github.com/keyway-dev/keyway/gateway/tlsconf"
 )
 
 // Nested group modes.
@@ -73,6 +75,9 @@ type Config struct {
 	// StartTLS upgrades an ldap:// connection before anything is sent.
 	// ldap:// without it is refused: passwords would cross in clear.
 	StartTLS bool `json:"start_tls"`
+	// TLS is the portal's client TLS settings (--tls-min-version,
+	// --tls-client-ciphers), not stored with the directory.
+	TLS tlsconf.Settings `json:"-"`
 	// CAPEM are the certificates (PEM) that may sign the directory's;
 	// empty trusts the system's.
 	CAPEM string `json:"ca_pem,omitempty"`

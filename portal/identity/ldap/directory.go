@@ -133,7 +133,7 @@ func New(cfg Config) (*Directory, error) {
 	}
 	host, _, _ := net.SplitHostPort(hostPort)
 	return &Directory{cfg: cfg, host: hostPort, ldaps: ldaps, dialer: &net.Dialer{Timeout: cfg.connectTimeout()},
-		tls: &tls.Config{RootCAs: pool, ServerName: host, MinVersion: tls.VersionTLS12}}, nil
+		tls: cfg.TLS.Client(&tls.Config{RootCAs: pool, ServerName: host, MinVersion: tls.VersionTLS12})}, nil
 }
 
 // Authenticate checks username's password by binding as the user, and

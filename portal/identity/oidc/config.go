@@ -15,6 +15,8 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+
+	"github.com/keyway-dev/keyway/gateway/tlsconf"
 )
 
 // Limits on a provider's configuration.
@@ -54,6 +56,9 @@ type Config struct {
 	// CABundle holds PEM certificates to trust for the issuer's TLS
 	// besides the system's.
 	CABundle string `json:"ca_bundle,omitempty"`
+	// TLS is the portal's client TLS settings (--tls-min-version,
+	// --tls-client-ciphers), not stored with the provider.
+	TLS tlsconf.Settings `json:"-"`
 }
 
 // LogValue implements slog.LogValuer: the client secret is never logged.

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/keyway-dev/keyway/e2e/idp/oidcop/opserver"
+	"github.com/keyway-dev/keyway/gateway/tlsconf"
 )
 
 const (
@@ -276,7 +277,7 @@ func TestCacheRemembersFailureBriefly(t *testing.T) {
 	t.Parallel()
 	op := startOP(t)
 	now := time.Unix(1_000_000, 0)
-	c := NewCache(func() time.Time { return now })
+	c := NewCache(func() time.Time { return now }, tlsconf.Default())
 	bad := op.config()
 	bad.IssuerURL += "/wrong" // discovery answers 404
 	for range 3 {

@@ -11,6 +11,8 @@ import (
 
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
+
+	"github.com/keyway-dev/keyway/gateway/tlsconf"
 )
 
 // Discovery limits.
@@ -140,6 +142,7 @@ func (p *Provider) oauth2Config(redirectURL string) *oauth2.Config {
 // provider discovers it afresh.
 type Cache struct {
 	now    func() time.Time
+	tls    tlsconf.Settings
 	mu     sync.Mutex
 	m      map[cacheKey]*Provider
 	failed map[cacheKey]failure
@@ -155,9 +158,10 @@ type cacheKey struct {
 	version time.Time
 }
 
-// NewCache makes an empty cache; now is the clock.
-func NewCache(now func() time.Time) *Cache {
-	return &Cache{now: now, m: make(map[cacheKey]*Provider), failed: make(map[cacheKey]failure)}
+// NewCache makes an empty cache; now is the clock, and tlsSet the TLS
+// settings of discovery and every later call to the providers.
+func NewCache(now func() time.Time, tlsSet tlsconf.Settings) *Cache {
+	return &Cache{now: now, tls: tlsSet, m: make(map[cacheKey]*Provider), failed: make(map[cacheKey]failure)}
 }
 
 // Get returns the provider id at version (its last change) with config
@@ -176,6 +180,7 @@ func (c *Cache) Get(ctx context.Context, id int64, version time.Time, cfg Config
 	if failed && now.Sub(f.at) < failureTTL {
 		return nil, f.err
 	}
+	cfg.TLS = c.tls
 	p, err := Discover(ctx, cfg)
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -89,8 +89,9 @@ func newHTTPClient(c Config) (*http.Client, error) {
 		if !pool.AppendCertsFromPEM([]byte(c.CABundle)) {
 			return nil, errors.New("the CA bundle holds no PEM certificate")
 		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool}
 	}
+	tr.TLSClientConfig = c.TLS.Client(tr.TLSClientConfig)
 	return &http.Client{
 		Transport: limitTransport{tr},
 		Timeout:   requestTimeout,

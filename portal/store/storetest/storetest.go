@@ -1,4 +1,6 @@
-// Package storetest opens real SQLite stores for tests.
+// Package storetest opens real stores for tests, on SQLite or on
+// PostgreSQL (see dbtest: a package opening PostgreSQL stores calls Main
+// from its TestMain).
 package storetest
 
 import (
@@ -7,14 +9,47 @@ import (
 	"testing"
 
 	"github.com/keyway-dev/keyway/portal/store"
+	"github.com/keyway-dev/keyway/portal/store/dbtest"
 )
 
-// Open opens a new store with its own secrets key in a temporary directory
+// Kind is a database the store runs on.
+type Kind = dbtest.Kind
+
+// The kinds of database.
+const (
+	SQLite   = dbtest.SQLite
+	Postgres = dbtest.Postgres
+)
+
+// Main runs a package's tests and stops the PostgreSQL server they
+// started, if any: call it from TestMain.
+func Main(m *testing.M) { dbtest.Main(m) }
+
+// Each runs fn as one parallel subtest per kind of database.
+func Each(t *testing.T, fn func(t *testing.T, kind Kind)) { dbtest.Each(t, fn) }
+
+// Open opens a new SQLite store with its own secrets key in a temporary
+// directory and closes it when the test ends.
+func Open(t testing.TB) *store.Store { return OpenKind(t, SQLite) }
+
+// OpenKind opens a new, empty store of that kind with its own secrets key
 // and closes it when the test ends.
-func Open(t testing.TB) *store.Store {
+func OpenKind(t testing.TB, kind Kind) *store.Store {
 	t.Helper()
-	dir := t.TempDir()
-	key, err := store.LoadOrCreateKey(filepath.Join(dir, "secrets.key"))
+	loc := dbtest.NewDatabase(t, kind)
+	st, err := store.Open(context.Background(), loc, NewSealer(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// NewSealer returns a sealer with a new secrets key in a temporary
+// directory.
+func NewSealer(t testing.TB) *store.Sealer {
+	t.Helper()
+	key, err := store.LoadOrCreateKey(filepath.Join(t.TempDir(), "secrets.key"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -22,10 +57,5 @@ func Open(t testing.TB) *store.Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.Open(context.Background(), filepath.Join(dir, "keyway.db"), sealer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
+	return sealer
 }

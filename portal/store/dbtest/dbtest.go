@@ -1,0 +1,148 @@
+// Package dbtest makes empty databases for the store's tests: SQLite
+// file paths in a test's temporary directory, and PostgreSQL databases on
+// one server per test binary (Debian's postgresql, started on loopback on
+// first use). It does not import the store, so the store's own tests use
+// it too; storetest opens stores on it.
+//
+// A package that makes PostgreSQL databases calls Main from its TestMain,
+// so that the server stops when its tests end:
+//
+//	func TestMain(m *testing.M) { dbtest.Main(m) }
+package dbtest
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/keyway-dev/keyway/e2e/targets"
+)
+
+// Kind is a database the store runs on.
+type Kind string
+
+// The kinds of database.
+const (
+	SQLite   Kind = "sqlite"
+	Postgres Kind = "postgres"
+)
+
+// Kinds lists every database the store's tests run on.
+var Kinds = []Kind{SQLite, Postgres}
+
+// Each runs fn as one parallel subtest per kind of database, named after
+// the kind.
+func Each(t *testing.T, fn func(t *testing.T, kind Kind)) {
+	t.Helper()
+	for _, kind := range Kinds {
+		t.Run(string(kind), func(t *testing.T) {
+			t.Parallel()
+			fn(t, kind)
+		})
+	}
+}
+
+// NewDatabase returns where a new, empty database is, for the store's Open: a
+// SQLite file path in a temporary directory, or the URL of a new
+// PostgreSQL database, dropped when the test ends.
+func NewDatabase(t testing.TB, kind Kind) string {
+	t.Helper()
+	switch kind {
+	case SQLite:
+		return filepath.Join(t.TempDir(), "keyway.db")
+	case Postgres:
+		return server.newDatabase(t)
+	}
+	t.Fatalf("unknown kind of database %q", kind)
+	return ""
+}
+
+// PostgresServer returns the test binary's PostgreSQL server, starting it
+// on first use.
+func PostgresServer(t testing.TB) *targets.Postgres {
+	t.Helper()
+	if err := server.start(); err != nil {
+		t.Fatal(err)
+	}
+	return server.pg
+}
+
+// Main runs the tests of a package and then stops the PostgreSQL server
+// they started, if any.
+func Main(m *testing.M) {
+	server.mainRuns.Store(true)
+	code := m.Run()
+	server.stop()
+	os.Exit(code)
+}
+
+// server is the test binary's one PostgreSQL server: starting one costs
+// about a second, a database on it a few milliseconds. It is shared state
+// by design, owned by Main, which stops it.
+var server pgServer
+
+type pgServer struct {
+	mainRuns atomic.Bool
+	once     sync.Once
+	err      error
+	pg       *targets.Postgres
+	admin    *sql.DB // to the role's own database, for CREATE DATABASE
+	next     atomic.Int64
+}
+
+func (s *pgServer) start() error {
+	s.once.Do(func() {
+		if !s.mainRuns.Load() {
+			s.err = fmt.Errorf("dbtest: PostgreSQL databases need func TestMain(m *testing.M) { dbtest.Main(m) } (or storetest.Main) in the test package, which stops the server")
+			return
+		}
+		if s.pg, s.err = targets.StartPostgres(context.Background()); s.err != nil {
+			s.err = fmt.Errorf("start PostgreSQL for the store tests: %w", s.err)
+			return
+		}
+		cfg, err := pgx.ParseConfig(s.pg.DSN())
+		if err != nil {
+			s.err = err
+			return
+		}
+		s.admin = stdlib.OpenDB(*cfg)
+	})
+	return s.err
+}
+
+func (s *pgServer) newDatabase(t testing.TB) string {
+	t.Helper()
+	if err := s.start(); err != nil {
+		t.Fatal(err)
+	}
+	// A name made here, never by the test: CREATE DATABASE takes no
+	// parameters.
+	name := fmt.Sprintf("kw_test_%d", s.next.Add(1))
+	if _, err := s.admin.Exec(`CREATE DATABASE ` + name); err != nil {
+		t.Fatalf("create database %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		// FORCE ends connections a failed test left open.
+		if _, err := s.admin.Exec(`DROP DATABASE IF EXISTS ` + name + ` WITH (FORCE)`); err != nil {
+			t.Errorf("drop database %s: %v", name, err)
+		}
+	})
+	return s.pg.DatabaseDSN(name)
+}
+
+func (s *pgServer) stop() {
+	if s.admin != nil {
+		s.admin.Close()
+	}
+	if s.pg != nil {
+		s.pg.Stop()
+	}
+}

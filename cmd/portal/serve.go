@@ -250,7 +250,7 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	} else if n > 0 {
 		logger.Warn("connection log: sessions an earlier run of the portal left running are marked interrupted", "sessions", n)
 	}
-	sessions, stopSessions := auth.NewSessions(st.DB())
+	sessions, stopSessions := auth.NewSessions(st)
 	defer stopSessions()
 	auditLog, err := newAuditLog(cfg, st, logger)
 	if err != nil {

@@ -117,6 +117,9 @@ func restrictFiles(path string) error {
 // DB returns the underlying database, for the web session store.
 func (s *Store) DB() *sql.DB { return s.db }
 
+// Postgres reports whether the database is PostgreSQL.
+func (s *Store) Postgres() bool { return s.pg }
+
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
 

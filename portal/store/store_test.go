@@ -16,8 +16,23 @@ import (
 	"time"
 )
 
-// TestMain stops the PostgreSQL server the tests share.
-func TestMain(m *testing.M) { dbtest.Main(m) }
+// TestMain stops the PostgreSQL server the tests share. Their databases
+// start migrated: a copy of one migrated once.
+func TestMain(m *testing.M) { dbtest.MainWithTemplate(m, migrateTemplate) }
+
+// migrateTemplate brings the database at url to the current schema.
+func migrateTemplate(ctx context.Context, url string) error {
+	key := make([]byte, 32)
+	sealer, err := NewSealer(key)
+	if err != nil {
+		return err
+	}
+	st, err := Open(ctx, url, sealer)
+	if err != nil {
+		return err
+	}
+	return st.Close()
+}
 
 // openTest opens a new store of that kind, with a secrets key beside the
 // SQLite file (in a temporary directory for PostgreSQL); it returns where

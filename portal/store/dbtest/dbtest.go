@@ -168,4 +168,3 @@ func (s *pgServer) stop() {
 		s.pg.Stop()
 	}
 }
-

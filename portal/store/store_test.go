@@ -272,7 +272,7 @@ func TestReopenKeepsSchema(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, kind dbtest.Kind) {
 		ctx := context.Background()
 		sealer := newTestSealer(t)
-		path := dbtest.NewDatabase(t, kind)
+		path := dbtest.NewBareDatabase(t, kind)
 		for i := range 3 {
 			st, err := Open(ctx, path, sealer)
 			if err != nil {

@@ -59,10 +59,20 @@ func NewDatabase(t testing.TB, kind Kind) string {
 	case SQLite:
 		return filepath.Join(t.TempDir(), "keyway.db")
 	case Postgres:
-		return server.newDatabase(t)
+		return server.newDatabase(t, true)
 	}
 	t.Fatalf("unknown kind of database %q", kind)
 	return ""
+}
+
+// NewBareDatabase is NewDatabase without the template: a PostgreSQL
+// database as CREATE DATABASE makes it, for tests of migrating.
+func NewBareDatabase(t testing.TB, kind Kind) string {
+	t.Helper()
+	if kind == Postgres {
+		return server.newDatabase(t, false)
+	}
+	return NewDatabase(t, kind)
 }
 
 // PostgresServer returns the test binary's PostgreSQL server, starting it
@@ -136,7 +146,7 @@ func (s *pgServer) start() error {
 	return s.err
 }
 
-func (s *pgServer) newDatabase(t testing.TB) string {
+func (s *pgServer) newDatabase(t testing.TB, fromTemplate bool) string {
 	t.Helper()
 	if err := s.start(); err != nil {
 		t.Fatal(err)
@@ -145,7 +155,7 @@ func (s *pgServer) newDatabase(t testing.TB) string {
 	// parameters.
 	name := fmt.Sprintf("kw_test_%d", s.next.Add(1))
 	create := `CREATE DATABASE ` + name
-	if s.template != "" {
+	if s.template != "" && fromTemplate {
 		create += ` TEMPLATE ` + s.template
 	}
 	if _, err := s.admin.Exec(create); err != nil {

@@ -222,7 +222,8 @@ func TestTextSearchWords(t *testing.T) {
 	}
 	var huge strings.Builder
 	huge.WriteString(strings.Repeat("abcdefghij0123456789 ", 1<<16)) // 1.3 MiB
-	for i := range 1 << 16 {                                         // and 64 Ki different words
+	// and 64 Ki different words
+	for i := range 1 << 16 {
 		huge.WriteString("w" + string(rune('a'+i%26)) + string(rune('a'+i/26%26)) + string(rune('a'+i/676%26)) + string(rune('a'+i/17576%26)) + " ")
 	}
 	if got := searchWords(huge.String()); len(got) > tsMaxWords {

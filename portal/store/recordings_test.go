@@ -64,6 +64,7 @@ func TestAddAndFindRecording(t *testing.T) {
 			{store.RecordingFilter{Text: "kw-42-ok"}, 1},
 			{store.RecordingFilter{Text: "KW-42"}, 1},
 			{store.RecordingFilter{Text: "déjà"}, 1},
+			{store.RecordingFilter{Text: "DEJA"}, 1}, // diacritics and case folded on both
 			{store.RecordingFilter{Text: "echo kw*"}, 1},
 			{store.RecordingFilter{Text: "kw-43-ok"}, 0},
 			// Quotes and operators are words, never query syntax.

@@ -3,10 +3,13 @@ package store
 import (
 	"strings"
 	"unicode"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // PostgreSQL's full-text search of recordings. SQLite's FTS4 (unicode61
-// tokenizer) splits text into runs of letters and digits, lower-cased; the
+// tokenizer) splits text into runs of letters and digits, lower-cased,
+// without diacritics on Latin letters; the
 // store splits the same way in Go and hands PostgreSQL only those words,
 // one space apart, so its parser finds the same tokens on both sides of a
 // search and a search finds what it finds on SQLite.
@@ -22,7 +25,7 @@ const tsMaxPositions = 16383
 const tsMaxWords = 768 << 10
 
 // splitWords calls fn with each word of text: a run of letters and digits,
-// lower-cased. fn returns false to stop.
+// folded (foldWord). fn returns false to stop.
 func splitWords(text string, fn func(w string) bool) {
 	start := -1
 	for i, r := range text {
@@ -31,14 +34,14 @@ func splitWords(text string, fn func(w string) bool) {
 		case inWord && start < 0:
 			start = i
 		case !inWord && start >= 0:
-			if !fn(strings.ToLower(text[start:i])) {
+			if !fn(foldWord(text[start:i])) {
 				return
 			}
 			start = -1
 		}
 	}
 	if start >= 0 {
-		fn(strings.ToLower(text[start:]))
+		fn(foldWord(text[start:]))
 	}
 }
 
@@ -85,4 +88,30 @@ func tsQuery(text string) string {
 		terms = append(terms, "("+strings.Join(words, " <-> ")+")")
 	}
 	return strings.Join(terms, " & ")
+}
+
+// foldWord lower-cases w and takes the diacritics off Latin letters ("DÉJÀ"
+// is "deja"), as FTS4's unicode61 tokenizer does.
+func foldWord(w string) string {
+	w = strings.ToLower(w)
+	ascii := true
+	for i := 0; i < len(w); i++ {
+		if w[i] >= 0x80 {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		return w
+	}
+	var b strings.Builder
+	var base rune
+	for _, r := range norm.NFD.String(w) {
+		if unicode.Is(unicode.Mn, r) && unicode.Is(unicode.Latin, base) {
+			continue
+		}
+		base = r
+		b.WriteRune(r)
+	}
+	return norm.NFC.String(b.String())
 }

@@ -358,7 +358,8 @@ func (s *Store) ConnectionByID(ctx context.Context, id int64) (Connection, error
 }
 
 // ExplainConnectionSearch returns SQLite's query plan for a search, one
-// line per step, for tests that check indexes are used.
+// line per step, for tests that check indexes are used; ErrSQLiteOnly on
+// PostgreSQL.
 func (s *Store) ExplainConnectionSearch(ctx context.Context, f ConnectionFilter) ([]string, error) {
 	if s.pg {
 		return nil, ErrSQLiteOnly

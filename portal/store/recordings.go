@@ -236,7 +236,8 @@ func (s *Store) queryRecordings(ctx context.Context, what, q string, args ...any
 }
 
 // ExplainRecordingSearch returns SQLite's query plan for a search, one
-// line per step, for tests that check indexes are used.
+// line per step, for tests that check indexes are used; ErrSQLiteOnly on
+// PostgreSQL.
 func (s *Store) ExplainRecordingSearch(ctx context.Context, f RecordingFilter) ([]string, error) {
 	if s.pg {
 		return nil, ErrSQLiteOnly

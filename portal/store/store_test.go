@@ -288,27 +288,25 @@ func TestReopenKeepsSchema(t *testing.T) {
 
 func TestKeyFile(t *testing.T) {
 	t.Parallel()
-	dbtest.Each(t, func(t *testing.T, kind dbtest.Kind) {
-		dir := t.TempDir()
-		path := filepath.Join(dir, "k")
-		a, err := LoadOrCreateKey(path)
-		if err != nil || len(a) != 32 {
-			t.Fatal(err)
-		}
-		b, _ := LoadOrCreateKey(path)
-		if !bytes.Equal(a, b) {
-			t.Fatal("key changed on reload")
-		}
-		os.Chmod(path, 0o644)
-		if _, err := LoadOrCreateKey(path); err == nil {
-			t.Fatal("world-readable key accepted")
-		}
-		os.Chmod(path, 0o600)
-		os.WriteFile(path, []byte("short"), 0o600)
-		if _, err := LoadOrCreateKey(path); err == nil {
-			t.Fatal("short key accepted")
-		}
-	})
+	dir := t.TempDir()
+	path := filepath.Join(dir, "k")
+	a, err := LoadOrCreateKey(path)
+	if err != nil || len(a) != 32 {
+		t.Fatal(err)
+	}
+	b, _ := LoadOrCreateKey(path)
+	if !bytes.Equal(a, b) {
+		t.Fatal("key changed on reload")
+	}
+	os.Chmod(path, 0o644)
+	if _, err := LoadOrCreateKey(path); err == nil {
+		t.Fatal("world-readable key accepted")
+	}
+	os.Chmod(path, 0o600)
+	os.WriteFile(path, []byte("short"), 0o600)
+	if _, err := LoadOrCreateKey(path); err == nil {
+		t.Fatal("short key accepted")
+	}
 }
 
 func TestAuditAppendOnlyAndConcurrent(t *testing.T) {

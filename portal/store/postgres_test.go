@@ -230,3 +230,62 @@ func TestTextSearchWords(t *testing.T) {
 		t.Errorf("%d bytes of words, more than %d", len(got), tsMaxWords)
 	}
 }
+
+// TestSchemasMatch migrates both databases and compares what they hold:
+// the same tables, the same columns in each, the same named indexes. A
+// migration written for one database only, or a column spelt otherwise,
+// fails here. Known differences are listed.
+func TestSchemasMatch(t *testing.T) {
+	t.Parallel()
+	lite, _ := openTest(t, dbtest.SQLite)
+	pg, _ := openTest(t, dbtest.Postgres)
+	list := func(st *Store, q string, args ...any) []string {
+		t.Helper()
+		rows, err := st.db.Query(q, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var out []string
+		for rows.Next() {
+			var s string
+			if err := rows.Scan(&s); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, s)
+		}
+		slices.Sort(out)
+		return out
+	}
+	// SQLite's FTS4 keeps recordings_text's rows in shadow tables.
+	liteTables := slices.DeleteFunc(list(lite, `SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'`),
+		func(n string) bool { return strings.HasPrefix(n, "recordings_text_") })
+	pgTables := list(pg, `SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'`)
+	if len(liteTables) < 20 {
+		t.Fatalf("only tables %v: the query finds nothing", liteTables)
+	}
+	if !slices.Equal(liteTables, pgTables) {
+		t.Fatalf("tables differ:\nSQLite:     %v\nPostgreSQL: %v", liteTables, pgTables)
+	}
+	for _, table := range liteTables {
+		liteCols := list(lite, `SELECT name FROM pragma_table_info(?)`, table)
+		pgCols := list(pg, `SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = ?`, table)
+		if table == "recordings_text" {
+			// PostgreSQL keeps the words as well (a tsvector); SQLite's
+			// FTS4 table indexes its text column itself.
+			pgCols = slices.DeleteFunc(pgCols, func(c string) bool { return c == "words" || c == "docid" })
+		}
+		if !slices.Equal(liteCols, pgCols) {
+			t.Errorf("columns of %s differ:\nSQLite:     %v\nPostgreSQL: %v", table, liteCols, pgCols)
+		}
+	}
+	// Named indexes; those behind primary keys and UNIQUE are named by
+	// each database its own way.
+	liteIdx := list(lite, `SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_autoindex_%'`)
+	pgIdx := slices.DeleteFunc(list(pg, `SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()`), func(n string) bool {
+		return strings.HasSuffix(n, "_pkey") || strings.HasSuffix(n, "_key") || n == "recordings_text_words"
+	})
+	if !slices.Equal(liteIdx, pgIdx) {
+		t.Errorf("indexes differ:\nSQLite:     %v\nPostgreSQL: %v", liteIdx, pgIdx)
+	}
+}

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"github.com/keyway-dev/keyway/portal/store/dbtest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,7 +21,19 @@ import (
 
 // TestMain stops the PostgreSQL server the tests share. Their databases
 // start migrated: a copy of one migrated once.
-func TestMain(m *testing.M) { dbtest.MainWithTemplate(m, migrateTemplate) }
+func TestMain(m *testing.M) {
+	// The PostgreSQL subtests mostly wait for the server: more of them at
+	// once than go test's default (GOMAXPROCS) takes a third off the run
+	// on two cores. An explicit -parallel still wins.
+	if !slices.ContainsFunc(os.Args, func(a string) bool { return strings.HasPrefix(a, "-test.parallel") }) {
+		flag.Set("test.parallel", strconv.Itoa(max(runtime.GOMAXPROCS(0), storeTestParallel)))
+	}
+	dbtest.MainWithTemplate(m, migrateTemplate)
+}
+
+// storeTestParallel is how many of the store's tests run at once by
+// default.
+const storeTestParallel = 8
 
 // migrateTemplate brings the database at url to the current schema.
 func migrateTemplate(ctx context.Context, url string) error {

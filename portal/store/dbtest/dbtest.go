@@ -106,6 +106,15 @@ func MainWithTemplate(m *testing.M, prepare func(ctx context.Context, url string
 // by design, owned by Main, which stops it.
 var server pgServer
 
+// spareDatabases is how many copies of the template are made ahead of the
+// tests that take them: a copy takes a few hundred milliseconds on a
+// loaded machine, which the tests would otherwise wait for one by one.
+const spareDatabases = 4
+
+// maxDropQueue bounds the databases waiting to be dropped; past it they
+// are left to go with the server's directory.
+const maxDropQueue = 1024
+
 type pgServer struct {
 	mainRuns atomic.Bool
 	once     sync.Once
@@ -115,6 +124,17 @@ type pgServer struct {
 	prepare  func(ctx context.Context, url string) error
 	template string // "" for template1
 	next     atomic.Int64
+
+	spares   chan spare  // template copies made ahead, when there is a template
+	drops    chan string // databases tests are done with
+	stopping chan struct{}
+	wg       sync.WaitGroup // makeSpares and dropUsed
+}
+
+// spare is a database made ahead, or why it could not be.
+type spare struct {
+	name string
+	err  error
 }
 
 func (s *pgServer) start() error {
@@ -133,6 +153,10 @@ func (s *pgServer) start() error {
 			return
 		}
 		s.admin = stdlib.OpenDB(*cfg)
+		s.drops = make(chan string, maxDropQueue)
+		s.stopping = make(chan struct{})
+		s.wg.Add(1)
+		go s.dropUsed()
 		if s.prepare != nil {
 			s.template = "kw_template"
 			if _, s.err = s.admin.Exec(`CREATE DATABASE ` + s.template); s.err != nil {
@@ -140,10 +164,49 @@ func (s *pgServer) start() error {
 			}
 			if s.err = s.prepare(context.Background(), s.pg.DatabaseDSN(s.template)); s.err != nil {
 				s.err = fmt.Errorf("prepare the template database: %w", s.err)
+				return
 			}
+			s.spares = make(chan spare, spareDatabases)
+			s.wg.Add(1)
+			go s.makeSpares()
 		}
 	})
 	return s.err
+}
+
+// newName returns a database name made here, never by a test: CREATE
+// DATABASE takes no parameters.
+func (s *pgServer) newName() string { return fmt.Sprintf("kw_test_%d", s.next.Add(1)) }
+
+// makeSpares keeps s.spares full of template copies until the server
+// stops.
+func (s *pgServer) makeSpares() {
+	defer s.wg.Done()
+	for {
+		name := s.newName()
+		_, err := s.admin.Exec(`CREATE DATABASE ` + name + ` TEMPLATE ` + s.template)
+		select {
+		case s.spares <- spare{name, err}:
+		case <-s.stopping:
+			return // the databases go with the server's directory
+		}
+	}
+}
+
+// dropUsed drops the databases tests are done with, until the server
+// stops.
+func (s *pgServer) dropUsed() {
+	defer s.wg.Done()
+	for {
+		select {
+		case name := <-s.drops:
+			// FORCE ends connections a failed test left open. A database
+			// not dropped only takes disk until the server stops.
+			s.admin.Exec(`DROP DATABASE IF EXISTS ` + name + ` WITH (FORCE)`)
+		case <-s.stopping:
+			return
+		}
+	}
 }
 
 func (s *pgServer) newDatabase(t testing.TB, fromTemplate bool) string {
@@ -151,26 +214,33 @@ func (s *pgServer) newDatabase(t testing.TB, fromTemplate bool) string {
 	if err := s.start(); err != nil {
 		t.Fatal(err)
 	}
-	// A name made here, never by the test: CREATE DATABASE takes no
-	// parameters.
-	name := fmt.Sprintf("kw_test_%d", s.next.Add(1))
-	create := `CREATE DATABASE ` + name
-	if s.template != "" && fromTemplate {
-		create += ` TEMPLATE ` + s.template
-	}
-	if _, err := s.admin.Exec(create); err != nil {
-		t.Fatalf("create database %s: %v", name, err)
+	var name string
+	if fromTemplate && s.spares != nil {
+		sp := <-s.spares
+		if sp.err != nil {
+			t.Fatalf("create database %s: %v", sp.name, sp.err)
+		}
+		name = sp.name
+	} else {
+		name = s.newName()
+		if _, err := s.admin.Exec(`CREATE DATABASE ` + name); err != nil {
+			t.Fatalf("create database %s: %v", name, err)
+		}
 	}
 	t.Cleanup(func() {
-		// FORCE ends connections a failed test left open.
-		if _, err := s.admin.Exec(`DROP DATABASE IF EXISTS ` + name + ` WITH (FORCE)`); err != nil {
-			t.Errorf("drop database %s: %v", name, err)
+		select {
+		case s.drops <- name:
+		default:
 		}
 	})
 	return s.pg.DatabaseDSN(name)
 }
 
 func (s *pgServer) stop() {
+	if s.stopping != nil {
+		close(s.stopping)
+		s.wg.Wait()
+	}
 	if s.admin != nil {
 		s.admin.Close()
 	}

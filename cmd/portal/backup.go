@@ -27,6 +27,9 @@ func backupCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *to == "" {
 		return errors.New("name the backup file: portal backup --to FILE")
 	}
+	if cfg.Database != "" {
+		return fmt.Errorf("portal backup copies the SQLite database; for PostgreSQL (--database) use pg_dump: %w", store.ErrSQLiteOnly)
+	}
 	if err := cfg.resolvePaths(); err != nil {
 		return err
 	}
@@ -71,6 +74,9 @@ func restoreCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	if *from == "" {
 		return errors.New("name the backup file: portal restore --from FILE --data DIR")
+	}
+	if cfg.Database != "" {
+		return fmt.Errorf("portal restore writes the SQLite database; for PostgreSQL (--database) use pg_restore: %w", store.ErrSQLiteOnly)
 	}
 	if err := cfg.resolvePaths(); err != nil {
 		return err

@@ -44,7 +44,9 @@ import (
 
 // serveConfig is what `portal serve` is configured with.
 type serveConfig struct {
-	DataDir       string
+	DataDir string
+	// Database is a postgres:// URL; empty is the SQLite file in DataDir.
+	Database      string
 	Listen        string
 	PublicURL     string
 	TLSCert       string
@@ -105,6 +107,7 @@ const (
 // listen as the defaults of --data and --listen.
 func (c *serveConfig) flags(fs *flag.FlagSet, dataDir, listen string) {
 	fs.StringVar(&c.DataDir, "data", envOr("KEYWAY_DATA", dataDir), "data directory: database, keys, certificate (env KEYWAY_DATA)")
+	fs.StringVar(&c.Database, "database", envOr("KEYWAY_DATABASE", ""), "PostgreSQL URL for the portal's state, postgres://user:password@host:5432/db?sslmode=verify-full; default the SQLite file DATA/keyway.db (env KEYWAY_DATABASE)")
 	fs.StringVar(&c.Listen, "listen", envOr("KEYWAY_LISTEN", listen), "HTTPS listen address; :8443 is every interface, 127.0.0.1:8443 this machine only (env KEYWAY_LISTEN)")
 	fs.StringVar(&c.PublicURL, "public-url", envOr("KEYWAY_PUBLIC_URL", ""), "URL users reach the portal at, for printed links (default https://localhost:PORT)")
 	fs.StringVar(&c.TLSCert, "tls-cert", envOr("KEYWAY_TLS_CERT", ""), "PEM certificate file; default: a self-signed one in the data directory")
@@ -234,6 +237,8 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		return err
 	}
 	defer st.Close()
+	// The password in a URL never reaches the log.
+	logger.Info("database", "location", store.Redact(cfg.databaseLocation()))
 
 	// Web sessions are kept under their token's hash now; those an older
 	// portal stored as plain tokens are dropped, and their users sign in
@@ -250,7 +255,7 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	} else if n > 0 {
 		logger.Warn("connection log: sessions an earlier run of the portal left running are marked interrupted", "sessions", n)
 	}
-	sessions, stopSessions := auth.NewSessions(st.DB())
+	sessions, stopSessions := auth.NewSessions(st)
 	defer stopSessions()
 	auditLog, err := newAuditLog(cfg, st, logger)
 	if err != nil {
@@ -586,6 +591,9 @@ func listenAddresses(a *net.TCPAddr) []string {
 }
 
 func openStore(ctx context.Context, cfg serveConfig) (*store.Store, error) {
+	if err := cfg.checkDatabase(); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
@@ -597,11 +605,29 @@ func openStore(ctx context.Context, cfg serveConfig) (*store.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(ctx, filepath.Join(cfg.DataDir, "keyway.db"), sealer)
+	st, err := store.Open(ctx, cfg.databaseLocation(), sealer)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
 	return st, nil
+}
+
+// databaseLocation is --database, or the SQLite file in the data
+// directory.
+func (c serveConfig) databaseLocation() string {
+	if c.Database != "" {
+		return c.Database
+	}
+	return filepath.Join(c.DataDir, "keyway.db")
+}
+
+// checkDatabase refuses a --database that is neither empty nor a
+// PostgreSQL URL: a SQLite file lives in the data directory.
+func (c serveConfig) checkDatabase() error {
+	if c.Database != "" && !store.IsPostgres(c.Database) {
+		return fmt.Errorf("--database %s: give a postgres:// URL, or nothing for the SQLite file in the data directory (--data)", store.Redact(c.Database))
+	}
+	return nil
 }
 
 // loadSecretsKey reads (or creates) the key that seals target credentials

@@ -101,6 +101,11 @@ type Cluster struct {
 	// (it was taken for dead while cut off from the database).
 	revived []func(ctx context.Context)
 	leading bool
+
+	// lockMu guards lockConn, the leader's lock connection while this
+	// replica leads (pgx connections are not safe for concurrent use).
+	lockMu   sync.Mutex
+	lockConn *pgx.Conn
 }
 
 // Open joins the cluster: it applies the cluster tables, registers this

@@ -2,11 +2,29 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 )
+
+// ErrNotLeader is LeaderExec's answer on a replica that does not hold the
+// leader's lock.
+var ErrNotLeader = errors.New("this replica is not the leader")
+
+// LeaderExec runs sql on the connection that holds the leader's lock, so
+// it fails once that connection is gone: a leader that lost the lock but
+// has not noticed yet (until its next ping) cannot write as leader.
+func (c *Cluster) LeaderExec(ctx context.Context, sql string, args ...any) error {
+	c.lockMu.Lock()
+	defer c.lockMu.Unlock()
+	if c.lockConn == nil {
+		return ErrNotLeader
+	}
+	_, err := c.lockConn.Exec(ctx, sql, args...)
+	return err
+}
 
 // Lead runs for leader: while this replica holds the leader's advisory
 // lock, f runs with a context that ends when it loses the lock (its
@@ -87,6 +105,9 @@ func (c *Cluster) runElection(ctx context.Context, f func(ctx context.Context)) 
 
 // lead runs f while the lock's connection answers pings.
 func (c *Cluster) lead(ctx context.Context, conn *pgx.Conn, f func(ctx context.Context)) {
+	c.lockMu.Lock()
+	c.lockConn = conn
+	c.lockMu.Unlock()
 	c.setLeading(true)
 	c.logger.Info("this replica leads: it checks the gateways' health")
 	lctx, stop := context.WithCancel(ctx)
@@ -101,6 +122,9 @@ func (c *Cluster) lead(ctx context.Context, conn *pgx.Conn, f func(ctx context.C
 	defer func() {
 		stop()
 		wg.Wait()
+		c.lockMu.Lock()
+		c.lockConn = nil
+		c.lockMu.Unlock()
 		c.setLeading(false)
 	}()
 	tick := time.NewTicker(LeaderPingInterval)
@@ -112,7 +136,9 @@ func (c *Cluster) lead(ctx context.Context, conn *pgx.Conn, f func(ctx context.C
 		case <-tick.C:
 		}
 		pctx, cancel := context.WithTimeout(ctx, leaderPingTimeout)
+		c.lockMu.Lock()
 		err := conn.Ping(pctx)
+		c.lockMu.Unlock()
 		cancel()
 		if err != nil {
 			if ctx.Err() == nil {

@@ -26,6 +26,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/keyway-dev/keyway/gateway/wire"
 	"github.com/keyway-dev/keyway/portal/store"
 )
 
@@ -77,7 +78,12 @@ type Config struct {
 	// Address is host:port where the other replicas reach this one's
 	// internal listener (--cluster-advertise).
 	Address string
-	Logger  *slog.Logger
+	// SecretsKey is the portal's secrets key, which every replica shares:
+	// the replicas' internal connections are authenticated with a key
+	// derived from it (PeerIdentity). Nil leaves them off (tests of the
+	// registry alone).
+	SecretsKey []byte
+	Logger     *slog.Logger
 	// OnLeader, if set, is told when this replica becomes the leader
 	// (true) and stops being it (false).
 	OnLeader func(leading bool)
@@ -85,10 +91,13 @@ type Config struct {
 
 // Cluster is this replica's membership. Close leaves the cluster.
 type Cluster struct {
-	cfg    Config
-	pool   *pgxpool.Pool
-	conn   *pgx.ConnConfig // for the dedicated connections
-	logger *slog.Logger
+	cfg  Config
+	pool *pgxpool.Pool
+	// identity authenticates replicas to each other; nil without a
+	// secrets key.
+	identity *wire.Identity
+	conn     *pgx.ConnConfig // for the dedicated connections
+	logger   *slog.Logger
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -138,6 +147,12 @@ func Open(ctx context.Context, cfg Config) (*Cluster, error) {
 		return nil, fmt.Errorf("cluster: connect to the database: %w", err)
 	}
 	c := &Cluster{cfg: cfg, pool: pool, conn: pcfg.ConnConfig, logger: cfg.Logger.With("component", "cluster", "replica", cfg.ID)}
+	if cfg.SecretsKey != nil {
+		if c.identity, err = PeerIdentity(cfg.SecretsKey); err != nil {
+			pool.Close()
+			return nil, err
+		}
+	}
 	c.ctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	if _, err := pool.Exec(ctx, store.ClusterSchemaPostgres); err != nil {
 		pool.Close()
@@ -175,6 +190,10 @@ func (c *Cluster) ID() string { return c.cfg.ID }
 
 // Address is this replica's internal address.
 func (c *Cluster) Address() string { return c.cfg.Address }
+
+// Identity is the replicas' shared TLS identity (PeerIdentity), nil
+// without a secrets key.
+func (c *Cluster) Identity() *wire.Identity { return c.identity }
 
 // Pool is the cluster's connection pool.
 func (c *Cluster) Pool() *pgxpool.Pool { return c.pool }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
@@ -46,6 +47,9 @@ type Registry struct {
 	// off from the database.
 	local     map[string]sessions.Entry
 	terminate func(id, code, reason string) bool
+	// transport reaches the other replicas' internal listeners; nil
+	// without the replicas' key.
+	transport *http.Transport
 }
 
 // NewRegistry returns the cluster's registry and starts listening for
@@ -54,6 +58,9 @@ type Registry struct {
 // TerminateLocal); set it with SetLocal once the Manager exists.
 func NewRegistry(ctx context.Context, c *Cluster) (*Registry, error) {
 	r := &Registry{c: c, local: map[string]sessions.Entry{}}
+	if c.identity != nil {
+		r.transport = peerTransport(c.identity)
+	}
 	conn, err := r.listen(ctx)
 	if err != nil {
 		return nil, err

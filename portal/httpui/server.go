@@ -98,6 +98,21 @@ type Deps struct {
 	// Metrics counts sessions, sign-ins, hook calls and recording
 	// uploads; nil counts nothing.
 	Metrics *metrics.Portal
+	// Cluster joins the portal to the other replicas sharing its
+	// database (portal/cluster); nil is a portal alone.
+	Cluster Cluster
+}
+
+// Cluster is what the Server needs of the other replicas of a cluster.
+type Cluster interface {
+	// The running sessions of every replica.
+	sessions.Registry
+	// SetLocal sets how a terminate from another replica ends a session
+	// running here.
+	SetLocal(terminate func(id, code, reason string) bool)
+	// ForwardWatch carries a watch WebSocket to the replica running the
+	// session, for the viewer (already authorized here) at clientAddr.
+	ForwardWatch(w http.ResponseWriter, r *http.Request, replica, sessionID string, viewer int64, clientAddr string)
 }
 
 // Server is the portal's HTTP handler. Close ends the sessions it carries.
@@ -173,7 +188,13 @@ func New(d Deps) *Server {
 		// Revoking a device, or its sign-in expiring, ends its streams.
 		deps.DeviceUsable = d.Store.DeviceUsable
 	}
+	if d.Cluster != nil {
+		deps.Registry = d.Cluster
+	}
 	s.live = sessions.New(deps)
+	if d.Cluster != nil {
+		d.Cluster.SetLocal(s.live.TerminateLocal)
+	}
 	s.handler = s.routes()
 	if d.Gateways != nil {
 		d.Gateways.SetLedger(sessionLedger{s})

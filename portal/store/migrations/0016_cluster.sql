@@ -17,6 +17,7 @@ CREATE TABLE cluster_sessions (
 );
 CREATE TABLE cluster_gateway_health (
 	gateway_id      TEXT PRIMARY KEY,
+	key_fingerprint TEXT NOT NULL,
 	state           TEXT NOT NULL,
 	last_check      INTEGER,
 	last_error      TEXT NOT NULL DEFAULT '',

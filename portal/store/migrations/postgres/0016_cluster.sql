@@ -33,6 +33,9 @@ CREATE INDEX IF NOT EXISTS cluster_sessions_replica ON cluster_sessions (replica
 -- it instead of checking every gateway themselves.
 CREATE TABLE IF NOT EXISTS cluster_gateway_health (
 	gateway_id      TEXT PRIMARY KEY,
+	-- The fingerprint of the gateway key the leader checked: a replica
+	-- that knows the gateway by another key ignores the row.
+	key_fingerprint TEXT NOT NULL,
 	state           TEXT NOT NULL,
 	last_check      TIMESTAMPTZ,
 	last_error      TEXT NOT NULL DEFAULT '',

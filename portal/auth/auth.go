@@ -68,6 +68,20 @@ func CheckPassword(hash, pw string) (bool, error) {
 // goroutine.
 func NewSessions(db *sql.DB) (*scs.SessionManager, func()) {
 	st := sqlite3store.NewWithCleanupInterval(db, 10*time.Minute)
+	return NewSessionsIn(st), st.StopCleanup
+}
+
+// SessionStore is where web sessions are kept: scs's sqlite3store, or
+// postgresstore when replicas share a PostgreSQL database.
+type SessionStore interface {
+	scs.Store
+	scs.IterableStore
+}
+
+// NewSessionsIn returns the web session manager keeping its sessions in
+// st under the SHA-256 of each token. The caller owns st (and stops its
+// cleanup).
+func NewSessionsIn(st SessionStore) *scs.SessionManager {
 	m := scs.New()
 	m.Store = hashedStore{inner: st}
 	m.Lifetime = 12 * time.Hour
@@ -77,7 +91,7 @@ func NewSessions(db *sql.DB) (*scs.SessionManager, func()) {
 	m.Cookie.Secure = true
 	m.Cookie.SameSite = http.SameSiteLaxMode
 	m.Cookie.Persist = false
-	return m, st.StopCleanup
+	return m
 }
 
 // Errors of SignIn.

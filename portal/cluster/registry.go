@@ -45,8 +45,9 @@ type Registry struct {
 	// local are the sessions this replica registered, made again if its
 	// replica row (and with it their rows) was deleted while it was cut
 	// off from the database.
-	local     map[string]sessions.Entry
-	terminate func(id, code, reason string) bool
+	local map[string]sessions.Entry
+	// here is this replica's session manager.
+	here sessions.Local
 	// transport reaches the other replicas' internal listeners; nil
 	// without the replicas' key.
 	transport *http.Transport
@@ -54,8 +55,8 @@ type Registry struct {
 
 // NewRegistry returns the cluster's registry and starts listening for
 // terminates addressed to this replica; it returns once it listens.
-// terminate ends a session of this replica (sessions.Manager's
-// TerminateLocal); set it with SetLocal once the Manager exists.
+// What other replicas ask of this one goes to the Manager given to
+// SetLocal.
 func NewRegistry(ctx context.Context, c *Cluster) (*Registry, error) {
 	r := &Registry{c: c, local: map[string]sessions.Entry{}}
 	if c.identity != nil {
@@ -74,10 +75,11 @@ func NewRegistry(ctx context.Context, c *Cluster) (*Registry, error) {
 	return r, nil
 }
 
-// SetLocal sets how a terminate addressed to this replica ends the session.
-func (r *Registry) SetLocal(terminate func(id, code, reason string) bool) {
+// SetLocal sets this replica's session manager, which ends the sessions
+// other replicas ask to end.
+func (r *Registry) SetLocal(l sessions.Local) {
 	r.mu.Lock()
-	r.terminate = terminate
+	r.here = l
 	r.mu.Unlock()
 }
 
@@ -174,8 +176,12 @@ func (r *Registry) Remote(ctx context.Context) ([]sessions.Entry, error) {
 
 // message is what replicas NOTIFY each other.
 type message struct {
-	Type    string `json:"type"` // "terminate"
+	Type string `json:"type"` // "terminate", "signed_out"
+	// Replica is the replica a terminate is for, the sender of a
+	// sign-out.
 	Replica string `json:"replica"`
+	// Token is the hash of the token that signed out.
+	Token   string `json:"token,omitempty"`
 	Session string `json:"session"`
 	Code    string `json:"code,omitempty"`
 	Reason  string `json:"reason,omitempty"`
@@ -188,15 +194,28 @@ func (r *Registry) Terminate(ctx context.Context, e sessions.Entry, code, reason
 	if len(reason) > maxReason {
 		reason = reason[:maxReason]
 	}
-	b, err := json.Marshal(message{Type: "terminate", Replica: e.Replica, Session: e.ID, Code: code, Reason: reason})
+	if err := r.notify(ctx, message{Type: "terminate", Replica: e.Replica, Session: e.ID, Code: code, Reason: reason}); err != nil {
+		return fmt.Errorf("terminate %s on replica %s: %w", e.ID, e.Replica, err)
+	}
+	return nil
+}
+
+// SignedOut implements sessions.Registry.
+func (r *Registry) SignedOut(ctx context.Context, tokenHash string) error {
+	return r.notify(ctx, message{Type: "signed_out", Replica: r.c.cfg.ID, Token: tokenHash})
+}
+
+// notify sends m to every replica.
+func (r *Registry) notify(ctx context.Context, m message) error {
+	b, err := json.Marshal(m)
 	if err != nil {
 		return err
 	}
 	if len(b) > maxNotify {
-		return fmt.Errorf("terminate %s: message of %d bytes is over %d", e.ID, len(b), maxNotify)
+		return fmt.Errorf("notify: message of %d bytes is over %d", len(b), maxNotify)
 	}
 	if _, err := r.c.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, notifyChannel, string(b)); err != nil {
-		return fmt.Errorf("terminate %s on replica %s: %w", e.ID, e.Replica, err)
+		return fmt.Errorf("notify the other replicas: %w", err)
 	}
 	return nil
 }
@@ -261,13 +280,20 @@ func (r *Registry) handle(payload string) {
 		r.c.logger.Warn("cluster: unreadable notification", "err", err)
 		return
 	}
+	r.mu.Lock()
+	here := r.here
+	r.mu.Unlock()
+	if here == nil {
+		return
+	}
+	if m.Type == "signed_out" && m.Replica != r.c.cfg.ID {
+		here.EndSignedOutHash(m.Token)
+		return
+	}
 	if m.Type != "terminate" || m.Replica != r.c.cfg.ID {
 		return
 	}
-	r.mu.Lock()
-	terminate := r.terminate
-	r.mu.Unlock()
-	if terminate == nil || !terminate(m.Session, m.Code, m.Reason) {
+	if !here.TerminateLocal(m.Session, m.Code, m.Reason) {
 		r.c.logger.Info("terminate from another replica: no such session here", "session", m.Session)
 		return
 	}

@@ -48,7 +48,7 @@ func newReplica(t *testing.T, pg *targets.Postgres, st *store.Store, name string
 	logger := slog.New(slog.DiscardHandler)
 	m := sessions.New(sessions.Deps{Store: st, Authz: authz.New(st), Gateways: gateways.New(id, logger, 5*time.Second),
 		Logger: logger, Registry: reg})
-	reg.SetLocal(m.TerminateLocal)
+	reg.SetLocal(m)
 	return &replica{c: c, reg: reg, m: m}
 }
 
@@ -122,6 +122,18 @@ func TestRegistryAcrossReplicas(t *testing.T) {
 	if b.m.Find(ctx, "T1") != nil {
 		t.Fatal("an ended session is still listed on b")
 	}
+
+	// Signing out on B ends the sessions opened from that sign-in on A.
+	fromWeb, webUser := net.Pipe()
+	t.Cleanup(func() { fromWeb.Close(); webUser.Close() })
+	a.m.AddForTest("T2", user, res, sessions.KindTerminal, fromWeb).SetWebTokenForTest("sign-in-token")
+	b.m.EndSignedOut("sign-in-token")
+	webUser.SetReadDeadline(time.Now().Add(30 * time.Second))
+	_, err = webUser.Read(make([]byte, 1))
+	if ne, ok := err.(net.Error); err == nil || ok && ne.Timeout() {
+		t.Fatalf("a's session still open after signing out on b: %v", err)
+	}
+	a.m.Get("T2").End("signed out", "")
 
 	// A replica that dies leaves its sessions until its heartbeat is past
 	// the TTL; then any other replica's heartbeat removes them.

@@ -107,9 +107,9 @@ type Deps struct {
 type Cluster interface {
 	// The running sessions of every replica.
 	sessions.Registry
-	// SetLocal sets how a terminate from another replica ends a session
-	// running here.
-	SetLocal(terminate func(id, code, reason string) bool)
+	// SetLocal sets the session manager that ends the sessions running
+	// here that other replicas ask to end.
+	SetLocal(here sessions.Local)
 	// ForwardWatch carries a watch WebSocket to the replica running the
 	// session, for the viewer (already authorized here) at clientAddr.
 	ForwardWatch(w http.ResponseWriter, r *http.Request, replica, sessionID string, viewer int64, clientAddr string)
@@ -193,7 +193,7 @@ func New(d Deps) *Server {
 	}
 	s.live = sessions.New(deps)
 	if d.Cluster != nil {
-		d.Cluster.SetLocal(s.live.TerminateLocal)
+		d.Cluster.SetLocal(s.live)
 	}
 	s.handler = s.routes()
 	if d.Gateways != nil {

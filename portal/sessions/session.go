@@ -2,6 +2,8 @@ package sessions
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net"
@@ -367,17 +369,41 @@ func (m *Manager) Terminate(actor string, f Filter) []*Session {
 }
 
 // EndSignedOut ends the running sessions opened from the sign-in session
-// token, which has just signed out.
+// token, which has just signed out, here and on the other replicas.
 func (m *Manager) EndSignedOut(token string) {
 	if token == "" {
 		return
 	}
+	m.EndSignedOutHash(TokenHash(token))
+	if m.Registry != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), registryTimeout)
+		defer cancel()
+		if err := m.Registry.SignedOut(ctx, TokenHash(token)); err != nil {
+			m.Logger.Error("tell the other replicas of a sign-out", "err", err)
+		}
+	}
+}
+
+// EndSignedOutHash ends this replica's running sessions opened from the
+// sign-in session whose token has hash tokenHash.
+func (m *Manager) EndSignedOutHash(tokenHash string) {
 	for _, s := range m.Live() {
-		if s.webToken == token {
+		if s.webToken != "" && TokenHash(s.webToken) == tokenHash {
 			s.Terminate(endSignedOut, "You signed out, so the session has ended.")
 		}
 	}
 }
+
+// TokenHash is how a sign-in session's token is named between replicas:
+// its SHA-256, so that no token leaves the replica that holds it.
+func TokenHash(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+// SetWebTokenForTest says which sign-in session a session made by
+// AddForTest was opened from.
+func (s *Session) SetWebTokenForTest(token string) { s.webToken = token }
 
 // AddForTest registers a running session over conn that no gateway
 // opened, for tests of the handlers that relay and watch sessions; End

@@ -102,6 +102,16 @@ type Registry interface {
 	Remote(ctx context.Context) ([]Entry, error)
 	// Terminate asks the replica running e to end it.
 	Terminate(ctx context.Context, e Entry, code, reason string) error
+	// SignedOut tells the other replicas that the sign-in session whose
+	// token has this hash (TokenHash) signed out.
+	SignedOut(ctx context.Context, tokenHash string) error
+}
+
+// Local is what a Registry calls on this replica's Manager when another
+// replica asks.
+type Local interface {
+	TerminateLocal(id, code, reason string) bool
+	EndSignedOutHash(tokenHash string)
 }
 
 // Entry is a running session as the replicas of a cluster list it.

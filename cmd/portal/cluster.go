@@ -118,7 +118,15 @@ func (r *replica) runHealth(ctx context.Context, wg *sync.WaitGroup, pool *gatew
 			pool.RunHealth(ctx, gateways.DefaultHealth)
 			return
 		}
-		h := &cluster.Health{Cluster: r.c, Pool: pool, Config: gateways.DefaultHealth, Sync: ui.SyncGateways}
+		// What an admin saves on another replica (gateways, the hook,
+		// the trusted proxies) is taken up at each read.
+		sync := func(ctx context.Context) error {
+			if err := ui.SyncGateways(ctx); err != nil {
+				return err
+			}
+			return ui.SyncSettings(ctx)
+		}
+		h := &cluster.Health{Cluster: r.c, Pool: pool, Config: gateways.DefaultHealth, Sync: sync}
 		h.Run(ctx)
 	}()
 }

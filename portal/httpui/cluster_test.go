@@ -148,3 +148,26 @@ func TestWatchAndTerminateAcrossReplicas(t *testing.T) {
 		}
 	}
 }
+
+// TestSyncSettings: trusted proxies an admin saved through another
+// replica (here: straight into the shared store) are taken up by
+// SyncSettings, and an unchanged store changes nothing.
+func TestSyncSettings(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if err := f.ui.SyncSettings(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.ui.ClientInfo.Trusted(); len(got) != 0 {
+		t.Fatalf("trusted at start: %v", got)
+	}
+	if err := f.store.SetSetting(ctx, proxiesSetting, "10.1.0.0/16"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.ui.SyncSettings(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.ui.ClientInfo.Trusted(); len(got) != 1 || got[0].String() != "10.1.0.0/16" {
+		t.Fatalf("trusted after another replica's save: %v", got)
+	}
+}

@@ -141,6 +141,9 @@ type Server struct {
 	// settingsMu orders changes of the hook and trusted proxies, so
 	// that a kept secret is the one stored.
 	settingsMu sync.Mutex
+	// syncedSettings are the stored trusted proxies and hook SyncSettings
+	// last applied.
+	syncedSettings *[2]string
 
 	// deviceLogins counts device sign-in requests per client address,
 	// deviceTokens failed device code exchanges.

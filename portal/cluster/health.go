@@ -36,26 +36,45 @@ type Health struct {
 // Run runs the health sharing until ctx ends: it runs for leader (Lead),
 // so call it once per Cluster.
 func (h *Health) Run(ctx context.Context) {
+	// A change of the gateways (Pool.CheckRequests) wakes both the local
+	// checks and, on the leader, the remote ones.
+	wakeLocal, wakeLead := make(chan struct{}, 1), make(chan struct{}, 1)
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() {
 		defer wg.Done()
-		h.every(ctx, h.Config.Interval, func(ctx context.Context) {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-h.Pool.CheckRequests():
+				for _, c := range []chan struct{}{wakeLocal, wakeLead} {
+					select {
+					case c <- struct{}{}:
+					default:
+					}
+				}
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		h.every(ctx, h.Config.Interval, wakeLocal, func(ctx context.Context) {
 			h.Pool.CheckWhere(ctx, h.Config, func(g gateways.Gateway) bool { return g.Embedded })
 		})
 	}()
 	go func() {
 		defer wg.Done()
-		h.every(ctx, HealthReadInterval, h.follow)
+		h.every(ctx, HealthReadInterval, nil, h.follow)
 	}()
 	h.Cluster.Lead(func(lctx context.Context) {
-		h.every(lctx, h.Config.Interval, h.lead)
+		h.every(lctx, h.Config.Interval, wakeLead, h.lead)
 	})
 	wg.Wait()
 }
 
-// every runs f now and then every d until ctx ends.
-func (h *Health) every(ctx context.Context, d time.Duration, f func(ctx context.Context)) {
+// every runs f now, then every d and whenever wake fires, until ctx ends.
+func (h *Health) every(ctx context.Context, d time.Duration, wake <-chan struct{}, f func(ctx context.Context)) {
 	tick := time.NewTicker(d)
 	defer tick.Stop()
 	for {
@@ -64,6 +83,7 @@ func (h *Health) every(ctx context.Context, d time.Duration, f func(ctx context.
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		case <-wake:
 		}
 	}
 }

@@ -65,6 +65,9 @@ const (
 // database.
 const leaderLockKey int64 = 0x6b65797761790001 // "keyway" 0001
 
+// schemaLockKey serialises the replicas' creation of the cluster tables.
+const schemaLockKey int64 = 0x6b65797761790002
+
 // maxAddress bounds a replica's advertised address.
 const maxAddress = 255
 
@@ -154,7 +157,17 @@ func Open(ctx context.Context, cfg Config) (*Cluster, error) {
 		}
 	}
 	c.ctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	if _, err := pool.Exec(ctx, store.ClusterSchemaPostgres); err != nil {
+	// Replicas starting together would race on CREATE TABLE IF NOT
+	// EXISTS (PostgreSQL then fails one on its catalog's unique index):
+	// one at a time, under a transaction-scoped advisory lock.
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, schemaLockKey); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, store.ClusterSchemaPostgres)
+		return err
+	})
+	if err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("cluster: create the cluster tables: %w", err)
 	}

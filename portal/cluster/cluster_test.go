@@ -146,3 +146,26 @@ func TestLeaderFailover(t *testing.T) {
 		t.Fatalf("after one left: %d replicas", len(replicas))
 	}
 }
+
+// TestJoinTogether: replicas starting at the same moment on an empty
+// database all join (the cluster tables are created once).
+func TestJoinTogether(t *testing.T) {
+	t.Parallel()
+	pg := targets.NewPostgres(t)
+	const n = 4
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			c, err := Open(context.Background(), Config{URL: dsn(pg), ID: fmt.Sprint("r", i), Address: "127.0.0.1:1"})
+			if err == nil {
+				t.Cleanup(c.Close)
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}

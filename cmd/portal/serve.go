@@ -91,6 +91,9 @@ type serveConfig struct {
 	// is off.
 	MetricsListen string
 	PprofListen   string
+	// ClusterDatabase, ClusterListen and ClusterAdvertise configure
+	// cluster mode (cluster.go).
+	ClusterDatabase, ClusterListen, ClusterAdvertise string
 }
 
 // Defaults of --data and --listen. The demo keeps its data apart from a
@@ -128,6 +131,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet, dataDir, listen string) {
 	fs.StringVar(&c.TLSMinVersion, "tls-min-version", envOr("KEYWAY_TLS_MIN_VERSION", "1.2"), "lowest TLS version of the HTTPS listener and of the portal's outgoing connections: 1.2 or 1.3; 1.3 is preferred either way (env KEYWAY_TLS_MIN_VERSION)")
 	fs.StringVar(&c.TLSServerCiphers, "tls-server-ciphers", envOr("KEYWAY_TLS_SERVER_CIPHERS", ""), "comma-separated TLS 1.2 cipher suites the HTTPS listener allows, e.g. TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256; default Go's (env KEYWAY_TLS_SERVER_CIPHERS)")
 	fs.StringVar(&c.TLSClientCiphers, "tls-client-ciphers", envOr("KEYWAY_TLS_CLIENT_CIPHERS", ""), "comma-separated TLS 1.2 cipher suites allowed when the portal connects out (hook, OIDC, SAML, LDAP); default Go's (env KEYWAY_TLS_CLIENT_CIPHERS)")
+	c.clusterFlags(fs)
 	fs.StringVar(&c.ExportsMaxMB, "exports-max-mb", envOr("KEYWAY_EXPORTS_MAX_MB", "5120"), "MiB of video exports of desktop recordings kept in DATA/exports; past it the least recently used go; 0 for no bound (env KEYWAY_EXPORTS_MAX_MB)")
 }
 
@@ -248,12 +252,20 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	} else if n > 0 {
 		logger.Info("signed out web sessions stored before session tokens were hashed", "sessions", n)
 	}
-	// A portal that stopped without ending its sessions (killed, crashed)
-	// left them running in the connection log; none runs yet.
-	if n, err := st.EndRunningConnections(ctx, time.Now()); err != nil {
+	rep, err := joinCluster(ctx, cfg, logger)
+	if err != nil {
 		return err
-	} else if n > 0 {
-		logger.Warn("connection log: sessions an earlier run of the portal left running are marked interrupted", "sessions", n)
+	}
+	defer rep.close()
+	// A portal that stopped without ending its sessions (killed, crashed)
+	// left them running in the connection log; none runs yet. Not so in
+	// a cluster, where the other replicas' sessions run.
+	if rep == nil {
+		if n, err := st.EndRunningConnections(ctx, time.Now()); err != nil {
+			return err
+		} else if n > 0 {
+			logger.Warn("connection log: sessions an earlier run of the portal left running are marked interrupted", "sessions", n)
+		}
 	}
 	sessions, stopSessions := auth.NewSessions(st)
 	defer stopSessions()
@@ -428,7 +440,7 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		uiExports = videos
 	}
 
-	ui := httpui.New(httpui.Deps{
+	uiDeps := httpui.Deps{
 		Store: st, Sessions: sessions, Auth: auth.New(st, auth.NewLimiter(time.Now), logger, auth.WithDirectoryTLS(tlsSet)),
 		Audit: auditLog, Authz: authz.New(st), Gateways: pool, Assets: assets.Handler(), Logger: logger,
 		PortalKey: portalID.PublicKeyString(), PortalURL: publicURL, PortalTLSKeySHA256: certs.KeySHA256(cert), PortalIdentity: portalID, GatewayTokenLifetime: cfg.GatewayTokenLifetime,
@@ -442,7 +454,9 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		ClientsDir:        clientsDir(cfg.ClientsDir),
 		ClientTLS:         tlsSet,
 		Metrics:           portalMetrics,
-	})
+	}
+	rep.deps(&uiDeps)
+	ui := httpui.New(uiDeps)
 	defer ui.Close()
 	// The hook and the trusted proxies as admins saved them; a hook that
 	// no longer loads stops the start rather than connect without it.
@@ -456,11 +470,8 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	// connections need not wait for the health loop; remote gateways, which
 	// may be slow or down, are left to the loop.
 	pool.Check(ctx, strconv.FormatInt(embedded.ID, 10), gateways.DefaultHealth)
-	healthDone.Add(1)
-	go func() {
-		defer healthDone.Done()
-		pool.RunHealth(healthCtx, gateways.DefaultHealth)
-	}()
+	rep.runHealth(healthCtx, &healthDone, pool, ui)
+	rep.serve(ui)
 	// Expired recordings and connection log rows go at start and then
 	// hourly; the health loop's context and wait group own this goroutine
 	// too.

@@ -63,6 +63,13 @@ func CheckPassword(hash, pw string) (bool, error) {
 	return ok, nil
 }
 
+// SessionStore is where web sessions are kept: scs's sqlite3store, or
+// postgresstore when replicas share a PostgreSQL database.
+type SessionStore interface {
+	scs.Store
+	scs.IterableStore
+}
+
 // sessionCleanup is how often expired web sessions are deleted.
 const sessionCleanup = 10 * time.Minute
 
@@ -72,8 +79,7 @@ const sessionCleanup = 10 * time.Minute
 // function that stops its cleanup goroutine.
 func NewSessions(db *store.Store) (*scs.SessionManager, func()) {
 	var st interface {
-		scs.Store
-		scs.IterableStore
+		SessionStore
 		StopCleanup()
 	}
 	if db.Postgres() {

@@ -199,12 +199,23 @@ func (p *Pool) Set(gws []Gateway) {
 			old.transport.CloseIdleConnections()
 		}
 	}
+	changed := len(kept) != len(next) || len(kept) != len(p.entries)
 	p.entries = next
+	if !changed {
+		// Nothing to check anew: a cluster's replicas set the same
+		// gateways every few seconds.
+		return
+	}
 	select {
 	case p.checkNow <- struct{}{}:
 	default:
 	}
 }
+
+// CheckRequests says when the set of gateways changed (a key pasted, an
+// address changed), so that a health loop other than RunHealth checks at
+// once.
+func (p *Pool) CheckRequests() <-chan struct{} { return p.checkNow }
 
 // Segment is a segment as selection needs it.
 type Segment struct {

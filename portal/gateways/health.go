@@ -61,11 +61,16 @@ func (p *Pool) Check(ctx context.Context, id string, cfg HealthConfig) {
 }
 
 // CheckAll checks every gateway that has a key once, in parallel.
-func (p *Pool) CheckAll(ctx context.Context, cfg HealthConfig) {
+func (p *Pool) CheckAll(ctx context.Context, cfg HealthConfig) { p.CheckWhere(ctx, cfg, nil) }
+
+// CheckWhere checks once, in parallel, every gateway with a key that
+// keep accepts (nil accepts all): in a cluster the leader checks the
+// remote gateways and each replica its own embedded one.
+func (p *Pool) CheckWhere(ctx context.Context, cfg HealthConfig, keep func(Gateway) bool) {
 	var gws []Gateway
 	p.mu.Lock()
 	for _, e := range p.entries {
-		if len(e.gw.Key) > 0 {
+		if len(e.gw.Key) > 0 && (keep == nil || keep(e.gw)) {
 			gws = append(gws, e.gw)
 		}
 	}
@@ -125,6 +130,23 @@ func (p *Pool) check(ctx context.Context, g Gateway, cfg HealthConfig) {
 		p.logger.Error("gateway unavailable", "gateway", g.Name, "segment", g.Segment, "attempts", cfg.Attempts, "err", err)
 	case h.State == StateAvailable && prev != StateAvailable:
 		p.logger.Info("gateway available", "gateway", g.Name, "segment", g.Segment, "version", st.Version)
+	}
+}
+
+// SetHealth sets the health of gateway id as another replica checked it
+// (portal/cluster); an unknown or pending gateway is left alone. A change
+// of state is logged as a check's would be.
+func (p *Pool) SetHealth(id string, h Health) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e, ok := p.entries[id]
+	if !ok || len(e.gw.Key) == 0 || e.health == h {
+		return
+	}
+	prev := e.health.State
+	e.health = h
+	if h.State != prev {
+		p.logger.Info("gateway health from the cluster's leader", "gateway", e.gw.Name, "state", h.State, "err", h.LastError)
 	}
 }
 

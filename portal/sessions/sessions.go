@@ -82,7 +82,61 @@ type Deps struct {
 	// Metrics counts sessions, their connect time and bytes, and hook
 	// calls; nil counts nothing.
 	Metrics *metrics.Portal
+	// Registry shares the running sessions with the other replicas of a
+	// cluster, whose sessions then count against MaxPerUser too; nil is a
+	// portal alone.
+	Registry Registry
 }
+
+// Registry is where the replicas of a cluster list their running
+// sessions (portal/cluster).
+type Registry interface {
+	// Acquire registers e as running on this replica, unless max > 0 and
+	// e's user already has max counted sessions running on all replicas.
+	Acquire(ctx context.Context, e Entry, max int) (ok bool, err error)
+	// Release unregisters session id.
+	Release(ctx context.Context, id string)
+	// Count is how many counted sessions the user runs on all replicas.
+	Count(ctx context.Context, userID int64) (int, error)
+	// Remote lists the sessions running on the other replicas.
+	Remote(ctx context.Context) ([]Entry, error)
+	// Terminate asks the replica running e to end it.
+	Terminate(ctx context.Context, e Entry, code, reason string) error
+	// SignedOut tells the other replicas that the sign-in session whose
+	// token has this hash (TokenHash) signed out.
+	SignedOut(ctx context.Context, tokenHash string) error
+}
+
+// Local is what a Registry calls on this replica's Manager when another
+// replica asks.
+type Local interface {
+	TerminateLocal(id, code, reason string) bool
+	EndSignedOutHash(tokenHash string)
+}
+
+// Entry is a running session as the replicas of a cluster list it.
+type Entry struct {
+	ID string `json:"id"`
+	// Replica runs the session; set by the registry.
+	Replica    string    `json:"-"`
+	Kind       Kind      `json:"kind"`
+	UserID     int64     `json:"user_id"`
+	User       string    `json:"user"`
+	ResourceID int64     `json:"resource_id"`
+	Resource   string    `json:"resource"`
+	Protocol   string    `json:"protocol"`
+	Gateway    string    `json:"gateway"`
+	Segment    string    `json:"segment"`
+	ClientAddr string    `json:"client_addr"`
+	Start      time.Time `json:"start"`
+	Posture    []string  `json:"posture,omitempty"`
+	Device     string    `json:"device,omitempty"`
+	Target     string    `json:"target,omitempty"`
+}
+
+// Counted reports whether the session counts against MaxPerUser: tunnel
+// streams have limits of their own.
+func (e Entry) Counted() bool { return e.Kind != KindTCP }
 
 // Manager starts sessions and keeps those running. Run its guard with Run.
 type Manager struct {
@@ -397,6 +451,13 @@ func (m *Manager) checkGrant(ctx context.Context, a *Admission) error {
 // checkPolicies applies the access policies and the per-user session cap.
 func (m *Manager) checkPolicies(ctx context.Context, a *Admission) error {
 	running := m.running(a.req.User.ID)
+	if m.Registry != nil {
+		n, err := m.Registry.Count(ctx, a.req.User.ID)
+		if err != nil {
+			return fmt.Errorf("count the user's sessions on every replica: %w", err)
+		}
+		running = n
+	}
 	if a.req.Kind == KindTCP {
 		// Streams have limits of their own, checked here so that the
 		// excess is refused before a gateway is asked; Open counts.
@@ -568,6 +629,16 @@ func (m *Manager) Open(ctx context.Context, a *Admission) (*Session, error) {
 			return nil, ref
 		}
 	}
+	if err := m.register(ctx, a, s); err != nil {
+		var ref *Refusal
+		if !errors.As(err, &ref) {
+			m.Logger.Error("register session with the cluster", "session", a.id, "err", err)
+			ref = &Refusal{Code: "internal", Status: http.StatusInternalServerError,
+				Message: "The connection could not be opened because of an internal error."}
+		}
+		m.refused(a, ref)
+		return nil, ref
+	}
 	conn, resp, err := m.dial(ctx, a)
 	if err != nil {
 		switch a.req.Kind {
@@ -577,6 +648,7 @@ func (m *Manager) Open(ctx context.Context, a *Admission) (*Session, error) {
 		default:
 			m.release(a.req.User.ID)
 		}
+		m.unregister(s)
 		var ref *Refusal
 		if errors.As(err, &ref) {
 			ref.Details = s.details(ref.Details)
@@ -614,6 +686,44 @@ func (m *Manager) Open(ctx context.Context, a *Admission) (*Session, error) {
 		"gateway", s.Gateway.Name, "segment", s.Gateway.Segment)
 	return s, nil
 }
+
+// register puts an opening session into the cluster's registry, checking
+// the user's cap on all replicas; without a registry it does nothing. A
+// registry's failure undoes the local count.
+func (m *Manager) register(ctx context.Context, a *Admission, s *Session) error {
+	if m.Registry == nil || a.req.Kind == KindTest {
+		return nil
+	}
+	e := s.Entry()
+	ok, err := m.Registry.Acquire(ctx, e, MaxPerUser)
+	if err == nil && ok {
+		return nil
+	}
+	if a.req.Kind == KindTCP {
+		m.releaseStream(a.req.User.ID, a.req.Device.ID)
+	} else {
+		m.release(a.req.User.ID)
+	}
+	if err != nil {
+		return err
+	}
+	return &Refusal{Code: "too_many_sessions", Reason: "at the cap on all replicas", Status: http.StatusTooManyRequests,
+		Message: fmt.Sprintf("You already have %d sessions open. Close one and try again.", MaxPerUser)}
+}
+
+// unregister takes a session out of the cluster's registry.
+func (m *Manager) unregister(s *Session) {
+	if m.Registry == nil || s.Kind == KindTest || s.Kind == KindWatch || s.Replica != "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), registryTimeout)
+	defer cancel()
+	m.Registry.Release(ctx, s.ID)
+}
+
+// registryTimeout bounds a registry call made without a request's
+// context (a session's end, a terminate).
+const registryTimeout = 5 * time.Second
 
 func (m *Manager) acquire(userID int64) bool {
 	m.mu.Lock()

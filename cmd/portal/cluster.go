@@ -2,31 +2,35 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/keyway-dev/keyway/portal/cluster"
 	"github.com/keyway-dev/keyway/portal/gateways"
 	"github.com/keyway-dev/keyway/portal/httpui"
+	"github.com/keyway-dev/keyway/portal/store"
 )
 
 // clusterFlags registers the flags of cluster mode (several replicas on
 // one PostgreSQL database).
 func (c *serveConfig) clusterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.ClusterDatabase, "cluster-database", envOr("KEYWAY_CLUSTER_DATABASE", ""), "postgres:// URL of the database portal replicas share: turns on cluster mode (env KEYWAY_CLUSTER_DATABASE)")
 	fs.StringVar(&c.ClusterListen, "cluster-listen", envOr("KEYWAY_CLUSTER_LISTEN", ":8444"), "in cluster mode, the address of the internal listener the other replicas call (mutual TLS with a key derived from the secrets key); keep it off the load balancer (env KEYWAY_CLUSTER_LISTEN)")
 	fs.StringVar(&c.ClusterAdvertise, "cluster-advertise", envOr("KEYWAY_CLUSTER_ADVERTISE", ""), "in cluster mode, host:port where the other replicas reach --cluster-listen; default: this machine's first non-loopback address (env KEYWAY_CLUSTER_ADVERTISE)")
 }
 
 // clusterURL is the database the replicas coordinate through, "" for a
-// portal alone.
-func (c *serveConfig) clusterURL() string { return c.ClusterDatabase }
+// portal alone: a portal on PostgreSQL is always a replica, the only one
+// or one of several.
+func (c *serveConfig) clusterURL() string {
+	if store.IsPostgres(c.Database) {
+		return c.Database
+	}
+	return ""
+}
 
 // replica is this process's part in a cluster; nil methods do nothing,
 // so a portal alone carries a nil *replica.
@@ -43,9 +47,6 @@ func joinCluster(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*re
 	url := cfg.clusterURL()
 	if url == "" {
 		return nil, nil
-	}
-	if !strings.HasPrefix(url, "postgres://") && !strings.HasPrefix(url, "postgresql://") {
-		return nil, errors.New("cluster mode needs a PostgreSQL database: give a postgres:// URL")
 	}
 	key, err := loadSecretsKey(cfg)
 	if err != nil {

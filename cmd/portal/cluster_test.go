@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -20,14 +22,13 @@ import (
 	"github.com/keyway-dev/keyway/portal/store"
 )
 
-// TestServeClusterMode: `portal serve --cluster-database postgres://…`
-// joins the cluster with its internal listener's address, leads (it is
-// alone), and leaves when it stops; a URL that is not PostgreSQL is
-// refused in words.
+// TestServeClusterMode: `portal serve --database postgres://…` joins the
+// cluster with its internal listener's address, leads (it is alone), and
+// leaves when it stops.
 func TestServeClusterMode(t *testing.T) {
 	pg := targets.NewPostgres(t)
-	dsn := (&url.URL{Scheme: "postgres", User: url.UserPassword(pg.User, pg.Password), Host: pg.Addr(), Path: "/" + pg.Database, RawQuery: "sslmode=disable"}).String()
-	_, log, stop := startPortalWith(t, serveConfig{DataDir: t.TempDir(), Listen: "127.0.0.1:0", ClusterDatabase: dsn, ClusterListen: "127.0.0.1:0"})
+	dsn := pg.DSN()
+	_, log, stop := startPortalWith(t, serveConfig{DataDir: t.TempDir(), Listen: "127.0.0.1:0", Database: dsn, ClusterListen: "127.0.0.1:0"})
 	ctx := context.Background()
 	db, err := pgx.Connect(ctx, dsn)
 	if err != nil {
@@ -46,16 +47,11 @@ func TestServeClusterMode(t *testing.T) {
 	if err := db.QueryRow(ctx, `SELECT count(*) FROM cluster_replicas`).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("%d replicas after stop (%v)", n, err)
 	}
-
-	err = serveWith(ctx, serveConfig{DataDir: t.TempDir(), Listen: "127.0.0.1:0", GatewayListen: "127.0.0.1:0", LogLevel: "info", ClusterDatabase: "mysql://x"}, &syncBuffer{}, nil)
-	if err == nil || !strings.Contains(err.Error(), "needs a PostgreSQL database") {
-		t.Fatalf("a MySQL URL: %v", err)
-	}
 }
 
 // TestReplicasWatchAndTerminate: two `portal serve` replicas in cluster
-// mode on one PostgreSQL (and, until the store runs on PostgreSQL, one
-// data directory for the rest). Carol's terminal to a real sshd runs on
+// mode on one PostgreSQL, each with its own data directory holding the
+// keys replicas share (as the Helm chart copies them). Carol's terminal to a real sshd runs on
 // replica A; an admin signed in on replica B finds it on B's Sessions
 // page, watches what carol types (B forwards the watch to A's internal
 // listener) and ends it (B tells A): carol is told an administrator ended
@@ -64,14 +60,25 @@ func TestReplicasWatchAndTerminate(t *testing.T) {
 	ctx := context.Background()
 	pg := targets.NewPostgres(t)
 	sshd := targets.NewSSHD(t)
-	dsn := (&url.URL{Scheme: "postgres", User: url.UserPassword(pg.User, pg.Password), Host: pg.Addr(), Path: "/" + pg.Database, RawQuery: "sslmode=disable"}).String()
+	dsn := pg.DSN()
 	dir := t.TempDir()
-	if err := run(ctx, []string{"users", "add", "boss", "--role", "admin", "--password-stdin", "--data", dir},
+	if err := run(ctx, []string{"users", "add", "boss", "--role", "admin", "--password-stdin", "--data", dir, "--database", dsn},
 		strings.NewReader("admin-password-3\n"), io.Discard, io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	a, aLog, _ := startPortalWith(t, serveConfig{DataDir: dir, Listen: "127.0.0.1:0", ClusterDatabase: dsn, ClusterListen: "127.0.0.1:0"})
-	b, bLog, _ := startPortalWith(t, serveConfig{DataDir: dir, Listen: "127.0.0.1:0", ClusterDatabase: dsn, ClusterListen: "127.0.0.1:0"})
+	a, aLog, _ := startPortalWith(t, serveConfig{DataDir: dir, Listen: "127.0.0.1:0", Database: dsn, ClusterListen: "127.0.0.1:0"})
+	dirB := t.TempDir()
+	for _, f := range []string{"secrets.key", "portal-identity.pem", filepath.Join("gateway", "identity.pem")} {
+		raw, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.MkdirAll(filepath.Dir(filepath.Join(dirB, f)), 0o700)
+		if err := os.WriteFile(filepath.Join(dirB, f), raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, bLog, _ := startPortalWith(t, serveConfig{DataDir: dirB, Listen: "127.0.0.1:0", Database: dsn, ClusterListen: "127.0.0.1:0"})
 	// Both replicas wrote their own embedded gateway's ports into the one
 	// row (replicas in production have the same ports); wait until A has
 	// taken up B's and checked them, so that carol's connection finds it.

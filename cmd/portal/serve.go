@@ -91,9 +91,9 @@ type serveConfig struct {
 	// is off.
 	MetricsListen string
 	PprofListen   string
-	// ClusterDatabase, ClusterListen and ClusterAdvertise configure
-	// cluster mode (cluster.go).
-	ClusterDatabase, ClusterListen, ClusterAdvertise string
+	// ClusterListen and ClusterAdvertise configure the internal listener
+	// of cluster mode, on whenever Database is PostgreSQL (cluster.go).
+	ClusterListen, ClusterAdvertise string
 }
 
 // Defaults of --data and --listen. The demo keeps its data apart from a

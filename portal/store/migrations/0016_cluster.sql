@@ -27,3 +27,5 @@ CREATE TABLE cluster_gateway_health (
 	checked_by      TEXT NOT NULL DEFAULT '',
 	updated_at      INTEGER NOT NULL DEFAULT 0
 );
+CREATE INDEX cluster_sessions_user ON cluster_sessions (user_id);
+CREATE INDEX cluster_sessions_replica ON cluster_sessions (replica_id);

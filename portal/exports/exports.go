@@ -63,8 +63,9 @@ type ExportFunc func(ctx context.Context, src video.Source, dst string, progress
 type Config struct {
 	// Dir holds the videos (DATA/exports).
 	Dir string
-	// Recordings is where the recordings are read from.
-	Recordings *storage.Dir
+	// Recordings is where the recordings are read from (a directory or a
+	// bucket).
+	Recordings storage.Store
 	// Export makes one video; nil where the portal cannot (no ffmpeg),
 	// which leaves Status, Open and Remove for the videos made before.
 	Export ExportFunc
@@ -299,7 +300,7 @@ func (r *Runner) run(ctx context.Context, j *job) {
 }
 
 func (r *Runner) export(ctx context.Context, j *job) error {
-	f, err := r.cfg.Recordings.Open(j.rec.Path)
+	f, err := r.cfg.Recordings.Open(ctx, j.rec.Path)
 	if err != nil {
 		return fmt.Errorf("open the recording: %w", err)
 	}

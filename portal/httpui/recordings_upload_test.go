@@ -215,7 +215,7 @@ func TestRecordingUploadResumesAndVerifies(t *testing.T) {
 	if hits, _ := f.store.SearchRecordings(ctx, store.RecordingFilter{Text: "kw-upload-ok"}); len(hits) != 1 {
 		t.Fatalf("the recording's text is not searchable: %d hits", len(hits))
 	}
-	file, err := f.recordings.Open(rec.Path)
+	file, err := f.recordings.Open(context.Background(), rec.Path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -379,7 +379,7 @@ func TestDesktopRecordingUpload(t *testing.T) {
 	if err != nil || !strings.HasSuffix(rec.Path, ".guac") || rec.Format != "guac" {
 		t.Fatalf("stored %+v, %v", rec, err)
 	}
-	ix, err := f.recordings.Index(rec.Path)
+	ix, err := f.recordings.Index(context.Background(), rec.Path)
 	if err != nil || len(ix) != 3 {
 		t.Fatalf("stored index %+v, %v", ix, err)
 	}

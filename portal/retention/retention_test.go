@@ -40,7 +40,7 @@ func TestSweepDeletesExpiredRecordings(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	j := &Job{Store: st, Dir: dir, Audit: log, Period: 90 * 24 * time.Hour, Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return now }}
+	j := &Job{Store: st, Recordings: dir, Audit: log, Period: 90 * 24 * time.Hour, Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return now }}
 	n, err := j.Sweep(ctx)
 	if err != nil || n != 700-90 {
 		t.Fatalf("deleted %d (%v), want %d", n, err, 700-90)
@@ -102,7 +102,7 @@ func TestSweepDeletesExports(t *testing.T) {
 		t.Fatal(err)
 	}
 	spy := &exportsSpy{fail: fmt.Errorf("permission denied")}
-	j := &Job{Store: st, Dir: dir, Audit: newAudit(t, st, time.Now), Period: 90 * 24 * time.Hour,
+	j := &Job{Store: st, Recordings: dir, Audit: newAudit(t, st, time.Now), Period: 90 * 24 * time.Hour,
 		Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return now }, Exports: spy}
 	if n, err := j.Sweep(ctx); n != 0 || err == nil {
 		t.Fatalf("sweep with a failing export deletion: %d %v", n, err)

@@ -190,10 +190,8 @@ func (c *serveConfig) openRecordings(ctx context.Context, tlsSet tlsconf.Setting
 			return nil, fmt.Errorf("--s3-endpoint %q: want a URL such as https://s3.example.com:9000", c.S3Endpoint)
 		}
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = tlsSet.Client(&tls.Config{})
 	return objstore.New(ctx, objstore.Config{Bucket: bucket, Prefix: prefix, Endpoint: c.S3Endpoint, Region: c.S3Region,
-		PathStyle: c.S3PathStyle, HTTPClient: &http.Client{Transport: tr}, Logger: logger.With("component", "recordings")})
+		PathStyle: c.S3PathStyle, ClientTLS: tlsSet.Client, Logger: logger.With("component", "recordings")})
 }
 
 func envOr(name, def string) string {

@@ -5,13 +5,16 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -227,4 +230,42 @@ func NewS3(t testing.TB) *S3 {
 	}
 	t.Cleanup(s.Stop)
 	return s
+}
+
+// ByteCounter counts the bytes of response bodies read through its
+// client: what a store fetched from the S3 server.
+type ByteCounter struct {
+	n atomic.Int64
+}
+
+// Client returns an HTTP client whose response bodies are counted.
+func (c *ByteCounter) Client() *http.Client {
+	return &http.Client{Transport: countingTransport{c}}
+}
+
+// Bytes returns the bytes read so far.
+func (c *ByteCounter) Bytes() int64 { return c.n.Load() }
+
+// Reset starts counting from zero.
+func (c *ByteCounter) Reset() { c.n.Store(0) }
+
+type countingTransport struct{ c *ByteCounter }
+
+func (t countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err == nil {
+		resp.Body = &countingBody{ReadCloser: resp.Body, c: t.c}
+	}
+	return resp, err
+}
+
+type countingBody struct {
+	io.ReadCloser
+	c *ByteCounter
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.c.n.Add(int64(n))
+	return n, err
 }

@@ -28,6 +28,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding"
 	"encoding/base64"
 	"encoding/hex"
@@ -84,8 +85,12 @@ type Config struct {
 	// PathStyle puts the bucket in the URL's path, not its host name, as
 	// most self-hosted servers need.
 	PathStyle bool
-	// HTTPClient makes the requests (the portal's TLS settings); nil is a
-	// default client.
+	// ClientTLS, if set, adjusts the TLS settings of the connections to
+	// the server (the portal's minimum version and cipher suites).
+	ClientTLS func(*tls.Config) *tls.Config
+	// HTTPClient, if set, makes the requests instead of the SDK's client
+	// (tests count bytes with it); ClientTLS and AWS_CA_BUNDLE then do not
+	// apply.
 	HTTPClient *http.Client
 	// Credentials, if set, replace the environment's (tests).
 	Credentials aws.CredentialsProvider
@@ -138,8 +143,14 @@ func New(ctx context.Context, cfg Config) (*Bucket, error) {
 	if cfg.Region != "" {
 		opts = append(opts, config.WithRegion(cfg.Region))
 	}
-	if cfg.HTTPClient != nil {
-		opts = append(opts, config.WithHTTPClient(cfg.HTTPClient))
+	if cfg.ClientTLS != nil {
+		// The SDK's own client, so that AWS_CA_BUNDLE still adds its roots.
+		opts = append(opts, config.WithHTTPClient(awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+			if tr.TLSClientConfig == nil {
+				tr.TLSClientConfig = &tls.Config{}
+			}
+			tr.TLSClientConfig = cfg.ClientTLS(tr.TLSClientConfig)
+		})))
 	}
 	if cfg.Credentials != nil {
 		opts = append(opts, config.WithCredentialsProvider(cfg.Credentials))
@@ -153,6 +164,9 @@ func New(ctx context.Context, cfg Config) (*Bucket, error) {
 	}
 	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
 		o.UsePathStyle = cfg.PathStyle
+		if cfg.HTTPClient != nil {
+			o.HTTPClient = cfg.HTTPClient
+		}
 		if cfg.Endpoint != "" {
 			o.BaseEndpoint = aws.String(cfg.Endpoint)
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -203,6 +204,14 @@ func TestRecordingsInS3(t *testing.T) {
 	if hits, _ := p.Store.SearchRecordings(ctx, store.RecordingFilter{Text: "kw-s3-upload-marker"}); len(hits) != 1 {
 		t.Fatalf("the recording is not searchable: %d hits", len(hits))
 	}
+
+	// Readiness writes to the bucket; without the server the portal is
+	// not ready, and says which store failed.
+	if code, body := get(t, p.MetricsURL+"/readyz"); !strings.Contains(body, `"recordings":"ok"`) {
+		t.Fatalf("readyz with the bucket: %d %s", code, body)
+	}
+	srv.Stop()
+	checkNotReady(t, http.DefaultClient, p.MetricsURL, "recordings", "s3://"+srv.Bucket+"/keyway/recs")
 }
 
 // waitForLong is waitFor with room for a 30 MiB upload on a loaded

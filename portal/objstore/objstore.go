@@ -65,6 +65,9 @@ const (
 	minPartSize     = 5 << 20
 	// maxParts is S3's limit on one multipart upload's parts.
 	maxParts = 10000
+	// maxPartSize bounds the part size an upload state may announce: the
+	// tail read back is at most a part.
+	maxPartSize = 64 << 20
 	// maxListPage bounds the parts one ListParts answer may carry.
 	maxListPage = 1000
 )
@@ -133,8 +136,8 @@ func New(ctx context.Context, cfg Config) (*Bucket, error) {
 	if cfg.PartSize == 0 {
 		cfg.PartSize = DefaultPartSize
 	}
-	if cfg.PartSize < minPartSize {
-		return nil, fmt.Errorf("objstore: part size %d under S3's least of %d", cfg.PartSize, minPartSize)
+	if cfg.PartSize < minPartSize || cfg.PartSize > maxPartSize {
+		return nil, fmt.Errorf("objstore: part size %d outside %d..%d", cfg.PartSize, minPartSize, maxPartSize)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -219,7 +222,7 @@ type upload struct {
 	parts    int64  // whole parts uploaded before tail
 	partSize int64
 	sha      hash.Hash // over the parts
-	tail     []byte
+	tail     []byte // at most a part
 }
 
 func (u *upload) held() int64 { return u.parts*u.partSize + int64(len(u.tail)) }
@@ -242,7 +245,7 @@ func (b *Bucket) load(ctx context.Context, key string) (*upload, error) {
 	if u.parts, perr = strconv.ParseInt(out.Metadata[metaParts], 10, 64); perr != nil || u.parts < 0 || u.parts >= maxParts {
 		return nil, bad("parts")
 	}
-	if u.partSize, perr = strconv.ParseInt(out.Metadata[metaPartSize], 10, 64); perr != nil || u.partSize < minPartSize || u.partSize > 1<<30 {
+	if u.partSize, perr = strconv.ParseInt(out.Metadata[metaPartSize], 10, 64); perr != nil || u.partSize < minPartSize || u.partSize > maxPartSize {
 		return nil, bad("part size")
 	}
 	if t, err := base64.RawURLEncoding.DecodeString(out.Metadata[metaTarget]); err == nil {
@@ -255,15 +258,16 @@ func (b *Bucket) load(ctx context.Context, key string) (*upload, error) {
 	if u.target == "" || (u.parts > 0 && u.id == "") {
 		return nil, bad("upload id")
 	}
-	// The tail is less than a part: bound it before reading.
-	if out.ContentLength != nil && *out.ContentLength >= u.partSize {
+	// The tail is at most a part (a whole one when its upload failed):
+	// bound it before reading.
+	if out.ContentLength != nil && *out.ContentLength > u.partSize {
 		return nil, bad("tail size")
 	}
-	u.tail, err = io.ReadAll(io.LimitReader(out.Body, u.partSize))
+	u.tail, err = io.ReadAll(io.LimitReader(out.Body, u.partSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("objstore: read the upload of %s: %w", key, err)
 	}
-	if int64(len(u.tail)) >= u.partSize {
+	if int64(len(u.tail)) > u.partSize {
 		return nil, bad("tail size")
 	}
 	return u, nil
@@ -343,17 +347,15 @@ func (b *Bucket) Append(ctx context.Context, key, rel string, offset int64, r io
 	var rerr error
 	saved := have // what the state in the bucket holds
 	in := io.LimitReader(r, max(0, limit-have+1))
-	buf := make([]byte, u.partSize)
+	buf := append(make([]byte, 0, max(minBuffer, len(u.tail))), u.tail...)
 	for {
-		n := copy(buf, u.tail)
-		m, err := io.ReadFull(in, buf[n:])
-		n += m
-		u.tail = buf[:n]
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			break
-		}
-		if err != nil {
-			rerr = err
+		var err error
+		buf, err = fill(buf, in, int(u.partSize))
+		u.tail = buf
+		if len(buf) < int(u.partSize) {
+			if !errors.Is(err, io.EOF) {
+				rerr = err
+			}
 			break
 		}
 		// A whole part: upload it, then record it (a crash between the two
@@ -367,12 +369,13 @@ func (b *Bucket) Append(ctx context.Context, key, rel string, offset int64, r io
 			u.id = aws.ToString(out.UploadId)
 		}
 		if err := b.uploadPart(ctx, u, int32(u.parts+1), buf); err != nil {
-			rerr = err
+			rerr = err // the part is kept as the tail, at most a part
 			break
 		}
 		u.sha.Write(buf)
 		u.parts++
 		u.tail = nil
+		buf = buf[:0]
 		if err := b.save(ctx, key, u); err != nil {
 			// The part is uploaded, the state says it is not: the next
 			// piece sends it again, over the same part number.
@@ -380,7 +383,6 @@ func (b *Bucket) Append(ctx context.Context, key, rel string, offset int64, r io
 		}
 		saved = u.held()
 	}
-	u.tail = bytes.Clone(u.tail) // buf is reused no more, but keep it small
 	size := u.held()
 	if err := b.save(ctx, key, u); err != nil {
 		return saved, errors.Join(rerr, err)
@@ -389,6 +391,28 @@ func (b *Bucket) Append(ctx context.Context, key, rel string, offset int64, r io
 		rerr = fmt.Errorf("%w: over the limit of %d bytes", storage.ErrSize, limit)
 	}
 	return size, rerr
+}
+
+// minBuffer is the buffer an upload starts with: it grows to a part only
+// as bytes arrive, so a slow gateway's upload holds little memory.
+const minBuffer = 64 << 10
+
+// fill reads from r into buf until it holds max bytes or r fails (io.EOF
+// at its end), growing buf by doubling up to max.
+func fill(buf []byte, r io.Reader, max int) ([]byte, error) {
+	for len(buf) < max {
+		if len(buf) == cap(buf) {
+			grown := make([]byte, len(buf), min(max, 2*cap(buf)+minBuffer))
+			copy(grown, buf)
+			buf = grown
+		}
+		n, err := r.Read(buf[len(buf):min(cap(buf), max)])
+		buf = buf[:len(buf)+n]
+		if err != nil {
+			return buf, err
+		}
+	}
+	return buf, nil
 }
 
 func (b *Bucket) uploadPart(ctx context.Context, u *upload, n int32, p []byte) error {
@@ -493,6 +517,9 @@ func (b *Bucket) complete(ctx context.Context, u *upload) error {
 	if len(u.tail) > 0 {
 		last++
 		if err := b.uploadPart(ctx, u, int32(last), u.tail); err != nil {
+			if isNotFound(err) && b.completed(ctx, u) {
+				return nil
+			}
 			return err
 		}
 	}
@@ -503,6 +530,9 @@ func (b *Bucket) complete(ctx context.Context, u *upload) error {
 			return fmt.Errorf("objstore: list the parts of %s: more pages than %d parts need", u.target, maxParts)
 		}
 		out, err := b.client.ListParts(ctx, in)
+		if isNotFound(err) && page == 0 && b.completed(ctx, u) {
+			return nil
+		}
 		if err != nil {
 			return fmt.Errorf("objstore: list the parts of %s: %w", u.target, err)
 		}
@@ -541,6 +571,14 @@ func (b *Bucket) complete(ctx context.Context, u *upload) error {
 		return fmt.Errorf("objstore: complete the upload of %s: %w", u.target, err)
 	}
 	return nil
+}
+
+// completed reports whether u's upload was completed before (and the
+// state's removal, or the answer, lost): the upload is gone and the
+// object is the size the state says.
+func (b *Bucket) completed(ctx context.Context, u *upload) bool {
+	head, err := b.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &b.bucket, Key: &u.target})
+	return err == nil && aws.ToInt64(head.ContentLength) == u.held()
 }
 
 // Open opens the recording at rel: reads are ranged GETs, so a seek

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -300,4 +301,52 @@ func FuzzParseURL(f *testing.F) {
 			}
 		}
 	})
+}
+
+// failingParts fails every UploadPart request while on.
+type failingParts struct{ on atomic.Bool }
+
+func (f *failingParts) RoundTrip(req *http.Request) (*http.Response, error) {
+	if f.on.Load() && req.Method == http.MethodPut && req.URL.Query().Has("partNumber") {
+		return nil, errors.New("injected: the S3 server is unreachable")
+	}
+	return http.DefaultTransport.RoundTrip(req)
+}
+
+// TestPartUploadFails: the S3 server fails while a whole part waits to
+// be uploaded. The bytes received are kept (the part as the upload's
+// tail), the gateway is told how many are held, and the next piece
+// uploads the part and goes on.
+func TestPartUploadFails(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := targets.NewS3(t)
+	fail := &failingParts{}
+	b := newBucket(t, srv, "f", &http.Client{Transport: fail})
+	data := randomBytes(partSize + 1000)
+	size := int64(len(data))
+	rel := storage.Path("PF", time.Now(), ".cast")
+	fail.on.Store(true)
+	n, err := b.Append(ctx, "PF", rel, 0, bytes.NewReader(data[:partSize+10]), size)
+	if err == nil || n != partSize {
+		t.Fatalf("append while parts fail: %d, %v; want %d held and the error", n, err, partSize)
+	}
+	fail.on.Store(false)
+	if held, err := b.PartSize(ctx, "PF"); held != partSize || err != nil {
+		t.Fatalf("held after the failure: %d, %v", held, err)
+	}
+	if n, err := b.Append(ctx, "PF", rel, partSize, bytes.NewReader(data[partSize:]), size); n != size || err != nil {
+		t.Fatalf("resumed: %d, %v", n, err)
+	}
+	if _, err := b.Commit(ctx, "PF", rel, size, hexSHA(data)); err != nil {
+		t.Fatal(err)
+	}
+	f, err := b.Open(ctx, rel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if back, _ := io.ReadAll(f); !bytes.Equal(back, data) {
+		t.Fatal("stored bytes differ")
+	}
 }

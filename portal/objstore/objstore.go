@@ -222,7 +222,7 @@ type upload struct {
 	parts    int64  // whole parts uploaded before tail
 	partSize int64
 	sha      hash.Hash // over the parts
-	tail     []byte // at most a part
+	tail     []byte    // at most a part
 }
 
 func (u *upload) held() int64 { return u.parts*u.partSize + int64(len(u.tail)) }

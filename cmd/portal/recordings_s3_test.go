@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/keyway-dev/keyway/e2e/targets"
 	"github.com/keyway-dev/keyway/gateway/spool"
+	"github.com/keyway-dev/keyway/gateway/tlsconf"
 	"github.com/keyway-dev/keyway/portal/audit"
 	"github.com/keyway-dev/keyway/portal/objstore"
 	"github.com/keyway-dev/keyway/portal/store"
@@ -226,5 +228,37 @@ func waitForLong(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		<-tick.C
+	}
+}
+
+// TestRecordingsFlags: a recordings location or S3 setting the portal
+// cannot use stops it at start, saying which flag and why.
+func TestRecordingsFlags(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  serveConfig
+		want string
+	}{
+		{"not s3", serveConfig{Recordings: "/srv/recordings"}, "--recordings"},
+		{"no bucket", serveConfig{Recordings: "s3:///x"}, "want s3://BUCKET"},
+		{"dot segment", serveConfig{Recordings: "s3://b/a/../c"}, "segments"},
+		{"endpoint scheme", serveConfig{Recordings: "s3://b", S3Endpoint: "ftp://x"}, "--s3-endpoint"},
+		{"endpoint without host", serveConfig{Recordings: "s3://b", S3Endpoint: "https://"}, "--s3-endpoint"},
+		{"s3 flags without s3", serveConfig{S3Endpoint: "https://s3.example"}, "not set"},
+		{"path style without s3", serveConfig{S3PathStyle: true}, "not set"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.cfg.DataDir = t.TempDir()
+			_, err := tc.cfg.openRecordings(context.Background(), tlsconf.Default(), slog.New(slog.DiscardHandler))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("%+v: %v, want an error with %q", tc.cfg, err, tc.want)
+			}
+		})
+	}
+	t.Setenv("KEYWAY_S3_PATH_STYLE", "yes please")
+	cfg := serveConfig{DataDir: t.TempDir()}
+	if _, err := cfg.openRecordings(context.Background(), tlsconf.Default(), slog.New(slog.DiscardHandler)); err == nil ||
+		!strings.Contains(err.Error(), "KEYWAY_S3_PATH_STYLE") {
+		t.Fatalf("invalid KEYWAY_S3_PATH_STYLE: %v", err)
 	}
 }

@@ -138,7 +138,8 @@ func (c *serveConfig) flags(fs *flag.FlagSet, dataDir, listen string) {
 	fs.StringVar(&c.Recordings, "recordings", envOr("KEYWAY_RECORDINGS", ""), "where recordings are stored: empty is DATA/recordings; s3://BUCKET/PREFIX is S3-compatible object storage, with credentials from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...) (env KEYWAY_RECORDINGS)")
 	fs.StringVar(&c.S3Endpoint, "s3-endpoint", envOr("KEYWAY_S3_ENDPOINT", ""), "URL of the S3-compatible server for --recordings s3://...; empty is AWS (env KEYWAY_S3_ENDPOINT)")
 	fs.StringVar(&c.S3Region, "s3-region", envOr("KEYWAY_S3_REGION", ""), "region of the bucket; default AWS_REGION, else us-east-1 (env KEYWAY_S3_REGION)")
-	fs.BoolVar(&c.S3PathStyle, "s3-path-style", envOr("KEYWAY_S3_PATH_STYLE", "") == "true", "address the bucket in the URL's path (most self-hosted servers), not its host name (env KEYWAY_S3_PATH_STYLE=true)")
+	pathStyle, _ := strconv.ParseBool(envOr("KEYWAY_S3_PATH_STYLE", "false")) // refused when opened if invalid
+	fs.BoolVar(&c.S3PathStyle, "s3-path-style", pathStyle, "address the bucket in the URL's path (most self-hosted servers), not its host name (env KEYWAY_S3_PATH_STYLE=true)")
 	fs.StringVar(&c.ExportsMaxMB, "exports-max-mb", envOr("KEYWAY_EXPORTS_MAX_MB", "5120"), "MiB of video exports of desktop recordings kept in DATA/exports; past it the least recently used go; 0 for no bound (env KEYWAY_EXPORTS_MAX_MB)")
 }
 
@@ -178,7 +179,15 @@ func (c *serveConfig) tlsSettings() (tlsconf.Settings, error) {
 // openRecordings opens the recordings directory, or the bucket
 // --recordings names, reached with the portal's client TLS settings.
 func (c *serveConfig) openRecordings(ctx context.Context, tlsSet tlsconf.Settings, logger *slog.Logger) (storage.Store, error) {
+	if v := os.Getenv("KEYWAY_S3_PATH_STYLE"); v != "" {
+		if _, err := strconv.ParseBool(v); err != nil {
+			return nil, fmt.Errorf("KEYWAY_S3_PATH_STYLE=%q: want true or false", v)
+		}
+	}
 	if c.Recordings == "" {
+		if c.S3Endpoint != "" || c.S3Region != "" || c.S3PathStyle {
+			return nil, errors.New("--s3-endpoint, --s3-region and --s3-path-style are for --recordings s3://BUCKET/PREFIX, which is not set")
+		}
 		return storage.Open(filepath.Join(c.DataDir, "recordings"))
 	}
 	bucket, prefix, err := objstore.ParseURL(c.Recordings)
@@ -325,6 +334,7 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	if err != nil {
 		return err
 	}
+	logger.Info("recordings stored in " + cfg.recordingsLocation())
 	var defaultNets atomic.Pointer[[]netip.Prefix]
 	var relayAddrs atomic.Pointer[[]string]
 	gw, err := gateway.New(gateway.Config{

@@ -1,3 +1,7 @@
+// The S3-compatible server the recording storage tests run against
+// (versitygw, posix backend), in its own module so that its dependencies
+// stay out of the portal's. make bin/versitygw builds it; so does
+// e2e/targets.S3Server when a test finds none.
 module github.com/keyway-dev/keyway/e2e/s3server
 
 go 1.26.8

@@ -368,7 +368,7 @@ func (b *Bucket) Append(ctx context.Context, key, rel string, offset int64, r io
 			}
 			u.id = aws.ToString(out.UploadId)
 		}
-		if err := b.uploadPart(ctx, u, int32(u.parts+1), buf); err != nil {
+		if _, err := b.uploadPart(ctx, u, int32(u.parts+1), buf); err != nil {
 			rerr = err // the part is kept as the tail, at most a part
 			break
 		}
@@ -415,13 +415,14 @@ func fill(buf []byte, r io.Reader, max int) ([]byte, error) {
 	return buf, nil
 }
 
-func (b *Bucket) uploadPart(ctx context.Context, u *upload, n int32, p []byte) error {
-	_, err := b.client.UploadPart(ctx, &s3.UploadPartInput{Bucket: &b.bucket, Key: &u.target, UploadId: &u.id,
+// uploadPart uploads p as part n of u's upload and returns its ETag.
+func (b *Bucket) uploadPart(ctx context.Context, u *upload, n int32, p []byte) (string, error) {
+	out, err := b.client.UploadPart(ctx, &s3.UploadPartInput{Bucket: &b.bucket, Key: &u.target, UploadId: &u.id,
 		PartNumber: aws.Int32(n), Body: bytes.NewReader(p), ContentLength: aws.Int64(int64(len(p)))})
 	if err != nil {
-		return fmt.Errorf("objstore: upload part %d of %s: %w", n, u.target, err)
+		return "", fmt.Errorf("objstore: upload part %d of %s: %w", n, u.target, err)
 	}
-	return nil
+	return aws.ToString(out.ETag), nil
 }
 
 // Discard removes key's upload: its parts, state and index.
@@ -509,21 +510,14 @@ func (b *Bucket) Commit(ctx context.Context, key, rel string, size int64, wantSH
 	return sum, nil
 }
 
-// complete uploads u's tail as its last part and completes the multipart
-// upload with exactly the parts u counts (a part sent twice after a crash
-// is replaced; one beyond them is left out).
+// complete lists u's parts, uploads its tail as the last one and
+// completes the multipart upload with exactly the parts u counts (a part
+// sent twice after a crash is replaced; one beyond them is left out).
+// Listing first also finds an upload completed before without sending a
+// body to it, which some servers answer by resetting the connection.
 func (b *Bucket) complete(ctx context.Context, u *upload) error {
 	last := u.parts
-	if len(u.tail) > 0 {
-		last++
-		if err := b.uploadPart(ctx, u, int32(last), u.tail); err != nil {
-			if isNotFound(err) && b.completed(ctx, u) {
-				return nil
-			}
-			return err
-		}
-	}
-	etags := make([]string, last)
+	etags := make([]string, last, last+1)
 	in := &s3.ListPartsInput{Bucket: &b.bucket, Key: &u.target, UploadId: &u.id, MaxParts: aws.Int32(maxListPage)}
 	for page := 0; ; page++ {
 		if page > maxParts/maxListPage+1 {
@@ -544,12 +538,8 @@ func (b *Bucket) complete(ctx context.Context, u *upload) error {
 			if n < 1 || n > last {
 				continue
 			}
-			want := u.partSize
-			if n == last && len(u.tail) > 0 {
-				want = int64(len(u.tail))
-			}
-			if aws.ToInt64(p.Size) != want {
-				return fmt.Errorf("objstore: part %d of %s holds %d bytes, not %d", n, u.target, aws.ToInt64(p.Size), want)
+			if aws.ToInt64(p.Size) != u.partSize {
+				return fmt.Errorf("objstore: part %d of %s holds %d bytes, not %d", n, u.target, aws.ToInt64(p.Size), u.partSize)
 			}
 			etags[n-1] = aws.ToString(p.ETag)
 		}
@@ -558,7 +548,17 @@ func (b *Bucket) complete(ctx context.Context, u *upload) error {
 		}
 		in.PartNumberMarker = out.NextPartNumberMarker
 	}
-	parts := make([]types.CompletedPart, last)
+	if len(u.tail) > 0 {
+		etag, err := b.uploadPart(ctx, u, int32(last+1), u.tail)
+		if err != nil {
+			if b.completed(ctx, u) {
+				return nil
+			}
+			return err
+		}
+		etags = append(etags, etag)
+	}
+	parts := make([]types.CompletedPart, len(etags))
 	for i, e := range etags {
 		if e == "" {
 			return fmt.Errorf("objstore: part %d of %s is missing", i+1, u.target)

@@ -44,6 +44,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -68,6 +69,11 @@ const (
 	// maxPartSize bounds the part size an upload state may announce: the
 	// tail read back is at most a part.
 	maxPartSize = 64 << 20
+	// DefaultTimeout bounds each request to the S3 server but the ranged reads
+	// of a recording (bounded by the request reading it): a part on a slow
+	// link, the completion of a large upload. A server that hangs does not
+	// hold an upload, and its lock, for ever.
+	DefaultTimeout = 5 * time.Minute
 	// maxListPage bounds the parts one ListParts answer may carry.
 	maxListPage = 1000
 )
@@ -97,6 +103,9 @@ type Config struct {
 	HTTPClient *http.Client
 	// Credentials, if set, replace the environment's (tests).
 	Credentials aws.CredentialsProvider
+	// Timeout bounds each request but the reads of a recording; 0 is
+	// DefaultTimeout.
+	Timeout time.Duration
 	// PartSize is the multipart part size; 0 is DefaultPartSize.
 	PartSize int64
 	Logger   *slog.Logger
@@ -122,6 +131,7 @@ type Bucket struct {
 	bucket   string
 	prefix   string // "" or ending in "/"
 	partSize int64
+	timeout  time.Duration
 	log      *slog.Logger
 }
 
@@ -135,6 +145,9 @@ func New(ctx context.Context, cfg Config) (*Bucket, error) {
 	}
 	if cfg.PartSize == 0 {
 		cfg.PartSize = DefaultPartSize
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
 	}
 	if cfg.PartSize < minPartSize || cfg.PartSize > maxPartSize {
 		return nil, fmt.Errorf("objstore: part size %d outside %d..%d", cfg.PartSize, minPartSize, maxPartSize)
@@ -183,7 +196,7 @@ func New(ctx context.Context, cfg Config) (*Bucket, error) {
 	if p != "" {
 		p += "/"
 	}
-	return &Bucket{client: client, bucket: cfg.Bucket, prefix: p, partSize: cfg.PartSize, log: cfg.Logger}, nil
+	return &Bucket{client: client, bucket: cfg.Bucket, prefix: p, partSize: cfg.PartSize, timeout: cfg.Timeout, log: cfg.Logger}, nil
 }
 
 // String names the store for logs: s3://bucket/prefix.
@@ -229,6 +242,8 @@ func (u *upload) held() int64 { return u.parts*u.partSize + int64(len(u.tail)) }
 
 // load reads key's upload state; nil for none.
 func (b *Bucket) load(ctx context.Context, key string) (*upload, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
 	out, err := b.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &b.bucket, Key: aws.String(b.partKey(key))})
 	if isNotFound(err) {
 		return nil, nil
@@ -276,6 +291,8 @@ func (b *Bucket) load(ctx context.Context, key string) (*upload, error) {
 // save replaces key's upload state with u: one PUT, so a state is either
 // the old or the new one.
 func (b *Bucket) save(ctx context.Context, key string, u *upload) error {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
 	st, err := u.sha.(encoding.BinaryMarshaler).MarshalBinary()
 	if err != nil {
 		return fmt.Errorf("objstore: %w", err)
@@ -361,7 +378,9 @@ func (b *Bucket) Append(ctx context.Context, key, rel string, offset int64, r io
 		// A whole part: upload it, then record it (a crash between the two
 		// only loses the part, which is sent again).
 		if u.id == "" {
-			out, err := b.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: &b.bucket, Key: &target})
+			cctx, cancel := context.WithTimeout(ctx, b.timeout)
+			out, err := b.client.CreateMultipartUpload(cctx, &s3.CreateMultipartUploadInput{Bucket: &b.bucket, Key: &target})
+			cancel()
 			if err != nil {
 				rerr = fmt.Errorf("objstore: start the upload of %s: %w", key, err)
 				break
@@ -417,6 +436,8 @@ func fill(buf []byte, r io.Reader, max int) ([]byte, error) {
 
 // uploadPart uploads p as part n of u's upload and returns its ETag.
 func (b *Bucket) uploadPart(ctx context.Context, u *upload, n int32, p []byte) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
 	out, err := b.client.UploadPart(ctx, &s3.UploadPartInput{Bucket: &b.bucket, Key: &u.target, UploadId: &u.id,
 		PartNumber: aws.Int32(n), Body: bytes.NewReader(p), ContentLength: aws.Int64(int64(len(p)))})
 	if err != nil {
@@ -433,7 +454,9 @@ func (b *Bucket) Discard(ctx context.Context, key string) error {
 	u, lerr := b.load(ctx, key)
 	var errs []error
 	if u != nil && u.id != "" {
-		_, err := b.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &b.bucket, Key: &u.target, UploadId: &u.id})
+		actx, cancel := context.WithTimeout(ctx, b.timeout)
+		_, err := b.client.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{Bucket: &b.bucket, Key: &u.target, UploadId: &u.id})
+		cancel()
 		if err != nil && !isNotFound(err) {
 			errs = append(errs, fmt.Errorf("objstore: abort the upload of %s: %w", key, err))
 		}
@@ -451,6 +474,8 @@ func (b *Bucket) Discard(ctx context.Context, key string) error {
 }
 
 func (b *Bucket) delete(ctx context.Context, key string) error {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
 	_, err := b.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &b.bucket, Key: &key})
 	if err != nil && !isNotFound(err) {
 		return fmt.Errorf("objstore: delete %s: %w", key, err)
@@ -494,10 +519,8 @@ func (b *Bucket) Commit(ctx context.Context, key, rel string, size int64, wantSH
 	}
 	if u.id == "" {
 		// Smaller than a part: one PUT.
-		_, err := b.client.PutObject(ctx, &s3.PutObjectInput{Bucket: &b.bucket, Key: &target,
-			Body: bytes.NewReader(u.tail), ContentLength: aws.Int64(int64(len(u.tail)))})
-		if err != nil {
-			return sum, fmt.Errorf("objstore: store %s: %w", target, err)
+		if err := b.put(ctx, target, u.tail); err != nil {
+			return sum, err
 		}
 	} else {
 		if err := b.complete(ctx, u); err != nil {
@@ -516,6 +539,8 @@ func (b *Bucket) Commit(ctx context.Context, key, rel string, size int64, wantSH
 // Listing first also finds an upload completed before without sending a
 // body to it, which some servers answer by resetting the connection.
 func (b *Bucket) complete(ctx context.Context, u *upload) error {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
 	last := u.parts
 	etags := make([]string, last, last+1)
 	in := &s3.ListPartsInput{Bucket: &b.bucket, Key: &u.target, UploadId: &u.id, MaxParts: aws.Int32(maxListPage)}
@@ -577,6 +602,8 @@ func (b *Bucket) complete(ctx context.Context, u *upload) error {
 // state's removal, or the answer, lost): the upload is gone and the
 // object is the size the state says.
 func (b *Bucket) completed(ctx context.Context, u *upload) bool {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
 	head, err := b.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &b.bucket, Key: &u.target})
 	return err == nil && aws.ToInt64(head.ContentLength) == u.held()
 }
@@ -588,7 +615,9 @@ func (b *Bucket) Open(ctx context.Context, rel string) (storage.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	out, err := b.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &b.bucket, Key: &k})
+	hctx, cancel := context.WithTimeout(ctx, b.timeout)
+	out, err := b.client.HeadObject(hctx, &s3.HeadObjectInput{Bucket: &b.bucket, Key: &k})
+	cancel()
 	if isNotFound(err) {
 		return nil, fmt.Errorf("objstore: recording %s: %w", rel, fs.ErrNotExist)
 	}
@@ -629,6 +658,8 @@ func (b *Bucket) PutIndex(ctx context.Context, key string, r io.Reader) error {
 }
 
 func (b *Bucket) put(ctx context.Context, key string, p []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
 	_, err := b.client.PutObject(ctx, &s3.PutObjectInput{Bucket: &b.bucket, Key: &key,
 		Body: bytes.NewReader(p), ContentLength: aws.Int64(int64(len(p)))})
 	if err != nil {
@@ -640,6 +671,8 @@ func (b *Bucket) put(ctx context.Context, key string, p []byte) error {
 // getSmall reads the object key of at most limit bytes; nil, nil for
 // none.
 func (b *Bucket) getSmall(ctx context.Context, key string, limit int64) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
 	out, err := b.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &b.bucket, Key: &key})
 	if isNotFound(err) {
 		return nil, nil

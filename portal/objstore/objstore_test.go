@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/keyway-dev/keyway/e2e/targets"
@@ -348,5 +350,55 @@ func TestPartUploadFails(t *testing.T) {
 	defer f.Close()
 	if back, _ := io.ReadAll(f); !bytes.Equal(back, data) {
 		t.Fatal("stored bytes differ")
+	}
+}
+
+// TestHungServer: a server that accepts connections and never answers
+// fails each call within the timeout, instead of holding an upload (and
+// its lock) for ever.
+func TestHungServer(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c) // read nothing, answer nothing
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	b, err := objstore.New(context.Background(), objstore.Config{Bucket: "b", Endpoint: "http://" + ln.Addr().String(), PathStyle: true,
+		Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("k", "s", ""), Timeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	start := time.Now()
+	if err := b.Writable(ctx); err == nil {
+		t.Fatal("a hung server is writable")
+	}
+	if _, err := b.PartSize(ctx, "H1"); err == nil {
+		t.Fatal("part size from a hung server")
+	}
+	rel := storage.Path("H1", time.Now(), ".cast")
+	if _, err := b.Append(ctx, "H1", rel, 0, strings.NewReader("x"), 1); err == nil {
+		t.Fatal("append to a hung server")
+	}
+	if took := time.Since(start); took > 30*time.Second {
+		t.Fatalf("three calls to a hung server took %s", took)
 	}
 }

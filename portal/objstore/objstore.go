@@ -254,7 +254,7 @@ func (b *Bucket) load(ctx context.Context, key string) (*upload, error) {
 	defer out.Body.Close()
 	u := &upload{id: out.Metadata[metaUpload], sha: sha256.New()}
 	bad := func(what string) error {
-		return fmt.Errorf("objstore: the upload state of %s is damaged (%s); discard it and upload again", key, what)
+		return fmt.Errorf("%w: session %s (%s)", errDamaged, key, what)
 	}
 	var perr error
 	if u.parts, perr = strconv.ParseInt(out.Metadata[metaParts], 10, 64); perr != nil || u.parts < 0 || u.parts >= maxParts {
@@ -288,6 +288,21 @@ func (b *Bucket) load(ctx context.Context, key string) (*upload, error) {
 	return u, nil
 }
 
+// errDamaged means an upload's state object cannot be read back as one
+// the portal wrote; the upload is discarded and sent again.
+var errDamaged = errors.New("objstore: damaged upload state")
+
+// loadOrReset is load, discarding a damaged state (the gateway then
+// uploads from the start) rather than refusing the recording for ever.
+func (b *Bucket) loadOrReset(ctx context.Context, key string) (*upload, error) {
+	u, err := b.load(ctx, key)
+	if errors.Is(err, errDamaged) {
+		b.log.Warn("recording upload state damaged: discarded; the gateway sends the recording again", "session", key, "err", err)
+		return nil, b.Discard(ctx, key)
+	}
+	return u, err
+}
+
 // save replaces key's upload state with u: one PUT, so a state is either
 // the old or the new one.
 func (b *Bucket) save(ctx context.Context, key string, u *upload) error {
@@ -315,7 +330,7 @@ func (b *Bucket) PartSize(ctx context.Context, key string) (int64, error) {
 	if !storage.ValidKey(key) {
 		return 0, fmt.Errorf("storage: invalid recording key %q", key)
 	}
-	u, err := b.load(ctx, key)
+	u, err := b.loadOrReset(ctx, key)
 	if err != nil || u == nil {
 		return 0, err
 	}
@@ -334,7 +349,7 @@ func (b *Bucket) Append(ctx context.Context, key, rel string, offset int64, r io
 	if err != nil {
 		return 0, err
 	}
-	u, err := b.load(ctx, key)
+	u, err := b.loadOrReset(ctx, key)
 	if err != nil {
 		return 0, err
 	}

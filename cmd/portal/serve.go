@@ -436,6 +436,10 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	}
 	expCfg := exports.Config{Dir: filepath.Join(cfg.DataDir, "exports"), Recordings: recDir, MaxBytes: maxMB << 20,
 		Logger: logger.With("component", "exports")}
+	if shared, ok := recDir.(exports.Shared); ok {
+		// Recordings in a bucket: videos go there too, for every replica.
+		expCfg.Shared = shared
+	}
 	ffmpeg, noFFmpeg := video.LookFFmpeg()
 	if noFFmpeg == nil {
 		expCfg.Export = video.New(video.Config{FFmpeg: ffmpeg, Logger: expCfg.Logger}).Export

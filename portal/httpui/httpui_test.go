@@ -141,7 +141,11 @@ func newFixtureOn(t *testing.T, recs recordingBackend, export exports.ExportFunc
 	os.WriteFile(filepath.Join(clientsDir, "keyway-linux-amd64"), []byte("#!/bin/false\n"), 0o755)
 	var videos *exports.Runner
 	if export != nil {
-		if videos, err = exports.New(exports.Config{Dir: exportsDir, Recordings: recDir, Export: export, Logger: logger}); err != nil {
+		cfg := exports.Config{Dir: exportsDir, Recordings: recDir, Export: export, Logger: logger}
+		if shared, ok := recDir.(exports.Shared); ok {
+			cfg.Shared = shared
+		}
+		if videos, err = exports.New(cfg); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/keyway-dev/keyway/gateway/guac"
 	"github.com/keyway-dev/keyway/portal/audit"
+	"github.com/keyway-dev/keyway/portal/exports"
 	"github.com/keyway-dev/keyway/portal/store"
 	"github.com/keyway-dev/keyway/recordings/storage"
 	"github.com/keyway-dev/keyway/recordings/video"
@@ -168,6 +169,12 @@ func testVideoExport(t *testing.T, f *fixture) {
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "video/mp4" || int64(len(mp4)) != v.Size ||
 		resp.Header.Get("Content-Disposition") != `attachment; filename=keyway-web-user1-20260304T050607Z.mp4` {
 		t.Fatalf("download: %d %v, %d bytes", resp.StatusCode, resp.Header, len(mp4))
+	}
+	if _, shared := f.recordings.(exports.Shared); shared {
+		// In the bucket, not on this replica's disk.
+		if ents, _ := os.ReadDir(f.exportsDir); len(ents) != 0 {
+			t.Errorf("the video stayed in %s: %v", f.exportsDir, ents)
+		}
 	}
 	file := filepath.Join(t.TempDir(), "v.mp4")
 	os.WriteFile(file, mp4, 0o600)

@@ -412,3 +412,23 @@ func TestHungServer(t *testing.T) {
 		t.Fatalf("three calls to a hung server took %s", took)
 	}
 }
+
+// TestVideoNames: video exports are named by a SHA-256 only; nothing
+// else reaches the bucket.
+func TestVideoNames(t *testing.T) {
+	t.Parallel()
+	b, err := objstore.New(context.Background(), objstore.Config{Bucket: "b", Endpoint: "http://127.0.0.1:1", Region: "us-east-1",
+		PathStyle: true, Credentials: credentials.NewStaticCredentialsProvider("k", "s", "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"", "x.mp4", "../" + strings.Repeat("a", 64) + ".mp4", strings.Repeat("A", 64) + ".mp4",
+		strings.Repeat("a", 64), strings.Repeat("a", 64) + ".mp4/x"} {
+		if err := b.PutVideo(context.Background(), name, strings.NewReader("v"), 1); err == nil || !strings.Contains(err.Error(), "invalid video name") {
+			t.Errorf("PutVideo(%q): %v", name, err)
+		}
+		if _, _, err := b.OpenVideo(context.Background(), name); err == nil || !strings.Contains(err.Error(), "invalid video name") {
+			t.Errorf("OpenVideo(%q): %v", name, err)
+		}
+	}
+}

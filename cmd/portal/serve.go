@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -35,6 +36,7 @@ import (
 	"github.com/keyway-dev/keyway/portal/gateways"
 	connhook "github.com/keyway-dev/keyway/portal/hook"
 	"github.com/keyway-dev/keyway/portal/httpui"
+	"github.com/keyway-dev/keyway/portal/objstore"
 	"github.com/keyway-dev/keyway/portal/retention"
 	"github.com/keyway-dev/keyway/portal/store"
 	"github.com/keyway-dev/keyway/recordings/storage"
@@ -91,6 +93,14 @@ type serveConfig struct {
 	// is off.
 	MetricsListen string
 	PprofListen   string
+	// Recordings is where recordings go: empty is DATA/recordings,
+	// s3://BUCKET/PREFIX an S3-compatible bucket reached at S3Endpoint
+	// (empty: AWS) in S3Region, with the bucket in the URL's path when
+	// S3PathStyle.
+	Recordings  string
+	S3Endpoint  string
+	S3Region    string
+	S3PathStyle bool
 	// ClusterListen and ClusterAdvertise configure the internal listener
 	// of cluster mode, on whenever Database is PostgreSQL (cluster.go).
 	ClusterListen, ClusterAdvertise string
@@ -131,6 +141,11 @@ func (c *serveConfig) flags(fs *flag.FlagSet, dataDir, listen string) {
 	fs.StringVar(&c.TLSMinVersion, "tls-min-version", envOr("KEYWAY_TLS_MIN_VERSION", "1.2"), "lowest TLS version of the HTTPS listener and of the portal's outgoing connections: 1.2 or 1.3; 1.3 is preferred either way (env KEYWAY_TLS_MIN_VERSION)")
 	fs.StringVar(&c.TLSServerCiphers, "tls-server-ciphers", envOr("KEYWAY_TLS_SERVER_CIPHERS", ""), "comma-separated TLS 1.2 cipher suites the HTTPS listener allows, e.g. TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256; default Go's (env KEYWAY_TLS_SERVER_CIPHERS)")
 	fs.StringVar(&c.TLSClientCiphers, "tls-client-ciphers", envOr("KEYWAY_TLS_CLIENT_CIPHERS", ""), "comma-separated TLS 1.2 cipher suites allowed when the portal connects out (hook, OIDC, SAML, LDAP); default Go's (env KEYWAY_TLS_CLIENT_CIPHERS)")
+	fs.StringVar(&c.Recordings, "recordings", envOr("KEYWAY_RECORDINGS", ""), "where recordings are stored: empty is DATA/recordings; s3://BUCKET/PREFIX is S3-compatible object storage, with credentials from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...) (env KEYWAY_RECORDINGS)")
+	fs.StringVar(&c.S3Endpoint, "s3-endpoint", envOr("KEYWAY_S3_ENDPOINT", ""), "URL of the S3-compatible server for --recordings s3://...; empty is AWS (env KEYWAY_S3_ENDPOINT)")
+	fs.StringVar(&c.S3Region, "s3-region", envOr("KEYWAY_S3_REGION", ""), "region of the bucket; default AWS_REGION, else us-east-1 (env KEYWAY_S3_REGION)")
+	pathStyle, _ := strconv.ParseBool(envOr("KEYWAY_S3_PATH_STYLE", "false")) // refused when opened if invalid
+	fs.BoolVar(&c.S3PathStyle, "s3-path-style", pathStyle, "address the bucket in the URL's path (most self-hosted servers), not its host name (env KEYWAY_S3_PATH_STYLE=true)")
 	c.clusterFlags(fs)
 	fs.StringVar(&c.ExportsMaxMB, "exports-max-mb", envOr("KEYWAY_EXPORTS_MAX_MB", "5120"), "MiB of video exports of desktop recordings kept in DATA/exports; past it the least recently used go; 0 for no bound (env KEYWAY_EXPORTS_MAX_MB)")
 }
@@ -166,6 +181,33 @@ func (c *serveConfig) tlsSettings() (tlsconf.Settings, error) {
 		return s, fmt.Errorf("TLS settings: %w", err)
 	}
 	return s, nil
+}
+
+// openRecordings opens the recordings directory, or the bucket
+// --recordings names, reached with the portal's client TLS settings.
+func (c *serveConfig) openRecordings(ctx context.Context, tlsSet tlsconf.Settings, logger *slog.Logger) (storage.Store, error) {
+	if v := os.Getenv("KEYWAY_S3_PATH_STYLE"); v != "" {
+		if _, err := strconv.ParseBool(v); err != nil {
+			return nil, fmt.Errorf("KEYWAY_S3_PATH_STYLE=%q: want true or false", v)
+		}
+	}
+	if c.Recordings == "" {
+		if c.S3Endpoint != "" || c.S3Region != "" || c.S3PathStyle {
+			return nil, errors.New("--s3-endpoint, --s3-region and --s3-path-style are for --recordings s3://BUCKET/PREFIX, which is not set")
+		}
+		return storage.Open(filepath.Join(c.DataDir, "recordings"))
+	}
+	bucket, prefix, err := objstore.ParseURL(c.Recordings)
+	if err != nil {
+		return nil, fmt.Errorf("--recordings: %w", err)
+	}
+	if c.S3Endpoint != "" {
+		if u, err := url.Parse(c.S3Endpoint); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return nil, fmt.Errorf("--s3-endpoint %q: want a URL such as https://s3.example.com:9000", c.S3Endpoint)
+		}
+	}
+	return objstore.New(ctx, objstore.Config{Bucket: bucket, Prefix: prefix, Endpoint: c.S3Endpoint, Region: c.S3Region,
+		PathStyle: c.S3PathStyle, ClientTLS: tlsSet.Client, Logger: logger.With("component", "recordings")})
 }
 
 func envOr(name, def string) string {
@@ -305,10 +347,11 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	}
 	defer sp.Close()
 	metrics.WatchSpool(reg, sp)
-	recDir, err := storage.Open(filepath.Join(cfg.DataDir, "recordings"))
+	recDir, err := cfg.openRecordings(ctx, tlsSet, logger)
 	if err != nil {
 		return err
 	}
+	logger.Info("recordings stored in " + cfg.recordingsLocation())
 	var defaultNets atomic.Pointer[[]netip.Prefix]
 	var relayAddrs atomic.Pointer[[]string]
 	gw, err := gateway.New(gateway.Config{
@@ -425,6 +468,10 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	}
 	expCfg := exports.Config{Dir: filepath.Join(cfg.DataDir, "exports"), Recordings: recDir, MaxBytes: maxMB << 20,
 		Logger: logger.With("component", "exports")}
+	if shared, ok := recDir.(exports.Shared); ok {
+		// Recordings in a bucket: videos go there too, for every replica.
+		expCfg.Shared = shared
+	}
 	ffmpeg, noFFmpeg := video.LookFFmpeg()
 	if noFFmpeg == nil {
 		expCfg.Export = video.New(video.Config{FFmpeg: ffmpeg, Logger: expCfg.Logger}).Export
@@ -480,7 +527,7 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		return err
 	}
 	if keep > 0 {
-		job := &retention.Job{Store: st, Dir: recDir, Audit: auditLog, Period: keep, Logger: logger.With("component", "retention"), Now: time.Now,
+		job := &retention.Job{Store: st, Recordings: recDir, Audit: auditLog, Period: keep, Logger: logger.With("component", "retention"), Now: time.Now,
 			Exports: videos}
 		healthDone.Add(1)
 		go func() {

@@ -74,11 +74,11 @@ func (s *Server) Ready(ctx context.Context) Readiness {
 		var one int
 		return s.Store.DB().QueryRowContext(ctx, "SELECT 1").Scan(&one)
 	})
-	check("recordings", func(context.Context) error {
+	check("recordings", func(ctx context.Context) error {
 		if s.Recordings == nil {
 			return errNoRecordingStore
 		}
-		return s.Recordings.Writable()
+		return s.Recordings.Writable(ctx)
 	})
 	check("gateways", func(context.Context) error {
 		if s.Gateways == nil {

@@ -70,7 +70,7 @@ type Deps struct {
 	// the embedded gateway relays to.
 	RelayAddresses func([]string)
 	// Recordings holds the recording files gateways upload.
-	Recordings *storage.Dir
+	Recordings storage.Store
 	// Timeouts bound slow clients; zero fields take defaults.
 	Timeouts Timeouts
 	// Hook is the connection authorization hook, Policies the access

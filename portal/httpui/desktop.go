@@ -117,6 +117,7 @@ func (s *Server) desktopSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	log := s.requestLogger(r).With("session", sess.ID, "user", sess.User.Name, "resource", sess.Resource.Name)
 	sess.SetWarn(func(msg string) { send(guac.New("msg", strconv.Itoa(guacMsgWarning), msg).AppendTo(nil)) })
+	sess.OnNotice(func(n sessions.Notice) { send(noticeInstruction(n, s.Now()).AppendTo(nil)) })
 	log.Info("desktop session started", "gateway", sess.Gateway.Name)
 	end, reason := s.relayDesktop(ctx, ws, sess.Conn, sess, send, closeWith)
 	sess.End(end, reason)

@@ -21,12 +21,13 @@ import (
 	_ "time/tzdata"
 
 	"github.com/keyway-dev/keyway/gateway/logctx"
+	"github.com/keyway-dev/keyway/gateway/shutdown"
 )
 
 func main() {
 	// The first SIGTERM or SIGINT drains `portal serve`, the second ends
 	// it at once; other commands stop at the first.
-	ctx, stop := shutdownSignals()
+	ctx, stop := shutdown.Signals()
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	if err != nil {

@@ -24,6 +24,7 @@ import (
 	"github.com/keyway-dev/keyway/gateway"
 	"github.com/keyway-dev/keyway/gateway/control"
 	"github.com/keyway-dev/keyway/gateway/metrics"
+	"github.com/keyway-dev/keyway/gateway/shutdown"
 	"github.com/keyway-dev/keyway/gateway/tlsconf"
 	"github.com/keyway-dev/keyway/gateway/wire"
 	"github.com/keyway-dev/keyway/portal/audit"
@@ -221,7 +222,7 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 			return fmt.Errorf("--pprof-listen: %w", err)
 		}
 	}
-	drainTimeout, err := parseDrainTimeout(cfg.DrainTimeout)
+	drainTimeout, err := shutdown.ParseDrainTimeout(cfg.DrainTimeout)
 	if err != nil {
 		return err
 	}
@@ -541,7 +542,7 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	case <-ctx.Done():
 	}
 	logger.Info("shutting down: draining", "timeout", drainTimeout)
-	drainer{ui: ui, srv: srv, gw: gw, spool: sp, timeout: drainTimeout, logger: logger}.run(stopNow(ctx))
+	drainer{ui: ui, srv: srv, gw: gw, spool: sp, timeout: drainTimeout, logger: logger}.run(shutdown.StopNow(ctx))
 	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	ui.Close() // ends hijacked terminal sessions, which Shutdown does not see

@@ -242,6 +242,10 @@ func (s *Server) relayDesktop(ctx context.Context, ws *websocket.Conn, conn net.
 				closeWith("The portal is shutting down; the session was closed.", guacSessionClosed)
 				return "portal shut down", ""
 			}
+			if gatewayRestarted(sess) {
+				closeWith(sessions.MsgGatewayShutdown, guacSessionClosed)
+				return "gateway shutting down", sessions.MsgGatewayShutdown
+			}
 			closeWith("The connection to the gateway was lost; the session has ended.", guacUpstreamError)
 			return "gateway connection lost", ""
 		}

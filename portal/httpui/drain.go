@@ -60,3 +60,10 @@ func noticeInstruction(n sessions.Notice, now time.Time) guac.Instruction {
 	secs := max(int(n.Deadline.Sub(now).Round(time.Second).Seconds()), 0)
 	return guac.New("msg", strconv.Itoa(guacMsgWarning), noticeText(n, now), n.Message, strconv.Itoa(secs), n.Code)
 }
+
+// gatewayRestarted reports whether sess ended because its gateway drained
+// and closed it: its user had been told so (a gateway_draining notice).
+func gatewayRestarted(sess any) bool {
+	n, ok := sess.(interface{ NoticeCode() string })
+	return ok && n.NoticeCode() == sessions.CodeGatewayDraining
+}

@@ -177,6 +177,9 @@ func New(d Deps) *Server {
 	s.handler = s.routes()
 	if d.Gateways != nil {
 		d.Gateways.SetLedger(sessionLedger{s})
+		// A gateway that drains: its sessions' users are told when it
+		// closes them.
+		d.Gateways.SetDrainNotify(s.live.GatewayDraining)
 	}
 	s.wg.Add(1)
 	go func() {

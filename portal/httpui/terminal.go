@@ -366,6 +366,10 @@ func (t *termSession) bridge(ctx context.Context, conn net.Conn) (end, reason st
 				t.sendControl(control{Type: "error", Code: code, Message: reason})
 				return strings.ReplaceAll(code, "_", " "), reason
 			}
+			if gatewayRestarted(t.sess) {
+				t.sendControl(control{Type: "error", Code: sessions.CodeGatewayShutdown, Message: sessions.MsgGatewayShutdown})
+				return "gateway shutting down", sessions.MsgGatewayShutdown
+			}
 			t.sendControl(control{Type: "error", Code: "gateway_lost", Message: "The connection to the gateway was lost; the session has ended."})
 			return "gateway connection lost", ""
 		}

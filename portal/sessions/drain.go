@@ -19,6 +19,16 @@ const (
 const (
 	msgDraining       = "This portal is restarting; reconnect in a moment."
 	msgPortalShutdown = "This portal is restarting, so the session was closed. Reconnect in a moment."
+	// MsgGatewayShutdown is what the user of a session closed by its
+	// draining gateway is told.
+	MsgGatewayShutdown = "The gateway of this session restarted, so the session was closed. Reconnect in a moment."
+)
+
+// CodeGatewayDraining is the Notice code of a session whose gateway
+// drains, and CodeGatewayShutdown the end of one it then closed.
+const (
+	CodeGatewayDraining = "gateway_draining"
+	CodeGatewayShutdown = "gateway_shutting_down"
 )
 
 // Notice tells a session's user that it will be closed: the portal or
@@ -143,7 +153,7 @@ func (m *Manager) CloseAll() int {
 // gateway with id gatewayID that it restarts and closes them at
 // deadline.
 func (m *Manager) GatewayDraining(gatewayID string, deadline time.Time) {
-	n := Notice{Code: "gateway_draining", Deadline: deadline,
+	n := Notice{Code: CodeGatewayDraining, Deadline: deadline,
 		Message: "The gateway of this session is restarting: the session will be closed when the countdown ends. Finish or save your work, then reconnect."}
 	for _, s := range m.Live() {
 		if s.Gateway.ID != gatewayID {
@@ -170,4 +180,13 @@ func Countdown(now, deadline time.Time) string {
 	default:
 		return fmt.Sprintf("in %d minutes", int(d.Minutes()))
 	}
+}
+
+// NoticeCode is the Code of the last Notice the session's user was given,
+// or "": a session closed after "gateway_draining" ended because its
+// gateway restarted, not because it was lost.
+func (s *Session) NoticeCode() string {
+	s.m.mu.Lock()
+	defer s.m.mu.Unlock()
+	return s.notice.Code
 }

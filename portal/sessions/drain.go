@@ -149,10 +149,19 @@ func (m *Manager) CloseAll() int {
 	return len(live)
 }
 
+// maxGatewayDrain bounds how far ahead a gateway's drain deadline is
+// believed: the longest --drain-timeout.
+const maxGatewayDrain = 24 * time.Hour
+
 // GatewayDraining tells the users of the sessions running through the
 // gateway with id gatewayID that it restarts and closes them at
 // deadline.
 func (m *Manager) GatewayDraining(gatewayID string, deadline time.Time) {
+	// The deadline is the gateway's word: a broken or hostile one must
+	// not announce a close years away.
+	if latest := m.Now().Add(maxGatewayDrain); deadline.After(latest) {
+		deadline = latest
+	}
 	n := Notice{Code: CodeGatewayDraining, Deadline: deadline,
 		Message: "The gateway of this session is restarting: the session will be closed when the countdown ends. Finish or save your work, then reconnect."}
 	for _, s := range m.Live() {
@@ -175,6 +184,8 @@ func Countdown(now, deadline time.Time) string {
 	switch {
 	case d <= 0:
 		return "now"
+	case d == time.Second:
+		return "in 1 second"
 	case d < 2*time.Minute:
 		return fmt.Sprintf("in %d seconds", int(d.Seconds()))
 	default:

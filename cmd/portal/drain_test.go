@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -163,6 +164,12 @@ func TestDrainTerminal(t *testing.T) {
 	if code, page := second.get("/"); code != http.StatusOK || !strings.Contains(page, "box") {
 		t.Fatalf("home page while draining: %d", code)
 	}
+	if code, page := second.get(fmt.Sprintf("/files/%d", res.ID)); code != http.StatusServiceUnavailable || !strings.Contains(page, "This portal is restarting; reconnect in a moment.") {
+		t.Fatalf("file browser while draining: %d", code)
+	}
+	// Signing in goes on working.
+	third := newBrowser(t, d.URL)
+	third.signIn("alice", "alice-password-1")
 	// The session goes on until the timeout.
 	typeLine(t, term, "echo still-$((40+2))")
 	readUntil(t, term, "still-42")
@@ -203,9 +210,10 @@ func TestDrainTerminal(t *testing.T) {
 	if err != nil || len(evs) != 1 || evs[0].Details["end"] != "portal shutting down" {
 		t.Fatalf("session end audited as %+v (%v)", evs, err)
 	}
+	// The terminal and the file browser refused, each audited on box.
 	refused, _ := st.SearchAudit(context.Background(), store.AuditFilter{Action: "connect", Actor: "alice", Text: "draining"})
-	if len(refused) != 1 {
-		t.Errorf("the refused session is audited %d times, want once: %+v", len(refused), refused)
+	if len(refused) != 2 || refused[0].Target != "box" || refused[1].Target != "box" {
+		t.Errorf("the refused sessions are audited as %+v, want twice on box", refused)
 	}
 }
 
@@ -271,5 +279,65 @@ func TestDrainTimeoutFlag(t *testing.T) {
 	err := serveWith(context.Background(), serveConfig{DataDir: t.TempDir(), Listen: "127.0.0.1:0", LogLevel: "info", DrainTimeout: "soon"}, &syncBuffer{}, nil)
 	if err == nil || !strings.Contains(err.Error(), "--drain-timeout") {
 		t.Fatalf("a bad --drain-timeout: %v", err)
+	}
+}
+
+// TestDrainDesktop: the user of a running VNC desktop is told of the drain
+// by the portal's warning instruction, with the seconds left for the
+// banner; at the timeout the desktop is closed with the reason, its end
+// audited and its recording stored complete.
+func TestDrainDesktop(t *testing.T) {
+	t.Parallel()
+	d, alice, _ := startDrainingPortal(t, "6s")
+	x := targets.NewXvnc(t, targets.XvncOptions{Password: "pw123456", Width: 320, Height: 240})
+	bg := context.Background()
+	desk, err := d.Store.CreateResource(bg, store.Resource{Name: "desk", Protocol: "vnc", Host: x.Host, Port: x.Port},
+		&store.Secrets{Password: x.Password})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := d.Store.UserByName(bg, "alice")
+	d.Store.CreateGrant(bg, desk.ID, "user", u.ID)
+	screen := alice.desktop(desk.ID)
+
+	d.drain()
+	// Read until the close, noting the notice on the way.
+	var notice, closed string
+	screen.SetReadDeadline(time.Now().Add(time.Minute))
+	for closed == "" {
+		_, msg, err := screen.ReadMessage()
+		if err != nil {
+			t.Fatalf("the desktop closed without saying why (notice %q): %v", notice, err)
+		}
+		m := string(msg)
+		if i := strings.Index(m, "3.msg,5.19287,"); i >= 0 && notice == "" {
+			notice = m[i:]
+		}
+		if i := strings.Index(m, "5.error,"); i >= 0 {
+			closed = m[i:]
+		}
+	}
+	if !strings.Contains(notice, "This portal is restarting: this session will be closed when the countdown ends.") ||
+		!strings.Contains(notice, "It closes in") || !strings.Contains(notice, ",8.draining;") {
+		t.Fatalf("the desktop was told %q", notice)
+	}
+	if !strings.Contains(closed, "This portal is restarting, so the session was closed.") {
+		t.Fatalf("the desktop closed with %q", closed)
+	}
+	if err := d.wait(t, time.Minute); err != nil {
+		t.Fatalf("serve returned %v", err)
+	}
+	st, err := openStore(bg, d.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	evs, _ := st.SearchAudit(bg, store.AuditFilter{Action: "session.end", Actor: "alice"})
+	if len(evs) != 1 || evs[0].Details["end"] != "portal shutting down" {
+		t.Fatalf("session end audited as %+v", evs)
+	}
+	recs, err := st.SearchRecordings(bg, store.RecordingFilter{Protocol: "vnc"})
+	if err != nil || len(recs) != 1 || recs[0].Incomplete {
+		t.Fatalf("desktop recordings: %+v %v", recs, err)
 	}
 }

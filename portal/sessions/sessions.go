@@ -244,6 +244,12 @@ func (m *Manager) Admit(ctx context.Context, req Request) (*Admission, error) {
 func (m *Manager) admit(ctx context.Context, a *Admission) error {
 	req := a.req
 	if ref := m.refuseDraining(); ref != nil {
+		// Named in the audit log; the user's words are the same either way.
+		if req.Kind != KindWatch {
+			if res, err := m.Store.ResourceByID(ctx, req.ResourceID); err == nil {
+				a.res = res
+			}
+		}
 		return ref
 	}
 	// The resource, gateway and segment go to the hook; the grant is

@@ -78,9 +78,11 @@ func (m *Manager) Drain(deadline time.Time) bool {
 		return false
 	}
 	m.drainDeadline = deadline
-	m.mu.Unlock()
 	n := Notice{Code: CodeDraining, Deadline: deadline,
 		Message: "This portal is restarting: this session will be closed when the countdown ends. Finish or save your work, then reconnect."}
+	// A session being opened now gets it when it registers (Open).
+	m.drainNotice = n
+	m.mu.Unlock()
 	for _, s := range m.Live() {
 		s.sendNotice(n)
 	}

@@ -99,6 +99,7 @@ type Manager struct {
 	// drainDeadline, once set, refuses new sessions (Drain); changed is
 	// closed and replaced whenever a session ends (WaitIdle).
 	drainDeadline time.Time
+	drainNotice   Notice
 	changed       chan struct{}
 }
 
@@ -634,6 +635,10 @@ func (m *Manager) Open(ctx context.Context, a *Admission) (*Session, error) {
 	}
 	m.mu.Lock()
 	m.live[s.ID] = s
+	if !m.drainDeadline.IsZero() && s.notice.Code == "" {
+		// Dialled while the drain began: told when its page subscribes.
+		s.notice = m.drainNotice
+	}
 	m.mu.Unlock()
 	s.logConnection()
 	if s.Kind != KindFiles {

@@ -60,6 +60,13 @@ func isSharedCodec(p string) bool {
 	return strings.HasPrefix(p, "recordings") || p == "gateway/wire" || p == "gateway/guac" || p == "gateway/splice" || p == "gateway/tlsconf"
 }
 
+// isSharedWithPortal: besides the shared codecs, the portal and the
+// gateway share their metrics definitions and log context, which may use
+// third-party libraries (Prometheus) but no gateway engine.
+func isSharedWithPortal(p string) bool {
+	return isSharedCodec(p) || p == "gateway/metrics" || p == "gateway/logctx"
+}
+
 // sameCommand reports whether from and to are in one command's tree
 // (cmd/keyway and cmd/keyway/internal/app).
 func sameCommand(from, to string) bool {
@@ -75,8 +82,10 @@ func allowed(from, to string) string {
 		return "nothing imports cmd, but a command its own packages"
 	case under(from, "gateway") && (under(to, "portal") || under(to, "web")):
 		return "the gateway never depends on the portal or the web UI"
-	case under(from, "portal") && under(to, "gateway") && !isSharedCodec(to):
-		return "the portal reaches gateways only through gateway/wire and gateway/guac (and copies streams with gateway/splice, shares TLS settings with gateway/tlsconf)"
+	case under(from, "portal") && under(to, "gateway") && !isSharedWithPortal(to):
+		return "the portal reaches gateways only through gateway/wire and gateway/guac (and copies streams with gateway/splice, shares TLS settings with gateway/tlsconf, metrics with gateway/metrics and log context with gateway/logctx)"
+	case isSharedWithPortal(from) && under(to, "gateway") && !isSharedWithPortal(to):
+		return "what the portal shares with the gateway imports no gateway engine"
 	case isSharedCodec(from) && !isSharedCodec(to):
 		return "shared codecs import only the standard library and each other"
 	case from == "web/ui" && under(to, "portal"):

@@ -242,10 +242,12 @@ func serve(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	tokOpts := ctlOpts
 	tokOpts.Logger = logger.With("component", "token")
 	tokOpts.LearnedKeys = func() []string { return puller.PortalTLSKeys() }
+	tokOpts.Metrics = gwMetrics
 	tokens := control.NewTokens(tokOpts)
 	if err := tokens.Load(); err != nil {
 		logger.Warn("ignoring the access token on disk", "err", err)
 	}
+	metrics.WatchToken(reg, func() time.Time { return tokens.Current().ExpiresAt })
 	ctlOpts.Tokens = tokens
 	puller = control.New(ctlOpts)
 	if err := puller.LoadBackup(); err != nil {

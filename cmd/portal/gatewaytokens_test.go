@@ -68,6 +68,14 @@ func TestGatewayTokenRenewalAndRotation(t *testing.T) {
 	if _, body := admin.get(page); !strings.Contains(body, "Token expires") || !strings.Contains(body, "current token") {
 		t.Fatalf("gateway page does not show the token")
 	}
+	// The issues are counted and the token's expiry exported.
+	fams := scrape(t, p.MetricsURL)
+	if v := value(fams, "keyway_portal_gateway_token_events_total", "gateway", "t1", "event", "issued"); v < 3 {
+		t.Errorf("token issues counted: %v, want 3 or more", v)
+	}
+	if v := value(fams, "keyway_portal_gateway_token_expiry_timestamp_seconds", "gateway", "t1"); v < float64(time.Now().Add(-tokenLifetime).Unix()) {
+		t.Errorf("token expiry exported: %v", v)
+	}
 
 	// An expired and a tampered token of the gateway's are refused, even
 	// signed with its key.
@@ -103,6 +111,9 @@ func TestGatewayTokenRenewalAndRotation(t *testing.T) {
 	}
 	if !strings.Contains(portalLog.String(), "gateway config pull refused: access token expired") {
 		t.Fatalf("no log line for the expired token:\n%s", portalLog.String())
+	}
+	if v := value(scrape(t, p.MetricsURL), "keyway_portal_gateway_token_events_total", "gateway", "t1", "event", "refused"); v < 2 {
+		t.Errorf("refused tokens counted: %v, want 2 or more", v)
 	}
 
 	// Rotation: new tokens on the secondary key; once the gateway moved

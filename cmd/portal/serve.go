@@ -356,6 +356,22 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		}
 		return out
 	})
+	metrics.GatewayTokenExpiries(reg, func() []metrics.GatewayTokenExpiry {
+		// A scrape waits at most this long for the database; scrapes go
+		// on while the portal drains (after ctx ended).
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		list, err := st.GatewayTokenExpiries(ctx)
+		if err != nil {
+			logger.Warn("metrics: gateway token expiries", "err", err)
+			return nil
+		}
+		out := make([]metrics.GatewayTokenExpiry, len(list))
+		for i, e := range list {
+			out[i] = metrics.GatewayTokenExpiry{Gateway: e.Gateway, Expires: e.Expires}
+		}
+		return out
+	})
 	// The health loop, token renewals and uploads go on while the portal
 	// drains (after ctx ended); the defers stop them.
 	healthCtx, stopHealth := context.WithCancel(context.WithoutCancel(ctx))

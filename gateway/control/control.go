@@ -24,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keyway-dev/keyway/gateway/metrics"
 	"github.com/keyway-dev/keyway/gateway/tlsconf"
 	"github.com/keyway-dev/keyway/gateway/wire"
 )
@@ -88,6 +89,8 @@ type Options struct {
 	// (Puller.PortalTLSKeys); the Puller fills it in for itself.
 	LearnedKeys func() []string
 	Logger      *slog.Logger
+	// Metrics counts token renewals; nil counts nothing.
+	Metrics *metrics.Gateway
 	// TLS is the lowest TLS version and the client cipher suites for
 	// reaching the portal; the zero value is TLS 1.2 with Go's suites.
 	TLS tlsconf.Settings

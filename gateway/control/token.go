@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keyway-dev/keyway/gateway/metrics"
 	"github.com/keyway-dev/keyway/gateway/wire"
 )
 
@@ -40,6 +41,7 @@ type Tokens struct {
 	path      string
 	client    *http.Client
 	logger    *slog.Logger
+	metrics   *metrics.Gateway
 	now       func() time.Time
 	kick      chan struct{}
 	// wake tells Run that a token came by another way (Ensure).
@@ -67,7 +69,7 @@ func NewTokens(o Options) *Tokens {
 	return &Tokens{
 		url: strings.TrimRight(o.PortalURL, "/") + wire.TokenPath, gatewayID: o.GatewayID, identity: o.Identity, path: o.TokenPath,
 		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: portalTLS(o)}},
-		logger: o.Logger, now: time.Now, kick: make(chan struct{}, 1), wake: make(chan struct{}, 1),
+		logger: o.Logger, metrics: o.Metrics, now: time.Now, kick: make(chan struct{}, 1), wake: make(chan struct{}, 1),
 	}
 }
 
@@ -166,6 +168,7 @@ func (t *Tokens) Renew(ctx context.Context) error {
 
 func (t *Tokens) renewLocked(ctx context.Context) error {
 	err := t.renew(ctx)
+	t.metrics.TokenRenewal(err == nil)
 	if err != nil {
 		msg := err.Error()
 		if len(msg) > wire.MaxRenewError {

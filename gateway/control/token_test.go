@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -16,6 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/keyway-dev/keyway/gateway/metrics"
 	"github.com/keyway-dev/keyway/gateway/wire"
 )
 
@@ -54,9 +59,11 @@ func TestTokens(t *testing.T) {
 	t.Cleanup(srv.Close)
 	sum := sha256.Sum256(srv.Certificate().Raw)
 	path := filepath.Join(t.TempDir(), "access-token.json")
+	reg := prometheus.NewRegistry()
 	o := Options{PortalURL: srv.URL, GatewayID: "7", Identity: gw, PortalCertSHA256: hex.EncodeToString(sum[:]), TokenPath: path,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: metrics.NewGateway(reg)}
 	tokens := NewTokens(o)
+	metrics.WatchToken(reg, func() time.Time { return tokens.Current().ExpiresAt })
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
@@ -73,6 +80,18 @@ func TestTokens(t *testing.T) {
 		t.Fatalf("reported %q", r)
 	}
 	first := <-grants
+	// Both attempts are counted, and the token's expiry is exported.
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(fmt.Sprintf(`
+# HELP keyway_gateway_token_expiry_timestamp_seconds When the gateway's access token expires, in Unix seconds; 0 while it has none.
+# TYPE keyway_gateway_token_expiry_timestamp_seconds gauge
+keyway_gateway_token_expiry_timestamp_seconds %d
+# HELP keyway_gateway_token_renewals_total Attempts to get or renew the gateway's access token, by outcome (ok, failed; failures are retried).
+# TYPE keyway_gateway_token_renewals_total counter
+keyway_gateway_token_renewals_total{outcome="failed"} 1
+keyway_gateway_token_renewals_total{outcome="ok"} 1
+`, first.ExpiresAt.Unix())), "keyway_gateway_token_expiry_timestamp_seconds", "keyway_gateway_token_renewals_total"); err != nil {
+		t.Error(err)
+	}
 	// Kept on disk, for the gateway only.
 	fi, err := os.Stat(path)
 	if err != nil || fi.Mode().Perm() != 0o600 {

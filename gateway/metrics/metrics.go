@@ -55,6 +55,7 @@ type Portal struct {
 	hookSeconds     prometheus.Histogram
 	hookOutcomes    *prometheus.CounterVec
 	signIns         *prometheus.CounterVec
+	gatewayTokens   *prometheus.CounterVec
 }
 
 // NewPortal registers the portal's metrics on reg.
@@ -82,9 +83,12 @@ func NewPortal(reg prometheus.Registerer) *Portal {
 		signIns: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyway_portal_sign_ins_total",
 			Help: "Sign-in attempts, by method (password, ldap, oidc, saml; a second factor counts under the first) and outcome (ok, failed)."},
 			[]string{"method", "outcome"}),
+		gatewayTokens: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyway_portal_gateway_token_events_total",
+			Help: "Gateway access token events, by kind: issued, refused, expiring (a gateway called with under 7 days left), renew_failed (a gateway reported a failed renewal)."},
+			[]string{"gateway", "event"}),
 	}
 	reg.MustRegister(m.sessionsLive, m.sessionsStarted, m.connectSeconds, m.bytesRelayed, m.recordings, m.recordingBytes,
-		m.hookSeconds, m.hookOutcomes, m.signIns)
+		m.hookSeconds, m.hookOutcomes, m.signIns, m.gatewayTokens)
 	return m
 }
 
@@ -145,6 +149,53 @@ func (m *Portal) SignIn(method string, ok bool) {
 	m.signIns.WithLabelValues(method, outcome(ok)).Inc()
 }
 
+// Gateway token event kinds.
+const (
+	TokenIssued      = "issued"
+	TokenRefused     = "refused"
+	TokenExpiring    = "expiring"
+	TokenRenewFailed = "renew_failed"
+)
+
+// GatewayToken counts an access token event of gateway.
+func (m *Portal) GatewayToken(gateway, event string) {
+	if m == nil {
+		return
+	}
+	m.gatewayTokens.WithLabelValues(gateway, event).Inc()
+}
+
+// GatewayTokenExpiry is when a gateway's last issued token expires.
+type GatewayTokenExpiry struct {
+	Gateway string
+	Expires time.Time
+}
+
+// GatewayTokenExpiries registers
+// keyway_portal_gateway_token_expiry_timestamp_seconds, read from expiries
+// at every scrape; a gateway never issued a token has no series.
+func GatewayTokenExpiries(reg prometheus.Registerer, expiries func() []GatewayTokenExpiry) {
+	reg.MustRegister(&expiryCollector{expiries: expiries, desc: prometheus.NewDesc("keyway_portal_gateway_token_expiry_timestamp_seconds",
+		"When each gateway's last issued access token expires, in Unix seconds; alert on time() above it minus 7 days.",
+		[]string{"gateway"}, nil)})
+}
+
+type expiryCollector struct {
+	expiries func() []GatewayTokenExpiry
+	desc     *prometheus.Desc
+}
+
+func (c *expiryCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *expiryCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, e := range c.expiries() {
+		if e.Expires.IsZero() {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(e.Expires.Unix()), e.Gateway)
+	}
+}
+
 func outcome(ok bool) string {
 	if ok {
 		return OutcomeOK
@@ -197,6 +248,7 @@ type Gateway struct {
 	spooled         prometheus.Counter
 	uploaded        prometheus.Counter
 	uploadFailures  prometheus.Counter
+	tokenRenewals   *prometheus.CounterVec
 }
 
 // Spool is what a gateway's spool reports at every scrape.
@@ -225,9 +277,32 @@ func NewGateway(reg prometheus.Registerer) *Gateway {
 			Help: "Recordings the portal confirmed and the spool removed."}),
 		uploadFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "keyway_gateway_upload_failures_total",
 			Help: "Failed recording upload attempts (each is retried)."}),
+		tokenRenewals: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyway_gateway_token_renewals_total",
+			Help: "Attempts to get or renew the gateway's access token, by outcome (ok, failed; failures are retried)."},
+			[]string{"outcome"}),
 	}
-	reg.MustRegister(m.sessionsLive, m.sessionsStarted, m.bytesRelayed, m.spooled, m.uploaded, m.uploadFailures)
+	reg.MustRegister(m.sessionsLive, m.sessionsStarted, m.bytesRelayed, m.spooled, m.uploaded, m.uploadFailures, m.tokenRenewals)
 	return m
+}
+
+// WatchToken registers keyway_gateway_token_expiry_timestamp_seconds,
+// read from expires at every scrape (0 while the gateway has no token).
+func WatchToken(reg prometheus.Registerer, expires func() time.Time) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keyway_gateway_token_expiry_timestamp_seconds",
+		Help: "When the gateway's access token expires, in Unix seconds; 0 while it has none."}, func() float64 {
+		t := expires()
+		if t.IsZero() {
+			return 0
+		}
+		return float64(t.Unix())
+	}))
+}
+
+// TokenRenewal counts an attempt to get or renew the access token.
+func (m *Gateway) TokenRenewal(ok bool) {
+	if m != nil {
+		m.tokenRenewals.WithLabelValues(outcome(ok)).Inc()
+	}
 }
 
 // WatchSpool registers the spool gauges, read from sp at every scrape.

@@ -4,6 +4,7 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -96,6 +97,32 @@ keyway_portal_gateway_state{gateway="office",state="pending"} 0
 keyway_portal_gateway_state{gateway="office",state="unavailable"} 1
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "keyway_portal_gateway_state"); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestGatewayTokenMetrics(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	p := NewPortal(reg)
+	p.GatewayToken("office", TokenIssued)
+	p.GatewayToken("office", TokenIssued)
+	p.GatewayToken("office", TokenRenewFailed)
+	GatewayTokenExpiries(reg, func() []GatewayTokenExpiry {
+		// A gateway never issued a token has no series.
+		return []GatewayTokenExpiry{{"office", time.Unix(1800000000, 0)}, {"new", time.Time{}}}
+	})
+	want := `
+# HELP keyway_portal_gateway_token_events_total Gateway access token events, by kind: issued, refused, expiring (a gateway called with under 7 days left), renew_failed (a gateway reported a failed renewal).
+# TYPE keyway_portal_gateway_token_events_total counter
+keyway_portal_gateway_token_events_total{event="issued",gateway="office"} 2
+keyway_portal_gateway_token_events_total{event="renew_failed",gateway="office"} 1
+# HELP keyway_portal_gateway_token_expiry_timestamp_seconds When each gateway's last issued access token expires, in Unix seconds; alert on time() above it minus 7 days.
+# TYPE keyway_portal_gateway_token_expiry_timestamp_seconds gauge
+keyway_portal_gateway_token_expiry_timestamp_seconds{gateway="office"} 1.8e+09
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "keyway_portal_gateway_token_events_total",
+		"keyway_portal_gateway_token_expiry_timestamp_seconds"); err != nil {
 		t.Error(err)
 	}
 }

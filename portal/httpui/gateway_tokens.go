@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/keyway-dev/keyway/gateway/metrics"
 	"github.com/keyway-dev/keyway/gateway/wire"
 	"github.com/keyway-dev/keyway/portal/audit"
 	"github.com/keyway-dev/keyway/portal/store"
@@ -85,6 +86,7 @@ func (s *Server) authGatewayToken(w http.ResponseWriter, r *http.Request, g stor
 	if left := tok.ExpiresAt.Sub(s.Now()); left < s.tokenWarning() {
 		w.Header().Set(wire.HeaderTokenRenew, c.ActiveSlot)
 		s.alertOnce(g.ID, "expiring", tok.ExpiresAt, func() {
+			s.Metrics.GatewayToken(g.Name, metrics.TokenExpiring)
 			s.Logger.Warn("gateway access token expires soon and was not renewed", "gateway", g.Name, "expires", tok.ExpiresAt, "left", left.Round(time.Second))
 			s.record(r, audit.Event{Actor: "gateway:" + g.Name, Action: audit.ActionGatewayTokenExpiring, Target: g.Name, Outcome: audit.OutcomeFailure,
 				Reason: "access token expires at " + tok.ExpiresAt.UTC().Format(time.RFC3339) + " and was not renewed"})
@@ -97,6 +99,7 @@ func (s *Server) authGatewayToken(w http.ResponseWriter, r *http.Request, g stor
 // a gateway once until it has a working token again.
 func (s *Server) refuseToken(r *http.Request, g store.Gateway, what string, err error) {
 	s.Logger.Warn("gateway "+what+" refused: access token "+tokenProblem(err), "gateway", g.Name, "client", s.ClientInfo.Addr(r), "err", err)
+	s.Metrics.GatewayToken(g.Name, metrics.TokenRefused)
 	s.alertOnce(g.ID, "refused:"+tokenProblem(err), time.Time{}, func() {
 		s.record(r, audit.Event{Actor: "gateway:" + g.Name, Action: audit.ActionGatewayTokenRefused, Target: g.Name, Outcome: audit.OutcomeFailure,
 			Reason: err.Error(), Details: map[string]string{"request": what}})
@@ -149,6 +152,7 @@ func (s *Server) noteRenewError(r *http.Request, g store.Gateway) {
 		s.Logger.Error("record gateway renewal error", "gateway", g.Name, "err", err)
 	}
 	s.Logger.Warn("gateway reports that renewing its access token failed", "gateway", g.Name, "err", msg)
+	s.Metrics.GatewayToken(g.Name, metrics.TokenRenewFailed)
 	s.record(r, audit.Event{Actor: "gateway:" + g.Name, Action: audit.ActionGatewayTokenRenewError, Target: g.Name, Outcome: audit.OutcomeFailure, Reason: msg})
 }
 
@@ -199,6 +203,7 @@ func (s *Server) gatewayRenewToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.alertOnce(g.ID, "issued", t.ExpiresAt, func() {})
+	s.Metrics.GatewayToken(g.Name, metrics.TokenIssued)
 	s.Logger.Info("gateway access token issued", "gateway", g.Name, "how", how, "slot", t.Slot, "expires", t.ExpiresAt)
 	s.record(r, audit.Event{Actor: "gateway:" + g.Name, Action: audit.ActionGatewayTokenIssue, Target: g.Name, Outcome: audit.OutcomeSuccess,
 		Details: map[string]string{"how": how, "slot": t.Slot, "expires": t.ExpiresAt.UTC().Format(time.RFC3339)}})

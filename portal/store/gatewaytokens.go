@@ -224,3 +224,31 @@ func (s *Store) SetGatewayRenewError(ctx context.Context, id int64, msg string, 
 	}
 	return nil
 }
+
+// GatewayTokenExpiry is when the token last issued to a gateway expires.
+type GatewayTokenExpiry struct {
+	Gateway string
+	Expires time.Time
+}
+
+// GatewayTokenExpiries lists the gateways issued a token and when it
+// expires, by gateway name, for metrics.
+func (s *Store) GatewayTokenExpiries(ctx context.Context) ([]GatewayTokenExpiry, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT g.name, c.token_expires_at FROM gateways g JOIN gateway_credentials c ON c.gateway_id = g.id
+		WHERE c.token_expires_at > 0 ORDER BY g.name`)
+	if err != nil {
+		return nil, fmt.Errorf("list gateway token expiries: %w", err)
+	}
+	defer rows.Close()
+	var out []GatewayTokenExpiry
+	for rows.Next() {
+		var e GatewayTokenExpiry
+		var ms int64
+		if err := rows.Scan(&e.Gateway, &ms); err != nil {
+			return nil, fmt.Errorf("list gateway token expiries: %w", err)
+		}
+		e.Expires = fromMillis(ms)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}

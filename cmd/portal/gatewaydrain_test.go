@@ -115,7 +115,9 @@ func TestGatewayDrain(t *testing.T) {
 	}
 	// The health check sees the drain: a1 is out of selection and its
 	// session's user is told when it closes.
-	p.Pool.CheckAll(ctx, gateways.HealthConfig{Attempts: 1, Timeout: 5 * time.Second, Parallel: 4})
+	// A drain is an answer, not a failure to retry: with a minute between
+	// attempts, a retry would outlast a1's drain.
+	p.Pool.CheckAll(ctx, gateways.HealthConfig{Attempts: 2, Backoff: time.Minute, Timeout: 5 * time.Second, Parallel: 4})
 	if s := stateOf(p, "a1"); s != gateways.StateUnavailable {
 		t.Fatalf("a1 is %s while draining", s)
 	}

@@ -91,7 +91,8 @@ func (p *Pool) check(ctx context.Context, g Gateway, cfg HealthConfig) {
 	var err error
 	wait := cfg.Backoff
 	for attempt := 1; attempt <= max(cfg.Attempts, 1); attempt++ {
-		if st, err = p.status(ctx, g, cfg.Timeout); err == nil || ctx.Err() != nil {
+		// A gateway that says it drains has answered: no retry.
+		if st, err = p.status(ctx, g, cfg.Timeout); err == nil || ctx.Err() != nil || !st.DrainDeadline.IsZero() {
 			break
 		}
 		if attempt < cfg.Attempts {

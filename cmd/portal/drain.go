@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"log/slog"
-	"net/http"
 	"time"
 
 	"github.com/keyway-dev/keyway/gateway"
@@ -24,7 +23,6 @@ const drainCloseWait = 15 * time.Second
 // drainer is what a portal's drain works on.
 type drainer struct {
 	ui      *httpui.Server
-	srv     *http.Server
 	gw      *gateway.Gateway
 	spool   *spool.Spool
 	timeout time.Duration
@@ -41,10 +39,10 @@ type drainer struct {
 func (d drainer) run(now context.Context) {
 	start := time.Now()
 	deadline := start.Add(d.timeout)
+	// From now on the HTTP/1 connections a load balancer keeps open to
+	// this replica close after their next answer, so that it opens them
+	// again to a ready one (httpui.Server.ServeHTTP).
 	d.ui.Drain(deadline)
-	// New connections of a load balancer go to ready replicas; this one
-	// closes each of its connections after the answer in flight.
-	d.srv.SetKeepAlivesEnabled(false)
 	wait, cancel := context.WithDeadline(now, deadline)
 	err := d.ui.WaitSessions(wait)
 	cancel()

@@ -132,6 +132,11 @@ func TestDrainTerminal(t *testing.T) {
 	if code, check := alice.readiness(t); code != http.StatusOK || check != "ok" {
 		t.Fatalf("before the drain /readyz is %d with drain check %q", code, check)
 	}
+	if resp, err := alice.client.Get(d.URL + "/"); err != nil || resp.Close {
+		t.Fatalf("a page before the drain closed its connection (%v)", err)
+	} else {
+		resp.Body.Close()
+	}
 	c, term := alice.terminal(res.ID)
 	if c["type"] != "connected" {
 		t.Fatalf("connect: %v", c)
@@ -163,6 +168,13 @@ func TestDrainTerminal(t *testing.T) {
 	}
 	if code, page := second.get("/"); code != http.StatusOK || !strings.Contains(page, "box") {
 		t.Fatalf("home page while draining: %d", code)
+	}
+	// HTTP/1 connections close after each answer, so that a load
+	// balancer's pooled ones move to ready replicas.
+	if resp, err := second.client.Get(d.URL + "/"); err != nil || !resp.Close {
+		t.Fatalf("a page while draining kept its connection open (%v)", err)
+	} else {
+		resp.Body.Close()
 	}
 	if code, page := second.get(fmt.Sprintf("/files/%d", res.ID)); code != http.StatusServiceUnavailable || !strings.Contains(page, "This portal is restarting; reconnect in a moment.") {
 		t.Fatalf("file browser while draining: %d", code)

@@ -558,12 +558,15 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	case <-ctx.Done():
 	}
 	logger.Info("shutting down: draining", "timeout", drainTimeout)
-	drainer{ui: ui, srv: srv, gw: gw, spool: sp, timeout: drainTimeout, logger: logger}.run(shutdown.StopNow(ctx))
+	drainer{ui: ui, gw: gw, spool: sp, timeout: drainTimeout, logger: logger}.run(shutdown.StopNow(ctx))
 	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	ui.Close() // ends hijacked terminal sessions, which Shutdown does not see
 	if err := srv.Shutdown(shutCtx); err != nil {
+		// No request may be served once the database closes: what did
+		// not end in time is cut.
 		logger.Warn("shutdown", "err", err)
+		srv.Close()
 	}
 	return nil
 }

@@ -203,6 +203,13 @@ func New(d Deps) *Server {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id := newRequestID()
 	w.Header().Set("X-Request-Id", id)
+	if _, draining := s.live.Draining(); draining && r.ProtoMajor == 1 && r.Header.Get("Upgrade") == "" && r.Method != http.MethodConnect {
+		// A draining portal closes each HTTP/1 connection after its
+		// answer, so that a load balancer's pooled connections move to
+		// ready replicas. HTTP/2 clients move at the GOAWAY of shutdown;
+		// WebSocket upgrades and tunnels keep their connection.
+		w.Header().Set("Connection", "close")
+	}
 	s.handler.ServeHTTP(w, r.WithContext(logctx.With(r.Context(), "request", id)))
 }
 

@@ -335,7 +335,7 @@ func serve(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		tokens.Run(bg)
 	}()
 	<-ctx.Done()
-	logger.Info("shutting down: draining", "timeout", drainTimeout)
+	logger.Info("shutting down: draining (a second SIGTERM or Ctrl-C stops at once)", "timeout", drainTimeout)
 	drainGateway(shutdown.StopNow(ctx), g, sp, drainTimeout, logger)
 	return nil
 }

@@ -557,7 +557,7 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		return fmt.Errorf("serve HTTPS: %w", err)
 	case <-ctx.Done():
 	}
-	logger.Info("shutting down: draining", "timeout", drainTimeout)
+	logger.Info("shutting down: draining (a second SIGTERM or Ctrl-C stops at once)", "timeout", drainTimeout)
 	drainer{ui: ui, gw: gw, spool: sp, timeout: drainTimeout, logger: logger}.run(shutdown.StopNow(ctx))
 	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

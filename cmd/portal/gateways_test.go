@@ -46,6 +46,8 @@ type gatewayProc struct {
 	cmd    *exec.Cmd
 	log    *syncBuffer
 	done   chan struct{}
+	// args are added to gateway run's.
+	args []string
 }
 
 type syncBuffer struct {
@@ -77,7 +79,7 @@ func freePort(t *testing.T) int {
 func (g *gatewayProc) start() {
 	g.t.Helper()
 	g.log = &syncBuffer{}
-	g.cmd = exec.Command(g.bin, "run", "--config", g.config, "--log-level", "debug")
+	g.cmd = exec.Command(g.bin, append([]string{"run", "--config", g.config, "--log-level", "debug"}, g.args...)...)
 	g.cmd.Stdout, g.cmd.Stderr = g.log, g.log
 	g.cmd.WaitDelay = time.Second
 	if err := g.cmd.Start(); err != nil {
@@ -125,7 +127,7 @@ func (b *browser) get(path string) (int, string) {
 
 // enrol walks the admin journey for one gateway: create it, download its
 // config, start it, paste its key. It returns the running process.
-func enrol(t *testing.T, admin *browser, bin, segmentID, name, dir string) *gatewayProc {
+func enrol(t *testing.T, admin *browser, bin, segmentID, name, dir string, args ...string) *gatewayProc {
 	t.Helper()
 	sshPort, rdpPort, vncPort, mgmtPort := freePort(t), freePort(t), freePort(t), freePort(t)
 	resp := admin.post("/admin/gateways", url.Values{"name": {name}, "segment_id": {segmentID}, "host": {"127.0.0.1"},
@@ -152,7 +154,7 @@ func enrol(t *testing.T, admin *browser, bin, segmentID, name, dir string) *gate
 	cfgPath := filepath.Join(dir, name+".json")
 	raw, _ := json.Marshal(f)
 	os.WriteFile(cfgPath, raw, 0o600)
-	g := &gatewayProc{t: t, bin: bin, config: cfgPath}
+	g := &gatewayProc{t: t, bin: bin, config: cfgPath, args: args}
 	g.start()
 	key := regexp.MustCompile(`ed25519:[A-Za-z0-9+/=]+`).FindString(g.log.String())
 	if key == "" {

@@ -25,6 +25,7 @@ import (
 	"github.com/keyway-dev/keyway/gateway"
 	"github.com/keyway-dev/keyway/gateway/control"
 	"github.com/keyway-dev/keyway/gateway/metrics"
+	"github.com/keyway-dev/keyway/gateway/shutdown"
 	"github.com/keyway-dev/keyway/gateway/tlsconf"
 	"github.com/keyway-dev/keyway/gateway/wire"
 	"github.com/keyway-dev/keyway/portal/audit"
@@ -104,6 +105,9 @@ type serveConfig struct {
 	// ClusterListen and ClusterAdvertise configure the internal listener
 	// of cluster mode, on whenever Database is PostgreSQL (cluster.go).
 	ClusterListen, ClusterAdvertise string
+	// DrainTimeout is how long running sessions may go on after SIGTERM
+	// ("30m"; empty is 30 minutes, "0" closes them at once).
+	DrainTimeout string
 }
 
 // Defaults of --data and --listen. The demo keeps its data apart from a
@@ -135,6 +139,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet, dataDir, listen string) {
 	fs.StringVar(&c.LogFormat, "log-format", envOr("KEYWAY_LOG_FORMAT", "text"), "text or json (one JSON object a line, for log collectors) (env KEYWAY_LOG_FORMAT)")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", envOr("KEYWAY_METRICS_LISTEN", ""), "plain-HTTP address serving Prometheus /metrics, /livez and /readyz; a bare port (:9090) is loopback; default off (env KEYWAY_METRICS_LISTEN)")
 	fs.StringVar(&c.PprofListen, "pprof-listen", envOr("KEYWAY_PPROF_LISTEN", ""), "loopback address serving Go profiles (/debug/pprof/); default off (env KEYWAY_PPROF_LISTEN)")
+	fs.StringVar(&c.DrainTimeout, "drain-timeout", envOr("KEYWAY_DRAIN_TIMEOUT", "30m"), "after SIGTERM, how long running sessions may go on (their users see a countdown) before they are closed; new sessions are refused at once; a second SIGTERM closes them at once (env KEYWAY_DRAIN_TIMEOUT)")
 	fs.DurationVar(&c.GatewayTokenLifetime, "gateway-token-lifetime", 30*24*time.Hour, "how long the access tokens gateways renew themselves live (at most 720h); they renew at two thirds of it")
 	fs.DurationVar(&c.KeyFrames, "recording-keyframes", 10*time.Second, "least time between key frames of desktop recordings: a seek replays at most this much after the key frame before it")
 	fs.StringVar(&c.Retention, "recordings-retention", envOr("KEYWAY_RECORDINGS_RETENTION", "0"), "how long session recordings and the connection log are kept, e.g. 90d; 0 keeps them forever")
@@ -265,6 +270,10 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		if pprofAddr, err = metrics.LoopbackAddr(cfg.PprofListen); err != nil {
 			return fmt.Errorf("--pprof-listen: %w", err)
 		}
+	}
+	drainTimeout, err := shutdown.ParseDrainTimeout(cfg.DrainTimeout)
+	if err != nil {
+		return err
 	}
 	reg := metrics.NewRegistry()
 	portalMetrics := metrics.NewPortal(reg)
@@ -408,8 +417,9 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		return out
 	})
 	metrics.GatewayTokenExpiries(reg, func() []metrics.GatewayTokenExpiry {
-		// A scrape waits at most this long for the database.
-		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		// A scrape waits at most this long for the database; scrapes go
+		// on while the portal drains (after ctx ended).
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		list, err := st.GatewayTokenExpiries(ctx)
 		if err != nil {
@@ -422,7 +432,9 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		}
 		return out
 	})
-	healthCtx, stopHealth := context.WithCancel(ctx)
+	// The health loop, token renewals and uploads go on while the portal
+	// drains (after ctx ended); the defers stop them.
+	healthCtx, stopHealth := context.WithCancel(context.WithoutCancel(ctx))
 	var healthDone sync.WaitGroup
 	defer func() { stopHealth(); healthDone.Wait(); pool.Close() }()
 
@@ -580,7 +592,7 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		embOpts.Tokens.Run(healthCtx)
 	}()
 	embOpts.Logger = logger.With("component", "uploads", "gateway", "embedded")
-	stopUploads := control.StartUploads(ctx, sp, embOpts)
+	stopUploads := control.StartUploads(healthCtx, sp, embOpts)
 	defer stopUploads()
 	logger.Info("portal listening", "url", publicURL, "listen", ln.Addr().String(), "addresses", strings.Join(addresses, " "),
 		"gateway", gw.Addr().String(), "data", cfg.DataDir)
@@ -608,12 +620,16 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		return fmt.Errorf("serve HTTPS: %w", err)
 	case <-ctx.Done():
 	}
-	logger.Info("shutting down")
+	logger.Info("shutting down: draining (a second SIGTERM or Ctrl-C stops at once)", "timeout", drainTimeout)
+	drainer{ui: ui, gw: gw, spool: sp, timeout: drainTimeout, logger: logger}.run(shutdown.StopNow(ctx))
 	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	ui.Close() // ends hijacked terminal sessions, which Shutdown does not see
 	if err := srv.Shutdown(shutCtx); err != nil {
+		// No request may be served once the database closes: what did
+		// not end in time is cut.
 		logger.Warn("shutdown", "err", err)
+		srv.Close()
 	}
 	return nil
 }

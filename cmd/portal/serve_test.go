@@ -53,6 +53,9 @@ func startPortalWith(t *testing.T, cfg serveConfig) (p *portal, log *syncBuffer,
 	done := make(chan error, 1)
 	cfg.GatewayListen = "127.0.0.1:0"
 	cfg.LogLevel = cmp.Or(cfg.LogLevel, "info")
+	// Sessions a test leaves running close at once when it stops the
+	// portal; drain tests set their own timeout.
+	cfg.DrainTimeout = cmp.Or(cfg.DrainTimeout, "0")
 	// Every test portal has metrics, for tests to check their counts.
 	cfg.MetricsListen = cmp.Or(cfg.MetricsListen, "127.0.0.1:0")
 	log = &syncBuffer{}

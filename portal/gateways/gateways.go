@@ -115,6 +115,8 @@ type Pool struct {
 	// checkNow wakes the health loop, e.g. after a key was pasted.
 	checkNow chan struct{}
 	ledger   Ledger
+	// drainNotify is told of gateways that drain (SetDrainNotify).
+	drainNotify func(gatewayID string, deadline time.Time)
 }
 
 // Ledger remembers the recorded sessions the pool opened and through which

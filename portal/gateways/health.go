@@ -96,7 +96,8 @@ func (p *Pool) check(ctx context.Context, g Gateway, cfg HealthConfig) {
 	var err error
 	wait := cfg.Backoff
 	for attempt := 1; attempt <= max(cfg.Attempts, 1); attempt++ {
-		if st, err = p.status(ctx, g, cfg.Timeout); err == nil || ctx.Err() != nil {
+		// A gateway that says it drains has answered: no retry.
+		if st, err = p.status(ctx, g, cfg.Timeout); err == nil || ctx.Err() != nil || !st.DrainDeadline.IsZero() {
 			break
 		}
 		if attempt < cfg.Attempts {
@@ -109,6 +110,9 @@ func (p *Pool) check(ctx context.Context, g Gateway, cfg HealthConfig) {
 	}
 	if ctx.Err() != nil {
 		return
+	}
+	if !st.DrainDeadline.IsZero() {
+		p.notifyDrain(g.ID, st.DrainDeadline)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -167,10 +171,12 @@ func (p *Pool) status(ctx context.Context, g Gateway, timeout time.Duration) (wi
 	if resp.StatusCode != http.StatusOK {
 		// A gateway that cannot take sessions says why (503).
 		json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&st)
+		// A draining gateway's deadline is kept, to tell its users.
+		drain := wire.Status{DrainDeadline: st.DrainDeadline}
 		if st.Error != "" {
-			return wire.Status{}, fmt.Errorf("status check of %s: HTTP %d: %.200s", g.ManagementAddr, resp.StatusCode, st.Error)
+			return drain, fmt.Errorf("status check of %s: HTTP %d: %.200s", g.ManagementAddr, resp.StatusCode, st.Error)
 		}
-		return wire.Status{}, fmt.Errorf("status check of %s: HTTP %d", g.ManagementAddr, resp.StatusCode)
+		return drain, fmt.Errorf("status check of %s: HTTP %d", g.ManagementAddr, resp.StatusCode)
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&st); err != nil {
 		return wire.Status{}, fmt.Errorf("status check of %s: %w", g.ManagementAddr, err)

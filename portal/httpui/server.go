@@ -201,6 +201,9 @@ func New(d Deps) *Server {
 	s.handler = s.routes()
 	if d.Gateways != nil {
 		d.Gateways.SetLedger(sessionLedger{s})
+		// A gateway that drains: its sessions' users are told when it
+		// closes them.
+		d.Gateways.SetDrainNotify(s.live.GatewayDraining)
 	}
 	s.wg.Add(1)
 	go func() {
@@ -224,6 +227,13 @@ func New(d Deps) *Server {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id := newRequestID()
 	w.Header().Set("X-Request-Id", id)
+	if _, draining := s.live.Draining(); draining && r.ProtoMajor == 1 && r.Header.Get("Upgrade") == "" && r.Method != http.MethodConnect {
+		// A draining portal closes each HTTP/1 connection after its
+		// answer, so that a load balancer's pooled connections move to
+		// ready replicas. HTTP/2 clients move at the GOAWAY of shutdown;
+		// WebSocket upgrades and tunnels keep their connection.
+		w.Header().Set("Connection", "close")
+	}
 	s.handler.ServeHTTP(w, r.WithContext(logctx.With(r.Context(), "request", id)))
 }
 

@@ -62,6 +62,10 @@ type Session struct {
 	// opened it.
 	log   *slog.Logger
 	ended sync.Once
+	// notify tells the user of a Notice; notice is the last one (its Code
+	// empty for none). Both under m.mu.
+	notify func(Notice)
+	notice Notice
 }
 
 // countingConn counts what passes through a gateway connection: written
@@ -220,6 +224,7 @@ func (s *Session) End(end, reason string) {
 		if s.Kind != KindWatch {
 			m.mu.Lock()
 			delete(m.live, s.ID)
+			m.liveChanged()
 			m.mu.Unlock()
 			m.unregister(s)
 			if s.Kind == KindTCP {

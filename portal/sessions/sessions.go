@@ -150,6 +150,11 @@ type Manager struct {
 	live                   map[string]*Session
 	// kick asks the guard for a check now.
 	kick chan struct{}
+	// drainDeadline, once set, refuses new sessions (Drain); changed is
+	// closed and replaced whenever a session ends (WaitIdle).
+	drainDeadline time.Time
+	drainNotice   Notice
+	changed       chan struct{}
 }
 
 // New returns a Manager built from d.
@@ -161,7 +166,7 @@ func New(d Deps) *Manager {
 		d.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Manager{Deps: d, open: map[int64]int{}, streams: map[int64]int{}, deviceStreams: map[int64]int{},
-		live: map[string]*Session{}, kick: make(chan struct{}, 1)}
+		live: map[string]*Session{}, kick: make(chan struct{}, 1), changed: make(chan struct{})}
 }
 
 // Request asks for a new session.
@@ -293,6 +298,15 @@ func (m *Manager) Admit(ctx context.Context, req Request) (*Admission, error) {
 
 func (m *Manager) admit(ctx context.Context, a *Admission) error {
 	req := a.req
+	if ref := m.refuseDraining(); ref != nil {
+		// Named in the audit log; the user's words are the same either way.
+		if req.Kind != KindWatch {
+			if res, err := m.Store.ResourceByID(ctx, req.ResourceID); err == nil {
+				a.res = res
+			}
+		}
+		return ref
+	}
 	// The resource, gateway and segment go to the hook; the grant is
 	// checked after it, so a missing resource is not yet a refusal the
 	// user can tell from a missing grant.
@@ -509,7 +523,7 @@ var metricCodes = map[string]bool{
 	string(wire.CodeBadRequest): true, string(wire.CodeUnsupported): true, string(wire.CodeUnreachable): true,
 	string(wire.CodeRefused): true, string(wire.CodeTimeout): true, string(wire.CodeAuthFailed): true,
 	string(wire.CodeHostKeyMismatch): true, string(wire.CodeForbiddenTarget): true, string(wire.CodeGatewayDown): true,
-	string(wire.CodeRecordingUnavailable): true,
+	string(wire.CodeRecordingUnavailable): true, CodeDraining: true, string(wire.CodeDraining): true,
 }
 
 func metricCode(code string) string {
@@ -542,7 +556,7 @@ func (m *Manager) refused(a *Admission, ref *Refusal) {
 	outcome := audit.OutcomeDenied
 	result := "refused"
 	switch ref.Code {
-	case "hook", "no_grant", "policy", "too_many_sessions", "wrong_kind", "too_many_streams", "not_allowed", "no_tunnel", "bad_target",
+	case "hook", "no_grant", "policy", "too_many_sessions", "wrong_kind", "too_many_streams", "not_allowed", "no_tunnel", "bad_target", CodeDraining,
 		CodeStepUp:
 	default:
 		outcome, result = audit.OutcomeFailure, "failed"
@@ -612,6 +626,11 @@ func (m *Manager) Open(ctx context.Context, a *Admission) (*Session, error) {
 			Outcome: audit.OutcomeSuccess, Details: map[string]string{"session": a.target.ID, "user": a.target.User.Name}})
 		return s, nil
 	}
+	if ref := m.refuseDraining(); ref != nil {
+		// Admitted just before the drain began.
+		m.refused(a, ref)
+		return nil, ref
+	}
 	if a.req.Kind == KindTCP {
 		if !m.acquireStream(a.req.User.ID, a.req.Device.ID, a.limits) {
 			m.mu.Lock()
@@ -640,6 +659,19 @@ func (m *Manager) Open(ctx context.Context, a *Admission) (*Session, error) {
 		return nil, ref
 	}
 	conn, resp, err := m.dial(ctx, a)
+	// A gateway that drains refuses new sessions: another available one
+	// of the segment takes it, as selection would have chosen had the
+	// health check already seen the drain.
+	for tries := 0; gatewayDraining(err) && tries < maxRedial; tries++ {
+		m.Gateways.MarkDraining(a.gw.ID, err.Error())
+		gw, serr := m.Gateways.Select(a.res.Tags)
+		if serr != nil || gw.ID == a.gw.ID {
+			break
+		}
+		s.log.Info("gateway drains; trying another of the segment", "gateway", a.gw.Name, "next", gw.Name)
+		a.gw, s.Gateway = gw, gw
+		conn, resp, err = m.dial(ctx, a)
+	}
 	if err != nil {
 		switch a.req.Kind {
 		case KindTCP:
@@ -675,6 +707,10 @@ func (m *Manager) Open(ctx context.Context, a *Admission) (*Session, error) {
 	}
 	m.mu.Lock()
 	m.live[s.ID] = s
+	if !m.drainDeadline.IsZero() && s.notice.Code == "" {
+		// Dialled while the drain began: told when its page subscribes.
+		s.notice = m.drainNotice
+	}
 	m.mu.Unlock()
 	s.logConnection()
 	if s.Kind != KindFiles {
@@ -741,6 +777,16 @@ func (m *Manager) release(userID int64) {
 	if m.open[userID]--; m.open[userID] <= 0 {
 		delete(m.open, userID)
 	}
+}
+
+// maxRedial bounds the other gateways tried when the chosen one drains.
+const maxRedial = 3
+
+// gatewayDraining reports whether err is a gateway's refusal because it
+// drains.
+func gatewayDraining(err error) bool {
+	var ref *Refusal
+	return errors.As(err, &ref) && ref.Code == string(wire.CodeDraining)
 }
 
 // dial opens the gateway session of an admission, pinning the host key on

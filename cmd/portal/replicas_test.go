@@ -333,7 +333,9 @@ func TestReplicaKilledMidSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	gw := enrolVia(t, admin, bin, strconv.FormatInt(seg.ID, 10), "g1", t.TempDir(), "https://"+lb.addr())
-	explain := func() string { return "gateway:\n" + gw.log.String() + "\nb:\n" + bLog.String() + "\na:\n" + a.log.String() }
+	explain := func() string {
+		return "gateway:\n" + gw.log.String() + "\nb:\n" + bLog.String() + "\na:\n" + a.log.String()
+	}
 	waitForLong(t, "b to see g1 available", func() bool { return stateOf(b, "g1") == gateways.StateAvailable })
 
 	u, _ := st.CreateUser(ctx, store.User{Name: "carol", Role: store.RoleUser}, mustHash(t, "user-password-6"))

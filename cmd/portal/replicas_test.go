@@ -179,10 +179,11 @@ const leaderLine = "this replica leads"
 // TestReplicasShareSignInAndHealth: three replicas on one PostgreSQL and
 // one bucket. A user signed in on replica A uses replica B with the same
 // cookie: B's Recordings and Sessions pages and a terminal through B,
-// listed on C. Then the health leader (A, a process of its own) is
-// killed, and another replica takes over the gateways' health checks
-// within 30 s; that one is stopped as an operator stops it, and the last
-// takes over too. The takeover times are logged.
+// listed on C. Then the health leader (A, a process of its own) vanishes
+// (frozen, its lock connection ended by the server), and another replica
+// takes over the gateways' health checks within 30 s; that one is
+// stopped as an operator stops it, and the last takes over too. The
+// takeover times are logged.
 func TestReplicasShareSignInAndHealth(t *testing.T) {
 	ctx := context.Background()
 	env := newReplicaEnv(t)
@@ -276,16 +277,29 @@ func TestReplicasShareSignInAndHealth(t *testing.T) {
 		err := db.QueryRow(ctx, `SELECT count(*) FROM cluster_gateway_health WHERE checked_by = $1 AND updated_at > $2`, id, since).Scan(&n)
 		return err == nil && n > 0
 	}
-	killed := time.Now()
-	a.kill()
-	var next string
-	waitForLong(t, "another replica to lead after a was killed", func() bool { next = leading(bID, cID); return next != "" })
-	tookOver := time.Since(killed)
-	waitForLong(t, "the new leader's health checks", func() bool { return checks(next, killed) })
-	t.Logf("leader killed: %s leads after %s, checks health after %s", next, tookOver.Round(time.Millisecond), time.Since(killed).Round(time.Millisecond))
-	if tookOver > takeoverBound {
-		t.Errorf("takeover after a kill took %s, over %s", tookOver, takeoverBound)
+	// A's machine vanishes: its process freezes (SIGSTOP) and PostgreSQL
+	// ends its lock connection, as its keepalives do within 11 s once the
+	// machine is gone (TestReplicaKilledMidSession kills a leader's
+	// process outright).
+	vanished := time.Now()
+	if err := a.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
 	}
+	var ended int
+	if err := db.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_locks
+		WHERE locktype = 'advisory' AND granted AND classid = $1 AND objid = $2`,
+		cluster.LeaderLockKey>>32, cluster.LeaderLockKey&0xffffffff).Scan(&ended); err != nil || ended != 1 {
+		t.Fatalf("end the leader's lock connection: %d ended, %v", ended, err)
+	}
+	var next string
+	waitForLong(t, "another replica to lead after a vanished", func() bool { next = leading(bID, cID); return next != "" })
+	tookOver := time.Since(vanished)
+	waitForLong(t, "the new leader's health checks", func() bool { return checks(next, vanished) })
+	t.Logf("leader vanished: %s leads after %s, checks health after %s", next, tookOver.Round(time.Millisecond), time.Since(vanished).Round(time.Millisecond))
+	if tookOver > takeoverBound {
+		t.Errorf("takeover after the leader vanished took %s, over %s", tookOver, takeoverBound)
+	}
+	a.kill()
 
 	// The new leader is stopped as an operator stops it: the last
 	// replica leads.
@@ -360,8 +374,18 @@ func TestReplicaKilledMidSession(t *testing.T) {
 	}
 	session := conns[0].SessionID
 
+	// A started first and leads the health checks; B takes over.
+	if !strings.Contains(a.log.String(), leaderLine) || strings.Contains(bLog.String(), leaderLine) {
+		t.Fatalf("a does not lead alone:\n%s", explain())
+	}
 	killed := time.Now()
 	a.kill()
+	waitForLong(t, "b to lead after a was killed", func() bool { return strings.Contains(bLog.String(), leaderLine) })
+	if took := time.Since(killed); took > takeoverBound {
+		t.Errorf("takeover after a kill took %s, over %s", took, takeoverBound)
+	} else {
+		t.Logf("leader killed: b leads after %s", took.Round(time.Millisecond))
+	}
 	ws.SetReadDeadline(time.Now().Add(30 * time.Second))
 	for {
 		if _, _, err := ws.ReadMessage(); err != nil {

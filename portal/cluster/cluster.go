@@ -60,10 +60,10 @@ const (
 	tcpUserTimeout    = 10 // seconds, as milliseconds below
 )
 
-// leaderLockKey is the advisory lock (pg_try_advisory_lock) the leader
+// LeaderLockKey is the advisory lock (pg_try_advisory_lock) the leader
 // holds: any constant unlikely to be used by something else sharing the
-// database.
-const leaderLockKey int64 = 0x6b65797761790001 // "keyway" 0001
+// database. Exported for tests that end the leader's connection.
+const LeaderLockKey int64 = 0x6b65797761790001 // "keyway" 0001
 
 // maxAddress bounds a replica's advertised address.
 const maxAddress = 255

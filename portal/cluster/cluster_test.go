@@ -109,7 +109,7 @@ func TestLeaderFailover(t *testing.T) {
 	killed := time.Now()
 	var n int
 	if err := admin.QueryRow(context.Background(), `SELECT count(pg_terminate_backend(pid)) FROM pg_locks
-		WHERE locktype = 'advisory' AND granted AND objid = $1 AND classid = $2`, leaderLockKey&0xffffffff, leaderLockKey>>32).Scan(&n); err != nil || n != 1 {
+		WHERE locktype = 'advisory' AND granted AND objid = $1 AND classid = $2`, LeaderLockKey&0xffffffff, LeaderLockKey>>32).Scan(&n); err != nil || n != 1 {
 		t.Fatalf("terminate the leader's connection: %d killed, %v", n, err)
 	}
 	// The old leader may learn of its loss after another leads (at its

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/keyway-dev/keyway/portal/cluster"
 	"github.com/keyway-dev/keyway/portal/gateways"
@@ -42,8 +43,9 @@ type replica struct {
 	logger   *slog.Logger
 }
 
-// joinCluster joins the cluster when cfg says so; nil otherwise.
-func joinCluster(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*replica, error) {
+// joinCluster joins the cluster when cfg says so; nil otherwise. st is
+// the store, already open (and so migrated) on the cluster's database.
+func joinCluster(ctx context.Context, cfg serveConfig, st *store.Store, logger *slog.Logger) (*replica, error) {
 	url := cfg.clusterURL()
 	if url == "" {
 		return nil, nil
@@ -63,7 +65,16 @@ func joinCluster(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*re
 			return nil, err
 		}
 	}
-	c, err := cluster.Open(ctx, cluster.Config{URL: url, Address: advertise, SecretsKey: key, Logger: logger})
+	// The sessions of a replica that stopped without ending them end in
+	// the connection log when the others notice it is gone.
+	gone := func(ctx context.Context, ids []string) error {
+		n, err := st.EndSessionConnections(ctx, ids, time.Now())
+		if n > 0 {
+			logger.Warn("connection log: sessions of a replica that stopped beating are marked interrupted", "sessions", n)
+		}
+		return err
+	}
+	c, err := cluster.Open(ctx, cluster.Config{URL: url, Address: advertise, SecretsKey: key, Logger: logger, SessionsGone: gone})
 	if err != nil {
 		ln.Close()
 		return nil, err
@@ -93,10 +104,12 @@ func defaultAdvertise(a *net.TCPAddr) (string, error) {
 	return "", fmt.Errorf("--cluster-advertise: this machine has no address other replicas could reach --cluster-listen at (port %s); give one", strconv.Itoa(a.Port))
 }
 
-// deps puts the cluster into the web server's dependencies.
+// deps puts the cluster into the web server's dependencies: its
+// registry, and recordings whose upload lock holds across the replicas.
 func (r *replica) deps(d *httpui.Deps) {
 	if r != nil {
 		d.Cluster = r.reg
+		d.Recordings = r.c.Recordings(d.Recordings)
 	}
 }
 

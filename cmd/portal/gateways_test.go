@@ -129,6 +129,13 @@ func (b *browser) get(path string) (int, string) {
 // config, start it, paste its key. It returns the running process.
 func enrol(t *testing.T, admin *browser, bin, segmentID, name, dir string, args ...string) *gatewayProc {
 	t.Helper()
+	return enrolVia(t, admin, bin, segmentID, name, dir, "")
+}
+
+// enrolVia is enrol with the gateway reaching the portal at portalURL
+// (a load balancer), "" for the URL in the downloaded config.
+func enrolVia(t *testing.T, admin *browser, bin, segmentID, name, dir, portalURL string) *gatewayProc {
+	t.Helper()
 	sshPort, rdpPort, vncPort, mgmtPort := freePort(t), freePort(t), freePort(t), freePort(t)
 	resp := admin.post("/admin/gateways", url.Values{"name": {name}, "segment_id": {segmentID}, "host": {"127.0.0.1"},
 		"ssh_port": {strconv.Itoa(sshPort)}, "rdp_port": {strconv.Itoa(rdpPort)}, "vnc_port": {strconv.Itoa(vncPort)},
@@ -151,6 +158,9 @@ func enrol(t *testing.T, admin *browser, bin, segmentID, name, dir string, args 
 	f.Listen = map[string]string{"ssh": fmt.Sprintf("127.0.0.1:%d", sshPort), "rdp": fmt.Sprintf("127.0.0.1:%d", rdpPort),
 		"vnc": fmt.Sprintf("127.0.0.1:%d", vncPort), "management": fmt.Sprintf("127.0.0.1:%d", mgmtPort)}
 	f.PullIntervalSecs = 1
+	if portalURL != "" {
+		f.PortalURL = portalURL
+	}
 	cfgPath := filepath.Join(dir, name+".json")
 	raw, _ := json.Marshal(f)
 	os.WriteFile(cfgPath, raw, 0o600)

@@ -303,7 +303,7 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	} else if n > 0 {
 		logger.Info("signed out web sessions stored before session tokens were hashed", "sessions", n)
 	}
-	rep, err := joinCluster(ctx, cfg, logger)
+	rep, err := joinCluster(ctx, cfg, st, logger)
 	if err != nil {
 		return err
 	}

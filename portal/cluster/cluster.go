@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -27,7 +28,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/keyway-dev/keyway/gateway/wire"
-	"github.com/keyway-dev/keyway/portal/store"
 )
 
 // Membership and failover timing. The leader's connection holds the lock;
@@ -60,13 +60,10 @@ const (
 	tcpUserTimeout    = 10 // seconds, as milliseconds below
 )
 
-// leaderLockKey is the advisory lock (pg_try_advisory_lock) the leader
+// LeaderLockKey is the advisory lock (pg_try_advisory_lock) the leader
 // holds: any constant unlikely to be used by something else sharing the
-// database.
-const leaderLockKey int64 = 0x6b65797761790001 // "keyway" 0001
-
-// schemaLockKey serialises the replicas' creation of the cluster tables.
-const schemaLockKey int64 = 0x6b65797761790002
+// database. Exported for tests that end the leader's connection.
+const LeaderLockKey int64 = 0x6b65797761790001 // "keyway" 0001
 
 // maxAddress bounds a replica's advertised address.
 const maxAddress = 255
@@ -90,12 +87,20 @@ type Config struct {
 	// OnLeader, if set, is told when this replica becomes the leader
 	// (true) and stops being it (false).
 	OnLeader func(leading bool)
+	// SessionsGone, if set, is given the sessions of replicas that
+	// stopped beating (crashed, killed, cut off) before their rows are
+	// deleted, to end them in the connection log; an error keeps the rows
+	// for the next heartbeat to try again.
+	SessionsGone func(ctx context.Context, ids []string) error
 }
 
 // Cluster is this replica's membership. Close leaves the cluster.
 type Cluster struct {
 	cfg  Config
 	pool *pgxpool.Pool
+	// uploads counts the connections holding recordings' upload locks
+	// (uploadlock.go).
+	uploads chan struct{}
 	// identity authenticates replicas to each other; nil without a
 	// secrets key.
 	identity *wire.Identity
@@ -120,9 +125,10 @@ type Cluster struct {
 	lockConn *pgx.Conn
 }
 
-// Open joins the cluster: it applies the cluster tables, registers this
-// replica and starts its heartbeat. It does not yet run for leader (see
-// Lead).
+// Open joins the cluster: it registers this replica and starts its
+// heartbeat. It does not yet run for leader (see Lead). The cluster's
+// tables are the store's migration 0016: open the store on the database
+// first.
 func Open(ctx context.Context, cfg Config) (*Cluster, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -149,7 +155,8 @@ func Open(ctx context.Context, cfg Config) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: connect to the database: %w", err)
 	}
-	c := &Cluster{cfg: cfg, pool: pool, conn: pcfg.ConnConfig, logger: cfg.Logger.With("component", "cluster", "replica", cfg.ID)}
+	c := &Cluster{cfg: cfg, pool: pool, conn: pcfg.ConnConfig, logger: cfg.Logger.With("component", "cluster", "replica", cfg.ID),
+		uploads: make(chan struct{}, maxUploadLocks)}
 	if cfg.SecretsKey != nil {
 		if c.identity, err = PeerIdentity(cfg.SecretsKey); err != nil {
 			pool.Close()
@@ -157,22 +164,17 @@ func Open(ctx context.Context, cfg Config) (*Cluster, error) {
 		}
 	}
 	c.ctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	// Replicas starting together would race on CREATE TABLE IF NOT
-	// EXISTS (PostgreSQL then fails one on its catalog's unique index):
-	// one at a time, under a transaction-scoped advisory lock.
-	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, schemaLockKey); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, store.ClusterSchemaPostgres)
-		return err
-	})
-	if err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("cluster: create the cluster tables: %w", err)
+	var tables bool
+	if err := pool.QueryRow(ctx, `SELECT to_regclass('cluster_replicas') IS NOT NULL`).Scan(&tables); err != nil {
+		c.closePool()
+		return nil, fmt.Errorf("cluster: connect to the database: %w", err)
+	}
+	if !tables {
+		c.closePool()
+		return nil, errors.New("cluster: the database has no cluster tables: open the store on it first, which migrates it")
 	}
 	if _, err := c.heartbeat(ctx); err != nil {
-		pool.Close()
+		c.closePool()
 		return nil, err
 	}
 	c.logger.Info("joined the cluster", "address", cfg.Address)
@@ -223,6 +225,11 @@ func (c *Cluster) close() {
 	if _, err := c.pool.Exec(ctx, `DELETE FROM cluster_replicas WHERE id = $1`, c.cfg.ID); err != nil {
 		c.logger.Warn("leave the cluster", "err", err)
 	}
+	c.closePool()
+}
+
+func (c *Cluster) closePool() {
+	c.cancel()
 	c.pool.Close()
 }
 
@@ -245,14 +252,58 @@ func (c *Cluster) heartbeat(ctx context.Context) (revived bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("cluster: heartbeat: %w", err)
 	}
-	tag, err := c.pool.Exec(ctx, `DELETE FROM cluster_replicas WHERE heartbeat_at < now() - make_interval(secs => $1)`, ReplicaTTL.Seconds())
-	if err != nil {
-		return revived, fmt.Errorf("cluster: expire replicas: %w", err)
-	}
-	if n := tag.RowsAffected(); n > 0 {
-		c.logger.Warn("replicas stopped beating: removed with their sessions", "replicas", n, "ttl", ReplicaTTL)
+	if err := c.expire(ctx); err != nil {
+		return revived, err
 	}
 	return revived, nil
+}
+
+// expire deletes the replicas that stopped beating, with their sessions'
+// rows, once SessionsGone has ended those sessions. Several replicas may
+// do it at once: ending a session twice changes nothing.
+func (c *Cluster) expire(ctx context.Context) error {
+	rows, err := c.pool.Query(ctx, `SELECT r.id, s.id FROM cluster_replicas r LEFT JOIN cluster_sessions s ON s.replica_id = r.id
+		WHERE r.heartbeat_at < now() - make_interval(secs => $1)`, ReplicaTTL.Seconds())
+	if err != nil {
+		return fmt.Errorf("cluster: find expired replicas: %w", err)
+	}
+	var dead, sessions []string
+	for rows.Next() {
+		var replica string
+		var session *string
+		if err := rows.Scan(&replica, &session); err != nil {
+			rows.Close()
+			return fmt.Errorf("cluster: find expired replicas: %w", err)
+		}
+		if !slices.Contains(dead, replica) {
+			dead = append(dead, replica)
+		}
+		if session != nil {
+			sessions = append(sessions, *session)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("cluster: find expired replicas: %w", err)
+	}
+	if len(dead) == 0 {
+		return nil
+	}
+	if len(sessions) > 0 && c.cfg.SessionsGone != nil {
+		if err := c.cfg.SessionsGone(ctx, sessions); err != nil {
+			return fmt.Errorf("cluster: end the sessions of expired replicas %v: %w", dead, err)
+		}
+	}
+	// Only those found above: a replica expiring since has its sessions
+	// ended at the next heartbeat. One that beat again since is kept.
+	tag, err := c.pool.Exec(ctx, `DELETE FROM cluster_replicas WHERE id = ANY($1) AND heartbeat_at < now() - make_interval(secs => $2)`,
+		dead, ReplicaTTL.Seconds())
+	if err != nil {
+		return fmt.Errorf("cluster: expire replicas: %w", err)
+	}
+	if n := tag.RowsAffected(); n > 0 {
+		c.logger.Warn("replicas stopped beating: removed, their sessions ended", "replicas", dead, "sessions", len(sessions), "ttl", ReplicaTTL)
+	}
+	return nil
 }
 
 func (c *Cluster) runHeartbeat(ctx context.Context) {

@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/keyway-dev/keyway/e2e/targets"
+	"github.com/keyway-dev/keyway/portal/store"
 )
 
 // failoverBound is the design's bound on a leader's failover.
@@ -19,6 +21,23 @@ const failoverBound = 30 * time.Second
 func dsn(pg *targets.Postgres) string {
 	u := url.URL{Scheme: "postgres", User: url.UserPassword(pg.User, pg.Password), Host: pg.Addr(), Path: "/" + pg.Database, RawQuery: "sslmode=disable"}
 	return u.String()
+}
+
+// newPostgres starts a PostgreSQL whose database the store has migrated,
+// as `portal serve` does before it joins the cluster.
+func newPostgres(t *testing.T) *targets.Postgres {
+	t.Helper()
+	pg := targets.NewPostgres(t)
+	sealer, err := store.NewSealer(make([]byte, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(context.Background(), dsn(pg), sealer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	return pg
 }
 
 // leaderEvent is a member's change of leadership.
@@ -59,7 +78,7 @@ func nextEvent(t *testing.T, events <-chan leaderEvent, limit time.Duration) lea
 // a leader leaves (Close), another takes over as well.
 func TestLeaderFailover(t *testing.T) {
 	t.Parallel()
-	pg := targets.NewPostgres(t)
+	pg := newPostgres(t)
 	events := make(chan leaderEvent, 16)
 	members := make([]*Cluster, 3)
 	for i := range members {
@@ -90,7 +109,7 @@ func TestLeaderFailover(t *testing.T) {
 	killed := time.Now()
 	var n int
 	if err := admin.QueryRow(context.Background(), `SELECT count(pg_terminate_backend(pid)) FROM pg_locks
-		WHERE locktype = 'advisory' AND granted AND objid = $1 AND classid = $2`, leaderLockKey&0xffffffff, leaderLockKey>>32).Scan(&n); err != nil || n != 1 {
+		WHERE locktype = 'advisory' AND granted AND objid = $1 AND classid = $2`, LeaderLockKey&0xffffffff, LeaderLockKey>>32).Scan(&n); err != nil || n != 1 {
 		t.Fatalf("terminate the leader's connection: %d killed, %v", n, err)
 	}
 	// The old leader may learn of its loss after another leads (at its
@@ -147,11 +166,10 @@ func TestLeaderFailover(t *testing.T) {
 	}
 }
 
-// TestJoinTogether: replicas starting at the same moment on an empty
-// database all join (the cluster tables are created once).
+// TestJoinTogether: replicas starting at the same moment all join.
 func TestJoinTogether(t *testing.T) {
 	t.Parallel()
-	pg := targets.NewPostgres(t)
+	pg := newPostgres(t)
 	const n = 4
 	errs := make(chan error, n)
 	for i := range n {
@@ -167,5 +185,16 @@ func TestJoinTogether(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// TestOpenNeedsMigratedDatabase: on a database the store has not
+// migrated, joining fails saying so, and leaves nothing behind.
+func TestOpenNeedsMigratedDatabase(t *testing.T) {
+	t.Parallel()
+	pg := targets.NewPostgres(t)
+	_, err := Open(context.Background(), Config{URL: dsn(pg), ID: "r", Address: "127.0.0.1:1"})
+	if err == nil || !strings.Contains(err.Error(), "no cluster tables: open the store on it first") {
+		t.Fatalf("open on an empty database: %v", err)
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyway-dev/keyway/e2e/targets"
 	"github.com/keyway-dev/keyway/gateway/wire"
 	"github.com/keyway-dev/keyway/portal/gateways"
 )
@@ -34,7 +33,7 @@ func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
 // each replica checks itself.
 func TestHealthShared(t *testing.T) {
 	t.Parallel()
-	pg := targets.NewPostgres(t)
+	pg := newPostgres(t)
 	id, err := wire.LoadOrCreateIdentity(filepath.Join(t.TempDir(), "id.pem"))
 	if err != nil {
 		t.Fatal(err)

@@ -82,7 +82,7 @@ func (c *Cluster) runElection(ctx context.Context, f func(ctx context.Context)) 
 		}
 		var got bool
 		qctx, cancel := context.WithTimeout(ctx, LeaderRetryInterval)
-		err := conn.QueryRow(qctx, `SELECT pg_try_advisory_lock($1)`, leaderLockKey).Scan(&got)
+		err := conn.QueryRow(qctx, `SELECT pg_try_advisory_lock($1)`, LeaderLockKey).Scan(&got)
 		cancel()
 		if err != nil {
 			if ctx.Err() == nil {

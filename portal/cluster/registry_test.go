@@ -32,7 +32,13 @@ type replica struct {
 func newReplica(t *testing.T, pg *targets.Postgres, st *store.Store, name string) *replica {
 	t.Helper()
 	ctx := context.Background()
-	c, err := Open(ctx, Config{URL: dsn(pg), ID: name, Address: "127.0.0.1:1"})
+	// As cmd/portal wires it: the sessions of a crashed replica end in
+	// the connection log.
+	gone := func(ctx context.Context, ids []string) error {
+		_, err := st.EndSessionConnections(ctx, ids, time.Now())
+		return err
+	}
+	c, err := Open(ctx, Config{URL: dsn(pg), ID: name, Address: "127.0.0.1:1", SessionsGone: gone})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +75,7 @@ func (r *replica) crash() {
 func TestRegistryAcrossReplicas(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pg := targets.NewPostgres(t)
+	pg := newPostgres(t)
 	st := storetest.Open(t)
 	user, err := st.CreateUser(ctx, store.User{Name: "ann", Role: store.RoleUser}, "x")
 	if err != nil {
@@ -136,23 +142,47 @@ func TestRegistryAcrossReplicas(t *testing.T) {
 	a.m.Get("T2").End("signed out", "")
 
 	// A replica that dies leaves its sessions until its heartbeat is past
-	// the TTL; then any other replica's heartbeat removes them.
+	// the TTL; then any other replica's heartbeat removes them, and ends
+	// them in the connection log (a's still running; b's untouched).
 	if n, _ := b.reg.Count(ctx, user.ID); n != sessions.MaxPerUser-1 {
 		t.Fatalf("b counts %d of ann's sessions", n)
+	}
+	var conns []int64
+	for i := 1; i < sessions.MaxPerUser; i++ {
+		id, err := st.AddConnection(ctx, store.Connection{SessionID: fmt.Sprint("F", i), Start: time.Now(), User: "ann", Result: store.ConnectionConnected})
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, id)
+	}
+	bSession, bEnd := net.Pipe()
+	t.Cleanup(func() { bSession.Close(); bEnd.Close() })
+	b.m.AddForTest("B1", user, res, sessions.KindTerminal, bSession)
+	bConn, err := st.AddConnection(ctx, store.Connection{SessionID: "B1", Start: time.Now(), User: "ann", Result: store.ConnectionConnected})
+	if err != nil {
+		t.Fatal(err)
 	}
 	a.crash()
 	if _, err := b.c.pool.Exec(ctx, `UPDATE cluster_replicas SET heartbeat_at = now() - interval '1 hour' WHERE id = 'a'`); err != nil {
 		t.Fatal(err)
 	}
-	if n, _ := b.reg.Count(ctx, user.ID); n != 0 {
-		t.Fatalf("sessions of a dead replica still count: %d", n)
+	if n, _ := b.reg.Count(ctx, user.ID); n != 1 { // b's own
+		t.Fatalf("sessions of a dead replica still count: %d counted, want b's 1", n)
 	}
 	if _, err := b.c.heartbeat(ctx); err != nil {
 		t.Fatal(err)
 	}
 	var rows int
-	if err := b.c.pool.QueryRow(ctx, `SELECT count(*) FROM cluster_sessions`).Scan(&rows); err != nil || rows != 0 {
+	if err := b.c.pool.QueryRow(ctx, `SELECT count(*) FROM cluster_sessions WHERE replica_id = 'a'`).Scan(&rows); err != nil || rows != 0 {
 		t.Fatalf("%d session rows left of the dead replica (%v)", rows, err)
+	}
+	for _, id := range conns {
+		if c, err := st.ConnectionByID(ctx, id); err != nil || c.Running() || c.Reason != store.ReasonInterrupted {
+			t.Errorf("the dead replica's session %s in the connection log: %+v %v", c.SessionID, c, err)
+		}
+	}
+	if c, _ := st.ConnectionByID(ctx, bConn); !c.Running() {
+		t.Errorf("b's running session ended with a's: %+v", c)
 	}
 }
 
@@ -161,7 +191,7 @@ func TestRegistryAcrossReplicas(t *testing.T) {
 func TestCapRace(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pg := targets.NewPostgres(t)
+	pg := newPostgres(t)
 	st := storetest.Open(t)
 	a, b := newReplica(t, pg, st, "a"), newReplica(t, pg, st, "b")
 	const max = 3

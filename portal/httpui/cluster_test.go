@@ -17,6 +17,7 @@ import (
 	"github.com/keyway-dev/keyway/gateway/wire"
 	"github.com/keyway-dev/keyway/portal/cluster"
 	"github.com/keyway-dev/keyway/portal/sessions"
+	"github.com/keyway-dev/keyway/portal/store"
 )
 
 // clusterReplica is one portal replica of a cluster test.
@@ -36,6 +37,17 @@ func newClusterReplica(t *testing.T, f *fixture, pg *targets.Postgres, name stri
 		t.Fatal(err)
 	}
 	u := url.URL{Scheme: "postgres", User: url.UserPassword(pg.User, pg.Password), Host: pg.Addr(), Path: "/" + pg.Database, RawQuery: "sslmode=disable"}
+	// The store migrates the cluster's database, as `portal serve` opens
+	// it before joining.
+	sealer, err := store.NewSealer(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(ctx, u.String(), sealer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
 	c, err := cluster.Open(ctx, cluster.Config{URL: u.String(), ID: name, Address: ln.Addr().String(), SecretsKey: key})
 	if err != nil {
 		t.Fatal(err)

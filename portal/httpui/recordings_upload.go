@@ -154,11 +154,18 @@ func (d *digestReader) Read(p []byte) (int, error) {
 }
 
 // lockUpload takes the upload lock of session id's recording, or answers
-// 409 when another upload of it holds the lock.
+// 409 when another upload of it holds the lock (here or, in a cluster, on
+// another replica), 503 when the lock could not be asked for; the
+// gateway retries either.
 func (s *Server) lockUpload(w http.ResponseWriter, id string) (unlock func(), ok bool) {
 	unlock, err := s.Recordings.Lock(id)
-	if err != nil {
+	if errors.Is(err, storage.ErrBusy) {
 		writeJSONError(w, http.StatusConflict, "an upload of this recording is already running")
+		return nil, false
+	}
+	if err != nil {
+		s.Logger.Error("recording upload: take its lock", "session", id, "err", err)
+		writeJSONError(w, http.StatusServiceUnavailable, "the portal cannot take this recording's upload lock now; try again")
 		return nil, false
 	}
 	return unlock, true

@@ -9,11 +9,13 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,6 +26,7 @@ import (
 	"github.com/keyway-dev/keyway/portal/store"
 	"github.com/keyway-dev/keyway/recordings/asciicast"
 	"github.com/keyway-dev/keyway/recordings/guacrec"
+	"github.com/keyway-dev/keyway/recordings/storage"
 )
 
 // testGateway is a gateway enrolled in the fixture's store, which signs
@@ -583,5 +586,54 @@ func TestDesktopSeekInS3(t *testing.T) {
 	t.Logf("keyframes: %d bytes fetched from S3", got)
 	if got > int64(len(data))/4 {
 		t.Errorf("the timeline fetched %d bytes of the %d-byte recording", got, len(data))
+	}
+}
+
+// lockFailing is a recording store whose Lock fails with err while set.
+type lockFailing struct {
+	storage.Store
+	err atomic.Pointer[error]
+}
+
+func (l *lockFailing) Lock(key string) (func(), error) {
+	if err := l.err.Load(); err != nil {
+		return nil, *err
+	}
+	return l.Store.Lock(key)
+}
+
+// TestRecordingUploadLockAnswers: an upload whose lock another upload
+// holds (here or on another replica) is answered 409, one whose lock
+// cannot be asked for (the cluster's database is out of reach) 503, both
+// retried by the gateway; neither keeps a byte. Then the upload goes
+// through.
+func TestRecordingUploadLockAnswers(t *testing.T) {
+	var recs *lockFailing
+	f := newFixtureOn(t, func(t *testing.T, dir string) storage.Store {
+		recs = &lockFailing{Store: dirRecordings(t, dir)}
+		return recs
+	}, fakeVideo)
+	g := f.enrolGateway("gw-a")
+	data := castOf(t, "S7", "kw-lock")
+	m := recMeta("S7", data)
+	g.ran(m)
+	for _, tc := range []struct {
+		err  error
+		code int
+	}{
+		{storage.ErrBusy, http.StatusConflict},
+		{fmt.Errorf("cluster: take the recording's upload lock of S7: %w", errors.New("connection refused")), http.StatusServiceUnavailable},
+	} {
+		recs.err.Store(&tc.err)
+		if code, st := g.request("PUT", "S7", 0, &m, bytes.NewReader(data), m.Size); code != tc.code || st.Error == "" {
+			t.Errorf("lock error %v: %d %+v, want %d", tc.err, code, st, tc.code)
+		}
+		if held, _ := recs.PartSize(context.Background(), "S7"); held != 0 {
+			t.Errorf("lock error %v: %d bytes kept", tc.err, held)
+		}
+	}
+	recs.err.Store(nil)
+	if code, st := g.request("PUT", "S7", 0, &m, bytes.NewReader(data), m.Size); code != http.StatusOK || !st.Stored {
+		t.Fatalf("upload once the lock is free: %d %+v", code, st)
 	}
 }

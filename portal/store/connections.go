@@ -220,6 +220,43 @@ func (s *Store) EndRunningConnections(ctx context.Context, at time.Time) (int64,
 	return n, nil
 }
 
+// maxEndSessions bounds the sessions one EndSessionConnections ends: a
+// crashed replica's are ended in batches of it.
+const maxEndSessions = 1000
+
+// EndSessionConnections marks the running connections of the sessions
+// ids as ended at at with ReasonInterrupted, and returns how many: those
+// ran on a portal replica that stopped without ending them (crashed,
+// killed, cut off), which the other replicas notice.
+func (s *Store) EndSessionConnections(ctx context.Context, ids []string, at time.Time) (int64, error) {
+	var total int64
+	for len(ids) > 0 {
+		batch := ids[:min(len(ids), maxEndSessions)]
+		ids = ids[len(batch):]
+		marks := strings.TrimSuffix(strings.Repeat("?,", len(batch)), ",")
+		q := `UPDATE connections INDEXED BY connections_running SET end_ms = max(?, start_ms, 1), reason = ?
+			WHERE result = 'connected' AND end_ms = 0 AND session_id IN (` + marks + `)`
+		if s.pg {
+			q = `UPDATE connections SET end_ms = GREATEST(?, start_ms, 1), reason = ?
+			WHERE result = 'connected' AND end_ms = 0 AND session_id IN (` + marks + `)`
+		}
+		args := []any{at.UnixMilli(), ReasonInterrupted}
+		for _, id := range batch {
+			args = append(args, id)
+		}
+		res, err := s.db.ExecContext(ctx, q, args...)
+		if err != nil {
+			return total, fmt.Errorf("end the sessions of a stopped replica: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return total, fmt.Errorf("end the sessions of a stopped replica: %w", err)
+		}
+		total += n
+	}
+	return total, nil
+}
+
 // ConnectionCursor is a position in the connection log, newest first: a
 // page continues after (before, in time) the last row of the previous one.
 type ConnectionCursor struct {

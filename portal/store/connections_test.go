@@ -411,3 +411,57 @@ func TestEndRunningConnections(t *testing.T) {
 		}
 	})
 }
+
+// TestEndSessionConnections: the running connections of the sessions a
+// crashed replica ran end, marked interrupted; the other replicas'
+// running sessions, finished ones and refusals do not change; more
+// sessions than one batch holds all end.
+func TestEndSessionConnections(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, kind storetest.Kind) {
+		ctx := context.Background()
+		st := storetest.OpenKind(t, kind)
+		add := func(c store.Connection) int64 {
+			t.Helper()
+			c.Start = t0
+			id, err := st.AddConnection(ctx, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return id
+		}
+		gone := add(store.Connection{SessionID: "GONE1", User: "a", Result: store.ConnectionConnected})
+		other := add(store.Connection{SessionID: "LIVE1", User: "b", Result: store.ConnectionConnected})
+		done := add(store.Connection{SessionID: "GONE2", User: "c", Result: store.ConnectionConnected})
+		if err := st.FinishConnection(ctx, done, t0.Add(time.Minute), 10, 20); err != nil {
+			t.Fatal(err)
+		}
+		refused := add(store.Connection{SessionID: "GONE3", User: "d", Result: store.ConnectionRefused, Reason: "policy"})
+		at := t0.Add(time.Hour)
+		ids := []string{"GONE1", "GONE2", "GONE3"}
+		for i := range 1500 { // more than one batch
+			ids = append(ids, fmt.Sprintf("NONE%d", i))
+		}
+		if n, err := st.EndSessionConnections(ctx, ids, at); n != 1 || err != nil {
+			t.Fatalf("ended %d (%v), want 1", n, err)
+		}
+		if c, _ := st.ConnectionByID(ctx, gone); c.Running() || c.End != at || c.Reason != store.ReasonInterrupted {
+			t.Errorf("the gone replica's session: %+v", c)
+		}
+		if c, _ := st.ConnectionByID(ctx, other); !c.Running() {
+			t.Errorf("another replica's session ended: %+v", c)
+		}
+		if c, _ := st.ConnectionByID(ctx, done); c.End != t0.Add(time.Minute) || c.Reason != "" {
+			t.Errorf("a finished session changed: %+v", c)
+		}
+		if c, _ := st.ConnectionByID(ctx, refused); !c.End.IsZero() || c.Reason != "policy" {
+			t.Errorf("a refusal changed: %+v", c)
+		}
+		if n, err := st.EndSessionConnections(ctx, ids, at); n != 0 || err != nil {
+			t.Errorf("second call: %d %v", n, err)
+		}
+		if n, err := st.EndSessionConnections(ctx, nil, at); n != 0 || err != nil {
+			t.Errorf("no sessions: %d %v", n, err)
+		}
+	})
+}

@@ -1,7 +1,7 @@
 -- Replicas of the portal sharing this database (cluster mode: several
 -- `portal serve` behind a load balancer). Written by portal/cluster only.
--- IF NOT EXISTS: portal/cluster also applies this file itself when it
--- starts, so it works before and after the store runs it.
+-- IF NOT EXISTS: replicas of an earlier build created these tables
+-- themselves, before the store ran this file.
 
 -- Each replica's row is refreshed by its heartbeat; a row older than the
 -- cluster's TTL is a dead replica, deleted with its sessions by any other.

@@ -129,12 +129,13 @@ func (b *browser) get(path string) (int, string) {
 // config, start it, paste its key. It returns the running process.
 func enrol(t *testing.T, admin *browser, bin, segmentID, name, dir string, args ...string) *gatewayProc {
 	t.Helper()
-	return enrolVia(t, admin, bin, segmentID, name, dir, "")
+	return enrolVia(t, admin, bin, segmentID, name, dir, "", args...)
 }
 
 // enrolVia is enrol with the gateway reaching the portal at portalURL
-// (a load balancer), "" for the URL in the downloaded config.
-func enrolVia(t *testing.T, admin *browser, bin, segmentID, name, dir, portalURL string) *gatewayProc {
+// (a load balancer), "" for the URL in the downloaded config; args are
+// more flags of gateway run.
+func enrolVia(t *testing.T, admin *browser, bin, segmentID, name, dir, portalURL string, args ...string) *gatewayProc {
 	t.Helper()
 	sshPort, rdpPort, vncPort, mgmtPort := freePort(t), freePort(t), freePort(t), freePort(t)
 	resp := admin.post("/admin/gateways", url.Values{"name": {name}, "segment_id": {segmentID}, "host": {"127.0.0.1"},

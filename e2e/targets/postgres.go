@@ -204,13 +204,7 @@ func (p *Postgres) stop() {
 	if p.cmd == nil || p.cmd.Process == nil {
 		return
 	}
-	p.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.done
-	}
+	signalAndWait(p.cmd, p.done, syscall.SIGINT, 10*time.Second)
 }
 
 // Stop ends the server and removes its directory.

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"syscall"
+	"time"
 )
 
 // childSignal is what a server started here receives when the process that
@@ -47,6 +48,19 @@ func startChild(cmd *exec.Cmd) (<-chan struct{}, error) {
 		return nil, err
 	}
 	return done, nil
+}
+
+// signalAndWait sends sig to a server started by startChild and waits
+// until it has exited (done closed), killing it if it is still running
+// after grace: a server that ignores its stop signal must not hang a test.
+func signalAndWait(cmd *exec.Cmd, done <-chan struct{}, sig syscall.Signal, grace time.Duration) {
+	cmd.Process.Signal(sig)
+	select {
+	case <-done:
+	case <-time.After(grace):
+		cmd.Process.Kill()
+		<-done
+	}
 }
 
 // child is an X client or helper started by startChild, stopped with its

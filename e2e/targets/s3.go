@@ -207,13 +207,7 @@ func (s *S3) stop() {
 	if s.cmd == nil || s.cmd.Process == nil {
 		return
 	}
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(10 * time.Second):
-		s.cmd.Process.Kill()
-		<-s.done
-	}
+	signalAndWait(s.cmd, s.done, syscall.SIGTERM, 10*time.Second)
 }
 
 // Stop ends the server. Its directory is the caller's.

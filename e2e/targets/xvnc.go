@@ -204,13 +204,7 @@ func (x *Xvnc) Stop() error {
 
 // stopProcess ends a server with SIGTERM, or SIGKILL if it lingers.
 func stopProcess(cmd *exec.Cmd, done <-chan struct{}) {
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		cmd.Process.Kill()
-		<-done
-	}
+	signalAndWait(cmd, done, syscall.SIGTERM, 5*time.Second)
 }
 
 // StartX11vnc starts Xvfb and x11vnc sharing its screen on loopback: a

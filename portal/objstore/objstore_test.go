@@ -8,7 +8,6 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -368,30 +367,8 @@ func TestPartUploadFails(t *testing.T) {
 // its lock) for ever.
 func TestHungServer(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var conns []net.Conn
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conns = append(conns, c) // read nothing, answer nothing
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		<-done
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	b, err := objstore.New(context.Background(), objstore.Config{Bucket: "b", Endpoint: "http://" + ln.Addr().String(), PathStyle: true,
+	addr := targets.NewSilent(t)
+	b, err := objstore.New(context.Background(), objstore.Config{Bucket: "b", Endpoint: "http://" + addr, PathStyle: true,
 		Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("k", "s", ""), Timeout: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

@@ -93,19 +93,24 @@ func TestMain(m *testing.M) {
 
 var ctx = context.Background()
 
+// eachBackend runs test on a store of each backend, in parallel subtests.
+func eachBackend(t *testing.T, test func(*testing.T, Store)) {
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
+			d, _ := be.open(t)
+			test(t, d)
+		})
+	}
+}
+
 func sum(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
 }
 
 func TestAppendResumeCommit(t *testing.T) {
-	for _, be := range backends {
-		t.Run(be.name, func(t *testing.T) {
-			t.Parallel()
-			d, _ := be.open(t)
-			testAppendResumeCommit(t, d)
-		})
-	}
+	eachBackend(t, testAppendResumeCommit)
 }
 
 func testAppendResumeCommit(t *testing.T, d Store) {
@@ -152,13 +157,7 @@ func testAppendResumeCommit(t *testing.T, d Store) {
 }
 
 func TestCommitRefusesMismatch(t *testing.T) {
-	for _, be := range backends {
-		t.Run(be.name, func(t *testing.T) {
-			t.Parallel()
-			d, _ := be.open(t)
-			testCommitRefusesMismatch(t, d)
-		})
-	}
+	eachBackend(t, testCommitRefusesMismatch)
 }
 
 func testCommitRefusesMismatch(t *testing.T, d Store) {
@@ -182,13 +181,7 @@ func testCommitRefusesMismatch(t *testing.T, d Store) {
 }
 
 func TestRefusesUnsafeNames(t *testing.T) {
-	for _, be := range backends {
-		t.Run(be.name, func(t *testing.T) {
-			t.Parallel()
-			d, _ := be.open(t)
-			testRefusesUnsafeNames(t, d)
-		})
-	}
+	eachBackend(t, testRefusesUnsafeNames)
 }
 
 func testRefusesUnsafeNames(t *testing.T, d Store) {

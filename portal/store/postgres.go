@@ -240,17 +240,14 @@ func rebind(q string) string {
 			}
 			b.WriteString(q[i : i+end])
 			i += end - 1
-		case c == '/' && strings.HasPrefix(q[i:], "/*"):
-			end := strings.Index(q[i+2:], "*/")
-			if end < 0 {
-				end = len(q) - i
-			} else {
-				end += 4
+		case strings.HasPrefix(q[i:], "/*") || strings.HasPrefix(q[i:], "$$"):
+			// A block comment or a $$-quoted body runs to its closing
+			// pair, or to the end.
+			closing := "*/"
+			if c == '$' {
+				closing = "$$"
 			}
-			b.WriteString(q[i : i+end])
-			i += end - 1
-		case c == '$' && strings.HasPrefix(q[i:], "$$"):
-			end := strings.Index(q[i+2:], "$$")
+			end := strings.Index(q[i+2:], closing)
 			if end < 0 {
 				end = len(q) - i
 			} else {

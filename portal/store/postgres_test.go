@@ -178,6 +178,8 @@ func TestRebind(t *testing.T) {
 		`/* ? */ ?`:                             `/* ? */ $1`,
 		`$$ ? $$ ?`:                             `$$ ? $$ $1`,
 		`unterminated '?`:                       `unterminated '?`,
+		`? /* unterminated ?`:                   `$1 /* unterminated ?`,
+		`? $$ unterminated ?`:                   `$1 $$ unterminated ?`,
 		`x LIKE ? ESCAPE '\'`:                   `x LIKE $1 ESCAPE '\'`,
 	} {
 		if got := rebind(in); got != want {

@@ -1,25 +1,18 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto/tls"
 	"io"
 	"net/http"
-	"net/url"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/keyway-dev/keyway/e2e/targets"
 	"github.com/keyway-dev/keyway/portal/gateways"
-	"github.com/keyway-dev/keyway/portal/store"
 )
 
 // TestServeClusterMode: `portal serve --database postgres://…` joins the
@@ -67,17 +60,7 @@ func TestReplicasWatchAndTerminate(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, aLog, _ := startPortalWith(t, serveConfig{DataDir: dir, Listen: "127.0.0.1:0", Database: dsn, ClusterListen: "127.0.0.1:0"})
-	dirB := t.TempDir()
-	for _, f := range []string{"secrets.key", "portal-identity.pem", filepath.Join("gateway", "identity.pem")} {
-		raw, err := os.ReadFile(filepath.Join(dir, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		os.MkdirAll(filepath.Dir(filepath.Join(dirB, f)), 0o700)
-		if err := os.WriteFile(filepath.Join(dirB, f), raw, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dirB := replicaDataDir(t, dir)
 	b, bLog, _ := startPortalWith(t, serveConfig{DataDir: dirB, Listen: "127.0.0.1:0", Database: dsn, ClusterListen: "127.0.0.1:0"})
 	// Both replicas wrote their own embedded gateway's ports into the one
 	// row (replicas in production have the same ports); wait until A has
@@ -103,13 +86,7 @@ func TestReplicasWatchAndTerminate(t *testing.T) {
 		}
 	}
 	st := a.Store
-	u, _ := st.CreateUser(ctx, store.User{Name: "carol", Role: store.RoleUser}, mustHash(t, "user-password-3"))
-	res, _ := st.CreateResource(ctx, store.Resource{Name: "box3", Protocol: "ssh", Host: sshd.Host, Port: sshd.Port, Login: sshd.User},
-		&store.Secrets{Password: sshd.Password})
-	st.CreateGrant(ctx, res.ID, "user", u.ID)
-	carol := newBrowser(t, a.URL)
-	carol.signIn("carol", "user-password-3")
-	c, ws := carol.terminal(res.ID)
+	c, ws := carolOpensTerminal(t, st, a.URL, sshd)
 	if c["type"] != "connected" {
 		t.Fatalf("connect on a: %v\n%s", c, aLog.String())
 	}
@@ -122,39 +99,5 @@ func TestReplicasWatchAndTerminate(t *testing.T) {
 		t.Fatalf("replica b's Sessions page (%d) does not list carol's session on a:\n%s", code, part)
 	}
 	id := m[1]
-
-	bu, _ := url.Parse(b.URL)
-	d := websocket.Dialer{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, Jar: admin.client.Jar}
-	watch, _, err := d.Dial("wss://"+bu.Host+"/sessions/"+id+"/watch/ws", http.Header{"Origin": {admin.base}})
-	if err != nil {
-		t.Fatalf("watch on b: %v\n%s", err, bLog.String())
-	}
-	defer watch.Close()
-	watch.SetReadDeadline(time.Now().Add(30 * time.Second))
-	if _, hello, err := watch.ReadMessage(); err != nil || !bytes.Contains(hello, []byte("read-only")) {
-		t.Fatalf("watch hello through b: %s %v", hello, err)
-	}
-	ws.WriteMessage(websocket.BinaryMessage, []byte("echo watched-$((3*4))\n"))
-	readUntil(t, watch, "watched-12")
-
-	if resp := admin.post("/sessions/"+id+"/terminate", url.Values{}); resp.StatusCode != http.StatusSeeOther {
-		t.Fatalf("terminate on b: %d", resp.StatusCode)
-	}
-	ws.SetReadDeadline(time.Now().Add(30 * time.Second))
-	for {
-		mt, msg, err := ws.ReadMessage()
-		if err != nil {
-			t.Fatalf("carol's terminal closed without saying why: %v", err)
-		}
-		if mt == websocket.TextMessage {
-			if !bytes.Contains(msg, []byte(`"terminated"`)) || !bytes.Contains(msg, []byte("An administrator (boss) ended this session.")) {
-				t.Fatalf("message: %s", msg)
-			}
-			break
-		}
-	}
-	evs, _ := st.SearchAudit(ctx, store.AuditFilter{Action: "session.terminate"})
-	if len(evs) != 1 || evs[0].Actor != "boss" {
-		t.Fatalf("termination audited as %v", evs)
-	}
+	watchThenTerminate(t, st, admin, b.URL, id, ws, bLog)
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -14,7 +13,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -32,81 +30,39 @@ import (
 // one that carries more than cutAfter bytes to it, as a gateway's link
 // that drops mid-upload.
 type cuttingProxy struct {
-	ln       net.Listener
-	target   string
+	*tcpProxy
 	cutAfter int64
 	cut      atomic.Bool // done once
-	wg       sync.WaitGroup
-	mu       sync.Mutex
-	conns    []net.Conn
 }
 
 func newCuttingProxy(t *testing.T, target string, cutAfter int64) *cuttingProxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cuttingProxy{ln: ln, target: target, cutAfter: cutAfter}
-	p.wg.Add(1)
-	go p.serve()
-	t.Cleanup(p.close)
+	p := &cuttingProxy{cutAfter: cutAfter}
+	p.tcpProxy = newTCPProxy(t, func() (net.Conn, error) { return net.Dial("tcp", target) }, p.upstream)
 	return p
 }
 
-func (p *cuttingProxy) serve() {
-	defer p.wg.Done()
+// upstream copies the client's bytes to the server until more than
+// cutAfter have gone on the first connection to carry that many.
+func (p *cuttingProxy) upstream(c, s net.Conn) {
+	defer s.Close()
+	defer c.Close()
+	buf := make([]byte, 32<<10)
+	var sent int64
 	for {
-		c, err := p.ln.Accept()
+		n, err := c.Read(buf)
+		if n > 0 {
+			if _, werr := s.Write(buf[:n]); werr != nil {
+				return
+			}
+			sent += int64(n)
+			if sent > p.cutAfter && p.cut.CompareAndSwap(false, true) {
+				return
+			}
+		}
 		if err != nil {
 			return
 		}
-		s, err := net.Dial("tcp", p.target)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns = append(p.conns, c, s)
-		p.mu.Unlock()
-		p.wg.Add(2)
-		go func() {
-			defer p.wg.Done()
-			io.Copy(c, s)
-			c.Close()
-		}()
-		go func() {
-			defer p.wg.Done()
-			defer s.Close()
-			defer c.Close()
-			buf := make([]byte, 32<<10)
-			var sent int64
-			for {
-				n, err := c.Read(buf)
-				if n > 0 {
-					if _, werr := s.Write(buf[:n]); werr != nil {
-						return
-					}
-					sent += int64(n)
-					if sent > p.cutAfter && p.cut.CompareAndSwap(false, true) {
-						return
-					}
-				}
-				if err != nil {
-					return
-				}
-			}
-		}()
 	}
-}
-
-func (p *cuttingProxy) close() {
-	p.ln.Close()
-	p.mu.Lock()
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.mu.Unlock()
-	p.wg.Wait()
 }
 
 // TestRecordingsInS3 runs a portal with --recordings s3://... on a real

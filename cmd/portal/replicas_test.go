@@ -140,9 +140,17 @@ func (e *replicaEnv) config(dir string) serveConfig {
 // and certificate, as the Helm chart mounts them into every replica.
 func (e *replicaEnv) sharedDir(t *testing.T) string {
 	t.Helper()
+	return replicaDataDir(t, e.dir)
+}
+
+// replicaDataDir is a new data directory with the shared keys and
+// certificate of the replica whose data directory is from, as the Helm
+// chart mounts them into every replica.
+func replicaDataDir(t *testing.T, from string) string {
+	t.Helper()
 	dir := t.TempDir()
 	for _, f := range []string{"secrets.key", "portal-identity.pem", filepath.Join("gateway", "identity.pem"), "tls.crt", "tls.key"} {
-		raw, err := os.ReadFile(filepath.Join(e.dir, f))
+		raw, err := os.ReadFile(filepath.Join(from, f))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -448,42 +456,59 @@ func hostOf(t *testing.T, u string) string {
 
 // failoverProxy is a TCP load balancer: each connection goes to the
 // first backend that accepts it.
-type failoverProxy struct {
+type failoverProxy struct{ *tcpProxy }
+
+func newFailoverProxy(t *testing.T, backends ...string) *failoverProxy {
+	dial := func() (net.Conn, error) {
+		var err error
+		for _, b := range backends {
+			var s net.Conn
+			if s, err = net.Dial("tcp", b); err == nil {
+				return s, nil
+			}
+		}
+		return nil, err
+	}
+	return &failoverProxy{newTCPProxy(t, dial, func(c, s net.Conn) { io.Copy(s, c); s.Close() })}
+}
+
+func (p *failoverProxy) addr() string { return p.ln.Addr().String() }
+
+// tcpProxy accepts TCP connections on loopback and forwards each to the
+// server dial connects to: upstream carries the client's bytes to the
+// server, and the server's are copied back. A client whose server cannot
+// be reached is closed. The test's cleanup closes the listener and every
+// connection and waits for the copies.
+type tcpProxy struct {
 	ln       net.Listener
-	backends []string
+	dial     func() (net.Conn, error)
+	upstream func(c, s net.Conn)
 	wg       sync.WaitGroup
 	mu       sync.Mutex
 	conns    []net.Conn
 }
 
-func newFailoverProxy(t *testing.T, backends ...string) *failoverProxy {
+func newTCPProxy(t *testing.T, dial func() (net.Conn, error), upstream func(c, s net.Conn)) *tcpProxy {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &failoverProxy{ln: ln, backends: backends}
+	p := &tcpProxy{ln: ln, dial: dial, upstream: upstream}
 	p.wg.Add(1)
 	go p.serve()
 	t.Cleanup(p.close)
 	return p
 }
 
-func (p *failoverProxy) addr() string { return p.ln.Addr().String() }
-
-func (p *failoverProxy) serve() {
+func (p *tcpProxy) serve() {
 	defer p.wg.Done()
 	for {
 		c, err := p.ln.Accept()
 		if err != nil {
 			return
 		}
-		var s net.Conn
-		for _, b := range p.backends {
-			if s, err = net.Dial("tcp", b); err == nil {
-				break
-			}
-		}
-		if s == nil {
+		s, err := p.dial()
+		if err != nil {
 			c.Close()
 			continue
 		}
@@ -492,11 +517,11 @@ func (p *failoverProxy) serve() {
 		p.mu.Unlock()
 		p.wg.Add(2)
 		go func() { defer p.wg.Done(); io.Copy(c, s); c.Close() }()
-		go func() { defer p.wg.Done(); io.Copy(s, c); s.Close() }()
+		go func() { defer p.wg.Done(); p.upstream(c, s) }()
 	}
 }
 
-func (p *failoverProxy) close() {
+func (p *tcpProxy) close() {
 	p.ln.Close()
 	p.mu.Lock()
 	for _, c := range p.conns {

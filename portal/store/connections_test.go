@@ -368,6 +368,17 @@ func FuzzParseConnectionCursor(f *testing.F) {
 	})
 }
 
+// addStartedAtT0 logs connection c as started at t0 and returns its id.
+func addStartedAtT0(t *testing.T, st *store.Store, c store.Connection) int64 {
+	t.Helper()
+	c.Start = t0
+	id, err := st.AddConnection(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
 // TestEndRunningConnections checks that what a stopped portal left running
 // ends, marked interrupted, and nothing else changes.
 func TestEndRunningConnections(t *testing.T) {
@@ -375,15 +386,7 @@ func TestEndRunningConnections(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, kind storetest.Kind) {
 		ctx := context.Background()
 		st := storetest.OpenKind(t, kind)
-		add := func(c store.Connection) int64 {
-			t.Helper()
-			c.Start = t0
-			id, err := st.AddConnection(ctx, c)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return id
-		}
+		add := func(c store.Connection) int64 { return addStartedAtT0(t, st, c) }
 		left := add(store.Connection{User: "a", Result: store.ConnectionConnected})
 		done := add(store.Connection{User: "b", Result: store.ConnectionConnected})
 		if err := st.FinishConnection(ctx, done, t0.Add(time.Minute), 10, 20); err != nil {
@@ -421,15 +424,7 @@ func TestEndSessionConnections(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, kind storetest.Kind) {
 		ctx := context.Background()
 		st := storetest.OpenKind(t, kind)
-		add := func(c store.Connection) int64 {
-			t.Helper()
-			c.Start = t0
-			id, err := st.AddConnection(ctx, c)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return id
-		}
+		add := func(c store.Connection) int64 { return addStartedAtT0(t, st, c) }
 		gone := add(store.Connection{SessionID: "GONE1", User: "a", Result: store.ConnectionConnected})
 		other := add(store.Connection{SessionID: "LIVE1", User: "b", Result: store.ConnectionConnected})
 		done := add(store.Connection{SessionID: "GONE2", User: "c", Result: store.ConnectionConnected})

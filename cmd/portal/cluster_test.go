@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"regexp"
@@ -73,18 +74,13 @@ func TestReplicasWatchAndTerminate(t *testing.T) {
 		}
 		return "", false
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for tick := time.NewTicker(50 * time.Millisecond); ; <-tick.C {
-		aAddr, aOK := embedded(a)
-		bAddr, bOK := embedded(b)
-		if aOK && bOK && aAddr == bAddr {
-			tick.Stop()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the replicas do not agree on an available embedded gateway: %s %v, %s %v", aAddr, aOK, bAddr, bOK)
-		}
-	}
+	var aAddr, bAddr string
+	var aOK, bOK bool
+	waitWithin(t, 60*time.Second, "the replicas to agree on an available embedded gateway", func() bool {
+		aAddr, aOK = embedded(a)
+		bAddr, bOK = embedded(b)
+		return aOK && bOK && aAddr == bAddr
+	}, func() string { return fmt.Sprintf("a: %s %v, b: %s %v", aAddr, aOK, bAddr, bOK) })
 	st := a.Store
 	c, ws := carolOpensTerminal(t, st, a.URL, sshd)
 	if c["type"] != "connected" {

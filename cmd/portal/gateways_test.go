@@ -99,9 +99,19 @@ func (g *gatewayProc) stop() {
 	<-g.done
 }
 
+// waitFor waits up to 20 s for cond, failing the test with what was
+// awaited and, if explain is not nil, its account of the state.
 func waitFor(t *testing.T, what string, cond func() bool, explain func() string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	waitWithin(t, 20*time.Second, what, cond, explain)
+}
+
+// waitWithin is waitFor with another bound: cond is polled every 25 ms.
+func waitWithin(t *testing.T, within time.Duration, what string, cond func() bool, explain func() string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	tick := time.NewTicker(25 * time.Millisecond)
+	defer tick.Stop()
 	for !cond() {
 		if time.Now().After(deadline) {
 			msg := ""
@@ -110,7 +120,7 @@ func waitFor(t *testing.T, what string, cond func() bool, explain func() string)
 			}
 			t.Fatalf("timed out waiting for %s\n%s", what, msg)
 		}
-		time.Sleep(25 * time.Millisecond)
+		<-tick.C
 	}
 }
 

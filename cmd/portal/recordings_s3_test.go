@@ -176,15 +176,7 @@ func TestRecordingsInS3(t *testing.T) {
 // machine.
 func waitForLong(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		<-tick.C
-	}
+	waitWithin(t, 2*time.Minute, what, cond, nil)
 }
 
 // TestRecordingsFlags: a recordings location or S3 setting the portal

@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
@@ -22,6 +23,8 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/keyway-dev/keyway/e2e/targets"
+	"github.com/keyway-dev/keyway/portal/auth"
+	"github.com/keyway-dev/keyway/portal/store"
 )
 
 // benchPortal is a bin/portal process (demo or serve) the benchmark
@@ -30,9 +33,9 @@ type benchPortal struct {
 	cmd    *exec.Cmd
 	log    *lockedBuffer
 	exited chan struct{}
-	// URL is where it serves; metrics its Prometheus /metrics.
-	URL     string
-	metrics string
+	// URL is where it serves; pprof its Go profiles.
+	URL   string
+	pprof string
 }
 
 // Bounds on a portal process's start and stop.
@@ -42,7 +45,7 @@ const (
 )
 
 // startBenchPortal runs `bin/portal mode --data dir args...` on loopback
-// ports chosen at random, with /metrics on a free loopback port, and
+// ports chosen at random, with Go profiles on a free loopback port, and
 // returns once it serves: for demo when it wrote demo.json, for serve when
 // it logged "portal listening". It is stopped when b ends, if not before.
 func startBenchPortal(b *testing.B, mode, dir string, args ...string) *benchPortal {
@@ -54,12 +57,12 @@ func startBenchPortal(b *testing.B, mode, dir string, args ...string) *benchPort
 	if _, err := os.Stat(bin); err != nil {
 		b.Fatalf("%s: build it first with make build", bin)
 	}
-	metricsAddr := "127.0.0.1:" + strconv.Itoa(freePorts(b, 1)[0])
+	pprofAddr := "127.0.0.1:" + strconv.Itoa(freePorts(b, 1)[0])
 	all := append([]string{mode, "--data", dir, "--listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0",
-		"--gateway-rdp-listen", "127.0.0.1:0", "--gateway-vnc-listen", "127.0.0.1:0", "--metrics-listen", metricsAddr,
+		"--gateway-rdp-listen", "127.0.0.1:0", "--gateway-vnc-listen", "127.0.0.1:0", "--pprof-listen", pprofAddr,
 		"--drain-timeout", "0"}, args...)
 	p := &benchPortal{cmd: exec.Command(bin, all...), log: &lockedBuffer{}, exited: make(chan struct{}),
-		metrics: "http://" + metricsAddr + "/metrics"}
+		pprof: "http://" + pprofAddr + "/debug/pprof/"}
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
 		b.Fatal(err)
@@ -106,26 +109,29 @@ func (p *benchPortal) stop() {
 	}
 }
 
-// heapInuseKiB reads the Go heap in use from the portal's /metrics.
+// heapInuseKiB collects the portal's garbage and then reads its Go heap
+// in use (the heap profile's memory statistics): without the collection,
+// a sign-in's 64 MiB argon2 buffer waiting to be freed would swamp what
+// sessions hold.
 func (p *benchPortal) heapInuseKiB(b *testing.B) float64 {
 	b.Helper()
-	resp, err := http.Get(p.metrics)
+	resp, err := http.Get(p.pprof + "heap?gc=1&debug=1")
 	if err != nil {
-		b.Fatalf("read the portal's metrics: %v", err)
+		b.Fatalf("read the portal's heap profile: %v", err)
 	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "go_memstats_heap_inuse_bytes "); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), "# HeapInuse = "); ok {
 			f, err := strconv.ParseFloat(v, 64)
 			if err != nil {
-				b.Fatalf("go_memstats_heap_inuse_bytes %q: %v", v, err)
+				b.Fatalf("HeapInuse %q: %v", v, err)
 			}
 			return f / 1024
 		}
 	}
-	b.Fatalf("no go_memstats_heap_inuse_bytes in %s (status %d)", p.metrics, resp.StatusCode)
+	b.Fatalf("no HeapInuse in %sheap (status %d)", p.pprof, resp.StatusCode)
 	return 0
 }
 
@@ -309,35 +315,136 @@ func signInRate(b *testing.B, info demoInfo, clients, each int) float64 {
 }
 
 // Idle sessions: how many, how many warm-up sessions per replica before the
-// baseline is read, and how many are opened at once.
+// baseline is read, how many are opened at once, and how many each user
+// holds (the portal allows a user sessions.MaxPerUser, 16, across the
+// replicas).
 const (
 	idleSessions     = 1000
 	idleWarmUp       = 20
 	idleOpenParallel = 8
+	sessionsPerUser  = 10
+	benchUsers       = (idleSessions+2*idleWarmUp)/sessionsPerUser + 1
 )
 
-// replicaTerms is one replica and where its terminals open.
-type replicaTerms struct {
-	p      *benchPortal
-	info   demoInfo
-	dialer *websocket.Dialer
-	wsURL  string
+// userPool is the users seedUsers made, handed out one by one.
+type userPool struct {
+	names    []string
+	password string
+	next     int
 }
 
-// openIdleTerminals opens n terminals on r, idleOpenParallel at a time,
-// each until the shell's first output, and keeps reading them (answering
-// the portal's pings) until they are closed. It returns the connections.
-func openIdleTerminals(b *testing.B, r *replicaTerms, n int) []*websocket.Conn {
+// seedUsers adds benchUsers users with one password to the demo's
+// database and grants each the demo's SSH resource, straight in the store
+// (the CLI adds users but not grants; the admin pages would take a form
+// per user).
+func seedUsers(b *testing.B, dir, database string) *userPool {
 	b.Helper()
-	conns := make([]*websocket.Conn, n)
-	errs := make(chan error, n)
+	ctx := context.Background()
+	key, err := store.LoadOrCreateKey(filepath.Join(dir, "secrets.key"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	sealer, err := store.NewSealer(key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, err := store.Open(ctx, database, sealer)
+	if err != nil {
+		b.Fatalf("open the demo's database: %v", err)
+	}
+	defer st.Close()
+	rs, err := st.ListResources(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var resID int64
+	for _, r := range rs {
+		if r.Name == "demo-ssh" {
+			resID = r.ID
+		}
+	}
+	if resID == 0 {
+		b.Fatal("no demo-ssh resource in the demo's database")
+	}
+	pool := &userPool{password: "bench-" + strconv.FormatInt(time.Now().UnixNano(), 36)}
+	hash, err := auth.HashPassword(pool.password)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := range benchUsers {
+		name := fmt.Sprintf("bench-user-%03d", i)
+		u, err := st.CreateUser(ctx, store.User{Name: name, DisplayName: name, Role: store.RoleUser}, hash)
+		if err != nil {
+			b.Fatalf("add %s: %v", name, err)
+		}
+		if _, err := st.CreateGrantMode(ctx, resID, "user", u.ID, store.GrantTerminal); err != nil {
+			b.Fatalf("grant demo-ssh to %s: %v", name, err)
+		}
+		pool.names = append(pool.names, name)
+	}
+	return pool
+}
+
+// replicaTerms is one replica and the signed-in users whose terminals
+// open on it.
+type replicaTerms struct {
+	p     *benchPortal
+	info  demoInfo
+	users *userPool
+	// cur is the user new terminals go to, and how many it has.
+	dialer *websocket.Dialer
+	wsURL  string
+	used   int
+}
+
+// slots signs in users from the pool as needed and returns the dialer
+// and URL of each of the next n terminals, sessionsPerUser to a user.
+func (r *replicaTerms) slots(b *testing.B, n int) (dialers []*websocket.Dialer, urls []string) {
+	b.Helper()
+	for range n {
+		if r.dialer == nil || r.used == sessionsPerUser {
+			if r.users.next == len(r.users.names) {
+				b.Fatal("the bench users are all in use")
+			}
+			info := r.info
+			info.User = demoLogin{Name: r.users.names[r.users.next], Password: r.users.password}
+			r.users.next++
+			r.dialer, r.wsURL = signedInClient(b, info)
+			r.used = 0
+		}
+		dialers, urls = append(dialers, r.dialer), append(urls, r.wsURL)
+		r.used++
+	}
+	return dialers, urls
+}
+
+// idleBatch is terminals to open on one replica, their users signed in.
+type idleBatch struct {
+	r       *replicaTerms
+	dialers []*websocket.Dialer
+	urls    []string
+}
+
+func (r *replicaTerms) batch(b *testing.B, n int) idleBatch {
+	d, u := r.slots(b, n)
+	return idleBatch{r: r, dialers: d, urls: u}
+}
+
+// openIdleTerminals opens t's terminals, idleOpenParallel at a time, each
+// until the shell's first output, and keeps reading them (answering the
+// portal's pings) until they are closed. It returns the connections.
+func openIdleTerminals(b *testing.B, t idleBatch) []*websocket.Conn {
+	b.Helper()
+	r, dialers, urls := t.r, t.dialers, t.urls
+	conns := make([]*websocket.Conn, len(urls))
+	errs := make(chan error, len(urls))
 	sem := make(chan struct{}, idleOpenParallel)
 	var wg sync.WaitGroup
 	for i := range conns {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			ws, _, err := openTerminal(r.dialer, r.wsURL, r.info.URL)
+			ws, _, err := openTerminal(dialers[i], urls[i], r.info.URL)
 			if err != nil {
 				errs <- fmt.Errorf("terminal %d on %s: %w", i, r.info.URL, err)
 				return
@@ -366,11 +473,29 @@ func openIdleTerminals(b *testing.B, r *replicaTerms, n int) []*websocket.Conn {
 	return conns
 }
 
-// idleMemory is one replica's growth per idle session.
+// idleMemory is one replica's growth per idle session, and its open
+// files with all sessions open.
 type idleMemory struct {
 	sessions        int
 	rssKiB, heapKiB float64
+	fds             int
 }
+
+// openFiles counts a process's open file descriptors.
+func openFiles(b *testing.B, pid int) int {
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return len(fds)
+}
+
+// minOpenFiles is the open-file limit the idle-session benchmark needs:
+// this process holds a WebSocket per session, and each portal (whose Go
+// runtime raises its soft limit to the hard one, as this one's does)
+// about four descriptors per session (WebSocket, both ends of the
+// loopback connection to the embedded gateway, SSH to the target).
+const minOpenFiles = 8 * idleSessions
 
 // measureIdle opens share[i] terminals on replicas[i] after a warm-up and
 // returns each replica's resident and heap growth per session; the
@@ -387,39 +512,49 @@ func measureIdle(b *testing.B, replicas []*replicaTerms, share []int) []idleMemo
 			ws.Close()
 		}
 	}()
+	// Every user signs in before the baseline: each password check
+	// allocates 64 MiB (argon2id) the sessions would then reuse.
+	var warm, batches []idleBatch
 	for _, r := range replicas {
-		all = append(all, openIdleTerminals(b, r, idleWarmUp)...)
-	}
-	quietCPU(b, pids...)
-	beforeRSS := make([]float64, len(replicas))
-	beforeHeap := make([]float64, len(replicas))
-	for i, r := range replicas {
-		beforeRSS[i] = settledRSS(b, pids[i])
-		beforeHeap[i] = r.p.heapInuseKiB(b)
+		warm = append(warm, r.batch(b, idleWarmUp))
 	}
 	// Opened replica by replica in turns of 100, as a load balancer
 	// spreads them.
 	const turn = 100
 	left := append([]int(nil), share...)
 	for {
-		opened := false
+		more := false
 		for i, r := range replicas {
 			if n := min(turn, left[i]); n > 0 {
-				all = append(all, openIdleTerminals(b, r, n)...)
+				batches = append(batches, r.batch(b, n))
 				left[i] -= n
-				opened = true
+				more = true
 			}
 		}
-		if !opened {
+		if !more {
 			break
 		}
+	}
+	for _, w := range warm {
+		all = append(all, openIdleTerminals(b, w)...)
+	}
+	quietCPU(b, pids...)
+	beforeRSS := make([]float64, len(replicas))
+	beforeHeap := make([]float64, len(replicas))
+	for i, r := range replicas {
+		beforeHeap[i] = r.p.heapInuseKiB(b)
+		beforeRSS[i] = settledRSS(b, pids[i])
+	}
+	for _, t := range batches {
+		all = append(all, openIdleTerminals(b, t)...)
 	}
 	quietCPU(b, pids...)
 	out := make([]idleMemory, len(replicas))
 	for i, r := range replicas {
 		n := float64(share[i])
+		heap := r.p.heapInuseKiB(b)
 		out[i] = idleMemory{sessions: share[i], rssKiB: (rssKiB(b, pids[i]) - beforeRSS[i]) / n,
-			heapKiB: (r.p.heapInuseKiB(b) - beforeHeap[i]) / n}
+			heapKiB: (heap - beforeHeap[i]) / n, fds: openFiles(b, pids[i])}
 	}
 	return out
 }
@@ -429,18 +564,26 @@ func measureIdle(b *testing.B, replicas []*replicaTerms, share []int) []idleMemo
 // connection to a real sshd, opened until the shell's first output) on
 // one portal on PostgreSQL, and then on two replicas on one PostgreSQL,
 // half on each, and reports each replica's resident and Go heap growth per
-// session. Each portal is a process of its own (demo, and a second one
+// session (heap in use after a collection, read through --pprof-listen).
+// Users hold sessionsPerUser sessions each, under the portal's per-user
+// cap. Each portal is a process of its own (demo, and a second one
 // `portal serve` with the first one's keys), so the replicas' memory is
 // measured apart; the embedded gateway is in the portal's process, so its
 // share is in the portal's figures. The measurement is made once whatever
 // b.N is: 2,000 sessions per iteration would be too slow to repeat.
 func BenchmarkIdleSessionsReplicas(b *testing.B) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		b.Fatal(err)
+	}
+	if lim.Max < minOpenFiles {
+		b.Fatalf("the open-file limit is %d; raise it to at least %d (ulimit -n %d) for %d sessions", lim.Max, minOpenFiles, minOpenFiles, idleSessions)
+	}
 	// One replica on PostgreSQL, holding all.
 	pg1 := targets.NewPostgres(b)
 	dir1 := b.TempDir()
 	solo := startBenchPortal(b, "demo", dir1, "--database", pg1.DSN(), "--cluster-listen", "127.0.0.1:0")
-	r := &replicaTerms{p: solo, info: demoInfoOf(b, dir1, solo.URL)}
-	r.dialer, r.wsURL = signedInClient(b, r.info)
+	r := &replicaTerms{p: solo, info: demoInfoOf(b, dir1, solo.URL), users: seedUsers(b, dir1, pg1.DSN())}
 	one := measureIdle(b, []*replicaTerms{r}, []int{idleSessions})[0]
 	solo.stop()
 	load1 := loadAverage(b)
@@ -465,11 +608,9 @@ func BenchmarkIdleSessionsReplicas(b *testing.B) {
 		}
 	}
 	bp := startBenchPortal(b, "serve", dirB, "--database", pg2.DSN(), "--cluster-listen", "127.0.0.1:0")
-	ra := &replicaTerms{p: a, info: demoInfoOf(b, dirA, a.URL)}
-	rb := &replicaTerms{p: bp, info: demoInfoOf(b, dirA, bp.URL)}
-	for _, x := range []*replicaTerms{ra, rb} {
-		x.dialer, x.wsURL = signedInClient(b, x.info)
-	}
+	users := seedUsers(b, dirA, pg2.DSN())
+	ra := &replicaTerms{p: a, info: demoInfoOf(b, dirA, a.URL), users: users}
+	rb := &replicaTerms{p: bp, info: demoInfoOf(b, dirA, bp.URL), users: users}
 	two := measureIdle(b, []*replicaTerms{ra, rb}, []int{idleSessions / 2, idleSessions - idleSessions/2})
 	load2 := loadAverage(b)
 
@@ -481,7 +622,11 @@ func BenchmarkIdleSessionsReplicas(b *testing.B) {
 		b.ReportMetric(m.heapKiB, "replica-"+name+"-heap-KiB/session")
 	}
 	pairRSS := (two[0].rssKiB*float64(two[0].sessions) + two[1].rssKiB*float64(two[1].sessions)) / idleSessions
+	pairHeap := (two[0].heapKiB*float64(two[0].sessions) + two[1].heapKiB*float64(two[1].sessions)) / idleSessions
 	b.ReportMetric(pairRSS/one.rssKiB, "two/one-RSS")
+	b.ReportMetric(pairHeap/one.heapKiB, "two/one-heap")
 	b.ReportMetric(max(load1, load2), "load1")
-	b.Logf("load average after one replica %.2f, after two %.2f", load1, load2)
+	b.Logf("load average after one replica %.2f, after two %.2f; open-file limit %d", load1, load2, lim.Max)
+	b.Logf("one replica: %d open files with %d sessions; replicas a and b: %d and %d with %d and %d",
+		one.fds, one.sessions, two[0].fds, two[1].fds, two[0].sessions, two[1].sessions)
 }

@@ -569,7 +569,10 @@ func measureIdle(b *testing.B, replicas []*replicaTerms, share []int) []idleMemo
 // cap. Each portal is a process of its own (demo, and a second one
 // `portal serve` with the first one's keys), so the replicas' memory is
 // measured apart; the embedded gateway is in the portal's process, so its
-// share is in the portal's figures. The measurement is made once whatever
+// share is in the portal's figures. The embedded gateway is one row in the
+// shared database, with the address of the replica that started last (B),
+// so every replica's sessions go through B's gateway: A's growth is the
+// portal's part of a session, and B's less A's, halved, the gateway's. The measurement is made once whatever
 // b.N is: 2,000 sessions per iteration would be too slow to repeat.
 func BenchmarkIdleSessionsReplicas(b *testing.B) {
 	var lim syscall.Rlimit

@@ -28,7 +28,7 @@ DEBS_DEMO := $(DEBS_RUN) tigervnc-standalone-server tigervnc-tools xterm x11-xse
 DEBS_TEST := $(DEBS_DEMO) sqlite3 slapd ldap-utils dropbear-bin openssh-sftp-server sshpass chromium procps iproute2 x11-utils x11-apps xclip x11vnc xrdp xorgxrdp ffmpeg \
 	postgresql postgresql-client iperf3 freerdp2-x11 curl
 
-.PHONY: run demo test build assets generate lint unit unit-postgres-all e2e bench bench-tunnel deps-run deps-demo deps-test check-go clean
+.PHONY: run demo test build assets generate lint unit unit-postgres-all e2e bench bench-tunnel bench-replicas deps-run deps-demo deps-test check-go clean
 
 run: build
 	./bin/portal serve --data $(DATA) --listen $(LISTEN)
@@ -143,6 +143,11 @@ bench: build
 # client, portal and a separate gateway (docs/benchmarks.md).
 bench-tunnel: deps-test build
 	$(GO) test -run '^$$' -bench NativeTunnel -benchtime 1x -timeout 30m -v ./e2e/bench/
+
+# Terminal connect and sign-in on SQLite beside PostgreSQL, and 1,000 idle
+# terminals on one replica and on two on one PostgreSQL (docs/benchmarks.md).
+bench-replicas: deps-test build
+	$(GO) test -run '^$$' -bench 'DatabaseConnectSignIn|IdleSessionsReplicas' -benchtime 1x -timeout 30m -v ./e2e/bench/
 
 clean:
 	rm -rf bin web/assets/dist/*.js web/assets/dist/*.css web/assets/dist/*.map

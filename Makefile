@@ -28,7 +28,7 @@ DEBS_DEMO := $(DEBS_RUN) tigervnc-standalone-server tigervnc-tools xterm x11-xse
 DEBS_TEST := $(DEBS_DEMO) sqlite3 slapd ldap-utils dropbear-bin openssh-sftp-server sshpass chromium procps iproute2 x11-utils x11-apps xclip x11vnc xrdp xorgxrdp ffmpeg \
 	postgresql postgresql-client iperf3 freerdp2-x11 curl
 
-.PHONY: run demo test build assets generate lint unit e2e bench bench-tunnel deps-run deps-demo deps-test check-go clean
+.PHONY: run demo test build assets generate lint unit unit-postgres-all e2e bench bench-tunnel bench-replicas deps-run deps-demo deps-test check-go clean
 
 run: build
 	./bin/portal serve --data $(DATA) --listen $(LISTEN)
@@ -108,9 +108,26 @@ lint: assets
 # -timeout: a package's tests take 3 minutes on an idle 2-core machine
 # (cmd/portal, under -race) and went past go test's default 10 on one
 # loaded by other jobs; a real hang still fails, within the CI budget.
-unit: assets
+# The packages whose tests open stores run a second time on PostgreSQL
+# (portal/store's own tests run on both in the pass above); portal/httpui
+# too with `make unit-postgres-all` (11 minutes under -race on a loaded
+# 2-core machine, so not on every run).
+STORE_USERS = ./portal/auth/ ./portal/policy/ ./portal/retention/ ./portal/sessions/
+
+unit: assets bin/versitygw
 	$(GO) test -race -count=1 -timeout 30m ./...
+	KEYWAY_TEST_DATABASE=postgres $(GO) test -race -count=1 -timeout 30m $(STORE_USERS)
 	node --test web/test/
+
+unit-postgres-all: assets
+	KEYWAY_TEST_DATABASE=postgres $(GO) test -race -count=1 -timeout 30m $(STORE_USERS) ./portal/httpui/
+
+# The S3-compatible server the recording storage tests use (versitygw with
+# its posix backend), from its own module in e2e/s3server so its
+# dependencies stay out of the portal's; rebuilt only when that module
+# changes (about 2.5 minutes the first time on a busy 2-core machine).
+bin/versitygw: e2e/s3server/go.mod e2e/s3server/go.sum
+	cd e2e/s3server && $(GO) build -o ../../bin/versitygw github.com/versity/versitygw/cmd/versitygw
 
 e2e: build
 	npm run --silent e2e
@@ -126,6 +143,11 @@ bench: build
 # client, portal and a separate gateway (docs/benchmarks.md).
 bench-tunnel: deps-test build
 	$(GO) test -run '^$$' -bench NativeTunnel -benchtime 1x -timeout 30m -v ./e2e/bench/
+
+# Terminal connect and sign-in on SQLite beside PostgreSQL, and 1,000 idle
+# terminals on one replica and on two on one PostgreSQL (docs/benchmarks.md).
+bench-replicas: deps-test build
+	$(GO) test -run '^$$' -bench 'DatabaseConnectSignIn|IdleSessionsReplicas' -benchtime 1x -timeout 30m -v ./e2e/bench/
 
 clean:
 	rm -rf bin web/assets/dist/*.js web/assets/dist/*.css web/assets/dist/*.map

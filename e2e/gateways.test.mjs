@@ -24,11 +24,13 @@ before(async () => {
 });
 
 after(async () => {
+  // The browser first: SIGTERM drains the gateway, which then waits for
+  // the sessions its pages still hold.
+  await browser?.close();
   if (gateway && gateway.exitCode === null) {
     gateway.kill('SIGTERM');
     await once(gateway, 'exit');
   }
-  await browser?.close();
   await demo?.stop();
   rmSync(dir, { recursive: true, force: true });
 });

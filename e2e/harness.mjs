@@ -63,6 +63,8 @@ export async function startDemo(extraArgs = []) {
     data,
     pid: proc.pid,
     log: () => log,
+    // exited resolves with the exit code (or signal) once the demo stops.
+    exited: () => (exited ? Promise.resolve(proc.exitCode ?? proc.signalCode) : once(proc, 'exit').then(([code, sig]) => code ?? sig)),
     async stop() {
       if (!exited) {
         proc.kill('SIGTERM');

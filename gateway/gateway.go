@@ -115,9 +115,14 @@ type Gateway struct {
 	servers []*http.Server
 	started time.Time
 	active  atomic.Int64
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	// idleChanged is closed and replaced when a session ends (WaitIdle);
+	// drain is set once the gateway drains.
+	idleMu      sync.Mutex
+	idleChanged chan struct{}
+	drain       atomic.Pointer[drainState]
+	ctx         context.Context
+	cancel      context.CancelFunc
+	wg          sync.WaitGroup
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
@@ -153,7 +158,7 @@ func New(cfg Config) (*Gateway, error) {
 		cfg.Listen = net.Listen
 	}
 	g := &Gateway{cfg: cfg, ssh: sshgw.New(cfg.Logger, cfg.DialTimeout), conns: map[net.Conn]struct{}{},
-		acceptErrs: map[net.Listener]error{}}
+		acceptErrs: map[net.Listener]error{}, idleChanged: make(chan struct{})}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	return g, nil
 }
@@ -289,7 +294,7 @@ func (g *Gateway) status(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	st := wire.Status{
 		GatewayID: g.cfg.ID, Version: g.cfg.Version, UptimeSeconds: int64(time.Since(g.started).Seconds()),
-		ActiveSessions: int(g.active.Load()), ConfigVersion: g.cfg.ConfigVersion(),
+		ActiveSessions: int(g.active.Load()), ConfigVersion: g.cfg.ConfigVersion(), DrainDeadline: g.drainDeadline(),
 	}
 	if err := g.unhealthy(); err != nil {
 		// The portal's health check marks the gateway unavailable, so no
@@ -302,6 +307,9 @@ func (g *Gateway) status(w http.ResponseWriter, _ *http.Request) {
 
 // unhealthy says why the gateway cannot take sessions now, or nil.
 func (g *Gateway) unhealthy() error {
+	if err := g.draining(); err != nil {
+		return err
+	}
 	if err := g.cfg.Ready(); err != nil {
 		return err
 	}
@@ -462,6 +470,12 @@ func (g *Gateway) handle(c *tls.Conn, protocols map[string]bool) {
 		wire.WriteResponse(c, &wire.Response{Code: wire.CodeBadRequest, Message: "invalid session request: " + err.Error()})
 		return
 	}
+	if err := g.draining(); err != nil {
+		g.cfg.Metrics.SessionRefused(req.Protocol, string(wire.CodeDraining))
+		log.Info("refused session: the gateway drains")
+		wire.WriteResponse(c, &wire.Response{Code: wire.CodeDraining, Message: "The gateway is restarting and takes no new sessions; reconnect in a moment."})
+		return
+	}
 	if err := g.cfg.Ready(); err != nil {
 		g.cfg.Metrics.SessionRefused(req.Protocol, string(wire.CodeGatewayDown))
 		log.Warn("refused session: the gateway is not ready", "err", err)
@@ -490,8 +504,8 @@ func (g *Gateway) handle(c *tls.Conn, protocols map[string]bool) {
 		wire.WriteResponse(c, resp)
 		return
 	}
-	g.active.Add(1)
-	defer g.active.Add(-1)
+	g.sessionStarted()
+	defer g.sessionEnded()
 	// Counted as started once the gateway's own checks passed; a target
 	// that then refuses shows in the portal's outcome codes.
 	g.cfg.Metrics.SessionOpened(req.Protocol)
@@ -687,8 +701,8 @@ func (g *Gateway) relay(c *tls.Conn, req *wire.Request, log *slog.Logger) {
 		far.Close()
 		return
 	}
-	g.active.Add(1)
-	defer g.active.Add(-1)
+	g.sessionStarted()
+	defer g.sessionEnded()
 	start := time.Now()
 	log.Info("relay started")
 	// An end passes through as a half-close, so a tcp session relayed to

@@ -19,17 +19,16 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/keyway-dev/keyway/gateway"
 	"github.com/keyway-dev/keyway/gateway/control"
 	"github.com/keyway-dev/keyway/gateway/logctx"
 	"github.com/keyway-dev/keyway/gateway/metrics"
+	"github.com/keyway-dev/keyway/gateway/shutdown"
 	"github.com/keyway-dev/keyway/gateway/spool"
 	"github.com/keyway-dev/keyway/gateway/tlsconf"
 	"github.com/keyway-dev/keyway/gateway/wire"
@@ -40,7 +39,7 @@ var version = "dev"
 
 const usage = `Usage:
   gateway run --config FILE      run the gateway
-      [--tls-min-version 1.2|1.3] [--tls-client-ciphers SUITE,...]
+      [--tls-min-version 1.2|1.3] [--tls-client-ciphers SUITE,...] [--drain-timeout 30m]
   gateway pubkey --config FILE   print the gateway's public key
   gateway health --url URL       check a gateway's health endpoint
 `
@@ -48,9 +47,12 @@ const usage = `Usage:
 var errUsage = errors.New("usage")
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	// The first SIGTERM or SIGINT drains `gateway run`, the second ends it
+	// at once.
+	ctx, stop := shutdown.Signals()
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
 		if !errors.Is(err, errUsage) {
 			fmt.Fprintln(os.Stderr, "gateway:", err)
 		}
@@ -71,6 +73,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json (one JSON object a line, for log collectors)")
 	fs.StringVar(&o.metricsListen, "metrics-listen", "", "plain-HTTP address serving Prometheus /metrics, /livez and /readyz; a bare port (:9100) is loopback; overrides listen.metrics of the config; default off")
 	fs.StringVar(&o.pprofListen, "pprof-listen", "", "loopback address serving Go profiles (/debug/pprof/); default off")
+	fs.StringVar(&o.drainTimeout, "drain-timeout", cmp.Or(os.Getenv("KEYWAY_DRAIN_TIMEOUT"), "30m"), "after SIGTERM, how long running sessions may go on before they are closed; new sessions are refused at once and a second SIGTERM closes them at once (env KEYWAY_DRAIN_TIMEOUT)")
 	url := fs.String("url", "http://127.0.0.1:8081/healthz", "health endpoint (health)")
 	fs.StringVar(&o.tls.minVersion, "tls-min-version", "", "lowest TLS version for reaching the portal: 1.2 or 1.3 (default: the config's tls_min_version, else 1.2)")
 	fs.StringVar(&o.tls.clientCiphers, "tls-client-ciphers", "", "comma-separated TLS 1.2 cipher suites allowed for reaching the portal (default: the config's tls_client_ciphers, else Go's)")
@@ -165,6 +168,9 @@ func tlsSettings(f wire.GatewayFile, o tlsOverrides) (tlsconf.Settings, error) {
 type options struct {
 	config, logLevel, logFormat, metricsListen, pprofListen string
 	tls                                                     tlsOverrides
+	// drainTimeout is how long running sessions may go on after SIGTERM
+	// (shutdown.ParseDrainTimeout).
+	drainTimeout string
 }
 
 func serve(ctx context.Context, o options, stdout, stderr io.Writer) error {
@@ -181,6 +187,10 @@ func serve(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		h = slog.NewJSONHandler(stderr, hopts)
 	default:
 		return fmt.Errorf("log format %q: use text or json", o.logFormat)
+	}
+	drainTimeout, err := shutdown.ParseDrainTimeout(o.drainTimeout)
+	if err != nil {
+		return err
 	}
 	f, err := loadFile(o.config)
 	if err != nil {
@@ -297,10 +307,14 @@ func serve(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		}()
 		logger.Info("serving "+d.what, "addr", srv.Addr().String())
 	}
+	// Uploads, config pulls and token renewals go on while the gateway
+	// drains (after ctx ended); they stop when serve returns.
+	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBackground()
 	uploadOpts := ctlOpts
 	uploadOpts.Logger = logger.With("component", "uploads")
 	uploadOpts.LearnedKeys = puller.PortalTLSKeys
-	stopUploads := control.StartUploads(ctx, sp, uploadOpts)
+	stopUploads := control.StartUploads(bg, sp, uploadOpts)
 	defer stopUploads()
 	logger.Info("gateway started", "public_key", id.PublicKeyString(), "portal", f.PortalURL)
 
@@ -309,19 +323,56 @@ func serve(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		interval = 10 * time.Second
 	}
 	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer stopBackground() // before the wait
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		puller.Run(ctx, interval)
+		puller.Run(bg, interval)
 	}()
 	go func() {
 		defer wg.Done()
-		tokens.Run(ctx)
+		tokens.Run(bg)
 	}()
 	<-ctx.Done()
-	logger.Info("shutting down")
-	wg.Wait()
+	logger.Info("shutting down: draining (a second SIGTERM or Ctrl-C stops at once)", "timeout", drainTimeout)
+	drainGateway(shutdown.StopNow(ctx), g, sp, drainTimeout, logger)
 	return nil
+}
+
+// drainUploadWait bounds the wait for spooled recordings to reach the
+// portal once the sessions ended; what is not uploaded by then stays in
+// the spool for the next start.
+const drainUploadWait = time.Minute
+
+// drainGateway drains g: it refuses new sessions (the portal then
+// chooses another gateway of the segment) and fails its readiness at
+// once, lets running sessions go on until timeout or until now ends,
+// closes those left (finishing their recordings) and, unless now ended,
+// waits for the spool's recordings to be uploaded.
+func drainGateway(now context.Context, g *gateway.Gateway, sp *spool.Spool, timeout time.Duration, logger *slog.Logger) {
+	start := time.Now()
+	g.Drain(start.Add(timeout))
+	wait, cancel := context.WithTimeout(now, timeout)
+	err := g.WaitIdle(wait)
+	cancel()
+	if err != nil {
+		logger.Info("closing the sessions still running", "sessions", g.ActiveSessions(), "second_signal", now.Err() != nil)
+	}
+	// Closing waits for every session, and so for its recording.
+	g.Close()
+	if timeout > 0 && now.Err() == nil {
+		ctx, cancel := context.WithTimeout(now, drainUploadWait)
+		n, err := control.WaitUploaded(ctx, sp)
+		cancel()
+		switch {
+		case err != nil:
+			logger.Warn("drain: cannot look at the recording spool", "err", err)
+		case n > 0:
+			logger.Warn("recordings not yet uploaded stay in the spool and are uploaded at the next start", "recordings", n)
+		}
+	}
+	logger.Info("drained", "took", time.Since(start).Round(time.Millisecond))
 }
 
 // metricsMux serves /metrics, and the probes of the health listener, on

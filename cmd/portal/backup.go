@@ -27,6 +27,9 @@ func backupCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *to == "" {
 		return errors.New("name the backup file: portal backup --to FILE")
 	}
+	if cfg.Database != "" {
+		return fmt.Errorf("portal backup copies the SQLite database; for PostgreSQL (--database) use pg_dump: %w", store.ErrSQLiteOnly)
+	}
 	if err := cfg.resolvePaths(); err != nil {
 		return err
 	}
@@ -53,7 +56,7 @@ func backupCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fmt.Fprintf(stdout, "the secrets key is NOT in the backup (its SHA-256 is %s): keep a copy of %s elsewhere; a restore needs it\n",
 		m.SecretsKeySHA256, secretsKeyPath(cfg))
 	fmt.Fprintf(stdout, "recordings are NOT in the backup (%d listed): copy %s separately\n",
-		m.Counts.Recordings, filepath.Join(cfg.DataDir, "recordings"))
+		m.Counts.Recordings, cfg.recordingsLocation())
 	return nil
 }
 
@@ -71,6 +74,9 @@ func restoreCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	if *from == "" {
 		return errors.New("name the backup file: portal restore --from FILE --data DIR")
+	}
+	if cfg.Database != "" {
+		return fmt.Errorf("portal restore writes the SQLite database; for PostgreSQL (--database) use pg_restore: %w", store.ErrSQLiteOnly)
 	}
 	if err := cfg.resolvePaths(); err != nil {
 		return err
@@ -97,13 +103,26 @@ func restoreCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	} else {
 		fmt.Fprintf(stdout, "audit log verified: %d events, chain intact; the backup had no checkpoint\n", res.Audit.Events)
 	}
-	fmt.Fprintf(stdout, "recordings are NOT in the backup (%d listed): copy the old data directory's recordings/ to %s\n",
-		m.Counts.Recordings, filepath.Join(cfg.DataDir, "recordings"))
+	if cfg.Recordings != "" {
+		fmt.Fprintf(stdout, "recordings are NOT in the backup (%d listed): the portal reads them from %s\n", m.Counts.Recordings, cfg.Recordings)
+	} else {
+		fmt.Fprintf(stdout, "recordings are NOT in the backup (%d listed): copy the old data directory's recordings/ to %s\n",
+			m.Counts.Recordings, filepath.Join(cfg.DataDir, "recordings"))
+	}
 	fmt.Fprintln(stdout, "gateways pin the portal's key (portal-identity.pem) and TLS key (tls.crt and tls.key, or --tls-cert): copy them from the old data directory too, or gateways enrolled before must be enrolled again")
 	return nil
 }
 
 // secretsKeyPath is the secrets key file of cfg.
+// recordingsLocation is where the recordings are: the bucket of
+// --recordings, or DATA/recordings.
+func (c serveConfig) recordingsLocation() string {
+	if c.Recordings != "" {
+		return c.Recordings
+	}
+	return filepath.Join(c.DataDir, "recordings")
+}
+
 func secretsKeyPath(cfg serveConfig) string {
 	if cfg.SecretsKey != "" {
 		return cfg.SecretsKey

@@ -65,17 +65,28 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := cfg.resolvePaths(); err != nil {
 		return err
 	}
-	sshd, err := targets.StartSSHD(ctx, filepath.Join(cfg.DataDir, "targets", "sshd"), targets.SSHDOptions{})
+	// The demo's sessions are throwaway: it stops at once unless a drain
+	// timeout is asked for.
+	drainSet := os.Getenv("KEYWAY_DRAIN_TIMEOUT") != ""
+	fs.Visit(func(f *flag.Flag) { drainSet = drainSet || f.Name == "drain-timeout" })
+	if !drainSet {
+		cfg.DrainTimeout = "0"
+	}
+	// The targets outlive the first signal: sessions on them go on while
+	// the portal drains. They stop when the portal has.
+	targetsCtx, stopTargets := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopTargets()
+	sshd, err := targets.StartSSHD(targetsCtx, filepath.Join(cfg.DataDir, "targets", "sshd"), targets.SSHDOptions{})
 	if err != nil {
 		return fmt.Errorf("start demo sshd: %w", err)
 	}
 	defer sshd.Stop()
-	xvnc, err := startDemoDesktop(ctx, filepath.Join(cfg.DataDir, "targets", "xvnc"))
+	xvnc, err := startDemoDesktop(targetsCtx, filepath.Join(cfg.DataDir, "targets", "xvnc"))
 	if err != nil {
 		return err
 	}
 	defer xvnc.Stop()
-	rdp, err := startDemoRDP(ctx, filepath.Join(cfg.DataDir, "targets", "rdp"), width, height)
+	rdp, err := startDemoRDP(targetsCtx, filepath.Join(cfg.DataDir, "targets", "rdp"), width, height)
 	if err != nil {
 		return err
 	}

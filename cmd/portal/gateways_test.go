@@ -46,6 +46,8 @@ type gatewayProc struct {
 	cmd    *exec.Cmd
 	log    *syncBuffer
 	done   chan struct{}
+	// args are added to gateway run's.
+	args []string
 }
 
 type syncBuffer struct {
@@ -77,7 +79,7 @@ func freePort(t *testing.T) int {
 func (g *gatewayProc) start() {
 	g.t.Helper()
 	g.log = &syncBuffer{}
-	g.cmd = exec.Command(g.bin, "run", "--config", g.config, "--log-level", "debug")
+	g.cmd = exec.Command(g.bin, append([]string{"run", "--config", g.config, "--log-level", "debug"}, g.args...)...)
 	g.cmd.Stdout, g.cmd.Stderr = g.log, g.log
 	g.cmd.WaitDelay = time.Second
 	if err := g.cmd.Start(); err != nil {
@@ -97,9 +99,19 @@ func (g *gatewayProc) stop() {
 	<-g.done
 }
 
+// waitFor waits up to 20 s for cond, failing the test with what was
+// awaited and, if explain is not nil, its account of the state.
 func waitFor(t *testing.T, what string, cond func() bool, explain func() string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	waitWithin(t, 20*time.Second, what, cond, explain)
+}
+
+// waitWithin is waitFor with another bound: cond is polled every 25 ms.
+func waitWithin(t *testing.T, within time.Duration, what string, cond func() bool, explain func() string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	tick := time.NewTicker(25 * time.Millisecond)
+	defer tick.Stop()
 	for !cond() {
 		if time.Now().After(deadline) {
 			msg := ""
@@ -108,7 +120,7 @@ func waitFor(t *testing.T, what string, cond func() bool, explain func() string)
 			}
 			t.Fatalf("timed out waiting for %s\n%s", what, msg)
 		}
-		time.Sleep(25 * time.Millisecond)
+		<-tick.C
 	}
 }
 
@@ -125,7 +137,15 @@ func (b *browser) get(path string) (int, string) {
 
 // enrol walks the admin journey for one gateway: create it, download its
 // config, start it, paste its key. It returns the running process.
-func enrol(t *testing.T, admin *browser, bin, segmentID, name, dir string) *gatewayProc {
+func enrol(t *testing.T, admin *browser, bin, segmentID, name, dir string, args ...string) *gatewayProc {
+	t.Helper()
+	return enrolVia(t, admin, bin, segmentID, name, dir, "", args...)
+}
+
+// enrolVia is enrol with the gateway reaching the portal at portalURL
+// (a load balancer), "" for the URL in the downloaded config; args are
+// more flags of gateway run.
+func enrolVia(t *testing.T, admin *browser, bin, segmentID, name, dir, portalURL string, args ...string) *gatewayProc {
 	t.Helper()
 	sshPort, rdpPort, vncPort, mgmtPort := freePort(t), freePort(t), freePort(t), freePort(t)
 	resp := admin.post("/admin/gateways", url.Values{"name": {name}, "segment_id": {segmentID}, "host": {"127.0.0.1"},
@@ -149,10 +169,13 @@ func enrol(t *testing.T, admin *browser, bin, segmentID, name, dir string) *gate
 	f.Listen = map[string]string{"ssh": fmt.Sprintf("127.0.0.1:%d", sshPort), "rdp": fmt.Sprintf("127.0.0.1:%d", rdpPort),
 		"vnc": fmt.Sprintf("127.0.0.1:%d", vncPort), "management": fmt.Sprintf("127.0.0.1:%d", mgmtPort)}
 	f.PullIntervalSecs = 1
+	if portalURL != "" {
+		f.PortalURL = portalURL
+	}
 	cfgPath := filepath.Join(dir, name+".json")
 	raw, _ := json.Marshal(f)
 	os.WriteFile(cfgPath, raw, 0o600)
-	g := &gatewayProc{t: t, bin: bin, config: cfgPath}
+	g := &gatewayProc{t: t, bin: bin, config: cfgPath, args: args}
 	g.start()
 	key := regexp.MustCompile(`ed25519:[A-Za-z0-9+/=]+`).FindString(g.log.String())
 	if key == "" {

@@ -227,6 +227,13 @@ func TestRecordingsThroughRemoteGateway(t *testing.T) {
 // directory.
 func embeddedUploads(t *testing.T, p *portal, dir string) *control.Uploads {
 	t.Helper()
+	return embeddedUploadsVia(t, p, dir, p.URL)
+}
+
+// embeddedUploadsVia is embeddedUploads reaching the portal at portalURL
+// (a proxy in front of it).
+func embeddedUploadsVia(t *testing.T, p *portal, dir, portalURL string) *control.Uploads {
+	t.Helper()
 	id, err := wire.LoadOrCreateIdentity(filepath.Join(dir, "gateway", "identity.pem"))
 	if err != nil {
 		t.Fatal(err)
@@ -242,7 +249,7 @@ func embeddedUploads(t *testing.T, p *portal, dir string) *control.Uploads {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := control.Options{PortalURL: p.URL, GatewayID: strconv.FormatInt(gwID, 10), Identity: id,
+	o := control.Options{PortalURL: portalURL, GatewayID: strconv.FormatInt(gwID, 10), Identity: id,
 		PortalCertSHA256: certs.Fingerprint(cert), TokenPath: filepath.Join(dir, "gateway", "access-token.json")}
 	// The embedded gateway's access token, which it got at the start.
 	o.Tokens = control.NewTokens(o)

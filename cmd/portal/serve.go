@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -24,6 +25,7 @@ import (
 	"github.com/keyway-dev/keyway/gateway"
 	"github.com/keyway-dev/keyway/gateway/control"
 	"github.com/keyway-dev/keyway/gateway/metrics"
+	"github.com/keyway-dev/keyway/gateway/shutdown"
 	"github.com/keyway-dev/keyway/gateway/tlsconf"
 	"github.com/keyway-dev/keyway/gateway/wire"
 	"github.com/keyway-dev/keyway/portal/audit"
@@ -35,6 +37,7 @@ import (
 	"github.com/keyway-dev/keyway/portal/gateways"
 	connhook "github.com/keyway-dev/keyway/portal/hook"
 	"github.com/keyway-dev/keyway/portal/httpui"
+	"github.com/keyway-dev/keyway/portal/objstore"
 	"github.com/keyway-dev/keyway/portal/retention"
 	"github.com/keyway-dev/keyway/portal/store"
 	"github.com/keyway-dev/keyway/recordings/storage"
@@ -44,7 +47,9 @@ import (
 
 // serveConfig is what `portal serve` is configured with.
 type serveConfig struct {
-	DataDir       string
+	DataDir string
+	// Database is a postgres:// URL; empty is the SQLite file in DataDir.
+	Database      string
 	Listen        string
 	PublicURL     string
 	TLSCert       string
@@ -89,6 +94,20 @@ type serveConfig struct {
 	// is off.
 	MetricsListen string
 	PprofListen   string
+	// Recordings is where recordings go: empty is DATA/recordings,
+	// s3://BUCKET/PREFIX an S3-compatible bucket reached at S3Endpoint
+	// (empty: AWS) in S3Region, with the bucket in the URL's path when
+	// S3PathStyle.
+	Recordings  string
+	S3Endpoint  string
+	S3Region    string
+	S3PathStyle bool
+	// ClusterListen and ClusterAdvertise configure the internal listener
+	// of cluster mode, on whenever Database is PostgreSQL (cluster.go).
+	ClusterListen, ClusterAdvertise string
+	// DrainTimeout is how long running sessions may go on after SIGTERM
+	// ("30m"; empty is 30 minutes, "0" closes them at once).
+	DrainTimeout string
 }
 
 // Defaults of --data and --listen. The demo keeps its data apart from a
@@ -105,6 +124,7 @@ const (
 // listen as the defaults of --data and --listen.
 func (c *serveConfig) flags(fs *flag.FlagSet, dataDir, listen string) {
 	fs.StringVar(&c.DataDir, "data", envOr("KEYWAY_DATA", dataDir), "data directory: database, keys, certificate (env KEYWAY_DATA)")
+	fs.StringVar(&c.Database, "database", envOr("KEYWAY_DATABASE", ""), "PostgreSQL URL for the portal's state, postgres://user:password@host:5432/db?sslmode=verify-full; default the SQLite file DATA/keyway.db (env KEYWAY_DATABASE)")
 	fs.StringVar(&c.Listen, "listen", envOr("KEYWAY_LISTEN", listen), "HTTPS listen address; :8443 is every interface, 127.0.0.1:8443 this machine only (env KEYWAY_LISTEN)")
 	fs.StringVar(&c.PublicURL, "public-url", envOr("KEYWAY_PUBLIC_URL", ""), "URL users reach the portal at, for printed links (default https://localhost:PORT)")
 	fs.StringVar(&c.TLSCert, "tls-cert", envOr("KEYWAY_TLS_CERT", ""), "PEM certificate file; default: a self-signed one in the data directory")
@@ -119,12 +139,19 @@ func (c *serveConfig) flags(fs *flag.FlagSet, dataDir, listen string) {
 	fs.StringVar(&c.LogFormat, "log-format", envOr("KEYWAY_LOG_FORMAT", "text"), "text or json (one JSON object a line, for log collectors) (env KEYWAY_LOG_FORMAT)")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", envOr("KEYWAY_METRICS_LISTEN", ""), "plain-HTTP address serving Prometheus /metrics, /livez and /readyz; a bare port (:9090) is loopback; default off (env KEYWAY_METRICS_LISTEN)")
 	fs.StringVar(&c.PprofListen, "pprof-listen", envOr("KEYWAY_PPROF_LISTEN", ""), "loopback address serving Go profiles (/debug/pprof/); default off (env KEYWAY_PPROF_LISTEN)")
+	fs.StringVar(&c.DrainTimeout, "drain-timeout", envOr("KEYWAY_DRAIN_TIMEOUT", "30m"), "after SIGTERM, how long running sessions may go on (their users see a countdown) before they are closed; new sessions are refused at once; a second SIGTERM closes them at once (env KEYWAY_DRAIN_TIMEOUT)")
 	fs.DurationVar(&c.GatewayTokenLifetime, "gateway-token-lifetime", 30*24*time.Hour, "how long the access tokens gateways renew themselves live (at most 720h); they renew at two thirds of it")
 	fs.DurationVar(&c.KeyFrames, "recording-keyframes", 10*time.Second, "least time between key frames of desktop recordings: a seek replays at most this much after the key frame before it")
 	fs.StringVar(&c.Retention, "recordings-retention", envOr("KEYWAY_RECORDINGS_RETENTION", "0"), "how long session recordings and the connection log are kept, e.g. 90d; 0 keeps them forever")
 	fs.StringVar(&c.TLSMinVersion, "tls-min-version", envOr("KEYWAY_TLS_MIN_VERSION", "1.2"), "lowest TLS version of the HTTPS listener and of the portal's outgoing connections: 1.2 or 1.3; 1.3 is preferred either way (env KEYWAY_TLS_MIN_VERSION)")
 	fs.StringVar(&c.TLSServerCiphers, "tls-server-ciphers", envOr("KEYWAY_TLS_SERVER_CIPHERS", ""), "comma-separated TLS 1.2 cipher suites the HTTPS listener allows, e.g. TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256; default Go's (env KEYWAY_TLS_SERVER_CIPHERS)")
 	fs.StringVar(&c.TLSClientCiphers, "tls-client-ciphers", envOr("KEYWAY_TLS_CLIENT_CIPHERS", ""), "comma-separated TLS 1.2 cipher suites allowed when the portal connects out (hook, OIDC, SAML, LDAP); default Go's (env KEYWAY_TLS_CLIENT_CIPHERS)")
+	fs.StringVar(&c.Recordings, "recordings", envOr("KEYWAY_RECORDINGS", ""), "where recordings are stored: empty is DATA/recordings; s3://BUCKET/PREFIX is S3-compatible object storage, with credentials from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...) (env KEYWAY_RECORDINGS)")
+	fs.StringVar(&c.S3Endpoint, "s3-endpoint", envOr("KEYWAY_S3_ENDPOINT", ""), "URL of the S3-compatible server for --recordings s3://...; empty is AWS (env KEYWAY_S3_ENDPOINT)")
+	fs.StringVar(&c.S3Region, "s3-region", envOr("KEYWAY_S3_REGION", ""), "region of the bucket; default AWS_REGION, else us-east-1 (env KEYWAY_S3_REGION)")
+	pathStyle, _ := strconv.ParseBool(envOr("KEYWAY_S3_PATH_STYLE", "false")) // refused when opened if invalid
+	fs.BoolVar(&c.S3PathStyle, "s3-path-style", pathStyle, "address the bucket in the URL's path (most self-hosted servers), not its host name (env KEYWAY_S3_PATH_STYLE=true)")
+	c.clusterFlags(fs)
 	fs.StringVar(&c.ExportsMaxMB, "exports-max-mb", envOr("KEYWAY_EXPORTS_MAX_MB", "5120"), "MiB of video exports of desktop recordings kept in DATA/exports; past it the least recently used go; 0 for no bound (env KEYWAY_EXPORTS_MAX_MB)")
 }
 
@@ -159,6 +186,33 @@ func (c *serveConfig) tlsSettings() (tlsconf.Settings, error) {
 		return s, fmt.Errorf("TLS settings: %w", err)
 	}
 	return s, nil
+}
+
+// openRecordings opens the recordings directory, or the bucket
+// --recordings names, reached with the portal's client TLS settings.
+func (c *serveConfig) openRecordings(ctx context.Context, tlsSet tlsconf.Settings, logger *slog.Logger) (storage.Store, error) {
+	if v := os.Getenv("KEYWAY_S3_PATH_STYLE"); v != "" {
+		if _, err := strconv.ParseBool(v); err != nil {
+			return nil, fmt.Errorf("KEYWAY_S3_PATH_STYLE=%q: want true or false", v)
+		}
+	}
+	if c.Recordings == "" {
+		if c.S3Endpoint != "" || c.S3Region != "" || c.S3PathStyle {
+			return nil, errors.New("--s3-endpoint, --s3-region and --s3-path-style are for --recordings s3://BUCKET/PREFIX, which is not set")
+		}
+		return storage.Open(filepath.Join(c.DataDir, "recordings"))
+	}
+	bucket, prefix, err := objstore.ParseURL(c.Recordings)
+	if err != nil {
+		return nil, fmt.Errorf("--recordings: %w", err)
+	}
+	if c.S3Endpoint != "" {
+		if u, err := url.Parse(c.S3Endpoint); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return nil, fmt.Errorf("--s3-endpoint %q: want a URL such as https://s3.example.com:9000", c.S3Endpoint)
+		}
+	}
+	return objstore.New(ctx, objstore.Config{Bucket: bucket, Prefix: prefix, Endpoint: c.S3Endpoint, Region: c.S3Region,
+		PathStyle: c.S3PathStyle, ClientTLS: tlsSet.Client, Logger: logger.With("component", "recordings")})
 }
 
 func envOr(name, def string) string {
@@ -217,6 +271,10 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 			return fmt.Errorf("--pprof-listen: %w", err)
 		}
 	}
+	drainTimeout, err := shutdown.ParseDrainTimeout(cfg.DrainTimeout)
+	if err != nil {
+		return err
+	}
 	reg := metrics.NewRegistry()
 	portalMetrics := metrics.NewPortal(reg)
 	if cfg.GatewayTokenLifetime < 0 || cfg.GatewayTokenLifetime > wire.MaxTokenLifetime {
@@ -234,6 +292,8 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		return err
 	}
 	defer st.Close()
+	// The password in a URL never reaches the log.
+	logger.Info("database", "location", store.Redact(cfg.databaseLocation()))
 
 	// Web sessions are kept under their token's hash now; those an older
 	// portal stored as plain tokens are dropped, and their users sign in
@@ -243,14 +303,22 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	} else if n > 0 {
 		logger.Info("signed out web sessions stored before session tokens were hashed", "sessions", n)
 	}
-	// A portal that stopped without ending its sessions (killed, crashed)
-	// left them running in the connection log; none runs yet.
-	if n, err := st.EndRunningConnections(ctx, time.Now()); err != nil {
+	rep, err := joinCluster(ctx, cfg, st, logger)
+	if err != nil {
 		return err
-	} else if n > 0 {
-		logger.Warn("connection log: sessions an earlier run of the portal left running are marked interrupted", "sessions", n)
 	}
-	sessions, stopSessions := auth.NewSessions(st.DB())
+	defer rep.close()
+	// A portal that stopped without ending its sessions (killed, crashed)
+	// left them running in the connection log; none runs yet. Not so in
+	// a cluster, where the other replicas' sessions run.
+	if rep == nil {
+		if n, err := st.EndRunningConnections(ctx, time.Now()); err != nil {
+			return err
+		} else if n > 0 {
+			logger.Warn("connection log: sessions an earlier run of the portal left running are marked interrupted", "sessions", n)
+		}
+	}
+	sessions, stopSessions := auth.NewSessions(st)
 	defer stopSessions()
 	auditLog, err := newAuditLog(cfg, st, logger)
 	if err != nil {
@@ -288,10 +356,11 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	}
 	defer sp.Close()
 	metrics.WatchSpool(reg, sp)
-	recDir, err := storage.Open(filepath.Join(cfg.DataDir, "recordings"))
+	recDir, err := cfg.openRecordings(ctx, tlsSet, logger)
 	if err != nil {
 		return err
 	}
+	logger.Info("recordings stored in " + cfg.recordingsLocation())
 	var defaultNets atomic.Pointer[[]netip.Prefix]
 	var relayAddrs atomic.Pointer[[]string]
 	gw, err := gateway.New(gateway.Config{
@@ -348,8 +417,9 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		return out
 	})
 	metrics.GatewayTokenExpiries(reg, func() []metrics.GatewayTokenExpiry {
-		// A scrape waits at most this long for the database.
-		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		// A scrape waits at most this long for the database; scrapes go
+		// on while the portal drains (after ctx ended).
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		list, err := st.GatewayTokenExpiries(ctx)
 		if err != nil {
@@ -362,7 +432,9 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		}
 		return out
 	})
-	healthCtx, stopHealth := context.WithCancel(ctx)
+	// The health loop, token renewals and uploads go on while the portal
+	// drains (after ctx ended); the defers stop them.
+	healthCtx, stopHealth := context.WithCancel(context.WithoutCancel(ctx))
 	var healthDone sync.WaitGroup
 	defer func() { stopHealth(); healthDone.Wait(); pool.Close() }()
 
@@ -408,6 +480,10 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	}
 	expCfg := exports.Config{Dir: filepath.Join(cfg.DataDir, "exports"), Recordings: recDir, MaxBytes: maxMB << 20,
 		Logger: logger.With("component", "exports")}
+	if shared, ok := recDir.(exports.Shared); ok {
+		// Recordings in a bucket: videos go there too, for every replica.
+		expCfg.Shared = shared
+	}
 	ffmpeg, noFFmpeg := video.LookFFmpeg()
 	if noFFmpeg == nil {
 		expCfg.Export = video.New(video.Config{FFmpeg: ffmpeg, Logger: expCfg.Logger}).Export
@@ -423,7 +499,7 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		uiExports = videos
 	}
 
-	ui := httpui.New(httpui.Deps{
+	uiDeps := httpui.Deps{
 		Store: st, Sessions: sessions, Auth: auth.New(st, auth.NewLimiter(time.Now), logger, auth.WithDirectoryTLS(tlsSet)),
 		Audit: auditLog, Authz: authz.New(st), Gateways: pool, Assets: assets.Handler(), Logger: logger,
 		PortalKey: portalID.PublicKeyString(), PortalURL: publicURL, PortalTLSKeySHA256: certs.KeySHA256(cert), PortalIdentity: portalID, GatewayTokenLifetime: cfg.GatewayTokenLifetime,
@@ -437,7 +513,9 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		ClientsDir:        clientsDir(cfg.ClientsDir),
 		ClientTLS:         tlsSet,
 		Metrics:           portalMetrics,
-	})
+	}
+	rep.deps(&uiDeps)
+	ui := httpui.New(uiDeps)
 	defer ui.Close()
 	// The hook and the trusted proxies as admins saved them; a hook that
 	// no longer loads stops the start rather than connect without it.
@@ -451,11 +529,8 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 	// connections need not wait for the health loop; remote gateways, which
 	// may be slow or down, are left to the loop.
 	pool.Check(ctx, strconv.FormatInt(embedded.ID, 10), gateways.DefaultHealth)
-	healthDone.Add(1)
-	go func() {
-		defer healthDone.Done()
-		pool.RunHealth(healthCtx, gateways.DefaultHealth)
-	}()
+	rep.runHealth(healthCtx, &healthDone, pool, ui)
+	rep.serve(ui)
 	// Expired recordings and connection log rows go at start and then
 	// hourly; the health loop's context and wait group own this goroutine
 	// too.
@@ -464,7 +539,7 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		return err
 	}
 	if keep > 0 {
-		job := &retention.Job{Store: st, Dir: recDir, Audit: auditLog, Period: keep, Logger: logger.With("component", "retention"), Now: time.Now,
+		job := &retention.Job{Store: st, Recordings: recDir, Audit: auditLog, Period: keep, Logger: logger.With("component", "retention"), Now: time.Now,
 			Exports: videos}
 		healthDone.Add(1)
 		go func() {
@@ -517,7 +592,7 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		embOpts.Tokens.Run(healthCtx)
 	}()
 	embOpts.Logger = logger.With("component", "uploads", "gateway", "embedded")
-	stopUploads := control.StartUploads(ctx, sp, embOpts)
+	stopUploads := control.StartUploads(healthCtx, sp, embOpts)
 	defer stopUploads()
 	logger.Info("portal listening", "url", publicURL, "listen", ln.Addr().String(), "addresses", strings.Join(addresses, " "),
 		"gateway", gw.Addr().String(), "data", cfg.DataDir)
@@ -545,12 +620,16 @@ func serveWith(ctx context.Context, cfg serveConfig, stderr io.Writer, hook afte
 		return fmt.Errorf("serve HTTPS: %w", err)
 	case <-ctx.Done():
 	}
-	logger.Info("shutting down")
+	logger.Info("shutting down: draining (a second SIGTERM or Ctrl-C stops at once)", "timeout", drainTimeout)
+	drainer{ui: ui, gw: gw, spool: sp, timeout: drainTimeout, logger: logger}.run(shutdown.StopNow(ctx))
 	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	ui.Close() // ends hijacked terminal sessions, which Shutdown does not see
 	if err := srv.Shutdown(shutCtx); err != nil {
+		// No request may be served once the database closes: what did
+		// not end in time is cut.
 		logger.Warn("shutdown", "err", err)
+		srv.Close()
 	}
 	return nil
 }
@@ -586,6 +665,9 @@ func listenAddresses(a *net.TCPAddr) []string {
 }
 
 func openStore(ctx context.Context, cfg serveConfig) (*store.Store, error) {
+	if err := cfg.checkDatabase(); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
@@ -597,11 +679,29 @@ func openStore(ctx context.Context, cfg serveConfig) (*store.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(ctx, filepath.Join(cfg.DataDir, "keyway.db"), sealer)
+	st, err := store.Open(ctx, cfg.databaseLocation(), sealer)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
 	return st, nil
+}
+
+// databaseLocation is --database, or the SQLite file in the data
+// directory.
+func (c serveConfig) databaseLocation() string {
+	if c.Database != "" {
+		return c.Database
+	}
+	return filepath.Join(c.DataDir, "keyway.db")
+}
+
+// checkDatabase refuses a --database that is neither empty nor a
+// PostgreSQL URL: a SQLite file lives in the data directory.
+func (c serveConfig) checkDatabase() error {
+	if c.Database != "" && !store.IsPostgres(c.Database) {
+		return fmt.Errorf("--database %s: give a postgres:// URL, or nothing for the SQLite file in the data directory (--data)", store.Redact(c.Database))
+	}
+	return nil
 }
 
 // loadSecretsKey reads (or creates) the key that seals target credentials

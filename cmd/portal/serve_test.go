@@ -53,6 +53,9 @@ func startPortalWith(t *testing.T, cfg serveConfig) (p *portal, log *syncBuffer,
 	done := make(chan error, 1)
 	cfg.GatewayListen = "127.0.0.1:0"
 	cfg.LogLevel = cmp.Or(cfg.LogLevel, "info")
+	// Sessions a test leaves running close at once when it stops the
+	// portal; drain tests set their own timeout.
+	cfg.DrainTimeout = cmp.Or(cfg.DrainTimeout, "0")
 	// Every test portal has metrics, for tests to check their counts.
 	cfg.MetricsListen = cmp.Or(cfg.MetricsListen, "127.0.0.1:0")
 	log = &syncBuffer{}
@@ -377,13 +380,7 @@ func TestAdminTerminatesSession(t *testing.T) {
 	}
 	p, _ := startPortal(t, dir)
 	st := p.Store
-	u, _ := st.CreateUser(ctx, store.User{Name: "carol", Role: store.RoleUser}, mustHash(t, "user-password-3"))
-	res, _ := st.CreateResource(ctx, store.Resource{Name: "box3", Protocol: "ssh", Host: sshd.Host, Port: sshd.Port, Login: sshd.User},
-		&store.Secrets{Password: sshd.Password})
-	st.CreateGrant(ctx, res.ID, "user", u.ID)
-	carol := newBrowser(t, p.URL)
-	carol.signIn("carol", "user-password-3")
-	c, ws := carol.terminal(res.ID)
+	c, ws := carolOpensTerminal(t, st, p.URL, sshd)
 	if c["type"] != "connected" {
 		t.Fatalf("connect: %v", c)
 	}
@@ -408,27 +405,58 @@ func TestAdminTerminatesSession(t *testing.T) {
 		t.Fatalf("the refreshed sessions table: %d\n%s", code, part)
 	}
 	// The admin watches, read-only, what carol types from now on.
-	pu, _ := url.Parse(p.URL)
+	watchThenTerminate(t, st, admin, p.URL, string(m[1]), ws, nil)
+}
+
+// carolOpensTerminal adds user carol with a grant to resource box3 (sshd)
+// in st, signs her in on the portal at base and opens her terminal: the
+// session that TestAdminTerminatesSession and TestReplicasWatchAndTerminate
+// watch and end. It returns the first message and the terminal.
+func carolOpensTerminal(t *testing.T, st *store.Store, base string, sshd *targets.SSHD) (map[string]any, *websocket.Conn) {
+	t.Helper()
+	ctx := context.Background()
+	u, _ := st.CreateUser(ctx, store.User{Name: "carol", Role: store.RoleUser}, mustHash(t, "user-password-3"))
+	res, _ := st.CreateResource(ctx, store.Resource{Name: "box3", Protocol: "ssh", Host: sshd.Host, Port: sshd.Port, Login: sshd.User},
+		&store.Secrets{Password: sshd.Password})
+	st.CreateGrant(ctx, res.ID, "user", u.ID)
+	carol := newBrowser(t, base)
+	carol.signIn("carol", "user-password-3")
+	return carol.terminal(res.ID)
+}
+
+// watchThenTerminate has admin, signed in on the portal at base, watch
+// session id read-only, checks that what is typed on the user's terminal ws
+// reaches the watcher, ends the session and checks that the user is told
+// why and that the termination is audited in st as boss's. logs, if not
+// nil, is the portal's log, shown when the watch cannot be opened.
+func watchThenTerminate(t *testing.T, st *store.Store, admin *browser, base, id string, ws *websocket.Conn, logs fmt.Stringer) {
+	t.Helper()
+	bu, _ := url.Parse(base)
 	d := websocket.Dialer{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, Jar: admin.client.Jar}
-	watch, _, err := d.Dial("wss://"+pu.Host+"/sessions/"+string(m[1])+"/watch/ws", http.Header{"Origin": {admin.base}})
+	watch, _, err := d.Dial("wss://"+bu.Host+"/sessions/"+id+"/watch/ws", http.Header{"Origin": {admin.base}})
 	if err != nil {
-		t.Fatalf("watch: %v", err)
+		var log string
+		if logs != nil {
+			log = logs.String()
+		}
+		t.Fatalf("watch through %s: %v\n%s", base, err, log)
 	}
 	defer watch.Close()
-	watch.SetReadDeadline(time.Now().Add(20 * time.Second))
+	watch.SetReadDeadline(time.Now().Add(30 * time.Second))
 	if _, hello, err := watch.ReadMessage(); err != nil || !bytes.Contains(hello, []byte("read-only")) {
 		t.Fatalf("watch hello: %s %v", hello, err)
 	}
 	ws.WriteMessage(websocket.BinaryMessage, []byte("echo watched-$((3*4))\n"))
 	readUntil(t, watch, "watched-12")
 
-	if resp := admin.post("/sessions/"+string(m[1])+"/terminate", url.Values{}); resp.StatusCode != http.StatusSeeOther {
-		t.Fatalf("terminate: %d", resp.StatusCode)
+	if resp := admin.post("/sessions/"+id+"/terminate", url.Values{}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("terminate through %s: %d", base, resp.StatusCode)
 	}
+	ws.SetReadDeadline(time.Now().Add(30 * time.Second))
 	for {
 		mt, msg, err := ws.ReadMessage()
 		if err != nil {
-			t.Fatalf("the terminal closed without saying why: %v", err)
+			t.Fatalf("carol's terminal closed without saying why: %v", err)
 		}
 		if mt == websocket.TextMessage {
 			if !bytes.Contains(msg, []byte(`"terminated"`)) || !bytes.Contains(msg, []byte("An administrator (boss) ended this session.")) {
@@ -437,7 +465,7 @@ func TestAdminTerminatesSession(t *testing.T) {
 			break
 		}
 	}
-	evs, _ := st.SearchAudit(ctx, store.AuditFilter{Action: "session.terminate"})
+	evs, _ := st.SearchAudit(context.Background(), store.AuditFilter{Action: "session.terminate"})
 	if len(evs) != 1 || evs[0].Actor != "boss" {
 		t.Fatalf("termination audited as %v", evs)
 	}

@@ -42,7 +42,7 @@ func BenchmarkOIDCSignIn(b *testing.B) {
 	ctx := context.Background()
 	logger := quietLogger()
 	st := storetest.Open(b)
-	sessions, stop := auth.NewSessions(st.DB())
+	sessions, stop := auth.NewSessions(st)
 	b.Cleanup(stop)
 	al, err := audit.New(st, make([]byte, 32), logger, time.Now)
 	if err != nil {

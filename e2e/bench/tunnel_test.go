@@ -327,7 +327,9 @@ func startSegmentGateway(b *testing.B, admin *http.Client, portalURL string, id 
 	if err := os.WriteFile(cfg, raw, 0o600); err != nil {
 		b.Fatal(err)
 	}
-	cmd := exec.Command(bin, "run", "--config", cfg, "--log-level", "info")
+	// No drain: the benchmark's streams may still run when it stops the
+	// gateway.
+	cmd := exec.Command(bin, "run", "--config", cfg, "--log-level", "info", "--drain-timeout", "0")
 	log := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {

@@ -121,3 +121,35 @@ func NewHTTP(t testing.TB) *httptest.Server {
 	t.Cleanup(s.Close)
 	return s
 }
+
+// NewSilent starts a TCP server on a free loopback port that accepts
+// every connection and never reads or answers: a hung server, to test
+// timeouts. It returns host:port; the test's cleanup closes the listener
+// and the connections it holds.
+func NewSilent(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c) // read nothing, answer nothing
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	return ln.Addr().String()
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
@@ -49,6 +50,18 @@ type Postgres struct {
 	cmd    *exec.Cmd
 	done   <-chan struct{}
 	stderr *bytes.Buffer
+}
+
+// DSN returns the URL of the test database, password included:
+// postgres://user:password@host:port/database?sslmode=disable.
+func (p *Postgres) DSN() string { return p.DatabaseDSN(p.Database) }
+
+// DatabaseDSN returns the URL of another database on this server, as the
+// test role (which may create databases).
+func (p *Postgres) DatabaseDSN(database string) string {
+	u := url.URL{Scheme: "postgres", User: url.UserPassword(p.User, p.Password), Host: p.Addr(),
+		Path: "/" + database, RawQuery: "sslmode=disable"}
+	return u.String()
 }
 
 // Addr returns host:port.
@@ -176,7 +189,8 @@ func (p *Postgres) createRole(ctx context.Context) error {
 	// Separate -c commands: CREATE DATABASE cannot share a transaction.
 	cmd := exec.CommandContext(ctx, "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", p.dir, "-p", strconv.Itoa(p.Port),
 		"-U", postgresSystemUser, "-d", "postgres",
-		"-c", fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD '%s'", p.User, p.Password),
+		// CREATEDB: tests give each test a database of its own.
+		"-c", fmt.Sprintf("CREATE ROLE %s LOGIN CREATEDB PASSWORD '%s'", p.User, p.Password),
 		"-c", fmt.Sprintf("CREATE DATABASE %s OWNER %s", p.Database, p.User))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("create role %s (psql is in postgresql-client): %v: %s", p.User, err, out)
@@ -190,13 +204,7 @@ func (p *Postgres) stop() {
 	if p.cmd == nil || p.cmd.Process == nil {
 		return
 	}
-	p.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.done
-	}
+	signalAndWait(p.cmd, p.done, syscall.SIGINT, 10*time.Second)
 }
 
 // Stop ends the server and removes its directory.

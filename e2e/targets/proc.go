@@ -1,11 +1,16 @@
 package targets
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
+	"sync"
 	"syscall"
+	"time"
 )
 
 // childSignal is what a server started here receives when the process that
@@ -49,6 +54,19 @@ func startChild(cmd *exec.Cmd) (<-chan struct{}, error) {
 	return done, nil
 }
 
+// signalAndWait sends sig to a server started by startChild and waits
+// until it has exited (done closed), killing it if it is still running
+// after grace: a server that ignores its stop signal must not hang a test.
+func signalAndWait(cmd *exec.Cmd, done <-chan struct{}, sig syscall.Signal, grace time.Duration) {
+	cmd.Process.Signal(sig)
+	select {
+	case <-done:
+	case <-time.After(grace):
+		cmd.Process.Kill()
+		<-done
+	}
+}
+
 // child is an X client or helper started by startChild, stopped with its
 // server.
 type child struct {
@@ -75,4 +93,44 @@ func absDir(dir string) (string, error) {
 		return "", fmt.Errorf("server directory %s: %w", dir, err)
 	}
 	return abs, nil
+}
+
+// lockedBuffer is a server's output, written by exec's copying goroutine
+// while a test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// waitLogged waits until out holds line, which a server logs once it has
+// done something a probe from outside cannot tell apart from another
+// process doing it (binding a port another test may have taken since
+// freePort chose it).
+func waitLogged(ctx context.Context, out *lockedBuffer, line string, exited <-chan struct{}, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !strings.Contains(out.String(), line) {
+		select {
+		case <-exited:
+			return fmt.Errorf("server exited before logging %q", line)
+		case <-ctx.Done():
+			return fmt.Errorf("server did not log %q within %s", line, timeout)
+		case <-tick.C:
+		}
+	}
+	return nil
 }

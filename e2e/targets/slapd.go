@@ -229,13 +229,7 @@ func (s *Slapd) stop() {
 	if s.cmd == nil || s.cmd.Process == nil {
 		return
 	}
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(10 * time.Second):
-		s.cmd.Process.Kill()
-		<-s.done
-	}
+	signalAndWait(s.cmd, s.done, syscall.SIGTERM, 10*time.Second)
 }
 
 // Stop ends slapd and waits for it; the directory stays.

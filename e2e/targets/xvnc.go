@@ -48,7 +48,7 @@ type Xvnc struct {
 	dir    string
 	cmd    *exec.Cmd
 	done   <-chan struct{}
-	stderr *bytes.Buffer
+	stderr *lockedBuffer
 	procs  []child
 	// xvfb is the X server x11vnc shares; nil for Xvnc, its own X server.
 	xvfb     *exec.Cmd
@@ -123,7 +123,7 @@ func StartXvnc(ctx context.Context, dir string, opts XvncOptions) (*Xvnc, error)
 			return nil, err
 		}
 		x.Display, x.Port = display, port
-		x.stderr = &bytes.Buffer{}
+		x.stderr = &lockedBuffer{}
 		x.cmd = exec.Command(bin, append([]string{":" + strconv.Itoa(display), "-rfbport", strconv.Itoa(port)}, args...)...)
 		x.cmd.Stderr = x.stderr
 		x.cmd.WaitDelay = time.Second
@@ -131,8 +131,10 @@ func StartXvnc(ctx context.Context, dir string, opts XvncOptions) (*Xvnc, error)
 			return nil, fmt.Errorf("start Xvnc: %w", err)
 		}
 		// Ready once both the VNC port and the X display take clients:
-		// tests start X clients at once.
-		if err := waitListening(ctx, x.Addr(), x.done, 10*time.Second); err == nil {
+		// tests start X clients at once. The port is ours only once Xvnc
+		// says it bound it: another test may have taken it since freePort,
+		// and then Xvnc exits while a probe of the port still succeeds.
+		if err := waitLogged(ctx, x.stderr, fmt.Sprintf("Listening for VNC connections on local interface(s), port %d\n", port), x.done, 10*time.Second); err == nil {
 			if err := waitX(ctx, display, x.done); err == nil {
 				return x, nil
 			}
@@ -204,13 +206,7 @@ func (x *Xvnc) Stop() error {
 
 // stopProcess ends a server with SIGTERM, or SIGKILL if it lingers.
 func stopProcess(cmd *exec.Cmd, done <-chan struct{}) {
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		cmd.Process.Kill()
-		<-done
-	}
+	signalAndWait(cmd, done, syscall.SIGTERM, 5*time.Second)
 }
 
 // StartX11vnc starts Xvfb and x11vnc sharing its screen on loopback: a
@@ -252,7 +248,7 @@ func StartX11vnc(ctx context.Context, dir string, opts XvncOptions) (*Xvnc, erro
 		}
 		x.Display = display
 		// Each process gets its own buffer: they write concurrently.
-		x.stderr = &bytes.Buffer{}
+		x.stderr = &lockedBuffer{}
 		x.xvfb = exec.Command("Xvfb", ":"+strconv.Itoa(display), "-screen", "0", fmt.Sprintf("%dx%dx24", opts.Width, opts.Height), "-nolisten", "tcp")
 		x.xvfb.Stderr = &bytes.Buffer{}
 		var err error

@@ -207,6 +207,9 @@ type Status struct {
 	// Error, with HTTP 503, says why the gateway cannot take sessions now
 	// (no signed config yet, its session listener failing).
 	Error string `json:"error,omitempty"`
+	// DrainDeadline, set while the gateway drains (with Error and HTTP
+	// 503), is when it closes the sessions still running.
+	DrainDeadline time.Time `json:"drain_deadline,omitzero"`
 }
 
 // GatewayConfig is what a gateway pulls from the portal, signed with the

@@ -59,6 +59,10 @@ const (
 	// recording when the gateway cannot record it (spool disk full, no
 	// spool, a protocol it cannot record yet).
 	CodeRecordingUnavailable Code = "recording_unavailable"
+	// CodeDraining refuses a session because the gateway is restarting:
+	// it lets its running sessions finish and takes no new ones. The
+	// portal then chooses another gateway of the segment, if it has one.
+	CodeDraining Code = "gateway_draining"
 )
 
 // Secret is a credential. It marshals to JSON as itself, for the wire, but

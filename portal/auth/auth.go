@@ -4,7 +4,6 @@ package auth
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/alexedwards/argon2id"
+	"github.com/alexedwards/scs/postgresstore"
 	"github.com/alexedwards/scs/sqlite3store"
 	"github.com/alexedwards/scs/v2"
 
@@ -63,11 +63,30 @@ func CheckPassword(hash, pw string) (bool, error) {
 	return ok, nil
 }
 
-// NewSessions returns the web session manager, kept in the database under
-// the SHA-256 of each token, and a function that stops its cleanup
-// goroutine.
-func NewSessions(db *sql.DB) (*scs.SessionManager, func()) {
-	st := sqlite3store.NewWithCleanupInterval(db, 10*time.Minute)
+// SessionStore is where web sessions are kept: scs's sqlite3store, or
+// postgresstore when replicas share a PostgreSQL database.
+type SessionStore interface {
+	scs.Store
+	scs.IterableStore
+}
+
+// sessionCleanup is how often expired web sessions are deleted.
+const sessionCleanup = 10 * time.Minute
+
+// NewSessions returns the web session manager, kept in the store's
+// database (SQLite or PostgreSQL, so that every portal replica on one
+// PostgreSQL sees every session) under the SHA-256 of each token, and a
+// function that stops its cleanup goroutine.
+func NewSessions(db *store.Store) (*scs.SessionManager, func()) {
+	var st interface {
+		SessionStore
+		StopCleanup()
+	}
+	if db.Postgres() {
+		st = postgresstore.NewWithCleanupInterval(db.DB(), sessionCleanup)
+	} else {
+		st = sqlite3store.NewWithCleanupInterval(db.DB(), sessionCleanup)
+	}
 	m := scs.New()
 	m.Store = hashedStore{inner: st}
 	m.Lifetime = 12 * time.Hour

@@ -34,7 +34,9 @@ type entry struct {
 
 // Limiter counts failed sign-ins per client address, and per user name for
 // names that are not accounts (accounts keep theirs in the database, so a
-// restart does not lift a lock). Every attempt takes its address's slot
+// restart does not lift a lock). It is in memory: replicas of a cluster
+// each count their own (docs/scaling.md), while account locks, in the
+// database, hold on every replica. Every attempt takes its address's slot
 // before its password is checked, so attempts in flight count.
 type Limiter struct {
 	now func() time.Time

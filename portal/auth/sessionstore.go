@@ -5,8 +5,6 @@ import (
 	"encoding/hex"
 	"strings"
 	"time"
-
-	"github.com/alexedwards/scs/v2"
 )
 
 // iteratedMark starts the keys hashedStore.All returns: already hashed,
@@ -19,10 +17,7 @@ const iteratedMark = "\x00hashed:"
 // sessions table holds nothing that signs anyone in. Tokens are 32 random
 // bytes, so an unsalted hash cannot be searched backwards.
 type hashedStore struct {
-	inner interface {
-		scs.Store
-		scs.IterableStore
-	}
+	inner SessionStore
 }
 
 // sessionKey is what the table holds for token.

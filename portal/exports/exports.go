@@ -13,12 +13,17 @@
 // recordings are kept for. They can be made again from the recording, so
 // the directory is also a cache with a bound on its size: past it, the
 // videos least recently made or downloaded are deleted first.
+//
+// With recordings in object storage, finished videos go there too
+// (Config.Shared), so that every portal replica finds them; the
+// directory then only holds videos being made.
 package exports
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -63,11 +68,16 @@ type ExportFunc func(ctx context.Context, src video.Source, dst string, progress
 type Config struct {
 	// Dir holds the videos (DATA/exports).
 	Dir string
-	// Recordings is where the recordings are read from.
-	Recordings *storage.Dir
+	// Recordings is where the recordings are read from (a directory or a
+	// bucket).
+	Recordings storage.Store
 	// Export makes one video; nil where the portal cannot (no ffmpeg),
 	// which leaves Status, Open and Remove for the videos made before.
 	Export ExportFunc
+	// Shared, if set, keeps finished videos where every portal replica
+	// finds them (portal/objstore, beside the recordings); Dir then only
+	// holds videos being made.
+	Shared Shared
 	// MaxBytes bounds the videos kept; 0 keeps them all.
 	MaxBytes int64
 	// MaxQueue is how many exports may wait; DefaultMaxQueue when 0.
@@ -75,6 +85,22 @@ type Config struct {
 	Logger   *slog.Logger
 	Now      func() time.Time
 }
+
+// Shared is object storage for finished videos, named by the recording's
+// SHA-256 and ".mp4".
+type Shared interface {
+	// PutVideo stores size bytes from r as the video name.
+	PutVideo(ctx context.Context, name string, r io.Reader, size int64) error
+	// OpenVideo opens the video name and returns its size; an error
+	// wrapping fs.ErrNotExist when there is none.
+	OpenVideo(ctx context.Context, name string) (storage.File, int64, error)
+	// RemoveVideo deletes the video name; one not there is not an error.
+	RemoveVideo(ctx context.Context, name string) error
+}
+
+// sharedTimeout bounds a status look-up in the shared store: the player
+// page polls it.
+const sharedTimeout = 30 * time.Second
 
 // DefaultMaxQueue bounds the exports waiting: each is a click by an
 // auditor, and a queue longer than this waits hours.
@@ -177,6 +203,18 @@ func (r *Runner) Status(rec store.Recording) Job {
 	if info, err := os.Stat(r.path(k)); err == nil {
 		return Job{State: Done, Progress: 1, Size: info.Size()}
 	}
+	if r.cfg.Shared != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
+		defer cancel()
+		f, size, err := r.cfg.Shared.OpenVideo(ctx, k+ext)
+		if err == nil {
+			f.Close()
+			return Job{State: Done, Progress: 1, Size: size}
+		}
+		if !errors.Is(err, os.ErrNotExist) {
+			r.cfg.Logger.Warn("video exports: look in the shared store", "recording", rec.ID, "err", err)
+		}
+	}
 	return out
 }
 
@@ -212,19 +250,24 @@ func (r *Runner) Request(rec store.Recording) (Job, error) {
 }
 
 // Open opens rec's video for reading, and notes that it was used, so the
-// size bound keeps it longer.
-func (r *Runner) Open(rec store.Recording) (*os.File, error) {
+// size bound keeps it longer; a video only in the shared store is read
+// from there, within ctx.
+func (r *Runner) Open(ctx context.Context, rec store.Recording) (storage.File, error) {
 	k, err := key(rec)
 	if err != nil {
 		return nil, err
 	}
 	f, err := os.Open(r.path(k))
-	if err != nil {
+	if err == nil {
+		now := r.cfg.Now()
+		os.Chtimes(f.Name(), now, now)
+		return f, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) || r.cfg.Shared == nil {
 		return nil, err
 	}
-	now := r.cfg.Now()
-	os.Chtimes(f.Name(), now, now)
-	return f, nil
+	sf, _, err := r.cfg.Shared.OpenVideo(ctx, k+ext)
+	return sf, err
 }
 
 // Remove deletes rec's video and stops its export; retention calls it
@@ -246,6 +289,13 @@ func (r *Runner) Remove(rec store.Recording) error {
 	r.mu.Unlock()
 	if err := os.Remove(r.path(k)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("exports: delete the video of recording %d: %w", rec.ID, err)
+	}
+	if r.cfg.Shared != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
+		defer cancel()
+		if err := r.cfg.Shared.RemoveVideo(ctx, k+ext); err != nil {
+			return fmt.Errorf("exports: delete the shared video of recording %d: %w", rec.ID, err)
+		}
 	}
 	return nil
 }
@@ -299,7 +349,7 @@ func (r *Runner) run(ctx context.Context, j *job) {
 }
 
 func (r *Runner) export(ctx context.Context, j *job) error {
-	f, err := r.cfg.Recordings.Open(j.rec.Path)
+	f, err := r.cfg.Recordings.Open(ctx, j.rec.Path)
 	if err != nil {
 		return fmt.Errorf("open the recording: %w", err)
 	}
@@ -310,12 +360,41 @@ func (r *Runner) export(ctx context.Context, j *job) error {
 		// incomplete recording's end is when the gateway found it.)
 		src.End = j.rec.End
 	}
-	return r.cfg.Export(ctx, src, r.path(j.key), func(p float64) {
+	err = r.cfg.Export(ctx, src, r.path(j.key), func(p float64) {
 		r.mu.Lock()
 		j.progress = p
 		r.mu.Unlock()
 	})
+	if err != nil || r.cfg.Shared == nil {
+		return err
+	}
+	return r.share(ctx, j.key)
 }
+
+// share moves the video just made to the shared store. No copy stays in
+// the directory: retention on any replica deletes the shared one, and a
+// copy left on another replica would outlive its recording.
+func (r *Runner) share(ctx context.Context, k string) error {
+	f, err := os.Open(r.path(k))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	err = r.cfg.Shared.PutVideo(ctx, k+ext, f, info.Size())
+	os.Remove(r.path(k)) // shared, or not done: the export is asked for again
+	if err != nil {
+		return fmt.Errorf("%w: %v", errShare, err)
+	}
+	return nil
+}
+
+// errShare means the video was made but could not be put in the shared
+// store.
+var errShare = errors.New("the video could not be stored in the object store")
 
 // reason turns an export's error into words for the auditor.
 func reason(err error) string {
@@ -323,7 +402,9 @@ func reason(err error) string {
 	case errors.Is(err, context.Canceled):
 		return "The portal stopped during the export. Export it again."
 	case errors.Is(err, os.ErrNotExist):
-		return "The recording's file is missing from the portal's recordings directory."
+		return "The recording's file is missing from the portal's recording storage."
+	case errors.Is(err, errShare):
+		return sentence(err.Error()) + " Export it again."
 	case errors.Is(err, video.ErrFFmpeg):
 		return sentence("the video encoder " + err.Error())
 	case errors.Is(err, video.ErrBadRecording), errors.Is(err, video.ErrEmpty), errors.Is(err, video.ErrTooLarge):

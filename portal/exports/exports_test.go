@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyway-dev/keyway/e2e/targets"
+	"github.com/keyway-dev/keyway/portal/objstore"
 	"github.com/keyway-dev/keyway/portal/store"
 	"github.com/keyway-dev/keyway/recordings/storage"
 	"github.com/keyway-dev/keyway/recordings/video"
@@ -184,7 +186,7 @@ func TestLifecycle(t *testing.T) {
 		t.Fatal("a done export ran again")
 	default:
 	}
-	file, err := f.r.Open(a)
+	file, err := f.r.Open(context.Background(), a)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +228,7 @@ func TestBound(t *testing.T) {
 			old := time.Now().Add(-time.Hour)
 			os.Chtimes(filepath.Join(f.dir, recs[0].SHA256+".mp4"), old, old)
 			os.Chtimes(filepath.Join(f.dir, recs[1].SHA256+".mp4"), old.Add(-time.Hour), old.Add(-time.Hour))
-			file, err := f.r.Open(recs[0])
+			file, err := f.r.Open(context.Background(), recs[0])
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -246,12 +248,101 @@ func TestReasons(t *testing.T) {
 		want string
 	}{
 		{context.Canceled, "The portal stopped during the export. Export it again."},
-		{fmt.Errorf("open the recording: %w", os.ErrNotExist), "The recording's file is missing from the portal's recordings directory."},
+		{fmt.Errorf("open the recording: %w", os.ErrNotExist), "The recording's file is missing from the portal's recording storage."},
 		{fmt.Errorf("%w: it holds no frame", video.ErrEmpty), "The recording has nothing to show: it holds no frame."},
 		{errors.New("create the video file: disk full"), "The export failed: create the video file: disk full."},
 	} {
 		if got := reason(tc.err); got != tc.want {
 			t.Errorf("reason(%v) = %q, want %q", tc.err, got, tc.want)
 		}
+	}
+}
+
+// TestSharedVideos runs two runners, as two portal replicas, on one S3
+// bucket (a real versitygw on loopback) holding the recordings and the
+// videos: a video made on replica A is done and downloadable on replica
+// B; neither keeps a copy in its directory (one would outlive its
+// recording when retention runs on the other); retention's Remove on B
+// deletes it for both.
+func TestSharedVideos(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := targets.NewS3(t)
+	bucket, err := objstore.New(ctx, objstore.Config{Bucket: srv.Bucket, Prefix: "p", Endpoint: srv.Endpoint, Region: srv.Region,
+		PathStyle: true, Credentials: srv.Credentials()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := []byte("a desktop recording")
+	sum := sha256.Sum256(data)
+	rel := storage.Path("SH1", time.Date(2026, 2, 3, 4, 5, 6, 0, time.UTC), ".guac")
+	unlock, _ := bucket.Lock("SH1")
+	if _, err := bucket.Append(ctx, "SH1", rel, 0, strings.NewReader(string(data)), int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bucket.Commit(ctx, "SH1", rel, int64(len(data)), hex.EncodeToString(sum[:])); err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	rec := store.Recording{ID: 1, SessionID: "SH1", Format: "guac", Path: rel, Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}
+
+	replica := func() (*Runner, *fake, string) {
+		dir := t.TempDir()
+		fk := &fake{started: make(chan store.Recording, 1), finish: make(chan error)}
+		r, err := New(Config{Dir: dir, Recordings: bucket, Shared: bucket, Export: fk.export})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); r.Run(rctx) }()
+		t.Cleanup(func() { cancel(); <-done })
+		return r, fk, dir
+	}
+	a, fa, dirA := replica()
+	b, _, dirB := replica()
+	if j := b.Status(rec); j.State != "" {
+		t.Fatalf("B before any export: %+v", j)
+	}
+	if _, err := a.Request(rec); err != nil {
+		t.Fatal(err)
+	}
+	<-fa.started // the export read the recording from the bucket
+	fa.finish <- nil
+	fb := &fixture{t: t, r: a}
+	fb.await(rec, Done)
+	want := "video of " + string(data)
+	j := b.Status(rec)
+	if j.State != Done || j.Size != int64(len(want)) {
+		t.Fatalf("B sees %+v, want done with %d bytes", j, len(want))
+	}
+	for _, d := range []string{dirA, dirB} {
+		if ents, _ := os.ReadDir(d); len(ents) != 0 {
+			t.Fatalf("a replica's directory holds %v", ents)
+		}
+	}
+	f, err := b.Open(ctx, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(f)
+	f.Close()
+	if err != nil || string(got) != want {
+		t.Fatalf("B downloads %q, %v", got, err)
+	}
+	if keys, _ := srv.Keys(ctx, "p/exports/"); len(keys) != 1 || keys[0] != "p/exports/"+rec.SHA256+".mp4" {
+		t.Fatalf("bucket exports: %v", keys)
+	}
+	if err := b.Remove(rec); err != nil {
+		t.Fatal(err)
+	}
+	if keys, _ := srv.Keys(ctx, "p/exports/"); len(keys) != 0 {
+		t.Fatalf("left in the bucket after Remove: %v", keys)
+	}
+	if j := a.Status(rec); j.State != "" {
+		t.Fatalf("A after the removal: %+v", j)
+	}
+	if _, err := b.Open(ctx, rec); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("B opens a removed video: %v", err)
 	}
 }

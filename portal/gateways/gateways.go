@@ -115,6 +115,8 @@ type Pool struct {
 	// checkNow wakes the health loop, e.g. after a key was pasted.
 	checkNow chan struct{}
 	ledger   Ledger
+	// drainNotify is told of gateways that drain (SetDrainNotify).
+	drainNotify func(gatewayID string, deadline time.Time)
 }
 
 // Ledger remembers the recorded sessions the pool opened and through which
@@ -199,12 +201,23 @@ func (p *Pool) Set(gws []Gateway) {
 			old.transport.CloseIdleConnections()
 		}
 	}
+	changed := len(kept) != len(next) || len(kept) != len(p.entries)
 	p.entries = next
+	if !changed {
+		// Nothing to check anew: a cluster's replicas set the same
+		// gateways every few seconds.
+		return
+	}
 	select {
 	case p.checkNow <- struct{}{}:
 	default:
 	}
 }
+
+// CheckRequests says when the set of gateways changed (a key pasted, an
+// address changed), so that a health loop other than RunHealth checks at
+// once.
+func (p *Pool) CheckRequests() <-chan struct{} { return p.checkNow }
 
 // Segment is a segment as selection needs it.
 type Segment struct {

@@ -61,11 +61,16 @@ func (p *Pool) Check(ctx context.Context, id string, cfg HealthConfig) {
 }
 
 // CheckAll checks every gateway that has a key once, in parallel.
-func (p *Pool) CheckAll(ctx context.Context, cfg HealthConfig) {
+func (p *Pool) CheckAll(ctx context.Context, cfg HealthConfig) { p.CheckWhere(ctx, cfg, nil) }
+
+// CheckWhere checks once, in parallel, every gateway with a key that
+// keep accepts (nil accepts all): in a cluster the leader checks the
+// remote gateways and each replica its own embedded one.
+func (p *Pool) CheckWhere(ctx context.Context, cfg HealthConfig, keep func(Gateway) bool) {
 	var gws []Gateway
 	p.mu.Lock()
 	for _, e := range p.entries {
-		if len(e.gw.Key) > 0 {
+		if len(e.gw.Key) > 0 && (keep == nil || keep(e.gw)) {
 			gws = append(gws, e.gw)
 		}
 	}
@@ -91,7 +96,8 @@ func (p *Pool) check(ctx context.Context, g Gateway, cfg HealthConfig) {
 	var err error
 	wait := cfg.Backoff
 	for attempt := 1; attempt <= max(cfg.Attempts, 1); attempt++ {
-		if st, err = p.status(ctx, g, cfg.Timeout); err == nil || ctx.Err() != nil {
+		// A gateway that says it drains has answered: no retry.
+		if st, err = p.status(ctx, g, cfg.Timeout); err == nil || ctx.Err() != nil || !st.DrainDeadline.IsZero() {
 			break
 		}
 		if attempt < cfg.Attempts {
@@ -104,6 +110,9 @@ func (p *Pool) check(ctx context.Context, g Gateway, cfg HealthConfig) {
 	}
 	if ctx.Err() != nil {
 		return
+	}
+	if !st.DrainDeadline.IsZero() {
+		p.notifyDrain(g.ID, st.DrainDeadline)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -128,6 +137,23 @@ func (p *Pool) check(ctx context.Context, g Gateway, cfg HealthConfig) {
 	}
 }
 
+// SetHealth sets the health of gateway id as another replica checked it
+// (portal/cluster); an unknown or pending gateway is left alone. A change
+// of state is logged as a check's would be.
+func (p *Pool) SetHealth(id string, h Health) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e, ok := p.entries[id]
+	if !ok || len(e.gw.Key) == 0 || e.health == h {
+		return
+	}
+	prev := e.health.State
+	e.health = h
+	if h.State != prev {
+		p.logger.Info("gateway health from the cluster's leader", "gateway", e.gw.Name, "state", h.State, "err", h.LastError)
+	}
+}
+
 // status asks a gateway's management listener for its status. Each
 // gateway keeps one idle connection between checks, so a cycle costs a
 // request, not a TLS handshake; a dead gateway still fails at once.
@@ -145,10 +171,12 @@ func (p *Pool) status(ctx context.Context, g Gateway, timeout time.Duration) (wi
 	if resp.StatusCode != http.StatusOK {
 		// A gateway that cannot take sessions says why (503).
 		json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&st)
+		// A draining gateway's deadline is kept, to tell its users.
+		drain := wire.Status{DrainDeadline: st.DrainDeadline}
 		if st.Error != "" {
-			return wire.Status{}, fmt.Errorf("status check of %s: HTTP %d: %.200s", g.ManagementAddr, resp.StatusCode, st.Error)
+			return drain, fmt.Errorf("status check of %s: HTTP %d: %.200s", g.ManagementAddr, resp.StatusCode, st.Error)
 		}
-		return wire.Status{}, fmt.Errorf("status check of %s: HTTP %d", g.ManagementAddr, resp.StatusCode)
+		return drain, fmt.Errorf("status check of %s: HTTP %d", g.ManagementAddr, resp.StatusCode)
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&st); err != nil {
 		return wire.Status{}, fmt.Errorf("status check of %s: %w", g.ManagementAddr, err)

@@ -38,7 +38,7 @@ func toAPISession(ls *sessions.Session) apiSession {
 // apiLiveSessions lists the sessions running now, newest first.
 func (s *Server) apiLiveSessions(w http.ResponseWriter, r *http.Request, u store.User) error {
 	out := []apiSession{}
-	for _, ls := range s.live.Live() {
+	for _, ls := range s.live.All(r.Context()) {
 		out = append(out, toAPISession(ls))
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"sessions": out})

@@ -117,6 +117,7 @@ func (s *Server) desktopSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	log := s.requestLogger(r).With("session", sess.ID, "user", sess.User.Name, "resource", sess.Resource.Name)
 	sess.SetWarn(func(msg string) { send(guac.New("msg", strconv.Itoa(guacMsgWarning), msg).AppendTo(nil)) })
+	sess.OnNotice(func(n sessions.Notice) { send(noticeInstruction(n, s.Now()).AppendTo(nil)) })
 	log.Info("desktop session started", "gateway", sess.Gateway.Name)
 	end, reason := s.relayDesktop(ctx, ws, sess.Conn, sess, send, closeWith)
 	sess.End(end, reason)
@@ -240,6 +241,10 @@ func (s *Server) relayDesktop(ctx context.Context, ws *websocket.Conn, conn net.
 			if s.ctx.Err() != nil {
 				closeWith("The portal is shutting down; the session was closed.", guacSessionClosed)
 				return "portal shut down", ""
+			}
+			if gatewayRestarted(sess) {
+				closeWith(sessions.MsgGatewayShutdown, guacSessionClosed)
+				return "gateway shutting down", sessions.MsgGatewayShutdown
 			}
 			closeWith("The connection to the gateway was lost; the session has ended.", guacUpstreamError)
 			return "gateway connection lost", ""

@@ -44,7 +44,9 @@ func (s *Server) livez(w http.ResponseWriter, r *http.Request) {
 // available — and 503 saying which check failed otherwise.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	s.ready.mu.Lock()
-	if time.Since(s.ready.at) >= readyCacheTTL {
+	// A drain fails the probe at once, not at the cache's next refresh.
+	_, draining := s.live.Draining()
+	if time.Since(s.ready.at) >= readyCacheTTL || (draining && s.ready.res.Ready) {
 		s.ready.res, s.ready.at = s.Ready(r.Context()), time.Now()
 	}
 	res := s.ready.res
@@ -59,7 +61,10 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 
 // Ready runs the readiness checks.
 func (s *Server) Ready(ctx context.Context) Readiness {
-	res := Readiness{Ready: true, Checks: map[string]string{}}
+	res := Readiness{Ready: true, Checks: map[string]string{"drain": "ok"}}
+	if _, draining := s.live.Draining(); draining {
+		res.Ready, res.Checks["drain"] = false, errDraining.Error()
+	}
 	check := func(name string, f func(context.Context) error) {
 		ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 		defer cancel()
@@ -74,11 +79,11 @@ func (s *Server) Ready(ctx context.Context) Readiness {
 		var one int
 		return s.Store.DB().QueryRowContext(ctx, "SELECT 1").Scan(&one)
 	})
-	check("recordings", func(context.Context) error {
+	check("recordings", func(ctx context.Context) error {
 		if s.Recordings == nil {
 			return errNoRecordingStore
 		}
-		return s.Recordings.Writable()
+		return s.Recordings.Writable(ctx)
 	})
 	check("gateways", func(context.Context) error {
 		if s.Gateways == nil {

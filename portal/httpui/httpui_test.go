@@ -21,12 +21,14 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/keyway-dev/keyway/e2e/targets"
 	"github.com/keyway-dev/keyway/gateway/wire"
 	"github.com/keyway-dev/keyway/portal/audit"
 	"github.com/keyway-dev/keyway/portal/auth"
 	"github.com/keyway-dev/keyway/portal/authz"
 	"github.com/keyway-dev/keyway/portal/exports"
 	"github.com/keyway-dev/keyway/portal/gateways"
+	"github.com/keyway-dev/keyway/portal/objstore"
 	"github.com/keyway-dev/keyway/portal/store"
 	"github.com/keyway-dev/keyway/portal/store/storetest"
 	"github.com/keyway-dev/keyway/recordings/storage"
@@ -46,8 +48,8 @@ type fixture struct {
 	group    store.Group
 	users    map[string]store.User
 	grant    store.Grant
-	// recordings is the portal's recordings directory.
-	recordings *storage.Dir
+	// recordings is the portal's recording store.
+	recordings storage.Store
 	// exportsDir holds the video exports.
 	exportsDir string
 	// portalID is the portal's gateway key; pool its gateway pool.
@@ -75,11 +77,55 @@ func newFixture(t *testing.T) *fixture {
 // opts change the Server's dependencies before it is made.
 func newFixtureWith(t *testing.T, export exports.ExportFunc, opts ...func(*Deps)) *fixture {
 	t.Helper()
+	return newFixtureOn(t, dirRecordings, export, opts...)
+}
+
+// recordingBackend opens a recording store for a fixture whose files are
+// in dir.
+type recordingBackend func(t *testing.T, dir string) storage.Store
+
+// dirRecordings keeps recordings in dir/recordings, as a portal by
+// default.
+func dirRecordings(t *testing.T, dir string) storage.Store {
+	d, err := storage.Open(filepath.Join(dir, "recordings"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// s3Recordings keeps recordings in a bucket of a new S3-compatible server
+// (versitygw); counted, if set, counts the bytes fetched from it.
+func s3Recordings(counted *targets.ByteCounter) recordingBackend {
+	return func(t *testing.T, _ string) storage.Store {
+		srv := targets.NewS3(t)
+		cfg := objstore.Config{Bucket: srv.Bucket, Prefix: "recordings", Endpoint: srv.Endpoint, Region: srv.Region,
+			PathStyle: true, Credentials: srv.Credentials()}
+		if counted != nil {
+			cfg.HTTPClient = counted.Client()
+		}
+		b, err := objstore.New(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+}
+
+// recordingBackends are the stores recording tests run on.
+var recordingBackends = []struct {
+	name string
+	open recordingBackend
+}{{"dir", dirRecordings}, {"s3", s3Recordings(nil)}}
+
+// newFixtureOn is newFixtureWith with recordings in the store recs opens.
+func newFixtureOn(t *testing.T, recs recordingBackend, export exports.ExportFunc, opts ...func(*Deps)) *fixture {
+	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
 	st := storetest.Open(t)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	sessions, stop := auth.NewSessions(st.DB())
+	sessions, stop := auth.NewSessions(st)
 	t.Cleanup(stop)
 	id, _ := wire.LoadOrCreateIdentity(filepath.Join(dir, "id.pem"))
 	pool := gateways.New(id, logger, 5*time.Second)
@@ -87,10 +133,7 @@ func newFixtureWith(t *testing.T, export exports.ExportFunc, opts ...func(*Deps)
 	if err != nil {
 		t.Fatal(err)
 	}
-	recDir, err := storage.Open(filepath.Join(dir, "recordings"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	recDir := recs(t, dir)
 	exportsDir := filepath.Join(dir, "exports")
 	// One native client build, for the download routes.
 	clientsDir := filepath.Join(dir, "clients")
@@ -98,7 +141,11 @@ func newFixtureWith(t *testing.T, export exports.ExportFunc, opts ...func(*Deps)
 	os.WriteFile(filepath.Join(clientsDir, "keyway-linux-amd64"), []byte("#!/bin/false\n"), 0o755)
 	var videos *exports.Runner
 	if export != nil {
-		if videos, err = exports.New(exports.Config{Dir: exportsDir, Recordings: recDir, Export: export, Logger: logger}); err != nil {
+		cfg := exports.Config{Dir: exportsDir, Recordings: recDir, Export: export, Logger: logger}
+		if shared, ok := recDir.(exports.Shared); ok {
+			cfg.Shared = shared
+		}
+		if videos, err = exports.New(cfg); err != nil {
 			t.Fatal(err)
 		}
 	}

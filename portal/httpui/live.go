@@ -10,6 +10,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/keyway-dev/keyway/portal/clientinfo"
 	"github.com/keyway-dev/keyway/portal/sessions"
 	"github.com/keyway-dev/keyway/portal/store"
 	"github.com/keyway-dev/keyway/web/ui"
@@ -21,10 +22,10 @@ func (s *Server) sessionsPage(w http.ResponseWriter, r *http.Request) {
 	u, _ := currentUser(r)
 	now := s.Now()
 	v := ui.SessionsView{CanTerminate: u.Role == store.RoleAdmin}
-	for _, ls := range s.live.Live() {
+	for _, ls := range s.live.All(r.Context()) {
 		v.Sessions = append(v.Sessions, ui.SessionRow{ID: ls.ID, User: ls.User.Name, Resource: ls.Resource.Name, Protocol: liveProtocol(ls),
 			Gateway: ls.Gateway.Name, ClientAddr: ls.Client.Addr, Start: ls.Start, Duration: now.Sub(ls.Start),
-			Idle: ls.Idle(now), Watchable: ls.Watchers != nil, Posture: ls.Posture,
+			Idle: ls.Idle(now), Watchable: ls.Watchable(), Posture: ls.Posture,
 			Tunnel: ls.Kind == sessions.KindTCP, Device: ls.Device.Name, Target: ls.TargetAddr})
 		v.Users = appendNew(v.Users, ls.User.Name)
 		v.Resources = appendNew(v.Resources, ls.Resource.Name)
@@ -114,8 +115,8 @@ const maxWatchMessage = 512
 // watchPage is the read-only terminal of a running session.
 func (s *Server) watchPage(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	ls := s.live.Get(id)
-	if ls == nil || ls.Watchers == nil {
+	ls := s.live.Find(r.Context(), id)
+	if ls == nil || !ls.Watchable() {
 		s.renderError(w, r, http.StatusNotFound, "That terminal session is not running (desktop sessions cannot be watched yet).")
 		return
 	}
@@ -133,8 +134,36 @@ func (s *Server) watchSocket(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "cross-origin WebSocket refused", http.StatusForbidden)
 		return
 	}
-	adm, err := s.live.Admit(r.Context(), sessions.Request{User: u, Kind: sessions.KindWatch, WatchID: r.PathValue("id"),
-		Client: s.clientInfo(r), WebToken: s.Sessions.Token(r.Context())})
+	id := r.PathValue("id")
+	if s.Cluster != nil && s.live.Get(id) == nil {
+		// Running on another replica: that one serves the watch, and
+		// audits it.
+		if ls := s.live.Find(r.Context(), id); ls != nil && ls.Replica != "" {
+			s.Cluster.ForwardWatch(w, r, ls.Replica, id, u.ID, s.clientInfo(r).Addr)
+			return
+		}
+	}
+	s.watch(w, r, u, s.clientInfo(r), s.Sessions.Token(r.Context()), id, sameOrigin)
+}
+
+// ForwardedWatch serves a watch another replica forwarded (its internal
+// listener authenticated that replica): the viewer is looked up again
+// and must still be an admin or auditor.
+func (s *Server) ForwardedWatch(w http.ResponseWriter, r *http.Request, sessionID string, viewer int64, clientAddr string) {
+	u, err := s.Store.UserByID(r.Context(), viewer)
+	if err != nil || u.Disabled || (u.Role != store.RoleAdmin && u.Role != store.RoleAuditor) {
+		http.Error(w, "the viewer may not watch sessions", http.StatusForbidden)
+		return
+	}
+	// The origin was checked by the replica the browser is connected to.
+	anyOrigin := func(*http.Request) bool { return true }
+	s.watch(w, r, u, clientinfo.Info{Addr: clientAddr}, "", sessionID, anyOrigin)
+}
+
+// watch streams the running terminal id to the viewer u.
+func (s *Server) watch(w http.ResponseWriter, r *http.Request, u store.User, client clientinfo.Info, webToken, id string, checkOrigin func(*http.Request) bool) {
+	adm, err := s.live.Admit(r.Context(), sessions.Request{User: u, Kind: sessions.KindWatch, WatchID: id,
+		Client: client, WebToken: webToken})
 	var refusal *sessions.Refusal
 	if err != nil {
 		refusal = asRefusal(err)
@@ -143,7 +172,7 @@ func (s *Server) watchSocket(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	up := websocket.Upgrader{ReadBufferSize: 1 << 10, WriteBufferSize: 32 << 10, CheckOrigin: sameOrigin, HandshakeTimeout: 10 * time.Second}
+	up := websocket.Upgrader{ReadBufferSize: 1 << 10, WriteBufferSize: 32 << 10, CheckOrigin: checkOrigin, HandshakeTimeout: 10 * time.Second}
 	ws, err := up.Upgrade(w, r, nil)
 	if err != nil {
 		return

@@ -189,7 +189,7 @@ func (s *Server) recordingFile(w http.ResponseWriter, r *http.Request) {
 // from the key frame to that time are drawn here (guacseek), and the
 // player gets one frame of the screen at that time, then what follows.
 func (s *Server) serveFromKeyFrame(w http.ResponseWriter, r *http.Request, u store.User, rec store.Recording, n, until int, at int64) error {
-	ix, err := s.Recordings.Index(rec.Path)
+	ix, err := s.Recordings.Index(r.Context(), rec.Path)
 	if err != nil {
 		s.Logger.WarnContext(r.Context(), "recording index unreadable; using the key frames before the damage", "recording", rec.ID, "err", err)
 	}
@@ -197,7 +197,7 @@ func (s *Server) serveFromKeyFrame(w http.ResponseWriter, r *http.Request, u sto
 		s.renderError(w, r, http.StatusNotFound, "This recording has no such key frame.")
 		return nil
 	}
-	f, err := s.Recordings.Open(rec.Path)
+	f, err := s.Recordings.Open(r.Context(), rec.Path)
 	if err != nil {
 		return fmt.Errorf("open recording %d: %w", rec.ID, err)
 	}
@@ -273,11 +273,11 @@ func (s *Server) recordingKeyFrames(w http.ResponseWriter, r *http.Request) {
 		s.renderError(w, r, http.StatusNotFound, "Only desktop recordings have key frames.")
 		return
 	}
-	ix, err := s.Recordings.Index(rec.Path)
+	ix, err := s.Recordings.Index(r.Context(), rec.Path)
 	if err != nil {
 		s.Logger.WarnContext(r.Context(), "recording index unreadable; using the key frames before the damage", "recording", rec.ID, "err", err)
 	}
-	f, err := s.Recordings.Open(rec.Path)
+	f, err := s.Recordings.Open(r.Context(), rec.Path)
 	if err != nil {
 		s.serverError(w, r, fmt.Errorf("open recording %d: %w", rec.ID, err))
 		return
@@ -337,7 +337,7 @@ func syncTimes(r io.Reader, onlyFirst bool) (first, last int64) {
 
 // serveRecording sends rec's file and audits it.
 func (s *Server) serveRecording(w http.ResponseWriter, r *http.Request, u store.User, rec store.Recording, download bool) error {
-	f, err := s.Recordings.Open(rec.Path)
+	f, err := s.Recordings.Open(r.Context(), rec.Path)
 	if err != nil {
 		return fmt.Errorf("open recording %d: %w", rec.ID, err)
 	}

@@ -139,7 +139,7 @@ func (s *Server) exportVideo(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	f, err := s.Exports.Open(rec)
+	f, err := s.Exports.Open(r.Context(), rec)
 	if errors.Is(err, fs.ErrNotExist) {
 		s.renderError(w, r, http.StatusNotFound, "This recording has not been exported as video yet; use Export video on its page.")
 		return

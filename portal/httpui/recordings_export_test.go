@@ -23,6 +23,7 @@ import (
 
 	"github.com/keyway-dev/keyway/gateway/guac"
 	"github.com/keyway-dev/keyway/portal/audit"
+	"github.com/keyway-dev/keyway/portal/exports"
 	"github.com/keyway-dev/keyway/portal/store"
 	"github.com/keyway-dev/keyway/recordings/storage"
 	"github.com/keyway-dev/keyway/recordings/video"
@@ -61,11 +62,7 @@ func (f *fixture) addDesktopRecording(session string, data []byte) store.Recordi
 	f.t.Helper()
 	start := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
 	rel := storage.Path(session, start, ".guac")
-	p := filepath.Join(f.recordings.Root(), rel)
-	os.MkdirAll(filepath.Dir(p), 0o700)
-	if err := os.WriteFile(p, data, 0o600); err != nil {
-		f.t.Fatal(err)
-	}
+	f.storeRecording(session, rel, data)
 	sum := sha256.Sum256(data)
 	rec, err := f.store.AddRecording(context.Background(), store.Recording{SessionID: session, User: "user1", Resource: "web", Protocol: "vnc",
 		GatewayID: 1, Gateway: "gw-a", ClientAddr: "192.0.2.7", Format: formatGuac, Start: start, End: start.Add(2 * time.Second),
@@ -129,8 +126,20 @@ func needProgram(t *testing.T, name string) string {
 // TestVideoExport exports a desktop recording with the real ffmpeg, as an
 // auditor does on its page: start, progress, the download, and ffprobe
 // accepts the file; asking again reuses it; both are audited.
+//
+// It runs with recordings in the directory and in an S3 bucket: the
+// export reads the recording through the store either way.
 func TestVideoExport(t *testing.T) {
-	f := newFixtureWith(t, video.New(video.Config{FFmpeg: needProgram(t, "ffmpeg")}).Export)
+	export := video.New(video.Config{FFmpeg: needProgram(t, "ffmpeg")}).Export
+	for _, be := range recordingBackends {
+		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
+			testVideoExport(t, newFixtureOn(t, be.open, export))
+		})
+	}
+}
+
+func testVideoExport(t *testing.T, f *fixture) {
 	auditor := f.client("auditor")
 	rec := f.addDesktopRecording("VID1", desktopRecording())
 	page := fmt.Sprintf("/recordings/%d", rec.ID)
@@ -160,6 +169,12 @@ func TestVideoExport(t *testing.T) {
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "video/mp4" || int64(len(mp4)) != v.Size ||
 		resp.Header.Get("Content-Disposition") != `attachment; filename=keyway-web-user1-20260304T050607Z.mp4` {
 		t.Fatalf("download: %d %v, %d bytes", resp.StatusCode, resp.Header, len(mp4))
+	}
+	if _, shared := f.recordings.(exports.Shared); shared {
+		// In the bucket, not on this replica's disk.
+		if ents, _ := os.ReadDir(f.exportsDir); len(ents) != 0 {
+			t.Errorf("the video stayed in %s: %v", f.exportsDir, ents)
+		}
 	}
 	file := filepath.Join(t.TempDir(), "v.mp4")
 	os.WriteFile(file, mp4, 0o600)

@@ -1,12 +1,13 @@
 package httpui
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -22,11 +23,7 @@ func (f *fixture) addRecording(session, text string) store.Recording {
 	data := castOf(f.t, session, text)
 	m := recMeta(session, data)
 	rel := storage.Path(session, m.Start, ".cast")
-	p := filepath.Join(f.recordings.Root(), rel)
-	os.MkdirAll(filepath.Dir(p), 0o700)
-	if err := os.WriteFile(p, data, 0o600); err != nil {
-		f.t.Fatal(err)
-	}
+	f.storeRecording(session, rel, data)
 	rec, err := f.store.AddRecording(context.Background(), store.Recording{SessionID: session, User: "user1", Resource: "web", Protocol: "ssh",
 		GatewayID: 1, Gateway: "gw-a", ClientAddr: "192.0.2.7", Format: "asciicast", Start: m.Start, End: m.End,
 		Size: m.Size, SHA256: m.SHA256, Path: rel}, "$ echo "+text+"\n"+text+"\n")
@@ -34,6 +31,25 @@ func (f *fixture) addRecording(session, text string) store.Recording {
 		f.t.Fatal(err)
 	}
 	return rec
+}
+
+// storeRecording puts data in the fixture's recording store at rel, as
+// an upload does.
+func (f *fixture) storeRecording(session, rel string, data []byte) {
+	f.t.Helper()
+	ctx := context.Background()
+	unlock, err := f.recordings.Lock(session)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer unlock()
+	if _, err := f.recordings.Append(ctx, session, rel, 0, bytes.NewReader(data), int64(len(data))); err != nil {
+		f.t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	if _, err := f.recordings.Commit(ctx, session, rel, int64(len(data)), hex.EncodeToString(sum[:])); err != nil {
+		f.t.Fatal(err)
+	}
 }
 
 func TestRecordingsPages(t *testing.T) {

@@ -154,11 +154,18 @@ func (d *digestReader) Read(p []byte) (int, error) {
 }
 
 // lockUpload takes the upload lock of session id's recording, or answers
-// 409 when another upload of it holds the lock.
+// 409 when another upload of it holds the lock (here or, in a cluster, on
+// another replica), 503 when the lock could not be asked for; the
+// gateway retries either.
 func (s *Server) lockUpload(w http.ResponseWriter, id string) (unlock func(), ok bool) {
 	unlock, err := s.Recordings.Lock(id)
-	if err != nil {
+	if errors.Is(err, storage.ErrBusy) {
 		writeJSONError(w, http.StatusConflict, "an upload of this recording is already running")
+		return nil, false
+	}
+	if err != nil {
+		s.Logger.Error("recording upload: take its lock", "session", id, "err", err)
+		writeJSONError(w, http.StatusServiceUnavailable, "the portal cannot take this recording's upload lock now; try again")
 		return nil, false
 	}
 	return unlock, true
@@ -184,7 +191,7 @@ func (s *Server) recordingStatus(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusInternalServerError, "internal error")
 		return
 	}
-	size, err := s.Recordings.PartSize(id)
+	size, err := s.Recordings.PartSize(r.Context(), id)
 	if err != nil {
 		s.Logger.ErrorContext(r.Context(), "recording status", "session", id, "err", err)
 		writeJSONError(w, http.StatusInternalServerError, "internal error")
@@ -251,12 +258,13 @@ func (s *Server) recordingUpload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	rel := storage.Path(id, meta.Start, ext)
 	body := &digestReader{r: http.MaxBytesReader(w, r.Body, meta.Size-offset+1), h: sha256.New()}
-	size, err := s.Recordings.Append(id, offset, body, meta.Size)
+	size, err := s.Recordings.Append(ctx, id, rel, offset, body, meta.Size)
 	if err == nil && size == meta.Size && !bytes.Equal(body.h.Sum(nil), signedBody[:]) {
 		// Not what the gateway signed: whatever changed it, none of it is
 		// kept, and the gateway sends the recording again.
-		s.Recordings.Discard(id)
+		s.Recordings.Discard(ctx, id)
 		log.WarnContext(r.Context(), "recording upload refused: the body differs from the one the gateway signed")
 		writeJSONError(w, http.StatusBadRequest, "the body differs from the digest the gateway signed; nothing was kept")
 		return
@@ -266,7 +274,7 @@ func (s *Server) recordingUpload(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusConflict, wire.RecordingStatus{Size: size, Error: err.Error()})
 		return
 	case errors.Is(err, storage.ErrSize):
-		s.Recordings.Discard(id)
+		s.Recordings.Discard(ctx, id)
 		log.WarnContext(r.Context(), "recording upload over its announced size: discarded", "err", err)
 		writeJSONError(w, http.StatusUnprocessableEntity, err.Error())
 		return
@@ -279,8 +287,7 @@ func (s *Server) recordingUpload(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, wire.RecordingStatus{Size: size, Error: fmt.Sprintf("upload ended at byte %d of %d", size, meta.Size)})
 		return
 	}
-	rel := storage.Path(id, meta.Start, ext)
-	sum, err := s.Recordings.Commit(id, rel, meta.Size, meta.SHA256)
+	sum, err := s.Recordings.Commit(ctx, id, rel, meta.Size, meta.SHA256)
 	if errors.Is(err, storage.ErrChecksum) || errors.Is(err, storage.ErrSize) {
 		log.ErrorContext(r.Context(), "recording refused: its checksum does not match; the gateway keeps it and sends it again", "err", err)
 		s.Metrics.RecordingUploaded(false, 0)
@@ -298,12 +305,12 @@ func (s *Server) recordingUpload(w http.ResponseWriter, r *http.Request) {
 	if meta.Format == formatGuac {
 		// Without its index a desktop recording still plays; seeking
 		// then replays it from the start.
-		if found, err := s.Recordings.CommitIndex(id, rel, meta.Size); err != nil || !found {
+		if found, err := s.Recordings.CommitIndex(ctx, id, rel, meta.Size); err != nil || !found {
 			log.WarnContext(r.Context(), "desktop recording stored without a whole key-frame index", "found", found, "err", err)
 		}
 	} else {
 		var terr error
-		text, input, terr = s.recordingText(rel)
+		text, input, terr = s.recordingText(ctx, rel)
 		if terr != nil {
 			// A damaged recording is still kept, as evidence; it is only not
 			// searchable past the damage.
@@ -382,7 +389,7 @@ func (s *Server) recordingIndexUpload(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, wire.RecordingStatus{})
 		return
 	}
-	if err := s.Recordings.PutIndex(id, bytes.NewReader(index)); err != nil {
+	if err := s.Recordings.PutIndex(r.Context(), id, bytes.NewReader(index)); err != nil {
 		s.Logger.WarnContext(r.Context(), "recording index upload failed", "gateway", gw.Name, "session", id, "err", err)
 		writeJSONError(w, http.StatusBadRequest, "index upload failed: "+err.Error())
 		return
@@ -424,8 +431,8 @@ var textLimits = asciicast.Limits{MaxLine: asciicast.DefaultLimits.MaxLine, MaxE
 
 // recordingText returns the plain text of a stored terminal recording's
 // output, for search, and whether it recorded input.
-func (s *Server) recordingText(rel string) (string, bool, error) {
-	f, err := s.Recordings.Open(rel)
+func (s *Server) recordingText(ctx context.Context, rel string) (string, bool, error) {
+	f, err := s.Recordings.Open(ctx, rel)
 	if err != nil {
 		return "", false, err
 	}

@@ -9,20 +9,24 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/keyway-dev/keyway/e2e/targets"
 	"github.com/keyway-dev/keyway/gateway/guac"
 	"github.com/keyway-dev/keyway/gateway/wire"
 	"github.com/keyway-dev/keyway/portal/audit"
 	"github.com/keyway-dev/keyway/portal/store"
 	"github.com/keyway-dev/keyway/recordings/asciicast"
 	"github.com/keyway-dev/keyway/recordings/guacrec"
+	"github.com/keyway-dev/keyway/recordings/storage"
 )
 
 // testGateway is a gateway enrolled in the fixture's store, which signs
@@ -170,8 +174,19 @@ func (g *testGateway) brokenUpload(session string, m wire.RecordingMeta, data []
 	c.Close()
 }
 
+// TestRecordingUploadResumesAndVerifies runs on the directory and on an
+// S3 bucket: an upload broken mid-way resumes where it stopped, the
+// stored recording plays back, and asking again confirms it.
 func TestRecordingUploadResumesAndVerifies(t *testing.T) {
-	f := newFixture(t)
+	for _, be := range recordingBackends {
+		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
+			testRecordingUploadResumesAndVerifies(t, newFixtureOn(t, be.open, fakeVideo))
+		})
+	}
+}
+
+func testRecordingUploadResumesAndVerifies(t *testing.T, f *fixture) {
 	ctx := context.Background()
 	g := f.enrolGateway("gw-a")
 	data := castOf(t, "S1", "kw-upload-ok")
@@ -215,7 +230,7 @@ func TestRecordingUploadResumesAndVerifies(t *testing.T) {
 	if hits, _ := f.store.SearchRecordings(ctx, store.RecordingFilter{Text: "kw-upload-ok"}); len(hits) != 1 {
 		t.Fatalf("the recording's text is not searchable: %d hits", len(hits))
 	}
-	file, err := f.recordings.Open(rec.Path)
+	file, err := f.recordings.Open(context.Background(), rec.Path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -350,7 +365,15 @@ func guacOf(t *testing.T, frames int) (rec, index []byte) {
 // TestDesktopRecordingUpload stores a desktop recording with its index
 // and serves it from each key frame for the player, with its timeline.
 func TestDesktopRecordingUpload(t *testing.T) {
-	f := newFixture(t)
+	for _, be := range recordingBackends {
+		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
+			testDesktopRecordingUpload(t, newFixtureOn(t, be.open, fakeVideo))
+		})
+	}
+}
+
+func testDesktopRecordingUpload(t *testing.T, f *fixture) {
 	g := f.enrolGateway("gw-a")
 	data, index := guacOf(t, 10)
 	m := recMeta("D1", data)
@@ -379,7 +402,7 @@ func TestDesktopRecordingUpload(t *testing.T) {
 	if err != nil || !strings.HasSuffix(rec.Path, ".guac") || rec.Format != "guac" {
 		t.Fatalf("stored %+v, %v", rec, err)
 	}
-	ix, err := f.recordings.Index(rec.Path)
+	ix, err := f.recordings.Index(context.Background(), rec.Path)
 	if err != nil || len(ix) != 3 {
 		t.Fatalf("stored index %+v, %v", ix, err)
 	}
@@ -476,5 +499,141 @@ func TestDesktopRecordingUpload(t *testing.T) {
 	resp = f.do(c, "GET", fmt.Sprintf("/recordings/%d/keyframes", rec2.ID), nil, nil)
 	if body := readBody(resp); !strings.Contains(body, `"keyframes":[0]`) || !strings.Contains(body, `"duration_ms":19500`) {
 		t.Errorf("timeline without index: %s", body)
+	}
+}
+
+// TestDesktopSeekInS3 stores a long desktop recording in an S3 bucket
+// through the gateway upload, then seeks to its last key frame as the
+// player does, counting the bytes the portal fetches from the server:
+// the recording from the key frame on and the index, not the whole
+// object.
+func TestDesktopSeekInS3(t *testing.T) {
+	t.Parallel()
+	var counted targets.ByteCounter
+	f := newFixtureOn(t, s3Recordings(&counted), fakeVideo)
+	g := f.enrolGateway("gw-a")
+
+	// 2,000 frames of about 4 KiB, a key frame every 100: 8 MiB.
+	var r, idx bytes.Buffer
+	w, err := guacrec.NewWriter(&r, &idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const t0 = 1772600767000
+	payload := strings.Repeat("QUJD", 1000)
+	for i := range 2000 {
+		if i > 0 && i%100 == 0 {
+			w.KeyFrame()
+			w.Write(guac.New("size", "0", "64", "48").AppendTo(nil))
+		}
+		w.Write(guac.New("blob", "1", payload).AppendTo(nil))
+		w.Write(guac.New("sync", strconv.Itoa(t0+100*i)).AppendTo(nil))
+	}
+	data := r.Bytes()
+	m := recMeta("LONG1", data)
+	m.Format, m.Protocol = "guac", "vnc"
+	m.Start = time.UnixMilli(t0 - 500)
+	m.End = time.UnixMilli(t0 + 200_000)
+	g.ran(m)
+	req, _ := http.NewRequest("PUT", f.srv.URL+wire.RecordingsPath+"LONG1"+wire.IndexSuffix, bytes.NewReader(idx.Bytes()))
+	g.sign(req, sha256.Sum256(idx.Bytes()))
+	resp, err := f.srv.Client().Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("index upload: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if code, st := g.request("PUT", "LONG1", 0, &m, bytes.NewReader(data), m.Size); code != 200 || !st.Stored {
+		t.Fatalf("upload: %d %+v", code, st)
+	}
+	rec, err := f.store.RecordingBySession(context.Background(), "LONG1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix, err := f.recordings.Index(context.Background(), rec.Path)
+	if err != nil || len(ix) != 19 {
+		t.Fatalf("index: %d key frames, %v", len(ix), err)
+	}
+
+	c := f.client("auditor")
+	base := fmt.Sprintf("/recordings/%d", rec.ID)
+	for _, tc := range []struct {
+		query string
+		want  []byte
+	}{
+		{"/file?keyframe=19", data[ix[18].Offset:]},
+		{"/file?keyframe=10&until=11", data[ix[9].Offset:ix[10].Offset]},
+	} {
+		counted.Reset()
+		body := readBody(f.do(c, "GET", base+tc.query, nil, nil))
+		if body != string(tc.want) {
+			t.Fatalf("%s: %d bytes, want %d", tc.query, len(body), len(tc.want))
+		}
+		// The key frame on, the index, and the first window of the
+		// recording for its first frame's time: far less than the whole.
+		got := counted.Bytes()
+		t.Logf("%s: %d bytes sent, %d fetched from S3, of %d", tc.query, len(tc.want), got, len(data))
+		if got > int64(len(tc.want))+(1<<20) || got > int64(len(data))/4 {
+			t.Errorf("%s (%d bytes) fetched %d bytes of the %d-byte recording from S3", tc.query, len(tc.want), got, len(data))
+		}
+	}
+	counted.Reset()
+	if resp := f.do(c, "GET", base+"/keyframes", nil, nil); resp.StatusCode != 200 {
+		t.Fatalf("keyframes: %d", resp.StatusCode)
+	} else {
+		readBody(resp)
+	}
+	got := counted.Bytes()
+	t.Logf("keyframes: %d bytes fetched from S3", got)
+	if got > int64(len(data))/4 {
+		t.Errorf("the timeline fetched %d bytes of the %d-byte recording", got, len(data))
+	}
+}
+
+// lockFailing is a recording store whose Lock fails with err while set.
+type lockFailing struct {
+	storage.Store
+	err atomic.Pointer[error]
+}
+
+func (l *lockFailing) Lock(key string) (func(), error) {
+	if err := l.err.Load(); err != nil {
+		return nil, *err
+	}
+	return l.Store.Lock(key)
+}
+
+// TestRecordingUploadLockAnswers: an upload whose lock another upload
+// holds (here or on another replica) is answered 409, one whose lock
+// cannot be asked for (the cluster's database is out of reach) 503, both
+// retried by the gateway; neither keeps a byte. Then the upload goes
+// through.
+func TestRecordingUploadLockAnswers(t *testing.T) {
+	var recs *lockFailing
+	f := newFixtureOn(t, func(t *testing.T, dir string) storage.Store {
+		recs = &lockFailing{Store: dirRecordings(t, dir)}
+		return recs
+	}, fakeVideo)
+	g := f.enrolGateway("gw-a")
+	data := castOf(t, "S7", "kw-lock")
+	m := recMeta("S7", data)
+	g.ran(m)
+	for _, tc := range []struct {
+		err  error
+		code int
+	}{
+		{storage.ErrBusy, http.StatusConflict},
+		{fmt.Errorf("cluster: take the recording's upload lock of S7: %w", errors.New("connection refused")), http.StatusServiceUnavailable},
+	} {
+		recs.err.Store(&tc.err)
+		if code, st := g.request("PUT", "S7", 0, &m, bytes.NewReader(data), m.Size); code != tc.code || st.Error == "" {
+			t.Errorf("lock error %v: %d %+v, want %d", tc.err, code, st, tc.code)
+		}
+		if held, _ := recs.PartSize(context.Background(), "S7"); held != 0 {
+			t.Errorf("lock error %v: %d bytes kept", tc.err, held)
+		}
+	}
+	recs.err.Store(nil)
+	if code, st := g.request("PUT", "S7", 0, &m, bytes.NewReader(data), m.Size); code != http.StatusOK || !st.Stored {
+		t.Fatalf("upload once the lock is free: %d %+v", code, st)
 	}
 }

@@ -70,7 +70,7 @@ type Deps struct {
 	// the embedded gateway relays to.
 	RelayAddresses func([]string)
 	// Recordings holds the recording files gateways upload.
-	Recordings *storage.Dir
+	Recordings storage.Store
 	// Timeouts bound slow clients; zero fields take defaults.
 	Timeouts Timeouts
 	// Hook is the connection authorization hook, Policies the access
@@ -98,6 +98,21 @@ type Deps struct {
 	// Metrics counts sessions, sign-ins, hook calls and recording
 	// uploads; nil counts nothing.
 	Metrics *metrics.Portal
+	// Cluster joins the portal to the other replicas sharing its
+	// database (portal/cluster); nil is a portal alone.
+	Cluster Cluster
+}
+
+// Cluster is what the Server needs of the other replicas of a cluster.
+type Cluster interface {
+	// The running sessions of every replica.
+	sessions.Registry
+	// SetLocal sets the session manager that ends the sessions running
+	// here that other replicas ask to end.
+	SetLocal(here sessions.Local)
+	// ForwardWatch carries a watch WebSocket to the replica running the
+	// session, for the viewer (already authorized here) at clientAddr.
+	ForwardWatch(w http.ResponseWriter, r *http.Request, replica, sessionID string, viewer int64, clientAddr string)
 }
 
 // Server is the portal's HTTP handler. Close ends the sessions it carries.
@@ -126,6 +141,9 @@ type Server struct {
 	// settingsMu orders changes of the hook and trusted proxies, so
 	// that a kept secret is the one stored.
 	settingsMu sync.Mutex
+	// syncedSettings are the stored trusted proxies and hook SyncSettings
+	// last applied.
+	syncedSettings *[2]string
 
 	// deviceLogins counts device sign-in requests per client address,
 	// deviceTokens failed device code exchanges.
@@ -173,10 +191,19 @@ func New(d Deps) *Server {
 		// Revoking a device, or its sign-in expiring, ends its streams.
 		deps.DeviceUsable = d.Store.DeviceUsable
 	}
+	if d.Cluster != nil {
+		deps.Registry = d.Cluster
+	}
 	s.live = sessions.New(deps)
+	if d.Cluster != nil {
+		d.Cluster.SetLocal(s.live)
+	}
 	s.handler = s.routes()
 	if d.Gateways != nil {
 		d.Gateways.SetLedger(sessionLedger{s})
+		// A gateway that drains: its sessions' users are told when it
+		// closes them.
+		d.Gateways.SetDrainNotify(s.live.GatewayDraining)
 	}
 	s.wg.Add(1)
 	go func() {
@@ -200,6 +227,13 @@ func New(d Deps) *Server {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id := newRequestID()
 	w.Header().Set("X-Request-Id", id)
+	if _, draining := s.live.Draining(); draining && r.ProtoMajor == 1 && r.Header.Get("Upgrade") == "" && r.Method != http.MethodConnect {
+		// A draining portal closes each HTTP/1 connection after its
+		// answer, so that a load balancer's pooled connections move to
+		// ready replicas. HTTP/2 clients move at the GOAWAY of shutdown;
+		// WebSocket upgrades and tunnels keep their connection.
+		w.Header().Set("Connection", "close")
+	}
 	s.handler.ServeHTTP(w, r.WithContext(logctx.With(r.Context(), "request", id)))
 }
 

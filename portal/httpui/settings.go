@@ -80,6 +80,30 @@ func (s *Server) LoadSettings(ctx context.Context) error {
 	return nil
 }
 
+// SyncSettings applies the stored hook and trusted proxies again when
+// they changed since it last looked: a replica of a cluster calls it
+// every few seconds to take up what an admin saved on another.
+func (s *Server) SyncSettings(ctx context.Context) error {
+	var raw [2]string
+	for i, name := range []string{proxiesSetting, hookSetting} {
+		v, err := s.Store.GetSetting(ctx, name)
+		if err != nil {
+			return err
+		}
+		raw[i] = v
+	}
+	s.settingsMu.Lock()
+	defer s.settingsMu.Unlock()
+	if s.syncedSettings != nil && *s.syncedSettings == raw {
+		return nil
+	}
+	if err := s.LoadSettings(ctx); err != nil {
+		return err
+	}
+	s.syncedSettings = &raw
+	return nil
+}
+
 // hookInput is a change of the hook. Nil fields keep their value; the
 // secret is kept unless Secret is given, GenerateSecret or ClearSecret.
 type hookInput struct {

@@ -392,7 +392,7 @@ func TestSettingsSurviveRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 		logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-		sessions, stop := auth.NewSessions(st.DB())
+		sessions, stop := auth.NewSessions(st)
 		al, err := audit.New(st, make([]byte, 32), logger, time.Now)
 		if err != nil {
 			t.Fatal(err)

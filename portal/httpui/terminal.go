@@ -55,6 +55,12 @@ type control struct {
 	Status  *int   `json:"status,omitempty"`
 	Code    string `json:"code,omitempty"`
 	Message string `json:"message,omitempty"`
+	// Notice, Seconds and Deadline are a warning that the session will be
+	// closed (the portal restarts): its words without the time, the
+	// seconds left and the time (RFC 3339) when it closes.
+	Notice   string `json:"notice,omitempty"`
+	Seconds  *int   `json:"seconds,omitempty"`
+	Deadline string `json:"deadline,omitempty"`
 }
 
 // Codes of the "refused" control message: the portal ignored one message
@@ -262,6 +268,7 @@ func (t *termSession) run(ctx context.Context, adm *sessions.Admission) {
 	t.sess, t.watchers = sess, sess.Watchers
 	t.log = t.log.With("session", sess.ID, "user", sess.User.Name, "resource", sess.Resource.Name)
 	sess.SetWarn(func(msg string) { t.sendControl(control{Type: "warning", Message: msg}) })
+	sess.OnNotice(func(n sessions.Notice) { t.sendControl(noticeControl(n, t.srv.Now())) })
 	if err := t.sendControl(control{Type: "connected", Message: fmt.Sprintf("Connected to %s as %s", sess.Resource.Name, sess.Resource.Login)}); err != nil {
 		sess.End("browser disconnected", "")
 		return
@@ -358,6 +365,10 @@ func (t *termSession) bridge(ctx context.Context, conn net.Conn) (end, reason st
 				code := t.sess.CloseCode()
 				t.sendControl(control{Type: "error", Code: code, Message: reason})
 				return strings.ReplaceAll(code, "_", " "), reason
+			}
+			if gatewayRestarted(t.sess) {
+				t.sendControl(control{Type: "error", Code: sessions.CodeGatewayShutdown, Message: sessions.MsgGatewayShutdown})
+				return "gateway shutting down", sessions.MsgGatewayShutdown
 			}
 			t.sendControl(control{Type: "error", Code: "gateway_lost", Message: "The connection to the gateway was lost; the session has ended."})
 			return "gateway connection lost", ""

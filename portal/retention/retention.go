@@ -21,8 +21,9 @@ const batch = 500
 // Job deletes expired recordings and connection log rows.
 type Job struct {
 	Store *store.Store
-	Dir   *storage.Dir
-	Audit *audit.Log
+	// Recordings holds the recording files.
+	Recordings storage.Store
+	Audit      *audit.Log
 	// Period is how long recordings and connection attempts are kept,
 	// counted from their start; zero keeps them forever.
 	Period time.Duration
@@ -71,7 +72,7 @@ func (j *Job) delete(ctx context.Context, r store.Recording) error {
 			return fmt.Errorf("delete recording %s: %w", r.SessionID, err)
 		}
 	}
-	if err := j.Dir.Remove(r.Path); err != nil {
+	if err := j.Recordings.Remove(ctx, r.Path); err != nil {
 		return fmt.Errorf("delete recording %s: %w", r.SessionID, err)
 	}
 	if err := j.Store.DeleteRecording(ctx, r.ID); err != nil {

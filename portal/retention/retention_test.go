@@ -1,15 +1,22 @@
 package retention
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/keyway-dev/keyway/e2e/targets"
 	"github.com/keyway-dev/keyway/portal/audit"
+	"github.com/keyway-dev/keyway/portal/objstore"
 	"github.com/keyway-dev/keyway/portal/store"
 	"github.com/keyway-dev/keyway/portal/store/storetest"
 	"github.com/keyway-dev/keyway/recordings/storage"
@@ -40,7 +47,7 @@ func TestSweepDeletesExpiredRecordings(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	j := &Job{Store: st, Dir: dir, Audit: log, Period: 90 * 24 * time.Hour, Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return now }}
+	j := &Job{Store: st, Recordings: dir, Audit: log, Period: 90 * 24 * time.Hour, Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return now }}
 	n, err := j.Sweep(ctx)
 	if err != nil || n != 700-90 {
 		t.Fatalf("deleted %d (%v), want %d", n, err, 700-90)
@@ -102,7 +109,7 @@ func TestSweepDeletesExports(t *testing.T) {
 		t.Fatal(err)
 	}
 	spy := &exportsSpy{fail: fmt.Errorf("permission denied")}
-	j := &Job{Store: st, Dir: dir, Audit: newAudit(t, st, time.Now), Period: 90 * 24 * time.Hour,
+	j := &Job{Store: st, Recordings: dir, Audit: newAudit(t, st, time.Now), Period: 90 * 24 * time.Hour,
 		Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return now }, Exports: spy}
 	if n, err := j.Sweep(ctx); n != 0 || err == nil {
 		t.Fatalf("sweep with a failing export deletion: %d %v", n, err)
@@ -164,5 +171,58 @@ func TestSweepConnections(t *testing.T) {
 	j.Now = func() time.Time { return now.Add(10 * 365 * 24 * time.Hour) }
 	if n, _ := j.SweepConnections(ctx); n != 0 {
 		t.Fatalf("a zero period deleted %d", n)
+	}
+}
+
+// TestSweepDeletesObjects runs a sweep on recordings in an S3 bucket (a
+// real versitygw on loopback): expired recordings' objects and their
+// key-frame indexes are deleted, the others stay.
+func TestSweepDeletesObjects(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := storetest.Open(t)
+	srv := targets.NewS3(t)
+	b, err := objstore.New(ctx, objstore.Config{Bucket: srv.Bucket, Prefix: "recs", Endpoint: srv.Endpoint, Region: srv.Region,
+		PathStyle: true, Credentials: srv.Credentials()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	index := "{\"format\":\"keyway-guac-index\",\"version\":1}\n{\"offset\":1,\"timestamp\":5}\n"
+	for _, age := range []int{10, 89, 91, 200, 365} {
+		id := fmt.Sprintf("s%d", age)
+		start := now.Add(-time.Duration(age) * 24 * time.Hour)
+		rel := storage.Path(id, start, ".guac")
+		data := []byte("4.sync,1.5;4.sync,1.6;")
+		sum := sha256.Sum256(data)
+		if err := b.PutIndex(ctx, id, strings.NewReader(index)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Append(ctx, id, rel, 0, bytes.NewReader(data), int64(len(data))); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Commit(ctx, id, rel, int64(len(data)), hex.EncodeToString(sum[:])); err != nil {
+			t.Fatal(err)
+		}
+		if found, err := b.CommitIndex(ctx, id, rel, int64(len(data))); !found || err != nil {
+			t.Fatalf("index: %v %v", found, err)
+		}
+		if _, err := st.AddRecording(ctx, store.Recording{SessionID: id, User: "u", Resource: "r", Protocol: "vnc",
+			Gateway: "g", Format: "guac", Start: start, End: start.Add(time.Minute), Path: rel}, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if keys, _ := srv.Keys(ctx, "recs/"); len(keys) != 10 {
+		t.Fatalf("stored %v, want 5 recordings and 5 indexes", keys)
+	}
+	j := &Job{Store: st, Recordings: b, Audit: newAudit(t, st, func() time.Time { return now }), Period: 90 * 24 * time.Hour,
+		Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return now }}
+	if n, err := j.Sweep(ctx); n != 3 || err != nil {
+		t.Fatalf("sweep: %d %v, want 3", n, err)
+	}
+	keys, err := srv.Keys(ctx, "recs/")
+	slices.Sort(keys)
+	if want := []string{"recs/2026/08/28/s89.guac", "recs/2026/08/28/s89.idx", "recs/2026/11/15/s10.guac", "recs/2026/11/15/s10.idx"}; err != nil || !slices.Equal(keys, want) {
+		t.Fatalf("left in the bucket: %v, %v; want %v", keys, err, want)
 	}
 }

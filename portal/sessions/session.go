@@ -2,6 +2,8 @@ package sessions
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net"
@@ -47,6 +49,10 @@ type Session struct {
 	// for an API token), TargetAddr the host:port the stream goes to.
 	Device     Device
 	TargetAddr string
+	// Replica is the replica of a cluster running the session, for a
+	// session listed from another replica (Manager.All); "" is this one.
+	// Such a session is a listing only: it has no connection.
+	Replica string
 
 	raw      net.Conn
 	webToken string
@@ -56,6 +62,10 @@ type Session struct {
 	// opened it.
 	log   *slog.Logger
 	ended sync.Once
+	// notify tells the user of a Notice; notice is the last one (its Code
+	// empty for none). Both under m.mu.
+	notify func(Notice)
+	notice Notice
 }
 
 // countingConn counts what passes through a gateway connection: written
@@ -160,9 +170,32 @@ func (s *Session) Idle(now time.Time) time.Duration {
 // Terminate cuts the session; its relay then sees the connection end with
 // code and reason (CloseCode, CloseReason), says so to the user and ends.
 func (s *Session) Terminate(code, reason string) {
-	if s.raw != nil {
-		gateways.TerminateWith(s.raw, code, reason)
+	if s.raw != nil && !gateways.TerminateWith(s.raw, code, reason) {
+		// A connection no gateway pool opened (AddForTest) is cut all the
+		// same.
+		s.raw.Close()
 	}
+}
+
+// Watchable reports whether the session is a terminal that admins may
+// watch, here or on another replica.
+func (s *Session) Watchable() bool {
+	return s.Watchers != nil || (s.Replica != "" && s.Kind == KindTerminal)
+}
+
+// Entry is the session as the cluster's registry lists it.
+func (s *Session) Entry() Entry {
+	return Entry{ID: s.ID, Replica: s.Replica, Kind: s.Kind, UserID: s.User.ID, User: s.User.Name, ResourceID: s.Resource.ID,
+		Resource: s.Resource.Name, Protocol: s.Resource.Protocol, Gateway: s.Gateway.Name, Segment: s.Gateway.Segment,
+		ClientAddr: s.Client.Addr, Start: s.Start, Posture: s.Posture, Device: s.Device.Name, Target: s.TargetAddr}
+}
+
+// remoteSession is the listing of a session another replica runs.
+func (m *Manager) remoteSession(e Entry) *Session {
+	return &Session{m: m, ID: e.ID, Kind: e.Kind, User: store.User{ID: e.UserID, Name: e.User},
+		Resource: store.Resource{ID: e.ResourceID, Name: e.Resource, Protocol: e.Protocol},
+		Gateway:  gateways.Gateway{Name: e.Gateway, Segment: e.Segment}, Client: clientinfo.Info{Addr: e.ClientAddr},
+		Start: e.Start, Posture: e.Posture, Device: Device{Name: e.Device}, TargetAddr: e.Target, Replica: e.Replica}
 }
 
 // CloseWrite tells the gateway that the client sends no more, and
@@ -191,7 +224,9 @@ func (s *Session) End(end, reason string) {
 		if s.Kind != KindWatch {
 			m.mu.Lock()
 			delete(m.live, s.ID)
+			m.liveChanged()
 			m.mu.Unlock()
+			m.unregister(s)
 			if s.Kind == KindTCP {
 				m.releaseStream(s.User.ID, s.Device.ID)
 			} else {
@@ -247,6 +282,52 @@ func (m *Manager) Live() []*Session {
 	return out
 }
 
+// All returns the sessions running on every replica of a cluster, newest
+// first: Live, and the others' sessions as listings (Session.Replica set).
+// Without a registry it is Live; when the registry cannot be read, the
+// error is logged and this replica's sessions are returned.
+func (m *Manager) All(ctx context.Context) []*Session {
+	out := m.Live()
+	if m.Registry == nil {
+		return out
+	}
+	remote, err := m.Registry.Remote(ctx)
+	if err != nil {
+		m.Logger.Error("list the sessions of the other replicas", "err", err)
+		return out
+	}
+	for _, e := range remote {
+		out = append(out, m.remoteSession(e))
+	}
+	slices.SortFunc(out, func(a, b *Session) int { return b.Start.Compare(a.Start) })
+	return out
+}
+
+// Find returns the session with id running here, or listed from another
+// replica, or nil.
+func (m *Manager) Find(ctx context.Context, id string) *Session {
+	if s := m.Get(id); s != nil || m.Registry == nil {
+		return s
+	}
+	for _, s := range m.All(ctx) {
+		if s.ID == id {
+			return s
+		}
+	}
+	return nil
+}
+
+// TerminateLocal cuts session id if it runs on this replica, for another
+// replica's Terminate; the asking replica audits it.
+func (m *Manager) TerminateLocal(id, code, reason string) bool {
+	s := m.Get(id)
+	if s == nil {
+		return false
+	}
+	s.Terminate(code, reason)
+	return true
+}
+
 // Filter picks running sessions to terminate; empty fields match all, and
 // a Filter with every field empty matches none.
 type Filter struct {
@@ -272,11 +353,19 @@ func (m *Manager) Terminate(actor string, f Filter) []*Session {
 		return nil
 	}
 	var ended []*Session
-	for _, s := range m.Live() {
+	ctx, cancel := context.WithTimeout(context.Background(), registryTimeout)
+	defer cancel()
+	for _, s := range m.All(ctx) {
 		if !f.match(s) {
 			continue
 		}
-		s.Terminate(CodeTerminated, fmt.Sprintf("An administrator (%s) ended this session.", actor))
+		reason := fmt.Sprintf("An administrator (%s) ended this session.", actor)
+		if s.Replica == "" {
+			s.Terminate(CodeTerminated, reason)
+		} else if err := m.Registry.Terminate(ctx, s.Entry(), CodeTerminated, reason); err != nil {
+			m.Logger.Error("terminate a session on another replica", "session", s.ID, "replica", s.Replica, "err", err)
+			continue
+		}
 		m.record(audit.Event{Actor: actor, Action: audit.ActionSessionTerminate, Target: s.Resource.Name, Outcome: audit.OutcomeSuccess,
 			Details: map[string]string{"session": s.ID, "user": s.User.Name, "gateway": s.Gateway.Name}})
 		ended = append(ended, s)
@@ -285,17 +374,41 @@ func (m *Manager) Terminate(actor string, f Filter) []*Session {
 }
 
 // EndSignedOut ends the running sessions opened from the sign-in session
-// token, which has just signed out.
+// token, which has just signed out, here and on the other replicas.
 func (m *Manager) EndSignedOut(token string) {
 	if token == "" {
 		return
 	}
+	m.EndSignedOutHash(TokenHash(token))
+	if m.Registry != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), registryTimeout)
+		defer cancel()
+		if err := m.Registry.SignedOut(ctx, TokenHash(token)); err != nil {
+			m.Logger.Error("tell the other replicas of a sign-out", "err", err)
+		}
+	}
+}
+
+// EndSignedOutHash ends this replica's running sessions opened from the
+// sign-in session whose token has hash tokenHash.
+func (m *Manager) EndSignedOutHash(tokenHash string) {
 	for _, s := range m.Live() {
-		if s.webToken == token {
+		if s.webToken != "" && TokenHash(s.webToken) == tokenHash {
 			s.Terminate(endSignedOut, "You signed out, so the session has ended.")
 		}
 	}
 }
+
+// TokenHash is how a sign-in session's token is named between replicas:
+// its SHA-256, so that no token leaves the replica that holds it.
+func TokenHash(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+// SetWebTokenForTest says which sign-in session a session made by
+// AddForTest was opened from.
+func (s *Session) SetWebTokenForTest(token string) { s.webToken = token }
 
 // AddForTest registers a running session over conn that no gateway
 // opened, for tests of the handlers that relay and watch sessions; End
@@ -310,6 +423,11 @@ func (m *Manager) AddForTest(id string, u store.User, res store.Resource, kind K
 		m.acquireStream(u.ID, 0, StreamLimits{PerUser: DefaultStreamsPerUser})
 	} else {
 		m.acquire(u.ID)
+	}
+	if m.Registry != nil {
+		if _, err := m.Registry.Acquire(context.Background(), s.Entry(), 0); err != nil {
+			m.Logger.Error("register test session", "err", err)
+		}
 	}
 	m.mu.Lock()
 	m.live[id] = s

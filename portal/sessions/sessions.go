@@ -82,7 +82,61 @@ type Deps struct {
 	// Metrics counts sessions, their connect time and bytes, and hook
 	// calls; nil counts nothing.
 	Metrics *metrics.Portal
+	// Registry shares the running sessions with the other replicas of a
+	// cluster, whose sessions then count against MaxPerUser too; nil is a
+	// portal alone.
+	Registry Registry
 }
+
+// Registry is where the replicas of a cluster list their running
+// sessions (portal/cluster).
+type Registry interface {
+	// Acquire registers e as running on this replica, unless max > 0 and
+	// e's user already has max counted sessions running on all replicas.
+	Acquire(ctx context.Context, e Entry, max int) (ok bool, err error)
+	// Release unregisters session id.
+	Release(ctx context.Context, id string)
+	// Count is how many counted sessions the user runs on all replicas.
+	Count(ctx context.Context, userID int64) (int, error)
+	// Remote lists the sessions running on the other replicas.
+	Remote(ctx context.Context) ([]Entry, error)
+	// Terminate asks the replica running e to end it.
+	Terminate(ctx context.Context, e Entry, code, reason string) error
+	// SignedOut tells the other replicas that the sign-in session whose
+	// token has this hash (TokenHash) signed out.
+	SignedOut(ctx context.Context, tokenHash string) error
+}
+
+// Local is what a Registry calls on this replica's Manager when another
+// replica asks.
+type Local interface {
+	TerminateLocal(id, code, reason string) bool
+	EndSignedOutHash(tokenHash string)
+}
+
+// Entry is a running session as the replicas of a cluster list it.
+type Entry struct {
+	ID string `json:"id"`
+	// Replica runs the session; set by the registry.
+	Replica    string    `json:"-"`
+	Kind       Kind      `json:"kind"`
+	UserID     int64     `json:"user_id"`
+	User       string    `json:"user"`
+	ResourceID int64     `json:"resource_id"`
+	Resource   string    `json:"resource"`
+	Protocol   string    `json:"protocol"`
+	Gateway    string    `json:"gateway"`
+	Segment    string    `json:"segment"`
+	ClientAddr string    `json:"client_addr"`
+	Start      time.Time `json:"start"`
+	Posture    []string  `json:"posture,omitempty"`
+	Device     string    `json:"device,omitempty"`
+	Target     string    `json:"target,omitempty"`
+}
+
+// Counted reports whether the session counts against MaxPerUser: tunnel
+// streams have limits of their own.
+func (e Entry) Counted() bool { return e.Kind != KindTCP }
 
 // Manager starts sessions and keeps those running. Run its guard with Run.
 type Manager struct {
@@ -96,6 +150,11 @@ type Manager struct {
 	live                   map[string]*Session
 	// kick asks the guard for a check now.
 	kick chan struct{}
+	// drainDeadline, once set, refuses new sessions (Drain); changed is
+	// closed and replaced whenever a session ends (WaitIdle).
+	drainDeadline time.Time
+	drainNotice   Notice
+	changed       chan struct{}
 }
 
 // New returns a Manager built from d.
@@ -107,7 +166,7 @@ func New(d Deps) *Manager {
 		d.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Manager{Deps: d, open: map[int64]int{}, streams: map[int64]int{}, deviceStreams: map[int64]int{},
-		live: map[string]*Session{}, kick: make(chan struct{}, 1)}
+		live: map[string]*Session{}, kick: make(chan struct{}, 1), changed: make(chan struct{})}
 }
 
 // Request asks for a new session.
@@ -239,6 +298,15 @@ func (m *Manager) Admit(ctx context.Context, req Request) (*Admission, error) {
 
 func (m *Manager) admit(ctx context.Context, a *Admission) error {
 	req := a.req
+	if ref := m.refuseDraining(); ref != nil {
+		// Named in the audit log; the user's words are the same either way.
+		if req.Kind != KindWatch {
+			if res, err := m.Store.ResourceByID(ctx, req.ResourceID); err == nil {
+				a.res = res
+			}
+		}
+		return ref
+	}
 	// The resource, gateway and segment go to the hook; the grant is
 	// checked after it, so a missing resource is not yet a refusal the
 	// user can tell from a missing grant.
@@ -397,6 +465,13 @@ func (m *Manager) checkGrant(ctx context.Context, a *Admission) error {
 // checkPolicies applies the access policies and the per-user session cap.
 func (m *Manager) checkPolicies(ctx context.Context, a *Admission) error {
 	running := m.running(a.req.User.ID)
+	if m.Registry != nil {
+		n, err := m.Registry.Count(ctx, a.req.User.ID)
+		if err != nil {
+			return fmt.Errorf("count the user's sessions on every replica: %w", err)
+		}
+		running = n
+	}
 	if a.req.Kind == KindTCP {
 		// Streams have limits of their own, checked here so that the
 		// excess is refused before a gateway is asked; Open counts.
@@ -448,7 +523,7 @@ var metricCodes = map[string]bool{
 	string(wire.CodeBadRequest): true, string(wire.CodeUnsupported): true, string(wire.CodeUnreachable): true,
 	string(wire.CodeRefused): true, string(wire.CodeTimeout): true, string(wire.CodeAuthFailed): true,
 	string(wire.CodeHostKeyMismatch): true, string(wire.CodeForbiddenTarget): true, string(wire.CodeGatewayDown): true,
-	string(wire.CodeRecordingUnavailable): true,
+	string(wire.CodeRecordingUnavailable): true, CodeDraining: true, string(wire.CodeDraining): true,
 }
 
 func metricCode(code string) string {
@@ -481,7 +556,7 @@ func (m *Manager) refused(a *Admission, ref *Refusal) {
 	outcome := audit.OutcomeDenied
 	result := "refused"
 	switch ref.Code {
-	case "hook", "no_grant", "policy", "too_many_sessions", "wrong_kind", "too_many_streams", "not_allowed", "no_tunnel", "bad_target",
+	case "hook", "no_grant", "policy", "too_many_sessions", "wrong_kind", "too_many_streams", "not_allowed", "no_tunnel", "bad_target", CodeDraining,
 		CodeStepUp:
 	default:
 		outcome, result = audit.OutcomeFailure, "failed"
@@ -551,6 +626,11 @@ func (m *Manager) Open(ctx context.Context, a *Admission) (*Session, error) {
 			Outcome: audit.OutcomeSuccess, Details: map[string]string{"session": a.target.ID, "user": a.target.User.Name}})
 		return s, nil
 	}
+	if ref := m.refuseDraining(); ref != nil {
+		// Admitted just before the drain began.
+		m.refused(a, ref)
+		return nil, ref
+	}
 	if a.req.Kind == KindTCP {
 		if !m.acquireStream(a.req.User.ID, a.req.Device.ID, a.limits) {
 			m.mu.Lock()
@@ -568,7 +648,30 @@ func (m *Manager) Open(ctx context.Context, a *Admission) (*Session, error) {
 			return nil, ref
 		}
 	}
+	if err := m.register(ctx, a, s); err != nil {
+		var ref *Refusal
+		if !errors.As(err, &ref) {
+			m.Logger.Error("register session with the cluster", "session", a.id, "err", err)
+			ref = &Refusal{Code: "internal", Status: http.StatusInternalServerError,
+				Message: "The connection could not be opened because of an internal error."}
+		}
+		m.refused(a, ref)
+		return nil, ref
+	}
 	conn, resp, err := m.dial(ctx, a)
+	// A gateway that drains refuses new sessions: another available one
+	// of the segment takes it, as selection would have chosen had the
+	// health check already seen the drain.
+	for tries := 0; gatewayDraining(err) && tries < maxRedial; tries++ {
+		m.Gateways.MarkDraining(a.gw.ID, err.Error())
+		gw, serr := m.Gateways.Select(a.res.Tags)
+		if serr != nil || gw.ID == a.gw.ID {
+			break
+		}
+		s.log.Info("gateway drains; trying another of the segment", "gateway", a.gw.Name, "next", gw.Name)
+		a.gw, s.Gateway = gw, gw
+		conn, resp, err = m.dial(ctx, a)
+	}
 	if err != nil {
 		switch a.req.Kind {
 		case KindTCP:
@@ -577,6 +680,7 @@ func (m *Manager) Open(ctx context.Context, a *Admission) (*Session, error) {
 		default:
 			m.release(a.req.User.ID)
 		}
+		m.unregister(s)
 		var ref *Refusal
 		if errors.As(err, &ref) {
 			ref.Details = s.details(ref.Details)
@@ -603,6 +707,10 @@ func (m *Manager) Open(ctx context.Context, a *Admission) (*Session, error) {
 	}
 	m.mu.Lock()
 	m.live[s.ID] = s
+	if !m.drainDeadline.IsZero() && s.notice.Code == "" {
+		// Dialled while the drain began: told when its page subscribes.
+		s.notice = m.drainNotice
+	}
 	m.mu.Unlock()
 	s.logConnection()
 	if s.Kind != KindFiles {
@@ -614,6 +722,44 @@ func (m *Manager) Open(ctx context.Context, a *Admission) (*Session, error) {
 		"gateway", s.Gateway.Name, "segment", s.Gateway.Segment)
 	return s, nil
 }
+
+// register puts an opening session into the cluster's registry, checking
+// the user's cap on all replicas; without a registry it does nothing. A
+// registry's failure undoes the local count.
+func (m *Manager) register(ctx context.Context, a *Admission, s *Session) error {
+	if m.Registry == nil || a.req.Kind == KindTest {
+		return nil
+	}
+	e := s.Entry()
+	ok, err := m.Registry.Acquire(ctx, e, MaxPerUser)
+	if err == nil && ok {
+		return nil
+	}
+	if a.req.Kind == KindTCP {
+		m.releaseStream(a.req.User.ID, a.req.Device.ID)
+	} else {
+		m.release(a.req.User.ID)
+	}
+	if err != nil {
+		return err
+	}
+	return &Refusal{Code: "too_many_sessions", Reason: "at the cap on all replicas", Status: http.StatusTooManyRequests,
+		Message: fmt.Sprintf("You already have %d sessions open. Close one and try again.", MaxPerUser)}
+}
+
+// unregister takes a session out of the cluster's registry.
+func (m *Manager) unregister(s *Session) {
+	if m.Registry == nil || s.Kind == KindTest || s.Kind == KindWatch || s.Replica != "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), registryTimeout)
+	defer cancel()
+	m.Registry.Release(ctx, s.ID)
+}
+
+// registryTimeout bounds a registry call made without a request's
+// context (a session's end, a terminate).
+const registryTimeout = 5 * time.Second
 
 func (m *Manager) acquire(userID int64) bool {
 	m.mu.Lock()
@@ -631,6 +777,16 @@ func (m *Manager) release(userID int64) {
 	if m.open[userID]--; m.open[userID] <= 0 {
 		delete(m.open, userID)
 	}
+}
+
+// maxRedial bounds the other gateways tried when the chosen one drains.
+const maxRedial = 3
+
+// gatewayDraining reports whether err is a gateway's refusal because it
+// drains.
+func gatewayDraining(err error) bool {
+	var ref *Refusal
+	return errors.As(err, &ref) && ref.Code == string(wire.CodeDraining)
 }
 
 // dial opens the gateway session of an admission, pinning the host key on

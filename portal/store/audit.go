@@ -96,7 +96,7 @@ func (s *Store) SearchAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, e
 	}
 	if f.Action != "" {
 		if strings.HasSuffix(f.Action, ".") {
-			add(`action LIKE ? ESCAPE '\'`, likeEscape(f.Action)+"%")
+			add(`lower(action) LIKE lower(?) ESCAPE '\'`, likeEscape(f.Action)+"%")
 		} else {
 			add(`action = ?`, f.Action)
 		}
@@ -109,7 +109,7 @@ func (s *Store) SearchAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, e
 	}
 	if f.Text != "" {
 		p := "%" + likeEscape(f.Text) + "%"
-		add(`(target LIKE ? ESCAPE '\' OR reason LIKE ? ESCAPE '\' OR details LIKE ? ESCAPE '\' OR actor LIKE ? ESCAPE '\')`, p, p, p, p)
+		add(`(lower(target) LIKE lower(?) ESCAPE '\' OR lower(reason) LIKE lower(?) ESCAPE '\' OR lower(details) LIKE lower(?) ESCAPE '\' OR lower(actor) LIKE lower(?) ESCAPE '\')`, p, p, p, p)
 	}
 	if !f.Since.IsZero() {
 		add(`time >= ?`, f.Since.UnixNano())
@@ -187,7 +187,7 @@ func (s *Store) AuditHead(ctx context.Context) (int64, string, error) {
 // starts with prefix, or 0 if none does.
 func (s *Store) FirstAuditWithHashPrefix(ctx context.Context, prefix string) (int64, error) {
 	var id int64
-	err := s.db.QueryRowContext(ctx, `SELECT id FROM audit_events WHERE hash LIKE ? ESCAPE '\' ORDER BY id LIMIT 1`, likeEscape(prefix)+"%").Scan(&id)
+	err := s.db.QueryRowContext(ctx, `SELECT id FROM audit_events WHERE lower(hash) LIKE lower(?) ESCAPE '\' ORDER BY id LIMIT 1`, likeEscape(prefix)+"%").Scan(&id)
 	if err == sql.ErrNoRows {
 		return 0, nil
 	}

@@ -57,6 +57,9 @@ type BackupStats struct {
 // far and the total.
 func Backup(ctx context.Context, src, dst string, onStep func(copied, total int)) (BackupStats, error) {
 	var stats BackupStats
+	if IsPostgres(src) {
+		return stats, ErrSQLiteOnly
+	}
 	if _, err := os.Stat(src); err != nil {
 		return stats, fmt.Errorf("database %s: %w", src, err)
 	}
@@ -147,6 +150,9 @@ func Backup(ctx context.Context, src, dst string, onStep func(copied, total int)
 // OpenReadOnly opens an existing database file read-only, without
 // migrating it: for checking a copy (a backup) as it is.
 func OpenReadOnly(ctx context.Context, path string, sealer *Sealer) (*Store, error) {
+	if IsPostgres(path) {
+		return nil, ErrSQLiteOnly
+	}
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("database %s: %w", path, err)
 	}
@@ -175,6 +181,9 @@ var ErrNotDatabase = errors.New("not a Keyway database")
 // newest migration applied). A damaged database is an error listing the
 // first problems SQLite found.
 func (s *Store) Check(ctx context.Context) (schema int, err error) {
+	if s.pg {
+		return 0, ErrSQLiteOnly
+	}
 	problems, err := s.integrityCheck(ctx)
 	if isDamaged(err) {
 		return 0, fmt.Errorf("%w, or the database is damaged: SQLite says %v", ErrNotDatabase, err)

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"github.com/keyway-dev/keyway/portal/store/dbtest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,7 +18,7 @@ import (
 func TestBackupWhileWriting(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	st, path := openTest(t)
+	st, path := openTest(t, dbtest.SQLite)
 	// About 12 MiB: three steps of backupPagesPerStep 4 KiB pages at least.
 	big := strings.Repeat("x", 64<<10)
 	for i := range 200 {
@@ -84,7 +85,7 @@ func TestBackupWhileWriting(t *testing.T) {
 func TestBackupRefusesOverwrite(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	_, path := openTest(t)
+	_, path := openTest(t, dbtest.SQLite)
 	dst := filepath.Join(t.TempDir(), "copy.db")
 	os.WriteFile(dst, []byte("keep"), 0o600)
 	if _, err := Backup(ctx, path, dst, nil); err == nil {
@@ -103,7 +104,7 @@ func TestBackupRefusesOverwrite(t *testing.T) {
 func TestCheckDamaged(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	st, path := openTest(t)
+	st, path := openTest(t, dbtest.SQLite)
 	for i := range 50 {
 		st.AppendAudit(ctx, func(prev string, id int64) (AuditEvent, error) {
 			return AuditEvent{ID: id, Time: time.Now(), Actor: strings.Repeat("a", 500), Action: "test", Details: map[string]string{"i": string(rune('a' + i%26))}, PrevHash: prev, Hash: "h"}, nil

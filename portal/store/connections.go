@@ -135,14 +135,11 @@ func (s *Store) AddConnection(ctx context.Context, c Connection) (int64, error) 
 	if err != nil {
 		return 0, fmt.Errorf("log connection of %q to %q: %w", c.User, c.Resource, err)
 	}
-	res, err := s.db.ExecContext(ctx, `INSERT INTO connections (session_id, start_ms, username, client_addr, resource, protocol, gateway, segment,
-		result, reason, message, posture, end_ms, bytes_in, bytes_out) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	var id int64
+	err = s.db.QueryRowContext(ctx, `INSERT INTO connections (session_id, start_ms, username, client_addr, resource, protocol, gateway, segment,
+		result, reason, message, posture, end_ms, bytes_in, bytes_out) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 		c.SessionID, c.Start.UnixMilli(), c.User, c.ClientAddr, c.Resource, c.Protocol, c.Gateway, c.Segment,
-		c.Result, c.Reason, c.Message, string(posture), millis(c.End), max(c.BytesIn, 0), max(c.BytesOut, 0))
-	if err != nil {
-		return 0, fmt.Errorf("log connection of %q to %q: %w", c.User, c.Resource, err)
-	}
-	id, err := res.LastInsertId()
+		c.Result, c.Reason, c.Message, string(posture), millis(c.End), max(c.BytesIn, 0), max(c.BytesOut, 0)).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("log connection of %q to %q: %w", c.User, c.Resource, err)
 	}
@@ -168,8 +165,15 @@ func (s *Store) FinishConnection(ctx context.Context, id int64, end time.Time, b
 	// INDEXED BY: without statistics SQLite would take the result index
 	// and read every connected row; this one holds only those running
 	// (and the statement fails, in tests too, should it stop fitting).
-	res, err := s.db.ExecContext(ctx, `UPDATE connections INDEXED BY connections_running SET end_ms = max(?, start_ms, 1), bytes_in = ?, bytes_out = ?
-		WHERE id = ? AND end_ms = 0 AND result = 'connected'`, end.UnixMilli(), bytesIn, bytesOut, id)
+	// PostgreSQL has no INDEXED BY (its planner has statistics) and
+	// calls SQLite's max(a, b, c) GREATEST.
+	q := `UPDATE connections INDEXED BY connections_running SET end_ms = max(?, start_ms, 1), bytes_in = ?, bytes_out = ?
+		WHERE id = ? AND end_ms = 0 AND result = 'connected'`
+	if s.pg {
+		q = `UPDATE connections SET end_ms = GREATEST(?, start_ms, 1), bytes_in = ?, bytes_out = ?
+		WHERE id = ? AND end_ms = 0 AND result = 'connected'`
+	}
+	res, err := s.db.ExecContext(ctx, q, end.UnixMilli(), bytesIn, bytesOut, id)
 	if err != nil {
 		return fmt.Errorf("finish connection %d: %w", id, err)
 	}
@@ -199,8 +203,13 @@ func (s *Store) EndRunningConnections(ctx context.Context, at time.Time) (int64,
 	// INDEXED BY: without statistics SQLite would take the result index
 	// and read every connected row; this one holds only those running
 	// (and the statement fails, in tests too, should it stop fitting).
-	res, err := s.db.ExecContext(ctx, `UPDATE connections INDEXED BY connections_running SET end_ms = max(?, start_ms, 1), reason = ?
-		WHERE result = 'connected' AND end_ms = 0`, at.UnixMilli(), ReasonInterrupted)
+	q := `UPDATE connections INDEXED BY connections_running SET end_ms = max(?, start_ms, 1), reason = ?
+		WHERE result = 'connected' AND end_ms = 0`
+	if s.pg {
+		q = `UPDATE connections SET end_ms = GREATEST(?, start_ms, 1), reason = ?
+		WHERE result = 'connected' AND end_ms = 0`
+	}
+	res, err := s.db.ExecContext(ctx, q, at.UnixMilli(), ReasonInterrupted)
 	if err != nil {
 		return 0, fmt.Errorf("end the sessions an earlier portal left running: %w", err)
 	}
@@ -209,6 +218,43 @@ func (s *Store) EndRunningConnections(ctx context.Context, at time.Time) (int64,
 		return 0, fmt.Errorf("end the sessions an earlier portal left running: %w", err)
 	}
 	return n, nil
+}
+
+// maxEndSessions bounds the sessions one EndSessionConnections ends: a
+// crashed replica's are ended in batches of it.
+const maxEndSessions = 1000
+
+// EndSessionConnections marks the running connections of the sessions
+// ids as ended at at with ReasonInterrupted, and returns how many: those
+// ran on a portal replica that stopped without ending them (crashed,
+// killed, cut off), which the other replicas notice.
+func (s *Store) EndSessionConnections(ctx context.Context, ids []string, at time.Time) (int64, error) {
+	var total int64
+	for len(ids) > 0 {
+		batch := ids[:min(len(ids), maxEndSessions)]
+		ids = ids[len(batch):]
+		marks := strings.TrimSuffix(strings.Repeat("?,", len(batch)), ",")
+		q := `UPDATE connections INDEXED BY connections_running SET end_ms = max(?, start_ms, 1), reason = ?
+			WHERE result = 'connected' AND end_ms = 0 AND session_id IN (` + marks + `)`
+		if s.pg {
+			q = `UPDATE connections SET end_ms = GREATEST(?, start_ms, 1), reason = ?
+			WHERE result = 'connected' AND end_ms = 0 AND session_id IN (` + marks + `)`
+		}
+		args := []any{at.UnixMilli(), ReasonInterrupted}
+		for _, id := range batch {
+			args = append(args, id)
+		}
+		res, err := s.db.ExecContext(ctx, q, args...)
+		if err != nil {
+			return total, fmt.Errorf("end the sessions of a stopped replica: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return total, fmt.Errorf("end the sessions of a stopped replica: %w", err)
+		}
+		total += n
+	}
+	return total, nil
 }
 
 // ConnectionCursor is a position in the connection log, newest first: a
@@ -303,7 +349,7 @@ func connectionQuery(f ConnectionFilter) (string, []any) {
 	}
 	if f.Text != "" {
 		p := "%" + likeEscape(f.Text) + "%"
-		add(`(reason LIKE ? ESCAPE '\' OR message LIKE ? ESCAPE '\')`, p, p)
+		add(`(lower(reason) LIKE lower(?) ESCAPE '\' OR lower(message) LIKE lower(?) ESCAPE '\')`, p, p)
 	}
 	limit := f.Limit
 	if limit <= 0 || limit > maxConnectionPage {
@@ -349,8 +395,12 @@ func (s *Store) ConnectionByID(ctx context.Context, id int64) (Connection, error
 }
 
 // ExplainConnectionSearch returns SQLite's query plan for a search, one
-// line per step, for tests that check indexes are used.
+// line per step, for tests that check indexes are used; ErrSQLiteOnly on
+// PostgreSQL.
 func (s *Store) ExplainConnectionSearch(ctx context.Context, f ConnectionFilter) ([]string, error) {
+	if s.pg {
+		return nil, ErrSQLiteOnly
+	}
 	q, args := connectionQuery(f)
 	rows, err := s.db.QueryContext(ctx, `EXPLAIN QUERY PLAN `+q, args...)
 	if err != nil {

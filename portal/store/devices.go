@@ -165,7 +165,7 @@ func (s *Store) CreateDeviceRequest(ctx context.Context, req DeviceRequest) (str
 			return err
 		}
 		var all, here int
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(client_addr = ?), 0) FROM device_requests WHERE expires_at > ? AND status = 'pending'`,
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(CASE WHEN client_addr = ? THEN 1 ELSE 0 END), 0) FROM device_requests WHERE expires_at > ? AND status = 'pending'`,
 			req.ClientAddr, millis(now)).Scan(&all, &here); err != nil {
 			return err
 		}
@@ -175,16 +175,17 @@ func (s *Store) CreateDeviceRequest(ctx context.Context, req DeviceRequest) (str
 		// A user code may collide (20^8 codes); draw again.
 		for range 5 {
 			req.UserCode = newUserCode()
-			res, err := tx.ExecContext(ctx, `INSERT INTO device_requests (device_code_hash, user_code, public_key, name, os, arch, version, client_addr, created_at, expires_at)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, hashToken(code), req.UserCode, []byte(req.PublicKey), req.Name, req.OS, req.Arch, req.Version,
-				req.ClientAddr, millis(req.CreatedAt), millis(req.ExpiresAt))
-			if isUnique(err) {
+			// ON CONFLICT rather than catching the error: on PostgreSQL
+			// an error ends the transaction.
+			err := tx.QueryRowContext(ctx, `INSERT INTO device_requests (device_code_hash, user_code, public_key, name, os, arch, version, client_addr, created_at, expires_at)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id`, hashToken(code), req.UserCode, []byte(req.PublicKey), req.Name, req.OS, req.Arch, req.Version,
+				req.ClientAddr, millis(req.CreatedAt), millis(req.ExpiresAt)).Scan(&req.ID)
+			if errors.Is(err, sql.ErrNoRows) {
 				continue
 			}
 			if err != nil {
 				return err
 			}
-			req.ID, _ = res.LastInsertId()
 			return nil
 		}
 		return errors.New("no free user code")
@@ -236,12 +237,11 @@ func (s *Store) ApproveDeviceRequest(ctx context.Context, userCode string, userI
 			return err
 		}
 		d = Device{UserID: userID, Name: r.Name, OS: r.OS, Arch: r.Arch, Version: r.Version, PublicKey: r.PublicKey, CreatedAt: now.UTC()}
-		res, err := tx.ExecContext(ctx, `INSERT INTO devices (user_id, name, os, arch, version, public_key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			userID, d.Name, d.OS, d.Arch, d.Version, []byte(d.PublicKey), millis(d.CreatedAt))
+		err = tx.QueryRowContext(ctx, `INSERT INTO devices (user_id, name, os, arch, version, public_key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+			userID, d.Name, d.OS, d.Arch, d.Version, []byte(d.PublicKey), millis(d.CreatedAt)).Scan(&d.ID)
 		if err != nil {
 			return err
 		}
-		d.ID, _ = res.LastInsertId()
 		_, err = tx.ExecContext(ctx, `UPDATE device_requests SET status = 'approved', user_id = ?, device_id = ? WHERE id = ?`, userID, d.ID, r.ID)
 		return err
 	})

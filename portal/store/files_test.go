@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"github.com/keyway-dev/keyway/portal/store/dbtest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -28,7 +29,7 @@ func TestDatabaseFileModes(t *testing.T) {
 	}
 	t.Run("new database", func(t *testing.T) {
 		t.Parallel()
-		st, path := openTest(t)
+		st, path := openTest(t, dbtest.SQLite)
 		if _, err := st.CreateGroup(ctx, Group{Name: "g"}); err != nil { // writes the WAL
 			t.Fatal(err)
 		}
@@ -36,7 +37,7 @@ func TestDatabaseFileModes(t *testing.T) {
 	})
 	t.Run("database an older portal left readable", func(t *testing.T) {
 		t.Parallel()
-		st, path := openTest(t)
+		st, path := openTest(t, dbtest.SQLite)
 		st.CreateGroup(ctx, Group{Name: "g"})
 		st.Close()
 		for _, p := range []string{path, path + "-wal", path + "-shm"} {
@@ -58,20 +59,28 @@ func TestDatabaseFileModes(t *testing.T) {
 // older portal did) are dropped and hashed ones kept.
 func TestDeleteUnhashedSessions(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	st, _ := openTest(t)
-	hashed := "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
-	for _, tok := range []string{"plain-token-of-43-characters-xxxxxxxxxxxxxx", hashed, "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08"} {
-		if _, err := st.DB().Exec(`INSERT INTO sessions (token, data, expiry) VALUES (?, x'00', 9e12)`, tok); err != nil {
-			t.Fatal(err)
+	dbtest.Each(t, func(t *testing.T, kind dbtest.Kind) {
+		ctx := context.Background()
+		st, _ := openTest(t, kind)
+		hashed := "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+		for _, tok := range []string{"plain-token-of-43-characters-xxxxxxxxxxxxxx", hashed, "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08"} {
+			// scs's layouts: expiry a Julian day number in SQLite, a
+			// timestamp in PostgreSQL.
+			q := `INSERT INTO sessions (token, data, expiry) VALUES (?, x'00', 9e12)`
+			if kind == dbtest.Postgres {
+				q = `INSERT INTO sessions (token, data, expiry) VALUES (?, '\x00', now())`
+			}
+			if _, err := st.DB().Exec(q, tok); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
-	n, err := st.DeleteUnhashedSessions(ctx)
-	if err != nil || n != 2 {
-		t.Fatalf("deleted %d, %v; want 2", n, err)
-	}
-	var left string
-	if err := st.DB().QueryRow(`SELECT token FROM sessions`).Scan(&left); err != nil || left != hashed {
-		t.Fatalf("left %q, %v", left, err)
-	}
+		n, err := st.DeleteUnhashedSessions(ctx)
+		if err != nil || n != 2 {
+			t.Fatalf("deleted %d, %v; want 2", n, err)
+		}
+		var left string
+		if err := st.DB().QueryRow(`SELECT token FROM sessions`).Scan(&left); err != nil || left != hashed {
+			t.Fatalf("left %q, %v", left, err)
+		}
+	})
 }

@@ -51,12 +51,11 @@ type Gateway struct {
 func (s *Store) CreateSegment(ctx context.Context, seg Segment) (Segment, error) {
 	now := millis(s.now())
 	nets, _ := json.Marshal(nonNil(seg.AllowedNetworks))
-	res, err := s.db.ExecContext(ctx, `INSERT INTO segments (name, description, allowed_networks, serves_untagged, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)`,
-		seg.Name, seg.Description, string(nets), seg.ServesUntagged, now, now)
+	err := s.db.QueryRowContext(ctx, `INSERT INTO segments (name, description, allowed_networks, serves_untagged, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
+		seg.Name, seg.Description, string(nets), seg.ServesUntagged, now, now).Scan(&seg.ID)
 	if err != nil {
 		return Segment{}, fmt.Errorf("create segment %s: %w", seg.Name, conflict(err, fmt.Sprintf("a segment named %s already exists", seg.Name)))
 	}
-	seg.ID, _ = res.LastInsertId()
 	return s.SegmentByID(ctx, seg.ID)
 }
 
@@ -156,12 +155,11 @@ func (s *Store) ListSegments(ctx context.Context) ([]Segment, error) {
 // CreateGateway inserts g.
 func (s *Store) CreateGateway(ctx context.Context, g Gateway) (Gateway, error) {
 	now := millis(s.now())
-	res, err := s.db.ExecContext(ctx, `INSERT INTO gateways (name, segment_id, host, ssh_port, rdp_port, vnc_port, management_port, public_key, embedded, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		g.Name, g.SegmentID, g.Host, g.SSHPort, g.RDPPort, g.VNCPort, g.ManagementPort, g.PublicKey, g.Embedded, now, now)
+	err := s.db.QueryRowContext(ctx, `INSERT INTO gateways (name, segment_id, host, ssh_port, rdp_port, vnc_port, management_port, public_key, embedded, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		g.Name, g.SegmentID, g.Host, g.SSHPort, g.RDPPort, g.VNCPort, g.ManagementPort, g.PublicKey, g.Embedded, now, now).Scan(&g.ID)
 	if err != nil {
 		return Gateway{}, fmt.Errorf("create gateway %s: %w", g.Name, conflict(err, fmt.Sprintf("a gateway named %s already exists", g.Name)))
 	}
-	g.ID, _ = res.LastInsertId()
 	if g.PublicKey != "" {
 		if err := s.setGatewayBootstrap(ctx, g.ID, true); err != nil {
 			return Gateway{}, err
@@ -288,7 +286,7 @@ type GatewaySession struct {
 
 // AddGatewaySession records a session the portal opened.
 func (s *Store) AddGatewaySession(ctx context.Context, gs GatewaySession) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO gateway_sessions (session_id, gateway_id, user, resource, protocol, client_addr, started_at, opened_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := s.db.ExecContext(ctx, `INSERT INTO gateway_sessions (session_id, gateway_id, "user", resource, protocol, client_addr, started_at, opened_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 		gs.SessionID, gs.GatewayID, gs.User, gs.Resource, gs.Protocol, gs.ClientAddr, millis(gs.StartedAt), millis(gs.OpenedAt))
 	if err != nil {
 		return fmt.Errorf("record session %s: %w", gs.SessionID, conflict(err, "a session with this ID was already recorded"))
@@ -308,7 +306,7 @@ func (s *Store) EndGatewaySession(ctx context.Context, sessionID string, at time
 func (s *Store) GatewaySessionByID(ctx context.Context, sessionID string) (GatewaySession, error) {
 	var gs GatewaySession
 	var started, opened, ended int64
-	err := s.db.QueryRowContext(ctx, `SELECT session_id, gateway_id, user, resource, protocol, client_addr, started_at, opened_at, ended_at FROM gateway_sessions WHERE session_id = ?`, sessionID).
+	err := s.db.QueryRowContext(ctx, `SELECT session_id, gateway_id, "user", resource, protocol, client_addr, started_at, opened_at, ended_at FROM gateway_sessions WHERE session_id = ?`, sessionID).
 		Scan(&gs.SessionID, &gs.GatewayID, &gs.User, &gs.Resource, &gs.Protocol, &gs.ClientAddr, &started, &opened, &ended)
 	if err != nil {
 		return GatewaySession{}, fmt.Errorf("session %s: %w", sessionID, notFound(err))

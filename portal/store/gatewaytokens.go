@@ -102,7 +102,7 @@ func (s *Store) ensureGatewayCredentials(ctx context.Context, id int64) error {
 		return err
 	}
 	now := millis(s.now())
-	if _, err := s.db.ExecContext(ctx, `INSERT OR IGNORE INTO gateway_credentials (gateway_id, primary_key, primary_at, secondary_key, secondary_at) VALUES (?, ?, ?, ?, ?)`,
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO gateway_credentials (gateway_id, primary_key, primary_at, secondary_key, secondary_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
 		id, p, now, sec, now); err != nil {
 		return fmt.Errorf("create keys of gateway %d: %w", id, notFound(err))
 	}

@@ -172,13 +172,11 @@ func (s *Store) CreateIdentityProvider(ctx context.Context, p IdentityProvider) 
 	}
 	now := millis(s.now())
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO identity_providers (kind, name, display_name, enabled, config, jit_create, jit_role, created_at, updated_at) VALUES (?, ?, ?, ?, X'', ?, ?, ?, ?)`,
-			p.Kind, p.Name, p.DisplayName, p.Enabled, p.JITCreate, string(p.JITRole), now, now)
+		// The config is sealed below, bound to the new row's id.
+		err := tx.QueryRowContext(ctx, `INSERT INTO identity_providers (kind, name, display_name, enabled, config, jit_create, jit_role, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+			p.Kind, p.Name, p.DisplayName, p.Enabled, []byte{}, p.JITCreate, string(p.JITRole), now, now).Scan(&p.ID)
 		if err != nil {
 			return conflict(err, fmt.Sprintf("a provider named %s already exists", p.Name))
-		}
-		if p.ID, err = res.LastInsertId(); err != nil {
-			return err
 		}
 		if err := s.writeProviderConfig(ctx, tx, p.ID, p.Config); err != nil {
 			return err
@@ -255,7 +253,7 @@ func setMappings(ctx context.Context, tx *sql.Tx, providerID int64, m []GroupMap
 		if err := tx.QueryRowContext(ctx, `SELECT id FROM groups WHERE name = ?`, gm.Group).Scan(&gid); err != nil {
 			return fmt.Errorf("group %s: %w", gm.Group, notFound(err))
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO identity_group_mappings (provider_id, claim_value, group_id) VALUES (?, ?, ?)`, providerID, gm.ClaimValue, gid); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO identity_group_mappings (provider_id, claim_value, group_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`, providerID, gm.ClaimValue, gid); err != nil {
 			return err
 		}
 	}
@@ -578,7 +576,7 @@ func applyMappings(ctx context.Context, tx *sql.Tx, providerID int64, kind strin
 	}
 	for gid, gname := range managed {
 		if want[gid] {
-			res, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO group_members (group_id, user_id) VALUES (?, ?)`, gid, userID)
+			res, err := tx.ExecContext(ctx, `INSERT INTO group_members (group_id, user_id) VALUES (?, ?) ON CONFLICT DO NOTHING`, gid, userID)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -777,13 +775,10 @@ func (s *Store) AddMFAFactor(ctx context.Context, f MFAFactor) (MFAFactor, error
 	}
 	now := s.now()
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO mfa_factors (user_id, kind, name, credential_id, data, last_step, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			f.UserID, f.Kind, f.Name, credID, f.Data, f.LastStep, millis(now))
+		err := tx.QueryRowContext(ctx, `INSERT INTO mfa_factors (user_id, kind, name, credential_id, data, last_step, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+			f.UserID, f.Kind, f.Name, credID, f.Data, f.LastStep, millis(now)).Scan(&f.ID)
 		if err != nil {
 			return conflict(err, "this security key is already registered")
-		}
-		if f.ID, err = res.LastInsertId(); err != nil {
-			return err
 		}
 		if f.Kind != FactorTOTP {
 			return nil

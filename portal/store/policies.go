@@ -104,17 +104,14 @@ func (s *Store) CreatePolicy(ctx context.Context, p Policy) (Policy, error) {
 	}
 	nets, wins := policyJSON(p)
 	now := millis(s.now())
-	r, err := s.db.ExecContext(ctx, `INSERT INTO policies (name, description, resource_id, group_id, networks, windows, time_zone,
+	var id int64
+	err = s.db.QueryRowContext(ctx, `INSERT INTO policies (name, description, resource_id, group_id, networks, windows, time_zone,
 		max_session_seconds, max_sessions_per_user, step_up_minutes, allow_terminal, allow_upload, allow_download, allow_clipboard_in,
-		allow_clipboard_out, enabled, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		allow_clipboard_out, enabled, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 		p.Name, p.Description, res, grp, nets, wins, p.TimeZone, int64(p.MaxSession/time.Second), p.MaxSessionsPerUser, p.StepUpMinutes,
-		p.Allow.Terminal, p.Allow.Upload, p.Allow.Download, p.Allow.ClipboardIn, p.Allow.ClipboardOut, p.Enabled, now, now)
+		p.Allow.Terminal, p.Allow.Upload, p.Allow.Download, p.Allow.ClipboardIn, p.Allow.ClipboardOut, p.Enabled, now, now).Scan(&id)
 	if err != nil {
 		return Policy{}, fmt.Errorf("create policy %s: %w", p.Name, conflict(err, fmt.Sprintf("a policy named %s already exists", p.Name)))
-	}
-	id, err := r.LastInsertId()
-	if err != nil {
-		return Policy{}, fmt.Errorf("create policy %s: %w", p.Name, err)
 	}
 	return s.PolicyByID(ctx, id)
 }
@@ -192,7 +189,7 @@ func (s *Store) ListPolicies(ctx context.Context) ([]Policy, error) {
 // userID to resourceID: those for everyone, for the resource, and for a
 // group the user is a member of, by name.
 func (s *Store) PoliciesFor(ctx context.Context, userID, resourceID int64) ([]Policy, error) {
-	return s.queryPolicies(ctx, `WHERE p.enabled AND ((p.resource_id IS NULL AND p.group_id IS NULL) OR p.resource_id = ?
+	return s.queryPolicies(ctx, `WHERE p.enabled <> 0 AND ((p.resource_id IS NULL AND p.group_id IS NULL) OR p.resource_id = ?
 		OR p.group_id IN (SELECT group_id FROM group_members WHERE user_id = ?)) ORDER BY p.name`, resourceID, userID)
 }
 

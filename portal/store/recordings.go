@@ -92,17 +92,18 @@ const maxRecordingPage = 500
 func (s *Store) AddRecording(ctx context.Context, r Recording, text string) (Recording, error) {
 	r.StoredAt = s.now().UTC()
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO recordings (session_id, username, resource, protocol, gateway_id, gateway, client_addr, format,
-			start_ms, end_ms, size, sha256, incomplete, input, path, stored_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		err := tx.QueryRowContext(ctx, `INSERT INTO recordings (session_id, username, resource, protocol, gateway_id, gateway, client_addr, format,
+			start_ms, end_ms, size, sha256, incomplete, input, path, stored_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 			r.SessionID, r.User, r.Resource, r.Protocol, r.GatewayID, r.Gateway, r.ClientAddr, r.Format,
-			r.Start.UnixMilli(), r.End.UnixMilli(), r.Size, r.SHA256, r.Incomplete, r.Input, r.Path, r.StoredAt.UnixMilli())
+			r.Start.UnixMilli(), r.End.UnixMilli(), r.Size, r.SHA256, r.Incomplete, r.Input, r.Path, r.StoredAt.UnixMilli()).Scan(&r.ID)
 		if err != nil {
 			return conflict(err, "a recording of session "+r.SessionID+" is already stored")
 		}
-		if r.ID, err = res.LastInsertId(); err != nil {
-			return err
-		}
-		if text != "" {
+		switch {
+		case text == "":
+		case s.pg:
+			_, err = tx.ExecContext(ctx, `INSERT INTO recordings_text (docid, text, words) VALUES (?, ?, to_tsvector('simple', ?))`, r.ID, text, searchWords(text))
+		default:
 			_, err = tx.ExecContext(ctx, `INSERT INTO recordings_text (docid, text) VALUES (?, ?)`, r.ID, text)
 		}
 		return err
@@ -146,7 +147,7 @@ func (s *Store) RecordingBySession(ctx context.Context, sessionID string) (Recor
 // recordingQuery builds the search: newest first by (start, id), which the
 // per-column indexes serve in order, so a page reads about Limit rows
 // whatever the table's size.
-func recordingQuery(f RecordingFilter) (string, []any) {
+func recordingQuery(f RecordingFilter, pg bool) (string, []any) {
 	var where []string
 	var args []any
 	add := func(cond string, a ...any) { where = append(where, cond); args = append(args, a...) }
@@ -165,7 +166,11 @@ func recordingQuery(f RecordingFilter) (string, []any) {
 		add(`(r.start_ms, r.id) < (?, ?)`, f.After.StartMS, f.After.ID)
 	}
 	if q := MatchQuery(f.Text); q != "" {
-		add(`r.id IN (SELECT docid FROM recordings_text WHERE recordings_text MATCH ?)`, q)
+		if pg {
+			add(`r.id IN (SELECT docid FROM recordings_text WHERE words @@ to_tsquery('simple', ?))`, tsQuery(f.Text))
+		} else {
+			add(`r.id IN (SELECT docid FROM recordings_text WHERE recordings_text MATCH ?)`, q)
+		}
 	}
 	limit := f.Limit
 	if limit <= 0 || limit > maxRecordingPage {
@@ -207,7 +212,7 @@ func MatchQuery(text string) string {
 
 // SearchRecordings returns matching recordings, newest first.
 func (s *Store) SearchRecordings(ctx context.Context, f RecordingFilter) ([]Recording, error) {
-	q, args := recordingQuery(f)
+	q, args := recordingQuery(f, s.pg)
 	return s.queryRecordings(ctx, "search recordings", q, args...)
 }
 
@@ -231,9 +236,13 @@ func (s *Store) queryRecordings(ctx context.Context, what, q string, args ...any
 }
 
 // ExplainRecordingSearch returns SQLite's query plan for a search, one
-// line per step, for tests that check indexes are used.
+// line per step, for tests that check indexes are used; ErrSQLiteOnly on
+// PostgreSQL.
 func (s *Store) ExplainRecordingSearch(ctx context.Context, f RecordingFilter) ([]string, error) {
-	q, args := recordingQuery(f)
+	if s.pg {
+		return nil, ErrSQLiteOnly
+	}
+	q, args := recordingQuery(f, false)
 	rows, err := s.db.QueryContext(ctx, `EXPLAIN QUERY PLAN `+q, args...)
 	if err != nil {
 		return nil, err

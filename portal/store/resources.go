@@ -184,13 +184,10 @@ func tagsJSON(tags []string) string {
 func (s *Store) CreateResource(ctx context.Context, r Resource, sec *Secrets) (Resource, error) {
 	now := millis(s.now())
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO resources (name, description, protocol, host, port, login, tags, options, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			r.Name, r.Description, r.Protocol, r.Host, r.Port, r.Login, tagsJSON(r.Tags), optionsJSON(r.Options), now, now)
+		err := tx.QueryRowContext(ctx, `INSERT INTO resources (name, description, protocol, host, port, login, tags, options, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+			r.Name, r.Description, r.Protocol, r.Host, r.Port, r.Login, tagsJSON(r.Tags), optionsJSON(r.Options), now, now).Scan(&r.ID)
 		if err != nil {
 			return conflict(err, fmt.Sprintf("a resource named %s already exists", r.Name))
-		}
-		if r.ID, err = res.LastInsertId(); err != nil {
-			return err
 		}
 		if sec != nil {
 			return s.writeSecrets(ctx, tx, r.ID, *sec)
@@ -372,7 +369,7 @@ func (s *Store) ResourceAccess(ctx context.Context, userID, resourceID int64) (A
 		(SELECT COUNT(*) FROM resources WHERE id = ?1),
 		(SELECT created_at FROM users WHERE id = ?2),
 		(SELECT created_at FROM resources WHERE id = ?1),
-		(SELECT GROUP_CONCAT(g.mode) FROM grants g JOIN users u ON u.id = ?2 AND u.disabled = 0
+		(SELECT string_agg(g.mode, ',') FROM grants g JOIN users u ON u.id = ?2 AND u.disabled = 0
 			WHERE g.resource_id = ?1 AND (g.user_id = u.id OR g.group_id IN (SELECT group_id FROM group_members WHERE user_id = u.id)))`,
 		resourceID, userID).Scan(&st.UserExists, &st.UserDisabled, &st.ResourceExists, &userCreated, &resCreated, &modes)
 	if err != nil {
@@ -517,11 +514,11 @@ func (s *Store) CreateGrantMode(ctx context.Context, resourceID int64, subjectKi
 	if !mode.Valid() {
 		return Grant{}, fmt.Errorf("grant mode %q: want terminal, files or both", mode)
 	}
-	res, err := s.db.ExecContext(ctx, `INSERT INTO grants (resource_id, `+col+`, mode, created_at) VALUES (?, ?, ?, ?)`, resourceID, subjectID, string(mode), millis(s.now()))
+	var id int64
+	err := s.db.QueryRowContext(ctx, `INSERT INTO grants (resource_id, `+col+`, mode, created_at) VALUES (?, ?, ?, ?) RETURNING id`, resourceID, subjectID, string(mode), millis(s.now())).Scan(&id)
 	if err != nil {
 		return Grant{}, fmt.Errorf("create grant: %w", conflict(err, "this grant already exists"))
 	}
-	id, _ := res.LastInsertId()
 	gs, err := s.listGrants(ctx, `WHERE gr.id = ?`, id)
 	if err != nil || len(gs) == 0 {
 		return Grant{}, fmt.Errorf("read new grant: %w", err)

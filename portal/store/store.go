@@ -1,6 +1,8 @@
-// Package store keeps the portal's state in SQLite: users, groups,
-// resources with their sealed credentials, grants, API tokens, settings and
-// the audit log. It is the only package with SQL.
+// Package store keeps the portal's state in SQLite (the default) or
+// PostgreSQL: users, groups, resources with their sealed credentials,
+// grants, API tokens, settings and the audit log. It is the only package
+// with SQL. Queries are written once, with ? placeholders and SQL both
+// databases accept; the few places that differ ask s.pg.
 package store
 
 import (
@@ -12,11 +14,13 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/mattn/go-sqlite3"
 )
 
@@ -26,19 +30,36 @@ var ErrNotFound = errors.New("not found")
 // ErrConflict is returned when a name is already taken.
 var ErrConflict = errors.New("already exists")
 
-//go:embed migrations/*.sql
+//go:embed migrations/*.sql migrations/postgres/*.sql
 var migrations embed.FS
+
+// Migration directories in migrations: the same versions and names in
+// each, one per database.
+const (
+	sqliteMigrations   = "migrations"
+	postgresMigrations = "migrations/postgres"
+)
 
 // Store is the portal's database.
 type Store struct {
 	db     *sql.DB
 	sealer *Sealer
 	now    func() time.Time
+	// pg is true on PostgreSQL.
+	pg bool
 }
 
-// Open opens (creating if needed) the database at path and brings its schema
-// up to date.
-func Open(ctx context.Context, path string, sealer *Sealer) (*Store, error) {
+// Open opens the database at location and brings its schema up to date:
+// a postgres:// or postgresql:// URL is a PostgreSQL database (which must
+// exist); anything else is the path of a SQLite file, created if missing.
+func Open(ctx context.Context, location string, sealer *Sealer) (*Store, error) {
+	if IsPostgres(location) {
+		return openPostgres(ctx, location, sealer)
+	}
+	return openSQLite(ctx, location, sealer)
+}
+
+func openSQLite(ctx context.Context, path string, sealer *Sealer) (*Store, error) {
 	q := url.Values{}
 	q.Set("_journal_mode", "WAL")
 	q.Set("_foreign_keys", "on")
@@ -55,7 +76,7 @@ func Open(ctx context.Context, path string, sealer *Sealer) (*Store, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	s := &Store{db: db, sealer: sealer, now: time.Now}
-	if err := s.migrate(ctx, migrations); err != nil {
+	if err := s.migrate(ctx, migrations, sqliteMigrations); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -96,87 +117,160 @@ func restrictFiles(path string) error {
 // DB returns the underlying database, for the web session store.
 func (s *Store) DB() *sql.DB { return s.db }
 
+// Postgres reports whether the database is PostgreSQL.
+func (s *Store) Postgres() bool { return s.pg }
+
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
 
-// migrate applies the migrations in fsys (migrations/NNNN_name.sql) that
-// the database has not seen yet, in order.
-func (s *Store) migrate(ctx context.Context, fsys fs.FS) error {
-	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
+// errSchemaNewer is returned by Open for a database migrated past what
+// this build knows.
+var errSchemaNewer = errors.New("the database was migrated by a newer portal")
+
+// migrate applies the migrations in fsys (dir/NNNN_name.sql) that the
+// database has not seen yet, in order, each in its own transaction. It
+// refuses a database whose schema is newer than the newest migration in
+// fsys: this build would not know what the newer columns mean.
+func (s *Store) migrate(ctx context.Context, fsys fs.FS, dir string) error {
+	if err := s.inMigrationTx(ctx, func(tx *sql.Tx) error {
+		// The same table in both; SQLite's as it always was.
+		q := `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`
+		if s.pg {
+			q = `CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)`
+		}
+		_, err := tx.ExecContext(ctx, q)
+		return err
+	}); err != nil {
 		return fmt.Errorf("create schema_migrations: %w", err)
 	}
-	names, err := fs.Glob(fsys, "migrations/*.sql")
+	files, err := migrationFiles(fsys, dir)
 	if err != nil {
 		return err
 	}
-	sort.Strings(names)
-	// Two files with one version number would apply only the first, and
-	// silently; branches that both add "the next" migration do that.
-	seen := map[int]string{}
-	for _, name := range names {
-		base := strings.TrimPrefix(name, "migrations/")
-		version, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
-		if err != nil {
-			return fmt.Errorf("migration %s: name must start with a number", base)
-		}
-		if other, ok := seen[version]; ok {
-			return fmt.Errorf("migrations %s and %s have the same version %d: renumber one", other, base, version)
-		}
-		seen[version] = base
+	var newest int
+	if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&newest); err != nil {
+		return fmt.Errorf("read the schema version: %w", err)
 	}
-	for _, name := range names {
-		base := strings.TrimPrefix(name, "migrations/")
-		version, _ := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
-		if err := s.applyMigration(ctx, fsys, version, name); err != nil {
-			return fmt.Errorf("migration %s: %w", base, err)
+	if known := files[len(files)-1].version; newest > known {
+		return fmt.Errorf("%w: its schema is version %d and this portal knows up to version %d; run the newer portal (or restore a backup made with this one)", errSchemaNewer, newest, known)
+	}
+	for _, f := range files {
+		if err := s.applyMigration(ctx, fsys, f.version, f.name); err != nil {
+			return fmt.Errorf("migration %s: %w", path.Base(f.name), err)
 		}
 	}
 	return nil
 }
 
-func (s *Store) applyMigration(ctx context.Context, fsys fs.FS, version int, name string) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	var n int
-	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE version = ?`, version).Scan(&n); err != nil {
-		return err
-	}
-	if n > 0 {
-		return nil
-	}
-	body, err := fs.ReadFile(fsys, name)
-	if err != nil {
-		return err
-	}
-	if _, err := tx.ExecContext(ctx, string(body)); err != nil {
-		return err
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`, version, s.now().Unix()); err != nil {
-		return err
-	}
-	return tx.Commit()
+// migrationFile is one NNNN_name.sql.
+type migrationFile struct {
+	version int
+	name    string // the path in its fs.FS
 }
 
-// inTx runs fn in a write transaction.
+// migrationFiles lists dir/NNNN_name.sql in version order.
+func migrationFiles(fsys fs.FS, dir string) ([]migrationFile, error) {
+	names, err := fs.Glob(fsys, dir+"/*.sql")
+	if err != nil {
+		return nil, err
+	}
+	if len(names) == 0 {
+		return nil, fmt.Errorf("no migrations in %s", dir)
+	}
+	sort.Strings(names)
+	// Two files with one version number would apply only the first, and
+	// silently; branches that both add "the next" migration do that.
+	seen := map[int]string{}
+	var out []migrationFile
+	for _, name := range names {
+		base := path.Base(name)
+		version, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
+		if err != nil {
+			return nil, fmt.Errorf("migration %s: name must start with a number", base)
+		}
+		if other, ok := seen[version]; ok {
+			return nil, fmt.Errorf("migrations %s and %s have the same version %d: renumber one", other, base, version)
+		}
+		seen[version] = base
+		out = append(out, migrationFile{version, name})
+	}
+	return out, nil
+}
+
+func (s *Store) applyMigration(ctx context.Context, fsys fs.FS, version int, name string) error {
+	return s.inMigrationTx(ctx, func(tx *sql.Tx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE version = ?`, version).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return nil
+		}
+		body, err := fs.ReadFile(fsys, name)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`, version, s.now().Unix())
+		return err
+	})
+}
+
+// migrationLock is the PostgreSQL advisory lock key every migration
+// transaction takes first, so that portals starting at once on one
+// database migrate one after the other; the next finds the work done.
+// SQLite's write lock (_txlock=immediate) does the same there.
+const migrationLock = 0x6b657977_6d696772 // "keywmigr"
+
+// inMigrationTx runs fn in a transaction holding the migration lock.
+func (s *Store) inMigrationTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if s.pg {
+			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(?)`, int64(migrationLock)); err != nil {
+				return fmt.Errorf("wait for the migration lock: %w", err)
+			}
+		}
+		return fn(tx)
+	})
+}
+
+// writeLock is the PostgreSQL advisory lock key every write transaction
+// (inTx) takes first.
+const writeLock = 0x6b657977_77726974 // "keywwrit"
+
+// inTx runs fn in a write transaction. Write transactions run one at a
+// time on both databases, as the store's read-then-write transactions
+// (the audit hash chain, request bounds, counters) expect: SQLite takes
+// its write lock at BEGIN (_txlock=immediate), PostgreSQL an advisory
+// lock held until the transaction ends.
 func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
+	if s.pg {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(?)`, int64(writeLock)); err != nil {
+			return fmt.Errorf("wait for the write lock: %w", err)
+		}
+	}
 	if err := fn(tx); err != nil {
 		return err
 	}
 	return tx.Commit()
 }
 
-// isUnique reports whether err is a UNIQUE constraint violation.
+// isUnique reports whether err is a UNIQUE (or primary key) constraint
+// violation, from either database.
 func isUnique(err error) bool {
 	var se sqlite3.Error
-	return errors.As(err, &se) && (se.ExtendedCode == sqlite3.ErrConstraintUnique || se.ExtendedCode == sqlite3.ErrConstraintPrimaryKey)
+	if errors.As(err, &se) {
+		return se.ExtendedCode == sqlite3.ErrConstraintUnique || se.ExtendedCode == sqlite3.ErrConstraintPrimaryKey
+	}
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == pgUniqueViolation
 }
 
 // ConflictError says in words which name is taken; it matches ErrConflict.

@@ -36,12 +36,11 @@ func (s *Store) CreateToken(ctx context.Context, userID int64, name string, ttl 
 	plain := tokenPrefix + rand.Text() + rand.Text()
 	now := s.now()
 	t := Token{UserID: userID, Name: name, CreatedAt: now.UTC(), ExpiresAt: now.Add(ttl).UTC()}
-	res, err := s.db.ExecContext(ctx, `INSERT INTO tokens (user_id, name, hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?)`,
-		userID, name, hashToken(plain), millis(t.CreatedAt), millis(t.ExpiresAt))
+	err := s.db.QueryRowContext(ctx, `INSERT INTO tokens (user_id, name, hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?) RETURNING id`,
+		userID, name, hashToken(plain), millis(t.CreatedAt), millis(t.ExpiresAt)).Scan(&t.ID)
 	if err != nil {
 		return "", Token{}, fmt.Errorf("create token: %w", err)
 	}
-	t.ID, _ = res.LastInsertId()
 	return plain, t, nil
 }
 

@@ -81,12 +81,13 @@ func insertUser(ctx context.Context, tx *sql.Tx, u User, passwordHash string, no
 	// The session epoch starts at random: SQLite gives a deleted user's
 	// id to the next user created, and a web session the deleted user
 	// kept must not match the new one's epoch.
-	res, err := tx.ExecContext(ctx, `INSERT INTO users (name, display_name, role, password_hash, disabled, session_epoch, source, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		u.Name, u.DisplayName, string(u.Role), passwordHash, u.Disabled, randomEpoch(), u.Source, millis(now), millis(now))
+	var id int64
+	err := tx.QueryRowContext(ctx, `INSERT INTO users (name, display_name, role, password_hash, disabled, session_epoch, source, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		u.Name, u.DisplayName, string(u.Role), passwordHash, u.Disabled, randomEpoch(), u.Source, millis(now), millis(now)).Scan(&id)
 	if err != nil {
 		return 0, conflict(err, fmt.Sprintf("a user named %s already exists", u.Name))
 	}
-	return res.LastInsertId()
+	return id, nil
 }
 
 // randomEpoch is a new user's first session epoch, below 2^62 so that
@@ -102,7 +103,7 @@ func setGroups(ctx context.Context, tx *sql.Tx, userID int64, groups []string) e
 		return err
 	}
 	for _, g := range groups {
-		res, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO group_members (group_id, user_id) SELECT id, ? FROM groups WHERE name = ?`, userID, g)
+		res, err := tx.ExecContext(ctx, `INSERT INTO group_members (group_id, user_id) SELECT id, ? FROM groups WHERE name = ? ON CONFLICT DO NOTHING`, userID, g)
 		if err != nil {
 			return err
 		}
@@ -154,7 +155,12 @@ func deleteByID(ctx context.Context, db *sql.DB, table string, id int64) error {
 }
 
 const userColumns = `u.id, u.name, u.display_name, u.role, u.disabled, u.session_epoch, u.source, u.created_at, u.updated_at,
-	COALESCE((SELECT group_concat(name, char(31)) FROM (SELECT g.name FROM groups g JOIN group_members m ON m.group_id = g.id WHERE m.user_id = u.id ORDER BY g.name)), '')`
+	COALESCE((SELECT string_agg(g.name, '` + groupSep + `' ORDER BY g.name) FROM groups g JOIN group_members m ON m.group_id = g.id WHERE m.user_id = u.id), '')`
+
+// groupSep separates a user's group names in userColumns: a control
+// character no name has, written into the SQL as it is (SQLite's char(31)
+// is PostgreSQL's chr(31)).
+const groupSep = "\x1f"
 
 func scanUser(row interface{ Scan(...any) error }) (User, error) {
 	var u User
@@ -237,11 +243,10 @@ func (s *Store) SetPasswordHash(ctx context.Context, userID int64, hash string) 
 
 // CreateGroup inserts g.
 func (s *Store) CreateGroup(ctx context.Context, g Group) (Group, error) {
-	res, err := s.db.ExecContext(ctx, `INSERT INTO groups (name, description, created_at) VALUES (?, ?, ?)`, g.Name, g.Description, millis(s.now()))
+	err := s.db.QueryRowContext(ctx, `INSERT INTO groups (name, description, created_at) VALUES (?, ?, ?) RETURNING id`, g.Name, g.Description, millis(s.now())).Scan(&g.ID)
 	if err != nil {
 		return Group{}, fmt.Errorf("create group %s: %w", g.Name, conflict(err, fmt.Sprintf("a group named %s already exists", g.Name)))
 	}
-	g.ID, _ = res.LastInsertId()
 	return g, nil
 }
 
@@ -297,7 +302,7 @@ func (s *Store) ListGroups(ctx context.Context) ([]Group, error) {
 // sign in whoever reads the database. A hashed key is 64 hex digits; scs
 // tokens are 43 characters. Their users sign in again.
 func (s *Store) DeleteUnhashedSessions(ctx context.Context) (int64, error) {
-	r, err := s.db.ExecContext(ctx, `DELETE FROM sessions WHERE length(token) != 64 OR token GLOB '*[^0-9a-f]*'`)
+	r, err := s.db.ExecContext(ctx, `DELETE FROM sessions WHERE length(token) != 64 OR ltrim(token, '0123456789abcdef') != ''`)
 	if err != nil {
 		return 0, fmt.Errorf("delete web sessions stored unhashed: %w", err)
 	}

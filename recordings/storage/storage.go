@@ -12,12 +12,14 @@
 //	YYYY/MM/DD/SESSION.guac       a stored desktop recording, with
 //	YYYY/MM/DD/SESSION.idx        its key-frame index (recordings/guacrec)
 //
-// The interface is small on purpose: object storage can take its place
-// later behind the same calls.
+// Store is what the portal needs of recording storage; Dir is the
+// directory implementation, and portal/objstore keeps recordings in
+// S3-compatible object storage behind the same calls.
 package storage
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -47,6 +49,91 @@ var (
 	ErrSize = errors.New("storage: size mismatch")
 )
 
+// Store keeps recordings: uploads received in resumable pieces, checked
+// and committed, then read (with seeks), indexed and removed. Methods
+// taking a key need the caller to hold its Lock where they say so.
+type Store interface {
+	// Lock claims key for one upload; a key already claimed gives ErrBusy.
+	Lock(key string) (unlock func(), err error)
+	// PartSize returns how many bytes of an interrupted upload of key are
+	// held, 0 for none.
+	PartSize(ctx context.Context, key string) (int64, error)
+	// Append writes r to key's upload, to be stored at rel (from Path),
+	// from offset on, at most limit bytes in all, and returns the bytes
+	// held afterwards. What arrived is kept even when r fails.
+	Append(ctx context.Context, key, rel string, offset int64, r io.Reader, limit int64) (int64, error)
+	// Discard removes key's upload and its index.
+	Discard(ctx context.Context, key string) error
+	// Commit checks key's upload against size and SHA-256 and stores it at
+	// rel; a mismatch discards it (ErrSize, ErrChecksum). It returns the
+	// SHA-256 of what was received.
+	Commit(ctx context.Context, key, rel string, size int64, wantSHA string) (string, error)
+	// Open opens the recording at rel for reading.
+	Open(ctx context.Context, rel string) (File, error)
+	// Remove deletes the recording at rel and its index; one already gone
+	// is not an error.
+	Remove(ctx context.Context, rel string) error
+	// PutIndex keeps the key-frame index of key's upload.
+	PutIndex(ctx context.Context, key string, r io.Reader) error
+	// CommitIndex stores the index that came with key's upload beside the
+	// recording at rel (size bytes long) and reports whether there was one.
+	CommitIndex(ctx context.Context, key, rel string, size int64) (bool, error)
+	// Index returns the key-frame index of the recording at rel; nil for
+	// none.
+	Index(ctx context.Context, rel string) (guacrec.Index, error)
+	// Writable checks that recordings can be stored now.
+	Writable(ctx context.Context) error
+}
+
+// File is a stored recording opened for reading: players seek in it, and
+// desktop recordings are read from their key frames.
+type File interface {
+	io.Reader
+	io.ReaderAt
+	io.Seeker
+	io.Closer
+}
+
+// Locks are per-key upload locks within one process.
+type Locks struct {
+	mu   sync.Mutex
+	busy map[string]bool
+}
+
+// Lock claims key; unlock releases it. A key already claimed gives
+// ErrBusy, an invalid one an error.
+func (l *Locks) Lock(key string) (unlock func(), err error) {
+	if !ValidKey(key) {
+		return nil, fmt.Errorf("storage: invalid recording key %q", key)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.busy[key] {
+		return nil, ErrBusy
+	}
+	if l.busy == nil {
+		l.busy = map[string]bool{}
+	}
+	l.busy[key] = true
+	return func() {
+		l.mu.Lock()
+		delete(l.busy, key)
+		l.mu.Unlock()
+	}, nil
+}
+
+// CheckPath refuses a recording path (from Path) that is empty, absolute,
+// leaves the store or names an upload in progress.
+func CheckPath(rel string) error {
+	if rel == "" || filepath.IsAbs(rel) || !filepath.IsLocal(rel) || strings.HasPrefix(filepath.Clean(rel), Incoming+string(filepath.Separator)) {
+		return fmt.Errorf("storage: invalid recording path %q", rel)
+	}
+	return nil
+}
+
+// IndexPath is the path of the key-frame index of the recording at rel.
+func IndexPath(rel string) string { return strings.TrimSuffix(rel, filepath.Ext(rel)) + IndexExt }
+
 // maxKey bounds recording keys, which name files.
 const maxKey = 128
 
@@ -66,48 +153,30 @@ func ValidKey(k string) bool {
 // Dir is a recordings directory.
 type Dir struct {
 	root string
-
-	mu   sync.Mutex
-	busy map[string]bool
+	Locks
 }
 
-const incoming = "incoming"
+var _ Store = (*Dir)(nil)
+
+// Incoming is where uploads in progress are kept, under a store's root.
+const Incoming = "incoming"
 
 // Open opens (creating if needed) the recordings directory root.
 func Open(root string) (*Dir, error) {
-	if err := os.MkdirAll(filepath.Join(root, incoming), 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Join(root, Incoming), 0o700); err != nil {
 		return nil, fmt.Errorf("storage: create %s: %w", root, err)
 	}
-	return &Dir{root: root, busy: map[string]bool{}}, nil
+	return &Dir{root: root}, nil
 }
 
 // Root returns the directory's path.
 func (d *Dir) Root() string { return d.root }
 
-func (d *Dir) partPath(key string) string { return filepath.Join(d.root, incoming, key+".part") }
-
-// Lock claims key for one upload; unlock releases it. A key already claimed
-// gives ErrBusy.
-func (d *Dir) Lock(key string) (unlock func(), err error) {
-	if !ValidKey(key) {
-		return nil, fmt.Errorf("storage: invalid recording key %q", key)
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.busy[key] {
-		return nil, ErrBusy
-	}
-	d.busy[key] = true
-	return func() {
-		d.mu.Lock()
-		delete(d.busy, key)
-		d.mu.Unlock()
-	}, nil
-}
+func (d *Dir) partPath(key string) string { return filepath.Join(d.root, Incoming, key+".part") }
 
 // PartSize returns how many bytes of an interrupted upload of key are
 // held, 0 for none.
-func (d *Dir) PartSize(key string) (int64, error) {
+func (d *Dir) PartSize(_ context.Context, key string) (int64, error) {
 	if !ValidKey(key) {
 		return 0, fmt.Errorf("storage: invalid recording key %q", key)
 	}
@@ -125,8 +194,8 @@ func (d *Dir) PartSize(key string) (int64, error) {
 // bytes held (a resumed upload may overlap them); at most limit bytes in
 // all are accepted. It returns the upload's size afterwards. The caller
 // holds key's Lock.
-func (d *Dir) Append(key string, offset int64, r io.Reader, limit int64) (int64, error) {
-	have, err := d.PartSize(key)
+func (d *Dir) Append(ctx context.Context, key, _ string, offset int64, r io.Reader, limit int64) (int64, error) {
+	have, err := d.PartSize(ctx, key)
 	if err != nil {
 		return 0, err
 	}
@@ -158,7 +227,7 @@ func (d *Dir) Append(key string, offset int64, r io.Reader, limit int64) (int64,
 }
 
 // Discard removes key's upload.
-func (d *Dir) Discard(key string) error {
+func (d *Dir) Discard(_ context.Context, key string) error {
 	os.Remove(d.partIndexPath(key))
 	err := os.Remove(d.partPath(key))
 	if errors.Is(err, os.ErrNotExist) {
@@ -177,7 +246,7 @@ func Path(key string, start time.Time, ext string) string {
 // and moves it to rel (from Path). A mismatch discards the upload and
 // returns ErrChecksum or ErrSize with the checksum of what was received.
 // The caller holds key's Lock.
-func (d *Dir) Commit(key, rel string, size int64, wantSHA string) (string, error) {
+func (d *Dir) Commit(ctx context.Context, key, rel string, size int64, wantSHA string) (string, error) {
 	part := d.partPath(key)
 	f, err := os.Open(part)
 	if err != nil {
@@ -191,11 +260,11 @@ func (d *Dir) Commit(key, rel string, size int64, wantSHA string) (string, error
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
 	if n != size {
-		d.Discard(key)
+		d.Discard(ctx, key)
 		return sum, fmt.Errorf("%w: received %d bytes, announced %d", ErrSize, n, size)
 	}
 	if !strings.EqualFold(sum, wantSHA) {
-		d.Discard(key)
+		d.Discard(ctx, key)
 		return sum, fmt.Errorf("%w: received %s, announced %s", ErrChecksum, sum, wantSHA)
 	}
 	dst, err := d.abs(rel)
@@ -217,18 +286,22 @@ func (d *Dir) Commit(key, rel string, size int64, wantSHA string) (string, error
 }
 
 // Open opens the stored recording at rel.
-func (d *Dir) Open(rel string) (*os.File, error) {
+func (d *Dir) Open(_ context.Context, rel string) (File, error) {
 	p, err := d.abs(rel)
 	if err != nil {
 		return nil, err
 	}
-	return os.Open(p)
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err // as it was: callers test for fs.ErrNotExist
+	}
+	return f, nil
 }
 
 // abs resolves rel inside the root, refusing paths that leave it.
 func (d *Dir) abs(rel string) (string, error) {
-	if rel == "" || filepath.IsAbs(rel) || !filepath.IsLocal(rel) || strings.HasPrefix(filepath.Clean(rel), incoming+string(filepath.Separator)) {
-		return "", fmt.Errorf("storage: invalid recording path %q", rel)
+	if err := CheckPath(rel); err != nil {
+		return "", err
 	}
 	return filepath.Join(d.root, rel), nil
 }
@@ -244,7 +317,7 @@ func syncDir(dir string) error {
 
 // Remove deletes the stored recording at rel, and its index; one already
 // gone is not an error.
-func (d *Dir) Remove(rel string) error {
+func (d *Dir) Remove(_ context.Context, rel string) error {
 	p, err := d.abs(rel)
 	if err != nil {
 		return err
@@ -258,12 +331,13 @@ func (d *Dir) Remove(rel string) error {
 }
 
 // indexOf is the path of a recording's key-frame index.
-func indexOf(path string) string { return strings.TrimSuffix(path, filepath.Ext(path)) + indexExt }
+func indexOf(path string) string { return IndexPath(path) }
 
-const indexExt = ".idx"
+// IndexExt names key-frame indexes.
+const IndexExt = ".idx"
 
 func (d *Dir) partIndexPath(key string) string {
-	return filepath.Join(d.root, incoming, key+indexExt)
+	return filepath.Join(d.root, Incoming, key+IndexExt)
 }
 
 // MaxIndex bounds a key-frame index: a key frame every few seconds for
@@ -273,7 +347,7 @@ const MaxIndex = 32 << 20
 // PutIndex keeps the key-frame index of key's upload, replacing one sent
 // before; it becomes the recording's at CommitIndex. The caller holds
 // key's Lock.
-func (d *Dir) PutIndex(key string, r io.Reader) error {
+func (d *Dir) PutIndex(_ context.Context, key string, r io.Reader) error {
 	if !ValidKey(key) {
 		return fmt.Errorf("storage: invalid recording key %q", key)
 	}
@@ -317,7 +391,7 @@ func writeAtomic(path string, b []byte) error {
 // frames inside the recording. It reports whether there was one; a
 // damaged index keeps the key frames before the damage and returns the
 // damage as an error too. The caller holds key's Lock.
-func (d *Dir) CommitIndex(key, rel string, size int64) (bool, error) {
+func (d *Dir) CommitIndex(_ context.Context, key, rel string, size int64) (bool, error) {
 	part := d.partIndexPath(key)
 	f, err := os.Open(part)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -346,7 +420,7 @@ func (d *Dir) CommitIndex(key, rel string, size int64) (bool, error) {
 
 // Index returns the key-frame index of the desktop recording at rel; a
 // recording without one has none.
-func (d *Dir) Index(rel string) (guacrec.Index, error) {
+func (d *Dir) Index(_ context.Context, rel string) (guacrec.Index, error) {
 	p, err := d.abs(rel)
 	if err != nil {
 		return nil, err
@@ -368,8 +442,8 @@ func (d *Dir) Index(rel string) (guacrec.Index, error) {
 
 // Writable checks that recordings can be stored: it creates, syncs and
 // removes a small file where uploads are received.
-func (d *Dir) Writable() error {
-	f, err := os.CreateTemp(filepath.Join(d.root, incoming), ".writable-*")
+func (d *Dir) Writable(context.Context) error {
+	f, err := os.CreateTemp(filepath.Join(d.root, Incoming), ".writable-*")
 	if err != nil {
 		return fmt.Errorf("storage: write to %s: %w", d.root, err)
 	}

@@ -4,6 +4,7 @@
 import Guacamole from 'guacamole-common-js';
 import './desktop.css';
 import { installIndexed } from './indexed';
+import { parseSeconds, restartStatus, showDrainBanner, stopDrainBanner } from './drainbanner';
 
 declare global {
   interface Window {
@@ -95,6 +96,7 @@ function connect(): void {
       requestSize();
     }
     if (state === 5) {
+      stopDrainBanner();
       if (!failed) setStatus('Disconnected', 'info');
       reconnectBtn.hidden = false;
     }
@@ -110,6 +112,15 @@ function connect(): void {
   // 1.5 has onmsg; its type definitions lack it.
   (c as unknown as { onmsg: (code: number, args: string[]) => boolean }).onmsg = (code, args) => {
     if (code !== portalWarning) return true;
+    // A restart of the portal or gateway: [words with the time fixed,
+    // words without it, seconds left, code]; pages from before restarts
+    // were announced show only the first.
+    const secs = parseSeconds(args[2]);
+    if (args.length >= 3 && secs !== null && args[1]) {
+      showDrainBanner(container, { notice: args[1], seconds: secs, code: args[3] });
+      setStatus(restartStatus(args[3]), 'bad');
+      return false;
+    }
     setStatus(args[0] ?? 'This session will close soon', 'bad');
     return false;
   };

@@ -7,12 +7,17 @@ import './terminal.css';
 import { Terminal } from '@xterm/xterm';
 import { FitAddon } from '@xterm/addon-fit';
 import { InputQueue } from './inputqueue';
+import { parseSeconds, restartStatus, showDrainBanner, stopDrainBanner } from './drainbanner';
 
 interface Control {
   type: 'connected' | 'exit' | 'error' | 'warning' | 'refused';
   message?: string;
   code?: string;
   status?: number;
+  // A warning that the session will be closed (the portal restarts):
+  // the words without the time, and the seconds left.
+  notice?: string;
+  seconds?: number;
 }
 
 declare global {
@@ -174,17 +179,28 @@ function connect(): void {
         break;
       case 'exit':
         ended = true;
+        stopDrainBanner();
         setStatus(c.message ?? 'Session ended', 'info');
         notice(c.message ?? 'Session ended', 'dim');
         showEnded();
         break;
-      case 'warning':
+      case 'warning': {
         // The session ends soon (idle, or its maximum length): said in the
         // status line, which screen readers announce, not in the terminal.
-        setStatus(c.message ?? 'This session will close soon', 'bad');
+        // A restart of the portal or gateway also gets a banner counting
+        // down to the close.
+        const secs = parseSeconds(c.seconds);
+        if (secs !== null && c.notice) {
+          showDrainBanner(container, { notice: c.notice, seconds: secs, code: c.code });
+          setStatus(restartStatus(c.code), 'bad');
+        } else {
+          setStatus(c.message ?? 'This session will close soon', 'bad');
+        }
         break;
+      }
       case 'error':
         ended = true;
+        stopDrainBanner();
         setStatus(c.message ?? 'The connection failed', 'bad');
         notice(c.message ?? 'The connection failed', 'red');
         showEnded();
@@ -199,6 +215,7 @@ function connect(): void {
     if (socket !== ws) return;
     socket = null;
     input.attach(null);
+    stopDrainBanner();
     if (!ended) {
       setStatus('Connection lost', 'bad');
       notice('Connection lost. Press Reconnect to open a new session.', 'red');

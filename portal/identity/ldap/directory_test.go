@@ -3,7 +3,6 @@ package ldap
 import (
 	"context"
 	"errors"
-	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -282,35 +281,13 @@ func FuzzParseConfig(f *testing.F) {
 // handshake (ldaps) or the StartTLS request (an operation).
 func TestHungDirectory(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var held []net.Conn
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			held = append(held, c)
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		<-done
-		for _, c := range held {
-			c.Close()
-		}
-	})
+	addr := targets.NewSilent(t)
 	base := Config{BindDN: "cn=svc", BindPassword: "pw", UserBase: "dc=x", ConnectTimeout: 1, Timeout: 1}
 	for _, c := range []struct {
 		name, url string
 		starttls  bool
 		step      string
-	}{{"ldaps", "ldaps://" + ln.Addr().String(), false, StepConnect}, {"starttls", "ldap://" + ln.Addr().String(), true, StepStartTLS}} {
+	}{{"ldaps", "ldaps://" + addr, false, StepConnect}, {"starttls", "ldap://" + addr, true, StepStartTLS}} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := base
 			cfg.URL, cfg.StartTLS = c.url, c.starttls

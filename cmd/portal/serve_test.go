@@ -139,7 +139,9 @@ func (b *browser) terminal(id int64) (control map[string]any, ws *websocket.Conn
 	}
 }
 
-func readUntil(t *testing.T, ws *websocket.Conn, want string) {
+// readUntil reads the terminal until its output holds want, returning the
+// control messages (text frames) that came meanwhile.
+func readUntil(t *testing.T, ws *websocket.Conn, want string) (controls [][]byte) {
 	t.Helper()
 	var out bytes.Buffer
 	for !strings.Contains(out.String(), want) {
@@ -149,8 +151,11 @@ func readUntil(t *testing.T, ws *websocket.Conn, want string) {
 		}
 		if mt == websocket.BinaryMessage {
 			out.Write(p)
+		} else {
+			controls = append(controls, p)
 		}
 	}
+	return controls
 }
 
 // TestServeTerminalHostKeyLifecycle runs terminals and host-key pinning
